@@ -1,0 +1,222 @@
+// Package config loads Gatehouse's YAML configuration strictly: an unknown
+// key, a wrong type or a bad value is an error that names the file, the line,
+// the field and what is allowed. Defaults live in defaults.go, the one place
+// they are written down (docs/configuration.md mirrors it).
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	File string `yaml:"-"`
+
+	Listen           []IP                    `yaml:"listen"`
+	AdminSocket      string                  `yaml:"admin_socket"`
+	MetricsListen    string                  `yaml:"metrics_listen"`
+	Log              Log                     `yaml:"log"`
+	Exemptions       ExemptionSet            `yaml:"exemptions"`
+	LegacyAlgorithms bool                    `yaml:"legacy_algorithms"`
+	IKE              IKE                     `yaml:"ike"`
+	Tunnels          []Tunnel                `yaml:"tunnels"`
+	RemoteAccess     *RemoteAccess           `yaml:"remote_access"`
+	FilterLists      map[string][]Filter     `yaml:"filter_lists"`
+	FilterActions    map[string]FilterAction `yaml:"filter_actions"`
+	Rules            []Rule                  `yaml:"rules"`
+	Plugins          Plugins                 `yaml:"plugins"`
+
+	Meta Meta `yaml:"-"`
+}
+
+// Log configures the daemon's zap loggers.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // console or json
+	Meta   Meta   `yaml:"-"`
+}
+
+// IKE holds phase 1 settings, global or per tunnel.
+type IKE struct {
+	Proposals      []string `yaml:"proposals"`
+	Lifetime       Duration `yaml:"lifetime"`
+	AggressiveMode bool     `yaml:"aggressive_mode"`
+	DPD            DPD      `yaml:"dpd"`
+	Meta           Meta     `yaml:"-"`
+}
+
+// DPD configures dead peer detection (RFC 3706).
+type DPD struct {
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	Meta     Meta     `yaml:"-"`
+}
+
+// Endpoint is one side of a site-to-site tunnel.
+type Endpoint struct {
+	Address IP       `yaml:"address"`
+	Subnets []Prefix `yaml:"subnets"`
+	ID      string   `yaml:"id"`
+	Meta    Meta     `yaml:"-"`
+}
+
+// ESP holds phase 2 settings.
+type ESP struct {
+	Proposals  []string `yaml:"proposals"`
+	PFS        string   `yaml:"pfs"`
+	Lifetime   Duration `yaml:"lifetime"`
+	LifetimeKB uint64   `yaml:"lifetime_kb"`
+	Meta       Meta     `yaml:"-"`
+}
+
+// Tunnel is a site-to-site tunnel (KB 252735); it expands to two rules.
+type Tunnel struct {
+	Name   string       `yaml:"name"`
+	Local  Endpoint     `yaml:"local"`
+	Remote Endpoint     `yaml:"remote"`
+	Auth   []AuthMethod `yaml:"auth"`
+	ESP    ESP          `yaml:"esp"`
+	IKE    *IKE         `yaml:"ike"`
+	Start  string       `yaml:"start"`
+	Meta   Meta         `yaml:"-"`
+}
+
+// AuthMethod is one entry of an ordered authentication method list. Exactly
+// one of PSKFile, X509 and Kerberos is set.
+type AuthMethod struct {
+	PSKFile  string    `yaml:"psk_file"`
+	PeerID   string    `yaml:"peer_id"`
+	X509     *X509     `yaml:"x509"`
+	Kerberos *Kerberos `yaml:"kerberos"`
+	Meta     Meta      `yaml:"-"`
+}
+
+// Kind names the method: psk, x509 or kerberos.
+func (a AuthMethod) Kind() string {
+	switch {
+	case a.X509 != nil:
+		return "x509"
+	case a.Kerberos != nil:
+		return "kerberos"
+	}
+	return "psk"
+}
+
+// X509 configures certificate authentication.
+type X509 struct {
+	CAFiles  []string `yaml:"ca_files"`
+	CRLFiles []string `yaml:"crl_files"`
+	CertFile string   `yaml:"cert_file"`
+	KeyFile  string   `yaml:"key_file"`
+	Meta     Meta     `yaml:"-"`
+}
+
+// Kerberos configures GSS-API/Kerberos computer authentication.
+type Kerberos struct {
+	Keytab    string `yaml:"keytab"`
+	Principal string `yaml:"principal"`
+	Ccache    string `yaml:"ccache"`
+	Meta      Meta   `yaml:"-"`
+}
+
+// RemoteAccess is the L2TP/IPsec server (KB 265112).
+type RemoteAccess struct {
+	Auth               []AuthMethod `yaml:"auth"`
+	Pool               Prefix       `yaml:"pool"`
+	DNS                []IP         `yaml:"dns"`
+	NBNS               []IP         `yaml:"nbns"`
+	PPP                PPP          `yaml:"ppp"`
+	ESP                ESP          `yaml:"esp"`
+	AllowCleartextL2TP bool         `yaml:"allow_cleartext_l2tp"`
+	Meta               Meta         `yaml:"-"`
+}
+
+// PPP configures user authentication inside L2TP.
+type PPP struct {
+	Auth      []string `yaml:"auth"`
+	UsersFile string   `yaml:"users_file"`
+	MRU       uint16   `yaml:"mru"`
+	Meta      Meta     `yaml:"-"`
+}
+
+// Filter is one entry of a filter list.
+type Filter struct {
+	Src      Address  `yaml:"src"`
+	Dst      Address  `yaml:"dst"`
+	Protocol Protocol `yaml:"protocol"`
+	SrcPort  uint16   `yaml:"src_port"`
+	DstPort  uint16   `yaml:"dst_port"`
+	Mirrored *bool    `yaml:"mirrored"`
+	Meta     Meta     `yaml:"-"`
+}
+
+// FilterAction says what to do with matching traffic.
+type FilterAction struct {
+	Action          string   `yaml:"action"` // permit, block, negotiate
+	Offers          []string `yaml:"offers"`
+	PFS             string   `yaml:"pfs"`
+	Lifetime        Duration `yaml:"lifetime"`
+	LifetimeKB      uint64   `yaml:"lifetime_kb"`
+	AcceptUnsecured bool     `yaml:"accept_unsecured"`
+	FallbackToClear bool     `yaml:"fallback_to_clear"`
+	Meta            Meta     `yaml:"-"`
+}
+
+// Rule is a Windows-style rule: a filter list, a filter action, an optional
+// tunnel endpoint, and ordered authentication methods.
+type Rule struct {
+	Name       string        `yaml:"name"`
+	Filters    []Filter      `yaml:"filters"`
+	FilterList string        `yaml:"filter_list"`
+	Action     string        `yaml:"action"`
+	Negotiate  *FilterAction `yaml:"negotiate"`
+	Tunnel     *IP           `yaml:"tunnel"`
+	Auth       []AuthMethod  `yaml:"auth"`
+	Meta       Meta          `yaml:"-"`
+}
+
+// Plugins says where plugin binaries live and which to load.
+type Plugins struct {
+	Dir            string      `yaml:"dir"`
+	Load           []PluginRef `yaml:"load"`
+	HealthInterval Duration    `yaml:"health_interval"`
+	Meta           Meta        `yaml:"-"`
+}
+
+// Load reads, decodes, defaults and validates a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data (read from file, used in messages), applies defaults
+// and validates. On error it returns an ErrorList.
+func Parse(file string, data []byte) (*Config, error) {
+	d := &decoder{file: file}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		return nil, ErrorList{{File: file, Msg: "not valid YAML: " + err.Error()}}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, ErrorList{{File: file, Line: extra.Line, Msg: "more than one YAML document; put the whole configuration in one"}}
+	}
+	c := &Config{File: file}
+	d.decode(&root, reflectValue(c), "")
+	if len(d.errs) == 0 {
+		applyDefaults(c)
+		validate(d, c)
+	}
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	return c, nil
+}

@@ -1,0 +1,141 @@
+package config
+
+import "time"
+
+// The defaults, in one place. docs/configuration.md lists the same values;
+// TestDefaultsDocumented keeps the two in step.
+const (
+	DefaultAdminSocket    = "/run/gatehouse/admin.sock"
+	DefaultMetricsListen  = "127.0.0.1:9273"
+	DefaultLogLevel       = "info"
+	DefaultLogFormat      = "console"
+	DefaultExemptions     = "windows2003"
+	DefaultIKELifetime    = 8 * time.Hour
+	DefaultDPDInterval    = 30 * time.Second
+	DefaultDPDTimeout     = 150 * time.Second
+	DefaultESPLifetime    = time.Hour
+	DefaultStart          = "on-traffic"
+	DefaultPFS            = "none"
+	DefaultPPPMRU         = 1400
+	DefaultPluginDir      = "/usr/lib/gatehouse/plugins"
+	DefaultHealthInterval = 5 * time.Second
+)
+
+// DefaultIKEProposals are offered in this order when ike.proposals is unset.
+var DefaultIKEProposals = []string{"aes256-sha256-modp2048", "aes128-sha256-ecp256"}
+
+// DefaultESPProposals are offered by tunnels and negotiate rules.
+var DefaultESPProposals = []string{"aes128gcm16", "aes256-sha256"}
+
+// DefaultRemoteAccessESPProposals match what Windows 10/11 L2TP clients offer
+// in quick mode (AES-CBC with HMAC-SHA1, see shared/PROTOCOLS.md).
+var DefaultRemoteAccessESPProposals = []string{"aes256-sha1", "aes128-sha1"}
+
+// DefaultPPPAuth is what the L2TP server asks users for.
+var DefaultPPPAuth = []string{"mschapv2"}
+
+func applyDefaults(c *Config) {
+	if c.AdminSocket == "" {
+		c.AdminSocket = DefaultAdminSocket
+	}
+	if !c.Meta.Has("metrics_listen") {
+		c.MetricsListen = DefaultMetricsListen
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = DefaultLogFormat
+	}
+	if c.Exemptions.Name == "" {
+		c.Exemptions.Name = DefaultExemptions
+		c.Exemptions.Classes = exemptionSets[DefaultExemptions]
+	}
+	defaultIKE(&c.IKE, nil)
+	for i := range c.Tunnels {
+		t := &c.Tunnels[i]
+		if t.IKE != nil {
+			defaultIKE(t.IKE, &c.IKE)
+		}
+		defaultESP(&t.ESP, DefaultESPProposals)
+		if t.Start == "" {
+			t.Start = DefaultStart
+		}
+	}
+	if ra := c.RemoteAccess; ra != nil {
+		defaultESP(&ra.ESP, DefaultRemoteAccessESPProposals)
+		if len(ra.PPP.Auth) == 0 {
+			ra.PPP.Auth = append([]string(nil), DefaultPPPAuth...)
+		}
+		if ra.PPP.MRU == 0 {
+			ra.PPP.MRU = DefaultPPPMRU
+		}
+	}
+	for name, fa := range c.FilterActions {
+		defaultAction(&fa)
+		c.FilterActions[name] = fa
+	}
+	for i := range c.Rules {
+		if n := c.Rules[i].Negotiate; n != nil {
+			if n.Action == "" {
+				n.Action = "negotiate"
+			}
+			defaultAction(n)
+		}
+	}
+	if c.Plugins.Dir == "" {
+		c.Plugins.Dir = DefaultPluginDir
+	}
+	if c.Plugins.HealthInterval.Duration == 0 {
+		c.Plugins.HealthInterval.Duration = DefaultHealthInterval
+	}
+}
+
+func defaultIKE(k *IKE, parent *IKE) {
+	if len(k.Proposals) == 0 {
+		if parent != nil {
+			k.Proposals = parent.Proposals
+		} else {
+			k.Proposals = append([]string(nil), DefaultIKEProposals...)
+		}
+	}
+	if k.Lifetime.Duration == 0 {
+		k.Lifetime.Duration = DefaultIKELifetime
+		if parent != nil {
+			k.Lifetime = parent.Lifetime
+		}
+	}
+	if k.DPD.Interval.Duration == 0 {
+		k.DPD.Interval.Duration = DefaultDPDInterval
+	}
+	if k.DPD.Timeout.Duration == 0 {
+		k.DPD.Timeout.Duration = DefaultDPDTimeout
+	}
+}
+
+func defaultESP(e *ESP, proposals []string) {
+	if len(e.Proposals) == 0 {
+		e.Proposals = append([]string(nil), proposals...)
+	}
+	if e.PFS == "" {
+		e.PFS = DefaultPFS
+	}
+	if e.Lifetime.Duration == 0 {
+		e.Lifetime.Duration = DefaultESPLifetime
+	}
+}
+
+func defaultAction(a *FilterAction) {
+	if a.Action != "negotiate" {
+		return
+	}
+	if len(a.Offers) == 0 {
+		a.Offers = append([]string(nil), DefaultESPProposals...)
+	}
+	if a.PFS == "" {
+		a.PFS = DefaultPFS
+	}
+	if a.Lifetime.Duration == 0 {
+		a.Lifetime.Duration = DefaultESPLifetime
+	}
+}

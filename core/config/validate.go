@@ -1,0 +1,523 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/auth/psk"
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike"
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+const nameRule = "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+type validator struct {
+	*decoder
+	c         *Config
+	ruleNames map[string]string // name -> where it was defined
+	configDir string
+}
+
+func validate(d *decoder, c *Config) {
+	v := &validator{decoder: d, c: c, ruleNames: map[string]string{}, configDir: filepath.Dir(c.File)}
+	v.top()
+	for i := range c.Tunnels {
+		v.tunnel(i, &c.Tunnels[i])
+	}
+	if c.RemoteAccess != nil {
+		v.remoteAccess(c.RemoteAccess)
+	}
+	for name, list := range c.FilterLists {
+		if !nameRE.MatchString(name) {
+			v.errorAt(c.Meta.At("filter_lists"), "filter_lists."+name, "bad name; %s", nameRule)
+		}
+		if len(list) == 0 {
+			v.errorAt(c.Meta.At("filter_lists"), "filter_lists."+name, "a filter list needs at least one filter")
+		}
+		for i := range list {
+			v.filter(&list[i], fmt.Sprintf("filter_lists.%s[%d]", name, i), false)
+		}
+	}
+	for name, fa := range c.FilterActions {
+		if !nameRE.MatchString(name) || name == "permit" || name == "block" || name == "negotiate" {
+			v.errorAt(fa.Meta.Pos, "filter_actions."+name, "bad name; %s, and not permit, block or negotiate", nameRule)
+		}
+		v.filterAction(&fa, "filter_actions."+name)
+	}
+	for i := range c.Rules {
+		v.rule(i, &c.Rules[i])
+	}
+	v.plugins()
+	// Errors come out in file order, whatever order the checks ran in.
+	sortErrors(d.errs)
+}
+
+func sortErrors(l ErrorList) {
+	sort.SliceStable(l, func(i, j int) bool {
+		return l[i].Line < l[j].Line || (l[i].Line == l[j].Line && l[i].Col < l[j].Col)
+	})
+}
+
+func (v *validator) top() {
+	c := v.c
+	if len(c.Listen) == 0 {
+		v.errorAt(c.Meta.At("listen"), "listen", "at least one address to serve IKE and ESP on is required (e.g. listen: [203.0.113.1])")
+	}
+	seen := map[netip.Addr]bool{}
+	for i, a := range c.Listen {
+		if seen[a.Addr] {
+			v.errorAt(c.Meta.At("listen"), fmt.Sprintf("listen[%d]", i), "%s is listed twice", a.Addr)
+		}
+		seen[a.Addr] = true
+		if a.Addr.IsUnspecified() || a.Addr.IsMulticast() {
+			v.errorAt(c.Meta.At("listen"), fmt.Sprintf("listen[%d]", i), "%s cannot be listened on; give the gateway's own unicast address", a.Addr)
+		}
+	}
+	if !filepath.IsAbs(c.AdminSocket) {
+		v.errorAt(c.Meta.At("admin_socket"), "admin_socket", "%q must be an absolute path", c.AdminSocket)
+	}
+	if c.MetricsListen != "" {
+		if _, err := netip.ParseAddrPort(c.MetricsListen); err != nil {
+			v.errorAt(c.Meta.At("metrics_listen"), "metrics_listen", "%q is not address:port (e.g. 127.0.0.1:9273; empty turns metrics off)", c.MetricsListen)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.errorAt(c.Log.Meta.At("level"), "log.level", "%q is not a level; allowed: debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "console", "json":
+	default:
+		v.errorAt(c.Log.Meta.At("format"), "log.format", "%q is not a format; allowed: console, json", c.Log.Format)
+	}
+	v.ike(&c.IKE, "ike")
+}
+
+func (v *validator) isListen(a netip.Addr) bool {
+	for _, l := range v.c.Listen {
+		if l.Addr == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) ike(k *IKE, path string) {
+	for i, p := range k.Proposals {
+		prop, err := ike.ParseProposal(p)
+		if err != nil {
+			v.errorAt(k.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%v", err)
+			continue
+		}
+		if prop.Legacy() && !v.c.LegacyAlgorithms {
+			v.errorAt(k.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", p)
+		}
+	}
+	v.lifetime(k.Lifetime.Duration, time.Minute, 24*time.Hour, k.Meta.At("lifetime"), path+".lifetime")
+	if k.AggressiveMode {
+		// Aggressive mode with a PSK sends a hash that can be cracked offline
+		// (RFC 9395 section 3); it is allowed only with a configured identity.
+		if path == "ike" {
+			v.errorAt(k.Meta.At("aggressive_mode"), path+".aggressive_mode", "aggressive mode may be enabled only per tunnel, where the peer's identity is configured")
+		}
+	}
+	if d := k.DPD; d.Interval.Duration < time.Second || d.Timeout.Duration <= d.Interval.Duration {
+		v.errorAt(k.DPD.Meta.Pos, path+".dpd", "interval must be at least 1s and timeout longer than interval (got %s and %s)", d.Interval.Duration, d.Timeout.Duration)
+	}
+}
+
+func (v *validator) lifetime(d, lo, hi time.Duration, p Pos, path string) {
+	if d < lo || d > hi {
+		v.errorAt(p, path, "%s is out of range; allowed %s to %s", d, lo, hi)
+	}
+}
+
+func (v *validator) espSettings(e *ESP, path string) {
+	v.offers(e.Proposals, e.Meta.At("proposals"), path+".proposals")
+	v.pfs(e.PFS, e.Meta.At("pfs"), path+".pfs")
+	v.lifetime(e.Lifetime.Duration, 10*time.Second, 24*time.Hour, e.Meta.At("lifetime"), path+".lifetime")
+}
+
+func (v *validator) offers(list []string, p Pos, path string) {
+	if len(list) == 0 {
+		v.errorAt(p, path, "at least one offer is required (e.g. aes128gcm16, aes256-sha256)")
+	}
+	for i, o := range list {
+		s, err := esp.ParseSuite(o)
+		if err != nil {
+			v.errorAt(p, fmt.Sprintf("%s[%d]", path, i), "%v", err)
+			continue
+		}
+		if s.Legacy() && !v.c.LegacyAlgorithms {
+			v.errorAt(p, fmt.Sprintf("%s[%d]", path, i), "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", o)
+		}
+	}
+}
+
+func (v *validator) pfs(name string, p Pos, path string) {
+	if name == "none" {
+		return
+	}
+	g, err := ike.ParseGroup(name)
+	if err != nil {
+		v.errorAt(p, path, "%v; or none", err)
+		return
+	}
+	if g.Legacy && !v.c.LegacyAlgorithms {
+		v.errorAt(p, path, "%s is a legacy group; set legacy_algorithms: true to allow it", name)
+	}
+}
+
+func (v *validator) defineRule(name, where string, p Pos, path string) {
+	if prev, ok := v.ruleNames[name]; ok {
+		v.errorAt(p, path, "name %q is already used by %s", name, prev)
+		return
+	}
+	v.ruleNames[name] = where
+}
+
+func (v *validator) tunnel(i int, t *Tunnel) {
+	path := fmt.Sprintf("tunnels[%d]", i)
+	if !nameRE.MatchString(t.Name) {
+		v.errorAt(t.Meta.At("name"), path+".name", "a tunnel needs a name; %s", nameRule)
+	} else {
+		v.defineRule(t.Name, path, t.Meta.At("name"), path+".name")
+	}
+	if !t.Local.Address.IsValid() {
+		v.errorAt(t.Local.Meta.Pos, path+".local.address", "required: this gateway's address for the tunnel (one of listen)")
+	} else if !v.isListen(t.Local.Address.Addr) {
+		v.errorAt(t.Local.Meta.At("address"), path+".local.address", "%s is not one of listen (%s)", t.Local.Address.Addr, v.listenText())
+	}
+	if !t.Remote.Address.IsValid() {
+		v.errorAt(t.Remote.Meta.Pos, path+".remote.address", "required: the peer gateway's static address")
+	} else if v.isListen(t.Remote.Address.Addr) {
+		v.errorAt(t.Remote.Meta.At("address"), path+".remote.address", "%s is one of this gateway's own addresses", t.Remote.Address.Addr)
+	}
+	for side, ep := range map[string]*Endpoint{"local": &t.Local, "remote": &t.Remote} {
+		if len(ep.Subnets) == 0 {
+			v.errorAt(ep.Meta.At("subnets"), path+"."+side+".subnets", "at least one subnet is required (the %s side's protected network)", side)
+		}
+		if ep.ID != "" {
+			if _, err := psk.ParseID(ep.ID); err != nil {
+				v.errorAt(ep.Meta.At("id"), path+"."+side+".id", "%v", err)
+			}
+		}
+	}
+	for li, l := range t.Local.Subnets {
+		for _, r := range t.Remote.Subnets {
+			if l.Overlaps(r.Prefix) {
+				v.errorAt(t.Local.Meta.At("subnets"), fmt.Sprintf("%s.local.subnets[%d]", path, li), "%s overlaps remote subnet %s; traffic could not be told apart", l.Prefix, r.Prefix)
+			}
+		}
+	}
+	v.authList(t.Auth, t.Meta.At("auth"), path+".auth", false)
+	v.espSettings(&t.ESP, path+".esp")
+	if t.IKE != nil {
+		v.ike(t.IKE, path+".ike")
+		if t.IKE.AggressiveMode && t.Remote.ID == "" {
+			v.errorAt(t.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode needs remote.id, so the key is chosen by a configured identity")
+		}
+	}
+	switch t.Start {
+	case "on-traffic", "always", "passive":
+	default:
+		v.errorAt(t.Meta.At("start"), path+".start", "%q is not allowed; use on-traffic, always or passive", t.Start)
+	}
+}
+
+func (v *validator) listenText() string {
+	s := make([]string, len(v.c.Listen))
+	for i, l := range v.c.Listen {
+		s[i] = l.Addr.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func (v *validator) authList(list []AuthMethod, p Pos, path string, wildcardOK bool) {
+	if len(list) == 0 {
+		v.errorAt(p, path, "at least one authentication method is required (psk_file, x509 or kerberos)")
+	}
+	for i := range list {
+		v.authMethod(&list[i], fmt.Sprintf("%s[%d]", path, i))
+	}
+}
+
+func (v *validator) authMethod(a *AuthMethod, path string) {
+	n := 0
+	for _, k := range []string{"psk_file", "x509", "kerberos"} {
+		if a.Meta.Has(k) {
+			n++
+		}
+	}
+	if n != 1 {
+		v.errorAt(a.Meta.Pos, path, "set exactly one of psk_file, x509, kerberos")
+		return
+	}
+	switch {
+	case a.Meta.Has("psk_file"):
+		a.PSKFile = v.abs(a.PSKFile)
+		if err := psk.CheckKeyFile(a.PSKFile); err != nil {
+			v.errorAt(a.Meta.At("psk_file"), path+".psk_file", "%v", err)
+		}
+		if a.PeerID != "" {
+			id, err := psk.ParseID(a.PeerID)
+			if err != nil {
+				v.errorAt(a.Meta.At("peer_id"), path+".peer_id", "%v", err)
+			}
+			a.PeerID = id
+		}
+	case a.X509 != nil:
+		if a.PeerID != "" {
+			v.errorAt(a.Meta.At("peer_id"), path+".peer_id", "peer_id goes with psk_file; certificates carry their own identity")
+		}
+		x := a.X509
+		if len(x.CAFiles) == 0 {
+			v.errorAt(x.Meta.Pos, path+".x509.ca_files", "at least one CA file is required")
+		}
+		for i := range x.CAFiles {
+			x.CAFiles[i] = v.abs(x.CAFiles[i])
+			v.fileExists(x.CAFiles[i], x.Meta.At("ca_files"), fmt.Sprintf("%s.x509.ca_files[%d]", path, i))
+		}
+		for i := range x.CRLFiles {
+			x.CRLFiles[i] = v.abs(x.CRLFiles[i])
+			v.fileExists(x.CRLFiles[i], x.Meta.At("crl_files"), fmt.Sprintf("%s.x509.crl_files[%d]", path, i))
+		}
+		x.CertFile = v.abs(x.CertFile)
+		v.fileExists(x.CertFile, x.Meta.At("cert_file"), path+".x509.cert_file")
+		x.KeyFile = v.abs(x.KeyFile)
+		v.secretFile(x.KeyFile, x.Meta.At("key_file"), path+".x509.key_file")
+	case a.Kerberos != nil:
+		if a.PeerID != "" {
+			v.errorAt(a.Meta.At("peer_id"), path+".peer_id", "peer_id goes with psk_file")
+		}
+		k := a.Kerberos
+		if k.Keytab == "" && k.Ccache == "" {
+			v.errorAt(k.Meta.Pos, path+".kerberos", "set keytab (and for an initiator, or instead, ccache)")
+		}
+		if k.Keytab != "" {
+			k.Keytab = v.abs(k.Keytab)
+			v.secretFile(k.Keytab, k.Meta.At("keytab"), path+".kerberos.keytab")
+		}
+		if k.Principal == "" {
+			v.errorAt(k.Meta.Pos, path+".kerberos.principal", "required, e.g. host/gw.example.net@EXAMPLE.NET")
+		}
+	}
+}
+
+// abs resolves a relative path against the configuration file's folder.
+func (v *validator) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(v.configDir, p)
+}
+
+func (v *validator) fileExists(path string, p Pos, field string) {
+	if path == "" {
+		v.errorAt(p, field, "required")
+		return
+	}
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			v.errorAt(p, field, "file %s does not exist", path)
+		} else {
+			v.errorAt(p, field, "%v", err)
+		}
+	}
+}
+
+// secretFile checks a file holding a secret the way key files are checked.
+func (v *validator) secretFile(path string, p Pos, field string) {
+	if path == "" {
+		v.errorAt(p, field, "required")
+		return
+	}
+	if err := psk.CheckKeyFile(path); err != nil {
+		v.errorAt(p, field, "%v", err)
+	}
+}
+
+func (v *validator) remoteAccess(ra *RemoteAccess) {
+	path := "remote_access"
+	v.defineRule("remote-access", path, ra.Meta.Pos, path)
+	v.authList(ra.Auth, ra.Meta.At("auth"), path+".auth", true)
+	if !ra.Pool.IsValid() {
+		v.errorAt(ra.Meta.Pos, path+".pool", "required: the subnet client addresses come from (e.g. 10.8.0.0/24)")
+	} else if ra.Pool.Addr().Is4() && ra.Pool.Bits() > 30 {
+		v.errorAt(ra.Meta.At("pool"), path+".pool", "%s is too small for a pool; use /30 or larger", ra.Pool.Prefix)
+	}
+	for i, a := range ra.PPP.Auth {
+		switch a {
+		case "pap", "chap", "mschapv2":
+		default:
+			v.errorAt(ra.PPP.Meta.At("auth"), fmt.Sprintf("%s.ppp.auth[%d]", path, i), "%q is not a PPP method; allowed: mschapv2, chap, pap", a)
+		}
+	}
+	if ra.PPP.UsersFile != "" {
+		ra.PPP.UsersFile = v.abs(ra.PPP.UsersFile)
+		v.secretFile(ra.PPP.UsersFile, ra.PPP.Meta.At("users_file"), path+".ppp.users_file")
+	}
+	if ra.PPP.MRU < 576 || ra.PPP.MRU > 1500 {
+		v.errorAt(ra.PPP.Meta.At("mru"), path+".ppp.mru", "%d is out of range; allowed 576 to 1500", ra.PPP.MRU)
+	}
+	v.espSettings(&ra.ESP, path+".esp")
+}
+
+func (v *validator) filter(f *Filter, path string, tunnel bool) {
+	if !f.Meta.Has("src") || !f.Meta.Has("dst") {
+		v.errorAt(f.Meta.Pos, path, "a filter needs src and dst (an address, a subnet, any, or me)")
+		return
+	}
+	if f.Src.Kind == AddrPrefix && f.Dst.Kind == AddrPrefix && f.Src.Prefix.Addr().Is4() != f.Dst.Prefix.Addr().Is4() {
+		v.errorAt(f.Meta.At("dst"), path+".dst", "%s and src %s are of different IP versions", f.Dst.Prefix, f.Src.Prefix)
+	}
+	if (f.SrcPort != 0 || f.DstPort != 0) && f.Protocol.Number != 6 && f.Protocol.Number != 17 {
+		key := "src_port"
+		if f.DstPort != 0 {
+			key = "dst_port"
+		}
+		v.errorAt(f.Meta.At(key), path+"."+key, "ports need protocol: tcp or protocol: udp")
+	}
+	if tunnel {
+		// KB 252735: tunnel filters take addresses only and are never mirrored.
+		for _, key := range []string{"protocol", "src_port", "dst_port"} {
+			if f.Meta.Has(key) {
+				v.errorAt(f.Meta.At(key), path+"."+key, "a tunnel rule filters on addresses only; remove %s (use a separate permit or block rule for protocols and ports)", key)
+			}
+		}
+		if f.Mirrored != nil && *f.Mirrored {
+			v.errorAt(f.Meta.At("mirrored"), path+".mirrored", "tunnel filters cannot be mirrored; write one rule per direction, each naming the far tunnel endpoint")
+		}
+		if f.Src.Kind == AddrMe || f.Dst.Kind == AddrMe {
+			v.errorAt(f.Meta.Pos, path, "a tunnel filter names the protected subnets, not me")
+		}
+	}
+}
+
+func (v *validator) filterAction(fa *FilterAction, path string) {
+	switch fa.Action {
+	case "permit", "block":
+		for _, key := range []string{"offers", "pfs", "lifetime", "lifetime_kb", "accept_unsecured", "fallback_to_clear"} {
+			if fa.Meta.Has(key) {
+				v.errorAt(fa.Meta.At(key), path+"."+key, "only a negotiate action takes %s", key)
+			}
+		}
+	case "negotiate":
+		v.offers(fa.Offers, fa.Meta.At("offers"), path+".offers")
+		v.pfs(fa.PFS, fa.Meta.At("pfs"), path+".pfs")
+		v.lifetime(fa.Lifetime.Duration, 10*time.Second, 24*time.Hour, fa.Meta.At("lifetime"), path+".lifetime")
+	default:
+		v.errorAt(fa.Meta.At("action"), path+".action", "%q is not an action; allowed: permit, block, negotiate", fa.Action)
+	}
+}
+
+func (v *validator) rule(i int, r *Rule) {
+	path := fmt.Sprintf("rules[%d]", i)
+	if !nameRE.MatchString(r.Name) {
+		v.errorAt(r.Meta.At("name"), path+".name", "a rule needs a name; %s", nameRule)
+	} else {
+		v.defineRule(r.Name, path, r.Meta.At("name"), path+".name")
+	}
+	tunnel := r.Tunnel != nil
+	switch {
+	case r.Meta.Has("filters") && r.Meta.Has("filter_list"):
+		v.errorAt(r.Meta.At("filter_list"), path+".filter_list", "set filters or filter_list, not both")
+	case r.Meta.Has("filter_list"):
+		list, ok := v.c.FilterLists[r.FilterList]
+		if !ok {
+			v.errorAt(r.Meta.At("filter_list"), path+".filter_list", "no filter list named %q under filter_lists%s", r.FilterList, names(v.c.FilterLists))
+		}
+		for j := range list {
+			if tunnel {
+				v.filter(&list[j], fmt.Sprintf("filter_lists.%s[%d] (used by %s)", r.FilterList, j, path), true)
+			}
+		}
+	case len(r.Filters) == 0:
+		v.errorAt(r.Meta.Pos, path+".filters", "a rule needs filters or a filter_list")
+	default:
+		for j := range r.Filters {
+			v.filter(&r.Filters[j], fmt.Sprintf("%s.filters[%d]", path, j), tunnel)
+		}
+	}
+	action := r.Action
+	switch action {
+	case "permit", "block":
+		if r.Negotiate != nil {
+			v.errorAt(r.Meta.At("negotiate"), path+".negotiate", "only action: negotiate takes a negotiate block")
+		}
+	case "negotiate":
+		if r.Negotiate == nil {
+			r.Negotiate = &FilterAction{Action: "negotiate", Meta: Meta{Pos: r.Meta.At("action")}}
+			defaultAction(r.Negotiate)
+		}
+		v.filterAction(r.Negotiate, path+".negotiate")
+	case "":
+		v.errorAt(r.Meta.Pos, path+".action", "required: permit, block, negotiate, or the name of one of filter_actions")
+	default:
+		fa, ok := v.c.FilterActions[action]
+		if !ok {
+			v.errorAt(r.Meta.At("action"), path+".action", "%q is neither permit, block, negotiate nor one of filter_actions%s", action, names(v.c.FilterActions))
+		} else if r.Negotiate != nil {
+			v.errorAt(r.Meta.At("negotiate"), path+".negotiate", "the rule uses filter action %q; set negotiation there", action)
+		} else {
+			action = fa.Action
+		}
+	}
+	if action == "negotiate" {
+		v.authList(r.Auth, r.Meta.At("auth"), path+".auth", false)
+	} else if len(r.Auth) > 0 && action != "" {
+		v.errorAt(r.Meta.At("auth"), path+".auth", "only negotiate rules authenticate peers; remove auth from a %s rule", action)
+	}
+	if tunnel {
+		if action != "negotiate" && action != "" {
+			v.errorAt(r.Meta.At("tunnel"), path+".tunnel", "a tunnel endpoint needs action negotiate")
+		}
+		if r.Tunnel.IsUnspecified() || r.Tunnel.IsMulticast() {
+			v.errorAt(r.Meta.At("tunnel"), path+".tunnel", "%s cannot be a tunnel endpoint", r.Tunnel.Addr)
+		}
+	}
+}
+
+func names[T any](m map[string]T) string {
+	if len(m) == 0 {
+		return " (there are none)"
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return " (" + strings.Join(out, ", ") + ")"
+}
+
+func (v *validator) plugins() {
+	p := &v.c.Plugins
+	p.Dir = v.abs(p.Dir)
+	seen := map[string]bool{}
+	for i := range p.Load {
+		ref := &p.Load[i]
+		path := fmt.Sprintf("plugins.load[%d]", i)
+		if !nameRE.MatchString(ref.Name) {
+			v.errorAt(ref.Meta.Pos, path+".name", "a plugin needs a name; %s", nameRule)
+			continue
+		}
+		if seen[ref.Name] {
+			v.errorAt(ref.Meta.Pos, path+".name", "plugin %q is loaded twice", ref.Name)
+		}
+		seen[ref.Name] = true
+		ref.Path = v.abs(ref.Path)
+	}
+	if p.HealthInterval.Duration < 100*time.Millisecond {
+		v.errorAt(p.Meta.At("health_interval"), "plugins.health_interval", "%s is too short; use at least 100ms", p.HealthInterval.Duration)
+	}
+}

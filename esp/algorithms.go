@@ -1,0 +1,182 @@
+package esp
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Protocol is the IPsec protocol of an offer.
+type Protocol uint8
+
+// IP protocol numbers (IANA) double as our protocol identifiers.
+const (
+	ProtoESP Protocol = 50
+	ProtoAH  Protocol = 51
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case ProtoESP:
+		return "esp"
+	case ProtoAH:
+		return "ah"
+	}
+	return fmt.Sprintf("proto(%d)", uint8(p))
+}
+
+// Encryption describes an ESP cipher. TransformID is the IKEv1 ESP transform
+// identifier (RFC 2407 section 4.4.4, RFC 4106 section 8.4).
+type Encryption struct {
+	Name        string
+	TransformID uint16
+	KeyBits     int
+	SaltBytes   int
+	AEAD        bool
+	// Legacy ciphers are refused unless the operator enables legacy algorithms.
+	Legacy bool
+}
+
+// Integrity describes an HMAC for ESP or AH. AuthAlgorithm is the IKEv1 phase 2
+// "Authentication Algorithm" attribute value (RFC 2407 section 4.5); AHTransform
+// is the AH transform identifier (RFC 2407 section 4.4.3).
+type Integrity struct {
+	Name          string
+	AuthAlgorithm uint16
+	AHTransform   uint16
+	KeyBytes      int
+	ICVBytes      int
+}
+
+var encryptions = []Encryption{
+	{Name: "aes128gcm16", TransformID: 20, KeyBits: 128, SaltBytes: 4, AEAD: true},
+	{Name: "aes256gcm16", TransformID: 20, KeyBits: 256, SaltBytes: 4, AEAD: true},
+	{Name: "chacha20poly1305", TransformID: 28, KeyBits: 256, SaltBytes: 4, AEAD: true},
+	{Name: "aes128", TransformID: 12, KeyBits: 128},
+	{Name: "aes256", TransformID: 12, KeyBits: 256},
+	{Name: "3des", TransformID: 3, KeyBits: 192, Legacy: true},
+	{Name: "null", TransformID: 11},
+}
+
+var integrities = []Integrity{
+	{Name: "sha1", AuthAlgorithm: 2, AHTransform: 3, KeyBytes: 20, ICVBytes: 12},
+	{Name: "sha256", AuthAlgorithm: 5, AHTransform: 5, KeyBytes: 32, ICVBytes: 16},
+}
+
+// ErrUnknownAlgorithm is returned for names outside the catalogue.
+var ErrUnknownAlgorithm = errors.New("unknown algorithm")
+
+// ErrWeakAlgorithm is returned for algorithms RFC 8221 says must not be used.
+var ErrWeakAlgorithm = errors.New("algorithm refused as too weak")
+
+// weak names are recognised only to refuse them with a clear reason.
+var weak = map[string]string{
+	"des": "DES (56-bit keys) is broken (RFC 8221 section 5)",
+	"md5": "HMAC-MD5 is not allowed (RFC 8221 section 6)",
+}
+
+// Suite is one parsed ESP or AH offer.
+type Suite struct {
+	Protocol   Protocol
+	Encryption *Encryption // nil for AH
+	Integrity  *Integrity  // nil for AEAD ciphers
+}
+
+func (s Suite) String() string {
+	if s.Protocol == ProtoAH {
+		return "ah-" + s.Integrity.Name
+	}
+	if s.Integrity == nil {
+		return s.Encryption.Name
+	}
+	return s.Encryption.Name + "-" + s.Integrity.Name
+}
+
+// Legacy reports whether the suite needs legacy algorithms enabled.
+func (s Suite) Legacy() bool { return s.Encryption != nil && s.Encryption.Legacy }
+
+// EncryptionNames lists the cipher names ParseSuite accepts.
+func EncryptionNames() []string {
+	out := make([]string, len(encryptions))
+	for i, e := range encryptions {
+		out[i] = e.Name
+	}
+	return out
+}
+
+// IntegrityNames lists the integrity names ParseSuite accepts.
+func IntegrityNames() []string {
+	out := make([]string, len(integrities))
+	for i, a := range integrities {
+		out[i] = a.Name
+	}
+	return out
+}
+
+// ParseSuite parses an offer in strongSwan-like notation: "aes128gcm16",
+// "aes256-sha256", "esp-aes128-sha1", "ah-sha256". AEAD ciphers take no
+// integrity; CBC and NULL ciphers need one.
+func ParseSuite(text string) (Suite, error) {
+	parts := strings.Split(strings.ToLower(strings.TrimSpace(text)), "-")
+	proto := ProtoESP
+	switch parts[0] {
+	case "esp":
+		parts = parts[1:]
+	case "ah":
+		proto = ProtoAH
+		parts = parts[1:]
+	}
+	if len(parts) == 0 || parts[0] == "" {
+		return Suite{}, fmt.Errorf("%q: empty offer", text)
+	}
+	for _, p := range parts {
+		if why, ok := weak[p]; ok {
+			return Suite{}, fmt.Errorf("%q: %w: %s", text, ErrWeakAlgorithm, why)
+		}
+	}
+	if proto == ProtoAH {
+		if len(parts) != 1 {
+			return Suite{}, fmt.Errorf("%q: AH takes one integrity algorithm (ah-sha1, ah-sha256)", text)
+		}
+		integ, err := lookupIntegrity(parts[0])
+		if err != nil {
+			return Suite{}, fmt.Errorf("%q: %w", text, err)
+		}
+		return Suite{Protocol: ProtoAH, Integrity: integ}, nil
+	}
+	enc, err := lookupEncryption(parts[0])
+	if err != nil {
+		return Suite{}, fmt.Errorf("%q: %w", text, err)
+	}
+	s := Suite{Protocol: ProtoESP, Encryption: enc}
+	switch {
+	case enc.AEAD && len(parts) == 1:
+	case enc.AEAD:
+		return Suite{}, fmt.Errorf("%q: %s is an AEAD cipher and takes no integrity algorithm", text, enc.Name)
+	case len(parts) == 2:
+		if s.Integrity, err = lookupIntegrity(parts[1]); err != nil {
+			return Suite{}, fmt.Errorf("%q: %w", text, err)
+		}
+	default:
+		return Suite{}, fmt.Errorf("%q: %s needs one integrity algorithm (one of %s)", text, enc.Name, strings.Join(IntegrityNames(), ", "))
+	}
+	return s, nil
+}
+
+func lookupEncryption(name string) (*Encryption, error) {
+	for i := range encryptions {
+		if encryptions[i].Name == name {
+			return &encryptions[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: cipher %q (known: %s)", ErrUnknownAlgorithm, name, strings.Join(EncryptionNames(), ", "))
+}
+
+func lookupIntegrity(name string) (*Integrity, error) {
+	for i := range integrities {
+		if integrities[i].Name == name {
+			return &integrities[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: integrity %q (known: %s)", ErrUnknownAlgorithm, name, strings.Join(IntegrityNames(), ", "))
+}
