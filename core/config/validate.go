@@ -215,8 +215,10 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 	}
 	for li, l := range t.Local.Subnets {
 		for _, r := range t.Remote.Subnets {
-			if l.Overlaps(r.Prefix) {
-				v.errorAt(t.Local.Meta.At("subnets"), fmt.Sprintf("%s.local.subnets[%d]", path, li), "%s overlaps remote subnet %s; traffic could not be told apart", l.Prefix, r.Prefix)
+			// Overlap is legitimate (remote 0.0.0.0/0 sends everything to
+			// the peer), but the same subnet on both sides is a mistake.
+			if l.Prefix == r.Prefix {
+				v.errorAt(t.Local.Meta.At("subnets"), fmt.Sprintf("%s.local.subnets[%d]", path, li), "%s is also a remote subnet; traffic could not be told apart", l.Prefix)
 			}
 		}
 	}
