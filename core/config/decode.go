@@ -84,9 +84,28 @@ type nodeDecoder interface {
 type decoder struct {
 	file string
 	errs ErrorList
+	// YAML aliases can make a small file expand exponentially ("billion
+	// laughs"): nodes reached through an alias are counted against a budget.
+	// Other nodes are bounded by the file's size.
+	aliasDepth int
+	aliasWork  int
+	stopped    bool
 }
 
+const (
+	maxAliasWork = 100000 // nodes visited through aliases
+	maxErrors    = 50     // then stop: fix these first
+)
+
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	if d.stopped {
+		return
+	}
+	if len(d.errs) >= maxErrors {
+		d.stopped = true
+		d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf("more than %d errors; fix these first", maxErrors)})
+		return
+	}
 	e := &Error{File: d.file, Field: path, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line, e.Col = n.Line, n.Column
@@ -117,25 +136,36 @@ func kindName(n *yaml.Node) string {
 	return "an alias"
 }
 
-func resolve(n *yaml.Node) *yaml.Node {
+func resolve(n *yaml.Node) (_ *yaml.Node, alias bool) {
 	for n != nil && (n.Kind == yaml.AliasNode || n.Kind == yaml.DocumentNode) {
 		if n.Kind == yaml.AliasNode {
-			n = n.Alias
+			n, alias = n.Alias, true
 		} else if len(n.Content) > 0 {
 			n = n.Content[0]
 		} else {
-			return nil
+			return nil, alias
 		}
 	}
-	return n
+	return n, alias
 }
 
 // decode fills v from n, recording errors instead of stopping, so one run
 // reports every problem in the file.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
-	n = resolve(n)
-	if n == nil {
+	n, alias := resolve(n)
+	if n == nil || d.stopped {
 		return
+	}
+	if alias {
+		d.aliasDepth++
+		defer func() { d.aliasDepth-- }()
+	}
+	if d.aliasDepth > 0 {
+		if d.aliasWork++; d.aliasWork > maxAliasWork {
+			d.errorf(n, path, "YAML aliases expand to more than %d values; write the values out", maxAliasWork)
+			d.stopped = true
+			return
+		}
 	}
 	if v.CanAddr() {
 		switch dec := v.Addr().Interface().(type) {

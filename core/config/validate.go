@@ -392,10 +392,14 @@ func (v *validator) filter(f *Filter, path string, tunnel bool) {
 	}
 	if tunnel {
 		// KB 252735: tunnel filters take addresses only and are never mirrored.
+		var extra []string
 		for _, key := range []string{"protocol", "src_port", "dst_port"} {
 			if f.Meta.Has(key) {
-				v.errorAt(f.Meta.At(key), path+"."+key, "a tunnel rule filters on addresses only; remove %s (use a separate permit or block rule for protocols and ports)", key)
+				extra = append(extra, key)
 			}
+		}
+		if len(extra) > 0 {
+			v.errorAt(f.Meta.At(extra[0]), path+"."+extra[0], "a tunnel rule filters on addresses only; remove %s (use a separate permit or block rule for protocols and ports)", strings.Join(extra, " and "))
 		}
 		if f.Mirrored != nil && *f.Mirrored {
 			v.errorAt(f.Meta.At("mirrored"), path+".mirrored", "tunnel filters cannot be mirrored; write one rule per direction, each naming the far tunnel endpoint")

@@ -36,8 +36,12 @@ func (w *zapWriter) Write(p []byte) (int, error) {
 		fields := make([]zap.Field, 0, len(m))
 		for k, v := range m {
 			switch k {
-			case "@message", "@level", "@timestamp", "@module", "@caller":
+			case "@message", "@level", "@timestamp", "@module", "@caller", "timestamp":
 				continue
+			case "plugin":
+				// go-plugin puts the binary's path here; our logger
+				// already carries the plugin's name under that key.
+				k = "path"
 			}
 			fields = append(fields, zap.Any(k, v))
 		}

@@ -99,4 +99,3 @@ func exitReason(err error) string {
 	}
 	return err.Error()
 }
-

@@ -27,7 +27,7 @@ func New(rules []*Rule, exemptName string, exemptions []string, local []netip.Ad
 	seq := 0
 	add := func(r *Rule, dir Direction, f Filter, src, dst Addr, sport, dport uint16, mirror bool) {
 		p.Entries = append(p.Entries, &Entry{Rule: r, Dir: dir, Src: src, Dst: dst, Proto: f.Proto, SrcPort: sport, DstPort: dport,
-			Mirror: mirror, Weight: weight(src, dst, f.Proto, sport, dport), Seq: seq})
+			Mirrored: f.Mirrored, Mirror: mirror, Weight: weight(src, dst, f.Proto, sport, dport), Seq: seq})
 		seq++
 	}
 	for _, r := range rules {

@@ -1,0 +1,156 @@
+// Command gatehoused is the Gatehouse VPN server.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/core/admin"
+	"github.com/gatehouse/gatehouse/core/config"
+	"github.com/gatehouse/gatehouse/core/daemon"
+)
+
+// Exit codes (documented in README.md).
+const (
+	exitOK      = 0
+	exitFailure = 1 // could not start, or the check found errors
+	exitUsage   = 2
+)
+
+func main() {
+	var opts daemon.Options
+	var check bool
+	cmd := &cobra.Command{
+		Use:   "gatehoused -c FILE [--check]",
+		Short: "Gatehouse VPN server: L2TP/IPsec remote access and site-to-site IPsec",
+		Long: `gatehoused is the Gatehouse server. It reads one YAML configuration file,
+builds the IPsec policy from it, starts the plugins the configuration needs
+(authentication, L2TP/PPP, crypto offload, vendor interop) and serves the
+admin API on a unix socket (admin_socket, mode 0600) for the gatehouse CLI.
+
+Signals:
+  SIGHUP           re-read the configuration; a bad file is refused and the
+                   configuration in force keeps running (as 'gatehouse reload')
+  SIGINT, SIGTERM  stop: plugins are stopped and the socket removed
+
+Exit status:
+  0  stopped cleanly, or --check found no error
+  1  the configuration is invalid, or the server could not start
+  2  bad command line
+
+See docs/configuration.md for every setting and its default.`,
+		Example: `  # Check a configuration without starting anything
+  gatehoused --check -c /etc/gatehouse/gatehouse.yaml
+
+  # Run in the foreground, with plugins from the build tree
+  gatehoused -c contrib/examples/gatehouse.yaml --plugin-dir bin/plugins`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if check {
+				return runCheck(opts)
+			}
+			return run(opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.ConfigFile, "config", "c", "/etc/gatehouse/gatehouse.yaml", "configuration file")
+	cmd.Flags().BoolVar(&check, "check", false, "validate the configuration and exit; starts nothing")
+	cmd.Flags().StringVar(&opts.PluginDir, "plugin-dir", "", "folder of plugin binaries (overrides plugins.dir)")
+	cmd.Version = daemon.Version
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "gatehoused:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(exitUsage)
+		}
+		os.Exit(exitFailure)
+	}
+	os.Exit(exitOK)
+}
+
+type usageError struct{ error }
+
+func runCheck(opts daemon.Options) error {
+	l, err := daemon.Load(opts)
+	if err != nil {
+		var list config.ErrorList
+		if errors.As(err, &list) {
+			return fmt.Errorf("%d error(s) in the configuration:\n%w", len(list), err)
+		}
+		return err
+	}
+	fmt.Printf("%s: configuration OK\n", l.Config.File)
+	fmt.Printf("  %d rules, %d filters applied, exemptions %s\n", len(l.Policy.Rules), len(l.Policy.Entries), l.Policy.ExemptName)
+	for _, p := range l.Plugins {
+		st, err := os.Stat(p.Path)
+		state := "present"
+		if err != nil {
+			state = "MISSING"
+		} else if st.Mode().Perm()&0o111 == 0 {
+			state = "NOT EXECUTABLE"
+		}
+		fmt.Printf("  plugin %s: %s (%s)\n", p.Name, p.Path, state)
+	}
+	return nil
+}
+
+func run(opts daemon.Options) error {
+	l, err := daemon.Load(opts)
+	if err != nil {
+		return err
+	}
+	log, level, err := daemon.NewLogger(l.Config.Log.Level, l.Config.Log.Format)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	log.Info("gatehoused starting", zap.String("version", daemon.Version), zap.String("config", l.Config.File))
+
+	d := daemon.New(log, opts, l)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := d.Start(ctx); err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return err
+	}
+	defer d.Stop()
+
+	ln, err := admin.Listen(l.Config.AdminSocket)
+	if err != nil {
+		return err
+	}
+	srv := admin.New(d, log.Named("admin"))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	defer srv.Stop()
+	log.Info("gatehoused ready", zap.String("admin_socket", l.Config.AdminSocket), zap.Int("rules", len(l.Policy.Rules)))
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	for {
+		select {
+		case err := <-serveErr:
+			return fmt.Errorf("admin API: %w", err)
+		case s := <-sigs:
+			if s != syscall.SIGHUP {
+				log.Info("stopping", zap.String("signal", s.String()))
+				return nil
+			}
+			log.Info("SIGHUP: reloading configuration")
+			if _, err := d.Reload(ctx); err == nil {
+				if lv, err := zap.ParseAtomicLevel(d.Current().Config.Log.Level); err == nil {
+					level.SetLevel(lv.Level())
+				}
+			}
+		}
+	}
+}

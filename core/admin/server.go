@@ -1,0 +1,195 @@
+// Package admin serves gatehoused's control API on a unix socket (mode 0600)
+// for the gatehouse CLI.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/gatehouse/gatehouse/core/daemon"
+	"github.com/gatehouse/gatehouse/core/policy"
+	pb "github.com/gatehouse/gatehouse/proto/gen/gatehouse/admin/v1"
+)
+
+// Server is the admin API.
+type Server struct {
+	pb.UnimplementedAdminServer
+	d    *daemon.Daemon
+	log  *zap.Logger
+	grpc *grpc.Server
+	path string
+}
+
+// Listen opens the socket: its folder is made 0750 if missing, a stale
+// socket left by a dead daemon is replaced, and a live one is an error.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("admin socket %s: another gatehoused is serving it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("admin socket: removing stale %s: %w", path, err)
+		}
+	}
+	// The umask makes the socket 0600 from the start, with no window in
+	// which others could connect.
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return l, nil
+}
+
+// New makes the server.
+func New(d *daemon.Daemon, log *zap.Logger) *Server {
+	s := &Server{d: d, log: log, grpc: grpc.NewServer()}
+	pb.RegisterAdminServer(s.grpc, s)
+	return s
+}
+
+// Serve blocks until Stop.
+func (s *Server) Serve(l net.Listener) error {
+	s.path = l.Addr().String()
+	err := s.grpc.Serve(l)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Stop ends the server and removes the socket.
+func (s *Server) Stop() {
+	s.grpc.GracefulStop()
+	if s.path != "" {
+		os.Remove(s.path)
+	}
+}
+
+func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
+	l := s.d.Current()
+	reloads, lastErr := s.d.ReloadStats()
+	out := &pb.StatusResponse{
+		Version: daemon.Version, StartedUnix: s.d.Started().Unix(), ConfigFile: l.Config.File, ConfigLoadedUnix: l.At.Unix(),
+		Reloads: uint32(reloads), Rules: uint32(len(l.Policy.Rules)), Filters: uint32(len(l.Policy.Entries)),
+		Tunnels: uint32(len(l.Config.Tunnels)), RemoteAccess: l.Config.RemoteAccess != nil, Exemptions: l.Policy.ExemptName,
+		LastReloadError: lastErr,
+	}
+	for _, a := range l.Config.Listen {
+		out.Listen = append(out.Listen, a.Addr.String())
+	}
+	for _, p := range s.d.Plugins().Plugins() {
+		out.PluginsTotal++
+		if p.Status().State == "running" {
+			out.PluginsRunning++
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) PolicyShow(context.Context, *pb.PolicyShowRequest) (*pb.PolicyShowResponse, error) {
+	pol := s.d.Current().Policy
+	out := &pb.PolicyShowResponse{Exemptions: pol.ExemptName, Exempt: pol.Exemptions}
+	for _, e := range pol.Entries {
+		out.Filters = append(out.Filters, AppliedFilter(e))
+	}
+	return out, nil
+}
+
+// AppliedFilter renders one SPD entry with the fields netdiag /test:ipsec
+// showed.
+func AppliedFilter(e *policy.Entry) *pb.AppliedFilter {
+	r := e.Rule
+	f := &pb.AppliedFilter{
+		Rule: r.Name, Direction: e.Dir.String(), Protocol: protoName(e.Proto),
+		SourcePort: uint32(e.SrcPort), DestinationPort: uint32(e.DstPort),
+		Action: r.Action.Action.String(), Pfs: r.Action.PFS, AcceptUnsecured: r.Action.AcceptUnsecured,
+		Mirrored: e.Mirrored, Reverse: e.Mirror, Weight: e.Weight, Origin: r.Origin, Mode: "transport",
+	}
+	f.Source, f.SourceMask = addrMask(e.Src)
+	f.Destination, f.DestinationMask = addrMask(e.Dst)
+	if r.IsTunnel() {
+		f.Mode, f.TunnelEndpoint = "tunnel", r.Tunnel.String()
+	}
+	if r.Action.Action != policy.Negotiate {
+		f.Mode, f.Pfs = "", ""
+	}
+	for _, o := range r.Action.Offers {
+		off := &pb.Offer{Protocol: o.Suite.Protocol.String(), LifetimeSeconds: uint64(o.Lifetime / time.Second), LifetimeKilobytes: o.LifetimeKB}
+		if o.Suite.Encryption != nil {
+			off.Encryption = o.Suite.Encryption.Name
+		}
+		if o.Suite.Integrity != nil {
+			off.Integrity = o.Suite.Integrity.Name
+		}
+		f.Offers = append(f.Offers, off)
+	}
+	for _, a := range r.Auth {
+		f.AuthMethods = append(f.AuthMethods, a.Kind+" ("+a.Detail+")")
+	}
+	return f
+}
+
+func addrMask(a policy.Addr) (string, string) {
+	if a.Any {
+		return "any", "0.0.0.0"
+	}
+	p := a.Prefix
+	if p.Addr().Is4() {
+		m := net.CIDRMask(p.Bits(), 32)
+		mask, _ := netip.AddrFromSlice(m)
+		return p.Addr().String(), mask.String()
+	}
+	return p.Addr().String(), fmt.Sprintf("/%d", p.Bits())
+}
+
+var protoNames = map[uint8]string{0: "any", 1: "icmp", 6: "tcp", 17: "udp", 46: "rsvp", 47: "gre", 50: "esp", 51: "ah", 58: "icmpv6"}
+
+func protoName(p uint8) string {
+	if n, ok := protoNames[p]; ok {
+		return n
+	}
+	return fmt.Sprint(p)
+}
+
+func (s *Server) Plugins(context.Context, *pb.PluginsRequest) (*pb.PluginsResponse, error) {
+	out := &pb.PluginsResponse{}
+	for _, p := range s.d.Plugins().Plugins() {
+		st := p.Status()
+		ps := &pb.PluginState{Name: st.Name, Path: st.Path, Kinds: st.Kinds, State: string(st.State), Pid: int64(st.PID),
+			Restarts: uint32(st.Restarts), LastExit: st.LastExit, LastError: st.LastError}
+		if !st.Since.IsZero() {
+			ps.SinceUnix = st.Since.Unix()
+		}
+		out.Plugins = append(out.Plugins, ps)
+	}
+	return out, nil
+}
+
+func (s *Server) Reload(ctx context.Context, _ *pb.ReloadRequest) (*pb.ReloadResponse, error) {
+	s.log.Info("reload requested through the admin API")
+	changes, err := s.d.Reload(ctx)
+	if err != nil {
+		return &pb.ReloadResponse{Applied: false, Error: err.Error()}, nil
+	}
+	return &pb.ReloadResponse{Applied: true, Changes: changes}, nil
+}

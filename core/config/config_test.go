@@ -1,0 +1,214 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// setup writes key files into a temp dir and returns it.
+func setup(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, mode := range map[string]os.FileMode{"good.psk": 0o600, "open.psk": 0o644, "group.psk": 0o640} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("a-long-enough-key\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func parse(t *testing.T, dir, yaml string) (*Config, error) {
+	t.Helper()
+	yaml = strings.ReplaceAll(yaml, "DIR", dir)
+	return Parse(filepath.Join(dir, "gatehouse.yaml"), []byte(yaml))
+}
+
+const good = `
+listen: [203.0.113.1]
+exemptions: windows2003
+tunnels:
+  - name: neta-netb
+    local:  {address: 203.0.113.1,  subnets: [10.1.0.0/16]}
+    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}
+    auth: [{psk_file: DIR/good.psk}]
+    esp: {proposals: [aes128gcm16, aes256-sha256], pfs: modp2048, lifetime: 1h, lifetime_kb: 4000000}
+remote_access:
+  auth: [{psk_file: good.psk}]
+  pool: 10.8.0.0/24
+  dns: [10.1.0.53]
+  ppp: {auth: [mschapv2, chap]}
+filter_lists:
+  mgmt: [{src: me, dst: 192.0.2.0/24, protocol: tcp, dst_port: 22}]
+filter_actions:
+  strict: {action: negotiate, offers: [aes256gcm16], pfs: ecp256}
+rules:
+  - name: no-telnet-to-neta
+    filters: [{src: any, dst: 10.1.0.0/16, protocol: tcp, dst_port: 23}]
+    action: block
+  - name: mgmt
+    filter_list: mgmt
+    action: strict
+    auth: [{psk_file: good.psk, peer_id: "fqdn:admin.example.net"}]
+plugins: {dir: plugins, load: [auth-psk, {name: other, path: /opt/x}]}
+`
+
+func TestGoodConfigAndDefaults(t *testing.T) {
+	dir := setup(t)
+	c, err := parse(t, dir, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminSocket != DefaultAdminSocket || c.MetricsListen != DefaultMetricsListen || c.Log.Level != "info" {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if c.IKE.Lifetime.Duration != DefaultIKELifetime || len(c.IKE.Proposals) != 2 {
+		t.Errorf("ike defaults: %+v", c.IKE)
+	}
+	tn := c.Tunnels[0]
+	if tn.Start != "on-traffic" || tn.ESP.PFS != "modp2048" || tn.ESP.LifetimeKB != 4000000 || tn.ESP.Lifetime.Duration != time.Hour {
+		t.Errorf("tunnel: %+v", tn)
+	}
+	if c.RemoteAccess.Auth[0].PSKFile != filepath.Join(dir, "good.psk") {
+		t.Errorf("relative key file not resolved against the config's folder: %s", c.RemoteAccess.Auth[0].PSKFile)
+	}
+	if c.RemoteAccess.ESP.Proposals[0] != "aes256-sha1" || c.RemoteAccess.PPP.MRU != 1400 {
+		t.Errorf("remote access defaults: %+v", c.RemoteAccess)
+	}
+	if c.Plugins.Dir != filepath.Join(dir, "plugins") || c.Plugins.Load[0].Name != "auth-psk" || c.Plugins.Load[1].Path != "/opt/x" {
+		t.Errorf("plugins: %+v", c.Plugins)
+	}
+	if c.Rules[1].Auth[0].PeerID != "fqdn:admin.example.net" {
+		t.Errorf("peer id: %+v", c.Rules[1].Auth[0])
+	}
+}
+
+// Each bad file yields exactly one error that names file, line and field.
+func TestBadConfigs(t *testing.T) {
+	dir := setup(t)
+	cases := []struct {
+		name, yaml string
+		line       int
+		field      string
+		says       string
+	}{
+		{"unknown key", "listen: [203.0.113.1]\nlisten_on: [1.2.3.4]\n", 2, "listen_on", "unknown field; allowed here: admin_socket"},
+		{"unknown nested key", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  dnss: [10.1.0.53]\n", 5, "remote_access.dnss", "allowed here: allow_cleartext_l2tp, auth, dns"},
+		{"bad CIDR", "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.1, subnets: [10.1.0.0/33]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}\n    auth: [{psk_file: DIR/good.psk}]\n", 4, "tunnels[0].local.subnets[0]", "not a CIDR subnet"},
+		{"host bits", "listen: [203.0.113.1]\nrules:\n  - name: r\n    filters: [{src: 10.1.0.1/16, dst: any}]\n    action: block\n", 4, "rules[0].filters[0].src", "the subnet is 10.1.0.0/16"},
+		{"tunnel rule with a port", "listen: [203.0.113.1]\nrules:\n  - name: r\n    tunnel: 198.51.100.2\n    filters:\n      - {src: 10.1.0.0/16, dst: 10.2.0.0/16,\n         protocol: tcp, dst_port: 80}\n    action: negotiate\n    auth: [{psk_file: DIR/good.psk}]\n", 7, "rules[0].filters[0].protocol", "a tunnel rule filters on addresses only"},
+		{"missing key file", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - psk_file: DIR/nope.psk\n", 5, "remote_access.auth[0].psk_file", "does not exist"},
+		{"world-readable key file", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - psk_file: DIR/open.psk\n", 5, "remote_access.auth[0].psk_file", "readable by group or others"},
+		{"group-readable key file", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth: [{psk_file: DIR/group.psk}]\n", 4, "remote_access.auth[0].psk_file", "chmod 600"},
+		{"bad exemption set", "listen: [203.0.113.1]\nexemptions: windowsxp\n", 2, "exemptions", "windows2000, windows2003, none"},
+		{"weak proposal", "listen: [203.0.113.1]\nike: {proposals: [des-md5-modp1024]}\n", 2, "ike.proposals[0]", "too weak"},
+		{"legacy without opt-in", "listen: [203.0.113.1]\nike: {proposals: [3des-sha1-modp2048]}\n", 2, "ike.proposals[0]", "legacy_algorithms: true"},
+		{"no listen", "log: {level: info}\n", 1, "listen", "at least one address"},
+		{"bad log level", "listen: [203.0.113.1]\nlog: {level: loud}\n", 2, "log.level", "debug, info, warn, error"},
+		{"wrong type", "listen: 203.0.113.1\n", 1, "listen", "want a list"},
+		{"mirrored tunnel filter", "listen: [203.0.113.1]\nrules:\n  - name: r\n    tunnel: 198.51.100.2\n    filters: [{src: 10.1.0.0/16, dst: 10.2.0.0/16, mirrored: true}]\n    action: negotiate\n    auth: [{psk_file: DIR/good.psk}]\n", 5, "rules[0].filters[0].mirrored", "cannot be mirrored"},
+		{"unknown filter list", "listen: [203.0.113.1]\nrules:\n  - name: r\n    filter_list: nope\n    action: block\n", 4, "rules[0].filter_list", "no filter list named"},
+		{"duplicate rule name", "listen: [203.0.113.1]\nrules:\n  - {name: r, filters: [{src: any, dst: any}], action: block}\n  - {name: r, filters: [{src: any, dst: any}], action: permit}\n", 4, "rules[1].name", "already used"},
+		{"local address not listened on", "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.9, subnets: [10.1.0.0/16]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}\n    auth: [{psk_file: DIR/good.psk}]\n", 4, "tunnels[0].local.address", "not one of listen"},
+		{"ports without protocol", "listen: [203.0.113.1]\nrules:\n  - {name: r, filters: [{src: any, dst: any, dst_port: 80}], action: block}\n", 3, "rules[0].filters[0].dst_port", "protocol: tcp"},
+		{"auth on block rule", "listen: [203.0.113.1]\nrules:\n  - name: r\n    filters: [{src: any, dst: any}]\n    action: block\n    auth: [{psk_file: DIR/good.psk}]\n", 6, "rules[0].auth", "only negotiate rules"},
+		{"not yaml", "listen: [203.0.113.1\n", 0, "", "not valid YAML"},
+		{"bad duration", "listen: [203.0.113.1]\nike: {lifetime: forever}\n", 2, "ike.lifetime", "not a duration"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parse(t, dir, c.yaml)
+			var list ErrorList
+			if !errors.As(err, &list) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("want an ErrorList, got %v", err)
+			}
+			if len(list) != 1 {
+				t.Fatalf("want one error, got %d:\n%v", len(list), err)
+			}
+			e := list[0]
+			if e.File != filepath.Join(dir, "gatehouse.yaml") || e.Line != c.line || e.Field != c.field || !strings.Contains(e.Msg, c.says) {
+				t.Fatalf("got  %s:%d field %q: %s\nwant line %d field %q containing %q", e.File, e.Line, e.Field, e.Msg, c.line, c.field, c.says)
+			}
+			if !strings.Contains(e.Error(), "gatehouse.yaml") {
+				t.Fatalf("message does not name the file: %s", e.Error())
+			}
+		})
+	}
+}
+
+func TestSeveralErrorsInFileOrder(t *testing.T) {
+	dir := setup(t)
+	_, err := parse(t, dir, "listen: [203.0.113.1]\nlog: {level: [x]}\nexemptions: bogus\nfoo: 1\n")
+	var list ErrorList
+	if !errors.As(err, &list) || len(list) != 3 {
+		t.Fatalf("want 3 errors, got %v", err)
+	}
+	for i := 1; i < len(list); i++ {
+		if list[i].Line < list[i-1].Line {
+			t.Fatalf("errors out of order:\n%v", err)
+		}
+	}
+}
+
+// TestDefaultsDocumented keeps docs/configuration.md in step with defaults.go.
+func TestDefaultsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{DefaultAdminSocket, DefaultMetricsListen, DefaultLogLevel, DefaultLogFormat, DefaultExemptions,
+		DefaultIKELifetime.String(), DefaultDPDInterval.String(), DefaultDPDTimeout.String(), DefaultESPLifetime.String(),
+		DefaultStart, DefaultPFS, "1400", DefaultPluginDir, DefaultHealthInterval.String(),
+		strings.Join(DefaultIKEProposals, ", "), strings.Join(DefaultESPProposals, ", "), strings.Join(DefaultRemoteAccessESPProposals, ", ")} {
+		if !strings.Contains(string(doc), "`"+v+"`") {
+			t.Errorf("docs/configuration.md does not show the default `%s`", v)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte("listen: [203.0.113.1]\nexemptions: [ike, ike]\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("listen: [::1]\nrules: [{name: r, filters: [{src: me, dst: me}], action: negotiate}]\n"))
+	f.Add([]byte("---\n---\n"))
+	f.Add([]byte("plugins: {load: [{name: {x: 1}}]}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yaml", data)
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("error not an ErrorList: %v", err)
+		}
+	})
+}
+
+func TestAliasBombIsRefused(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 12; i++ {
+		format := "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n"
+		j := i - 1
+		b.WriteString(fmt.Sprintf(format, i, i, j, j, j, j, j, j, j, j, j, j))
+	}
+	b.WriteString("filter_lists: {x: [{src: any, dst: any}]}\nrules: *a11\n")
+	done := make(chan error, 1)
+	go func() { _, err := Parse("bomb.yaml", []byte(b.String())); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("alias bomb accepted")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("alias bomb not bounded")
+	}
+}
