@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/admin"
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/daemon"
+	"github.com/gatehouse/gatehouse/core/pluginhost"
 )
 
 // Exit codes (documented in README.md).
@@ -90,15 +91,16 @@ func runCheck(opts daemon.Options) error {
 	}
 	fmt.Printf("%s: configuration OK\n", l.Config.File)
 	fmt.Printf("  %d rules, %d filters applied, exemptions %s\n", len(l.Policy.Rules), len(l.Policy.Entries), l.Policy.ExemptName)
+	bad := 0
 	for _, p := range l.Plugins {
-		st, err := os.Stat(p.Path)
 		state := "present"
-		if err != nil {
-			state = "MISSING"
-		} else if st.Mode().Perm()&0o111 == 0 {
-			state = "NOT EXECUTABLE"
+		if err := pluginhost.CheckBinary(p); err != nil {
+			state, bad = err.Error(), bad+1
 		}
 		fmt.Printf("  plugin %s: %s (%s)\n", p.Name, p.Path, state)
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d plugin binary(ies) cannot be run; the server would not start", bad)
 	}
 	return nil
 }

@@ -155,7 +155,7 @@ func (h *Host) Start(ctx context.Context, spec Spec) error {
 		stop: make(chan struct{}), done: make(chan struct{})}
 	h.mu.Unlock()
 
-	if err := checkBinary(spec); err != nil {
+	if err := CheckBinary(spec); err != nil {
 		return err
 	}
 	if err := p.launch(ctx); err != nil {
@@ -168,7 +168,8 @@ func (h *Host) Start(ctx context.Context, spec Spec) error {
 	return nil
 }
 
-func checkBinary(spec Spec) error {
+// CheckBinary reports whether spec's binary exists and is safe to run.
+func CheckBinary(spec Spec) error {
 	st, err := os.Stat(spec.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -60,4 +60,3 @@ func TestParallelLabsDoNotCollide(t *testing.T) {
 		t.Fatalf("two labs made the same namespace %s", na.Full)
 	}
 }
-

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs the Debian packages Gatehouse's labs and demo need, when missing.
+# As root it uses apt-get; otherwise it says what is missing and carries on
+# (tests that need the packages then skip, saying why).
+set -eu
+need=""
+command -v ip   >/dev/null 2>&1 || need="$need iproute2"
+command -v nft  >/dev/null 2>&1 || need="$need nftables"
+command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-test-deps: missing:$need; run as root (or apt-get install$need) for the namespace labs" >&2
+	exit 0
+fi
+echo "install-test-deps: apt-get install$need"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $need
