@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
@@ -381,11 +382,11 @@ func (p *Plugin) watch() (string, bool) {
 			client.Kill()
 			return exitReason(r.exitErr), true
 		case <-tick.C:
-			if err := ping(client); err != nil {
+			if err := ping(client, max(p.host.opts.HealthInterval/2, 100*time.Millisecond)); err != nil {
 				misses++
 				p.log.Warn("plugin health check failed", zap.Error(err), zap.Int("misses", misses))
 				if misses >= 2 {
-					client.Kill()
+					kill(client, r, 0)
 					return "stopped answering health checks: " + err.Error(), true
 				}
 				continue
@@ -395,12 +396,22 @@ func (p *Plugin) watch() (string, bool) {
 	}
 }
 
-func ping(c *plugin.Client) error {
+// ping asks the plugin's gRPC health service, which go-plugin registers in
+// every plugin. go-plugin's own Ping has no deadline, so a hung (stopped,
+// deadlocked) plugin would block supervision forever.
+func ping(c *plugin.Client, timeout time.Duration) error {
 	rpc, err := c.Client()
 	if err != nil {
 		return err
 	}
-	return rpc.Ping()
+	g, ok := rpc.(*plugin.GRPCClient)
+	if !ok {
+		return errors.New("plugin does not speak gRPC")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, err = grpc_health_v1.NewHealthClient(g.Conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
+	return err
 }
 
 // Stop ends supervision and the process.
@@ -414,11 +425,32 @@ func (p *Plugin) Stop() {
 	p.mu.Unlock()
 	<-p.done
 	p.mu.Lock()
-	client := p.client
+	client, r := p.client, p.runner
 	p.state = StateStopped
 	p.mu.Unlock()
 	if client != nil {
-		client.Kill()
+		kill(client, r, 2*time.Second)
+	}
+}
+
+// kill ends an instance: go-plugin's graceful Kill, bounded by grace, then
+// SIGKILL. The graceful path sends a gRPC shutdown with no deadline, which a
+// hung plugin never answers.
+func kill(client *plugin.Client, r *procRunner, grace time.Duration) {
+	done := make(chan struct{})
+	if grace > 0 {
+		go func() { client.Kill(); close(done) }()
+		select {
+		case <-done:
+			return
+		case <-r.exited:
+		case <-time.After(grace):
+		}
+	}
+	r.Kill(context.Background())
+	<-r.exited
+	if grace <= 0 {
+		client.Kill() // the process is gone; this only cleans up
 	}
 }
 

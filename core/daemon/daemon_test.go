@@ -1,0 +1,126 @@
+package daemon
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/core/policy"
+	"github.com/gatehouse/gatehouse/plugins/sdk"
+)
+
+func load(t *testing.T, yaml string) (*Loaded, error) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, k := range []string{"a.psk", "b.psk"} {
+		os.WriteFile(filepath.Join(dir, k), []byte("some-long-key-value\n"), 0o600)
+	}
+	p := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(p, []byte(strings.ReplaceAll(yaml, "DIR", dir)), 0o644)
+	return Load(Options{ConfigFile: p, PluginDir: "/opt/plugins"})
+}
+
+func TestPSKEntriesDerivedFromConfig(t *testing.T) {
+	l, err := load(t, `
+listen: [203.0.113.1]
+tunnels:
+  - name: t1
+    local:  {address: 203.0.113.1,  subnets: [10.1.0.0/16]}
+    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}
+    auth: [{psk_file: a.psk}]
+remote_access:
+  auth: [{psk_file: b.psk}]
+  pool: 10.8.0.0/24
+rules:
+  - name: mgmt
+    filters: [{src: me, dst: 192.0.2.0/24}]
+    action: negotiate
+    auth: [{psk_file: a.psk, peer_id: "fqdn:admin.example.net"}]
+  - name: branch
+    tunnel: 198.51.100.7
+    filters: [{src: 10.1.0.0/16, dst: 10.7.0.0/16}]
+    action: negotiate
+    auth: [{psk_file: a.psk}]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]sdk.PSKEntry{}
+	for _, e := range l.Auth.PSK {
+		got[e.Name] = e
+	}
+	want := map[string]sdk.PSKEntry{
+		"tunnels[0].auth[0]":    {MatchAddress: netip.MustParsePrefix("198.51.100.2/32")},
+		"remote_access.auth[0]": {Wildcard: true},
+		"rules[0].auth[0]":      {MatchID: "fqdn:admin.example.net"},
+		"rules[1].auth[0]":      {MatchAddress: netip.MustParsePrefix("198.51.100.7/32")},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("entries: %+v", l.Auth.PSK)
+	}
+	for name, w := range want {
+		g := got[name]
+		if g.MatchAddress != w.MatchAddress || g.MatchID != w.MatchID || g.Wildcard != w.Wildcard || !filepath.IsAbs(g.KeyFile) {
+			t.Errorf("%s = %+v, want %+v", name, g, w)
+		}
+	}
+	if len(l.Plugins) != 1 || l.Plugins[0].Name != "auth-psk" || l.Plugins[0].Path != "/opt/plugins/auth-psk" {
+		t.Errorf("plugins = %+v", l.Plugins)
+	}
+}
+
+func TestConflictingKeysForSamePeersAreRefused(t *testing.T) {
+	_, err := load(t, `
+listen: [203.0.113.1]
+remote_access:
+  auth: [{psk_file: b.psk}]
+  pool: 10.8.0.0/24
+rules:
+  - name: all
+    filters: [{src: me, dst: any}]
+    action: negotiate
+    auth: [{psk_file: a.psk}]
+`)
+	if err == nil || !strings.Contains(err.Error(), "only one preshared key") || !strings.Contains(err.Error(), "remote_access.auth[0]") {
+		t.Fatalf("got %v", err)
+	}
+	// The same key file for the same peers twice is fine.
+	if _, err := load(t, `
+listen: [203.0.113.1]
+rules:
+  - {name: r1, filters: [{src: me, dst: 192.0.2.0/24}], action: negotiate, auth: [{psk_file: a.psk}]}
+  - {name: r2, filters: [{src: me, dst: 192.0.2.0/24, protocol: tcp}], action: negotiate, auth: [{psk_file: a.psk}]}
+`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPluginsLoadedAsConfiguredOrAsNeeded(t *testing.T) {
+	l, err := load(t, `
+listen: [203.0.113.1]
+plugins: {dir: /x, load: [auth-psk, {name: extra, path: /y/extra}]}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// --plugin-dir overrides plugins.dir; explicit paths stay.
+	if len(l.Plugins) != 2 || l.Plugins[0].Path != "/opt/plugins/auth-psk" || l.Plugins[1].Path != "/y/extra" {
+		t.Fatalf("plugins = %+v", l.Plugins)
+	}
+	l, err = load(t, "listen: [203.0.113.1]\n")
+	if err != nil || len(l.Plugins) != 0 {
+		t.Fatalf("no auth in use: plugins = %+v, %v", l.Plugins, err)
+	}
+}
+
+func TestDiffPolicy(t *testing.T) {
+	a := policy.New([]*policy.Rule{{Name: "keep"}, {Name: "gone"}, {Name: "edit", Action: policy.FilterAction{Action: policy.Permit}}}, "none", nil, nil)
+	b := policy.New([]*policy.Rule{{Name: "keep"}, {Name: "new"}, {Name: "edit", Action: policy.FilterAction{Action: policy.Block}}}, "windows2003", []string{"ike"}, nil)
+	got := strings.Join(diffPolicy(a, b), "; ")
+	want := "exemptions none -> windows2003; rule edit changed; rule gone removed; rule new added"
+	if got != want {
+		t.Fatalf("diff = %q\nwant   %q", got, want)
+	}
+}

@@ -1,0 +1,250 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gatehouse/gatehouse/plugins/sdk"
+)
+
+var testPlugin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pluginhost-test")
+	if err != nil {
+		panic(err)
+	}
+	testPlugin = filepath.Join(dir, "testplugin")
+	if out, err := exec.Command("go", "build", "-o", testPlugin, "./testdata/testplugin").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func newHost(t *testing.T, opts Options) (*Host, *observer.ObservedLogs) {
+	core, logs := observer.New(zap.DebugLevel)
+	h := New(zap.New(core), opts, nil)
+	t.Cleanup(h.StopAll)
+	return h, logs
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestStartDiscoverAndServe(t *testing.T) {
+	h, _ := newHost(t, Options{})
+	if err := h.Start(context.Background(), Spec{Name: "tp", Path: testPlugin}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.Get("tp")
+	st := p.Status()
+	if st.State != StateRunning || st.PID == 0 || len(st.Kinds) != 1 || st.Kinds[0] != sdk.KindAuthenticator {
+		t.Fatalf("status = %+v", st)
+	}
+	a, name, err := h.Authenticator(sdk.MethodPSK)
+	if err != nil || name != "tp" {
+		t.Fatalf("Authenticator(psk) = %s, %v", name, err)
+	}
+	if _, err := a.GSSStep(context.Background(), sdk.GSSStepRequest{}); !errors.Is(err, sdk.ErrUnsupported) {
+		t.Fatalf("unserved call = %v", err)
+	}
+	if _, _, err := h.Authenticator(sdk.MethodKerberos); !errors.Is(err, ErrNotServed) {
+		t.Fatalf("kerberos served? %v", err)
+	}
+	if err := h.Start(context.Background(), Spec{Name: "tp", Path: testPlugin}); err == nil {
+		t.Fatal("second start of the same name accepted")
+	}
+	h.Remove("tp")
+	if err := syscall.Kill(st.PID, 0); err == nil {
+		waitFor(t, "process exit after Remove", 5*time.Second, func() bool { return syscall.Kill(st.PID, 0) != nil })
+	}
+}
+
+func TestConfigureHookRunsOnStartAndRefusalFailsStart(t *testing.T) {
+	calls := 0
+	h := New(zap.NewNop(), Options{}, func(ctx context.Context, p *Plugin) error {
+		calls++
+		a, _, _ := p.Authenticator()
+		_, err := a.Configure(ctx, sdk.AuthConfig{UsersFile: "refuse"})
+		return err
+	})
+	defer h.StopAll()
+	err := h.Start(context.Background(), Spec{Name: "tp", Path: testPlugin})
+	if calls != 1 || !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "plugin tp (") {
+		t.Fatalf("calls=%d err=%v", calls, err)
+	}
+	if len(h.Plugins()) != 0 {
+		t.Fatal("refused plugin is supervised")
+	}
+}
+
+func TestBinaryChecks(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte("#!/bin/sh\nexit 0\n"), 0o700)
+		os.Chmod(p, mode)
+		return p
+	}
+	cases := map[string]struct {
+		path string
+		says string
+	}{
+		"missing":        {filepath.Join(dir, "nope"), "does not exist"},
+		"directory":      {dir, "not a regular file"},
+		"not executable": {write("noexec", 0o644), "not executable"},
+		"world-writable": {write("ww", 0o777), "writable by group or others"},
+	}
+	for name, c := range cases {
+		err := CheckBinary(Spec{Name: "x", Path: c.path})
+		if err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), "plugin x") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// A program that is not a plugin fails the handshake with its path named.
+	h, _ := newHost(t, Options{StartTimeout: 3 * time.Second})
+	err := h.Start(context.Background(), Spec{Name: "x", Path: write("notplugin", 0o755)})
+	if err == nil || !strings.Contains(err.Error(), "notplugin") {
+		t.Fatalf("non-plugin: %v", err)
+	}
+}
+
+func TestBackoffSchedule(t *testing.T) {
+	o := Options{}
+	o.fill()
+	want := []time.Duration{0, 0, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
+	for i, w := range want {
+		if got := o.backoff(i); got != w {
+			t.Errorf("backoff(%d) = %s, want %s", i, got, w)
+		}
+	}
+	if got := o.backoff(50); got != 30*time.Second {
+		t.Errorf("backoff(50) = %s, want the 30s cap", got)
+	}
+}
+
+// A plugin that keeps crashing is restarted with growing backoff, and
+// recovers once it stops crashing.
+func TestCrashLoopBacksOff(t *testing.T) {
+	h, logs := newHost(t, Options{BackoffBase: 200 * time.Millisecond})
+	if err := h.Start(context.Background(), Spec{Name: "tp", Path: testPlugin}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.Get("tp")
+	crash := testPlugin + ".crash"
+	os.WriteFile(crash, nil, 0o600)
+	defer os.Remove(crash)
+	syscall.Kill(p.Status().PID, syscall.SIGKILL)
+	// Crashes at t=0, ~0.1 (restart at once), then waits 200ms, 400ms,
+	// 800ms: about 4 restarts in 2.5s, never a tight loop.
+	time.Sleep(2500 * time.Millisecond)
+	n := p.Status().Restarts
+	if n < 2 || n > 6 {
+		t.Fatalf("%d restarts in 2.5s of crashing; backoff not applied", n)
+	}
+	if !strings.Contains(p.Status().LastExit, "status 7") {
+		t.Errorf("last exit = %q", p.Status().LastExit)
+	}
+	os.Remove(crash)
+	waitFor(t, "recovery", 10*time.Second, func() bool {
+		st := p.Status()
+		return st.State == StateRunning && time.Since(st.Since) > 300*time.Millisecond
+	})
+	if logs.FilterMessage("plugin died; restarting").Len() < 2 {
+		t.Error("deaths not logged")
+	}
+}
+
+// A plugin that stops answering (SIGSTOP) is killed and restarted after two
+// failed health checks.
+func TestHungPluginIsRestarted(t *testing.T) {
+	h, logs := newHost(t, Options{HealthInterval: 150 * time.Millisecond})
+	if err := h.Start(context.Background(), Spec{Name: "tp", Path: testPlugin}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.Get("tp")
+	pid := p.Status().PID
+	syscall.Kill(pid, syscall.SIGSTOP)
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	defer func() {
+		if t.Failed() {
+			dumpLogs(t, logs)
+		}
+	}()
+	waitFor(t, "restart of hung plugin", 15*time.Second, func() bool {
+		st := p.Status()
+		return st.Restarts == 1 && st.State == StateRunning
+	})
+	defer func() {
+		if t.Failed() {
+			dumpLogs(t, logs)
+		}
+	}()
+	if logs.FilterMessage("plugin health check failed").Len() < 2 {
+		t.Error("health check failures not logged")
+	}
+	if e := p.Status().LastExit; !strings.Contains(e, "health checks") {
+		t.Errorf("last exit = %q", e)
+	}
+}
+
+func TestExitReason(t *testing.T) {
+	err := exec.Command("sh", "-c", "exit 3").Run()
+	if got := exitReason(err); got != "exited with status 3" {
+		t.Errorf("exit 3: %q", got)
+	}
+	err = exec.Command("sh", "-c", "kill -TERM $$").Run()
+	if got := exitReason(err); got != "killed by signal terminated" {
+		t.Errorf("SIGTERM: %q", got)
+	}
+	if got := exitReason(nil); got != "exited with status 0" {
+		t.Errorf("nil: %q", got)
+	}
+}
+
+func dumpLogs(t *testing.T, logs *observer.ObservedLogs) {
+	for _, e := range logs.All() {
+		t.Logf("%s %s %v", e.Level, e.Message, e.ContextMap())
+	}
+}
+
+func TestStopDoesNotHangOnAStoppedPlugin(t *testing.T) {
+	h, _ := newHost(t, Options{HealthInterval: time.Hour})
+	if err := h.Start(context.Background(), Spec{Name: "tp", Path: testPlugin}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.Get("tp")
+	pid := p.Status().PID
+	syscall.Kill(pid, syscall.SIGSTOP)
+	done := make(chan struct{})
+	go func() { h.Remove("tp"); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatal("Remove hung on a stopped plugin")
+	}
+	if syscall.Kill(pid, 0) == nil {
+		t.Fatal("stopped plugin still alive after Remove")
+	}
+}

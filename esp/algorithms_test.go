@@ -1,0 +1,39 @@
+package esp
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParseSuite(t *testing.T) {
+	good := map[string]string{
+		"aes128gcm16": "aes128gcm16", "AES256GCM16": "aes256gcm16", "esp-aes128-sha1": "aes128-sha1",
+		"aes256-sha256": "aes256-sha256", "chacha20poly1305": "chacha20poly1305", "null-sha256": "null-sha256",
+		"ah-sha1": "ah-sha1", "ah-sha256": "ah-sha256", "3des-sha1": "3des-sha1",
+	}
+	for in, want := range good {
+		s, err := ParseSuite(in)
+		if err != nil || s.String() != want {
+			t.Errorf("ParseSuite(%q) = %v, %v; want %s", in, s, err, want)
+		}
+	}
+	if s, _ := ParseSuite("3des-sha1"); !s.Legacy() {
+		t.Error("3des not legacy")
+	}
+	if s, _ := ParseSuite("ah-sha256"); s.Protocol != ProtoAH || s.Integrity.ICVBytes != 16 || s.Integrity.AHTransform != 5 {
+		t.Errorf("ah-sha256 = %+v", s)
+	}
+	if s, _ := ParseSuite("aes128gcm16"); s.Encryption.TransformID != 20 || s.Encryption.SaltBytes != 4 || !s.Encryption.AEAD {
+		t.Errorf("gcm = %+v", s.Encryption)
+	}
+	for in, want := range map[string]error{"des-sha1": ErrWeakAlgorithm, "aes128-md5": ErrWeakAlgorithm, "ah-md5": ErrWeakAlgorithm, "aes192-sha1": ErrUnknownAlgorithm, "aes128-sha384": ErrUnknownAlgorithm} {
+		if _, err := ParseSuite(in); !errors.Is(err, want) {
+			t.Errorf("ParseSuite(%q) = %v, want %v", in, err, want)
+		}
+	}
+	for _, in := range []string{"", "esp", "aes128", "aes128gcm16-sha1", "aes128-sha1-sha256", "ah", "ah-sha1-sha256", "null"} {
+		if _, err := ParseSuite(in); err == nil {
+			t.Errorf("ParseSuite(%q) accepted", in)
+		}
+	}
+}
