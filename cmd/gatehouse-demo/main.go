@@ -77,22 +77,13 @@ func run(bin string, verbose bool) error {
 	defer func() { summary(steps) }()
 
 	banner("1. Network: gateway, site-to-site peer and road-warrior client in namespaces")
-	wan, err := lab.NS("wan")
-	if err != nil {
-		return err
+	spaces := map[string]*netns.NS{}
+	for _, name := range []string{"wan", "gw", "peer", "client"} {
+		if spaces[name], err = lab.NS(name); err != nil {
+			return err
+		}
 	}
-	gw, err := lab.NS("gw")
-	if err != nil {
-		return err
-	}
-	peer, err := lab.NS("peer")
-	if err != nil {
-		return err
-	}
-	client, err := lab.NS("client")
-	if err != nil {
-		return err
-	}
+	wan, gw, peer, client := spaces["wan"], spaces["gw"], spaces["peer"], spaces["client"]
 	links := []struct {
 		ns         *netns.NS
 		addr, wanA string

@@ -169,6 +169,9 @@ func (s *server) plugins() []pluginRow {
 
 func TestStatusPolicyAndPlugins(t *testing.T) {
 	s := start(t, e2eConfig)
+	if st, err := os.Stat(s.socket); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("admin socket mode: %v %v", st.Mode(), err)
+	}
 	out, code := s.cli("status")
 	if code != 0 || !strings.Contains(out, "4 rules") || !strings.Contains(out, "1 of 1 running") || !strings.Contains(out, "exemptions windows2000") {
 		t.Fatalf("status (exit %d):\n%s", code, out)

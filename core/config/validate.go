@@ -178,7 +178,13 @@ func (v *validator) pfs(name string, p Pos, path string) {
 	}
 }
 
-func (v *validator) defineRule(name, where string, p Pos, path string) {
+// defineRule checks a rule or tunnel name: well formed, and unique among
+// rules (tunnels and remote access make rules too).
+func (v *validator) defineRule(kind, name, where string, p Pos, path string) {
+	if !nameRE.MatchString(name) {
+		v.errorAt(p, path, "%s needs a name; %s", kind, nameRule)
+		return
+	}
 	if prev, ok := v.ruleNames[name]; ok {
 		v.errorAt(p, path, "name %q is already used by %s", name, prev)
 		return
@@ -188,11 +194,7 @@ func (v *validator) defineRule(name, where string, p Pos, path string) {
 
 func (v *validator) tunnel(i int, t *Tunnel) {
 	path := fmt.Sprintf("tunnels[%d]", i)
-	if !nameRE.MatchString(t.Name) {
-		v.errorAt(t.Meta.At("name"), path+".name", "a tunnel needs a name; %s", nameRule)
-	} else {
-		v.defineRule(t.Name, path, t.Meta.At("name"), path+".name")
-	}
+	v.defineRule("a tunnel", t.Name, path, t.Meta.At("name"), path+".name")
 	if !t.Local.Address.IsValid() {
 		v.errorAt(t.Local.Meta.Pos, path+".local.address", "required: this gateway's address for the tunnel (one of listen)")
 	} else if !v.isListen(t.Local.Address.Addr) {
@@ -351,7 +353,7 @@ func (v *validator) secretFile(path string, p Pos, field string) {
 
 func (v *validator) remoteAccess(ra *RemoteAccess) {
 	path := "remote_access"
-	v.defineRule("remote-access", path, ra.Meta.Pos, path)
+	v.defineRule("remote access", "remote-access", path, ra.Meta.Pos, path)
 	v.authList(ra.Auth, ra.Meta.At("auth"), path+".auth", true)
 	if !ra.Pool.IsValid() {
 		v.errorAt(ra.Meta.Pos, path+".pool", "required: the subnet client addresses come from (e.g. 10.8.0.0/24)")
@@ -429,11 +431,7 @@ func (v *validator) filterAction(fa *FilterAction, path string) {
 
 func (v *validator) rule(i int, r *Rule) {
 	path := fmt.Sprintf("rules[%d]", i)
-	if !nameRE.MatchString(r.Name) {
-		v.errorAt(r.Meta.At("name"), path+".name", "a rule needs a name; %s", nameRule)
-	} else {
-		v.defineRule(r.Name, path, r.Meta.At("name"), path+".name")
-	}
+	v.defineRule("a rule", r.Name, path, r.Meta.At("name"), path+".name")
 	tunnel := r.Tunnel != nil
 	switch {
 	case r.Meta.Has("filters") && r.Meta.Has("filter_list"):

@@ -147,24 +147,25 @@ func (h *Host) configureFunc() ConfigureFunc {
 // that cannot start returns one error naming the binary and the reason, and
 // is not supervised.
 func (h *Host) Start(ctx context.Context, spec Spec) error {
+	if err := CheckBinary(spec); err != nil {
+		return err
+	}
+	p := &Plugin{spec: spec, host: h, log: h.log.With(zap.String("plugin", spec.Name)), state: StateStarting,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	// The name is taken while the plugin starts, so it is never started twice.
 	h.mu.Lock()
 	if _, ok := h.plugins[spec.Name]; ok {
 		h.mu.Unlock()
 		return fmt.Errorf("plugin %s is already running", spec.Name)
 	}
-	p := &Plugin{spec: spec, host: h, log: h.log.With(zap.String("plugin", spec.Name)), state: StateStarting,
-		stop: make(chan struct{}), done: make(chan struct{})}
-	h.mu.Unlock()
-
-	if err := CheckBinary(spec); err != nil {
-		return err
-	}
-	if err := p.launch(ctx); err != nil {
-		return fmt.Errorf("plugin %s (%s): %w", spec.Name, spec.Path, err)
-	}
-	h.mu.Lock()
 	h.plugins[spec.Name] = p
 	h.mu.Unlock()
+	if err := p.launch(ctx); err != nil {
+		h.mu.Lock()
+		delete(h.plugins, spec.Name)
+		h.mu.Unlock()
+		return fmt.Errorf("plugin %s (%s): %w", spec.Name, spec.Path, err)
+	}
 	go p.supervise()
 	return nil
 }

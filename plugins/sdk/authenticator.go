@@ -570,11 +570,17 @@ func (s *authServer) GSSRelease(ctx context.Context, req *pb.GSSReleaseRequest) 
 }
 
 func (s *authServer) AuthenticateUser(ctx context.Context, req *pb.UserAuthRequest) (*pb.UserAuthResponse, error) {
+	return serveUserAuth(ctx, req, s.impl.AuthenticateUser)
+}
+
+// serveUserAuth is the server side of AuthenticateUser, shared by the
+// Authenticator and Host services.
+func serveUserAuth(ctx context.Context, req *pb.UserAuthRequest, impl func(context.Context, UserAuthRequest) (UserAuthResult, error)) (*pb.UserAuthResponse, error) {
 	r, err := userAuthRequestFromPB(req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := s.impl.AuthenticateUser(ctx, r)
+	res, err := impl(ctx, r)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -452,15 +452,7 @@ func (s *hostServer) ReleaseAddress(ctx context.Context, req *pb.ReleaseAddressR
 }
 
 func (s *hostServer) AuthenticateUser(ctx context.Context, req *pb.UserAuthRequest) (*pb.UserAuthResponse, error) {
-	r, err := userAuthRequestFromPB(req)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	res, err := s.impl.AuthenticateUser(ctx, r)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return userAuthResultToPB(res), nil
+	return serveUserAuth(ctx, req, s.impl.AuthenticateUser)
 }
 
 func (s *hostServer) EmitAudit(ctx context.Context, req *pb.AuditEvent) (*pb.EmitAuditResponse, error) {

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDemoRuns runs the demo as `make demo` does, so the demo cannot rot.
+func TestDemoRuns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: the demo needs root to create network namespaces (CI runs make test as root)")
+	}
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode")
+	}
+	bin := t.TempDir()
+	for pkg, out := range map[string]string{".": "gatehouse-demo", "../gatehoused": "gatehoused", "../gatehouse": "gatehouse", "../../plugins/auth-psk": "plugins/auth-psk"} {
+		if b, err := exec.Command("go", "build", "-o", filepath.Join(bin, out), pkg).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	out, err := exec.Command(filepath.Join(bin, "gatehouse-demo"), "--bin", bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{"[ok  ] auth-psk restarted after kill -9", "[ok  ] bad reload refused", "rule neta-netb/out"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if strings.Contains(string(out), "[FAIL]") {
+		t.Errorf("a demo step failed:\n%s", out)
+	}
+}
