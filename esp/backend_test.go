@@ -1,0 +1,9 @@
+package esp
+
+import "testing"
+
+func TestSoftwareSelfTestPasses(t *testing.T) {
+	if err := softwareSelfTest(); err != nil {
+		t.Fatal(err)
+	}
+}
