@@ -102,9 +102,11 @@ func (s *sa) init(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("SA %08x: %w", cfg.SPI, err)
 	}
-	s.cfg, s.t, s.created = cfg, t, time.Now()
+	s.cfg, s.t, s.created = cfg, t, timeNow()
 	return nil
 }
+
+var timeNow = time.Now
 
 // SPI is the SA's security parameter index.
 func (s *sa) SPI() uint32 { return s.cfg.SPI }
