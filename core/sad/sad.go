@@ -1,0 +1,340 @@
+// Package sad is the security association database (RFC 4301 section
+// 4.4.2): inbound SAs by SPI, outbound SAs by the policy rule and peer they
+// serve. Lookups take one shard's read lock and allocate nothing; rekeying
+// replaces an outbound SA in one step while the old inbound SA stays until
+// it is deleted, so no packet is lost. Time lifetimes are checked by Tick.
+package sad
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse/esp"
+)
+
+// Mode of an SA.
+type Mode uint8
+
+const (
+	Transport Mode = iota + 1
+	Tunnel
+)
+
+func (m Mode) String() string {
+	if m == Tunnel {
+		return "tunnel"
+	}
+	return "transport"
+}
+
+// Selector is a traffic selector (RFC 4301 section 4.4.1.1): decrypted
+// packets must fall inside one of the SA's selectors.
+type Selector struct {
+	Src, Dst         netip.Prefix
+	Proto            uint8 // 0: any
+	SrcPort, DstPort uint16
+}
+
+// Matches reports whether a packet's fields fall inside the selector.
+func (s Selector) Matches(src, dst netip.Addr, proto uint8, sport, dport uint16) bool {
+	return s.Src.Contains(src) && s.Dst.Contains(dst) &&
+		(s.Proto == 0 || s.Proto == proto) &&
+		(s.SrcPort == 0 || s.SrcPort == sport) && (s.DstPort == 0 || s.DstPort == dport)
+}
+
+func (s Selector) String() string {
+	out := s.Src.String() + " > " + s.Dst.String()
+	if s.Proto != 0 {
+		out += fmt.Sprintf(" proto %d", s.Proto)
+	}
+	if s.SrcPort != 0 || s.DstPort != 0 {
+		out += fmt.Sprintf(" ports %d > %d", s.SrcPort, s.DstPort)
+	}
+	return out
+}
+
+// Meta describes an SA beyond its crypto.
+type Meta struct {
+	Name      string // tunnel or manual SA name, for people
+	Mode      Mode
+	Local     netip.AddrPort // outer addresses; port 4500 with UDP encapsulation
+	Peer      netip.AddrPort
+	UDPEncap  bool
+	Selectors []Selector
+	Rule      int        // policy rule sequence number
+	NATOA     netip.Addr // peer's original address (transport mode behind NAT)
+}
+
+// InSA is an installed inbound SA.
+type InSA struct {
+	Meta
+	ESP *esp.Inbound // or
+	AH  *esp.AH
+}
+
+// OutSA is an installed outbound SA.
+type OutSA struct {
+	Meta
+	ESP *esp.Outbound // or
+	AH  *esp.AH
+}
+
+// SPI returns the SA's SPI.
+func (s *InSA) SPI() uint32 {
+	if s.AH != nil {
+		return s.AH.SPI()
+	}
+	return s.ESP.SPI()
+}
+
+// SPI returns the SA's SPI.
+func (s *OutSA) SPI() uint32 {
+	if s.AH != nil {
+		return s.AH.SPI()
+	}
+	return s.ESP.SPI()
+}
+
+// AllowsInner reports whether a decrypted packet matches the SA's selectors.
+func (m *Meta) AllowsInner(src, dst netip.Addr, proto uint8, sport, dport uint16) bool {
+	for i := range m.Selectors {
+		if m.Selectors[i].Matches(src, dst, proto, sport, dport) {
+			return true
+		}
+	}
+	return false
+}
+
+// OutKey finds the outbound SA for a packet: the rule that matched it and
+// the peer (tunnel endpoint, or the packet's destination in transport mode).
+type OutKey struct {
+	Rule int
+	Peer netip.Addr
+}
+
+const shards = 64
+
+type inShard struct {
+	mu sync.RWMutex
+	m  map[uint32]*InSA
+}
+
+type outShard struct {
+	mu sync.RWMutex
+	m  map[OutKey]*OutSA
+}
+
+// DB is the SA database.
+type DB struct {
+	in  [shards]inShard
+	out [shards]outShard
+	n   atomic.Int64
+}
+
+// Sentinel errors.
+var (
+	ErrSPIInUse = errors.New("SPI already installed")
+	ErrNotFound = errors.New("no such SA")
+)
+
+// New makes an empty database.
+func New() *DB {
+	db := &DB{}
+	for i := range db.in {
+		db.in[i].m = map[uint32]*InSA{}
+		db.out[i].m = map[OutKey]*OutSA{}
+	}
+	return db
+}
+
+func spiShard(spi uint32) int { return int((spi * 2654435761) >> 26) } // Fibonacci hash, top 6 bits
+
+func keyShard(k OutKey) int {
+	a := k.Peer.As16()
+	h := uint32(k.Rule)*2654435761 ^ uint32(a[12])<<24 ^ uint32(a[13])<<16 ^ uint32(a[14])<<8 ^ uint32(a[15])
+	return int((h * 2654435761) >> 26)
+}
+
+// AddInbound installs an inbound SA.
+func (db *DB) AddInbound(sa *InSA) error {
+	s := &db.in[spiShard(sa.SPI())]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[sa.SPI()]; ok {
+		return fmt.Errorf("%w: %08x", ErrSPIInUse, sa.SPI())
+	}
+	s.m[sa.SPI()] = sa
+	db.n.Add(1)
+	return nil
+}
+
+// Inbound finds the inbound SA for an SPI.
+func (db *DB) Inbound(spi uint32) *InSA {
+	s := &db.in[spiShard(spi)]
+	s.mu.RLock()
+	sa := s.m[spi]
+	s.mu.RUnlock()
+	return sa
+}
+
+// RemoveInbound deletes an inbound SA.
+func (db *DB) RemoveInbound(spi uint32) (*InSA, error) {
+	s := &db.in[spiShard(spi)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sa, ok := s.m[spi]
+	if !ok {
+		return nil, fmt.Errorf("%w: inbound %08x", ErrNotFound, spi)
+	}
+	delete(s.m, spi)
+	db.n.Add(-1)
+	return sa, nil
+}
+
+// SetOutbound installs or replaces (rekey) the outbound SA for k and
+// returns the one it replaced, if any.
+func (db *DB) SetOutbound(k OutKey, sa *OutSA) *OutSA {
+	s := &db.out[keyShard(k)]
+	s.mu.Lock()
+	old := s.m[k]
+	s.m[k] = sa
+	s.mu.Unlock()
+	if old == nil {
+		db.n.Add(1)
+	}
+	return old
+}
+
+// Outbound finds the outbound SA for k.
+func (db *DB) Outbound(k OutKey) *OutSA {
+	s := &db.out[keyShard(k)]
+	s.mu.RLock()
+	sa := s.m[k]
+	s.mu.RUnlock()
+	return sa
+}
+
+// RemoveOutbound deletes the outbound SA for k if its SPI is spi (so a
+// late delete of a rekeyed SA does not remove its successor).
+func (db *DB) RemoveOutbound(k OutKey, spi uint32) (*OutSA, error) {
+	s := &db.out[keyShard(k)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sa, ok := s.m[k]
+	if !ok || sa.SPI() != spi {
+		return nil, fmt.Errorf("%w: outbound %08x", ErrNotFound, spi)
+	}
+	delete(s.m, k)
+	db.n.Add(-1)
+	return sa, nil
+}
+
+// Len is the number of installed SAs, both directions.
+func (db *DB) Len() int { return int(db.n.Load()) }
+
+// Snapshot is one SA for listing: never keys.
+type Snapshot struct {
+	Meta
+	Inbound     bool
+	SPI         uint32
+	Protocol    string // esp, ah
+	Suite       string
+	ESN         bool
+	Bytes       uint64
+	Packets     uint64
+	ReplayDrops uint64
+	AuthFails   uint64
+	OtherDrops  uint64
+	Age         time.Duration
+	HardTime    time.Duration
+	Backend     string
+}
+
+type counted interface {
+	Config() esp.Config
+	Created() time.Time
+}
+
+func snap(meta Meta, inbound bool, c counted, st *esp.Stats, now time.Time) Snapshot {
+	cfg := c.Config()
+	backend := cfg.Backend
+	if backend == "" {
+		backend = esp.SoftwareBackend
+	}
+	return Snapshot{Meta: meta, Inbound: inbound, SPI: cfg.SPI, Protocol: cfg.Suite.Protocol.String(), Suite: cfg.Suite.String(),
+		ESN: cfg.ESN, Bytes: st.Bytes.Load(), Packets: st.Packets.Load(), ReplayDrops: st.ReplayDrops.Load(),
+		AuthFails: st.AuthFailures.Load(), OtherDrops: st.OtherDrops.Load(), Age: now.Sub(c.Created()),
+		HardTime: cfg.Limits.HardTime, Backend: backend}
+}
+
+// List snapshots every SA, ordered by name, direction and SPI.
+func (db *DB) List(now time.Time) []Snapshot {
+	var out []Snapshot
+	for i := range db.in {
+		s := &db.in[i]
+		s.mu.RLock()
+		for _, sa := range s.m {
+			if sa.AH != nil {
+				out = append(out, snap(sa.Meta, true, sa.AH, &sa.AH.Stats, now))
+			} else {
+				out = append(out, snap(sa.Meta, true, sa.ESP, &sa.ESP.Stats, now))
+			}
+		}
+		s.mu.RUnlock()
+		o := &db.out[i]
+		o.mu.RLock()
+		for _, sa := range o.m {
+			if sa.AH != nil {
+				out = append(out, snap(sa.Meta, false, sa.AH, &sa.AH.Stats, now))
+			} else {
+				out = append(out, snap(sa.Meta, false, sa.ESP, &sa.ESP.Stats, now))
+			}
+		}
+		o.mu.RUnlock()
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		if a.Inbound != b.Inbound {
+			return !a.Inbound
+		}
+		return a.SPI < b.SPI
+	})
+	return out
+}
+
+type timed interface{ CheckTime(time.Time) }
+
+// Tick applies time lifetimes to every SA; call it about once a second.
+// Expiry events go to each SA's OnEvent; the owner removes hard-expired SAs.
+func (db *DB) Tick(now time.Time) {
+	for i := range db.in {
+		s := &db.in[i]
+		s.mu.RLock()
+		for _, sa := range s.m {
+			var t timed = sa.ESP
+			if sa.AH != nil {
+				t = sa.AH
+			}
+			t.CheckTime(now)
+		}
+		s.mu.RUnlock()
+		o := &db.out[i]
+		o.mu.RLock()
+		for _, sa := range o.m {
+			var t timed = sa.ESP
+			if sa.AH != nil {
+				t = sa.AH
+			}
+			t.CheckTime(now)
+		}
+		o.mu.RUnlock()
+	}
+}

@@ -1,0 +1,186 @@
+package sad
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/esp"
+)
+
+var gcm, _ = esp.ParseSuite("aes128gcm16")
+
+func espCfg(spi uint32, events func(esp.Event)) esp.Config {
+	return esp.Config{SPI: spi, Suite: gcm, EncKey: make([]byte, 20), OnEvent: events, Limits: esp.Limits{SoftTime: time.Minute, HardTime: time.Hour}}
+}
+
+func inSA(t testing.TB, spi uint32, name string) *InSA {
+	in, err := esp.NewInbound(espCfg(spi, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &InSA{Meta: Meta{Name: name, Mode: Tunnel}, ESP: in}
+}
+
+func outSA(t testing.TB, spi uint32, name string) *OutSA {
+	o, err := esp.NewOutbound(espCfg(spi, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &OutSA{Meta: Meta{Name: name, Mode: Tunnel}, ESP: o}
+}
+
+func TestInboundAndOutbound(t *testing.T) {
+	db := New()
+	if err := db.AddInbound(inSA(t, 0x100, "t")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddInbound(inSA(t, 0x100, "t")); !errors.Is(err, ErrSPIInUse) {
+		t.Fatalf("duplicate SPI: %v", err)
+	}
+	if db.Inbound(0x100) == nil || db.Inbound(0x101) != nil {
+		t.Fatal("inbound lookup")
+	}
+	k := OutKey{Rule: 3, Peer: netip.MustParseAddr("198.51.100.2")}
+	if old := db.SetOutbound(k, outSA(t, 0x200, "t")); old != nil {
+		t.Fatal("replaced nothing")
+	}
+	// Rekey: the new outbound SA replaces the old in one step.
+	if old := db.SetOutbound(k, outSA(t, 0x201, "t")); old == nil || old.SPI() != 0x200 {
+		t.Fatalf("rekey replaced %v", old)
+	}
+	if db.Outbound(k).SPI() != 0x201 || db.Len() != 2 {
+		t.Fatalf("after rekey: %08x, len %d", db.Outbound(k).SPI(), db.Len())
+	}
+	// A late delete of the old SA must not remove its successor.
+	if _, err := db.RemoveOutbound(k, 0x200); !errors.Is(err, ErrNotFound) || db.Outbound(k) == nil {
+		t.Fatalf("stale delete: %v", err)
+	}
+	if _, err := db.RemoveOutbound(k, 0x201); err != nil || db.Outbound(k) != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := db.RemoveInbound(0x100); err != nil || db.Len() != 0 {
+		t.Fatalf("remove inbound: %v len %d", err, db.Len())
+	}
+	if _, err := db.RemoveInbound(0x100); !errors.Is(err, ErrNotFound) {
+		t.Fatal("double remove")
+	}
+}
+
+func TestSelectors(t *testing.T) {
+	m := Meta{Selectors: []Selector{
+		{Src: netip.MustParsePrefix("10.2.0.0/16"), Dst: netip.MustParsePrefix("10.1.0.0/16")},
+		{Src: netip.MustParsePrefix("198.51.100.2/32"), Dst: netip.MustParsePrefix("203.0.113.1/32"), Proto: 17, SrcPort: 1701},
+	}}
+	a := netip.MustParseAddr
+	for _, c := range []struct {
+		src, dst     string
+		proto        uint8
+		sport, dport uint16
+		ok           bool
+	}{
+		{"10.2.0.7", "10.1.0.5", 6, 1, 2, true},
+		{"10.3.0.7", "10.1.0.5", 6, 1, 2, false},
+		{"198.51.100.2", "203.0.113.1", 17, 1701, 1701, true},
+		{"198.51.100.2", "203.0.113.1", 17, 1702, 1701, false},
+		{"198.51.100.2", "203.0.113.1", 6, 1701, 1701, false},
+	} {
+		if got := m.AllowsInner(a(c.src), a(c.dst), c.proto, c.sport, c.dport); got != c.ok {
+			t.Errorf("%+v: %v", c, got)
+		}
+	}
+}
+
+func TestListHasNoKeysAndTickExpires(t *testing.T) {
+	db := New()
+	var mu sync.Mutex
+	var events []esp.Event
+	in, _ := esp.NewInbound(espCfg(0xabc, func(e esp.Event) { mu.Lock(); events = append(events, e); mu.Unlock() }))
+	db.AddInbound(&InSA{Meta: Meta{Name: "b"}, ESP: in})
+	db.SetOutbound(OutKey{Rule: 1}, outSA(t, 0xdef, "a"))
+	list := db.List(time.Now())
+	if len(list) != 2 || list[0].Name != "a" || list[0].Inbound || !list[1].Inbound || list[1].Suite != "aes128gcm16" || list[1].Backend != "software" {
+		t.Fatalf("list: %+v", list)
+	}
+	if s := fmt.Sprintf("%+v", list); strings.Contains(s, "EncKey") {
+		t.Fatal("snapshot exposes keys")
+	}
+	db.Tick(time.Now().Add(2 * time.Minute))
+	db.Tick(time.Now().Add(2 * time.Hour))
+	if len(events) != 2 || events[0].Kind != esp.SoftExpire || events[1].Kind != esp.HardExpire || events[1].SPI != 0xabc {
+		t.Fatalf("events: %+v", events)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	db := New()
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				spi := uint32(w<<16 | i + 1)
+				db.AddInbound(inSA(t, spi, "c"))
+				db.Inbound(spi)
+				db.SetOutbound(OutKey{Rule: w, Peer: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})}, outSA(t, spi, "c"))
+				if i%50 == 0 {
+					db.List(time.Now())
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if db.Len() != 4000 {
+		t.Fatalf("len %d", db.Len())
+	}
+}
+
+func TestLookupsDoNotAllocate(t *testing.T) {
+	db := New()
+	db.AddInbound(inSA(t, 7, "x"))
+	k := OutKey{Rule: 1, Peer: netip.MustParseAddr("10.0.0.1")}
+	db.SetOutbound(k, outSA(t, 8, "x"))
+	if n := testing.AllocsPerRun(100, func() { db.Inbound(7); db.Outbound(k) }); n != 0 {
+		t.Fatalf("%.0f allocations", n)
+	}
+}
+
+// BenchmarkLookup100k: SPI and outbound-key lookups with 100,000 SAs each
+// way installed (target for the scale issue: under 100 ns).
+func BenchmarkLookup100k(b *testing.B) {
+	db := New()
+	cfgIn, _ := esp.NewInbound(espCfg(1, nil))
+	cfgOut, _ := esp.NewOutbound(espCfg(1, nil))
+	const n = 100000
+	for i := 0; i < n; i++ {
+		// Share the crypto state: the benchmark measures the index only.
+		db.in[spiShard(uint32(i+1))].m[uint32(i+1)] = &InSA{ESP: cfgIn}
+		k := OutKey{Rule: i % 50, Peer: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}
+		db.out[keyShard(k)].m[k] = &OutSA{ESP: cfgOut}
+	}
+	b.Run("inbound-spi", func(b *testing.B) {
+		b.ReportAllocs()
+		i := uint32(0)
+		for b.Loop() {
+			i = (i*7919 + 1) % n
+			if db.Inbound(i+1) == nil {
+				b.Fatal("miss")
+			}
+		}
+	})
+	b.Run("outbound-key", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i = (i*7919 + 1) % n
+			if db.Outbound(OutKey{Rule: i % 50, Peer: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}) == nil {
+				b.Fatal("miss")
+			}
+		}
+	})
+}
