@@ -1,0 +1,28 @@
+package dataplane
+
+// DropReason is why a packet was dropped; each has a counter.
+type DropReason int
+
+const (
+	DropMalformed    DropReason = iota // not a well-formed IP, ESP or UDP-encapsulated packet
+	DropPolicyBlock                    // a block rule matched
+	DropNoSA                           // negotiate rule, no SA yet (acquire sent)
+	DropNoClearPath                    // permitted in clear, but no clear socket
+	DropSendFailed                     // a socket or the TUN refused the packet
+	DropSAExpired                      // the SA reached a hard limit
+	DropUnknownSPI                     // no inbound SA for the SPI
+	DropWrongPeer                      // SA used from another address or encapsulation
+	DropReplay                         // replayed or too old
+	DropAuth                           // ICV did not verify
+	DropDummy                          // RFC 4303 dummy packet (not an error)
+	DropSelector                       // decrypted packet outside the SA's selectors
+	DropIKEUnhandled                   // IKE on port 4500 with no IKE engine attached
+	numDrops
+)
+
+var dropNames = [numDrops]string{
+	"malformed", "policy-block", "no-sa", "no-clear-path", "send-failed", "sa-expired", "unknown-spi",
+	"wrong-peer", "replay", "auth-failed", "dummy", "selector-mismatch", "ike-unhandled",
+}
+
+func (r DropReason) String() string { return dropNames[r] }

@@ -1,0 +1,361 @@
+// Package dataplane moves packets between the TUN device and the outer
+// sockets: SPD lookup, ESP in tunnel and transport mode, raw or UDP
+// encapsulated (RFC 3948), inbound selector checks, and a counted reason
+// for every drop. It owns no keys; SAs come from core/sad.
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/core/policy"
+	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/esp"
+)
+
+// Device is the inner side: a TUN device carrying IP packets.
+type Device interface {
+	// Read reads one packet into b and returns its length.
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	Close() error
+}
+
+// Conn is an outer socket. A raw ESP socket reads and writes ESP without
+// the IP header and uses port 0; the UDP socket carries RFC 3948 datagrams;
+// the clear socket writes whole IP packets (IP_HDRINCL).
+type Conn interface {
+	ReadFrom(b []byte) (int, netip.AddrPort, error)
+	WriteTo(b []byte, to netip.AddrPort) error
+	Close() error
+}
+
+// Acquire asks IKE for an SA (RFC 4301 section 5.2's "acquire").
+type Acquire struct {
+	Rule     *policy.Rule
+	Peer     netip.Addr
+	Src, Dst netip.Addr
+}
+
+// Config wires a Plane.
+type Config struct {
+	Log   *zap.Logger
+	TUN   Device
+	Raw   Conn // ESP, IP protocol 50
+	UDP   Conn // ESP in UDP on port 4500; may be nil
+	Clear Conn // permitted cleartext written back out; may be nil
+	SAD   *sad.DB
+	// OnAcquire is called when a packet needs an SA that does not exist,
+	// at most once a second per rule and peer. It must not block.
+	OnAcquire func(Acquire)
+	// OnIKE receives IKE messages that arrived on port 4500 (marker
+	// removed). Nil: they are counted and dropped.
+	OnIKE func(msg []byte, from netip.AddrPort)
+	MTU   int
+}
+
+// headroom leaves space before a packet for ESP's header and IV, and in
+// transport mode for the IPv4 header that is rebuilt after decryption.
+const headroom = 64
+
+// Plane is a running data path.
+type Plane struct {
+	cfg    Config
+	policy atomic.Pointer[policy.Policy]
+	drops  [numDrops]atomic.Uint64
+	stats  struct{ sent, received, clear, keepalives atomic.Uint64 }
+
+	acqMu   sync.Mutex
+	acqLast map[sad.OutKey]time.Time
+
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// New makes a plane; Start runs it.
+func New(cfg Config, pol *policy.Policy) *Plane {
+	if cfg.MTU == 0 {
+		cfg.MTU = 1400
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	p := &Plane{cfg: cfg, acqLast: map[sad.OutKey]time.Time{}}
+	p.policy.Store(pol)
+	return p
+}
+
+// SetPolicy swaps the policy (on reload).
+func (p *Plane) SetPolicy(pol *policy.Policy) { p.policy.Store(pol) }
+
+// Start launches the fixed set of routines: one reading the TUN device and
+// one per outer socket. Each SA is only ever sealed by the TUN routine and
+// opened by the routine of its own encapsulation, so per-SA state needs no
+// lock and per-SA order is kept.
+func (p *Plane) Start() {
+	p.wg.Add(1)
+	go p.routineTUN()
+	p.wg.Add(1)
+	go p.routineInbound(p.cfg.Raw, false)
+	if p.cfg.UDP != nil {
+		p.wg.Add(1)
+		go p.routineInbound(p.cfg.UDP, true)
+	}
+}
+
+// Close stops the routines by closing the device and sockets.
+func (p *Plane) Close() {
+	if p.closed.Swap(true) {
+		return
+	}
+	p.cfg.TUN.Close()
+	p.cfg.Raw.Close()
+	if p.cfg.UDP != nil {
+		p.cfg.UDP.Close()
+	}
+	if p.cfg.Clear != nil {
+		p.cfg.Clear.Close()
+	}
+	p.wg.Wait()
+}
+
+func (p *Plane) drop(r DropReason) { p.drops[r].Add(1) }
+
+func ports(seg []byte, proto uint8) (uint16, uint16) {
+	if (proto == esp.ProtoTCP || proto == esp.ProtoUDP) && len(seg) >= 4 {
+		return uint16(seg[0])<<8 | uint16(seg[1]), uint16(seg[2])<<8 | uint16(seg[3])
+	}
+	return 0, 0
+}
+
+func (p *Plane) routineTUN() {
+	defer p.wg.Done()
+	buf := make([]byte, headroom+p.cfg.MTU+256)
+	for {
+		n, err := p.cfg.TUN.Read(buf[headroom : headroom+p.cfg.MTU+64])
+		if err != nil {
+			if !p.closed.Load() {
+				p.cfg.Log.Error("TUN read failed; outbound path stopped", zap.Error(err))
+			}
+			return
+		}
+		p.outbound(buf, n)
+	}
+}
+
+// outbound handles one packet at buf[headroom:headroom+n].
+func (p *Plane) outbound(buf []byte, n int) {
+	pkt := buf[headroom : headroom+n]
+	info, err := esp.ParseIP(pkt)
+	if err != nil {
+		p.drop(DropMalformed)
+		return
+	}
+	pol := p.policy.Load()
+	sport, dport := ports(pkt[info.HeaderLen:info.TotalLen], info.Proto)
+	d := pol.Lookup(policy.Outbound, policy.Packet{Src: info.Src, Dst: info.Dst, Proto: info.Proto,
+		SrcPort: sport, DstPort: dport, Local: pol.IsLocal(info.Src)})
+	switch d.Action {
+	case policy.Block:
+		p.drop(DropPolicyBlock)
+		return
+	case policy.Permit:
+		if p.cfg.Clear == nil {
+			p.drop(DropNoClearPath)
+			return
+		}
+		if p.cfg.Clear.WriteTo(pkt[:info.TotalLen], netip.AddrPortFrom(info.Dst, 0)) != nil {
+			p.drop(DropSendFailed)
+			return
+		}
+		p.stats.clear.Add(1)
+		return
+	}
+	rule := d.Entry.Rule
+	peer := info.Dst
+	if rule.IsTunnel() {
+		peer = rule.Tunnel
+	}
+	key := sad.OutKey{Rule: rule.Seq, Peer: peer}
+	sa := p.cfg.SAD.Outbound(key)
+	if sa == nil || sa.ESP == nil {
+		p.drop(DropNoSA)
+		p.acquire(key, rule, info)
+		return
+	}
+	var start, payloadLen int
+	var nh uint8
+	if sa.Mode == sad.Tunnel {
+		nh = esp.ProtoIPv4
+		if info.Src.Is6() {
+			nh = esp.ProtoIPv6
+		}
+		start, payloadLen = headroom-sa.ESP.Headroom(), info.TotalLen
+	} else {
+		nh = info.Proto
+		start, payloadLen = headroom+info.HeaderLen-sa.ESP.Headroom(), info.TotalLen-info.HeaderLen
+	}
+	out, err := sa.ESP.Seal(buf[start:start+sa.ESP.Headroom()+payloadLen], payloadLen, nh)
+	if err != nil {
+		p.drop(DropSAExpired)
+		return
+	}
+	conn, to := p.cfg.Raw, netip.AddrPortFrom(sa.Peer.Addr(), 0)
+	if sa.UDPEncap {
+		conn, to = p.cfg.UDP, sa.Peer
+	}
+	if conn == nil || conn.WriteTo(out, to) != nil {
+		p.drop(DropSendFailed)
+		return
+	}
+	p.stats.sent.Add(1)
+}
+
+func (p *Plane) acquire(key sad.OutKey, rule *policy.Rule, info esp.IPInfo) {
+	if p.cfg.OnAcquire == nil {
+		return
+	}
+	now := time.Now()
+	p.acqMu.Lock()
+	last := p.acqLast[key]
+	fire := now.Sub(last) >= time.Second
+	if fire {
+		p.acqLast[key] = now
+	}
+	p.acqMu.Unlock()
+	if fire {
+		p.cfg.OnAcquire(Acquire{Rule: rule, Peer: key.Peer, Src: info.Src, Dst: info.Dst})
+	}
+}
+
+func (p *Plane) routineInbound(c Conn, encap bool) {
+	defer p.wg.Done()
+	buf := make([]byte, headroom+65535)
+	for {
+		n, from, err := c.ReadFrom(buf[headroom:])
+		if err != nil {
+			if !p.closed.Load() {
+				p.cfg.Log.Error("socket read failed; inbound path stopped", zap.Bool("udp", encap), zap.Error(err))
+			}
+			return
+		}
+		p.inbound(buf, n, from, encap)
+	}
+}
+
+var dropFor = []struct {
+	err    error
+	reason DropReason
+}{
+	{esp.ErrReplay, DropReplay}, {esp.ErrAuth, DropAuth}, {esp.ErrTruncated, DropMalformed},
+	{esp.ErrMisaligned, DropMalformed}, {esp.ErrPadding, DropMalformed}, {esp.ErrDummy, DropDummy},
+	{esp.ErrExpired, DropSAExpired}, {esp.ErrSPIMismatch, DropUnknownSPI},
+}
+
+// inbound handles one datagram at buf[headroom:headroom+n].
+func (p *Plane) inbound(buf []byte, n int, from netip.AddrPort, encap bool) {
+	data := buf[headroom : headroom+n]
+	if encap {
+		kind, rest := esp.ClassifyUDP(data)
+		switch kind {
+		case esp.UDPKeepalive:
+			p.stats.keepalives.Add(1)
+			return
+		case esp.UDPIKE:
+			if p.cfg.OnIKE == nil {
+				p.drop(DropIKEUnhandled)
+				return
+			}
+			p.cfg.OnIKE(rest, from)
+			return
+		case esp.UDPInvalid:
+			p.drop(DropMalformed)
+			return
+		}
+	}
+	spi, ok := esp.PeekSPI(data)
+	if !ok {
+		p.drop(DropMalformed)
+		return
+	}
+	sa := p.cfg.SAD.Inbound(spi)
+	if sa == nil || sa.ESP == nil {
+		p.drop(DropUnknownSPI)
+		return
+	}
+	// An SA is opened only by the routine of its own encapsulation (RFC
+	// 3948 section 3.1), and only from its peer.
+	if sa.UDPEncap != encap || sa.Peer.Addr() != from.Addr().Unmap() {
+		p.drop(DropWrongPeer)
+		return
+	}
+	payload, nh, err := sa.ESP.Open(data)
+	if err != nil {
+		for _, m := range dropFor {
+			if errors.Is(err, m.err) {
+				p.drop(m.reason)
+				return
+			}
+		}
+		p.drop(DropMalformed)
+		return
+	}
+	off := cap(buf) - cap(payload) // payload's offset in buf
+	var inner []byte
+	if sa.Mode == sad.Tunnel {
+		if nh != esp.ProtoIPv4 && nh != esp.ProtoIPv6 {
+			p.drop(DropSelector)
+			return
+		}
+		inner = payload
+	} else {
+		if !from.Addr().Is4() {
+			p.drop(DropMalformed) // IPv6 transport mode is not built yet
+			return
+		}
+		inner = buf[off-esp.IPv4HeaderLen : off+len(payload)]
+		src, dst := from.Addr().Unmap(), sa.Local.Addr()
+		esp.PutIPv4Header(inner, src, dst, nh, 64, 0, len(payload))
+		if sa.NATOA.IsValid() {
+			esp.FixTransportChecksum(nh, payload, sa.NATOA, dst, src, dst)
+		}
+	}
+	info, err := esp.ParseIP(inner)
+	if err != nil {
+		p.drop(DropMalformed)
+		return
+	}
+	sport, dport := ports(inner[info.HeaderLen:info.TotalLen], info.Proto)
+	if !sa.AllowsInner(info.Src, info.Dst, info.Proto, sport, dport) {
+		p.drop(DropSelector)
+		return
+	}
+	if _, err := p.cfg.TUN.Write(inner[:info.TotalLen]); err != nil {
+		p.drop(DropSendFailed)
+		return
+	}
+	p.stats.received.Add(1)
+}
+
+// Counters is a snapshot of the plane's counters.
+type Counters struct {
+	Sent, Received, ClearForwarded, Keepalives uint64
+	Drops                                      map[string]uint64
+}
+
+// Counters snapshots every counter; drops with zero count are left out.
+func (p *Plane) Counters() Counters {
+	c := Counters{Sent: p.stats.sent.Load(), Received: p.stats.received.Load(), ClearForwarded: p.stats.clear.Load(),
+		Keepalives: p.stats.keepalives.Load(), Drops: map[string]uint64{}}
+	for r := DropReason(0); r < numDrops; r++ {
+		if v := p.drops[r].Load(); v > 0 {
+			c.Drops[r.String()] = v
+		}
+	}
+	return c
+}
