@@ -6,8 +6,10 @@ package config
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -28,6 +30,8 @@ type Config struct {
 	FilterLists      map[string][]Filter     `yaml:"filter_lists"`
 	FilterActions    map[string]FilterAction `yaml:"filter_actions"`
 	Rules            []Rule                  `yaml:"rules"`
+	ManualSAs        []ManualSA              `yaml:"manual_sas"`
+	Dataplane        Dataplane               `yaml:"dataplane"`
 	Plugins          Plugins                 `yaml:"plugins"`
 
 	Meta Meta `yaml:"-"`
@@ -179,6 +183,42 @@ type Rule struct {
 	Meta       Meta          `yaml:"-"`
 }
 
+// ManualSA is a statically keyed SA pair (like `ip xfrm state` or setkey),
+// for tests and for peers that cannot run IKE.
+type ManualSA struct {
+	Name          string    `yaml:"name"`
+	Mode          string    `yaml:"mode"` // tunnel or transport
+	Local         IP        `yaml:"local"`
+	Peer          IP        `yaml:"peer"`
+	UDPEncap      bool      `yaml:"udp_encap"` // ESP in UDP 4500 (RFC 3948)
+	Suite         string    `yaml:"suite"`
+	ESN           bool      `yaml:"esn"`
+	ReplayWindow  int       `yaml:"replay_window"`
+	LocalSubnets  []Prefix  `yaml:"local_subnets"`
+	RemoteSubnets []Prefix  `yaml:"remote_subnets"`
+	Out           ManualKey `yaml:"out"`
+	In            ManualKey `yaml:"in"`
+	Meta          Meta      `yaml:"-"`
+}
+
+// ManualKey is one direction of a manual SA. The key file holds the key
+// material in hex (encryption key, with the salt for AEAD ciphers, then the
+// integrity key), mode 0600.
+type ManualKey struct {
+	SPI     uint32 `yaml:"spi"`
+	KeyFile string `yaml:"key_file"`
+	Meta    Meta   `yaml:"-"`
+}
+
+// Dataplane configures the TUN device and policy routing.
+type Dataplane struct {
+	TUN   string `yaml:"tun"`
+	MTU   int    `yaml:"mtu"`
+	Table int    `yaml:"table"`
+	Mark  uint32 `yaml:"mark"`
+	Meta  Meta   `yaml:"-"`
+}
+
 // Plugins says where plugin binaries live and which to load.
 type Plugins struct {
 	Dir            string      `yaml:"dir"`
@@ -219,4 +259,20 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, d.errs
 	}
 	return c, nil
+}
+
+// ReadManualKey reads a manual SA key file: hex digits, white space and an
+// optional 0x ignored. It does not check permissions (validation does).
+func ReadManualKey(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	text := strings.Join(strings.Fields(string(raw)), "")
+	text = strings.TrimPrefix(strings.TrimPrefix(text, "0x"), "0X")
+	key, err := hex.DecodeString(text)
+	if err != nil {
+		return nil, fmt.Errorf("key file %s is not hex: %v", path, err)
+	}
+	return key, nil
 }

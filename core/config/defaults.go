@@ -19,6 +19,10 @@ const (
 	DefaultPPPMRU         = 1400
 	DefaultPluginDir      = "/usr/lib/gatehouse/plugins"
 	DefaultHealthInterval = 5 * time.Second
+	DefaultTUN            = "gatehouse0"
+	DefaultTUNMTU         = 1400
+	DefaultRouteTable     = 4747
+	DefaultMark           = 0x4748
 )
 
 // DefaultIKEProposals are offered in this order when ike.proposals is unset.
@@ -82,6 +86,23 @@ func applyDefaults(c *Config) {
 			}
 			defaultAction(n)
 		}
+	}
+	for i := range c.ManualSAs {
+		if c.ManualSAs[i].Mode == "" {
+			c.ManualSAs[i].Mode = "tunnel"
+		}
+	}
+	if c.Dataplane.TUN == "" {
+		c.Dataplane.TUN = DefaultTUN
+	}
+	if c.Dataplane.MTU == 0 {
+		c.Dataplane.MTU = DefaultTUNMTU
+	}
+	if c.Dataplane.Table == 0 {
+		c.Dataplane.Table = DefaultRouteTable
+	}
+	if c.Dataplane.Mark == 0 {
+		c.Dataplane.Mark = DefaultMark
 	}
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = DefaultPluginDir

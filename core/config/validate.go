@@ -56,6 +56,11 @@ func validate(d *decoder, c *Config) {
 	for i := range c.Rules {
 		v.rule(i, &c.Rules[i])
 	}
+	spis := map[uint32]string{}
+	for i := range c.ManualSAs {
+		v.manualSA(i, &c.ManualSAs[i], spis)
+	}
+	v.dataplane()
 	v.plugins()
 	// Errors come out in file order, whatever order the checks ran in.
 	sortErrors(d.errs)
@@ -523,5 +528,81 @@ func (v *validator) plugins() {
 	}
 	if p.HealthInterval.Duration < 100*time.Millisecond {
 		v.errorAt(p.Meta.At("health_interval"), "plugins.health_interval", "%s is too short; use at least 100ms", p.HealthInterval.Duration)
+	}
+}
+
+func (v *validator) manualSA(i int, m *ManualSA, spis map[uint32]string) {
+	path := fmt.Sprintf("manual_sas[%d]", i)
+	v.defineRule("a manual SA", m.Name, path, m.Meta.At("name"), path+".name")
+	switch m.Mode {
+	case "tunnel":
+		if len(m.LocalSubnets) == 0 || len(m.RemoteSubnets) == 0 {
+			v.errorAt(m.Meta.Pos, path, "tunnel mode needs local_subnets and remote_subnets")
+		}
+	case "transport":
+		if len(m.LocalSubnets) > 0 || len(m.RemoteSubnets) > 0 {
+			v.errorAt(m.Meta.At("local_subnets"), path+".local_subnets", "transport mode protects traffic between local and peer only; remove the subnets")
+		}
+	default:
+		v.errorAt(m.Meta.At("mode"), path+".mode", "%q is not a mode; use tunnel or transport", m.Mode)
+	}
+	if !m.Local.IsValid() || !v.isListen(m.Local.Addr) {
+		v.errorAt(m.Meta.At("local"), path+".local", "required, and one of listen (%s)", v.listenText())
+	}
+	if !m.Peer.IsValid() || !m.Peer.Is4() {
+		v.errorAt(m.Meta.At("peer"), path+".peer", "required: the peer's IPv4 address")
+	}
+	suite, err := esp.ParseSuite(m.Suite)
+	if err != nil {
+		v.errorAt(m.Meta.At("suite"), path+".suite", "%v", err)
+		return
+	}
+	if suite.Protocol != esp.ProtoESP {
+		v.errorAt(m.Meta.At("suite"), path+".suite", "AH is not carried by the data path yet; use an ESP suite")
+		return
+	}
+	if suite.Legacy() && !v.c.LegacyAlgorithms {
+		v.errorAt(m.Meta.At("suite"), path+".suite", "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", m.Suite)
+	}
+	if m.ReplayWindow != 0 && (m.ReplayWindow < esp.MinWindow || m.ReplayWindow > esp.MaxWindow) {
+		v.errorAt(m.Meta.At("replay_window"), path+".replay_window", "%d is out of range %d..%d", m.ReplayWindow, esp.MinWindow, esp.MaxWindow)
+	}
+	el, il := esp.KeyLengths(suite)
+	for _, d := range []struct {
+		name string
+		k    *ManualKey
+	}{{"out", &m.Out}, {"in", &m.In}} {
+		kp := path + "." + d.name
+		if d.k.SPI < 256 {
+			// SPIs 1-255 are reserved (RFC 4303 section 2.1).
+			v.errorAt(d.k.Meta.At("spi"), kp+".spi", "required, 256 or more (1-255 are reserved)")
+		}
+		if d.name == "in" {
+			if prev, dup := spis[d.k.SPI]; dup {
+				v.errorAt(d.k.Meta.At("spi"), kp+".spi", "inbound SPI %#x is also used by %s", d.k.SPI, prev)
+			}
+			spis[d.k.SPI] = kp
+		}
+		d.k.KeyFile = v.abs(d.k.KeyFile)
+		v.secretFile(d.k.KeyFile, d.k.Meta.At("key_file"), kp+".key_file")
+		if key, err := ReadManualKey(d.k.KeyFile); err == nil && len(key) != el+il {
+			v.errorAt(d.k.Meta.At("key_file"), kp+".key_file", "%s holds %d bytes of key; %s needs %d (%d encryption%s, %d integrity)",
+				d.k.KeyFile, len(key), suite, el+il, el, map[bool]string{true: " with salt", false: ""}[suite.Encryption.AEAD], il)
+		} else if err != nil && !errors.Is(err, os.ErrNotExist) { // a missing file is reported above
+			v.errorAt(d.k.Meta.At("key_file"), kp+".key_file", "%v", err)
+		}
+	}
+}
+
+func (v *validator) dataplane() {
+	d := &v.c.Dataplane
+	if len(d.TUN) > 15 || strings.ContainsAny(d.TUN, "/ ") {
+		v.errorAt(d.Meta.At("tun"), "dataplane.tun", "%q is not a usable interface name (at most 15 characters, no / or space)", d.TUN)
+	}
+	if d.MTU < 576 || d.MTU > 9000 {
+		v.errorAt(d.Meta.At("mtu"), "dataplane.mtu", "%d is out of range 576..9000", d.MTU)
+	}
+	if d.Table < 1 || d.Table > 252 && d.Table < 256 {
+		v.errorAt(d.Meta.At("table"), "dataplane.table", "%d is not a free routing table (use 1-252 or 256 and up)", d.Table)
 	}
 }

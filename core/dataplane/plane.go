@@ -181,7 +181,7 @@ func (p *Plane) outbound(buf []byte, n int) {
 	if rule.IsTunnel() {
 		peer = rule.Tunnel
 	}
-	key := sad.OutKey{Rule: rule.Seq, Peer: peer}
+	key := sad.OutKey{Rule: rule.Name, Peer: peer}
 	sa := p.cfg.SAD.Outbound(key)
 	if sa == nil || sa.ESP == nil {
 		p.drop(DropNoSA)

@@ -124,7 +124,7 @@ func keys(s esp.Suite, seed byte) ([]byte, []byte) {
 }
 
 // install puts matching SAs into both databases: a->b uses spiAB.
-func install(t *testing.T, a, b *side, aAddr, bAddr netip.Addr, spiAB uint32, s esp.Suite, mode sad.Mode, udp bool, rule int, sel []sad.Selector) {
+func install(t *testing.T, a, b *side, aAddr, bAddr netip.Addr, spiAB uint32, s esp.Suite, mode sad.Mode, udp bool, rule string, sel []sad.Selector) {
 	t.Helper()
 	ek, ik := keys(s, byte(spiAB))
 	cfg := esp.Config{SPI: spiAB, Suite: s, EncKey: ek, IntegKey: ik}
@@ -204,8 +204,8 @@ func TestTunnelModeRawAndUDP(t *testing.T) {
 	for _, udp := range []bool{false, true} {
 		for _, s := range []esp.Suite{gcm, cbc} {
 			a, b := newPair(t)
-			install(t, a, b, gwA, gwB, 0x1001, s, sad.Tunnel, udp, 0, tunnelSel(netA, netB))
-			install(t, b, a, gwB, gwA, 0x2001, s, sad.Tunnel, udp, 0, tunnelSel(netB, netA))
+			install(t, a, b, gwA, gwB, 0x1001, s, sad.Tunnel, udp, "t/out", tunnelSel(netA, netB))
+			install(t, b, a, gwB, gwA, 0x2001, s, sad.Tunnel, udp, "t/out", tunnelSel(netB, netA))
 			ping := ipPacket(netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.2.0.7"), 17, 5000, 53, "question")
 			a.tun.in <- ping
 			expect(t, b.tun, ping)
@@ -222,7 +222,7 @@ func TestTunnelModeRawAndUDP(t *testing.T) {
 func TestTransportMode(t *testing.T) {
 	a, b := newPair(t)
 	host := func(x netip.Addr) netip.Prefix { return netip.PrefixFrom(x, 32) }
-	install(t, a, b, gwA, gwB, 0x3001, gcm, sad.Transport, false, 2, tunnelSel(host(gwA), host(gwB)))
+	install(t, a, b, gwA, gwB, 0x3001, gcm, sad.Transport, false, "gw", tunnelSel(host(gwA), host(gwB)))
 	pkt := ipPacket(gwA, gwB, 17, 1701, 1701, "l2tp over transport mode")
 	a.tun.in <- pkt
 	expect(t, b.tun, pkt) // header rebuilt from the outer addresses
@@ -258,7 +258,7 @@ func TestOutboundDecisions(t *testing.T) {
 
 func TestInboundDrops(t *testing.T) {
 	a, b := newPair(t)
-	install(t, a, b, gwA, gwB, 0x1001, gcm, sad.Tunnel, false, 0, tunnelSel(netA, netB))
+	install(t, a, b, gwA, gwB, 0x1001, gcm, sad.Tunnel, false, "t/out", tunnelSel(netA, netB))
 	ping := ipPacket(netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.2.0.7"), 17, 1, 2, "x")
 	a.tun.in <- ping
 	expect(t, b.tun, ping)
@@ -298,7 +298,7 @@ func TestInboundDrops(t *testing.T) {
 func TestSelectorMismatch(t *testing.T) {
 	a, b := newPair(t)
 	narrow := tunnelSel(netip.MustParsePrefix("10.1.9.0/24"), netB)
-	install(t, a, b, gwA, gwB, 0x1001, gcm, sad.Tunnel, false, 0, narrow)
+	install(t, a, b, gwA, gwB, 0x1001, gcm, sad.Tunnel, false, "t/out", narrow)
 	a.tun.in <- ipPacket(netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.2.0.7"), 17, 1, 2, "spoofed source")
 	waitDrop(t, b.plane, "selector-mismatch", 1)
 	select {

@@ -34,6 +34,13 @@ func FromConfig(c *config.Config) (*Policy, error) {
 		}
 		rules = append(rules, r)
 	}
+	for i, m := range c.ManualSAs {
+		rs, err := manualRules(i, m)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, rs...)
+	}
 	for i, cr := range c.Rules {
 		r, err := userRule(c, i, cr, local)
 		if err != nil {
@@ -189,4 +196,50 @@ func userRule(c *config.Config, i int, cr config.Rule, local []netip.Addr) (*Rul
 		}
 	}
 	return r, nil
+}
+
+// ManualRuleNames are the rule names a manual SA compiles to: out and in
+// for tunnel mode, one mirrored rule for transport mode.
+func ManualRuleNames(m config.ManualSA) (out, in string) {
+	if m.Mode == "transport" {
+		return m.Name, m.Name
+	}
+	return m.Name + "/out", m.Name + "/in"
+}
+
+// manualRules gives a manual SA the same rules as a tunnel (tunnel mode)
+// or a host-to-host transport rule. Keys are manual, so no auth methods.
+func manualRules(i int, m config.ManualSA) ([]*Rule, error) {
+	s, err := esp.ParseSuite(m.Suite)
+	if err != nil {
+		return nil, fmt.Errorf("manual_sas[%d]: %w", i, err)
+	}
+	action := FilterAction{Name: m.Name, Action: Negotiate, Offers: []Offer{{Suite: s}}, PFS: "none"}
+	auth := []AuthMethod{{Kind: "manual", Detail: fmt.Sprintf("SPI out %#x, in %#x", m.Out.SPI, m.In.SPI)}}
+	origin := fmt.Sprintf("manual_sas[%d] %s", i, m.Name)
+	local, peer := m.Local.Unmap(), m.Peer.Unmap()
+	outName, inName := ManualRuleNames(m)
+	if m.Mode == "transport" {
+		return []*Rule{{Name: outName, Origin: origin, Action: action, Auth: auth,
+			Filters: []Filter{{Src: Addr{Prefix: netip.PrefixFrom(local, 32)}, Dst: Addr{Prefix: netip.PrefixFrom(peer, 32)}, Mirrored: true}}}}, nil
+	}
+	out := &Rule{Name: outName, Origin: origin, Tunnel: peer, Dir: Outbound, Action: action, Auth: auth}
+	in := &Rule{Name: inName, Origin: origin, Tunnel: local, Dir: Inbound, Action: action, Auth: auth}
+	for _, l := range m.LocalSubnets {
+		for _, r := range m.RemoteSubnets {
+			out.Filters = append(out.Filters, Filter{Src: Addr{Prefix: l.Prefix}, Dst: Addr{Prefix: r.Prefix}})
+			in.Filters = append(in.Filters, Filter{Src: Addr{Prefix: r.Prefix}, Dst: Addr{Prefix: l.Prefix}})
+		}
+	}
+	return []*Rule{out, in}, nil
+}
+
+// RuleByName finds a compiled rule.
+func (p *Policy) RuleByName(name string) *Rule {
+	for _, r := range p.Rules {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
 }

@@ -66,7 +66,7 @@ type Meta struct {
 	Peer      netip.AddrPort
 	UDPEncap  bool
 	Selectors []Selector
-	Rule      int        // policy rule sequence number
+	Rule      string     // policy rule name
 	NATOA     netip.Addr // peer's original address (transport mode behind NAT)
 }
 
@@ -110,10 +110,11 @@ func (m *Meta) AllowsInner(src, dst netip.Addr, proto uint8, sport, dport uint16
 	return false
 }
 
-// OutKey finds the outbound SA for a packet: the rule that matched it and
-// the peer (tunnel endpoint, or the packet's destination in transport mode).
+// OutKey finds the outbound SA for a packet: the rule that matched it, by
+// name (stable across reloads, unlike its position), and the peer (tunnel
+// endpoint, or the packet's destination in transport mode).
 type OutKey struct {
-	Rule int
+	Rule string
 	Peer netip.Addr
 }
 
@@ -156,7 +157,11 @@ func spiShard(spi uint32) int { return int((spi * 2654435761) >> 26) } // Fibona
 
 func keyShard(k OutKey) int {
 	a := k.Peer.As16()
-	h := uint32(k.Rule)*2654435761 ^ uint32(a[12])<<24 ^ uint32(a[13])<<16 ^ uint32(a[14])<<8 ^ uint32(a[15])
+	h := uint32(len(k.Rule))
+	if len(k.Rule) > 0 {
+		h = h*31 + uint32(k.Rule[len(k.Rule)-1])
+	}
+	h = h*2654435761 ^ uint32(a[12])<<24 ^ uint32(a[13])<<16 ^ uint32(a[14])<<8 ^ uint32(a[15])
 	return int((h * 2654435761) >> 26)
 }
 

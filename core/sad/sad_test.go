@@ -45,7 +45,7 @@ func TestInboundAndOutbound(t *testing.T) {
 	if db.Inbound(0x100) == nil || db.Inbound(0x101) != nil {
 		t.Fatal("inbound lookup")
 	}
-	k := OutKey{Rule: 3, Peer: netip.MustParseAddr("198.51.100.2")}
+	k := OutKey{Rule: "t/out", Peer: netip.MustParseAddr("198.51.100.2")}
 	if old := db.SetOutbound(k, outSA(t, 0x200, "t")); old != nil {
 		t.Fatal("replaced nothing")
 	}
@@ -101,7 +101,7 @@ func TestListHasNoKeysAndTickExpires(t *testing.T) {
 	var events []esp.Event
 	in, _ := esp.NewInbound(espCfg(0xabc, func(e esp.Event) { mu.Lock(); events = append(events, e); mu.Unlock() }))
 	db.AddInbound(&InSA{Meta: Meta{Name: "b"}, ESP: in})
-	db.SetOutbound(OutKey{Rule: 1}, outSA(t, 0xdef, "a"))
+	db.SetOutbound(OutKey{Rule: "a/out"}, outSA(t, 0xdef, "a"))
 	list := db.List(time.Now())
 	if len(list) != 2 || list[0].Name != "a" || list[0].Inbound || !list[1].Inbound || list[1].Suite != "aes128gcm16" || list[1].Backend != "software" {
 		t.Fatalf("list: %+v", list)
@@ -127,7 +127,7 @@ func TestConcurrentUse(t *testing.T) {
 				spi := uint32(w<<16 | i + 1)
 				db.AddInbound(inSA(t, spi, "c"))
 				db.Inbound(spi)
-				db.SetOutbound(OutKey{Rule: w, Peer: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})}, outSA(t, spi, "c"))
+				db.SetOutbound(OutKey{Rule: fmt.Sprint("r", w), Peer: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})}, outSA(t, spi, "c"))
 				if i%50 == 0 {
 					db.List(time.Now())
 				}
@@ -143,7 +143,7 @@ func TestConcurrentUse(t *testing.T) {
 func TestLookupsDoNotAllocate(t *testing.T) {
 	db := New()
 	db.AddInbound(inSA(t, 7, "x"))
-	k := OutKey{Rule: 1, Peer: netip.MustParseAddr("10.0.0.1")}
+	k := OutKey{Rule: "r", Peer: netip.MustParseAddr("10.0.0.1")}
 	db.SetOutbound(k, outSA(t, 8, "x"))
 	if n := testing.AllocsPerRun(100, func() { db.Inbound(7); db.Outbound(k) }); n != 0 {
 		t.Fatalf("%.0f allocations", n)
@@ -157,10 +157,14 @@ func BenchmarkLookup100k(b *testing.B) {
 	cfgIn, _ := esp.NewInbound(espCfg(1, nil))
 	cfgOut, _ := esp.NewOutbound(espCfg(1, nil))
 	const n = 100000
+	var names [50]string
+	for i := range names {
+		names[i] = fmt.Sprintf("tunnel-%d/out", i)
+	}
 	for i := 0; i < n; i++ {
 		// Share the crypto state: the benchmark measures the index only.
 		db.in[spiShard(uint32(i+1))].m[uint32(i+1)] = &InSA{ESP: cfgIn}
-		k := OutKey{Rule: i % 50, Peer: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}
+		k := OutKey{Rule: names[i%50], Peer: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}
 		db.out[keyShard(k)].m[k] = &OutSA{ESP: cfgOut}
 	}
 	b.Run("inbound-spi", func(b *testing.B) {
@@ -178,7 +182,7 @@ func BenchmarkLookup100k(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			i = (i*7919 + 1) % n
-			if db.Outbound(OutKey{Rule: i % 50, Peer: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}) == nil {
+			if db.Outbound(OutKey{Rule: names[i%50], Peer: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}) == nil {
 				b.Fatal("miss")
 			}
 		}

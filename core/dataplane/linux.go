@@ -1,0 +1,195 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/songgao/water"
+	"github.com/vishvananda/netlink"
+)
+
+// OpenTUN creates (or attaches to) a TUN device with water, the portable
+// default; a batch backend with offloads can replace it behind Device.
+func OpenTUN(name string) (Device, error) {
+	ifc, err := water.New(water.Config{DeviceType: water.TUN, PlatformSpecificParams: water.PlatformSpecificParams{Name: name}})
+	if err != nil {
+		return nil, fmt.Errorf("TUN %s: %w (is /dev/net/tun there, and are we root?)", name, err)
+	}
+	return ifc, nil
+}
+
+func setMark(rc syscall.RawConn, mark int) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, mark)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+type rawESP struct{ c *net.IPConn }
+
+// ListenRawESP opens the IP protocol 50 socket on a local address. Reads
+// return ESP without the IP header. Our sends carry mark, so policy routing
+// sends them out the real interface, never back into the TUN.
+func ListenRawESP(local netip.Addr, mark int) (Conn, error) {
+	c, err := net.ListenIP("ip4:50", &net.IPAddr{IP: local.AsSlice()})
+	if err != nil {
+		return nil, fmt.Errorf("raw ESP socket on %s: %w", local, err)
+	}
+	rc, err := c.SyscallConn()
+	if err == nil {
+		err = setMark(rc, mark)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("raw ESP socket: SO_MARK: %w", err)
+	}
+	c.SetReadBuffer(4 << 20)
+	c.SetWriteBuffer(4 << 20)
+	return &rawESP{c: c}, nil
+}
+
+func (r *rawESP) ReadFrom(b []byte) (int, netip.AddrPort, error) {
+	n, addr, err := r.c.ReadFromIP(b)
+	if err != nil {
+		return 0, netip.AddrPort{}, err
+	}
+	a, _ := netip.AddrFromSlice(addr.IP)
+	return n, netip.AddrPortFrom(a.Unmap(), 0), nil
+}
+
+func (r *rawESP) WriteTo(b []byte, to netip.AddrPort) error {
+	_, err := r.c.WriteToIP(b, &net.IPAddr{IP: to.Addr().AsSlice()})
+	return err
+}
+
+func (r *rawESP) Close() error { return r.c.Close() }
+
+type udpConn struct{ c *net.UDPConn }
+
+// ListenUDP opens the RFC 3948 socket (port 4500).
+func ListenUDP(local netip.AddrPort, mark int) (Conn, error) {
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(local))
+	if err != nil {
+		return nil, fmt.Errorf("UDP socket %s: %w", local, err)
+	}
+	rc, err := c.SyscallConn()
+	if err == nil {
+		err = setMark(rc, mark)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("UDP socket: SO_MARK: %w", err)
+	}
+	c.SetReadBuffer(4 << 20)
+	c.SetWriteBuffer(4 << 20)
+	return &udpConn{c: c}, nil
+}
+
+func (u *udpConn) ReadFrom(b []byte) (int, netip.AddrPort, error) {
+	n, from, err := u.c.ReadFromUDPAddrPort(b)
+	return n, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), err
+}
+
+func (u *udpConn) WriteTo(b []byte, to netip.AddrPort) error {
+	_, err := u.c.WriteToUDPAddrPort(b, to)
+	return err
+}
+
+func (u *udpConn) Close() error { return u.c.Close() }
+
+type clearConn struct{ fd int }
+
+// OpenClear opens the socket that sends permitted cleartext that was routed
+// into the TUN back out, whole (IPPROTO_RAW implies IP_HDRINCL).
+func OpenClear(mark int) (Conn, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.IPPROTO_RAW)
+	if err != nil {
+		return nil, fmt.Errorf("clear socket: %w", err)
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_MARK, mark); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("clear socket: SO_MARK: %w", err)
+	}
+	return &clearConn{fd: fd}, nil
+}
+
+var errWriteOnly = errors.New("write-only socket")
+
+func (c *clearConn) ReadFrom([]byte) (int, netip.AddrPort, error) {
+	return 0, netip.AddrPort{}, errWriteOnly
+}
+
+func (c *clearConn) WriteTo(b []byte, to netip.AddrPort) error {
+	return syscall.Sendto(c.fd, b, 0, &syscall.SockaddrInet4{Addr: to.Addr().As4()})
+}
+
+func (c *clearConn) Close() error { return syscall.Close(c.fd) }
+
+// NetConfig is the host side of the data path.
+type NetConfig struct {
+	TUN    string
+	MTU    int
+	Table  int // routing table for routes into the TUN
+	Mark   int // fwmark on our own sockets
+	Routes []Route
+}
+
+// Route sends a prefix into the TUN, with a preferred source address.
+type Route struct {
+	Dst netip.Prefix
+	Src netip.Addr
+}
+
+// SetupNetwork brings the TUN up and adds our routes and the two policy
+// rules: marked packets (our outer ESP and cleartext) use the main table;
+// all others consult our table first. The returned function removes the
+// rules; the routes go with the device.
+func SetupNetwork(c NetConfig) (func(), error) {
+	link, err := netlink.LinkByName(c.TUN)
+	if err != nil {
+		return nil, fmt.Errorf("TUN %s: %w", c.TUN, err)
+	}
+	if err := netlink.LinkSetMTU(link, c.MTU); err != nil {
+		return nil, fmt.Errorf("TUN %s: MTU %d: %w", c.TUN, c.MTU, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("TUN %s: up: %w", c.TUN, err)
+	}
+	for _, r := range c.Routes {
+		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixNet(r.Dst), Table: c.Table, Scope: netlink.SCOPE_LINK}
+		if r.Src.IsValid() {
+			rt.Src = r.Src.AsSlice()
+		}
+		if err := netlink.RouteReplace(rt); err != nil {
+			return nil, fmt.Errorf("route %s dev %s table %d: %w", r.Dst, c.TUN, c.Table, err)
+		}
+	}
+	marked := netlink.NewRule()
+	marked.Mark, marked.Table, marked.Priority = uint32(c.Mark), 254, 1000
+	ours := netlink.NewRule()
+	ours.Table, ours.Priority = c.Table, 1001
+	cleanup := func() {
+		netlink.RuleDel(marked)
+		netlink.RuleDel(ours)
+	}
+	cleanup() // a crashed predecessor may have left them
+	if err := netlink.RuleAdd(marked); err != nil {
+		return nil, fmt.Errorf("ip rule fwmark %#x lookup main: %w", c.Mark, err)
+	}
+	if err := netlink.RuleAdd(ours); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("ip rule lookup %d: %w", c.Table, err)
+	}
+	return cleanup, nil
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
