@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -112,6 +113,22 @@ successful restarts and LAST EXIT says how the previous process ended.`,
 				return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
 					r, err := c.Plugins(ctx, &pb.PluginsRequest{})
 					return r, func(w io.Writer) { printPlugins(w, r) }, err
+				})
+			},
+		},
+		&cobra.Command{
+			Use:   "sa",
+			Short: "List installed SAs with their counters (never keys)",
+			Long: `List every installed SA: name, direction, SPI, protocol and mode, algorithms,
+local and peer addresses (with port 4500 when UDP-encapsulated), packets and
+bytes, replay and integrity drops, age and lifetime left. Then the data
+path's counters, with every drop by reason.`,
+			Example: "  gatehouse sa\n  gatehouse sa --json | jq '.sas[] | select(.replayDrops != \"0\")'",
+			Args:    cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
+					r, err := c.SAs(ctx, &pb.SAsRequest{})
+					return r, func(w io.Writer) { printSAs(w, r) }, err
 				})
 			},
 		},
@@ -323,4 +340,50 @@ func printReload(w io.Writer, r *pb.ReloadResponse) {
 	for _, c := range r.Changes {
 		fmt.Fprintln(w, "  "+c)
 	}
+}
+
+func printSAs(w io.Writer, r *pb.SAsResponse) {
+	if !r.Dataplane {
+		fmt.Fprintln(w, "No data path is running: the configuration has no SAs to carry (manual_sas).")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tDIR\tSPI\tMODE\tSUITE\tLOCAL\tPEER\tPACKETS\tBYTES\tREPLAY\tAUTH-FAIL\tAGE\tLIFETIME LEFT")
+	for _, s := range r.Sas {
+		left := "unlimited"
+		if s.LifetimeLeftSeconds >= 0 {
+			left = (time.Duration(s.LifetimeLeftSeconds) * time.Second).String()
+		}
+		suite := strings.ToUpper(s.Protocol) + " " + s.Suite
+		if s.Esn {
+			suite += " esn"
+		}
+		mode := s.Mode
+		if s.UdpEncap {
+			mode += "/udp"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%#08x\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.Direction, s.Spi, mode, suite,
+			s.Local, s.Peer, s.Packets, s.Bytes, s.ReplayDrops, s.AuthFailures, (time.Duration(s.AgeSeconds) * time.Second).String(), left)
+	}
+	tw.Flush()
+	for _, s := range r.Sas {
+		if s.Direction == "in" && len(s.Selectors) > 0 {
+			fmt.Fprintf(w, "%s in %#08x selectors: %s\n", s.Name, s.Spi, strings.Join(s.Selectors, "; "))
+		}
+	}
+	fmt.Fprintf(w, "\nData path: %d sent, %d received, %d forwarded in clear, %d NAT keepalives\n", r.Sent, r.Received, r.ClearForwarded, r.Keepalives)
+	if len(r.Drops) == 0 {
+		fmt.Fprintln(w, "Drops: none")
+		return
+	}
+	names := make([]string, 0, len(r.Drops))
+	for n := range r.Drops {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprint(w, "Drops:")
+	for _, n := range names {
+		fmt.Fprintf(w, " %s=%d", n, r.Drops[n])
+	}
+	fmt.Fprintln(w)
 }

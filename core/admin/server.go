@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/core/daemon"
 	"github.com/gatehouse/gatehouse/core/policy"
+	"github.com/gatehouse/gatehouse/core/sad"
 	pb "github.com/gatehouse/gatehouse/proto/gen/gatehouse/admin/v1"
 )
 
@@ -192,4 +193,39 @@ func (s *Server) Reload(ctx context.Context, _ *pb.ReloadRequest) (*pb.ReloadRes
 		return &pb.ReloadResponse{Applied: false, Error: err.Error()}, nil
 	}
 	return &pb.ReloadResponse{Applied: true, Changes: changes}, nil
+}
+
+func (s *Server) SAs(context.Context, *pb.SAsRequest) (*pb.SAsResponse, error) {
+	list, counters, ok := s.d.SAs()
+	out := &pb.SAsResponse{Dataplane: ok}
+	if !ok {
+		return out, nil
+	}
+	out.Sent, out.Received, out.ClearForwarded, out.Keepalives, out.Drops = counters.Sent, counters.Received, counters.ClearForwarded, counters.Keepalives, counters.Drops
+	for _, sn := range list {
+		out.Sas = append(out.Sas, saToPB(sn))
+	}
+	return out, nil
+}
+
+func saToPB(sn sad.Snapshot) *pb.SA {
+	dir := "out"
+	if sn.Inbound {
+		dir = "in"
+	}
+	left := int64(-1)
+	if sn.HardTime > 0 {
+		left = int64((sn.HardTime - sn.Age) / time.Second)
+	}
+	sa := &pb.SA{Name: sn.Name, Direction: dir, Spi: sn.SPI, Protocol: sn.Protocol, Mode: sn.Mode.String(), Suite: sn.Suite, Esn: sn.ESN,
+		Local: sn.Local.String(), Peer: sn.Peer.String(), UdpEncap: sn.UDPEncap, Bytes: sn.Bytes, Packets: sn.Packets,
+		ReplayDrops: sn.ReplayDrops, AuthFailures: sn.AuthFails, OtherDrops: sn.OtherDrops, AgeSeconds: int64(sn.Age / time.Second),
+		LifetimeLeftSeconds: left, Backend: sn.Backend, Rule: sn.Rule}
+	if !sn.UDPEncap {
+		sa.Local, sa.Peer = sn.Local.Addr().String(), sn.Peer.Addr().String()
+	}
+	for _, sel := range sn.Selectors {
+		sa.Selectors = append(sa.Selectors, sel.String())
+	}
+	return sa
 }

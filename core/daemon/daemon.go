@@ -204,6 +204,7 @@ type Daemon struct {
 	started time.Time
 
 	mu            sync.RWMutex
+	dp            *dataplaneState
 	cur           *Loaded
 	reloads       int
 	lastReloadErr string
@@ -266,6 +267,12 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.plugins.StopAll()
 		return err
 	}
+	if needsDataplane(l.Config) {
+		if err := d.startDataplane(l); err != nil {
+			d.plugins.StopAll()
+			return fmt.Errorf("data path: %w", err)
+		}
+	}
 	d.log.Named("policy").Info("policy applied", zap.Int("rules", len(l.Policy.Rules)), zap.Int("filters", len(l.Policy.Entries)),
 		zap.String("exemptions", l.Policy.ExemptName))
 	return nil
@@ -313,6 +320,9 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 	next, err := Load(d.opts)
 	if err != nil {
 		return nil, err
+	}
+	if !manualUnchanged(old.Config, next.Config) {
+		return nil, fmt.Errorf("%s: manual_sas or dataplane changed; manual SAs cannot be replaced without dropping traffic, so restart gatehoused to apply them", next.Config.File)
 	}
 	var changes []string
 	oldSpecs := map[string]pluginhost.Spec{}
@@ -374,6 +384,11 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 		changes = append(changes, "plugin "+name+" stopped")
 	}
 	changes = append(changes, diffPolicy(old.Policy, next.Policy)...)
+	d.mu.RLock()
+	if d.dp != nil {
+		d.dp.plane.SetPolicy(next.Policy)
+	}
+	d.mu.RUnlock()
 	return changes, nil
 }
 
@@ -408,5 +423,10 @@ func diffPolicy(a, b *policy.Policy) []string {
 	return out
 }
 
-// Stop stops every plugin.
-func (d *Daemon) Stop() { d.plugins.StopAll() }
+// Stop stops the data path and every plugin.
+func (d *Daemon) Stop() {
+	d.mu.Lock()
+	d.stopDataplane()
+	d.mu.Unlock()
+	d.plugins.StopAll()
+}

@@ -17,12 +17,14 @@ const (
 	DropDummy                          // RFC 4303 dummy packet (not an error)
 	DropSelector                       // decrypted packet outside the SA's selectors
 	DropIKEUnhandled                   // IKE on port 4500 with no IKE engine attached
+	DropLinkLocal                      // the host's own link-local or multicast chatter on the TUN
+	DropInternal                       // a bug: a packet made the data path panic (logged)
 	numDrops
 )
 
 var dropNames = [numDrops]string{
 	"malformed", "policy-block", "no-sa", "no-clear-path", "send-failed", "sa-expired", "unknown-spi",
-	"wrong-peer", "replay", "auth-failed", "dummy", "selector-mismatch", "ike-unhandled",
+	"wrong-peer", "replay", "auth-failed", "dummy", "selector-mismatch", "ike-unhandled", "link-local", "internal-error",
 }
 
 func (r DropReason) String() string { return dropNames[r] }

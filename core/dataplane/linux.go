@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 
 	"github.com/songgao/water"
@@ -126,7 +127,12 @@ func (c *clearConn) ReadFrom([]byte) (int, netip.AddrPort, error) {
 	return 0, netip.AddrPort{}, errWriteOnly
 }
 
+var errIPv4Only = errors.New("the clear socket sends IPv4 only")
+
 func (c *clearConn) WriteTo(b []byte, to netip.AddrPort) error {
+	if !to.Addr().Is4() {
+		return errIPv4Only
+	}
 	return syscall.Sendto(c.fd, b, 0, &syscall.SockaddrInet4{Addr: to.Addr().As4()})
 }
 
@@ -159,6 +165,9 @@ func SetupNetwork(c NetConfig) (func(), error) {
 	if err := netlink.LinkSetMTU(link, c.MTU); err != nil {
 		return nil, fmt.Errorf("TUN %s: MTU %d: %w", c.TUN, c.MTU, err)
 	}
+	// The data path carries IPv4 today; without this the kernel sends its
+	// IPv6 router solicitations and MLD reports into the TUN.
+	os.WriteFile("/proc/sys/net/ipv6/conf/"+c.TUN+"/disable_ipv6", []byte("1"), 0o644)
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("TUN %s: up: %w", c.TUN, err)
 	}

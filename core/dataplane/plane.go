@@ -144,8 +144,20 @@ func (p *Plane) routineTUN() {
 			}
 			return
 		}
-		p.outbound(buf, n)
+		p.guard(func() { p.outbound(buf, n) })
 	}
+}
+
+// guard runs one packet's processing; a panic is a bug, but it costs one
+// counted packet, never the core.
+func (p *Plane) guard(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.drop(DropInternal)
+			p.cfg.Log.Error("data path bug: packet dropped", zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	f()
 }
 
 // outbound handles one packet at buf[headroom:headroom+n].
@@ -154,6 +166,10 @@ func (p *Plane) outbound(buf []byte, n int) {
 	info, err := esp.ParseIP(pkt)
 	if err != nil {
 		p.drop(DropMalformed)
+		return
+	}
+	if info.Dst.IsMulticast() || info.Dst.IsLinkLocalUnicast() || info.Src.IsLinkLocalUnicast() {
+		p.drop(DropLinkLocal) // router solicitations, MLD: nothing to tunnel
 		return
 	}
 	pol := p.policy.Load()
@@ -244,7 +260,7 @@ func (p *Plane) routineInbound(c Conn, encap bool) {
 			}
 			return
 		}
-		p.inbound(buf, n, from, encap)
+		p.guard(func() { p.inbound(buf, n, from, encap) })
 	}
 }
 

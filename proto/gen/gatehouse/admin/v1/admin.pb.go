@@ -21,6 +21,333 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SAsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SAsRequest) Reset() {
+	*x = SAsRequest{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SAsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SAsRequest) ProtoMessage() {}
+
+func (x *SAsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SAsRequest.ProtoReflect.Descriptor instead.
+func (*SAsRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+// SA describes one installed SA. Keys are never part of it.
+type SA struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Direction    string                 `protobuf:"bytes,2,opt,name=direction,proto3" json:"direction,omitempty"`
+	Spi          uint32                 `protobuf:"varint,3,opt,name=spi,proto3" json:"spi,omitempty"`
+	Protocol     string                 `protobuf:"bytes,4,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Mode         string                 `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	Suite        string                 `protobuf:"bytes,6,opt,name=suite,proto3" json:"suite,omitempty"`
+	Esn          bool                   `protobuf:"varint,7,opt,name=esn,proto3" json:"esn,omitempty"`
+	Local        string                 `protobuf:"bytes,8,opt,name=local,proto3" json:"local,omitempty"`
+	Peer         string                 `protobuf:"bytes,9,opt,name=peer,proto3" json:"peer,omitempty"`
+	UdpEncap     bool                   `protobuf:"varint,10,opt,name=udp_encap,json=udpEncap,proto3" json:"udp_encap,omitempty"`
+	Selectors    []string               `protobuf:"bytes,11,rep,name=selectors,proto3" json:"selectors,omitempty"`
+	Bytes        uint64                 `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Packets      uint64                 `protobuf:"varint,13,opt,name=packets,proto3" json:"packets,omitempty"`
+	ReplayDrops  uint64                 `protobuf:"varint,14,opt,name=replay_drops,json=replayDrops,proto3" json:"replay_drops,omitempty"`
+	AuthFailures uint64                 `protobuf:"varint,15,opt,name=auth_failures,json=authFailures,proto3" json:"auth_failures,omitempty"`
+	OtherDrops   uint64                 `protobuf:"varint,16,opt,name=other_drops,json=otherDrops,proto3" json:"other_drops,omitempty"`
+	AgeSeconds   int64                  `protobuf:"varint,17,opt,name=age_seconds,json=ageSeconds,proto3" json:"age_seconds,omitempty"`
+	// lifetime_left_seconds is -1 when the SA has no time limit.
+	LifetimeLeftSeconds int64  `protobuf:"varint,18,opt,name=lifetime_left_seconds,json=lifetimeLeftSeconds,proto3" json:"lifetime_left_seconds,omitempty"`
+	Backend             string `protobuf:"bytes,19,opt,name=backend,proto3" json:"backend,omitempty"`
+	Rule                string `protobuf:"bytes,20,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *SA) Reset() {
+	*x = SA{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SA) ProtoMessage() {}
+
+func (x *SA) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SA.ProtoReflect.Descriptor instead.
+func (*SA) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SA) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SA) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *SA) GetSpi() uint32 {
+	if x != nil {
+		return x.Spi
+	}
+	return 0
+}
+
+func (x *SA) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *SA) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *SA) GetSuite() string {
+	if x != nil {
+		return x.Suite
+	}
+	return ""
+}
+
+func (x *SA) GetEsn() bool {
+	if x != nil {
+		return x.Esn
+	}
+	return false
+}
+
+func (x *SA) GetLocal() string {
+	if x != nil {
+		return x.Local
+	}
+	return ""
+}
+
+func (x *SA) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *SA) GetUdpEncap() bool {
+	if x != nil {
+		return x.UdpEncap
+	}
+	return false
+}
+
+func (x *SA) GetSelectors() []string {
+	if x != nil {
+		return x.Selectors
+	}
+	return nil
+}
+
+func (x *SA) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *SA) GetPackets() uint64 {
+	if x != nil {
+		return x.Packets
+	}
+	return 0
+}
+
+func (x *SA) GetReplayDrops() uint64 {
+	if x != nil {
+		return x.ReplayDrops
+	}
+	return 0
+}
+
+func (x *SA) GetAuthFailures() uint64 {
+	if x != nil {
+		return x.AuthFailures
+	}
+	return 0
+}
+
+func (x *SA) GetOtherDrops() uint64 {
+	if x != nil {
+		return x.OtherDrops
+	}
+	return 0
+}
+
+func (x *SA) GetAgeSeconds() int64 {
+	if x != nil {
+		return x.AgeSeconds
+	}
+	return 0
+}
+
+func (x *SA) GetLifetimeLeftSeconds() int64 {
+	if x != nil {
+		return x.LifetimeLeftSeconds
+	}
+	return 0
+}
+
+func (x *SA) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *SA) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+type SAsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// dataplane is false when no data path runs (no SAs configured).
+	Dataplane      bool              `protobuf:"varint,1,opt,name=dataplane,proto3" json:"dataplane,omitempty"`
+	Sas            []*SA             `protobuf:"bytes,2,rep,name=sas,proto3" json:"sas,omitempty"`
+	Sent           uint64            `protobuf:"varint,3,opt,name=sent,proto3" json:"sent,omitempty"`
+	Received       uint64            `protobuf:"varint,4,opt,name=received,proto3" json:"received,omitempty"`
+	ClearForwarded uint64            `protobuf:"varint,5,opt,name=clear_forwarded,json=clearForwarded,proto3" json:"clear_forwarded,omitempty"`
+	Keepalives     uint64            `protobuf:"varint,6,opt,name=keepalives,proto3" json:"keepalives,omitempty"`
+	Drops          map[string]uint64 `protobuf:"bytes,7,rep,name=drops,proto3" json:"drops,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SAsResponse) Reset() {
+	*x = SAsResponse{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SAsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SAsResponse) ProtoMessage() {}
+
+func (x *SAsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SAsResponse.ProtoReflect.Descriptor instead.
+func (*SAsResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SAsResponse) GetDataplane() bool {
+	if x != nil {
+		return x.Dataplane
+	}
+	return false
+}
+
+func (x *SAsResponse) GetSas() []*SA {
+	if x != nil {
+		return x.Sas
+	}
+	return nil
+}
+
+func (x *SAsResponse) GetSent() uint64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *SAsResponse) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *SAsResponse) GetClearForwarded() uint64 {
+	if x != nil {
+		return x.ClearForwarded
+	}
+	return 0
+}
+
+func (x *SAsResponse) GetKeepalives() uint64 {
+	if x != nil {
+		return x.Keepalives
+	}
+	return 0
+}
+
+func (x *SAsResponse) GetDrops() map[string]uint64 {
+	if x != nil {
+		return x.Drops
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +356,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +368,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +381,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 type StatusResponse struct {
@@ -79,7 +406,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +418,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +431,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StatusResponse) GetVersion() string {
@@ -213,7 +540,7 @@ type PolicyShowRequest struct {
 
 func (x *PolicyShowRequest) Reset() {
 	*x = PolicyShowRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +552,7 @@ func (x *PolicyShowRequest) String() string {
 func (*PolicyShowRequest) ProtoMessage() {}
 
 func (x *PolicyShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +565,7 @@ func (x *PolicyShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyShowRequest.ProtoReflect.Descriptor instead.
 func (*PolicyShowRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 type PortRange struct {
@@ -250,7 +577,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +589,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +602,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PortRange) GetPort() uint32 {
@@ -298,7 +625,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +637,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +650,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Offer) GetProtocol() string {
@@ -390,7 +717,7 @@ type AppliedFilter struct {
 
 func (x *AppliedFilter) Reset() {
 	*x = AppliedFilter{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +729,7 @@ func (x *AppliedFilter) String() string {
 func (*AppliedFilter) ProtoMessage() {}
 
 func (x *AppliedFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +742,7 @@ func (x *AppliedFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedFilter.ProtoReflect.Descriptor instead.
 func (*AppliedFilter) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppliedFilter) GetRule() string {
@@ -569,7 +896,7 @@ type PolicyShowResponse struct {
 
 func (x *PolicyShowResponse) Reset() {
 	*x = PolicyShowResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +908,7 @@ func (x *PolicyShowResponse) String() string {
 func (*PolicyShowResponse) ProtoMessage() {}
 
 func (x *PolicyShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +921,7 @@ func (x *PolicyShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyShowResponse.ProtoReflect.Descriptor instead.
 func (*PolicyShowResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PolicyShowResponse) GetFilters() []*AppliedFilter {
@@ -626,7 +953,7 @@ type PluginsRequest struct {
 
 func (x *PluginsRequest) Reset() {
 	*x = PluginsRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +965,7 @@ func (x *PluginsRequest) String() string {
 func (*PluginsRequest) ProtoMessage() {}
 
 func (x *PluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +978,7 @@ func (x *PluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginsRequest.ProtoReflect.Descriptor instead.
 func (*PluginsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type PluginState struct {
@@ -671,7 +998,7 @@ type PluginState struct {
 
 func (x *PluginState) Reset() {
 	*x = PluginState{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +1010,7 @@ func (x *PluginState) String() string {
 func (*PluginState) ProtoMessage() {}
 
 func (x *PluginState) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +1023,7 @@ func (x *PluginState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginState.ProtoReflect.Descriptor instead.
 func (*PluginState) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PluginState) GetName() string {
@@ -771,7 +1098,7 @@ type PluginsResponse struct {
 
 func (x *PluginsResponse) Reset() {
 	*x = PluginsResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +1110,7 @@ func (x *PluginsResponse) String() string {
 func (*PluginsResponse) ProtoMessage() {}
 
 func (x *PluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +1123,7 @@ func (x *PluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginsResponse.ProtoReflect.Descriptor instead.
 func (*PluginsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PluginsResponse) GetPlugins() []*PluginState {
@@ -814,7 +1141,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +1153,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +1166,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 type ReloadResponse struct {
@@ -853,7 +1180,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +1192,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +1205,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReloadResponse) GetApplied() bool {
@@ -906,7 +1233,47 @@ var File_gatehouse_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"\x0f\n" +
+	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"\f\n" +
+	"\n" +
+	"SAsRequest\"\xa1\x04\n" +
+	"\x02SA\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tdirection\x18\x02 \x01(\tR\tdirection\x12\x10\n" +
+	"\x03spi\x18\x03 \x01(\rR\x03spi\x12\x1a\n" +
+	"\bprotocol\x18\x04 \x01(\tR\bprotocol\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\tR\x04mode\x12\x14\n" +
+	"\x05suite\x18\x06 \x01(\tR\x05suite\x12\x10\n" +
+	"\x03esn\x18\a \x01(\bR\x03esn\x12\x14\n" +
+	"\x05local\x18\b \x01(\tR\x05local\x12\x12\n" +
+	"\x04peer\x18\t \x01(\tR\x04peer\x12\x1b\n" +
+	"\tudp_encap\x18\n" +
+	" \x01(\bR\budpEncap\x12\x1c\n" +
+	"\tselectors\x18\v \x03(\tR\tselectors\x12\x14\n" +
+	"\x05bytes\x18\f \x01(\x04R\x05bytes\x12\x18\n" +
+	"\apackets\x18\r \x01(\x04R\apackets\x12!\n" +
+	"\freplay_drops\x18\x0e \x01(\x04R\vreplayDrops\x12#\n" +
+	"\rauth_failures\x18\x0f \x01(\x04R\fauthFailures\x12\x1f\n" +
+	"\vother_drops\x18\x10 \x01(\x04R\n" +
+	"otherDrops\x12\x1f\n" +
+	"\vage_seconds\x18\x11 \x01(\x03R\n" +
+	"ageSeconds\x122\n" +
+	"\x15lifetime_left_seconds\x18\x12 \x01(\x03R\x13lifetimeLeftSeconds\x12\x18\n" +
+	"\abackend\x18\x13 \x01(\tR\abackend\x12\x12\n" +
+	"\x04rule\x18\x14 \x01(\tR\x04rule\"\xca\x02\n" +
+	"\vSAsResponse\x12\x1c\n" +
+	"\tdataplane\x18\x01 \x01(\bR\tdataplane\x12(\n" +
+	"\x03sas\x18\x02 \x03(\v2\x16.gatehouse.admin.v1.SAR\x03sas\x12\x12\n" +
+	"\x04sent\x18\x03 \x01(\x04R\x04sent\x12\x1a\n" +
+	"\breceived\x18\x04 \x01(\x04R\breceived\x12'\n" +
+	"\x0fclear_forwarded\x18\x05 \x01(\x04R\x0eclearForwarded\x12\x1e\n" +
+	"\n" +
+	"keepalives\x18\x06 \x01(\x04R\n" +
+	"keepalives\x12@\n" +
+	"\x05drops\x18\a \x03(\v2*.gatehouse.admin.v1.SAsResponse.DropsEntryR\x05drops\x1a8\n" +
+	"\n" +
+	"DropsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x0f\n" +
 	"\rStatusRequest\"\xd7\x03\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12!\n" +
@@ -987,13 +1354,14 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\x0eReloadResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x18\n" +
-	"\achanges\x18\x03 \x03(\tR\achanges2\xda\x02\n" +
+	"\achanges\x18\x03 \x03(\tR\achanges2\xa2\x03\n" +
 	"\x05Admin\x12O\n" +
 	"\x06Status\x12!.gatehouse.admin.v1.StatusRequest\x1a\".gatehouse.admin.v1.StatusResponse\x12[\n" +
 	"\n" +
 	"PolicyShow\x12%.gatehouse.admin.v1.PolicyShowRequest\x1a&.gatehouse.admin.v1.PolicyShowResponse\x12R\n" +
 	"\aPlugins\x12\".gatehouse.admin.v1.PluginsRequest\x1a#.gatehouse.admin.v1.PluginsResponse\x12O\n" +
-	"\x06Reload\x12!.gatehouse.admin.v1.ReloadRequest\x1a\".gatehouse.admin.v1.ReloadResponseB\xd3\x01\n" +
+	"\x06Reload\x12!.gatehouse.admin.v1.ReloadRequest\x1a\".gatehouse.admin.v1.ReloadResponse\x12F\n" +
+	"\x03SAs\x12\x1e.gatehouse.admin.v1.SAsRequest\x1a\x1f.gatehouse.admin.v1.SAsResponseB\xd3\x01\n" +
 	"\x16com.gatehouse.admin.v1B\n" +
 	"AdminProtoP\x01ZCgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/admin/v1;adminv1\xa2\x02\x03GAX\xaa\x02\x12Gatehouse.Admin.V1\xca\x02\x12Gatehouse\\Admin\\V1\xe2\x02\x1eGatehouse\\Admin\\V1\\GPBMetadata\xea\x02\x14Gatehouse::Admin::V1b\x06proto3"
 
@@ -1009,38 +1377,46 @@ func file_gatehouse_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gatehouse_admin_v1_admin_proto_rawDescData
 }
 
-var file_gatehouse_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_gatehouse_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_gatehouse_admin_v1_admin_proto_goTypes = []any{
-	(*StatusRequest)(nil),      // 0: gatehouse.admin.v1.StatusRequest
-	(*StatusResponse)(nil),     // 1: gatehouse.admin.v1.StatusResponse
-	(*PolicyShowRequest)(nil),  // 2: gatehouse.admin.v1.PolicyShowRequest
-	(*PortRange)(nil),          // 3: gatehouse.admin.v1.PortRange
-	(*Offer)(nil),              // 4: gatehouse.admin.v1.Offer
-	(*AppliedFilter)(nil),      // 5: gatehouse.admin.v1.AppliedFilter
-	(*PolicyShowResponse)(nil), // 6: gatehouse.admin.v1.PolicyShowResponse
-	(*PluginsRequest)(nil),     // 7: gatehouse.admin.v1.PluginsRequest
-	(*PluginState)(nil),        // 8: gatehouse.admin.v1.PluginState
-	(*PluginsResponse)(nil),    // 9: gatehouse.admin.v1.PluginsResponse
-	(*ReloadRequest)(nil),      // 10: gatehouse.admin.v1.ReloadRequest
-	(*ReloadResponse)(nil),     // 11: gatehouse.admin.v1.ReloadResponse
+	(*SAsRequest)(nil),         // 0: gatehouse.admin.v1.SAsRequest
+	(*SA)(nil),                 // 1: gatehouse.admin.v1.SA
+	(*SAsResponse)(nil),        // 2: gatehouse.admin.v1.SAsResponse
+	(*StatusRequest)(nil),      // 3: gatehouse.admin.v1.StatusRequest
+	(*StatusResponse)(nil),     // 4: gatehouse.admin.v1.StatusResponse
+	(*PolicyShowRequest)(nil),  // 5: gatehouse.admin.v1.PolicyShowRequest
+	(*PortRange)(nil),          // 6: gatehouse.admin.v1.PortRange
+	(*Offer)(nil),              // 7: gatehouse.admin.v1.Offer
+	(*AppliedFilter)(nil),      // 8: gatehouse.admin.v1.AppliedFilter
+	(*PolicyShowResponse)(nil), // 9: gatehouse.admin.v1.PolicyShowResponse
+	(*PluginsRequest)(nil),     // 10: gatehouse.admin.v1.PluginsRequest
+	(*PluginState)(nil),        // 11: gatehouse.admin.v1.PluginState
+	(*PluginsResponse)(nil),    // 12: gatehouse.admin.v1.PluginsResponse
+	(*ReloadRequest)(nil),      // 13: gatehouse.admin.v1.ReloadRequest
+	(*ReloadResponse)(nil),     // 14: gatehouse.admin.v1.ReloadResponse
+	nil,                        // 15: gatehouse.admin.v1.SAsResponse.DropsEntry
 }
 var file_gatehouse_admin_v1_admin_proto_depIdxs = []int32{
-	4,  // 0: gatehouse.admin.v1.AppliedFilter.offers:type_name -> gatehouse.admin.v1.Offer
-	5,  // 1: gatehouse.admin.v1.PolicyShowResponse.filters:type_name -> gatehouse.admin.v1.AppliedFilter
-	8,  // 2: gatehouse.admin.v1.PluginsResponse.plugins:type_name -> gatehouse.admin.v1.PluginState
-	0,  // 3: gatehouse.admin.v1.Admin.Status:input_type -> gatehouse.admin.v1.StatusRequest
-	2,  // 4: gatehouse.admin.v1.Admin.PolicyShow:input_type -> gatehouse.admin.v1.PolicyShowRequest
-	7,  // 5: gatehouse.admin.v1.Admin.Plugins:input_type -> gatehouse.admin.v1.PluginsRequest
-	10, // 6: gatehouse.admin.v1.Admin.Reload:input_type -> gatehouse.admin.v1.ReloadRequest
-	1,  // 7: gatehouse.admin.v1.Admin.Status:output_type -> gatehouse.admin.v1.StatusResponse
-	6,  // 8: gatehouse.admin.v1.Admin.PolicyShow:output_type -> gatehouse.admin.v1.PolicyShowResponse
-	9,  // 9: gatehouse.admin.v1.Admin.Plugins:output_type -> gatehouse.admin.v1.PluginsResponse
-	11, // 10: gatehouse.admin.v1.Admin.Reload:output_type -> gatehouse.admin.v1.ReloadResponse
-	7,  // [7:11] is the sub-list for method output_type
-	3,  // [3:7] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	1,  // 0: gatehouse.admin.v1.SAsResponse.sas:type_name -> gatehouse.admin.v1.SA
+	15, // 1: gatehouse.admin.v1.SAsResponse.drops:type_name -> gatehouse.admin.v1.SAsResponse.DropsEntry
+	7,  // 2: gatehouse.admin.v1.AppliedFilter.offers:type_name -> gatehouse.admin.v1.Offer
+	8,  // 3: gatehouse.admin.v1.PolicyShowResponse.filters:type_name -> gatehouse.admin.v1.AppliedFilter
+	11, // 4: gatehouse.admin.v1.PluginsResponse.plugins:type_name -> gatehouse.admin.v1.PluginState
+	3,  // 5: gatehouse.admin.v1.Admin.Status:input_type -> gatehouse.admin.v1.StatusRequest
+	5,  // 6: gatehouse.admin.v1.Admin.PolicyShow:input_type -> gatehouse.admin.v1.PolicyShowRequest
+	10, // 7: gatehouse.admin.v1.Admin.Plugins:input_type -> gatehouse.admin.v1.PluginsRequest
+	13, // 8: gatehouse.admin.v1.Admin.Reload:input_type -> gatehouse.admin.v1.ReloadRequest
+	0,  // 9: gatehouse.admin.v1.Admin.SAs:input_type -> gatehouse.admin.v1.SAsRequest
+	4,  // 10: gatehouse.admin.v1.Admin.Status:output_type -> gatehouse.admin.v1.StatusResponse
+	9,  // 11: gatehouse.admin.v1.Admin.PolicyShow:output_type -> gatehouse.admin.v1.PolicyShowResponse
+	12, // 12: gatehouse.admin.v1.Admin.Plugins:output_type -> gatehouse.admin.v1.PluginsResponse
+	14, // 13: gatehouse.admin.v1.Admin.Reload:output_type -> gatehouse.admin.v1.ReloadResponse
+	2,  // 14: gatehouse.admin.v1.Admin.SAs:output_type -> gatehouse.admin.v1.SAsResponse
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_admin_v1_admin_proto_init() }
@@ -1054,7 +1430,7 @@ func file_gatehouse_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_admin_v1_admin_proto_rawDesc), len(file_gatehouse_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

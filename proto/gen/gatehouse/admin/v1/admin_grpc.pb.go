@@ -23,6 +23,7 @@ const (
 	Admin_PolicyShow_FullMethodName = "/gatehouse.admin.v1.Admin/PolicyShow"
 	Admin_Plugins_FullMethodName    = "/gatehouse.admin.v1.Admin/Plugins"
 	Admin_Reload_FullMethodName     = "/gatehouse.admin.v1.Admin/Reload"
+	Admin_SAs_FullMethodName        = "/gatehouse.admin.v1.Admin/SAs"
 )
 
 // AdminClient is the client API for Admin service.
@@ -36,6 +37,7 @@ type AdminClient interface {
 	PolicyShow(ctx context.Context, in *PolicyShowRequest, opts ...grpc.CallOption) (*PolicyShowResponse, error)
 	Plugins(ctx context.Context, in *PluginsRequest, opts ...grpc.CallOption) (*PluginsResponse, error)
 	Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error)
+	SAs(ctx context.Context, in *SAsRequest, opts ...grpc.CallOption) (*SAsResponse, error)
 }
 
 type adminClient struct {
@@ -86,6 +88,16 @@ func (c *adminClient) Reload(ctx context.Context, in *ReloadRequest, opts ...grp
 	return out, nil
 }
 
+func (c *adminClient) SAs(ctx context.Context, in *SAsRequest, opts ...grpc.CallOption) (*SAsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SAsResponse)
+	err := c.cc.Invoke(ctx, Admin_SAs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -97,6 +109,7 @@ type AdminServer interface {
 	PolicyShow(context.Context, *PolicyShowRequest) (*PolicyShowResponse, error)
 	Plugins(context.Context, *PluginsRequest) (*PluginsResponse, error)
 	Reload(context.Context, *ReloadRequest) (*ReloadResponse, error)
+	SAs(context.Context, *SAsRequest) (*SAsResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -118,6 +131,9 @@ func (UnimplementedAdminServer) Plugins(context.Context, *PluginsRequest) (*Plug
 }
 func (UnimplementedAdminServer) Reload(context.Context, *ReloadRequest) (*ReloadResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Reload not implemented")
+}
+func (UnimplementedAdminServer) SAs(context.Context, *SAsRequest) (*SAsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SAs not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -212,6 +228,24 @@ func _Admin_Reload_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_SAs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SAsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).SAs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_SAs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).SAs(ctx, req.(*SAsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -234,6 +268,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Reload",
 			Handler:    _Admin_Reload_Handler,
+		},
+		{
+			MethodName: "SAs",
+			Handler:    _Admin_SAs_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,234 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"reflect"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/core/config"
+	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/policy"
+	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/esp"
+)
+
+// dataplaneState is the running data path, when the configuration has SAs
+// to carry (today: manual_sas; IKE will add its own).
+type dataplaneState struct {
+	plane   *dataplane.Plane
+	db      *sad.DB
+	cleanup func()
+	stop    chan struct{}
+}
+
+// needsDataplane reports whether the configuration has SAs to carry.
+func needsDataplane(c *config.Config) bool { return len(c.ManualSAs) > 0 }
+
+// manualSAs builds the SAD entries of every manual SA.
+func manualSAs(c *config.Config, log *zap.Logger) ([]*sad.InSA, map[sad.OutKey]*sad.OutSA, error) {
+	var ins []*sad.InSA
+	outs := map[sad.OutKey]*sad.OutSA{}
+	for i, m := range c.ManualSAs {
+		suite, err := esp.ParseSuite(m.Suite)
+		if err != nil {
+			return nil, nil, err
+		}
+		el, _ := esp.KeyLengths(suite)
+		mk := func(k config.ManualKey) (esp.Config, error) {
+			key, err := config.ReadManualKey(k.KeyFile)
+			if err != nil {
+				return esp.Config{}, fmt.Errorf("manual_sas[%d] %s: %w", i, m.Name, err)
+			}
+			return esp.Config{SPI: k.SPI, Suite: suite, EncKey: key[:el], IntegKey: key[el:], ESN: m.ESN, Window: m.ReplayWindow,
+				OnEvent: func(e esp.Event) {
+					log.Warn("SA lifetime reached", zap.String("sa", m.Name), zap.String("spi", fmt.Sprintf("%#x", e.SPI)), zap.Stringer("kind", e.Kind), zap.String("reason", e.Reason))
+				}}, nil
+		}
+		outCfg, err := mk(m.Out)
+		if err != nil {
+			return nil, nil, err
+		}
+		inCfg, err := mk(m.In)
+		if err != nil {
+			return nil, nil, err
+		}
+		o, err := esp.NewOutbound(outCfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("manual_sas[%d] %s out: %w", i, m.Name, err)
+		}
+		in, err := esp.NewInbound(inCfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("manual_sas[%d] %s in: %w", i, m.Name, err)
+		}
+		port := uint16(0)
+		if m.UDPEncap {
+			port = esp.NATTPort
+		}
+		local, peer := m.Local.Unmap(), m.Peer.Unmap()
+		meta := sad.Meta{Name: m.Name, Mode: sad.Tunnel, Local: netip.AddrPortFrom(local, port), Peer: netip.AddrPortFrom(peer, port), UDPEncap: m.UDPEncap}
+		outName, inName := policy.ManualRuleNames(m)
+		if m.Mode == "transport" {
+			meta.Mode = sad.Transport
+			meta.Selectors = []sad.Selector{{Src: netip.PrefixFrom(peer, 32), Dst: netip.PrefixFrom(local, 32)}}
+		} else {
+			for _, r := range m.RemoteSubnets {
+				for _, l := range m.LocalSubnets {
+					meta.Selectors = append(meta.Selectors, sad.Selector{Src: r.Prefix, Dst: l.Prefix})
+				}
+			}
+		}
+		outMeta := meta
+		outMeta.Rule = outName
+		outMeta.Selectors = nil
+		inMeta := meta
+		inMeta.Rule = inName
+		outs[sad.OutKey{Rule: outName, Peer: peer}] = &sad.OutSA{Meta: outMeta, ESP: o}
+		ins = append(ins, &sad.InSA{Meta: inMeta, ESP: in})
+	}
+	return ins, outs, nil
+}
+
+// localAddrIn finds one of this host's addresses inside p, to use as the
+// source of locally originated packets routed into the tunnel.
+func localAddrIn(p netip.Prefix) netip.Addr {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && p.Contains(ip.Unmap()) {
+				return ip.Unmap()
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+func (d *Daemon) startDataplane(l *Loaded) (err error) {
+	c := l.Config
+	log := d.log.Named("esp")
+	ins, outs, err := manualSAs(c, log)
+	if err != nil {
+		return err
+	}
+	st := &dataplaneState{db: sad.New(), stop: make(chan struct{})}
+	for _, in := range ins {
+		if err := st.db.AddInbound(in); err != nil {
+			return err
+		}
+	}
+	for k, o := range outs {
+		st.db.SetOutbound(k, o)
+	}
+	dp := c.Dataplane
+	tun, err := dataplane.OpenTUN(dp.TUN)
+	if err != nil {
+		return err
+	}
+	var conns []dataplane.Conn
+	defer func() {
+		if err != nil {
+			tun.Close()
+			for _, cn := range conns {
+				cn.Close()
+			}
+		}
+	}()
+	raw, err := dataplane.ListenRawESP(netip.IPv4Unspecified(), int(dp.Mark))
+	if err != nil {
+		return err
+	}
+	conns = append(conns, raw)
+	udp, err := dataplane.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), esp.NATTPort), int(dp.Mark))
+	if err != nil {
+		return err
+	}
+	conns = append(conns, udp)
+	clear, err := dataplane.OpenClear(int(dp.Mark))
+	if err != nil {
+		return err
+	}
+	conns = append(conns, clear)
+	var routes []dataplane.Route
+	for _, m := range c.ManualSAs {
+		if m.Mode == "transport" {
+			routes = append(routes, dataplane.Route{Dst: netip.PrefixFrom(m.Peer.Unmap(), 32), Src: m.Local.Unmap()})
+			continue
+		}
+		var src netip.Addr
+		for _, ls := range m.LocalSubnets {
+			if src = localAddrIn(ls.Prefix); src.IsValid() {
+				break
+			}
+		}
+		for _, r := range m.RemoteSubnets {
+			routes = append(routes, dataplane.Route{Dst: r.Prefix, Src: src})
+		}
+	}
+	st.cleanup, err = dataplane.SetupNetwork(dataplane.NetConfig{TUN: dp.TUN, MTU: dp.MTU, Table: dp.Table, Mark: int(dp.Mark), Routes: routes})
+	if err != nil {
+		return err
+	}
+	st.plane = dataplane.New(dataplane.Config{Log: log, TUN: tun, Raw: raw, UDP: udp, Clear: clear, SAD: st.db, MTU: dp.MTU,
+		OnAcquire: func(a dataplane.Acquire) {
+			log.Info("traffic needs an SA that does not exist; no IKE engine yet, dropping", zap.String("rule", a.Rule.Name),
+				zap.Stringer("peer", a.Peer), zap.Stringer("src", a.Src), zap.Stringer("dst", a.Dst))
+		}}, l.Policy)
+	st.plane.Start()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-st.stop:
+				return
+			case now := <-t.C:
+				st.db.Tick(now)
+			}
+		}
+	}()
+	d.dp = st
+	log.Info("data path running", zap.String("tun", dp.TUN), zap.Int("mtu", dp.MTU), zap.Int("sas", st.db.Len()), zap.Int("routes", len(routes)))
+	return nil
+}
+
+func (d *Daemon) stopDataplane() {
+	if d.dp == nil {
+		return
+	}
+	close(d.dp.stop)
+	d.dp.plane.Close()
+	d.dp.cleanup()
+	d.dp = nil
+}
+
+// manualUnchanged reports whether a reload leaves manual SAs as they are;
+// they cannot be replaced without dropping traffic, so a change needs a
+// restart.
+func manualUnchanged(a, b *config.Config) bool {
+	strip := func(list []config.ManualSA) []config.ManualSA {
+		out := make([]config.ManualSA, len(list))
+		for i, m := range list {
+			m.Meta, m.In.Meta, m.Out.Meta = config.Meta{}, config.Meta{}, config.Meta{}
+			out[i] = m
+		}
+		return out
+	}
+	da, db := a.Dataplane, b.Dataplane
+	da.Meta, db.Meta = config.Meta{}, config.Meta{}
+	return reflect.DeepEqual(strip(a.ManualSAs), strip(b.ManualSAs)) && reflect.DeepEqual(da, db)
+}
+
+// SAs lists installed SAs and the data path's counters; ok is false when no
+// data path runs.
+func (d *Daemon) SAs() ([]sad.Snapshot, dataplane.Counters, bool) {
+	d.mu.RLock()
+	st := d.dp
+	d.mu.RUnlock()
+	if st == nil {
+		return nil, dataplane.Counters{}, false
+	}
+	return st.db.List(time.Now()), st.plane.Counters(), true
+}
