@@ -7,6 +7,8 @@ need=""
 command -v ip   >/dev/null 2>&1 || need="$need iproute2"
 command -v nft  >/dev/null 2>&1 || need="$need nftables"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+command -v iperf3 >/dev/null 2>&1 || need="$need iperf3"
+command -v tshark >/dev/null 2>&1 || need="$need tshark"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "install-test-deps: missing:$need; run as root (or apt-get install$need) for the namespace labs" >&2
@@ -14,5 +16,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "install-test-deps: apt-get install$need"
 export DEBIAN_FRONTEND=noninteractive
+# tshark's package asks whether non-root users may capture: answer no.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $need

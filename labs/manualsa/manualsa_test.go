@@ -6,6 +6,7 @@ package manualsa
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -154,6 +155,37 @@ func ping(t *testing.T, ns *netns.NS, dst string) {
 	}
 }
 
+// iperf runs a 2-second TCP test from client to server and returns Mbit/s.
+func iperf(t *testing.T, server, client *netns.NS, addr string) float64 {
+	t.Helper()
+	srv, err := server.Start("iperf3", "-s", "-1", "-B", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(2 * time.Second)
+	var out string
+	for i := 0; i < 20; i++ { // the server needs a moment to listen
+		time.Sleep(100 * time.Millisecond)
+		if out, err = client.Output(30*time.Second, "iperf3", "-c", addr, "-t", "2", "-J"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("iperf3 to %s: %v\n%s", addr, err, out)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.End.SumReceived.BitsPerSecond <= 0 {
+		t.Fatalf("iperf3 result: %v\n%s", err, out)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e6
+}
+
 func TestTunnelModeEveryAlgorithm(t *testing.T) {
 	suites := []string{"aes128gcm16", "aes256gcm16", "chacha20poly1305", "aes128-sha1", "aes256-sha256", "3des-sha1", "null-sha256"}
 	for _, udp := range []bool{false, true} {
@@ -164,13 +196,14 @@ func TestTunnelModeEveryAlgorithm(t *testing.T) {
 				a := start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", suite, udp, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
 				b := start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", suite, udp, 0x2001, 0x1001, k2, k1, [2]string{"10.2.0.0/24", "10.1.0.0/24"})
 				ping(t, l.ha, "10.2.0.10")
+				t.Logf("%s udp=%v: iperf3 %.0f Mbit/s", suite, udp, iperf(t, l.hb, l.ha, "10.2.0.10"))
 				mode := "tunnel"
 				if udp {
 					mode = "tunnel/udp"
 				}
 				for _, g := range []*gw{a, b} {
 					sa := flat(g.cli(t, "sa"))
-					for _, want := range []string{"lab out", "lab in", mode + " ESP " + suite, "Data path: 3 sent, 3 received", "Drops: none"} {
+					for _, want := range []string{"lab out", "lab in", mode + " ESP " + suite, "Drops: none"} {
 						if !strings.Contains(sa, want) {
 							t.Fatalf("gatehouse sa in %s lacks %q:\n%s", g.ns.Name, want, sa)
 						}
@@ -190,6 +223,10 @@ func TestTransportMode(t *testing.T) {
 	if sa := flat(a.cli(t, "sa")); !strings.Contains(sa, "transport ESP aes256gcm16") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
 		t.Fatalf("gatehouse sa:\n%s", sa)
 	}
+	t.Logf("transport mode: iperf3 %.0f Mbit/s", iperf(t, l.gwb, l.gwa, "192.0.2.2"))
+	if sa := flat(a.cli(t, "sa")); !strings.Contains(sa, "Drops: none") {
+		t.Fatalf("gatehouse sa:\n%s", sa)
+	}
 }
 
 // With mismatched keys every packet fails the ICV: counted, nothing passes.
@@ -207,3 +244,84 @@ func TestWrongKeyIsCountedNotDelivered(t *testing.T) {
 }
 
 func flat(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Wireshark's names for our suites (its ESP SA table); it has no
+// ChaCha20-Poly1305 in version 4.0, so that suite is not decoded here.
+var wiresharkAlgs = map[string][2]string{
+	"aes128gcm16":   {"AES-GCM with 16 octet ICV [RFC4106]", "NULL"},
+	"aes256gcm16":   {"AES-GCM with 16 octet ICV [RFC4106]", "NULL"},
+	"aes128-sha1":   {"AES-CBC [RFC3602]", "HMAC-SHA-1-96 [RFC2404]"},
+	"aes256-sha256": {"AES-CBC [RFC3602]", "HMAC-SHA-256-128 [RFC4868]"},
+	"3des-sha1":     {"TripleDES-CBC [RFC2451]", "HMAC-SHA-1-96 [RFC2404]"},
+	"null-sha256":   {"NULL", "HMAC-SHA-256-128 [RFC4868]"},
+}
+
+func espSA(suite, src, dst string, spi uint32, keyHex string) string {
+	s, _ := esp.ParseSuite(suite)
+	el, _ := esp.KeyLengths(s)
+	names := wiresharkAlgs[suite]
+	encKey, authKey := "0x"+keyHex[:2*el], "0x"+keyHex[2*el:]
+	if el == 0 {
+		encKey = ""
+	}
+	if len(keyHex) == 2*el {
+		authKey = ""
+	}
+	return fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","%#08x","%s","%s","%s","%s"`, src, dst, spi, names[0], encKey, names[1], authKey)
+}
+
+// TestTsharkDecodesCapturedESP captures the outer link while pinging, then
+// has tshark decrypt the capture with the SA keys: the inner ICMP packets
+// must come out intact and nothing may be malformed.
+func TestTsharkDecodesCapturedESP(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Fatal("tshark is not installed: make test installs it (contrib/scripts/install-test-deps.sh)")
+	}
+	for _, udp := range []bool{false, true} {
+		for _, suite := range []string{"aes128gcm16", "aes256-sha256", "aes128-sha1", "3des-sha1", "null-sha256"} {
+			t.Run(fmt.Sprintf("%s/udp=%v", suite, udp), func(t *testing.T) {
+				l := newLab(t)
+				k1, k2 := key(t, suite), key(t, suite)
+				start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", suite, udp, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
+				start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", suite, udp, 0x2001, 0x1001, k2, k1, [2]string{"10.2.0.0/24", "10.1.0.0/24"})
+				pcap := filepath.Join(t.TempDir(), "outer.pcap")
+				capture, err := l.gwb.Start("tshark", "-i", "gwb1", "-w", pcap, "-f", "esp or udp port 4500")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := 0; i < 100 && !strings.Contains(capture.Output(), "Capturing on"); i++ {
+					time.Sleep(50 * time.Millisecond)
+				}
+				ping(t, l.ha, "10.2.0.10")
+				time.Sleep(300 * time.Millisecond)
+				capture.Signal(2) // SIGINT: tshark finishes the file
+				capture.Err()
+				out, err := exec.Command("tshark", "-r", pcap, "-o", "esp.enable_encryption_decode:TRUE",
+					"-o", espSA(suite, "192.0.2.1", "192.0.2.2", 0x1001, k1),
+					"-o", espSA(suite, "192.0.2.2", "192.0.2.1", 0x2001, k2), "-V").CombinedOutput()
+				if err != nil {
+					t.Fatalf("tshark: %v\n%s", err, out)
+				}
+				text := string(out)
+				// The capture may miss the first ping while it starts; what it
+				// has must all decode: one inner ICMP packet per ESP frame.
+				frames := strings.Count(text, "\nEncapsulating Security Payload\n")
+				requests := strings.Count(text, "Type: 8 (Echo (ping) request)")
+				replies := strings.Count(text, "Type: 0 (Echo (ping) reply)")
+				if requests < 2 || replies < 2 || requests+replies != frames || strings.Contains(text, "Malformed") || !strings.Contains(text, "Src: 10.1.0.10, Dst: 10.2.0.10") {
+					t.Fatalf("tshark: %d ESP frames, %d requests and %d replies decoded:\n%s", frames, requests, replies, tail(text, 4000))
+				}
+				if udp && !strings.Contains(text, "UDP Encapsulation of IPsec Packets") {
+					t.Fatalf("not decoded as RFC 3948 UDP encapsulation:\n%s", tail(text, 3000))
+				}
+			})
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
