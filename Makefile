@@ -8,6 +8,8 @@ PLUGINS := auth-psk
 
 # Pinned code generators; `make proto` uses these and nothing else.
 BUF_VERSION                := v1.50.0
+# wireguard-go, for the throughput comparison in bench/ only.
+WIREGUARD_GO_VERSION       := v0.0.0-20250521234502-f333402bd9cb
 PROTOC_GEN_GO_VERSION      := v1.36.6
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
@@ -60,8 +62,14 @@ test: deps tools vet
 unit:
 	$(GO) test -short ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Go benchmarks (per packet, per lookup), then the namespace throughput
+# comparison with wireguard-go and strongSwan kernel-libipsec (root).
+bench: deps build $(TOOLS)/wireguard
+	$(GO) test -run '^$$' -bench . -benchmem ./esp ./core/policy ./core/sad
+	$(GO) run ./bench/throughput --bin $(BIN) --tools $(TOOLS)
+
+$(TOOLS)/wireguard:
+	GOBIN=$(TOOLS) $(GO) install golang.zx2c4.com/wireguard@$(WIREGUARD_GO_VERSION)
 
 # Runs every native fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m).
 fuzz:

@@ -5,11 +5,14 @@
 package main
 
 import (
+	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,6 +23,9 @@ import (
 
 //go:embed demo.yaml
 var demoConfig string
+
+//go:embed peer.yaml
+var peerConfig string
 
 func main() {
 	self, _ := os.Executable()
@@ -78,12 +84,13 @@ func run(bin string, verbose bool) error {
 
 	banner("1. Network: gateway, site-to-site peer and road-warrior client in namespaces")
 	spaces := map[string]*netns.NS{}
-	for _, name := range []string{"wan", "gw", "peer", "client"} {
+	for _, name := range []string{"wan", "gw", "peer", "client", "neta", "netb"} {
 		if spaces[name], err = lab.NS(name); err != nil {
 			return err
 		}
 	}
 	wan, gw, peer, client := spaces["wan"], spaces["gw"], spaces["peer"], spaces["client"]
+	neta, netb := spaces["neta"], spaces["netb"]
 	links := []struct {
 		ns         *netns.NS
 		addr, wanA string
@@ -99,13 +106,29 @@ func run(bin string, verbose bool) error {
 	if err := wan.Forwarding(); err != nil {
 		return err
 	}
+	// A host on each protected network: neta behind the gateway, netb behind the peer.
+	for _, h := range []struct {
+		host, gwNS   *netns.NS
+		hostIP, gwIP string
+	}{{neta, gw, "10.1.0.10/24", "10.1.0.1/24"}, {netb, peer, "10.2.0.10/24", "10.2.0.1/24"}} {
+		if _, _, err := lab.Link(h.host, h.hostIP, h.gwNS, h.gwIP); err != nil {
+			return err
+		}
+		if err := h.host.Route("default", strings.Split(h.gwIP, "/")[0]); err != nil {
+			return err
+		}
+		if err := h.gwNS.Forwarding(); err != nil {
+			return err
+		}
+	}
 	for _, l := range links[1:] {
 		out, err := l.ns.Output(10*time.Second, "ping", "-c", "1", "-W", "2", "203.0.113.1")
 		if err := record("ping gateway from "+l.ns.Name, err, firstLine(out, "bytes from")); err != nil {
 			return err
 		}
 	}
-	fmt.Println("  gateway 203.0.113.1, peer 198.51.100.2, client 192.0.2.10, routed by namespace wan")
+	fmt.Println("  gateway 203.0.113.1, peer 198.51.100.2, client 192.0.2.10, routed by namespace wan;")
+	fmt.Println("  host 10.1.0.10 behind the gateway, host 10.2.0.10 behind the peer")
 
 	banner("2. Start gatehoused on the demo configuration")
 	dir, err := os.MkdirTemp("", "gatehouse-demo")
@@ -119,7 +142,8 @@ func run(bin string, verbose bool) error {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
-	for name, key := range map[string]string{"netb.psk": "demo-site-to-site-key", "l2tp.psk": "demo-road-warrior-key"} {
+	for name, key := range map[string]string{"netb.psk": "demo-site-to-site-key", "l2tp.psk": "demo-road-warrior-key",
+		"gw-out.key": randomHex(20), "gw-in.key": randomHex(20)} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(key+"\n"), 0o600); err != nil {
 			return err
 		}
@@ -208,7 +232,52 @@ func run(bin string, verbose bool) error {
 	if err := record("bad reload refused, old config kept", boolErr(err != nil && strings.Contains(out, "readable by group or others"), "world-readable key was accepted"), "world-readable key file"); err != nil {
 		return err
 	}
-	return nil
+
+	banner("7. Traffic through an ESP tunnel (manual SA demo-esp, AES-128-GCM)")
+	peerDir := filepath.Join(dir, "peer")
+	os.MkdirAll(peerDir, 0o700)
+	peerSocket := filepath.Join(peerDir, "admin.sock")
+	for _, k := range []string{"gw-out.key", "gw-in.key"} {
+		b, _ := os.ReadFile(filepath.Join(dir, k))
+		os.WriteFile(filepath.Join(peerDir, k), b, 0o600)
+	}
+	os.WriteFile(filepath.Join(peerDir, "gatehouse.yaml"), []byte(strings.Replace(peerConfig, "ADMIN_SOCKET", peerSocket, 1)), 0o644)
+	peerd, err := peer.Start(filepath.Join(bin, "gatehoused"), "-c", filepath.Join(peerDir, "gatehouse.yaml"))
+	if err != nil {
+		return err
+	}
+	defer peerd.Stop(5 * time.Second)
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(peerSocket); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, err = neta.Output(20*time.Second, "ping", "-c", "3", "-i", "0.3", "10.2.0.10")
+	fmt.Print(indent(out))
+	if err := record("ping 10.1.0.10 -> 10.2.0.10 through ESP", err, firstLine(out, "packet loss")); err != nil {
+		return fmt.Errorf("%w\npeer log:\n%s", err, peerd.Output())
+	}
+	note := "iperf3 not installed"
+	if _, err := exec.LookPath("iperf3"); err == nil {
+		srv, _ := netb.Start("iperf3", "-s", "-1", "-B", "10.2.0.10")
+		time.Sleep(300 * time.Millisecond)
+		out, err = neta.Output(30*time.Second, "iperf3", "-c", "10.2.0.10", "-t", "3", "-f", "m")
+		srv.Stop(2 * time.Second)
+		note = firstLine(out, "receiver")
+		if err := record("iperf3 TCP through ESP (3 s)", err, strings.Join(strings.Fields(note), " ")); err != nil {
+			return err
+		}
+	}
+	out, err = cli("sa")
+	fmt.Print(indent(out))
+	return record("gatehouse sa", err, firstLine(out, "Data path:"))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func pluginPID(out string) int {
@@ -259,7 +328,8 @@ func summary(steps []step) {
 		fmt.Printf("  [%s] %-40s %s\n", mark, s.name, s.note)
 	}
 	fmt.Println(`
-  Not yet in this build: IKE negotiation, the ESP data path and L2TP/PPP
-  sessions (issues 3-5). The tunnel and remote-access policy above is what
-  they will enforce; no traffic is encrypted yet. Namespaces are removed.`)
+  Not yet in this build: IKE negotiation and L2TP/PPP sessions. Traffic above
+  went through a manually keyed ESP tunnel in Gatehouse's user-space data
+  path; the IKE tunnel neta-netb and the remote-access server are configured
+  but not negotiated yet. Namespaces are removed.`)
 }

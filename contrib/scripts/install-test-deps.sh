@@ -9,6 +9,9 @@ command -v nft  >/dev/null 2>&1 || need="$need nftables"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 command -v iperf3 >/dev/null 2>&1 || need="$need iperf3"
 command -v tshark >/dev/null 2>&1 || need="$need tshark"
+# For `make bench` (the throughput comparison); cheap enough to have always.
+command -v wg >/dev/null 2>&1 || need="$need wireguard-tools"
+[ -x /usr/sbin/charon-systemd ] || need="$need charon-systemd strongswan-swanctl libcharon-extra-plugins"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "install-test-deps: missing:$need; run as root (or apt-get install$need) for the namespace labs" >&2

@@ -1,0 +1,332 @@
+// Command throughput is the data path benchmark run by `make bench`: two
+// gateways in network namespaces, a host behind each, and iperf3 TCP across
+// the tunnel, for Gatehouse (manual SAs), wireguard-go and strongSwan's
+// kernel-libipsec (IKEv1, encap = yes), in one run on one machine. It
+// prints Mbit/s for each and the ratios. Root only.
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/labs/netns"
+)
+
+type lab struct {
+	*netns.Lab
+	gwa, gwb, ha, hb *netns.NS
+}
+
+func newLab() (*lab, error) {
+	nl, err := netns.New(nil)
+	if err != nil {
+		return nil, err
+	}
+	l := &lab{Lab: nl}
+	for _, n := range []struct {
+		p    **netns.NS
+		name string
+	}{{&l.gwa, "gwa"}, {&l.gwb, "gwb"}, {&l.ha, "ha"}, {&l.hb, "hb"}} {
+		if *n.p, err = nl.NS(n.name); err != nil {
+			return l, err
+		}
+	}
+	steps := []func() error{
+		func() error { _, _, err := nl.Link(l.gwa, "192.0.2.1/24", l.gwb, "192.0.2.2/24"); return err },
+		func() error { _, _, err := nl.Link(l.ha, "10.1.0.10/24", l.gwa, "10.1.0.1/24"); return err },
+		func() error { _, _, err := nl.Link(l.hb, "10.2.0.10/24", l.gwb, "10.2.0.1/24"); return err },
+		func() error { return l.ha.Route("default", "10.1.0.1") },
+		func() error { return l.hb.Route("default", "10.2.0.1") },
+		l.gwa.Forwarding, l.gwb.Forwarding,
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return l, err
+		}
+	}
+	return l, nil
+}
+
+type env struct {
+	bin, tools string
+	duration   time.Duration
+	dir        string
+}
+
+func iperf(l *lab, d time.Duration) (float64, error) {
+	srv, err := l.hb.Start("iperf3", "-s", "-1", "-B", "10.2.0.10")
+	if err != nil {
+		return 0, err
+	}
+	defer srv.Stop(2 * time.Second)
+	var out string
+	for i := 0; i < 30; i++ {
+		time.Sleep(200 * time.Millisecond)
+		if out, err = l.ha.Output(d+30*time.Second, "iperf3", "-c", "10.2.0.10", "-t", fmt.Sprint(int(d.Seconds())), "-J"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("iperf3: %v\n%s", err, out)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		return 0, err
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e6, nil
+}
+
+// waitPing waits until the tunnel passes traffic (IKE may still be running).
+func waitPing(l *lab) error {
+	for i := 0; i < 30; i++ {
+		if _, err := l.ha.Output(5*time.Second, "ping", "-c", "1", "-W", "1", "10.2.0.10"); err == nil {
+			return nil
+		}
+	}
+	return errors.New("the tunnel never passed a ping")
+}
+
+func gatehouse(e env, l *lab, suite string, udp bool) error {
+	s, _ := esp.ParseSuite(suite)
+	el, il := esp.KeyLengths(s)
+	keys := [2]string{}
+	for i := range keys {
+		b := make([]byte, el+il)
+		rand.Read(b)
+		keys[i] = hex.EncodeToString(b)
+	}
+	for i, gw := range []struct {
+		ns                  *netns.NS
+		local, peer, ln, rn string
+		out, in             uint32
+	}{{l.gwa, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", 0x1001, 0x2001}, {l.gwb, "192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24", 0x2001, 0x1001}} {
+		dir := filepath.Join(e.dir, "gatehouse-"+gw.ns.Name)
+		os.MkdirAll(dir, 0o700)
+		os.WriteFile(filepath.Join(dir, "out.key"), []byte(keys[i]), 0o600)
+		os.WriteFile(filepath.Join(dir, "in.key"), []byte(keys[1-i]), 0o600)
+		cfg := fmt.Sprintf("listen: [%s]\nadmin_socket: %s/admin.sock\nmetrics_listen: \"\"\nlog: {level: warn}\nmanual_sas:\n  - {name: bench, local: %s, peer: %s, suite: %s, udp_encap: %v, local_subnets: [%s], remote_subnets: [%s], out: {spi: %#x, key_file: out.key}, in: {spi: %#x, key_file: in.key}}\n",
+			gw.local, dir, gw.local, gw.peer, suite, udp, gw.ln, gw.rn, gw.out, gw.in)
+		os.WriteFile(filepath.Join(dir, "gatehouse.yaml"), []byte(cfg), 0o644)
+		if _, err := gw.ns.Start(filepath.Join(e.bin, "gatehoused"), "-c", filepath.Join(dir, "gatehouse.yaml")); err != nil {
+			return err
+		}
+	}
+	return waitPing(l)
+}
+
+func wireguard(e env, l *lab) error {
+	if _, err := exec.LookPath("wg"); err != nil {
+		return errors.New("wg not found (apt-get install wireguard-tools)")
+	}
+	type peer struct {
+		ns                *netns.NS
+		ifc, addr, remote string
+		route             string
+		priv, pub         string
+	}
+	ps := []*peer{{ns: l.gwa, ifc: "wga", addr: "192.0.2.1", remote: "192.0.2.2", route: "10.2.0.0/24"}, {ns: l.gwb, ifc: "wgb", addr: "192.0.2.2", remote: "192.0.2.1", route: "10.1.0.0/24"}}
+	for _, p := range ps {
+		priv, err := exec.Command("wg", "genkey").Output()
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command("wg", "pubkey")
+		cmd.Stdin = strings.NewReader(string(priv))
+		pub, err := cmd.Output()
+		if err != nil {
+			return err
+		}
+		p.priv, p.pub = strings.TrimSpace(string(priv)), strings.TrimSpace(string(pub))
+	}
+	for i, p := range ps {
+		other := ps[1-i]
+		if _, err := p.ns.Start(filepath.Join(e.tools, "wireguard"), "-f", p.ifc); err != nil {
+			return err
+		}
+		keyFile := filepath.Join(e.dir, p.ifc+".key")
+		os.WriteFile(keyFile, []byte(p.priv), 0o600)
+		var err error
+		for try := 0; try < 50; try++ {
+			time.Sleep(100 * time.Millisecond)
+			if _, err = p.ns.Output(5*time.Second, "wg", "set", p.ifc, "private-key", keyFile, "listen-port", "51820",
+				"peer", other.pub, "endpoint", other.addr+":51820", "allowed-ips", p.route); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("wg set: %w", err)
+		}
+		if err := p.ns.IP("link", "set", p.ifc, "up", "mtu", "1420"); err != nil {
+			return err
+		}
+		if err := p.ns.IP("route", "add", p.route, "dev", p.ifc); err != nil {
+			return err
+		}
+	}
+	return waitPing(l)
+}
+
+const swanConf = `charon-systemd {
+  load = random nonce aes sha1 sha2 hmac gcm pem pkcs1 x509 pubkey openssl gmp kernel-libipsec kernel-netlink socket-default vici updown
+  plugins {
+    vici { socket = unix://%[1]s/charon.vici }
+  }
+  journal { default = -1 }
+  syslog { daemon { default = -1 } }
+  filelog { log { path = %[1]s/charon.log
+    default = 1 } }
+}
+`
+
+const swanctlConf = `connections {
+  bench {
+    version = 1
+    local_addrs = %[1]s
+    remote_addrs = %[2]s
+    proposals = aes256-sha256-modp2048
+    encap = yes
+    local { auth = psk }
+    remote { auth = psk }
+    children {
+      net {
+        local_ts = %[3]s
+        remote_ts = %[4]s
+        esp_proposals = aes128gcm16
+        mode = tunnel
+      }
+    }
+  }
+}
+secrets {
+  ike-bench { secret = "strongswan-benchmark-psk" }
+}
+`
+
+func strongswan(e env, l *lab) error {
+	charon := "/usr/sbin/charon-systemd"
+	if _, err := os.Stat(charon); err != nil {
+		return errors.New("charon-systemd not found (apt-get install charon-systemd strongswan-swanctl libcharon-extra-plugins)")
+	}
+	for _, gw := range []struct {
+		ns                  *netns.NS
+		local, peer, ln, rn string
+	}{{l.gwa, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"}, {l.gwb, "192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"}} {
+		dir := filepath.Join(e.dir, "swan-"+gw.ns.Name)
+		os.MkdirAll(dir, 0o700)
+		os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(fmt.Sprintf(swanConf, dir)), 0o600)
+		os.WriteFile(filepath.Join(dir, "swanctl.conf"), []byte(fmt.Sprintf(swanctlConf, gw.local, gw.peer, gw.ln, gw.rn)), 0o600)
+		cmd := fmt.Sprintf("STRONGSWAN_CONF=%s/strongswan.conf exec %s", dir, charon)
+		if _, err := gw.ns.Start("sh", "-c", cmd); err != nil {
+			return err
+		}
+		var out string
+		var err error
+		for try := 0; try < 50; try++ {
+			time.Sleep(200 * time.Millisecond)
+			if out, err = gw.ns.Output(10*time.Second, "swanctl", "--load-all", "--file", dir+"/swanctl.conf", "--uri", "unix://"+dir+"/charon.vici"); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("swanctl --load-all in %s: %v\n%s", gw.ns.Name, err, out)
+		}
+	}
+	dir := filepath.Join(e.dir, "swan-gwa")
+	if out, err := l.gwa.Output(30*time.Second, "swanctl", "--initiate", "--child", "net", "--uri", "unix://"+dir+"/charon.vici"); err != nil {
+		log, _ := os.ReadFile(dir + "/charon.log")
+		return fmt.Errorf("swanctl --initiate: %v\n%s\n%s", err, out, log)
+	}
+	return waitPing(l)
+}
+
+type result struct {
+	name string
+	mbps float64
+	err  error
+}
+
+func main() {
+	self, _ := os.Executable()
+	e := env{}
+	flag.StringVar(&e.bin, "bin", filepath.Dir(self), "folder with gatehoused")
+	flag.StringVar(&e.tools, "tools", ".tools/bin", "folder with the wireguard (wireguard-go) binary")
+	flag.DurationVar(&e.duration, "t", 10*time.Second, "iperf3 duration per system")
+	only := flag.String("only", "", "comma-separated subset: gatehouse-gcm, gatehouse-cbc, gatehouse-gcm-udp, wireguard-go, strongswan")
+	flag.Parse()
+	var err error
+	if e.dir, err = os.MkdirTemp("", "gatehouse-bench"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(e.dir)
+	systems := []struct {
+		name string
+		run  func(env, *lab) error
+	}{
+		{"gatehouse-gcm", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", false) }},
+		{"gatehouse-gcm-udp", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", true) }},
+		{"gatehouse-cbc", func(e env, l *lab) error { return gatehouse(e, l, "aes128-sha1", false) }},
+		{"wireguard-go", wireguard},
+		{"strongswan", strongswan},
+	}
+	var results []result
+	for _, s := range systems {
+		if *only != "" && !strings.Contains(","+*only+",", ","+s.name+",") {
+			continue
+		}
+		l, err := newLab()
+		if errors.Is(err, netns.ErrNotRoot) {
+			fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces)")
+			os.Exit(1)
+		}
+		r := result{name: s.name, err: err}
+		if err == nil {
+			if r.err = s.run(e, l); r.err == nil {
+				r.mbps, r.err = iperf(l, e.duration)
+			}
+		}
+		l.Close()
+		results = append(results, r)
+		if r.err != nil {
+			fmt.Printf("%-16s FAILED: %v\n", s.name, r.err)
+		} else {
+			fmt.Printf("%-16s %8.0f Mbit/s\n", s.name, r.mbps)
+		}
+	}
+	get := func(n string) float64 {
+		for _, r := range results {
+			if r.name == n && r.err == nil {
+				return r.mbps
+			}
+		}
+		return 0
+	}
+	fmt.Println("\nRatios (same run, same machine):")
+	for _, pair := range [][2]string{{"gatehouse-gcm", "wireguard-go"}, {"gatehouse-gcm", "strongswan"}, {"gatehouse-cbc", "strongswan"}} {
+		a, b := get(pair[0]), get(pair[1])
+		if a > 0 && b > 0 {
+			fmt.Printf("  %s / %s = %.2fx\n", pair[0], pair[1], a/b)
+		}
+	}
+	for _, r := range results {
+		if r.err != nil {
+			os.Exit(1)
+		}
+	}
+}
