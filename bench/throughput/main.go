@@ -61,6 +61,7 @@ type env struct {
 	bin, tools string
 	duration   time.Duration
 	dir        string
+	profile    string // folder for gatehoused CPU profiles, if set
 }
 
 func iperf(l *lab, d time.Duration) (float64, error) {
@@ -123,7 +124,11 @@ func gatehouse(e env, l *lab, suite string, udp bool) error {
 		cfg := fmt.Sprintf("listen: [%s]\nadmin_socket: %s/admin.sock\nmetrics_listen: \"\"\nlog: {level: warn}\nmanual_sas:\n  - {name: bench, local: %s, peer: %s, suite: %s, udp_encap: %v, local_subnets: [%s], remote_subnets: [%s], out: {spi: %#x, key_file: out.key}, in: {spi: %#x, key_file: in.key}}\n",
 			gw.local, dir, gw.local, gw.peer, suite, udp, gw.ln, gw.rn, gw.out, gw.in)
 		os.WriteFile(filepath.Join(dir, "gatehouse.yaml"), []byte(cfg), 0o644)
-		if _, err := gw.ns.Start(filepath.Join(e.bin, "gatehoused"), "-c", filepath.Join(dir, "gatehouse.yaml")); err != nil {
+		args := []string{"-c", filepath.Join(dir, "gatehouse.yaml")}
+		if e.profile != "" {
+			args = append(args, "--cpuprofile", filepath.Join(e.profile, "gatehoused-"+gw.ns.Name+"-"+suite+".pprof"))
+		}
+		if _, err := gw.ns.Start(filepath.Join(e.bin, "gatehoused"), args...); err != nil {
 			return err
 		}
 	}
@@ -267,6 +272,7 @@ func main() {
 	flag.StringVar(&e.bin, "bin", filepath.Dir(self), "folder with gatehoused")
 	flag.StringVar(&e.tools, "tools", ".tools/bin", "folder with the wireguard (wireguard-go) binary")
 	flag.DurationVar(&e.duration, "t", 10*time.Second, "iperf3 duration per system")
+	flag.StringVar(&e.profile, "profile", "", "write gatehoused CPU profiles into this folder")
 	only := flag.String("only", "", "comma-separated subset: gatehouse-gcm, gatehouse-cbc, gatehouse-gcm-udp, wireguard-go, strongswan")
 	flag.Parse()
 	var err error

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -28,6 +29,7 @@ const (
 func main() {
 	var opts daemon.Options
 	var check bool
+	var cpuprofile string
 	cmd := &cobra.Command{
 		Use:   "gatehoused -c FILE [--check]",
 		Short: "Gatehouse VPN server: L2TP/IPsec remote access and site-to-site IPsec",
@@ -59,12 +61,24 @@ See docs/configuration.md for every setting and its default.`,
 			if check {
 				return runCheck(opts)
 			}
+			if cpuprofile != "" {
+				f, err := os.Create(cpuprofile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return run(opts)
 		},
 	}
 	cmd.Flags().StringVarP(&opts.ConfigFile, "config", "c", "/etc/gatehouse/gatehouse.yaml", "configuration file")
 	cmd.Flags().BoolVar(&check, "check", false, "validate the configuration and exit; starts nothing")
 	cmd.Flags().StringVar(&opts.PluginDir, "plugin-dir", "", "folder of plugin binaries (overrides plugins.dir)")
+	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file until the server stops (for go tool pprof)")
 	cmd.Version = daemon.Version
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	if err := cmd.Execute(); err != nil {

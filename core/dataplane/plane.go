@@ -30,7 +30,10 @@ type Device interface {
 // the IP header and uses port 0; the UDP socket carries RFC 3948 datagrams;
 // the clear socket writes whole IP packets (IP_HDRINCL).
 type Conn interface {
-	ReadFrom(b []byte) (int, netip.AddrPort, error)
+	// ReadFrom reads one datagram into b and returns the part of b that
+	// holds the payload (a raw socket skips the IP header in place rather
+	// than copying the payload down).
+	ReadFrom(b []byte) ([]byte, netip.AddrPort, error)
 	WriteTo(b []byte, to netip.AddrPort) error
 	Close() error
 }
@@ -253,14 +256,14 @@ func (p *Plane) routineInbound(c Conn, encap bool) {
 	defer p.wg.Done()
 	buf := make([]byte, headroom+65535)
 	for {
-		n, from, err := c.ReadFrom(buf[headroom:])
+		data, from, err := c.ReadFrom(buf[headroom:])
 		if err != nil {
 			if !p.closed.Load() {
 				p.cfg.Log.Error("socket read failed; inbound path stopped", zap.Bool("udp", encap), zap.Error(err))
 			}
 			return
 		}
-		p.guard(func() { p.inbound(buf, n, from, encap) })
+		p.guard(func() { p.inbound(buf, data, from, encap) })
 	}
 }
 
@@ -273,9 +276,9 @@ var dropFor = []struct {
 	{esp.ErrExpired, DropSAExpired}, {esp.ErrSPIMismatch, DropUnknownSPI},
 }
 
-// inbound handles one datagram at buf[headroom:headroom+n].
-func (p *Plane) inbound(buf []byte, n int, from netip.AddrPort, encap bool) {
-	data := buf[headroom : headroom+n]
+// inbound handles one datagram; data is a slice of buf at or after
+// headroom, so transport mode can rebuild the IP header in front of it.
+func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool) {
 	if encap {
 		kind, rest := esp.ClassifyUDP(data)
 		switch kind {

@@ -66,12 +66,12 @@ func wire(a, b netip.AddrPort) (*fakeConn, *fakeConn) {
 	return x, y
 }
 
-func (c *fakeConn) ReadFrom(b []byte) (int, netip.AddrPort, error) {
+func (c *fakeConn) ReadFrom(b []byte) ([]byte, netip.AddrPort, error) {
 	select {
 	case d := <-c.in:
-		return copy(b, d.b), d.from, nil
+		return b[:copy(b, d.b)], d.from, nil
 	case <-c.done:
-		return 0, netip.AddrPort{}, net.ErrClosed
+		return nil, netip.AddrPort{}, net.ErrClosed
 	}
 }
 
