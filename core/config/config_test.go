@@ -212,3 +212,57 @@ func TestAliasBombIsRefused(t *testing.T) {
 		t.Fatal("alias bomb not bounded")
 	}
 }
+
+func TestManualSAs(t *testing.T) {
+	dir := setup(t)
+	os.WriteFile(filepath.Join(dir, "k20.key"), []byte("00112233445566778899aabbccddeeff00112233\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "k16.key"), []byte("0x00112233 44556677 8899aabb ccddeeff\n"), 0o600)
+	good := `listen: [192.0.2.1]
+manual_sas:
+  - name: to-b
+    local: 192.0.2.1
+    peer: 192.0.2.2
+    suite: aes128gcm16
+    local_subnets: [10.1.0.0/24]
+    remote_subnets: [10.2.0.0/24]
+    out: {spi: 0x1001, key_file: k20.key}
+    in:  {spi: 0x2001, key_file: k20.key}
+`
+	c, err := parse(t, dir, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.ManualSAs[0]; m.Mode != "tunnel" || m.Out.SPI != 0x1001 || c.Dataplane.TUN != DefaultTUN || c.Dataplane.Mark != DefaultMark {
+		t.Fatalf("manual SA defaults: %+v %+v", m, c.Dataplane)
+	}
+	if k, err := ReadManualKey(filepath.Join(dir, "k16.key")); err != nil || len(k) != 16 {
+		t.Fatalf("ReadManualKey with 0x and spaces: %x %v", k, err)
+	}
+	cases := []struct {
+		name, from, to string
+		line           int
+		says           string
+	}{
+		{"short key", "out: {spi: 0x1001, key_file: k20.key}", "out: {spi: 0x1001, key_file: k16.key}", 9, "holds 16 bytes of key; aes128gcm16 needs 20"},
+		{"reserved SPI", "out: {spi: 0x1001,", "out: {spi: 7,", 9, "1-255 are reserved"},
+		{"transport with subnets", "    local: 192.0.2.1\n", "    mode: transport\n    local: 192.0.2.1\n", 0, "remove the subnets"},
+		{"bad suite", "suite: aes128gcm16", "suite: des-md5", 6, "too weak"},
+	}
+	for _, c := range cases[:2] {
+		_, err := parse(t, dir, strings.Replace(good, c.from, c.to, 1))
+		var list ErrorList
+		if !errors.As(err, &list) || len(list) != 1 || list[0].Line != c.line || !strings.Contains(list[0].Msg, c.says) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	for _, c := range cases[2:] {
+		_, err := parse(t, dir, strings.Replace(good, c.from, c.to, 1))
+		if err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	dup := good + strings.Replace(strings.Replace(good[strings.Index(good, "  - name"):], "to-b", "to-c", 1), "0x1001", "0x1002", 1)
+	if _, err := parse(t, dir, dup); err == nil || !strings.Contains(err.Error(), "inbound SPI 0x2001 is also used by manual_sas[0].in") {
+		t.Errorf("duplicate inbound SPI: %v", err)
+	}
+}

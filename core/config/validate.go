@@ -557,10 +557,6 @@ func (v *validator) manualSA(i int, m *ManualSA, spis map[uint32]string) {
 		v.errorAt(m.Meta.At("suite"), path+".suite", "%v", err)
 		return
 	}
-	if suite.Protocol != esp.ProtoESP {
-		v.errorAt(m.Meta.At("suite"), path+".suite", "AH is not carried by the data path yet; use an ESP suite")
-		return
-	}
 	if suite.Legacy() && !v.c.LegacyAlgorithms {
 		v.errorAt(m.Meta.At("suite"), path+".suite", "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", m.Suite)
 	}
@@ -587,7 +583,7 @@ func (v *validator) manualSA(i int, m *ManualSA, spis map[uint32]string) {
 		v.secretFile(d.k.KeyFile, d.k.Meta.At("key_file"), kp+".key_file")
 		if key, err := ReadManualKey(d.k.KeyFile); err == nil && len(key) != el+il {
 			v.errorAt(d.k.Meta.At("key_file"), kp+".key_file", "%s holds %d bytes of key; %s needs %d (%d encryption%s, %d integrity)",
-				d.k.KeyFile, len(key), suite, el+il, el, map[bool]string{true: " with salt", false: ""}[suite.Encryption.AEAD], il)
+				d.k.KeyFile, len(key), suite, el+il, el, map[bool]string{true: " with salt", false: ""}[suite.Encryption != nil && suite.Encryption.AEAD], il)
 		} else if err != nil && !errors.Is(err, os.ErrNotExist) { // a missing file is reported above
 			v.errorAt(d.k.Meta.At("key_file"), kp+".key_file", "%v", err)
 		}

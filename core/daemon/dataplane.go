@@ -56,13 +56,21 @@ func manualSAs(c *config.Config, log *zap.Logger) ([]*sad.InSA, map[sad.OutKey]*
 		if err != nil {
 			return nil, nil, err
 		}
-		o, err := esp.NewOutbound(outCfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("manual_sas[%d] %s out: %w", i, m.Name, err)
+		var o *esp.Outbound
+		var in *esp.Inbound
+		var ahOut, ahIn *esp.AH
+		if suite.Protocol == esp.ProtoAH {
+			if m.UDPEncap {
+				return nil, nil, fmt.Errorf("manual_sas[%d] %s: AH cannot be UDP-encapsulated (RFC 3948 covers ESP only)", i, m.Name)
+			}
+			if ahOut, err = esp.NewAH(outCfg, false); err == nil {
+				ahIn, err = esp.NewAH(inCfg, true)
+			}
+		} else if o, err = esp.NewOutbound(outCfg); err == nil {
+			in, err = esp.NewInbound(inCfg)
 		}
-		in, err := esp.NewInbound(inCfg)
 		if err != nil {
-			return nil, nil, fmt.Errorf("manual_sas[%d] %s in: %w", i, m.Name, err)
+			return nil, nil, fmt.Errorf("manual_sas[%d] %s: %w", i, m.Name, err)
 		}
 		port := uint16(0)
 		if m.UDPEncap {
@@ -86,8 +94,8 @@ func manualSAs(c *config.Config, log *zap.Logger) ([]*sad.InSA, map[sad.OutKey]*
 		outMeta.Selectors = nil
 		inMeta := meta
 		inMeta.Rule = inName
-		outs[sad.OutKey{Rule: outName, Peer: peer}] = &sad.OutSA{Meta: outMeta, ESP: o}
-		ins = append(ins, &sad.InSA{Meta: inMeta, ESP: in})
+		outs[sad.OutKey{Rule: outName, Peer: peer}] = &sad.OutSA{Meta: outMeta, ESP: o, AH: ahOut}
+		ins = append(ins, &sad.InSA{Meta: inMeta, ESP: in, AH: ahIn})
 	}
 	return ins, outs, nil
 }
@@ -151,6 +159,15 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		return err
 	}
 	conns = append(conns, clear)
+	var ah dataplane.Conn
+	for _, in := range ins {
+		if in.AH != nil && ah == nil {
+			if ah, err = dataplane.ListenRawAH(netip.IPv4Unspecified()); err != nil {
+				return err
+			}
+			conns = append(conns, ah)
+		}
+	}
 	var routes []dataplane.Route
 	for _, m := range c.ManualSAs {
 		if m.Mode == "transport" {
@@ -171,7 +188,7 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 	if err != nil {
 		return err
 	}
-	st.plane = dataplane.New(dataplane.Config{Log: log, TUN: tun, Raw: raw, UDP: udp, Clear: clear, SAD: st.db, MTU: dp.MTU,
+	st.plane = dataplane.New(dataplane.Config{Log: log, TUN: tun, Raw: raw, UDP: udp, Clear: clear, AH: ah, SAD: st.db, MTU: dp.MTU,
 		OnAcquire: func(a dataplane.Acquire) {
 			log.Info("traffic needs an SA that does not exist; no IKE engine yet, dropping", zap.String("rule", a.Rule.Name),
 				zap.Stringer("peer", a.Peer), zap.Stringer("src", a.Src), zap.Stringer("dst", a.Dst))

@@ -34,8 +34,25 @@ func setMark(rc syscall.RawConn, mark int) error {
 }
 
 type rawESP struct {
-	c  *net.IPConn
-	rc syscall.RawConn
+	c          *net.IPConn
+	rc         syscall.RawConn
+	keepHeader bool // AH: the ICV covers the outer header, so hand it on
+}
+
+// ListenRawAH opens the IP protocol 51 socket. Reads return the whole IPv4
+// packet; AH is sent whole through the clear (IP_HDRINCL) socket.
+func ListenRawAH(local netip.Addr) (Conn, error) {
+	c, err := net.ListenIP("ip4:51", &net.IPAddr{IP: local.AsSlice()})
+	if err != nil {
+		return nil, fmt.Errorf("raw AH socket on %s: %w", local, err)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetReadBuffer(4 << 20)
+	return &rawESP{c: c, rc: rc, keepHeader: true}, nil
 }
 
 // ListenRawESP opens the IP protocol 50 socket on a local address. Reads
@@ -81,7 +98,9 @@ func (r *rawESP) ReadFrom(b []byte) ([]byte, netip.AddrPort, error) {
 		return b[:0], netip.AddrPort{}, nil // counted as malformed by the caller
 	}
 	hl := int(b[0]&0x0f) * 4
-	if hl < 20 || hl > n {
+	if r.keepHeader {
+		hl = 0
+	} else if hl < 20 || hl > n {
 		return b[:0], netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), 0), nil
 	}
 	return b[hl:n], netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), 0), nil

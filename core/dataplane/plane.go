@@ -51,7 +51,8 @@ type Config struct {
 	TUN   Device
 	Raw   Conn // ESP, IP protocol 50
 	UDP   Conn // ESP in UDP on port 4500; may be nil
-	Clear Conn // permitted cleartext written back out; may be nil
+	Clear Conn // permitted cleartext and AH written out whole; may be nil
+	AH    Conn // IP protocol 51, read with the IP header; may be nil
 	SAD   *sad.DB
 	// OnAcquire is called when a packet needs an SA that does not exist,
 	// at most once a second per rule and peer. It must not block.
@@ -72,6 +73,8 @@ type Plane struct {
 	policy atomic.Pointer[policy.Policy]
 	drops  [numDrops]atomic.Uint64
 	stats  struct{ sent, received, clear, keepalives atomic.Uint64 }
+
+	ipID atomic.Uint32 // IPv4 IDs of the AH packets we build
 
 	acqMu   sync.Mutex
 	acqLast map[sad.OutKey]time.Time
@@ -109,6 +112,10 @@ func (p *Plane) Start() {
 		p.wg.Add(1)
 		go p.routineInbound(p.cfg.UDP, true)
 	}
+	if p.cfg.AH != nil {
+		p.wg.Add(1)
+		go p.routineAH()
+	}
 }
 
 // Close stops the routines by closing the device and sockets.
@@ -123,6 +130,9 @@ func (p *Plane) Close() {
 	}
 	if p.cfg.Clear != nil {
 		p.cfg.Clear.Close()
+	}
+	if p.cfg.AH != nil {
+		p.cfg.AH.Close()
 	}
 	p.wg.Wait()
 }
@@ -202,9 +212,13 @@ func (p *Plane) outbound(buf []byte, n int) {
 	}
 	key := sad.OutKey{Rule: rule.Name, Peer: peer}
 	sa := p.cfg.SAD.Outbound(key)
-	if sa == nil || sa.ESP == nil {
+	if sa == nil || (sa.ESP == nil && sa.AH == nil) {
 		p.drop(DropNoSA)
 		p.acquire(key, rule, info)
+		return
+	}
+	if sa.AH != nil {
+		p.outboundAH(buf, info, sa)
 		return
 	}
 	var start, payloadLen int
@@ -267,6 +281,77 @@ func (p *Plane) routineInbound(c Conn, encap bool) {
 	}
 }
 
+// outboundAH protects the packet at buf[headroom:] with AH (RFC 4302) and
+// sends it whole: the ICV covers the outer header, ID included, so the
+// kernel must not fill any of it in.
+func (p *Plane) outboundAH(buf []byte, info esp.IPInfo, sa *sad.OutSA) {
+	l := sa.AH.Len()
+	var pkt []byte
+	var err error
+	if sa.Mode == sad.Tunnel {
+		start := headroom - esp.IPv4HeaderLen - l
+		id := uint16(p.ipID.Add(1)) | 1 // never 0: the kernel would fill in 0
+		pkt, err = sa.AH.ProtectTunnel(buf[start:], info.TotalLen, sa.Local.Addr(), sa.Peer.Addr(), 64, id)
+	} else {
+		pkt, err = sa.AH.ProtectTransport(buf[headroom-l : headroom+info.TotalLen])
+	}
+	if err != nil {
+		p.drop(DropSAExpired)
+		return
+	}
+	if p.cfg.Clear == nil || p.cfg.Clear.WriteTo(pkt, netip.AddrPortFrom(sa.Peer.Addr(), 0)) != nil {
+		p.drop(DropSendFailed)
+		return
+	}
+	p.stats.sent.Add(1)
+}
+
+func (p *Plane) routineAH() {
+	defer p.wg.Done()
+	buf := make([]byte, 65535)
+	for {
+		data, from, err := p.cfg.AH.ReadFrom(buf)
+		if err != nil {
+			if !p.closed.Load() {
+				p.cfg.Log.Error("AH socket read failed; AH inbound path stopped", zap.Error(err))
+			}
+			return
+		}
+		p.guard(func() { p.inboundAH(data, from) })
+	}
+}
+
+// inboundAH verifies a whole IPv4 AH packet and delivers what it carried.
+func (p *Plane) inboundAH(pkt []byte, from netip.AddrPort) {
+	info, err := esp.ParseIP(pkt)
+	if err != nil || len(pkt) < info.HeaderLen+12 {
+		p.drop(DropMalformed)
+		return
+	}
+	spi := uint32(pkt[info.HeaderLen+4])<<24 | uint32(pkt[info.HeaderLen+5])<<16 | uint32(pkt[info.HeaderLen+6])<<8 | uint32(pkt[info.HeaderLen+7])
+	sa := p.cfg.SAD.Inbound(spi)
+	if sa == nil || sa.AH == nil {
+		p.drop(DropUnknownSPI)
+		return
+	}
+	if sa.Peer.Addr() != from.Addr().Unmap() {
+		p.drop(DropWrongPeer)
+		return
+	}
+	inner, _, err := sa.AH.Verify(pkt)
+	if err != nil {
+		for _, m := range dropFor {
+			if errors.Is(err, m.err) {
+				p.drop(m.reason)
+				return
+			}
+		}
+		p.drop(DropMalformed)
+		return
+	}
+	p.deliver(sa, inner)
+}
+
 var dropFor = []struct {
 	err    error
 	reason DropReason
@@ -274,6 +359,7 @@ var dropFor = []struct {
 	{esp.ErrReplay, DropReplay}, {esp.ErrAuth, DropAuth}, {esp.ErrTruncated, DropMalformed},
 	{esp.ErrMisaligned, DropMalformed}, {esp.ErrPadding, DropMalformed}, {esp.ErrDummy, DropDummy},
 	{esp.ErrExpired, DropSAExpired}, {esp.ErrSPIMismatch, DropUnknownSPI},
+	{esp.ErrNotAH, DropMalformed}, {esp.ErrIPv4Options, DropMalformed},
 }
 
 // inbound handles one datagram; data is a slice of buf at or after
@@ -344,6 +430,12 @@ func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool) {
 			esp.FixTransportChecksum(nh, payload, sa.NATOA, dst, src, dst)
 		}
 	}
+	p.deliver(sa, inner)
+}
+
+// deliver checks a decapsulated packet against the SA's selectors (RFC 4301
+// section 5.2) and writes it to the TUN.
+func (p *Plane) deliver(sa *sad.InSA, inner []byte) {
 	info, err := esp.ParseIP(inner)
 	if err != nil {
 		p.drop(DropMalformed)

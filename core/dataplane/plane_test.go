@@ -99,6 +99,7 @@ type side struct {
 	plane    *Plane
 	tun      *fakeTUN
 	raw, udp *fakeConn
+	clear    *fakeConn // sends whole packets to the peer's ah conn
 	db       *sad.DB
 	acquired chan Acquire
 }
@@ -153,14 +154,17 @@ func install(t *testing.T, a, b *side, aAddr, bAddr netip.Addr, spiAB uint32, s 
 func newPair(t *testing.T) (*side, *side) {
 	rawA, rawB := wire(netip.AddrPortFrom(gwA, 0), netip.AddrPortFrom(gwB, 0))
 	udpA, udpB := wire(netip.AddrPortFrom(gwA, 4500), netip.AddrPortFrom(gwB, 4500))
-	mk := func(raw, udp *fakeConn, pol *policy.Policy) *side {
-		s := &side{tun: newTUN(), raw: raw, udp: udp, db: sad.New(), acquired: make(chan Acquire, 8)}
-		s.plane = New(Config{TUN: s.tun, Raw: raw, UDP: udp, SAD: s.db, OnAcquire: func(a Acquire) { s.acquired <- a }}, pol)
+	// clear of one side delivers to the ah of the other.
+	clearA, ahB := wire(netip.AddrPortFrom(gwA, 0), netip.AddrPortFrom(gwB, 0))
+	clearB, ahA := wire(netip.AddrPortFrom(gwB, 0), netip.AddrPortFrom(gwA, 0))
+	mk := func(raw, udp, clear, ah *fakeConn, pol *policy.Policy) *side {
+		s := &side{tun: newTUN(), raw: raw, udp: udp, clear: clear, db: sad.New(), acquired: make(chan Acquire, 8)}
+		s.plane = New(Config{TUN: s.tun, Raw: raw, UDP: udp, Clear: clear, AH: ah, SAD: s.db, OnAcquire: func(a Acquire) { s.acquired <- a }}, pol)
 		s.plane.Start()
 		t.Cleanup(s.plane.Close)
 		return s
 	}
-	return mk(rawA, udpA, gatewayPolicy(gwA, gwB, netA, netB)), mk(rawB, udpB, gatewayPolicy(gwB, gwA, netB, netA))
+	return mk(rawA, udpA, clearA, ahA, gatewayPolicy(gwA, gwB, netA, netB)), mk(rawB, udpB, clearB, ahB, gatewayPolicy(gwB, gwA, netB, netA))
 }
 
 func ipPacket(src, dst netip.Addr, proto uint8, sport, dport uint16, payload string) []byte {
@@ -249,9 +253,10 @@ func TestOutboundDecisions(t *testing.T) {
 	// is more specific (see docs/policy.md); telnet from elsewhere is blocked.
 	a.tun.in <- ipPacket(netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("10.2.0.7"), 6, 4000, 23, "")
 	waitDrop(t, a.plane, "policy-block", 1)
-	// Cleartext is permitted but there is no clear socket in this test.
+	// Permitted cleartext goes out whole through the clear socket (here it
+	// has no route, so the send fails and is counted).
 	a.tun.in <- ipPacket(netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("192.0.2.10"), 17, 1, 2, "")
-	waitDrop(t, a.plane, "no-clear-path", 1)
+	waitDrop(t, a.plane, "send-failed", 1)
 	a.tun.in <- []byte{0x45, 0, 0}
 	waitDrop(t, a.plane, "malformed", 1)
 }
@@ -306,4 +311,46 @@ func TestSelectorMismatch(t *testing.T) {
 		t.Fatalf("delivered %x", p)
 	default:
 	}
+}
+
+func installAH(t *testing.T, a, b *side, aAddr, bAddr netip.Addr, spi uint32, mode sad.Mode, rule string, sel []sad.Selector) {
+	t.Helper()
+	s, _ := esp.ParseSuite("ah-sha256")
+	_, ik := keys(s, byte(spi))
+	cfg := esp.Config{SPI: spi, Suite: s, IntegKey: ik}
+	out, err := esp.NewAH(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := esp.NewAH(cfg, true)
+	a.db.SetOutbound(sad.OutKey{Rule: rule, Peer: bAddr}, &sad.OutSA{Meta: sad.Meta{Mode: mode, Local: netip.AddrPortFrom(aAddr, 0), Peer: netip.AddrPortFrom(bAddr, 0)}, AH: out})
+	if err := b.db.AddInbound(&sad.InSA{Meta: sad.Meta{Mode: mode, Local: netip.AddrPortFrom(bAddr, 0), Peer: netip.AddrPortFrom(aAddr, 0), Selectors: sel}, AH: in}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAHTunnelAndTransport(t *testing.T) {
+	a, b := newPair(t)
+	installAH(t, a, b, gwA, gwB, 0x5001, sad.Tunnel, "t/out", tunnelSel(netA, netB))
+	ping := ipPacket(netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.2.0.7"), 17, 5000, 53, "via AH tunnel")
+	a.tun.in <- ping
+	expect(t, b.tun, ping)
+
+	host := func(x netip.Addr) netip.Prefix { return netip.PrefixFrom(x, 32) }
+	installAH(t, a, b, gwA, gwB, 0x5002, sad.Transport, "gw", tunnelSel(host(gwA), host(gwB)))
+	pkt := ipPacket(gwA, gwB, 17, 1701, 1701, "via AH transport")
+	a.tun.in <- pkt
+	got := <-b.tun.out
+	// Transport mode keeps the sender's header; only TTL-free fields compare.
+	if !bytes.Equal(got[20:], pkt[20:]) || got[9] != 17 || esp.Checksum(got[:20], 0) != 0 {
+		t.Fatalf("AH transport delivered\n%x\nwant\n%x", got, pkt)
+	}
+	// A changed byte fails the ICV.
+	a.clear.mu.Lock()
+	last := append([]byte(nil), a.clear.last...)
+	a.clear.mu.Unlock()
+	last[len(last)-1] ^= 1
+	binary.BigEndian.PutUint32(last[20+8:], 77)
+	b.plane.cfg.AH.(*fakeConn).in <- dgram{last, netip.AddrPortFrom(gwA, 0)}
+	waitDrop(t, b.plane, "auth-failed", 1)
 }

@@ -325,3 +325,25 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// AH (RFC 4302) in tunnel and transport mode, through the raw protocol 51
+// socket and the IP_HDRINCL sender.
+func TestAH(t *testing.T) {
+	for _, mode := range []string{"tunnel", "transport"} {
+		t.Run(mode, func(t *testing.T) {
+			l := newLab(t)
+			k1, k2 := key(t, "ah-sha256"), key(t, "ah-sha256")
+			nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
+			a := start(t, l.gwa, "192.0.2.1", "192.0.2.2", mode, "ah-sha256", false, 0x5001, 0x6001, k1, k2, nets)
+			start(t, l.gwb, "192.0.2.2", "192.0.2.1", mode, "ah-sha256", false, 0x6001, 0x5001, k2, k1, [2]string{nets[1], nets[0]})
+			if mode == "tunnel" {
+				ping(t, l.ha, "10.2.0.10")
+			} else {
+				ping(t, l.gwa, "192.0.2.2")
+			}
+			if sa := flat(a.cli(t, "sa")); !strings.Contains(sa, mode+" AH ah-sha256") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
+				t.Fatalf("gatehouse sa:\n%s", sa)
+			}
+		})
+	}
+}
