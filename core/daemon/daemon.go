@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse/gatehouse/core/config"
+	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/pluginhost"
 	"github.com/gatehouse/gatehouse/core/policy"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
@@ -379,16 +380,25 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 		rollback()
 		return nil, err
 	}
+	// The last step that can fail comes before the ones that cannot be undone.
+	d.mu.RLock()
+	st := d.dp
+	d.mu.RUnlock()
+	if st != nil {
+		if err := dataplane.ApplyNft(dataplane.CleartextRules(next.Policy, next.Config.Dataplane.TUN)); err != nil {
+			d.mu.Lock()
+			d.cur = old
+			d.mu.Unlock()
+			rollback()
+			return nil, err
+		}
+		st.plane.SetPolicy(next.Policy)
+	}
 	for name := range oldSpecs {
 		d.plugins.Remove(name)
 		changes = append(changes, "plugin "+name+" stopped")
 	}
 	changes = append(changes, diffPolicy(old.Policy, next.Policy)...)
-	d.mu.RLock()
-	if d.dp != nil {
-		d.dp.plane.SetPolicy(next.Policy)
-	}
-	d.mu.RUnlock()
 	return changes, nil
 }
 

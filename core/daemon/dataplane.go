@@ -184,9 +184,19 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 			routes = append(routes, dataplane.Route{Dst: r.Prefix, Src: src})
 		}
 	}
-	st.cleanup, err = dataplane.SetupNetwork(dataplane.NetConfig{TUN: dp.TUN, MTU: dp.MTU, Table: dp.Table, Mark: int(dp.Mark), Routes: routes})
+	netCleanup, err := dataplane.SetupNetwork(dataplane.NetConfig{TUN: dp.TUN, MTU: dp.MTU, Table: dp.Table, Mark: int(dp.Mark), Routes: routes})
 	if err != nil {
 		return err
+	}
+	// Cleartext the kernel would forward or deliver past us is dropped when
+	// a negotiate rule covers it (RFC 4301 section 5.2; docs/dataplane.md).
+	if err := dataplane.ApplyNft(dataplane.CleartextRules(l.Policy, dp.TUN)); err != nil {
+		netCleanup()
+		return err
+	}
+	st.cleanup = func() {
+		dataplane.RemoveNft()
+		netCleanup()
 	}
 	st.plane = dataplane.New(dataplane.Config{Log: log, TUN: tun, Raw: raw, UDP: udp, Clear: clear, AH: ah, SAD: st.db, MTU: dp.MTU,
 		OnAcquire: func(a dataplane.Acquire) {

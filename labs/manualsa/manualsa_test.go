@@ -347,3 +347,29 @@ func TestAH(t *testing.T) {
 		})
 	}
 }
+
+// Cleartext from NetB's range sent straight to gateway A (not through ESP)
+// must be dropped there: the policy says that traffic is protected.
+func TestCleartextBypassIsDropped(t *testing.T) {
+	l := newLab(t)
+	k1, k2 := key(t, "aes128gcm16"), key(t, "aes128gcm16")
+	nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
+	start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", false, 0x1001, 0x2001, k1, k2, nets)
+	start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
+	ping(t, l.ha, "10.2.0.10") // the tunnel works
+	// On B, a main-table route to NetA; packets with our mark use the main
+	// table, so this ping leaves B in clear, from B's inside address.
+	if err := l.gwb.IP("route", "add", "10.1.0.0/24", "via", "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.gwb.Output(10*time.Second, "ping", "-m", "18248" /* 0x4748, decimal for ping */, "-I", "10.2.0.1", "-c", "2", "-W", "1", "10.1.0.10"); err == nil {
+		t.Fatalf("cleartext crossed gateway A:\n%s", out)
+	}
+	out, err := l.gwa.Output(10*time.Second, "nft", "list", "table", "inet", "gatehouse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(flat(out), `ip saddr 10.2.0.0/24 ip daddr 10.1.0.0/24 counter packets 2`) {
+		t.Fatalf("the drop rule did not count the cleartext:\n%s", out)
+	}
+}

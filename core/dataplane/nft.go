@@ -1,0 +1,101 @@
+package dataplane
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/core/policy"
+)
+
+// NftTable is the nftables table the data path owns.
+const NftTable = "gatehouse"
+
+// CleartextRules renders the nftables ruleset that enforces the policy on
+// traffic the kernel would otherwise handle without us: inbound cleartext
+// that matches a negotiate filter is dropped unless it came out of our TUN
+// (i.e. was decapsulated by us) or the filter accepts unsecured traffic.
+// ESP, AH and IKE (UDP 500 and 4500) always pass, or no SA could ever come
+// up. Tunnel filters apply to forwarded and local traffic, transport filters
+// to local traffic only. The ruleset replaces the table atomically.
+func CleartextRules(pol *policy.Policy, tun string) string {
+	var input, forward []string
+	for _, e := range pol.Entries {
+		r := e.Rule
+		if e.Dir != policy.Inbound || r.Action.Action != policy.Negotiate || r.Action.AcceptUnsecured {
+			continue
+		}
+		m := matchExpr(e)
+		if m == "" {
+			continue // "any to any" would also match IKE from the world; refuse to guess
+		}
+		line := fmt.Sprintf("%s counter drop comment %q", m, "cleartext for rule "+r.Name)
+		input = append(input, line)
+		if r.IsTunnel() {
+			forward = append(forward, line)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {}\nflush table inet %s\ntable inet %s {\n", NftTable, NftTable, NftTable)
+	for _, ch := range []struct {
+		name, hook string
+		rules      []string
+	}{{"input", "input", input}, {"forward", "forward", forward}} {
+		fmt.Fprintf(&b, "  chain %s {\n    type filter hook %s priority -10; policy accept;\n", ch.name, ch.hook)
+		fmt.Fprintf(&b, "    iifname %q accept\n", tun)
+		b.WriteString("    meta l4proto { esp, ah } accept\n    udp dport { 500, 4500 } accept\n")
+		for _, r := range ch.rules {
+			b.WriteString("    " + r + "\n")
+		}
+		b.WriteString("  }\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func matchExpr(e *policy.Entry) string {
+	var parts []string
+	for _, x := range []struct {
+		a   policy.Addr
+		dir string
+	}{{e.Src, "saddr"}, {e.Dst, "daddr"}} {
+		if x.a.Any {
+			continue
+		}
+		fam := "ip"
+		if x.a.Prefix.Addr().Is6() {
+			fam = "ip6"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s %s", fam, x.dir, x.a.Prefix.Masked()))
+	}
+	if e.Proto != 0 {
+		parts = append(parts, fmt.Sprintf("meta l4proto %d", e.Proto))
+	}
+	if e.SrcPort != 0 {
+		parts = append(parts, fmt.Sprintf("th sport %d", e.SrcPort))
+	}
+	if e.DstPort != 0 {
+		parts = append(parts, fmt.Sprintf("th dport %d", e.DstPort))
+	}
+	if len(parts) == 0 || (e.Src.Any && e.Dst.Any) {
+		return ""
+	}
+	return strings.Join(parts, " ")
+}
+
+// ApplyNft loads a ruleset with nft.
+func ApplyNft(ruleset string) error {
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(ruleset)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		if _, lerr := exec.LookPath("nft"); lerr != nil {
+			return fmt.Errorf("nft not found: enforcing the policy on cleartext needs nftables (apt-get install nftables)")
+		}
+		return fmt.Errorf("nft: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// RemoveNft deletes the table.
+func RemoveNft() { exec.Command("nft", "delete", "table", "inet", NftTable).Run() }
