@@ -198,7 +198,12 @@ type ManualSA struct {
 	RemoteSubnets []Prefix  `yaml:"remote_subnets"`
 	Out           ManualKey `yaml:"out"`
 	In            ManualKey `yaml:"in"`
-	Meta          Meta      `yaml:"-"`
+	// Lifetimes: zero means none. A soft limit is logged; a hard limit
+	// removes the SA (manual SAs are not rekeyed).
+	Lifetime    Duration `yaml:"lifetime"`
+	LifetimeKB  uint64   `yaml:"lifetime_kb"`
+	LifetimePkt uint64   `yaml:"lifetime_packets"`
+	Meta        Meta     `yaml:"-"`
 }
 
 // ManualKey is one direction of a manual SA. The key file holds the key

@@ -23,13 +23,14 @@ type dataplaneState struct {
 	db      *sad.DB
 	cleanup func()
 	stop    chan struct{}
+	expired chan esp.Event // hard lifetimes, handled off the packet path
 }
 
 // needsDataplane reports whether the configuration has SAs to carry.
 func needsDataplane(c *config.Config) bool { return len(c.ManualSAs) > 0 }
 
 // manualSAs builds the SAD entries of every manual SA.
-func manualSAs(c *config.Config, log *zap.Logger) ([]*sad.InSA, map[sad.OutKey]*sad.OutSA, error) {
+func manualSAs(c *config.Config, log *zap.Logger, expired chan<- esp.Event) ([]*sad.InSA, map[sad.OutKey]*sad.OutSA, error) {
 	var ins []*sad.InSA
 	outs := map[sad.OutKey]*sad.OutSA{}
 	for i, m := range c.ManualSAs {
@@ -43,9 +44,18 @@ func manualSAs(c *config.Config, log *zap.Logger) ([]*sad.InSA, map[sad.OutKey]*
 			if err != nil {
 				return esp.Config{}, fmt.Errorf("manual_sas[%d] %s: %w", i, m.Name, err)
 			}
-			return esp.Config{SPI: k.SPI, Suite: suite, EncKey: key[:el], IntegKey: key[el:], ESN: m.ESN, Window: m.ReplayWindow,
+			// Soft limits at 90 % of hard ones, so the log warns first.
+			lim := esp.Limits{HardTime: m.Lifetime.Duration, HardBytes: m.LifetimeKB * 1024, HardPackets: m.LifetimePkt,
+				SoftTime: m.Lifetime.Duration * 9 / 10, SoftBytes: m.LifetimeKB * 1024 * 9 / 10, SoftPackets: m.LifetimePkt * 9 / 10}
+			return esp.Config{SPI: k.SPI, Suite: suite, EncKey: key[:el], IntegKey: key[el:], ESN: m.ESN, Window: m.ReplayWindow, Limits: lim,
 				OnEvent: func(e esp.Event) {
 					log.Warn("SA lifetime reached", zap.String("sa", m.Name), zap.String("spi", fmt.Sprintf("%#x", e.SPI)), zap.Stringer("kind", e.Kind), zap.String("reason", e.Reason))
+					if e.Kind == esp.HardExpire {
+						select {
+						case expired <- e:
+						default: // the remover is behind; the SA refuses packets anyway
+						}
+					}
 				}}, nil
 		}
 		outCfg, err := mk(m.Out)
@@ -117,11 +127,11 @@ func localAddrIn(p netip.Prefix) netip.Addr {
 func (d *Daemon) startDataplane(l *Loaded) (err error) {
 	c := l.Config
 	log := d.log.Named("esp")
-	ins, outs, err := manualSAs(c, log)
+	st := &dataplaneState{db: sad.New(), stop: make(chan struct{}), expired: make(chan esp.Event, 64)}
+	ins, outs, err := manualSAs(c, log, st.expired)
 	if err != nil {
 		return err
 	}
-	st := &dataplaneState{db: sad.New(), stop: make(chan struct{})}
 	for _, in := range ins {
 		if err := st.db.AddInbound(in); err != nil {
 			return err
@@ -213,6 +223,12 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 				return
 			case now := <-t.C:
 				st.db.Tick(now)
+			case e := <-st.expired:
+				// Removed here, not in the event callback: Tick holds a
+				// shard lock while it runs callbacks.
+				if st.db.RemoveSPI(e.SPI) {
+					log.Warn("SA removed: hard lifetime reached; manual SAs are not rekeyed", zap.String("spi", fmt.Sprintf("%#x", e.SPI)), zap.String("reason", e.Reason))
+				}
 			}
 		}
 	}()

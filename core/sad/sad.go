@@ -239,6 +239,28 @@ func (db *DB) RemoveOutbound(k OutKey, spi uint32) (*OutSA, error) {
 	return sa, nil
 }
 
+// RemoveSPI removes the inbound or outbound SA with this SPI, wherever it
+// is (used when an SA reaches a hard lifetime).
+func (db *DB) RemoveSPI(spi uint32) bool {
+	if _, err := db.RemoveInbound(spi); err == nil {
+		return true
+	}
+	for i := range db.out {
+		s := &db.out[i]
+		s.mu.Lock()
+		for k, sa := range s.m {
+			if sa.SPI() == spi {
+				delete(s.m, k)
+				db.n.Add(-1)
+				s.mu.Unlock()
+				return true
+			}
+		}
+		s.mu.Unlock()
+	}
+	return false
+}
+
 // Len is the number of installed SAs, both directions.
 func (db *DB) Len() int { return int(db.n.Load()) }
 

@@ -71,6 +71,15 @@ func TestInboundAndOutbound(t *testing.T) {
 	}
 }
 
+func TestRemoveSPI(t *testing.T) {
+	db := New()
+	db.AddInbound(inSA(t, 0x10, "x"))
+	db.SetOutbound(OutKey{Rule: "r", Peer: netip.MustParseAddr("192.0.2.2")}, outSA(t, 0x20, "x"))
+	if !db.RemoveSPI(0x20) || !db.RemoveSPI(0x10) || db.RemoveSPI(0x30) || db.Len() != 0 {
+		t.Fatalf("RemoveSPI: len %d", db.Len())
+	}
+}
+
 func TestSelectors(t *testing.T) {
 	m := Meta{Selectors: []Selector{
 		{Src: netip.MustParsePrefix("10.2.0.0/16"), Dst: netip.MustParsePrefix("10.1.0.0/16")},

@@ -82,7 +82,7 @@ func (g *gw) cli(t *testing.T, args ...string) string {
 }
 
 // start runs gatehoused in ns with one manual SA pair.
-func start(t *testing.T, ns *netns.NS, local, peer, mode, suite string, udp bool, outSPI, inSPI uint32, outKey, inKey string, subnets [2]string) *gw {
+func start(t *testing.T, ns *netns.NS, local, peer, mode, suite string, udp bool, outSPI, inSPI uint32, outKey, inKey string, subnets [2]string, extra ...string) *gw {
 	t.Helper()
 	dir := t.TempDir()
 	for name, key := range map[string]string{"out.key": outKey, "in.key": inKey} {
@@ -108,7 +108,7 @@ manual_sas:
     suite: %s
 %s    out: {spi: %#x, key_file: out.key}
     in:  {spi: %#x, key_file: in.key}
-`, local, dir, mode, local, peer, udp, suite, nets, outSPI, inSPI)
+%s`, local, dir, mode, local, peer, udp, suite, nets, outSPI, inSPI, strings.Join(extra, ""))
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
 	p, err := ns.Start(filepath.Join(bin, "gatehoused"), "-c", path)
@@ -371,5 +371,40 @@ func TestCleartextBypassIsDropped(t *testing.T) {
 	}
 	if !strings.Contains(flat(out), `ip saddr 10.2.0.0/24 ip daddr 10.1.0.0/24 counter packets 2`) {
 		t.Fatalf("the drop rule did not count the cleartext:\n%s", out)
+	}
+}
+
+// A hard packet lifetime removes the SA: traffic stops with a counted
+// reason, and the log says why. ESN is on to exercise it end to end.
+func TestHardLifetimeRemovesSA(t *testing.T) {
+	l := newLab(t)
+	k1, k2 := key(t, "aes256gcm16"), key(t, "aes256gcm16")
+	nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
+	opts := []string{"    esn: true\n", "    lifetime_packets: 4\n"}
+	a := start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", "aes256gcm16", false, 0x1001, 0x2001, k1, k2, nets, opts...)
+	start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", "aes256gcm16", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]}, opts...)
+	ping(t, l.ha, "10.2.0.10") // 3 packets each way: under the limit
+	if sa := flat(a.cli(t, "sa")); !strings.Contains(sa, "esn") {
+		t.Fatalf("ESN not shown:\n%s", sa)
+	}
+	l.ha.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.2.0.10")
+	var sa string
+	for i := 0; i < 30; i++ {
+		if sa = flat(a.cli(t, "sa")); !strings.Contains(sa, "lab out") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if strings.Contains(sa, "lab out") {
+		t.Fatalf("SA still installed after its hard lifetime:\n%s", sa)
+	}
+	if !strings.Contains(a.proc.Output(), "hard lifetime reached") {
+		t.Fatalf("removal not logged:\n%s", a.proc.Output())
+	}
+	if out, err := l.ha.Output(10*time.Second, "ping", "-c", "1", "-W", "1", "10.2.0.10"); err == nil {
+		t.Fatalf("traffic passed after the SA was removed:\n%s", out)
+	}
+	if sa = flat(a.cli(t, "sa")); !strings.Contains(sa, "no-sa=") {
+		t.Fatalf("dropped traffic not counted:\n%s", sa)
 	}
 }
