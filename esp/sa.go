@@ -117,6 +117,9 @@ func (s *sa) Config() Config { return s.cfg }
 // Created is when the SA was installed.
 func (s *sa) Created() time.Time { return s.created }
 
+// Counters returns the SA's live counters.
+func (s *sa) Counters() *Stats { return &s.Stats }
+
 // Expired reports whether a hard limit was reached.
 func (s *sa) Expired() bool { return s.hard.Load() }
 

@@ -5,6 +5,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"sync"
@@ -328,7 +329,7 @@ func (p *Plane) inboundAH(pkt []byte, from netip.AddrPort) {
 		p.drop(DropMalformed)
 		return
 	}
-	spi := uint32(pkt[info.HeaderLen+4])<<24 | uint32(pkt[info.HeaderLen+5])<<16 | uint32(pkt[info.HeaderLen+6])<<8 | uint32(pkt[info.HeaderLen+7])
+	spi := binary.BigEndian.Uint32(pkt[info.HeaderLen+4:]) // RFC 4302 section 2
 	sa := p.cfg.SAD.Inbound(spi)
 	if sa == nil || sa.AH == nil {
 		p.drop(DropUnknownSPI)
@@ -340,16 +341,21 @@ func (p *Plane) inboundAH(pkt []byte, from netip.AddrPort) {
 	}
 	inner, _, err := sa.AH.Verify(pkt)
 	if err != nil {
-		for _, m := range dropFor {
-			if errors.Is(err, m.err) {
-				p.drop(m.reason)
-				return
-			}
-		}
-		p.drop(DropMalformed)
+		p.dropErr(err)
 		return
 	}
 	p.deliver(sa, inner)
+}
+
+// dropErr counts a packet that esp refused, by the reason it gave.
+func (p *Plane) dropErr(err error) {
+	for _, m := range dropFor {
+		if errors.Is(err, m.err) {
+			p.drop(m.reason)
+			return
+		}
+	}
+	p.drop(DropMalformed)
 }
 
 var dropFor = []struct {
@@ -401,13 +407,7 @@ func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool) {
 	}
 	payload, nh, err := sa.ESP.Open(data)
 	if err != nil {
-		for _, m := range dropFor {
-			if errors.Is(err, m.err) {
-				p.drop(m.reason)
-				return
-			}
-		}
-		p.drop(DropMalformed)
+		p.dropErr(err)
 		return
 	}
 	off := cap(buf) - cap(payload) // payload's offset in buf

@@ -84,21 +84,34 @@ type OutSA struct {
 	AH  *esp.AH
 }
 
-// SPI returns the SA's SPI.
-func (s *InSA) SPI() uint32 {
+// state is what every SA, ESP or AH, in or out, offers the database.
+type state interface {
+	SPI() uint32
+	Config() esp.Config
+	Created() time.Time
+	CheckTime(time.Time)
+	Counters() *esp.Stats
+}
+
+func (s *InSA) state() state {
 	if s.AH != nil {
-		return s.AH.SPI()
+		return s.AH
 	}
-	return s.ESP.SPI()
+	return s.ESP
+}
+
+func (s *OutSA) state() state {
+	if s.AH != nil {
+		return s.AH
+	}
+	return s.ESP
 }
 
 // SPI returns the SA's SPI.
-func (s *OutSA) SPI() uint32 {
-	if s.AH != nil {
-		return s.AH.SPI()
-	}
-	return s.ESP.SPI()
-}
+func (s *InSA) SPI() uint32 { return s.state().SPI() }
+
+// SPI returns the SA's SPI.
+func (s *OutSA) SPI() uint32 { return s.state().SPI() }
 
 // AllowsInner reports whether a decrypted packet matches the SA's selectors.
 func (m *Meta) AllowsInner(src, dst netip.Addr, proto uint8, sport, dport uint16) bool {
@@ -282,13 +295,8 @@ type Snapshot struct {
 	Backend     string
 }
 
-type counted interface {
-	Config() esp.Config
-	Created() time.Time
-}
-
-func snap(meta Meta, inbound bool, c counted, st *esp.Stats, now time.Time) Snapshot {
-	cfg := c.Config()
+func snap(meta Meta, inbound bool, c state, now time.Time) Snapshot {
+	cfg, st := c.Config(), c.Counters()
 	backend := cfg.Backend
 	if backend == "" {
 		backend = esp.SoftwareBackend
@@ -306,21 +314,13 @@ func (db *DB) List(now time.Time) []Snapshot {
 		s := &db.in[i]
 		s.mu.RLock()
 		for _, sa := range s.m {
-			if sa.AH != nil {
-				out = append(out, snap(sa.Meta, true, sa.AH, &sa.AH.Stats, now))
-			} else {
-				out = append(out, snap(sa.Meta, true, sa.ESP, &sa.ESP.Stats, now))
-			}
+			out = append(out, snap(sa.Meta, true, sa.state(), now))
 		}
 		s.mu.RUnlock()
 		o := &db.out[i]
 		o.mu.RLock()
 		for _, sa := range o.m {
-			if sa.AH != nil {
-				out = append(out, snap(sa.Meta, false, sa.AH, &sa.AH.Stats, now))
-			} else {
-				out = append(out, snap(sa.Meta, false, sa.ESP, &sa.ESP.Stats, now))
-			}
+			out = append(out, snap(sa.Meta, false, sa.state(), now))
 		}
 		o.mu.RUnlock()
 	}
@@ -337,8 +337,6 @@ func (db *DB) List(now time.Time) []Snapshot {
 	return out
 }
 
-type timed interface{ CheckTime(time.Time) }
-
 // Tick applies time lifetimes to every SA; call it about once a second.
 // Expiry events go to each SA's OnEvent; the owner removes hard-expired SAs.
 func (db *DB) Tick(now time.Time) {
@@ -346,21 +344,13 @@ func (db *DB) Tick(now time.Time) {
 		s := &db.in[i]
 		s.mu.RLock()
 		for _, sa := range s.m {
-			var t timed = sa.ESP
-			if sa.AH != nil {
-				t = sa.AH
-			}
-			t.CheckTime(now)
+			sa.state().CheckTime(now)
 		}
 		s.mu.RUnlock()
 		o := &db.out[i]
 		o.mu.RLock()
 		for _, sa := range o.m {
-			var t timed = sa.ESP
-			if sa.AH != nil {
-				t = sa.AH
-			}
-			t.CheckTime(now)
+			sa.state().CheckTime(now)
 		}
 		o.mu.RUnlock()
 	}
