@@ -141,11 +141,9 @@ func install(t *testing.T, a, b *side, aAddr, bAddr netip.Addr, spiAB uint32, s 
 	if udp {
 		port = 4500
 	}
-	peer := bAddr
-	if mode == sad.Transport {
-		peer = bAddr
-	}
-	a.db.SetOutbound(sad.OutKey{Rule: rule, Peer: peer}, &sad.OutSA{Meta: sad.Meta{Mode: mode, Local: netip.AddrPortFrom(aAddr, port), Peer: netip.AddrPortFrom(bAddr, port), UDPEncap: udp}, ESP: out})
+	// The outbound key's peer is the tunnel endpoint or, in transport
+	// mode, the destination: here both are b.
+	a.db.SetOutbound(sad.OutKey{Rule: rule, Peer: bAddr}, &sad.OutSA{Meta: sad.Meta{Mode: mode, Local: netip.AddrPortFrom(aAddr, port), Peer: netip.AddrPortFrom(bAddr, port), UDPEncap: udp}, ESP: out})
 	if err := b.db.AddInbound(&sad.InSA{Meta: sad.Meta{Mode: mode, Local: netip.AddrPortFrom(bAddr, port), Peer: netip.AddrPortFrom(aAddr, port), UDPEncap: udp, Selectors: sel}, ESP: in}); err != nil {
 		t.Fatal(err)
 	}

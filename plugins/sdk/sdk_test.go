@@ -18,10 +18,9 @@ import (
 // this process, so both shims of a kind run in every test.
 func dispense(t *testing.T, kind string, impl Impl) any {
 	t.Helper()
-	client, server := plugin.TestPluginGRPCConn(t, false, PluginSet(impl))
-	// Close shuts the server down through go-plugin's controller.
+	// Closing the client shuts the server down through go-plugin's controller.
+	client, _ := plugin.TestPluginGRPCConn(t, false, PluginSet(impl))
 	t.Cleanup(func() { client.Close() })
-	_ = server
 	raw, err := client.Dispense(kind)
 	if err != nil {
 		t.Fatalf("dispense %s: %v", kind, err)
