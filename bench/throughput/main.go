@@ -33,27 +33,11 @@ func newLab() (*lab, error) {
 		return nil, err
 	}
 	l := &lab{Lab: nl}
-	for _, n := range []struct {
-		p    **netns.NS
-		name string
-	}{{&l.gwa, "gwa"}, {&l.gwb, "gwb"}, {&l.ha, "ha"}, {&l.hb, "hb"}} {
-		if *n.p, err = nl.NS(n.name); err != nil {
-			return l, err
-		}
+	sites, err := nl.TwoSites()
+	if err != nil {
+		return l, err
 	}
-	steps := []func() error{
-		func() error { _, _, err := nl.Link(l.gwa, "192.0.2.1/24", l.gwb, "192.0.2.2/24"); return err },
-		func() error { _, _, err := nl.Link(l.ha, "10.1.0.10/24", l.gwa, "10.1.0.1/24"); return err },
-		func() error { _, _, err := nl.Link(l.hb, "10.2.0.10/24", l.gwb, "10.2.0.1/24"); return err },
-		func() error { return l.ha.Route("default", "10.1.0.1") },
-		func() error { return l.hb.Route("default", "10.2.0.1") },
-		l.gwa.Forwarding, l.gwb.Forwarding,
-	}
-	for _, s := range steps {
-		if err := s(); err != nil {
-			return l, err
-		}
-	}
+	l.gwa, l.gwb, l.ha, l.hb = sites.GWA, sites.GWB, sites.HA, sites.HB
 	return l, nil
 }
 

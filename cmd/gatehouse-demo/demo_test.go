@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/labs/testbin"
 )
 
 // TestDemoRuns runs the demo as `make demo` does, so the demo cannot rot.
@@ -16,11 +18,9 @@ func TestDemoRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode")
 	}
-	bin := t.TempDir()
-	for pkg, out := range map[string]string{".": "gatehouse-demo", "../gatehoused": "gatehoused", "../gatehouse": "gatehouse", "../../plugins/auth-psk": "plugins/auth-psk"} {
-		if b, err := exec.Command("go", "build", "-o", filepath.Join(bin, out), pkg).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, b)
-		}
+	bin, err := testbin.Build(t.TempDir(), map[string]string{".": "gatehouse-demo", "../gatehoused": "gatehoused", "../gatehouse": "gatehouse", "../../plugins/auth-psk": "plugins/auth-psk"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	out, err := exec.Command(filepath.Join(bin, "gatehouse-demo"), "--bin", bin).CombinedOutput()
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/labs/testbin"
 )
 
 // The end-to-end tests build the real binaries and run gatehoused as a
@@ -19,26 +21,11 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gatehouse-e2e-bin")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
-	for pkg, out := range map[string]string{
+	testbin.Main(m.Run, &binDir, map[string]string{
 		".":                      "gatehoused",
 		"../gatehouse":           "gatehouse",
 		"../../plugins/auth-psk": "plugins/auth-psk",
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", pkg, err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	})
 }
 
 type server struct {

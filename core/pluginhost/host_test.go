@@ -14,23 +14,18 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gatehouse/gatehouse/labs/testbin"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
 var testPlugin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "pluginhost-test")
-	if err != nil {
-		panic(err)
-	}
-	testPlugin = filepath.Join(dir, "testplugin")
-	if out, err := exec.Command("go", "build", "-o", testPlugin, "./testdata/testplugin").CombinedOutput(); err != nil {
-		panic(string(out))
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	var dir string
+	testbin.Main(func() int {
+		testPlugin = filepath.Join(dir, "testplugin")
+		return m.Run()
+	}, &dir, map[string]string{"./testdata/testplugin": "testplugin"})
 }
 
 func newHost(t *testing.T, opts Options) (*Host, *observer.ObservedLogs) {

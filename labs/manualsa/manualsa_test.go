@@ -17,25 +17,13 @@ import (
 
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/labs/netns"
+	"github.com/gatehouse/gatehouse/labs/testbin"
 )
 
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "manualsa-bin")
-	if err != nil {
-		panic(err)
-	}
-	bin = dir
-	for pkg, out := range map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse"} {
-		if b, err := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, b)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse"})
 }
 
 type lab struct {
@@ -43,26 +31,13 @@ type lab struct {
 	gwa, gwb, ha, hb *netns.NS
 }
 
-// newLab: ha(10.1.0.10) - gwa(10.1.0.1 | 192.0.2.1) - gwb(192.0.2.2 | 10.2.0.1) - hb(10.2.0.10)
 func newLab(t *testing.T) *lab {
 	l := &lab{Lab: netns.ForTest(t)}
-	l.gwa, l.gwb, l.ha, l.hb = l.MustNS(t, "gwa"), l.MustNS(t, "gwb"), l.MustNS(t, "ha"), l.MustNS(t, "hb")
-	l.MustLink(t, l.gwa, "192.0.2.1/24", l.gwb, "192.0.2.2/24")
-	l.MustLink(t, l.ha, "10.1.0.10/24", l.gwa, "10.1.0.1/24")
-	l.MustLink(t, l.hb, "10.2.0.10/24", l.gwb, "10.2.0.1/24")
-	for _, c := range []struct {
-		ns  *netns.NS
-		via string
-	}{{l.ha, "10.1.0.1"}, {l.hb, "10.2.0.1"}} {
-		if err := c.ns.Route("default", c.via); err != nil {
-			t.Fatal(err)
-		}
+	sites, err := l.TwoSites()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, gw := range []*netns.NS{l.gwa, l.gwb} {
-		if err := gw.Forwarding(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l.gwa, l.gwb, l.ha, l.hb = sites.GWA, sites.GWB, sites.HA, sites.HB
 	return l
 }
 

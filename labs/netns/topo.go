@@ -1,0 +1,38 @@
+package netns
+
+// TwoSites is the two-gateway topology of the ESP lab and the benchmark:
+//
+//	HA 10.1.0.10 - GWA 10.1.0.1 | 192.0.2.1 --- 192.0.2.2 | 10.2.0.1 GWB - HB 10.2.0.10
+//
+// Links are named after the namespaces: GWA's outer interface is "gwa1".
+type TwoSites struct {
+	GWA, GWB, HA, HB *NS
+}
+
+// TwoSites builds that topology in l, forwarding on in both gateways.
+func (l *Lab) TwoSites() (*TwoSites, error) {
+	t := &TwoSites{}
+	var err error
+	for _, n := range []struct {
+		p    **NS
+		name string
+	}{{&t.GWA, "gwa"}, {&t.GWB, "gwb"}, {&t.HA, "ha"}, {&t.HB, "hb"}} {
+		if *n.p, err = l.NS(n.name); err != nil {
+			return nil, err
+		}
+	}
+	steps := []func() error{
+		func() error { _, _, err := l.Link(t.GWA, "192.0.2.1/24", t.GWB, "192.0.2.2/24"); return err },
+		func() error { _, _, err := l.Link(t.HA, "10.1.0.10/24", t.GWA, "10.1.0.1/24"); return err },
+		func() error { _, _, err := l.Link(t.HB, "10.2.0.10/24", t.GWB, "10.2.0.1/24"); return err },
+		func() error { return t.HA.Route("default", "10.1.0.1") },
+		func() error { return t.HB.Route("default", "10.2.0.1") },
+		t.GWA.Forwarding, t.GWB.Forwarding,
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
