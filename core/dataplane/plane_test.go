@@ -214,7 +214,15 @@ func TestTunnelModeRawAndUDP(t *testing.T) {
 			pong := ipPacket(netip.MustParseAddr("10.2.0.7"), netip.MustParseAddr("10.1.0.5"), 17, 53, 5000, "answer")
 			b.tun.in <- pong
 			expect(t, a.tun, pong)
-			if c := a.plane.Counters(); c.Sent != 1 || c.Received != 1 || len(c.Drops) != 0 {
+			// Received counts after the TUN write returns, and the fake
+			// TUN hands the packet over inside Write: let it settle.
+			var c Counters
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if c = a.plane.Counters(); c.Received == 1 {
+					break
+				}
+			}
+			if c.Sent != 1 || c.Received != 1 || len(c.Drops) != 0 {
 				t.Fatalf("udp=%v %s: counters %+v", udp, s, c)
 			}
 		}
