@@ -87,7 +87,7 @@ func waitPing(l *lab) error {
 	return errors.New("the tunnel never passed a ping")
 }
 
-func gatehouse(e env, l *lab, suite string, udp bool) error {
+func gatehouse(e env, l *lab, suite string, udp, offload bool) error {
 	s, _ := esp.ParseSuite(suite)
 	el, il := esp.KeyLengths(s)
 	keys := [2]string{}
@@ -105,8 +105,8 @@ func gatehouse(e env, l *lab, suite string, udp bool) error {
 		os.MkdirAll(dir, 0o700)
 		os.WriteFile(filepath.Join(dir, "out.key"), []byte(keys[i]), 0o600)
 		os.WriteFile(filepath.Join(dir, "in.key"), []byte(keys[1-i]), 0o600)
-		cfg := fmt.Sprintf("listen: [%s]\nadmin_socket: %s/admin.sock\nmetrics_listen: \"\"\nlog: {level: warn}\nmanual_sas:\n  - {name: bench, local: %s, peer: %s, suite: %s, udp_encap: %v, local_subnets: [%s], remote_subnets: [%s], out: {spi: %#x, key_file: out.key}, in: {spi: %#x, key_file: in.key}}\n",
-			gw.local, dir, gw.local, gw.peer, suite, udp, gw.ln, gw.rn, gw.out, gw.in)
+		cfg := fmt.Sprintf("listen: [%s]\nadmin_socket: %s/admin.sock\nmetrics_listen: \"\"\nlog: {level: warn}\ndataplane: {offload: %v}\nmanual_sas:\n  - {name: bench, local: %s, peer: %s, suite: %s, udp_encap: %v, local_subnets: [%s], remote_subnets: [%s], out: {spi: %#x, key_file: out.key}, in: {spi: %#x, key_file: in.key}}\n",
+			gw.local, dir, offload, gw.local, gw.peer, suite, udp, gw.ln, gw.rn, gw.out, gw.in)
 		os.WriteFile(filepath.Join(dir, "gatehouse.yaml"), []byte(cfg), 0o644)
 		args := []string{"-c", filepath.Join(dir, "gatehouse.yaml")}
 		if e.profile != "" {
@@ -257,7 +257,7 @@ func main() {
 	flag.StringVar(&e.tools, "tools", ".tools/bin", "folder with the wireguard (wireguard-go) binary")
 	flag.DurationVar(&e.duration, "t", 10*time.Second, "iperf3 duration per system")
 	flag.StringVar(&e.profile, "profile", "", "write gatehoused CPU profiles into this folder")
-	only := flag.String("only", "", "comma-separated subset: gatehouse-gcm, gatehouse-cbc, gatehouse-gcm-udp, wireguard-go, strongswan")
+	only := flag.String("only", "", "comma-separated subset: gatehouse-gcm, gatehouse-gcm-offload, gatehouse-cbc, gatehouse-gcm-udp, wireguard-go, strongswan")
 	flag.Parse()
 	var err error
 	if e.dir, err = os.MkdirTemp("", "gatehouse-bench"); err != nil {
@@ -269,9 +269,10 @@ func main() {
 		name string
 		run  func(env, *lab) error
 	}{
-		{"gatehouse-gcm", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", false) }},
-		{"gatehouse-gcm-udp", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", true) }},
-		{"gatehouse-cbc", func(e env, l *lab) error { return gatehouse(e, l, "aes128-sha1", false) }},
+		{"gatehouse-gcm", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", false, false) }},
+		{"gatehouse-gcm-offload", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", false, true) }},
+		{"gatehouse-gcm-udp", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", true, false) }},
+		{"gatehouse-cbc", func(e env, l *lab) error { return gatehouse(e, l, "aes128-sha1", false, false) }},
 		{"wireguard-go", wireguard},
 		{"strongswan", strongswan},
 	}
@@ -308,7 +309,7 @@ func main() {
 		return 0
 	}
 	fmt.Println("\nRatios (same run, same machine):")
-	for _, pair := range [][2]string{{"gatehouse-gcm", "wireguard-go"}, {"gatehouse-gcm", "strongswan"}, {"gatehouse-cbc", "strongswan"}} {
+	for _, pair := range [][2]string{{"gatehouse-gcm", "wireguard-go"}, {"gatehouse-gcm-offload", "wireguard-go"}, {"gatehouse-gcm-offload", "gatehouse-gcm"}, {"gatehouse-gcm", "strongswan"}, {"gatehouse-cbc", "strongswan"}} {
 		a, b := get(pair[0]), get(pair[1])
 		if a > 0 && b > 0 {
 			fmt.Printf("  %s / %s = %.2fx\n", pair[0], pair[1], a/b)

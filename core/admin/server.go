@@ -202,6 +202,7 @@ func (s *Server) SAs(context.Context, *pb.SAsRequest) (*pb.SAsResponse, error) {
 		return out, nil
 	}
 	out.Sent, out.Received, out.ClearForwarded, out.Keepalives, out.Drops = counters.Sent, counters.Received, counters.ClearForwarded, counters.Keepalives, counters.Drops
+	out.TunReads, out.TunPackets = counters.TUNReads, counters.TUNPackets
 	for _, sn := range list {
 		out.Sas = append(out.Sas, saToPB(sn))
 	}

@@ -221,7 +221,10 @@ type Dataplane struct {
 	MTU   int    `yaml:"mtu"`
 	Table int    `yaml:"table"`
 	Mark  uint32 `yaml:"mark"`
-	Meta  Meta   `yaml:"-"`
+	// Offload opens the TUN with IFF_VNET_HDR and TSO (Linux): TCP arrives
+	// in super-packets that are cut up in user space.
+	Offload bool `yaml:"offload"`
+	Meta    Meta `yaml:"-"`
 }
 
 // Plugins says where plugin binaries live and which to load.

@@ -141,7 +141,11 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		st.db.SetOutbound(k, o)
 	}
 	dp := c.Dataplane
-	tun, err := dataplane.OpenTUN(dp.TUN)
+	open := dataplane.OpenTUN
+	if dp.Offload {
+		open = dataplane.OpenOffloadTUN
+	}
+	tun, err := open(dp.TUN)
 	if err != nil {
 		return err
 	}
@@ -233,7 +237,7 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		}
 	}()
 	d.dp = st
-	log.Info("data path running", zap.String("tun", dp.TUN), zap.Int("mtu", dp.MTU), zap.Int("sas", st.db.Len()), zap.Int("routes", len(routes)))
+	log.Info("data path running", zap.String("tun", dp.TUN), zap.Int("mtu", dp.MTU), zap.Bool("offload", dp.Offload), zap.Int("sas", st.db.Len()), zap.Int("routes", len(routes)))
 	return nil
 }
 
@@ -241,6 +245,9 @@ func (d *Daemon) stopDataplane() {
 	if d.dp == nil {
 		return
 	}
+	c := d.dp.plane.Counters()
+	d.log.Named("esp").Info("data path stopping", zap.Uint64("sent", c.Sent), zap.Uint64("received", c.Received),
+		zap.Uint64("tun_reads", c.TUNReads), zap.Uint64("tun_packets", c.TUNPackets), zap.Any("drops", c.Drops))
 	close(d.dp.stop)
 	d.dp.plane.Close()
 	d.dp.cleanup()

@@ -10,17 +10,98 @@ import (
 
 	"github.com/songgao/water"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // OpenTUN creates (or attaches to) a TUN device with water, the portable
-// default; a batch backend with offloads can replace it behind Device.
+// default: one packet per read and per write.
 func OpenTUN(name string) (Device, error) {
 	ifc, err := water.New(water.Config{DeviceType: water.TUN, PlatformSpecificParams: water.PlatformSpecificParams{Name: name}})
 	if err != nil {
 		return nil, fmt.Errorf("TUN %s: %w (is /dev/net/tun there, and are we root?)", name, err)
 	}
-	return ifc, nil
+	return &waterDevice{ifc: ifc}, nil
 }
+
+type waterDevice struct{ ifc *water.Interface }
+
+func (w *waterDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := w.ifc.Read(bufs[0][offset:])
+	if err != nil {
+		return 0, err
+	}
+	sizes[0] = n
+	return 1, nil
+}
+
+func (w *waterDevice) Write(buf []byte, off, n int) error {
+	_, err := w.ifc.Write(buf[off : off+n])
+	return err
+}
+
+func (w *waterDevice) Close() error { return w.ifc.Close() }
+
+// offloadTUN is a Linux TUN with IFF_VNET_HDR and TSO: the kernel may hand
+// us TCP super-packets of up to 64 KiB, which Segment cuts up, so one read
+// carries what took dozens. Writes go out one packet each, behind an empty
+// virtio-net header.
+type offloadTUN struct {
+	f       *os.File
+	scratch []byte
+	views   [][]byte
+}
+
+// OpenOffloadTUN creates a TUN with offloads (dataplane.offload: true).
+func OpenOffloadTUN(name string) (Device, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("TUN %s: open /dev/net/tun: %w", name, err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUN %s: %w", name, err)
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUN %s: TUNSETIFF: %w", name, err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUN %s: TUNSETOFFLOAD: %w", name, err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &offloadTUN{f: os.NewFile(uintptr(fd), "/dev/net/tun"), scratch: make([]byte, VirtioNetHdrLen+65536), views: make([][]byte, batchSize)}, nil
+}
+
+func (t *offloadTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := t.f.Read(t.scratch)
+	if err != nil {
+		return 0, err
+	}
+	hdr, err := DecodeVirtioNetHdr(t.scratch[:n])
+	if err != nil {
+		return 0, err
+	}
+	views := t.views[:len(bufs)]
+	for i := range views {
+		views[i] = bufs[i][offset:]
+	}
+	return Segment(t.scratch[VirtioNetHdrLen:n], hdr, views, sizes)
+}
+
+func (t *offloadTUN) Write(buf []byte, off, n int) error {
+	hdr := buf[off-VirtioNetHdrLen : off]
+	clear(hdr) // no offload on what we write
+	_, err := t.f.Write(buf[off-VirtioNetHdrLen : off+n])
+	return err
+}
+
+func (t *offloadTUN) Close() error { return t.f.Close() }
 
 func setMark(rc syscall.RawConn, mark int) error {
 	var serr error

@@ -19,13 +19,25 @@ import (
 	"github.com/gatehouse/gatehouse/esp"
 )
 
-// Device is the inner side: a TUN device carrying IP packets.
+// Device is the inner side: a TUN device carrying IP packets, in batches.
 type Device interface {
-	// Read reads one packet into b and returns its length.
-	Read(b []byte) (int, error)
-	Write(b []byte) (int, error)
+	// Read reads one or more packets: packet i lands at
+	// bufs[i][offset:offset+sizes[i]]. A TUN with offloads may return a
+	// whole TCP super-packet cut into segments.
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	// Write writes the packet buf[off:off+n]. buf[:off] is free: a device
+	// may put its own header there (off is at least DeviceHeadroom).
+	Write(buf []byte, off, n int) error
 	Close() error
 }
+
+// DeviceHeadroom is the free space callers leave before a packet they
+// write, for a device header (virtio-net's is the largest).
+const DeviceHeadroom = VirtioNetHdrLen
+
+// batchSize is how many packets one TUN read may return: a 64 KiB TSO
+// super-packet at the smallest MSS we accept (536) is 123 segments.
+const batchSize = 128
 
 // Conn is an outer socket. A raw ESP socket reads and writes ESP without
 // the IP header and uses port 0; the UDP socket carries RFC 3948 datagrams;
@@ -73,7 +85,7 @@ type Plane struct {
 	cfg    Config
 	policy atomic.Pointer[policy.Policy]
 	drops  [numDrops]atomic.Uint64
-	stats  struct{ sent, received, clear, keepalives atomic.Uint64 }
+	stats  struct{ sent, received, clear, keepalives, tunReads, tunPackets atomic.Uint64 }
 
 	ipID atomic.Uint32 // IPv4 IDs of the AH packets we build
 
@@ -149,16 +161,34 @@ func ports(seg []byte, proto uint8) (uint16, uint16) {
 
 func (p *Plane) routineTUN() {
 	defer p.wg.Done()
-	buf := make([]byte, headroom+p.cfg.MTU+256)
+	// Each buffer fits an MTU packet, or a TSO segment of up to 1500 bytes,
+	// with headroom before and ESP tailroom after.
+	size := headroom + max(p.cfg.MTU, 1500) + 256
+	bufs := make([][]byte, batchSize)
+	views := make([][]byte, batchSize)
+	for i := range bufs {
+		bufs[i] = make([]byte, size)
+		views[i] = bufs[i][:headroom+max(p.cfg.MTU, 1500)+64]
+	}
+	sizes := make([]int, batchSize)
 	for {
-		n, err := p.cfg.TUN.Read(buf[headroom : headroom+p.cfg.MTU+64])
+		n, err := p.cfg.TUN.Read(views, sizes, headroom)
 		if err != nil {
+			if errors.Is(err, ErrGSO) {
+				p.drop(DropMalformed) // a super-packet we could not cut up
+				continue
+			}
 			if !p.closed.Load() {
 				p.cfg.Log.Error("TUN read failed; outbound path stopped", zap.Error(err))
 			}
 			return
 		}
-		p.guard(func() { p.outbound(buf, n) })
+		p.stats.tunReads.Add(1)
+		p.stats.tunPackets.Add(uint64(n))
+		for i := 0; i < n; i++ {
+			buf, size := bufs[i], sizes[i]
+			p.guard(func() { p.outbound(buf, size) })
+		}
 	}
 }
 
@@ -318,12 +348,12 @@ func (p *Plane) routineAH() {
 			}
 			return
 		}
-		p.guard(func() { p.inboundAH(data, from) })
+		p.guard(func() { p.inboundAH(buf, data, from) })
 	}
 }
 
 // inboundAH verifies a whole IPv4 AH packet and delivers what it carried.
-func (p *Plane) inboundAH(pkt []byte, from netip.AddrPort) {
+func (p *Plane) inboundAH(buf, pkt []byte, from netip.AddrPort) {
 	info, err := esp.ParseIP(pkt)
 	if err != nil || len(pkt) < info.HeaderLen+12 {
 		p.drop(DropMalformed)
@@ -344,7 +374,7 @@ func (p *Plane) inboundAH(pkt []byte, from netip.AddrPort) {
 		p.dropErr(err)
 		return
 	}
-	p.deliver(sa, inner)
+	p.deliver(sa, buf, inner)
 }
 
 // dropErr counts a packet that esp refused, by the reason it gave.
@@ -430,12 +460,13 @@ func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool) {
 			esp.FixTransportChecksum(nh, payload, sa.NATOA, dst, src, dst)
 		}
 	}
-	p.deliver(sa, inner)
+	p.deliver(sa, buf, inner)
 }
 
 // deliver checks a decapsulated packet against the SA's selectors (RFC 4301
-// section 5.2) and writes it to the TUN.
-func (p *Plane) deliver(sa *sad.InSA, inner []byte) {
+// section 5.2) and writes it to the TUN. inner is a slice of buf, with at
+// least DeviceHeadroom bytes of buf before it.
+func (p *Plane) deliver(sa *sad.InSA, buf, inner []byte) {
 	info, err := esp.ParseIP(inner)
 	if err != nil {
 		p.drop(DropMalformed)
@@ -446,7 +477,8 @@ func (p *Plane) deliver(sa *sad.InSA, inner []byte) {
 		p.drop(DropSelector)
 		return
 	}
-	if _, err := p.cfg.TUN.Write(inner[:info.TotalLen]); err != nil {
+	off := cap(buf) - cap(inner)
+	if off < DeviceHeadroom || p.cfg.TUN.Write(buf, off, info.TotalLen) != nil {
 		p.drop(DropSendFailed)
 		return
 	}
@@ -456,13 +488,14 @@ func (p *Plane) deliver(sa *sad.InSA, inner []byte) {
 // Counters is a snapshot of the plane's counters.
 type Counters struct {
 	Sent, Received, ClearForwarded, Keepalives uint64
+	TUNReads, TUNPackets                       uint64 // more packets than reads: offload at work
 	Drops                                      map[string]uint64
 }
 
 // Counters snapshots every counter; drops with zero count are left out.
 func (p *Plane) Counters() Counters {
 	c := Counters{Sent: p.stats.sent.Load(), Received: p.stats.received.Load(), ClearForwarded: p.stats.clear.Load(),
-		Keepalives: p.stats.keepalives.Load(), Drops: map[string]uint64{}}
+		Keepalives: p.stats.keepalives.Load(), TUNReads: p.stats.tunReads.Load(), TUNPackets: p.stats.tunPackets.Load(), Drops: map[string]uint64{}}
 	for r := DropReason(0); r < numDrops; r++ {
 		if v := p.drops[r].Load(); v > 0 {
 			c.Drops[r.String()] = v

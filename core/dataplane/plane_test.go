@@ -27,18 +27,22 @@ func newTUN() *fakeTUN {
 	return &fakeTUN{in: make(chan []byte, 16), out: make(chan []byte, 16), done: make(chan struct{})}
 }
 
-func (f *fakeTUN) Read(b []byte) (int, error) {
+func (f *fakeTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	select {
 	case p := <-f.in:
-		return copy(b, p), nil
+		sizes[0] = copy(bufs[0][offset:], p)
+		return 1, nil
 	case <-f.done:
 		return 0, net.ErrClosed
 	}
 }
 
-func (f *fakeTUN) Write(b []byte) (int, error) {
-	f.out <- append([]byte(nil), b...)
-	return len(b), nil
+func (f *fakeTUN) Write(buf []byte, off, n int) error {
+	if off < DeviceHeadroom {
+		return errors.New("no headroom for a device header")
+	}
+	f.out <- append([]byte(nil), buf[off:off+n]...)
+	return nil
 }
 
 func (f *fakeTUN) Close() error { f.once.Do(func() { close(f.done) }); return nil }
