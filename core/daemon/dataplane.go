@@ -38,11 +38,14 @@ func manualSAs(c *config.Config, log *zap.Logger, expired chan<- esp.Event) ([]*
 		if err != nil {
 			return nil, nil, err
 		}
-		el, _ := esp.KeyLengths(suite)
+		el, il := esp.KeyLengths(suite)
 		mk := func(k config.ManualKey) (esp.Config, error) {
 			key, err := config.ReadManualKey(k.KeyFile)
 			if err != nil {
 				return esp.Config{}, fmt.Errorf("manual_sas[%d] %s: %w", i, m.Name, err)
+			}
+			if len(key) != el+il { // checked at load; the file may have changed since
+				return esp.Config{}, fmt.Errorf("manual_sas[%d] %s: %s holds %d bytes of key, %s needs %d", i, m.Name, k.KeyFile, len(key), suite, el+il)
 			}
 			// Soft limits at 90 % of hard ones, so the log warns first.
 			lim := esp.Limits{HardTime: m.Lifetime.Duration, HardBytes: m.LifetimeKB * 1024, HardPackets: m.LifetimePkt,
