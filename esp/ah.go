@@ -171,16 +171,7 @@ func finishIPv4(pkt []byte, proto uint8) {
 // window update after (RFC 4302 section 3.4.3).
 func (a *AH) Verify(pkt []byte) ([]byte, uint8, error) {
 	out, nh, err := a.verify(pkt)
-	if err != nil {
-		switch {
-		case errors.Is(err, ErrReplay):
-			a.Stats.ReplayDrops.Add(1)
-		case errors.Is(err, ErrAuth):
-			a.Stats.AuthFailures.Add(1)
-		default:
-			a.Stats.OtherDrops.Add(1)
-		}
-	}
+	a.countDrop(err)
 	return out, nh, err
 }
 

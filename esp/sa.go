@@ -153,6 +153,19 @@ func (s *sa) account(n int) {
 	}
 }
 
+// countDrop counts an inbound failure under its reason (nil: nothing).
+func (s *sa) countDrop(err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrReplay):
+		s.Stats.ReplayDrops.Add(1)
+	case errors.Is(err, ErrAuth):
+		s.Stats.AuthFailures.Add(1)
+	default:
+		s.Stats.OtherDrops.Add(1)
+	}
+}
+
 // CheckTime applies the time limits; the data path calls it from a timer,
 // not per packet.
 func (s *sa) CheckTime(now time.Time) {
@@ -273,16 +286,7 @@ func PeekSPI(pkt []byte) (uint32, bool) {
 // ICV and the window moves only after it (RFC 4303 section 3.4.3).
 func (i *Inbound) Open(pkt []byte) ([]byte, uint8, error) {
 	payload, nh, err := i.open(pkt)
-	if err != nil {
-		switch {
-		case errors.Is(err, ErrReplay):
-			i.Stats.ReplayDrops.Add(1)
-		case errors.Is(err, ErrAuth):
-			i.Stats.AuthFailures.Add(1)
-		default:
-			i.Stats.OtherDrops.Add(1)
-		}
-	}
+	i.countDrop(err)
 	return payload, nh, err
 }
 

@@ -8,7 +8,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,32 +48,7 @@ type env struct {
 }
 
 func iperf(l *lab, d time.Duration) (float64, error) {
-	srv, err := l.hb.Start("iperf3", "-s", "-1", "-B", "10.2.0.10")
-	if err != nil {
-		return 0, err
-	}
-	defer srv.Stop(2 * time.Second)
-	var out string
-	for i := 0; i < 30; i++ {
-		time.Sleep(200 * time.Millisecond)
-		if out, err = l.ha.Output(d+30*time.Second, "iperf3", "-c", "10.2.0.10", "-t", fmt.Sprint(int(d.Seconds())), "-J"); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		return 0, fmt.Errorf("iperf3: %v\n%s", err, out)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		return 0, err
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e6, nil
+	return netns.Iperf(l.hb, l.ha, "10.2.0.10", d)
 }
 
 // waitPing waits until the tunnel passes traffic (IKE may still be running).

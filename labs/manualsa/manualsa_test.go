@@ -6,7 +6,6 @@ package manualsa
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -136,32 +135,11 @@ func ping(t *testing.T, ns *netns.NS, dst string) {
 // iperf runs a 2-second TCP test from client to server and returns Mbit/s.
 func iperf(t *testing.T, server, client *netns.NS, addr string) float64 {
 	t.Helper()
-	srv, err := server.Start("iperf3", "-s", "-1", "-B", addr)
+	mbps, err := netns.Iperf(server, client, addr, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Stop(2 * time.Second)
-	var out string
-	for i := 0; i < 20; i++ { // the server needs a moment to listen
-		time.Sleep(100 * time.Millisecond)
-		if out, err = client.Output(30*time.Second, "iperf3", "-c", addr, "-t", "2", "-J"); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("iperf3 to %s: %v\n%s", addr, err, out)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil || r.End.SumReceived.BitsPerSecond <= 0 {
-		t.Fatalf("iperf3 result: %v\n%s", err, out)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e6
+	return mbps
 }
 
 func TestTunnelModeEveryAlgorithm(t *testing.T) {
