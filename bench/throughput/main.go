@@ -231,7 +231,7 @@ func main() {
 	flag.StringVar(&e.tools, "tools", ".tools/bin", "folder with the wireguard (wireguard-go) binary")
 	flag.DurationVar(&e.duration, "t", 10*time.Second, "iperf3 duration per system")
 	flag.StringVar(&e.profile, "profile", "", "write gatehoused CPU profiles into this folder")
-	only := flag.String("only", "", "comma-separated subset: gatehouse-gcm, gatehouse-gcm-offload, gatehouse-cbc, gatehouse-gcm-udp, wireguard-go, strongswan")
+	only := flag.String("only", "", "comma-separated subset: gatehouse-gcm-udp, gatehouse-gcm, gatehouse-cbc, gatehouse-gcm-udp-plain, gatehouse-gcm-plain, wireguard-go, strongswan")
 	flag.Parse()
 	var err error
 	if e.dir, err = os.MkdirTemp("", "gatehouse-bench"); err != nil {
@@ -243,10 +243,13 @@ func main() {
 		name string
 		run  func(env, *lab) error
 	}{
-		{"gatehouse-gcm", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", false, false) }},
-		{"gatehouse-gcm-offload", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", false, true) }},
-		{"gatehouse-gcm-udp", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", true, false) }},
-		{"gatehouse-cbc", func(e env, l *lab) error { return gatehouse(e, l, "aes128-sha1", false, false) }},
+		// Gatehouse as configured by default (TUN offloads on), then with
+		// the plain water TUN (dataplane.offload: false) to show the gain.
+		{"gatehouse-gcm-udp", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", true, true) }},
+		{"gatehouse-gcm", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", false, true) }},
+		{"gatehouse-cbc", func(e env, l *lab) error { return gatehouse(e, l, "aes128-sha1", false, true) }},
+		{"gatehouse-gcm-udp-plain", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", true, false) }},
+		{"gatehouse-gcm-plain", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", false, false) }},
 		{"wireguard-go", wireguard},
 		{"strongswan", strongswan},
 	}
@@ -283,7 +286,11 @@ func main() {
 		return 0
 	}
 	fmt.Println("\nRatios (same run, same machine):")
-	for _, pair := range [][2]string{{"gatehouse-gcm", "wireguard-go"}, {"gatehouse-gcm-offload", "wireguard-go"}, {"gatehouse-gcm-offload", "gatehouse-gcm"}, {"gatehouse-gcm", "strongswan"}, {"gatehouse-cbc", "strongswan"}} {
+	for _, pair := range [][2]string{
+		{"gatehouse-gcm-udp", "wireguard-go"}, {"gatehouse-gcm", "wireguard-go"},
+		{"gatehouse-gcm-udp", "strongswan"}, {"gatehouse-gcm", "strongswan"}, {"gatehouse-cbc", "strongswan"},
+		{"gatehouse-gcm-udp", "gatehouse-gcm-udp-plain"}, {"gatehouse-gcm", "gatehouse-gcm-plain"},
+	} {
 		a, b := get(pair[0]), get(pair[1])
 		if a > 0 && b > 0 {
 			fmt.Printf("  %s / %s = %.2fx\n", pair[0], pair[1], a/b)

@@ -203,6 +203,7 @@ func (s *Server) SAs(context.Context, *pb.SAsRequest) (*pb.SAsResponse, error) {
 	}
 	out.Sent, out.Received, out.ClearForwarded, out.Keepalives, out.Drops = counters.Sent, counters.Received, counters.ClearForwarded, counters.Keepalives, counters.Drops
 	out.TunReads, out.TunPackets = counters.TUNReads, counters.TUNPackets
+	out.TunWrites, out.TunWritten = counters.TUNWrites, counters.TUNWritten
 	for _, sn := range list {
 		out.Sas = append(out.Sas, saToPB(sn))
 	}

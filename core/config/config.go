@@ -222,7 +222,8 @@ type Dataplane struct {
 	Table int    `yaml:"table"`
 	Mark  uint32 `yaml:"mark"`
 	// Offload opens the TUN with IFF_VNET_HDR and TSO (Linux): TCP arrives
-	// in super-packets that are cut up in user space.
+	// in super-packets that are cut up in user space, and decrypted TCP
+	// segments are joined again before they are written. False: water.
 	Offload bool `yaml:"offload"`
 	Meta    Meta `yaml:"-"`
 }

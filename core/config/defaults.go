@@ -23,6 +23,9 @@ const (
 	DefaultTUNMTU         = 1400
 	DefaultRouteTable     = 4747
 	DefaultMark           = 0x4748
+	// DefaultOffload: the TUN with virtio-net offloads (TSO in, GRO-joined
+	// writes out) doubles to triples throughput; see docs/dataplane.md.
+	DefaultOffload = true
 )
 
 // DefaultIKEProposals are offered in this order when ike.proposals is unset.
@@ -103,6 +106,9 @@ func applyDefaults(c *Config) {
 	}
 	if c.Dataplane.Mark == 0 {
 		c.Dataplane.Mark = DefaultMark
+	}
+	if !c.Dataplane.Meta.Has("offload") {
+		c.Dataplane.Offload = DefaultOffload
 	}
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = DefaultPluginDir

@@ -150,6 +150,9 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 	}
 	tun, err := open(dp.TUN)
 	if err != nil {
+		if dp.Offload {
+			err = fmt.Errorf("%w (this kernel may lack TUN offloads: set dataplane.offload: false to use a plain TUN)", err)
+		}
 		return err
 	}
 	var conns []dataplane.Conn
@@ -250,7 +253,8 @@ func (d *Daemon) stopDataplane() {
 	}
 	c := d.dp.plane.Counters()
 	d.log.Named("esp").Info("data path stopping", zap.Uint64("sent", c.Sent), zap.Uint64("received", c.Received),
-		zap.Uint64("tun_reads", c.TUNReads), zap.Uint64("tun_packets", c.TUNPackets), zap.Any("drops", c.Drops))
+		zap.Uint64("tun_reads", c.TUNReads), zap.Uint64("tun_packets", c.TUNPackets),
+		zap.Uint64("tun_writes", c.TUNWrites), zap.Uint64("tun_written", c.TUNWritten), zap.Any("drops", c.Drops))
 	close(d.dp.stop)
 	d.dp.plane.Close()
 	d.dp.cleanup()

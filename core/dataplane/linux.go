@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/songgao/water"
@@ -49,6 +50,9 @@ type offloadTUN struct {
 	f       *os.File
 	scratch []byte
 	views   [][]byte
+
+	wmu      sync.Mutex // the inbound routines share wscratch
+	wscratch []byte
 }
 
 // OpenOffloadTUN creates a TUN with offloads (dataplane.offload: true).
@@ -75,7 +79,8 @@ func OpenOffloadTUN(name string) (Device, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return &offloadTUN{f: os.NewFile(uintptr(fd), "/dev/net/tun"), scratch: make([]byte, VirtioNetHdrLen+65536), views: make([][]byte, batchSize)}, nil
+	return &offloadTUN{f: os.NewFile(uintptr(fd), "/dev/net/tun"), scratch: make([]byte, VirtioNetHdrLen+65536), views: make([][]byte, batchSize),
+		wscratch: make([]byte, VirtioNetHdrLen+65535)}, nil
 }
 
 func (t *offloadTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -101,6 +106,31 @@ func (t *offloadTUN) Write(buf []byte, off, n int) error {
 	return err
 }
 
+// WriteBatch joins runs of TCP segments into super-packets (gro.go) and
+// writes the rest one by one.
+func (t *offloadTUN) WriteBatch(pkts []Packet) (written, calls int, first error) {
+	for i := 0; i < len(pkts); {
+		n := groRun(pkts[i:])
+		var err error
+		if n == 1 {
+			err = t.Write(pkts[i].Buf, pkts[i].Off, pkts[i].Len)
+		} else {
+			t.wmu.Lock()
+			l := joinTCP(t.wscratch, pkts[i:i+n])
+			_, err = t.f.Write(t.wscratch[:l])
+			t.wmu.Unlock()
+		}
+		calls++
+		if err == nil {
+			written += n
+		} else if first == nil {
+			first = err
+		}
+		i += n
+	}
+	return written, calls, first
+}
+
 func (t *offloadTUN) Close() error { return t.f.Close() }
 
 func setMark(rc syscall.RawConn, mark int) error {
@@ -118,6 +148,7 @@ type rawESP struct {
 	c          *net.IPConn
 	rc         syscall.RawConn
 	keepHeader bool // AH: the ICV covers the outer header, so hand it on
+	tx, rx     *mmsgIO
 }
 
 // ListenRawAH opens the IP protocol 51 socket. Reads return the whole IPv4
@@ -154,8 +185,11 @@ func ListenRawESP(local netip.Addr, mark int) (Conn, error) {
 	}
 	c.SetReadBuffer(4 << 20)
 	c.SetWriteBuffer(4 << 20)
-	return &rawESP{c: c, rc: rc}, nil
+	return &rawESP{c: c, rc: rc, tx: newMmsgIO(rc, batchSize, false), rx: newMmsgIO(rc, rxBatch, false)}, nil
 }
+
+func (r *rawESP) WriteBatch(msgs []Msg) (int, error) { return r.tx.send(msgs) }
+func (r *rawESP) ReadBatch(msgs []Msg) (int, error)  { return r.rx.recv(msgs, !r.keepHeader) }
 
 // ReadFrom reads through the raw file descriptor: an IPv4 raw socket
 // delivers the IP header, which we skip in place. (net.IPConn would copy
@@ -194,7 +228,10 @@ func (r *rawESP) WriteTo(b []byte, to netip.AddrPort) error {
 
 func (r *rawESP) Close() error { return r.c.Close() }
 
-type udpConn struct{ c *net.UDPConn }
+type udpConn struct {
+	c      *net.UDPConn
+	tx, rx *mmsgIO
+}
 
 // ListenUDP opens the RFC 3948 socket (port 4500).
 func ListenUDP(local netip.AddrPort, mark int) (Conn, error) {
@@ -212,8 +249,11 @@ func ListenUDP(local netip.AddrPort, mark int) (Conn, error) {
 	}
 	c.SetReadBuffer(4 << 20)
 	c.SetWriteBuffer(4 << 20)
-	return &udpConn{c: c}, nil
+	return &udpConn{c: c, tx: newMmsgIO(rc, batchSize, true), rx: newMmsgIO(rc, rxBatch, false)}, nil
 }
+
+func (u *udpConn) WriteBatch(msgs []Msg) (int, error) { return u.tx.send(msgs) }
+func (u *udpConn) ReadBatch(msgs []Msg) (int, error)  { return u.rx.recv(msgs, false) }
 
 func (u *udpConn) ReadFrom(b []byte) ([]byte, netip.AddrPort, error) {
 	n, from, err := u.c.ReadFromUDPAddrPort(b)

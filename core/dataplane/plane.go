@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -38,6 +39,12 @@ const DeviceHeadroom = VirtioNetHdrLen
 // batchSize is how many packets one TUN read may return: a 64 KiB TSO
 // super-packet at the smallest MSS we accept (536) is 123 segments.
 const batchSize = 128
+
+// rxBatch is how many datagrams one read of an outer socket may return.
+const rxBatch = 32
+
+// rxSlot is the size of a receive slot: the largest IPv4 datagram.
+const rxSlot = 65535
 
 // Conn is an outer socket. A raw ESP socket reads and writes ESP without
 // the IP header and uses port 0; the UDP socket carries RFC 3948 datagrams;
@@ -85,12 +92,23 @@ type Plane struct {
 	cfg    Config
 	policy atomic.Pointer[policy.Policy]
 	drops  [numDrops]atomic.Uint64
-	stats  struct{ sent, received, clear, keepalives, tunReads, tunPackets atomic.Uint64 }
+	stats  struct {
+		sent, received, clear, keepalives atomic.Uint64
+		tunReads, tunPackets              atomic.Uint64 // reads of the TUN, and the packets they gave
+		tunWrites, tunWritten             atomic.Uint64 // writes to the TUN, and the packets they carried
+	}
 
 	ipID atomic.Uint32 // IPv4 IDs of the AH packets we build
 
+	sendErrors  atomic.Uint64
+	lastSendLog atomic.Int64
+
 	acqMu   sync.Mutex
 	acqLast map[sad.OutKey]time.Time
+
+	// Sealed packets waiting for the end of a TUN read's batch; touched
+	// only by the TUN routine.
+	txRaw, txUDP txQueue
 
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -105,8 +123,89 @@ func New(cfg Config, pol *policy.Policy) *Plane {
 		cfg.Log = zap.NewNop()
 	}
 	p := &Plane{cfg: cfg, acqLast: map[sad.OutKey]time.Time{}}
+	p.txRaw.init(cfg.Raw)
+	p.txUDP.init(cfg.UDP)
 	p.policy.Store(pol)
 	return p
+}
+
+// txQueue gathers the packets for one outer socket so that a batch goes
+// out in one system call when the socket can (BatchConn).
+type txQueue struct {
+	conn  Conn
+	batch BatchConn
+	msgs  []Msg
+}
+
+func (q *txQueue) init(c Conn) {
+	q.conn = c
+	if bc, ok := c.(BatchConn); ok {
+		q.batch, q.msgs = bc, make([]Msg, 0, batchSize)
+	}
+}
+
+// send sends out now, or queues it until flush.
+func (p *Plane) send(q *txQueue, out []byte, to netip.AddrPort) {
+	switch {
+	case q.conn == nil:
+		p.drop(DropSendFailed)
+	case q.batch != nil:
+		q.msgs = append(q.msgs, Msg{Buf: out, Addr: to})
+	case q.conn.WriteTo(out, to) != nil:
+		p.drop(DropSendFailed)
+	default:
+		p.stats.sent.Add(1)
+	}
+}
+
+func (p *Plane) flush(q *txQueue) {
+	if len(q.msgs) == 0 {
+		return
+	}
+	n, err := q.batch.WriteBatch(q.msgs)
+	p.stats.sent.Add(uint64(n))
+	if failed := len(q.msgs) - n; failed > 0 {
+		p.drops[DropSendFailed].Add(uint64(failed))
+		if !p.closed.Load() {
+			p.sendErrors.Add(1)
+			p.logSendError(err)
+		}
+	}
+	clear(q.msgs) // do not pin the buffers
+	q.msgs = q.msgs[:0]
+}
+
+// logSendError logs a failed batch send at most once a minute: the drops
+// are counted anyway, and a dead route must not flood the log.
+func (p *Plane) logSendError(err error) {
+	now := time.Now().UnixNano()
+	last := p.lastSendLog.Load()
+	if now-last < int64(time.Minute) || !p.lastSendLog.CompareAndSwap(last, now) {
+		return
+	}
+	p.cfg.Log.Warn("outer socket refused packets (counted as send-failed)", zap.Error(err), zap.Uint64("batches_so_far", p.sendErrors.Load()))
+}
+
+// tunQueue gathers decrypted packets for one TUN write batch; each inbound
+// routine has its own.
+type tunQueue struct {
+	dev  BatchDevice
+	pkts []Packet
+}
+
+func (p *Plane) flushTUN(q *tunQueue) {
+	if len(q.pkts) == 0 {
+		return
+	}
+	n, calls, _ := q.dev.WriteBatch(q.pkts)
+	p.stats.received.Add(uint64(n))
+	p.stats.tunWrites.Add(uint64(calls))
+	p.stats.tunWritten.Add(uint64(n))
+	if failed := len(q.pkts) - n; failed > 0 {
+		p.drops[DropSendFailed].Add(uint64(failed))
+	}
+	clear(q.pkts)
+	q.pkts = q.pkts[:0]
 }
 
 // SetPolicy swaps the policy (on reload).
@@ -189,6 +288,8 @@ func (p *Plane) routineTUN() {
 			buf, size := bufs[i], sizes[i]
 			p.guard(func() { p.outbound(buf, size) })
 		}
+		p.flush(&p.txRaw)
+		p.flush(&p.txUDP)
 	}
 }
 
@@ -269,15 +370,11 @@ func (p *Plane) outbound(buf []byte, n int) {
 		p.drop(DropSAExpired)
 		return
 	}
-	conn, to := p.cfg.Raw, netip.AddrPortFrom(sa.Peer.Addr(), 0)
 	if sa.UDPEncap {
-		conn, to = p.cfg.UDP, sa.Peer
+		p.send(&p.txUDP, out, sa.Peer)
+	} else {
+		p.send(&p.txRaw, out, netip.AddrPortFrom(sa.Peer.Addr(), 0))
 	}
-	if conn == nil || conn.WriteTo(out, to) != nil {
-		p.drop(DropSendFailed)
-		return
-	}
-	p.stats.sent.Add(1)
 }
 
 func (p *Plane) acquire(key sad.OutKey, rule *policy.Rule, info esp.IPInfo) {
@@ -299,16 +396,54 @@ func (p *Plane) acquire(key sad.OutKey, rule *policy.Rule, info esp.IPInfo) {
 
 func (p *Plane) routineInbound(c Conn, encap bool) {
 	defer p.wg.Done()
-	buf := make([]byte, headroom+65535)
-	for {
-		data, from, err := c.ReadFrom(buf[headroom:])
-		if err != nil {
-			if !p.closed.Load() {
-				p.cfg.Log.Error("socket read failed; inbound path stopped", zap.Bool("udp", encap), zap.Error(err))
+	var q *tunQueue
+	if d, ok := p.cfg.TUN.(BatchDevice); ok {
+		q = &tunQueue{dev: d, pkts: make([]Packet, 0, rxBatch)}
+	}
+	bc, ok := c.(BatchConn)
+	if !ok {
+		buf := make([]byte, headroom+rxSlot)
+		for {
+			data, from, err := c.ReadFrom(buf[headroom:])
+			if err != nil {
+				p.readFailed(encap, err)
+				return
 			}
+			p.guard(func() { p.inbound(buf, data, from, encap, nil) })
+		}
+	}
+	slots := make([][]byte, rxBatch)
+	for i := range slots {
+		slots[i] = make([]byte, headroom+rxSlot)
+	}
+	msgs := make([]Msg, rxBatch)
+	for {
+		for i := range msgs {
+			msgs[i].Buf = slots[i][headroom:]
+		}
+		n, err := bc.ReadBatch(msgs)
+		if err != nil {
+			var errno syscall.Errno
+			if errors.As(err, &errno) {
+				p.drop(DropMalformed) // e.g. a queued ICMP error; the socket goes on
+				continue
+			}
+			p.readFailed(encap, err)
 			return
 		}
-		p.guard(func() { p.inbound(buf, data, from, encap) })
+		for i := 0; i < n; i++ {
+			buf, m := slots[i], msgs[i]
+			p.guard(func() { p.inbound(buf, m.Buf, m.Addr, encap, q) })
+		}
+		if q != nil {
+			p.flushTUN(q)
+		}
+	}
+}
+
+func (p *Plane) readFailed(encap bool, err error) {
+	if !p.closed.Load() {
+		p.cfg.Log.Error("socket read failed; inbound path stopped", zap.Bool("udp", encap), zap.Error(err))
 	}
 }
 
@@ -374,7 +509,7 @@ func (p *Plane) inboundAH(buf, pkt []byte, from netip.AddrPort) {
 		p.dropErr(err)
 		return
 	}
-	p.deliver(sa, buf, inner)
+	p.deliver(sa, buf, inner, nil)
 }
 
 // dropErr counts a packet that esp refused, by the reason it gave.
@@ -400,7 +535,7 @@ var dropFor = []struct {
 
 // inbound handles one datagram; data is a slice of buf at or after
 // headroom, so transport mode can rebuild the IP header in front of it.
-func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool) {
+func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool, q *tunQueue) {
 	if encap {
 		kind, rest := esp.ClassifyUDP(data)
 		switch kind {
@@ -460,13 +595,14 @@ func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool) {
 			esp.FixTransportChecksum(nh, payload, sa.NATOA, dst, src, dst)
 		}
 	}
-	p.deliver(sa, buf, inner)
+	p.deliver(sa, buf, inner, q)
 }
 
 // deliver checks a decapsulated packet against the SA's selectors (RFC 4301
 // section 5.2) and writes it to the TUN. inner is a slice of buf, with at
-// least DeviceHeadroom bytes of buf before it.
-func (p *Plane) deliver(sa *sad.InSA, buf, inner []byte) {
+// least DeviceHeadroom bytes of buf before it. With a queue the write waits
+// for the end of the batch (buf must stay untouched until then).
+func (p *Plane) deliver(sa *sad.InSA, buf, inner []byte, q *tunQueue) {
 	info, err := esp.ParseIP(inner)
 	if err != nil {
 		p.drop(DropMalformed)
@@ -478,24 +614,32 @@ func (p *Plane) deliver(sa *sad.InSA, buf, inner []byte) {
 		return
 	}
 	off := cap(buf) - cap(inner)
+	if off >= DeviceHeadroom && q != nil {
+		q.pkts = append(q.pkts, Packet{Buf: buf, Off: off, Len: info.TotalLen})
+		return
+	}
 	if off < DeviceHeadroom || p.cfg.TUN.Write(buf, off, info.TotalLen) != nil {
 		p.drop(DropSendFailed)
 		return
 	}
 	p.stats.received.Add(1)
+	p.stats.tunWrites.Add(1)
+	p.stats.tunWritten.Add(1)
 }
 
 // Counters is a snapshot of the plane's counters.
 type Counters struct {
 	Sent, Received, ClearForwarded, Keepalives uint64
 	TUNReads, TUNPackets                       uint64 // more packets than reads: offload at work
+	TUNWrites, TUNWritten                      uint64 // more packets than writes: joined (GRO)
 	Drops                                      map[string]uint64
 }
 
 // Counters snapshots every counter; drops with zero count are left out.
 func (p *Plane) Counters() Counters {
 	c := Counters{Sent: p.stats.sent.Load(), Received: p.stats.received.Load(), ClearForwarded: p.stats.clear.Load(),
-		Keepalives: p.stats.keepalives.Load(), TUNReads: p.stats.tunReads.Load(), TUNPackets: p.stats.tunPackets.Load(), Drops: map[string]uint64{}}
+		Keepalives: p.stats.keepalives.Load(), TUNReads: p.stats.tunReads.Load(), TUNPackets: p.stats.tunPackets.Load(),
+		TUNWrites: p.stats.tunWrites.Load(), TUNWritten: p.stats.tunWritten.Load(), Drops: map[string]uint64{}}
 	for r := DropReason(0); r < numDrops; r++ {
 		if v := p.drops[r].Load(); v > 0 {
 			c.Drops[r.String()] = v

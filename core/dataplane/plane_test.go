@@ -2,10 +2,12 @@ package dataplane
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,10 +33,19 @@ func (f *fakeTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	select {
 	case p := <-f.in:
 		sizes[0] = copy(bufs[0][offset:], p)
-		return 1, nil
 	case <-f.done:
 		return 0, net.ErrClosed
 	}
+	n := 1 // and whatever else is queued, as a batch
+	for ; n < len(bufs); n++ {
+		select {
+		case p := <-f.in:
+			sizes[n] = copy(bufs[n][offset:], p)
+		default:
+			return n, nil
+		}
+	}
+	return n, nil
 }
 
 func (f *fakeTUN) Write(buf []byte, off, n int) error {
@@ -153,7 +164,55 @@ func install(t *testing.T, a, b *side, aAddr, bAddr netip.Addr, spiAB uint32, s 
 	}
 }
 
-func newPair(t *testing.T) (*side, *side) {
+// batchConn and batchTUN give the fakes the batch interfaces.
+type batchConn struct{ *fakeConn }
+
+func (c batchConn) WriteBatch(msgs []Msg) (int, error) {
+	n := 0
+	var first error
+	for _, m := range msgs {
+		if err := c.WriteTo(m.Buf, m.Addr); err != nil {
+			first = cmp.Or(first, err)
+			continue
+		}
+		n++
+	}
+	return n, first
+}
+
+func (c batchConn) ReadBatch(msgs []Msg) (int, error) {
+	b, from, err := c.ReadFrom(msgs[0].Buf)
+	if err != nil {
+		return 0, err
+	}
+	msgs[0].Buf, msgs[0].Addr = b, from
+	for n := 1; n < len(msgs); n++ {
+		select {
+		case d := <-c.in:
+			msgs[n].Buf, msgs[n].Addr = msgs[n].Buf[:copy(msgs[n].Buf, d.b)], d.from
+		default:
+			return n, nil
+		}
+	}
+	return len(msgs), nil
+}
+
+type batchTUN struct{ *fakeTUN }
+
+func (f batchTUN) WriteBatch(pkts []Packet) (int, int, error) {
+	for _, p := range pkts {
+		if err := f.Write(p.Buf, p.Off, p.Len); err != nil {
+			return 0, 1, err
+		}
+	}
+	return len(pkts), 1, nil
+}
+
+func newPair(t *testing.T) (*side, *side) { return newPairWith(t, false) }
+
+// newPairWith makes two planes wired back to back; batch gives their TUN
+// and ESP sockets the batch interfaces.
+func newPairWith(t *testing.T, batch bool) (*side, *side) {
 	rawA, rawB := wire(netip.AddrPortFrom(gwA, 0), netip.AddrPortFrom(gwB, 0))
 	udpA, udpB := wire(netip.AddrPortFrom(gwA, 4500), netip.AddrPortFrom(gwB, 4500))
 	// clear of one side delivers to the ah of the other.
@@ -161,7 +220,11 @@ func newPair(t *testing.T) (*side, *side) {
 	clearB, ahA := wire(netip.AddrPortFrom(gwB, 0), netip.AddrPortFrom(gwA, 0))
 	mk := func(raw, udp, clear, ah *fakeConn, pol *policy.Policy) *side {
 		s := &side{tun: newTUN(), raw: raw, udp: udp, clear: clear, db: sad.New(), acquired: make(chan Acquire, 8)}
-		s.plane = New(Config{TUN: s.tun, Raw: raw, UDP: udp, Clear: clear, AH: ah, SAD: s.db, OnAcquire: func(a Acquire) { s.acquired <- a }}, pol)
+		cfg := Config{TUN: s.tun, Raw: raw, UDP: udp, Clear: clear, AH: ah, SAD: s.db, OnAcquire: func(a Acquire) { s.acquired <- a }}
+		if batch {
+			cfg.TUN, cfg.Raw, cfg.UDP = batchTUN{s.tun}, batchConn{raw}, batchConn{udp}
+		}
+		s.plane = New(cfg, pol)
 		s.plane.Start()
 		t.Cleanup(s.plane.Close)
 		return s
@@ -363,4 +426,51 @@ func TestAHTunnelAndTransport(t *testing.T) {
 	binary.BigEndian.PutUint32(last[20+8:], 77)
 	b.plane.cfg.AH.(*fakeConn).in <- dgram{last, netip.AddrPortFrom(gwA, 0)}
 	waitDrop(t, b.plane, "auth-failed", 1)
+}
+
+// TestBatchedPaths sends a burst through sockets and a TUN that take
+// batches: everything arrives, in order, and every counter adds up.
+func TestBatchedPaths(t *testing.T) {
+	for _, udp := range []bool{false, true} {
+		a, b := newPairWith(t, true)
+		install(t, a, b, gwA, gwB, 0x1001, gcm, sad.Tunnel, udp, "t/out", tunnelSel(netA, netB))
+		var burst [][]byte
+		for i := range 12 {
+			burst = append(burst, ipPacket(netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.2.0.7"), 17, 5000, 53, strings.Repeat("x", i*50)))
+		}
+		for i, p := range burst {
+			a.tun.in <- p
+			if i == 5 {
+				a.tun.in <- []byte{0x45, 0, 0} // junk mid-batch: counted, the rest unharmed
+			}
+		}
+		for _, p := range burst {
+			expect(t, b.tun, p)
+		}
+		var ca, cb Counters
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if ca, cb = a.plane.Counters(), b.plane.Counters(); cb.Received == 12 && ca.Drops["malformed"] == 1 {
+				break
+			}
+		}
+		if ca.Sent != 12 || cb.Received != 12 || cb.TUNWritten != 12 || cb.TUNWrites == 0 || cb.TUNWrites > 12 || len(cb.Drops) != 0 || ca.Drops["malformed"] != 1 {
+			t.Fatalf("udp=%v: counters a %+v b %+v", udp, ca, cb)
+		}
+	}
+}
+
+// TestBatchedSendFailureIsCounted: a batch the socket partly refuses
+// counts each refused packet as send-failed.
+func TestBatchedSendFailureIsCounted(t *testing.T) {
+	a, b := newPairWith(t, true)
+	// An SA whose peer the wire cannot reach.
+	install(t, a, b, gwA, netip.MustParseAddr("192.0.2.99"), 0x1001, gcm, sad.Tunnel, false, "t/out", tunnelSel(netA, netB))
+	a.db.SetOutbound(sad.OutKey{Rule: "t/out", Peer: gwB}, a.db.Outbound(sad.OutKey{Rule: "t/out", Peer: netip.MustParseAddr("192.0.2.99")}))
+	for range 3 {
+		a.tun.in <- ipPacket(netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.2.0.7"), 17, 5000, 53, "lost")
+	}
+	waitDrop(t, a.plane, "send-failed", 3)
+	if c := a.plane.Counters(); c.Sent != 0 {
+		t.Fatalf("counters %+v", c)
+	}
 }

@@ -266,8 +266,12 @@ type SAsResponse struct {
 	Keepalives     uint64            `protobuf:"varint,6,opt,name=keepalives,proto3" json:"keepalives,omitempty"`
 	Drops          map[string]uint64 `protobuf:"bytes,7,rep,name=drops,proto3" json:"drops,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// tun_packets above tun_reads means TUN offload is merging packets.
-	TunReads      uint64 `protobuf:"varint,8,opt,name=tun_reads,json=tunReads,proto3" json:"tun_reads,omitempty"`
-	TunPackets    uint64 `protobuf:"varint,9,opt,name=tun_packets,json=tunPackets,proto3" json:"tun_packets,omitempty"`
+	TunReads   uint64 `protobuf:"varint,8,opt,name=tun_reads,json=tunReads,proto3" json:"tun_reads,omitempty"`
+	TunPackets uint64 `protobuf:"varint,9,opt,name=tun_packets,json=tunPackets,proto3" json:"tun_packets,omitempty"`
+	// tun_written above tun_writes means decrypted TCP segments are being
+	// joined into super-packets (GRO) before they reach the kernel.
+	TunWrites     uint64 `protobuf:"varint,10,opt,name=tun_writes,json=tunWrites,proto3" json:"tun_writes,omitempty"`
+	TunWritten    uint64 `protobuf:"varint,11,opt,name=tun_written,json=tunWritten,proto3" json:"tun_written,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,6 +365,20 @@ func (x *SAsResponse) GetTunReads() uint64 {
 func (x *SAsResponse) GetTunPackets() uint64 {
 	if x != nil {
 		return x.TunPackets
+	}
+	return 0
+}
+
+func (x *SAsResponse) GetTunWrites() uint64 {
+	if x != nil {
+		return x.TunWrites
+	}
+	return 0
+}
+
+func (x *SAsResponse) GetTunWritten() uint64 {
+	if x != nil {
+		return x.TunWritten
 	}
 	return 0
 }
@@ -1276,7 +1294,7 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"ageSeconds\x122\n" +
 	"\x15lifetime_left_seconds\x18\x12 \x01(\x03R\x13lifetimeLeftSeconds\x12\x18\n" +
 	"\abackend\x18\x13 \x01(\tR\abackend\x12\x12\n" +
-	"\x04rule\x18\x14 \x01(\tR\x04rule\"\x88\x03\n" +
+	"\x04rule\x18\x14 \x01(\tR\x04rule\"\xc8\x03\n" +
 	"\vSAsResponse\x12\x1c\n" +
 	"\tdataplane\x18\x01 \x01(\bR\tdataplane\x12(\n" +
 	"\x03sas\x18\x02 \x03(\v2\x16.gatehouse.admin.v1.SAR\x03sas\x12\x12\n" +
@@ -1289,7 +1307,12 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\x05drops\x18\a \x03(\v2*.gatehouse.admin.v1.SAsResponse.DropsEntryR\x05drops\x12\x1b\n" +
 	"\ttun_reads\x18\b \x01(\x04R\btunReads\x12\x1f\n" +
 	"\vtun_packets\x18\t \x01(\x04R\n" +
-	"tunPackets\x1a8\n" +
+	"tunPackets\x12\x1d\n" +
+	"\n" +
+	"tun_writes\x18\n" +
+	" \x01(\x04R\ttunWrites\x12\x1f\n" +
+	"\vtun_written\x18\v \x01(\x04R\n" +
+	"tunWritten\x1a8\n" +
 	"\n" +
 	"DropsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
