@@ -1,0 +1,159 @@
+package ike
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// PayloadType is an ISAKMP payload type (RFC 2408 section 3.1, RFC 3947,
+// the NAT-T drafts, draft-ietf-ipsec-isakmp-gss-auth).
+type PayloadType uint8
+
+// Payload types.
+const (
+	PayloadNone        PayloadType = 0
+	PayloadSA          PayloadType = 1
+	PayloadProposal    PayloadType = 2
+	PayloadTransform   PayloadType = 3
+	PayloadKE          PayloadType = 4
+	PayloadID          PayloadType = 5
+	PayloadCert        PayloadType = 6
+	PayloadCertReq     PayloadType = 7
+	PayloadHash        PayloadType = 8
+	PayloadSig         PayloadType = 9
+	PayloadNonce       PayloadType = 10
+	PayloadNotify      PayloadType = 11
+	PayloadDelete      PayloadType = 12
+	PayloadVendorID    PayloadType = 13
+	PayloadNATD        PayloadType = 20  // RFC 3947
+	PayloadNATOA       PayloadType = 21  // RFC 3947
+	PayloadGSS         PayloadType = 129 // draft-ietf-ipsec-isakmp-gss-auth
+	PayloadNATDDraft   PayloadType = 130 // draft-ietf-ipsec-nat-t-ike-02/03
+	PayloadNATOADraft  PayloadType = 131
+	PayloadFragment    PayloadType = 132 // IKEv1 fragmentation (Cisco/Microsoft)
+	maxPayloadsPerMsg              = 64
+)
+
+var payloadNames = map[PayloadType]string{
+	PayloadNone: "NONE", PayloadSA: "SA", PayloadProposal: "P", PayloadTransform: "T", PayloadKE: "KE",
+	PayloadID: "ID", PayloadCert: "CERT", PayloadCertReq: "CR", PayloadHash: "HASH", PayloadSig: "SIG",
+	PayloadNonce: "No", PayloadNotify: "N", PayloadDelete: "D", PayloadVendorID: "VID", PayloadNATD: "NAT-D",
+	PayloadNATOA: "NAT-OA", PayloadGSS: "GSS", PayloadNATDDraft: "NAT-D(draft)", PayloadNATOADraft: "NAT-OA(draft)",
+	PayloadFragment: "FRAG",
+}
+
+func (t PayloadType) String() string {
+	if n, ok := payloadNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("payload(%d)", uint8(t))
+}
+
+// ExchangeType is the ISAKMP exchange type (RFC 2408 section 3.1, RFC 2409).
+type ExchangeType uint8
+
+// Exchange types.
+const (
+	ExchangeMain          ExchangeType = 2 // Identity Protection
+	ExchangeAggressive    ExchangeType = 4
+	ExchangeInformational ExchangeType = 5
+	ExchangeTransaction   ExchangeType = 6 // mode config
+	ExchangeQuick         ExchangeType = 32
+	ExchangeNewGroup      ExchangeType = 33
+)
+
+func (e ExchangeType) String() string {
+	switch e {
+	case ExchangeMain:
+		return "main mode"
+	case ExchangeAggressive:
+		return "aggressive mode"
+	case ExchangeInformational:
+		return "informational"
+	case ExchangeTransaction:
+		return "transaction"
+	case ExchangeQuick:
+		return "quick mode"
+	case ExchangeNewGroup:
+		return "new group mode"
+	}
+	return fmt.Sprintf("exchange(%d)", uint8(e))
+}
+
+// Header flags (RFC 2408 section 3.1).
+const (
+	FlagEncryption = 0x01
+	FlagCommit     = 0x02
+	FlagAuthOnly   = 0x04
+)
+
+// HeaderLen is the fixed ISAKMP header; GenericHeaderLen precedes every
+// payload.
+const (
+	HeaderLen        = 28
+	GenericHeaderLen = 4
+	// Version is major 1, minor 0.
+	Version = 0x10
+	// MaxMessageLen bounds what we accept and build: one UDP datagram.
+	MaxMessageLen = 65535
+)
+
+// Errors the codec returns; every decode error wraps ErrMalformed.
+var (
+	ErrMalformed   = errors.New("malformed ISAKMP message")
+	ErrVersion     = errors.New("unsupported ISAKMP version")
+	ErrPayloadType = errors.New("unknown payload type")
+)
+
+// Cookie is an ISAKMP cookie (SPI of an IKEv1 SA).
+type Cookie [8]byte
+
+// Header is the ISAKMP header.
+type Header struct {
+	ICookie, RCookie Cookie
+	NextPayload      PayloadType
+	Version          uint8
+	Exchange         ExchangeType
+	Flags            uint8
+	MessageID        uint32
+	Length           uint32
+}
+
+// ParseHeader decodes the header at the front of b and checks that the
+// message length fits the datagram. Bytes after Length are not part of the
+// message.
+func ParseHeader(b []byte) (Header, error) {
+	if len(b) < HeaderLen {
+		return Header{}, fmt.Errorf("%w: %d bytes, shorter than the header", ErrMalformed, len(b))
+	}
+	var h Header
+	copy(h.ICookie[:], b[0:8])
+	copy(h.RCookie[:], b[8:16])
+	h.NextPayload = PayloadType(b[16])
+	h.Version = b[17]
+	h.Exchange = ExchangeType(b[18])
+	h.Flags = b[19]
+	h.MessageID = binary.BigEndian.Uint32(b[20:24])
+	h.Length = binary.BigEndian.Uint32(b[24:28])
+	if h.Version>>4 != 1 {
+		// RFC 2408 section 5.1: a major version we do not speak.
+		return h, fmt.Errorf("%w: %d.%d", ErrVersion, h.Version>>4, h.Version&0x0f)
+	}
+	if h.Length < HeaderLen || int64(h.Length) > int64(len(b)) || h.Length > MaxMessageLen {
+		return h, fmt.Errorf("%w: header says %d bytes, datagram has %d", ErrMalformed, h.Length, len(b))
+	}
+	if h.ICookie == (Cookie{}) {
+		return h, fmt.Errorf("%w: zero initiator cookie", ErrMalformed)
+	}
+	return h, nil
+}
+
+// Append writes the header; Length is taken as given.
+func (h *Header) Append(b []byte) []byte {
+	b = append(b, h.ICookie[:]...)
+	b = append(b, h.RCookie[:]...)
+	b = append(b, byte(h.NextPayload), h.Version, byte(h.Exchange), h.Flags)
+	b = binary.BigEndian.AppendUint32(b, h.MessageID)
+	return binary.BigEndian.AppendUint32(b, h.Length)
+}

@@ -1,0 +1,113 @@
+// Package pcap writes capture files of synthetic UDP datagrams, so tests
+// can hand messages our codecs built to tshark and check that its
+// dissectors read them as well formed.
+package pcap
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Datagram is one UDP datagram over IPv4.
+type Datagram struct {
+	Src, Dst netip.AddrPort
+	Payload  []byte
+}
+
+// linkRaw is LINKTYPE_RAW: each record starts with the IP header.
+const linkRaw = 101
+
+// Write writes a pcap file (the classic format, microsecond stamps).
+func Write(w io.Writer, ds []Datagram) error {
+	hdr := make([]byte, 24)
+	binary.LittleEndian.PutUint32(hdr[0:], 0xa1b2c3d4)
+	binary.LittleEndian.PutUint16(hdr[4:], 2)
+	binary.LittleEndian.PutUint16(hdr[6:], 4)
+	binary.LittleEndian.PutUint32(hdr[16:], 65535)
+	binary.LittleEndian.PutUint32(hdr[20:], linkRaw)
+	if _, err := w.Write(hdr); err != nil {
+		return err
+	}
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, d := range ds {
+		if !d.Src.Addr().Is4() || !d.Dst.Addr().Is4() || len(d.Payload) > 65535-28 {
+			return fmt.Errorf("datagram %d: IPv4 and at most 65507 bytes only", i)
+		}
+		pkt := make([]byte, 28+len(d.Payload))
+		pkt[0], pkt[8], pkt[9] = 0x45, 64, 17
+		binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+		s, t := d.Src.Addr().As4(), d.Dst.Addr().As4()
+		copy(pkt[12:], s[:])
+		copy(pkt[16:], t[:])
+		binary.BigEndian.PutUint16(pkt[10:], checksum(pkt[:20]))
+		binary.BigEndian.PutUint16(pkt[20:], d.Src.Port())
+		binary.BigEndian.PutUint16(pkt[22:], d.Dst.Port())
+		binary.BigEndian.PutUint16(pkt[24:], uint16(8+len(d.Payload)))
+		copy(pkt[28:], d.Payload) // UDP checksum 0: none (RFC 768)
+		rec := make([]byte, 16)
+		at := ts.Add(time.Duration(i) * time.Millisecond)
+		binary.LittleEndian.PutUint32(rec[0:], uint32(at.Unix()))
+		binary.LittleEndian.PutUint32(rec[4:], uint32(at.Nanosecond()/1000))
+		binary.LittleEndian.PutUint32(rec[8:], uint32(len(pkt)))
+		binary.LittleEndian.PutUint32(rec[12:], uint32(len(pkt)))
+		if _, err := w.Write(append(rec, pkt...)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+// Tshark writes ds to a file in dir and returns tshark's verbose
+// dissection (-V) with the given extra arguments.
+func Tshark(dir string, ds []Datagram, args ...string) (string, error) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		return "", fmt.Errorf("tshark not found (apt-get install tshark): %w", err)
+	}
+	path := filepath.Join(dir, "capture.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if err := Write(f, ds); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	out, err := exec.Command("tshark", append([]string{"-n", "-r", path, "-V"}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("tshark: %w", err)
+	}
+	return string(out), nil
+}
+
+// Malformed reports the lines where tshark flagged a malformed or
+// suspicious packet.
+func Malformed(dissection string) []string {
+	var bad []string
+	for _, l := range strings.Split(dissection, "\n") {
+		if strings.Contains(l, "Malformed") || strings.Contains(l, "[Expert Info (Error") || strings.Contains(l, "[Expert Info (Warning") {
+			bad = append(bad, strings.TrimSpace(l))
+		}
+	}
+	return bad
+}
