@@ -12,27 +12,27 @@ type PayloadType uint8
 
 // Payload types.
 const (
-	PayloadNone        PayloadType = 0
-	PayloadSA          PayloadType = 1
-	PayloadProposal    PayloadType = 2
-	PayloadTransform   PayloadType = 3
-	PayloadKE          PayloadType = 4
-	PayloadID          PayloadType = 5
-	PayloadCert        PayloadType = 6
-	PayloadCertReq     PayloadType = 7
-	PayloadHash        PayloadType = 8
-	PayloadSig         PayloadType = 9
-	PayloadNonce       PayloadType = 10
-	PayloadNotify      PayloadType = 11
-	PayloadDelete      PayloadType = 12
-	PayloadVendorID    PayloadType = 13
-	PayloadNATD        PayloadType = 20  // RFC 3947
-	PayloadNATOA       PayloadType = 21  // RFC 3947
-	PayloadGSS         PayloadType = 129 // draft-ietf-ipsec-isakmp-gss-auth
-	PayloadNATDDraft   PayloadType = 130 // draft-ietf-ipsec-nat-t-ike-02/03
-	PayloadNATOADraft  PayloadType = 131
-	PayloadFragment    PayloadType = 132 // IKEv1 fragmentation (Cisco/Microsoft)
-	maxPayloadsPerMsg              = 64
+	PayloadNone       PayloadType = 0
+	PayloadSA         PayloadType = 1
+	PayloadProposal   PayloadType = 2
+	PayloadTransform  PayloadType = 3
+	PayloadKE         PayloadType = 4
+	PayloadID         PayloadType = 5
+	PayloadCert       PayloadType = 6
+	PayloadCertReq    PayloadType = 7
+	PayloadHash       PayloadType = 8
+	PayloadSig        PayloadType = 9
+	PayloadNonce      PayloadType = 10
+	PayloadNotify     PayloadType = 11
+	PayloadDelete     PayloadType = 12
+	PayloadVendorID   PayloadType = 13
+	PayloadNATD       PayloadType = 20  // RFC 3947
+	PayloadNATOA      PayloadType = 21  // RFC 3947
+	PayloadGSS        PayloadType = 129 // draft-ietf-ipsec-isakmp-gss-auth
+	PayloadNATDDraft  PayloadType = 130 // draft-ietf-ipsec-nat-t-ike-02/03
+	PayloadNATOADraft PayloadType = 131
+	PayloadFragment   PayloadType = 132 // IKEv1 fragmentation (Cisco/Microsoft)
+	maxPayloadsPerMsg             = 64
 )
 
 var payloadNames = map[PayloadType]string{

@@ -57,7 +57,7 @@ func (a Attribute) Uint() (uint64, bool) {
 }
 
 // BasicAttr and VarAttr build attributes.
-func BasicAttr(t, v uint16) Attribute    { return Attribute{Type: t, Basic: true, Value: v} }
+func BasicAttr(t, v uint16) Attribute      { return Attribute{Type: t, Basic: true, Value: v} }
 func VarAttr(t uint16, d []byte) Attribute { return Attribute{Type: t, Data: d} }
 
 // UintAttr encodes a number in the shortest form: basic if it fits in 16
@@ -581,6 +581,6 @@ type Unknown struct {
 	Data []byte
 }
 
-func (u *Unknown) Type() PayloadType        { return u.T }
+func (u *Unknown) Type() PayloadType          { return u.T }
 func (u *Unknown) verify() error              { return nil }
 func (u *Unknown) appendBody(b []byte) []byte { return append(b, u.Data...) }
