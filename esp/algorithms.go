@@ -180,3 +180,33 @@ func lookupIntegrity(name string) (*Integrity, error) {
 	}
 	return nil, fmt.Errorf("%w: integrity %q (known: %s)", ErrUnknownAlgorithm, name, strings.Join(IntegrityNames(), ", "))
 }
+
+// LookupESP finds the ESP suite an IKEv1 transform describes: transform
+// id, key length in bits (0 when the attribute is absent) and
+// authentication algorithm (0 for none).
+func LookupESP(transformID uint16, keyBits int, authAlg uint16) (Suite, error) {
+	var s Suite
+	for i := range encryptions {
+		e := &encryptions[i]
+		if e.TransformID == transformID && (e.KeyBits == keyBits || (keyBits == 0 && (e.Name == "3des" || e.Name == "null"))) {
+			s = Suite{Protocol: ProtoESP, Encryption: e}
+			break
+		}
+	}
+	if s.Encryption == nil {
+		return Suite{}, fmt.Errorf("%w: ESP transform %d with a %d-bit key", ErrUnknownAlgorithm, transformID, keyBits)
+	}
+	switch {
+	case s.Encryption.AEAD && authAlg == 0:
+		return s, nil
+	case s.Encryption.AEAD:
+		return Suite{}, fmt.Errorf("%w: %s with authentication algorithm %d", ErrUnknownAlgorithm, s.Encryption.Name, authAlg)
+	}
+	for i := range integrities {
+		if integrities[i].AuthAlgorithm == authAlg {
+			s.Integrity = &integrities[i]
+			return s, nil
+		}
+	}
+	return Suite{}, fmt.Errorf("%w: ESP authentication algorithm %d", ErrUnknownAlgorithm, authAlg)
+}

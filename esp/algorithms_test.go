@@ -37,3 +37,26 @@ func TestParseSuite(t *testing.T) {
 		}
 	}
 }
+
+func TestLookupESP(t *testing.T) {
+	for _, name := range []string{"aes128gcm16", "aes256gcm16", "aes128-sha1", "aes256-sha256", "3des-sha1", "null-sha256"} {
+		s, _ := ParseSuite(name)
+		keyBits := s.Encryption.KeyBits
+		if s.Encryption.Name == "3des" || s.Encryption.Name == "null" {
+			keyBits = 0 // no key length attribute for fixed-key ciphers
+		}
+		var auth uint16
+		if s.Integrity != nil {
+			auth = s.Integrity.AuthAlgorithm
+		}
+		got, err := LookupESP(s.Encryption.TransformID, keyBits, auth)
+		if err != nil || got.String() != s.String() {
+			t.Fatalf("%s: got %v, %v", name, got, err)
+		}
+	}
+	for _, bad := range [][3]int{{12, 192, 2}, {20, 128, 2}, {12, 128, 1}, {99, 0, 0}} {
+		if _, err := LookupESP(uint16(bad[0]), bad[1], uint16(bad[2])); err == nil {
+			t.Fatalf("%v accepted", bad)
+		}
+	}
+}

@@ -251,3 +251,22 @@ func Find(ps []Payload, t PayloadType) Payload {
 	}
 	return nil
 }
+
+// PayloadBodies walks a decoded chain again and returns each payload's
+// body as it was on the wire, and where the chain ends in b. Hashes cover
+// payloads as sent (SAi_b, IDii_b, the quick mode payloads), which a
+// re-encoding might not reproduce. Call it only on a chain DecodePayloads
+// accepted.
+func PayloadBodies(first PayloadType, b []byte) (bodies [][]byte, end int) {
+	off := 0
+	for next := first; next != PayloadNone; {
+		body, rest, np, err := splitGeneric(b[off:])
+		if err != nil {
+			break
+		}
+		bodies = append(bodies, body)
+		off = len(b) - len(rest)
+		next = np
+	}
+	return bodies, off
+}

@@ -1,0 +1,137 @@
+package ike
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/gatehouse/gatehouse/esp"
+)
+
+// Selector is one side of a quick mode identity: a prefix, and optionally
+// a protocol and port (RFC 2407 section 4.6.2).
+type Selector struct {
+	Prefix netip.Prefix
+	Proto  uint8
+	Port   uint16
+}
+
+func (s Selector) String() string {
+	out := s.Prefix.String()
+	if s.Proto != 0 || s.Port != 0 {
+		out += fmt.Sprintf("[%d/%d]", s.Proto, s.Port)
+	}
+	return out
+}
+
+func (s Selector) id() *ID { return IDFromPrefix(s.Prefix, s.Proto, s.Port) }
+
+func selectorOf(id *ID) (Selector, error) {
+	p, err := id.Prefix()
+	if err != nil {
+		return Selector{}, err
+	}
+	return Selector{Prefix: p, Proto: id.Protocol, Port: id.Port}, nil
+}
+
+// PeerConfig is what IKE needs to know about one peer: the daemon builds
+// it from a tunnel's configuration.
+type PeerConfig struct {
+	Name          string
+	Local, Remote netip.Addr
+	Proposals     []Proposal // phase 1 offers, in order of preference
+	Auth          uint16     // AuthPSK for now
+	Lifetime      time.Duration
+	ESP           []esp.Suite // phase 2 offers, in order of preference
+	PFS           uint16      // DH group for quick mode, 0: none
+	ESPLifetime   time.Duration
+	ESPLifeKB     uint64
+	Transport     bool
+	// LocalTS and RemoteTS are the quick mode identities (tunnel mode:
+	// the subnets). Empty in transport mode: the gateways themselves,
+	// and no ID payloads are sent.
+	LocalTS, RemoteTS Selector
+}
+
+// hasIDs reports whether quick mode carries ID payloads.
+func (p *PeerConfig) hasIDs() bool { return p.LocalTS.Prefix.IsValid() && p.RemoteTS.Prefix.IsValid() }
+
+func (p *PeerConfig) encap() uint16 {
+	if p.Transport {
+		return EncapTransport
+	}
+	return EncapTunnel
+}
+
+// ChildSA is one negotiated pair of ESP SAs, as the data path installs it:
+// the boundary between IKE and the core.
+type ChildSA struct {
+	Peer          string // PeerConfig.Name
+	Local, Remote netip.AddrPort
+	Tunnel, UDP   bool
+	Suite         esp.Suite
+	// InSPI is ours (the peer sends with it); OutSPI the peer's.
+	InSPI, OutSPI     uint32
+	InEnc, InInteg    []byte
+	OutEnc, OutInteg  []byte
+	LocalTS, RemoteTS Selector // zero prefixes in transport mode without IDs
+	Lifetime          time.Duration
+	LifeKB            uint64
+	ICookie, RCookie  Cookie // the IKE SA that made it
+	Established       time.Time
+}
+
+func (c *ChildSA) String() string {
+	mode := "tunnel"
+	if !c.Tunnel {
+		mode = "transport"
+	}
+	return fmt.Sprintf("%s %s %s in %#08x out %#08x", c.Peer, mode, c.Suite, c.InSPI, c.OutSPI)
+}
+
+// Host is what the engine needs from the daemon. Calls are made with the
+// engine's lock held: they must not call back into the Manager.
+type Host interface {
+	// Send sends an IKE datagram (the non-ESP marker is the host's on
+	// port 4500).
+	Send(b []byte, local, remote netip.AddrPort) error
+	// PSK returns the preshared key for a peer, through the auth
+	// plugins.
+	PSK(peer *PeerConfig, remote netip.Addr) ([]byte, error)
+	// AllocSPI returns an unused inbound SPI (256 or more).
+	AllocSPI() (uint32, error)
+	InstallChild(c *ChildSA) error
+	DeleteChild(c *ChildSA)
+	Event(e Event)
+}
+
+// Audit event ids: 541 and 542 as Windows logs them; ours from 5400.
+const (
+	EventIKEUp          = 541
+	EventIKEDown        = 542
+	EventChildUp        = 5401
+	EventChildDown      = 5402
+	EventNegotiationErr = 5403
+)
+
+// Event is an audit event from the engine.
+type Event struct {
+	ID     int
+	Peer   string
+	Remote netip.Addr
+	// What happened, in words an operator can act on.
+	Message string
+	// For failures: the reason class (no-proposal-chosen,
+	// authentication-failed, timeout, peer-error, malformed).
+	Reason string
+	Child  *ChildSA
+}
+
+func hostPrefix(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+func netipPort(ap netip.AddrPort, port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), port)
+}

@@ -1,0 +1,144 @@
+package ike
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// msg is one message of an exchange, being built or just read.
+type msg struct {
+	payloads []Payload
+	bodies   [][]byte // received: each payload's body as on the wire
+	// afterHash is, for a received message whose first payload is HASH,
+	// the payloads after it as on the wire (quick mode and informational
+	// hashes cover them).
+	afterHash []byte
+}
+
+func (m *msg) add(p ...Payload) { m.payloads = append(m.payloads, p...) }
+
+func (m *msg) get(t PayloadType) Payload { return Find(m.payloads, t) }
+
+// body returns the wire body of the first payload of type t.
+func (m *msg) body(t PayloadType) []byte {
+	for i, p := range m.payloads {
+		if p.Type() == t && i < len(m.bodies) {
+			return m.bodies[i]
+		}
+	}
+	return nil
+}
+
+func (m *msg) all(t PayloadType) []Payload {
+	var out []Payload
+	for _, p := range m.payloads {
+		if p.Type() == t {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// task is one piece of an exchange (strongSwan's model): it adds payloads
+// to the messages it sends and reads the ones it receives. done reports
+// that the task has finished its part.
+type task interface {
+	build(x *exchange, out *msg) (done bool, err error)
+	process(x *exchange, in *msg) (done bool, err error)
+}
+
+// failure is an error with the reason class for audit events and the
+// notify to send the peer (0: none).
+type failure struct {
+	reason string
+	notify NotifyType
+	err    error
+}
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+func fail(reason string, notify NotifyType, format string, a ...any) error {
+	return &failure{reason: reason, notify: notify, err: fmt.Errorf(format, a...)}
+}
+
+// exchange is one ISAKMP exchange on an IKE SA: main mode (message ID 0),
+// a quick mode, or an informational exchange.
+type exchange struct {
+	sa        *IKESA
+	typ       ExchangeType
+	msgID     uint32
+	initiator bool // of this exchange
+	tasks     []task
+	done      []bool
+	iv        []byte // CBC chain for quick mode and informational
+
+	lastSent     []byte
+	lastRecvHash [32]byte
+	waiting      bool // we sent and expect an answer
+	tries        int
+	nextRetry    time.Time
+	finished     time.Time // zero while running
+	// authed: the peer has proven itself in this exchange (a verified
+	// hash), or we started it.
+	authed bool
+}
+
+func (x *exchange) finishedAll() bool {
+	for _, d := range x.done {
+		if !d {
+			return false
+		}
+	}
+	return true
+}
+
+// build asks every unfinished task for its part of the next message.
+func (x *exchange) build(out *msg) error {
+	for i, t := range x.tasks {
+		if x.done[i] {
+			continue
+		}
+		d, err := t.build(x, out)
+		if err != nil {
+			return err
+		}
+		x.done[i] = d
+	}
+	return nil
+}
+
+func (x *exchange) process(in *msg) error {
+	for i, t := range x.tasks {
+		if x.done[i] {
+			continue
+		}
+		d, err := t.process(x, in)
+		if err != nil {
+			return err
+		}
+		x.done[i] = d
+	}
+	return nil
+}
+
+func hashDatagram(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// retransmission schedule: 1 s doubling, five tries, then the exchange
+// fails (about 31 s, close to what Windows and strongSwan wait).
+const (
+	retransmitBase  = time.Second
+	retransmitTries = 5
+	// finishedKeep is how long a finished exchange stays to answer a
+	// retransmitted last message.
+	finishedKeep = 30 * time.Second
+)
+
+func (x *exchange) armRetransmit(now time.Time) {
+	x.waiting, x.tries = true, 0
+	x.nextRetry = now.Add(retransmitBase)
+}
+
+func msgIDBytes(id uint32) []byte { return binary.BigEndian.AppendUint32(nil, id) }

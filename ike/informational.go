@@ -1,0 +1,160 @@
+package ike
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"encoding/binary"
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// Informational exchanges (RFC 2409 section 5.7): one message, HASH(1)
+// then notifications or deletes, protected once the IKE SA has keys.
+// Before that, errors go in clear, without a hash.
+
+// informational handles a received informational message.
+func (m *Manager) informational(sa *IKESA, h Header, b []byte) {
+	if h.Flags&FlagEncryption == 0 {
+		if sa.state != stateMainMode {
+			m.log.Info("cleartext informational after main mode ignored", zap.String("peer", sa.Peer.Name))
+			return
+		}
+		ps, err := DecodePayloads(h.NextPayload, b[HeaderLen:], false)
+		if err != nil {
+			return
+		}
+		for _, p := range ps {
+			if n, ok := p.(*Notify); ok && n.Kind.IsError() {
+				// Unauthenticated, so it only ends a negotiation that
+				// has not reached its keys.
+				if x := sa.xs[0]; x != nil {
+					m.failed(x, fail("peer-error", 0, "main mode: the peer answered %v", n.Kind))
+				}
+				return
+			}
+		}
+		return
+	}
+	if sa.crypt == nil || !sa.p1encrypt {
+		return
+	}
+	x := &exchange{sa: sa, typ: ExchangeInformational, msgID: h.MessageID, iv: MessageIV(sa.prf, sa.p1iv, h.MessageID, sa.crypt.blockSize())}
+	in, err := m.decode(x, h, b)
+	if err != nil {
+		m.log.Info("informational message refused", zap.String("peer", sa.Peer.Name), zap.Error(err))
+		return
+	}
+	hp, ok := in.get(PayloadHash).(*Data)
+	if !ok || in.payloads[0].Type() != PayloadHash || !hmac.Equal(hp.Data, InfoHash(sa.prf, sa.keys.A, h.MessageID, in.afterHash)) {
+		m.log.Info("informational message with a bad HASH ignored", zap.String("peer", sa.Peer.Name))
+		return
+	}
+	for _, p := range in.payloads[1:] {
+		switch p := p.(type) {
+		case *Notify:
+			m.notified(sa, p)
+		case *Delete:
+			m.deleted(sa, p)
+		}
+	}
+}
+
+func (m *Manager) notified(sa *IKESA, n *Notify) {
+	if n.Kind.IsError() {
+		m.log.Warn("peer reported an error", zap.String("peer", sa.Peer.Name), zap.Stringer("notify", n.Kind))
+		// A quick mode the peer refused fails now, not after retransmits.
+		for _, x := range sa.xs {
+			if x.typ == ExchangeQuick && x.initiator && x.finished.IsZero() {
+				m.failed(x, fail("peer-error", 0, "quick mode: the peer answered %v", n.Kind))
+			}
+		}
+		return
+	}
+	m.log.Debug("peer notify", zap.String("peer", sa.Peer.Name), zap.Stringer("notify", n.Kind))
+}
+
+func (m *Manager) deleted(sa *IKESA, d *Delete) {
+	switch d.Protocol {
+	case ProtoISAKMP:
+		for _, spi := range d.SPIs {
+			if bytes.Equal(spi[:8], sa.ICookie[:]) && bytes.Equal(spi[8:], sa.RCookie[:]) {
+				m.remove(sa, "the peer deleted it")
+				return
+			}
+		}
+	case ProtoESP:
+		for _, spi := range d.SPIs {
+			// The peer names its own inbound SPI: our outbound.
+			out := binary.BigEndian.Uint32(spi)
+			kept := sa.children[:0]
+			for _, c := range sa.children {
+				if c.OutSPI == out {
+					m.host.DeleteChild(c)
+					m.host.Event(Event{ID: EventChildDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
+						Message: fmt.Sprintf("IPsec SA %v deleted by the peer", c)})
+					continue
+				}
+				kept = append(kept, c)
+			}
+			sa.children = kept
+		}
+	}
+}
+
+// sendInformational sends payloads in a new protected informational
+// exchange, or in clear before main mode has keys.
+func (m *Manager) sendInformational(sa *IKESA, ps []Payload) {
+	var id uint32
+	for id == 0 {
+		id = binary.BigEndian.Uint32(m.random(4))
+	}
+	x := &exchange{sa: sa, typ: ExchangeInformational, msgID: id}
+	out := &msg{}
+	encrypt := sa.crypt != nil && sa.p1encrypt
+	if encrypt {
+		x.iv = MessageIV(sa.prf, sa.p1iv, id, sa.crypt.blockSize())
+		withHash(out, ps, func(r []byte) []byte { return InfoHash(sa.prf, sa.keys.A, id, r) })
+	} else {
+		out.add(ps...)
+	}
+	b, err := m.encode(x, out, encrypt)
+	if err != nil {
+		return
+	}
+	m.host.Send(b, sa.Local, sa.Remote)
+}
+
+func (m *Manager) sendNotify(sa *IKESA, kind NotifyType) {
+	spi := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
+	m.sendInformational(sa, []Payload{&Notify{DOI: DOIIPsec, Protocol: ProtoISAKMP, Kind: kind, SPI: spi}})
+}
+
+// Terminate deletes a peer's child SAs and IKE SAs, telling the peer.
+func (m *Manager) Terminate(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	found := false
+	for _, sa := range m.sas {
+		if sa.Peer.Name != name {
+			continue
+		}
+		found = true
+		if sa.state == stateEstablished {
+			var ps []Payload
+			for _, c := range sa.children {
+				ps = append(ps, &Delete{DOI: DOIIPsec, Protocol: ProtoESP, SPISize: 4, SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.InSPI)}})
+			}
+			if len(ps) > 0 {
+				m.sendInformational(sa, ps)
+			}
+			cookies := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
+			m.sendInformational(sa, []Payload{&Delete{DOI: DOIIPsec, Protocol: ProtoISAKMP, SPISize: 16, SPIs: [][]byte{cookies}}})
+		}
+		m.remove(sa, "stopped by the operator")
+	}
+	if !found {
+		return fmt.Errorf("terminate %q: no IKE SA", name)
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+package ike
+
+import (
+	"crypto/hmac"
+	"fmt"
+)
+
+// mainMode is the main mode task with preshared keys (RFC 2409 section 5):
+//
+//	Initiator                          Responder
+//	HDR, SA                     -->
+//	                            <--    HDR, SA
+//	HDR, KE, Ni                 -->
+//	                            <--    HDR, KE, Nr
+//	HDR*, IDii, HASH_I          -->
+//	                            <--    HDR*, IDir, HASH_R
+//
+// step is the number of the next message this side builds or reads.
+type mainMode struct {
+	step     int
+	dh       DH
+	gxi, gxr []byte
+	ni, nr   []byte
+	saiB     []byte // the initiator's SA payload body as sent
+	offered  *SA
+}
+
+const nonceLen = 32
+
+func (t *mainMode) build(x *exchange, out *msg) (bool, error) {
+	sa := x.sa
+	if t.step == 0 {
+		t.step = 1
+	}
+	switch {
+	case sa.Initiator && t.step == 1:
+		p := sa.Peer
+		t.offered = Phase1Offer(p.Proposals, p.Auth, p.Lifetime)
+		t.saiB = t.offered.appendBody(nil)
+		out.add(t.offered)
+	case !sa.Initiator && t.step == 2:
+		out.add(t.offered) // the chosen transform, set by process
+	case sa.Initiator && t.step == 3, !sa.Initiator && t.step == 4:
+		pub := t.gxi
+		if !sa.Initiator {
+			pub = t.gxr
+		}
+		nonce := t.ni
+		if !sa.Initiator {
+			nonce = t.nr
+		}
+		out.add(&Data{T: PayloadKE, Data: pub}, &Data{T: PayloadNonce, Data: nonce})
+		if !sa.Initiator {
+			sa.p1encrypt = true // message 5 on is encrypted
+		}
+	case sa.Initiator && t.step == 5, !sa.Initiator && t.step == 6:
+		id := &ID{IDType: IDIPv4Addr, Data: sa.Local.Addr().Unmap().AsSlice()}
+		if sa.Local.Addr().Is6() && !sa.Local.Addr().Is4In6() {
+			id.IDType = IDIPv6Addr
+		}
+		idB := id.appendBody(nil)
+		var h []byte
+		if sa.Initiator {
+			h = HashI(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
+		} else {
+			h = HashR(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
+		}
+		out.add(id, &Data{T: PayloadHash, Data: h})
+	default:
+		return false, nil // nothing to send at this step
+	}
+	t.step++
+	return !sa.Initiator && t.step > 6, nil
+}
+
+func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
+	sa, m := x.sa, managerOf(x)
+	if t.step == 0 {
+		t.step = 1
+	}
+	switch {
+	case !sa.Initiator && t.step == 1:
+		offered, ok := in.get(PayloadSA).(*SA)
+		if !ok {
+			return false, fail("malformed", NotifyPayloadMalformed, "main mode message 1 has no SA payload")
+		}
+		p1, reply, err := SelectPhase1(offered, sa.Peer.Proposals, sa.Peer.Auth)
+		if err != nil {
+			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
+		}
+		sa.phase1 = p1
+		if sa.Peer.Lifetime > 0 && (p1.Lifetime == 0 || p1.Lifetime > sa.Peer.Lifetime) {
+			sa.phase1.Lifetime = sa.Peer.Lifetime // honour the shorter lifetime
+		}
+		t.offered, t.saiB = reply, in.body(PayloadSA)
+	case sa.Initiator && t.step == 2:
+		reply, ok := in.get(PayloadSA).(*SA)
+		if !ok {
+			return false, fail("malformed", NotifyPayloadMalformed, "main mode message 2 has no SA payload")
+		}
+		p1, err := AcceptPhase1Reply(reply, sa.Peer.Proposals, sa.Peer.Auth)
+		if err != nil {
+			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
+		}
+		sa.phase1 = p1
+		if sa.Peer.Lifetime > 0 && (p1.Lifetime == 0 || p1.Lifetime > sa.Peer.Lifetime) {
+			sa.phase1.Lifetime = sa.Peer.Lifetime
+		}
+		if err := t.startDH(m, sa); err != nil {
+			return false, err
+		}
+		t.gxi, t.ni = t.dh.Public(), m.random(nonceLen)
+	case !sa.Initiator && t.step == 3, sa.Initiator && t.step == 4:
+		ke, ok1 := in.get(PayloadKE).(*Data)
+		nonce, ok2 := in.get(PayloadNonce).(*Data)
+		if !ok1 || !ok2 {
+			return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks KE or nonce", t.step)
+		}
+		if !sa.Initiator {
+			if err := t.startDH(m, sa); err != nil {
+				return false, err
+			}
+			t.gxi, t.gxr, t.ni, t.nr = ke.Data, t.dh.Public(), nonce.Data, m.random(nonceLen)
+		} else {
+			t.gxr, t.nr = ke.Data, nonce.Data
+		}
+		peerPub := t.gxr
+		if !sa.Initiator {
+			peerPub = t.gxi
+		}
+		gxy, err := t.dh.Shared(peerPub)
+		if err != nil {
+			return false, fail("malformed", NotifyInvalidKeyInformation, "main mode: %v", err)
+		}
+		if err := t.deriveKeys(m, sa, gxy); err != nil {
+			return false, err
+		}
+		if sa.Initiator {
+			sa.p1encrypt = true
+		}
+	case !sa.Initiator && t.step == 5, sa.Initiator && t.step == 6:
+		id, ok1 := in.get(PayloadID).(*ID)
+		h, ok2 := in.get(PayloadHash).(*Data)
+		if !ok1 || !ok2 {
+			return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks ID or HASH", t.step)
+		}
+		idB := in.body(PayloadID)
+		var want []byte
+		if sa.Initiator {
+			want = HashR(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
+		} else {
+			want = HashI(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
+		}
+		if !hmac.Equal(want, h.Data) {
+			return false, fail("authentication-failed", NotifyInvalidHashInformation,
+				"main mode: the peer's HASH does not verify (preshared keys differ)")
+		}
+		_ = id // the identity is not used for the PSK lookup (see PeerConfig)
+		t.step++
+		return sa.Initiator, nil
+	default:
+		return false, fail("malformed", NotifyInvalidPayloadType, "main mode: unexpected message at step %d", t.step)
+	}
+	t.step++
+	return false, nil
+}
+
+func (t *mainMode) startDH(m *Manager, sa *IKESA) error {
+	dh, err := NewDH(sa.phase1.Group, m.rand)
+	if err != nil {
+		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: %v", err)
+	}
+	t.dh = dh
+	return nil
+}
+
+// deriveKeys computes SKEYID and its children and the first IV.
+func (t *mainMode) deriveKeys(m *Manager, sa *IKESA, gxy []byte) error {
+	prf, err := NewPRF(sa.phase1.Hash)
+	if err != nil {
+		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: %v", err)
+	}
+	psk, err := m.host.PSK(sa.Peer, sa.Remote.Addr())
+	if err != nil {
+		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: no preshared key for %s: %v", sa.Remote.Addr(), err)
+	}
+	if len(psk) == 0 {
+		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: empty preshared key for %s", sa.Remote.Addr())
+	}
+	sa.prf = prf
+	sa.keys = DeriveKeys(prf, SkeyidPSK(prf, psk, t.ni, t.nr), gxy, sa.ICookie, sa.RCookie)
+	c, err := newCrypter(sa.phase1, EncryptionKey(prf, sa.keys.E, sa.phase1.keyLen()))
+	if err != nil {
+		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: %v", err)
+	}
+	sa.crypt = c
+	sa.p1iv = Phase1IV(prf, t.gxi, t.gxr, c.blockSize())
+	return nil
+}
+
+// managerOf finds the manager through the SA (set when the SA is made).
+func managerOf(x *exchange) *Manager { return x.sa.m }

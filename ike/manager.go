@@ -1,0 +1,492 @@
+package ike
+
+import (
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// SA states.
+type saState int
+
+const (
+	stateMainMode saState = iota
+	stateEstablished
+	stateDead
+)
+
+// IKESA is an IKE (ISAKMP) SA.
+type IKESA struct {
+	ICookie, RCookie Cookie
+	Initiator        bool
+	Local, Remote    netip.AddrPort
+	Peer             *PeerConfig
+	state            saState
+	created          time.Time
+
+	phase1 Phase1
+	prf    PRF
+	keys   Keys
+	crypt  *crypter
+	// p1iv is the main mode CBC chain; once established, the last
+	// phase 1 block, from which quick mode and informational IVs come.
+	p1iv []byte
+
+	// p1encrypt is set once main mode has reached its encrypted
+	// messages (5 and 6).
+	p1encrypt bool
+
+	xs       map[uint32]*exchange
+	children []*ChildSA
+	m        *Manager
+}
+
+// Manager runs IKE: it owns the IKE SAs, answers and starts exchanges,
+// and retransmits. Receive, Initiate and Tick may be called from any
+// goroutine.
+type Manager struct {
+	log  *zap.Logger
+	host Host
+	rand io.Reader
+	now  func() time.Time
+
+	mu    sync.Mutex
+	peers []*PeerConfig
+	sas   map[Cookie]*IKESA // by initiator cookie
+}
+
+// Config wires a Manager.
+type Config struct {
+	Log  *zap.Logger
+	Host Host
+	Rand io.Reader
+	Now  func() time.Time
+}
+
+// NewManager makes a manager; SetPeers gives it peers.
+func NewManager(c Config) *Manager {
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &Manager{log: c.Log, host: c.Host, rand: c.Rand, now: c.Now, sas: map[Cookie]*IKESA{}}
+}
+
+// SetPeers replaces the peer list (on load and reload).
+func (m *Manager) SetPeers(p []*PeerConfig) {
+	m.mu.Lock()
+	m.peers = p
+	m.mu.Unlock()
+}
+
+func (m *Manager) peerFor(remote netip.Addr) *PeerConfig {
+	for _, p := range m.peers {
+		if p.Remote == remote.Unmap() {
+			return p
+		}
+	}
+	return nil
+}
+
+func (m *Manager) random(n int) []byte {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(m.rand, b); err != nil {
+		panic(fmt.Sprintf("ike: random source failed: %v", err)) // crypto/rand does not fail
+	}
+	return b
+}
+
+func (m *Manager) cookie() Cookie {
+	var c Cookie
+	for c == (Cookie{}) {
+		copy(c[:], m.random(8))
+	}
+	return c
+}
+
+// ErrNoPeer: an address we have no tunnel for.
+var ErrNoPeer = errors.New("no peer configured for this address")
+
+// Initiate starts main mode with a peer, followed by a quick mode; if an
+// IKE SA is already up, only the quick mode runs. It returns at once.
+func (m *Manager) Initiate(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var peer *PeerConfig
+	for _, p := range m.peers {
+		if p.Name == name {
+			peer = p
+		}
+	}
+	if peer == nil {
+		return fmt.Errorf("initiate %q: %w", name, ErrNoPeer)
+	}
+	for _, sa := range m.sas {
+		if sa.Peer == peer && sa.state == stateEstablished {
+			return m.startQuickMode(sa)
+		}
+		if sa.Peer == peer && sa.state == stateMainMode && sa.Initiator {
+			return nil // already on its way
+		}
+	}
+	sa := &IKESA{ICookie: m.cookie(), Initiator: true, Local: netip.AddrPortFrom(peer.Local, 500),
+		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m}
+	m.sas[sa.ICookie] = sa
+	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{})
+	return m.send(x)
+}
+
+func (m *Manager) newExchange(sa *IKESA, typ ExchangeType, id uint32, initiator bool, tasks ...task) *exchange {
+	x := &exchange{sa: sa, typ: typ, msgID: id, initiator: initiator, tasks: tasks, done: make([]bool, len(tasks)), authed: initiator}
+	if typ != ExchangeMain && sa.crypt != nil {
+		x.iv = MessageIV(sa.prf, sa.p1iv, id, sa.crypt.blockSize())
+	}
+	sa.xs[id] = x
+	return x
+}
+
+// send builds the exchange's next message and sends it.
+func (m *Manager) send(x *exchange) error {
+	var out msg
+	// Whether this message is encrypted is settled before the tasks run:
+	// main mode's responder gets its keys before message 4, which is
+	// still cleartext.
+	encrypt := x.sa.crypt != nil && (x.typ != ExchangeMain || x.sa.p1encrypt)
+	if err := x.build(&out); err != nil {
+		m.failed(x, err)
+		return err
+	}
+	if len(out.payloads) == 0 {
+		return nil
+	}
+	b, err := m.encode(x, &out, encrypt)
+	if err != nil {
+		m.failed(x, err)
+		return err
+	}
+	x.lastSent = b
+	if !x.finishedAll() {
+		x.armRetransmit(m.now()) // an answer is due; both roles retransmit
+	} else {
+		x.waiting = false
+	}
+	if x.finishedAll() && x.finished.IsZero() {
+		x.finished = m.now()
+	}
+	return m.host.Send(b, x.sa.Local, x.sa.Remote)
+}
+
+// encode writes the message, encrypting it once the SA has keys (main
+// mode from message 5 on, everything after).
+func (m *Manager) encode(x *exchange, out *msg, encrypt bool) ([]byte, error) {
+	sa := x.sa
+	h := Header{ICookie: sa.ICookie, RCookie: sa.RCookie, Version: Version, Exchange: x.typ, MessageID: x.msgID,
+		NextPayload: FirstType(out.payloads)}
+	body := AppendPayloads(nil, out.payloads)
+	if encrypt {
+		h.Flags |= FlagEncryption
+		iv := x.iv
+		if x.typ == ExchangeMain {
+			iv = sa.p1iv
+		}
+		ct, next := sa.crypt.encrypt(iv, body)
+		if x.typ == ExchangeMain {
+			sa.p1iv = next
+		} else {
+			x.iv = next
+		}
+		body = ct
+	}
+	if HeaderLen+len(body) > MaxMessageLen {
+		return nil, fmt.Errorf("%v message of %d bytes is too large", x.typ, HeaderLen+len(body))
+	}
+	h.Length = uint32(HeaderLen + len(body))
+	return append(h.Append(make([]byte, 0, h.Length)), body...), nil
+}
+
+// Receive handles an IKE datagram (the marker already removed on 4500).
+// Malformed input is logged and dropped; it never disturbs other SAs.
+func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
+	h, err := ParseHeader(b)
+	if err != nil {
+		m.log.Debug("IKE datagram dropped", zap.Stringer("from", remote), zap.Error(err))
+		return
+	}
+	b = b[:h.Length]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sa := m.sas[h.ICookie]
+	if sa == nil {
+		if h.Exchange != ExchangeMain || h.RCookie != (Cookie{}) || h.MessageID != 0 {
+			m.log.Debug("IKE message for no SA dropped", zap.Stringer("from", remote), zap.Stringer("exchange", h.Exchange))
+			return
+		}
+		m.respond(h, b, local, remote)
+		return
+	}
+	if sa.Remote.Addr() != remote.Addr() {
+		m.log.Debug("IKE message from another address than its SA's dropped", zap.Stringer("from", remote))
+		return
+	}
+	if sa.RCookie == (Cookie{}) && sa.Initiator && h.RCookie != (Cookie{}) {
+		sa.RCookie = h.RCookie
+	}
+	if subtle.ConstantTimeCompare(sa.RCookie[:], h.RCookie[:]) != 1 && !(h.RCookie == (Cookie{}) && h.Exchange == ExchangeInformational) {
+		m.log.Debug("IKE message with a wrong responder cookie dropped", zap.Stringer("from", remote))
+		return
+	}
+	m.handle(sa, h, b)
+}
+
+// respond starts a responder SA for a main mode first message.
+func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
+	peer := m.peerFor(remote.Addr())
+	if peer == nil {
+		m.log.Info("main mode from an unknown peer refused", zap.Stringer("from", remote))
+		m.host.Event(Event{ID: EventNegotiationErr, Remote: remote.Addr(), Reason: "unknown-peer",
+			Message: fmt.Sprintf("main mode from %s refused: no tunnel is configured for this address", remote.Addr())})
+		return
+	}
+	sa := &IKESA{ICookie: h.ICookie, RCookie: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m}
+	m.sas[sa.ICookie] = sa
+	m.newExchange(sa, ExchangeMain, 0, false, &mainMode{})
+	m.handle(sa, h, b)
+}
+
+func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
+	if h.Exchange == ExchangeInformational {
+		m.informational(sa, h, b)
+		return
+	}
+	x := sa.xs[h.MessageID]
+	digest := hashDatagram(b)
+	if x != nil && x.lastRecvHash == digest {
+		// A retransmission: answer it with what we answered before.
+		if x.lastSent != nil {
+			m.host.Send(x.lastSent, sa.Local, sa.Remote)
+		}
+		return
+	}
+	if x == nil {
+		if h.Exchange != ExchangeQuick || sa.state != stateEstablished {
+			m.log.Debug("unexpected IKE exchange dropped", zap.Stringer("exchange", h.Exchange), zap.Stringer("from", sa.Remote))
+			return
+		}
+		x = m.newExchange(sa, ExchangeQuick, h.MessageID, false, &quickMode{})
+	}
+	if x.typ != h.Exchange || !x.finished.IsZero() {
+		return
+	}
+	in, err := m.decode(x, h, b)
+	if err != nil {
+		m.log.Info("IKE message refused", zap.String("peer", sa.Peer.Name), zap.Stringer("exchange", x.typ), zap.Error(err))
+		if x.typ == ExchangeMain && sa.crypt != nil {
+			// An undecryptable main mode message 5 or 6: almost always the
+			// preshared keys differ.
+			m.failed(x, fail("authentication-failed", NotifyPayloadMalformed, "main mode: could not decrypt the peer's identity message (preshared keys differ?): %v", err))
+		} else if x.typ != ExchangeMain && !x.authed {
+			delete(sa.xs, x.msgID) // nothing was agreed: the ID is free again
+		}
+		return
+	}
+	x.lastRecvHash = digest
+	x.waiting = false
+	if err := x.process(in); err != nil {
+		m.failed(x, err)
+		return
+	}
+	if x.finishedAll() {
+		x.finished = m.now()
+		m.completed(x)
+		return
+	}
+	m.send(x)
+	if x.finishedAll() {
+		m.completed(x)
+	}
+}
+
+func (m *Manager) decode(x *exchange, h Header, b []byte) (*msg, error) {
+	sa := x.sa
+	body := b[HeaderLen:]
+	padded := false
+	var nextIV []byte
+	if h.Flags&FlagEncryption != 0 {
+		if sa.crypt == nil {
+			return nil, fmt.Errorf("%w: encrypted before keys exist", ErrMalformed)
+		}
+		iv := x.iv
+		if x.typ == ExchangeMain {
+			iv = sa.p1iv
+		}
+		plain, next, err := sa.crypt.decrypt(iv, body)
+		if err != nil {
+			return nil, err
+		}
+		body, padded, nextIV = plain, true, next
+	} else if sa.crypt != nil && (x.typ != ExchangeMain || sa.p1encrypt) {
+		return nil, fmt.Errorf("%w: cleartext %v message after keys were set", ErrMalformed, x.typ)
+	}
+	ps, err := DecodePayloads(h.NextPayload, body, padded)
+	if err != nil {
+		return nil, err
+	}
+	// Move the IV on only once the message decodes: a forged or corrupted
+	// message must not break the chain.
+	if nextIV != nil {
+		if x.typ == ExchangeMain {
+			sa.p1iv = nextIV
+		} else {
+			x.iv = nextIV
+		}
+	}
+	bodies, end := PayloadBodies(h.NextPayload, body)
+	in := &msg{payloads: ps, bodies: bodies}
+	if len(ps) > 0 && ps[0].Type() == PayloadHash {
+		start := GenericHeaderLen + len(bodies[0])
+		in.afterHash = body[start:end]
+	}
+	return in, nil
+}
+
+// completed runs when an exchange has finished.
+func (m *Manager) completed(x *exchange) {
+	x.waiting = false
+	if x.finished.IsZero() {
+		x.finished = m.now()
+	}
+	sa := x.sa
+	if x.typ == ExchangeMain && sa.state == stateMainMode {
+		sa.state = stateEstablished
+		m.log.Info("IKE SA established", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote),
+			zap.Stringer("proposal", sa.phase1), zap.Bool("initiator", sa.Initiator))
+		m.host.Event(Event{ID: EventIKEUp, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(),
+			Message: fmt.Sprintf("IKE SA with %s (%s) established: %v", sa.Peer.Name, sa.Remote.Addr(), sa.phase1)})
+		if sa.Initiator {
+			m.startQuickMode(sa)
+		}
+	}
+}
+
+// startQuickMode negotiates a child SA on an established IKE SA.
+func (m *Manager) startQuickMode(sa *IKESA) error {
+	var id uint32
+	for id == 0 || sa.xs[id] != nil {
+		id = binary.BigEndian.Uint32(m.random(4))
+	}
+	return m.send(m.newExchange(sa, ExchangeQuick, id, true, &quickMode{}))
+}
+
+// failed ends a failed exchange. A main mode failure takes its IKE SA
+// with it; a quick mode failure leaves the IKE SA and its other children
+// alone. Failures on input nobody has authenticated yet (a quick mode
+// whose HASH(1) did not verify) are dropped quietly: anyone can send
+// those, and they must cost nothing.
+func (m *Manager) failed(x *exchange, err error) {
+	sa := x.sa
+	reason, notify := "error", NotifyType(0)
+	var f *failure
+	if errors.As(err, &f) {
+		reason, notify = f.reason, f.notify
+	}
+	x.waiting = false
+	if x.finished.IsZero() {
+		x.finished = m.now()
+	}
+	if x.typ != ExchangeMain && !x.authed {
+		m.log.Debug("unauthenticated IKE message dropped", zap.String("peer", sa.Peer.Name), zap.Stringer("exchange", x.typ), zap.Error(err))
+		delete(sa.xs, x.msgID)
+		return
+	}
+	m.log.Warn("IKE negotiation failed", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote.Addr()),
+		zap.Stringer("exchange", x.typ), zap.String("reason", reason), zap.Error(err))
+	m.host.Event(Event{ID: EventNegotiationErr, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Reason: reason,
+		Message: fmt.Sprintf("negotiation with %s (%s) failed: %v", sa.Peer.Name, sa.Remote.Addr(), err)})
+	if notify != 0 {
+		m.sendNotify(sa, notify)
+	}
+	if x.typ == ExchangeMain {
+		m.remove(sa, "negotiation failed")
+	}
+}
+
+func (m *Manager) remove(sa *IKESA, why string) {
+	if sa.state == stateDead {
+		return
+	}
+	wasUp := sa.state == stateEstablished
+	sa.state = stateDead
+	delete(m.sas, sa.ICookie)
+	for _, c := range sa.children {
+		m.host.DeleteChild(c)
+		m.host.Event(Event{ID: EventChildDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
+			Message: fmt.Sprintf("IPsec SA %s down: %s", c, why)})
+	}
+	sa.children = nil
+	if wasUp {
+		m.host.Event(Event{ID: EventIKEDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(),
+			Message: fmt.Sprintf("IKE SA with %s (%s) deleted: %s", sa.Peer.Name, sa.Remote.Addr(), why)})
+	}
+}
+
+// Tick retransmits and expires; call it every few hundred milliseconds.
+func (m *Manager) Tick() {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, sa := range m.sas {
+		for id, x := range sa.xs {
+			if !x.finished.IsZero() {
+				if now.Sub(x.finished) > finishedKeep && id != 0 {
+					delete(sa.xs, id)
+				}
+				continue
+			}
+			if !x.waiting || now.Before(x.nextRetry) {
+				continue
+			}
+			if x.tries >= retransmitTries {
+				x.waiting = false
+				x.authed = true // our own exchange: its failure is worth reporting
+				m.failed(x, fail("timeout", 0, "%v: no answer from %s after %d retransmissions", x.typ, sa.Remote.Addr(), x.tries))
+				break
+			}
+			x.tries++
+			x.nextRetry = now.Add(retransmitBase << x.tries)
+			m.host.Send(x.lastSent, sa.Local, sa.Remote)
+		}
+	}
+}
+
+// SAs lists the IKE SAs for `gatehouse sa`.
+type SAInfo struct {
+	Peer             string
+	Local, Remote    netip.AddrPort
+	ICookie, RCookie Cookie
+	Initiator        bool
+	Established      bool
+	Phase1           string
+	Age              time.Duration
+	Children         int
+}
+
+func (m *Manager) SAs() []SAInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []SAInfo
+	for _, sa := range m.sas {
+		out = append(out, SAInfo{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, ICookie: sa.ICookie, RCookie: sa.RCookie,
+			Initiator: sa.Initiator, Established: sa.state == stateEstablished, Phase1: sa.phase1.String(),
+			Age: m.now().Sub(sa.created), Children: len(sa.children)})
+	}
+	return out
+}

@@ -1,0 +1,299 @@
+package ike
+
+import (
+	"crypto/hmac"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse/gatehouse/esp"
+)
+
+// quickMode negotiates one pair of ESP SAs (RFC 2409 section 5.5):
+//
+//	Initiator                               Responder
+//	HDR*, HASH(1), SA, Ni [, KE ] [, IDci, IDcr ] -->
+//	                           <-- HDR*, HASH(2), SA, Nr [, KE ] [, IDci, IDcr ]
+//	HDR*, HASH(3)                                 -->
+type quickMode struct {
+	step          int
+	inSPI, outSPI uint32
+	p2            Phase2
+	reply         SAProposal // responder: the chosen proposal
+	ni, nr        []byte
+	dh            DH
+	gxy           []byte
+	peerKE        []byte
+	ids           []Payload // the ID payloads to send (responder: as received)
+	localTS       Selector
+	remoteTS      Selector
+	child         *ChildSA
+}
+
+// withHash puts the HASH payload computed over the rest in front.
+func withHash(out *msg, rest []Payload, h func(rest []byte) []byte) {
+	out.add(&Data{T: PayloadHash, Data: h(AppendPayloads(nil, rest))})
+	out.add(rest...)
+}
+
+func (t *quickMode) build(x *exchange, out *msg) (bool, error) {
+	sa, m := x.sa, managerOf(x)
+	p := sa.Peer
+	if t.step == 0 {
+		t.step = 1
+	}
+	switch {
+	case x.initiator && t.step == 1:
+		spi, err := m.host.AllocSPI()
+		if err != nil {
+			return false, fail("error", 0, "quick mode: no SPI: %v", err)
+		}
+		t.inSPI, t.ni = spi, m.random(nonceLen)
+		rest := []Payload{Phase2Offer(p.ESP, spi, p.encap(), p.PFS, p.ESPLifetime, p.ESPLifeKB), &Data{T: PayloadNonce, Data: t.ni}}
+		if p.PFS != 0 {
+			dh, err := NewDH(p.PFS, m.rand)
+			if err != nil {
+				return false, fail("no-proposal-chosen", 0, "quick mode: PFS: %v", err)
+			}
+			t.dh = dh
+			rest = append(rest, &Data{T: PayloadKE, Data: dh.Public()})
+		}
+		if p.hasIDs() {
+			t.localTS, t.remoteTS = p.LocalTS, p.RemoteTS
+			t.ids = []Payload{p.LocalTS.id(), p.RemoteTS.id()}
+			rest = append(rest, t.ids...)
+		}
+		withHash(out, rest, func(r []byte) []byte { return QuickHash1(sa.prf, sa.keys.A, x.msgID, r) })
+	case !x.initiator && t.step == 2:
+		t.nr = m.random(nonceLen)
+		reply := t.reply
+		reply.SPI = binary.BigEndian.AppendUint32(nil, t.inSPI)
+		rest := []Payload{&SA{DOI: DOIIPsec, Situation: SitIdentityOnly, Proposals: []SAProposal{reply}}, &Data{T: PayloadNonce, Data: t.nr}}
+		if t.p2.Group != 0 {
+			dh, err := NewDH(t.p2.Group, m.rand)
+			if err != nil {
+				return false, fail("no-proposal-chosen", NotifyNoProposalChosen, "quick mode: PFS: %v", err)
+			}
+			gxy, err := dh.Shared(t.peerKE)
+			if err != nil {
+				return false, fail("malformed", NotifyInvalidKeyInformation, "quick mode: %v", err)
+			}
+			t.dh, t.gxy = dh, gxy
+			rest = append(rest, &Data{T: PayloadKE, Data: dh.Public()})
+		}
+		rest = append(rest, t.ids...)
+		withHash(out, rest, func(r []byte) []byte { return QuickHash2(sa.prf, sa.keys.A, x.msgID, t.ni, r) })
+		t.child = t.makeChild(sa)
+	case x.initiator && t.step == 3:
+		out.add(&Data{T: PayloadHash, Data: QuickHash3(sa.prf, sa.keys.A, x.msgID, t.ni, t.nr)})
+		t.step++
+		return true, m.installChild(sa, t.makeChild(sa))
+	default:
+		return false, nil
+	}
+	t.step++
+	return false, nil
+}
+
+func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
+	sa, m := x.sa, managerOf(x)
+	p := sa.Peer
+	if t.step == 0 {
+		t.step = 1
+	}
+	h, ok := in.get(PayloadHash).(*Data)
+	if !ok || in.payloads[0].Type() != PayloadHash {
+		return false, fail("malformed", NotifyPayloadMalformed, "quick mode message %d does not start with HASH", t.step)
+	}
+	switch {
+	case !x.initiator && t.step == 1:
+		if !hmac.Equal(h.Data, QuickHash1(sa.prf, sa.keys.A, x.msgID, in.afterHash)) {
+			return false, fail("authentication-failed", NotifyInvalidHashInformation, "quick mode: HASH(1) does not verify")
+		}
+		x.authed = true
+		offered, ok1 := in.get(PayloadSA).(*SA)
+		nonce, ok2 := in.get(PayloadNonce).(*Data)
+		if !ok1 || !ok2 {
+			return false, fail("malformed", NotifyPayloadMalformed, "quick mode message 1 lacks SA or nonce")
+		}
+		p2, reply, err := SelectPhase2(offered, p.ESP, func(e uint16) bool { return e == p.encap() }, p.PFS)
+		if err != nil {
+			return false, fail("no-proposal-chosen", NotifyNoProposalChosen, "quick mode: %v", err)
+		}
+		if ke, ok := in.get(PayloadKE).(*Data); ok {
+			t.peerKE = ke.Data
+		} else if p2.Group != 0 {
+			return false, fail("malformed", NotifyPayloadMalformed, "quick mode: PFS group %d offered without a KE payload", p2.Group)
+		}
+		if err := t.checkIDs(sa, in, false); err != nil {
+			return false, err
+		}
+		spi, err := m.host.AllocSPI()
+		if err != nil {
+			return false, fail("error", 0, "quick mode: no SPI: %v", err)
+		}
+		t.p2, t.reply, t.ni, t.inSPI, t.outSPI = p2, reply, nonce.Data, spi, p2.SPI
+		t.p2.Lifetime, t.p2.LifeKB = shorter(p2.Lifetime, p.ESPLifetime), shorterKB(p2.LifeKB, p.ESPLifeKB)
+	case x.initiator && t.step == 2:
+		if !hmac.Equal(h.Data, QuickHash2(sa.prf, sa.keys.A, x.msgID, t.ni, in.afterHash)) {
+			return false, fail("authentication-failed", NotifyInvalidHashInformation, "quick mode: HASH(2) does not verify")
+		}
+		reply, ok1 := in.get(PayloadSA).(*SA)
+		nonce, ok2 := in.get(PayloadNonce).(*Data)
+		if !ok1 || !ok2 || len(reply.Proposals) != 1 || len(reply.Proposals[0].Transforms) != 1 {
+			return false, fail("malformed", NotifyBadProposalSyntax, "quick mode message 2 needs one SA proposal with one transform, and a nonce")
+		}
+		p2, err := parsePhase2(reply.Proposals[0], reply.Proposals[0].Transforms[0])
+		if err != nil || p2.Encap != p.encap() || p2.Group != p.PFS || !offeredSuite(p.ESP, p2.Suite) {
+			return false, fail("no-proposal-chosen", NotifyNoProposalChosen, "quick mode: the responder chose something we did not offer (%v, %v)", p2.Suite, err)
+		}
+		t.p2, t.outSPI, t.nr = p2, p2.SPI, nonce.Data
+		t.p2.Lifetime, t.p2.LifeKB = shorter(p2.Lifetime, p.ESPLifetime), shorterKB(p2.LifeKB, p.ESPLifeKB)
+		for _, n := range in.all(PayloadNotify) {
+			if n := n.(*Notify); n.Kind == NotifyResponderLifetime {
+				t.responderLifetime(n.Data)
+			}
+		}
+		if t.dh != nil {
+			ke, ok := in.get(PayloadKE).(*Data)
+			if !ok {
+				return false, fail("malformed", NotifyPayloadMalformed, "quick mode: PFS without the responder's KE")
+			}
+			gxy, err := t.dh.Shared(ke.Data)
+			if err != nil {
+				return false, fail("malformed", NotifyInvalidKeyInformation, "quick mode: %v", err)
+			}
+			t.gxy = gxy
+		}
+		if err := t.checkIDs(sa, in, true); err != nil {
+			return false, err
+		}
+	case !x.initiator && t.step == 3:
+		if !hmac.Equal(h.Data, QuickHash3(sa.prf, sa.keys.A, x.msgID, t.ni, t.nr)) {
+			return false, fail("authentication-failed", NotifyInvalidHashInformation, "quick mode: HASH(3) does not verify")
+		}
+		t.step++
+		return true, m.installChild(sa, t.child)
+	default:
+		return false, fail("malformed", 0, "quick mode: unexpected message at step %d", t.step)
+	}
+	t.step++
+	return false, nil
+}
+
+// checkIDs compares the quick mode identities with the peer's tunnel:
+// IDci is the initiator's side, IDcr the responder's.
+func (t *quickMode) checkIDs(sa *IKESA, in *msg, initiator bool) error {
+	p := sa.Peer
+	ids := in.all(PayloadID)
+	switch {
+	case len(ids) == 0 && !p.hasIDs():
+		return nil
+	case len(ids) == 0:
+		return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: no identities, want %v <-> %v", p.LocalTS, p.RemoteTS)
+	case len(ids) != 2:
+		return fail("malformed", NotifyInvalidIDInformation, "quick mode: %d ID payloads, want 2", len(ids))
+	}
+	ci, err1 := selectorOf(ids[0].(*ID))
+	cr, err2 := selectorOf(ids[1].(*ID))
+	if err1 != nil || err2 != nil {
+		return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: identities are not addresses or subnets")
+	}
+	local, remote := cr, ci
+	if initiator {
+		local, remote = ci, cr
+	}
+	wantLocal, wantRemote := p.LocalTS, p.RemoteTS
+	if !p.hasIDs() {
+		// Transport mode: the identities may name the gateways.
+		wantLocal = Selector{Prefix: hostPrefix(sa.Local.Addr()), Proto: local.Proto, Port: local.Port}
+		wantRemote = Selector{Prefix: hostPrefix(sa.Remote.Addr()), Proto: remote.Proto, Port: remote.Port}
+	}
+	if local != wantLocal || remote != wantRemote {
+		return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: peer proposed %v <-> %v, we have %v <-> %v",
+			remote, local, wantRemote, wantLocal)
+	}
+	t.localTS, t.remoteTS = local, remote
+	if !initiator {
+		t.ids = []Payload{ids[0], ids[1]} // echoed as received
+	}
+	return nil
+}
+
+func offeredSuite(ours []esp.Suite, s esp.Suite) bool {
+	for _, o := range ours {
+		if o.String() == s.String() {
+			return true
+		}
+	}
+	return false
+}
+
+func shorter(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+func shorterKB(a, b uint64) uint64 {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+// responderLifetime applies a RESPONDER-LIFETIME notify (RFC 2407 section
+// 4.6.3.1): attributes, life type then duration.
+func (t *quickMode) responderLifetime(data []byte) {
+	attrs, err := parseAttributes(data)
+	if err != nil {
+		return
+	}
+	lifeType := uint64(0)
+	for _, a := range attrs {
+		v, _ := a.Uint()
+		switch a.Type {
+		case p2LifeType:
+			lifeType = v
+		case p2LifeDuration:
+			if lifeType == lifeSeconds {
+				t.p2.Lifetime = shorter(t.p2.Lifetime, time.Duration(v)*time.Second)
+			} else if lifeType == lifeKilobytes {
+				t.p2.LifeKB = shorterKB(t.p2.LifeKB, v)
+			}
+		}
+	}
+}
+
+// makeChild derives the keys of both directions (RFC 2409 section 5.5:
+// the inbound SA's KEYMAT uses our SPI, the outbound one the peer's).
+func (t *quickMode) makeChild(sa *IKESA) *ChildSA {
+	el, il := esp.KeyLengths(t.p2.Suite)
+	key := func(spi uint32) ([]byte, []byte) {
+		km := KeyMat(sa.prf, sa.keys.D, t.gxy, ProtoESP, binary.BigEndian.AppendUint32(nil, spi), t.ni, t.nr, el+il)
+		return km[:el], km[el:]
+	}
+	c := &ChildSA{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, Tunnel: t.p2.Tunnel(), UDP: t.p2.UDP(),
+		Suite: t.p2.Suite, InSPI: t.inSPI, OutSPI: t.outSPI, LocalTS: t.localTS, RemoteTS: t.remoteTS,
+		Lifetime: t.p2.Lifetime, LifeKB: t.p2.LifeKB, ICookie: sa.ICookie, RCookie: sa.RCookie}
+	c.InEnc, c.InInteg = key(t.inSPI)
+	c.OutEnc, c.OutInteg = key(t.outSPI)
+	if c.UDP {
+		c.Local, c.Remote = netipPort(sa.Local, 4500), netipPort(sa.Remote, 4500)
+	} else {
+		c.Local, c.Remote = netipPort(sa.Local, 0), netipPort(sa.Remote, 0)
+	}
+	return c
+}
+
+func (m *Manager) installChild(sa *IKESA, c *ChildSA) error {
+	c.Established = m.now()
+	if err := m.host.InstallChild(c); err != nil {
+		return fail("error", 0, "quick mode: installing %v: %v", c, err)
+	}
+	sa.children = append(sa.children, c)
+	m.host.Event(Event{ID: EventChildUp, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
+		Message: fmt.Sprintf("IPsec SA up: %v", c)})
+	return nil
+}
