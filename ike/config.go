@@ -56,13 +56,6 @@ type PeerConfig struct {
 // hasIDs reports whether quick mode carries ID payloads.
 func (p *PeerConfig) hasIDs() bool { return p.LocalTS.Prefix.IsValid() && p.RemoteTS.Prefix.IsValid() }
 
-func (p *PeerConfig) encap() uint16 {
-	if p.Transport {
-		return EncapTransport
-	}
-	return EncapTunnel
-}
-
 // ChildSA is one negotiated pair of ESP SAs, as the data path installs it:
 // the boundary between IKE and the core.
 type ChildSA struct {

@@ -58,13 +58,13 @@ func (h *testHost) event(id int) *Event {
 }
 
 type pair struct {
-	t          *testing.T
-	wire       []datagram
-	a, b       *Manager
-	ha, hb     *testHost
-	pa, pb     *PeerConfig
-	now        time.Time
-	addrA, gwB netip.AddrPort
+	t      *testing.T
+	wire   []datagram
+	a, b   *Manager
+	ha, hb *testHost
+	pa, pb *PeerConfig
+	now    time.Time
+	nat    bool // A is behind a NAT (translate)
 }
 
 func mustProposals(t *testing.T, names ...string) []Proposal {
@@ -150,8 +150,26 @@ func (p *pair) step(from string, xt ExchangeType, encrypted bool, types ...Paylo
 	if from == "B" {
 		to = p.a
 	}
+	d = p.translate(d)
 	to.Receive(d.b, d.to, d.from)
 	return h
+}
+
+// translate applies the NAT in front of A, when there is one: A's
+// 10.0.0.5 appears as 198.51.100.1, its ports 500 and 4500 as 40500 and
+// 44500.
+func (p *pair) translate(d datagram) datagram {
+	if !p.nat {
+		return d
+	}
+	priv, pub := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("198.51.100.1")
+	if d.from.Addr() == priv {
+		d.from = netip.AddrPortFrom(pub, 40000+d.from.Port())
+	}
+	if d.to.Addr() == pub {
+		d.to = netip.AddrPortFrom(priv, d.to.Port()-40000)
+	}
+	return d
 }
 
 func equalTypes(a, b []PayloadType) bool {
@@ -181,18 +199,25 @@ func (p *pair) tick(d time.Duration) {
 	p.b.Tick()
 }
 
+// The cleartext main mode messages' payloads.
+var (
+	msg1 = []PayloadType{PayloadSA, PayloadVendorID, PayloadVendorID, PayloadVendorID}
+	msg2 = []PayloadType{PayloadSA, PayloadVendorID}
+	msg3 = []PayloadType{PayloadKE, PayloadNonce, PayloadNATD, PayloadNATD}
+)
+
 // mainMode runs the six main mode messages.
 func (p *pair) mainMode() {
 	p.t.Helper()
 	if err := p.a.Initiate("to-b"); err != nil {
 		p.t.Fatal(err)
 	}
-	p.step("A", ExchangeMain, false, PayloadSA)               // HDR, SA
-	p.step("B", ExchangeMain, false, PayloadSA)               // HDR, SA
-	p.step("A", ExchangeMain, false, PayloadKE, PayloadNonce) // HDR, KE, Ni
-	p.step("B", ExchangeMain, false, PayloadKE, PayloadNonce) // HDR, KE, Nr
-	p.step("A", ExchangeMain, true)                           // HDR*, IDii, HASH_I
-	p.step("B", ExchangeMain, true)                           // HDR*, IDir, HASH_R
+	p.step("A", ExchangeMain, false, msg1...) // HDR, SA, VID (NAT-T)
+	p.step("B", ExchangeMain, false, msg2...) // HDR, SA, VID
+	p.step("A", ExchangeMain, false, msg3...) // HDR, KE, Ni, NAT-D, NAT-D
+	p.step("B", ExchangeMain, false, msg3...) // HDR, KE, Nr, NAT-D, NAT-D
+	p.step("A", ExchangeMain, true)           // HDR*, IDii, HASH_I
+	p.step("B", ExchangeMain, true)           // HDR*, IDir, HASH_R
 	for _, h := range []*testHost{p.ha, p.hb} {
 		if h.event(EventIKEUp) == nil {
 			p.t.Fatalf("%s: no IKE SA up event: %+v", h.name, h.events)
@@ -301,7 +326,7 @@ func TestNoProposalChosen(t *testing.T) {
 	if err := p.a.Initiate("to-b"); err != nil {
 		t.Fatal(err)
 	}
-	p.step("A", ExchangeMain, false, PayloadSA)
+	p.step("A", ExchangeMain, false, msg1...)
 	p.step("B", ExchangeInformational, false, PayloadNotify) // HDR, N(NO-PROPOSAL-CHOSEN)
 	for _, c := range []struct {
 		h      *testHost
@@ -324,10 +349,10 @@ func TestWrongPSK(t *testing.T) {
 	if err := p.a.Initiate("to-b"); err != nil {
 		t.Fatal(err)
 	}
-	p.step("A", ExchangeMain, false, PayloadSA)
-	p.step("B", ExchangeMain, false, PayloadSA)
-	p.step("A", ExchangeMain, false, PayloadKE, PayloadNonce)
-	p.step("B", ExchangeMain, false, PayloadKE, PayloadNonce)
+	p.step("A", ExchangeMain, false, msg1...)
+	p.step("B", ExchangeMain, false, msg2...)
+	p.step("A", ExchangeMain, false, msg3...)
+	p.step("B", ExchangeMain, false, msg3...)
 	p.step("A", ExchangeMain, true) // B cannot read it
 	ev := p.hb.event(EventNegotiationErr)
 	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "preshared keys differ") {
@@ -360,9 +385,9 @@ func TestLostMessages(t *testing.T) {
 		t.Fatal("retransmitted too early")
 	}
 	p.tick(600 * time.Millisecond)
-	p.step("A", ExchangeMain, false, PayloadSA) // retransmitted message 1
-	p.step("B", ExchangeMain, false, PayloadSA)
-	p.step("A", ExchangeMain, false, PayloadKE, PayloadNonce)
+	p.step("A", ExchangeMain, false, msg1...) // retransmitted message 1
+	p.step("B", ExchangeMain, false, msg2...)
+	p.step("A", ExchangeMain, false, msg3...)
 	p.drop() // message 4 lost
 	p.tick(1100 * time.Millisecond)
 	// Both retransmit: A message 3, B message 4. B answers A's
@@ -371,8 +396,8 @@ func TestLostMessages(t *testing.T) {
 		t.Fatalf("%d messages in flight after the timeout, want A's 3 and B's 4", len(p.wire))
 	}
 	p.wire = p.wire[:1] // B's own retransmission (ticked second): drop it too
-	p.step("A", ExchangeMain, false, PayloadKE, PayloadNonce)
-	p.step("B", ExchangeMain, false, PayloadKE, PayloadNonce)
+	p.step("A", ExchangeMain, false, msg3...)
+	p.step("B", ExchangeMain, false, msg3...)
 	p.step("A", ExchangeMain, true)
 	p.step("B", ExchangeMain, true)
 	p.step("A", ExchangeQuick, true)
@@ -466,4 +491,39 @@ func FuzzReceive(f *testing.F) {
 		}
 		t.Fatalf("the established SA did not survive: %+v", p.b.SAs())
 	})
+}
+
+// TestNATTraversal: A behind a NAT. Both sides see it in the NAT-D
+// payloads, main mode moves to port 4500 at message 5, and the child SAs
+// are UDP-encapsulated (RFC 3947) with the NAT's port on B's side.
+func TestNATTraversal(t *testing.T) {
+	p := newPair(t, true)
+	p.nat = true
+	p.pa.Local = netip.MustParseAddr("10.0.0.5")
+	p.pb.Remote = netip.MustParseAddr("198.51.100.1")
+	p.mainMode()
+	if d := p.wire[0]; d.from.Port() != 4500 || d.to.Port() != 4500 {
+		t.Fatalf("quick mode not on port 4500: %v -> %v", d.from, d.to)
+	}
+	p.quickMode()
+	ca, cb := p.checkChildren("aes128gcm16", true)
+	if !ca.UDP || !cb.UDP || ca.Remote != netip.MustParseAddrPort("192.0.2.2:4500") || cb.Remote != netip.MustParseAddrPort("198.51.100.1:44500") {
+		t.Fatalf("children: A %+v -> %v, B %+v -> %v", ca.UDP, ca.Remote, cb.UDP, cb.Remote)
+	}
+	sa := p.b.sas[p.b.SAs()[0].ICookie]
+	if !sa.natRemote || sa.natLocal || sa.nattDialect != nattRFC {
+		t.Fatalf("B's view: peer behind NAT %v, we behind NAT %v, dialect %d", sa.natRemote, sa.natLocal, sa.nattDialect)
+	}
+}
+
+func TestNATTVendorIDs(t *testing.T) {
+	for _, c := range []struct {
+		vid  []byte
+		want string
+	}{{vidRFC3947, "4a131c81070358455c5728f20e95452f"}, {vidDraft02, "cd60464335df21f87cfdb2fc68b6a448"},
+		{vidDraft02N, "90cb80913ebb696e086381b5ec427b1f"}, {vidDraft03, "7d9419a65310ca6f2c179d9215529d56"}} {
+		if !bytes.Equal(c.vid, mustHex(c.want)) {
+			t.Errorf("vendor ID %x, want %s", c.vid, c.want)
+		}
+	}
 }

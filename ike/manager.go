@@ -43,6 +43,11 @@ type IKESA struct {
 	// messages (5 and 6).
 	p1encrypt bool
 
+	// NAT traversal (natt.go): the dialect both sides speak, and whether
+	// we or the peer are behind a NAT.
+	nattDialect         int
+	natLocal, natRemote bool
+
 	xs       map[uint32]*exchange
 	children []*ChildSA
 	m        *Manager
@@ -141,7 +146,7 @@ func (m *Manager) Initiate(name string) error {
 	sa := &IKESA{ICookie: m.cookie(), Initiator: true, Local: netip.AddrPortFrom(peer.Local, 500),
 		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m}
 	m.sas[sa.ICookie] = sa
-	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{})
+	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{})
 	return m.send(x)
 }
 
@@ -237,6 +242,12 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 		m.log.Debug("IKE message from another address than its SA's dropped", zap.Stringer("from", remote))
 		return
 	}
+	if local.Port() == natPort && sa.natDetected() {
+		// Floated to 4500 (RFC 3947 section 4); a NAT may also have
+		// changed the peer's port since.
+		sa.Local = netip.AddrPortFrom(sa.Local.Addr(), natPort)
+		sa.Remote = remote
+	}
 	if sa.RCookie == (Cookie{}) && sa.Initiator && h.RCookie != (Cookie{}) {
 		sa.RCookie = h.RCookie
 	}
@@ -256,9 +267,12 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 			Message: fmt.Sprintf("main mode from %s refused: no tunnel is configured for this address", remote.Addr())})
 		return
 	}
+	if !local.Addr().IsValid() || local.Addr().IsUnspecified() {
+		local = netip.AddrPortFrom(peer.Local, local.Port()) // a wildcard socket: our address is the tunnel's
+	}
 	sa := &IKESA{ICookie: h.ICookie, RCookie: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m}
 	m.sas[sa.ICookie] = sa
-	m.newExchange(sa, ExchangeMain, 0, false, &mainMode{})
+	m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{})
 	m.handle(sa, h, b)
 }
 

@@ -49,7 +49,7 @@ func (t *quickMode) build(x *exchange, out *msg) (bool, error) {
 			return false, fail("error", 0, "quick mode: no SPI: %v", err)
 		}
 		t.inSPI, t.ni = spi, m.random(nonceLen)
-		rest := []Payload{Phase2Offer(p.ESP, spi, p.encap(), p.PFS, p.ESPLifetime, p.ESPLifeKB), &Data{T: PayloadNonce, Data: t.ni}}
+		rest := []Payload{Phase2Offer(p.ESP, spi, sa.udpEncap(p.Transport), p.PFS, p.ESPLifetime, p.ESPLifeKB), &Data{T: PayloadNonce, Data: t.ni}}
 		if p.PFS != 0 {
 			dh, err := NewDH(p.PFS, m.rand)
 			if err != nil {
@@ -116,7 +116,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 		if !ok1 || !ok2 {
 			return false, fail("malformed", NotifyPayloadMalformed, "quick mode message 1 lacks SA or nonce")
 		}
-		p2, reply, err := SelectPhase2(offered, p.ESP, func(e uint16) bool { return e == p.encap() }, p.PFS)
+		p2, reply, err := SelectPhase2(offered, p.ESP, func(e uint16) bool { return e == sa.udpEncap(p.Transport) }, p.PFS)
 		if err != nil {
 			return false, fail("no-proposal-chosen", NotifyNoProposalChosen, "quick mode: %v", err)
 		}
@@ -144,7 +144,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 			return false, fail("malformed", NotifyBadProposalSyntax, "quick mode message 2 needs one SA proposal with one transform, and a nonce")
 		}
 		p2, err := parsePhase2(reply.Proposals[0], reply.Proposals[0].Transforms[0])
-		if err != nil || p2.Encap != p.encap() || p2.Group != p.PFS || !offeredSuite(p.ESP, p2.Suite) {
+		if err != nil || p2.Encap != sa.udpEncap(p.Transport) || p2.Group != p.PFS || !offeredSuite(p.ESP, p2.Suite) {
 			return false, fail("no-proposal-chosen", NotifyNoProposalChosen, "quick mode: the responder chose something we did not offer (%v, %v)", p2.Suite, err)
 		}
 		t.p2, t.outSPI, t.nr = p2, p2.SPI, nonce.Data
@@ -280,7 +280,7 @@ func (t *quickMode) makeChild(sa *IKESA) *ChildSA {
 	c.InEnc, c.InInteg = key(t.inSPI)
 	c.OutEnc, c.OutInteg = key(t.outSPI)
 	if c.UDP {
-		c.Local, c.Remote = netipPort(sa.Local, 4500), netipPort(sa.Remote, 4500)
+		c.Local, c.Remote = netipPort(sa.Local, natPort), sa.Remote // the peer's port as the NAT shows it
 	} else {
 		c.Local, c.Remote = netipPort(sa.Local, 0), netipPort(sa.Remote, 0)
 	}

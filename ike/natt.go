@@ -1,0 +1,145 @@
+package ike
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/binary"
+	"net/netip"
+)
+
+// NAT traversal in IKEv1 (RFC 3947, and the drafts Windows XP and racoon
+// speak): vendor IDs in main mode messages 1 and 2 say both sides can;
+// NAT-D payloads in messages 3 and 4 carry hashes of the addresses and
+// ports each side sees; if they differ, a NAT is in the way, IKE moves to
+// port 4500 from message 5 on, and ESP is UDP-encapsulated.
+
+// NAT-T dialects.
+const (
+	nattNone  = 0
+	nattRFC   = 1 // RFC 3947: NAT-D 20, NAT-OA 21, modes 3/4
+	nattDraft = 2 // draft-02/03: NAT-D 130, NAT-OA 131, modes 61443/61444
+)
+
+// Vendor IDs are MD5 hashes of the document names (TestNATTVendorIDs).
+var (
+	vidRFC3947 = md5Of("RFC 3947")
+	vidDraft02 = md5Of("draft-ietf-ipsec-nat-t-ike-02")
+	// Windows and others send the draft name with a newline; it is in
+	// common use, so we accept and send it too.
+	vidDraft02N = md5Of("draft-ietf-ipsec-nat-t-ike-02\n")
+	vidDraft03  = md5Of("draft-ietf-ipsec-nat-t-ike-03")
+)
+
+func md5Of(s string) []byte { h := md5.Sum([]byte(s)); return h[:] }
+
+// natt is the NAT-T task of main mode. It runs beside mainMode and sees
+// every message in order: step counts them.
+type natt struct{ step int }
+
+func (t *natt) build(x *exchange, out *msg) (bool, error) {
+	sa := x.sa
+	t.step++
+	switch t.step {
+	case 1: // initiator: we can do both dialects
+		out.add(&Data{T: PayloadVendorID, Data: vidRFC3947}, &Data{T: PayloadVendorID, Data: vidDraft03},
+			&Data{T: PayloadVendorID, Data: vidDraft02N})
+	case 2: // responder: the dialect we picked
+		switch sa.nattDialect {
+		case nattRFC:
+			out.add(&Data{T: PayloadVendorID, Data: vidRFC3947})
+		case nattDraft:
+			out.add(&Data{T: PayloadVendorID, Data: vidDraft02N})
+		}
+	case 3, 4:
+		if sa.nattDialect == nattNone {
+			return t.step == 4, nil
+		}
+		typ := PayloadNATD
+		if sa.nattDialect == nattDraft {
+			typ = PayloadNATDDraft
+		}
+		// RFC 3947 section 3.2: first the peer's address as we send to
+		// it, then ours.
+		out.add(&Data{T: typ, Data: natHash(sa, sa.Remote)}, &Data{T: typ, Data: natHash(sa, sa.Local)})
+	}
+	return t.step >= 4, nil
+}
+
+func (t *natt) process(x *exchange, in *msg) (bool, error) {
+	sa := x.sa
+	t.step++
+	switch t.step {
+	case 1, 2:
+		dialect := nattNone
+		for _, p := range in.all(PayloadVendorID) {
+			switch v := p.(*Data).Data; {
+			case bytes.Equal(v, vidRFC3947):
+				dialect = nattRFC
+			case dialect == nattNone && (bytes.Equal(v, vidDraft02) || bytes.Equal(v, vidDraft02N) || bytes.Equal(v, vidDraft03)):
+				dialect = nattDraft
+			}
+		}
+		sa.nattDialect = dialect
+	case 3, 4:
+		if sa.nattDialect == nattNone {
+			return t.step == 4, nil
+		}
+		var hashes [][]byte
+		for _, p := range in.payloads {
+			if p.Type() == PayloadNATD || p.Type() == PayloadNATDDraft {
+				hashes = append(hashes, p.(*Data).Data)
+			}
+		}
+		if len(hashes) < 2 {
+			return t.step >= 4, nil // the peer sends none: no NAT-T
+		}
+		// The first is what the peer thinks our address is.
+		sa.natLocal = !bytes.Equal(hashes[0], natHash(sa, sa.Local))
+		sa.natRemote = true
+		for _, h := range hashes[1:] {
+			if bytes.Equal(h, natHash(sa, sa.Remote)) {
+				sa.natRemote = false
+			}
+		}
+		if sa.Initiator && sa.natDetected() {
+			// RFC 3947 section 4: the initiator moves to 4500 now.
+			sa.Local = netip.AddrPortFrom(sa.Local.Addr(), natPort)
+			sa.Remote = netip.AddrPortFrom(sa.Remote.Addr(), natPort)
+		}
+	}
+	return t.step >= 4, nil
+}
+
+const natPort = 4500
+
+// natHash is HASH(CKY-I | CKY-R | IP | Port) with the negotiated hash
+// (RFC 3947 section 3.2).
+func natHash(sa *IKESA, ap netip.AddrPort) []byte {
+	prf, err := NewPRF(sa.phase1.Hash)
+	if err != nil {
+		return nil
+	}
+	var port [2]byte
+	binary.BigEndian.PutUint16(port[:], ap.Port())
+	return prf.Hash(sa.ICookie[:], sa.RCookie[:], ap.Addr().Unmap().AsSlice(), port[:])
+}
+
+func (sa *IKESA) natDetected() bool { return sa.natLocal || sa.natRemote }
+
+// udpEncap is the quick mode encapsulation for a tunnel or transport SA
+// on this IKE SA: UDP-encapsulated in the negotiated dialect behind a NAT.
+func (sa *IKESA) udpEncap(transport bool) uint16 {
+	switch {
+	case !sa.natDetected() && transport:
+		return EncapTransport
+	case !sa.natDetected():
+		return EncapTunnel
+	case sa.nattDialect == nattDraft && transport:
+		return EncapUDPTransportDraft
+	case sa.nattDialect == nattDraft:
+		return EncapUDPTunnelDraft
+	case transport:
+		return EncapUDPTransport
+	}
+	return EncapUDPTunnel
+}
