@@ -451,11 +451,8 @@ func TestGarbageDoesNotHurt(t *testing.T) {
 	for _, b := range [][]byte{nil, {1, 2, 3}, forged, bytes.Repeat([]byte{0xff}, 100)} {
 		p.b.Receive(b, to, from)
 	}
-	p.wire = p.wire[:0]
-	// The real quick mode still works.
-	if err := p.a.Initiate("to-b"); err != nil {
-		t.Fatal(err)
-	}
+	// Nothing answered the garbage; the real quick mode A started after
+	// main mode still works.
 	p.quickMode()
 	p.checkChildren("aes128gcm16", true)
 }

@@ -137,6 +137,11 @@ func (m *Manager) Initiate(name string) error {
 	}
 	for _, sa := range m.sas {
 		if sa.Peer == peer && sa.state == stateEstablished {
+			for _, x := range sa.xs {
+				if x.typ == ExchangeQuick && x.initiator && x.finished.IsZero() {
+					return nil // a quick mode is on its way
+				}
+			}
 			return m.startQuickMode(sa)
 		}
 		if sa.Peer == peer && sa.state == stateMainMode && sa.Initiator {
@@ -491,6 +496,7 @@ type SAInfo struct {
 	Phase1           string
 	Age              time.Duration
 	Children         int
+	NAT              bool // UDP-encapsulated: a NAT was detected
 }
 
 func (m *Manager) SAs() []SAInfo {
@@ -500,7 +506,7 @@ func (m *Manager) SAs() []SAInfo {
 	for _, sa := range m.sas {
 		out = append(out, SAInfo{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, ICookie: sa.ICookie, RCookie: sa.RCookie,
 			Initiator: sa.Initiator, Established: sa.state == stateEstablished, Phase1: sa.phase1.String(),
-			Age: m.now().Sub(sa.created), Children: len(sa.children)})
+			Age: m.now().Sub(sa.created), Children: len(sa.children), NAT: sa.natDetected()})
 	}
 	return out
 }

@@ -145,17 +145,6 @@ func wireguard(e env, l *lab) error {
 	return waitPing(l)
 }
 
-const swanConf = `charon-systemd {
-  load = random nonce aes sha1 sha2 hmac gcm pem pkcs1 x509 pubkey openssl gmp kernel-libipsec kernel-netlink socket-default vici updown
-  plugins {
-    vici { socket = unix://%[1]s/charon.vici }
-  }
-  journal { default = -1 }
-  syslog { daemon { default = -1 } }
-  filelog { log { path = %[1]s/charon.log
-    default = 1 } }
-}
-`
 
 const swanctlConf = `connections {
   bench {
@@ -182,38 +171,21 @@ secrets {
 `
 
 func strongswan(e env, l *lab) error {
-	charon := "/usr/sbin/charon-systemd"
-	if _, err := os.Stat(charon); err != nil {
-		return errors.New("charon-systemd not found (apt-get install charon-systemd strongswan-swanctl libcharon-extra-plugins)")
-	}
+	var initiator *netns.StrongSwan
 	for _, gw := range []struct {
 		ns                  *netns.NS
 		local, peer, ln, rn string
 	}{{l.gwa, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"}, {l.gwb, "192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"}} {
-		dir := filepath.Join(e.dir, "swan-"+gw.ns.Name)
-		os.MkdirAll(dir, 0o700)
-		os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(fmt.Sprintf(swanConf, dir)), 0o600)
-		os.WriteFile(filepath.Join(dir, "swanctl.conf"), []byte(fmt.Sprintf(swanctlConf, gw.local, gw.peer, gw.ln, gw.rn)), 0o600)
-		cmd := fmt.Sprintf("STRONGSWAN_CONF=%s/strongswan.conf exec %s", dir, charon)
-		if _, err := gw.ns.Start("sh", "-c", cmd); err != nil {
+		s, err := netns.StartStrongSwan(gw.ns, filepath.Join(e.dir, "swan-"+gw.ns.Name), fmt.Sprintf(swanctlConf, gw.local, gw.peer, gw.ln, gw.rn))
+		if err != nil {
 			return err
 		}
-		var out string
-		var err error
-		for try := 0; try < 50; try++ {
-			time.Sleep(200 * time.Millisecond)
-			if out, err = gw.ns.Output(10*time.Second, "swanctl", "--load-all", "--file", dir+"/swanctl.conf", "--uri", "unix://"+dir+"/charon.vici"); err == nil {
-				break
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("swanctl --load-all in %s: %v\n%s", gw.ns.Name, err, out)
+		if gw.ns == l.gwa {
+			initiator = s
 		}
 	}
-	dir := filepath.Join(e.dir, "swan-gwa")
-	if out, err := l.gwa.Output(30*time.Second, "swanctl", "--initiate", "--child", "net", "--uri", "unix://"+dir+"/charon.vici"); err != nil {
-		log, _ := os.ReadFile(dir + "/charon.log")
-		return fmt.Errorf("swanctl --initiate: %v\n%s\n%s", err, out, log)
+	if out, err := initiator.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+		return fmt.Errorf("swanctl --initiate: %v\n%s\n%s", err, out, initiator.Log())
 	}
 	return waitPing(l)
 }

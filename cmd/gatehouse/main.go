@@ -16,7 +16,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -132,6 +134,20 @@ path's counters, with every drop by reason.`,
 				})
 			},
 		},
+		tunnelCommand(g, "up", "Start a tunnel's IKE negotiation now",
+			`Start main mode (if no IKE SA is up) and quick mode with the tunnel's peer,
+without waiting for traffic. The command returns at once; follow progress with
+gatehouse sa or the log. Exit status 1 if there is no such tunnel.`,
+			func(ctx context.Context, c pb.AdminClient, r *pb.TunnelRequest) (*pb.TunnelResponse, error) {
+				return c.Up(ctx, r)
+			}),
+		tunnelCommand(g, "down", "Delete a tunnel's SAs, telling the peer",
+			`Send the peer deletes for the tunnel's IPsec SAs and its IKE SA, and remove
+them here. Traffic for the tunnel then starts a new negotiation if the tunnel
+starts on traffic (the default). Exit status 1 if nothing was up.`,
+			func(ctx context.Context, c pb.AdminClient, r *pb.TunnelRequest) (*pb.TunnelResponse, error) {
+				return c.Down(ctx, r)
+			}),
 		&cobra.Command{
 			Use:   "reload",
 			Short: "Re-read the configuration file (like SIGHUP)",
@@ -183,6 +199,9 @@ func call(g *globals, out io.Writer, fn func(context.Context, pb.AdminClient) (p
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	defer cancel()
 	msg, text, err := fn(ctx, pb.NewAdminClient(conn))
+	if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+		return cliError{exitFailure, errors.New(st.Message())} // the daemon answered: the request itself failed
+	}
 	if err != nil {
 		return cliError{exitNoDaemon, fmt.Errorf("gatehoused at %s: %w", g.socket, err)}
 	}
@@ -344,8 +363,28 @@ func printReload(w io.Writer, r *pb.ReloadResponse) {
 
 func printSAs(w io.Writer, r *pb.SAsResponse) {
 	if !r.Dataplane {
-		fmt.Fprintln(w, "No data path is running: the configuration has no SAs to carry (manual_sas).")
+		fmt.Fprintln(w, "No data path is running: the configuration has no SAs to carry (no tunnels, no manual_sas).")
 		return
+	}
+	if len(r.IkeSas) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "IKE SA	STATE	ROLE	LOCAL	REMOTE	PROPOSAL	NAT	CHILDREN	AGE	COOKIES")
+		for _, s := range r.IkeSas {
+			state, role, nat := "negotiating", "responder", "no"
+			if s.Established {
+				state = "established"
+			}
+			if s.Initiator {
+				role = "initiator"
+			}
+			if s.Nat {
+				nat = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Tunnel, state, role, s.Local, s.Remote, s.Proposal, nat,
+				s.Children, (time.Duration(s.AgeSeconds) * time.Second).String(), s.Cookies)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tDIR\tSPI\tMODE\tSUITE\tLOCAL\tPEER\tPACKETS\tBYTES\tREPLAY\tAUTH-FAIL\tAGE\tLIFETIME LEFT")
@@ -387,4 +426,23 @@ func printSAs(w io.Writer, r *pb.SAsResponse) {
 		fmt.Fprintf(w, " %s=%d", n, r.Drops[n])
 	}
 	fmt.Fprintln(w)
+}
+
+// tunnelCommand is gatehouse up NAME / down NAME.
+func tunnelCommand(g *globals, use, short, long string, rpc func(context.Context, pb.AdminClient, *pb.TunnelRequest) (*pb.TunnelResponse, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:     use + " NAME",
+		Short:   short,
+		Long:    long,
+		Example: "  gatehouse " + use + " neta-netb",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
+				r, err := rpc(ctx, c, &pb.TunnelRequest{Name: args[0]})
+				return r, func(w io.Writer) {
+					fmt.Fprintf(w, "%s: %s\n", args[0], map[string]string{"up": "negotiation started", "down": "SAs deleted"}[use])
+				}, err
+			})
+		},
+	}
 }

@@ -4,6 +4,7 @@ package admin
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse/gatehouse/core/daemon"
 	"github.com/gatehouse/gatehouse/core/policy"
@@ -207,7 +210,26 @@ func (s *Server) SAs(context.Context, *pb.SAsRequest) (*pb.SAsResponse, error) {
 	for _, sn := range list {
 		out.Sas = append(out.Sas, saToPB(sn))
 	}
+	for _, i := range s.d.IKESAs() {
+		out.IkeSas = append(out.IkeSas, &pb.IKESA{Tunnel: i.Peer, Local: i.Local.String(), Remote: i.Remote.String(), Initiator: i.Initiator,
+			Established: i.Established, Proposal: i.Phase1, AgeSeconds: int64(i.Age / time.Second), Children: uint32(i.Children),
+			Cookies: hex.EncodeToString(i.ICookie[:]) + ":" + hex.EncodeToString(i.RCookie[:]), Nat: i.NAT})
+	}
 	return out, nil
+}
+
+func (s *Server) Up(_ context.Context, r *pb.TunnelRequest) (*pb.TunnelResponse, error) {
+	if err := s.d.TunnelUp(r.GetName()); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &pb.TunnelResponse{}, nil
+}
+
+func (s *Server) Down(_ context.Context, r *pb.TunnelRequest) (*pb.TunnelResponse, error) {
+	if err := s.d.TunnelDown(r.GetName()); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &pb.TunnelResponse{}, nil
 }
 
 func saToPB(sn sad.Snapshot) *pb.SA {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,12 +15,14 @@ import (
 	"github.com/gatehouse/gatehouse/core/policy"
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike"
 )
 
 // dataplaneState is the running data path, when the configuration has SAs
 // to carry (today: manual_sas; IKE will add its own).
 type dataplaneState struct {
 	plane   *dataplane.Plane
+	ike     *ikeState // nil without tunnels
 	db      *sad.DB
 	cleanup func()
 	stop    chan struct{}
@@ -27,7 +30,7 @@ type dataplaneState struct {
 }
 
 // needsDataplane reports whether the configuration has SAs to carry.
-func needsDataplane(c *config.Config) bool { return len(c.ManualSAs) > 0 }
+func needsDataplane(c *config.Config) bool { return len(c.ManualSAs) > 0 || len(c.Tunnels) > 0 }
 
 // manualSAs builds the SAD entries of every manual SA.
 func manualSAs(c *config.Config, log *zap.Logger, expired chan<- esp.Event) ([]*sad.InSA, map[sad.OutKey]*sad.OutSA, error) {
@@ -189,6 +192,17 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		}
 	}
 	var routes []dataplane.Route
+	for _, t := range c.Tunnels {
+		var src netip.Addr
+		for _, ls := range t.Local.Subnets {
+			if src = localAddrIn(ls.Prefix); src.IsValid() {
+				break
+			}
+		}
+		for _, r := range t.Remote.Subnets {
+			routes = append(routes, dataplane.Route{Dst: r.Prefix, Src: src})
+		}
+	}
 	for _, m := range c.ManualSAs {
 		if m.Mode == "transport" {
 			routes = append(routes, dataplane.Route{Dst: netip.PrefixFrom(m.Peer.Unmap(), 32), Src: m.Local.Unmap()})
@@ -218,11 +232,23 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		dataplane.RemoveNft()
 		netCleanup()
 	}
-	st.plane = dataplane.New(dataplane.Config{Log: log, TUN: tun, Raw: raw, UDP: udp, Clear: clear, AH: ah, SAD: st.db, MTU: dp.MTU,
+	if st.ike, err = d.startIKE(c, st.db, udp, st.expired); err != nil {
+		st.cleanup()
+		return err
+	}
+	pcfg := dataplane.Config{Log: log, TUN: tun, Raw: raw, UDP: udp, Clear: clear, AH: ah, SAD: st.db, MTU: dp.MTU,
 		OnAcquire: func(a dataplane.Acquire) {
-			log.Info("traffic needs an SA that does not exist; no IKE engine yet, dropping", zap.String("rule", a.Rule.Name),
+			log.Info("traffic needs an SA that does not exist, and no tunnel starts on traffic for it; dropping", zap.String("rule", a.Rule.Name),
 				zap.Stringer("peer", a.Peer), zap.Stringer("src", a.Src), zap.Stringer("dst", a.Dst))
-		}}, l.Policy)
+		}}
+	if st.ike != nil {
+		ik := st.ike
+		pcfg.OnAcquire = ik.onAcquire
+		pcfg.OnIKE = func(msg []byte, from netip.AddrPort) {
+			ik.deliver(msg, netip.AddrPortFrom(netip.IPv4Unspecified(), esp.NATTPort), from)
+		}
+	}
+	st.plane = dataplane.New(pcfg, l.Policy)
 	st.plane.Start()
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -237,7 +263,7 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 				// Removed here, not in the event callback: Tick holds a
 				// shard lock while it runs callbacks.
 				if st.db.RemoveSPI(e.SPI) {
-					log.Warn("SA removed: hard lifetime reached; manual SAs are not rekeyed", zap.String("spi", fmt.Sprintf("%#x", e.SPI)), zap.String("reason", e.Reason))
+					log.Warn("SA removed: hard lifetime reached", zap.String("spi", fmt.Sprintf("%#x", e.SPI)), zap.String("reason", e.Reason))
 				}
 			}
 		}
@@ -256,6 +282,9 @@ func (d *Daemon) stopDataplane() {
 		zap.Uint64("tun_reads", c.TUNReads), zap.Uint64("tun_packets", c.TUNPackets),
 		zap.Uint64("tun_writes", c.TUNWrites), zap.Uint64("tun_written", c.TUNWritten), zap.Any("drops", c.Drops))
 	close(d.dp.stop)
+	if d.dp.ike != nil {
+		d.dp.ike.close()
+	}
 	d.dp.plane.Close()
 	d.dp.cleanup()
 	d.dp = nil
@@ -276,6 +305,42 @@ func manualUnchanged(a, b *config.Config) bool {
 	da, db := a.Dataplane, b.Dataplane
 	da.Meta, db.Meta = config.Meta{}, config.Meta{}
 	return reflect.DeepEqual(strip(a.ManualSAs), strip(b.ManualSAs)) && reflect.DeepEqual(da, db)
+}
+
+// IKESAs lists the IKE SAs; nil without tunnels.
+func (d *Daemon) IKESAs() []ike.SAInfo {
+	d.mu.RLock()
+	st := d.dp
+	d.mu.RUnlock()
+	if st == nil || st.ike == nil {
+		return nil
+	}
+	return st.ike.mgr.SAs()
+}
+
+// ErrNoTunnels: up or down without tunnels configured.
+var ErrNoTunnels = errors.New("no tunnels are configured")
+
+// TunnelUp starts a tunnel's negotiation (gatehouse up).
+func (d *Daemon) TunnelUp(name string) error {
+	d.mu.RLock()
+	st := d.dp
+	d.mu.RUnlock()
+	if st == nil || st.ike == nil {
+		return ErrNoTunnels
+	}
+	return st.ike.mgr.Initiate(name)
+}
+
+// TunnelDown deletes a tunnel's SAs (gatehouse down).
+func (d *Daemon) TunnelDown(name string) error {
+	d.mu.RLock()
+	st := d.dp
+	d.mu.RUnlock()
+	if st == nil || st.ike == nil {
+		return ErrNoTunnels
+	}
+	return st.ike.mgr.Terminate(name)
 }
 
 // SAs lists installed SAs and the data path's counters; ok is false when no

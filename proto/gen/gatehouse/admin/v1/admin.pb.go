@@ -21,6 +21,204 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type TunnelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TunnelRequest) Reset() {
+	*x = TunnelRequest{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunnelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunnelRequest) ProtoMessage() {}
+
+func (x *TunnelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunnelRequest.ProtoReflect.Descriptor instead.
+func (*TunnelRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TunnelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type TunnelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TunnelResponse) Reset() {
+	*x = TunnelResponse{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunnelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunnelResponse) ProtoMessage() {}
+
+func (x *TunnelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunnelResponse.ProtoReflect.Descriptor instead.
+func (*TunnelResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+// IKESA is one IKE (ISAKMP) SA.
+type IKESA struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Tunnel      string                 `protobuf:"bytes,1,opt,name=tunnel,proto3" json:"tunnel,omitempty"`
+	Local       string                 `protobuf:"bytes,2,opt,name=local,proto3" json:"local,omitempty"`
+	Remote      string                 `protobuf:"bytes,3,opt,name=remote,proto3" json:"remote,omitempty"`
+	Initiator   bool                   `protobuf:"varint,4,opt,name=initiator,proto3" json:"initiator,omitempty"`
+	Established bool                   `protobuf:"varint,5,opt,name=established,proto3" json:"established,omitempty"`
+	Proposal    string                 `protobuf:"bytes,6,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	AgeSeconds  int64                  `protobuf:"varint,7,opt,name=age_seconds,json=ageSeconds,proto3" json:"age_seconds,omitempty"`
+	Children    uint32                 `protobuf:"varint,8,opt,name=children,proto3" json:"children,omitempty"`
+	// cookies is CKY-I:CKY-R in hex, as tshark and strongSwan show them.
+	Cookies       string `protobuf:"bytes,9,opt,name=cookies,proto3" json:"cookies,omitempty"`
+	Nat           bool   `protobuf:"varint,10,opt,name=nat,proto3" json:"nat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IKESA) Reset() {
+	*x = IKESA{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IKESA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IKESA) ProtoMessage() {}
+
+func (x *IKESA) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IKESA.ProtoReflect.Descriptor instead.
+func (*IKESA) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *IKESA) GetTunnel() string {
+	if x != nil {
+		return x.Tunnel
+	}
+	return ""
+}
+
+func (x *IKESA) GetLocal() string {
+	if x != nil {
+		return x.Local
+	}
+	return ""
+}
+
+func (x *IKESA) GetRemote() string {
+	if x != nil {
+		return x.Remote
+	}
+	return ""
+}
+
+func (x *IKESA) GetInitiator() bool {
+	if x != nil {
+		return x.Initiator
+	}
+	return false
+}
+
+func (x *IKESA) GetEstablished() bool {
+	if x != nil {
+		return x.Established
+	}
+	return false
+}
+
+func (x *IKESA) GetProposal() string {
+	if x != nil {
+		return x.Proposal
+	}
+	return ""
+}
+
+func (x *IKESA) GetAgeSeconds() int64 {
+	if x != nil {
+		return x.AgeSeconds
+	}
+	return 0
+}
+
+func (x *IKESA) GetChildren() uint32 {
+	if x != nil {
+		return x.Children
+	}
+	return 0
+}
+
+func (x *IKESA) GetCookies() string {
+	if x != nil {
+		return x.Cookies
+	}
+	return ""
+}
+
+func (x *IKESA) GetNat() bool {
+	if x != nil {
+		return x.Nat
+	}
+	return false
+}
+
 type SAsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +227,7 @@ type SAsRequest struct {
 
 func (x *SAsRequest) Reset() {
 	*x = SAsRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +239,7 @@ func (x *SAsRequest) String() string {
 func (*SAsRequest) ProtoMessage() {}
 
 func (x *SAsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +252,7 @@ func (x *SAsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SAsRequest.ProtoReflect.Descriptor instead.
 func (*SAsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 // SA describes one installed SA. Keys are never part of it.
@@ -87,7 +285,7 @@ type SA struct {
 
 func (x *SA) Reset() {
 	*x = SA{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -99,7 +297,7 @@ func (x *SA) String() string {
 func (*SA) ProtoMessage() {}
 
 func (x *SA) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -112,7 +310,7 @@ func (x *SA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SA.ProtoReflect.Descriptor instead.
 func (*SA) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SA) GetName() string {
@@ -270,15 +468,16 @@ type SAsResponse struct {
 	TunPackets uint64 `protobuf:"varint,9,opt,name=tun_packets,json=tunPackets,proto3" json:"tun_packets,omitempty"`
 	// tun_written above tun_writes means decrypted TCP segments are being
 	// joined into super-packets (GRO) before they reach the kernel.
-	TunWrites     uint64 `protobuf:"varint,10,opt,name=tun_writes,json=tunWrites,proto3" json:"tun_writes,omitempty"`
-	TunWritten    uint64 `protobuf:"varint,11,opt,name=tun_written,json=tunWritten,proto3" json:"tun_written,omitempty"`
+	TunWrites     uint64   `protobuf:"varint,10,opt,name=tun_writes,json=tunWrites,proto3" json:"tun_writes,omitempty"`
+	TunWritten    uint64   `protobuf:"varint,11,opt,name=tun_written,json=tunWritten,proto3" json:"tun_written,omitempty"`
+	IkeSas        []*IKESA `protobuf:"bytes,12,rep,name=ike_sas,json=ikeSas,proto3" json:"ike_sas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SAsResponse) Reset() {
 	*x = SAsResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +489,7 @@ func (x *SAsResponse) String() string {
 func (*SAsResponse) ProtoMessage() {}
 
 func (x *SAsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +502,7 @@ func (x *SAsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SAsResponse.ProtoReflect.Descriptor instead.
 func (*SAsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SAsResponse) GetDataplane() bool {
@@ -383,6 +582,13 @@ func (x *SAsResponse) GetTunWritten() uint64 {
 	return 0
 }
 
+func (x *SAsResponse) GetIkeSas() []*IKESA {
+	if x != nil {
+		return x.IkeSas
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -391,7 +597,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +609,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +622,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 type StatusResponse struct {
@@ -441,7 +647,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +659,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +672,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StatusResponse) GetVersion() string {
@@ -575,7 +781,7 @@ type PolicyShowRequest struct {
 
 func (x *PolicyShowRequest) Reset() {
 	*x = PolicyShowRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +793,7 @@ func (x *PolicyShowRequest) String() string {
 func (*PolicyShowRequest) ProtoMessage() {}
 
 func (x *PolicyShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +806,7 @@ func (x *PolicyShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyShowRequest.ProtoReflect.Descriptor instead.
 func (*PolicyShowRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 type PortRange struct {
@@ -612,7 +818,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +830,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +843,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PortRange) GetPort() uint32 {
@@ -660,7 +866,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +878,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +891,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Offer) GetProtocol() string {
@@ -752,7 +958,7 @@ type AppliedFilter struct {
 
 func (x *AppliedFilter) Reset() {
 	*x = AppliedFilter{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +970,7 @@ func (x *AppliedFilter) String() string {
 func (*AppliedFilter) ProtoMessage() {}
 
 func (x *AppliedFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +983,7 @@ func (x *AppliedFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedFilter.ProtoReflect.Descriptor instead.
 func (*AppliedFilter) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AppliedFilter) GetRule() string {
@@ -931,7 +1137,7 @@ type PolicyShowResponse struct {
 
 func (x *PolicyShowResponse) Reset() {
 	*x = PolicyShowResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1149,7 @@ func (x *PolicyShowResponse) String() string {
 func (*PolicyShowResponse) ProtoMessage() {}
 
 func (x *PolicyShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1162,7 @@ func (x *PolicyShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyShowResponse.ProtoReflect.Descriptor instead.
 func (*PolicyShowResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PolicyShowResponse) GetFilters() []*AppliedFilter {
@@ -988,7 +1194,7 @@ type PluginsRequest struct {
 
 func (x *PluginsRequest) Reset() {
 	*x = PluginsRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1206,7 @@ func (x *PluginsRequest) String() string {
 func (*PluginsRequest) ProtoMessage() {}
 
 func (x *PluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1219,7 @@ func (x *PluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginsRequest.ProtoReflect.Descriptor instead.
 func (*PluginsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 type PluginState struct {
@@ -1033,7 +1239,7 @@ type PluginState struct {
 
 func (x *PluginState) Reset() {
 	*x = PluginState{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1251,7 @@ func (x *PluginState) String() string {
 func (*PluginState) ProtoMessage() {}
 
 func (x *PluginState) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1264,7 @@ func (x *PluginState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginState.ProtoReflect.Descriptor instead.
 func (*PluginState) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PluginState) GetName() string {
@@ -1133,7 +1339,7 @@ type PluginsResponse struct {
 
 func (x *PluginsResponse) Reset() {
 	*x = PluginsResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1351,7 @@ func (x *PluginsResponse) String() string {
 func (*PluginsResponse) ProtoMessage() {}
 
 func (x *PluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1364,7 @@ func (x *PluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginsResponse.ProtoReflect.Descriptor instead.
 func (*PluginsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PluginsResponse) GetPlugins() []*PluginState {
@@ -1176,7 +1382,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1394,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1407,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 type ReloadResponse struct {
@@ -1215,7 +1421,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1433,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1446,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReloadResponse) GetApplied() bool {
@@ -1268,7 +1474,23 @@ var File_gatehouse_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"\f\n" +
+	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"#\n" +
+	"\rTunnelRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x10\n" +
+	"\x0eTunnelResponse\"\x92\x02\n" +
+	"\x05IKESA\x12\x16\n" +
+	"\x06tunnel\x18\x01 \x01(\tR\x06tunnel\x12\x14\n" +
+	"\x05local\x18\x02 \x01(\tR\x05local\x12\x16\n" +
+	"\x06remote\x18\x03 \x01(\tR\x06remote\x12\x1c\n" +
+	"\tinitiator\x18\x04 \x01(\bR\tinitiator\x12 \n" +
+	"\vestablished\x18\x05 \x01(\bR\vestablished\x12\x1a\n" +
+	"\bproposal\x18\x06 \x01(\tR\bproposal\x12\x1f\n" +
+	"\vage_seconds\x18\a \x01(\x03R\n" +
+	"ageSeconds\x12\x1a\n" +
+	"\bchildren\x18\b \x01(\rR\bchildren\x12\x18\n" +
+	"\acookies\x18\t \x01(\tR\acookies\x12\x10\n" +
+	"\x03nat\x18\n" +
+	" \x01(\bR\x03nat\"\f\n" +
 	"\n" +
 	"SAsRequest\"\xa1\x04\n" +
 	"\x02SA\x12\x12\n" +
@@ -1294,7 +1516,7 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"ageSeconds\x122\n" +
 	"\x15lifetime_left_seconds\x18\x12 \x01(\x03R\x13lifetimeLeftSeconds\x12\x18\n" +
 	"\abackend\x18\x13 \x01(\tR\abackend\x12\x12\n" +
-	"\x04rule\x18\x14 \x01(\tR\x04rule\"\xc8\x03\n" +
+	"\x04rule\x18\x14 \x01(\tR\x04rule\"\xfc\x03\n" +
 	"\vSAsResponse\x12\x1c\n" +
 	"\tdataplane\x18\x01 \x01(\bR\tdataplane\x12(\n" +
 	"\x03sas\x18\x02 \x03(\v2\x16.gatehouse.admin.v1.SAR\x03sas\x12\x12\n" +
@@ -1312,7 +1534,8 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"tun_writes\x18\n" +
 	" \x01(\x04R\ttunWrites\x12\x1f\n" +
 	"\vtun_written\x18\v \x01(\x04R\n" +
-	"tunWritten\x1a8\n" +
+	"tunWritten\x122\n" +
+	"\aike_sas\x18\f \x03(\v2\x19.gatehouse.admin.v1.IKESAR\x06ikeSas\x1a8\n" +
 	"\n" +
 	"DropsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1397,14 +1620,16 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\x0eReloadResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x18\n" +
-	"\achanges\x18\x03 \x03(\tR\achanges2\xa2\x03\n" +
+	"\achanges\x18\x03 \x03(\tR\achanges2\xbe\x04\n" +
 	"\x05Admin\x12O\n" +
 	"\x06Status\x12!.gatehouse.admin.v1.StatusRequest\x1a\".gatehouse.admin.v1.StatusResponse\x12[\n" +
 	"\n" +
 	"PolicyShow\x12%.gatehouse.admin.v1.PolicyShowRequest\x1a&.gatehouse.admin.v1.PolicyShowResponse\x12R\n" +
 	"\aPlugins\x12\".gatehouse.admin.v1.PluginsRequest\x1a#.gatehouse.admin.v1.PluginsResponse\x12O\n" +
 	"\x06Reload\x12!.gatehouse.admin.v1.ReloadRequest\x1a\".gatehouse.admin.v1.ReloadResponse\x12F\n" +
-	"\x03SAs\x12\x1e.gatehouse.admin.v1.SAsRequest\x1a\x1f.gatehouse.admin.v1.SAsResponseB\xd3\x01\n" +
+	"\x03SAs\x12\x1e.gatehouse.admin.v1.SAsRequest\x1a\x1f.gatehouse.admin.v1.SAsResponse\x12K\n" +
+	"\x02Up\x12!.gatehouse.admin.v1.TunnelRequest\x1a\".gatehouse.admin.v1.TunnelResponse\x12M\n" +
+	"\x04Down\x12!.gatehouse.admin.v1.TunnelRequest\x1a\".gatehouse.admin.v1.TunnelResponseB\xd3\x01\n" +
 	"\x16com.gatehouse.admin.v1B\n" +
 	"AdminProtoP\x01ZCgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/admin/v1;adminv1\xa2\x02\x03GAX\xaa\x02\x12Gatehouse.Admin.V1\xca\x02\x12Gatehouse\\Admin\\V1\xe2\x02\x1eGatehouse\\Admin\\V1\\GPBMetadata\xea\x02\x14Gatehouse::Admin::V1b\x06proto3"
 
@@ -1420,46 +1645,54 @@ func file_gatehouse_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gatehouse_admin_v1_admin_proto_rawDescData
 }
 
-var file_gatehouse_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_gatehouse_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_gatehouse_admin_v1_admin_proto_goTypes = []any{
-	(*SAsRequest)(nil),         // 0: gatehouse.admin.v1.SAsRequest
-	(*SA)(nil),                 // 1: gatehouse.admin.v1.SA
-	(*SAsResponse)(nil),        // 2: gatehouse.admin.v1.SAsResponse
-	(*StatusRequest)(nil),      // 3: gatehouse.admin.v1.StatusRequest
-	(*StatusResponse)(nil),     // 4: gatehouse.admin.v1.StatusResponse
-	(*PolicyShowRequest)(nil),  // 5: gatehouse.admin.v1.PolicyShowRequest
-	(*PortRange)(nil),          // 6: gatehouse.admin.v1.PortRange
-	(*Offer)(nil),              // 7: gatehouse.admin.v1.Offer
-	(*AppliedFilter)(nil),      // 8: gatehouse.admin.v1.AppliedFilter
-	(*PolicyShowResponse)(nil), // 9: gatehouse.admin.v1.PolicyShowResponse
-	(*PluginsRequest)(nil),     // 10: gatehouse.admin.v1.PluginsRequest
-	(*PluginState)(nil),        // 11: gatehouse.admin.v1.PluginState
-	(*PluginsResponse)(nil),    // 12: gatehouse.admin.v1.PluginsResponse
-	(*ReloadRequest)(nil),      // 13: gatehouse.admin.v1.ReloadRequest
-	(*ReloadResponse)(nil),     // 14: gatehouse.admin.v1.ReloadResponse
-	nil,                        // 15: gatehouse.admin.v1.SAsResponse.DropsEntry
+	(*TunnelRequest)(nil),      // 0: gatehouse.admin.v1.TunnelRequest
+	(*TunnelResponse)(nil),     // 1: gatehouse.admin.v1.TunnelResponse
+	(*IKESA)(nil),              // 2: gatehouse.admin.v1.IKESA
+	(*SAsRequest)(nil),         // 3: gatehouse.admin.v1.SAsRequest
+	(*SA)(nil),                 // 4: gatehouse.admin.v1.SA
+	(*SAsResponse)(nil),        // 5: gatehouse.admin.v1.SAsResponse
+	(*StatusRequest)(nil),      // 6: gatehouse.admin.v1.StatusRequest
+	(*StatusResponse)(nil),     // 7: gatehouse.admin.v1.StatusResponse
+	(*PolicyShowRequest)(nil),  // 8: gatehouse.admin.v1.PolicyShowRequest
+	(*PortRange)(nil),          // 9: gatehouse.admin.v1.PortRange
+	(*Offer)(nil),              // 10: gatehouse.admin.v1.Offer
+	(*AppliedFilter)(nil),      // 11: gatehouse.admin.v1.AppliedFilter
+	(*PolicyShowResponse)(nil), // 12: gatehouse.admin.v1.PolicyShowResponse
+	(*PluginsRequest)(nil),     // 13: gatehouse.admin.v1.PluginsRequest
+	(*PluginState)(nil),        // 14: gatehouse.admin.v1.PluginState
+	(*PluginsResponse)(nil),    // 15: gatehouse.admin.v1.PluginsResponse
+	(*ReloadRequest)(nil),      // 16: gatehouse.admin.v1.ReloadRequest
+	(*ReloadResponse)(nil),     // 17: gatehouse.admin.v1.ReloadResponse
+	nil,                        // 18: gatehouse.admin.v1.SAsResponse.DropsEntry
 }
 var file_gatehouse_admin_v1_admin_proto_depIdxs = []int32{
-	1,  // 0: gatehouse.admin.v1.SAsResponse.sas:type_name -> gatehouse.admin.v1.SA
-	15, // 1: gatehouse.admin.v1.SAsResponse.drops:type_name -> gatehouse.admin.v1.SAsResponse.DropsEntry
-	7,  // 2: gatehouse.admin.v1.AppliedFilter.offers:type_name -> gatehouse.admin.v1.Offer
-	8,  // 3: gatehouse.admin.v1.PolicyShowResponse.filters:type_name -> gatehouse.admin.v1.AppliedFilter
-	11, // 4: gatehouse.admin.v1.PluginsResponse.plugins:type_name -> gatehouse.admin.v1.PluginState
-	3,  // 5: gatehouse.admin.v1.Admin.Status:input_type -> gatehouse.admin.v1.StatusRequest
-	5,  // 6: gatehouse.admin.v1.Admin.PolicyShow:input_type -> gatehouse.admin.v1.PolicyShowRequest
-	10, // 7: gatehouse.admin.v1.Admin.Plugins:input_type -> gatehouse.admin.v1.PluginsRequest
-	13, // 8: gatehouse.admin.v1.Admin.Reload:input_type -> gatehouse.admin.v1.ReloadRequest
-	0,  // 9: gatehouse.admin.v1.Admin.SAs:input_type -> gatehouse.admin.v1.SAsRequest
-	4,  // 10: gatehouse.admin.v1.Admin.Status:output_type -> gatehouse.admin.v1.StatusResponse
-	9,  // 11: gatehouse.admin.v1.Admin.PolicyShow:output_type -> gatehouse.admin.v1.PolicyShowResponse
-	12, // 12: gatehouse.admin.v1.Admin.Plugins:output_type -> gatehouse.admin.v1.PluginsResponse
-	14, // 13: gatehouse.admin.v1.Admin.Reload:output_type -> gatehouse.admin.v1.ReloadResponse
-	2,  // 14: gatehouse.admin.v1.Admin.SAs:output_type -> gatehouse.admin.v1.SAsResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	4,  // 0: gatehouse.admin.v1.SAsResponse.sas:type_name -> gatehouse.admin.v1.SA
+	18, // 1: gatehouse.admin.v1.SAsResponse.drops:type_name -> gatehouse.admin.v1.SAsResponse.DropsEntry
+	2,  // 2: gatehouse.admin.v1.SAsResponse.ike_sas:type_name -> gatehouse.admin.v1.IKESA
+	10, // 3: gatehouse.admin.v1.AppliedFilter.offers:type_name -> gatehouse.admin.v1.Offer
+	11, // 4: gatehouse.admin.v1.PolicyShowResponse.filters:type_name -> gatehouse.admin.v1.AppliedFilter
+	14, // 5: gatehouse.admin.v1.PluginsResponse.plugins:type_name -> gatehouse.admin.v1.PluginState
+	6,  // 6: gatehouse.admin.v1.Admin.Status:input_type -> gatehouse.admin.v1.StatusRequest
+	8,  // 7: gatehouse.admin.v1.Admin.PolicyShow:input_type -> gatehouse.admin.v1.PolicyShowRequest
+	13, // 8: gatehouse.admin.v1.Admin.Plugins:input_type -> gatehouse.admin.v1.PluginsRequest
+	16, // 9: gatehouse.admin.v1.Admin.Reload:input_type -> gatehouse.admin.v1.ReloadRequest
+	3,  // 10: gatehouse.admin.v1.Admin.SAs:input_type -> gatehouse.admin.v1.SAsRequest
+	0,  // 11: gatehouse.admin.v1.Admin.Up:input_type -> gatehouse.admin.v1.TunnelRequest
+	0,  // 12: gatehouse.admin.v1.Admin.Down:input_type -> gatehouse.admin.v1.TunnelRequest
+	7,  // 13: gatehouse.admin.v1.Admin.Status:output_type -> gatehouse.admin.v1.StatusResponse
+	12, // 14: gatehouse.admin.v1.Admin.PolicyShow:output_type -> gatehouse.admin.v1.PolicyShowResponse
+	15, // 15: gatehouse.admin.v1.Admin.Plugins:output_type -> gatehouse.admin.v1.PluginsResponse
+	17, // 16: gatehouse.admin.v1.Admin.Reload:output_type -> gatehouse.admin.v1.ReloadResponse
+	5,  // 17: gatehouse.admin.v1.Admin.SAs:output_type -> gatehouse.admin.v1.SAsResponse
+	1,  // 18: gatehouse.admin.v1.Admin.Up:output_type -> gatehouse.admin.v1.TunnelResponse
+	1,  // 19: gatehouse.admin.v1.Admin.Down:output_type -> gatehouse.admin.v1.TunnelResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_admin_v1_admin_proto_init() }
@@ -1473,7 +1706,7 @@ func file_gatehouse_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_admin_v1_admin_proto_rawDesc), len(file_gatehouse_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

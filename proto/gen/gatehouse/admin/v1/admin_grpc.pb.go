@@ -24,6 +24,8 @@ const (
 	Admin_Plugins_FullMethodName    = "/gatehouse.admin.v1.Admin/Plugins"
 	Admin_Reload_FullMethodName     = "/gatehouse.admin.v1.Admin/Reload"
 	Admin_SAs_FullMethodName        = "/gatehouse.admin.v1.Admin/SAs"
+	Admin_Up_FullMethodName         = "/gatehouse.admin.v1.Admin/Up"
+	Admin_Down_FullMethodName       = "/gatehouse.admin.v1.Admin/Down"
 )
 
 // AdminClient is the client API for Admin service.
@@ -38,6 +40,10 @@ type AdminClient interface {
 	Plugins(ctx context.Context, in *PluginsRequest, opts ...grpc.CallOption) (*PluginsResponse, error)
 	Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error)
 	SAs(ctx context.Context, in *SAsRequest, opts ...grpc.CallOption) (*SAsResponse, error)
+	// Up starts a tunnel's IKE negotiation; Down deletes its SAs, telling
+	// the peer.
+	Up(ctx context.Context, in *TunnelRequest, opts ...grpc.CallOption) (*TunnelResponse, error)
+	Down(ctx context.Context, in *TunnelRequest, opts ...grpc.CallOption) (*TunnelResponse, error)
 }
 
 type adminClient struct {
@@ -98,6 +104,26 @@ func (c *adminClient) SAs(ctx context.Context, in *SAsRequest, opts ...grpc.Call
 	return out, nil
 }
 
+func (c *adminClient) Up(ctx context.Context, in *TunnelRequest, opts ...grpc.CallOption) (*TunnelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TunnelResponse)
+	err := c.cc.Invoke(ctx, Admin_Up_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Down(ctx context.Context, in *TunnelRequest, opts ...grpc.CallOption) (*TunnelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TunnelResponse)
+	err := c.cc.Invoke(ctx, Admin_Down_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -110,6 +136,10 @@ type AdminServer interface {
 	Plugins(context.Context, *PluginsRequest) (*PluginsResponse, error)
 	Reload(context.Context, *ReloadRequest) (*ReloadResponse, error)
 	SAs(context.Context, *SAsRequest) (*SAsResponse, error)
+	// Up starts a tunnel's IKE negotiation; Down deletes its SAs, telling
+	// the peer.
+	Up(context.Context, *TunnelRequest) (*TunnelResponse, error)
+	Down(context.Context, *TunnelRequest) (*TunnelResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -134,6 +164,12 @@ func (UnimplementedAdminServer) Reload(context.Context, *ReloadRequest) (*Reload
 }
 func (UnimplementedAdminServer) SAs(context.Context, *SAsRequest) (*SAsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SAs not implemented")
+}
+func (UnimplementedAdminServer) Up(context.Context, *TunnelRequest) (*TunnelResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Up not implemented")
+}
+func (UnimplementedAdminServer) Down(context.Context, *TunnelRequest) (*TunnelResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Down not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -246,6 +282,42 @@ func _Admin_SAs_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Up_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TunnelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Up(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Up_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Up(ctx, req.(*TunnelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Down_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TunnelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Down(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Down_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Down(ctx, req.(*TunnelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -272,6 +344,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SAs",
 			Handler:    _Admin_SAs_Handler,
+		},
+		{
+			MethodName: "Up",
+			Handler:    _Admin_Up_Handler,
+		},
+		{
+			MethodName: "Down",
+			Handler:    _Admin_Down_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,304 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/core/config"
+	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/plugins/sdk"
+)
+
+// ikeState runs the IKE engine for the configured tunnels: the UDP 500
+// socket, the IKE messages the data path hands over from port 4500, the
+// acquires, and one goroutine that feeds them all to the engine.
+type ikeState struct {
+	mgr     *ike.Manager
+	log     *zap.Logger
+	sock500 dataplane.Conn
+	udp4500 dataplane.Conn
+	in      chan ikeDatagram
+	acquire chan string
+	// onTraffic: tunnels an acquire may start (not start: passive).
+	onTraffic map[string]bool
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+type ikeDatagram struct {
+	b             []byte
+	local, remote netip.AddrPort
+}
+
+// ikeHost is the engine's view of the daemon.
+type ikeHost struct {
+	d       *Daemon
+	log     *zap.Logger
+	db      *sad.DB
+	sock500 dataplane.Conn
+	udp4500 dataplane.Conn
+	expired chan<- esp.Event
+	tunnels map[string]config.Tunnel
+}
+
+// peerConfigs turns the tunnels into the engine's peers.
+func peerConfigs(c *config.Config) ([]*ike.PeerConfig, error) {
+	var out []*ike.PeerConfig
+	for i, t := range c.Tunnels {
+		k := c.IKE
+		if t.IKE != nil {
+			k = *t.IKE
+		}
+		p := &ike.PeerConfig{Name: t.Name, Local: t.Local.Address.Unmap(), Remote: t.Remote.Address.Unmap(), Auth: ike.AuthPSK,
+			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB}
+		for _, a := range t.Auth {
+			if a.Kind() != "psk" {
+				return nil, fmt.Errorf("tunnels[%d] %s: %s authentication is not available for tunnels yet; use psk_file", i, t.Name, a.Kind())
+			}
+		}
+		for _, s := range k.Proposals {
+			pr, err := ike.ParseProposal(s)
+			if err != nil {
+				return nil, fmt.Errorf("tunnels[%d] %s: %w", i, t.Name, err)
+			}
+			p.Proposals = append(p.Proposals, pr)
+		}
+		for _, s := range t.ESP.Proposals {
+			su, err := esp.ParseSuite(s)
+			if err != nil {
+				return nil, fmt.Errorf("tunnels[%d] %s: %w", i, t.Name, err)
+			}
+			p.ESP = append(p.ESP, su)
+		}
+		if t.ESP.PFS != "" && t.ESP.PFS != "none" {
+			g, err := ike.ParseGroup(t.ESP.PFS)
+			if err != nil {
+				return nil, fmt.Errorf("tunnels[%d] %s: pfs: %w", i, t.Name, err)
+			}
+			p.PFS = g.Number
+		}
+		// One quick mode per tunnel carries its first subnet pair; more
+		// pairs need one child SA each (not built yet).
+		if len(t.Local.Subnets) > 0 && len(t.Remote.Subnets) > 0 {
+			p.LocalTS = ike.Selector{Prefix: t.Local.Subnets[0].Prefix}
+			p.RemoteTS = ike.Selector{Prefix: t.Remote.Subnets[0].Prefix}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (h *ikeHost) Send(b []byte, local, remote netip.AddrPort) error {
+	if local.Port() == esp.NATTPort {
+		// RFC 3948 section 2.2: IKE on 4500 starts with the non-ESP marker.
+		return h.udp4500.WriteTo(append(make([]byte, 4, 4+len(b)), b...), remote)
+	}
+	return h.sock500.WriteTo(b, remote)
+}
+
+func (h *ikeHost) PSK(peer *ike.PeerConfig, remote netip.Addr) ([]byte, error) {
+	a, _, err := h.d.plugins.Authenticator(sdk.MethodPSK)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := a.LookupPSK(ctx, sdk.PSKRequest{Local: netip.AddrPortFrom(peer.Local, 500), Peer: netip.AddrPortFrom(remote, 500)})
+	if err != nil {
+		return nil, err
+	}
+	if !res.Found {
+		return nil, errors.New("the auth plugin has no key for this peer")
+	}
+	return res.Key, nil
+}
+
+func (h *ikeHost) AllocSPI() (uint32, error) {
+	for range 64 {
+		var b [4]byte
+		rand.Read(b[:])
+		spi := binary.BigEndian.Uint32(b[:])
+		if spi >= 256 && h.db.Inbound(spi) == nil {
+			return spi, nil
+		}
+	}
+	return 0, errors.New("no free SPI after 64 tries")
+}
+
+func (h *ikeHost) espConfig(c *ike.ChildSA, spi uint32, enc, integ []byte) esp.Config {
+	lim := esp.Limits{HardTime: c.Lifetime, SoftTime: c.Lifetime * 9 / 10, HardBytes: c.LifeKB * 1024, SoftBytes: c.LifeKB * 1024 * 9 / 10}
+	expired := h.expired
+	return esp.Config{SPI: spi, Suite: c.Suite, EncKey: enc, IntegKey: integ, Limits: lim, OnEvent: func(e esp.Event) {
+		if e.Kind == esp.HardExpire {
+			select {
+			case expired <- e:
+			default:
+			}
+		}
+	}}
+}
+
+func (h *ikeHost) InstallChild(c *ike.ChildSA) error {
+	t, ok := h.tunnels[c.Peer]
+	if !ok {
+		return fmt.Errorf("no tunnel %q", c.Peer)
+	}
+	out, err := esp.NewOutbound(h.espConfig(c, c.OutSPI, c.OutEnc, c.OutInteg))
+	if err != nil {
+		return err
+	}
+	in, err := esp.NewInbound(h.espConfig(c, c.InSPI, c.InEnc, c.InInteg))
+	if err != nil {
+		return err
+	}
+	meta := sad.Meta{Name: t.Name, Mode: sad.Tunnel, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP}
+	if !c.Tunnel {
+		meta.Mode = sad.Transport
+	}
+	inMeta := meta
+	inMeta.Rule = t.Name + "/in"
+	for _, r := range t.Remote.Subnets {
+		for _, l := range t.Local.Subnets {
+			inMeta.Selectors = append(inMeta.Selectors, sad.Selector{Src: r.Prefix, Dst: l.Prefix})
+		}
+	}
+	if err := h.db.AddInbound(&sad.InSA{Meta: inMeta, ESP: in}); err != nil {
+		return err
+	}
+	outMeta := meta
+	outMeta.Rule = t.Name + "/out"
+	// The new outbound SA replaces the old in one step (rekeying).
+	h.db.SetOutbound(sad.OutKey{Rule: outMeta.Rule, Peer: t.Remote.Address.Unmap()}, &sad.OutSA{Meta: outMeta, ESP: out})
+	return nil
+}
+
+func (h *ikeHost) DeleteChild(c *ike.ChildSA) {
+	h.db.RemoveInbound(c.InSPI)
+	if t, ok := h.tunnels[c.Peer]; ok {
+		h.db.RemoveOutbound(sad.OutKey{Rule: t.Name + "/out", Peer: t.Remote.Address.Unmap()}, c.OutSPI)
+	}
+}
+
+func (h *ikeHost) Event(e ike.Event) {
+	fields := []zap.Field{zap.Int("event_id", e.ID), zap.String("tunnel", e.Peer), zap.Stringer("remote", e.Remote)}
+	if e.Reason != "" {
+		fields = append(fields, zap.String("reason", e.Reason))
+	}
+	if e.ID == ike.EventNegotiationErr {
+		h.log.Warn(e.Message, fields...)
+		return
+	}
+	h.log.Info(e.Message, fields...)
+}
+
+// startIKE starts the engine when tunnels are configured. udp4500 is the
+// data path's RFC 3948 socket, shared for IKE after NAT-T floats.
+func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, expired chan<- esp.Event) (*ikeState, error) {
+	if len(c.Tunnels) == 0 {
+		return nil, nil
+	}
+	peers, err := peerConfigs(c)
+	if err != nil {
+		return nil, err
+	}
+	sock, err := dataplane.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 500), int(c.Dataplane.Mark))
+	if err != nil {
+		return nil, fmt.Errorf("IKE: %w (is another IKE daemon running?)", err)
+	}
+	log := d.log.Named("ike")
+	host := &ikeHost{d: d, log: log, db: db, sock500: sock, udp4500: udp4500, expired: expired, tunnels: map[string]config.Tunnel{}}
+	for _, t := range c.Tunnels {
+		host.tunnels[t.Name] = t
+	}
+	st := &ikeState{log: log, sock500: sock, udp4500: udp4500, in: make(chan ikeDatagram, 256), acquire: make(chan string, 64),
+		onTraffic: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	for _, t := range c.Tunnels {
+		st.onTraffic[t.Name] = t.Start != "passive"
+	}
+	st.mgr = ike.NewManager(ike.Config{Log: log, Host: host, Rand: rand.Reader})
+	st.mgr.SetPeers(peers)
+	go st.read500()
+	go st.run()
+	for _, t := range c.Tunnels {
+		if t.Start == "always" {
+			st.acquire <- t.Name
+		}
+	}
+	log.Info("IKE running", zap.Int("tunnels", len(peers)))
+	return st, nil
+}
+
+func (st *ikeState) read500() {
+	buf := make([]byte, 65535)
+	for {
+		b, from, err := st.sock500.ReadFrom(buf)
+		if err != nil {
+			select {
+			case <-st.stop:
+			default:
+				st.log.Error("IKE socket read failed; IKE on port 500 stopped", zap.Error(err))
+			}
+			return
+		}
+		st.deliver(b, netip.AddrPortFrom(netip.IPv4Unspecified(), 500), from)
+	}
+}
+
+// deliver queues a datagram for the engine; a full queue drops it (IKE
+// retransmits), so no socket reader ever blocks on IKE.
+func (st *ikeState) deliver(b []byte, local, remote netip.AddrPort) {
+	select {
+	case st.in <- ikeDatagram{append([]byte(nil), b...), local, remote}:
+	default:
+		st.log.Debug("IKE input queue full; datagram dropped", zap.Stringer("from", remote))
+	}
+}
+
+// onAcquire is the data path's acquire callback: it must not block.
+func (st *ikeState) onAcquire(a dataplane.Acquire) {
+	name, ok := strings.CutSuffix(a.Rule.Name, "/out")
+	if !ok || !st.onTraffic[name] {
+		return
+	}
+	select {
+	case st.acquire <- name:
+	default:
+	}
+}
+
+func (st *ikeState) run() {
+	defer close(st.done)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.stop:
+			return
+		case d := <-st.in:
+			st.mgr.Receive(d.b, d.local, d.remote)
+		case name := <-st.acquire:
+			if err := st.mgr.Initiate(name); err != nil {
+				st.log.Warn("cannot start the tunnel", zap.String("tunnel", name), zap.Error(err))
+			}
+		case <-t.C:
+			st.mgr.Tick()
+		}
+	}
+}
+
+func (st *ikeState) close() {
+	close(st.stop)
+	st.sock500.Close()
+	<-st.done
+}

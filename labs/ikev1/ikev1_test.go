@@ -1,0 +1,268 @@
+// Package ikev1 is the lab for IKEv1 site-to-site tunnels: two gateways in
+// network namespaces (192.0.2.1 with NetA 10.1.0.0/24 behind it, 192.0.2.2
+// with NetB 10.2.0.0/24), negotiated by Gatehouse on both sides or against
+// strongSwan (charon with kernel-libipsec, encap = yes) on one.
+package ikev1
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/labs/netns"
+	"github.com/gatehouse/gatehouse/labs/testbin"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse",
+		"../../plugins/auth-psk": "plugins/auth-psk"})
+}
+
+const psk = "lab-preshared-key-0123456789"
+
+type lab struct {
+	*netns.Lab
+	gwa, gwb, ha, hb *netns.NS
+}
+
+func newLab(t *testing.T) *lab {
+	l := &lab{Lab: netns.ForTest(t)}
+	sites, err := l.TwoSites()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.gwa, l.gwb, l.ha, l.hb = sites.GWA, sites.GWB, sites.HA, sites.HB
+	return l
+}
+
+type gw struct {
+	ns     *netns.NS
+	proc   *netns.Proc
+	socket string
+}
+
+func (g *gw) cli(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := g.ns.Output(20*time.Second, filepath.Join(bin, "gatehouse"), append([]string{"--socket", g.socket}, args...)...)
+	if err != nil {
+		t.Fatalf("gatehouse %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// side is one gateway's view of the tunnel.
+type side struct {
+	local, remote, localNet, remoteNet string
+}
+
+var (
+	siteA = side{"192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"}
+	siteB = side{"192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"}
+)
+
+// tunnelOpts are the knobs a test turns.
+type tunnelOpts struct {
+	ike   string // phase 1 proposals
+	esp   string // phase 2 proposals
+	pfs   string
+	start string
+	key   string
+}
+
+func defaults(o tunnelOpts) tunnelOpts {
+	if o.ike == "" {
+		o.ike = "aes256-sha256-modp2048"
+	}
+	if o.esp == "" {
+		o.esp = "aes128gcm16"
+	}
+	if o.pfs == "" {
+		o.pfs = "none"
+	}
+	if o.start == "" {
+		o.start = "on-traffic"
+	}
+	if o.key == "" {
+		o.key = psk
+	}
+	return o
+}
+
+// startGatehouse runs gatehoused in ns with one tunnel.
+func startGatehouse(t *testing.T, ns *netns.NS, s side, o tunnelOpts) *gw {
+	t.Helper()
+	o = defaults(o)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "site.psk"), []byte(o.key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`listen: [%[1]s]
+admin_socket: %[5]s/admin.sock
+metrics_listen: ""
+log: {level: debug}
+tunnels:
+  - name: site
+    local:  {address: %[1]s, subnets: [%[3]s]}
+    remote: {address: %[2]s, subnets: [%[4]s]}
+    auth: [{psk_file: %[5]s/site.psk}]
+    ike: {proposals: [%[6]s], lifetime: 1h}
+    esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: 20m}
+    start: %[9]s
+plugins: {dir: %[10]s/plugins}
+`, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin)
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte(cfg), 0o644)
+	p, err := ns.Start(filepath.Join(bin, "gatehoused"), "-c", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gw{ns: ns, proc: p, socket: dir + "/admin.sock"}
+	t.Cleanup(func() {
+		p.Stop(5 * time.Second)
+		if t.Failed() {
+			t.Logf("gatehoused in %s:\n%s", ns.Name, p.Output())
+		}
+	})
+	for range 100 {
+		if _, err := os.Stat(g.socket); err == nil {
+			return g
+		}
+		select {
+		case <-p.Done():
+			t.Fatalf("gatehoused in %s exited: %v\n%s", ns.Name, p.Err(), p.Output())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("gatehoused in %s did not open its admin socket:\n%s", ns.Name, p.Output())
+	return nil
+}
+
+// swanctlConf is strongSwan's side of the tunnel: IKEv1, PSK, and encap =
+// yes because kernel-libipsec carries ESP in UDP only.
+func swanctlConf(s side, o tunnelOpts) string {
+	o = defaults(o)
+	esp := o.esp
+	if o.pfs != "none" {
+		esp += "-" + o.pfs
+	}
+	return fmt.Sprintf(`connections {
+  site {
+    version = 1
+    local_addrs = %s
+    remote_addrs = %s
+    proposals = %s
+    encap = yes
+    dpd_delay = 10s
+    local { auth = psk }
+    remote { auth = psk }
+    children {
+      net {
+        local_ts = %s
+        remote_ts = %s
+        esp_proposals = %s
+        mode = tunnel
+        start_action = trap
+      }
+    }
+  }
+}
+secrets {
+  ike-site { secret = "%s" }
+}
+`, s.local, s.remote, o.ike, s.localNet, s.remoteNet, esp, o.key)
+}
+
+func startStrongSwan(t *testing.T, ns *netns.NS, s side, o tunnelOpts) *netns.StrongSwan {
+	t.Helper()
+	sw, err := netns.StartStrongSwan(ns, t.TempDir(), swanctlConf(s, o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sw.Stop(false)
+		if t.Failed() {
+			t.Logf("strongSwan in %s:\n%s", ns.Name, sw.Log())
+		}
+	})
+	return sw
+}
+
+// pingThrough waits for the tunnel: the first pings may be lost while IKE
+// runs; then three in a row must pass.
+func pingThrough(t *testing.T, from *netns.NS, to string) {
+	t.Helper()
+	var out string
+	var err error
+	for range 20 {
+		if out, err = from.Output(5*time.Second, "ping", "-c", "1", "-W", "1", to); err == nil {
+			break
+		}
+	}
+	if out, err = from.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", to); err != nil {
+		t.Fatalf("ping %s through the tunnel: %v\n%s", to, err, out)
+	}
+}
+
+func iperf(t *testing.T, l *lab) float64 {
+	t.Helper()
+	mbps, err := netns.Iperf(l.hb, l.ha, "10.2.0.10", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mbps
+}
+
+func flat(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// checkSA asserts that gatehouse sa shows the tunnel up.
+func checkSA(t *testing.T, g *gw, wants ...string) {
+	t.Helper()
+	sa := flat(g.cli(t, "sa"))
+	for _, w := range wants {
+		if !strings.Contains(sa, w) {
+			t.Fatalf("gatehouse sa in %s lacks %q:\n%s", g.ns.Name, w, g.cli(t, "sa"))
+		}
+	}
+}
+
+// TestGatehouseToGatehouse: both gateways are Gatehouse; A starts on
+// traffic; raw ESP, no NAT.
+func TestGatehouseToGatehouse(t *testing.T) {
+	l := newLab(t)
+	a := startGatehouse(t, l.gwa, siteA, tunnelOpts{})
+	b := startGatehouse(t, l.gwb, siteB, tunnelOpts{start: "passive"})
+	pingThrough(t, l.ha, "10.2.0.10")
+	t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
+	checkSA(t, a, "site established initiator", "aes256-sha256-modp2048", "site out", "tunnel ESP aes128gcm16")
+	checkSA(t, b, "site established responder", "site in")
+}
+
+// TestStrongSwanResponds: Gatehouse starts on traffic, strongSwan answers.
+func TestStrongSwanResponds(t *testing.T) {
+	l := newLab(t)
+	startStrongSwan(t, l.gwb, siteB, tunnelOpts{})
+	a := startGatehouse(t, l.gwa, siteA, tunnelOpts{})
+	pingThrough(t, l.ha, "10.2.0.10")
+	t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
+	// encap = yes makes strongSwan claim a NAT: ESP goes in UDP.
+	checkSA(t, a, "site established initiator", "yes", "tunnel/udp ESP aes128gcm16")
+}
+
+// TestStrongSwanInitiates: strongSwan starts, Gatehouse (passive) answers,
+// with AES-CBC/HMAC-SHA1 and PFS.
+func TestStrongSwanInitiates(t *testing.T) {
+	l := newLab(t)
+	o := tunnelOpts{esp: "aes128-sha1", pfs: "modp2048", start: "passive"}
+	b := startGatehouse(t, l.gwb, siteB, o)
+	sw := startStrongSwan(t, l.gwa, siteA, o)
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+	}
+	pingThrough(t, l.ha, "10.2.0.10")
+	checkSA(t, b, "site established responder", "tunnel/udp ESP aes128-sha1")
+}

@@ -1,0 +1,86 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Charon is the strongSwan daemon Debian's charon-systemd package installs;
+// it runs fine outside systemd, one per namespace.
+const Charon = "/usr/sbin/charon-systemd"
+
+// swanConf loads kernel-libipsec (ESP in user space: this kernel has no
+// ESP) and logs to a file in the daemon's folder.
+const swanConf = `charon-systemd {
+  load = random nonce aes sha1 sha2 hmac gcm pem pkcs1 x509 pubkey openssl gmp kernel-libipsec kernel-netlink socket-default vici updown
+  plugins {
+    vici { socket = unix://%[1]s/charon.vici }
+  }
+  journal { default = -1 }
+  syslog { daemon { default = -1 } }
+  filelog { log { path = %[1]s/charon.log
+    default = 1
+    ike = 2 } }
+}
+`
+
+// StrongSwan is a charon running in a namespace.
+type StrongSwan struct {
+	ns   *NS
+	dir  string
+	proc *Proc
+}
+
+// StartStrongSwan starts charon in ns with its files in dir and loads
+// swanctl.conf (connections and secrets) into it.
+func StartStrongSwan(ns *NS, dir, swanctlConf string) (*StrongSwan, error) {
+	if _, err := os.Stat(Charon); err != nil {
+		return nil, errors.New("charon-systemd not found (apt-get install charon-systemd strongswan-swanctl libcharon-extra-plugins)")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(fmt.Sprintf(swanConf, dir)), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "swanctl.conf"), []byte(swanctlConf), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := ns.Start("sh", "-c", fmt.Sprintf("STRONGSWAN_CONF=%s/strongswan.conf exec %s", dir, Charon))
+	if err != nil {
+		return nil, err
+	}
+	s := &StrongSwan{ns: ns, dir: dir, proc: p}
+	var out string
+	for range 50 {
+		time.Sleep(200 * time.Millisecond)
+		if out, err = s.Swanctl(10*time.Second, "--load-all", "--file", filepath.Join(dir, "swanctl.conf")); err == nil {
+			return s, nil
+		}
+	}
+	return s, fmt.Errorf("swanctl --load-all in %s: %v\n%s\n%s", ns.Name, err, out, s.Log())
+}
+
+// Swanctl runs swanctl against this charon.
+func (s *StrongSwan) Swanctl(timeout time.Duration, args ...string) (string, error) {
+	return s.ns.Output(timeout, "swanctl", append(args, "--uri", "unix://"+s.dir+"/charon.vici")...)
+}
+
+// Log is charon's log so far.
+func (s *StrongSwan) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "charon.log"))
+	return string(b)
+}
+
+// Stop ends charon (kill -9 with kill set, as a crash would).
+func (s *StrongSwan) Stop(kill bool) error {
+	if kill {
+		s.proc.Signal(9)
+		<-s.proc.Done()
+		return nil
+	}
+	return s.proc.Stop(5 * time.Second)
+}
