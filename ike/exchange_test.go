@@ -524,3 +524,25 @@ func TestNATTVendorIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestAggressiveModeRefused(t *testing.T) {
+	p := newPair(t, true)
+	h := Header{ICookie: Cookie{9}, Version: Version, Exchange: ExchangeAggressive}
+	m := &Message{Header: h, Payloads: []Payload{Phase1Offer(p.pa.Proposals, AuthPSK, time.Hour), &Data{T: PayloadKE, Data: make([]byte, 256)},
+		&Data{T: PayloadNonce, Data: make([]byte, 16)}, &ID{IDType: IDIPv4Addr, Data: []byte{192, 0, 2, 1}}}}
+	b, _ := m.Encode()
+	from, to := netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("192.0.2.2:500")
+	p.b.Receive(b, to, from)
+	p.b.Receive(b, to, from) // a retransmission: reported once
+	n := 0
+	for _, e := range p.hb.events {
+		if e.Reason == "aggressive-mode-disabled" && e.Peer == "to-a" && strings.Contains(e.Message, "aggressive mode is off") {
+			n++
+		}
+	}
+	if n != 1 || len(p.b.SAs()) != 0 || len(p.wire) != 0 {
+		t.Fatalf("want one event, no SA, no answer: %d events %+v, %d SAs, %d sent", n, p.hb.events, len(p.b.SAs()), len(p.wire))
+	}
+	// Main mode from the same peer still works.
+	p.mainMode()
+}

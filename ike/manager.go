@@ -62,9 +62,10 @@ type Manager struct {
 	rand io.Reader
 	now  func() time.Time
 
-	mu    sync.Mutex
-	peers []*PeerConfig
-	sas   map[Cookie]*IKESA // by initiator cookie
+	mu      sync.Mutex
+	peers   []*PeerConfig
+	sas     map[Cookie]*IKESA // by initiator cookie
+	refused map[netip.Addr]time.Time
 }
 
 // Config wires a Manager.
@@ -83,7 +84,7 @@ func NewManager(c Config) *Manager {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Manager{log: c.Log, host: c.Host, rand: c.Rand, now: c.Now, sas: map[Cookie]*IKESA{}}
+	return &Manager{log: c.Log, host: c.Host, rand: c.Rand, now: c.Now, sas: map[Cookie]*IKESA{}, refused: map[netip.Addr]time.Time{}}
 }
 
 // SetPeers replaces the peer list (on load and reload).
@@ -236,6 +237,10 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 	defer m.mu.Unlock()
 	sa := m.sas[h.ICookie]
 	if sa == nil {
+		if h.Exchange == ExchangeAggressive && h.RCookie == (Cookie{}) {
+			m.refuseAggressive(remote)
+			return
+		}
 		if h.Exchange != ExchangeMain || h.RCookie != (Cookie{}) || h.MessageID != 0 {
 			m.log.Debug("IKE message for no SA dropped", zap.Stringer("from", remote), zap.Stringer("exchange", h.Exchange))
 			return
@@ -261,6 +266,28 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 		return
 	}
 	m.handle(sa, h, b)
+}
+
+// refuseAggressive reports an aggressive mode attempt, at most once a
+// minute per address (the peer retransmits). Aggressive mode with a
+// preshared key sends a hash an eavesdropper can crack offline (RFC 9395
+// section 3), so it is off unless configured.
+func (m *Manager) refuseAggressive(remote netip.AddrPort) {
+	now := m.now()
+	if last, ok := m.refused[remote.Addr()]; ok && now.Sub(last) < time.Minute {
+		return
+	}
+	if len(m.refused) > 4096 {
+		clear(m.refused) // bounded: a flood of sources cannot grow it
+	}
+	m.refused[remote.Addr()] = now
+	name := ""
+	if p := m.peerFor(remote.Addr()); p != nil {
+		name = p.Name
+	}
+	m.log.Warn("aggressive mode refused", zap.Stringer("from", remote), zap.String("tunnel", name))
+	m.host.Event(Event{ID: EventNegotiationErr, Peer: name, Remote: remote.Addr(), Reason: "aggressive-mode-disabled",
+		Message: fmt.Sprintf("aggressive mode from %s refused: aggressive mode is off (with a preshared key it exposes a hash that can be cracked offline); configure the peer for main mode", remote.Addr())})
 }
 
 // respond starts a responder SA for a main mode first message.

@@ -266,3 +266,85 @@ func TestStrongSwanInitiates(t *testing.T) {
 	pingThrough(t, l.ha, "10.2.0.10")
 	checkSA(t, b, "site established responder", "tunnel/udp ESP aes128-sha1")
 }
+
+// TestGatehouseThroughNAT: A sits behind a NAT router (masquerade), so
+// NAT-T floats IKE to 4500 and ESP goes in UDP:
+//
+//	HA 10.1.0.10 - GWA 10.1.0.1 | 10.99.0.2 - NAT 10.99.0.1 | 192.0.2.1 - 192.0.2.2 | 10.2.0.1 GWB - HB 10.2.0.10
+func TestGatehouseThroughNAT(t *testing.T) {
+	nl := netns.ForTest(t)
+	l := &lab{Lab: nl}
+	l.gwa, l.gwb, l.ha, l.hb = nl.MustNS(t, "gwa"), nl.MustNS(t, "gwb"), nl.MustNS(t, "ha"), nl.MustNS(t, "hb")
+	nat := nl.MustNS(t, "nat")
+	nl.MustLink(t, l.gwa, "10.99.0.2/24", nat, "10.99.0.1/24")
+	_, natOut := nl.MustLink(t, l.gwb, "192.0.2.2/24", nat, "192.0.2.1/24")
+	nl.MustLink(t, l.ha, "10.1.0.10/24", l.gwa, "10.1.0.1/24")
+	nl.MustLink(t, l.hb, "10.2.0.10/24", l.gwb, "10.2.0.1/24")
+	for _, err := range []error{l.ha.Route("default", "10.1.0.1"), l.hb.Route("default", "10.2.0.1"), l.gwa.Route("default", "10.99.0.1"),
+		l.gwa.Forwarding(), l.gwb.Forwarding(), nat.Masquerade(natOut)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := startGatehouse(t, l.gwa, side{"10.99.0.2", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"}, tunnelOpts{})
+	b := startGatehouse(t, l.gwb, side{"192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"}, tunnelOpts{start: "passive"})
+	pingThrough(t, l.ha, "10.2.0.10")
+	t.Logf("iperf3 through the NAT: %.0f Mbit/s", iperf(t, l))
+	checkSA(t, a, "site established initiator", "10.99.0.2:4500 192.0.2.2:4500", "yes", "tunnel/udp ESP aes128gcm16")
+	checkSA(t, b, "site established responder", "192.0.2.1:4500", "yes", "tunnel/udp ESP aes128gcm16")
+}
+
+// waitLog waits until a process's output contains want.
+func waitLog(t *testing.T, p *netns.Proc, want string) {
+	t.Helper()
+	for range 100 {
+		if strings.Contains(p.Output(), want) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the log never said %q:\n%s", want, p.Output())
+}
+
+// TestFailuresAreNamed: a wrong preshared key, no common proposal and
+// aggressive mode each fail with an audit event that names the reason,
+// and the daemon goes on to negotiate when the peer is put right.
+func TestFailuresAreNamed(t *testing.T) {
+	l := newLab(t)
+	b := startGatehouse(t, l.gwb, siteB, tunnelOpts{start: "passive"})
+	for _, c := range []struct {
+		name   string
+		o      tunnelOpts
+		extra  string // swanctl connection options
+		reason string
+		text   string
+	}{
+		{"wrong key", tunnelOpts{key: "not-the-key-we-agreed-on"}, "", `"reason": "authentication-failed"`, "preshared keys differ"},
+		{"no common proposal", tunnelOpts{ike: "aes128-sha256-ecp384"}, "", `"reason": "no-proposal-chosen"`, "peer offered aes128-sha256-ecp384"},
+		{"aggressive mode", tunnelOpts{}, "aggressive = yes", `"reason": "aggressive-mode-disabled"`, "aggressive mode is off"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conf := swanctlConf(siteA, c.o)
+			if c.extra != "" {
+				conf = strings.Replace(conf, "    encap = yes\n", "    encap = yes\n    "+c.extra+"\n", 1)
+			}
+			sw, err := netns.StartStrongSwan(l.gwa, t.TempDir(), conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sw.Swanctl(15*time.Second, "--initiate", "--child", "net", "--timeout", "10")
+			waitLog(t, b.proc, c.text)
+			if !strings.Contains(b.proc.Output(), c.reason) {
+				t.Fatalf("no event with %s:\n%s", c.reason, b.proc.Output())
+			}
+			sw.Stop(false)
+		})
+	}
+	// Put right, the same peer gets through: the daemon kept serving.
+	sw := startStrongSwan(t, l.gwa, siteA, tunnelOpts{})
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+	}
+	pingThrough(t, l.ha, "10.2.0.10")
+	checkSA(t, b, "site established responder")
+}
