@@ -47,6 +47,11 @@ type PeerConfig struct {
 	ESPLifetime   time.Duration
 	ESPLifeKB     uint64
 	Transport     bool
+	// DPDInterval is how long the peer may be silent before we probe it;
+	// after DPDTimeout of silence it is dead (RFC 3706). 0: no DPD.
+	DPDInterval, DPDTimeout time.Duration
+	// Restart: start again when the IKE SA dies (start: always).
+	Restart bool
 	// LocalTS and RemoteTS are the quick mode identities (tunnel mode:
 	// the subnets). Empty in transport mode: the gateways themselves,
 	// and no ID payloads are sent.

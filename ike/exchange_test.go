@@ -212,8 +212,12 @@ func (p *pair) mainMode() {
 	if err := p.a.Initiate("to-b"); err != nil {
 		p.t.Fatal(err)
 	}
-	p.step("A", ExchangeMain, false, msg1...) // HDR, SA, VID (NAT-T)
-	p.step("B", ExchangeMain, false, msg2...) // HDR, SA, VID
+	m1, m2 := msg1, msg2
+	if p.pa.DPDInterval > 0 && p.pb.DPDInterval > 0 {
+		m1, m2 = append(msg1, PayloadVendorID), append(msg2, PayloadVendorID) // and DPD's
+	}
+	p.step("A", ExchangeMain, false, m1...)   // HDR, SA, VID (NAT-T)
+	p.step("B", ExchangeMain, false, m2...)   // HDR, SA, VID
 	p.step("A", ExchangeMain, false, msg3...) // HDR, KE, Ni, NAT-D, NAT-D
 	p.step("B", ExchangeMain, false, msg3...) // HDR, KE, Nr, NAT-D, NAT-D
 	p.step("A", ExchangeMain, true)           // HDR*, IDii, HASH_I
@@ -545,4 +549,47 @@ func TestAggressiveModeRefused(t *testing.T) {
 	}
 	// Main mode from the same peer still works.
 	p.mainMode()
+}
+
+// TestDPD: silent peers are probed (R-U-THERE, answered with
+// R-U-THERE-ACK); a peer that stops answering is declared dead after the
+// timeout, its SAs are cleared, and a tunnel that must stay up starts again.
+func TestDPD(t *testing.T) {
+	p := newPair(t, true)
+	for _, c := range []*PeerConfig{p.pa, p.pb} {
+		c.DPDInterval, c.DPDTimeout = 10*time.Second, 30*time.Second
+	}
+	p.pa.Restart = true
+	p.mainMode()
+	p.quickMode()
+	p.tick(11 * time.Second) // both probe
+	for range 4 {            // two R-U-THEREs, two ACKs
+		if len(p.wire) == 0 {
+			t.Fatal("fewer DPD messages than expected")
+		}
+		d := p.translate(p.wire[0])
+		p.wire = p.wire[1:]
+		to := p.b
+		if d.from.Addr() == netip.MustParseAddr("192.0.2.2") {
+			to = p.a
+		}
+		to.Receive(d.b, d.to, d.from)
+	}
+	if len(p.wire) != 0 || p.ha.event(EventNegotiationErr) != nil {
+		t.Fatalf("after the probes: %d in flight, events %+v", len(p.wire), p.ha.events)
+	}
+	// B dies: nothing it would say arrives any more.
+	for range 4 {
+		p.tick(10 * time.Second)
+		p.wire = p.wire[:0]
+	}
+	ev := p.ha.event(EventNegotiationErr)
+	if ev == nil || ev.Reason != "dead-peer" || len(p.ha.children) != 0 {
+		t.Fatalf("A did not declare B dead: %+v, %d children", p.ha.events, len(p.ha.children))
+	}
+	// Restart: A is negotiating again after a pause.
+	p.tick(6 * time.Second)
+	if sas := p.a.SAs(); len(sas) != 1 || sas[0].Established {
+		t.Fatalf("A did not start again: %+v", sas)
+	}
 }

@@ -50,6 +50,7 @@ func (m *Manager) informational(sa *IKESA, h Header, b []byte) {
 		m.log.Info("informational message with a bad HASH ignored", zap.String("peer", sa.Peer.Name))
 		return
 	}
+	sa.lastHeard = m.now()
 	for _, p := range in.payloads[1:] {
 		switch p := p.(type) {
 		case *Notify:
@@ -70,6 +71,15 @@ func (m *Manager) notified(sa *IKESA, n *Notify) {
 			}
 		}
 		return
+	}
+	switch n.Kind {
+	case NotifyRUThere:
+		if len(n.Data) == 4 {
+			m.sendDPD(sa, NotifyRUThereAck, binary.BigEndian.Uint32(n.Data))
+		}
+		return
+	case NotifyRUThereAck:
+		return // lastHeard is already up to date
 	}
 	m.log.Debug("peer notify", zap.String("peer", sa.Peer.Name), zap.Stringer("notify", n.Kind))
 }
@@ -151,7 +161,7 @@ func (m *Manager) Terminate(name string) error {
 			cookies := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
 			m.sendInformational(sa, []Payload{&Delete{DOI: DOIIPsec, Protocol: ProtoISAKMP, SPISize: 16, SPIs: [][]byte{cookies}}})
 		}
-		m.remove(sa, "stopped by the operator")
+		m.remove(sa, whyOperator)
 	}
 	if !found {
 		return fmt.Errorf("terminate %q: no IKE SA", name)

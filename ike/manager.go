@@ -48,6 +48,12 @@ type IKESA struct {
 	nattDialect         int
 	natLocal, natRemote bool
 
+	// DPD (dpd.go): whether the peer does it, and our probe state.
+	dpdPeer   bool
+	dpdSeq    uint32
+	dpdSent   time.Time
+	lastHeard time.Time
+
 	xs       map[uint32]*exchange
 	children []*ChildSA
 	m        *Manager
@@ -66,7 +72,14 @@ type Manager struct {
 	peers   []*PeerConfig
 	sas     map[Cookie]*IKESA // by initiator cookie
 	refused map[netip.Addr]time.Time
+	// restarts: tunnels that must always be up, and when to start them
+	// again after their IKE SA went away.
+	restarts map[*PeerConfig]time.Time
 }
+
+// restartDelay paces re-initiation of always-up tunnels whose peer is
+// down, so a dead peer costs one main mode every few seconds.
+const restartDelay = 5 * time.Second
 
 // Config wires a Manager.
 type Config struct {
@@ -84,7 +97,8 @@ func NewManager(c Config) *Manager {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Manager{log: c.Log, host: c.Host, rand: c.Rand, now: c.Now, sas: map[Cookie]*IKESA{}, refused: map[netip.Addr]time.Time{}}
+	return &Manager{log: c.Log, host: c.Host, rand: c.Rand, now: c.Now, sas: map[Cookie]*IKESA{}, refused: map[netip.Addr]time.Time{},
+		restarts: map[*PeerConfig]time.Time{}}
 }
 
 // SetPeers replaces the peer list (on load and reload).
@@ -92,6 +106,19 @@ func (m *Manager) SetPeers(p []*PeerConfig) {
 	m.mu.Lock()
 	m.peers = p
 	m.mu.Unlock()
+}
+
+// whyOperator is the removal reason that must not restart a tunnel.
+const whyOperator = "stopped by the operator"
+
+// hasPeer reports whether p is still configured (a reload may drop it).
+func (m *Manager) hasPeer(p *PeerConfig) bool {
+	for _, q := range m.peers {
+		if q == p {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) peerFor(remote netip.Addr) *PeerConfig {
@@ -136,6 +163,10 @@ func (m *Manager) Initiate(name string) error {
 	if peer == nil {
 		return fmt.Errorf("initiate %q: %w", name, ErrNoPeer)
 	}
+	return m.initiateLocked(peer)
+}
+
+func (m *Manager) initiateLocked(peer *PeerConfig) error {
 	for _, sa := range m.sas {
 		if sa.Peer == peer && sa.state == stateEstablished {
 			for _, x := range sa.xs {
@@ -152,7 +183,7 @@ func (m *Manager) Initiate(name string) error {
 	sa := &IKESA{ICookie: m.cookie(), Initiator: true, Local: netip.AddrPortFrom(peer.Local, 500),
 		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m}
 	m.sas[sa.ICookie] = sa
-	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{})
+	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, &dpdVendor{})
 	return m.send(x)
 }
 
@@ -304,7 +335,7 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	}
 	sa := &IKESA{ICookie: h.ICookie, RCookie: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m}
 	m.sas[sa.ICookie] = sa
-	m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{})
+	m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, &dpdVendor{})
 	m.handle(sa, h, b)
 }
 
@@ -346,6 +377,7 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
 	}
 	x.lastRecvHash = digest
 	x.waiting = false
+	sa.lastHeard = m.now()
 	if err := x.process(in); err != nil {
 		m.failed(x, err)
 		return
@@ -413,6 +445,7 @@ func (m *Manager) completed(x *exchange) {
 	sa := x.sa
 	if x.typ == ExchangeMain && sa.state == stateMainMode {
 		sa.state = stateEstablished
+		sa.lastHeard = m.now()
 		m.log.Info("IKE SA established", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote),
 			zap.Stringer("proposal", sa.phase1), zap.Bool("initiator", sa.Initiator))
 		m.host.Event(Event{ID: EventIKEUp, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(),
@@ -472,6 +505,9 @@ func (m *Manager) remove(sa *IKESA, why string) {
 	wasUp := sa.state == stateEstablished
 	sa.state = stateDead
 	delete(m.sas, sa.ICookie)
+	if sa.Peer.Restart && why != whyOperator {
+		m.restarts[sa.Peer] = m.now().Add(restartDelay)
+	}
 	for _, c := range sa.children {
 		m.host.DeleteChild(c)
 		m.host.Event(Event{ID: EventChildDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
@@ -489,7 +525,19 @@ func (m *Manager) Tick() {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for p, at := range m.restarts {
+		if now.Before(at) {
+			continue
+		}
+		delete(m.restarts, p)
+		if m.hasPeer(p) {
+			m.initiateLocked(p)
+		}
+	}
 	for _, sa := range m.sas {
+		if m.dpdTick(sa, now) {
+			continue
+		}
 		for id, x := range sa.xs {
 			if !x.finished.IsZero() {
 				if now.Sub(x.finished) > finishedKeep && id != 0 {

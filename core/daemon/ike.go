@@ -61,7 +61,8 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, error) {
 			k = *t.IKE
 		}
 		p := &ike.PeerConfig{Name: t.Name, Local: t.Local.Address.Unmap(), Remote: t.Remote.Address.Unmap(), Auth: ike.AuthPSK,
-			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB}
+			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB,
+			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always"}
 		for _, a := range t.Auth {
 			if a.Kind() != "psk" {
 				return nil, fmt.Errorf("tunnels[%d] %s: %s authentication is not available for tunnels yet; use psk_file", i, t.Name, a.Kind())

@@ -72,6 +72,7 @@ type tunnelOpts struct {
 	pfs   string
 	start string
 	key   string
+	dpd   string // gatehoused's ike.dpd block
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
@@ -89,6 +90,9 @@ func defaults(o tunnelOpts) tunnelOpts {
 	}
 	if o.key == "" {
 		o.key = psk
+	}
+	if o.dpd == "" {
+		o.dpd = "{interval: 30s, timeout: 150s}"
 	}
 	return o
 }
@@ -110,11 +114,11 @@ tunnels:
     local:  {address: %[1]s, subnets: [%[3]s]}
     remote: {address: %[2]s, subnets: [%[4]s]}
     auth: [{psk_file: %[5]s/site.psk}]
-    ike: {proposals: [%[6]s], lifetime: 1h}
+    ike: {proposals: [%[6]s], lifetime: 1h, dpd: %[11]s}
     esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: 20m}
     start: %[9]s
 plugins: {dir: %[10]s/plugins}
-`, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin)
+`, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
 	p, err := ns.Start(filepath.Join(bin, "gatehoused"), "-c", path)
@@ -347,4 +351,26 @@ func TestFailuresAreNamed(t *testing.T) {
 	}
 	pingThrough(t, l.ha, "10.2.0.10")
 	checkSA(t, b, "site established responder")
+}
+
+// TestDPDAgainstStrongSwan: strongSwan is killed; Gatehouse notices
+// within its DPD timeout, clears the SAs, and the tunnel comes back on
+// traffic once strongSwan is running again.
+func TestDPDAgainstStrongSwan(t *testing.T) {
+	l := newLab(t)
+	a := startGatehouse(t, l.gwa, siteA, tunnelOpts{dpd: "{interval: 2s, timeout: 8s}"})
+	sw := startStrongSwan(t, l.gwb, siteB, tunnelOpts{})
+	pingThrough(t, l.ha, "10.2.0.10")
+	sw.Stop(true) // kill -9
+	killed := time.Now()
+	waitLog(t, a.proc, "is dead: silent for")
+	if took := time.Since(killed); took > 12*time.Second {
+		t.Fatalf("took %v to notice a dead peer with an 8 s timeout", took)
+	}
+	if sa := a.cli(t, "sa"); strings.Contains(sa, "established") || strings.Contains(sa, "site out") {
+		t.Fatalf("SAs left after the peer died:\n%s", sa)
+	}
+	startStrongSwan(t, l.gwb, siteB, tunnelOpts{})
+	pingThrough(t, l.ha, "10.2.0.10")
+	checkSA(t, a, "site established initiator")
 }
