@@ -77,6 +77,13 @@ type ChildSA struct {
 	LifeKB            uint64
 	ICookie, RCookie  Cookie // the IKE SA that made it
 	Established       time.Time
+
+	// Rekeying (rekey.go): when to rekey and when the SAs expire; whether
+	// a newer child replaced this one; when to delete it.
+	rekeyAt, expiresAt time.Time
+	rekeying           bool
+	superseded         bool
+	deleteAt           time.Time
 }
 
 func (c *ChildSA) String() string {
@@ -98,7 +105,15 @@ type Host interface {
 	PSK(peer *PeerConfig, remote netip.Addr) ([]byte, error)
 	// AllocSPI returns an unused inbound SPI (256 or more).
 	AllocSPI() (uint32, error)
-	InstallChild(c *ChildSA) error
+	// InstallInbound adds the child's inbound SA; InstallOutbound makes
+	// it the one traffic is sent with, replacing the previous one in one
+	// step. A quick mode responder installs inbound first, when it
+	// answers, so the initiator may send on the new SA at once.
+	InstallInbound(c *ChildSA) error
+	InstallOutbound(c *ChildSA) error
+	// DeleteChild removes both SAs (the outbound one only if it is still
+	// the one in use). It may be called for a child installed inbound
+	// only, and more than once.
 	DeleteChild(c *ChildSA)
 	Event(e Event)
 }

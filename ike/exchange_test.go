@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -26,8 +27,13 @@ type testHost struct {
 	wire     *[]datagram
 	psk      string
 	nextSPI  uint32
-	children map[uint32]*ChildSA
+	children map[uint32]*ChildSA // fully installed, by inbound SPI
+	inbound  map[uint32]*ChildSA
+	outbound uint32 // the SPI we send with
 	events   []Event
+	peer     *testHost
+	// violations: sending before the peer could receive.
+	violations []string
 }
 
 func (h *testHost) Send(b []byte, local, remote netip.AddrPort) error {
@@ -44,8 +50,23 @@ func (h *testHost) PSK(*PeerConfig, netip.Addr) ([]byte, error) {
 
 func (h *testHost) AllocSPI() (uint32, error) { h.nextSPI++; return h.nextSPI, nil }
 
-func (h *testHost) InstallChild(c *ChildSA) error { h.children[c.InSPI] = c; return nil }
-func (h *testHost) DeleteChild(c *ChildSA)        { delete(h.children, c.InSPI) }
+func (h *testHost) InstallInbound(c *ChildSA) error { h.inbound[c.InSPI] = c; return nil }
+
+// InstallOutbound checks the rule that makes rekeying lossless: the peer
+// already has the inbound SA we are about to send on.
+func (h *testHost) InstallOutbound(c *ChildSA) error {
+	if h.peer != nil && h.peer.inbound[c.OutSPI] == nil {
+		h.violations = append(h.violations, fmt.Sprintf("%s sends on %#x before the peer can receive it", h.name, c.OutSPI))
+	}
+	h.children[c.InSPI] = c
+	h.outbound = c.OutSPI
+	return nil
+}
+
+func (h *testHost) DeleteChild(c *ChildSA) {
+	delete(h.children, c.InSPI)
+	delete(h.inbound, c.InSPI)
+}
 func (h *testHost) Event(e Event)                 { h.events = append(h.events, e) }
 
 func (h *testHost) event(id int) *Event {
@@ -106,8 +127,9 @@ func newPair(t *testing.T, tunnel bool) *pair {
 		return c
 	}
 	p.pa, p.pb = mk("to-b", a, b, "10.1.0.0/24", "10.2.0.0/24"), mk("to-a", b, a, "10.2.0.0/24", "10.1.0.0/24")
-	p.ha = &testHost{name: "A", wire: &p.wire, psk: "correct horse battery staple", nextSPI: 0xa000, children: map[uint32]*ChildSA{}}
-	p.hb = &testHost{name: "B", wire: &p.wire, psk: "correct horse battery staple", nextSPI: 0xb000, children: map[uint32]*ChildSA{}}
+	p.ha = &testHost{name: "A", wire: &p.wire, psk: "correct horse battery staple", nextSPI: 0xa000, children: map[uint32]*ChildSA{}, inbound: map[uint32]*ChildSA{}}
+	p.hb = &testHost{name: "B", wire: &p.wire, psk: "correct horse battery staple", nextSPI: 0xb000, children: map[uint32]*ChildSA{}, inbound: map[uint32]*ChildSA{}}
+	p.ha.peer, p.hb.peer = p.hb, p.ha
 	clock := func() time.Time { return p.now }
 	p.a = NewManager(Config{Host: p.ha, Rand: rand.Reader, Now: clock})
 	p.b = NewManager(Config{Host: p.hb, Rand: rand.Reader, Now: clock})
@@ -591,5 +613,89 @@ func TestDPD(t *testing.T) {
 	p.tick(6 * time.Second)
 	if sas := p.a.SAs(); len(sas) != 1 || sas[0].Established {
 		t.Fatalf("A did not start again: %+v", sas)
+	}
+}
+
+// deliverAll delivers everything in flight, and what it causes, until the
+// wire is quiet (bounded).
+func (p *pair) deliverAll() {
+	p.t.Helper()
+	for range 100 {
+		if len(p.wire) == 0 {
+			return
+		}
+		d := p.translate(p.wire[0])
+		p.wire = p.wire[1:]
+		to := p.b
+		if d.from.Addr() == p.pb.Local {
+			to = p.a
+		}
+		to.Receive(d.b, d.to, d.from)
+	}
+	p.t.Fatal("the wire never went quiet")
+}
+
+func (p *pair) noViolations() {
+	p.t.Helper()
+	for _, h := range []*testHost{p.ha, p.hb} {
+		if len(h.violations) > 0 {
+			p.t.Fatalf("%s: %v", h.name, h.violations)
+		}
+	}
+}
+
+// TestChildRekey: at about 80-85 % of its lifetime the initiator replaces
+// the child; nobody sends on an SA the peer cannot yet receive; the old
+// pair goes two seconds later, on both sides.
+func TestChildRekey(t *testing.T) {
+	p := newPair(t, true)
+	for _, c := range []*PeerConfig{p.pa, p.pb} {
+		c.ESPLifetime = 20 * time.Second
+	}
+	p.mainMode()
+	p.quickMode()
+	old, _ := p.checkChildren("aes128gcm16", true)
+	for range 20 { // one second at a time up to 20 s
+		p.tick(time.Second)
+		p.deliverAll()
+	}
+	p.noViolations()
+	ca, cb := p.checkChildren("aes128gcm16", true)
+	if ca.InSPI == old.InSPI {
+		t.Fatal("the child was not replaced")
+	}
+	if p.ha.outbound != ca.OutSPI || p.hb.outbound != cb.OutSPI {
+		t.Fatal("not sending on the new SAs")
+	}
+	if ev := p.ha.event(EventChildUp); ev == nil || !strings.Contains(fmt.Sprint(p.ha.events), "IPsec SA rekeyed") {
+		t.Fatalf("no rekey event: %+v", p.ha.events)
+	}
+}
+
+// TestIKEReauth: at about 80-85 % of the IKE SA's lifetime the initiator
+// runs a new main mode and quick mode; then the old IKE SA and its child
+// are deleted on both sides, and the tunnel never lacks an SA.
+func TestIKEReauth(t *testing.T) {
+	p := newPair(t, true)
+	for _, c := range []*PeerConfig{p.pa, p.pb} {
+		c.Lifetime = 60 * time.Second
+	}
+	p.mainMode()
+	p.quickMode()
+	first := p.a.SAs()[0].ICookie
+	for range 60 {
+		p.tick(time.Second)
+		p.deliverAll()
+		if len(p.ha.children) == 0 || len(p.hb.children) == 0 {
+			t.Fatalf("a moment without a child SA: A %d, B %d", len(p.ha.children), len(p.hb.children))
+		}
+	}
+	p.noViolations()
+	p.checkChildren("aes128gcm16", true)
+	for _, m := range []*Manager{p.a, p.b} {
+		sas := m.SAs()
+		if len(sas) != 1 || sas[0].ICookie == first || !sas[0].Established {
+			t.Fatalf("IKE SAs after reauthentication: %+v", sas)
+		}
 	}
 }

@@ -48,6 +48,14 @@ type IKESA struct {
 	nattDialect         int
 	natLocal, natRemote bool
 
+	// Reauthentication (rekey.go): the fraction of the lifetime at which
+	// this side replaces the SA; whether it has started; whether this SA
+	// replaces older ones; when an old SA goes.
+	softIKE       float64
+	reauthStarted bool
+	replaces      bool
+	retireAt      time.Time
+
 	// DPD (dpd.go): whether the peer does it, and our probe state.
 	dpdPeer   bool
 	dpdSeq    uint32
@@ -108,13 +116,27 @@ func (m *Manager) SetPeers(p []*PeerConfig) {
 	m.mu.Unlock()
 }
 
-// whyOperator is the removal reason that must not restart a tunnel.
-const whyOperator = "stopped by the operator"
+// whyOperator and whyReplaced are the removal reasons that must not
+// restart a tunnel.
+const (
+	whyOperator = "stopped by the operator"
+	whyReplaced = "replaced by a reauthenticated IKE SA"
+)
 
 // hasPeer reports whether p is still configured (a reload may drop it).
 func (m *Manager) hasPeer(p *PeerConfig) bool {
 	for _, q := range m.peers {
 		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// peerUp reports whether an IKE SA with p exists or is being made.
+func (m *Manager) peerUp(p *PeerConfig) bool {
+	for _, sa := range m.sas {
+		if sa.Peer == p && sa.state != stateDead {
 			return true
 		}
 	}
@@ -168,7 +190,7 @@ func (m *Manager) Initiate(name string) error {
 
 func (m *Manager) initiateLocked(peer *PeerConfig) error {
 	for _, sa := range m.sas {
-		if sa.Peer == peer && sa.state == stateEstablished {
+		if sa.Peer == peer && sa.state == stateEstablished && sa.retireAt.IsZero() {
 			for _, x := range sa.xs {
 				if x.typ == ExchangeQuick && x.initiator && x.finished.IsZero() {
 					return nil // a quick mode is on its way
@@ -180,8 +202,15 @@ func (m *Manager) initiateLocked(peer *PeerConfig) error {
 			return nil // already on its way
 		}
 	}
+	return m.startMainMode(peer, nil)
+}
+
+// startMainMode starts a new IKE SA with a peer; old is the SA it is to
+// replace (reauthentication), or nil.
+func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA) error {
 	sa := &IKESA{ICookie: m.cookie(), Initiator: true, Local: netip.AddrPortFrom(peer.Local, 500),
-		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m}
+		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
+		softIKE: softPoint(true), replaces: old != nil}
 	m.sas[sa.ICookie] = sa
 	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, &dpdVendor{})
 	return m.send(x)
@@ -333,7 +362,15 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	if !local.Addr().IsValid() || local.Addr().IsUnspecified() {
 		local = netip.AddrPortFrom(peer.Local, local.Port()) // a wildcard socket: our address is the tunnel's
 	}
-	sa := &IKESA{ICookie: h.ICookie, RCookie: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m}
+	sa := &IKESA{ICookie: h.ICookie, RCookie: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
+		softIKE: softPoint(false)}
+	// A peer that reauthenticates: once this SA has a child, the older
+	// ones with the peer go.
+	for _, old := range m.sas {
+		if old.Peer == peer && old.state == stateEstablished {
+			sa.replaces = true
+		}
+	}
 	m.sas[sa.ICookie] = sa
 	m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, &dpdVendor{})
 	m.handle(sa, h, b)
@@ -457,12 +494,15 @@ func (m *Manager) completed(x *exchange) {
 }
 
 // startQuickMode negotiates a child SA on an established IKE SA.
-func (m *Manager) startQuickMode(sa *IKESA) error {
+func (m *Manager) startQuickMode(sa *IKESA) error { return m.startQuickModeFor(sa, nil) }
+
+// startQuickModeFor negotiates a child that replaces old (nil: a new one).
+func (m *Manager) startQuickModeFor(sa *IKESA, old *ChildSA) error {
 	var id uint32
 	for id == 0 || sa.xs[id] != nil {
 		id = binary.BigEndian.Uint32(m.random(4))
 	}
-	return m.send(m.newExchange(sa, ExchangeQuick, id, true, &quickMode{}))
+	return m.send(m.newExchange(sa, ExchangeQuick, id, true, &quickMode{rekeys: old}))
 }
 
 // failed ends a failed exchange. A main mode failure takes its IKE SA
@@ -480,6 +520,11 @@ func (m *Manager) failed(x *exchange, err error) {
 	x.waiting = false
 	if x.finished.IsZero() {
 		x.finished = m.now()
+	}
+	for _, t := range x.tasks {
+		if q, ok := t.(*quickMode); ok {
+			q.abort(m)
+		}
 	}
 	if x.typ != ExchangeMain && !x.authed {
 		m.log.Debug("unauthenticated IKE message dropped", zap.String("peer", sa.Peer.Name), zap.Stringer("exchange", x.typ), zap.Error(err))
@@ -505,7 +550,7 @@ func (m *Manager) remove(sa *IKESA, why string) {
 	wasUp := sa.state == stateEstablished
 	sa.state = stateDead
 	delete(m.sas, sa.ICookie)
-	if sa.Peer.Restart && why != whyOperator {
+	if sa.Peer.Restart && why != whyOperator && why != whyReplaced {
 		m.restarts[sa.Peer] = m.now().Add(restartDelay)
 	}
 	for _, c := range sa.children {
@@ -530,13 +575,19 @@ func (m *Manager) Tick() {
 			continue
 		}
 		delete(m.restarts, p)
-		if m.hasPeer(p) {
+		if m.hasPeer(p) && !m.peerUp(p) {
 			m.initiateLocked(p)
 		}
 	}
 	for _, sa := range m.sas {
 		if m.dpdTick(sa, now) {
 			continue
+		}
+		if sa.state == stateEstablished {
+			m.rekeyTick(sa, now)
+			if sa.state == stateDead {
+				continue
+			}
 		}
 		for id, x := range sa.xs {
 			if !x.finished.IsZero() {

@@ -28,6 +28,11 @@ type quickMode struct {
 	localTS       Selector
 	remoteTS      Selector
 	child         *ChildSA
+	// rekeys is the child this quick mode replaces, nil for a new one.
+	rekeys *ChildSA
+	// halfInstalled: the responder installed the inbound SA and waits
+	// for HASH(3).
+	halfInstalled bool
 }
 
 // withHash puts the HASH payload computed over the rest in front.
@@ -84,10 +89,18 @@ func (t *quickMode) build(x *exchange, out *msg) (bool, error) {
 		rest = append(rest, t.ids...)
 		withHash(out, rest, func(r []byte) []byte { return QuickHash2(sa.prf, sa.keys.A, x.msgID, t.ni, r) })
 		t.child = t.makeChild(sa)
+		if err := m.host.InstallInbound(t.child); err != nil {
+			return false, fail("error", 0, "quick mode: installing inbound %v: %v", t.child, err)
+		}
+		t.halfInstalled = true
 	case x.initiator && t.step == 3:
 		out.add(&Data{T: PayloadHash, Data: QuickHash3(sa.prf, sa.keys.A, x.msgID, t.ni, t.nr)})
 		t.step++
-		return true, m.installChild(sa, t.makeChild(sa))
+		c := t.makeChild(sa)
+		if err := m.host.InstallInbound(c); err != nil {
+			return false, fail("error", 0, "quick mode: installing inbound %v: %v", c, err)
+		}
+		return true, m.installChild(sa, c, true, t.rekeys)
 	default:
 		return false, nil
 	}
@@ -173,7 +186,8 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 			return false, fail("authentication-failed", NotifyInvalidHashInformation, "quick mode: HASH(3) does not verify")
 		}
 		t.step++
-		return true, m.installChild(sa, t.child)
+		t.halfInstalled = false
+		return true, m.installChild(sa, t.child, false, nil)
 	default:
 		return false, fail("malformed", 0, "quick mode: unexpected message at step %d", t.step)
 	}
@@ -287,13 +301,34 @@ func (t *quickMode) makeChild(sa *IKESA) *ChildSA {
 	return c
 }
 
-func (m *Manager) installChild(sa *IKESA, c *ChildSA) error {
-	c.Established = m.now()
-	if err := m.host.InstallChild(c); err != nil {
+// installChild makes a child's outbound SA current (its inbound one is in
+// already) and schedules its rekey. initiator: we ran the quick mode.
+func (m *Manager) installChild(sa *IKESA, c *ChildSA, initiator bool, replaces *ChildSA) error {
+	if err := m.host.InstallOutbound(c); err != nil {
+		m.host.DeleteChild(c)
 		return fail("error", 0, "quick mode: installing %v: %v", c, err)
 	}
+	m.scheduleRekey(sa, c, initiator)
+	// Older children for the same traffic are superseded: they are not
+	// rekeyed again. The one this quick mode replaced is deleted after a
+	// short grace, so packets in flight on it still arrive.
+	for _, old := range m.childrenFor(sa.Peer) {
+		if old != c && old.LocalTS == c.LocalTS && old.RemoteTS == c.RemoteTS {
+			old.superseded = true
+		}
+	}
+	if replaces != nil {
+		replaces.deleteAt = m.now().Add(rekeyGrace)
+	}
 	sa.children = append(sa.children, c)
+	what := "IPsec SA up"
+	if replaces != nil {
+		what = "IPsec SA rekeyed"
+	}
 	m.host.Event(Event{ID: EventChildUp, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
-		Message: fmt.Sprintf("IPsec SA up: %v", c)})
+		Message: fmt.Sprintf("%s: %v", what, c)})
+	if sa.replaces {
+		m.retireReplaced(sa)
+	}
 	return nil
 }

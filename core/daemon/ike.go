@@ -150,12 +150,20 @@ func (h *ikeHost) espConfig(c *ike.ChildSA, spi uint32, enc, integ []byte) esp.C
 	}}
 }
 
-func (h *ikeHost) InstallChild(c *ike.ChildSA) error {
+func (h *ikeHost) meta(c *ike.ChildSA) (config.Tunnel, sad.Meta, error) {
 	t, ok := h.tunnels[c.Peer]
 	if !ok {
-		return fmt.Errorf("no tunnel %q", c.Peer)
+		return t, sad.Meta{}, fmt.Errorf("no tunnel %q", c.Peer)
 	}
-	out, err := esp.NewOutbound(h.espConfig(c, c.OutSPI, c.OutEnc, c.OutInteg))
+	meta := sad.Meta{Name: t.Name, Mode: sad.Tunnel, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP}
+	if !c.Tunnel {
+		meta.Mode = sad.Transport
+	}
+	return t, meta, nil
+}
+
+func (h *ikeHost) InstallInbound(c *ike.ChildSA) error {
+	t, meta, err := h.meta(c)
 	if err != nil {
 		return err
 	}
@@ -163,24 +171,27 @@ func (h *ikeHost) InstallChild(c *ike.ChildSA) error {
 	if err != nil {
 		return err
 	}
-	meta := sad.Meta{Name: t.Name, Mode: sad.Tunnel, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP}
-	if !c.Tunnel {
-		meta.Mode = sad.Transport
-	}
-	inMeta := meta
-	inMeta.Rule = t.Name + "/in"
+	meta.Rule = t.Name + "/in"
 	for _, r := range t.Remote.Subnets {
 		for _, l := range t.Local.Subnets {
-			inMeta.Selectors = append(inMeta.Selectors, sad.Selector{Src: r.Prefix, Dst: l.Prefix})
+			meta.Selectors = append(meta.Selectors, sad.Selector{Src: r.Prefix, Dst: l.Prefix})
 		}
 	}
-	if err := h.db.AddInbound(&sad.InSA{Meta: inMeta, ESP: in}); err != nil {
+	return h.db.AddInbound(&sad.InSA{Meta: meta, ESP: in})
+}
+
+func (h *ikeHost) InstallOutbound(c *ike.ChildSA) error {
+	t, meta, err := h.meta(c)
+	if err != nil {
 		return err
 	}
-	outMeta := meta
-	outMeta.Rule = t.Name + "/out"
+	out, err := esp.NewOutbound(h.espConfig(c, c.OutSPI, c.OutEnc, c.OutInteg))
+	if err != nil {
+		return err
+	}
+	meta.Rule = t.Name + "/out"
 	// The new outbound SA replaces the old in one step (rekeying).
-	h.db.SetOutbound(sad.OutKey{Rule: outMeta.Rule, Peer: t.Remote.Address.Unmap()}, &sad.OutSA{Meta: outMeta, ESP: out})
+	h.db.SetOutbound(sad.OutKey{Rule: meta.Rule, Peer: t.Remote.Address.Unmap()}, &sad.OutSA{Meta: meta, ESP: out})
 	return nil
 }
 

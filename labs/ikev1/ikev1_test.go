@@ -73,6 +73,9 @@ type tunnelOpts struct {
 	start string
 	key   string
 	dpd   string // gatehoused's ike.dpd block
+	// Lifetimes: gatehoused's ike and esp lifetimes, and strongSwan's
+	// rekey times to match.
+	ikeLife, espLife string
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
@@ -94,6 +97,12 @@ func defaults(o tunnelOpts) tunnelOpts {
 	if o.dpd == "" {
 		o.dpd = "{interval: 30s, timeout: 150s}"
 	}
+	if o.ikeLife == "" {
+		o.ikeLife = "1h"
+	}
+	if o.espLife == "" {
+		o.espLife = "20m"
+	}
 	return o
 }
 
@@ -114,11 +123,11 @@ tunnels:
     local:  {address: %[1]s, subnets: [%[3]s]}
     remote: {address: %[2]s, subnets: [%[4]s]}
     auth: [{psk_file: %[5]s/site.psk}]
-    ike: {proposals: [%[6]s], lifetime: 1h, dpd: %[11]s}
-    esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: 20m}
+    ike: {proposals: [%[6]s], lifetime: %[12]s, dpd: %[11]s}
+    esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: %[13]s}
     start: %[9]s
 plugins: {dir: %[10]s/plugins}
-`, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd)
+`, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
 	p, err := ns.Start(filepath.Join(bin, "gatehoused"), "-c", path)
@@ -157,28 +166,30 @@ func swanctlConf(s side, o tunnelOpts) string {
 	return fmt.Sprintf(`connections {
   site {
     version = 1
-    local_addrs = %s
-    remote_addrs = %s
-    proposals = %s
+    local_addrs = %[1]s
+    remote_addrs = %[2]s
+    proposals = %[3]s
     encap = yes
     dpd_delay = 10s
+    rekey_time = %[8]s
     local { auth = psk }
     remote { auth = psk }
     children {
       net {
-        local_ts = %s
-        remote_ts = %s
-        esp_proposals = %s
+        local_ts = %[4]s
+        remote_ts = %[5]s
+        esp_proposals = %[6]s
         mode = tunnel
         start_action = trap
+        rekey_time = %[9]s
       }
     }
   }
 }
 secrets {
-  ike-site { secret = "%s" }
+  ike-site { secret = "%[7]s" }
 }
-`, s.local, s.remote, o.ike, s.localNet, s.remoteNet, esp, o.key)
+`, s.local, s.remote, o.ike, s.localNet, s.remoteNet, esp, o.key, o.ikeLife, o.espLife)
 }
 
 func startStrongSwan(t *testing.T, ns *netns.NS, s side, o tunnelOpts) *netns.StrongSwan {
@@ -373,4 +384,54 @@ func TestDPDAgainstStrongSwan(t *testing.T) {
 	startStrongSwan(t, l.gwb, siteB, tunnelOpts{})
 	pingThrough(t, l.ha, "10.2.0.10")
 	checkSA(t, a, "site established initiator")
+}
+
+// rekeyDuration is how long TestRekeyUnderLoad runs iperf3 (the issue asks
+// for three minutes); GATEHOUSE_REKEY_SECONDS shortens it by hand.
+func rekeyDuration() time.Duration {
+	if s := os.Getenv("GATEHOUSE_REKEY_SECONDS"); s != "" {
+		var n int
+		fmt.Sscan(s, &n)
+		return time.Duration(n) * time.Second
+	}
+	return 3 * time.Minute
+}
+
+// TestRekeyUnderLoad: IKE SAs of 60 s and ESP SAs of 20 s, strongSwan
+// answering, iperf3 running throughout: the TCP connection survives every
+// rekey and reauthentication, and old SAs are deleted.
+func TestRekeyUnderLoad(t *testing.T) {
+	l := newLab(t)
+	o := tunnelOpts{ikeLife: "60s", espLife: "20s"}
+	a := startGatehouse(t, l.gwa, siteA, o)
+	startStrongSwan(t, l.gwb, siteB, o)
+	pingThrough(t, l.ha, "10.2.0.10")
+	d := rekeyDuration()
+	mbps, err := netns.Iperf(l.hb, l.ha, "10.2.0.10", d)
+	if err != nil {
+		t.Fatalf("iperf3 across %v of rekeying: %v", d, err)
+	}
+	t.Logf("iperf3 over %v with rekeys: %.0f Mbit/s", d, mbps)
+	log := a.proc.Output()
+	rekeys, reauths := strings.Count(log, "IPsec SA rekeyed"), strings.Count(log, "reauthenticating IKE SA")+strings.Count(log, "IKE SA established")
+	deleted := strings.Count(log, "deleted")
+	t.Logf("rekeys %d, IKE SAs established %d, deletions %d", rekeys, reauths, deleted)
+	if want := int(d / (20 * time.Second)); rekeys+strings.Count(log, "IPsec SA up") < want {
+		t.Fatalf("%d child SAs in %v with a 20 s lifetime, want at least %d", rekeys, d, want)
+	}
+	if deleted == 0 {
+		t.Fatal("no old SA was deleted")
+	}
+	// What remains is the current pair, and at most one on its way out.
+	sa := a.cli(t, "sa")
+	var events []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "event_id") {
+			events = append(events, line)
+		}
+	}
+	t.Logf("events:\n%s\n\ngatehouse sa:\n%s", strings.Join(events, "\n"), sa)
+	if n := strings.Count(flat(sa), "site out"); n < 1 || n > 2 {
+		t.Fatalf("%d outbound SAs left:\n%s", n, sa)
+	}
 }

@@ -1,0 +1,141 @@
+package ike
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Rekeying. Child SAs are replaced before they expire: the side that ran
+// the quick mode rekeys first (at 80-85 % of the lifetime, randomised so
+// the two gateways of a pair rarely collide), the other side only if that
+// did not happen by 93 %. The new SAs go in before the old ones go out:
+// the responder installs its new inbound SA when it answers, the
+// initiator both when it has the answer, and the old pair is deleted
+// (with a Delete to the peer) a couple of seconds later.
+//
+// IKE SAs are replaced by a new main mode and quick mode (as strongSwan
+// does for IKEv1, "reauthentication"); once the new child is up, the old
+// IKE SA and its children are deleted. A child outlives nothing: an IKE
+// SA that goes takes its children with it.
+
+const (
+	// rekeyGrace is how long a replaced SA keeps receiving.
+	rekeyGrace = 2 * time.Second
+	// retireGrace is how long an old IKE SA and its children stay after
+	// the new ones are up.
+	retireGrace = 2 * time.Second
+)
+
+// softPoint is when, as a fraction of the lifetime, a side rekeys.
+func softPoint(initiator bool) float64 {
+	if initiator {
+		return 0.80 + 0.05*rand.Float64()
+	}
+	return 0.93
+}
+
+func (m *Manager) scheduleRekey(sa *IKESA, c *ChildSA, initiator bool) {
+	c.Established = m.now()
+	if c.Lifetime > 0 {
+		c.expiresAt = c.Established.Add(c.Lifetime)
+		c.rekeyAt = c.Established.Add(time.Duration(float64(c.Lifetime) * softPoint(initiator)))
+	}
+}
+
+// childrenFor lists the children of every IKE SA with a peer.
+func (m *Manager) childrenFor(p *PeerConfig) []*ChildSA {
+	var out []*ChildSA
+	for _, sa := range m.sas {
+		if sa.Peer == p {
+			out = append(out, sa.children...)
+		}
+	}
+	return out
+}
+
+// rekeyTick runs from Tick for one established IKE SA.
+func (m *Manager) rekeyTick(sa *IKESA, now time.Time) {
+	kept := sa.children[:0]
+	for _, c := range sa.children {
+		switch {
+		case !c.deleteAt.IsZero() && !now.Before(c.deleteAt), !c.expiresAt.IsZero() && !now.Before(c.expiresAt):
+			why := "replaced by a rekeyed SA"
+			if c.deleteAt.IsZero() {
+				why = "lifetime expired"
+			}
+			m.deleteChild(sa, c, why)
+			continue
+		case !c.rekeying && !c.superseded && !c.rekeyAt.IsZero() && !now.Before(c.rekeyAt):
+			c.rekeying = true
+			m.log.Info("rekeying IPsec SA", zap.String("peer", sa.Peer.Name), zap.Stringer("child", c))
+			m.startQuickModeFor(sa, c)
+		}
+		kept = append(kept, c)
+	}
+	sa.children = kept
+	if sa.retireAt.IsZero() || now.Before(sa.retireAt) {
+		m.reauthTick(sa, now)
+		return
+	}
+	// This SA was replaced: delete it and its children.
+	for _, c := range sa.children {
+		m.deleteChild(sa, c, "the IKE SA was reauthenticated")
+	}
+	sa.children = nil
+	cookies := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
+	m.sendInformational(sa, []Payload{&Delete{DOI: DOIIPsec, Protocol: ProtoISAKMP, SPISize: 16, SPIs: [][]byte{cookies}}})
+	m.remove(sa, whyReplaced)
+}
+
+// deleteChild tells the peer and removes a child here.
+func (m *Manager) deleteChild(sa *IKESA, c *ChildSA, why string) {
+	m.sendInformational(sa, []Payload{&Delete{DOI: DOIIPsec, Protocol: ProtoESP, SPISize: 4,
+		SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.InSPI)}}})
+	m.host.DeleteChild(c)
+	m.host.Event(Event{ID: EventChildDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
+		Message: fmt.Sprintf("IPsec SA %v deleted: %s", c, why)})
+}
+
+// reauthTick starts the replacement of an IKE SA near its lifetime's end.
+func (m *Manager) reauthTick(sa *IKESA, now time.Time) {
+	life := sa.phase1.Lifetime
+	if life <= 0 || sa.reauthStarted || sa.state != stateEstablished {
+		return
+	}
+	if now.Sub(sa.created) < time.Duration(float64(life)*sa.softIKE) {
+		return
+	}
+	sa.reauthStarted = true
+	m.log.Info("reauthenticating IKE SA", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote.Addr()))
+	m.startMainMode(sa.Peer, sa)
+}
+
+// retireReplaced runs when a reauthenticated IKE SA has its first child:
+// the SA it replaces, and every other established SA with the peer, go
+// after a grace.
+func (m *Manager) retireReplaced(sa *IKESA) {
+	for _, old := range m.sas {
+		if old != sa && old.Peer == sa.Peer && old.state == stateEstablished && old.retireAt.IsZero() && old.created.Before(sa.created) {
+			old.retireAt = m.now().Add(retireGrace)
+			for _, c := range old.children {
+				c.superseded = true
+			}
+		}
+	}
+}
+
+// abort undoes a responder's half-installed child when the quick mode
+// fails before HASH(3).
+func (t *quickMode) abort(m *Manager) {
+	if t.halfInstalled && t.child != nil {
+		m.host.DeleteChild(t.child)
+		t.halfInstalled = false
+	}
+	if t.rekeys != nil {
+		t.rekeys.rekeying = false // try again at the next tick
+	}
+}
