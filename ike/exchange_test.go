@@ -67,7 +67,7 @@ func (h *testHost) DeleteChild(c *ChildSA) {
 	delete(h.children, c.InSPI)
 	delete(h.inbound, c.InSPI)
 }
-func (h *testHost) Event(e Event)                 { h.events = append(h.events, e) }
+func (h *testHost) Event(e Event) { h.events = append(h.events, e) }
 
 func (h *testHost) event(id int) *Event {
 	for i := range h.events {

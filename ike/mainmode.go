@@ -58,14 +58,7 @@ func (t *mainMode) build(x *exchange, out *msg) (bool, error) {
 		if sa.Local.Addr().Is6() && !sa.Local.Addr().Is4In6() {
 			id.IDType = IDIPv6Addr
 		}
-		idB := id.appendBody(nil)
-		var h []byte
-		if sa.Initiator {
-			h = HashI(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
-		} else {
-			h = HashR(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
-		}
-		out.add(id, &Data{T: PayloadHash, Data: h})
+		out.add(id, &Data{T: PayloadHash, Data: t.hash(sa, sa.Initiator, id.appendBody(nil))})
 	default:
 		return false, nil // nothing to send at this step
 	}
@@ -144,14 +137,7 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 		if !ok1 || !ok2 {
 			return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks ID or HASH", t.step)
 		}
-		idB := in.body(PayloadID)
-		var want []byte
-		if sa.Initiator {
-			want = HashR(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
-		} else {
-			want = HashI(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
-		}
-		if !hmac.Equal(want, h.Data) {
+		if !hmac.Equal(t.hash(sa, !sa.Initiator, in.body(PayloadID)), h.Data) {
 			return false, fail("authentication-failed", NotifyInvalidHashInformation,
 				"main mode: the peer's HASH does not verify (preshared keys differ)")
 		}
@@ -163,6 +149,14 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 	}
 	t.step++
 	return false, nil
+}
+
+// hash is HASH_I (of the initiator's identity) or HASH_R.
+func (t *mainMode) hash(sa *IKESA, initiators bool, idB []byte) []byte {
+	if initiators {
+		return HashI(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
+	}
+	return HashR(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
 }
 
 func (t *mainMode) startDH(m *Manager, sa *IKESA) error {

@@ -143,13 +143,26 @@ func (m *Manager) peerUp(p *PeerConfig) bool {
 	return false
 }
 
-func (m *Manager) peerFor(remote netip.Addr) *PeerConfig {
+// peerFor finds the peer for a pair of addresses; local may be
+// unspecified (a wildcard socket), then the remote address decides.
+func (m *Manager) peerFor(local, remote netip.Addr) *PeerConfig {
+	local, remote = local.Unmap(), remote.Unmap()
+	var byRemote *PeerConfig
 	for _, p := range m.peers {
-		if p.Remote == remote.Unmap() {
+		if p.Remote != remote {
+			continue
+		}
+		if p.Local == local {
 			return p
 		}
+		if byRemote == nil {
+			byRemote = p
+		}
 	}
-	return nil
+	if local.IsValid() && !local.IsUnspecified() && byRemote != nil && byRemote.Local.IsValid() {
+		return nil // the peer is known, but at another of our addresses
+	}
+	return byRemote
 }
 
 func (m *Manager) random(n int) []byte {
@@ -342,7 +355,7 @@ func (m *Manager) refuseAggressive(remote netip.AddrPort) {
 	}
 	m.refused[remote.Addr()] = now
 	name := ""
-	if p := m.peerFor(remote.Addr()); p != nil {
+	if p := m.peerFor(netip.Addr{}, remote.Addr()); p != nil {
 		name = p.Name
 	}
 	m.log.Warn("aggressive mode refused", zap.Stringer("from", remote), zap.String("tunnel", name))
@@ -352,7 +365,7 @@ func (m *Manager) refuseAggressive(remote netip.AddrPort) {
 
 // respond starts a responder SA for a main mode first message.
 func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
-	peer := m.peerFor(remote.Addr())
+	peer := m.peerFor(local.Addr(), remote.Addr())
 	if peer == nil {
 		m.log.Info("main mode from an unknown peer refused", zap.Stringer("from", remote))
 		m.host.Event(Event{ID: EventNegotiationErr, Remote: remote.Addr(), Reason: "unknown-peer",

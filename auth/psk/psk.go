@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/gatehouse/gatehouse/ike"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -194,39 +195,24 @@ func (s *Store) Lookup(peer netip.Addr, id string) (Key, string, error) {
 	return Key{}, "", fmt.Errorf("%w: address %s, identity %q", ErrNotFound, peer, id)
 }
 
-// ISAKMP identification types (RFC 2407 section 4.6.2.1).
-const (
-	IDIPv4Addr       = 1
-	IDFQDN           = 2
-	IDUserFQDN       = 3
-	IDIPv4AddrSubnet = 4
-	IDIPv6Addr       = 5
-	IDIPv6AddrSubnet = 6
-	IDIPv4AddrRange  = 7
-	IDIPv6AddrRange  = 8
-	IDDERASN1DN      = 9
-	IDDERASN1GN      = 10
-	IDKeyID          = 11
-)
-
 // FormatID renders an identification payload body in the text form used by
 // configuration: "ipv4:198.51.100.2", "fqdn:gw.example.net",
 // "user:ops@example.net", "keyid:6b6579" (hex); other types as "type:N:hex".
 func FormatID(idType uint8, data []byte) string {
 	switch idType {
-	case IDIPv4Addr:
+	case ike.IDIPv4Addr:
 		if a, ok := netip.AddrFromSlice(data); ok && a.Is4() {
 			return "ipv4:" + a.String()
 		}
-	case IDIPv6Addr:
+	case ike.IDIPv6Addr:
 		if a, ok := netip.AddrFromSlice(data); ok && a.Is6() {
 			return "ipv6:" + a.String()
 		}
-	case IDFQDN:
+	case ike.IDFQDN:
 		return "fqdn:" + strings.ToLower(string(data))
-	case IDUserFQDN:
+	case ike.IDUserFQDN:
 		return "user:" + strings.ToLower(string(data))
-	case IDKeyID:
+	case ike.IDKeyID:
 		return "keyid:" + hex.EncodeToString(data)
 	}
 	return fmt.Sprintf("type:%d:%s", idType, hex.EncodeToString(data))

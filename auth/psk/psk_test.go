@@ -3,6 +3,7 @@ package psk
 import (
 	"errors"
 	"fmt"
+	"github.com/gatehouse/gatehouse/ike"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -130,12 +131,12 @@ func TestIDs(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{IDIPv4Addr, []byte{192, 0, 2, 1}, "ipv4:192.0.2.1"},
-		{IDFQDN, []byte("GW.Example.NET"), "fqdn:gw.example.net"},
-		{IDUserFQDN, []byte("Ops@Example.net"), "user:ops@example.net"},
-		{IDKeyID, []byte{0xab, 0x01}, "keyid:ab01"},
-		{IDIPv4Addr, []byte{1, 2, 3}, "type:1:010203"},
-		{IDIPv6Addr, netip.MustParseAddr("2001:db8::1").AsSlice(), "ipv6:2001:db8::1"},
+		{ike.IDIPv4Addr, []byte{192, 0, 2, 1}, "ipv4:192.0.2.1"},
+		{ike.IDFQDN, []byte("GW.Example.NET"), "fqdn:gw.example.net"},
+		{ike.IDUserFQDN, []byte("Ops@Example.net"), "user:ops@example.net"},
+		{ike.IDKeyID, []byte{0xab, 0x01}, "keyid:ab01"},
+		{ike.IDIPv4Addr, []byte{1, 2, 3}, "type:1:010203"},
+		{ike.IDIPv6Addr, netip.MustParseAddr("2001:db8::1").AsSlice(), "ipv6:2001:db8::1"},
 	} {
 		if got := FormatID(c.typ, c.data); got != c.want {
 			t.Errorf("FormatID(%d, %x) = %s, want %s", c.typ, c.data, got, c.want)

@@ -145,7 +145,6 @@ func wireguard(e env, l *lab) error {
 	return waitPing(l)
 }
 
-
 const swanctlConf = `connections {
   bench {
     version = 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/labs/netns"
 	"github.com/gatehouse/gatehouse/labs/testbin"
 )
 
@@ -80,7 +82,13 @@ func start(t *testing.T, body string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	s := &server{t: t, dir: dir, cfg: writeConfig(t, dir, body), socket: filepath.Join(dir, "admin.sock"), log: &bytes.Buffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(filepath.Join(binDir, "gatehoused"), "-c", s.cfg)
+	// The configuration's tunnel starts a data path and IKE on
+	// 203.0.113.1: the server runs in a namespace that has the address,
+	// never on the host. (The lab's cleanup runs after ours: stop first.)
+	lab := netns.ForTest(t)
+	gw := lab.MustNS(t, "gw")
+	lab.MustLink(t, gw, "203.0.113.1/24", lab.MustNS(t, "peer"), "203.0.113.2/24")
+	s.cmd = gw.Command(context.Background(), filepath.Join(binDir, "gatehoused"), "-c", s.cfg)
 	s.cmd.Stderr = &lockedWriter{w: s.log}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -249,7 +257,8 @@ func TestReloadRefusesBadConfigAndKeepsOld(t *testing.T) {
 	writeConfig(t, s.dir, strings.Split(e2eConfig, "rules:")[0]+"plugins: {dir: PLUGINS, health_interval: 1s}\n")
 	s.cmd.Process.Signal(syscall.SIGHUP)
 	for i := 0; i < 50; i++ {
-		if st, _ = s.cli("status"); strings.Contains(st, "3 rules") {
+		// The counter moves just after the new configuration is in force.
+		if st, _ = s.cli("status"); strings.Contains(st, "3 rules") && strings.Contains(st, "1 reload(s)") {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -26,7 +26,7 @@ import (
 type ikeState struct {
 	mgr     *ike.Manager
 	log     *zap.Logger
-	sock500 dataplane.Conn
+	socks   []ikeSocket
 	udp4500 dataplane.Conn
 	in      chan ikeDatagram
 	acquire chan string
@@ -34,6 +34,14 @@ type ikeState struct {
 	onTraffic map[string]bool
 	stop      chan struct{}
 	done      chan struct{}
+}
+
+// ikeSocket is a UDP 500 socket bound to one listen address, so replies
+// leave from the address the peer knows us by, and a peer is found by
+// both addresses.
+type ikeSocket struct {
+	addr netip.Addr
+	conn dataplane.Conn
 }
 
 type ikeDatagram struct {
@@ -46,7 +54,7 @@ type ikeHost struct {
 	d       *Daemon
 	log     *zap.Logger
 	db      *sad.DB
-	sock500 dataplane.Conn
+	socks   []ikeSocket
 	udp4500 dataplane.Conn
 	expired chan<- esp.Event
 	tunnels map[string]config.Tunnel
@@ -63,6 +71,9 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, error) {
 		p := &ike.PeerConfig{Name: t.Name, Local: t.Local.Address.Unmap(), Remote: t.Remote.Address.Unmap(), Auth: ike.AuthPSK,
 			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB,
 			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always"}
+		if k.AggressiveMode {
+			return nil, fmt.Errorf("tunnels[%d] %s: ike.aggressive_mode is not available yet; remove it and main mode is used", i, t.Name)
+		}
 		for _, a := range t.Auth {
 			if a.Kind() != "psk" {
 				return nil, fmt.Errorf("tunnels[%d] %s: %s authentication is not available for tunnels yet; use psk_file", i, t.Name, a.Kind())
@@ -105,7 +116,12 @@ func (h *ikeHost) Send(b []byte, local, remote netip.AddrPort) error {
 		// RFC 3948 section 2.2: IKE on 4500 starts with the non-ESP marker.
 		return h.udp4500.WriteTo(append(make([]byte, 4, 4+len(b)), b...), remote)
 	}
-	return h.sock500.WriteTo(b, remote)
+	for _, s := range h.socks {
+		if s.addr == local.Addr() {
+			return s.conn.WriteTo(b, remote)
+		}
+	}
+	return h.socks[0].conn.WriteTo(b, remote)
 }
 
 func (h *ikeHost) PSK(peer *ike.PeerConfig, remote netip.Addr) ([]byte, error) {
@@ -224,23 +240,39 @@ func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	sock, err := dataplane.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 500), int(c.Dataplane.Mark))
-	if err != nil {
-		return nil, fmt.Errorf("IKE: %w (is another IKE daemon running?)", err)
+	addrs := []netip.Addr{netip.IPv4Unspecified()}
+	if len(c.Listen) > 0 {
+		addrs = addrs[:0]
+		for _, l := range c.Listen {
+			addrs = append(addrs, l.Addr.Unmap())
+		}
+	}
+	var socks []ikeSocket
+	for _, a := range addrs {
+		conn, err := dataplane.ListenUDP(netip.AddrPortFrom(a, 500), int(c.Dataplane.Mark))
+		if err != nil {
+			for _, s := range socks {
+				s.conn.Close()
+			}
+			return nil, fmt.Errorf("IKE: %w (is another IKE daemon running? is %s an address of this host?)", err, a)
+		}
+		socks = append(socks, ikeSocket{a, conn})
 	}
 	log := d.log.Named("ike")
-	host := &ikeHost{d: d, log: log, db: db, sock500: sock, udp4500: udp4500, expired: expired, tunnels: map[string]config.Tunnel{}}
+	host := &ikeHost{d: d, log: log, db: db, socks: socks, udp4500: udp4500, expired: expired, tunnels: map[string]config.Tunnel{}}
 	for _, t := range c.Tunnels {
 		host.tunnels[t.Name] = t
 	}
-	st := &ikeState{log: log, sock500: sock, udp4500: udp4500, in: make(chan ikeDatagram, 256), acquire: make(chan string, 64),
+	st := &ikeState{log: log, socks: socks, udp4500: udp4500, in: make(chan ikeDatagram, 256), acquire: make(chan string, 64),
 		onTraffic: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
 	for _, t := range c.Tunnels {
 		st.onTraffic[t.Name] = t.Start != "passive"
 	}
 	st.mgr = ike.NewManager(ike.Config{Log: log, Host: host, Rand: rand.Reader})
 	st.mgr.SetPeers(peers)
-	go st.read500()
+	for _, s := range socks {
+		go st.read500(s)
+	}
 	go st.run()
 	for _, t := range c.Tunnels {
 		if t.Start == "always" {
@@ -251,10 +283,10 @@ func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, 
 	return st, nil
 }
 
-func (st *ikeState) read500() {
+func (st *ikeState) read500(s ikeSocket) {
 	buf := make([]byte, 65535)
 	for {
-		b, from, err := st.sock500.ReadFrom(buf)
+		b, from, err := s.conn.ReadFrom(buf)
 		if err != nil {
 			select {
 			case <-st.stop:
@@ -263,7 +295,7 @@ func (st *ikeState) read500() {
 			}
 			return
 		}
-		st.deliver(b, netip.AddrPortFrom(netip.IPv4Unspecified(), 500), from)
+		st.deliver(b, netip.AddrPortFrom(s.addr, 500), from)
 	}
 }
 
@@ -311,6 +343,8 @@ func (st *ikeState) run() {
 
 func (st *ikeState) close() {
 	close(st.stop)
-	st.sock500.Close()
+	for _, s := range st.socks {
+		s.conn.Close()
+	}
 	<-st.done
 }

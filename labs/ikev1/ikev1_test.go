@@ -25,35 +25,11 @@ func TestMain(m *testing.M) {
 
 const psk = "lab-preshared-key-0123456789"
 
-type lab struct {
-	*netns.Lab
-	gwa, gwb, ha, hb *netns.NS
-}
+type lab = netns.Sites
 
-func newLab(t *testing.T) *lab {
-	l := &lab{Lab: netns.ForTest(t)}
-	sites, err := l.TwoSites()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.gwa, l.gwb, l.ha, l.hb = sites.GWA, sites.GWB, sites.HA, sites.HB
-	return l
-}
+func newLab(t *testing.T) *lab { return netns.SitesForTest(t) }
 
-type gw struct {
-	ns     *netns.NS
-	proc   *netns.Proc
-	socket string
-}
-
-func (g *gw) cli(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := g.ns.Output(20*time.Second, filepath.Join(bin, "gatehouse"), append([]string{"--socket", g.socket}, args...)...)
-	if err != nil {
-		t.Fatalf("gatehouse %v: %v\n%s", args, err, out)
-	}
-	return out
-}
+type gw = netns.Gateway
 
 // side is one gateway's view of the tunnel.
 type side struct {
@@ -130,29 +106,7 @@ plugins: {dir: %[10]s/plugins}
 `, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
-	p, err := ns.Start(filepath.Join(bin, "gatehoused"), "-c", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gw{ns: ns, proc: p, socket: dir + "/admin.sock"}
-	t.Cleanup(func() {
-		p.Stop(5 * time.Second)
-		if t.Failed() {
-			t.Logf("gatehoused in %s:\n%s", ns.Name, p.Output())
-		}
-	})
-	for range 100 {
-		if _, err := os.Stat(g.socket); err == nil {
-			return g
-		}
-		select {
-		case <-p.Done():
-			t.Fatalf("gatehoused in %s exited: %v\n%s", ns.Name, p.Err(), p.Output())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	t.Fatalf("gatehoused in %s did not open its admin socket:\n%s", ns.Name, p.Output())
-	return nil
+	return netns.StartGateway(t, ns, bin, path, dir+"/admin.sock")
 }
 
 // swanctlConf is strongSwan's side of the tunnel: IKEv1, PSK, and encap =
@@ -225,7 +179,7 @@ func pingThrough(t *testing.T, from *netns.NS, to string) {
 
 func iperf(t *testing.T, l *lab) float64 {
 	t.Helper()
-	mbps, err := netns.Iperf(l.hb, l.ha, "10.2.0.10", 3*time.Second)
+	mbps, err := netns.Iperf(l.HB, l.HA, "10.2.0.10", 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,10 +191,10 @@ func flat(s string) string { return strings.Join(strings.Fields(s), " ") }
 // checkSA asserts that gatehouse sa shows the tunnel up.
 func checkSA(t *testing.T, g *gw, wants ...string) {
 	t.Helper()
-	sa := flat(g.cli(t, "sa"))
+	sa := flat(g.CLI(t, "sa"))
 	for _, w := range wants {
 		if !strings.Contains(sa, w) {
-			t.Fatalf("gatehouse sa in %s lacks %q:\n%s", g.ns.Name, w, g.cli(t, "sa"))
+			t.Fatalf("gatehouse sa in %s lacks %q:\n%s", g.NS.Name, w, g.CLI(t, "sa"))
 		}
 	}
 }
@@ -249,9 +203,9 @@ func checkSA(t *testing.T, g *gw, wants ...string) {
 // traffic; raw ESP, no NAT.
 func TestGatehouseToGatehouse(t *testing.T) {
 	l := newLab(t)
-	a := startGatehouse(t, l.gwa, siteA, tunnelOpts{})
-	b := startGatehouse(t, l.gwb, siteB, tunnelOpts{start: "passive"})
-	pingThrough(t, l.ha, "10.2.0.10")
+	a := startGatehouse(t, l.GWA, siteA, tunnelOpts{})
+	b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive"})
+	pingThrough(t, l.HA, "10.2.0.10")
 	t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
 	checkSA(t, a, "site established initiator", "aes256-sha256-modp2048", "site out", "tunnel ESP aes128gcm16")
 	checkSA(t, b, "site established responder", "site in")
@@ -260,9 +214,9 @@ func TestGatehouseToGatehouse(t *testing.T) {
 // TestStrongSwanResponds: Gatehouse starts on traffic, strongSwan answers.
 func TestStrongSwanResponds(t *testing.T) {
 	l := newLab(t)
-	startStrongSwan(t, l.gwb, siteB, tunnelOpts{})
-	a := startGatehouse(t, l.gwa, siteA, tunnelOpts{})
-	pingThrough(t, l.ha, "10.2.0.10")
+	startStrongSwan(t, l.GWB, siteB, tunnelOpts{})
+	a := startGatehouse(t, l.GWA, siteA, tunnelOpts{})
+	pingThrough(t, l.HA, "10.2.0.10")
 	t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
 	// encap = yes makes strongSwan claim a NAT: ESP goes in UDP.
 	checkSA(t, a, "site established initiator", "yes", "tunnel/udp ESP aes128gcm16")
@@ -273,12 +227,12 @@ func TestStrongSwanResponds(t *testing.T) {
 func TestStrongSwanInitiates(t *testing.T) {
 	l := newLab(t)
 	o := tunnelOpts{esp: "aes128-sha1", pfs: "modp2048", start: "passive"}
-	b := startGatehouse(t, l.gwb, siteB, o)
-	sw := startStrongSwan(t, l.gwa, siteA, o)
+	b := startGatehouse(t, l.GWB, siteB, o)
+	sw := startStrongSwan(t, l.GWA, siteA, o)
 	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
 	}
-	pingThrough(t, l.ha, "10.2.0.10")
+	pingThrough(t, l.HA, "10.2.0.10")
 	checkSA(t, b, "site established responder", "tunnel/udp ESP aes128-sha1")
 }
 
@@ -288,22 +242,22 @@ func TestStrongSwanInitiates(t *testing.T) {
 //	HA 10.1.0.10 - GWA 10.1.0.1 | 10.99.0.2 - NAT 10.99.0.1 | 192.0.2.1 - 192.0.2.2 | 10.2.0.1 GWB - HB 10.2.0.10
 func TestGatehouseThroughNAT(t *testing.T) {
 	nl := netns.ForTest(t)
-	l := &lab{Lab: nl}
-	l.gwa, l.gwb, l.ha, l.hb = nl.MustNS(t, "gwa"), nl.MustNS(t, "gwb"), nl.MustNS(t, "ha"), nl.MustNS(t, "hb")
+	l := &lab{Lab: nl, TwoSites: &netns.TwoSites{}}
+	l.GWA, l.GWB, l.HA, l.HB = nl.MustNS(t, "gwa"), nl.MustNS(t, "gwb"), nl.MustNS(t, "ha"), nl.MustNS(t, "hb")
 	nat := nl.MustNS(t, "nat")
-	nl.MustLink(t, l.gwa, "10.99.0.2/24", nat, "10.99.0.1/24")
-	_, natOut := nl.MustLink(t, l.gwb, "192.0.2.2/24", nat, "192.0.2.1/24")
-	nl.MustLink(t, l.ha, "10.1.0.10/24", l.gwa, "10.1.0.1/24")
-	nl.MustLink(t, l.hb, "10.2.0.10/24", l.gwb, "10.2.0.1/24")
-	for _, err := range []error{l.ha.Route("default", "10.1.0.1"), l.hb.Route("default", "10.2.0.1"), l.gwa.Route("default", "10.99.0.1"),
-		l.gwa.Forwarding(), l.gwb.Forwarding(), nat.Masquerade(natOut)} {
+	nl.MustLink(t, l.GWA, "10.99.0.2/24", nat, "10.99.0.1/24")
+	_, natOut := nl.MustLink(t, l.GWB, "192.0.2.2/24", nat, "192.0.2.1/24")
+	nl.MustLink(t, l.HA, "10.1.0.10/24", l.GWA, "10.1.0.1/24")
+	nl.MustLink(t, l.HB, "10.2.0.10/24", l.GWB, "10.2.0.1/24")
+	for _, err := range []error{l.HA.Route("default", "10.1.0.1"), l.HB.Route("default", "10.2.0.1"), l.GWA.Route("default", "10.99.0.1"),
+		l.GWA.Forwarding(), l.GWB.Forwarding(), nat.Masquerade(natOut)} {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	a := startGatehouse(t, l.gwa, side{"10.99.0.2", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"}, tunnelOpts{})
-	b := startGatehouse(t, l.gwb, side{"192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"}, tunnelOpts{start: "passive"})
-	pingThrough(t, l.ha, "10.2.0.10")
+	a := startGatehouse(t, l.GWA, side{"10.99.0.2", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"}, tunnelOpts{})
+	b := startGatehouse(t, l.GWB, side{"192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"}, tunnelOpts{start: "passive"})
+	pingThrough(t, l.HA, "10.2.0.10")
 	t.Logf("iperf3 through the NAT: %.0f Mbit/s", iperf(t, l))
 	checkSA(t, a, "site established initiator", "10.99.0.2:4500 192.0.2.2:4500", "yes", "tunnel/udp ESP aes128gcm16")
 	checkSA(t, b, "site established responder", "192.0.2.1:4500", "yes", "tunnel/udp ESP aes128gcm16")
@@ -326,7 +280,7 @@ func waitLog(t *testing.T, p *netns.Proc, want string) {
 // and the daemon goes on to negotiate when the peer is put right.
 func TestFailuresAreNamed(t *testing.T) {
 	l := newLab(t)
-	b := startGatehouse(t, l.gwb, siteB, tunnelOpts{start: "passive"})
+	b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive"})
 	for _, c := range []struct {
 		name   string
 		o      tunnelOpts
@@ -343,24 +297,24 @@ func TestFailuresAreNamed(t *testing.T) {
 			if c.extra != "" {
 				conf = strings.Replace(conf, "    encap = yes\n", "    encap = yes\n    "+c.extra+"\n", 1)
 			}
-			sw, err := netns.StartStrongSwan(l.gwa, t.TempDir(), conf)
+			sw, err := netns.StartStrongSwan(l.GWA, t.TempDir(), conf)
 			if err != nil {
 				t.Fatal(err)
 			}
 			sw.Swanctl(15*time.Second, "--initiate", "--child", "net", "--timeout", "10")
-			waitLog(t, b.proc, c.text)
-			if !strings.Contains(b.proc.Output(), c.reason) {
-				t.Fatalf("no event with %s:\n%s", c.reason, b.proc.Output())
+			waitLog(t, b.Proc, c.text)
+			if !strings.Contains(b.Proc.Output(), c.reason) {
+				t.Fatalf("no event with %s:\n%s", c.reason, b.Proc.Output())
 			}
 			sw.Stop(false)
 		})
 	}
 	// Put right, the same peer gets through: the daemon kept serving.
-	sw := startStrongSwan(t, l.gwa, siteA, tunnelOpts{})
+	sw := startStrongSwan(t, l.GWA, siteA, tunnelOpts{})
 	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
 	}
-	pingThrough(t, l.ha, "10.2.0.10")
+	pingThrough(t, l.HA, "10.2.0.10")
 	checkSA(t, b, "site established responder")
 }
 
@@ -369,20 +323,20 @@ func TestFailuresAreNamed(t *testing.T) {
 // traffic once strongSwan is running again.
 func TestDPDAgainstStrongSwan(t *testing.T) {
 	l := newLab(t)
-	a := startGatehouse(t, l.gwa, siteA, tunnelOpts{dpd: "{interval: 2s, timeout: 8s}"})
-	sw := startStrongSwan(t, l.gwb, siteB, tunnelOpts{})
-	pingThrough(t, l.ha, "10.2.0.10")
+	a := startGatehouse(t, l.GWA, siteA, tunnelOpts{dpd: "{interval: 2s, timeout: 8s}"})
+	sw := startStrongSwan(t, l.GWB, siteB, tunnelOpts{})
+	pingThrough(t, l.HA, "10.2.0.10")
 	sw.Stop(true) // kill -9
 	killed := time.Now()
-	waitLog(t, a.proc, "is dead: silent for")
+	waitLog(t, a.Proc, "is dead: silent for")
 	if took := time.Since(killed); took > 12*time.Second {
 		t.Fatalf("took %v to notice a dead peer with an 8 s timeout", took)
 	}
-	if sa := a.cli(t, "sa"); strings.Contains(sa, "established") || strings.Contains(sa, "site out") {
+	if sa := a.CLI(t, "sa"); strings.Contains(sa, "established") || strings.Contains(sa, "site out") {
 		t.Fatalf("SAs left after the peer died:\n%s", sa)
 	}
-	startStrongSwan(t, l.gwb, siteB, tunnelOpts{})
-	pingThrough(t, l.ha, "10.2.0.10")
+	startStrongSwan(t, l.GWB, siteB, tunnelOpts{})
+	pingThrough(t, l.HA, "10.2.0.10")
 	checkSA(t, a, "site established initiator")
 }
 
@@ -403,16 +357,16 @@ func rekeyDuration() time.Duration {
 func TestRekeyUnderLoad(t *testing.T) {
 	l := newLab(t)
 	o := tunnelOpts{ikeLife: "60s", espLife: "20s"}
-	a := startGatehouse(t, l.gwa, siteA, o)
-	startStrongSwan(t, l.gwb, siteB, o)
-	pingThrough(t, l.ha, "10.2.0.10")
+	a := startGatehouse(t, l.GWA, siteA, o)
+	startStrongSwan(t, l.GWB, siteB, o)
+	pingThrough(t, l.HA, "10.2.0.10")
 	d := rekeyDuration()
-	mbps, err := netns.Iperf(l.hb, l.ha, "10.2.0.10", d)
+	mbps, err := netns.Iperf(l.HB, l.HA, "10.2.0.10", d)
 	if err != nil {
 		t.Fatalf("iperf3 across %v of rekeying: %v", d, err)
 	}
 	t.Logf("iperf3 over %v with rekeys: %.0f Mbit/s", d, mbps)
-	log := a.proc.Output()
+	log := a.Proc.Output()
 	rekeys, reauths := strings.Count(log, "IPsec SA rekeyed"), strings.Count(log, "reauthenticating IKE SA")+strings.Count(log, "IKE SA established")
 	deleted := strings.Count(log, "deleted")
 	t.Logf("rekeys %d, IKE SAs established %d, deletions %d", rekeys, reauths, deleted)
@@ -423,7 +377,7 @@ func TestRekeyUnderLoad(t *testing.T) {
 		t.Fatal("no old SA was deleted")
 	}
 	// What remains is the current pair, and at most one on its way out.
-	sa := a.cli(t, "sa")
+	sa := a.CLI(t, "sa")
 	var events []string
 	for _, line := range strings.Split(log, "\n") {
 		if strings.Contains(line, "event_id") {

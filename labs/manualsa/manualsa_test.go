@@ -28,35 +28,11 @@ func TestMain(m *testing.M) {
 	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse"})
 }
 
-type lab struct {
-	*netns.Lab
-	gwa, gwb, ha, hb *netns.NS
-}
+type lab = netns.Sites
 
-func newLab(t *testing.T) *lab {
-	l := &lab{Lab: netns.ForTest(t)}
-	sites, err := l.TwoSites()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.gwa, l.gwb, l.ha, l.hb = sites.GWA, sites.GWB, sites.HA, sites.HB
-	return l
-}
+func newLab(t *testing.T) *lab { return netns.SitesForTest(t) }
 
-type gw struct {
-	ns     *netns.NS
-	proc   *netns.Proc
-	socket string
-}
-
-func (g *gw) cli(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := g.ns.Output(20*time.Second, filepath.Join(bin, "gatehouse"), append([]string{"--socket", g.socket}, args...)...)
-	if err != nil {
-		t.Fatalf("gatehouse %v: %v\n%s", args, err, out)
-	}
-	return out
-}
+type gw = netns.Gateway
 
 // start runs gatehoused in ns with one manual SA pair.
 func start(t *testing.T, ns *netns.NS, local, peer, mode, suite string, udp bool, outSPI, inSPI uint32, outKey, inKey string, subnets [2]string, extra ...string) *gw {
@@ -88,29 +64,7 @@ manual_sas:
 %s`, local, dir, mode, local, peer, udp, suite, nets, outSPI, inSPI, strings.Join(extra, ""))
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(topLevel+cfg), 0o644)
-	p, err := ns.Start(filepath.Join(bin, "gatehoused"), "-c", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gw{ns: ns, proc: p, socket: dir + "/admin.sock"}
-	t.Cleanup(func() {
-		p.Stop(5 * time.Second)
-		if t.Failed() {
-			t.Logf("gatehoused in %s:\n%s", ns.Name, p.Output())
-		}
-	})
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(g.socket); err == nil {
-			return g
-		}
-		select {
-		case <-p.Done():
-			t.Fatalf("gatehoused in %s exited: %v\n%s", ns.Name, p.Err(), p.Output())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	t.Fatalf("gatehoused in %s never became ready\n%s", ns.Name, p.Output())
-	return nil
+	return netns.StartGateway(t, ns, bin, path, dir+"/admin.sock")
 }
 
 func key(t *testing.T, suite string) string {
@@ -149,19 +103,19 @@ func TestTunnelModeEveryAlgorithm(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/udp=%v", suite, udp), func(t *testing.T) {
 				l := newLab(t)
 				k1, k2 := key(t, suite), key(t, suite)
-				a := start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", suite, udp, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
-				b := start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", suite, udp, 0x2001, 0x1001, k2, k1, [2]string{"10.2.0.0/24", "10.1.0.0/24"})
-				ping(t, l.ha, "10.2.0.10")
-				t.Logf("%s udp=%v: iperf3 %.0f Mbit/s", suite, udp, iperf(t, l.hb, l.ha, "10.2.0.10"))
+				a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", suite, udp, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
+				b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", suite, udp, 0x2001, 0x1001, k2, k1, [2]string{"10.2.0.0/24", "10.1.0.0/24"})
+				ping(t, l.HA, "10.2.0.10")
+				t.Logf("%s udp=%v: iperf3 %.0f Mbit/s", suite, udp, iperf(t, l.HB, l.HA, "10.2.0.10"))
 				mode := "tunnel"
 				if udp {
 					mode = "tunnel/udp"
 				}
 				for _, g := range []*gw{a, b} {
-					sa := flat(g.cli(t, "sa"))
+					sa := flat(g.CLI(t, "sa"))
 					for _, want := range []string{"lab out", "lab in", mode + " ESP " + suite, "Drops: none"} {
 						if !strings.Contains(sa, want) {
-							t.Fatalf("gatehouse sa in %s lacks %q:\n%s", g.ns.Name, want, sa)
+							t.Fatalf("gatehouse sa in %s lacks %q:\n%s", g.NS.Name, want, sa)
 						}
 					}
 				}
@@ -173,14 +127,14 @@ func TestTunnelModeEveryAlgorithm(t *testing.T) {
 func TestTransportMode(t *testing.T) {
 	l := newLab(t)
 	k1, k2 := key(t, "aes256gcm16"), key(t, "aes256gcm16")
-	a := start(t, l.gwa, "192.0.2.1", "192.0.2.2", "transport", "aes256gcm16", false, 0x3001, 0x4001, k1, k2, [2]string{})
-	start(t, l.gwb, "192.0.2.2", "192.0.2.1", "transport", "aes256gcm16", false, 0x4001, 0x3001, k2, k1, [2]string{})
-	ping(t, l.gwa, "192.0.2.2")
-	if sa := flat(a.cli(t, "sa")); !strings.Contains(sa, "transport ESP aes256gcm16") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
+	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "transport", "aes256gcm16", false, 0x3001, 0x4001, k1, k2, [2]string{})
+	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "transport", "aes256gcm16", false, 0x4001, 0x3001, k2, k1, [2]string{})
+	ping(t, l.GWA, "192.0.2.2")
+	if sa := flat(a.CLI(t, "sa")); !strings.Contains(sa, "transport ESP aes256gcm16") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
 		t.Fatalf("gatehouse sa:\n%s", sa)
 	}
-	t.Logf("transport mode: iperf3 %.0f Mbit/s", iperf(t, l.gwb, l.gwa, "192.0.2.2"))
-	if sa := flat(a.cli(t, "sa")); !strings.Contains(sa, "Drops: none") {
+	t.Logf("transport mode: iperf3 %.0f Mbit/s", iperf(t, l.GWB, l.GWA, "192.0.2.2"))
+	if sa := flat(a.CLI(t, "sa")); !strings.Contains(sa, "Drops: none") {
 		t.Fatalf("gatehouse sa:\n%s", sa)
 	}
 }
@@ -189,12 +143,12 @@ func TestTransportMode(t *testing.T) {
 func TestWrongKeyIsCountedNotDelivered(t *testing.T) {
 	l := newLab(t)
 	k1, k2 := key(t, "aes128gcm16"), key(t, "aes128gcm16")
-	start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", false, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
-	b := start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", false, 0x2001, 0x1001, k2, key(t, "aes128gcm16"), [2]string{"10.2.0.0/24", "10.1.0.0/24"})
-	if out, err := l.ha.Output(10*time.Second, "ping", "-c", "2", "-W", "1", "10.2.0.10"); err == nil {
+	start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", false, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
+	b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", false, 0x2001, 0x1001, k2, key(t, "aes128gcm16"), [2]string{"10.2.0.0/24", "10.1.0.0/24"})
+	if out, err := l.HA.Output(10*time.Second, "ping", "-c", "2", "-W", "1", "10.2.0.10"); err == nil {
 		t.Fatalf("ping passed with a wrong key:\n%s", out)
 	}
-	if sa := b.cli(t, "sa"); !strings.Contains(sa, "auth-failed=") {
+	if sa := b.CLI(t, "sa"); !strings.Contains(sa, "auth-failed=") {
 		t.Fatalf("ICV failures not counted:\n%s", sa)
 	}
 }
@@ -238,17 +192,17 @@ func TestTsharkDecodesCapturedESP(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/udp=%v", suite, udp), func(t *testing.T) {
 				l := newLab(t)
 				k1, k2 := key(t, suite), key(t, suite)
-				start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", suite, udp, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
-				start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", suite, udp, 0x2001, 0x1001, k2, k1, [2]string{"10.2.0.0/24", "10.1.0.0/24"})
+				start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", suite, udp, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
+				start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", suite, udp, 0x2001, 0x1001, k2, k1, [2]string{"10.2.0.0/24", "10.1.0.0/24"})
 				pcap := filepath.Join(t.TempDir(), "outer.pcap")
-				capture, err := l.gwb.Start("tshark", "-i", "gwb1", "-w", pcap, "-f", "esp or udp port 4500")
+				capture, err := l.GWB.Start("tshark", "-i", "gwb1", "-w", pcap, "-f", "esp or udp port 4500")
 				if err != nil {
 					t.Fatal(err)
 				}
 				for i := 0; i < 100 && !strings.Contains(capture.Output(), "Capturing on"); i++ {
 					time.Sleep(50 * time.Millisecond)
 				}
-				ping(t, l.ha, "10.2.0.10")
+				ping(t, l.HA, "10.2.0.10")
 				time.Sleep(300 * time.Millisecond)
 				capture.Signal(2) // SIGINT: tshark finishes the file
 				capture.Err()
@@ -290,14 +244,14 @@ func TestAH(t *testing.T) {
 			l := newLab(t)
 			k1, k2 := key(t, "ah-sha256"), key(t, "ah-sha256")
 			nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
-			a := start(t, l.gwa, "192.0.2.1", "192.0.2.2", mode, "ah-sha256", false, 0x5001, 0x6001, k1, k2, nets)
-			start(t, l.gwb, "192.0.2.2", "192.0.2.1", mode, "ah-sha256", false, 0x6001, 0x5001, k2, k1, [2]string{nets[1], nets[0]})
+			a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", mode, "ah-sha256", false, 0x5001, 0x6001, k1, k2, nets)
+			start(t, l.GWB, "192.0.2.2", "192.0.2.1", mode, "ah-sha256", false, 0x6001, 0x5001, k2, k1, [2]string{nets[1], nets[0]})
 			if mode == "tunnel" {
-				ping(t, l.ha, "10.2.0.10")
+				ping(t, l.HA, "10.2.0.10")
 			} else {
-				ping(t, l.gwa, "192.0.2.2")
+				ping(t, l.GWA, "192.0.2.2")
 			}
-			if sa := flat(a.cli(t, "sa")); !strings.Contains(sa, mode+" AH ah-sha256") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
+			if sa := flat(a.CLI(t, "sa")); !strings.Contains(sa, mode+" AH ah-sha256") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
 				t.Fatalf("gatehouse sa:\n%s", sa)
 			}
 		})
@@ -310,18 +264,18 @@ func TestCleartextBypassIsDropped(t *testing.T) {
 	l := newLab(t)
 	k1, k2 := key(t, "aes128gcm16"), key(t, "aes128gcm16")
 	nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
-	start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", false, 0x1001, 0x2001, k1, k2, nets)
-	start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
-	ping(t, l.ha, "10.2.0.10") // the tunnel works
+	start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", false, 0x1001, 0x2001, k1, k2, nets)
+	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
+	ping(t, l.HA, "10.2.0.10") // the tunnel works
 	// On B, a main-table route to NetA; packets with our mark use the main
 	// table, so this ping leaves B in clear, from B's inside address.
-	if err := l.gwb.IP("route", "add", "10.1.0.0/24", "via", "192.0.2.1"); err != nil {
+	if err := l.GWB.IP("route", "add", "10.1.0.0/24", "via", "192.0.2.1"); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := l.gwb.Output(10*time.Second, "ping", "-m", "18248" /* 0x4748, decimal for ping */, "-I", "10.2.0.1", "-c", "2", "-W", "1", "10.1.0.10"); err == nil {
+	if out, err := l.GWB.Output(10*time.Second, "ping", "-m", "18248" /* 0x4748, decimal for ping */, "-I", "10.2.0.1", "-c", "2", "-W", "1", "10.1.0.10"); err == nil {
 		t.Fatalf("cleartext crossed gateway A:\n%s", out)
 	}
-	out, err := l.gwa.Output(10*time.Second, "nft", "list", "table", "inet", "gatehouse")
+	out, err := l.GWA.Output(10*time.Second, "nft", "list", "table", "inet", "gatehouse")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,16 +291,16 @@ func TestHardLifetimeRemovesSA(t *testing.T) {
 	k1, k2 := key(t, "aes256gcm16"), key(t, "aes256gcm16")
 	nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
 	opts := []string{"    esn: true\n", "    lifetime_packets: 4\n"}
-	a := start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", "aes256gcm16", false, 0x1001, 0x2001, k1, k2, nets, opts...)
-	start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", "aes256gcm16", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]}, opts...)
-	ping(t, l.ha, "10.2.0.10") // 3 packets each way: under the limit
-	if sa := flat(a.cli(t, "sa")); !strings.Contains(sa, "esn") {
+	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes256gcm16", false, 0x1001, 0x2001, k1, k2, nets, opts...)
+	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes256gcm16", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]}, opts...)
+	ping(t, l.HA, "10.2.0.10") // 3 packets each way: under the limit
+	if sa := flat(a.CLI(t, "sa")); !strings.Contains(sa, "esn") {
 		t.Fatalf("ESN not shown:\n%s", sa)
 	}
-	l.ha.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.2.0.10")
+	l.HA.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.2.0.10")
 	var sa string
 	for i := 0; i < 30; i++ {
-		if sa = flat(a.cli(t, "sa")); !strings.Contains(sa, "lab out") {
+		if sa = flat(a.CLI(t, "sa")); !strings.Contains(sa, "lab out") {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -354,13 +308,13 @@ func TestHardLifetimeRemovesSA(t *testing.T) {
 	if strings.Contains(sa, "lab out") {
 		t.Fatalf("SA still installed after its hard lifetime:\n%s", sa)
 	}
-	if !strings.Contains(a.proc.Output(), "hard lifetime reached") {
-		t.Fatalf("removal not logged:\n%s", a.proc.Output())
+	if !strings.Contains(a.Proc.Output(), "hard lifetime reached") {
+		t.Fatalf("removal not logged:\n%s", a.Proc.Output())
 	}
-	if out, err := l.ha.Output(10*time.Second, "ping", "-c", "1", "-W", "1", "10.2.0.10"); err == nil {
+	if out, err := l.HA.Output(10*time.Second, "ping", "-c", "1", "-W", "1", "10.2.0.10"); err == nil {
 		t.Fatalf("traffic passed after the SA was removed:\n%s", out)
 	}
-	if sa = flat(a.cli(t, "sa")); !strings.Contains(sa, "no-sa=") {
+	if sa = flat(a.CLI(t, "sa")); !strings.Contains(sa, "no-sa=") {
 		t.Fatalf("dropped traffic not counted:\n%s", sa)
 	}
 }
@@ -368,7 +322,7 @@ func TestHardLifetimeRemovesSA(t *testing.T) {
 // tunCounters reads "TUN: P packets in R reads, W packets in N writes".
 func tunCounters(t *testing.T, g *gw) (packets, reads, written, writes int, sa string) {
 	t.Helper()
-	sa = g.cli(t, "sa")
+	sa = g.CLI(t, "sa")
 	for _, line := range strings.Split(sa, "\n") {
 		if strings.HasPrefix(line, "TUN:") {
 			fmt.Sscanf(line, "TUN: %d packets in %d reads, %d packets in %d writes", &packets, &reads, &written, &writes)
@@ -387,10 +341,10 @@ func TestTUNOffloadBothWays(t *testing.T) {
 			l := newLab(t)
 			k1, k2 := key(t, "aes128gcm16"), key(t, "aes128gcm16")
 			nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
-			a := start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", udp, 0x1001, 0x2001, k1, k2, nets)
-			b := start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", udp, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
-			ping(t, l.ha, "10.2.0.10")
-			t.Logf("offload udp=%v: iperf3 %.0f Mbit/s", udp, iperf(t, l.hb, l.ha, "10.2.0.10"))
+			a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", udp, 0x1001, 0x2001, k1, k2, nets)
+			b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", udp, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
+			ping(t, l.HA, "10.2.0.10")
+			t.Logf("offload udp=%v: iperf3 %.0f Mbit/s", udp, iperf(t, l.HB, l.HA, "10.2.0.10"))
 			packets, reads, _, _, sa := tunCounters(t, a)
 			if reads == 0 || packets < 2*reads || !strings.Contains(flat(sa), "Drops: none") {
 				t.Fatalf("sender: no super-packets read (%d packets in %d reads), or drops:\n%s", packets, reads, sa)
@@ -411,14 +365,14 @@ func TestPlainTUN(t *testing.T) {
 	l := newLab(t)
 	k1, k2 := key(t, "aes128gcm16"), key(t, "aes128gcm16")
 	nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
-	a := start(t, l.gwa, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", true, 0x1001, 0x2001, k1, k2, nets)
-	b := start(t, l.gwb, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", true, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
-	ping(t, l.ha, "10.2.0.10")
-	t.Logf("plain TUN: iperf3 %.0f Mbit/s", iperf(t, l.hb, l.ha, "10.2.0.10"))
+	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", true, 0x1001, 0x2001, k1, k2, nets)
+	b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", true, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
+	ping(t, l.HA, "10.2.0.10")
+	t.Logf("plain TUN: iperf3 %.0f Mbit/s", iperf(t, l.HB, l.HA, "10.2.0.10"))
 	for _, g := range []*gw{a, b} {
 		packets, reads, written, writes, sa := tunCounters(t, g)
 		if reads == 0 || packets != reads || written != writes || !strings.Contains(flat(sa), "Drops: none") {
-			t.Fatalf("%s: want one packet per TUN read and write, got %d/%d and %d/%d:\n%s", g.ns.Name, packets, reads, written, writes, sa)
+			t.Fatalf("%s: want one packet per TUN read and write, got %d/%d and %d/%d:\n%s", g.NS.Name, packets, reads, written, writes, sa)
 		}
 	}
 }
