@@ -52,6 +52,12 @@ type PeerConfig struct {
 	DPDInterval, DPDTimeout time.Duration
 	// Restart: start again when the IKE SA dies (start: always).
 	Restart bool
+	// Aggressive mode instead of main mode; only with RemoteID, the
+	// peer's identity as FormatID writes it. LocalID is ours (nil: our
+	// address).
+	Aggressive bool
+	RemoteID   string
+	LocalID    *ID
 	// LocalTS and RemoteTS are the quick mode identities (tunnel mode:
 	// the subnets). Empty in transport mode: the gateways themselves,
 	// and no ID payloads are sent.
@@ -100,9 +106,13 @@ type Host interface {
 	// Send sends an IKE datagram (the non-ESP marker is the host's on
 	// port 4500).
 	Send(b []byte, local, remote netip.AddrPort) error
+	// SendKeepalive sends a NAT keepalive (RFC 3948 section 2.3: one
+	// 0xFF byte) on port 4500.
+	SendKeepalive(local, remote netip.AddrPort) error
 	// PSK returns the preshared key for a peer, through the auth
-	// plugins.
-	PSK(peer *PeerConfig, remote netip.Addr) ([]byte, error)
+	// plugins; id is the peer's identity when it is known in time
+	// (aggressive mode), else nil.
+	PSK(peer *PeerConfig, remote netip.Addr, id *ID) ([]byte, error)
 	// AllocSPI returns an unused inbound SPI (256 or more).
 	AllocSPI() (uint32, error)
 	// InstallInbound adds the child's inbound SA; InstallOutbound makes

@@ -41,7 +41,11 @@ func (h *testHost) Send(b []byte, local, remote netip.AddrPort) error {
 	return nil
 }
 
-func (h *testHost) PSK(*PeerConfig, netip.Addr) ([]byte, error) {
+func (h *testHost) SendKeepalive(local, remote netip.AddrPort) error {
+	return h.Send([]byte{0xff}, local, remote)
+}
+
+func (h *testHost) PSK(*PeerConfig, netip.Addr, *ID) ([]byte, error) {
 	if h.psk == "" {
 		return nil, errors.New("no key")
 	}
@@ -537,6 +541,35 @@ func TestNATTraversal(t *testing.T) {
 	if !sa.natRemote || sa.natLocal || sa.nattDialect != nattRFC {
 		t.Fatalf("B's view: peer behind NAT %v, we behind NAT %v, dialect %d", sa.natRemote, sa.natLocal, sa.nattDialect)
 	}
+	// Only A, behind the NAT, keeps the mapping alive.
+	p.tick(21 * time.Second)
+	if len(p.wire) != 1 || !bytes.Equal(p.wire[0].b, []byte{0xff}) || p.wire[0].to != netip.MustParseAddrPort("192.0.2.2:4500") {
+		t.Fatalf("want one NAT keepalive from A, got %d datagrams", len(p.wire))
+	}
+}
+
+// TestInitialContact: A restarts and negotiates afresh; its
+// INITIAL-CONTACT makes B drop the SAs it still held from before.
+func TestInitialContact(t *testing.T) {
+	p := newPair(t, true)
+	p.mainMode()
+	p.quickMode()
+	old := p.b.SAs()[0].ICookie
+	// A comes back with no memory: a new engine, no SAs.
+	p.a = NewManager(Config{Host: p.ha, Rand: rand.Reader, Now: func() time.Time { return p.now }})
+	p.a.SetPeers([]*PeerConfig{p.pa})
+	clear(p.ha.children)
+	clear(p.ha.inbound)
+	p.ha.events = nil
+	p.mainMode()
+	p.quickMode()
+	sas := p.b.SAs()
+	if len(sas) != 1 || sas[0].ICookie == old {
+		t.Fatalf("B still holds the SA from before the restart: %+v", sas)
+	}
+	if len(p.hb.children) != 1 {
+		t.Fatalf("B has %d children, want only the new one", len(p.hb.children))
+	}
 }
 
 func TestNATTVendorIDs(t *testing.T) {
@@ -697,5 +730,106 @@ func TestIKEReauth(t *testing.T) {
 		if len(sas) != 1 || sas[0].ICookie == first || !sas[0].Established {
 			t.Fatalf("IKE SAs after reauthentication: %+v", sas)
 		}
+	}
+}
+
+// TestRekeyCollision: both gateways rekey the same child at the same
+// moment. Both new pairs come up; whatever each side sends on, the other
+// can receive, before and after the old pair is deleted.
+func TestRekeyCollision(t *testing.T) {
+	p := newPair(t, true)
+	p.mainMode()
+	p.quickMode()
+	oldA, oldB := p.checkChildren("aes128gcm16", true)
+	for _, side := range []struct {
+		m *Manager
+		c *ChildSA
+	}{{p.a, oldA}, {p.b, oldB}} {
+		side.m.mu.Lock()
+		for _, sa := range side.m.sas {
+			side.c.rekeying = true
+			side.m.startQuickModeFor(sa, side.c)
+		}
+		side.m.mu.Unlock()
+	}
+	p.deliverAll()
+	check := func(when string) {
+		t.Helper()
+		p.noViolations()
+		if p.hb.inbound[p.ha.outbound] == nil || p.ha.inbound[p.hb.outbound] == nil {
+			t.Fatalf("%s: A sends on %#x, B on %#x; A receives %v, B receives %v", when, p.ha.outbound, p.hb.outbound, keys(p.ha.inbound), keys(p.hb.inbound))
+		}
+	}
+	check("after the collision")
+	for range 5 {
+		p.tick(time.Second)
+		p.deliverAll()
+	}
+	check("after the old pair went")
+	if p.ha.inbound[oldA.InSPI] != nil || p.hb.inbound[oldB.InSPI] != nil {
+		t.Fatal("the old pair was not deleted")
+	}
+}
+
+func keys(m map[uint32]*ChildSA) []string {
+	var out []string
+	for k := range m {
+		out = append(out, fmt.Sprintf("%#x", k))
+	}
+	return out
+}
+
+func aggressivePair(t *testing.T) *pair {
+	p := newPair(t, true)
+	p.pa.Aggressive, p.pa.RemoteID = true, "ipv4:192.0.2.2"
+	p.pb.Aggressive, p.pb.RemoteID = true, "fqdn:gw-a.example.net"
+	p.pa.LocalID = &ID{IDType: IDFQDN, Data: []byte("gw-a.example.net")}
+	return p
+}
+
+// TestAggressiveMode: with aggressive mode on for the tunnel and the
+// peer's identity configured, three messages make the IKE SA.
+func TestAggressiveMode(t *testing.T) {
+	p := aggressivePair(t)
+	if err := p.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	p.step("A", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadVendorID, PayloadVendorID, PayloadVendorID)
+	p.step("B", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadHash, PayloadVendorID, PayloadNATD, PayloadNATD)
+	// A is done once it sends HDR*, HASH_I, NAT-D, NAT-D, and starts its
+	// quick mode at once: two messages in flight.
+	if len(p.wire) != 2 {
+		t.Fatalf("%d messages in flight, want A's third and its quick mode", len(p.wire))
+	}
+	if h, _ := ParseHeader(p.wire[0].b); h.Exchange != ExchangeAggressive || h.Flags&FlagEncryption == 0 {
+		t.Fatalf("third message: %v, encrypted %v", h.Exchange, h.Flags&FlagEncryption != 0)
+	}
+	d := p.wire[0]
+	p.wire = p.wire[1:]
+	p.b.Receive(d.b, d.to, d.from)
+	for _, h := range []*testHost{p.ha, p.hb} {
+		if h.event(EventIKEUp) == nil {
+			t.Fatalf("%s: no IKE SA: %+v", h.name, h.events)
+		}
+	}
+	p.quickMode()
+	p.checkChildren("aes128gcm16", true)
+}
+
+// TestAggressiveModeWrongIdentity: the responder refuses an initiator that
+// names itself otherwise than the tunnel says, with the two names.
+func TestAggressiveModeWrongIdentity(t *testing.T) {
+	p := aggressivePair(t)
+	p.pa.LocalID = &ID{IDType: IDFQDN, Data: []byte("impostor.example.net")}
+	if err := p.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	p.step("A", ExchangeAggressive, false)
+	ev := p.hb.event(EventNegotiationErr)
+	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "fqdn:impostor.example.net") || !strings.Contains(ev.Message, "fqdn:gw-a.example.net") {
+		t.Fatalf("want an event naming both identities: %+v", p.hb.events)
+	}
+	if len(p.b.SAs()) != 0 {
+		t.Fatal("a refused SA left behind")
 	}
 }

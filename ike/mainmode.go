@@ -59,6 +59,12 @@ func (t *mainMode) build(x *exchange, out *msg) (bool, error) {
 			id.IDType = IDIPv6Addr
 		}
 		out.add(id, &Data{T: PayloadHash, Data: t.hash(sa, sa.Initiator, id.appendBody(nil))})
+		if sa.Initiator && !sa.m.peerEstablished(sa.Peer) {
+			// RFC 2407 section 4.6.3.3: we hold nothing with this peer, so
+			// whatever it holds with us is stale (we restarted).
+			cookies := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
+			out.add(&Notify{DOI: DOIIPsec, Protocol: ProtoISAKMP, Kind: NotifyInitialContact, SPI: cookies})
+		}
 	default:
 		return false, nil // nothing to send at this step
 	}
@@ -125,7 +131,7 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 		if err != nil {
 			return false, fail("malformed", NotifyInvalidKeyInformation, "main mode: %v", err)
 		}
-		if err := t.deriveKeys(m, sa, gxy); err != nil {
+		if err := t.deriveKeys(m, sa, gxy, nil); err != nil {
 			return false, err
 		}
 		if sa.Initiator {
@@ -142,6 +148,11 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 				"main mode: the peer's HASH does not verify (preshared keys differ)")
 		}
 		_ = id // the identity is not used for the PSK lookup (see PeerConfig)
+		for _, n := range in.all(PayloadNotify) {
+			if n.(*Notify).Kind == NotifyInitialContact {
+				sa.initialContact = true
+			}
+		}
 		t.step++
 		return sa.Initiator, nil
 	default:
@@ -169,12 +180,12 @@ func (t *mainMode) startDH(m *Manager, sa *IKESA) error {
 }
 
 // deriveKeys computes SKEYID and its children and the first IV.
-func (t *mainMode) deriveKeys(m *Manager, sa *IKESA, gxy []byte) error {
+func (t *mainMode) deriveKeys(m *Manager, sa *IKESA, gxy []byte, peerID *ID) error {
 	prf, err := NewPRF(sa.phase1.Hash)
 	if err != nil {
 		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: %v", err)
 	}
-	psk, err := m.host.PSK(sa.Peer, sa.Remote.Addr())
+	psk, err := m.host.PSK(sa.Peer, sa.Remote.Addr(), peerID)
 	if err != nil {
 		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: no preshared key for %s: %v", sa.Remote.Addr(), err)
 	}

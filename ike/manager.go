@@ -56,6 +56,10 @@ type IKESA struct {
 	replaces      bool
 	retireAt      time.Time
 
+	// initialContact: the peer said it holds no other SA with us.
+	initialContact bool
+	lastKeepalive  time.Time
+
 	// DPD (dpd.go): whether the peer does it, and our probe state.
 	dpdPeer   bool
 	dpdSeq    uint32
@@ -225,9 +229,17 @@ func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA) error {
 		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
 		softIKE: softPoint(true), replaces: old != nil}
 	m.sas[sa.ICookie] = sa
+	if peer.Aggressive {
+		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, &aggressiveMode{}, &natt{aggressive: true}, &dpdVendor{}))
+	}
 	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, &dpdVendor{})
 	return m.send(x)
 }
+
+// phase1 reports whether the exchange builds an IKE SA (main or
+// aggressive mode): its messages share the phase 1 IV chain, and its
+// failure ends the IKE SA.
+func (e ExchangeType) phase1() bool { return e == ExchangeMain || e == ExchangeAggressive }
 
 func (m *Manager) newExchange(sa *IKESA, typ ExchangeType, id uint32, initiator bool, tasks ...task) *exchange {
 	x := &exchange{sa: sa, typ: typ, msgID: id, initiator: initiator, tasks: tasks, done: make([]bool, len(tasks)), authed: initiator}
@@ -244,7 +256,7 @@ func (m *Manager) send(x *exchange) error {
 	// Whether this message is encrypted is settled before the tasks run:
 	// main mode's responder gets its keys before message 4, which is
 	// still cleartext.
-	encrypt := x.sa.crypt != nil && (x.typ != ExchangeMain || x.sa.p1encrypt)
+	encrypt := x.sa.crypt != nil && (!x.typ.phase1() || x.sa.p1encrypt)
 	if err := x.build(&out); err != nil {
 		m.failed(x, err)
 		return err
@@ -279,11 +291,11 @@ func (m *Manager) encode(x *exchange, out *msg, encrypt bool) ([]byte, error) {
 	if encrypt {
 		h.Flags |= FlagEncryption
 		iv := x.iv
-		if x.typ == ExchangeMain {
+		if x.typ.phase1() {
 			iv = sa.p1iv
 		}
 		ct, next := sa.crypt.encrypt(iv, body)
-		if x.typ == ExchangeMain {
+		if x.typ.phase1() {
 			sa.p1iv = next
 		} else {
 			x.iv = next
@@ -311,7 +323,11 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 	sa := m.sas[h.ICookie]
 	if sa == nil {
 		if h.Exchange == ExchangeAggressive && h.RCookie == (Cookie{}) {
-			m.refuseAggressive(remote)
+			if p := m.peerFor(local.Addr(), remote.Addr()); p == nil || !p.Aggressive {
+				m.refuseAggressive(remote)
+				return
+			}
+			m.respond(h, b, local, remote)
 			return
 		}
 		if h.Exchange != ExchangeMain || h.RCookie != (Cookie{}) || h.MessageID != 0 {
@@ -385,7 +401,11 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 		}
 	}
 	m.sas[sa.ICookie] = sa
-	m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, &dpdVendor{})
+	if h.Exchange == ExchangeAggressive {
+		m.newExchange(sa, ExchangeAggressive, 0, false, &aggressiveMode{}, &natt{aggressive: true}, &dpdVendor{})
+	} else {
+		m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, &dpdVendor{})
+	}
 	m.handle(sa, h, b)
 }
 
@@ -416,11 +436,11 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
 	in, err := m.decode(x, h, b)
 	if err != nil {
 		m.log.Info("IKE message refused", zap.String("peer", sa.Peer.Name), zap.Stringer("exchange", x.typ), zap.Error(err))
-		if x.typ == ExchangeMain && sa.crypt != nil {
+		if x.typ.phase1() && sa.crypt != nil {
 			// An undecryptable main mode message 5 or 6: almost always the
 			// preshared keys differ.
 			m.failed(x, fail("authentication-failed", NotifyPayloadMalformed, "main mode: could not decrypt the peer's identity message (preshared keys differ?): %v", err))
-		} else if x.typ != ExchangeMain && !x.authed {
+		} else if !x.typ.phase1() && !x.authed {
 			delete(sa.xs, x.msgID) // nothing was agreed: the ID is free again
 		}
 		return
@@ -453,7 +473,7 @@ func (m *Manager) decode(x *exchange, h Header, b []byte) (*msg, error) {
 			return nil, fmt.Errorf("%w: encrypted before keys exist", ErrMalformed)
 		}
 		iv := x.iv
-		if x.typ == ExchangeMain {
+		if x.typ.phase1() {
 			iv = sa.p1iv
 		}
 		plain, next, err := sa.crypt.decrypt(iv, body)
@@ -461,7 +481,9 @@ func (m *Manager) decode(x *exchange, h Header, b []byte) (*msg, error) {
 			return nil, err
 		}
 		body, padded, nextIV = plain, true, next
-	} else if sa.crypt != nil && (x.typ != ExchangeMain || sa.p1encrypt) {
+	} else if sa.crypt != nil && (!x.typ.phase1() || sa.p1encrypt) && x.typ != ExchangeAggressive {
+		// (Aggressive mode's third message is accepted in clear too: RFC
+		// 2409's figure shows it so, RFC 2408's encrypted.)
 		return nil, fmt.Errorf("%w: cleartext %v message after keys were set", ErrMalformed, x.typ)
 	}
 	ps, err := DecodePayloads(h.NextPayload, body, padded)
@@ -471,7 +493,7 @@ func (m *Manager) decode(x *exchange, h Header, b []byte) (*msg, error) {
 	// Move the IV on only once the message decodes: a forged or corrupted
 	// message must not break the chain.
 	if nextIV != nil {
-		if x.typ == ExchangeMain {
+		if x.typ.phase1() {
 			sa.p1iv = nextIV
 		} else {
 			x.iv = nextIV
@@ -493,17 +515,34 @@ func (m *Manager) completed(x *exchange) {
 		x.finished = m.now()
 	}
 	sa := x.sa
-	if x.typ == ExchangeMain && sa.state == stateMainMode {
+	if x.typ.phase1() && sa.state == stateMainMode {
 		sa.state = stateEstablished
 		sa.lastHeard = m.now()
 		m.log.Info("IKE SA established", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote),
 			zap.Stringer("proposal", sa.phase1), zap.Bool("initiator", sa.Initiator))
 		m.host.Event(Event{ID: EventIKEUp, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(),
 			Message: fmt.Sprintf("IKE SA with %s (%s) established: %v", sa.Peer.Name, sa.Remote.Addr(), sa.phase1)})
+		if sa.initialContact {
+			for _, old := range m.sas {
+				if old != sa && old.Peer == sa.Peer {
+					m.remove(old, "the peer restarted (INITIAL-CONTACT)")
+				}
+			}
+		}
 		if sa.Initiator {
 			m.startQuickMode(sa)
 		}
 	}
+}
+
+// peerEstablished reports whether an established IKE SA with p exists.
+func (m *Manager) peerEstablished(p *PeerConfig) bool {
+	for _, sa := range m.sas {
+		if sa.Peer == p && sa.state == stateEstablished {
+			return true
+		}
+	}
+	return false
 }
 
 // startQuickMode negotiates a child SA on an established IKE SA.
@@ -539,7 +578,7 @@ func (m *Manager) failed(x *exchange, err error) {
 			q.abort(m)
 		}
 	}
-	if x.typ != ExchangeMain && !x.authed {
+	if !x.typ.phase1() && !x.authed {
 		m.log.Debug("unauthenticated IKE message dropped", zap.String("peer", sa.Peer.Name), zap.Stringer("exchange", x.typ), zap.Error(err))
 		delete(sa.xs, x.msgID)
 		return
@@ -551,7 +590,7 @@ func (m *Manager) failed(x *exchange, err error) {
 	if notify != 0 {
 		m.sendNotify(sa, notify)
 	}
-	if x.typ == ExchangeMain {
+	if x.typ.phase1() {
 		m.remove(sa, "negotiation failed")
 	}
 }
@@ -595,6 +634,11 @@ func (m *Manager) Tick() {
 	for _, sa := range m.sas {
 		if m.dpdTick(sa, now) {
 			continue
+		}
+		if sa.state == stateEstablished && sa.natLocal && now.Sub(sa.lastKeepalive) >= natKeepalive {
+			// Behind a NAT we keep its mapping alive (RFC 3948 section 4).
+			sa.lastKeepalive = now
+			m.host.SendKeepalive(sa.Local, sa.Remote)
 		}
 		if sa.state == stateEstablished {
 			m.rekeyTick(sa, now)

@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"net/netip"
+	"time"
 )
 
 // NAT traversal in IKEv1 (RFC 3947, and the drafts Windows XP and racoon
@@ -32,9 +33,28 @@ var (
 
 func md5Of(s string) []byte { h := md5.Sum([]byte(s)); return h[:] }
 
-// natt is the NAT-T task of main mode. It runs beside mainMode and sees
-// every message in order: step counts them.
-type natt struct{ step int }
+// natt is the NAT-T task of main and aggressive mode. It runs beside the
+// phase 1 task and sees every message in order: step counts them. Vendor
+// IDs go in messages 1 and 2; NAT-D in 3 and 4 of main mode, 2 and 3 of
+// aggressive mode (RFC 3947 section 3.2).
+type natt struct {
+	step       int
+	aggressive bool
+}
+
+func (t *natt) natdStep(step int) bool {
+	if t.aggressive {
+		return step == 2 || step == 3
+	}
+	return step == 3 || step == 4
+}
+
+func (t *natt) last() int {
+	if t.aggressive {
+		return 3
+	}
+	return 4
+}
 
 func (t *natt) build(x *exchange, out *msg) (bool, error) {
 	sa := x.sa
@@ -50,10 +70,8 @@ func (t *natt) build(x *exchange, out *msg) (bool, error) {
 		case nattDraft:
 			out.add(&Data{T: PayloadVendorID, Data: vidDraft02N})
 		}
-	case 3, 4:
-		if sa.nattDialect == nattNone {
-			return t.step == 4, nil
-		}
+	}
+	if t.natdStep(t.step) && sa.nattDialect != nattNone {
 		typ := PayloadNATD
 		if sa.nattDialect == nattDraft {
 			typ = PayloadNATDDraft
@@ -62,14 +80,13 @@ func (t *natt) build(x *exchange, out *msg) (bool, error) {
 		// it, then ours.
 		out.add(&Data{T: typ, Data: natHash(sa, sa.Remote)}, &Data{T: typ, Data: natHash(sa, sa.Local)})
 	}
-	return t.step >= 4, nil
+	return t.step >= t.last(), nil
 }
 
 func (t *natt) process(x *exchange, in *msg) (bool, error) {
 	sa := x.sa
 	t.step++
-	switch t.step {
-	case 1, 2:
+	if t.step <= 2 {
 		dialect := nattNone
 		for _, p := range in.all(PayloadVendorID) {
 			switch v := p.(*Data).Data; {
@@ -80,37 +97,40 @@ func (t *natt) process(x *exchange, in *msg) (bool, error) {
 			}
 		}
 		sa.nattDialect = dialect
-	case 3, 4:
-		if sa.nattDialect == nattNone {
-			return t.step == 4, nil
-		}
-		var hashes [][]byte
-		for _, p := range in.payloads {
-			if p.Type() == PayloadNATD || p.Type() == PayloadNATDDraft {
-				hashes = append(hashes, p.(*Data).Data)
-			}
-		}
-		if len(hashes) < 2 {
-			return t.step >= 4, nil // the peer sends none: no NAT-T
-		}
-		// The first is what the peer thinks our address is.
-		sa.natLocal = !bytes.Equal(hashes[0], natHash(sa, sa.Local))
-		sa.natRemote = true
-		for _, h := range hashes[1:] {
-			if bytes.Equal(h, natHash(sa, sa.Remote)) {
-				sa.natRemote = false
-			}
-		}
-		if sa.Initiator && sa.natDetected() {
-			// RFC 3947 section 4: the initiator moves to 4500 now.
-			sa.Local = netip.AddrPortFrom(sa.Local.Addr(), natPort)
-			sa.Remote = netip.AddrPortFrom(sa.Remote.Addr(), natPort)
+	}
+	if !t.natdStep(t.step) || sa.nattDialect == nattNone {
+		return t.step >= t.last(), nil
+	}
+	var hashes [][]byte
+	for _, p := range in.payloads {
+		if p.Type() == PayloadNATD || p.Type() == PayloadNATDDraft {
+			hashes = append(hashes, p.(*Data).Data)
 		}
 	}
-	return t.step >= 4, nil
+	if len(hashes) < 2 {
+		return t.step >= t.last(), nil // the peer sends none: no NAT-T
+	}
+	// The first is what the peer thinks our address is.
+	sa.natLocal = !bytes.Equal(hashes[0], natHash(sa, sa.Local))
+	sa.natRemote = true
+	for _, h := range hashes[1:] {
+		if bytes.Equal(h, natHash(sa, sa.Remote)) {
+			sa.natRemote = false
+		}
+	}
+	if sa.Initiator && sa.natDetected() {
+		// RFC 3947 section 4: the initiator moves to 4500 now.
+		sa.Local = netip.AddrPortFrom(sa.Local.Addr(), natPort)
+		sa.Remote = netip.AddrPortFrom(sa.Remote.Addr(), natPort)
+	}
+	return t.step >= t.last(), nil
 }
 
 const natPort = 4500
+
+// natKeepalive is how often the side behind a NAT sends a keepalive; NATs
+// commonly forget idle UDP mappings after 30 s or more.
+const natKeepalive = 20 * time.Second
 
 // natHash is HASH(CKY-I | CKY-R | IP | Port) with the negotiated hash
 // (RFC 3947 section 3.2).

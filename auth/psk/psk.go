@@ -196,48 +196,9 @@ func (s *Store) Lookup(peer netip.Addr, id string) (Key, string, error) {
 }
 
 // FormatID renders an identification payload body in the text form used by
-// configuration: "ipv4:198.51.100.2", "fqdn:gw.example.net",
-// "user:ops@example.net", "keyid:6b6579" (hex); other types as "type:N:hex".
-func FormatID(idType uint8, data []byte) string {
-	switch idType {
-	case ike.IDIPv4Addr:
-		if a, ok := netip.AddrFromSlice(data); ok && a.Is4() {
-			return "ipv4:" + a.String()
-		}
-	case ike.IDIPv6Addr:
-		if a, ok := netip.AddrFromSlice(data); ok && a.Is6() {
-			return "ipv6:" + a.String()
-		}
-	case ike.IDFQDN:
-		return "fqdn:" + strings.ToLower(string(data))
-	case ike.IDUserFQDN:
-		return "user:" + strings.ToLower(string(data))
-	case ike.IDKeyID:
-		return "keyid:" + hex.EncodeToString(data)
-	}
-	return fmt.Sprintf("type:%d:%s", idType, hex.EncodeToString(data))
-}
+// configuration; see ike.FormatID.
+func FormatID(idType uint8, data []byte) string { return ike.FormatID(idType, data) }
 
-// ParseID normalises a configured identity to FormatID's form.
-func ParseID(text string) (string, error) {
-	kind, value, ok := strings.Cut(text, ":")
-	if !ok || value == "" {
-		return "", fmt.Errorf("identity %q: want kind:value with kind one of ipv4, ipv6, fqdn, user, keyid", text)
-	}
-	switch strings.ToLower(kind) {
-	case "ipv4", "ipv6":
-		a, err := netip.ParseAddr(value)
-		if err != nil || (kind == "ipv4") != a.Is4() {
-			return "", fmt.Errorf("identity %q: %q is not an %s address", text, value, kind)
-		}
-		return strings.ToLower(kind) + ":" + a.String(), nil
-	case "fqdn", "user":
-		return strings.ToLower(kind) + ":" + strings.ToLower(value), nil
-	case "keyid":
-		if _, err := hex.DecodeString(value); err != nil {
-			return "", fmt.Errorf("identity %q: keyid value must be hex", text)
-		}
-		return "keyid:" + strings.ToLower(value), nil
-	}
-	return "", fmt.Errorf("identity %q: unknown kind %q (ipv4, ipv6, fqdn, user, keyid)", text, kind)
-}
+// ParseID normalises a configured identity to FormatID's form; see
+// ike.ParseID.
+func ParseID(text string) (string, error) { return ike.ParseID(text) }

@@ -72,7 +72,17 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, error) {
 			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB,
 			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always"}
 		if k.AggressiveMode {
-			return nil, fmt.Errorf("tunnels[%d] %s: ike.aggressive_mode is not available yet; remove it and main mode is used", i, t.Name)
+			// Validation made sure remote.id is set.
+			p.Aggressive = true
+			var err error
+			if p.RemoteID, err = ike.ParseID(t.Remote.ID); err != nil {
+				return nil, fmt.Errorf("tunnels[%d] %s: remote.id: %w", i, t.Name, err)
+			}
+			if t.Local.ID != "" {
+				if p.LocalID, err = ike.IDFromText(t.Local.ID); err != nil {
+					return nil, fmt.Errorf("tunnels[%d] %s: local.id: %w", i, t.Name, err)
+				}
+			}
 		}
 		for _, a := range t.Auth {
 			if a.Kind() != "psk" {
@@ -124,14 +134,22 @@ func (h *ikeHost) Send(b []byte, local, remote netip.AddrPort) error {
 	return h.socks[0].conn.WriteTo(b, remote)
 }
 
-func (h *ikeHost) PSK(peer *ike.PeerConfig, remote netip.Addr) ([]byte, error) {
+func (h *ikeHost) SendKeepalive(local, remote netip.AddrPort) error {
+	return h.udp4500.WriteTo([]byte{0xff}, remote)
+}
+
+func (h *ikeHost) PSK(peer *ike.PeerConfig, remote netip.Addr, id *ike.ID) ([]byte, error) {
 	a, _, err := h.d.plugins.Authenticator(sdk.MethodPSK)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	res, err := a.LookupPSK(ctx, sdk.PSKRequest{Local: netip.AddrPortFrom(peer.Local, 500), Peer: netip.AddrPortFrom(remote, 500)})
+	req := sdk.PSKRequest{Local: netip.AddrPortFrom(peer.Local, 500), Peer: netip.AddrPortFrom(remote, 500)}
+	if id != nil {
+		req.PeerID = &sdk.Identity{Type: id.IDType, Data: id.Data}
+	}
+	res, err := a.LookupPSK(ctx, req)
 	if err != nil {
 		return nil, err
 	}

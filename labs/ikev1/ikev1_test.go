@@ -52,6 +52,8 @@ type tunnelOpts struct {
 	// Lifetimes: gatehoused's ike and esp lifetimes, and strongSwan's
 	// rekey times to match.
 	ikeLife, espLife string
+	// Extra flow-mapping entries for gatehoused's remote and ike blocks.
+	remoteExtra, ikeExtra string
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
@@ -97,13 +99,13 @@ log: {level: debug}
 tunnels:
   - name: site
     local:  {address: %[1]s, subnets: [%[3]s]}
-    remote: {address: %[2]s, subnets: [%[4]s]}
+    remote: {address: %[2]s, subnets: [%[4]s]%[14]s}
     auth: [{psk_file: %[5]s/site.psk}]
-    ike: {proposals: [%[6]s], lifetime: %[12]s, dpd: %[11]s}
+    ike: {proposals: [%[6]s], lifetime: %[12]s, dpd: %[11]s%[15]s}
     esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: %[13]s}
     start: %[9]s
 plugins: {dir: %[10]s/plugins}
-`, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife)
+`, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife, o.remoteExtra, o.ikeExtra)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
 	return netns.StartGateway(t, ns, bin, path, dir+"/admin.sock")
@@ -388,4 +390,23 @@ func TestRekeyUnderLoad(t *testing.T) {
 	if n := strings.Count(flat(sa), "site out"); n < 1 || n > 2 {
 		t.Fatalf("%d outbound SAs left:\n%s", n, sa)
 	}
+}
+
+// TestAggressiveModeWithStrongSwan: a tunnel with aggressive mode on and
+// the peer's identity configured accepts strongSwan's aggressive mode.
+func TestAggressiveModeWithStrongSwan(t *testing.T) {
+	l := newLab(t)
+	b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", remoteExtra: `, id: "fqdn:gw-a.example.net"`, ikeExtra: ", aggressive_mode: true"})
+	conf := strings.Replace(swanctlConf(siteA, tunnelOpts{}), "    encap = yes\n", "    encap = yes\n    aggressive = yes\n", 1)
+	conf = strings.Replace(conf, "    local { auth = psk }", "    local { auth = psk\n      id = gw-a.example.net }", 1)
+	sw, err := netns.StartStrongSwan(l.GWA, t.TempDir(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Stop(false) })
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+		t.Fatalf("swanctl --initiate: %v\n%s\n%s", err, out, sw.Log())
+	}
+	pingThrough(t, l.HA, "10.2.0.10")
+	checkSA(t, b, "site established responder", "tunnel/udp ESP aes128gcm16")
 }

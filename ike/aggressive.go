@@ -1,0 +1,145 @@
+package ike
+
+import (
+	"crypto/hmac"
+	"fmt"
+)
+
+// aggressiveMode is aggressive mode with preshared keys (RFC 2409 section
+// 5.4; the third message encrypted, as RFC 2408 section 4.7 has it):
+//
+//	Initiator                               Responder
+//	HDR, SA, KE, Ni, IDii              -->
+//	                                   <--  HDR, SA, KE, Nr, IDir, HASH_R
+//	HDR*, HASH_I                       -->
+//
+// It is off unless a tunnel turns it on, and then only with the peer's
+// identity configured: the key is chosen by that identity, and the
+// responder's hash goes out before the initiator has proven anything, so
+// an eavesdropper can attack the key offline (RFC 9395 section 3).
+type aggressiveMode struct {
+	mm      mainMode // the shared state: DH, nonces, SAi_b, hashes
+	step    int
+	idB     []byte // our ID payload body
+	peerIDB []byte // the initiator's, for the responder's check of HASH_I
+}
+
+func (t *aggressiveMode) build(x *exchange, out *msg) (bool, error) {
+	sa, m := x.sa, managerOf(x)
+	p := sa.Peer
+	t.step++
+	switch {
+	case sa.Initiator && t.step == 1:
+		// KE goes out now, so every offer must use the first one's group.
+		var props []Proposal
+		for _, pr := range p.Proposals {
+			if pr.Group.Number == p.Proposals[0].Group.Number {
+				props = append(props, pr)
+			}
+		}
+		offer := Phase1Offer(props, p.Auth, p.Lifetime)
+		dh, err := NewDH(p.Proposals[0].Group.Number, m.rand)
+		if err != nil {
+			return false, fail("no-proposal-chosen", 0, "aggressive mode: %v", err)
+		}
+		t.mm.dh, t.mm.gxi, t.mm.ni, t.mm.saiB, t.mm.offered = dh, dh.Public(), m.random(nonceLen), offer.appendBody(nil), offer
+		id := t.localID(sa)
+		t.idB = id.appendBody(nil)
+		out.add(offer, &Data{T: PayloadKE, Data: t.mm.gxi}, &Data{T: PayloadNonce, Data: t.mm.ni}, id)
+	case !sa.Initiator && t.step == 2:
+		id := t.localID(sa)
+		t.idB = id.appendBody(nil)
+		out.add(t.mm.offered, &Data{T: PayloadKE, Data: t.mm.gxr}, &Data{T: PayloadNonce, Data: t.mm.nr}, id,
+			&Data{T: PayloadHash, Data: t.mm.hash(sa, false, t.idB)})
+		sa.p1encrypt = true // message 3 is encrypted
+		return false, nil
+	case sa.Initiator && t.step == 3:
+		out.add(&Data{T: PayloadHash, Data: t.mm.hash(sa, true, t.idB)})
+		return true, nil
+	}
+	return false, nil
+}
+
+func (t *aggressiveMode) localID(sa *IKESA) *ID {
+	if sa.Peer.LocalID != nil {
+		return sa.Peer.LocalID
+	}
+	return &ID{IDType: IDIPv4Addr, Data: sa.Local.Addr().Unmap().AsSlice()}
+}
+
+func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
+	sa, m := x.sa, managerOf(x)
+	p := sa.Peer
+	t.step++
+	switch {
+	case !sa.Initiator && t.step == 1:
+		offered, ok1 := in.get(PayloadSA).(*SA)
+		ke, ok2 := in.get(PayloadKE).(*Data)
+		nonce, ok3 := in.get(PayloadNonce).(*Data)
+		id, ok4 := in.get(PayloadID).(*ID)
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			return false, fail("malformed", NotifyPayloadMalformed, "aggressive mode message 1 lacks SA, KE, nonce or ID")
+		}
+		if got := FormatID(id.IDType, id.Data); got != p.RemoteID {
+			return false, fail("authentication-failed", NotifyInvalidIDInformation, "aggressive mode: the peer calls itself %s, the tunnel expects %s", got, p.RemoteID)
+		}
+		p1, reply, err := SelectPhase1(offered, p.Proposals, p.Auth)
+		if err != nil {
+			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("aggressive mode: %w", err)}
+		}
+		sa.phase1 = p1
+		sa.phase1.Lifetime = shorter(p1.Lifetime, p.Lifetime)
+		t.mm.offered, t.mm.saiB, t.peerIDB = reply, in.body(PayloadSA), in.body(PayloadID)
+		if err := t.mm.startDH(m, sa); err != nil {
+			return false, err
+		}
+		t.mm.gxi, t.mm.gxr, t.mm.ni, t.mm.nr = ke.Data, t.mm.dh.Public(), nonce.Data, m.random(nonceLen)
+		gxy, err := t.mm.dh.Shared(t.mm.gxi)
+		if err != nil {
+			return false, fail("malformed", NotifyInvalidKeyInformation, "aggressive mode: %v", err)
+		}
+		if err := t.mm.deriveKeys(m, sa, gxy, id); err != nil {
+			return false, err
+		}
+	case sa.Initiator && t.step == 2:
+		reply, ok1 := in.get(PayloadSA).(*SA)
+		ke, ok2 := in.get(PayloadKE).(*Data)
+		nonce, ok3 := in.get(PayloadNonce).(*Data)
+		id, ok4 := in.get(PayloadID).(*ID)
+		h, ok5 := in.get(PayloadHash).(*Data)
+		if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+			return false, fail("malformed", NotifyPayloadMalformed, "aggressive mode message 2 lacks SA, KE, nonce, ID or HASH")
+		}
+		p1, err := AcceptPhase1Reply(reply, p.Proposals, p.Auth)
+		if err != nil {
+			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("aggressive mode: %w", err)}
+		}
+		if got := FormatID(id.IDType, id.Data); p.RemoteID != "" && got != p.RemoteID {
+			return false, fail("authentication-failed", NotifyInvalidIDInformation, "aggressive mode: the peer calls itself %s, the tunnel expects %s", got, p.RemoteID)
+		}
+		sa.phase1 = p1
+		sa.phase1.Lifetime = shorter(p1.Lifetime, p.Lifetime)
+		t.mm.gxr, t.mm.nr = ke.Data, nonce.Data
+		gxy, err := t.mm.dh.Shared(t.mm.gxr)
+		if err != nil {
+			return false, fail("malformed", NotifyInvalidKeyInformation, "aggressive mode: %v", err)
+		}
+		if err := t.mm.deriveKeys(m, sa, gxy, id); err != nil {
+			return false, err
+		}
+		if !hmac.Equal(t.mm.hash(sa, false, in.body(PayloadID)), h.Data) {
+			return false, fail("authentication-failed", NotifyInvalidHashInformation, "aggressive mode: the peer's HASH does not verify (preshared keys differ)")
+		}
+		sa.p1encrypt = true
+	case !sa.Initiator && t.step == 3:
+		// HASH_I covers the initiator's ID from message 1.
+		h, ok := in.get(PayloadHash).(*Data)
+		if !ok || !hmac.Equal(t.mm.hash(sa, true, t.peerIDB), h.Data) {
+			return false, fail("authentication-failed", NotifyInvalidHashInformation, "aggressive mode: the peer's HASH does not verify (preshared keys differ)")
+		}
+		return true, nil
+	default:
+		return false, fail("malformed", NotifyInvalidPayloadType, "aggressive mode: unexpected message at step %d", t.step)
+	}
+	return false, nil
+}

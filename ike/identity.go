@@ -1,0 +1,77 @@
+package ike
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// FormatID renders an identification payload body in the text form used by
+// configuration: "ipv4:198.51.100.2", "fqdn:gw.example.net",
+// "user:ops@example.net", "keyid:6b6579" (hex); other types as "type:N:hex".
+func FormatID(idType uint8, data []byte) string {
+	switch idType {
+	case IDIPv4Addr:
+		if a, ok := netip.AddrFromSlice(data); ok && a.Is4() {
+			return "ipv4:" + a.String()
+		}
+	case IDIPv6Addr:
+		if a, ok := netip.AddrFromSlice(data); ok && a.Is6() {
+			return "ipv6:" + a.String()
+		}
+	case IDFQDN:
+		return "fqdn:" + strings.ToLower(string(data))
+	case IDUserFQDN:
+		return "user:" + strings.ToLower(string(data))
+	case IDKeyID:
+		return "keyid:" + hex.EncodeToString(data)
+	}
+	return fmt.Sprintf("type:%d:%s", idType, hex.EncodeToString(data))
+}
+
+// ParseID normalises a configured identity to FormatID's form.
+func ParseID(text string) (string, error) {
+	kind, value, ok := strings.Cut(text, ":")
+	if !ok || value == "" {
+		return "", fmt.Errorf("identity %q: want kind:value with kind one of ipv4, ipv6, fqdn, user, keyid", text)
+	}
+	switch strings.ToLower(kind) {
+	case "ipv4", "ipv6":
+		a, err := netip.ParseAddr(value)
+		if err != nil || (kind == "ipv4") != a.Is4() {
+			return "", fmt.Errorf("identity %q: %q is not an %s address", text, value, kind)
+		}
+		return strings.ToLower(kind) + ":" + a.String(), nil
+	case "fqdn", "user":
+		return strings.ToLower(kind) + ":" + strings.ToLower(value), nil
+	case "keyid":
+		if _, err := hex.DecodeString(value); err != nil {
+			return "", fmt.Errorf("identity %q: keyid value must be hex", text)
+		}
+		return "keyid:" + strings.ToLower(value), nil
+	}
+	return "", fmt.Errorf("identity %q: unknown kind %q (ipv4, ipv6, fqdn, user, keyid)", text, kind)
+}
+
+// IDFromText builds the ID payload of a configured identity ("fqdn:...",
+// "ipv4:...", "user:...", "keyid:hex", "ipv6:...").
+func IDFromText(text string) (*ID, error) {
+	norm, err := ParseID(text)
+	if err != nil {
+		return nil, err
+	}
+	kind, value, _ := strings.Cut(norm, ":")
+	switch kind {
+	case "ipv4":
+		return &ID{IDType: IDIPv4Addr, Data: netip.MustParseAddr(value).AsSlice()}, nil
+	case "ipv6":
+		return &ID{IDType: IDIPv6Addr, Data: netip.MustParseAddr(value).AsSlice()}, nil
+	case "fqdn":
+		return &ID{IDType: IDFQDN, Data: []byte(value)}, nil
+	case "user":
+		return &ID{IDType: IDUserFQDN, Data: []byte(value)}, nil
+	}
+	b, _ := hex.DecodeString(value)
+	return &ID{IDType: IDKeyID, Data: b}, nil
+}
