@@ -322,6 +322,9 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !tunnelsUnchanged(old.Config, next.Config) {
+		return nil, fmt.Errorf("%s: tunnels or ike changed; restart gatehoused to apply them (reloading tunnels without touching unchanged SAs comes later)", next.Config.File)
+	}
 	if !manualUnchanged(old.Config, next.Config) {
 		return nil, fmt.Errorf("%s: manual_sas or dataplane changed; manual SAs cannot be replaced without dropping traffic, so restart gatehoused to apply them", next.Config.File)
 	}

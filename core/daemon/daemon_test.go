@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/policy"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
@@ -122,5 +123,28 @@ func TestDiffPolicy(t *testing.T) {
 	want := "exemptions none -> windows2003; rule edit changed; rule gone removed; rule new added"
 	if got != want {
 		t.Fatalf("diff = %q\nwant   %q", got, want)
+	}
+}
+
+func TestTunnelsUnchangedIgnoresPositions(t *testing.T) {
+	parse := func(text string) *config.Config {
+		t.Helper()
+		c, err := config.Parse("t.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	key := filepath.Join(t.TempDir(), "a.psk")
+	os.WriteFile(key, []byte("some-long-key-value\n"), 0o600)
+	base := "listen: [203.0.113.1]\ntunnels:\n  - {name: a, local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}, remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}, auth: [{psk_file: " + key + "}]}\n"
+	if !tunnelsUnchanged(parse(base), parse("# a comment moves every line\n\n"+base)) {
+		t.Fatal("moved lines counted as a change")
+	}
+	if tunnelsUnchanged(parse(base), parse(strings.Replace(base, "10.2.0.0/16", "10.3.0.0/16", 1))) {
+		t.Fatal("a changed subnet not seen")
+	}
+	if tunnelsUnchanged(parse(base), parse(base+"ike: {proposals: [aes128-sha256-ecp256]}\n")) {
+		t.Fatal("changed IKE defaults not seen")
 	}
 }

@@ -290,6 +290,45 @@ func (d *Daemon) stopDataplane() {
 	d.dp = nil
 }
 
+// tunnelsUnchanged reports whether a reload leaves the tunnels and the IKE
+// defaults as they were, positions in the file aside.
+func tunnelsUnchanged(a, b *config.Config) bool {
+	strip := func(c *config.Config) ([]config.Tunnel, config.IKE) {
+		out := make([]config.Tunnel, len(c.Tunnels))
+		for i, t := range c.Tunnels {
+			t.Meta, t.Local.Meta, t.Remote.Meta, t.ESP.Meta = config.Meta{}, config.Meta{}, config.Meta{}, config.Meta{}
+			if t.IKE != nil {
+				k := *t.IKE
+				k.Meta, k.DPD.Meta = config.Meta{}, config.Meta{}
+				t.IKE = &k
+			}
+			auth := make([]config.AuthMethod, len(t.Auth))
+			for j, m := range t.Auth {
+				m.Meta = config.Meta{}
+				if m.X509 != nil {
+					x := *m.X509
+					x.Meta = config.Meta{}
+					m.X509 = &x
+				}
+				if m.Kerberos != nil {
+					k := *m.Kerberos
+					k.Meta = config.Meta{}
+					m.Kerberos = &k
+				}
+				auth[j] = m
+			}
+			t.Auth = auth
+			out[i] = t
+		}
+		k := c.IKE
+		k.Meta, k.DPD.Meta = config.Meta{}, config.Meta{}
+		return out, k
+	}
+	ta, ka := strip(a)
+	tb, kb := strip(b)
+	return reflect.DeepEqual(ta, tb) && reflect.DeepEqual(ka, kb)
+}
+
 // manualUnchanged reports whether a reload leaves manual SAs as they are;
 // they cannot be replaced without dropping traffic, so a change needs a
 // restart.
