@@ -235,6 +235,7 @@ func TestStrongSwanInitiates(t *testing.T) {
 		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
 	}
 	pingThrough(t, l.HA, "10.2.0.10")
+	t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
 	checkSA(t, b, "site established responder", "tunnel/udp ESP aes128-sha1")
 }
 
