@@ -1,0 +1,6 @@
+package ppp
+
+import "errors"
+
+// ErrMalformed wraps every decoding error.
+var ErrMalformed = errors.New("malformed PPP data")
