@@ -285,7 +285,9 @@ func TestTunnelModeRawAndUDP(t *testing.T) {
 			// TUN hands the packet over inside Write: let it settle.
 			var c Counters
 			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-				if c = a.plane.Counters(); c.Received == 1 {
+				// Sent counts after the fake wire has already delivered:
+				// wait for both.
+				if c = a.plane.Counters(); c.Received == 1 && c.Sent == 1 {
 					break
 				}
 			}
@@ -449,7 +451,7 @@ func TestBatchedPaths(t *testing.T) {
 		}
 		var ca, cb Counters
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if ca, cb = a.plane.Counters(), b.plane.Counters(); cb.Received == 12 && ca.Drops["malformed"] == 1 {
+			if ca, cb = a.plane.Counters(), b.plane.Counters(); cb.Received == 12 && ca.Sent == 12 && ca.Drops["malformed"] == 1 {
 				break
 			}
 		}
