@@ -1,0 +1,286 @@
+package ppp
+
+import (
+	"crypto/md5"
+	"crypto/subtle"
+	"fmt"
+	"strings"
+)
+
+// The authentication phase (RFC 1661 section 3.5): PAP (RFC 1334),
+// CHAP-MD5 (RFC 1994) and MS-CHAPv2 (RFC 2759), the server's side and the
+// client's. Where the users live is not this package's business: the
+// server asks a CheckFunc.
+
+// Credentials is what a client presented.
+type Credentials struct {
+	Proto AuthProto
+	User  string
+	// PAP: the password as sent.
+	Password string
+	// CHAP-MD5: identifier, our challenge, the client's 16-byte response.
+	// MS-CHAPv2: our 16-byte challenge and the client's response value.
+	ID        byte
+	Challenge []byte
+	Response  []byte
+	MSCHAPv2  MSCHAPv2Response
+}
+
+// Verdict of a CheckFunc: for MS-CHAPv2 a success carries the
+// authenticator response ("S=...") that proves the server knows the
+// password too.
+type AuthResult struct {
+	OK           bool
+	AuthResponse string
+	Message      string
+}
+
+// CheckFunc decides a client's credentials.
+type CheckFunc func(Credentials) AuthResult
+
+// CheckWithPassword is a CheckFunc for a known cleartext password, and a
+// reference for other stores: it verifies any of the three protocols.
+func CheckWithPassword(password string) CheckFunc {
+	return func(c Credentials) AuthResult {
+		switch c.Proto {
+		case AuthPAP:
+			return AuthResult{OK: subtle.ConstantTimeCompare([]byte(c.Password), []byte(password)) == 1}
+		case AuthCHAPMD5:
+			return AuthResult{OK: subtle.ConstantTimeCompare(CHAPMD5(c.ID, password, c.Challenge), c.Response) == 1}
+		case AuthMSCHAPv2:
+			return CheckMSCHAPv2(NTPasswordHash(password), c)
+		}
+		return AuthResult{}
+	}
+}
+
+// CheckMSCHAPv2 verifies an MS-CHAPv2 response against the user's NT hash
+// and returns the authenticator response on success.
+func CheckMSCHAPv2(hash [16]byte, c Credentials) AuthResult {
+	var auth [16]byte
+	copy(auth[:], c.Challenge)
+	r := c.MSCHAPv2
+	if !VerifyNTResponse(auth, r.PeerChallenge, c.User, hash, r.NTResponse[:]) {
+		return AuthResult{}
+	}
+	return AuthResult{OK: true, AuthResponse: GenerateAuthenticatorResponse(hash, r.NTResponse, r.PeerChallenge, auth, c.User)}
+}
+
+// CHAPMD5 is RFC 1994 section 4.1's response: MD5(Identifier | secret |
+// Challenge).
+func CHAPMD5(id byte, secret string, challenge []byte) []byte {
+	h := md5.New()
+	h.Write([]byte{id})
+	h.Write([]byte(secret))
+	h.Write(challenge)
+	return h.Sum(nil)
+}
+
+// AuthServer runs the server's side of one authentication.
+type AuthServer struct {
+	Proto  AuthProto
+	Name   string // our name in challenges
+	Random func([]byte)
+	Check  CheckFunc
+	Send   func(Packet)
+	// Done reports the outcome once: the user, and why not.
+	Done func(ok bool, user, why string)
+
+	id        byte
+	challenge []byte
+	finished  bool
+	tries     int
+}
+
+// MaxAuthTries bounds challenges sent without an answer.
+const MaxAuthTries = 5
+
+// Start sends the challenge (CHAP, MS-CHAPv2); PAP waits for the client.
+func (s *AuthServer) Start() {
+	if s.Proto == AuthPAP {
+		return
+	}
+	s.challenge = make([]byte, 16)
+	s.Random(s.challenge)
+	s.id++
+	s.sendChallenge()
+}
+
+func (s *AuthServer) sendChallenge() {
+	s.tries++
+	s.Send(Packet{Code: CHAPChallenge, ID: s.id, Data: AppendCHAPValue(nil, s.challenge, s.Name)})
+}
+
+// Timeout re-sends the challenge, and gives up after MaxAuthTries.
+func (s *AuthServer) Timeout() {
+	if s.finished || s.Proto == AuthPAP {
+		return
+	}
+	if s.tries >= MaxAuthTries {
+		s.finish(false, "", "the client never answered the challenge")
+		return
+	}
+	s.sendChallenge()
+}
+
+func (s *AuthServer) finish(ok bool, user, why string) {
+	if !s.finished {
+		s.finished = true
+		s.Done(ok, user, why)
+	}
+}
+
+// Input handles a CHAP or PAP packet from the client.
+func (s *AuthServer) Input(p Packet) error {
+	if s.finished {
+		return nil
+	}
+	if s.Proto == AuthPAP {
+		if p.Code != PAPRequest {
+			return nil
+		}
+		user, pw, err := ParsePAPRequest(p.Data)
+		if err != nil {
+			return err
+		}
+		r := s.Check(Credentials{Proto: AuthPAP, User: user, Password: pw})
+		if r.OK {
+			s.Send(Packet{Code: PAPAck, ID: p.ID, Data: papMessage("Welcome")})
+			s.finish(true, user, "")
+		} else {
+			s.Send(Packet{Code: PAPNak, ID: p.ID, Data: papMessage("Authentication failed")})
+			s.finish(false, user, "wrong user name or password (PAP)")
+		}
+		return nil
+	}
+	if p.Code != CHAPResponse || p.ID != s.id {
+		return nil // stale or not a response (RFC 1994 section 4.1)
+	}
+	value, user, err := ParseCHAPValue(p.Data)
+	if err != nil {
+		return err
+	}
+	c := Credentials{Proto: s.Proto, User: user, ID: p.ID, Challenge: s.challenge, Response: value}
+	if s.Proto == AuthMSCHAPv2 {
+		if c.MSCHAPv2, err = ParseMSCHAPv2Response(value); err != nil {
+			return err
+		}
+	}
+	r := s.Check(c)
+	switch {
+	case r.OK && s.Proto == AuthMSCHAPv2:
+		s.Send(Packet{Code: CHAPSuccess, ID: p.ID, Data: []byte(r.AuthResponse + " M=Welcome")})
+	case r.OK:
+		s.Send(Packet{Code: CHAPSuccess, ID: p.ID, Data: []byte("Welcome")})
+	case s.Proto == AuthMSCHAPv2:
+		// RFC 2759 section 6: E=691 (authentication failure), R=0 (do
+		// not retry: Windows would prompt in a loop otherwise).
+		s.Send(Packet{Code: CHAPFailure, ID: p.ID, Data: []byte(fmt.Sprintf("E=691 R=0 C=%X V=3 M=Authentication failed", s.challenge))})
+	default:
+		s.Send(Packet{Code: CHAPFailure, ID: p.ID, Data: []byte("Authentication failed")})
+	}
+	why := ""
+	if !r.OK {
+		why = fmt.Sprintf("wrong user name or password (%v)", s.Proto)
+	}
+	s.finish(r.OK, StripDomain(user), why)
+	return nil
+}
+
+func papMessage(m string) []byte { return append([]byte{byte(len(m))}, m...) }
+
+// AuthClient runs the client's side.
+type AuthClient struct {
+	Proto          AuthProto
+	User, Password string
+	Random         func([]byte)
+	Send           func(Packet)
+	Done           func(ok bool, why string)
+
+	id       byte
+	finished bool
+	tries    int
+	// MS-CHAPv2 state, to check the server's proof.
+	auth, peer [16]byte
+	nt         [24]byte
+}
+
+// Start sends the PAP request; CHAP waits for the challenge.
+func (c *AuthClient) Start() {
+	if c.Proto == AuthPAP {
+		c.id++
+		c.sendPAP()
+	}
+}
+
+func (c *AuthClient) sendPAP() {
+	c.tries++
+	c.Send(Packet{Code: PAPRequest, ID: c.id, Data: AppendPAPRequest(nil, c.User, c.Password)})
+}
+
+// Timeout re-sends the PAP request (CHAP retries are the server's).
+func (c *AuthClient) Timeout() {
+	if c.finished || c.Proto != AuthPAP {
+		return
+	}
+	if c.tries >= MaxAuthTries {
+		c.finish(false, "the server never answered")
+		return
+	}
+	c.sendPAP()
+}
+
+func (c *AuthClient) finish(ok bool, why string) {
+	if !c.finished {
+		c.finished = true
+		c.Done(ok, why)
+	}
+}
+
+// Input handles a packet from the server.
+func (c *AuthClient) Input(p Packet) error {
+	if c.finished {
+		return nil
+	}
+	switch {
+	case c.Proto == AuthPAP && p.Code == PAPAck:
+		// Some servers send an empty Ack: fine.
+		c.finish(true, "")
+	case c.Proto == AuthPAP && p.Code == PAPNak:
+		c.finish(false, "the server refused: "+ParsePAPMessage(p.Data))
+	case c.Proto != AuthPAP && p.Code == CHAPChallenge:
+		challenge, _, err := ParseCHAPValue(p.Data)
+		if err != nil {
+			return err
+		}
+		c.id = p.ID
+		var value []byte
+		if c.Proto == AuthCHAPMD5 {
+			value = CHAPMD5(p.ID, c.Password, challenge)
+		} else {
+			if len(challenge) != 16 {
+				return fmt.Errorf("%w: MS-CHAPv2 challenge of %d bytes", ErrMalformed, len(challenge))
+			}
+			copy(c.auth[:], challenge)
+			c.Random(c.peer[:])
+			c.nt = GenerateNTResponse(c.auth, c.peer, c.User, NTPasswordHash(c.Password))
+			value = MSCHAPv2Response{PeerChallenge: c.peer, NTResponse: c.nt}.Bytes()
+		}
+		c.Send(Packet{Code: CHAPResponse, ID: p.ID, Data: AppendCHAPValue(nil, value, c.User)})
+	case c.Proto != AuthPAP && p.Code == CHAPSuccess && p.ID == c.id:
+		if c.Proto == AuthMSCHAPv2 {
+			// The server must prove it knows the password (RFC 2759
+			// section 5): "S=<40 hex> M=...".
+			msg := string(p.Data)
+			s, _, _ := strings.Cut(msg, " ")
+			if !CheckAuthenticatorResponse(NTPasswordHash(c.Password), c.nt, c.peer, c.auth, c.User, s) {
+				c.finish(false, "the server's authenticator response is wrong: it does not know our password")
+				return nil
+			}
+		}
+		c.finish(true, "")
+	case c.Proto != AuthPAP && p.Code == CHAPFailure && p.ID == c.id:
+		c.finish(false, "the server refused: "+string(p.Data))
+	}
+	return nil
+}
