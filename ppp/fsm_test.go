@@ -70,9 +70,8 @@ func (p *testProto) Finished()     { p.finished++ }
 func (p *testProto) Send(x Packet) { *p.out = append(*p.out, x) }
 
 type link struct {
-	a, b     *FSM
-	pa, pb   *testProto
-	toB, toA []Packet
+	pipe
+	pa, pb *testProto
 }
 
 func newLink() *link {
@@ -81,35 +80,6 @@ func newLink() *link {
 	l.pb = &testProto{name: "B", want: []Option{{Type: 1, Data: []byte{0x05, 0x78}}}, out: &l.toA}
 	l.a, l.b = NewFSM(l.pa), NewFSM(l.pb)
 	return l
-}
-
-// run delivers packets both ways until the link is quiet (bounded).
-func (l *link) run(t *testing.T) {
-	t.Helper()
-	for range 100 {
-		if len(l.toA) == 0 && len(l.toB) == 0 {
-			return
-		}
-		if len(l.toB) > 0 {
-			p := l.toB[0]
-			l.toB = l.toB[1:]
-			l.b.Input(p)
-		}
-		if len(l.toA) > 0 {
-			p := l.toA[0]
-			l.toA = l.toA[1:]
-			l.a.Input(p)
-		}
-	}
-	t.Fatal("the negotiation never settled")
-}
-
-func (l *link) open(t *testing.T) {
-	for _, f := range []*FSM{l.a, l.b} {
-		f.Open()
-		f.Up()
-	}
-	l.run(t)
 }
 
 func TestFSMOpens(t *testing.T) {
