@@ -63,7 +63,5 @@ func (m *Manager) dpdTick(sa *IKESA, now time.Time) bool {
 }
 
 func (m *Manager) sendDPD(sa *IKESA, kind NotifyType, seq uint32) {
-	spi := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
-	m.sendInformational(sa, []Payload{&Notify{DOI: DOIIPsec, Protocol: ProtoISAKMP, Kind: kind, SPI: spi,
-		Data: binary.BigEndian.AppendUint32(nil, seq)}})
+	m.sendInformational(sa, []Payload{sa.isakmpNotify(kind, binary.BigEndian.AppendUint32(nil, seq))})
 }

@@ -88,7 +88,7 @@ func (m *Manager) deleted(sa *IKESA, d *Delete) {
 	switch d.Protocol {
 	case ProtoISAKMP:
 		for _, spi := range d.SPIs {
-			if bytes.Equal(spi[:8], sa.ICookie[:]) && bytes.Equal(spi[8:], sa.RCookie[:]) {
+			if bytes.Equal(spi, sa.cookies()) {
 				m.remove(sa, "the peer deleted it")
 				return
 			}
@@ -135,9 +135,29 @@ func (m *Manager) sendInformational(sa *IKESA, ps []Payload) {
 	m.host.Send(b, sa.Local, sa.Remote)
 }
 
+// cookies is the SA's 16-byte ISAKMP SPI, CKY-I | CKY-R, as notifies and
+// deletes name it.
+func (sa *IKESA) cookies() []byte {
+	return append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
+}
+
+// isakmpNotify is a notify about the IKE SA itself.
+func (sa *IKESA) isakmpNotify(kind NotifyType, data []byte) *Notify {
+	return &Notify{DOI: DOIIPsec, Protocol: ProtoISAKMP, Kind: kind, SPI: sa.cookies(), Data: data}
+}
+
+// deleteIKE and deleteESP are the Delete payloads for the IKE SA and for
+// a child (named by our inbound SPI, the one the peer sends to).
+func (sa *IKESA) deleteIKE() *Delete {
+	return &Delete{DOI: DOIIPsec, Protocol: ProtoISAKMP, SPISize: 16, SPIs: [][]byte{sa.cookies()}}
+}
+
+func deleteESP(c *ChildSA) *Delete {
+	return &Delete{DOI: DOIIPsec, Protocol: ProtoESP, SPISize: 4, SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.InSPI)}}
+}
+
 func (m *Manager) sendNotify(sa *IKESA, kind NotifyType) {
-	spi := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
-	m.sendInformational(sa, []Payload{&Notify{DOI: DOIIPsec, Protocol: ProtoISAKMP, Kind: kind, SPI: spi}})
+	m.sendInformational(sa, []Payload{sa.isakmpNotify(kind, nil)})
 }
 
 // Terminate deletes a peer's child SAs and IKE SAs, telling the peer.
@@ -153,13 +173,12 @@ func (m *Manager) Terminate(name string) error {
 		if sa.state == stateEstablished {
 			var ps []Payload
 			for _, c := range sa.children {
-				ps = append(ps, &Delete{DOI: DOIIPsec, Protocol: ProtoESP, SPISize: 4, SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.InSPI)}})
+				ps = append(ps, deleteESP(c))
 			}
 			if len(ps) > 0 {
 				m.sendInformational(sa, ps)
 			}
-			cookies := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
-			m.sendInformational(sa, []Payload{&Delete{DOI: DOIIPsec, Protocol: ProtoISAKMP, SPISize: 16, SPIs: [][]byte{cookies}}})
+			m.sendInformational(sa, []Payload{sa.deleteIKE()})
 		}
 		m.remove(sa, whyOperator)
 	}

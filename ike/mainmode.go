@@ -62,8 +62,7 @@ func (t *mainMode) build(x *exchange, out *msg) (bool, error) {
 		if sa.Initiator && !sa.m.peerEstablished(sa.Peer) {
 			// RFC 2407 section 4.6.3.3: we hold nothing with this peer, so
 			// whatever it holds with us is stale (we restarted).
-			cookies := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
-			out.add(&Notify{DOI: DOIIPsec, Protocol: ProtoISAKMP, Kind: NotifyInitialContact, SPI: cookies})
+			out.add(sa.isakmpNotify(NotifyInitialContact, nil))
 		}
 	default:
 		return false, nil // nothing to send at this step

@@ -1,7 +1,6 @@
 package ike
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -86,15 +85,13 @@ func (m *Manager) rekeyTick(sa *IKESA, now time.Time) {
 		m.deleteChild(sa, c, "the IKE SA was reauthenticated")
 	}
 	sa.children = nil
-	cookies := append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
-	m.sendInformational(sa, []Payload{&Delete{DOI: DOIIPsec, Protocol: ProtoISAKMP, SPISize: 16, SPIs: [][]byte{cookies}}})
+	m.sendInformational(sa, []Payload{sa.deleteIKE()})
 	m.remove(sa, whyReplaced)
 }
 
 // deleteChild tells the peer and removes a child here.
 func (m *Manager) deleteChild(sa *IKESA, c *ChildSA, why string) {
-	m.sendInformational(sa, []Payload{&Delete{DOI: DOIIPsec, Protocol: ProtoESP, SPISize: 4,
-		SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.InSPI)}}})
+	m.sendInformational(sa, []Payload{deleteESP(c)})
 	m.host.DeleteChild(c)
 	m.host.Event(Event{ID: EventChildDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
 		Message: fmt.Sprintf("IPsec SA %v deleted: %s", c, why)})
