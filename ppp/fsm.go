@@ -262,6 +262,15 @@ func (f *FSM) Input(p Packet) error {
 
 func samePayload(a, b []byte) bool { return string(a) == string(b) }
 
+// afterRequest is the state after answering a request: Ack-Sent when we
+// acked it (RCR+), Req-Sent when we did not (RCR-).
+func afterRequest(good bool) State {
+	if good {
+		return AckSent
+	}
+	return ReqSent
+}
+
 // rcr: RCR+ when the handler acks the request, RCR- otherwise.
 func (f *FSM) rcr(id byte, opts []Option) {
 	verdict, reply := f.h.Check(opts)
@@ -292,10 +301,10 @@ func (f *FSM) rcr(id byte, opts []Option) {
 		f.irc(true)
 		f.scr()
 		answer()
-		f.state = map[bool]State{true: AckSent, false: ReqSent}[good]
+		f.state = afterRequest(good)
 	case ReqSent, AckSent:
 		answer()
-		f.state = map[bool]State{true: AckSent, false: ReqSent}[good]
+		f.state = afterRequest(good)
 	case AckRcvd:
 		answer()
 		if good {
@@ -307,7 +316,7 @@ func (f *FSM) rcr(id byte, opts []Option) {
 		f.tld()
 		f.scr()
 		answer()
-		f.state = map[bool]State{true: AckSent, false: ReqSent}[good]
+		f.state = afterRequest(good)
 	}
 }
 

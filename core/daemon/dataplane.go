@@ -56,12 +56,7 @@ func manualSAs(c *config.Config, log *zap.Logger, expired chan<- esp.Event) ([]*
 			return esp.Config{SPI: k.SPI, Suite: suite, EncKey: key[:el], IntegKey: key[el:], ESN: m.ESN, Window: m.ReplayWindow, Limits: lim,
 				OnEvent: func(e esp.Event) {
 					log.Warn("SA lifetime reached", zap.String("sa", m.Name), zap.String("spi", fmt.Sprintf("%#x", e.SPI)), zap.Stringer("kind", e.Kind), zap.String("reason", e.Reason))
-					if e.Kind == esp.HardExpire {
-						select {
-						case expired <- e:
-						default: // the remover is behind; the SA refuses packets anyway
-						}
-					}
+					passHardExpiry(expired, e)
 				}}, nil
 		}
 		outCfg, err := mk(m.Out)
@@ -114,6 +109,35 @@ func manualSAs(c *config.Config, log *zap.Logger, expired chan<- esp.Event) ([]*
 		ins = append(ins, &sad.InSA{Meta: inMeta, ESP: in, AH: ahIn})
 	}
 	return ins, outs, nil
+}
+
+// passHardExpiry hands a hard expiry to the remover, off the packet path.
+// It never blocks: if the remover is behind, the SA refuses packets anyway.
+func passHardExpiry(expired chan<- esp.Event, e esp.Event) {
+	if e.Kind != esp.HardExpire {
+		return
+	}
+	select {
+	case expired <- e:
+	default:
+	}
+}
+
+// subnetRoutes routes the remote subnets into the TUN, with one of our
+// addresses in the local subnets as the source for traffic this host
+// originates.
+func subnetRoutes(local, remote []config.Prefix) []dataplane.Route {
+	var src netip.Addr
+	for _, ls := range local {
+		if src = localAddrIn(ls.Prefix); src.IsValid() {
+			break
+		}
+	}
+	var out []dataplane.Route
+	for _, r := range remote {
+		out = append(out, dataplane.Route{Dst: r.Prefix, Src: src})
+	}
+	return out
 }
 
 // localAddrIn finds one of this host's addresses inside p, to use as the
@@ -193,30 +217,14 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 	}
 	var routes []dataplane.Route
 	for _, t := range c.Tunnels {
-		var src netip.Addr
-		for _, ls := range t.Local.Subnets {
-			if src = localAddrIn(ls.Prefix); src.IsValid() {
-				break
-			}
-		}
-		for _, r := range t.Remote.Subnets {
-			routes = append(routes, dataplane.Route{Dst: r.Prefix, Src: src})
-		}
+		routes = append(routes, subnetRoutes(t.Local.Subnets, t.Remote.Subnets)...)
 	}
 	for _, m := range c.ManualSAs {
 		if m.Mode == "transport" {
 			routes = append(routes, dataplane.Route{Dst: netip.PrefixFrom(m.Peer.Unmap(), 32), Src: m.Local.Unmap()})
 			continue
 		}
-		var src netip.Addr
-		for _, ls := range m.LocalSubnets {
-			if src = localAddrIn(ls.Prefix); src.IsValid() {
-				break
-			}
-		}
-		for _, r := range m.RemoteSubnets {
-			routes = append(routes, dataplane.Route{Dst: r.Prefix, Src: src})
-		}
+		routes = append(routes, subnetRoutes(m.LocalSubnets, m.RemoteSubnets)...)
 	}
 	netCleanup, err := dataplane.SetupNetwork(dataplane.NetConfig{TUN: dp.TUN, MTU: dp.MTU, Table: dp.Table, Mark: int(dp.Mark), Routes: routes})
 	if err != nil {
@@ -346,15 +354,23 @@ func manualUnchanged(a, b *config.Config) bool {
 	return reflect.DeepEqual(strip(a.ManualSAs), strip(b.ManualSAs)) && reflect.DeepEqual(da, db)
 }
 
-// IKESAs lists the IKE SAs; nil without tunnels.
-func (d *Daemon) IKESAs() []ike.SAInfo {
+// ikeManager is the running IKE engine, nil without tunnels.
+func (d *Daemon) ikeManager() *ike.Manager {
 	d.mu.RLock()
 	st := d.dp
 	d.mu.RUnlock()
 	if st == nil || st.ike == nil {
 		return nil
 	}
-	return st.ike.mgr.SAs()
+	return st.ike.mgr
+}
+
+// IKESAs lists the IKE SAs; nil without tunnels.
+func (d *Daemon) IKESAs() []ike.SAInfo {
+	if m := d.ikeManager(); m != nil {
+		return m.SAs()
+	}
+	return nil
 }
 
 // ErrNoTunnels: up or down without tunnels configured.
@@ -362,24 +378,18 @@ var ErrNoTunnels = errors.New("no tunnels are configured")
 
 // TunnelUp starts a tunnel's negotiation (gatehouse up).
 func (d *Daemon) TunnelUp(name string) error {
-	d.mu.RLock()
-	st := d.dp
-	d.mu.RUnlock()
-	if st == nil || st.ike == nil {
-		return ErrNoTunnels
+	if m := d.ikeManager(); m != nil {
+		return m.Initiate(name)
 	}
-	return st.ike.mgr.Initiate(name)
+	return ErrNoTunnels
 }
 
 // TunnelDown deletes a tunnel's SAs (gatehouse down).
 func (d *Daemon) TunnelDown(name string) error {
-	d.mu.RLock()
-	st := d.dp
-	d.mu.RUnlock()
-	if st == nil || st.ike == nil {
-		return ErrNoTunnels
+	if m := d.ikeManager(); m != nil {
+		return m.Terminate(name)
 	}
-	return st.ike.mgr.Terminate(name)
+	return ErrNoTunnels
 }
 
 // SAs lists installed SAs and the data path's counters; ok is false when no

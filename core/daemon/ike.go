@@ -175,12 +175,7 @@ func (h *ikeHost) espConfig(c *ike.ChildSA, spi uint32, enc, integ []byte) esp.C
 	lim := esp.Limits{HardTime: c.Lifetime, SoftTime: c.Lifetime * 9 / 10, HardBytes: c.LifeKB * 1024, SoftBytes: c.LifeKB * 1024 * 9 / 10}
 	expired := h.expired
 	return esp.Config{SPI: spi, Suite: c.Suite, EncKey: enc, IntegKey: integ, Limits: lim, OnEvent: func(e esp.Event) {
-		if e.Kind == esp.HardExpire {
-			select {
-			case expired <- e:
-			default:
-			}
-		}
+		passHardExpiry(expired, e)
 	}}
 }
 

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/gatehouse/gatehouse/esp"
 )
@@ -150,18 +151,17 @@ func joinTCP(dst []byte, pkts []Packet) int {
 	if psh {
 		pkt[s0.ipHL+13] |= tcpPSH // the last segment's PSH, as GRO keeps it
 	}
-	var pseudo uint32
+	var from, to netip.Addr
 	if s0.v4 {
 		binary.BigEndian.PutUint16(pkt[2:], uint16(n))
 		pkt[10], pkt[11] = 0, 0
 		binary.BigEndian.PutUint16(pkt[10:], esp.Checksum(pkt[:20], 0))
-		pseudo = sumWords(pkt[12:20])
+		from, to = netip.AddrFrom4([4]byte(pkt[12:16])), netip.AddrFrom4([4]byte(pkt[16:20]))
 	} else {
 		binary.BigEndian.PutUint16(pkt[4:], uint16(n-40))
-		pseudo = sumWords(pkt[8:40])
+		from, to = netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40]))
 	}
-	tcpLen := n - s0.ipHL
-	pseudo += uint32(esp.ProtoTCP) + uint32(tcpLen>>16) + uint32(tcpLen&0xffff)
+	pseudo := pseudoSum(from, to, esp.ProtoTCP, n-s0.ipHL)
 	// VIRTIO_NET_HDR_F_NEEDS_CSUM: the checksum field holds the folded
 	// pseudo-header sum; whoever segments or delivers completes it.
 	binary.BigEndian.PutUint16(pkt[s0.ipHL+16:], ^esp.Checksum(nil, pseudo))
@@ -172,12 +172,4 @@ func joinTCP(dst []byte, pkts []Packet) int {
 	VirtioNetHdr{Flags: VirtioNetHdrFNeedsCsum, GSOType: gso, HdrLen: uint16(s0.hl), GSOSize: uint16(s0.payload),
 		CsumStart: uint16(s0.ipHL), CsumOffset: 16}.Encode(dst)
 	return VirtioNetHdrLen + n
-}
-
-func sumWords(b []byte) uint32 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	return s
 }

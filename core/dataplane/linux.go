@@ -144,6 +144,31 @@ func setMark(rc syscall.RawConn, mark int) error {
 	return serr
 }
 
+// outerSocket is what net.IPConn and net.UDPConn share here.
+type outerSocket interface {
+	SyscallConn() (syscall.RawConn, error)
+	SetReadBuffer(int) error
+	SetWriteBuffer(int) error
+	Close() error
+}
+
+// prepareOuter marks an outer socket (so policy routing sends its packets
+// out the real interface) and gives it large buffers; on error it closes
+// the socket.
+func prepareOuter(c outerSocket, mark int) (syscall.RawConn, error) {
+	rc, err := c.SyscallConn()
+	if err == nil {
+		err = setMark(rc, mark)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetReadBuffer(4 << 20)
+	c.SetWriteBuffer(4 << 20)
+	return rc, nil
+}
+
 type rawESP struct {
 	c          *net.IPConn
 	rc         syscall.RawConn
@@ -175,16 +200,10 @@ func ListenRawESP(local netip.Addr, mark int) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raw ESP socket on %s: %w", local, err)
 	}
-	rc, err := c.SyscallConn()
-	if err == nil {
-		err = setMark(rc, mark)
-	}
+	rc, err := prepareOuter(c, mark)
 	if err != nil {
-		c.Close()
 		return nil, fmt.Errorf("raw ESP socket: SO_MARK: %w", err)
 	}
-	c.SetReadBuffer(4 << 20)
-	c.SetWriteBuffer(4 << 20)
 	return &rawESP{c: c, rc: rc, tx: newMmsgIO(rc, batchSize, false), rx: newMmsgIO(rc, rxBatch, false)}, nil
 }
 
@@ -239,16 +258,10 @@ func ListenUDP(local netip.AddrPort, mark int) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("UDP socket %s: %w", local, err)
 	}
-	rc, err := c.SyscallConn()
-	if err == nil {
-		err = setMark(rc, mark)
-	}
+	rc, err := prepareOuter(c, mark)
 	if err != nil {
-		c.Close()
 		return nil, fmt.Errorf("UDP socket: SO_MARK: %w", err)
 	}
-	c.SetReadBuffer(4 << 20)
-	c.SetWriteBuffer(4 << 20)
 	return &udpConn{c: c, tx: newMmsgIO(rc, batchSize, true), rx: newMmsgIO(rc, rxBatch, false)}, nil
 }
 

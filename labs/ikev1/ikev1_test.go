@@ -5,6 +5,7 @@
 package ikev1
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -57,30 +58,14 @@ type tunnelOpts struct {
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
-	if o.ike == "" {
-		o.ike = "aes256-sha256-modp2048"
-	}
-	if o.esp == "" {
-		o.esp = "aes128gcm16"
-	}
-	if o.pfs == "" {
-		o.pfs = "none"
-	}
-	if o.start == "" {
-		o.start = "on-traffic"
-	}
-	if o.key == "" {
-		o.key = psk
-	}
-	if o.dpd == "" {
-		o.dpd = "{interval: 30s, timeout: 150s}"
-	}
-	if o.ikeLife == "" {
-		o.ikeLife = "1h"
-	}
-	if o.espLife == "" {
-		o.espLife = "20m"
-	}
+	o.ike = cmp.Or(o.ike, "aes256-sha256-modp2048")
+	o.esp = cmp.Or(o.esp, "aes128gcm16")
+	o.pfs = cmp.Or(o.pfs, "none")
+	o.start = cmp.Or(o.start, "on-traffic")
+	o.key = cmp.Or(o.key, psk)
+	o.dpd = cmp.Or(o.dpd, "{interval: 30s, timeout: 150s}")
+	o.ikeLife = cmp.Or(o.ikeLife, "1h")
+	o.espLife = cmp.Or(o.espLife, "20m")
 	return o
 }
 

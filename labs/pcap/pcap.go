@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/esp"
 )
 
 // Datagram is one UDP datagram over IPv4.
@@ -46,7 +48,7 @@ func Write(w io.Writer, ds []Datagram) error {
 		s, t := d.Src.Addr().As4(), d.Dst.Addr().As4()
 		copy(pkt[12:], s[:])
 		copy(pkt[16:], t[:])
-		binary.BigEndian.PutUint16(pkt[10:], checksum(pkt[:20]))
+		binary.BigEndian.PutUint16(pkt[10:], esp.Checksum(pkt[:20], 0))
 		binary.BigEndian.PutUint16(pkt[20:], d.Src.Port())
 		binary.BigEndian.PutUint16(pkt[22:], d.Dst.Port())
 		binary.BigEndian.PutUint16(pkt[24:], uint16(8+len(d.Payload)))
@@ -62,17 +64,6 @@ func Write(w io.Writer, ds []Datagram) error {
 		}
 	}
 	return nil
-}
-
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }
 
 // Tshark writes ds to a file in dir and returns tshark's verbose
