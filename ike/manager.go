@@ -327,10 +327,7 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 				m.refuseAggressive(remote)
 				return
 			}
-			m.respond(h, b, local, remote)
-			return
-		}
-		if h.Exchange != ExchangeMain || h.RCookie != (Cookie{}) || h.MessageID != 0 {
+		} else if h.Exchange != ExchangeMain || h.RCookie != (Cookie{}) || h.MessageID != 0 {
 			m.log.Debug("IKE message for no SA dropped", zap.Stringer("from", remote), zap.Stringer("exchange", h.Exchange))
 			return
 		}
