@@ -146,10 +146,10 @@ func (s *AuthServer) Input(p Packet) error {
 		r := s.Check(Credentials{Proto: AuthPAP, User: user, Password: pw})
 		if r.OK {
 			s.Send(Packet{Code: PAPAck, ID: p.ID, Data: papMessage("Welcome")})
-			s.finish(true, user, "")
+			s.finish(true, StripDomain(user), "")
 		} else {
 			s.Send(Packet{Code: PAPNak, ID: p.ID, Data: papMessage("Authentication failed")})
-			s.finish(false, user, "wrong user name or password (PAP)")
+			s.finish(false, StripDomain(user), "wrong user name or password (PAP)")
 		}
 		return nil
 	}
