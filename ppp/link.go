@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -85,10 +86,45 @@ type LinkConfig struct {
 	// Send transmits one PPP frame (FF 03 and a two-byte protocol).
 	Send func(frame []byte)
 	// OnUp is called once when IPCP opens; OnDown once when the link
-	// is finished, with a reason for the operator.
+	// is finished, with the cause.
 	OnUp   func(LinkUp)
-	OnDown func(reason string)
+	OnDown func(Disconnect)
 }
+
+// Disconnect says why a link ended: an RFC 3145 section 3 cause (what
+// the L2TP CDN carries in its PPP Disconnect Cause Code AVP) and a
+// reason for the operator.
+type Disconnect struct {
+	Code      uint16 // RFC 3145 disconnect code
+	Proto     uint16 // the control protocol concerned, or 0
+	Direction byte   // 0 global, 1 at the peer, 2 at our end
+	Reason    string
+}
+
+// RFC 3145 section 3 disconnect codes we report.
+const (
+	CauseNone            = 0
+	CauseAdmin           = 1
+	CauseNoRenegotiation = 2
+	CauseNormal          = 3
+	CauseLCPTimeout      = 5
+	CauseEchoTimeout     = 8
+	CauseAuthTimeout     = 13
+	CauseAuthUnaccepted  = 15
+	CauseAuthFailed      = 16
+	CauseNCPTimeout      = 17
+	CauseNoAddresses     = 19
+	CauseNoPermittedAddr = 20
+)
+
+// Directions of a Disconnect.
+const (
+	DirGlobal = 0
+	DirPeer   = 1
+	DirLocal  = 2
+)
+
+func (d Disconnect) String() string { return d.Reason }
 
 // Link is one PPP link.
 type Link struct {
@@ -105,8 +141,8 @@ type Link struct {
 	user     string
 	addrs    Addresses
 	up, down bool
-	reason   string // why we are terminating
-	closing  bool   // a Close waits for settle
+	cause    Disconnect // why we are terminating; the first cause wins
+	closing  bool       // a Close waits for settle
 
 	lcpTimer, ipcpTimer, authTimer, echoTimer time.Time
 	now                                       time.Time
@@ -168,7 +204,7 @@ func (l *Link) Close(now time.Time, reason string) {
 	if l.down {
 		return
 	}
-	l.terminate(reason)
+	l.terminate(CauseNormal, ProtoLCP, DirLocal, reason)
 	l.settle()
 }
 
@@ -244,9 +280,7 @@ func (l *Link) inputLCP(payload []byte) error {
 	case CodeDiscardRequest:
 		return nil
 	case CodeTerminateRequest:
-		if l.reason == "" {
-			l.reason = "the peer terminated the link (LCP Terminate-Request)"
-		}
+		l.setCause(Disconnect{Code: CauseNormal, Proto: ProtoLCP, Direction: DirPeer, Reason: "the peer terminated the link (LCP Terminate-Request)"})
 	}
 	return l.lcpFSM.Input(p)
 }
@@ -277,7 +311,7 @@ func (l *Link) Tick(now time.Time) {
 	if due(l.echoTimer, now) && !l.down {
 		l.echoTimer = now.Add(l.cfg.EchoInterval)
 		if l.echoMiss >= l.cfg.EchoFailures {
-			l.terminate(fmt.Sprintf("the peer answered none of %d LCP echo requests", l.echoMiss))
+			l.terminate(CauseEchoTimeout, ProtoLCP, DirPeer, fmt.Sprintf("the peer answered none of %d LCP echo requests", l.echoMiss))
 		} else {
 			l.echoMiss++
 			l.echoID++
@@ -313,11 +347,15 @@ func (l *Link) send(proto uint16, p Packet) {
 // terminate closes LCP with a reason (the first reason wins). It is often
 // called from inside an automaton's action, so the Close itself waits for
 // settle, when the automaton has finished its transition.
-func (l *Link) terminate(reason string) {
-	if l.reason == "" {
-		l.reason = reason
-	}
+func (l *Link) terminate(code, proto uint16, dir byte, reason string) {
+	l.setCause(Disconnect{Code: code, Proto: proto, Direction: dir, Reason: reason})
 	l.closing = true
+}
+
+func (l *Link) setCause(d Disconnect) {
+	if l.cause.Reason == "" {
+		l.cause = d
+	}
 }
 
 // settle runs what an event left pending, then arms the timers.
@@ -334,7 +372,7 @@ func (l *Link) lcpUp() {
 	agreed := l.lcp.Agreed()
 	switch {
 	case l.cfg.Server && agreed == AuthNone:
-		l.terminate("the client accepts none of our authentication protocols")
+		l.terminate(CauseAuthUnaccepted, ProtoLCP, DirPeer, "the client accepts none of our authentication protocols")
 	case l.cfg.Server:
 		l.server = &AuthServer{Proto: agreed, Name: l.cfg.Name, Random: l.cfg.Random, Check: l.cfg.Check,
 			Send: func(p Packet) { l.send(authProtoNumber(agreed), p) }, Done: l.serverAuthDone}
@@ -355,6 +393,14 @@ func (l *Link) lcpUp() {
 	}
 }
 
+// authCause tells a timeout from a refusal.
+func authCause(why string) uint16 {
+	if strings.Contains(why, "never answered") {
+		return CauseAuthTimeout
+	}
+	return CauseAuthFailed
+}
+
 func authProtoNumber(a AuthProto) uint16 {
 	if a == AuthPAP {
 		return ProtoPAP
@@ -366,12 +412,12 @@ func (l *Link) serverAuthDone(ok bool, user, why string) {
 	l.authTimer = time.Time{}
 	l.user = user
 	if !ok {
-		l.terminate("authentication failed: " + why)
+		l.terminate(authCause(why), authProtoNumber(l.lcp.Agreed()), DirPeer, "authentication failed: "+why)
 		return
 	}
 	addrs, err := l.cfg.Assign(user)
 	if err != nil {
-		l.terminate("no address for the client: " + err.Error())
+		l.terminate(CauseNoPermittedAddr, ProtoIPCP, DirLocal, "no address for the client: "+err.Error())
 		return
 	}
 	l.addrs = addrs
@@ -381,7 +427,7 @@ func (l *Link) serverAuthDone(ok bool, user, why string) {
 func (l *Link) clientAuthDone(ok bool, why string) {
 	l.authTimer = time.Time{}
 	if !ok {
-		l.terminate("authentication failed: " + why)
+		l.terminate(authCause(why), authProtoNumber(l.lcp.Agreed()), DirPeer, "authentication failed: "+why)
 		return
 	}
 	l.startNetwork()
@@ -398,7 +444,7 @@ func (l *Link) startNetwork() {
 	l.ipcp.OnUp = l.ipcpUp
 	l.ipcp.OnFinished = func() {
 		if l.phase == PhaseNetwork {
-			l.terminate("IPCP could not agree on addresses")
+			l.terminate(CauseNoAddresses, ProtoIPCP, DirGlobal, "IPCP could not agree on addresses")
 		}
 	}
 	l.ipcpFSM = NewFSM(l.ipcp)
@@ -411,7 +457,7 @@ func (l *Link) ipcpUp() {
 		return // a renegotiation keeps the addresses: the core's session stands
 	}
 	if !l.cfg.Server && (!l.ipcp.Local.IsValid() || l.ipcp.Local == zero4) {
-		l.terminate("the server gave us no address")
+		l.terminate(CauseNoAddresses, ProtoIPCP, DirPeer, "the server gave us no address")
 		return
 	}
 	l.up = true
@@ -433,7 +479,7 @@ func (l *Link) lcpDown() {
 	if l.phase != PhaseTerminate && !l.closing {
 		// The peer renegotiates LCP (a Configure-Request while Opened):
 		// we do not follow a link through re-authentication; end it.
-		l.terminate("the peer renegotiated LCP")
+		l.terminate(CauseNoRenegotiation, ProtoLCP, DirPeer, "the peer renegotiated LCP")
 	}
 }
 
@@ -445,19 +491,15 @@ func (l *Link) finish(string) {
 	l.down = true
 	l.phase = PhaseDead
 	l.lcpTimer, l.ipcpTimer, l.authTimer, l.echoTimer = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	reason := l.reason
-	if reason == "" {
-		reason = "LCP negotiation failed (the peer stopped answering or refused our options)"
-	}
-	l.cfg.OnDown(reason)
+	l.setCause(Disconnect{Code: CauseLCPTimeout, Proto: ProtoLCP, Direction: DirPeer,
+		Reason: "LCP negotiation failed (the peer stopped answering or refused our options)"})
+	l.cfg.OnDown(l.cause)
 }
 
 // Down reports the lower layer gone (L2TP session cleared): the link is
 // dead at once, without Terminate-Requests.
 func (l *Link) Down(reason string) {
-	if l.reason == "" {
-		l.reason = reason
-	}
+	l.setCause(Disconnect{Code: CauseNone, Reason: reason})
 	l.phase = PhaseTerminate
 	l.lcpFSM.Down()
 	l.finish("")

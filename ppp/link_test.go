@@ -17,6 +17,8 @@ type linkPair struct {
 	toSrv, toCli   [][]byte
 	srvUp, cliUp   *LinkUp
 	srvDown, cliDn string
+	srvCause       Disconnect
+	cliCause       Disconnect
 	drop           func(toServer bool, frame []byte) bool
 }
 
@@ -43,12 +45,12 @@ func newLinkPair(t *testing.T, srvAuth, cliAuth []AuthProto, password string) *l
 		EchoInterval: 10 * time.Second,
 		Send:         func(f []byte) { p.toCli = append(p.toCli, f) },
 		OnUp:         func(u LinkUp) { p.srvUp = &u },
-		OnDown:       func(r string) { p.srvDown = r }})
+		OnDown:       func(d Disconnect) { p.srvDown = d.Reason; p.srvCause = d }})
 	p.cli = NewLink(LinkConfig{Auth: cliAuth, User: `CORP\alice`, Password: password, Random: random,
 		EchoInterval: 10 * time.Second,
 		Send:         func(f []byte) { p.toSrv = append(p.toSrv, f) },
 		OnUp:         func(u LinkUp) { p.cliUp = &u },
-		OnDown:       func(r string) { p.cliDn = r }})
+		OnDown:       func(d Disconnect) { p.cliDn = d.Reason; p.cliCause = d }})
 	return p
 }
 
@@ -136,6 +138,9 @@ func TestLinkWrongPassword(t *testing.T) {
 			if !strings.Contains(p.srvDown, "authentication failed") || !strings.Contains(p.cliDn, "authentication failed") {
 				t.Errorf("reasons: server %q, client %q", p.srvDown, p.cliDn)
 			}
+			if p.srvCause.Code != CauseAuthFailed || p.srvCause.Direction != DirPeer {
+				t.Errorf("server cause %+v", p.srvCause)
+			}
 			if p.srv.Phase() != PhaseDead || p.cli.Phase() != PhaseDead {
 				t.Errorf("phases %v %v", p.srv.Phase(), p.cli.Phase())
 			}
@@ -159,7 +164,7 @@ func TestLinkAddressRefused(t *testing.T) {
 	p.srv.Open(p.now)
 	p.cli.Open(p.now)
 	p.run(20 * time.Second)
-	if p.cliUp != nil || !strings.Contains(p.srvDown, "exhausted") || p.cliDn == "" {
+	if p.cliUp != nil || !strings.Contains(p.srvDown, "exhausted") || p.cliDn == "" || p.srvCause.Code != CauseNoPermittedAddr {
 		t.Fatalf("server %q, client %q", p.srvDown, p.cliDn)
 	}
 }
@@ -174,7 +179,7 @@ func TestLinkSilentPeerDeclaredDead(t *testing.T) {
 	}
 	p.drop = func(toServer bool, _ []byte) bool { return toServer } // the client vanishes
 	p.run(120 * time.Second)
-	if !strings.Contains(p.srvDown, "echo") {
+	if !strings.Contains(p.srvDown, "echo") || p.srvCause.Code != CauseEchoTimeout {
 		t.Fatalf("server down reason %q", p.srvDown)
 	}
 }
@@ -207,7 +212,8 @@ func TestLinkTerminateAndProtocolReject(t *testing.T) {
 	}
 	p.cli.Close(p.now, "user hung up")
 	p.run(10 * time.Second)
-	if p.cliDn != "user hung up" || !strings.Contains(p.srvDown, "Terminate-Request") {
+	if p.cliDn != "user hung up" || !strings.Contains(p.srvDown, "Terminate-Request") ||
+		p.srvCause != (Disconnect{Code: CauseNormal, Proto: ProtoLCP, Direction: DirPeer, Reason: p.srvDown}) || p.cliCause.Direction != DirLocal {
 		t.Fatalf("client %q, server %q", p.cliDn, p.srvDown)
 	}
 }
