@@ -4,7 +4,7 @@
 GO      ?= go
 TOOLS   := $(CURDIR)/.tools/bin
 BIN     := $(CURDIR)/bin
-PLUGINS := auth-psk
+PLUGINS := auth-psk l2tp
 
 # Pinned code generators; `make proto` uses these and nothing else.
 BUF_VERSION                := v1.50.0

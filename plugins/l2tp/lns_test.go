@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/gatehouse/gatehouse/auth/users"
+	"github.com/gatehouse/gatehouse/core/pool"
+	"github.com/gatehouse/gatehouse/l2tp"
+	"github.com/gatehouse/gatehouse/plugins/sdk"
+	"github.com/gatehouse/gatehouse/ppp"
+)
+
+// fakeHost is the core's side as far as the plugin can tell: a pool, the
+// users file, a session table and the audit trail.
+type fakeHost struct {
+	mu       sync.Mutex
+	pool     *pool.Pool
+	db       *users.DB
+	sessions map[uint64]sdk.SessionSpec
+	next     uint64
+	audit    []string
+}
+
+func (h *fakeHost) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.next++
+	h.sessions[h.next] = s
+	return h.next, nil
+}
+
+func (h *fakeHost) RemoveSession(_ context.Context, handle uint64, _ string) (sdk.SessionCounters, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.sessions[handle]; !ok {
+		return sdk.SessionCounters{}, sdk.ErrNotFound
+	}
+	delete(h.sessions, handle)
+	return sdk.SessionCounters{BytesIn: 100, BytesOut: 200}, nil
+}
+
+func (h *fakeHost) AllocateAddress(_ context.Context, _, user string, want netip.Addr) (netip.Addr, error) {
+	return h.pool.Allocate(user, want)
+}
+
+func (h *fakeHost) ReleaseAddress(_ context.Context, _ string, a netip.Addr) error {
+	return h.pool.Release(a)
+}
+
+func (h *fakeHost) AuthenticateUser(_ context.Context, r sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+	c := ppp.Credentials{User: r.User, Password: string(r.Password), ID: r.ChapID, Challenge: r.Challenge, Response: r.Response}
+	switch r.Method {
+	case sdk.MethodPAP:
+		c.Proto = ppp.AuthPAP
+	case sdk.MethodCHAPMD5:
+		c.Proto = ppp.AuthCHAPMD5
+	default:
+		c.Proto = ppp.AuthMSCHAPv2
+		copy(c.MSCHAPv2.PeerChallenge[:], r.PeerChallenge)
+		copy(c.MSCHAPv2.NTResponse[:], r.Response)
+	}
+	res, u, err := h.db.Check(c)
+	if errors.Is(err, users.ErrUnknownUser) {
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: err.Error()}, nil
+	}
+	if !res.OK {
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: res.Message}, nil
+	}
+	return sdk.UserAuthResult{Code: sdk.UserAccept, AuthenticatorResponse: res.AuthResponse, FramedAddress: u.Address}, nil
+}
+
+func (h *fakeHost) EmitAudit(_ context.Context, ev sdk.AuditEvent) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := ev.Name
+	for _, k := range []string{"user", "address", "reason", "bytes_out"} {
+		if v, ok := ev.Fields[k]; ok {
+			s += " " + k + "=" + v
+		}
+	}
+	h.audit = append(h.audit, s)
+	return nil
+}
+
+func (h *fakeHost) snapshot() (int, []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions), append([]string(nil), h.audit...)
+}
+
+// client is one LAC with a PPP client, speaking to the plugin as the core
+// would relay it.
+type client struct {
+	peer   netip.AddrPort
+	lac    *l2tp.Tunnel
+	sess   *l2tp.Session
+	link   *ppp.Link
+	up     *ppp.LinkUp
+	down   string
+	inbox  chan sdk.ControlPacket
+	server netip.AddrPort
+}
+
+type rig struct {
+	t       *testing.T
+	host    *fakeHost
+	conn    sdk.ControlConn
+	mu      sync.Mutex
+	clients map[netip.AddrPort]*client
+	now     time.Time
+}
+
+func newRig(t *testing.T, auth []string, usersYAML string) *rig {
+	db, err := users.Parse("users.yaml", []byte(usersYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := pool.New(netip.MustParsePrefix("10.8.0.0/24"))
+	r := &rig{t: t, host: &fakeHost{pool: p, db: db, sessions: map[uint64]sdk.SessionSpec{}}, clients: map[netip.AddrPort]*client{}, now: time.Unix(9000, 0)}
+	pc, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(sdk.Impl{Tunnel: newLNS(hclog.NewNullLogger())}))
+	t.Cleanup(func() { pc.Close() })
+	raw, err := pc.Dispense(sdk.KindTunnel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := raw.(sdk.TunnelClient)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := tc.Start(ctx, r.host); err != nil {
+		t.Fatal(err)
+	}
+	warn, err := tc.Configure(ctx, sdk.TunnelConfig{Pool: p.Prefix(), DNS: []netip.Addr{netip.MustParseAddr("10.1.0.53")}, PPPAuth: auth, MRU: 1400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(auth, ","), "pap") != (len(warn) > 0) {
+		t.Errorf("warnings %v for %v", warn, auth)
+	}
+	if r.conn, err = tc.OpenControl(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			p, err := r.conn.Recv()
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			c := r.clients[p.Peer]
+			r.mu.Unlock()
+			if c != nil {
+				c.inbox <- p
+			}
+		}
+	}()
+	return r
+}
+
+var serverAddr = netip.MustParseAddrPort("203.0.113.1:1701")
+
+func (r *rig) dial(peer string, user, password string, auth []ppp.AuthProto) *client {
+	c := &client{peer: netip.MustParseAddrPort(peer), inbox: make(chan sdk.ControlPacket, 64), server: serverAddr}
+	r.mu.Lock()
+	r.clients[c.peer] = c
+	r.mu.Unlock()
+	send := func(kind sdk.ControlKind, tun, sess uint16, b []byte) {
+		if err := r.conn.Send(sdk.ControlPacket{Kind: kind, SAID: 7, Local: serverAddr, Peer: c.peer, TunnelID: tun, SessionID: sess,
+			Payload: append([]byte(nil), b...)}); err != nil {
+			r.t.Error(err)
+		}
+	}
+	c.lac = l2tp.NewTunnel(l2tp.Config{Role: l2tp.LAC, HostName: "laptop",
+		Send: func(b []byte) { send(sdk.ControlL2TP, 0, 0, b) },
+		OnUp: func(t *l2tp.Tunnel) {
+			c.sess, _ = t.OpenSession(r.now)
+		},
+		OnSessionUp: func(s *l2tp.Session) {
+			c.link = ppp.NewLink(ppp.LinkConfig{Auth: auth, User: user, Password: password,
+				Send:   func(f []byte) { send(sdk.ControlPPP, s.Tunnel.PeerID, s.PeerID, f) },
+				OnUp:   func(u ppp.LinkUp) { c.up = &u },
+				OnDown: func(d ppp.Disconnect) { c.down = d.Reason }})
+			c.link.Open(r.now)
+		},
+		OnSessionDown: func(_ *l2tp.Session, _ l2tp.Result, _ *l2tp.PPPCause, why string) {
+			if c.down == "" {
+				c.down = why
+			}
+		},
+	}, 0x1234) // every client uses the same LAC tunnel id, as Windows clients may
+	c.lac.Start(r.now)
+	return c
+}
+
+// pump relays until cond holds or 5 s pass.
+func (r *rig) pump(cond func() bool) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		r.mu.Lock()
+		cs := make([]*client, 0, len(r.clients))
+		for _, c := range r.clients {
+			cs = append(cs, c)
+		}
+		r.mu.Unlock()
+		idle := true
+		for _, c := range cs {
+			select {
+			case p := <-c.inbox:
+				idle = false
+				if p.Kind == sdk.ControlL2TP {
+					_ = c.lac.Input(p.Payload, r.now)
+				} else if c.link != nil {
+					_ = c.link.Input(p.Payload, r.now)
+				}
+			default:
+			}
+		}
+		if idle {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return cond()
+}
+
+const usersYAML = `users:
+  alice: {password: "correct horse"}
+  bob: {password: "battery staple", address: 10.8.0.77}
+  carol: {password: "c4rol!"}
+  dave: {password: "d4ve!"}
+`
+
+func TestLNSSessionsBehindOneNAT(t *testing.T) {
+	r := newRig(t, []string{"mschapv2", "chap"}, usersYAML)
+	all := []ppp.AuthProto{ppp.AuthMSCHAPv2, ppp.AuthCHAPMD5}
+	// Four clients behind one NAT: one public address, four NAT-T ports,
+	// the same L2TP tunnel id from each.
+	cs := []*client{
+		r.dial("198.51.100.7:4500", "alice", "correct horse", all),
+		r.dial("198.51.100.7:4501", `CORP\bob`, "battery staple", all),
+		r.dial("198.51.100.7:4502", "carol", "c4rol!", []ppp.AuthProto{ppp.AuthCHAPMD5}),
+		r.dial("198.51.100.7:4503", "dave", "d4ve!", all),
+	}
+	if !r.pump(func() bool {
+		for _, c := range cs {
+			if c.up == nil {
+				return false
+			}
+		}
+		return true
+	}) {
+		for _, c := range cs {
+			t.Logf("%v: up %v down %q", c.peer, c.up, c.down)
+		}
+		t.Fatal("not every client came up")
+	}
+	seen := map[netip.Addr]bool{}
+	for _, c := range cs {
+		if seen[c.up.Local] || !netip.MustParsePrefix("10.8.0.0/24").Contains(c.up.Local) || c.up.Peer != netip.MustParseAddr("10.8.0.1") {
+			t.Errorf("%v got %v (server %v)", c.peer, c.up.Local, c.up.Peer)
+		}
+		seen[c.up.Local] = true
+		if len(c.up.DNS) == 0 || c.up.DNS[0].String() != "10.1.0.53" {
+			t.Errorf("%v DNS %v", c.peer, c.up.DNS)
+		}
+	}
+	if cs[1].up.Local.String() != "10.8.0.77" {
+		t.Errorf("bob's static address: %v", cs[1].up.Local)
+	}
+	n, audit := r.host.snapshot()
+	if n != 4 {
+		t.Fatalf("%d sessions installed: %v", n, audit)
+	}
+	// Each installed session names its own peer and both id pairs.
+	r.host.mu.Lock()
+	for _, s := range r.host.sessions {
+		if s.PeerTunnelID != 0x1234 || s.LocalTunnelID == 0 || s.PeerSessionID == 0 || s.LocalSessionID == 0 || s.MRU == 0 || s.User == "" {
+			t.Errorf("session spec %+v", s)
+		}
+	}
+	r.host.mu.Unlock()
+	// Carol hangs up: her session goes, her address comes back, the
+	// others stay.
+	cs[2].link.Close(r.now, "user hung up")
+	if !r.pump(func() bool { n, a := r.host.snapshot(); return n == 3 && len(a) == 5 }) {
+		t.Fatal("carol's session was not removed")
+	}
+	_, audit = r.host.snapshot()
+	joined := strings.Join(audit, "\n")
+	if !strings.Contains(joined, "user-disconnected user=carol address="+cs[2].up.Local.String()+" reason=the peer terminated the link (LCP Terminate-Request) bytes_out=200") {
+		t.Errorf("audit:\n%s", joined)
+	}
+	if _, held := r.host.pool.Owner(cs[2].up.Local); held {
+		t.Error("carol's address is still leased")
+	}
+	if used, _ := r.host.pool.Usage(); used != 3 {
+		t.Errorf("pool usage %d", used)
+	}
+}
+
+func TestLNSWrongPasswordConsumesNoAddress(t *testing.T) {
+	r := newRig(t, []string{"mschapv2"}, usersYAML)
+	c := r.dial("198.51.100.9:4500", "alice", "wrong", []ppp.AuthProto{ppp.AuthMSCHAPv2})
+	if !r.pump(func() bool { return c.down != "" }) {
+		t.Fatal("the client was not refused")
+	}
+	if c.up != nil || !strings.Contains(c.down, "authentication failed") {
+		t.Fatalf("client: up %v, down %q", c.up, c.down)
+	}
+	r.pump(func() bool {
+		_, a := r.host.snapshot()
+		return len(a) > 0
+	})
+	n, audit := r.host.snapshot()
+	if used, _ := r.host.pool.Usage(); used != 0 || n != 0 {
+		t.Fatalf("a refused user holds %d addresses, %d sessions", used, n)
+	}
+	if len(audit) != 1 || !strings.HasPrefix(audit[0], "user-auth-failed user=alice reason=wrong password") {
+		t.Fatalf("audit %v", audit)
+	}
+}
+
+func TestLNSConfigureErrors(t *testing.T) {
+	l := newLNS(hclog.NewNullLogger())
+	for _, cfg := range []sdk.TunnelConfig{
+		{Pool: netip.MustParsePrefix("10.8.0.0/24"), PPPAuth: []string{"eap"}},
+		{PPPAuth: []string{"pap"}},
+		{Pool: netip.MustParsePrefix("10.8.0.0/24"), TunnelSecretFile: "/nonexistent/secret"},
+	} {
+		if _, err := l.Configure(context.Background(), cfg); !errors.Is(err, sdk.ErrInvalid) {
+			t.Errorf("%+v: %v", cfg, err)
+		}
+	}
+}
