@@ -19,12 +19,17 @@ const (
 	DropIKEUnhandled                   // IKE on port 4500 with no IKE engine attached
 	DropLinkLocal                      // the host's own link-local or multicast chatter on the TUN
 	DropInternal                       // a bug: a packet made the data path panic (logged)
+	DropL2TPNoSession                  // L2TP data for a session not installed (yet, or any more)
+	DropL2TPProtocol                   // a PPP data protocol we did not negotiate (IPv6)
+	DropL2TPSpoof                      // a client sent from an address that is not its own
+	DropL2TPUnhandled                  // L2TP control with no L2TP plugin attached
 	numDrops
 )
 
 var dropNames = [numDrops]string{
 	"malformed", "policy-block", "no-sa", "no-clear-path", "send-failed", "sa-expired", "unknown-spi",
 	"wrong-peer", "replay", "auth-failed", "dummy", "selector-mismatch", "ike-unhandled", "link-local", "internal-error",
+	"l2tp-no-session", "l2tp-protocol", "l2tp-spoofed-source", "l2tp-unhandled",
 }
 
 func (r DropReason) String() string { return dropNames[r] }

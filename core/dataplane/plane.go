@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/policy"
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/l2tp"
 )
 
 // Device is the inner side: a TUN device carrying IP packets, in batches.
@@ -81,6 +82,10 @@ type Config struct {
 	// removed). Nil: they are counted and dropped.
 	OnIKE func(msg []byte, from netip.AddrPort)
 	MTU   int
+	// L2TP holds the remote-access sessions (nil: none); OnL2TPControl
+	// receives their control traffic. It must not block.
+	L2TP          *L2TPTable
+	OnL2TPControl func(L2TPControl)
 }
 
 // headroom leaves space before a packet for ESP's header and IV, and in
@@ -316,6 +321,12 @@ func (p *Plane) outbound(buf []byte, n int) {
 	if info.Dst.IsMulticast() || info.Dst.IsLinkLocalUnicast() || info.Src.IsLinkLocalUnicast() {
 		p.drop(DropLinkLocal) // router solicitations, MLD: nothing to tunnel
 		return
+	}
+	if p.cfg.L2TP != nil {
+		if s := p.cfg.L2TP.outbound(info.Dst); s != nil {
+			p.l2tpOutbound(buf, info, s)
+			return
+		}
 	}
 	pol := p.policy.Load()
 	sport, dport := ports(pkt[info.HeaderLen:info.TotalLen], info.Proto)
@@ -586,6 +597,10 @@ func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool, q *tu
 	} else {
 		if !from.Addr().Is4() {
 			p.drop(DropMalformed) // IPv6 transport mode is not built yet
+			return
+		}
+		if nh == esp.ProtoUDP && p.cfg.L2TP != nil && len(payload) >= udpHeaderLen && binary.BigEndian.Uint16(payload[2:]) == l2tp.Port {
+			p.l2tpInbound(sa, buf, payload, q)
 			return
 		}
 		inner = buf[off-esp.IPv4HeaderLen : off+len(payload)]

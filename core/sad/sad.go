@@ -129,6 +129,9 @@ func (m *Meta) AllowsInner(src, dst netip.Addr, proto uint8, sport, dport uint16
 type OutKey struct {
 	Rule string
 	Peer netip.Addr
+	// Port tells apart remote-access clients behind one NAT: their
+	// NAT-T source port (0 for everything else).
+	Port uint16
 }
 
 const shards = 64

@@ -1,0 +1,352 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/l2tp"
+	"github.com/gatehouse/gatehouse/ppp"
+)
+
+// L2TP/IPsec sessions on the data path: the core frames and unframes PPP
+// in L2TP data messages itself (DESIGN.md: no gRPC per packet). Control
+// messages and PPP control frames go to the L2TP plugin through
+// Config.OnL2TPControl. A session is found inbound by our tunnel and
+// session ids and checked against the SA it came on; outbound by the
+// client's address. That keeps several clients behind one NAT apart even
+// though all of them send from port 1701 of one public address.
+
+// L2TPSession is one installed session.
+type L2TPSession struct {
+	Handle uint64
+	// Local and Peer are the outer endpoints of the IPsec SA (the peer's
+	// NAT-T port included): what the session's packets must come from.
+	Local, Peer netip.AddrPort
+	// L2TPPort is the peer's L2TP port inside IPsec (1701 as a rule).
+	L2TPPort                         uint16
+	LocalTunnel, LocalSession        uint16
+	PeerTunnel, PeerSession          uint16
+	Client                           netip.Addr // the client's address (our peer's inner address)
+	User                             string
+	MRU                              uint16
+	SendSeq                          bool
+	Since                            time.Time
+	OutKey                           sad.OutKey // the transport SA to the peer
+	LAC                              bool       // our end is the client: every TUN packet goes here
+	ns                               atomic.Uint32
+	bytesIn, bytesOut, pktIn, pktOut atomic.Uint64
+	lastIn                           atomic.Int64 // unix seconds of the last packet from the client
+}
+
+// L2TPCounters are a session's totals.
+type L2TPCounters struct {
+	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
+	LastIn                                   time.Time
+}
+
+// Counters snapshots the session's counters.
+func (s *L2TPSession) Counters() L2TPCounters {
+	return L2TPCounters{BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), PacketsIn: s.pktIn.Load(),
+		PacketsOut: s.pktOut.Load(), LastIn: time.Unix(s.lastIn.Load(), 0)}
+}
+
+// L2TPTable holds the sessions. Lookups take a read lock and allocate
+// nothing.
+type L2TPTable struct {
+	mu       sync.RWMutex
+	byID     map[uint32]*L2TPSession // our tunnel id << 16 | our session id
+	byClient map[netip.Addr]*L2TPSession
+	byHandle map[uint64]*L2TPSession
+	lac      *L2TPSession
+	next     uint64
+}
+
+// Errors of Add.
+var (
+	ErrSessionExists = errors.New("session exists")
+	ErrAddressInUse  = errors.New("client address belongs to another session")
+)
+
+// NewL2TPTable makes an empty table.
+func NewL2TPTable() *L2TPTable {
+	return &L2TPTable{byID: map[uint32]*L2TPSession{}, byClient: map[netip.Addr]*L2TPSession{}, byHandle: map[uint64]*L2TPSession{}}
+}
+
+func sessionKey(tunnel, session uint16) uint32 { return uint32(tunnel)<<16 | uint32(session) }
+
+// Add installs s and gives it a handle.
+func (t *L2TPTable) Add(s *L2TPSession) (uint64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := sessionKey(s.LocalTunnel, s.LocalSession)
+	if t.byID[k] != nil {
+		return 0, fmt.Errorf("%w: tunnel %d session %d", ErrSessionExists, s.LocalTunnel, s.LocalSession)
+	}
+	if !s.LAC {
+		if o := t.byClient[s.Client]; o != nil {
+			return 0, fmt.Errorf("%w: %v (user %s)", ErrAddressInUse, s.Client, o.User)
+		}
+	}
+	if s.L2TPPort == 0 {
+		s.L2TPPort = l2tp.Port
+	}
+	if s.Since.IsZero() {
+		s.Since = time.Now()
+	}
+	s.lastIn.Store(s.Since.Unix())
+	t.next++
+	s.Handle = t.next
+	t.byID[k] = s
+	t.byHandle[s.Handle] = s
+	if s.LAC {
+		t.lac = s
+	} else {
+		t.byClient[s.Client] = s
+	}
+	return s.Handle, nil
+}
+
+// Remove uninstalls a session and returns it.
+func (t *L2TPTable) Remove(handle uint64) (*L2TPSession, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.byHandle[handle]
+	if s == nil {
+		return nil, false
+	}
+	delete(t.byHandle, handle)
+	delete(t.byID, sessionKey(s.LocalTunnel, s.LocalSession))
+	if t.lac == s {
+		t.lac = nil
+	} else if t.byClient[s.Client] == s {
+		delete(t.byClient, s.Client)
+	}
+	return s, true
+}
+
+// All returns every session.
+func (t *L2TPTable) All() []*L2TPSession {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]*L2TPSession, 0, len(t.byHandle))
+	for _, s := range t.byHandle {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Len is the number of sessions.
+func (t *L2TPTable) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.byHandle)
+}
+
+func (t *L2TPTable) byIDs(tunnel, session uint16) *L2TPSession {
+	t.mu.RLock()
+	s := t.byID[sessionKey(tunnel, session)]
+	t.mu.RUnlock()
+	return s
+}
+
+func (t *L2TPTable) outbound(dst netip.Addr) *L2TPSession {
+	t.mu.RLock()
+	s := t.lac
+	if s == nil {
+		s = t.byClient[dst]
+	}
+	t.mu.RUnlock()
+	return s
+}
+
+// L2TPControl is what the plane hands the L2TP plugin: an L2TP control
+// message (Kind l2tp) or a PPP control frame from a data message (Kind
+// ppp, with our tunnel and session ids from its header).
+type L2TPControl struct {
+	PPP             bool
+	Local, Peer     netip.AddrPort
+	SPI             uint32
+	Tunnel, Session uint16
+	Payload         []byte // a copy: the plugin may keep it
+	ClientL2TPPort  uint16 // the UDP source port inside IPsec
+}
+
+// udpHeaderLen and pppHeaderLen: what we put before an IPv4 packet.
+const (
+	udpHeaderLen = 8
+	pppHeaderLen = 4 // FF 03 00 21: we never compress (RFC 1661 ACFC/PFC are the peer's choice)
+	// l2tpOverhead is the most we prepend to an inner packet.
+	l2tpOverhead = udpHeaderLen + 10 + pppHeaderLen
+)
+
+// l2tpInbound handles a decrypted UDP datagram for port 1701; udp starts
+// at the UDP header and is a slice of buf.
+func (p *Plane) l2tpInbound(sa *sad.InSA, buf, udp []byte, q *tunQueue) {
+	sport := binary.BigEndian.Uint16(udp)
+	h, payload, err := l2tp.ParseHeader(udp[udpHeaderLen:])
+	if err != nil {
+		p.drop(DropMalformed)
+		return
+	}
+	if h.Control {
+		p.toPlugin(L2TPControl{Local: sa.Local, Peer: sa.Peer, SPI: sa.ESP.SPI(), Tunnel: h.TunnelID, Session: h.SessionID,
+			Payload: udp[udpHeaderLen:], ClientL2TPPort: sport})
+		return
+	}
+	proto, frame, err := ppp.ParseFrame(payload)
+	if err != nil {
+		p.drop(DropMalformed)
+		return
+	}
+	if proto >= 0x8000 {
+		// PPP control (LCP, authentication, IPCP, CCP...): the plugin's.
+		p.toPlugin(L2TPControl{PPP: true, Local: sa.Local, Peer: sa.Peer, SPI: sa.ESP.SPI(), Tunnel: h.TunnelID, Session: h.SessionID,
+			Payload: payload, ClientL2TPPort: sport})
+		return
+	}
+	s := p.cfg.L2TP.byIDs(h.TunnelID, h.SessionID)
+	if s == nil {
+		p.drop(DropL2TPNoSession)
+		return
+	}
+	if s.Peer != sa.Peer {
+		p.drop(DropWrongPeer) // a session's packets come on its own SA (several clients behind one NAT)
+		return
+	}
+	if proto != ppp.ProtoIPv4 {
+		p.drop(DropL2TPProtocol) // IPv6 over PPP is not negotiated (no IPV6CP)
+		return
+	}
+	info, err := esp.ParseIP(frame)
+	if err != nil || info.TotalLen != len(frame) && info.TotalLen > len(frame) {
+		p.drop(DropMalformed)
+		return
+	}
+	inner := frame[:info.TotalLen]
+	// A client may only send from the address it was given; the LAC
+	// end accepts what is addressed to it.
+	if (!s.LAC && info.Src != s.Client) || (s.LAC && info.Dst != s.Client) {
+		p.drop(DropL2TPSpoof)
+		return
+	}
+	clampMSS(inner, info, s.MRU)
+	s.pktIn.Add(1)
+	s.bytesIn.Add(uint64(len(inner)))
+	s.lastIn.Store(time.Now().Unix())
+	off := cap(buf) - cap(inner)
+	if off >= DeviceHeadroom && q != nil {
+		q.pkts = append(q.pkts, Packet{Buf: buf, Off: off, Len: len(inner)})
+		return
+	}
+	if off < DeviceHeadroom || p.cfg.TUN.Write(buf, off, len(inner)) != nil {
+		p.drop(DropSendFailed)
+		return
+	}
+	p.stats.received.Add(1)
+	p.stats.tunWrites.Add(1)
+	p.stats.tunWritten.Add(1)
+}
+
+func (p *Plane) toPlugin(c L2TPControl) {
+	if p.cfg.OnL2TPControl == nil {
+		p.drop(DropL2TPUnhandled)
+		return
+	}
+	c.Payload = append([]byte(nil), c.Payload...)
+	p.cfg.OnL2TPControl(c)
+}
+
+// l2tpOutbound frames an inner packet at buf[headroom:headroom+n] for s
+// and seals it with the session's SA.
+func (p *Plane) l2tpOutbound(buf []byte, info esp.IPInfo, s *L2TPSession) {
+	sa := p.cfg.SAD.Outbound(s.OutKey)
+	if sa == nil || sa.ESP == nil || sa.Mode != sad.Transport {
+		p.drop(DropNoSA)
+		return
+	}
+	pkt := buf[headroom : headroom+info.TotalLen]
+	clampMSS(pkt, info, s.MRU)
+	var ns uint16
+	if s.SendSeq {
+		ns = uint16(s.ns.Add(1) - 1)
+	}
+	l2tpLen := l2tp.DataHeaderLen(s.SendSeq)
+	start := headroom - pppHeaderLen - l2tpLen - udpHeaderLen
+	hdr := buf[start:headroom]
+	binary.BigEndian.PutUint16(hdr[0:], l2tp.Port)
+	binary.BigEndian.PutUint16(hdr[2:], s.L2TPPort)
+	binary.BigEndian.PutUint16(hdr[4:], uint16(udpHeaderLen+l2tpLen+pppHeaderLen+info.TotalLen))
+	binary.BigEndian.PutUint16(hdr[6:], 0) // no UDP checksum: IPv4 allows it, and ESP's ICV covers the datagram
+	l2tp.AppendDataHeader(hdr[udpHeaderLen:udpHeaderLen], s.PeerTunnel, s.PeerSession, s.SendSeq, ns)
+	copy(hdr[udpHeaderLen+l2tpLen:], []byte{0xff, 0x03, 0x00, 0x21})
+	payloadLen := headroom + info.TotalLen - start
+	espStart := start - sa.ESP.Headroom()
+	if espStart < 0 {
+		p.drop(DropInternal)
+		return
+	}
+	out, err := sa.ESP.Seal(buf[espStart:espStart+sa.ESP.Headroom()+payloadLen], payloadLen, esp.ProtoUDP)
+	if err != nil {
+		p.drop(DropSAExpired)
+		return
+	}
+	s.pktOut.Add(1)
+	s.bytesOut.Add(uint64(info.TotalLen))
+	if sa.UDPEncap {
+		p.send(&p.txUDP, out, sa.Peer)
+	} else {
+		p.send(&p.txRaw, out, netip.AddrPortFrom(sa.Peer.Addr(), 0))
+	}
+}
+
+// clampMSS lowers the MSS option of a TCP SYN to fit the session's MRU
+// (inner IPv4 and TCP headers of 40 bytes), fixing the checksum
+// incrementally (RFC 1624), so that TCP never needs fragments through
+// the tunnel.
+func clampMSS(pkt []byte, info esp.IPInfo, mru uint16) {
+	if info.Proto != 6 || mru == 0 || info.TotalLen < info.HeaderLen+20 {
+		return
+	}
+	tcp := pkt[info.HeaderLen:info.TotalLen]
+	if tcp[13]&0x02 == 0 { // not a SYN
+		return
+	}
+	dataOff := int(tcp[12]>>4) * 4
+	if dataOff < 20 || dataOff > len(tcp) {
+		return
+	}
+	limit := mru - 40
+	opts := tcp[20:dataOff]
+	for i := 0; i < len(opts); {
+		switch kind := opts[i]; kind {
+		case 0:
+			return
+		case 1:
+			i++
+			continue
+		}
+		if i+1 >= len(opts) || opts[i+1] < 2 || i+int(opts[i+1]) > len(opts) {
+			return
+		}
+		if opts[i] == 2 && opts[i+1] == 4 {
+			old := binary.BigEndian.Uint16(opts[i+2:])
+			if old > limit {
+				binary.BigEndian.PutUint16(opts[i+2:], limit)
+				// HC' = ~(~HC + ~m + m') (RFC 1624 equation 3)
+				sum := uint32(^binary.BigEndian.Uint16(tcp[16:])) + uint32(^old) + uint32(limit)
+				sum = (sum & 0xffff) + (sum >> 16)
+				sum = (sum & 0xffff) + (sum >> 16)
+				binary.BigEndian.PutUint16(tcp[16:], ^uint16(sum))
+			}
+			return
+		}
+		i += int(opts[i+1])
+	}
+}

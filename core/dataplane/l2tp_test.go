@@ -1,0 +1,210 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/l2tp"
+)
+
+// l2tpPair is a server plane (A, the LNS) and a client plane (B, the LAC)
+// with a transport SA pair between the gateways and one session each.
+type l2tpPair struct {
+	a, b       *side
+	srv, cli   *L2TPSession
+	mu         sync.Mutex
+	control    []L2TPControl
+	clientAddr netip.Addr
+}
+
+func newL2TPPair(t *testing.T, udp bool) *l2tpPair {
+	lp := &l2tpPair{clientAddr: netip.MustParseAddr("10.8.0.2")}
+	rawA, rawB := wire(netip.AddrPortFrom(gwA, 0), netip.AddrPortFrom(gwB, 0))
+	udpA, udpB := wire(netip.AddrPortFrom(gwA, 4500), netip.AddrPortFrom(gwB, 4500))
+	mk := func(raw, udp *fakeConn, me, peer netip.Addr) *side {
+		s := &side{tun: newTUN(), raw: raw, udp: udp, db: sad.New()}
+		tab := NewL2TPTable()
+		s.plane = New(Config{TUN: s.tun, Raw: raw, UDP: udp, SAD: s.db, L2TP: tab, OnL2TPControl: func(c L2TPControl) {
+			lp.mu.Lock()
+			lp.control = append(lp.control, c)
+			lp.mu.Unlock()
+		}}, gatewayPolicy(me, peer, netA, netB))
+		s.plane.Start()
+		t.Cleanup(s.plane.Close)
+		return s
+	}
+	lp.a, lp.b = mk(rawA, udpA, gwA, gwB), mk(rawB, udpB, gwB, gwA)
+	sel := []sad.Selector{{Src: netip.PrefixFrom(gwB, 32), Dst: netip.PrefixFrom(gwA, 32), Proto: 17, SrcPort: 1701, DstPort: 1701}}
+	install(t, lp.a, lp.b, gwA, gwB, 0x7001, cbc, sad.Transport, udp, "ra", sel)
+	install(t, lp.b, lp.a, gwB, gwA, 0x7002, cbc, sad.Transport, udp, "ra", sel)
+	port := uint16(0)
+	if udp {
+		port = 4500
+	}
+	lp.srv = &L2TPSession{Local: netip.AddrPortFrom(gwA, port), Peer: netip.AddrPortFrom(gwB, port), LocalTunnel: 10, LocalSession: 11,
+		PeerTunnel: 20, PeerSession: 21, Client: lp.clientAddr, User: "alice", MRU: 1400, OutKey: sad.OutKey{Rule: "ra", Peer: gwB}}
+	lp.cli = &L2TPSession{Local: netip.AddrPortFrom(gwB, port), Peer: netip.AddrPortFrom(gwA, port), LocalTunnel: 20, LocalSession: 21,
+		PeerTunnel: 10, PeerSession: 11, Client: lp.clientAddr, MRU: 1400, LAC: true, SendSeq: true, OutKey: sad.OutKey{Rule: "ra", Peer: gwA}}
+	if _, err := lp.a.plane.cfg.L2TP.Add(lp.srv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lp.b.plane.cfg.L2TP.Add(lp.cli); err != nil {
+		t.Fatal(err)
+	}
+	return lp
+}
+
+func TestL2TPSessionBothWays(t *testing.T) {
+	for _, udp := range []bool{false, true} {
+		lp := newL2TPPair(t, udp)
+		inside := netip.MustParseAddr("10.1.0.5")
+		up := ipPacket(lp.clientAddr, inside, 17, 5000, 53, "query")
+		lp.b.tun.in <- up
+		expect(t, lp.a.tun, up)
+		down := ipPacket(inside, lp.clientAddr, 17, 53, 5000, "answer, a little longer")
+		lp.a.tun.in <- down
+		expect(t, lp.b.tun, down)
+		c := lp.srv.Counters()
+		if c.PacketsIn != 1 || c.PacketsOut != 1 || c.BytesIn != uint64(len(up)) || c.BytesOut != uint64(len(down)) {
+			t.Fatalf("udp=%v server counters %+v", udp, c)
+		}
+	}
+}
+
+func TestL2TPSpoofAndUnknownSession(t *testing.T) {
+	lp := newL2TPPair(t, true)
+	// The client sends from an address that is not its own.
+	lp.b.tun.in <- ipPacket(netip.MustParseAddr("10.8.0.99"), netip.MustParseAddr("10.1.0.5"), 17, 1, 2, "x")
+	waitDrop(t, lp.a.plane, "l2tp-spoofed-source", 1)
+	// A session the server no longer has.
+	if _, ok := lp.a.plane.cfg.L2TP.Remove(lp.srv.Handle); !ok {
+		t.Fatal("remove")
+	}
+	lp.b.tun.in <- ipPacket(lp.clientAddr, netip.MustParseAddr("10.1.0.5"), 17, 1, 2, "x")
+	waitDrop(t, lp.a.plane, "l2tp-no-session", 1)
+	if lp.a.plane.cfg.L2TP.Len() != 0 {
+		t.Fatal("table not empty")
+	}
+}
+
+// TestL2TPControlGoesToThePlugin sends a control message and an LCP frame
+// through the SA and checks the plane hands both over with their ids.
+func TestL2TPControlGoesToThePlugin(t *testing.T) {
+	lp := newL2TPPair(t, true)
+	sa := lp.b.db.Outbound(sad.OutKey{Rule: "ra", Peer: gwA})
+	send := func(l2 []byte) {
+		buf := make([]byte, 256)
+		start := 64
+		n := copy(buf[start+8:], l2)
+		binary.BigEndian.PutUint16(buf[start:], 1701)
+		binary.BigEndian.PutUint16(buf[start+2:], 1701)
+		binary.BigEndian.PutUint16(buf[start+4:], uint16(8+n))
+		out, err := sa.ESP.Seal(buf[start-sa.ESP.Headroom():start+8+n], 8+n, esp.ProtoUDP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lp.b.udp.WriteTo(out, netip.AddrPortFrom(gwA, 4500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hello := (&l2tp.Message{Type: l2tp.MsgHello}).AppendAVPs(nil, nil, nil)
+	send(append(l2tp.AppendControlHeader(nil, 10, 0, 3, 4, len(hello)), hello...))
+	lcp := append(l2tp.AppendDataHeader(nil, 10, 11, false, 0), 0xff, 0x03, 0xc0, 0x21, 9, 1, 0, 8, 0, 0, 0, 0)
+	send(lcp)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		lp.mu.Lock()
+		n := len(lp.control)
+		lp.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if len(lp.control) != 2 {
+		t.Fatalf("%d control packets", len(lp.control))
+	}
+	c0, c1 := lp.control[0], lp.control[1]
+	if c0.PPP || c0.Tunnel != 10 || c0.Peer != netip.AddrPortFrom(gwB, 4500) || c0.ClientL2TPPort != 1701 {
+		t.Errorf("control: %+v", c0)
+	}
+	if !c1.PPP || c1.Tunnel != 10 || c1.Session != 11 || c1.Payload[2] != 0xc0 {
+		t.Errorf("ppp: %+v", c1)
+	}
+}
+
+func TestClampMSS(t *testing.T) {
+	syn := make([]byte, 20+24)
+	esp.PutIPv4Header(syn, netip.MustParseAddr("10.8.0.2"), netip.MustParseAddr("10.1.0.5"), 6, 64, 0, 24)
+	tcp := syn[20:]
+	tcp[12] = 6 << 4
+	tcp[13] = 0x02
+	copy(tcp[20:], []byte{2, 4, 0x05, 0xb4}) // MSS 1460
+	binary.BigEndian.PutUint16(tcp[16:], tcpChecksumFor(syn))
+	info, _ := esp.ParseIP(syn)
+	clampMSS(syn, info, 1400)
+	if mss := binary.BigEndian.Uint16(tcp[22:]); mss != 1360 {
+		t.Fatalf("MSS %d", mss)
+	}
+	if got := binary.BigEndian.Uint16(tcp[16:]); got != tcpChecksumFor(syn) {
+		t.Fatalf("checksum %04x, want %04x", got, tcpChecksumFor(syn))
+	}
+	// A smaller MSS stays.
+	binary.BigEndian.PutUint16(tcp[22:], 1200)
+	clampMSS(syn, info, 1400)
+	if binary.BigEndian.Uint16(tcp[22:]) != 1200 {
+		t.Fatal("a smaller MSS was raised")
+	}
+}
+
+// tcpChecksumFor computes the TCP checksum of an IPv4 packet from scratch.
+func tcpChecksumFor(pkt []byte) uint16 {
+	tcp := pkt[20:]
+	saved := binary.BigEndian.Uint16(tcp[16:])
+	binary.BigEndian.PutUint16(tcp[16:], 0)
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	add(pkt[12:20])
+	sum += 6 + uint32(len(tcp))
+	add(tcp)
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(tcp[16:], saved)
+	return ^uint16(sum)
+}
+
+func BenchmarkL2TPOutbound(b *testing.B) {
+	lp := newL2TPPair(&testing.T{}, true)
+	buf := make([]byte, headroom+1500+64)
+	pkt := ipPacket(netip.MustParseAddr("10.1.0.5"), lp.clientAddr, 17, 53, 5000, string(make([]byte, 1372)))
+	info, _ := esp.ParseIP(pkt)
+	lp.a.plane.txUDP.init(discardConn{}) // measure the framing and sealing, not the fake wire's copies
+	b.SetBytes(int64(len(pkt)))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf[headroom:], pkt)
+		lp.a.plane.l2tpOutbound(buf, info, lp.srv)
+		lp.a.plane.txUDP.msgs = lp.a.plane.txUDP.msgs[:0]
+	}
+}
+
+type discardConn struct{}
+
+func (discardConn) ReadFrom([]byte) ([]byte, netip.AddrPort, error) { select {} }
+func (discardConn) WriteTo([]byte, netip.AddrPort) error            { return nil }
+func (discardConn) Close() error                                    { return nil }
