@@ -292,7 +292,9 @@ func (p *Plane) l2tpOutbound(buf []byte, info esp.IPInfo, s *L2TPSession) {
 		p.drop(DropInternal)
 		return
 	}
+	p.l2tpSeal.Lock() // the control path seals on the same SAs (SendL2TP)
 	out, err := sa.ESP.Seal(buf[espStart:espStart+sa.ESP.Headroom()+payloadLen], payloadLen, esp.ProtoUDP)
+	p.l2tpSeal.Unlock()
 	if err != nil {
 		p.drop(DropSAExpired)
 		return
@@ -349,4 +351,40 @@ func clampMSS(pkt []byte, info esp.IPInfo, mru uint16) {
 		}
 		i += int(opts[i+1])
 	}
+}
+
+// ErrNoL2TPSA is a control message for a peer with no transport SA.
+var ErrNoL2TPSA = errors.New("no transport SA to the L2TP peer")
+
+// SendL2TP sends one L2TP message (control, or a data message carrying a
+// PPP control frame) to a peer through its transport SA. It is the
+// control path: it allocates, and it writes straight to the socket.
+func (p *Plane) SendL2TP(key sad.OutKey, dstPort uint16, msg []byte) error {
+	sa := p.cfg.SAD.Outbound(key)
+	if sa == nil || sa.ESP == nil || sa.Mode != sad.Transport {
+		return fmt.Errorf("%w: %v", ErrNoL2TPSA, key.Peer)
+	}
+	h := sa.ESP.Headroom()
+	n := udpHeaderLen + len(msg)
+	buf := make([]byte, h+n+64)
+	udp := buf[h:]
+	binary.BigEndian.PutUint16(udp[0:], l2tp.Port)
+	binary.BigEndian.PutUint16(udp[2:], dstPort)
+	binary.BigEndian.PutUint16(udp[4:], uint16(n))
+	copy(udp[udpHeaderLen:], msg)
+	p.l2tpSeal.Lock()
+	out, err := sa.ESP.Seal(buf[:h+n], n, esp.ProtoUDP)
+	p.l2tpSeal.Unlock()
+	if err != nil {
+		return err
+	}
+	if sa.UDPEncap {
+		err = p.cfg.UDP.WriteTo(out, sa.Peer)
+	} else {
+		err = p.cfg.Raw.WriteTo(out, netip.AddrPortFrom(sa.Peer.Addr(), 0))
+	}
+	if err == nil {
+		p.stats.sent.Add(1)
+	}
+	return err
 }

@@ -115,6 +115,10 @@ type Plane struct {
 	// only by the TUN routine.
 	txRaw, txUDP txQueue
 
+	// l2tpSeal serialises sealing on remote-access SAs between the TUN
+	// routine and the L2TP control path (Seal is not concurrent).
+	l2tpSeal sync.Mutex
+
 	wg     sync.WaitGroup
 	closed atomic.Bool
 }
