@@ -465,6 +465,14 @@ func (p *Plugin) Authenticator() (sdk.Authenticator, sdk.AuthenticatorInfo, bool
 	return p.auth, p.authInfo, p.auth != nil
 }
 
+// Tunnel returns the running tunnel-protocol client (it changes when the
+// plugin restarts).
+func (p *Plugin) Tunnel() (sdk.TunnelClient, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tunnel, p.tunnel != nil
+}
+
 // Status snapshots the plugin.
 func (p *Plugin) Status() Status {
 	p.mu.Lock()

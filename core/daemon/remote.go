@@ -1,0 +1,265 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/auth/users"
+	"github.com/gatehouse/gatehouse/core/config"
+	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/pool"
+	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/l2tp"
+	"github.com/gatehouse/gatehouse/plugins/sdk"
+	"github.com/gatehouse/gatehouse/ppp"
+)
+
+// remoteAccess is the core's half of L2TP/IPsec remote access: the Host
+// the L2TP plugin calls (address pool, user database, data-path sessions,
+// audit) and the relay between the data path and the plugin's control
+// stream. Sessions live in the data path's table, so a plugin that dies
+// takes no established session with it.
+type remoteAccess struct {
+	log   *zap.Logger
+	cfg   *config.RemoteAccess
+	pool  *pool.Pool
+	users *users.DB
+	table *dataplane.L2TPTable
+	// sendL2TP transmits an L2TP message through a peer's transport SA
+	// (the plane's SendL2TP).
+	sendL2TP func(key sad.OutKey, port uint16, msg []byte) error
+	// outKey names the transport SA to a peer seen on an inbound one.
+	outKey func(c dataplane.L2TPControl) sad.OutKey
+
+	in      chan dataplane.L2TPControl
+	conn    atomic.Pointer[sdk.ControlConn]
+	dropped atomic.Uint64
+
+	mu    sync.Mutex
+	peers map[netip.AddrPort]raPeer
+}
+
+// raPeer is what the data path told us of a peer: how to reach it.
+type raPeer struct {
+	key  sad.OutKey
+	port uint16 // its L2TP port inside IPsec
+}
+
+// controlQueue bounds what waits for the plugin; beyond it, control
+// traffic is dropped and counted (the peers retransmit).
+const controlQueue = 4096
+
+func newRemoteAccess(log *zap.Logger, ra *config.RemoteAccess) (*remoteAccess, error) {
+	p, err := pool.New(ra.Pool.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	r := &remoteAccess{log: log, cfg: ra, pool: p, table: dataplane.NewL2TPTable(),
+		in: make(chan dataplane.L2TPControl, controlQueue), peers: map[netip.AddrPort]raPeer{}}
+	if ra.PPP.UsersFile != "" {
+		if r.users, err = users.Load(ra.PPP.UsersFile); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// tunnelConfig is what the plugin is configured with.
+func (r *remoteAccess) tunnelConfig() sdk.TunnelConfig {
+	c := sdk.TunnelConfig{Pool: r.pool.Prefix(), PPPAuth: r.cfg.PPP.Auth, MRU: r.cfg.PPP.MRU}
+	for _, a := range r.cfg.DNS {
+		c.DNS = append(c.DNS, a.Addr)
+	}
+	for _, a := range r.cfg.NBNS {
+		c.NBNS = append(c.NBNS, a.Addr)
+	}
+	return c
+}
+
+// attach starts a (new) plugin instance: Host, configuration, and the
+// control stream, which lives until ctx ends or the plugin dies.
+func (r *remoteAccess) attach(ctx, life context.Context, tc sdk.TunnelClient) error {
+	if err := tc.Start(ctx, r); err != nil {
+		return err
+	}
+	warnings, err := tc.Configure(ctx, r.tunnelConfig())
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		r.log.Warn("plugin warning", zap.String("warning", w))
+	}
+	conn, err := tc.OpenControl(life)
+	if err != nil {
+		return err
+	}
+	r.conn.Store(&conn)
+	go r.receive(conn)
+	return nil
+}
+
+// onControl is the data path's hand-off; it must not block.
+func (r *remoteAccess) onControl(c dataplane.L2TPControl) {
+	select {
+	case r.in <- c:
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// forward relays the data path's control traffic to the plugin until ctx
+// ends.
+func (r *remoteAccess) forward(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-r.in:
+			r.mu.Lock()
+			r.peers[c.Peer] = raPeer{key: r.outKey(c), port: c.ClientL2TPPort}
+			r.mu.Unlock()
+			cp := r.conn.Load()
+			if cp == nil {
+				r.dropped.Add(1)
+				continue
+			}
+			kind := sdk.ControlL2TP
+			if c.PPP {
+				kind = sdk.ControlPPP
+			}
+			if err := (*cp).Send(sdk.ControlPacket{Kind: kind, SAID: uint64(c.SPI), Local: c.Local, Peer: c.Peer,
+				TunnelID: c.Tunnel, SessionID: c.Session, Payload: c.Payload}); err != nil {
+				r.dropped.Add(1)
+			}
+		}
+	}
+}
+
+// receive sends what the plugin says out through the peers' SAs.
+func (r *remoteAccess) receive(conn sdk.ControlConn) {
+	for {
+		pkt, err := conn.Recv()
+		if err != nil {
+			r.conn.CompareAndSwap(&conn, nil)
+			return
+		}
+		r.mu.Lock()
+		peer, ok := r.peers[pkt.Peer]
+		r.mu.Unlock()
+		if !ok {
+			r.dropped.Add(1)
+			continue
+		}
+		msg := pkt.Payload
+		if pkt.Kind == sdk.ControlPPP {
+			// A PPP control frame goes in a data message with the
+			// peer's ids (RFC 2661 section 5.4).
+			msg = append(l2tp.AppendDataHeader(make([]byte, 0, 10+len(pkt.Payload)), pkt.TunnelID, pkt.SessionID, false, 0), pkt.Payload...)
+		}
+		if err := r.sendL2TP(peer.key, peer.port, msg); err != nil {
+			r.dropped.Add(1)
+			r.log.Debug("L2TP control message not sent", zap.Stringer("peer", pkt.Peer), zap.Error(err))
+		}
+	}
+}
+
+// --- sdk.Host ---
+
+func (r *remoteAccess) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64, error) {
+	r.mu.Lock()
+	peer, ok := r.peers[s.Peer]
+	r.mu.Unlock()
+	if !ok {
+		return 0, fmt.Errorf("%w: no IPsec SA known for %v", sdk.ErrNotFound, s.Peer)
+	}
+	if owner, held := r.pool.Owner(s.ClientAddress); !held || !sameUser(owner, s.User) {
+		return 0, fmt.Errorf("%w: %v is not leased to %s", sdk.ErrInvalid, s.ClientAddress, s.User)
+	}
+	h, err := r.table.Add(&dataplane.L2TPSession{Local: s.Local, Peer: s.Peer, L2TPPort: peer.port,
+		LocalTunnel: s.LocalTunnelID, LocalSession: s.LocalSessionID, PeerTunnel: s.PeerTunnelID, PeerSession: s.PeerSessionID,
+		Client: s.ClientAddress, User: s.User, MRU: s.MRU, OutKey: peer.key})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", sdk.ErrInvalid, err)
+	}
+	r.log.Info("session installed", zap.String("user", s.User), zap.Stringer("address", s.ClientAddress), zap.Stringer("peer", s.Peer))
+	return h, nil
+}
+
+func sameUser(a, b string) bool { return a == b }
+
+func (r *remoteAccess) RemoveSession(_ context.Context, handle uint64, reason string) (sdk.SessionCounters, error) {
+	s, ok := r.table.Remove(handle)
+	if !ok {
+		return sdk.SessionCounters{}, fmt.Errorf("%w: session %d", sdk.ErrNotFound, handle)
+	}
+	c := s.Counters()
+	r.log.Info("session removed", zap.String("user", s.User), zap.Stringer("address", s.Client), zap.String("reason", reason))
+	return sdk.SessionCounters{BytesIn: c.BytesIn, BytesOut: c.BytesOut, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut}, nil
+}
+
+func (r *remoteAccess) AllocateAddress(_ context.Context, _ string, user string, requested netip.Addr) (netip.Addr, error) {
+	a, err := r.pool.Allocate(user, requested)
+	if errors.Is(err, pool.ErrExhausted) || errors.Is(err, pool.ErrInUse) {
+		r.log.Warn("no address for a user", zap.String("user", user), zap.Error(err))
+		return netip.Addr{}, fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
+	}
+	return a, err
+}
+
+func (r *remoteAccess) ReleaseAddress(_ context.Context, _ string, a netip.Addr) error {
+	if err := r.pool.Release(a); err != nil {
+		return fmt.Errorf("%w: %v", sdk.ErrNotFound, err)
+	}
+	return nil
+}
+
+// AuthenticateUser checks the users file. (RADIUS and other databases
+// come as auth plugins: issue 7.)
+func (r *remoteAccess) AuthenticateUser(_ context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+	if r.users == nil {
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: "no user database configured (remote_access.ppp.users_file)"}, nil
+	}
+	c := ppp.Credentials{User: req.User, Password: string(req.Password), ID: req.ChapID, Challenge: req.Challenge, Response: req.Response}
+	switch req.Method {
+	case sdk.MethodPAP:
+		c.Proto = ppp.AuthPAP
+	case sdk.MethodCHAPMD5:
+		c.Proto = ppp.AuthCHAPMD5
+	case sdk.MethodMSCHAPv2:
+		c.Proto = ppp.AuthMSCHAPv2
+		if len(req.PeerChallenge) != 16 || len(req.Response) != 24 {
+			return sdk.UserAuthResult{}, fmt.Errorf("%w: MS-CHAPv2 response of %d/%d bytes", sdk.ErrInvalid, len(req.PeerChallenge), len(req.Response))
+		}
+		copy(c.MSCHAPv2.PeerChallenge[:], req.PeerChallenge)
+		copy(c.MSCHAPv2.NTResponse[:], req.Response)
+	default:
+		return sdk.UserAuthResult{}, fmt.Errorf("%w: %v is not a PPP method", sdk.ErrUnsupported, req.Method)
+	}
+	res, u, err := r.users.Check(c)
+	if errors.Is(err, users.ErrUnknownUser) {
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: "unknown user"}, nil
+	}
+	if err != nil {
+		return sdk.UserAuthResult{}, err
+	}
+	if !res.OK {
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: res.Message}, nil
+	}
+	return sdk.UserAuthResult{Code: sdk.UserAccept, AuthenticatorResponse: res.AuthResponse, FramedAddress: u.Address}, nil
+}
+
+func (r *remoteAccess) EmitAudit(_ context.Context, ev sdk.AuditEvent) error {
+	fields := []zap.Field{zap.Uint32("event_id", ev.ID), zap.String("event", ev.Name)}
+	for k, v := range ev.Fields {
+		fields = append(fields, zap.String(k, v))
+	}
+	r.log.Info("audit", fields...)
+	return nil
+}
+

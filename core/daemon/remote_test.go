@@ -1,0 +1,188 @@
+package daemon
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/core/config"
+	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/pluginhost"
+	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/l2tp"
+	"github.com/gatehouse/gatehouse/labs/testbin"
+	"github.com/gatehouse/gatehouse/ppp"
+)
+
+// raClient is a LAC with a PPP client whose packets go through the core's
+// relay as if they had come through an SA from peer.
+type raClient struct {
+	peer  netip.AddrPort
+	lac   *l2tp.Tunnel
+	link  *ppp.Link
+	up    *ppp.LinkUp
+	inbox chan []byte
+}
+
+type raRig struct {
+	t       *testing.T
+	r       *remoteAccess
+	mu      sync.Mutex
+	clients map[uint16]*raClient // by NAT-T port
+	now     time.Time
+}
+
+var raServer = netip.MustParseAddrPort("203.0.113.1:4500")
+
+func (g *raRig) dial(port uint16, user, password string) *raClient {
+	c := &raClient{peer: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.7"), port), inbox: make(chan []byte, 64)}
+	g.mu.Lock()
+	g.clients[port] = c
+	g.mu.Unlock()
+	ctl := func(isPPP bool, tun, sess uint16, b []byte) {
+		g.r.onControl(dataplane.L2TPControl{PPP: isPPP, Local: raServer, Peer: c.peer, SPI: uint32(port), Tunnel: tun, Session: sess,
+			Payload: append([]byte(nil), b...), ClientL2TPPort: l2tp.Port})
+	}
+	c.lac = l2tp.NewTunnel(l2tp.Config{Role: l2tp.LAC,
+		Send: func(b []byte) { ctl(false, 0, 0, b) },
+		OnUp: func(t *l2tp.Tunnel) { t.OpenSession(g.now) },
+		OnSessionUp: func(s *l2tp.Session) {
+			c.link = ppp.NewLink(ppp.LinkConfig{Auth: []ppp.AuthProto{ppp.AuthMSCHAPv2}, User: user, Password: password,
+				Send:   func(f []byte) { ctl(true, s.Tunnel.PeerID, s.PeerID, f) },
+				OnUp:   func(u ppp.LinkUp) { c.up = &u },
+				OnDown: func(ppp.Disconnect) {}})
+			c.link.Open(g.now)
+		}}, 0x0101)
+	c.lac.Start(g.now)
+	return c
+}
+
+// pump drives the clients until cond holds or 10 s pass.
+func (g *raRig) pump(cond func() bool) bool {
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		if cond() {
+			return true
+		}
+		g.mu.Lock()
+		var cs []*raClient
+		for _, c := range g.clients {
+			cs = append(cs, c)
+		}
+		g.mu.Unlock()
+		idle := true
+		for _, c := range cs {
+			select {
+			case msg := <-c.inbox:
+				idle = false
+				h, payload, err := l2tp.ParseHeader(msg)
+				if err != nil {
+					g.t.Errorf("the core sent a bad L2TP message: %v", err)
+					continue
+				}
+				if h.Control {
+					_ = c.lac.Input(msg, g.now)
+				} else if c.link != nil {
+					_ = c.link.Input(payload, g.now)
+				}
+			default:
+			}
+		}
+		if idle {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return cond()
+}
+
+// TestRemoteAccessSurvivesPluginKill runs the real l2tp plugin binary
+// under the plugin host, connects a client, kills the plugin, and checks
+// that the session stays installed and a new client gets in once the
+// plugin is back.
+func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the plugin binary")
+	}
+	dir := t.TempDir()
+	bin, err := testbin.Build(dir, map[string]string{"../../plugins/l2tp": "l2tp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usersFile := filepath.Join(dir, "users.yaml")
+	if err := os.WriteFile(usersFile, []byte("users:\n  alice: {password: 'correct horse'}\n  bob: {password: 'battery staple'}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ra := &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
+		PPP: config.PPP{Auth: []string{"mschapv2"}, UsersFile: usersFile, MRU: 1400}}
+	r, err := newRemoteAccess(zap.NewNop(), ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &raRig{t: t, r: r, clients: map[uint16]*raClient{}, now: time.Now()}
+	r.outKey = func(c dataplane.L2TPControl) sad.OutKey {
+		return sad.OutKey{Rule: "remote-access/out", Peer: c.Peer.Addr(), Port: c.Peer.Port()}
+	}
+	r.sendL2TP = func(key sad.OutKey, port uint16, msg []byte) error {
+		g.mu.Lock()
+		c := g.clients[key.Port]
+		g.mu.Unlock()
+		if c != nil && port == l2tp.Port {
+			c.inbox <- append([]byte(nil), msg...)
+		}
+		return nil
+	}
+	life, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.forward(life)
+	host := pluginhost.New(zap.NewNop(), pluginhost.Options{}, func(ctx context.Context, p *pluginhost.Plugin) error {
+		if tc, ok := p.Tunnel(); ok {
+			return r.attach(ctx, life, tc)
+		}
+		return nil
+	})
+	if err := host.Start(context.Background(), pluginhost.Spec{Name: "l2tp", Path: filepath.Join(bin, "l2tp")}); err != nil {
+		t.Fatal(err)
+	}
+	defer host.StopAll()
+
+	alice := g.dial(4500, "alice", "correct horse")
+	if !g.pump(func() bool { return alice.up != nil && r.table.Len() == 1 }) {
+		t.Fatalf("alice not connected: up %v, %d sessions, %d dropped", alice.up, r.table.Len(), r.dropped.Load())
+	}
+	s := r.table.All()[0]
+	if s.User != "alice" || s.Client != alice.up.Local || s.Peer != alice.peer || s.OutKey.Port != 4500 || s.L2TPPort != l2tp.Port {
+		t.Fatalf("installed %+v", s)
+	}
+
+	p, _ := host.Get("l2tp")
+	pid := p.Status().PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	back := func() bool {
+		st := p.Status()
+		return st.Restarts >= 1 && st.State == pluginhost.StateRunning && st.PID != pid && r.conn.Load() != nil
+	}
+	for end := time.Now().Add(10 * time.Second); !back() && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !back() {
+		t.Fatalf("plugin not back: %+v", p.Status())
+	}
+	if r.table.Len() != 1 {
+		t.Fatal("the established session went with the plugin")
+	}
+	bob := g.dial(4501, "bob", "battery staple")
+	if !g.pump(func() bool { return bob.up != nil && r.table.Len() == 2 }) {
+		t.Fatalf("bob not connected after the restart: up %v, %d sessions", bob.up, r.table.Len())
+	}
+	if bob.up.Local == alice.up.Local {
+		t.Fatal("bob got alice's address")
+	}
+}
