@@ -262,4 +262,3 @@ func (r *remoteAccess) EmitAudit(_ context.Context, ev sdk.AuditEvent) error {
 	r.log.Info("audit", fields...)
 	return nil
 }
-
