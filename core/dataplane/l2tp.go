@@ -225,7 +225,7 @@ func (p *Plane) l2tpInbound(sa *sad.InSA, buf, udp []byte, q *tunQueue) {
 		return
 	}
 	info, err := esp.ParseIP(frame)
-	if err != nil || info.TotalLen != len(frame) && info.TotalLen > len(frame) {
+	if err != nil || info.TotalLen > len(frame) {
 		p.drop(DropMalformed)
 		return
 	}
