@@ -17,7 +17,6 @@ import (
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/l2tp"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
-	"github.com/gatehouse/gatehouse/ppp"
 )
 
 // remoteAccess is the core's half of L2TP/IPsec remote access: the Host
@@ -178,7 +177,7 @@ func (r *remoteAccess) InstallSession(_ context.Context, s sdk.SessionSpec) (uin
 	if !ok {
 		return 0, fmt.Errorf("%w: no IPsec SA known for %v", sdk.ErrNotFound, s.Peer)
 	}
-	if owner, held := r.pool.Owner(s.ClientAddress); !held || !sameUser(owner, s.User) {
+	if owner, held := r.pool.Owner(s.ClientAddress); !held || owner != s.User {
 		return 0, fmt.Errorf("%w: %v is not leased to %s", sdk.ErrInvalid, s.ClientAddress, s.User)
 	}
 	h, err := r.table.Add(&dataplane.L2TPSession{Local: s.Local, Peer: s.Peer, L2TPPort: peer.port,
@@ -190,8 +189,6 @@ func (r *remoteAccess) InstallSession(_ context.Context, s sdk.SessionSpec) (uin
 	r.log.Info("session installed", zap.String("user", s.User), zap.Stringer("address", s.ClientAddress), zap.Stringer("peer", s.Peer))
 	return h, nil
 }
-
-func sameUser(a, b string) bool { return a == b }
 
 func (r *remoteAccess) RemoveSession(_ context.Context, handle uint64, reason string) (sdk.SessionCounters, error) {
 	s, ok := r.table.Remove(handle)
@@ -225,21 +222,9 @@ func (r *remoteAccess) AuthenticateUser(_ context.Context, req sdk.UserAuthReque
 	if r.users == nil {
 		return sdk.UserAuthResult{Code: sdk.UserReject, Message: "no user database configured (remote_access.ppp.users_file)"}, nil
 	}
-	c := ppp.Credentials{User: req.User, Password: string(req.Password), ID: req.ChapID, Challenge: req.Challenge, Response: req.Response}
-	switch req.Method {
-	case sdk.MethodPAP:
-		c.Proto = ppp.AuthPAP
-	case sdk.MethodCHAPMD5:
-		c.Proto = ppp.AuthCHAPMD5
-	case sdk.MethodMSCHAPv2:
-		c.Proto = ppp.AuthMSCHAPv2
-		if len(req.PeerChallenge) != 16 || len(req.Response) != 24 {
-			return sdk.UserAuthResult{}, fmt.Errorf("%w: MS-CHAPv2 response of %d/%d bytes", sdk.ErrInvalid, len(req.PeerChallenge), len(req.Response))
-		}
-		copy(c.MSCHAPv2.PeerChallenge[:], req.PeerChallenge)
-		copy(c.MSCHAPv2.NTResponse[:], req.Response)
-	default:
-		return sdk.UserAuthResult{}, fmt.Errorf("%w: %v is not a PPP method", sdk.ErrUnsupported, req.Method)
+	c, err := req.PPPCredentials()
+	if err != nil {
+		return sdk.UserAuthResult{}, err
 	}
 	res, u, err := r.users.Check(c)
 	if errors.Is(err, users.ErrUnknownUser) {

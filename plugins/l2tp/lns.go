@@ -278,27 +278,11 @@ func hostCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), hostTimeout)
 }
 
-func methodOf(a ppp.AuthProto) sdk.AuthMethod {
-	switch a {
-	case ppp.AuthPAP:
-		return sdk.MethodPAP
-	case ppp.AuthCHAPMD5:
-		return sdk.MethodCHAPMD5
-	}
-	return sdk.MethodMSCHAPv2
-}
-
 // check asks the core to authenticate the user.
 func (l *lns) check(c *call, cr ppp.Credentials) ppp.AuthResult {
-	req := sdk.UserAuthRequest{Method: methodOf(cr.Proto), User: cr.User, Password: sdk.Secret(cr.Password),
-		ChapID: cr.ID, Challenge: cr.Challenge, Response: cr.Response, Peer: c.key.Peer}
-	if cr.Proto == ppp.AuthMSCHAPv2 {
-		req.PeerChallenge = cr.MSCHAPv2.PeerChallenge[:]
-		req.Response = cr.MSCHAPv2.NTResponse[:]
-	}
 	ctx, cancel := hostCtx()
 	defer cancel()
-	res, err := l.host.AuthenticateUser(ctx, req)
+	res, err := l.host.AuthenticateUser(ctx, sdk.UserAuthRequestFor(cr, c.key.Peer))
 	user := ppp.StripDomain(cr.User)
 	if err != nil || res.Code != sdk.UserAccept {
 		why := res.Message

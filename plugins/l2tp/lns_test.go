@@ -57,16 +57,9 @@ func (h *fakeHost) ReleaseAddress(_ context.Context, _ string, a netip.Addr) err
 }
 
 func (h *fakeHost) AuthenticateUser(_ context.Context, r sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
-	c := ppp.Credentials{User: r.User, Password: string(r.Password), ID: r.ChapID, Challenge: r.Challenge, Response: r.Response}
-	switch r.Method {
-	case sdk.MethodPAP:
-		c.Proto = ppp.AuthPAP
-	case sdk.MethodCHAPMD5:
-		c.Proto = ppp.AuthCHAPMD5
-	default:
-		c.Proto = ppp.AuthMSCHAPv2
-		copy(c.MSCHAPv2.PeerChallenge[:], r.PeerChallenge)
-		copy(c.MSCHAPv2.NTResponse[:], r.Response)
+	c, err := r.PPPCredentials()
+	if err != nil {
+		return sdk.UserAuthResult{}, err
 	}
 	res, u, err := h.db.Check(c)
 	if errors.Is(err, users.ErrUnknownUser) {
