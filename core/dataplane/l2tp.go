@@ -240,18 +240,7 @@ func (p *Plane) l2tpInbound(sa *sad.InSA, buf, udp []byte, q *tunQueue) {
 	s.pktIn.Add(1)
 	s.bytesIn.Add(uint64(len(inner)))
 	s.lastIn.Store(time.Now().Unix())
-	off := cap(buf) - cap(inner)
-	if off >= DeviceHeadroom && q != nil {
-		q.pkts = append(q.pkts, Packet{Buf: buf, Off: off, Len: len(inner)})
-		return
-	}
-	if off < DeviceHeadroom || p.cfg.TUN.Write(buf, off, len(inner)) != nil {
-		p.drop(DropSendFailed)
-		return
-	}
-	p.stats.received.Add(1)
-	p.stats.tunWrites.Add(1)
-	p.stats.tunWritten.Add(1)
+	p.toTUN(buf, inner, q)
 }
 
 func (p *Plane) toPlugin(c L2TPControl) {
@@ -280,10 +269,7 @@ func (p *Plane) l2tpOutbound(buf []byte, info esp.IPInfo, s *L2TPSession) {
 	l2tpLen := l2tp.DataHeaderLen(s.SendSeq)
 	start := headroom - pppHeaderLen - l2tpLen - udpHeaderLen
 	hdr := buf[start:headroom]
-	binary.BigEndian.PutUint16(hdr[0:], l2tp.Port)
-	binary.BigEndian.PutUint16(hdr[2:], s.L2TPPort)
-	binary.BigEndian.PutUint16(hdr[4:], uint16(udpHeaderLen+l2tpLen+pppHeaderLen+info.TotalLen))
-	binary.BigEndian.PutUint16(hdr[6:], 0) // no UDP checksum: IPv4 allows it, and ESP's ICV covers the datagram
+	putUDPHeader(hdr, s.L2TPPort, udpHeaderLen+l2tpLen+pppHeaderLen+info.TotalLen)
 	l2tp.AppendDataHeader(hdr[udpHeaderLen:udpHeaderLen], s.PeerTunnel, s.PeerSession, s.SendSeq, ns)
 	copy(hdr[udpHeaderLen+l2tpLen:], []byte{0xff, 0x03, 0x00, 0x21})
 	payloadLen := headroom + info.TotalLen - start
@@ -306,6 +292,16 @@ func (p *Plane) l2tpOutbound(buf []byte, info esp.IPInfo, s *L2TPSession) {
 	} else {
 		p.send(&p.txRaw, out, netip.AddrPortFrom(sa.Peer.Addr(), 0))
 	}
+}
+
+// putUDPHeader writes the header of an L2TP datagram of n bytes from our
+// port 1701. No checksum: IPv4 allows it, and ESP's ICV covers the
+// datagram.
+func putUDPHeader(b []byte, dstPort uint16, n int) {
+	binary.BigEndian.PutUint16(b[0:], l2tp.Port)
+	binary.BigEndian.PutUint16(b[2:], dstPort)
+	binary.BigEndian.PutUint16(b[4:], uint16(n))
+	binary.BigEndian.PutUint16(b[6:], 0)
 }
 
 // clampMSS lowers the MSS option of a TCP SYN to fit the session's MRU
@@ -368,9 +364,7 @@ func (p *Plane) SendL2TP(key sad.OutKey, dstPort uint16, msg []byte) error {
 	n := udpHeaderLen + len(msg)
 	buf := make([]byte, h+n+64)
 	udp := buf[h:]
-	binary.BigEndian.PutUint16(udp[0:], l2tp.Port)
-	binary.BigEndian.PutUint16(udp[2:], dstPort)
-	binary.BigEndian.PutUint16(udp[4:], uint16(n))
+	putUDPHeader(udp, dstPort, n)
 	copy(udp[udpHeaderLen:], msg)
 	p.l2tpSeal.Lock()
 	out, err := sa.ESP.Seal(buf[:h+n], n, esp.ProtoUDP)

@@ -632,12 +632,18 @@ func (p *Plane) deliver(sa *sad.InSA, buf, inner []byte, q *tunQueue) {
 		p.drop(DropSelector)
 		return
 	}
-	off := cap(buf) - cap(inner)
+	p.toTUN(buf, inner[:info.TotalLen], q)
+}
+
+// toTUN writes pkt, a slice of buf, to the TUN, or with a queue leaves it
+// for the end of the batch (buf must stay untouched until then).
+func (p *Plane) toTUN(buf, pkt []byte, q *tunQueue) {
+	off := cap(buf) - cap(pkt)
 	if off >= DeviceHeadroom && q != nil {
-		q.pkts = append(q.pkts, Packet{Buf: buf, Off: off, Len: info.TotalLen})
+		q.pkts = append(q.pkts, Packet{Buf: buf, Off: off, Len: len(pkt)})
 		return
 	}
-	if off < DeviceHeadroom || p.cfg.TUN.Write(buf, off, info.TotalLen) != nil {
+	if off < DeviceHeadroom || p.cfg.TUN.Write(buf, off, len(pkt)) != nil {
 		p.drop(DropSendFailed)
 		return
 	}
