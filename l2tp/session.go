@@ -97,10 +97,6 @@ func (t *Tunnel) sendCDN(peer, local uint16, r Result, cause *PPPCause) {
 	t.send(m, peer)
 }
 
-func (t *Tunnel) clearSession(s *Session, r Result, cause *PPPCause, why string) {
-	t.CloseSession(t.now, s, r, cause, why)
-}
-
 func (t *Tunnel) handleSession(h Header, m *Message) error {
 	if t.state != tunnelEstablished {
 		return t.fsmError(fmt.Sprintf("%v before the tunnel is established", m.Type))
@@ -141,7 +137,7 @@ func (t *Tunnel) handleSession(h Header, m *Message) error {
 		return nil
 	case m.Type == MsgICRP && t.cfg.Role == LAC && s.state == sessionWaitReply:
 		if err := m.require(AVPAssignedSessionID); err != nil {
-			t.clearSession(s, Result{Result: CDNGeneralError, Error: ErrCodeLength, Message: err.Error()}, nil, err.Error())
+			t.CloseSession(t.now, s, Result{Result: CDNGeneralError, Error: ErrCodeLength, Message: err.Error()}, nil, err.Error())
 			return err
 		}
 		s.PeerID, _ = m.Uint16(AVPAssignedSessionID)
@@ -153,7 +149,7 @@ func (t *Tunnel) handleSession(h Header, m *Message) error {
 		return nil
 	case m.Type == MsgICCN && t.cfg.Role == LNS && s.state == sessionWaitConnect:
 		if err := m.require(AVPTxConnectSpeed, AVPFramingType); err != nil {
-			t.clearSession(s, Result{Result: CDNGeneralError, Error: ErrCodeLength, Message: err.Error()}, nil, err.Error())
+			t.CloseSession(t.now, s, Result{Result: CDNGeneralError, Error: ErrCodeLength, Message: err.Error()}, nil, err.Error())
 			return err
 		}
 		s.SendSeq = m.Has(AVPSequencingRequired)
@@ -161,7 +157,7 @@ func (t *Tunnel) handleSession(h Header, m *Message) error {
 		return nil
 	}
 	why := fmt.Sprintf("%v for a session in the wrong state", m.Type)
-	t.clearSession(s, Result{Result: CDNGeneralError, Error: ErrCodeOutOfRange, Message: why}, nil, why)
+	t.CloseSession(t.now, s, Result{Result: CDNGeneralError, Error: ErrCodeOutOfRange, Message: why}, nil, why)
 	return fmt.Errorf("%w: %s", ErrMalformed, why)
 }
 

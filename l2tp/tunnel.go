@@ -180,11 +180,7 @@ func (t *Tunnel) Session(local uint16) *Session { return t.sessions[local] }
 func (t *Tunnel) Start(now time.Time) {
 	t.now, t.lastRx = now, now
 	m := t.startMessage(MsgSCCRQ)
-	if len(t.cfg.Secret) > 0 {
-		t.challenge = make([]byte, 16)
-		t.cfg.Random(t.challenge)
-		m.Add(AVPChallenge, true, t.challenge)
-	}
+	t.challengePeer(m)
 	t.state = tunnelWaitReply
 	t.send(m, 0)
 }
@@ -382,7 +378,7 @@ func (t *Tunnel) refuse(h Header, m Message, err error) error {
 		code = ErrCodeUnknownMandat
 	}
 	if s := t.sessions[h.SessionID]; s != nil && h.SessionID != 0 {
-		t.clearSession(s, Result{Result: CDNGeneralError, Error: code, Message: err.Error()}, nil, "refused a bad message: "+err.Error())
+		t.CloseSession(t.now, s, Result{Result: CDNGeneralError, Error: code, Message: err.Error()}, nil, "refused a bad message: "+err.Error())
 		return err
 	}
 	if m.Type.sessionMessage() && t.state == tunnelEstablished {
@@ -436,6 +432,17 @@ func (t *Tunnel) checkResponse(m *Message, in MessageType) error {
 	return nil
 }
 
+// challengePeer adds our challenge to an SCCRQ or SCCRP when we have a
+// secret (section 5.1.1).
+func (t *Tunnel) challengePeer(m *Message) {
+	if len(t.cfg.Secret) == 0 {
+		return
+	}
+	t.challenge = make([]byte, 16)
+	t.cfg.Random(t.challenge)
+	m.Add(AVPChallenge, true, t.challenge)
+}
+
 // answerChallenge adds our response to the peer's challenge, if any.
 func (t *Tunnel) answerChallenge(in, out *Message) error {
 	c, ok := in.Get(AVPChallenge)
@@ -465,11 +472,7 @@ func (t *Tunnel) sccrq(m *Message) error {
 	if err := t.answerChallenge(m, out); err != nil {
 		return err
 	}
-	if len(t.cfg.Secret) > 0 {
-		t.challenge = make([]byte, 16)
-		t.cfg.Random(t.challenge)
-		out.Add(AVPChallenge, true, t.challenge)
-	}
+	t.challengePeer(out)
 	t.state = tunnelWaitConn
 	t.send(out, 0)
 	return nil

@@ -167,7 +167,7 @@ func NewLink(cfg LinkConfig) *Link {
 	l.lcp.OnSend = func(p Packet) { l.send(ProtoLCP, p) }
 	l.lcp.OnUp = l.lcpUp
 	l.lcp.OnDown = l.lcpDown
-	l.lcp.OnFinished = func() { l.finish("") }
+	l.lcp.OnFinished = l.finish
 	l.lcpFSM = NewFSM(l.lcp)
 	return l
 }
@@ -484,7 +484,7 @@ func (l *Link) lcpDown() {
 }
 
 // finish is This-Layer-Finished of LCP: the link is dead.
-func (l *Link) finish(string) {
+func (l *Link) finish() {
 	if l.down {
 		return
 	}
@@ -502,5 +502,5 @@ func (l *Link) Down(reason string) {
 	l.setCause(Disconnect{Code: CauseNone, Reason: reason})
 	l.phase = PhaseTerminate
 	l.lcpFSM.Down()
-	l.finish("")
+	l.finish()
 }
