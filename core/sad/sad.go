@@ -178,6 +178,7 @@ func keyShard(k OutKey) int {
 		h = h*31 + uint32(k.Rule[len(k.Rule)-1])
 	}
 	h = h*2654435761 ^ uint32(a[12])<<24 ^ uint32(a[13])<<16 ^ uint32(a[14])<<8 ^ uint32(a[15])
+	h ^= uint32(k.Port) << 7 // clients behind one NAT differ only here: spread them over the shards
 	return int((h * 2654435761) >> 26)
 }
 
