@@ -37,7 +37,10 @@ func selectorOf(id *ID) (Selector, error) {
 // PeerConfig is what IKE needs to know about one peer: the daemon builds
 // it from a tunnel's configuration.
 type PeerConfig struct {
-	Name          string
+	Name string
+	// Remote is the peer's address; unset, the config is a wildcard that
+	// answers any peer (remote access): it never initiates, and each
+	// client gets IKE SAs of its own.
 	Local, Remote netip.Addr
 	Proposals     []Proposal // phase 1 offers, in order of preference
 	Auth          uint16     // AuthPSK for now
@@ -62,7 +65,13 @@ type PeerConfig struct {
 	// the subnets). Empty in transport mode: the gateways themselves,
 	// and no ID payloads are sent.
 	LocalTS, RemoteTS Selector
+	// L2TP: transport mode protects L2TP only (RFC 3193): quick mode
+	// identities are the two hosts with UDP port 1701 (or any port).
+	L2TP bool
 }
+
+// Wildcard reports whether the config answers any peer.
+func (p *PeerConfig) Wildcard() bool { return !p.Remote.IsValid() }
 
 // hasIDs reports whether quick mode carries ID payloads.
 func (p *PeerConfig) hasIDs() bool { return p.LocalTS.Prefix.IsValid() && p.RemoteTS.Prefix.IsValid() }
@@ -83,6 +92,10 @@ type ChildSA struct {
 	LifeKB            uint64
 	ICookie, RCookie  Cookie // the IKE SA that made it
 	Established       time.Time
+	// NATOA is the peer's own address when a NAT rewrote it (transport
+	// mode): from its NAT-OA payload, else its quick mode identity (RFC
+	// 3947 section 5.2). Checksums of what it sends were made with it.
+	NATOA netip.Addr
 
 	// Rekeying (rekey.go): when to rekey and when the SAs expire; whether
 	// a newer child replaced this one; when to delete it.

@@ -89,7 +89,8 @@ type pair struct {
 	ha, hb *testHost
 	pa, pb *PeerConfig
 	now    time.Time
-	nat    bool // A is behind a NAT (translate)
+	nat    bool   // A is behind a NAT (translate)
+	natOff uint16 // the NAT's port offset (0: 40000)
 }
 
 func mustProposals(t *testing.T, names ...string) []Proposal {
@@ -189,11 +190,15 @@ func (p *pair) translate(d datagram) datagram {
 		return d
 	}
 	priv, pub := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("198.51.100.1")
+	off := p.natOff
+	if off == 0 {
+		off = 40000
+	}
 	if d.from.Addr() == priv {
-		d.from = netip.AddrPortFrom(pub, 40000+d.from.Port())
+		d.from = netip.AddrPortFrom(pub, off+d.from.Port())
 	}
 	if d.to.Addr() == pub {
-		d.to = netip.AddrPortFrom(priv, d.to.Port()-40000)
+		d.to = netip.AddrPortFrom(priv, d.to.Port()-off)
 	}
 	return d
 }
@@ -831,5 +836,92 @@ func TestAggressiveModeWrongIdentity(t *testing.T) {
 	}
 	if len(p.b.SAs()) != 0 {
 		t.Fatal("a refused SA left behind")
+	}
+}
+
+// remoteAccessPair: A is an L2TP client behind a NAT; B answers any
+// client with a wildcard config.
+func remoteAccessPair(t *testing.T) *pair {
+	p := newPair(t, false)
+	p.nat = true
+	p.pa.Local = netip.MustParseAddr("10.0.0.5")
+	p.pa.L2TP = true
+	p.pb.Name, p.pb.Remote, p.pb.L2TP = "remote-access", netip.Addr{}, true
+	return p
+}
+
+// TestRemoteAccessBehindNAT: transport mode with UDP 1701 identities, the
+// client naming itself by its private address, and NAT-OA payloads that
+// give the responder that address for checksum fixes.
+func TestRemoteAccessBehindNAT(t *testing.T) {
+	p := remoteAccessPair(t)
+	p.mainMode()
+	p.quickMode()
+	ca, cb := p.checkChildren("aes128gcm16", false)
+	if !ca.UDP || !cb.UDP || cb.Peer != "remote-access" || cb.Remote != netip.MustParseAddrPort("198.51.100.1:44500") {
+		t.Fatalf("B's child: %+v", cb)
+	}
+	if cb.NATOA != netip.MustParseAddr("10.0.0.5") || ca.NATOA.IsValid() {
+		t.Fatalf("NAT-OA: B has %v (want the client's 10.0.0.5), A has %v (want none: B is not behind a NAT)", cb.NATOA, ca.NATOA)
+	}
+	want := Selector{Prefix: netip.MustParsePrefix("10.0.0.5/32"), Proto: 17, Port: 1701}
+	if cb.RemoteTS != want || ca.LocalTS != want || cb.LocalTS.Prefix.String() != "192.0.2.2/32" {
+		t.Fatalf("selectors: A %v <-> %v, B %v <-> %v", ca.LocalTS, ca.RemoteTS, cb.LocalTS, cb.RemoteTS)
+	}
+	if err := p.b.Initiate("remote-access"); !errors.Is(err, ErrWildcard) {
+		t.Fatalf("initiating a wildcard config: %v", err)
+	}
+}
+
+// TestRemoteAccessTwoClientsBehindOneNAT: a second client behind the same
+// NAT (same public address, other ports) gets an IKE SA of its own and
+// does not replace the first one's, INITIAL-CONTACT or not.
+func TestRemoteAccessTwoClientsBehindOneNAT(t *testing.T) {
+	p := remoteAccessPair(t)
+	p.mainMode()
+	p.quickMode()
+	first := p.ha
+	p.ha = &testHost{name: "A2", wire: &p.wire, psk: first.psk, nextSPI: 0xc000, children: map[uint32]*ChildSA{}, inbound: map[uint32]*ChildSA{}}
+	p.hb.peer = p.ha
+	p.a = NewManager(Config{Host: p.ha, Rand: rand.Reader, Now: func() time.Time { return p.now }})
+	p.a.SetPeers([]*PeerConfig{p.pa})
+	p.natOff = 30000
+	p.mainMode()
+	p.quickMode()
+	if sas := p.b.SAs(); len(sas) != 2 {
+		t.Fatalf("B holds %d IKE SAs, want one per client: %+v", len(sas), sas)
+	}
+	if len(p.hb.children) != 2 || len(first.children) != 1 || len(p.ha.children) != 1 {
+		t.Fatalf("children: B %d (want 2), first client %d, second %d", len(p.hb.children), len(first.children), len(p.ha.children))
+	}
+	remotes := map[netip.AddrPort]bool{}
+	for _, c := range p.hb.children {
+		remotes[c.Remote] = true
+	}
+	if !remotes[netip.MustParseAddrPort("198.51.100.1:44500")] || !remotes[netip.MustParseAddrPort("198.51.100.1:34500")] {
+		t.Fatalf("B's children go to %v, want both NAT ports", remotes)
+	}
+	// Ticks past the responder's reauthentication point start nothing:
+	// a road warrior renews its own IKE SA.
+	p.tick(8 * time.Hour)
+	for _, d := range p.wire {
+		if d.from.Addr() == netip.MustParseAddr("192.0.2.2") {
+			if h, err := ParseHeader(d.b); err == nil && h.Exchange == ExchangeMain {
+				t.Fatalf("B started a main mode towards a road warrior")
+			}
+		}
+	}
+}
+
+// TestL2TPIdentityRefused: a transport mode offer for other traffic than
+// L2TP is refused by an L2TP config.
+func TestL2TPIdentityRefused(t *testing.T) {
+	p := remoteAccessPair(t)
+	p.pa.L2TP = false
+	p.pa.LocalTS, p.pa.RemoteTS = Selector{Prefix: netip.MustParsePrefix("10.0.0.5/32"), Proto: 6, Port: 22}, Selector{Prefix: netip.MustParsePrefix("192.0.2.2/32"), Proto: 6}
+	p.mainMode()
+	p.step("A", ExchangeQuick, true)
+	if ev := p.hb.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "not L2TP") {
+		t.Fatalf("B: want a refusal naming L2TP, got %+v", p.hb.events)
 	}
 }

@@ -166,7 +166,24 @@ func (m *Manager) peerFor(local, remote netip.Addr) *PeerConfig {
 	if local.IsValid() && !local.IsUnspecified() && byRemote != nil && byRemote.Local.IsValid() {
 		return nil // the peer is known, but at another of our addresses
 	}
-	return byRemote
+	if byRemote != nil {
+		return byRemote
+	}
+	// A peer no tunnel names: a road warrior, if remote access is on.
+	for _, p := range m.peers {
+		if p.Wildcard() {
+			return p
+		}
+	}
+	return nil
+}
+
+// samePeer reports whether two IKE SAs are with the same peer. Behind a
+// wildcard config every client is a peer of its own, told apart by its
+// address and port as we see them (clients behind one NAT share the
+// address, never the port).
+func samePeer(a, b *IKESA) bool {
+	return a.Peer == b.Peer && (!a.Peer.Wildcard() || a.Remote == b.Remote)
 }
 
 func (m *Manager) random(n int) []byte {
@@ -188,6 +205,9 @@ func (m *Manager) cookie() Cookie {
 // ErrNoPeer: an address we have no tunnel for.
 var ErrNoPeer = errors.New("no peer configured for this address")
 
+// ErrWildcard: a config that answers any peer has no peer to start with.
+var ErrWildcard = errors.New("remote access answers clients and does not initiate")
+
 // Initiate starts main mode with a peer, followed by a quick mode; if an
 // IKE SA is already up, only the quick mode runs. It returns at once.
 func (m *Manager) Initiate(name string) error {
@@ -201,6 +221,9 @@ func (m *Manager) Initiate(name string) error {
 	}
 	if peer == nil {
 		return fmt.Errorf("initiate %q: %w", name, ErrNoPeer)
+	}
+	if peer.Wildcard() {
+		return fmt.Errorf("initiate %q: %w", name, ErrWildcard)
 	}
 	return m.initiateLocked(peer)
 }
@@ -393,7 +416,7 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	// A peer that reauthenticates: once this SA has a child, the older
 	// ones with the peer go.
 	for _, old := range m.sas {
-		if old.Peer == peer && old.state == stateEstablished {
+		if samePeer(old, sa) && old.state == stateEstablished {
 			sa.replaces = true
 		}
 	}
@@ -521,7 +544,7 @@ func (m *Manager) completed(x *exchange) {
 			Message: fmt.Sprintf("IKE SA with %s (%s) established: %v", sa.Peer.Name, sa.Remote.Addr(), sa.phase1)})
 		if sa.initialContact {
 			for _, old := range m.sas {
-				if old != sa && old.Peer == sa.Peer {
+				if old != sa && samePeer(old, sa) {
 					m.remove(old, "the peer restarted (INITIAL-CONTACT)")
 				}
 			}

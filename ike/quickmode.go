@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/gatehouse/gatehouse/esp"
@@ -33,6 +34,8 @@ type quickMode struct {
 	// halfInstalled: the responder installed the inbound SA and waits
 	// for HASH(3).
 	halfInstalled bool
+	// natOA: the peer's original address, when a NAT rewrote it.
+	natOA netip.Addr
 }
 
 // withHash puts the HASH payload computed over the rest in front.
@@ -65,9 +68,14 @@ func (t *quickMode) build(x *exchange, out *msg) (bool, error) {
 		}
 		if p.hasIDs() {
 			t.localTS, t.remoteTS = p.LocalTS, p.RemoteTS
-			t.ids = []Payload{p.LocalTS.id(), p.RemoteTS.id()}
+		} else if p.L2TP {
+			t.localTS, t.remoteTS = l2tpSelector(sa.Local.Addr()), l2tpSelector(sa.Remote.Addr())
+		}
+		if t.localTS.Prefix.IsValid() {
+			t.ids = []Payload{t.localTS.id(), t.remoteTS.id()}
 			rest = append(rest, t.ids...)
 		}
+		rest = append(rest, sa.natOA(p.Transport, sa.Local.Addr(), sa.Remote.Addr())...)
 		withHash(out, rest, func(r []byte) []byte { return QuickHash1(sa.prf, sa.keys.A, x.msgID, r) })
 	case !x.initiator && t.step == 2:
 		t.nr = m.random(nonceLen)
@@ -87,6 +95,7 @@ func (t *quickMode) build(x *exchange, out *msg) (bool, error) {
 			rest = append(rest, &Data{T: PayloadKE, Data: dh.Public()})
 		}
 		rest = append(rest, t.ids...)
+		rest = append(rest, sa.natOA(p.Transport, sa.Remote.Addr(), sa.Local.Addr())...)
 		withHash(out, rest, func(r []byte) []byte { return QuickHash2(sa.prf, sa.keys.A, x.msgID, t.ni, r) })
 		t.child = t.makeChild(sa)
 		if err := m.host.InstallInbound(t.child); err != nil {
@@ -138,6 +147,9 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 		} else if p2.Group != 0 {
 			return false, fail("malformed", NotifyPayloadMalformed, "quick mode: PFS group %d offered without a KE payload", p2.Group)
 		}
+		if sa.natRemote {
+			t.peerNATOA(in, false)
+		}
 		if err := t.checkIDs(sa, in, false); err != nil {
 			return false, err
 		}
@@ -178,6 +190,9 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 			}
 			t.gxy = gxy
 		}
+		if sa.natRemote {
+			t.peerNATOA(in, true)
+		}
 		if err := t.checkIDs(sa, in, true); err != nil {
 			return false, err
 		}
@@ -217,21 +232,88 @@ func (t *quickMode) checkIDs(sa *IKESA, in *msg, initiator bool) error {
 	if initiator {
 		local, remote = ci, cr
 	}
-	wantLocal, wantRemote := p.LocalTS, p.RemoteTS
-	if !p.hasIDs() {
-		// Transport mode: the identities may name the gateways.
-		wantLocal = Selector{Prefix: hostPrefix(sa.Local.Addr()), Proto: local.Proto, Port: local.Port}
-		wantRemote = Selector{Prefix: hostPrefix(sa.Remote.Addr()), Proto: remote.Proto, Port: remote.Port}
-	}
-	if local != wantLocal || remote != wantRemote {
-		return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: peer proposed %v <-> %v, we have %v <-> %v",
-			remote, local, wantRemote, wantLocal)
+	if p.hasIDs() {
+		if local != p.LocalTS || remote != p.RemoteTS {
+			return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: peer proposed %v <-> %v, we have %v <-> %v",
+				remote, local, p.RemoteTS, p.LocalTS)
+		}
+	} else if err := t.checkTransportIDs(sa, local, remote); err != nil {
+		return err
 	}
 	t.localTS, t.remoteTS = local, remote
 	if !initiator {
 		t.ids = []Payload{ids[0], ids[1]} // echoed as received
 	}
 	return nil
+}
+
+// checkTransportIDs: in transport mode the identities name the two hosts.
+// A side behind a NAT names itself by the address it has, not the one we
+// see (RFC 3947 section 5.2): its identity is then taken as its original
+// address. With L2TP, only UDP 1701 (or any port) is protected (RFC 3193).
+func (t *quickMode) checkTransportIDs(sa *IKESA, local, remote Selector) error {
+	p := sa.Peer
+	for _, x := range []struct {
+		sel  Selector
+		addr netip.Addr
+		nat  bool
+		side string
+	}{{local, sa.Local.Addr(), sa.natLocal, "our"}, {remote, sa.Remote.Addr(), sa.natRemote, "the peer's"}} {
+		host := x.sel.Prefix.IsSingleIP() && x.sel.Prefix.Addr().Is4() == x.addr.Unmap().Is4()
+		if !host || (!x.nat && x.sel.Prefix != hostPrefix(x.addr)) {
+			return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: transport mode identity %v is not %s address %v", x.sel, x.side, x.addr)
+		}
+		if p.L2TP && ((x.sel.Proto != 0 && x.sel.Proto != protoUDP) || (x.sel.Port != 0 && x.sel.Port != l2tpPort)) {
+			return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: identity %v is not L2TP (UDP port 1701)", x.sel)
+		}
+	}
+	if sa.natRemote && t.natOA == (netip.Addr{}) {
+		t.natOA = remote.Prefix.Addr()
+	}
+	return nil
+}
+
+const (
+	protoUDP = 17
+	l2tpPort = 1701
+)
+
+func l2tpSelector(a netip.Addr) Selector {
+	return Selector{Prefix: hostPrefix(a), Proto: protoUDP, Port: l2tpPort}
+}
+
+// natOA builds the NAT-OA payloads for UDP-encapsulated transport mode:
+// RFC 3947 section 5.2 sends the initiator's address, then the
+// responder's, each as the sender knows it; the drafts send one, the
+// sender's own.
+func (sa *IKESA) natOA(transport bool, initiator, responder netip.Addr) []Payload {
+	if !transport || !sa.natDetected() {
+		return nil
+	}
+	if sa.nattDialect == nattDraft {
+		return []Payload{&NATOA{T: PayloadNATOADraft, Addr: sa.Local.Addr().Unmap()}}
+	}
+	return []Payload{&NATOA{T: PayloadNATOA, Addr: initiator.Unmap()}, &NATOA{T: PayloadNATOA, Addr: responder.Unmap()}}
+}
+
+// peerNATOA takes the peer's original address from its NAT-OA payloads.
+func (t *quickMode) peerNATOA(in *msg, initiator bool) {
+	var oas []*NATOA
+	for _, pl := range in.payloads {
+		if oa, ok := pl.(*NATOA); ok {
+			oas = append(oas, oa)
+		}
+	}
+	i := 0
+	if initiator {
+		i = 1 // we are the initiator: the peer's address is the second
+	}
+	switch len(oas) {
+	case 1: // the drafts' one: the sender's
+		t.natOA = oas[0].Addr
+	case 2:
+		t.natOA = oas[i].Addr
+	}
 }
 
 func offeredSuite(ours []esp.Suite, s esp.Suite) bool {
@@ -291,6 +373,9 @@ func (t *quickMode) makeChild(sa *IKESA) *ChildSA {
 	c := &ChildSA{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, Tunnel: t.p2.Tunnel(), UDP: t.p2.UDP(),
 		Suite: t.p2.Suite, InSPI: t.inSPI, OutSPI: t.outSPI, LocalTS: t.localTS, RemoteTS: t.remoteTS,
 		Lifetime: t.p2.Lifetime, LifeKB: t.p2.LifeKB, ICookie: sa.ICookie, RCookie: sa.RCookie}
+	if !c.Tunnel && t.natOA != sa.Remote.Addr().Unmap() {
+		c.NATOA = t.natOA
+	}
 	c.InEnc, c.InInteg = key(t.inSPI)
 	c.OutEnc, c.OutInteg = key(t.outSPI)
 	if c.UDP {
@@ -312,7 +397,7 @@ func (m *Manager) installChild(sa *IKESA, c *ChildSA, initiator bool, replaces *
 	// Older children for the same traffic are superseded: they are not
 	// rekeyed again. The one this quick mode replaced is deleted after a
 	// short grace, so packets in flight on it still arrive.
-	for _, old := range m.childrenFor(sa.Peer) {
+	for _, old := range m.childrenWith(sa) {
 		if old != c && old.LocalTS == c.LocalTS && old.RemoteTS == c.RemoteTS {
 			old.superseded = true
 		}

@@ -45,12 +45,12 @@ func (m *Manager) scheduleRekey(sa *IKESA, c *ChildSA, initiator bool) {
 	}
 }
 
-// childrenFor lists the children of every IKE SA with a peer.
-func (m *Manager) childrenFor(p *PeerConfig) []*ChildSA {
+// childrenWith lists the children of every IKE SA with sa's peer.
+func (m *Manager) childrenWith(sa *IKESA) []*ChildSA {
 	var out []*ChildSA
-	for _, sa := range m.sas {
-		if sa.Peer == p {
-			out = append(out, sa.children...)
+	for _, o := range m.sas {
+		if samePeer(o, sa) {
+			out = append(out, o.children...)
 		}
 	}
 	return out
@@ -100,7 +100,9 @@ func (m *Manager) deleteChild(sa *IKESA, c *ChildSA, why string) {
 // reauthTick starts the replacement of an IKE SA near its lifetime's end.
 func (m *Manager) reauthTick(sa *IKESA, now time.Time) {
 	life := sa.phase1.Lifetime
-	if life <= 0 || sa.reauthStarted || sa.state != stateEstablished {
+	// A road warrior's SA is the client's to renew: we cannot reach a
+	// client behind a NAT with a new main mode.
+	if life <= 0 || sa.reauthStarted || sa.state != stateEstablished || sa.Peer.Wildcard() {
 		return
 	}
 	if now.Sub(sa.created) < time.Duration(float64(life)*sa.softIKE) {
@@ -116,7 +118,7 @@ func (m *Manager) reauthTick(sa *IKESA, now time.Time) {
 // after a grace.
 func (m *Manager) retireReplaced(sa *IKESA) {
 	for _, old := range m.sas {
-		if old != sa && old.Peer == sa.Peer && old.state == stateEstablished && old.retireAt.IsZero() && old.created.Before(sa.created) {
+		if old != sa && samePeer(old, sa) && old.state == stateEstablished && old.retireAt.IsZero() && old.created.Before(sa.created) {
 			old.retireAt = m.now().Add(retireGrace)
 			for _, c := range old.children {
 				c.superseded = true
