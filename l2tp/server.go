@@ -118,6 +118,22 @@ func (s *Server[K]) Tick(now time.Time) {
 	}
 }
 
+// Abandon ends every tunnel from key without sending (see
+// Tunnel.Abandon) and forgets them; it returns how many there were.
+func (s *Server[K]) Abandon(key K, now time.Time, why string) int {
+	n := 0
+	for id, t := range s.tunnels {
+		if t.key.(K) != key {
+			continue
+		}
+		t.Abandon(now, why)
+		delete(s.tunnels, id)
+		delete(s.byPeer, peerTunnel[K]{key, t.peer})
+		n++
+	}
+	return n
+}
+
 // Tunnel returns the tunnel with our id.
 func (s *Server[K]) Tunnel(id uint16) *Tunnel {
 	if t := s.tunnels[id]; t != nil {

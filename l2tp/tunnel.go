@@ -215,6 +215,18 @@ func (t *Tunnel) Close(now time.Time, r Result, why string) {
 	t.down(r, why)
 }
 
+// Abandon ends the tunnel without a word to the peer, which cannot be
+// reached any more (its IPsec SA is gone): sessions and tunnel are
+// reported down, and nothing is sent or retransmitted.
+func (t *Tunnel) Abandon(now time.Time, why string) {
+	t.now = now
+	t.queue = nil
+	if t.state < tunnelClosing {
+		t.down(Result{Result: StopClearConnection, Message: why}, why)
+	}
+	t.state = tunnelDead
+}
+
 // down clears the sessions, reports the tunnel down and lingers.
 func (t *Tunnel) down(r Result, why string) {
 	for id, s := range t.sessions {

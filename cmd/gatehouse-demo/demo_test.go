@@ -18,7 +18,7 @@ func TestDemoRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode")
 	}
-	bin, err := testbin.Build(t.TempDir(), map[string]string{".": "gatehouse-demo", "../gatehoused": "gatehoused", "../gatehouse": "gatehouse", "../../plugins/auth-psk": "plugins/auth-psk"})
+	bin, err := testbin.Build(t.TempDir(), map[string]string{".": "gatehouse-demo", "../gatehoused": "gatehoused", "../gatehouse": "gatehouse", "../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/l2tp": "plugins/l2tp"})
 	if err != nil {
 		t.Fatal(err)
 	}

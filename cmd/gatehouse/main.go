@@ -172,6 +172,8 @@ running; exit status 1 then.`,
 			},
 		},
 	)
+	root.AddCommand(connectCommand())
+	root.AddCommand(sessionCommands(g)...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gatehouse:", err)
 		var ce cliError

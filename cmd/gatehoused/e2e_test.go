@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 		".":                      "gatehoused",
 		"../gatehouse":           "gatehouse",
 		"../../plugins/auth-psk": "plugins/auth-psk",
+		"../../plugins/l2tp":     "plugins/l2tp",
 	})
 }
 
@@ -168,7 +169,7 @@ func TestStatusPolicyAndPlugins(t *testing.T) {
 		t.Fatalf("admin socket mode: %v %v", st.Mode(), err)
 	}
 	out, code := s.cli("status")
-	if code != 0 || !strings.Contains(out, "4 rules") || !strings.Contains(out, "1 of 1 running") || !strings.Contains(out, "exemptions windows2000") {
+	if code != 0 || !strings.Contains(out, "4 rules") || !strings.Contains(out, "2 of 2 running") || !strings.Contains(out, "exemptions windows2000") {
 		t.Fatalf("status (exit %d):\n%s", code, out)
 	}
 	out, code = s.cli("policy", "show")
@@ -191,7 +192,7 @@ func TestStatusPolicyAndPlugins(t *testing.T) {
 		t.Fatal("a preshared key was printed")
 	}
 	rows := s.plugins()
-	if len(rows) != 1 || rows[0].Name != "auth-psk" || rows[0].State != "running" || rows[0].Restarts != 0 {
+	if len(rows) != 2 || rows[0].Name != "auth-psk" || rows[1].Name != "l2tp" || rows[0].State != "running" || rows[1].State != "running" || rows[0].Restarts != 0 {
 		t.Fatalf("plugins = %+v", rows)
 	}
 }

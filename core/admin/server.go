@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse/gatehouse/core/daemon"
+	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/policy"
 	"github.com/gatehouse/gatehouse/core/sad"
 	pb "github.com/gatehouse/gatehouse/proto/gen/gatehouse/admin/v1"
@@ -230,6 +232,48 @@ func (s *Server) Down(_ context.Context, r *pb.TunnelRequest) (*pb.TunnelRespons
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return &pb.TunnelResponse{}, nil
+}
+
+func (s *Server) Sessions(context.Context, *pb.SessionsRequest) (*pb.SessionsResponse, error) {
+	list, pool, used, size, err := s.d.Sessions()
+	if errors.Is(err, daemon.ErrNoRemoteAccess) {
+		return &pb.SessionsResponse{}, nil
+	}
+	out := &pb.SessionsResponse{RemoteAccess: true, Pool: pool.String(), PoolUsed: uint32(used), PoolSize: uint32(size)}
+	for _, ss := range list {
+		out.Sessions = append(out.Sessions, sessionToPB(ss))
+	}
+	sort.Slice(out.Sessions, func(i, j int) bool { return out.Sessions[i].SinceUnix < out.Sessions[j].SinceUnix })
+	return out, nil
+}
+
+func (s *Server) Disconnect(_ context.Context, r *pb.DisconnectRequest) (*pb.DisconnectResponse, error) {
+	if r.GetTarget() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a user name or a client address is needed")
+	}
+	ended, err := s.d.Disconnect(r.GetTarget())
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if len(ended) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "no session of a user or client address %q (see gatehouse sessions)", r.GetTarget())
+	}
+	out := &pb.DisconnectResponse{}
+	for _, ss := range ended {
+		out.Ended = append(out.Ended, sessionToPB(ss))
+	}
+	return out, nil
+}
+
+func sessionToPB(s *dataplane.L2TPSession) *pb.Session {
+	c := s.Counters()
+	outer := s.Peer.String()
+	if s.Peer.Port() == 0 {
+		outer = s.Peer.Addr().String()
+	}
+	return &pb.Session{User: s.User, Address: s.Client.String(), Outer: outer, SinceUnix: s.Since.Unix(),
+		BytesIn: c.BytesIn, BytesOut: c.BytesOut, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut,
+		IdleSeconds: int64(time.Since(c.LastIn) / time.Second)}
 }
 
 func saToPB(sn sad.Snapshot) *pb.SA {

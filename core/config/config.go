@@ -130,6 +130,7 @@ type Kerberos struct {
 // RemoteAccess is the L2TP/IPsec server (KB 265112).
 type RemoteAccess struct {
 	Auth               []AuthMethod `yaml:"auth"`
+	IKE                *IKE         `yaml:"ike"`
 	Pool               Prefix       `yaml:"pool"`
 	DNS                []IP         `yaml:"dns"`
 	NBNS               []IP         `yaml:"nbns"`

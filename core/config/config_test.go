@@ -167,7 +167,7 @@ func TestDefaultsDocumented(t *testing.T) {
 	for _, v := range []string{DefaultAdminSocket, DefaultMetricsListen, DefaultLogLevel, DefaultLogFormat, DefaultExemptions,
 		DefaultIKELifetime.String(), DefaultDPDInterval.String(), DefaultDPDTimeout.String(), DefaultESPLifetime.String(),
 		DefaultStart, DefaultPFS, "1400", DefaultPluginDir, DefaultHealthInterval.String(), fmt.Sprint(DefaultOffload),
-		strings.Join(DefaultIKEProposals, ", "), strings.Join(DefaultESPProposals, ", "), strings.Join(DefaultRemoteAccessESPProposals, ", ")} {
+		strings.Join(DefaultIKEProposals, ", "), strings.Join(DefaultESPProposals, ", "), strings.Join(DefaultRemoteAccessESPProposals, ", "), strings.Join(DefaultRemoteAccessIKEProposals, ", ")} {
 		if !strings.Contains(string(doc), "`"+v+"`") {
 			t.Errorf("docs/configuration.md does not show the default `%s`", v)
 		}

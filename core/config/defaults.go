@@ -38,6 +38,10 @@ var DefaultESPProposals = []string{"aes128gcm16", "aes256-sha256"}
 // in quick mode (AES-CBC with HMAC-SHA1, see shared/PROTOCOLS.md).
 var DefaultRemoteAccessESPProposals = []string{"aes256-sha1", "aes128-sha1"}
 
+// DefaultRemoteAccessIKEProposals: what macOS and iOS pick first, then
+// what Windows 10/11 offer, in their order (shared/PROTOCOLS.md).
+var DefaultRemoteAccessIKEProposals = []string{"aes256-sha256-modp2048", "aes256-sha1-ecp384", "aes128-sha1-ecp256", "aes256-sha1-modp2048"}
+
 // DefaultPPPAuth is what the L2TP server asks users for.
 var DefaultPPPAuth = []string{"mschapv2"}
 
@@ -70,6 +74,13 @@ func applyDefaults(c *Config) {
 		}
 	}
 	if ra := c.RemoteAccess; ra != nil {
+		if ra.IKE == nil {
+			ra.IKE = &IKE{}
+		}
+		if len(ra.IKE.Proposals) == 0 {
+			ra.IKE.Proposals = append([]string(nil), DefaultRemoteAccessIKEProposals...)
+		}
+		defaultIKE(ra.IKE, &c.IKE)
 		defaultESP(&ra.ESP, DefaultRemoteAccessESPProposals)
 		if len(ra.PPP.Auth) == 0 {
 			ra.PPP.Auth = append([]string(nil), DefaultPPPAuth...)

@@ -380,6 +380,12 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 		v.errorAt(ra.PPP.Meta.At("mru"), path+".ppp.mru", "%d is out of range; allowed 576 to 1500", ra.PPP.MRU)
 	}
 	v.espSettings(&ra.ESP, path+".esp")
+	if ra.IKE != nil {
+		v.ike(ra.IKE, path+".ike")
+		if ra.IKE.AggressiveMode {
+			v.errorAt(ra.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode is not offered to road warriors: with one preshared key for every client, any client could crack it offline from a captured hash")
+		}
+	}
 }
 
 func (v *validator) filter(f *Filter, path string, tunnel bool) {

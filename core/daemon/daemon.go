@@ -72,6 +72,9 @@ func pluginSpecs(c *config.Config) []pluginhost.Spec {
 		for _, kind := range authKinds(c) {
 			names = append(names, config.PluginRef{Name: "auth-" + kind})
 		}
+		if c.RemoteAccess != nil {
+			names = append(names, config.PluginRef{Name: "l2tp"})
+		}
 	}
 	specs := make([]pluginhost.Spec, 0, len(names))
 	for _, n := range names {
@@ -204,6 +207,11 @@ type Daemon struct {
 	plugins *pluginhost.Host
 	started time.Time
 
+	// ra is remote access (nil without it); life ends with Stop.
+	ra        *remoteAccess
+	life      context.Context
+	endOfLife context.CancelFunc
+
 	mu            sync.RWMutex
 	dp            *dataplaneState
 	cur           *Loaded
@@ -214,6 +222,7 @@ type Daemon struct {
 // New makes a daemon around a loaded configuration; Start runs it.
 func New(log *zap.Logger, opts Options, l *Loaded) *Daemon {
 	d := &Daemon{log: log, opts: opts, cur: l, started: time.Now()}
+	d.life, d.endOfLife = context.WithCancel(context.Background())
 	d.plugins = pluginhost.New(log.Named("plugin"), pluginhost.Options{HealthInterval: l.Config.Plugins.HealthInterval.Duration}, d.configurePlugin)
 	return d
 }
@@ -243,6 +252,12 @@ func (d *Daemon) configurePlugin(ctx context.Context, p *pluginhost.Plugin) erro
 }
 
 func (d *Daemon) configureWith(ctx context.Context, p *pluginhost.Plugin, l *Loaded) error {
+	if tc, ok := p.Tunnel(); ok {
+		if d.ra == nil {
+			return fmt.Errorf("plugin %s serves L2TP, but remote_access is not configured", p.Name())
+		}
+		return d.ra.attach(ctx, d.life, tc)
+	}
 	a, _, ok := p.Authenticator()
 	if !ok {
 		return nil
@@ -258,6 +273,14 @@ func (d *Daemon) configureWith(ctx context.Context, p *pluginhost.Plugin, l *Loa
 // served. On error everything started is stopped.
 func (d *Daemon) Start(ctx context.Context) error {
 	l := d.Current()
+	if ra := l.Config.RemoteAccess; ra != nil {
+		r, err := newRemoteAccess(d.log.Named("l2tp"), ra)
+		if err != nil {
+			return fmt.Errorf("remote_access: %w", err)
+		}
+		d.ra = r
+		go r.forward(d.life)
+	}
 	for _, s := range l.Plugins {
 		if err := d.plugins.Start(ctx, s); err != nil {
 			d.plugins.StopAll()
@@ -324,6 +347,9 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 	}
 	if !tunnelsUnchanged(old.Config, next.Config) {
 		return nil, fmt.Errorf("%s: tunnels or ike changed; restart gatehoused to apply them (reloading tunnels without touching unchanged SAs comes later)", next.Config.File)
+	}
+	if !remoteAccessUnchanged(old.Config, next.Config) {
+		return nil, fmt.Errorf("%s: remote_access changed; restart gatehoused to apply it (connected users would be cut off)", next.Config.File)
 	}
 	if !manualUnchanged(old.Config, next.Config) {
 		return nil, fmt.Errorf("%s: manual_sas or dataplane changed; manual SAs cannot be replaced without dropping traffic, so restart gatehoused to apply them", next.Config.File)
@@ -442,4 +468,5 @@ func (d *Daemon) Stop() {
 	d.stopDataplane()
 	d.mu.Unlock()
 	d.plugins.StopAll()
+	d.endOfLife()
 }

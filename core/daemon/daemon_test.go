@@ -67,7 +67,8 @@ rules:
 			t.Errorf("%s = %+v, want %+v", name, g, w)
 		}
 	}
-	if len(l.Plugins) != 1 || l.Plugins[0].Name != "auth-psk" || l.Plugins[0].Path != "/opt/plugins/auth-psk" {
+	// remote_access brings the L2TP plugin.
+	if len(l.Plugins) != 2 || l.Plugins[0].Name != "auth-psk" || l.Plugins[0].Path != "/opt/plugins/auth-psk" || l.Plugins[1].Name != "l2tp" {
 		t.Errorf("plugins = %+v", l.Plugins)
 	}
 }

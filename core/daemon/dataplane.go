@@ -30,7 +30,9 @@ type dataplaneState struct {
 }
 
 // needsDataplane reports whether the configuration has SAs to carry.
-func needsDataplane(c *config.Config) bool { return len(c.ManualSAs) > 0 || len(c.Tunnels) > 0 }
+func needsDataplane(c *config.Config) bool {
+	return len(c.ManualSAs) > 0 || len(c.Tunnels) > 0 || c.RemoteAccess != nil
+}
 
 // manualSAs builds the SAD entries of every manual SA.
 func manualSAs(c *config.Config, log *zap.Logger, expired chan<- esp.Event) ([]*sad.InSA, map[sad.OutKey]*sad.OutSA, error) {
@@ -226,7 +228,15 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		}
 		routes = append(routes, subnetRoutes(m.LocalSubnets, m.RemoteSubnets)...)
 	}
-	netCleanup, err := dataplane.SetupNetwork(dataplane.NetConfig{TUN: dp.TUN, MTU: dp.MTU, Table: dp.Table, Mark: int(dp.Mark), Routes: routes})
+	var addrs []netip.Prefix
+	if d.ra != nil {
+		// Clients are reached through the TUN, and reach this host at the
+		// pool's gateway address.
+		gw := d.ra.pool.Gateway()
+		routes = append(routes, dataplane.Route{Dst: d.ra.pool.Prefix(), Src: gw})
+		addrs = append(addrs, netip.PrefixFrom(gw, gw.BitLen()))
+	}
+	netCleanup, err := dataplane.SetupNetwork(dataplane.NetConfig{TUN: dp.TUN, MTU: dp.MTU, Table: dp.Table, Mark: int(dp.Mark), Routes: routes, Addrs: addrs})
 	if err != nil {
 		return err
 	}
@@ -256,7 +266,13 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 			ik.deliver(msg, netip.AddrPortFrom(netip.IPv4Unspecified(), esp.NATTPort), from)
 		}
 	}
+	if d.ra != nil {
+		pcfg.L2TP, pcfg.OnL2TPControl = d.ra.table, d.ra.onControl
+	}
 	st.plane = dataplane.New(pcfg, l.Policy)
+	if d.ra != nil {
+		d.ra.setSender(st.plane.SendL2TP)
+	}
 	st.plane.Start()
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -310,22 +326,7 @@ func tunnelsUnchanged(a, b *config.Config) bool {
 				k.Meta, k.DPD.Meta = config.Meta{}, config.Meta{}
 				t.IKE = &k
 			}
-			auth := make([]config.AuthMethod, len(t.Auth))
-			for j, m := range t.Auth {
-				m.Meta = config.Meta{}
-				if m.X509 != nil {
-					x := *m.X509
-					x.Meta = config.Meta{}
-					m.X509 = &x
-				}
-				if m.Kerberos != nil {
-					k := *m.Kerberos
-					k.Meta = config.Meta{}
-					m.Kerberos = &k
-				}
-				auth[j] = m
-			}
-			t.Auth = auth
+			t.Auth = stripAuth(t.Auth)
 			out[i] = t
 		}
 		k := c.IKE
@@ -335,6 +336,46 @@ func tunnelsUnchanged(a, b *config.Config) bool {
 	ta, ka := strip(a)
 	tb, kb := strip(b)
 	return reflect.DeepEqual(ta, tb) && reflect.DeepEqual(ka, kb)
+}
+
+// remoteAccessUnchanged reports whether a reload leaves remote_access as
+// it was, positions in the file aside.
+func remoteAccessUnchanged(a, b *config.Config) bool {
+	strip := func(ra *config.RemoteAccess) *config.RemoteAccess {
+		if ra == nil {
+			return nil
+		}
+		r := *ra
+		r.Meta, r.PPP.Meta, r.ESP.Meta = config.Meta{}, config.Meta{}, config.Meta{}
+		if r.IKE != nil {
+			k := *r.IKE
+			k.Meta, k.DPD.Meta = config.Meta{}, config.Meta{}
+			r.IKE = &k
+		}
+		r.Auth = stripAuth(r.Auth)
+		return &r
+	}
+	return reflect.DeepEqual(strip(a.RemoteAccess), strip(b.RemoteAccess))
+}
+
+// stripAuth drops file positions from an auth list.
+func stripAuth(list []config.AuthMethod) []config.AuthMethod {
+	out := make([]config.AuthMethod, len(list))
+	for j, m := range list {
+		m.Meta = config.Meta{}
+		if m.X509 != nil {
+			x := *m.X509
+			x.Meta = config.Meta{}
+			m.X509 = &x
+		}
+		if m.Kerberos != nil {
+			k := *m.Kerberos
+			k.Meta = config.Meta{}
+			m.Kerberos = &k
+		}
+		out[j] = m
+	}
+	return out
 }
 
 // manualUnchanged reports whether a reload leaves manual SAs as they are;
@@ -402,4 +443,24 @@ func (d *Daemon) SAs() ([]sad.Snapshot, dataplane.Counters, bool) {
 		return nil, dataplane.Counters{}, false
 	}
 	return st.db.List(time.Now()), st.plane.Counters(), true
+}
+
+// ErrNoRemoteAccess: sessions asked for without remote_access.
+var ErrNoRemoteAccess = errors.New("remote_access is not configured")
+
+// Sessions lists the remote-access sessions and the pool's use.
+func (d *Daemon) Sessions() ([]*dataplane.L2TPSession, netip.Prefix, int, int, error) {
+	if d.ra == nil {
+		return nil, netip.Prefix{}, 0, 0, ErrNoRemoteAccess
+	}
+	used, size := d.ra.pool.Usage()
+	return d.ra.table.All(), d.ra.pool.Prefix(), used, size, nil
+}
+
+// Disconnect ends the sessions of a user or a client address.
+func (d *Daemon) Disconnect(target string) ([]*dataplane.L2TPSession, error) {
+	if d.ra == nil {
+		return nil, ErrNoRemoteAccess
+	}
+	return d.ra.disconnect(target), nil
 }

@@ -58,6 +58,7 @@ type ikeHost struct {
 	udp4500 dataplane.Conn
 	expired chan<- esp.Event
 	tunnels map[string]config.Tunnel
+	ra      *remoteAccess // nil without remote access
 }
 
 // peerConfigs turns the tunnels into the engine's peers.
@@ -118,7 +119,50 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, error) {
 		}
 		out = append(out, p)
 	}
+	if ra := c.RemoteAccess; ra != nil {
+		p, err := remoteAccessPeer(c, ra)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
 	return out, nil
+}
+
+// remoteAccessPeer is the wildcard peer that answers road warriors:
+// transport mode for L2TP (RFC 3193), at our first listen address.
+func remoteAccessPeer(c *config.Config, ra *config.RemoteAccess) (*ike.PeerConfig, error) {
+	k := ra.IKE
+	p := &ike.PeerConfig{Name: raRule, Local: c.Listen[0].Addr.Unmap(), Auth: ike.AuthPSK, Transport: true, L2TP: true,
+		Lifetime: k.Lifetime.Duration, ESPLifetime: ra.ESP.Lifetime.Duration, ESPLifeKB: ra.ESP.LifetimeKB,
+		DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration}
+	for _, a := range ra.Auth {
+		if a.Kind() != "psk" {
+			return nil, fmt.Errorf("remote_access: %s authentication is not available yet; use psk_file", a.Kind())
+		}
+	}
+	for _, s := range k.Proposals {
+		pr, err := ike.ParseProposal(s)
+		if err != nil {
+			return nil, fmt.Errorf("remote_access: %w", err)
+		}
+		p.Proposals = append(p.Proposals, pr)
+	}
+	for _, s := range ra.ESP.Proposals {
+		su, err := esp.ParseSuite(s)
+		if err != nil {
+			return nil, fmt.Errorf("remote_access: %w", err)
+		}
+		p.ESP = append(p.ESP, su)
+	}
+	if ra.ESP.PFS != "" && ra.ESP.PFS != "none" {
+		g, err := ike.ParseGroup(ra.ESP.PFS)
+		if err != nil {
+			return nil, fmt.Errorf("remote_access: pfs: %w", err)
+		}
+		p.PFS = g.Number
+	}
+	return p, nil
 }
 
 func (h *ikeHost) Send(b []byte, local, remote netip.AddrPort) error {
@@ -179,6 +223,21 @@ func (h *ikeHost) espConfig(c *ike.ChildSA, spi uint32, enc, integ []byte) esp.C
 	}}
 }
 
+// raMeta describes a road warrior's transport SA: its selectors are the
+// two hosts, and NATOA its own address behind a NAT.
+func raMeta(c *ike.ChildSA, dir string) sad.Meta {
+	m := sad.Meta{Name: raRule, Rule: raRule + "/" + dir, Mode: sad.Transport, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP, NATOA: c.NATOA}
+	if dir == "in" {
+		m.Selectors = []sad.Selector{{Src: hostPrefix(c.Remote.Addr()), Dst: hostPrefix(c.Local.Addr())}}
+	}
+	return m
+}
+
+func hostPrefix(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
 func (h *ikeHost) meta(c *ike.ChildSA) (config.Tunnel, sad.Meta, error) {
 	t, ok := h.tunnels[c.Peer]
 	if !ok {
@@ -192,11 +251,14 @@ func (h *ikeHost) meta(c *ike.ChildSA) (config.Tunnel, sad.Meta, error) {
 }
 
 func (h *ikeHost) InstallInbound(c *ike.ChildSA) error {
-	t, meta, err := h.meta(c)
+	in, err := esp.NewInbound(h.espConfig(c, c.InSPI, c.InEnc, c.InInteg))
 	if err != nil {
 		return err
 	}
-	in, err := esp.NewInbound(h.espConfig(c, c.InSPI, c.InEnc, c.InInteg))
+	if c.Peer == raRule {
+		return h.db.AddInbound(&sad.InSA{Meta: raMeta(c, "in"), ESP: in})
+	}
+	t, meta, err := h.meta(c)
 	if err != nil {
 		return err
 	}
@@ -210,11 +272,15 @@ func (h *ikeHost) InstallInbound(c *ike.ChildSA) error {
 }
 
 func (h *ikeHost) InstallOutbound(c *ike.ChildSA) error {
-	t, meta, err := h.meta(c)
+	out, err := esp.NewOutbound(h.espConfig(c, c.OutSPI, c.OutEnc, c.OutInteg))
 	if err != nil {
 		return err
 	}
-	out, err := esp.NewOutbound(h.espConfig(c, c.OutSPI, c.OutEnc, c.OutInteg))
+	if c.Peer == raRule {
+		h.db.SetOutbound(raOutKey(c.Remote), &sad.OutSA{Meta: raMeta(c, "out"), ESP: out})
+		return nil
+	}
+	t, meta, err := h.meta(c)
 	if err != nil {
 		return err
 	}
@@ -226,6 +292,16 @@ func (h *ikeHost) InstallOutbound(c *ike.ChildSA) error {
 
 func (h *ikeHost) DeleteChild(c *ike.ChildSA) {
 	h.db.RemoveInbound(c.InSPI)
+	if c.Peer == raRule {
+		key := raOutKey(c.Remote)
+		h.db.RemoveOutbound(key, c.OutSPI)
+		// The last SA to a client takes its sessions with it; a rekeyed
+		// one has its successor installed first.
+		if h.ra != nil && h.db.Outbound(key) == nil {
+			h.ra.peerGone(c.Remote, "its last IPsec SA was deleted")
+		}
+		return
+	}
 	if t, ok := h.tunnels[c.Peer]; ok {
 		h.db.RemoveOutbound(sad.OutKey{Rule: t.Name + "/out", Peer: t.Remote.Address.Unmap()}, c.OutSPI)
 	}
@@ -246,7 +322,7 @@ func (h *ikeHost) Event(e ike.Event) {
 // startIKE starts the engine when tunnels are configured. udp4500 is the
 // data path's RFC 3948 socket, shared for IKE after NAT-T floats.
 func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, expired chan<- esp.Event) (*ikeState, error) {
-	if len(c.Tunnels) == 0 {
+	if len(c.Tunnels) == 0 && c.RemoteAccess == nil {
 		return nil, nil
 	}
 	peers, err := peerConfigs(c)
@@ -272,7 +348,7 @@ func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, 
 		socks = append(socks, ikeSocket{a, conn})
 	}
 	log := d.log.Named("ike")
-	host := &ikeHost{d: d, log: log, db: db, socks: socks, udp4500: udp4500, expired: expired, tunnels: map[string]config.Tunnel{}}
+	host := &ikeHost{d: d, log: log, db: db, socks: socks, udp4500: udp4500, expired: expired, tunnels: map[string]config.Tunnel{}, ra: d.ra}
 	for _, t := range c.Tunnels {
 		host.tunnels[t.Name] = t
 	}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -30,18 +32,29 @@ type remoteAccess struct {
 	pool  *pool.Pool
 	users *users.DB
 	table *dataplane.L2TPTable
-	// sendL2TP transmits an L2TP message through a peer's transport SA
-	// (the plane's SendL2TP).
-	sendL2TP func(key sad.OutKey, port uint16, msg []byte) error
-	// outKey names the transport SA to a peer seen on an inbound one.
-	outKey func(c dataplane.L2TPControl) sad.OutKey
 
 	in      chan dataplane.L2TPControl
+	notes   chan sdk.ControlPacket // the core's own news for the plugin
 	conn    atomic.Pointer[sdk.ControlConn]
 	dropped atomic.Uint64
 
-	mu    sync.Mutex
-	peers map[netip.AddrPort]raPeer
+	mu sync.Mutex
+	// sendL2TP transmits an L2TP message through a peer's transport SA
+	// (the plane's SendL2TP); nil until the data path runs.
+	sendL2TP func(key sad.OutKey, port uint16, msg []byte) error
+	peers    map[netip.AddrPort]raPeer
+	// attached is the plugin instance the control stream is open to.
+	attached sdk.TunnelClient
+}
+
+// raRule names remote access's SAs and rules (policy.remoteAccessRule).
+const raRule = "remote-access"
+
+// raOutKey names the transport SA to a client: its address and, when
+// UDP-encapsulated, its NAT-T port, so clients behind one NAT each have
+// their own.
+func raOutKey(peer netip.AddrPort) sad.OutKey {
+	return sad.OutKey{Rule: raRule + "/out", Peer: peer.Addr().Unmap(), Port: peer.Port()}
 }
 
 // raPeer is what the data path told us of a peer: how to reach it.
@@ -60,7 +73,8 @@ func newRemoteAccess(log *zap.Logger, ra *config.RemoteAccess) (*remoteAccess, e
 		return nil, err
 	}
 	r := &remoteAccess{log: log, cfg: ra, pool: p, table: dataplane.NewL2TPTable(),
-		in: make(chan dataplane.L2TPControl, controlQueue), peers: map[netip.AddrPort]raPeer{}}
+		in: make(chan dataplane.L2TPControl, controlQueue), notes: make(chan sdk.ControlPacket, controlQueue), peers: map[netip.AddrPort]raPeer{}}
+	r.table.Pool = p.Prefix()
 	if ra.PPP.UsersFile != "" {
 		if r.users, err = users.Load(ra.PPP.UsersFile); err != nil {
 			return nil, err
@@ -83,9 +97,15 @@ func (r *remoteAccess) tunnelConfig() sdk.TunnelConfig {
 
 // attach starts a (new) plugin instance: Host, configuration, and the
 // control stream, which lives until ctx ends or the plugin dies.
+// A plugin already attached (a reload) is only configured again.
 func (r *remoteAccess) attach(ctx, life context.Context, tc sdk.TunnelClient) error {
-	if err := tc.Start(ctx, r); err != nil {
-		return err
+	r.mu.Lock()
+	fresh := r.attached != tc
+	r.mu.Unlock()
+	if fresh {
+		if err := tc.Start(ctx, r); err != nil {
+			return err
+		}
 	}
 	warnings, err := tc.Configure(ctx, r.tunnelConfig())
 	if err != nil {
@@ -94,13 +114,87 @@ func (r *remoteAccess) attach(ctx, life context.Context, tc sdk.TunnelClient) er
 	for _, w := range warnings {
 		r.log.Warn("plugin warning", zap.String("warning", w))
 	}
+	if !fresh {
+		return nil
+	}
 	conn, err := tc.OpenControl(life)
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
+	r.attached = tc
+	r.mu.Unlock()
 	r.conn.Store(&conn)
 	go r.receive(conn)
 	return nil
+}
+
+// setSender connects the relay to the data path.
+func (r *remoteAccess) setSender(send func(key sad.OutKey, port uint16, msg []byte) error) {
+	r.mu.Lock()
+	r.sendL2TP = send
+	r.mu.Unlock()
+}
+
+// peerGone runs when a client's last transport SA goes (IKE delete, DPD,
+// expiry): its sessions leave the data path at once, their addresses go
+// back to the pool, their ends are logged, and the plugin is told to
+// forget the peer. It must not block: IKE calls it under its lock.
+func (r *remoteAccess) peerGone(peer netip.AddrPort, why string) {
+	for _, s := range r.table.All() {
+		if s.Peer != peer {
+			continue
+		}
+		r.end(s, "the IPsec SA went: "+why)
+	}
+	r.mu.Lock()
+	delete(r.peers, peer)
+	r.mu.Unlock()
+	r.note(sdk.ControlPacket{Kind: sdk.ControlPeerGone, Peer: peer})
+}
+
+// note queues news for the plugin; it never blocks.
+func (r *remoteAccess) note(p sdk.ControlPacket) {
+	select {
+	case r.notes <- p:
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// disconnect ends the sessions of a user or a client address (gatehouse
+// disconnect): off the data path at once, and the plugin hangs up the
+// calls politely.
+func (r *remoteAccess) disconnect(target string) []*dataplane.L2TPSession {
+	addr, _ := netip.ParseAddr(target)
+	var out []*dataplane.L2TPSession
+	for _, s := range r.table.All() {
+		if s.Client != addr && !strings.EqualFold(s.User, target) {
+			continue
+		}
+		const why = "disconnected by the operator"
+		r.end(s, why)
+		r.note(sdk.ControlPacket{Kind: sdk.ControlDisconnect, Local: s.Local, Peer: s.Peer, TunnelID: s.LocalTunnel,
+			SessionID: s.LocalSession, Payload: []byte(why)})
+		out = append(out, s)
+	}
+	return out
+}
+
+// end takes a session off the data path, releases its address and logs
+// its end (event 5411, as the plugin does for the ends it sees).
+func (r *remoteAccess) end(s *dataplane.L2TPSession, why string) {
+	if _, ok := r.table.Remove(s.Handle); !ok {
+		return // the plugin removed it first
+	}
+	if err := r.pool.Release(s.Client); err != nil {
+		r.log.Warn("releasing a session's address", zap.Stringer("address", s.Client), zap.Error(err))
+	}
+	c := s.Counters()
+	r.log.Info("audit", zap.Uint32("event_id", 5411), zap.String("event", "user-disconnected"), zap.String("user", s.User),
+		zap.Stringer("address", s.Client), zap.Stringer("peer", s.Peer), zap.String("reason", why),
+		zap.String("duration", time.Since(s.Since).Round(time.Second).String()),
+		zap.Uint64("bytes_in", c.BytesIn), zap.Uint64("bytes_out", c.BytesOut))
 }
 
 // onControl is the data path's hand-off; it must not block.
@@ -119,9 +213,15 @@ func (r *remoteAccess) forward(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case n := <-r.notes:
+			if cp := r.conn.Load(); cp != nil {
+				if err := (*cp).Send(n); err != nil {
+					r.dropped.Add(1)
+				}
+			}
 		case c := <-r.in:
 			r.mu.Lock()
-			r.peers[c.Peer] = raPeer{key: r.outKey(c), port: c.ClientL2TPPort}
+			r.peers[c.Peer] = raPeer{key: raOutKey(c.Peer), port: c.ClientL2TPPort}
 			r.mu.Unlock()
 			cp := r.conn.Load()
 			if cp == nil {
@@ -150,8 +250,9 @@ func (r *remoteAccess) receive(conn sdk.ControlConn) {
 		}
 		r.mu.Lock()
 		peer, ok := r.peers[pkt.Peer]
+		send := r.sendL2TP
 		r.mu.Unlock()
-		if !ok {
+		if !ok || send == nil {
 			r.dropped.Add(1)
 			continue
 		}
@@ -161,7 +262,7 @@ func (r *remoteAccess) receive(conn sdk.ControlConn) {
 			// peer's ids (RFC 2661 section 5.4).
 			msg = append(l2tp.AppendDataHeader(make([]byte, 0, 10+len(pkt.Payload)), pkt.TunnelID, pkt.SessionID, false, 0), pkt.Payload...)
 		}
-		if err := r.sendL2TP(peer.key, peer.port, msg); err != nil {
+		if err := send(peer.key, peer.port, msg); err != nil {
 			r.dropped.Add(1)
 			r.log.Debug("L2TP control message not sent", zap.Stringer("peer", pkt.Peer), zap.Error(err))
 		}
@@ -194,6 +295,9 @@ func (r *remoteAccess) RemoveSession(_ context.Context, handle uint64, reason st
 	s, ok := r.table.Remove(handle)
 	if !ok {
 		return sdk.SessionCounters{}, fmt.Errorf("%w: session %d", sdk.ErrNotFound, handle)
+	}
+	if err := r.pool.Release(s.Client); err != nil { // the lease goes with the session (sdk.Host)
+		r.log.Warn("releasing a session's address", zap.Stringer("address", s.Client), zap.Error(err))
 	}
 	c := s.Counters()
 	r.log.Info("session removed", zap.String("user", s.User), zap.Stringer("address", s.Client), zap.String("reason", reason))

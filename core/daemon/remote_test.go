@@ -125,10 +125,7 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := &raRig{t: t, r: r, clients: map[uint16]*raClient{}, now: time.Now()}
-	r.outKey = func(c dataplane.L2TPControl) sad.OutKey {
-		return sad.OutKey{Rule: "remote-access/out", Peer: c.Peer.Addr(), Port: c.Peer.Port()}
-	}
-	r.sendL2TP = func(key sad.OutKey, port uint16, msg []byte) error {
+	r.setSender(func(key sad.OutKey, port uint16, msg []byte) error {
 		g.mu.Lock()
 		c := g.clients[key.Port]
 		g.mu.Unlock()
@@ -136,7 +133,7 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 			c.inbox <- append([]byte(nil), msg...)
 		}
 		return nil
-	}
+	})
 	life, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.forward(life)
@@ -184,5 +181,19 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 	}
 	if bob.up.Local == alice.up.Local {
 		t.Fatal("bob got alice's address")
+	}
+	// Alice's IPsec SA goes (DPD). The restarted plugin never knew her
+	// session: the core ends it, frees her address and tells the plugin;
+	// she can connect again from the same NAT port.
+	r.peerGone(alice.peer, "DPD: the peer stopped answering")
+	if r.table.Len() != 1 || r.table.All()[0].User != "bob" {
+		t.Fatalf("after alice's SA went: %d sessions", r.table.Len())
+	}
+	if _, held := r.pool.Owner(alice.up.Local); held {
+		t.Fatal("alice's address is still leased after her SA went")
+	}
+	again := g.dial(4500, "alice", "correct horse")
+	if !g.pump(func() bool { return again.up != nil && r.table.Len() == 2 }) {
+		t.Fatalf("alice could not reconnect after her SA went: up %v, %d sessions", again.up, r.table.Len())
 	}
 }

@@ -60,6 +60,10 @@ func (s *L2TPSession) Counters() L2TPCounters {
 // L2TPTable holds the sessions. Lookups take a read lock and allocate
 // nothing.
 type L2TPTable struct {
+	// Pool is the clients' address range: packets to an address in it
+	// that no session holds are dropped, not sent in clear.
+	Pool netip.Prefix
+
 	mu       sync.RWMutex
 	byID     map[uint32]*L2TPSession // our tunnel id << 16 | our session id
 	byClient map[netip.Addr]*L2TPSession

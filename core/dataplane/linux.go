@@ -323,6 +323,9 @@ type NetConfig struct {
 	Table  int // routing table for routes into the TUN
 	Mark   int // fwmark on our own sockets
 	Routes []Route
+	// Addrs go on the TUN (the remote-access pool's gateway, so clients
+	// can reach this host at it).
+	Addrs []netip.Prefix
 }
 
 // Route sends a prefix into the TUN, with a preferred source address.
@@ -348,6 +351,11 @@ func SetupNetwork(c NetConfig) (func(), error) {
 	os.WriteFile("/proc/sys/net/ipv6/conf/"+c.TUN+"/disable_ipv6", []byte("1"), 0o644)
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("TUN %s: up: %w", c.TUN, err)
+	}
+	for _, a := range c.Addrs {
+		if err := netlink.AddrReplace(link, &netlink.Addr{IPNet: prefixNet(a)}); err != nil {
+			return nil, fmt.Errorf("TUN %s: address %s: %w", c.TUN, a, err)
+		}
 	}
 	for _, r := range c.Routes {
 		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixNet(r.Dst), Table: c.Table, Scope: netlink.SCOPE_LINK}

@@ -331,6 +331,10 @@ func (p *Plane) outbound(buf []byte, n int) {
 			p.l2tpOutbound(buf, info, s)
 			return
 		}
+		if p.cfg.L2TP.Pool.Contains(info.Dst) {
+			p.drop(DropL2TPNoSession) // a pool address no client holds: never out in clear
+			return
+		}
 	}
 	pol := p.policy.Load()
 	sport, dport := ports(pkt[info.HeaderLen:info.TotalLen], info.Proto)

@@ -213,6 +213,19 @@ func (l *lns) input(pkt sdk.ControlPacket) {
 		if err := c.link.Input(pkt.Payload, now); err != nil && !errors.Is(err, ppp.ErrDataFrame) {
 			l.drop("ppp", err)
 		}
+	case sdk.ControlDisconnect:
+		// The core already took the session off the data path; hang up.
+		if c := l.calls[callKey{key, pkt.TunnelID, pkt.SessionID}]; c != nil {
+			c.link.Close(now, string(pkt.Payload))
+		}
+	case sdk.ControlPeerGone:
+		// The core already removed the sessions and released their
+		// addresses (linkDown finds them gone); we forget the rest.
+		n := l.srv.Abandon(key, now, "the IPsec SA is gone")
+		delete(l.said, key)
+		if n > 0 {
+			l.log.Info("peer gone; its L2TP tunnels ended", "peer", pkt.Peer.String(), "tunnels", n)
+		}
 	default:
 		l.drop("kind", fmt.Errorf("control kind %d", pkt.Kind))
 	}
@@ -346,23 +359,27 @@ func (l *lns) linkDown(ck callKey, c *call, d ppp.Disconnect) {
 	}
 	ctx, cancel := hostCtx()
 	defer cancel()
-	var counters sdk.SessionCounters
-	if c.handle != 0 {
-		var err error
-		if counters, err = l.host.RemoveSession(ctx, c.handle, d.Reason); err != nil {
-			l.log.Warn("removing the session from the data path", "user", c.user, "error", err)
+	if c.handle == 0 {
+		// Not installed yet: the lease is ours to give back.
+		if c.addr.IsValid() {
+			if err := l.host.ReleaseAddress(ctx, l.cfg.Pool.String(), c.addr); err != nil {
+				l.log.Warn("releasing the address", "address", c.addr.String(), "error", err)
+			}
 		}
+		return
 	}
-	if c.addr.IsValid() {
-		if err := l.host.ReleaseAddress(ctx, l.cfg.Pool.String(), c.addr); err != nil {
-			l.log.Warn("releasing the address", "address", c.addr.String(), "error", err)
-		}
+	// An installed session's lease goes with it. If the core no longer
+	// has it, the core ended it (the SA went, or an operator) and said so.
+	counters, err := l.host.RemoveSession(ctx, c.handle, d.Reason)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return
 	}
-	if c.handle != 0 {
-		l.audit(EventUserDisconnected, "user-disconnected", map[string]string{"user": c.user, "address": c.addr.String(),
-			"peer": c.key.Peer.String(), "reason": d.Reason, "duration": now.Sub(c.started).Round(time.Second).String(),
-			"bytes_in": strconv.FormatUint(counters.BytesIn, 10), "bytes_out": strconv.FormatUint(counters.BytesOut, 10)})
+	if err != nil {
+		l.log.Warn("removing the session from the data path", "user", c.user, "error", err)
 	}
+	l.audit(EventUserDisconnected, "user-disconnected", map[string]string{"user": c.user, "address": c.addr.String(),
+		"peer": c.key.Peer.String(), "reason": d.Reason, "duration": now.Sub(c.started).Round(time.Second).String(),
+		"bytes_in": strconv.FormatUint(counters.BytesIn, 10), "bytes_out": strconv.FormatUint(counters.BytesOut, 10)})
 }
 
 func (l *lns) audit(id uint32, name string, fields map[string]string) {

@@ -41,10 +41,14 @@ func (h *fakeHost) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64,
 func (h *fakeHost) RemoveSession(_ context.Context, handle uint64, _ string) (sdk.SessionCounters, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.sessions[handle]; !ok {
+	s, ok := h.sessions[handle]
+	if !ok {
 		return sdk.SessionCounters{}, sdk.ErrNotFound
 	}
 	delete(h.sessions, handle)
+	if err := h.pool.Release(s.ClientAddress); err != nil { // the lease goes with the session
+		return sdk.SessionCounters{}, err
+	}
 	return sdk.SessionCounters{BytesIn: 100, BytesOut: 200}, nil
 }
 
@@ -298,6 +302,32 @@ func TestLNSSessionsBehindOneNAT(t *testing.T) {
 	}
 	if used, _ := r.host.pool.Usage(); used != 3 {
 		t.Errorf("pool usage %d", used)
+	}
+	// Dave's IPsec SA goes: the core removes his session and lease and
+	// says so; the plugin forgets his tunnel, sends nothing, releases
+	// nothing and logs no second end.
+	dave := cs[3]
+	r.host.mu.Lock()
+	for h, s := range r.host.sessions {
+		if s.Peer == dave.peer {
+			delete(r.host.sessions, h)
+			r.host.pool.Release(s.ClientAddress)
+		}
+	}
+	r.host.mu.Unlock()
+	if err := r.conn.Send(sdk.ControlPacket{Kind: sdk.ControlPeerGone, Local: serverAddr, Peer: dave.peer}); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh client from the same port is a new peer to the plugin.
+	again := r.dial(dave.peer.String(), "dave", "d4ve!", all)
+	if !r.pump(func() bool { return again.up != nil }) {
+		t.Fatalf("dave could not come back after his SA went: %q", again.down)
+	}
+	if n, a := r.host.snapshot(); n != 3 || len(a) != 6 || !strings.HasPrefix(a[5], "user-connected user=dave") {
+		t.Fatalf("after dave's SA went and he came back: %d sessions, audit %v", n, a)
+	}
+	if used, _ := r.host.pool.Usage(); used != 3 {
+		t.Errorf("pool usage %d after dave came back, want 3", used)
 	}
 }
 

@@ -36,6 +36,13 @@ type ControlKind int
 const (
 	ControlL2TP ControlKind = iota + 1
 	ControlPPP
+	// ControlPeerGone (core to plugin): the peer's IPsec SA is gone; the
+	// core removed its sessions and released their addresses.
+	ControlPeerGone
+	// ControlDisconnect (core to plugin): an operator ended the session
+	// with our TunnelID and SessionID; Payload is the reason. The core
+	// removed it; the plugin hangs up the call.
+	ControlDisconnect
 )
 
 // ControlPacket is one control message with the context that keys it.
@@ -83,9 +90,15 @@ type AuditEvent struct {
 
 // Host is what the core offers a TunnelProtocol plugin.
 type Host interface {
+	// InstallSession puts a session on the data path; from then on the
+	// core owns its address lease.
 	InstallSession(ctx context.Context, s SessionSpec) (handle uint64, err error)
+	// RemoveSession takes it off and releases its address. ErrNotFound:
+	// the core ended the session itself (its IPsec SA went, or an
+	// operator disconnected it) and has logged its end.
 	RemoveSession(ctx context.Context, handle uint64, reason string) (SessionCounters, error)
 	AllocateAddress(ctx context.Context, pool, user string, requested netip.Addr) (netip.Addr, error)
+	// ReleaseAddress gives back a lease no installed session holds.
 	ReleaseAddress(ctx context.Context, pool string, addr netip.Addr) error
 	AuthenticateUser(ctx context.Context, req UserAuthRequest) (UserAuthResult, error)
 	EmitAudit(ctx context.Context, ev AuditEvent) error

@@ -21,6 +21,319 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Session is one remote-access user's L2TP/PPP session.
+type Session struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// address is the client's, from the pool; outer is its IPsec peer
+	// (address and NAT-T port as we see them).
+	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Outer         string `protobuf:"bytes,3,opt,name=outer,proto3" json:"outer,omitempty"`
+	SinceUnix     int64  `protobuf:"varint,4,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"`
+	BytesIn       uint64 `protobuf:"varint,5,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
+	BytesOut      uint64 `protobuf:"varint,6,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
+	PacketsIn     uint64 `protobuf:"varint,7,opt,name=packets_in,json=packetsIn,proto3" json:"packets_in,omitempty"`
+	PacketsOut    uint64 `protobuf:"varint,8,opt,name=packets_out,json=packetsOut,proto3" json:"packets_out,omitempty"`
+	IdleSeconds   int64  `protobuf:"varint,9,opt,name=idle_seconds,json=idleSeconds,proto3" json:"idle_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Session) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Session) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Session) GetOuter() string {
+	if x != nil {
+		return x.Outer
+	}
+	return ""
+}
+
+func (x *Session) GetSinceUnix() int64 {
+	if x != nil {
+		return x.SinceUnix
+	}
+	return 0
+}
+
+func (x *Session) GetBytesIn() uint64 {
+	if x != nil {
+		return x.BytesIn
+	}
+	return 0
+}
+
+func (x *Session) GetBytesOut() uint64 {
+	if x != nil {
+		return x.BytesOut
+	}
+	return 0
+}
+
+func (x *Session) GetPacketsIn() uint64 {
+	if x != nil {
+		return x.PacketsIn
+	}
+	return 0
+}
+
+func (x *Session) GetPacketsOut() uint64 {
+	if x != nil {
+		return x.PacketsOut
+	}
+	return 0
+}
+
+func (x *Session) GetIdleSeconds() int64 {
+	if x != nil {
+		return x.IdleSeconds
+	}
+	return 0
+}
+
+type SessionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsRequest) Reset() {
+	*x = SessionsRequest{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsRequest) ProtoMessage() {}
+
+func (x *SessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsRequest.ProtoReflect.Descriptor instead.
+func (*SessionsRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+type SessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// remote_access is false when it is not configured.
+	RemoteAccess  bool       `protobuf:"varint,1,opt,name=remote_access,json=remoteAccess,proto3" json:"remote_access,omitempty"`
+	Sessions      []*Session `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Pool          string     `protobuf:"bytes,3,opt,name=pool,proto3" json:"pool,omitempty"`
+	PoolUsed      uint32     `protobuf:"varint,4,opt,name=pool_used,json=poolUsed,proto3" json:"pool_used,omitempty"`
+	PoolSize      uint32     `protobuf:"varint,5,opt,name=pool_size,json=poolSize,proto3" json:"pool_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsResponse) Reset() {
+	*x = SessionsResponse{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsResponse) ProtoMessage() {}
+
+func (x *SessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsResponse.ProtoReflect.Descriptor instead.
+func (*SessionsResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SessionsResponse) GetRemoteAccess() bool {
+	if x != nil {
+		return x.RemoteAccess
+	}
+	return false
+}
+
+func (x *SessionsResponse) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *SessionsResponse) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *SessionsResponse) GetPoolUsed() uint32 {
+	if x != nil {
+		return x.PoolUsed
+	}
+	return 0
+}
+
+func (x *SessionsResponse) GetPoolSize() uint32 {
+	if x != nil {
+		return x.PoolSize
+	}
+	return 0
+}
+
+type DisconnectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target is a user name or a client address.
+	Target        string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectRequest) Reset() {
+	*x = DisconnectRequest{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectRequest) ProtoMessage() {}
+
+func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
+func (*DisconnectRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DisconnectRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+type DisconnectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ended         []*Session             `protobuf:"bytes,1,rep,name=ended,proto3" json:"ended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectResponse) Reset() {
+	*x = DisconnectResponse{}
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectResponse) ProtoMessage() {}
+
+func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
+func (*DisconnectResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DisconnectResponse) GetEnded() []*Session {
+	if x != nil {
+		return x.Ended
+	}
+	return nil
+}
+
 type TunnelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -30,7 +343,7 @@ type TunnelRequest struct {
 
 func (x *TunnelRequest) Reset() {
 	*x = TunnelRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +355,7 @@ func (x *TunnelRequest) String() string {
 func (*TunnelRequest) ProtoMessage() {}
 
 func (x *TunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +368,7 @@ func (x *TunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelRequest.ProtoReflect.Descriptor instead.
 func (*TunnelRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TunnelRequest) GetName() string {
@@ -73,7 +386,7 @@ type TunnelResponse struct {
 
 func (x *TunnelResponse) Reset() {
 	*x = TunnelResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -85,7 +398,7 @@ func (x *TunnelResponse) String() string {
 func (*TunnelResponse) ProtoMessage() {}
 
 func (x *TunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -98,7 +411,7 @@ func (x *TunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelResponse.ProtoReflect.Descriptor instead.
 func (*TunnelResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 // IKESA is one IKE (ISAKMP) SA.
@@ -121,7 +434,7 @@ type IKESA struct {
 
 func (x *IKESA) Reset() {
 	*x = IKESA{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -133,7 +446,7 @@ func (x *IKESA) String() string {
 func (*IKESA) ProtoMessage() {}
 
 func (x *IKESA) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -146,7 +459,7 @@ func (x *IKESA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IKESA.ProtoReflect.Descriptor instead.
 func (*IKESA) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IKESA) GetTunnel() string {
@@ -227,7 +540,7 @@ type SAsRequest struct {
 
 func (x *SAsRequest) Reset() {
 	*x = SAsRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -239,7 +552,7 @@ func (x *SAsRequest) String() string {
 func (*SAsRequest) ProtoMessage() {}
 
 func (x *SAsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -252,7 +565,7 @@ func (x *SAsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SAsRequest.ProtoReflect.Descriptor instead.
 func (*SAsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 // SA describes one installed SA. Keys are never part of it.
@@ -285,7 +598,7 @@ type SA struct {
 
 func (x *SA) Reset() {
 	*x = SA{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +610,7 @@ func (x *SA) String() string {
 func (*SA) ProtoMessage() {}
 
 func (x *SA) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +623,7 @@ func (x *SA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SA.ProtoReflect.Descriptor instead.
 func (*SA) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SA) GetName() string {
@@ -477,7 +790,7 @@ type SAsResponse struct {
 
 func (x *SAsResponse) Reset() {
 	*x = SAsResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +802,7 @@ func (x *SAsResponse) String() string {
 func (*SAsResponse) ProtoMessage() {}
 
 func (x *SAsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +815,7 @@ func (x *SAsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SAsResponse.ProtoReflect.Descriptor instead.
 func (*SAsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SAsResponse) GetDataplane() bool {
@@ -597,7 +910,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +922,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +935,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 type StatusResponse struct {
@@ -647,7 +960,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +972,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +985,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatusResponse) GetVersion() string {
@@ -781,7 +1094,7 @@ type PolicyShowRequest struct {
 
 func (x *PolicyShowRequest) Reset() {
 	*x = PolicyShowRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +1106,7 @@ func (x *PolicyShowRequest) String() string {
 func (*PolicyShowRequest) ProtoMessage() {}
 
 func (x *PolicyShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +1119,7 @@ func (x *PolicyShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyShowRequest.ProtoReflect.Descriptor instead.
 func (*PolicyShowRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 type PortRange struct {
@@ -818,7 +1131,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +1143,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1156,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PortRange) GetPort() uint32 {
@@ -866,7 +1179,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1191,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1204,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Offer) GetProtocol() string {
@@ -958,7 +1271,7 @@ type AppliedFilter struct {
 
 func (x *AppliedFilter) Reset() {
 	*x = AppliedFilter{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1283,7 @@ func (x *AppliedFilter) String() string {
 func (*AppliedFilter) ProtoMessage() {}
 
 func (x *AppliedFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1296,7 @@ func (x *AppliedFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedFilter.ProtoReflect.Descriptor instead.
 func (*AppliedFilter) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AppliedFilter) GetRule() string {
@@ -1137,7 +1450,7 @@ type PolicyShowResponse struct {
 
 func (x *PolicyShowResponse) Reset() {
 	*x = PolicyShowResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1462,7 @@ func (x *PolicyShowResponse) String() string {
 func (*PolicyShowResponse) ProtoMessage() {}
 
 func (x *PolicyShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1475,7 @@ func (x *PolicyShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyShowResponse.ProtoReflect.Descriptor instead.
 func (*PolicyShowResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PolicyShowResponse) GetFilters() []*AppliedFilter {
@@ -1194,7 +1507,7 @@ type PluginsRequest struct {
 
 func (x *PluginsRequest) Reset() {
 	*x = PluginsRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1519,7 @@ func (x *PluginsRequest) String() string {
 func (*PluginsRequest) ProtoMessage() {}
 
 func (x *PluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1532,7 @@ func (x *PluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginsRequest.ProtoReflect.Descriptor instead.
 func (*PluginsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 type PluginState struct {
@@ -1239,7 +1552,7 @@ type PluginState struct {
 
 func (x *PluginState) Reset() {
 	*x = PluginState{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1564,7 @@ func (x *PluginState) String() string {
 func (*PluginState) ProtoMessage() {}
 
 func (x *PluginState) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1577,7 @@ func (x *PluginState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginState.ProtoReflect.Descriptor instead.
 func (*PluginState) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PluginState) GetName() string {
@@ -1339,7 +1652,7 @@ type PluginsResponse struct {
 
 func (x *PluginsResponse) Reset() {
 	*x = PluginsResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1664,7 @@ func (x *PluginsResponse) String() string {
 func (*PluginsResponse) ProtoMessage() {}
 
 func (x *PluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1677,7 @@ func (x *PluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginsResponse.ProtoReflect.Descriptor instead.
 func (*PluginsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PluginsResponse) GetPlugins() []*PluginState {
@@ -1382,7 +1695,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1707,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1720,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 type ReloadResponse struct {
@@ -1421,7 +1734,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1746,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_gatehouse_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1759,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_gatehouse_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReloadResponse) GetApplied() bool {
@@ -1474,7 +1787,31 @@ var File_gatehouse_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"#\n" +
+	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"\x87\x02\n" +
+	"\aSession\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05outer\x18\x03 \x01(\tR\x05outer\x12\x1d\n" +
+	"\n" +
+	"since_unix\x18\x04 \x01(\x03R\tsinceUnix\x12\x19\n" +
+	"\bbytes_in\x18\x05 \x01(\x04R\abytesIn\x12\x1b\n" +
+	"\tbytes_out\x18\x06 \x01(\x04R\bbytesOut\x12\x1d\n" +
+	"\n" +
+	"packets_in\x18\a \x01(\x04R\tpacketsIn\x12\x1f\n" +
+	"\vpackets_out\x18\b \x01(\x04R\n" +
+	"packetsOut\x12!\n" +
+	"\fidle_seconds\x18\t \x01(\x03R\vidleSeconds\"\x11\n" +
+	"\x0fSessionsRequest\"\xbe\x01\n" +
+	"\x10SessionsResponse\x12#\n" +
+	"\rremote_access\x18\x01 \x01(\bR\fremoteAccess\x127\n" +
+	"\bsessions\x18\x02 \x03(\v2\x1b.gatehouse.admin.v1.SessionR\bsessions\x12\x12\n" +
+	"\x04pool\x18\x03 \x01(\tR\x04pool\x12\x1b\n" +
+	"\tpool_used\x18\x04 \x01(\rR\bpoolUsed\x12\x1b\n" +
+	"\tpool_size\x18\x05 \x01(\rR\bpoolSize\"+\n" +
+	"\x11DisconnectRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\"G\n" +
+	"\x12DisconnectResponse\x121\n" +
+	"\x05ended\x18\x01 \x03(\v2\x1b.gatehouse.admin.v1.SessionR\x05ended\"#\n" +
 	"\rTunnelRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x10\n" +
 	"\x0eTunnelResponse\"\x92\x02\n" +
@@ -1620,7 +1957,7 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\x0eReloadResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x18\n" +
-	"\achanges\x18\x03 \x03(\tR\achanges2\xbe\x04\n" +
+	"\achanges\x18\x03 \x03(\tR\achanges2\xf2\x05\n" +
 	"\x05Admin\x12O\n" +
 	"\x06Status\x12!.gatehouse.admin.v1.StatusRequest\x1a\".gatehouse.admin.v1.StatusResponse\x12[\n" +
 	"\n" +
@@ -1629,7 +1966,10 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\x06Reload\x12!.gatehouse.admin.v1.ReloadRequest\x1a\".gatehouse.admin.v1.ReloadResponse\x12F\n" +
 	"\x03SAs\x12\x1e.gatehouse.admin.v1.SAsRequest\x1a\x1f.gatehouse.admin.v1.SAsResponse\x12K\n" +
 	"\x02Up\x12!.gatehouse.admin.v1.TunnelRequest\x1a\".gatehouse.admin.v1.TunnelResponse\x12M\n" +
-	"\x04Down\x12!.gatehouse.admin.v1.TunnelRequest\x1a\".gatehouse.admin.v1.TunnelResponseB\xd3\x01\n" +
+	"\x04Down\x12!.gatehouse.admin.v1.TunnelRequest\x1a\".gatehouse.admin.v1.TunnelResponse\x12U\n" +
+	"\bSessions\x12#.gatehouse.admin.v1.SessionsRequest\x1a$.gatehouse.admin.v1.SessionsResponse\x12[\n" +
+	"\n" +
+	"Disconnect\x12%.gatehouse.admin.v1.DisconnectRequest\x1a&.gatehouse.admin.v1.DisconnectResponseB\xd3\x01\n" +
 	"\x16com.gatehouse.admin.v1B\n" +
 	"AdminProtoP\x01ZCgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/admin/v1;adminv1\xa2\x02\x03GAX\xaa\x02\x12Gatehouse.Admin.V1\xca\x02\x12Gatehouse\\Admin\\V1\xe2\x02\x1eGatehouse\\Admin\\V1\\GPBMetadata\xea\x02\x14Gatehouse::Admin::V1b\x06proto3"
 
@@ -1645,54 +1985,65 @@ func file_gatehouse_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gatehouse_admin_v1_admin_proto_rawDescData
 }
 
-var file_gatehouse_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_gatehouse_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_gatehouse_admin_v1_admin_proto_goTypes = []any{
-	(*TunnelRequest)(nil),      // 0: gatehouse.admin.v1.TunnelRequest
-	(*TunnelResponse)(nil),     // 1: gatehouse.admin.v1.TunnelResponse
-	(*IKESA)(nil),              // 2: gatehouse.admin.v1.IKESA
-	(*SAsRequest)(nil),         // 3: gatehouse.admin.v1.SAsRequest
-	(*SA)(nil),                 // 4: gatehouse.admin.v1.SA
-	(*SAsResponse)(nil),        // 5: gatehouse.admin.v1.SAsResponse
-	(*StatusRequest)(nil),      // 6: gatehouse.admin.v1.StatusRequest
-	(*StatusResponse)(nil),     // 7: gatehouse.admin.v1.StatusResponse
-	(*PolicyShowRequest)(nil),  // 8: gatehouse.admin.v1.PolicyShowRequest
-	(*PortRange)(nil),          // 9: gatehouse.admin.v1.PortRange
-	(*Offer)(nil),              // 10: gatehouse.admin.v1.Offer
-	(*AppliedFilter)(nil),      // 11: gatehouse.admin.v1.AppliedFilter
-	(*PolicyShowResponse)(nil), // 12: gatehouse.admin.v1.PolicyShowResponse
-	(*PluginsRequest)(nil),     // 13: gatehouse.admin.v1.PluginsRequest
-	(*PluginState)(nil),        // 14: gatehouse.admin.v1.PluginState
-	(*PluginsResponse)(nil),    // 15: gatehouse.admin.v1.PluginsResponse
-	(*ReloadRequest)(nil),      // 16: gatehouse.admin.v1.ReloadRequest
-	(*ReloadResponse)(nil),     // 17: gatehouse.admin.v1.ReloadResponse
-	nil,                        // 18: gatehouse.admin.v1.SAsResponse.DropsEntry
+	(*Session)(nil),            // 0: gatehouse.admin.v1.Session
+	(*SessionsRequest)(nil),    // 1: gatehouse.admin.v1.SessionsRequest
+	(*SessionsResponse)(nil),   // 2: gatehouse.admin.v1.SessionsResponse
+	(*DisconnectRequest)(nil),  // 3: gatehouse.admin.v1.DisconnectRequest
+	(*DisconnectResponse)(nil), // 4: gatehouse.admin.v1.DisconnectResponse
+	(*TunnelRequest)(nil),      // 5: gatehouse.admin.v1.TunnelRequest
+	(*TunnelResponse)(nil),     // 6: gatehouse.admin.v1.TunnelResponse
+	(*IKESA)(nil),              // 7: gatehouse.admin.v1.IKESA
+	(*SAsRequest)(nil),         // 8: gatehouse.admin.v1.SAsRequest
+	(*SA)(nil),                 // 9: gatehouse.admin.v1.SA
+	(*SAsResponse)(nil),        // 10: gatehouse.admin.v1.SAsResponse
+	(*StatusRequest)(nil),      // 11: gatehouse.admin.v1.StatusRequest
+	(*StatusResponse)(nil),     // 12: gatehouse.admin.v1.StatusResponse
+	(*PolicyShowRequest)(nil),  // 13: gatehouse.admin.v1.PolicyShowRequest
+	(*PortRange)(nil),          // 14: gatehouse.admin.v1.PortRange
+	(*Offer)(nil),              // 15: gatehouse.admin.v1.Offer
+	(*AppliedFilter)(nil),      // 16: gatehouse.admin.v1.AppliedFilter
+	(*PolicyShowResponse)(nil), // 17: gatehouse.admin.v1.PolicyShowResponse
+	(*PluginsRequest)(nil),     // 18: gatehouse.admin.v1.PluginsRequest
+	(*PluginState)(nil),        // 19: gatehouse.admin.v1.PluginState
+	(*PluginsResponse)(nil),    // 20: gatehouse.admin.v1.PluginsResponse
+	(*ReloadRequest)(nil),      // 21: gatehouse.admin.v1.ReloadRequest
+	(*ReloadResponse)(nil),     // 22: gatehouse.admin.v1.ReloadResponse
+	nil,                        // 23: gatehouse.admin.v1.SAsResponse.DropsEntry
 }
 var file_gatehouse_admin_v1_admin_proto_depIdxs = []int32{
-	4,  // 0: gatehouse.admin.v1.SAsResponse.sas:type_name -> gatehouse.admin.v1.SA
-	18, // 1: gatehouse.admin.v1.SAsResponse.drops:type_name -> gatehouse.admin.v1.SAsResponse.DropsEntry
-	2,  // 2: gatehouse.admin.v1.SAsResponse.ike_sas:type_name -> gatehouse.admin.v1.IKESA
-	10, // 3: gatehouse.admin.v1.AppliedFilter.offers:type_name -> gatehouse.admin.v1.Offer
-	11, // 4: gatehouse.admin.v1.PolicyShowResponse.filters:type_name -> gatehouse.admin.v1.AppliedFilter
-	14, // 5: gatehouse.admin.v1.PluginsResponse.plugins:type_name -> gatehouse.admin.v1.PluginState
-	6,  // 6: gatehouse.admin.v1.Admin.Status:input_type -> gatehouse.admin.v1.StatusRequest
-	8,  // 7: gatehouse.admin.v1.Admin.PolicyShow:input_type -> gatehouse.admin.v1.PolicyShowRequest
-	13, // 8: gatehouse.admin.v1.Admin.Plugins:input_type -> gatehouse.admin.v1.PluginsRequest
-	16, // 9: gatehouse.admin.v1.Admin.Reload:input_type -> gatehouse.admin.v1.ReloadRequest
-	3,  // 10: gatehouse.admin.v1.Admin.SAs:input_type -> gatehouse.admin.v1.SAsRequest
-	0,  // 11: gatehouse.admin.v1.Admin.Up:input_type -> gatehouse.admin.v1.TunnelRequest
-	0,  // 12: gatehouse.admin.v1.Admin.Down:input_type -> gatehouse.admin.v1.TunnelRequest
-	7,  // 13: gatehouse.admin.v1.Admin.Status:output_type -> gatehouse.admin.v1.StatusResponse
-	12, // 14: gatehouse.admin.v1.Admin.PolicyShow:output_type -> gatehouse.admin.v1.PolicyShowResponse
-	15, // 15: gatehouse.admin.v1.Admin.Plugins:output_type -> gatehouse.admin.v1.PluginsResponse
-	17, // 16: gatehouse.admin.v1.Admin.Reload:output_type -> gatehouse.admin.v1.ReloadResponse
-	5,  // 17: gatehouse.admin.v1.Admin.SAs:output_type -> gatehouse.admin.v1.SAsResponse
-	1,  // 18: gatehouse.admin.v1.Admin.Up:output_type -> gatehouse.admin.v1.TunnelResponse
-	1,  // 19: gatehouse.admin.v1.Admin.Down:output_type -> gatehouse.admin.v1.TunnelResponse
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	0,  // 0: gatehouse.admin.v1.SessionsResponse.sessions:type_name -> gatehouse.admin.v1.Session
+	0,  // 1: gatehouse.admin.v1.DisconnectResponse.ended:type_name -> gatehouse.admin.v1.Session
+	9,  // 2: gatehouse.admin.v1.SAsResponse.sas:type_name -> gatehouse.admin.v1.SA
+	23, // 3: gatehouse.admin.v1.SAsResponse.drops:type_name -> gatehouse.admin.v1.SAsResponse.DropsEntry
+	7,  // 4: gatehouse.admin.v1.SAsResponse.ike_sas:type_name -> gatehouse.admin.v1.IKESA
+	15, // 5: gatehouse.admin.v1.AppliedFilter.offers:type_name -> gatehouse.admin.v1.Offer
+	16, // 6: gatehouse.admin.v1.PolicyShowResponse.filters:type_name -> gatehouse.admin.v1.AppliedFilter
+	19, // 7: gatehouse.admin.v1.PluginsResponse.plugins:type_name -> gatehouse.admin.v1.PluginState
+	11, // 8: gatehouse.admin.v1.Admin.Status:input_type -> gatehouse.admin.v1.StatusRequest
+	13, // 9: gatehouse.admin.v1.Admin.PolicyShow:input_type -> gatehouse.admin.v1.PolicyShowRequest
+	18, // 10: gatehouse.admin.v1.Admin.Plugins:input_type -> gatehouse.admin.v1.PluginsRequest
+	21, // 11: gatehouse.admin.v1.Admin.Reload:input_type -> gatehouse.admin.v1.ReloadRequest
+	8,  // 12: gatehouse.admin.v1.Admin.SAs:input_type -> gatehouse.admin.v1.SAsRequest
+	5,  // 13: gatehouse.admin.v1.Admin.Up:input_type -> gatehouse.admin.v1.TunnelRequest
+	5,  // 14: gatehouse.admin.v1.Admin.Down:input_type -> gatehouse.admin.v1.TunnelRequest
+	1,  // 15: gatehouse.admin.v1.Admin.Sessions:input_type -> gatehouse.admin.v1.SessionsRequest
+	3,  // 16: gatehouse.admin.v1.Admin.Disconnect:input_type -> gatehouse.admin.v1.DisconnectRequest
+	12, // 17: gatehouse.admin.v1.Admin.Status:output_type -> gatehouse.admin.v1.StatusResponse
+	17, // 18: gatehouse.admin.v1.Admin.PolicyShow:output_type -> gatehouse.admin.v1.PolicyShowResponse
+	20, // 19: gatehouse.admin.v1.Admin.Plugins:output_type -> gatehouse.admin.v1.PluginsResponse
+	22, // 20: gatehouse.admin.v1.Admin.Reload:output_type -> gatehouse.admin.v1.ReloadResponse
+	10, // 21: gatehouse.admin.v1.Admin.SAs:output_type -> gatehouse.admin.v1.SAsResponse
+	6,  // 22: gatehouse.admin.v1.Admin.Up:output_type -> gatehouse.admin.v1.TunnelResponse
+	6,  // 23: gatehouse.admin.v1.Admin.Down:output_type -> gatehouse.admin.v1.TunnelResponse
+	2,  // 24: gatehouse.admin.v1.Admin.Sessions:output_type -> gatehouse.admin.v1.SessionsResponse
+	4,  // 25: gatehouse.admin.v1.Admin.Disconnect:output_type -> gatehouse.admin.v1.DisconnectResponse
+	17, // [17:26] is the sub-list for method output_type
+	8,  // [8:17] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_admin_v1_admin_proto_init() }
@@ -1706,7 +2057,7 @@ func file_gatehouse_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_admin_v1_admin_proto_rawDesc), len(file_gatehouse_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,8 @@ const (
 	Admin_SAs_FullMethodName        = "/gatehouse.admin.v1.Admin/SAs"
 	Admin_Up_FullMethodName         = "/gatehouse.admin.v1.Admin/Up"
 	Admin_Down_FullMethodName       = "/gatehouse.admin.v1.Admin/Down"
+	Admin_Sessions_FullMethodName   = "/gatehouse.admin.v1.Admin/Sessions"
+	Admin_Disconnect_FullMethodName = "/gatehouse.admin.v1.Admin/Disconnect"
 )
 
 // AdminClient is the client API for Admin service.
@@ -44,6 +46,10 @@ type AdminClient interface {
 	// the peer.
 	Up(ctx context.Context, in *TunnelRequest, opts ...grpc.CallOption) (*TunnelResponse, error)
 	Down(ctx context.Context, in *TunnelRequest, opts ...grpc.CallOption) (*TunnelResponse, error)
+	// Sessions lists the remote-access users connected; Disconnect ends the
+	// sessions of a user or of a client address.
+	Sessions(ctx context.Context, in *SessionsRequest, opts ...grpc.CallOption) (*SessionsResponse, error)
+	Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error)
 }
 
 type adminClient struct {
@@ -124,6 +130,26 @@ func (c *adminClient) Down(ctx context.Context, in *TunnelRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *adminClient) Sessions(ctx context.Context, in *SessionsRequest, opts ...grpc.CallOption) (*SessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SessionsResponse)
+	err := c.cc.Invoke(ctx, Admin_Sessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisconnectResponse)
+	err := c.cc.Invoke(ctx, Admin_Disconnect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -140,6 +166,10 @@ type AdminServer interface {
 	// the peer.
 	Up(context.Context, *TunnelRequest) (*TunnelResponse, error)
 	Down(context.Context, *TunnelRequest) (*TunnelResponse, error)
+	// Sessions lists the remote-access users connected; Disconnect ends the
+	// sessions of a user or of a client address.
+	Sessions(context.Context, *SessionsRequest) (*SessionsResponse, error)
+	Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -170,6 +200,12 @@ func (UnimplementedAdminServer) Up(context.Context, *TunnelRequest) (*TunnelResp
 }
 func (UnimplementedAdminServer) Down(context.Context, *TunnelRequest) (*TunnelResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Down not implemented")
+}
+func (UnimplementedAdminServer) Sessions(context.Context, *SessionsRequest) (*SessionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Sessions not implemented")
+}
+func (UnimplementedAdminServer) Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Disconnect not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -318,6 +354,42 @@ func _Admin_Down_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Sessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Sessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Sessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Sessions(ctx, req.(*SessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Disconnect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisconnectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Disconnect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Disconnect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Disconnect(ctx, req.(*DisconnectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -352,6 +424,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Down",
 			Handler:    _Admin_Down_Handler,
+		},
+		{
+			MethodName: "Sessions",
+			Handler:    _Admin_Sessions_Handler,
+		},
+		{
+			MethodName: "Disconnect",
+			Handler:    _Admin_Disconnect_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -27,6 +27,16 @@ const (
 	ControlKind_CONTROL_KIND_UNSPECIFIED ControlKind = 0
 	ControlKind_CONTROL_KIND_L2TP        ControlKind = 1
 	ControlKind_CONTROL_KIND_PPP         ControlKind = 2
+	// PEER_GONE (core to plugin): the IPsec SA to peer is gone (deleted, DPD,
+	// expired). The core has removed the peer's sessions, released their
+	// addresses and logged their ends; the plugin forgets the peer's tunnels
+	// without sending anything.
+	ControlKind_CONTROL_KIND_PEER_GONE ControlKind = 3
+	// DISCONNECT (core to plugin): an operator ended our session tunnel_id /
+	// session_id (payload: the reason). The core has removed it and released
+	// its address; the plugin hangs up the call politely (LCP
+	// Terminate-Request, CDN).
+	ControlKind_CONTROL_KIND_DISCONNECT ControlKind = 4
 )
 
 // Enum value maps for ControlKind.
@@ -35,11 +45,15 @@ var (
 		0: "CONTROL_KIND_UNSPECIFIED",
 		1: "CONTROL_KIND_L2TP",
 		2: "CONTROL_KIND_PPP",
+		3: "CONTROL_KIND_PEER_GONE",
+		4: "CONTROL_KIND_DISCONNECT",
 	}
 	ControlKind_value = map[string]int32{
 		"CONTROL_KIND_UNSPECIFIED": 0,
 		"CONTROL_KIND_L2TP":        1,
 		"CONTROL_KIND_PPP":         2,
+		"CONTROL_KIND_PEER_GONE":   3,
+		"CONTROL_KIND_DISCONNECT":  4,
 	}
 )
 
@@ -1086,11 +1100,13 @@ const file_gatehouse_plugin_v1_tunnel_proto_rawDesc = "" +
 	"\vFieldsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x13\n" +
-	"\x11EmitAuditResponse*X\n" +
+	"\x11EmitAuditResponse*\x91\x01\n" +
 	"\vControlKind\x12\x1c\n" +
 	"\x18CONTROL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CONTROL_KIND_L2TP\x10\x01\x12\x14\n" +
-	"\x10CONTROL_KIND_PPP\x10\x022\xe0\x02\n" +
+	"\x10CONTROL_KIND_PPP\x10\x02\x12\x1a\n" +
+	"\x16CONTROL_KIND_PEER_GONE\x10\x03\x12\x1b\n" +
+	"\x17CONTROL_KIND_DISCONNECT\x10\x042\xe0\x02\n" +
 	"\x0eTunnelProtocol\x12I\n" +
 	"\x04Info\x12 .gatehouse.plugin.v1.InfoRequest\x1a\x1f.gatehouse.plugin.v1.TunnelInfo\x12N\n" +
 	"\x05Start\x12!.gatehouse.plugin.v1.StartRequest\x1a\".gatehouse.plugin.v1.StartResponse\x12\\\n" +

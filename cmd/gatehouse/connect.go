@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/gatehouse/gatehouse/auth/psk"
+	"github.com/gatehouse/gatehouse/core/raclient"
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ppp"
+)
+
+// Exit codes of `gatehouse connect` beyond the common ones.
+const (
+	exitIKE  = 4 // IKE failed (wrong preshared key, no common proposal, no answer)
+	exitAuth = 5 // the server refused the user (wrong password, no address)
+)
+
+// What Windows 10/11 offer by default (shared/PROTOCOLS.md), so the client
+// meets servers as the built-in client does.
+var (
+	windowsIKE = []string{"aes256-sha1-ecp384", "aes128-sha1-ecp256", "aes256-sha1-modp2048"}
+	windowsESP = []string{"aes256-sha1", "aes128-sha1"}
+)
+
+type connectFlags struct {
+	serverText, localText       string
+	pskFile, user, passwordFile string
+	ike, esp, auth, routes      []string
+	tun                         string
+	mtu, table                  int
+	mark                        uint32
+	setupTimeout, duration      time.Duration
+	legacy, verbose             bool
+}
+
+func connectCommand() *cobra.Command {
+	f := &connectFlags{}
+	connect := &cobra.Command{Use: "connect", Short: "Connect to a VPN server as a client"}
+	l2tpCmd := &cobra.Command{
+		Use:   "l2tp --server ADDR --psk-file F --user U --password-file P",
+		Short: "Dial an L2TP/IPsec server, as the built-in Windows client does",
+		Long: `Connect to an L2TP/IPsec server: IKEv1 main mode with a preshared key,
+ESP in transport mode for L2TP (RFC 3193), an L2TP tunnel and call, and PPP
+with the user's name and password. No kernel IPsec, L2TP or PPP module is
+needed: the client runs all of it in user space, on a TUN device.
+
+Once connected it prints the address the server gave, sets it on the TUN,
+routes the server's inside address (and every --route) into the tunnel, and
+stays until Ctrl-C (or --duration), then hangs up politely: PPP terminate,
+L2TP disconnect, IKE delete. DNS servers the server offers are printed, not
+installed.
+
+By default it offers what Windows 10/11 offer: main mode AES-CBC with SHA1
+over ECP384, ECP256 and MODP2048 (MODP1024 with --legacy), quick mode ESP
+AES-CBC-256/128 with HMAC-SHA1. PPP accepts MS-CHAPv2, CHAP-MD5 and PAP, in
+that order of preference.
+
+Files: the preshared key file and the password file must not be readable by
+group or others. The password file holds the password on its first line.
+
+Exit status:
+  0  connected, and hung up when asked
+  1  other failure (no route, TUN, sockets, the connection dropped)
+  2  bad command line
+  4  IKE failed (wrong preshared key, no common proposal, server silent)
+  5  the server refused the user (wrong password, no address left)`,
+		Example: `  gatehouse connect l2tp --server 203.0.113.1 --psk-file /etc/gatehouse/l2tp.psk \
+      --user alice --password-file ~/.gatehouse-password --route 10.1.0.0/16`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runConnect(cmd, f) },
+	}
+	fl := l2tpCmd.Flags()
+	fl.StringVar(&f.serverText, "server", "", "the server's address (required)")
+	fl.StringVar(&f.localText, "local", "", "our address towards the server (default: chosen by the routing table)")
+	fl.StringVar(&f.pskFile, "psk-file", "", "file with the IKE preshared key (required; mode 0600)")
+	fl.StringVar(&f.user, "user", "", "PPP user name; DOMAIN\\user is sent as given (required)")
+	fl.StringVar(&f.passwordFile, "password-file", "", "file whose first line is the password (required; mode 0600)")
+	fl.StringSliceVar(&f.ike, "ike", windowsIKE, "main mode proposals to offer, in order (cipher-hash-group)")
+	fl.StringSliceVar(&f.esp, "esp", windowsESP, "quick mode ESP proposals to offer, in order")
+	fl.StringSliceVar(&f.auth, "ppp-auth", []string{"mschapv2", "chap", "pap"}, "PPP authentication the client accepts, in order of preference")
+	fl.BoolVar(&f.legacy, "legacy", false, "also offer 3DES-SHA1-MODP1024 and 3DES-SHA1, as older Windows settings do")
+	fl.StringSliceVar(&f.routes, "route", nil, "prefix to send through the tunnel (repeatable), e.g. 10.1.0.0/16")
+	fl.StringVar(&f.tun, "tun", "gatehouse-c0", "TUN device to create")
+	fl.IntVar(&f.mtu, "mtu", 1400, "TUN MTU and the PPP MRU we ask for")
+	fl.IntVar(&f.table, "table", 4749, "routing table for the tunnel's routes")
+	fl.Uint32Var(&f.mark, "mark", 0x474a, "fwmark of our own outer packets, so they bypass the tunnel")
+	fl.DurationVar(&f.setupTimeout, "setup-timeout", 30*time.Second, "give up if not connected by then")
+	fl.DurationVar(&f.duration, "duration", 0, "hang up after this long (0: stay until Ctrl-C)")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each protocol step")
+	connect.AddCommand(l2tpCmd)
+	return connect
+}
+
+func (f *connectFlags) config() (raclient.Config, error) {
+	usage := func(format string, a ...any) error { return cliError{exitUsage, fmt.Errorf(format, a...)} }
+	var c raclient.Config
+	var err error
+	if f.serverText == "" || f.pskFile == "" || f.user == "" || f.passwordFile == "" {
+		return c, usage("--server, --psk-file, --user and --password-file are required (see --help)")
+	}
+	if c.Server, err = netip.ParseAddr(f.serverText); err != nil || !c.Server.Is4() {
+		return c, usage("--server %q: an IPv4 address is needed", f.serverText)
+	}
+	if f.localText != "" {
+		if c.Local, err = netip.ParseAddr(f.localText); err != nil || !c.Local.Is4() {
+			return c, usage("--local %q: an IPv4 address is needed", f.localText)
+		}
+	}
+	key, err := psk.ReadKeyFile(f.pskFile)
+	if err != nil {
+		return c, usage("--psk-file: %v", err)
+	}
+	c.PSK = key.Bytes()
+	if err := psk.CheckKeyFile(f.passwordFile); err != nil {
+		return c, usage("--password-file: %v", err)
+	}
+	pw, err := os.ReadFile(f.passwordFile)
+	if err != nil {
+		return c, usage("--password-file: %v", err)
+	}
+	c.Password, _, _ = strings.Cut(strings.TrimRight(string(pw), "\r\n"), "\n")
+	c.Password = strings.TrimRight(c.Password, "\r")
+	if c.Password == "" {
+		return c, usage("--password-file %s: the first line is empty", f.passwordFile)
+	}
+	c.User = f.user
+	ikeOffers, espOffers := f.ike, f.esp
+	if f.legacy {
+		ikeOffers, espOffers = append(ikeOffers, "3des-sha1-modp1024"), append(espOffers, "3des-sha1")
+	}
+	for _, s := range ikeOffers {
+		p, err := ike.ParseProposal(s)
+		if err != nil {
+			return c, usage("--ike: %v", err)
+		}
+		if p.Legacy() && !f.legacy {
+			return c, usage("--ike %s uses a legacy algorithm; add --legacy to offer it", s)
+		}
+		c.IKE = append(c.IKE, p)
+	}
+	for _, s := range espOffers {
+		su, err := esp.ParseSuite(s)
+		if err != nil {
+			return c, usage("--esp: %v", err)
+		}
+		c.ESP = append(c.ESP, su)
+	}
+	for _, a := range f.auth {
+		switch a {
+		case "mschapv2":
+			c.PPPAuth = append(c.PPPAuth, ppp.AuthMSCHAPv2)
+		case "chap":
+			c.PPPAuth = append(c.PPPAuth, ppp.AuthCHAPMD5)
+		case "pap":
+			c.PPPAuth = append(c.PPPAuth, ppp.AuthPAP)
+		default:
+			return c, usage("--ppp-auth %q: allowed mschapv2, chap, pap", a)
+		}
+	}
+	for _, r := range f.routes {
+		p, err := netip.ParsePrefix(r)
+		if err != nil || !p.Addr().Is4() {
+			return c, usage("--route %q: an IPv4 prefix is needed, e.g. 10.1.0.0/16", r)
+		}
+		c.Routes = append(c.Routes, p.Masked())
+	}
+	if f.mtu < 576 || f.mtu > 1500 {
+		return c, usage("--mtu %d: allowed 576 to 1500", f.mtu)
+	}
+	c.TUN, c.MTU, c.Table, c.Mark, c.Timeout = f.tun, f.mtu, f.table, int(f.mark), f.setupTimeout
+	return c, nil
+}
+
+func runConnect(cmd *cobra.Command, f *connectFlags) error {
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	level := zapcore.WarnLevel
+	if f.verbose {
+		level = zapcore.DebugLevel
+	}
+	zc := zap.NewDevelopmentConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.DisableStacktrace = true
+	log, err := zc.Build()
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	cfg.Log = log
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "connecting to %v as %s...\n", cfg.Server, cfg.User)
+	conn, err := raclient.Dial(ctx, cfg)
+	if err != nil {
+		return connectError(err)
+	}
+	info := conn.Info()
+	via := fmt.Sprintf("%v (ESP %s)", info.Server.Addr(), info.ESP)
+	if info.NAT {
+		via = fmt.Sprintf("%v (ESP %s in UDP: a NAT is in the way)", info.Server, info.ESP)
+	}
+	fmt.Fprintf(out, "connected: address %v, server inside %v, via %s, PPP %v\n", info.Address, info.Gateway, via, info.Auth)
+	if len(info.DNS) > 0 {
+		fmt.Fprintf(out, "DNS servers offered: %v (not installed)\n", info.DNS)
+	}
+	var timeout <-chan time.Time
+	if f.duration > 0 {
+		timeout = time.After(f.duration)
+	}
+	var dropped error
+	select {
+	case <-ctx.Done():
+	case <-timeout:
+	case <-conn.Done():
+		dropped = conn.Err()
+	}
+	c := conn.Counters()
+	conn.Close()
+	fmt.Fprintf(out, "disconnected: %d bytes in (%d packets), %d bytes out (%d packets)\n", c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut)
+	if dropped != nil {
+		return fmt.Errorf("the connection dropped: %w", dropped)
+	}
+	return nil
+}
+
+// connectError maps a failure to its exit status.
+func connectError(err error) error {
+	switch {
+	case errors.Is(err, raclient.ErrIKE):
+		return cliError{exitIKE, err}
+	case errors.Is(err, raclient.ErrRefused):
+		return cliError{exitAuth, err}
+	}
+	return cliError{exitFailure, err}
+}

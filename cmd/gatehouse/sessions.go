@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/gatehouse/gatehouse/proto/gen/gatehouse/admin/v1"
+)
+
+func sessionCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{
+		{
+			Use:   "sessions",
+			Short: "List remote-access users connected: address, outer address, since, bytes",
+			Long: `List the L2TP/IPsec users connected now: user name, the address they were
+given, their outer address (with the NAT-T port when a NAT is in the way),
+when they connected, how long since they last sent, and the bytes and
+packets of their inner traffic in each direction (in: from the client).
+The last line says how much of the address pool is in use.`,
+			Example: "  gatehouse sessions\n  gatehouse sessions --json | jq '.sessions[] | select(.user == \"alice\")'",
+			Args:    cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
+					r, err := c.Sessions(ctx, &pb.SessionsRequest{})
+					return r, func(w io.Writer) { printSessions(w, r) }, err
+				})
+			},
+		},
+		{
+			Use:   "disconnect USER|ADDRESS",
+			Short: "End the sessions of a remote-access user or client address",
+			Long: `End every session of USER (names match without regard to case), or the
+session holding client ADDRESS. The session leaves the data path at once and
+its address goes back to the pool; the client is told with an LCP
+Terminate-Request and an L2TP Call-Disconnect-Notify. The IKE SA stays (the
+client may dial again); exit status 1 if no session matched.`,
+			Example: "  gatehouse disconnect alice\n  gatehouse disconnect 10.8.0.23",
+			Args:    cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
+					r, err := c.Disconnect(ctx, &pb.DisconnectRequest{Target: args[0]})
+					return r, func(w io.Writer) {
+						for _, s := range r.GetEnded() {
+							fmt.Fprintf(w, "disconnected %s (%s, from %s): %d bytes in, %d bytes out\n", s.User, s.Address, s.Outer, s.BytesIn, s.BytesOut)
+						}
+					}, err
+				})
+			},
+		},
+	}
+}
+
+func printSessions(w io.Writer, r *pb.SessionsResponse) {
+	if !r.RemoteAccess {
+		fmt.Fprintln(w, "remote access is not configured (remote_access in the configuration)")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tADDRESS\tOUTER\tSINCE\tIDLE\tBYTES IN\tBYTES OUT\tPACKETS IN\tPACKETS OUT")
+	for _, s := range r.Sessions {
+		since := time.Unix(s.SinceUnix, 0)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s (%s)\t%ds\t%d\t%d\t%d\t%d\n", s.User, s.Address, s.Outer, since.Format("15:04:05"),
+			time.Since(since).Round(time.Second), s.IdleSeconds, s.BytesIn, s.BytesOut, s.PacketsIn, s.PacketsOut)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d sessions; pool %s: %d of %d addresses in use\n", len(r.Sessions), r.Pool, r.PoolUsed, r.PoolSize)
+}

@@ -1,0 +1,91 @@
+package raclient
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike"
+)
+
+// host is the IKE engine's view of the client. Its calls come with the
+// engine's lock held; events go to the loop through a channel.
+type host Conn
+
+func (h *host) Send(b []byte, local, remote netip.AddrPort) error {
+	if local.Port() == esp.NATTPort {
+		// RFC 3948 section 2.2: IKE on 4500 starts with the non-ESP marker.
+		return h.udp.WriteTo(append(make([]byte, 4, 4+len(b)), b...), remote)
+	}
+	return h.ike.WriteTo(b, remote)
+}
+
+func (h *host) SendKeepalive(_, remote netip.AddrPort) error {
+	return h.udp.WriteTo([]byte{0xff}, remote) // RFC 3948 section 2.3
+}
+
+func (h *host) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
+	if len(h.cfg.PSK) == 0 {
+		return nil, errors.New("no preshared key")
+	}
+	return h.cfg.PSK, nil
+}
+
+func (h *host) AllocSPI() (uint32, error) {
+	for range 64 {
+		var b [4]byte
+		rand.Read(b[:])
+		if spi := binary.BigEndian.Uint32(b[:]); spi >= 256 && h.db.Inbound(spi) == nil {
+			return spi, nil
+		}
+	}
+	return 0, errors.New("no free SPI after 64 tries")
+}
+
+func (h *host) meta(c *ike.ChildSA, rule string) sad.Meta {
+	return sad.Meta{Name: peerName, Rule: rule, Mode: sad.Transport, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP, NATOA: c.NATOA}
+}
+
+func espConfig(c *ike.ChildSA, spi uint32, enc, integ []byte) esp.Config {
+	return esp.Config{SPI: spi, Suite: c.Suite, EncKey: enc, IntegKey: integ,
+		Limits: esp.Limits{HardTime: c.Lifetime, HardBytes: c.LifeKB * 1024}}
+}
+
+func (h *host) InstallInbound(c *ike.ChildSA) error {
+	in, err := esp.NewInbound(espConfig(c, c.InSPI, c.InEnc, c.InInteg))
+	if err != nil {
+		return err
+	}
+	return h.db.AddInbound(&sad.InSA{Meta: h.meta(c, ruleIn), ESP: in})
+}
+
+func (h *host) InstallOutbound(c *ike.ChildSA) error {
+	out, err := esp.NewOutbound(espConfig(c, c.OutSPI, c.OutEnc, c.OutInteg))
+	if err != nil {
+		return err
+	}
+	h.db.SetOutbound(outKey(c), &sad.OutSA{Meta: h.meta(c, ruleOut), ESP: out})
+	return nil
+}
+
+func (h *host) DeleteChild(c *ike.ChildSA) {
+	h.db.RemoveInbound(c.InSPI)
+	h.db.RemoveOutbound(outKey(c), c.OutSPI)
+}
+
+func (h *host) Event(e ike.Event) {
+	if e.ID == ike.EventNegotiationErr {
+		h.log.Warn(e.Message, zap.String("reason", e.Reason))
+	} else {
+		h.log.Info(e.Message)
+	}
+	select {
+	case h.events <- e:
+	default:
+	}
+}

@@ -1,0 +1,351 @@
+// Package l2tp is the lab for L2TP/IPsec remote access: gatehoused as the
+// server in one namespace and `gatehouse connect l2tp` clients in others,
+// directly or behind a NAT router.
+//
+//	in 10.1.0.10 - 10.1.0.1 srv 192.0.2.1 --- 192.0.2.10 cli
+//	                            192.0.2.1 --- 192.0.2.2 nat 10.0.N.1 --- 10.0.N.2 cN  (N = 1..4)
+package l2tp
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/labs/netns"
+	"github.com/gatehouse/gatehouse/labs/testbin"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse",
+		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/l2tp": "plugins/l2tp"})
+}
+
+const (
+	psk   = "road-warrior-key-0123456789"
+	users = `users:
+  alice: {password: "correct horse"}
+  bob:   {password: "battery staple"}
+  carol: {password: "c4rol!"}
+  dave:  {password: "d4ve!"}
+`
+)
+
+// lab is the server side: srv with in behind it.
+type lab struct {
+	t        *testing.T
+	l        *netns.Lab
+	srv, in  *netns.NS
+	gw       *netns.Gateway
+	dir      string
+	srvOuter string // srv's interface towards the clients
+}
+
+func newLab(t *testing.T) *lab {
+	l := netns.ForTest(t)
+	x := &lab{t: t, l: l, srv: l.MustNS(t, "srv"), in: l.MustNS(t, "in"), dir: t.TempDir()}
+	l.MustLink(t, x.in, "10.1.0.10/24", x.srv, "10.1.0.1/24")
+	must(t, x.in.Route("default", "10.1.0.1"))
+	must(t, x.srv.Forwarding())
+	for name, body := range map[string]string{"l2tp.psk": psk + "\n", "users.yaml": users} {
+		must(t, os.WriteFile(filepath.Join(x.dir, name), []byte(body), 0o600))
+	}
+	return x
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serve starts gatehoused as the L2TP/IPsec server.
+func (x *lab) serve(pppAuth string) {
+	cfg := fmt.Sprintf(`listen: [192.0.2.1]
+admin_socket: %[1]s/admin.sock
+metrics_listen: ""
+log: {level: debug}
+remote_access:
+  auth: [{psk_file: %[1]s/l2tp.psk}]
+  pool: 10.8.0.0/24
+  dns: [10.1.0.53]
+  ppp: {auth: [%[3]s], users_file: %[1]s/users.yaml}
+plugins: {dir: %[2]s/plugins, health_interval: 1s}
+`, x.dir, bin, pppAuth)
+	path := filepath.Join(x.dir, "gatehouse.yaml")
+	must(x.t, os.WriteFile(path, []byte(cfg), 0o644))
+	x.gw = netns.StartGateway(x.t, x.srv, bin, path, x.dir+"/admin.sock")
+}
+
+// direct adds a client namespace on the server's outer link.
+func (x *lab) direct(name string) *netns.NS {
+	c := x.l.MustNS(x.t, name)
+	_, x.srvOuter = x.l.MustLink(x.t, c, "192.0.2.10/24", x.srv, "192.0.2.1/24")
+	return c
+}
+
+// behindNAT adds a NAT router and n clients behind it.
+func (x *lab) behindNAT(n int) []*netns.NS {
+	nat := x.l.MustNS(x.t, "nat")
+	out, srvIf := x.l.MustLink(x.t, nat, "192.0.2.2/24", x.srv, "192.0.2.1/24")
+	x.srvOuter = srvIf
+	must(x.t, nat.Masquerade(out))
+	var cs []*netns.NS
+	for i := 1; i <= n; i++ {
+		c := x.l.MustNS(x.t, fmt.Sprintf("c%d", i))
+		x.l.MustLink(x.t, c, fmt.Sprintf("10.0.%d.2/24", i), nat, fmt.Sprintf("10.0.%d.1/24", i))
+		must(x.t, c.Route("default", fmt.Sprintf("10.0.%d.1", i)))
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// client is a running `gatehouse connect l2tp`.
+type client struct {
+	ns   *netns.NS
+	proc *netns.Proc
+	addr string
+}
+
+var connected = regexp.MustCompile(`connected: address (10\.8\.0\.\d+)`)
+
+// dial starts a client and returns once it says connected, or the test
+// fails with its output.
+func (x *lab) dial(ns *netns.NS, user, password string, extra ...string) *client {
+	x.t.Helper()
+	c, out, err := x.try(ns, user, password, extra...)
+	if err != nil {
+		x.t.Fatalf("%s as %s: %v\n%s", ns.Name, user, err, out)
+	}
+	return c
+}
+
+// try starts a client and waits until it is connected or has exited.
+func (x *lab) try(ns *netns.NS, user, password string, extra ...string) (*client, string, error) {
+	pw := filepath.Join(x.dir, ns.Name+"-"+user+".password")
+	must(x.t, os.WriteFile(pw, []byte(password+"\n"), 0o600))
+	args := append([]string{"connect", "l2tp", "--server", "192.0.2.1", "--psk-file", filepath.Join(x.dir, "l2tp.psk"),
+		"--user", user, "--password-file", pw, "--route", "10.1.0.0/24", "--setup-timeout", "20s", "-v"}, extra...)
+	p, err := ns.Start(filepath.Join(bin, "gatehouse"), args...)
+	must(x.t, err)
+	c := &client{ns: ns, proc: p}
+	x.t.Cleanup(func() {
+		p.Stop(5 * time.Second)
+		if x.t.Failed() {
+			x.t.Logf("client in %s:\n%s", ns.Name, p.Output())
+		}
+	})
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); {
+		if m := connected.FindStringSubmatch(p.Output()); m != nil {
+			c.addr = m[1]
+			return c, p.Output(), nil
+		}
+		select {
+		case <-p.Done():
+			return nil, p.Output(), fmt.Errorf("exited: %w", p.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil, p.Output(), errors.New("not connected after 30 s")
+}
+
+// hangUp stops the client with SIGINT, as Ctrl-C would, and returns
+// what it printed.
+func (c *client) hangUp(t *testing.T) string {
+	t.Helper()
+	c.proc.Signal(2)
+	select {
+	case <-c.proc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("client in %s did not hang up:\n%s", c.ns.Name, c.proc.Output())
+	}
+	if err := c.proc.Err(); err != nil {
+		t.Fatalf("client in %s exited with %v:\n%s", c.ns.Name, err, c.proc.Output())
+	}
+	return c.proc.Output()
+}
+
+// ping checks that three pings in a row pass.
+func ping(t *testing.T, from *netns.NS, to string) {
+	t.Helper()
+	if out, err := from.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", to); err != nil {
+		t.Fatalf("ping %s from %s: %v\n%s", to, from.Name, err, out)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// waitLog waits until the server's output holds s.
+func (x *lab) waitLog(s string) bool {
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if strings.Contains(x.gw.Proc.Output(), s) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMSCHAPv2 is the main job: a client connects with PSK and MS-CHAPv2,
+// gets an address from the pool and DNS, pings a host on the server's
+// inside network and runs iperf3 across; `gatehouse sa` shows the
+// transport SA; hanging up frees the address.
+func TestMSCHAPv2(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	x.serve("mschapv2")
+	c := x.dial(cli, "alice", "correct horse")
+	out := c.proc.Output()
+	if !strings.Contains(out, "DNS servers offered: [10.1.0.53]") || !strings.Contains(out, "PPP mschapv2") {
+		t.Fatalf("client output:\n%s", out)
+	}
+	ping(t, cli, "10.1.0.10")
+	ping(t, cli, "10.8.0.1") // the server itself, at the pool's gateway
+	mbps, err := netns.Iperf(x.in, cli, "10.1.0.10", 3*time.Second)
+	must(t, err)
+	t.Logf("iperf3 client -> inside host through L2TP/IPsec: %.0f Mbit/s", mbps)
+	sa := x.gw.CLI(t, "sa")
+	if !strings.Contains(sa, "remote-access") || !strings.Contains(sa, "transport") {
+		t.Fatalf("gatehouse sa:\n%s", sa)
+	}
+	sessions := flat(x.gw.CLI(t, "sessions"))
+	if !strings.Contains(sessions, "alice "+c.addr+" 192.0.2.10") || !strings.Contains(sessions, "1 of 253 addresses in use") {
+		t.Fatalf("gatehouse sessions:\n%s", sessions)
+	}
+	if bye := c.hangUp(t); !strings.Contains(bye, "disconnected:") {
+		t.Fatalf("client output at the end:\n%s", bye)
+	}
+	if !x.waitLog("user-disconnected") {
+		t.Fatalf("the server did not log the user's end:\n%s", x.gw.Proc.Output())
+	}
+	if s := flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "0 sessions") || !strings.Contains(s, "0 of 253") {
+		t.Fatalf("after alice hung up, gatehouse sessions:\n%s", s)
+	}
+	// An operator ends bob's session: his client hears of it and exits.
+	bob := x.dial(cli, "bob", "battery staple")
+	if out := x.gw.CLI(t, "disconnect", "bob"); !strings.Contains(out, "disconnected bob ("+bob.addr) {
+		t.Fatalf("gatehouse disconnect bob: %s", out)
+	}
+	select {
+	case <-bob.proc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("bob's client did not notice the disconnect:\n%s", bob.proc.Output())
+	}
+	if out := bob.proc.Output(); !strings.Contains(out, "the connection dropped") {
+		t.Fatalf("bob's client:\n%s", out)
+	}
+}
+
+func flat(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// TestPAPAndCHAP: the other two PPP methods, each chosen by the server.
+func TestPAPAndCHAP(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	x.serve("chap, pap")
+	c := x.dial(cli, "carol", "c4rol!", "--ppp-auth", "chap")
+	if !strings.Contains(c.proc.Output(), "PPP chap") {
+		t.Fatalf("client output:\n%s", c.proc.Output())
+	}
+	ping(t, cli, "10.1.0.10")
+	c.hangUp(t)
+	c = x.dial(cli, "dave", "d4ve!", "--ppp-auth", "pap")
+	if !strings.Contains(c.proc.Output(), "PPP pap") {
+		t.Fatalf("client output:\n%s", c.proc.Output())
+	}
+	ping(t, cli, "10.1.0.10")
+	c.hangUp(t)
+}
+
+// TestRefusals: a wrong password fails in PPP with a clear message on both
+// sides and takes no address; a wrong preshared key fails in IKE.
+func TestRefusals(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	x.serve("mschapv2")
+	_, out, err := x.try(cli, "alice", "wrong password")
+	if exitCode(err) != 5 || !strings.Contains(out, "refused the user") {
+		t.Fatalf("wrong password: exit %v, want 5 and a refusal:\n%s", err, out)
+	}
+	if !x.waitLog("user-auth-failed") {
+		t.Fatalf("the server did not log the failure:\n%s", x.gw.Proc.Output())
+	}
+	c := x.dial(cli, "bob", "battery staple")
+	if c.addr != "10.8.0.2" {
+		t.Errorf("after a refused login the first client got %s, want the pool's first address 10.8.0.2", c.addr)
+	}
+	c.hangUp(t)
+
+	must(t, os.WriteFile(filepath.Join(x.dir, "wrong.psk"), []byte("not-the-key-0123456789\n"), 0o600))
+	pw := filepath.Join(x.dir, "pw")
+	must(t, os.WriteFile(pw, []byte("correct horse\n"), 0o600))
+	out, err = cli.Output(40*time.Second, filepath.Join(bin, "gatehouse"), "connect", "l2tp", "--server", "192.0.2.1",
+		"--psk-file", filepath.Join(x.dir, "wrong.psk"), "--user", "alice", "--password-file", pw, "--setup-timeout", "6s")
+	if exitCode(err) != 4 || !strings.Contains(out, "IKE failed") || !strings.Contains(out, "preshared key") {
+		t.Fatalf("wrong PSK: exit %v, want 4 and an IKE failure naming the key:\n%s", err, out)
+	}
+	if !x.waitLog("preshared keys differ") {
+		t.Fatalf("the server did not say why it refused the client:\n%s", x.gw.Proc.Output())
+	}
+}
+
+// TestFourClientsBehindOneNAT: four clients behind one masquerading router,
+// all from port 1701 of one public address, all at once: distinct
+// addresses, traffic from all at the same time, and one hanging up leaves
+// the others up.
+func TestFourClientsBehindOneNAT(t *testing.T) {
+	x := newLab(t)
+	nss := x.behindNAT(4)
+	x.serve("mschapv2")
+	names := []string{"alice", "bob", "carol", "dave"}
+	pws := []string{"correct horse", "battery staple", "c4rol!", "d4ve!"}
+	cs := make([]*client, len(nss))
+	for i, ns := range nss {
+		cs[i] = x.dial(ns, names[i], pws[i])
+	}
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if seen[c.addr] {
+			t.Fatalf("address %s given twice", c.addr)
+		}
+		seen[c.addr] = true
+	}
+	pingAll := func(cs []*client) {
+		var wg sync.WaitGroup
+		errs := make(chan error, len(cs))
+		for _, c := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if out, err := c.ns.Output(15*time.Second, "ping", "-c", "5", "-i", "0.2", "-W", "2", "10.1.0.10"); err != nil {
+					errs <- fmt.Errorf("%s: %v\n%s", c.ns.Name, err, out)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+	pingAll(cs)
+	if t.Failed() {
+		t.FailNow()
+	}
+	cs[1].hangUp(t)
+	pingAll([]*client{cs[0], cs[2], cs[3]})
+}
