@@ -242,10 +242,19 @@ func call(f func()) {
 	}
 }
 
+// OurMagic is the Magic-Number our LCP packets carry: 0 unless it was
+// negotiated (RFC 1661 section 6.4).
+func (l *LCP) OurMagic() uint32 {
+	if !l.askMagic {
+		return 0
+	}
+	return l.Magic
+}
+
 // EchoReply answers an Echo-Request in the Opened state (RFC 1661 section
 // 5.8): same identifier, our magic number, the peer's data back.
 func (l *LCP) EchoReply(req Packet) Packet {
-	data := binary.BigEndian.AppendUint32(nil, l.Magic)
+	data := binary.BigEndian.AppendUint32(nil, l.OurMagic())
 	if len(req.Data) > 4 {
 		data = append(data, req.Data[4:]...)
 	}

@@ -51,6 +51,9 @@ type LinkUp struct {
 	Peer      netip.Addr // the peer's
 	DNS, NBNS []netip.Addr
 	PeerMRU   uint16
+	// Magic is our LCP Magic-Number, 0 when the peer rejected it: what an
+	// Echo-Reply for this link carries (RFC 1661 section 5.8).
+	Magic uint32
 }
 
 // LinkConfig configures a Link. Send, OnUp and OnDown are required.
@@ -315,7 +318,7 @@ func (l *Link) Tick(now time.Time) {
 		} else {
 			l.echoMiss++
 			l.echoID++
-			l.send(ProtoLCP, Packet{Code: CodeEchoRequest, ID: l.echoID, Data: binary.BigEndian.AppendUint32(nil, l.lcp.Magic)})
+			l.send(ProtoLCP, Packet{Code: CodeEchoRequest, ID: l.echoID, Data: binary.BigEndian.AppendUint32(nil, l.lcp.OurMagic())})
 		}
 	}
 	l.settle()
@@ -466,7 +469,7 @@ func (l *Link) ipcpUp() {
 		l.echoTimer = l.now.Add(l.cfg.EchoInterval)
 	}
 	l.cfg.OnUp(LinkUp{User: l.user, Auth: l.lcp.Agreed(), Local: l.ipcp.Local, Peer: l.ipcp.Peer,
-		DNS: l.ipcp.DNS, NBNS: l.ipcp.NBNS, PeerMRU: l.lcp.PeerMRU()})
+		DNS: l.ipcp.DNS, NBNS: l.ipcp.NBNS, PeerMRU: l.lcp.PeerMRU(), Magic: l.lcp.OurMagic()})
 }
 
 func (l *Link) lcpDown() {

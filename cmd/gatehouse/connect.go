@@ -44,6 +44,7 @@ type connectFlags struct {
 	mark                        uint32
 	setupTimeout, duration      time.Duration
 	legacy, verbose             bool
+	keylog                      string
 }
 
 func connectCommand() *cobra.Command {
@@ -100,6 +101,7 @@ Exit status:
 	fl.DurationVar(&f.setupTimeout, "setup-timeout", 30*time.Second, "give up if not connected by then")
 	fl.DurationVar(&f.duration, "duration", 0, "hang up after this long (0: stay until Ctrl-C)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each protocol step")
+	fl.StringVar(&f.keylog, "keylog", "", "debugging: append each ESP SA's keys to this file (mode 0600) so tshark can decrypt a capture; anyone with it can read the traffic")
 	connect.AddCommand(l2tpCmd)
 	return connect
 }
@@ -202,6 +204,15 @@ func runConnect(cmd *cobra.Command, f *connectFlags) error {
 	}
 	defer log.Sync()
 	cfg.Log = log
+	if f.keylog != "" {
+		kl, err := os.OpenFile(f.keylog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return cliError{exitUsage, fmt.Errorf("--keylog: %w", err)}
+		}
+		defer kl.Close()
+		cfg.KeyLog = kl
+		log.Warn("writing ESP keys to the key log: anyone who reads it can decrypt this connection", zap.String("file", f.keylog))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := cmd.OutOrStdout()

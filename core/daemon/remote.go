@@ -283,7 +283,7 @@ func (r *remoteAccess) InstallSession(_ context.Context, s sdk.SessionSpec) (uin
 	}
 	h, err := r.table.Add(&dataplane.L2TPSession{Local: s.Local, Peer: s.Peer, L2TPPort: peer.port,
 		LocalTunnel: s.LocalTunnelID, LocalSession: s.LocalSessionID, PeerTunnel: s.PeerTunnelID, PeerSession: s.PeerSessionID,
-		Client: s.ClientAddress, User: s.User, MRU: s.MRU, OutKey: peer.key})
+		Client: s.ClientAddress, User: s.User, MRU: s.MRU, Magic: s.LCPMagic, OutKey: peer.key})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", sdk.ErrInvalid, err)
 	}

@@ -37,24 +37,27 @@ type L2TPSession struct {
 	User                             string
 	MRU                              uint16
 	SendSeq                          bool
+	Magic                            uint32 // our LCP Magic-Number, for Echo-Replies
 	Since                            time.Time
 	OutKey                           sad.OutKey // the transport SA to the peer
 	LAC                              bool       // our end is the client: every TUN packet goes here
 	ns                               atomic.Uint32
 	bytesIn, bytesOut, pktIn, pktOut atomic.Uint64
-	lastIn                           atomic.Int64 // unix seconds of the last packet from the client
+	lastIn                           atomic.Int64  // unix seconds of the last packet from the client
+	echoes                           atomic.Uint64 // LCP Echo-Requests the core answered
 }
 
 // L2TPCounters are a session's totals.
 type L2TPCounters struct {
 	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
 	LastIn                                   time.Time
+	Echoes                                   uint64 // LCP Echo-Requests the core answered
 }
 
 // Counters snapshots the session's counters.
 func (s *L2TPSession) Counters() L2TPCounters {
 	return L2TPCounters{BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), PacketsIn: s.pktIn.Load(),
-		PacketsOut: s.pktOut.Load(), LastIn: time.Unix(s.lastIn.Load(), 0)}
+		PacketsOut: s.pktOut.Load(), LastIn: time.Unix(s.lastIn.Load(), 0), Echoes: s.echoes.Load()}
 }
 
 // L2TPTable holds the sessions. Lookups take a read lock and allocate
@@ -210,7 +213,15 @@ func (p *Plane) l2tpInbound(sa *sad.InSA, buf, udp []byte, q *tunQueue) {
 		return
 	}
 	if proto >= 0x8000 {
-		// PPP control (LCP, authentication, IPCP, CCP...): the plugin's.
+		// PPP control (LCP, authentication, IPCP, CCP...): the plugin's,
+		// but for an installed session's Echo-Requests, which the core
+		// answers so that they are answered while the plugin restarts.
+		if proto == ppp.ProtoLCP && len(frame) >= 8 && frame[0] == ppp.CodeEchoRequest {
+			if s := p.cfg.L2TP.byIDs(h.TunnelID, h.SessionID); s != nil && s.Peer == sa.Peer {
+				p.echoReply(s, frame)
+				return
+			}
+		}
 		p.toPlugin(L2TPControl{PPP: true, Local: sa.Local, Peer: sa.Peer, SPI: sa.ESP.SPI(), Tunnel: h.TunnelID, Session: h.SessionID,
 			Payload: payload, ClientL2TPPort: sport})
 		return
@@ -245,6 +256,28 @@ func (p *Plane) l2tpInbound(sa *sad.InSA, buf, udp []byte, q *tunQueue) {
 	s.bytesIn.Add(uint64(len(inner)))
 	s.lastIn.Store(time.Now().Unix())
 	p.toTUN(buf, inner, q)
+}
+
+// echoReply answers an LCP Echo-Request (RFC 1661 section 5.8): same
+// identifier, our magic number, the data back. It takes the control path
+// (one a session every echo interval).
+func (p *Plane) echoReply(s *L2TPSession, req []byte) {
+	n := int(binary.BigEndian.Uint16(req[2:]))
+	if n < 8 || n > len(req) {
+		p.drop(DropMalformed)
+		return
+	}
+	msg := l2tp.AppendDataHeader(make([]byte, 0, 16+n), s.PeerTunnel, s.PeerSession, false, 0)
+	msg = binary.BigEndian.AppendUint16(append(msg, 0xff, 0x03), ppp.ProtoLCP)
+	msg = append(msg, ppp.CodeEchoReply, req[1])
+	msg = binary.BigEndian.AppendUint16(msg, uint16(n))
+	msg = binary.BigEndian.AppendUint32(msg, s.Magic)
+	msg = append(msg, req[8:n]...)
+	if err := p.SendL2TP(s.OutKey, s.L2TPPort, msg); err != nil {
+		p.drop(DropNoSA)
+		return
+	}
+	s.echoes.Add(1)
 }
 
 func (p *Plane) toPlugin(c L2TPControl) {

@@ -22,6 +22,37 @@ type l2tpPair struct {
 	clientAddr netip.Addr
 }
 
+// send seals an L2TP message from B to A through B's SA, as B's
+// control path would.
+func (lp *l2tpPair) send(t *testing.T, l2 []byte) {
+	sa := lp.b.db.Outbound(sad.OutKey{Rule: "ra", Peer: gwA})
+	buf := make([]byte, 256)
+	start := 64
+	n := copy(buf[start+8:], l2)
+	binary.BigEndian.PutUint16(buf[start:], 1701)
+	binary.BigEndian.PutUint16(buf[start+2:], 1701)
+	binary.BigEndian.PutUint16(buf[start+4:], uint16(8+n))
+	out, err := sa.ESP.Seal(buf[start-sa.ESP.Headroom():start+8+n], 8+n, esp.ProtoUDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.b.udp.WriteTo(out, netip.AddrPortFrom(gwA, 4500)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitControl waits up to 5 s for n control packets.
+func (lp *l2tpPair) waitControl(n int) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		lp.mu.Lock()
+		got := len(lp.control)
+		lp.mu.Unlock()
+		if got >= n {
+			return
+		}
+	}
+}
+
 func newL2TPPair(t *testing.T, udp bool) *l2tpPair {
 	lp := &l2tpPair{clientAddr: netip.MustParseAddr("10.8.0.2")}
 	rawA, rawB := wire(netip.AddrPortFrom(gwA, 0), netip.AddrPortFrom(gwB, 0))
@@ -96,36 +127,12 @@ func TestL2TPSpoofAndUnknownSession(t *testing.T) {
 // through the SA and checks the plane hands both over with their ids.
 func TestL2TPControlGoesToThePlugin(t *testing.T) {
 	lp := newL2TPPair(t, true)
-	sa := lp.b.db.Outbound(sad.OutKey{Rule: "ra", Peer: gwA})
-	send := func(l2 []byte) {
-		buf := make([]byte, 256)
-		start := 64
-		n := copy(buf[start+8:], l2)
-		binary.BigEndian.PutUint16(buf[start:], 1701)
-		binary.BigEndian.PutUint16(buf[start+2:], 1701)
-		binary.BigEndian.PutUint16(buf[start+4:], uint16(8+n))
-		out, err := sa.ESP.Seal(buf[start-sa.ESP.Headroom():start+8+n], 8+n, esp.ProtoUDP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := lp.b.udp.WriteTo(out, netip.AddrPortFrom(gwA, 4500)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	send := func(l2 []byte) { lp.send(t, l2) }
 	hello := (&l2tp.Message{Type: l2tp.MsgHello}).AppendAVPs(nil, nil, nil)
 	send(append(l2tp.AppendControlHeader(nil, 10, 0, 3, 4, len(hello)), hello...))
-	lcp := append(l2tp.AppendDataHeader(nil, 10, 11, false, 0), 0xff, 0x03, 0xc0, 0x21, 9, 1, 0, 8, 0, 0, 0, 0)
+	lcp := append(l2tp.AppendDataHeader(nil, 10, 11, false, 0), 0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4) // Configure-Request
 	send(lcp)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		lp.mu.Lock()
-		n := len(lp.control)
-		lp.mu.Unlock()
-		if n == 2 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	lp.waitControl(2)
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	if len(lp.control) != 2 {
@@ -208,3 +215,26 @@ type discardConn struct{}
 func (discardConn) ReadFrom([]byte) ([]byte, netip.AddrPort, error) { select {} }
 func (discardConn) WriteTo([]byte, netip.AddrPort) error            { return nil }
 func (discardConn) Close() error                                    { return nil }
+
+// TestL2TPEchoAnsweredByTheCore: an installed session's LCP Echo-Request is
+// answered by the data path with the session's magic number, so echoes
+// keep working while the plugin restarts; the plugin never sees it.
+func TestL2TPEchoAnsweredByTheCore(t *testing.T) {
+	lp := newL2TPPair(t, true)
+	lp.srv.Magic = 0x01020304
+	lp.send(t, append(l2tp.AppendDataHeader(nil, 10, 11, false, 0), 0xff, 0x03, 0xc0, 0x21, 9, 7, 0, 12, 0xaa, 0xbb, 0xcc, 0xdd, 'p', 'i', 'n', 'g'))
+	lp.waitControl(1)
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if len(lp.control) != 1 {
+		t.Fatalf("%d control packets, want only the reply at the client", len(lp.control))
+	}
+	c := lp.control[0]
+	want := []byte{0xff, 0x03, 0xc0, 0x21, 10, 7, 0, 12, 1, 2, 3, 4, 'p', 'i', 'n', 'g'}
+	if !c.PPP || c.Tunnel != 20 || c.Session != 21 || string(c.Payload) != string(want) {
+		t.Fatalf("reply at the client: %+v, want payload % x", c, want)
+	}
+	if lp.srv.Counters().Echoes != 1 {
+		t.Fatalf("echoes answered: %+v", lp.srv.Counters())
+	}
+}

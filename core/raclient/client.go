@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -50,6 +51,10 @@ type Config struct {
 	Routes []netip.Prefix
 	// Timeout bounds the whole setup.
 	Timeout time.Duration
+	// KeyLog, when set, receives each ESP SA's keys, one line per
+	// direction: "esp SRC DST SPI SUITE ENC-KEY INTEG-KEY" (hex), for
+	// decrypting captures. For debugging only: it is the tunnel's secret.
+	KeyLog io.Writer
 }
 
 // Info describes an established connection.
@@ -461,6 +466,16 @@ func (c *Conn) shutdown() {
 				}
 			})
 			time.Sleep(300 * time.Millisecond) // the Terminate-Ack, or not
+			c.call(func() {
+				const why = "the user disconnected"
+				if c.lac != nil && c.sess != nil && c.lac.Session(c.sess.LocalID) == c.sess {
+					// CDN with the PPP cause (RFC 3145), as Windows sends
+					// before the StopCCN.
+					c.lac.CloseSession(time.Now(), c.sess, l2tp.Result{Result: l2tp.CDNAdmin, Message: why},
+						&l2tp.PPPCause{Code: ppp.CauseAdmin, Proto: ppp.ProtoLCP, Direction: 2, Message: why}, why)
+				}
+			})
+			time.Sleep(100 * time.Millisecond)
 			c.call(func() {
 				if c.lac != nil {
 					c.lac.Close(time.Now(), l2tp.Result{Result: l2tp.StopClearConnection, Message: "the user disconnected"}, "the user disconnected")

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 
 	"go.uber.org/zap"
@@ -78,7 +79,24 @@ func (h *host) DeleteChild(c *ike.ChildSA) {
 	h.db.RemoveOutbound(outKey(c), c.OutSPI)
 }
 
+// logKeys writes a new child's keys to the key log.
+func (h *host) logKeys(c *ike.ChildSA) {
+	if h.cfg.KeyLog == nil || c == nil {
+		return
+	}
+	for _, d := range []struct {
+		src, dst   netip.AddrPort
+		spi        uint32
+		enc, integ []byte
+	}{{c.Local, c.Remote, c.OutSPI, c.OutEnc, c.OutInteg}, {c.Remote, c.Local, c.InSPI, c.InEnc, c.InInteg}} {
+		fmt.Fprintf(h.cfg.KeyLog, "esp %v %v %#08x %v %x %x\n", d.src.Addr(), d.dst.Addr(), d.spi, c.Suite, d.enc, d.integ)
+	}
+}
+
 func (h *host) Event(e ike.Event) {
+	if e.ID == ike.EventChildUp {
+		h.logKeys(e.Child)
+	}
 	if e.ID == ike.EventNegotiationErr {
 		h.log.Warn(e.Message, zap.String("reason", e.Reason))
 	} else {

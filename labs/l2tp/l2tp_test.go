@@ -7,6 +7,7 @@
 package l2tp
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,10 +16,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/labs/netns"
+	"github.com/gatehouse/gatehouse/labs/pcap"
 	"github.com/gatehouse/gatehouse/labs/testbin"
 )
 
@@ -348,4 +351,123 @@ func TestFourClientsBehindOneNAT(t *testing.T) {
 	}
 	cs[1].hangUp(t)
 	pingAll([]*client{cs[0], cs[2], cs[3]})
+}
+
+// l2tpPlugin returns the l2tp plugin's pid and restarts.
+func (x *lab) l2tpPlugin() (pid, restarts int, state string) {
+	x.t.Helper()
+	var r struct {
+		Plugins []struct {
+			Name     string `json:"name"`
+			State    string `json:"state"`
+			Pid      string `json:"pid"`
+			Restarts int    `json:"restarts"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal([]byte(x.gw.CLI(x.t, "plugins", "--json")), &r); err != nil {
+		x.t.Fatal(err)
+	}
+	for _, p := range r.Plugins {
+		if p.Name == "l2tp" {
+			fmt.Sscan(p.Pid, &pid)
+			return pid, p.Restarts, p.State
+		}
+	}
+	x.t.Fatal("no l2tp plugin listed")
+	return
+}
+
+// TestPluginKilled: killing the l2tp plugin under a session loses none of
+// its packets; the plugin comes back and takes new users.
+func TestPluginKilled(t *testing.T) {
+	x := newLab(t)
+	nss := x.behindNAT(2)
+	cli := nss[0]
+	x.serve("mschapv2")
+	x.dial(cli, "alice", "correct horse")
+	pid, _, _ := x.l2tpPlugin()
+	pinger, err := cli.Start("ping", "-c", "40", "-i", "0.05", "-W", "1", "10.1.0.10")
+	must(t, err)
+	time.Sleep(500 * time.Millisecond)
+	must(t, syscall.Kill(pid, syscall.SIGKILL))
+	if err := pinger.Err(); err != nil || !strings.Contains(pinger.Output(), " 0% packet loss") {
+		t.Fatalf("ping across the plugin's death: %v\n%s", err, pinger.Output())
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		newPID, restarts, state := x.l2tpPlugin()
+		if state == "running" && restarts >= 1 && newPID != pid {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the l2tp plugin did not come back: %s, %d restarts", state, restarts)
+		}
+	}
+	x.dial(nss[1], "bob", "battery staple")
+	ping(t, nss[1], "10.1.0.10")
+	ping(t, cli, "10.1.0.10")
+	if s := flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "2 sessions") {
+		t.Fatalf("gatehouse sessions after the restart:\n%s", s)
+	}
+}
+
+// TestTsharkDecodesSession captures a whole session on the server's outer
+// link (IKE, L2TP setup, PPP negotiation, traffic, hang-up) and has tshark
+// decrypt it with the keys the client logged: L2TP and PPP must decode,
+// with nothing malformed.
+func TestTsharkDecodesSession(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Fatal("tshark is not installed: make test installs it")
+	}
+	x := newLab(t)
+	cli := x.direct("cli")
+	x.serve("mschapv2")
+	file := filepath.Join(x.dir, "outer.pcap")
+	capture, err := x.srv.Start("tshark", "-i", x.srvOuter, "-w", file, "-f", "esp or udp port 500 or udp port 4500")
+	must(t, err)
+	for i := 0; i < 100 && !strings.Contains(capture.Output(), "Capturing on"); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	keylog := filepath.Join(x.dir, "keys")
+	c := x.dial(cli, "alice", "correct horse", "--keylog", keylog)
+	ping(t, cli, "10.1.0.10")
+	c.hangUp(t)
+	time.Sleep(300 * time.Millisecond)
+	capture.Signal(2) // SIGINT: tshark finishes the file
+	capture.Err()
+	keys, err := os.ReadFile(keylog)
+	must(t, err)
+	args := []string{"-n", "-r", file, "-o", "esp.enable_encryption_decode:TRUE", "-V"}
+	for _, line := range strings.Split(strings.TrimSpace(string(keys)), "\n") {
+		var src, dst, suite, enc, integ string
+		var spi uint32
+		if _, err := fmt.Sscanf(line, "esp %s %s %v %s %s %s", &src, &dst, &spi, &suite, &enc, &integ); err != nil {
+			t.Fatalf("key log line %q: %v", line, err)
+		}
+		args = append(args, "-o", pcap.ESPSA(suite, src, dst, spi, enc, integ))
+	}
+	out, err := exec.Command("tshark", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{"Layer 2 Tunneling Protocol", "Start_Control_Request", "Incoming_Call_Connected",
+		"PPP Link Control Protocol", "PPP Challenge Handshake Authentication Protocol", "PPP IP Control Protocol",
+		"Type: 8 (Echo (ping) request)", "Type: 0 (Echo (ping) reply)", "Call_Disconnect_Notification", "Stop_Control_Notification"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("tshark did not decode %q", want)
+		}
+	}
+	if bad := pcap.Malformed(text); len(bad) > 0 {
+		t.Errorf("tshark flags %d lines, e.g. %q", len(bad), bad[0])
+	}
+	if t.Failed() {
+		t.Logf("tshark:\n%s", tailText(text, 6000))
+	}
+}
+
+func tailText(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
 }

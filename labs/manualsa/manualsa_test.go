@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/labs/netns"
+	"github.com/gatehouse/gatehouse/labs/pcap"
 	"github.com/gatehouse/gatehouse/labs/testbin"
 )
 
@@ -157,27 +158,12 @@ func flat(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Wireshark's names for our suites (its ESP SA table); it has no
 // ChaCha20-Poly1305 in version 4.0, so that suite is not decoded here.
-var wiresharkAlgs = map[string][2]string{
-	"aes128gcm16":   {"AES-GCM with 16 octet ICV [RFC4106]", "NULL"},
-	"aes256gcm16":   {"AES-GCM with 16 octet ICV [RFC4106]", "NULL"},
-	"aes128-sha1":   {"AES-CBC [RFC3602]", "HMAC-SHA-1-96 [RFC2404]"},
-	"aes256-sha256": {"AES-CBC [RFC3602]", "HMAC-SHA-256-128 [RFC4868]"},
-	"3des-sha1":     {"TripleDES-CBC [RFC2451]", "HMAC-SHA-1-96 [RFC2404]"},
-	"null-sha256":   {"NULL", "HMAC-SHA-256-128 [RFC4868]"},
-}
-
+// espSA is tshark's SA option for a manual SA with key keyHex (the
+// encryption key, then the integrity key).
 func espSA(suite, src, dst string, spi uint32, keyHex string) string {
 	s, _ := esp.ParseSuite(suite)
 	el, _ := esp.KeyLengths(s)
-	names := wiresharkAlgs[suite]
-	encKey, authKey := "0x"+keyHex[:2*el], "0x"+keyHex[2*el:]
-	if el == 0 {
-		encKey = ""
-	}
-	if len(keyHex) == 2*el {
-		authKey = ""
-	}
-	return fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","%#08x","%s","%s","%s","%s"`, src, dst, spi, names[0], encKey, names[1], authKey)
+	return pcap.ESPSA(suite, src, dst, spi, keyHex[:2*el], keyHex[2*el:])
 }
 
 // TestTsharkDecodesCapturedESP captures the outer link while pinging, then

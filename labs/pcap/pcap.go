@@ -102,3 +102,27 @@ func Malformed(dissection string) []string {
 	}
 	return bad
 }
+
+// wiresharkAlgs names our suites as Wireshark's ESP SA table does.
+var wiresharkAlgs = map[string][2]string{
+	"aes128gcm16":   {"AES-GCM with 16 octet ICV [RFC4106]", "NULL"},
+	"aes256gcm16":   {"AES-GCM with 16 octet ICV [RFC4106]", "NULL"},
+	"aes128-sha1":   {"AES-CBC [RFC3602]", "HMAC-SHA-1-96 [RFC2404]"},
+	"aes256-sha1":   {"AES-CBC [RFC3602]", "HMAC-SHA-1-96 [RFC2404]"},
+	"aes256-sha256": {"AES-CBC [RFC3602]", "HMAC-SHA-256-128 [RFC4868]"},
+	"3des-sha1":     {"TripleDES-CBC [RFC2451]", "HMAC-SHA-1-96 [RFC2404]"},
+	"null-sha256":   {"NULL", "HMAC-SHA-256-128 [RFC4868]"},
+}
+
+// ESPSA is tshark's -o option for one ESP SA, so it decrypts captures:
+// keys in hex, either may be empty.
+func ESPSA(suite, src, dst string, spi uint32, encHex, integHex string) string {
+	names := wiresharkAlgs[suite]
+	if encHex != "" {
+		encHex = "0x" + encHex
+	}
+	if integHex != "" {
+		integHex = "0x" + integHex
+	}
+	return fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","%#08x","%s","%s","%s","%s"`, src, dst, spi, names[0], encHex, names[1], integHex)
+}

@@ -336,7 +336,7 @@ func (l *lns) linkUp(c *call, u ppp.LinkUp) {
 	}
 	h, err := l.host.InstallSession(ctx, sdk.SessionSpec{SAID: c.said, Local: c.key.Local, Peer: c.key.Peer,
 		LocalTunnelID: s.Tunnel.LocalID, LocalSessionID: s.LocalID, PeerTunnelID: s.Tunnel.PeerID, PeerSessionID: s.PeerID,
-		ClientAddress: c.addr, User: c.user, MRU: mru})
+		ClientAddress: c.addr, User: c.user, MRU: mru, LCPMagic: u.Magic})
 	if err != nil {
 		l.log.Error("the core refused the session", "user", c.user, "error", err)
 		c.link.Close(l.now(), "the data path refused the session: "+err.Error())

@@ -74,6 +74,9 @@ type SessionSpec struct {
 	ClientAddress  netip.Addr
 	User           string
 	MRU            uint16
+	// LCPMagic is our LCP Magic-Number (0: none): the core answers the
+	// client's Echo-Requests with it.
+	LCPMagic uint32
 }
 
 // SessionCounters are a removed session's totals.
@@ -226,7 +229,7 @@ func sessionToPB(s SessionSpec) *pb.InstallSessionRequest {
 	return &pb.InstallSessionRequest{SaId: s.SAID, Local: endpointToPB(s.Local), Peer: endpointToPB(s.Peer),
 		LocalTunnelId: uint32(s.LocalTunnelID), LocalSessionId: uint32(s.LocalSessionID),
 		PeerTunnelId: uint32(s.PeerTunnelID), PeerSessionId: uint32(s.PeerSessionID),
-		ClientAddress: addrText(s.ClientAddress), User: s.User, Mru: uint32(s.MRU)}
+		ClientAddress: addrText(s.ClientAddress), User: s.User, Mru: uint32(s.MRU), LcpMagic: s.LCPMagic}
 }
 
 func sessionFromPB(p *pb.InstallSessionRequest) (SessionSpec, error) {
@@ -250,7 +253,7 @@ func sessionFromPB(p *pb.InstallSessionRequest) (SessionSpec, error) {
 	return SessionSpec{SAID: p.GetSaId(), Local: local, Peer: peer,
 		LocalTunnelID: uint16(p.GetLocalTunnelId()), LocalSessionID: uint16(p.GetLocalSessionId()),
 		PeerTunnelID: uint16(p.GetPeerTunnelId()), PeerSessionID: uint16(p.GetPeerSessionId()),
-		ClientAddress: ca, User: p.GetUser(), MRU: uint16(p.GetMru())}, nil
+		ClientAddress: ca, User: p.GetUser(), MRU: uint16(p.GetMru()), LCPMagic: p.GetLcpMagic()}, nil
 }
 
 // --- tunnel client shim (core side) ---

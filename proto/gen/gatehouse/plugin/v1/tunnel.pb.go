@@ -468,8 +468,12 @@ type InstallSessionRequest struct {
 	ClientAddress  string                 `protobuf:"bytes,8,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
 	User           string                 `protobuf:"bytes,9,opt,name=user,proto3" json:"user,omitempty"`
 	Mru            uint32                 `protobuf:"varint,10,opt,name=mru,proto3" json:"mru,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// lcp_magic is our LCP Magic-Number on the link (0: none negotiated): the
+	// core answers the client's LCP Echo-Requests itself, so they keep being
+	// answered while the plugin restarts.
+	LcpMagic      uint32 `protobuf:"varint,11,opt,name=lcp_magic,json=lcpMagic,proto3" json:"lcp_magic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InstallSessionRequest) Reset() {
@@ -568,6 +572,13 @@ func (x *InstallSessionRequest) GetUser() string {
 func (x *InstallSessionRequest) GetMru() uint32 {
 	if x != nil {
 		return x.Mru
+	}
+	return 0
+}
+
+func (x *InstallSessionRequest) GetLcpMagic() uint32 {
+	if x != nil {
+		return x.LcpMagic
 	}
 	return 0
 }
@@ -1057,7 +1068,7 @@ const file_gatehouse_plugin_v1_tunnel_proto_rawDesc = "" +
 	"\ttunnel_id\x18\x05 \x01(\rR\btunnelId\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x06 \x01(\rR\tsessionId\x12\x18\n" +
-	"\apayload\x18\a \x01(\fR\apayload\"\x81\x03\n" +
+	"\apayload\x18\a \x01(\fR\apayload\"\x9e\x03\n" +
 	"\x15InstallSessionRequest\x12\x13\n" +
 	"\x05sa_id\x18\x01 \x01(\x04R\x04saId\x123\n" +
 	"\x05local\x18\x02 \x01(\v2\x1d.gatehouse.plugin.v1.EndpointR\x05local\x121\n" +
@@ -1069,7 +1080,8 @@ const file_gatehouse_plugin_v1_tunnel_proto_rawDesc = "" +
 	"\x0eclient_address\x18\b \x01(\tR\rclientAddress\x12\x12\n" +
 	"\x04user\x18\t \x01(\tR\x04user\x12\x10\n" +
 	"\x03mru\x18\n" +
-	" \x01(\rR\x03mru\"?\n" +
+	" \x01(\rR\x03mru\x12\x1b\n" +
+	"\tlcp_magic\x18\v \x01(\rR\blcpMagic\"?\n" +
 	"\x16InstallSessionResponse\x12%\n" +
 	"\x0esession_handle\x18\x01 \x01(\x04R\rsessionHandle\"U\n" +
 	"\x14RemoveSessionRequest\x12%\n" +
