@@ -106,6 +106,8 @@ func TestBadConfigs(t *testing.T) {
 		{"host bits", "listen: [203.0.113.1]\nrules:\n  - name: r\n    filters: [{src: 10.1.0.1/16, dst: any}]\n    action: block\n", 4, "rules[0].filters[0].src", "the subnet is 10.1.0.0/16"},
 		{"tunnel rule with a port", "listen: [203.0.113.1]\nrules:\n  - name: r\n    tunnel: 198.51.100.2\n    filters:\n      - {src: 10.1.0.0/16, dst: 10.2.0.0/16,\n         protocol: tcp, dst_port: 80}\n    action: negotiate\n    auth: [{psk_file: DIR/good.psk}]\n", 7, "rules[0].filters[0].protocol", "a tunnel rule filters on addresses only"},
 		{"missing key file", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - psk_file: DIR/nope.psk\n", 5, "remote_access.auth[0].psk_file", "does not exist"},
+		{"cleartext L2TP", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  allow_cleartext_l2tp: true\n", 5, "remote_access.allow_cleartext_l2tp", "not supported yet"},
+		{"road warriors in aggressive mode", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ike: {aggressive_mode: true}\n", 5, "remote_access.ike.aggressive_mode", "could crack it offline"},
 		{"world-readable key file", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - psk_file: DIR/open.psk\n", 5, "remote_access.auth[0].psk_file", "readable by group or others"},
 		{"group-readable key file", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth: [{psk_file: DIR/group.psk}]\n", 4, "remote_access.auth[0].psk_file", "chmod 600"},
 		{"bad exemption set", "listen: [203.0.113.1]\nexemptions: windowsxp\n", 2, "exemptions", "windows2000, windows2003, none"},

@@ -380,6 +380,9 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 		v.errorAt(ra.PPP.Meta.At("mru"), path+".ppp.mru", "%d is out of range; allowed 576 to 1500", ra.PPP.MRU)
 	}
 	v.espSettings(&ra.ESP, path+".esp")
+	if ra.AllowCleartextL2TP {
+		v.errorAt(ra.Meta.At("allow_cleartext_l2tp"), path+".allow_cleartext_l2tp", "cleartext L2TP is not supported yet; every client must use IPsec (remove this line)")
+	}
 	if ra.IKE != nil {
 		v.ike(ra.IKE, path+".ike")
 		if ra.IKE.AggressiveMode {
