@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -203,17 +202,7 @@ func (h *ikeHost) PSK(peer *ike.PeerConfig, remote netip.Addr, id *ike.ID) ([]by
 	return res.Key, nil
 }
 
-func (h *ikeHost) AllocSPI() (uint32, error) {
-	for range 64 {
-		var b [4]byte
-		rand.Read(b[:])
-		spi := binary.BigEndian.Uint32(b[:])
-		if spi >= 256 && h.db.Inbound(spi) == nil {
-			return spi, nil
-		}
-	}
-	return 0, errors.New("no free SPI after 64 tries")
-}
+func (h *ikeHost) AllocSPI() (uint32, error) { return h.db.NewSPI() }
 
 func (h *ikeHost) espConfig(c *ike.ChildSA, spi uint32, enc, integ []byte) esp.Config {
 	lim := esp.Limits{HardTime: c.Lifetime, SoftTime: c.Lifetime * 9 / 10, HardBytes: c.LifeKB * 1024, SoftBytes: c.LifeKB * 1024 * 9 / 10}

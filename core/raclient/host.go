@@ -1,8 +1,6 @@
 package raclient
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -37,16 +35,7 @@ func (h *host) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
 	return h.cfg.PSK, nil
 }
 
-func (h *host) AllocSPI() (uint32, error) {
-	for range 64 {
-		var b [4]byte
-		rand.Read(b[:])
-		if spi := binary.BigEndian.Uint32(b[:]); spi >= 256 && h.db.Inbound(spi) == nil {
-			return spi, nil
-		}
-	}
-	return 0, errors.New("no free SPI after 64 tries")
-}
+func (h *host) AllocSPI() (uint32, error) { return h.db.NewSPI() }
 
 func (h *host) meta(c *ike.ChildSA, rule string) sad.Meta {
 	return sad.Meta{Name: peerName, Rule: rule, Mode: sad.Transport, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP, NATOA: c.NATOA}

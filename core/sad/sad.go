@@ -6,6 +6,8 @@
 package sad
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -358,4 +360,17 @@ func (db *DB) Tick(now time.Time) {
 		}
 		o.mu.RUnlock()
 	}
+}
+
+// NewSPI picks an unused inbound SPI at random (256 or more: lower ones
+// are reserved, RFC 4303 section 2.1).
+func (db *DB) NewSPI() (uint32, error) {
+	for range 64 {
+		var b [4]byte
+		rand.Read(b[:])
+		if spi := binary.BigEndian.Uint32(b[:]); spi >= 256 && db.Inbound(spi) == nil {
+			return spi, nil
+		}
+	}
+	return 0, errors.New("no free SPI after 64 tries")
 }

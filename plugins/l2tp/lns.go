@@ -221,8 +221,14 @@ func (l *lns) input(pkt sdk.ControlPacket) {
 	case sdk.ControlPeerGone:
 		// The core already removed the sessions and released their
 		// addresses (linkDown finds them gone); we forget the rest.
-		n := l.srv.Abandon(key, now, "the IPsec SA is gone")
-		delete(l.said, key)
+		// The core names the peer only: every key it spoke from goes.
+		n := 0
+		for k := range l.said {
+			if k.Peer == pkt.Peer {
+				n += l.srv.Abandon(k, now, "the IPsec SA is gone")
+				delete(l.said, k)
+			}
+		}
 		if n > 0 {
 			l.log.Info("peer gone; its L2TP tunnels ended", "peer", pkt.Peer.String(), "tunnels", n)
 		}
