@@ -263,7 +263,7 @@ func (t *quickMode) checkTransportIDs(sa *IKESA, local, remote Selector) error {
 		if !host || (!x.nat && x.sel.Prefix != hostPrefix(x.addr)) {
 			return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: transport mode identity %v is not %s address %v", x.sel, x.side, x.addr)
 		}
-		if p.L2TP && ((x.sel.Proto != 0 && x.sel.Proto != protoUDP) || (x.sel.Port != 0 && x.sel.Port != l2tpPort)) {
+		if p.L2TP && ((x.sel.Proto != 0 && x.sel.Proto != esp.ProtoUDP) || (x.sel.Port != 0 && x.sel.Port != l2tpPort)) {
 			return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: identity %v is not L2TP (UDP port 1701)", x.sel)
 		}
 	}
@@ -273,13 +273,11 @@ func (t *quickMode) checkTransportIDs(sa *IKESA, local, remote Selector) error {
 	return nil
 }
 
-const (
-	protoUDP = 17
-	l2tpPort = 1701
-)
+// l2tpPort is L2TP's UDP port (RFC 2661 section 8.1).
+const l2tpPort = 1701
 
 func l2tpSelector(a netip.Addr) Selector {
-	return Selector{Prefix: hostPrefix(a), Proto: protoUDP, Port: l2tpPort}
+	return Selector{Prefix: hostPrefix(a), Proto: esp.ProtoUDP, Port: l2tpPort}
 }
 
 // natOA builds the NAT-OA payloads for UDP-encapsulated transport mode:

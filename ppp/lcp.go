@@ -3,6 +3,8 @@ package ppp
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 )
 
 // LCP options (RFC 1661 section 6, RFC 1570).
@@ -30,6 +32,20 @@ const (
 
 func (a AuthProto) String() string {
 	return [...]string{"none", "pap", "chap", "mschapv2"}[a]
+}
+
+// ErrUnknownAuth is a method name ParseAuthProto does not know.
+var ErrUnknownAuth = errors.New("not a PPP authentication method (allowed: mschapv2, chap, pap)")
+
+// ParseAuthProto reads a method's name as String writes it; the names are
+// those of the configuration and the client's --ppp-auth.
+func ParseAuthProto(name string) (AuthProto, error) {
+	for _, a := range []AuthProto{AuthPAP, AuthCHAPMD5, AuthMSCHAPv2} {
+		if a.String() == name {
+			return a, nil
+		}
+	}
+	return 0, fmt.Errorf("%q: %w", name, ErrUnknownAuth)
 }
 
 // option returns the Authentication-Protocol option's data.

@@ -160,17 +160,12 @@ func (f *connectFlags) config() (raclient.Config, error) {
 		}
 		c.ESP = append(c.ESP, su)
 	}
-	for _, a := range f.auth {
-		switch a {
-		case "mschapv2":
-			c.PPPAuth = append(c.PPPAuth, ppp.AuthMSCHAPv2)
-		case "chap":
-			c.PPPAuth = append(c.PPPAuth, ppp.AuthCHAPMD5)
-		case "pap":
-			c.PPPAuth = append(c.PPPAuth, ppp.AuthPAP)
-		default:
-			return c, usage("--ppp-auth %q: allowed mschapv2, chap, pap", a)
+	for _, n := range f.auth {
+		a, err := ppp.ParseAuthProto(n)
+		if err != nil {
+			return c, usage("--ppp-auth %v", err)
 		}
+		c.PPPAuth = append(c.PPPAuth, a)
 	}
 	for _, r := range f.routes {
 		p, err := netip.ParsePrefix(r)

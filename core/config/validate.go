@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth/psk"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ppp"
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -366,9 +367,7 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 		v.errorAt(ra.Meta.At("pool"), path+".pool", "%s is too small for a pool; use /30 or larger", ra.Pool.Prefix)
 	}
 	for i, a := range ra.PPP.Auth {
-		switch a {
-		case "pap", "chap", "mschapv2":
-		default:
+		if _, err := ppp.ParseAuthProto(a); err != nil {
 			v.errorAt(ra.PPP.Meta.At("auth"), fmt.Sprintf("%s.ppp.auth[%d]", path, i), "%q is not a PPP method; allowed: mschapv2, chap, pap", a)
 		}
 	}

@@ -95,8 +95,7 @@ type peerSel struct {
 }
 
 func hostSel(a netip.Addr) peerSel {
-	a = a.Unmap()
-	return peerSel{pfx: netip.PrefixFrom(a, a.BitLen())}
+	return peerSel{pfx: hostPrefix(a)}
 }
 
 // authUse is one place the configuration uses an IKE auth method, and the

@@ -234,7 +234,7 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		// pool's gateway address.
 		gw := d.ra.pool.Gateway()
 		routes = append(routes, dataplane.Route{Dst: d.ra.pool.Prefix(), Src: gw})
-		addrs = append(addrs, netip.PrefixFrom(gw, gw.BitLen()))
+		addrs = append(addrs, hostPrefix(gw))
 	}
 	netCleanup, err := dataplane.SetupNetwork(dataplane.NetConfig{TUN: dp.TUN, MTU: dp.MTU, Table: dp.Table, Mark: int(dp.Mark), Routes: routes, Addrs: addrs})
 	if err != nil {

@@ -84,31 +84,8 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, error) {
 				}
 			}
 		}
-		for _, a := range t.Auth {
-			if a.Kind() != "psk" {
-				return nil, fmt.Errorf("tunnels[%d] %s: %s authentication is not available for tunnels yet; use psk_file", i, t.Name, a.Kind())
-			}
-		}
-		for _, s := range k.Proposals {
-			pr, err := ike.ParseProposal(s)
-			if err != nil {
-				return nil, fmt.Errorf("tunnels[%d] %s: %w", i, t.Name, err)
-			}
-			p.Proposals = append(p.Proposals, pr)
-		}
-		for _, s := range t.ESP.Proposals {
-			su, err := esp.ParseSuite(s)
-			if err != nil {
-				return nil, fmt.Errorf("tunnels[%d] %s: %w", i, t.Name, err)
-			}
-			p.ESP = append(p.ESP, su)
-		}
-		if t.ESP.PFS != "" && t.ESP.PFS != "none" {
-			g, err := ike.ParseGroup(t.ESP.PFS)
-			if err != nil {
-				return nil, fmt.Errorf("tunnels[%d] %s: pfs: %w", i, t.Name, err)
-			}
-			p.PFS = g.Number
+		if err := setOffers(p, t.Auth, k, t.ESP); err != nil {
+			return nil, fmt.Errorf("tunnels[%d] %s: %w", i, t.Name, err)
 		}
 		// One quick mode per tunnel carries its first subnet pair; more
 		// pairs need one child SA each (not built yet).
@@ -135,33 +112,42 @@ func remoteAccessPeer(c *config.Config, ra *config.RemoteAccess) (*ike.PeerConfi
 	p := &ike.PeerConfig{Name: raRule, Local: c.Listen[0].Addr.Unmap(), Auth: ike.AuthPSK, Transport: true, L2TP: true,
 		Lifetime: k.Lifetime.Duration, ESPLifetime: ra.ESP.Lifetime.Duration, ESPLifeKB: ra.ESP.LifetimeKB,
 		DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration}
-	for _, a := range ra.Auth {
+	if err := setOffers(p, ra.Auth, *k, ra.ESP); err != nil {
+		return nil, fmt.Errorf("remote_access: %w", err)
+	}
+	return p, nil
+}
+
+// setOffers fills a peer's phase 1 and phase 2 offers and PFS group, and
+// checks that its authentication is one IKE can do today (a preshared key).
+func setOffers(p *ike.PeerConfig, auth []config.AuthMethod, k config.IKE, e config.ESP) error {
+	for _, a := range auth {
 		if a.Kind() != "psk" {
-			return nil, fmt.Errorf("remote_access: %s authentication is not available yet; use psk_file", a.Kind())
+			return fmt.Errorf("%s authentication is not available yet; use psk_file", a.Kind())
 		}
 	}
 	for _, s := range k.Proposals {
 		pr, err := ike.ParseProposal(s)
 		if err != nil {
-			return nil, fmt.Errorf("remote_access: %w", err)
+			return err
 		}
 		p.Proposals = append(p.Proposals, pr)
 	}
-	for _, s := range ra.ESP.Proposals {
+	for _, s := range e.Proposals {
 		su, err := esp.ParseSuite(s)
 		if err != nil {
-			return nil, fmt.Errorf("remote_access: %w", err)
+			return err
 		}
 		p.ESP = append(p.ESP, su)
 	}
-	if ra.ESP.PFS != "" && ra.ESP.PFS != "none" {
-		g, err := ike.ParseGroup(ra.ESP.PFS)
+	if e.PFS != "" && e.PFS != "none" {
+		g, err := ike.ParseGroup(e.PFS)
 		if err != nil {
-			return nil, fmt.Errorf("remote_access: pfs: %w", err)
+			return fmt.Errorf("pfs: %w", err)
 		}
 		p.PFS = g.Number
 	}
-	return p, nil
+	return nil
 }
 
 func (h *ikeHost) Send(b []byte, local, remote netip.AddrPort) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,10 +192,10 @@ func (r *remoteAccess) end(s *dataplane.L2TPSession, why string) {
 		r.log.Warn("releasing a session's address", zap.Stringer("address", s.Client), zap.Error(err))
 	}
 	c := s.Counters()
-	r.log.Info("audit", zap.Uint32("event_id", 5411), zap.String("event", "user-disconnected"), zap.String("user", s.User),
-		zap.Stringer("address", s.Client), zap.Stringer("peer", s.Peer), zap.String("reason", why),
-		zap.String("duration", time.Since(s.Since).Round(time.Second).String()),
-		zap.Uint64("bytes_in", c.BytesIn), zap.Uint64("bytes_out", c.BytesOut))
+	r.EmitAudit(context.Background(), sdk.AuditEvent{ID: sdk.EventUserDisconnected, Name: "user-disconnected", Fields: map[string]string{
+		"user": s.User, "address": s.Client.String(), "peer": s.Peer.String(), "reason": why,
+		"duration": time.Since(s.Since).Round(time.Second).String(),
+		"bytes_in": strconv.FormatUint(c.BytesIn, 10), "bytes_out": strconv.FormatUint(c.BytesOut, 10)}})
 }
 
 // onControl is the data path's hand-off; it must not block.

@@ -173,12 +173,10 @@ func iperf(t *testing.T, l *lab) float64 {
 	return mbps
 }
 
-func flat(s string) string { return strings.Join(strings.Fields(s), " ") }
-
 // checkSA asserts that gatehouse sa shows the tunnel up.
 func checkSA(t *testing.T, g *gw, wants ...string) {
 	t.Helper()
-	sa := flat(g.CLI(t, "sa"))
+	sa := netns.Flat(g.CLI(t, "sa"))
 	for _, w := range wants {
 		if !strings.Contains(sa, w) {
 			t.Fatalf("gatehouse sa in %s lacks %q:\n%s", g.NS.Name, w, g.CLI(t, "sa"))
@@ -373,7 +371,7 @@ func TestRekeyUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("events:\n%s\n\ngatehouse sa:\n%s", strings.Join(events, "\n"), sa)
-	if n := strings.Count(flat(sa), "site out"); n < 1 || n > 2 {
+	if n := strings.Count(netns.Flat(sa), "site out"); n < 1 || n > 2 {
 		t.Fatalf("%d outbound SAs left:\n%s", n, sa)
 	}
 }

@@ -225,7 +225,7 @@ func TestMSCHAPv2(t *testing.T) {
 	if !strings.Contains(sa, "remote-access") || !strings.Contains(sa, "transport") {
 		t.Fatalf("gatehouse sa:\n%s", sa)
 	}
-	sessions := flat(x.gw.CLI(t, "sessions"))
+	sessions := netns.Flat(x.gw.CLI(t, "sessions"))
 	if !strings.Contains(sessions, "alice "+c.addr+" 192.0.2.10") || !strings.Contains(sessions, "1 of 253 addresses in use") {
 		t.Fatalf("gatehouse sessions:\n%s", sessions)
 	}
@@ -235,7 +235,7 @@ func TestMSCHAPv2(t *testing.T) {
 	if !x.waitLog("user-disconnected") {
 		t.Fatalf("the server did not log the user's end:\n%s", x.gw.Proc.Output())
 	}
-	if s := flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "0 sessions") || !strings.Contains(s, "0 of 253") {
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "0 sessions") || !strings.Contains(s, "0 of 253") {
 		t.Fatalf("after alice hung up, gatehouse sessions:\n%s", s)
 	}
 	// An operator ends bob's session: his client hears of it and exits.
@@ -252,8 +252,6 @@ func TestMSCHAPv2(t *testing.T) {
 		t.Fatalf("bob's client:\n%s", out)
 	}
 }
-
-func flat(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // TestPAPAndCHAP: the other two PPP methods, each chosen by the server.
 func TestPAPAndCHAP(t *testing.T) {
@@ -405,7 +403,7 @@ func TestPluginKilled(t *testing.T) {
 	x.dial(nss[1], "bob", "battery staple")
 	ping(t, nss[1], "10.1.0.10")
 	ping(t, cli, "10.1.0.10")
-	if s := flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "2 sessions") {
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "2 sessions") {
 		t.Fatalf("gatehouse sessions after the restart:\n%s", s)
 	}
 }
@@ -461,13 +459,6 @@ func TestTsharkDecodesSession(t *testing.T) {
 		t.Errorf("tshark flags %d lines, e.g. %q", len(bad), bad[0])
 	}
 	if t.Failed() {
-		t.Logf("tshark:\n%s", tailText(text, 6000))
+		t.Logf("tshark:\n%s", netns.Tail(text, 6000))
 	}
-}
-
-func tailText(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
 }

@@ -113,7 +113,7 @@ func TestTunnelModeEveryAlgorithm(t *testing.T) {
 					mode = "tunnel/udp"
 				}
 				for _, g := range []*gw{a, b} {
-					sa := flat(g.CLI(t, "sa"))
+					sa := netns.Flat(g.CLI(t, "sa"))
 					for _, want := range []string{"lab out", "lab in", mode + " ESP " + suite, "Drops: none"} {
 						if !strings.Contains(sa, want) {
 							t.Fatalf("gatehouse sa in %s lacks %q:\n%s", g.NS.Name, want, sa)
@@ -131,11 +131,11 @@ func TestTransportMode(t *testing.T) {
 	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "transport", "aes256gcm16", false, 0x3001, 0x4001, k1, k2, [2]string{})
 	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "transport", "aes256gcm16", false, 0x4001, 0x3001, k2, k1, [2]string{})
 	ping(t, l.GWA, "192.0.2.2")
-	if sa := flat(a.CLI(t, "sa")); !strings.Contains(sa, "transport ESP aes256gcm16") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
+	if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "transport ESP aes256gcm16") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
 		t.Fatalf("gatehouse sa:\n%s", sa)
 	}
 	t.Logf("transport mode: iperf3 %.0f Mbit/s", iperf(t, l.GWB, l.GWA, "192.0.2.2"))
-	if sa := flat(a.CLI(t, "sa")); !strings.Contains(sa, "Drops: none") {
+	if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "Drops: none") {
 		t.Fatalf("gatehouse sa:\n%s", sa)
 	}
 }
@@ -153,8 +153,6 @@ func TestWrongKeyIsCountedNotDelivered(t *testing.T) {
 		t.Fatalf("ICV failures not counted:\n%s", sa)
 	}
 }
-
-func flat(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Wireshark's names for our suites (its ESP SA table); it has no
 // ChaCha20-Poly1305 in version 4.0, so that suite is not decoded here.
@@ -205,21 +203,14 @@ func TestTsharkDecodesCapturedESP(t *testing.T) {
 				requests := strings.Count(text, "Type: 8 (Echo (ping) request)")
 				replies := strings.Count(text, "Type: 0 (Echo (ping) reply)")
 				if requests < 2 || replies < 2 || requests+replies != frames || strings.Contains(text, "Malformed") || !strings.Contains(text, "Src: 10.1.0.10, Dst: 10.2.0.10") {
-					t.Fatalf("tshark: %d ESP frames, %d requests and %d replies decoded:\n%s", frames, requests, replies, tail(text, 4000))
+					t.Fatalf("tshark: %d ESP frames, %d requests and %d replies decoded:\n%s", frames, requests, replies, netns.Tail(text, 4000))
 				}
 				if udp && !strings.Contains(text, "UDP Encapsulation of IPsec Packets") {
-					t.Fatalf("not decoded as RFC 3948 UDP encapsulation:\n%s", tail(text, 3000))
+					t.Fatalf("not decoded as RFC 3948 UDP encapsulation:\n%s", netns.Tail(text, 3000))
 				}
 			})
 		}
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
 }
 
 // AH (RFC 4302) in tunnel and transport mode, through the raw protocol 51
@@ -237,7 +228,7 @@ func TestAH(t *testing.T) {
 			} else {
 				ping(t, l.GWA, "192.0.2.2")
 			}
-			if sa := flat(a.CLI(t, "sa")); !strings.Contains(sa, mode+" AH ah-sha256") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
+			if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, mode+" AH ah-sha256") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
 				t.Fatalf("gatehouse sa:\n%s", sa)
 			}
 		})
@@ -265,7 +256,7 @@ func TestCleartextBypassIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(flat(out), `ip saddr 10.2.0.0/24 ip daddr 10.1.0.0/24 counter packets 2`) {
+	if !strings.Contains(netns.Flat(out), `ip saddr 10.2.0.0/24 ip daddr 10.1.0.0/24 counter packets 2`) {
 		t.Fatalf("the drop rule did not count the cleartext:\n%s", out)
 	}
 }
@@ -280,13 +271,13 @@ func TestHardLifetimeRemovesSA(t *testing.T) {
 	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes256gcm16", false, 0x1001, 0x2001, k1, k2, nets, opts...)
 	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes256gcm16", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]}, opts...)
 	ping(t, l.HA, "10.2.0.10") // 3 packets each way: under the limit
-	if sa := flat(a.CLI(t, "sa")); !strings.Contains(sa, "esn") {
+	if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "esn") {
 		t.Fatalf("ESN not shown:\n%s", sa)
 	}
 	l.HA.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.2.0.10")
 	var sa string
 	for i := 0; i < 30; i++ {
-		if sa = flat(a.CLI(t, "sa")); !strings.Contains(sa, "lab out") {
+		if sa = netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "lab out") {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -300,7 +291,7 @@ func TestHardLifetimeRemovesSA(t *testing.T) {
 	if out, err := l.HA.Output(10*time.Second, "ping", "-c", "1", "-W", "1", "10.2.0.10"); err == nil {
 		t.Fatalf("traffic passed after the SA was removed:\n%s", out)
 	}
-	if sa = flat(a.CLI(t, "sa")); !strings.Contains(sa, "no-sa=") {
+	if sa = netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "no-sa=") {
 		t.Fatalf("dropped traffic not counted:\n%s", sa)
 	}
 }
@@ -332,11 +323,11 @@ func TestTUNOffloadBothWays(t *testing.T) {
 			ping(t, l.HA, "10.2.0.10")
 			t.Logf("offload udp=%v: iperf3 %.0f Mbit/s", udp, iperf(t, l.HB, l.HA, "10.2.0.10"))
 			packets, reads, _, _, sa := tunCounters(t, a)
-			if reads == 0 || packets < 2*reads || !strings.Contains(flat(sa), "Drops: none") {
+			if reads == 0 || packets < 2*reads || !strings.Contains(netns.Flat(sa), "Drops: none") {
 				t.Fatalf("sender: no super-packets read (%d packets in %d reads), or drops:\n%s", packets, reads, sa)
 			}
 			_, _, written, writes, sa := tunCounters(t, b)
-			if writes == 0 || written < 2*writes || !strings.Contains(flat(sa), "Drops: none") {
+			if writes == 0 || written < 2*writes || !strings.Contains(netns.Flat(sa), "Drops: none") {
 				t.Fatalf("receiver: segments not joined (%d packets in %d writes), or drops:\n%s", written, writes, sa)
 			}
 		})
@@ -357,7 +348,7 @@ func TestPlainTUN(t *testing.T) {
 	t.Logf("plain TUN: iperf3 %.0f Mbit/s", iperf(t, l.HB, l.HA, "10.2.0.10"))
 	for _, g := range []*gw{a, b} {
 		packets, reads, written, writes, sa := tunCounters(t, g)
-		if reads == 0 || packets != reads || written != writes || !strings.Contains(flat(sa), "Drops: none") {
+		if reads == 0 || packets != reads || written != writes || !strings.Contains(netns.Flat(sa), "Drops: none") {
 			t.Fatalf("%s: want one packet per TUN read and write, got %d/%d and %d/%d:\n%s", g.NS.Name, packets, reads, written, writes, sa)
 		}
 	}

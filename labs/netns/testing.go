@@ -2,6 +2,7 @@ package netns
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -38,4 +39,16 @@ func (l *Lab) MustLink(t testing.TB, a *NS, aAddr string, b *NS, bAddr string) (
 		t.Fatal(err)
 	}
 	return ia, ib
+}
+
+// Flat joins s's words with single spaces, so a test can look for a
+// phrase in column-aligned output.
+func Flat(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Tail is the last n bytes of s, for logging long tool output.
+func Tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
 }

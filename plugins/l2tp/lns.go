@@ -28,9 +28,9 @@ import (
 
 // Audit event ids (docs/l2tp.md).
 const (
-	EventUserConnected    = 5410
-	EventUserDisconnected = 5411
-	EventUserAuthFailed   = 5412
+	EventUserConnected    = sdk.EventUserConnected
+	EventUserDisconnected = sdk.EventUserDisconnected
+	EventUserAuthFailed   = sdk.EventUserAuthFailed
 )
 
 // hostTimeout bounds each Host call.
@@ -103,16 +103,11 @@ func pppAuth(names []string) ([]ppp.AuthProto, error) {
 	}
 	var out []ppp.AuthProto
 	for _, n := range names {
-		switch n {
-		case "mschapv2":
-			out = append(out, ppp.AuthMSCHAPv2)
-		case "chap":
-			out = append(out, ppp.AuthCHAPMD5)
-		case "pap":
-			out = append(out, ppp.AuthPAP)
-		default:
-			return nil, fmt.Errorf("%w: PPP method %q (allowed: mschapv2, chap, pap)", sdk.ErrInvalid, n)
+		a, err := ppp.ParseAuthProto(n)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", sdk.ErrInvalid, err)
 		}
+		out = append(out, a)
 	}
 	return out, nil
 }

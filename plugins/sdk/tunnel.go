@@ -84,6 +84,14 @@ type SessionCounters struct {
 	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
 }
 
+// Audit event ids of remote-access sessions (docs/l2tp.md), for the
+// plugin and for the core, which ends sessions itself when their SA goes.
+const (
+	EventUserConnected    = 5410
+	EventUserDisconnected = 5411
+	EventUserAuthFailed   = 5412
+)
+
 // AuditEvent is an audit record; IDs are listed in docs/events.md.
 type AuditEvent struct {
 	ID     uint32
