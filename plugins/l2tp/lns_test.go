@@ -254,7 +254,8 @@ func TestLNSSessionsBehindOneNAT(t *testing.T) {
 				return false
 			}
 		}
-		return true
+		n, _ := r.host.snapshot() // the server installs after the client sees IPCP open
+		return n == 4
 	}) {
 		for _, c := range cs {
 			t.Logf("%v: up %v down %q", c.peer, c.up, c.down)
@@ -320,7 +321,9 @@ func TestLNSSessionsBehindOneNAT(t *testing.T) {
 	}
 	// A fresh client from the same port is a new peer to the plugin.
 	again := r.dial(dave.peer.String(), "dave", "d4ve!", all)
-	if !r.pump(func() bool { return again.up != nil }) {
+	// The client may see IPCP open before the server has installed the
+	// session and logged it: wait for both.
+	if !r.pump(func() bool { _, a := r.host.snapshot(); return again.up != nil && len(a) >= 6 }) {
 		t.Fatalf("dave could not come back after his SA went: %q", again.down)
 	}
 	if n, a := r.host.snapshot(); n != 3 || len(a) != 6 || !strings.HasPrefix(a[5], "user-connected user=dave") {
