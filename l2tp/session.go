@@ -25,6 +25,7 @@ type sessionState int
 
 const (
 	sessionWaitReply   sessionState = iota // LAC: ICRQ sent
+	sessionWaitSend                        // LAC: ICCN waiting for the peer's window
 	sessionWaitConnect                     // LNS: ICRP sent
 	sessionEstablished
 	sessionDead
@@ -130,7 +131,7 @@ func (t *Tunnel) handleSession(h Header, m *Message) error {
 		}
 		delete(t.sessions, s.LocalID)
 		why := "the peer cleared the call (CDN: " + r.String() + ")"
-		if cause != nil && cause.Message != "" {
+		if cause != nil && cause.Message != "" && cause.Message != r.Message {
 			why += "; PPP: " + cause.Message
 		}
 		t.sessionDown(s, r, cause, why)
@@ -144,8 +145,17 @@ func (t *Tunnel) handleSession(h Header, m *Message) error {
 		out := &Message{Type: MsgICCN}
 		out.AddUint32(AVPTxConnectSpeed, true, 100_000_000)
 		out.AddUint32(AVPFramingType, true, 1) // synchronous
-		t.send(out, s.PeerID)
-		t.sessionUp(s)
+		// The call is up once the ICCN is on the wire, not when it is
+		// queued: PPP frames go outside the control window (section
+		// 5.8), and an LNS drops frames for a call it has not yet seen
+		// connected (so do we), costing the first Configure-Request a
+		// restart timer.
+		s.state = sessionWaitSend
+		t.sendThen(out, s.PeerID, func() {
+			if s.state == sessionWaitSend {
+				t.sessionUp(s)
+			}
+		})
 		return nil
 	case m.Type == MsgICCN && t.cfg.Role == LNS && s.state == sessionWaitConnect:
 		if err := m.require(AVPTxConnectSpeed, AVPFramingType); err != nil {

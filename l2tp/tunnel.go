@@ -117,6 +117,7 @@ type Tunnel struct {
 type pending struct {
 	pkt      []byte
 	ns       uint16
+	onSent   func() // after the first transmission
 	sent     bool
 	tries    int
 	due      time.Time
@@ -252,16 +253,20 @@ func (t *Tunnel) sessionDown(s *Session, r Result, cause *PPPCause, why string) 
 
 // send queues a message for reliable delivery (section 5.8) and
 // transmits it when the peer's window allows.
-func (t *Tunnel) send(m *Message, session uint16) {
+func (t *Tunnel) send(m *Message, session uint16) { t.sendThen(m, session, nil) }
+
+// sendThen is send, calling onSent once the message has gone out.
+func (t *Tunnel) sendThen(m *Message, session uint16, onSent func()) {
 	pkt := m.AppendAVPs(make([]byte, controlHeaderLen, 128), t.cfg.Secret, t.cfg.Random)
 	AppendControlHeader(pkt[:0], t.PeerID, session, t.ns, 0, len(pkt)-controlHeaderLen) // fills the space left for it
-	t.queue = append(t.queue, &pending{pkt: pkt, ns: t.ns, interval: t.cfg.RetransmitInitial})
+	t.queue = append(t.queue, &pending{pkt: pkt, ns: t.ns, interval: t.cfg.RetransmitInitial, onSent: onSent})
 	t.ns++
 	t.pump()
 }
 
 // pump transmits queued messages the window has room for.
 func (t *Tunnel) pump() {
+	var sent []func()
 	for i, p := range t.queue {
 		if i >= int(t.peerRWS) {
 			break
@@ -270,7 +275,13 @@ func (t *Tunnel) pump() {
 			p.sent = true
 			p.due = t.now.Add(p.interval)
 			t.transmit(p)
+			if p.onSent != nil {
+				sent = append(sent, p.onSent)
+			}
 		}
+	}
+	for _, f := range sent { // after the loop: f may queue more
+		f()
 	}
 }
 

@@ -156,6 +156,37 @@ func TestTunnelAndSessionUp(t *testing.T) {
 	}
 }
 
+// TestLACCallUpOnceICCNSent: a LAC opening more calls than the LNS's
+// window holds reports each call up only when its ICCN is on the wire, so
+// that PPP (outside the window) never overtakes it.
+func TestLACCallUpOnceICCNSent(t *testing.T) {
+	const calls = 40 // the LNS advertises a window of 16
+	l := newLab(t, "", "")
+	l.lac.cfg.OnSessionUp = func(s *Session) {
+		last := l.toLNS[len(l.toLNS)-1]
+		h, payload, err := ParseHeader(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := ParseMessage(payload, nil)
+		if err != nil || m.Type != MsgICCN || h.SessionID != s.PeerID {
+			t.Fatalf("%v up, but the last message sent is %v for session %d (%v)", s, m.Type, h.SessionID, err)
+		}
+		l.lacUp = append(l.lacUp, s)
+	}
+	l.lac.Start(l.now)
+	l.run(0)
+	for range calls {
+		if _, err := l.lac.OpenSession(l.now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.run(0)
+	if len(l.lacUp) != calls || len(l.lnsUp) != calls {
+		t.Fatalf("calls up: lac %d lns %d of %d; %v", len(l.lacUp), len(l.lnsUp), calls, l.events)
+	}
+}
+
 func TestTunnelSecretMismatch(t *testing.T) {
 	for _, tc := range []struct{ lac, lns, why string }{
 		{"one", "other", "lac down: the peer's challenge response is wrong (tunnel secrets differ)"},
