@@ -68,6 +68,7 @@ bench: deps build $(TOOLS)/wireguard
 	$(GO) test -run '^$$' -bench . -benchmem ./esp ./core/policy ./core/sad
 	$(GO) run ./bench/throughput --bin $(BIN) --tools $(TOOLS)
 	$(GO) run ./bench/ikesetup --bin $(BIN)
+	$(GO) run ./bench/sessions --bin $(BIN)
 
 $(TOOLS)/wireguard:
 	GOBIN=$(TOOLS) $(GO) install golang.zx2c4.com/wireguard@$(WIREGUARD_GO_VERSION)

@@ -43,8 +43,8 @@ func (t *dpdVendor) process(x *exchange, in *msg) (bool, error) {
 // and declares it dead after the timeout. It reports whether the SA died.
 func (m *Manager) dpdTick(sa *IKESA, now time.Time) bool {
 	p := sa.Peer
-	if p.DPDInterval <= 0 || !sa.dpdPeer || sa.state != stateEstablished {
-		return false
+	if p.DPDInterval <= 0 || !sa.dpdPeer || sa.state != stateEstablished || sa.expired {
+		return false // an expired SA was deleted: the peer would not answer on it
 	}
 	silent := now.Sub(sa.lastHeard)
 	if p.DPDTimeout > 0 && silent >= p.DPDTimeout {

@@ -913,6 +913,57 @@ func TestRemoteAccessTwoClientsBehindOneNAT(t *testing.T) {
 	}
 }
 
+// TestRoadWarriorIKESAExpires: a client that lets its IKE SA run out
+// (racoon does) is told with a Delete; the responder takes no more quick
+// modes on the SA but keeps its IPsec SA to that SA's own lifetime, then
+// forgets both.
+func TestRoadWarriorIKESAExpires(t *testing.T) {
+	p := remoteAccessPair(t)
+	p.pa.ESPLifetime, p.pb.ESPLifetime = 10*time.Hour, 10*time.Hour // outlives the IKE SA's 8 h
+	p.mainMode()
+	p.quickMode()
+	start := p.now
+	p.now = start.Add(8*time.Hour + time.Second)
+	p.b.Tick() // the client is not ticked: it does not renew
+	if len(p.wire) != 1 {
+		t.Fatalf("B sent %d messages at the lifetime's end, want a Delete", len(p.wire))
+	}
+	if h, err := ParseHeader(p.wire[0].b); err != nil || h.Exchange != ExchangeInformational {
+		t.Fatalf("B sent %v (%v) at the lifetime's end, want a Delete", h.Exchange, err)
+	}
+	p.drop() // lost: the client still believes in the SA
+	if sas := p.b.SAs(); len(sas) != 1 || !sas[0].Expired || sas[0].Children != 1 || len(p.hb.children) != 1 {
+		t.Fatalf("after the lifetime: B's SAs %+v, %d children installed", sas, len(p.hb.children))
+	}
+	// A quick mode on the expired SA is dropped unanswered.
+	for _, sa := range p.a.sas {
+		p.a.mu.Lock()
+		err := p.a.startQuickModeFor(sa, nil)
+		p.a.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.step("A", ExchangeQuick, true)
+	if len(p.wire) != 0 || len(p.hb.children) != 1 {
+		t.Fatalf("B answered a quick mode on an expired SA: %d messages, %d children", len(p.wire), len(p.hb.children))
+	}
+	p.now = start.Add(10*time.Hour + time.Second)
+	p.b.Tick()
+	if sas := p.b.SAs(); len(sas) != 0 || len(p.hb.children) != 0 {
+		t.Fatalf("after the IPsec SA's lifetime: B's SAs %+v, %d children", sas, len(p.hb.children))
+	}
+	var downs []string
+	for _, e := range p.hb.events {
+		if e.ID == EventIKEDown || e.ID == EventChildDown {
+			downs = append(downs, e.Message)
+		}
+	}
+	if len(downs) != 2 || !strings.Contains(downs[0], "lifetime expired") || !strings.Contains(downs[1], "deleted: lifetime expired") {
+		t.Fatalf("B's events: %q", downs)
+	}
+}
+
 // TestL2TPIdentityRefused: a transport mode offer for other traffic than
 // L2TP is refused by an L2TP config.
 func TestL2TPIdentityRefused(t *testing.T) {

@@ -55,6 +55,9 @@ type IKESA struct {
 	reauthStarted bool
 	replaces      bool
 	retireAt      time.Time
+	// expired: a road warrior's SA past its lifetime (expireTick); it
+	// only holds its IPsec SAs until they run out.
+	expired bool
 
 	// initialContact: the peer said it holds no other SA with us.
 	initialContact bool
@@ -448,6 +451,11 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
 			m.log.Debug("unexpected IKE exchange dropped", zap.Stringer("exchange", h.Exchange), zap.Stringer("from", sa.Remote))
 			return
 		}
+		if sa.expired {
+			m.log.Info("quick mode on an expired IKE SA dropped: the client must make a new main mode", zap.String("peer", sa.Peer.Name),
+				zap.Stringer("from", sa.Remote))
+			return
+		}
 		x = m.newExchange(sa, ExchangeQuick, h.MessageID, false, &quickMode{})
 	}
 	if x.typ != h.Exchange || !x.finished.IsZero() {
@@ -700,6 +708,9 @@ type SAInfo struct {
 	Age              time.Duration
 	Children         int
 	NAT              bool // UDP-encapsulated: a NAT was detected
+	// Expired: past its lifetime, kept only for its IPsec SAs (a road
+	// warrior that did not renew).
+	Expired bool
 }
 
 func (m *Manager) SAs() []SAInfo {
@@ -709,7 +720,7 @@ func (m *Manager) SAs() []SAInfo {
 	for _, sa := range m.sas {
 		out = append(out, SAInfo{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, ICookie: sa.ICookie, RCookie: sa.RCookie,
 			Initiator: sa.Initiator, Established: sa.state == stateEstablished, Phase1: sa.phase1.String(),
-			Age: m.now().Sub(sa.created), Children: len(sa.children), NAT: sa.natDetected()})
+			Age: m.now().Sub(sa.created), Children: len(sa.children), NAT: sa.natDetected(), Expired: sa.expired})
 	}
 	return out
 }

@@ -68,7 +68,7 @@ func (m *Manager) rekeyTick(sa *IKESA, now time.Time) {
 			}
 			m.deleteChild(sa, c, why)
 			continue
-		case !c.rekeying && !c.superseded && !c.rekeyAt.IsZero() && !now.Before(c.rekeyAt):
+		case !c.rekeying && !c.superseded && !sa.expired && !c.rekeyAt.IsZero() && !now.Before(c.rekeyAt):
 			c.rekeying = true
 			m.log.Info("rekeying IPsec SA", zap.String("peer", sa.Peer.Name), zap.Stringer("child", c))
 			m.startQuickModeFor(sa, c)
@@ -100,9 +100,11 @@ func (m *Manager) deleteChild(sa *IKESA, c *ChildSA, why string) {
 // reauthTick starts the replacement of an IKE SA near its lifetime's end.
 func (m *Manager) reauthTick(sa *IKESA, now time.Time) {
 	life := sa.phase1.Lifetime
-	// A road warrior's SA is the client's to renew: we cannot reach a
-	// client behind a NAT with a new main mode.
-	if life <= 0 || sa.reauthStarted || sa.state != stateEstablished || sa.Peer.Wildcard() {
+	if sa.Peer.Wildcard() {
+		m.expireTick(sa, now)
+		return
+	}
+	if life <= 0 || sa.reauthStarted || sa.state != stateEstablished {
 		return
 	}
 	if now.Sub(sa.created) < time.Duration(float64(life)*sa.softIKE) {
@@ -111,6 +113,29 @@ func (m *Manager) reauthTick(sa *IKESA, now time.Time) {
 	sa.reauthStarted = true
 	m.log.Info("reauthenticating IKE SA", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote.Addr()))
 	m.startMainMode(sa.Peer, sa)
+}
+
+// expireTick ends a road warrior's IKE SA at its lifetime. The SA is the
+// client's to renew: we cannot reach a client behind a NAT with a new main
+// mode. One the client let run out is deleted (RFC 2408 section 3.15) and
+// takes no more quick modes, but its IPsec SAs run to their own
+// lifetimes: racoon-based clients (macOS, iOS, Android) let phase 1 lapse
+// and make a new main mode only when a quick mode is next due, and their
+// sessions must not drop every hour. The SA goes with its last child.
+func (m *Manager) expireTick(sa *IKESA, now time.Time) {
+	life := sa.phase1.Lifetime
+	if life <= 0 || sa.state != stateEstablished {
+		return
+	}
+	if !sa.expired && now.Sub(sa.created) >= life {
+		sa.expired = true
+		m.sendInformational(sa, []Payload{sa.deleteIKE()})
+		m.log.Info("road warrior's IKE SA expired without renewal; its IPsec SAs run to their own lifetimes",
+			zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote), zap.Duration("lifetime", life), zap.Int("ipsec_sas", len(sa.children)))
+	}
+	if sa.expired && len(sa.children) == 0 {
+		m.remove(sa, "lifetime expired")
+	}
 }
 
 // retireReplaced runs when a reauthenticated IKE SA has its first child:

@@ -40,7 +40,7 @@ type connectFlags struct {
 	pskFile, user, passwordFile string
 	ike, esp, auth, routes      []string
 	tun                         string
-	mtu, table                  int
+	mtu, table, calls, tunnels  int
 	mark                        uint32
 	setupTimeout, duration      time.Duration
 	legacy, verbose             bool
@@ -68,6 +68,12 @@ By default it offers what Windows 10/11 offer: main mode AES-CBC with SHA1
 over ECP384, ECP256 and MODP2048 (MODP1024 with --legacy), quick mode ESP
 AES-CBC-256/128 with HMAC-SHA1. PPP accepts MS-CHAPv2, CHAP-MD5 and PAP, in
 that order of preference.
+
+Load testing: --calls N opens N PPP sessions over --tunnels M L2TP tunnels
+inside the one IPsec SA, as a concentrator with many users does. Each call
+authenticates as --user and gets an address; only the first carries
+traffic. It prints how long the calls took and their rate, and every call's
+address with -v.
 
 Files: the preshared key file and the password file must not be readable by
 group or others. The password file holds the password on its first line.
@@ -100,6 +106,8 @@ Exit status:
 	fl.Uint32Var(&f.mark, "mark", 0x474a, "fwmark of our own outer packets, so they bypass the tunnel")
 	fl.DurationVar(&f.setupTimeout, "setup-timeout", 30*time.Second, "give up if not connected by then")
 	fl.DurationVar(&f.duration, "duration", 0, "hang up after this long (0: stay until Ctrl-C)")
+	fl.IntVar(&f.calls, "calls", 1, "load testing: PPP sessions to open, all as --user (see above)")
+	fl.IntVar(&f.tunnels, "tunnels", 1, "load testing: L2TP tunnels to spread --calls over")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each protocol step")
 	fl.StringVar(&f.keylog, "keylog", "", "debugging: append each ESP SA's keys to this file (mode 0600) so tshark can decrypt a capture; anyone with it can read the traffic")
 	connect.AddCommand(l2tpCmd)
@@ -177,7 +185,14 @@ func (f *connectFlags) config() (raclient.Config, error) {
 	if f.mtu < 576 || f.mtu > 1500 {
 		return c, usage("--mtu %d: allowed 576 to 1500", f.mtu)
 	}
+	if f.calls < 1 || f.calls > raclient.MaxCalls {
+		return c, usage("--calls %d: allowed 1 to %d", f.calls, raclient.MaxCalls)
+	}
+	if f.tunnels < 1 || f.tunnels > f.calls {
+		return c, usage("--tunnels %d: allowed 1 to --calls (%d)", f.tunnels, f.calls)
+	}
 	c.TUN, c.MTU, c.Table, c.Mark, c.Timeout = f.tun, f.mtu, f.table, int(f.mark), f.setupTimeout
+	c.Calls, c.Tunnels = f.calls, f.tunnels
 	return c, nil
 }
 
@@ -224,6 +239,11 @@ func runConnect(cmd *cobra.Command, f *connectFlags) error {
 	fmt.Fprintf(out, "connected: address %v, server inside %v, via %s, PPP %v\n", info.Address, info.Gateway, via, info.Auth)
 	if len(info.DNS) > 0 {
 		fmt.Fprintf(out, "DNS servers offered: %v (not installed)\n", info.DNS)
+	}
+	if info.Calls > 1 {
+		fmt.Fprintf(out, "calls: %d up over %d tunnels in %v after the IPsec SA (%.0f calls/s); %v in all\n",
+			info.Calls, cfg.Tunnels, info.CallSetup.Round(time.Millisecond), float64(info.Calls)/info.CallSetup.Seconds(), info.Setup.Round(time.Millisecond))
+		log.Debug("call addresses", zap.Stringers("addresses", info.Addresses))
 	}
 	var timeout <-chan time.Time
 	if f.duration > 0 {

@@ -251,6 +251,7 @@ func printStatus(w io.Writer, r *pb.StatusResponse) {
 	fmt.Fprintf(tw, "Site-to-site tunnels\t%d\n", r.Tunnels)
 	fmt.Fprintf(tw, "Remote access\t%s\n", map[bool]string{true: "enabled (L2TP/IPsec)", false: "off"}[r.RemoteAccess])
 	fmt.Fprintf(tw, "Plugins\t%d of %d running\n", r.PluginsRunning, r.PluginsTotal)
+	fmt.Fprintf(tw, "Memory\t%.1f MiB resident, %.1f MiB live heap, %d goroutines\n", float64(r.RssBytes)/(1<<20), float64(r.HeapLiveBytes)/(1<<20), r.Goroutines)
 	tw.Flush()
 }
 
@@ -375,6 +376,9 @@ func printSAs(w io.Writer, r *pb.SAsResponse) {
 			state, role, nat := "negotiating", "responder", "no"
 			if s.Established {
 				state = "established"
+			}
+			if s.Expired {
+				state = "expired" // kept for its IPsec SAs only
 			}
 			if s.Initiator {
 				role = "initiator"

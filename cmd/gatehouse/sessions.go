@@ -22,7 +22,9 @@ func sessionCommands(g *globals) []*cobra.Command {
 given, their outer address (with the NAT-T port when a NAT is in the way),
 when they connected, how long since they last sent, and the bytes and
 packets of their inner traffic in each direction (in: from the client).
-The last line says how much of the address pool is in use.`,
+The last line says how much of the address pool is in use, followed by a
+count of L2TP and PPP control packets dropped on their way to the l2tp
+plugin, when there were any.`,
 			Example: "  gatehouse sessions\n  gatehouse sessions --json | jq '.sessions[] | select(.user == \"alice\")'",
 			Args:    cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
@@ -70,4 +72,7 @@ func printSessions(w io.Writer, r *pb.SessionsResponse) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d sessions; pool %s: %d of %d addresses in use\n", len(r.Sessions), r.Pool, r.PoolUsed, r.PoolSize)
+	if r.ControlDropped > 0 {
+		fmt.Fprintf(w, "%d control packets dropped on the way to the l2tp plugin (queue full or plugin restarting; clients retransmit)\n", r.ControlDropped)
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"sort"
 	"syscall"
 	"time"
@@ -98,7 +100,11 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 		Version: daemon.Version, StartedUnix: s.d.Started().Unix(), ConfigFile: l.Config.File, ConfigLoadedUnix: l.At.Unix(),
 		Reloads: uint32(reloads), Rules: uint32(len(l.Policy.Rules)), Filters: uint32(len(l.Policy.Entries)),
 		Tunnels: uint32(len(l.Config.Tunnels)), RemoteAccess: l.Config.RemoteAccess != nil, Exemptions: l.Policy.ExemptName,
-		LastReloadError: lastErr,
+		LastReloadError: lastErr, Goroutines: uint32(runtime.NumGoroutine()), RssBytes: rss(),
+	}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	if metrics.Read(sample); sample[0].Value.Kind() == metrics.KindUint64 && sample[1].Value.Kind() == metrics.KindUint64 {
+		out.HeapLiveBytes, out.GcCycles = sample[0].Value.Uint64(), sample[1].Value.Uint64()
 	}
 	for _, a := range l.Config.Listen {
 		out.Listen = append(out.Listen, a.Addr.String())
@@ -110,6 +116,19 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 		}
 	}
 	return out, nil
+}
+
+// rss is our resident set size from /proc (0 where there is none).
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, resident uint64
+	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
+		return 0
+	}
+	return resident * uint64(os.Getpagesize())
 }
 
 func (s *Server) PolicyShow(context.Context, *pb.PolicyShowRequest) (*pb.PolicyShowResponse, error) {
@@ -214,7 +233,7 @@ func (s *Server) SAs(context.Context, *pb.SAsRequest) (*pb.SAsResponse, error) {
 	}
 	for _, i := range s.d.IKESAs() {
 		out.IkeSas = append(out.IkeSas, &pb.IKESA{Tunnel: i.Peer, Local: i.Local.String(), Remote: i.Remote.String(), Initiator: i.Initiator,
-			Established: i.Established, Proposal: i.Phase1, AgeSeconds: int64(i.Age / time.Second), Children: uint32(i.Children),
+			Established: i.Established, Expired: i.Expired, Proposal: i.Phase1, AgeSeconds: int64(i.Age / time.Second), Children: uint32(i.Children),
 			Cookies: hex.EncodeToString(i.ICookie[:]) + ":" + hex.EncodeToString(i.RCookie[:]), Nat: i.NAT})
 	}
 	return out, nil
@@ -235,12 +254,13 @@ func (s *Server) Down(_ context.Context, r *pb.TunnelRequest) (*pb.TunnelRespons
 }
 
 func (s *Server) Sessions(context.Context, *pb.SessionsRequest) (*pb.SessionsResponse, error) {
-	list, pool, used, size, err := s.d.Sessions()
+	si, err := s.d.Sessions()
 	if errors.Is(err, daemon.ErrNoRemoteAccess) {
 		return &pb.SessionsResponse{}, nil
 	}
-	out := &pb.SessionsResponse{RemoteAccess: true, Pool: pool.String(), PoolUsed: uint32(used), PoolSize: uint32(size)}
-	for _, ss := range list {
+	out := &pb.SessionsResponse{RemoteAccess: true, Pool: si.Pool.String(), PoolUsed: uint32(si.Used), PoolSize: uint32(si.Size),
+		ControlDropped: si.ControlDropped}
+	for _, ss := range si.Sessions {
 		out.Sessions = append(out.Sessions, sessionToPB(ss))
 	}
 	sort.Slice(out.Sessions, func(i, j int) bool { return out.Sessions[i].SinceUnix < out.Sessions[j].SinceUnix })

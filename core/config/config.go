@@ -137,7 +137,10 @@ type RemoteAccess struct {
 	PPP                PPP          `yaml:"ppp"`
 	ESP                ESP          `yaml:"esp"`
 	AllowCleartextL2TP bool         `yaml:"allow_cleartext_l2tp"`
-	Meta               Meta         `yaml:"-"`
+	// IdleTimeout ends a session after this long with no packet from the
+	// client (0: never; keepalives do not count).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	Meta        Meta     `yaml:"-"`
 }
 
 // PPP configures user authentication inside L2TP.

@@ -379,6 +379,9 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 		v.errorAt(ra.PPP.Meta.At("mru"), path+".ppp.mru", "%d is out of range; allowed 576 to 1500", ra.PPP.MRU)
 	}
 	v.espSettings(&ra.ESP, path+".esp")
+	if d := ra.IdleTimeout.Duration; d < 0 || (d > 0 && d < 10*time.Second) {
+		v.errorAt(ra.Meta.At("idle_timeout"), path+".idle_timeout", "%v is too short: a session would end between two packets; use 0 (never) or at least 10s, e.g. 30m", d)
+	}
 	if ra.AllowCleartextL2TP {
 		v.errorAt(ra.Meta.At("allow_cleartext_l2tp"), path+".allow_cleartext_l2tp", "cleartext L2TP is not supported yet; every client must use IPsec (remove this line)")
 	}

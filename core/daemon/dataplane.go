@@ -283,6 +283,9 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 				return
 			case now := <-t.C:
 				st.db.Tick(now)
+				if d.ra != nil {
+					d.ra.expireIdle(now)
+				}
 			case e := <-st.expired:
 				// Removed here, not in the event callback: Tick holds a
 				// shard lock while it runs callbacks.
@@ -448,13 +451,23 @@ func (d *Daemon) SAs() ([]sad.Snapshot, dataplane.Counters, bool) {
 // ErrNoRemoteAccess: sessions asked for without remote_access.
 var ErrNoRemoteAccess = errors.New("remote_access is not configured")
 
+// SessionsInfo is remote access's state for `gatehouse sessions`.
+type SessionsInfo struct {
+	Sessions   []*dataplane.L2TPSession
+	Pool       netip.Prefix
+	Used, Size int // the pool's addresses
+	// ControlDropped counts L2TP and PPP control packets the relay to
+	// the l2tp plugin dropped (queue full, plugin away); peers retransmit.
+	ControlDropped uint64
+}
+
 // Sessions lists the remote-access sessions and the pool's use.
-func (d *Daemon) Sessions() ([]*dataplane.L2TPSession, netip.Prefix, int, int, error) {
+func (d *Daemon) Sessions() (SessionsInfo, error) {
 	if d.ra == nil {
-		return nil, netip.Prefix{}, 0, 0, ErrNoRemoteAccess
+		return SessionsInfo{}, ErrNoRemoteAccess
 	}
 	used, size := d.ra.pool.Usage()
-	return d.ra.table.All(), d.ra.pool.Prefix(), used, size, nil
+	return SessionsInfo{Sessions: d.ra.table.All(), Pool: d.ra.pool.Prefix(), Used: used, Size: size, ControlDropped: d.ra.dropped.Load()}, nil
 }
 
 // Disconnect ends the sessions of a user or a client address.

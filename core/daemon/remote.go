@@ -173,13 +173,33 @@ func (r *remoteAccess) disconnect(target string) []*dataplane.L2TPSession {
 		if s.Client != addr && !strings.EqualFold(s.User, target) {
 			continue
 		}
-		const why = "disconnected by the operator"
-		r.end(s, why)
-		r.note(sdk.ControlPacket{Kind: sdk.ControlDisconnect, Local: s.Local, Peer: s.Peer, TunnelID: s.LocalTunnel,
-			SessionID: s.LocalSession, Payload: []byte(why)})
+		r.hangUp(s, "disconnected by the operator")
 		out = append(out, s)
 	}
 	return out
+}
+
+// expireIdle hangs up the sessions that have sent nothing for
+// idle_timeout (LCP echoes do not count: they prove the client is there,
+// not that it is used). The data path's one-second tick runs it.
+func (r *remoteAccess) expireIdle(now time.Time) {
+	limit := r.cfg.IdleTimeout.Duration
+	if limit <= 0 {
+		return
+	}
+	for _, s := range r.table.All() {
+		if idle := now.Sub(s.Counters().LastIn); idle >= limit {
+			r.hangUp(s, fmt.Sprintf("idle for %v (idle_timeout %v)", idle.Round(time.Second), limit))
+		}
+	}
+}
+
+// hangUp ends a session in the core at once and has the plugin hang up
+// the call politely (LCP Terminate-Request, CDN).
+func (r *remoteAccess) hangUp(s *dataplane.L2TPSession, why string) {
+	r.end(s, why)
+	r.note(sdk.ControlPacket{Kind: sdk.ControlDisconnect, Local: s.Local, Peer: s.Peer, TunnelID: s.LocalTunnel,
+		SessionID: s.LocalSession, Payload: []byte(why)})
 }
 
 // end takes a session off the data path, releases its address and logs

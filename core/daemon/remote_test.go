@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/l2tp"
 	"github.com/gatehouse/gatehouse/labs/testbin"
+	"github.com/gatehouse/gatehouse/plugins/sdk"
 	"github.com/gatehouse/gatehouse/ppp"
 )
 
@@ -195,5 +197,57 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 	again := g.dial(4500, "alice", "correct horse")
 	if !g.pump(func() bool { return again.up != nil && r.table.Len() == 2 }) {
 		t.Fatalf("alice could not reconnect after her SA went: up %v, %d sessions", again.up, r.table.Len())
+	}
+}
+
+// TestRemoteAccessIdleTimeout: a session that sends nothing for
+// idle_timeout leaves the data path, its address goes back, and the
+// plugin is told to hang up with the reason; a busy one stays.
+func TestRemoteAccessIdleTimeout(t *testing.T) {
+	ra := &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
+		IdleTimeout: config.Duration{Duration: time.Minute}}
+	r, err := newRemoteAccess(zap.NewNop(), ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Unix(time.Now().Unix(), 0) // the data path keeps whole seconds
+	add := func(user string, since time.Time, tunnel uint16) *dataplane.L2TPSession {
+		addr, err := r.pool.Allocate(user, netip.Addr{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &dataplane.L2TPSession{Peer: netip.MustParseAddrPort("192.0.2.10:4500"), LocalTunnel: tunnel, LocalSession: 1,
+			Client: addr, User: user, Since: since}
+		if _, err := r.table.Add(s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	idle := add("alice", start.Add(-30*time.Second), 1)
+	busy := add("bob", start, 2)
+	r.expireIdle(start.Add(20 * time.Second))
+	if r.table.Len() != 2 {
+		t.Fatalf("%d sessions after 50 s and 20 s idle; both should stay", r.table.Len())
+	}
+	r.expireIdle(start.Add(40 * time.Second))
+	if left := r.table.All(); len(left) != 1 || left[0] != busy {
+		t.Fatalf("after alice's idle minute: %d sessions (bob's should stay)", len(left))
+	}
+	if used, _ := r.pool.Usage(); used != 1 {
+		t.Fatalf("%d addresses in use; alice's should be back", used)
+	}
+	select {
+	case n := <-r.notes:
+		if n.Kind != sdk.ControlDisconnect || n.TunnelID != idle.LocalTunnel || !strings.HasPrefix(string(n.Payload), "idle for 1m10s (idle_timeout 1m0s)") {
+			t.Fatalf("note to the plugin: %+v %q", n, n.Payload)
+		}
+	default:
+		t.Fatal("the plugin was not told to hang up")
+	}
+	// Off: nothing ends.
+	r.cfg.IdleTimeout.Duration = 0
+	r.expireIdle(start.Add(time.Hour))
+	if r.table.Len() != 1 {
+		t.Fatal("idle_timeout 0 ended a session")
 	}
 }

@@ -55,6 +55,13 @@ type Config struct {
 	// direction: "esp SRC DST SPI SUITE ENC-KEY INTEG-KEY" (hex), for
 	// decrypting captures. For debugging only: it is the tunnel's secret.
 	KeyLog io.Writer
+	// Calls and Tunnels load-test a server: Calls PPP sessions (default 1)
+	// spread over Tunnels L2TP tunnels (default 1, at most Calls) inside
+	// the one IPsec SA, as an LAC concentrating many users does. Only the
+	// first call carries traffic (the TUN); the others authenticate, get
+	// an address and answer keepalives. Dial returns once every call is
+	// up.
+	Calls, Tunnels int
 }
 
 // Info describes an established connection.
@@ -65,6 +72,13 @@ type Info struct {
 	NAT              bool
 	Auth             ppp.AuthProto
 	ESP              string
+	// Calls is how many PPP sessions are up (Config.Calls), Addresses
+	// theirs in the order they came up (the first call's first).
+	Calls     int
+	Addresses []netip.Addr
+	// Setup is how long Dial took; CallSetup the part after the IPsec SA
+	// was up (L2TP tunnels, calls and PPP for every call).
+	Setup, CallSetup time.Duration
 }
 
 // Errors a caller may test.
@@ -77,6 +91,10 @@ var (
 	ErrRefused = errors.New("the server refused the user")
 	ErrTimeout = errors.New("no connection in time")
 )
+
+// MaxCalls bounds Config.Calls: far more than a server's pool, below the
+// 16-bit id spaces.
+const MaxCalls = 60000
 
 const (
 	peerName = "server"
@@ -99,17 +117,20 @@ type Conn struct {
 	in     chan datagram
 	ctl    chan dataplane.L2TPControl
 	events chan ike.Event
-	calls  chan func()
+	runq   chan func() // functions to run on the loop (Conn.call)
 	stop   chan struct{}
 	done   chan struct{}
 
 	// State of the loop goroutine only.
-	child   *ike.ChildSA
-	key     sad.OutKey
-	lac     *l2tp.Tunnel
-	sess    *l2tp.Session
-	link    *ppp.Link
-	cleanup func()
+	child     *ike.ChildSA
+	key       sad.OutKey
+	tunnels   map[uint16]*l2tp.Tunnel // by our tunnel id
+	calls     []*call                 // calls[0] carries traffic
+	bySession map[*l2tp.Session]*call
+	upCalls   []netip.Addr
+	began     time.Time // Dial
+	childUp   time.Time
+	cleanup   func()
 
 	up       chan Info // one value: the connection is up
 	downOnce sync.Once
@@ -118,6 +139,16 @@ type Conn struct {
 	why      error
 	info     Info
 	handle   uint64
+}
+
+// call is one L2TP session with its PPP link.
+type call struct {
+	n      int // index in Conn.calls
+	tunnel *l2tp.Tunnel
+	sess   *l2tp.Session
+	link   *ppp.Link
+	up     bool
+	ppp    ppp.LinkUp
 }
 
 type datagram struct {
@@ -137,8 +168,13 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1400
 	}
+	cfg.Calls = max(cfg.Calls, 1)
+	cfg.Tunnels = min(max(cfg.Tunnels, 1), cfg.Calls)
+	if cfg.Calls > MaxCalls {
+		return nil, fmt.Errorf("%d calls: at most %d", cfg.Calls, MaxCalls)
+	}
 	c := &Conn{cfg: cfg, log: cfg.Log, db: sad.New(), table: dataplane.NewL2TPTable(), in: make(chan datagram, 64),
-		ctl: make(chan dataplane.L2TPControl, 256), events: make(chan ike.Event, 64), calls: make(chan func()), stop: make(chan struct{}),
+		ctl: make(chan dataplane.L2TPControl, max(256, 4*cfg.Calls)), began: time.Now(), events: make(chan ike.Event, 64), runq: make(chan func()), stop: make(chan struct{}),
 		done: make(chan struct{}), up: make(chan Info, 1), down: make(chan struct{})}
 	if err := c.open(); err != nil {
 		c.closeIO()
@@ -249,16 +285,18 @@ func (c *Conn) loop() {
 			c.ikeEvent(e)
 		case m := <-c.ctl:
 			c.control(m)
-		case f := <-c.calls:
+		case f := <-c.runq:
 			f()
 		case <-tick.C:
 			now := time.Now()
 			c.mgr.Tick()
-			if c.lac != nil {
-				c.lac.Tick(now)
+			for _, t := range c.tunnels {
+				t.Tick(now)
 			}
-			if c.link != nil {
-				c.link.Tick(now)
+			for _, k := range c.calls {
+				if k.link != nil {
+					k.link.Tick(now)
+				}
 			}
 		}
 	}
@@ -267,10 +305,21 @@ func (c *Conn) loop() {
 // timedOut says how far the setup got (on the loop goroutine).
 func (c *Conn) timedOut() error {
 	t := c.cfg.Timeout
+	links, sessions := 0, 0
+	for _, k := range c.calls {
+		if k.link != nil {
+			links++
+		}
+		if k.sess != nil {
+			sessions++
+		}
+	}
 	switch {
-	case c.link != nil:
+	case len(c.calls) > 1 && len(c.upCalls) > 0:
+		return fmt.Errorf("%w: %d of %d calls up in %v (%d had an L2TP session, %d a PPP link)", ErrTimeout, len(c.upCalls), len(c.calls), t, sessions, links)
+	case links > 0:
 		return fmt.Errorf("%w: %w: PPP did not finish in %v", ErrPPP, ErrTimeout, t)
-	case c.lac != nil:
+	case len(c.tunnels) > 0:
 		return fmt.Errorf("%w: %w: the L2TP tunnel did not come up in %v (is the server's L2TP service running?)", ErrL2TP, ErrTimeout, t)
 	default:
 		return fmt.Errorf("%w: %w: no IPsec SA in %v: the server did not answer, or did not accept our preshared key "+
@@ -291,6 +340,7 @@ func (c *Conn) ikeEvent(e ike.Event) {
 		}
 		c.child = e.Child
 		c.key = outKey(e.Child)
+		c.childUp = time.Now()
 		c.startL2TP()
 	case ike.EventIKEDown:
 		if c.child != nil {
@@ -307,53 +357,114 @@ func outKey(ch *ike.ChildSA) sad.OutKey {
 	return k
 }
 
-// startL2TP opens the L2TP tunnel and, once it is up, a call with PPP.
+// startL2TP opens the L2TP tunnels and, once each is up, its calls with
+// PPP. Call i goes in tunnel i mod Tunnels.
 func (c *Conn) startL2TP() {
 	now := time.Now()
-	var id [2]byte
-	for binary.BigEndian.Uint16(id[:]) == 0 {
+	c.tunnels = make(map[uint16]*l2tp.Tunnel, c.cfg.Tunnels)
+	c.bySession = make(map[*l2tp.Session]*call, c.cfg.Calls)
+	c.calls = make([]*call, c.cfg.Calls)
+	order := make([]*l2tp.Tunnel, 0, c.cfg.Tunnels)
+	for len(order) < c.cfg.Tunnels {
+		var id [2]byte
 		rand.Read(id[:])
+		local := binary.BigEndian.Uint16(id[:])
+		if local == 0 || c.tunnels[local] != nil {
+			continue
+		}
+		t := l2tp.NewTunnel(l2tp.Config{Role: l2tp.LAC, HostName: "gatehouse-client",
+			Send:          func(b []byte) { c.sendL2TP(b) },
+			OnUp:          c.tunnelUp,
+			OnDown:        c.tunnelDown,
+			OnSessionUp:   func(s *l2tp.Session) { c.startPPP(c.bySession[s]) },
+			OnSessionDown: c.sessionDown,
+		}, local)
+		c.tunnels[local] = t
+		order = append(order, t)
 	}
-	c.lac = l2tp.NewTunnel(l2tp.Config{Role: l2tp.LAC, HostName: "gatehouse-client",
-		Send: func(b []byte) { c.sendL2TP(b) },
-		OnUp: func(t *l2tp.Tunnel) {
-			s, err := t.OpenSession(time.Now())
-			if err != nil {
-				c.end(fmt.Errorf("%w: %v", ErrL2TP, err))
-			}
-			c.sess = s
-		},
-		OnDown: func(_ *l2tp.Tunnel, r l2tp.Result, why string) {
-			c.end(fmt.Errorf("%w: tunnel closed: %s", ErrL2TP, why))
-		},
-		OnSessionUp: func(s *l2tp.Session) { c.startPPP(s) },
-		OnSessionDown: func(_ *l2tp.Session, r l2tp.Result, cause *l2tp.PPPCause, why string) {
-			if cause != nil && cause.Message != "" {
-				why += " (" + cause.Message + ")"
-			}
-			c.end(fmt.Errorf("%w: call cleared: %s", ErrL2TP, why))
-		},
-	}, binary.BigEndian.Uint16(id[:]))
-	c.lac.Start(now)
+	for i := range c.calls {
+		c.calls[i] = &call{n: i, tunnel: order[i%len(order)]}
+	}
+	for _, t := range order {
+		t.Start(now)
+	}
 }
 
-func (c *Conn) startPPP(s *l2tp.Session) {
-	c.link = ppp.NewLink(ppp.LinkConfig{Auth: c.cfg.PPPAuth, MRU: uint16(c.cfg.MTU), User: c.cfg.User, Password: c.cfg.Password,
+func (c *Conn) tunnelUp(t *l2tp.Tunnel) {
+	now := time.Now()
+	for _, k := range c.calls {
+		if k.tunnel != t {
+			continue
+		}
+		s, err := t.OpenSession(now)
+		if err != nil {
+			c.callFailed(k, fmt.Errorf("%w: %v", ErrL2TP, err))
+			continue
+		}
+		k.sess = s
+		c.bySession[s] = k
+	}
+}
+
+func (c *Conn) tunnelDown(t *l2tp.Tunnel, _ l2tp.Result, why string) {
+	// Its sessions were reported down first; a tunnel that never came up
+	// had none.
+	for _, k := range c.calls {
+		if k.tunnel == t && k.sess == nil {
+			c.callFailed(k, fmt.Errorf("%w: tunnel closed: %s", ErrL2TP, why))
+		}
+	}
+}
+
+func (c *Conn) sessionDown(s *l2tp.Session, _ l2tp.Result, _ *l2tp.PPPCause, why string) {
+	k := c.bySession[s]
+	if k == nil {
+		return
+	}
+	// why names the PPP cause already (l2tp adds it).
+	c.callFailed(k, fmt.Errorf("%w: call cleared: %s", ErrL2TP, why))
+}
+
+// callFailed ends the connection when the first call fails; a load test's
+// other calls are counted and logged (the first failure ends Dial too).
+func (c *Conn) callFailed(k *call, err error) {
+	if k.n == 0 || !c.isUp() {
+		c.end(err)
+		return
+	}
+	if k.up {
+		k.up = false
+		c.log.Warn("call ended", zap.Int("call", k.n), zap.Error(err))
+	}
+}
+
+func (c *Conn) isUp() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.info.Address.IsValid()
+}
+
+func (c *Conn) startPPP(k *call) {
+	if k == nil {
+		return
+	}
+	s := k.sess
+	k.link = ppp.NewLink(ppp.LinkConfig{Auth: c.cfg.PPPAuth, MRU: uint16(c.cfg.MTU), User: c.cfg.User, Password: c.cfg.Password,
 		EchoInterval: 30 * time.Second, EchoFailures: 4,
 		Send: func(f []byte) {
 			c.sendL2TP(append(l2tp.AppendDataHeader(make([]byte, 0, 10+len(f)), s.Tunnel.PeerID, s.PeerID, false, 0), f...))
 		},
-		OnUp: func(u ppp.LinkUp) { c.pppUp(s, u) },
+		OnUp: func(u ppp.LinkUp) { c.pppUp(k, u) },
 		OnDown: func(d ppp.Disconnect) {
 			switch d.Code {
 			case ppp.CauseAuthFailed, ppp.CauseAuthUnaccepted, ppp.CauseNoAddresses, ppp.CauseNoPermittedAddr:
-				c.end(fmt.Errorf("%w: %w: %s", ErrPPP, ErrRefused, d.Reason))
+				c.callFailed(k, fmt.Errorf("%w: %w: %s", ErrPPP, ErrRefused, d.Reason))
 			default:
-				c.end(fmt.Errorf("%w: %s", ErrPPP, d.Reason))
+				c.callFailed(k, fmt.Errorf("%w: %s", ErrPPP, d.Reason))
 			}
 		},
 	})
-	c.link.Open(time.Now())
+	k.link.Open(time.Now())
 }
 
 func (c *Conn) sendL2TP(msg []byte) {
@@ -362,8 +473,29 @@ func (c *Conn) sendL2TP(msg []byte) {
 	}
 }
 
-// pppUp installs the session in the data path and sets up the TUN.
-func (c *Conn) pppUp(s *l2tp.Session, u ppp.LinkUp) {
+// pppUp installs the first call in the data path and sets up the TUN;
+// the connection is up once every call is.
+func (c *Conn) pppUp(k *call, u ppp.LinkUp) {
+	k.up, k.ppp = true, u
+	c.upCalls = append(c.upCalls, u.Local)
+	if k.n == 0 && !c.install(k.sess, u) {
+		return
+	}
+	if len(c.upCalls) != len(c.calls) || c.isUp() {
+		return
+	}
+	now := time.Now()
+	first := c.calls[0].ppp
+	info := Info{Address: first.Local, Gateway: first.Peer, DNS: first.DNS, NBNS: first.NBNS, Local: c.child.Local, Server: c.child.Remote,
+		NAT: c.child.UDP, Auth: first.Auth, ESP: c.child.Suite.String(), Calls: len(c.upCalls), Addresses: c.upCalls,
+		Setup: now.Sub(c.began), CallSetup: now.Sub(c.childUp)}
+	c.mu.Lock()
+	c.info = info
+	c.mu.Unlock()
+	c.up <- info
+}
+
+func (c *Conn) install(s *l2tp.Session, u ppp.LinkUp) bool {
 	mru := u.PeerMRU
 	if mru == 0 || int(mru) > c.cfg.MTU {
 		mru = uint16(c.cfg.MTU)
@@ -373,7 +505,7 @@ func (c *Conn) pppUp(s *l2tp.Session, u ppp.LinkUp) {
 		Client: u.Local, User: c.cfg.User, MRU: mru, OutKey: c.key})
 	if err != nil {
 		c.end(fmt.Errorf("%w: %v", ErrPPP, err))
-		return
+		return false
 	}
 	routes := []dataplane.Route{{Dst: netip.PrefixFrom(u.Peer, 32), Src: u.Local}}
 	for _, r := range c.cfg.Routes {
@@ -383,29 +515,30 @@ func (c *Conn) pppUp(s *l2tp.Session, u ppp.LinkUp) {
 		Routes: routes, Addrs: []netip.Prefix{netip.PrefixFrom(u.Local, 32)}})
 	if err != nil {
 		c.end(fmt.Errorf("setting up %s: %w", c.cfg.TUN, err))
-		return
+		return false
 	}
 	c.cleanup = cleanup
-	info := Info{Address: u.Local, Gateway: u.Peer, DNS: u.DNS, NBNS: u.NBNS, Local: c.child.Local, Server: c.child.Remote,
-		NAT: c.child.UDP, Auth: u.Auth, ESP: c.child.Suite.String()}
 	c.mu.Lock()
-	c.info, c.handle = info, h
+	c.handle = h
 	c.mu.Unlock()
-	c.up <- info
+	return true
 }
 
 func (c *Conn) control(m dataplane.L2TPControl) {
 	now := time.Now()
+	t := c.tunnels[m.Tunnel]
+	if t == nil {
+		c.log.Debug("L2TP message for no tunnel of ours", zap.Uint16("tunnel", m.Tunnel))
+		return
+	}
 	if !m.PPP {
-		if c.lac != nil {
-			if err := c.lac.Input(m.Payload, now); err != nil {
-				c.log.Debug("L2TP message refused", zap.Error(err))
-			}
+		if err := t.Input(m.Payload, now); err != nil {
+			c.log.Debug("L2TP message refused", zap.Error(err))
 		}
 		return
 	}
-	if c.link != nil && c.sess != nil && m.Tunnel == c.sess.Tunnel.LocalID && m.Session == c.sess.LocalID {
-		if err := c.link.Input(m.Payload, now); err != nil && !errors.Is(err, ppp.ErrDataFrame) {
+	if k := c.bySession[t.Session(m.Session)]; k != nil && k.link != nil {
+		if err := k.link.Input(m.Payload, now); err != nil && !errors.Is(err, ppp.ErrDataFrame) {
 			c.log.Debug("PPP frame refused", zap.Error(err))
 		}
 	}
@@ -460,25 +593,29 @@ func (c *Conn) shutdown() {
 		bye := make(chan struct{})
 		go func() {
 			defer close(bye)
+			const why = "the user disconnected"
 			c.call(func() {
-				if c.link != nil {
-					c.link.Close(time.Now(), "the user disconnected")
+				for _, k := range c.calls {
+					if k.link != nil {
+						k.link.Close(time.Now(), why)
+					}
 				}
 			})
-			time.Sleep(300 * time.Millisecond) // the Terminate-Ack, or not
+			time.Sleep(300 * time.Millisecond) // the Terminate-Acks, or not
 			c.call(func() {
-				const why = "the user disconnected"
-				if c.lac != nil && c.sess != nil && c.lac.Session(c.sess.LocalID) == c.sess {
-					// CDN with the PPP cause (RFC 3145), as Windows sends
-					// before the StopCCN.
-					c.lac.CloseSession(time.Now(), c.sess, l2tp.Result{Result: l2tp.CDNAdmin, Message: why},
-						&l2tp.PPPCause{Code: ppp.CauseAdmin, Proto: ppp.ProtoLCP, Direction: 2, Message: why}, why)
+				for _, k := range c.calls {
+					if k.sess != nil && k.tunnel.Session(k.sess.LocalID) == k.sess {
+						// CDN with the PPP cause (RFC 3145), as Windows
+						// sends before the StopCCN.
+						k.tunnel.CloseSession(time.Now(), k.sess, l2tp.Result{Result: l2tp.CDNAdmin, Message: why},
+							&l2tp.PPPCause{Code: ppp.CauseAdmin, Proto: ppp.ProtoLCP, Direction: 2, Message: why}, why)
+					}
 				}
 			})
 			time.Sleep(100 * time.Millisecond)
 			c.call(func() {
-				if c.lac != nil {
-					c.lac.Close(time.Now(), l2tp.Result{Result: l2tp.StopClearConnection, Message: "the user disconnected"}, "the user disconnected")
+				for _, t := range c.tunnels {
+					t.Close(time.Now(), l2tp.Result{Result: l2tp.StopClearConnection, Message: why}, why)
 				}
 			})
 			time.Sleep(200 * time.Millisecond)
@@ -502,7 +639,7 @@ func (c *Conn) shutdown() {
 func (c *Conn) call(f func()) {
 	ran := make(chan struct{})
 	select {
-	case c.calls <- func() { f(); close(ran) }:
+	case c.runq <- func() { f(); close(ran) }:
 	case <-c.done:
 		return
 	}

@@ -71,8 +71,9 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// serve starts gatehoused as the L2TP/IPsec server.
-func (x *lab) serve(pppAuth string) {
+// serve starts gatehoused as the L2TP/IPsec server; extra lines go in
+// remote_access.
+func (x *lab) serve(pppAuth string, extra ...string) {
 	cfg := fmt.Sprintf(`listen: [192.0.2.1]
 admin_socket: %[1]s/admin.sock
 metrics_listen: ""
@@ -82,11 +83,19 @@ remote_access:
   pool: 10.8.0.0/24
   dns: [10.1.0.53]
   ppp: {auth: [%[3]s], users_file: %[1]s/users.yaml}
-plugins: {dir: %[2]s/plugins, health_interval: 1s}
-`, x.dir, bin, pppAuth)
+%[4]splugins: {dir: %[2]s/plugins, health_interval: 1s}
+`, x.dir, bin, pppAuth, indent(extra))
 	path := filepath.Join(x.dir, "gatehouse.yaml")
 	must(x.t, os.WriteFile(path, []byte(cfg), 0o644))
 	x.gw = netns.StartGateway(x.t, x.srv, bin, path, x.dir+"/admin.sock")
+}
+
+func indent(lines []string) string {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString("  " + l + "\n")
+	}
+	return b.String()
 }
 
 // direct adds a client namespace on the server's outer link.
@@ -193,10 +202,17 @@ func exitCode(err error) int {
 	return -1
 }
 
-// waitLog waits until the server's output holds s.
-func (x *lab) waitLog(s string) bool {
+// waitLog waits until a line of the server's output holds every part
+// (audit fields come in no fixed order).
+func (x *lab) waitLog(parts ...string) bool {
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if strings.Contains(x.gw.Proc.Output(), s) {
+	lines:
+		for _, line := range strings.Split(x.gw.Proc.Output(), "\n") {
+			for _, p := range parts {
+				if !strings.Contains(line, p) {
+					continue lines
+				}
+			}
 			return true
 		}
 	}
@@ -349,6 +365,79 @@ func TestFourClientsBehindOneNAT(t *testing.T) {
 	}
 	cs[1].hangUp(t)
 	pingAll([]*client{cs[0], cs[2], cs[3]})
+}
+
+// TestManyCallsOneHost: one client host concentrates 60 calls in 6 L2TP
+// tunnels inside one IPsec SA (--calls, --tunnels, as bench/sessions does
+// with 1,000). Every call gets its own address; the first passes traffic;
+// hanging up returns every address to the pool.
+func TestManyCallsOneHost(t *testing.T) {
+	const calls, tunnels = 60, 6
+	x := newLab(t)
+	cli := x.direct("cli")
+	x.serve("mschapv2")
+	c := x.dial(cli, "alice", "correct horse", "--calls", fmt.Sprint(calls), "--tunnels", fmt.Sprint(tunnels))
+	if want := fmt.Sprintf("calls: %d up over %d tunnels", calls, tunnels); !strings.Contains(c.proc.Output(), want) {
+		t.Fatalf("client output lacks %q:\n%s", want, c.proc.Output())
+	}
+	var r struct {
+		Sessions []struct {
+			User, Address, Outer string
+		} `json:"sessions"`
+	}
+	must(t, json.Unmarshal([]byte(x.gw.CLI(t, "sessions", "--json")), &r))
+	addrs := map[string]bool{}
+	for _, s := range r.Sessions {
+		if s.User != "alice" || !strings.HasPrefix(s.Outer, "192.0.2.10") || addrs[s.Address] {
+			t.Fatalf("session %+v (user, outer address, or an address given twice)", s)
+		}
+		addrs[s.Address] = true
+	}
+	if len(addrs) != calls || !addrs[c.addr] {
+		t.Fatalf("%d sessions on the server (want %d, with the first call's %s)", len(addrs), calls, c.addr)
+	}
+	ping(t, cli, "10.1.0.10")
+	c.hangUp(t)
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		s := netns.Flat(x.gw.CLI(t, "sessions"))
+		if strings.Contains(s, "0 sessions") && strings.Contains(s, "0 of 253") {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("after the hang-up, gatehouse sessions:\n%s", s)
+		}
+	}
+}
+
+// TestIdleTimeout: a session that sends nothing for idle_timeout is hung
+// up by the server with the reason; the client hears it and the address
+// goes back to the pool. A client that keeps pinging stays.
+func TestIdleTimeout(t *testing.T) {
+	x := newLab(t)
+	nss := x.behindNAT(2)
+	x.serve("mschapv2", "idle_timeout: 10s")
+	quiet := x.dial(nss[0], "alice", "correct horse")
+	busy := x.dial(nss[1], "bob", "battery staple")
+	pinger, err := nss[1].Start("ping", "-c", "75", "-i", "0.2", "-W", "1", "10.1.0.10")
+	must(t, err)
+	select {
+	case <-quiet.proc.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("alice's idle session was not ended after 15 s:\n%s", quiet.proc.Output())
+	}
+	if out := quiet.proc.Output(); !strings.Contains(out, "the connection dropped") || !strings.Contains(out, "idle") {
+		t.Fatalf("alice's client should say the server hung up for idleness:\n%s", out)
+	}
+	if !x.waitLog(`"event_id": 5411`, `"user": "alice"`, `"address": "`+quiet.addr+`"`, `"reason": "idle for 1`, `s (idle_timeout 10s)"`) {
+		t.Fatalf("the server did not log why:\n%s", x.gw.Proc.Output())
+	}
+	if err := pinger.Err(); err != nil {
+		t.Fatalf("bob's pings during alice's timeout: %v\n%s", err, pinger.Output())
+	}
+	s := netns.Flat(x.gw.CLI(t, "sessions"))
+	if !strings.Contains(s, "1 sessions") || !strings.Contains(s, "bob "+busy.addr) || !strings.Contains(s, "1 of 253") {
+		t.Fatalf("gatehouse sessions after alice's timeout:\n%s", s)
+	}
 }
 
 // l2tpPlugin returns the l2tp plugin's pid and restarts.

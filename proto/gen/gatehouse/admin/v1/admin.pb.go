@@ -171,13 +171,16 @@ func (*SessionsRequest) Descriptor() ([]byte, []int) {
 type SessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// remote_access is false when it is not configured.
-	RemoteAccess  bool       `protobuf:"varint,1,opt,name=remote_access,json=remoteAccess,proto3" json:"remote_access,omitempty"`
-	Sessions      []*Session `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
-	Pool          string     `protobuf:"bytes,3,opt,name=pool,proto3" json:"pool,omitempty"`
-	PoolUsed      uint32     `protobuf:"varint,4,opt,name=pool_used,json=poolUsed,proto3" json:"pool_used,omitempty"`
-	PoolSize      uint32     `protobuf:"varint,5,opt,name=pool_size,json=poolSize,proto3" json:"pool_size,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RemoteAccess bool       `protobuf:"varint,1,opt,name=remote_access,json=remoteAccess,proto3" json:"remote_access,omitempty"`
+	Sessions     []*Session `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Pool         string     `protobuf:"bytes,3,opt,name=pool,proto3" json:"pool,omitempty"`
+	PoolUsed     uint32     `protobuf:"varint,4,opt,name=pool_used,json=poolUsed,proto3" json:"pool_used,omitempty"`
+	PoolSize     uint32     `protobuf:"varint,5,opt,name=pool_size,json=poolSize,proto3" json:"pool_size,omitempty"`
+	// control_dropped counts L2TP and PPP control packets dropped on their
+	// way to the l2tp plugin (queue full, plugin restarting) since start.
+	ControlDropped uint64 `protobuf:"varint,6,opt,name=control_dropped,json=controlDropped,proto3" json:"control_dropped,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SessionsResponse) Reset() {
@@ -241,6 +244,13 @@ func (x *SessionsResponse) GetPoolUsed() uint32 {
 func (x *SessionsResponse) GetPoolSize() uint32 {
 	if x != nil {
 		return x.PoolSize
+	}
+	return 0
+}
+
+func (x *SessionsResponse) GetControlDropped() uint64 {
+	if x != nil {
+		return x.ControlDropped
 	}
 	return 0
 }
@@ -426,8 +436,11 @@ type IKESA struct {
 	AgeSeconds  int64                  `protobuf:"varint,7,opt,name=age_seconds,json=ageSeconds,proto3" json:"age_seconds,omitempty"`
 	Children    uint32                 `protobuf:"varint,8,opt,name=children,proto3" json:"children,omitempty"`
 	// cookies is CKY-I:CKY-R in hex, as tshark and strongSwan show them.
-	Cookies       string `protobuf:"bytes,9,opt,name=cookies,proto3" json:"cookies,omitempty"`
-	Nat           bool   `protobuf:"varint,10,opt,name=nat,proto3" json:"nat,omitempty"`
+	Cookies string `protobuf:"bytes,9,opt,name=cookies,proto3" json:"cookies,omitempty"`
+	Nat     bool   `protobuf:"varint,10,opt,name=nat,proto3" json:"nat,omitempty"`
+	// expired: a road warrior's SA past its lifetime that the client did not
+	// renew; it is kept only until its IPsec SAs run out.
+	Expired       bool `protobuf:"varint,11,opt,name=expired,proto3" json:"expired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -528,6 +541,13 @@ func (x *IKESA) GetCookies() string {
 func (x *IKESA) GetNat() bool {
 	if x != nil {
 		return x.Nat
+	}
+	return false
+}
+
+func (x *IKESA) GetExpired() bool {
+	if x != nil {
+		return x.Expired
 	}
 	return false
 }
@@ -954,8 +974,16 @@ type StatusResponse struct {
 	PluginsRunning   uint32                 `protobuf:"varint,12,opt,name=plugins_running,json=pluginsRunning,proto3" json:"plugins_running,omitempty"`
 	PluginsTotal     uint32                 `protobuf:"varint,13,opt,name=plugins_total,json=pluginsTotal,proto3" json:"plugins_total,omitempty"`
 	LastReloadError  string                 `protobuf:"bytes,14,opt,name=last_reload_error,json=lastReloadError,proto3" json:"last_reload_error,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The core's memory: live Go heap after the last garbage collection,
+	// resident set size, and goroutines (none is started per packet or per
+	// session).
+	HeapLiveBytes uint64 `protobuf:"varint,15,opt,name=heap_live_bytes,json=heapLiveBytes,proto3" json:"heap_live_bytes,omitempty"`
+	RssBytes      uint64 `protobuf:"varint,16,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
+	Goroutines    uint32 `protobuf:"varint,17,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	// Garbage collections so far: heap_live_bytes is as of the last one.
+	GcCycles      uint64 `protobuf:"varint,18,opt,name=gc_cycles,json=gcCycles,proto3" json:"gc_cycles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1084,6 +1112,34 @@ func (x *StatusResponse) GetLastReloadError() string {
 		return x.LastReloadError
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetHeapLiveBytes() uint64 {
+	if x != nil {
+		return x.HeapLiveBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetRssBytes() uint64 {
+	if x != nil {
+		return x.RssBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetGoroutines() uint32 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetGcCycles() uint64 {
+	if x != nil {
+		return x.GcCycles
+	}
+	return 0
 }
 
 type PolicyShowRequest struct {
@@ -1801,20 +1857,21 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\vpackets_out\x18\b \x01(\x04R\n" +
 	"packetsOut\x12!\n" +
 	"\fidle_seconds\x18\t \x01(\x03R\vidleSeconds\"\x11\n" +
-	"\x0fSessionsRequest\"\xbe\x01\n" +
+	"\x0fSessionsRequest\"\xe7\x01\n" +
 	"\x10SessionsResponse\x12#\n" +
 	"\rremote_access\x18\x01 \x01(\bR\fremoteAccess\x127\n" +
 	"\bsessions\x18\x02 \x03(\v2\x1b.gatehouse.admin.v1.SessionR\bsessions\x12\x12\n" +
 	"\x04pool\x18\x03 \x01(\tR\x04pool\x12\x1b\n" +
 	"\tpool_used\x18\x04 \x01(\rR\bpoolUsed\x12\x1b\n" +
-	"\tpool_size\x18\x05 \x01(\rR\bpoolSize\"+\n" +
+	"\tpool_size\x18\x05 \x01(\rR\bpoolSize\x12'\n" +
+	"\x0fcontrol_dropped\x18\x06 \x01(\x04R\x0econtrolDropped\"+\n" +
 	"\x11DisconnectRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"G\n" +
 	"\x12DisconnectResponse\x121\n" +
 	"\x05ended\x18\x01 \x03(\v2\x1b.gatehouse.admin.v1.SessionR\x05ended\"#\n" +
 	"\rTunnelRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x10\n" +
-	"\x0eTunnelResponse\"\x92\x02\n" +
+	"\x0eTunnelResponse\"\xac\x02\n" +
 	"\x05IKESA\x12\x16\n" +
 	"\x06tunnel\x18\x01 \x01(\tR\x06tunnel\x12\x14\n" +
 	"\x05local\x18\x02 \x01(\tR\x05local\x12\x16\n" +
@@ -1827,7 +1884,8 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\bchildren\x18\b \x01(\rR\bchildren\x12\x18\n" +
 	"\acookies\x18\t \x01(\tR\acookies\x12\x10\n" +
 	"\x03nat\x18\n" +
-	" \x01(\bR\x03nat\"\f\n" +
+	" \x01(\bR\x03nat\x12\x18\n" +
+	"\aexpired\x18\v \x01(\bR\aexpired\"\f\n" +
 	"\n" +
 	"SAsRequest\"\xa1\x04\n" +
 	"\x02SA\x12\x12\n" +
@@ -1877,7 +1935,7 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"DropsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x0f\n" +
-	"\rStatusRequest\"\xd7\x03\n" +
+	"\rStatusRequest\"\xd9\x04\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12!\n" +
 	"\fstarted_unix\x18\x02 \x01(\x03R\vstartedUnix\x12\x1f\n" +
@@ -1896,7 +1954,13 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"exemptions\x12'\n" +
 	"\x0fplugins_running\x18\f \x01(\rR\x0epluginsRunning\x12#\n" +
 	"\rplugins_total\x18\r \x01(\rR\fpluginsTotal\x12*\n" +
-	"\x11last_reload_error\x18\x0e \x01(\tR\x0flastReloadError\"\x13\n" +
+	"\x11last_reload_error\x18\x0e \x01(\tR\x0flastReloadError\x12&\n" +
+	"\x0fheap_live_bytes\x18\x0f \x01(\x04R\rheapLiveBytes\x12\x1b\n" +
+	"\trss_bytes\x18\x10 \x01(\x04R\brssBytes\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\x11 \x01(\rR\n" +
+	"goroutines\x12\x1b\n" +
+	"\tgc_cycles\x18\x12 \x01(\x04R\bgcCycles\"\x13\n" +
 	"\x11PolicyShowRequest\"\x1f\n" +
 	"\tPortRange\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\"\xbb\x01\n" +

@@ -1,0 +1,360 @@
+// Command sessions is the remote-access scale benchmark run by `make
+// bench`: gatehoused as an L2TP/IPsec server in one network namespace, and
+// one client host in another that opens N PPP sessions (MS-CHAPv2, each
+// with its own pool address) over M L2TP tunnels inside one IPsec SA, as
+// `gatehouse connect l2tp --calls N --tunnels M` does. It reports the setup
+// rate, the memory each session costs the core (live heap and resident
+// size), the l2tp plugin and the client, and checks that hanging up gives
+// every address back. Root only.
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/labs/netns"
+)
+
+const (
+	psk      = "bench-sessions-key-0123456789"
+	password = "bench-password"
+)
+
+type bench struct {
+	bin, dir string
+	srv, cli *netns.NS
+	server   *netns.Proc
+	calls    int
+	tunnels  int
+	timeout  time.Duration
+	profile  string
+}
+
+// cli runs the gatehouse command against the server and decodes its JSON.
+func (b *bench) admin(v any, args ...string) error {
+	args = append([]string{"-s", filepath.Join(b.dir, "admin.sock"), "--json"}, args...)
+	out, err := b.srv.Output(20*time.Second, filepath.Join(b.bin, "gatehouse"), args...)
+	if err != nil {
+		return fmt.Errorf("gatehouse %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return json.Unmarshal([]byte(out), v)
+}
+
+// memory is one sample of every process's footprint, in bytes, and of
+// the CPU time each has used.
+type memory struct {
+	coreHeap, coreRSS, pluginRSS, clientRSS uint64
+	coreCPU, pluginCPU, clientCPU           time.Duration
+	goroutines                              int
+	gcCycles                                uint64
+}
+
+type status struct {
+	GCCycles   string `json:"gcCycles"`
+	HeapLive   string `json:"heapLiveBytes"`
+	RSS        string `json:"rssBytes"`
+	Goroutines int    `json:"goroutines"`
+}
+
+type sessionList struct {
+	Sessions []struct {
+		User    string `json:"user"`
+		Address string `json:"address"`
+	} `json:"sessions"`
+	PoolUsed       int    `json:"poolUsed"`
+	ControlDropped string `json:"controlDropped"`
+}
+
+// rss reads a process's resident set size from /proc (the namespaces
+// share our PID namespace).
+func rss(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// cpu reads a process's user and system time from /proc (proc(5): fields
+// 14 and 15 of stat, in clock ticks of 1/100 s on Linux).
+func cpu(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')') // the command name may hold spaces
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	s, _ := strconv.ParseUint(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
+// socketDrops counts the datagrams a namespace's kernel dropped for full
+// receive buffers: raw sockets (ESP) from /proc/net/raw's drops column,
+// UDP from /proc/net/snmp's RcvbufErrors.
+func socketDrops(ns *netns.NS) (raw, udp uint64) {
+	if out, err := ns.Output(5*time.Second, "cat", "/proc/net/raw"); err == nil {
+		for _, line := range strings.Split(out, "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 0 {
+				n, _ := strconv.ParseUint(f[len(f)-1], 10, 64)
+				raw += n
+			}
+		}
+	}
+	if out, err := ns.Output(5*time.Second, "cat", "/proc/net/snmp"); err == nil {
+		var names []string
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 || f[0] != "Udp:" {
+				continue
+			}
+			if names == nil {
+				names = f
+				continue
+			}
+			for i := range f {
+				if i < len(names) && names[i] == "RcvbufErrors" {
+					udp, _ = strconv.ParseUint(f[i], 10, 64)
+				}
+			}
+		}
+	}
+	return raw, udp
+}
+
+func (b *bench) pluginPID() (int, error) {
+	var r struct {
+		Plugins []struct {
+			Name string `json:"name"`
+			Pid  string `json:"pid"`
+		} `json:"plugins"`
+	}
+	if err := b.admin(&r, "plugins"); err != nil {
+		return 0, err
+	}
+	for _, p := range r.Plugins {
+		if p.Name == "l2tp" {
+			return strconv.Atoi(p.Pid)
+		}
+	}
+	return 0, errors.New("no l2tp plugin listed")
+}
+
+func (b *bench) sample(client *netns.Proc) (memory, error) {
+	var s status
+	if err := b.admin(&s, "status"); err != nil {
+		return memory{}, err
+	}
+	pid, err := b.pluginPID()
+	if err != nil {
+		return memory{}, err
+	}
+	m := memory{pluginRSS: rss(pid), pluginCPU: cpu(pid), coreCPU: cpu(b.server.Cmd.Process.Pid), goroutines: s.Goroutines}
+	m.coreHeap, _ = strconv.ParseUint(s.HeapLive, 10, 64)
+	m.coreRSS, _ = strconv.ParseUint(s.RSS, 10, 64)
+	m.gcCycles, _ = strconv.ParseUint(s.GCCycles, 10, 64)
+	if client != nil {
+		m.clientRSS, m.clientCPU = rss(client.Cmd.Process.Pid), cpu(client.Cmd.Process.Pid)
+	}
+	return m, nil
+}
+
+func (b *bench) start() error {
+	for name, body := range map[string]string{"l2tp.psk": psk + "\n", "password": password + "\n",
+		"users.yaml": "users:\n  bench: {password: " + password + "}\n"} {
+		if err := os.WriteFile(filepath.Join(b.dir, name), []byte(body), 0o600); err != nil {
+			return err
+		}
+	}
+	// A /20 holds 4093 addresses: room for the run and for its figures
+	// not to depend on the pool's size.
+	cfg := fmt.Sprintf("listen: [192.0.2.1]\nadmin_socket: %[1]s/admin.sock\nmetrics_listen: \"\"\nlog: {level: warn}\n"+
+		"remote_access:\n  auth: [{psk_file: %[1]s/l2tp.psk}]\n  pool: 10.8.0.0/20\n  ppp: {auth: [mschapv2], users_file: %[1]s/users.yaml}\n"+
+		"plugins: {dir: %[2]s/plugins}\n", b.dir, b.bin)
+	path := filepath.Join(b.dir, "gatehouse.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	var err error
+	args := []string{"-c", path}
+	if b.profile != "" {
+		args = append(args, "--cpuprofile", b.profile)
+	}
+	if b.server, err = b.srv.Start(filepath.Join(b.bin, "gatehoused"), args...); err != nil {
+		return err
+	}
+	for i := 0; i < 100; i++ {
+		if _, err = b.pluginPID(); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the server did not come up: %v\n%s", err, netns.Tail(b.server.Output(), 4000))
+}
+
+var callsLine = regexp.MustCompile(`calls: (\d+) up over (\d+) tunnels in (\S+) after the IPsec SA \((\d+) calls/s\); (\S+) in all`)
+
+func (b *bench) run() error {
+	if err := b.start(); err != nil {
+		return err
+	}
+	time.Sleep(time.Second) // the plugins settle
+	before, err := b.sample(nil)
+	if err != nil {
+		return err
+	}
+	client, err := b.cli.Start(filepath.Join(b.bin, "gatehouse"), "connect", "l2tp", "--server", "192.0.2.1",
+		"--psk-file", filepath.Join(b.dir, "l2tp.psk"), "--user", "bench", "--password-file", filepath.Join(b.dir, "password"),
+		"--calls", strconv.Itoa(b.calls), "--tunnels", strconv.Itoa(b.tunnels), "--setup-timeout", b.timeout.String())
+	if err != nil {
+		return err
+	}
+	defer client.Stop(10 * time.Second)
+	var m []string
+	for end := time.Now().Add(b.timeout + 10*time.Second); m == nil && time.Now().Before(end); {
+		select {
+		case <-client.Done():
+			return fmt.Errorf("the client exited: %v\n%s\nserver:\n%s", client.Err(), netns.Tail(client.Output(), 4000), netns.Tail(b.server.Output(), 4000))
+		case <-time.After(200 * time.Millisecond):
+		}
+		m = callsLine.FindStringSubmatch(client.Output())
+	}
+	if m == nil {
+		return fmt.Errorf("the calls did not come up:\n%s", netns.Tail(client.Output(), 4000))
+	}
+	var list sessionList
+	if err := b.admin(&list, "sessions"); err != nil {
+		return err
+	}
+	distinct := map[string]bool{}
+	for _, s := range list.Sessions {
+		distinct[s.Address] = true
+	}
+	if len(list.Sessions) != b.calls || len(distinct) != b.calls {
+		return fmt.Errorf("the server lists %d sessions with %d distinct addresses, want %d", len(list.Sessions), len(distinct), b.calls)
+	}
+	up, err := b.sample(client)
+	if err != nil {
+		return err
+	}
+	// The live heap is as of the last collection: wait for one to end
+	// with every session up (the runtime forces one every two minutes at
+	// the latest).
+	after := up
+	fmt.Println("waiting for the server's next garbage collection (up to two minutes)...")
+	for end := time.Now().Add(130 * time.Second); after.gcCycles <= up.gcCycles && time.Now().Before(end); {
+		time.Sleep(time.Second)
+		if after, err = b.sample(client); err != nil {
+			return err
+		}
+	}
+	if after.gcCycles <= up.gcCycles {
+		return errors.New("no garbage collection in 130 s: the live heap would be stale")
+	}
+	fmt.Printf("%d PPP sessions (MS-CHAPv2) over %s L2TP tunnels in one IPsec SA, from one client host\n", b.calls, m[2])
+	fmt.Printf("setup: all up %s after the IPsec SA: %s sessions/s (%s from the first IKE packet)\n\n", m[3], m[4], m[5])
+	per := func(a, z uint64) string {
+		if z < a {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f KiB", float64(z-a)/float64(b.calls)/1024)
+	}
+	mib := func(v uint64) string { return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20)) }
+	fmt.Printf("%-22s %12s %12s %14s\n", "memory", "idle", "loaded", "per session")
+	fmt.Printf("%-22s %12s %12s %14s\n", "core live heap", mib(before.coreHeap), mib(after.coreHeap), per(before.coreHeap, after.coreHeap))
+	fmt.Printf("%-22s %12s %12s %14s\n", "core resident", mib(before.coreRSS), mib(after.coreRSS), per(before.coreRSS, after.coreRSS))
+	fmt.Printf("%-22s %12s %12s %14s\n", "l2tp plugin resident", mib(before.pluginRSS), mib(after.pluginRSS), per(before.pluginRSS, after.pluginRSS))
+	fmt.Printf("%-22s %12s %12s %14s\n", "client resident", "", mib(after.clientRSS), per(0, after.clientRSS))
+	fmt.Printf("core goroutines: %d idle, %d loaded\n", before.goroutines, after.goroutines)
+	perCall := func(d time.Duration) string {
+		return fmt.Sprintf("%v (%v per session)", d.Round(10*time.Millisecond), (d / time.Duration(b.calls)).Round(time.Microsecond))
+	}
+	sr, su := socketDrops(b.srv)
+	cr, cu := socketDrops(b.cli)
+	fmt.Printf("drops: receive buffers: server %d ESP, %d UDP; client %d ESP, %d UDP; relay to the l2tp plugin: %s\n",
+		sr, su, cr, cu, cmp.Or(list.ControlDropped, "0"))
+	fmt.Printf("CPU for the setup: core %s, l2tp plugin %s, client %s\n", perCall(up.coreCPU-before.coreCPU),
+		perCall(up.pluginCPU-before.pluginCPU), perCall(up.clientCPU))
+
+	start := time.Now()
+	client.Signal(2)
+	select {
+	case <-client.Done():
+	case <-time.After(20 * time.Second):
+		return errors.New("the client did not hang up in 20 s")
+	}
+	for end := start.Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if err := b.admin(&list, "sessions"); err != nil {
+			return err
+		}
+		if len(list.Sessions) == 0 && list.PoolUsed == 0 {
+			fmt.Printf("hang-up: every session ended and every address back in the pool after %v\n", time.Since(start).Round(100*time.Millisecond))
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("60 s after the hang-up, %d sessions remain and %d addresses are in use", len(list.Sessions), list.PoolUsed)
+		}
+	}
+}
+
+func main() {
+	self, _ := os.Executable()
+	b := &bench{}
+	flag.StringVar(&b.bin, "bin", filepath.Dir(self), "folder with gatehoused, gatehouse and plugins/")
+	flag.IntVar(&b.calls, "calls", 1000, "PPP sessions to open")
+	flag.IntVar(&b.tunnels, "tunnels", 50, "L2TP tunnels to spread them over")
+	flag.DurationVar(&b.timeout, "timeout", 2*time.Minute, "give up if the sessions are not all up by then")
+	flag.StringVar(&b.profile, "profile", "", "write gatehoused's CPU profile to this file")
+	flag.Parse()
+	b.bin, _ = filepath.Abs(b.bin)
+	if b.profile != "" {
+		b.profile, _ = filepath.Abs(b.profile)
+	}
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "bench/sessions:", err)
+		os.Exit(1)
+	}
+	l, err := netns.New(nil)
+	if err != nil {
+		if errors.Is(err, netns.ErrNotRoot) {
+			err = errors.New("needs root (network namespaces)")
+		}
+		fail(err)
+	}
+	defer l.Close()
+	if b.dir, err = os.MkdirTemp("", "gatehouse-sessions"); err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(b.dir)
+	if b.srv, err = l.NS("srv"); err == nil {
+		if b.cli, err = l.NS("cli"); err == nil {
+			_, _, err = l.Link(b.cli, "192.0.2.10/24", b.srv, "192.0.2.1/24")
+		}
+	}
+	if err == nil {
+		err = b.run()
+	}
+	if err != nil {
+		l.Close()
+		os.RemoveAll(b.dir)
+		fail(err)
+	}
+}
