@@ -188,8 +188,8 @@ func (f *connectFlags) config() (raclient.Config, error) {
 	if f.calls < 1 || f.calls > raclient.MaxCalls {
 		return c, usage("--calls %d: allowed 1 to %d", f.calls, raclient.MaxCalls)
 	}
-	if f.tunnels < 1 || f.tunnels > f.calls {
-		return c, usage("--tunnels %d: allowed 1 to --calls (%d)", f.tunnels, f.calls)
+	if f.tunnels < 1 || f.tunnels > min(f.calls, raclient.MaxTunnels) {
+		return c, usage("--tunnels %d: allowed 1 to --calls (%d), at most %d", f.tunnels, f.calls, raclient.MaxTunnels)
 	}
 	c.TUN, c.MTU, c.Table, c.Mark, c.Timeout = f.tun, f.mtu, f.table, int(f.mark), f.setupTimeout
 	c.Calls, c.Tunnels = f.calls, f.tunnels

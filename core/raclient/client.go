@@ -92,9 +92,12 @@ var (
 	ErrTimeout = errors.New("no connection in time")
 )
 
-// MaxCalls bounds Config.Calls: far more than a server's pool, below the
-// 16-bit id spaces.
-const MaxCalls = 60000
+// MaxCalls and MaxTunnels bound Config: far more than a server's pool,
+// well inside the 16-bit id spaces (so picking free ids stays quick).
+const (
+	MaxCalls   = 60000
+	MaxTunnels = 4096
+)
 
 const (
 	peerName = "server"
@@ -170,8 +173,8 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	cfg.Calls = max(cfg.Calls, 1)
 	cfg.Tunnels = min(max(cfg.Tunnels, 1), cfg.Calls)
-	if cfg.Calls > MaxCalls {
-		return nil, fmt.Errorf("%d calls: at most %d", cfg.Calls, MaxCalls)
+	if cfg.Calls > MaxCalls || cfg.Tunnels > MaxTunnels {
+		return nil, fmt.Errorf("%d calls in %d tunnels: at most %d calls and %d tunnels", cfg.Calls, cfg.Tunnels, MaxCalls, MaxTunnels)
 	}
 	c := &Conn{cfg: cfg, log: cfg.Log, db: sad.New(), table: dataplane.NewL2TPTable(), in: make(chan datagram, 64),
 		ctl: make(chan dataplane.L2TPControl, max(256, 4*cfg.Calls)), began: time.Now(), events: make(chan ike.Event, 64), runq: make(chan func()), stop: make(chan struct{}),
