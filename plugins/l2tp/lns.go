@@ -74,10 +74,25 @@ type lns struct {
 	calls  map[callKey]*call
 	said   map[peerKey]uint64 // the latest SA each peer spoke on
 	drops  map[string]uint64
+	early  map[callKey]*earlyFrames
 }
 
+// earlyFrames are PPP frames that came for a call before its ICCN (holdEarly).
+type earlyFrames struct {
+	since  time.Time
+	frames [][]byte
+}
+
+// Bounds of holdEarly: frames per call, calls, and how long they wait.
+const (
+	earlyPerCall = 2
+	earlyCalls   = 1024
+	earlyKeep    = 10 * time.Second
+)
+
 func newLNS(log hclog.Logger) *lns {
-	l := &lns{log: log, now: time.Now, calls: map[callKey]*call{}, said: map[peerKey]uint64{}, drops: map[string]uint64{}}
+	l := &lns{log: log, now: time.Now, calls: map[callKey]*call{}, said: map[peerKey]uint64{}, drops: map[string]uint64{},
+		early: map[callKey]*earlyFrames{}}
 	l.srv = &l2tp.Server[peerKey]{NewConfig: l.tunnelConfig}
 	return l
 }
@@ -179,6 +194,11 @@ func (l *lns) tick() {
 	for _, c := range l.calls {
 		c.link.Tick(now)
 	}
+	for ck, e := range l.early {
+		if now.Sub(e.since) > earlyKeep {
+			delete(l.early, ck) // the call never connected
+		}
+	}
 }
 
 func (l *lns) drop(reason string, err error) {
@@ -200,9 +220,12 @@ func (l *lns) input(pkt sdk.ControlPacket) {
 			l.drop("l2tp", err)
 		}
 	case sdk.ControlPPP:
-		c := l.calls[callKey{key, pkt.TunnelID, pkt.SessionID}]
+		ck := callKey{key, pkt.TunnelID, pkt.SessionID}
+		c := l.calls[ck]
 		if c == nil {
-			l.drop("ppp-no-session", fmt.Errorf("tunnel %d session %d from %v", pkt.TunnelID, pkt.SessionID, pkt.Peer))
+			if !l.holdEarly(ck, pkt.Payload, now) {
+				l.drop("ppp-no-session", fmt.Errorf("tunnel %d session %d from %v", pkt.TunnelID, pkt.SessionID, pkt.Peer))
+			}
 			return
 		}
 		if err := c.link.Input(pkt.Payload, now); err != nil && !errors.Is(err, ppp.ErrDataFrame) {
@@ -259,6 +282,34 @@ func (l *lns) tunnelConfig(key peerKey) l2tp.Config {
 	}
 }
 
+// holdEarly keeps a PPP frame that came for a call still waiting for its
+// ICCN. Data messages travel outside the control window (RFC 2661 section
+// 5.8), so an LAC that starts PPP as it queues the ICCN can have its first
+// Configure-Request overtake it; dropped, it would cost the call a 3 s
+// restart timer. Held frames are bounded and replayed once the call is up.
+func (l *lns) holdEarly(ck callKey, frame []byte, now time.Time) bool {
+	t := l.srv.Tunnel(ck.tunnel)
+	if t == nil {
+		return false
+	}
+	if s := t.Session(ck.session); s == nil || s.Established() {
+		return false
+	}
+	e := l.early[ck]
+	if e == nil {
+		if len(l.early) >= earlyCalls {
+			return false
+		}
+		e = &earlyFrames{since: now}
+		l.early[ck] = e
+	}
+	if len(e.frames) >= earlyPerCall {
+		return false
+	}
+	e.frames = append(e.frames, frame) // the payload is ours (a copy from the stream)
+	return true
+}
+
 // sessionUp starts PPP on a new call.
 func (l *lns) sessionUp(key peerKey, s *l2tp.Session) {
 	c := &call{key: key, said: l.said[key], sess: s, started: l.now()}
@@ -279,10 +330,20 @@ func (l *lns) sessionUp(key peerKey, s *l2tp.Session) {
 		OnUp:   func(u ppp.LinkUp) { l.linkUp(c, u) },
 		OnDown: func(d ppp.Disconnect) { l.linkDown(ck, c, d) },
 	})
-	c.link.Open(l.now())
+	now := l.now()
+	c.link.Open(now)
+	if e := l.early[ck]; e != nil {
+		delete(l.early, ck)
+		for _, f := range e.frames {
+			if err := c.link.Input(f, now); err != nil && !errors.Is(err, ppp.ErrDataFrame) {
+				l.drop("ppp", err)
+			}
+		}
+	}
 }
 
 func (l *lns) sessionDown(key peerKey, s *l2tp.Session, why string) {
+	delete(l.early, callKey{key, s.Tunnel.LocalID, s.LocalID})
 	if c := l.calls[callKey{key, s.Tunnel.LocalID, s.LocalID}]; c != nil {
 		c.link.Down(why) // calls linkDown
 	}

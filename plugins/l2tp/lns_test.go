@@ -105,6 +105,7 @@ type client struct {
 	down   string
 	inbox  chan sdk.ControlPacket
 	server netip.AddrPort
+	send   func(kind sdk.ControlKind, tun, sess uint16, b []byte)
 }
 
 type rig struct {
@@ -114,6 +115,9 @@ type rig struct {
 	mu      sync.Mutex
 	clients map[netip.AddrPort]*client
 	now     time.Time
+	// hold, when set, sees each L2TP message a client sends and keeps
+	// those it returns true for from the server.
+	hold func(b []byte) bool
 }
 
 func newRig(t *testing.T, auth []string, usersYAML string) *rig {
@@ -176,7 +180,11 @@ func (r *rig) dial(peer string, user, password string, auth []ppp.AuthProto) *cl
 		}
 	}
 	c.lac = l2tp.NewTunnel(l2tp.Config{Role: l2tp.LAC, HostName: "laptop",
-		Send: func(b []byte) { send(sdk.ControlL2TP, 0, 0, b) },
+		Send: func(b []byte) {
+			if r.hold == nil || !r.hold(b) {
+				send(sdk.ControlL2TP, 0, 0, b)
+			}
+		},
 		OnUp: func(t *l2tp.Tunnel) {
 			c.sess, _ = t.OpenSession(r.now)
 		},
@@ -194,6 +202,7 @@ func (r *rig) dial(peer string, user, password string, auth []ppp.AuthProto) *cl
 		},
 	}, 0x1234) // every client uses the same LAC tunnel id, as Windows clients may
 	c.lac.Start(r.now)
+	c.send = send
 	return c
 }
 
@@ -331,6 +340,37 @@ func TestLNSSessionsBehindOneNAT(t *testing.T) {
 	}
 	if used, _ := r.host.pool.Usage(); used != 3 {
 		t.Errorf("pool usage %d after dave came back, want 3", used)
+	}
+}
+
+// TestLNSHoldsPPPBeforeICCN: a LAC that starts PPP as it sends the ICCN
+// can have its first Configure-Request arrive first (data messages are
+// outside the control window). The LNS holds it and answers once the call
+// connects; the client never needs its restart timer (which this rig
+// never runs).
+func TestLNSHoldsPPPBeforeICCN(t *testing.T) {
+	r := newRig(t, []string{"mschapv2"}, usersYAML)
+	var held [][]byte
+	r.hold = func(b []byte) bool {
+		_, payload, err := l2tp.ParseHeader(b)
+		if err != nil || len(payload) == 0 {
+			return false
+		}
+		if m, err := l2tp.ParseMessage(payload, nil); err == nil && m.Type == l2tp.MsgICCN {
+			held = append(held, append([]byte(nil), b...))
+			return true
+		}
+		return false
+	}
+	c := r.dial("198.51.100.7:4500", "alice", "correct horse", []ppp.AuthProto{ppp.AuthMSCHAPv2})
+	if !r.pump(func() bool { return c.link != nil && len(held) == 1 }) {
+		t.Fatalf("PPP not started (held %d ICCNs)", len(held))
+	}
+	time.Sleep(50 * time.Millisecond) // the Configure-Request reaches the plugin first
+	r.hold = nil
+	c.send(sdk.ControlL2TP, 0, 0, held[0])
+	if !r.pump(func() bool { return c.up != nil }) {
+		t.Fatalf("PPP did not come up without a retransmission: %q", c.down)
 	}
 }
 
