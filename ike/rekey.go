@@ -77,7 +77,11 @@ func (m *Manager) rekeyTick(sa *IKESA, now time.Time) {
 	}
 	sa.children = kept
 	if sa.retireAt.IsZero() || now.Before(sa.retireAt) {
-		m.reauthTick(sa, now)
+		if sa.Peer.Wildcard() {
+			m.expireTick(sa, now) // a road warrior renews its own SA
+		} else {
+			m.reauthTick(sa, now)
+		}
 		return
 	}
 	// This SA was replaced: delete it and its children.
@@ -100,10 +104,6 @@ func (m *Manager) deleteChild(sa *IKESA, c *ChildSA, why string) {
 // reauthTick starts the replacement of an IKE SA near its lifetime's end.
 func (m *Manager) reauthTick(sa *IKESA, now time.Time) {
 	life := sa.phase1.Lifetime
-	if sa.Peer.Wildcard() {
-		m.expireTick(sa, now)
-		return
-	}
 	if life <= 0 || sa.reauthStarted || sa.state != stateEstablished {
 		return
 	}

@@ -240,9 +240,9 @@ func runConnect(cmd *cobra.Command, f *connectFlags) error {
 	if len(info.DNS) > 0 {
 		fmt.Fprintf(out, "DNS servers offered: %v (not installed)\n", info.DNS)
 	}
-	if info.Calls > 1 {
+	if n := len(info.Addresses); n > 1 {
 		fmt.Fprintf(out, "calls: %d up over %d tunnels in %v after the IPsec SA (%.0f calls/s); %v in all\n",
-			info.Calls, cfg.Tunnels, info.CallSetup.Round(time.Millisecond), float64(info.Calls)/info.CallSetup.Seconds(), info.Setup.Round(time.Millisecond))
+			n, cfg.Tunnels, info.CallSetup.Round(time.Millisecond), float64(n)/info.CallSetup.Seconds(), info.Setup.Round(time.Millisecond))
 		log.Debug("call addresses", zap.Stringers("addresses", info.Addresses))
 	}
 	var timeout <-chan time.Time

@@ -72,9 +72,8 @@ type Info struct {
 	NAT              bool
 	Auth             ppp.AuthProto
 	ESP              string
-	// Calls is how many PPP sessions are up (Config.Calls), Addresses
-	// theirs in the order they came up (the first call's first).
-	Calls     int
+	// Addresses are every call's, in the order they came up (the first
+	// call's first): one per Config.Calls.
 	Addresses []netip.Addr
 	// Setup is how long Dial took; CallSetup the part after the IPsec SA
 	// was up (L2TP tunnels, calls and PPP for every call).
@@ -129,6 +128,7 @@ type Conn struct {
 	key       sad.OutKey
 	tunnels   map[uint16]*l2tp.Tunnel // by our tunnel id
 	calls     []*call                 // calls[0] carries traffic
+	byTunnel  map[*l2tp.Tunnel][]*call
 	bySession map[*l2tp.Session]*call
 	upCalls   []netip.Addr
 	began     time.Time // Dial
@@ -385,8 +385,11 @@ func (c *Conn) startL2TP() {
 		c.tunnels[local] = t
 		order = append(order, t)
 	}
+	c.byTunnel = make(map[*l2tp.Tunnel][]*call, len(order))
 	for i := range c.calls {
-		c.calls[i] = &call{n: i, tunnel: order[i%len(order)]}
+		t := order[i%len(order)]
+		c.calls[i] = &call{n: i, tunnel: t}
+		c.byTunnel[t] = append(c.byTunnel[t], c.calls[i])
 	}
 	for _, t := range order {
 		t.Start(now)
@@ -395,10 +398,7 @@ func (c *Conn) startL2TP() {
 
 func (c *Conn) tunnelUp(t *l2tp.Tunnel) {
 	now := time.Now()
-	for _, k := range c.calls {
-		if k.tunnel != t {
-			continue
-		}
+	for _, k := range c.byTunnel[t] {
 		s, err := t.OpenSession(now)
 		if err != nil {
 			c.callFailed(k, fmt.Errorf("%w: %v", ErrL2TP, err))
@@ -412,8 +412,8 @@ func (c *Conn) tunnelUp(t *l2tp.Tunnel) {
 func (c *Conn) tunnelDown(t *l2tp.Tunnel, _ l2tp.Result, why string) {
 	// Its sessions were reported down first; a tunnel that never came up
 	// had none.
-	for _, k := range c.calls {
-		if k.tunnel == t && k.sess == nil {
+	for _, k := range c.byTunnel[t] {
+		if k.sess == nil {
 			c.callFailed(k, fmt.Errorf("%w: tunnel closed: %s", ErrL2TP, why))
 		}
 	}
@@ -490,7 +490,7 @@ func (c *Conn) pppUp(k *call, u ppp.LinkUp) {
 	now := time.Now()
 	first := c.calls[0].ppp
 	info := Info{Address: first.Local, Gateway: first.Peer, DNS: first.DNS, NBNS: first.NBNS, Local: c.child.Local, Server: c.child.Remote,
-		NAT: c.child.UDP, Auth: first.Auth, ESP: c.child.Suite.String(), Calls: len(c.upCalls), Addresses: c.upCalls,
+		NAT: c.child.UDP, Auth: first.Auth, ESP: c.child.Suite.String(), Addresses: c.upCalls,
 		Setup: now.Sub(c.began), CallSetup: now.Sub(c.childUp)}
 	c.mu.Lock()
 	c.info = info
