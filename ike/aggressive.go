@@ -64,7 +64,7 @@ func (t *aggressiveMode) localID(sa *IKESA) *ID {
 	if sa.Peer.LocalID != nil {
 		return sa.Peer.LocalID
 	}
-	return &ID{IDType: IDIPv4Addr, Data: sa.Local.Addr().Unmap().AsSlice()}
+	return addressID(sa.Local.Addr())
 }
 
 func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
@@ -83,6 +83,7 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		if got := FormatID(id.IDType, id.Data); got != p.RemoteID {
 			return false, fail("authentication-failed", NotifyInvalidIDInformation, "aggressive mode: the peer calls itself %s, the tunnel expects %s", got, p.RemoteID)
 		}
+		sa.peerID = p.RemoteID
 		p1, reply, err := SelectPhase1(offered, p.Proposals, p.Auth)
 		if err != nil {
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("aggressive mode: %w", err)}
@@ -114,9 +115,11 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		if err != nil {
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("aggressive mode: %w", err)}
 		}
-		if got := FormatID(id.IDType, id.Data); p.RemoteID != "" && got != p.RemoteID {
+		got := FormatID(id.IDType, id.Data)
+		if p.RemoteID != "" && got != p.RemoteID {
 			return false, fail("authentication-failed", NotifyInvalidIDInformation, "aggressive mode: the peer calls itself %s, the tunnel expects %s", got, p.RemoteID)
 		}
+		sa.peerID = got
 		sa.phase1 = p1
 		sa.phase1.Lifetime = shorter(p1.Lifetime, p.Lifetime)
 		t.mm.gxr, t.mm.nr = ke.Data, nonce.Data

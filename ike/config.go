@@ -43,13 +43,16 @@ type PeerConfig struct {
 	// client gets IKE SAs of its own.
 	Local, Remote netip.Addr
 	Proposals     []Proposal // phase 1 offers, in order of preference
-	Auth          uint16     // AuthPSK for now
-	Lifetime      time.Duration
-	ESP           []esp.Suite // phase 2 offers, in order of preference
-	PFS           uint16      // DH group for quick mode, 0: none
-	ESPLifetime   time.Duration
-	ESPLifeKB     uint64
-	Transport     bool
+	// Auth lists the auth methods in the rule's order (AuthPSK,
+	// AuthRSASig, AuthECDSA256...): the initiator offers them in this
+	// order, the responder takes the first the peer offered.
+	Auth        []uint16
+	Lifetime    time.Duration
+	ESP         []esp.Suite // phase 2 offers, in order of preference
+	PFS         uint16      // DH group for quick mode, 0: none
+	ESPLifetime time.Duration
+	ESPLifeKB   uint64
+	Transport   bool
 	// DPDInterval is how long the peer may be silent before we probe it;
 	// after DPDTimeout of silence it is dead (RFC 3706). 0: no DPD.
 	DPDInterval, DPDTimeout time.Duration
@@ -126,6 +129,13 @@ type Host interface {
 	// plugins; id is the peer's identity when it is known in time
 	// (aggressive mode), else nil.
 	PSK(peer *PeerConfig, remote netip.Addr, id *ID) ([]byte, error)
+	// Signature methods (RFC 2409 section 5.1): our certificate chain,
+	// identity and CAs for this peer; a signature over HASH_I or HASH_R
+	// (SignHash's format) with our key; the peer's chain checked against
+	// the CAs, with its ID payload, giving the key to verify it with.
+	LocalCredentials(peer *PeerConfig, method uint16, peerCAs [][]byte) (*LocalCredentials, error)
+	Sign(peer *PeerConfig, method uint16, hash []byte) ([]byte, error)
+	VerifyPeer(peer *PeerConfig, method uint16, chain [][]byte, id *ID) (*PeerCredentials, error)
 	// AllocSPI returns an unused inbound SPI (256 or more).
 	AllocSPI() (uint32, error)
 	// InstallInbound adds the child's inbound SA; InstallOutbound makes

@@ -2,7 +2,9 @@ package ike
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -34,6 +36,11 @@ type testHost struct {
 	peer     *testHost
 	// violations: sending before the peer could receive.
 	violations []string
+	// Signatures (sigauth_test.go): our credentials and key, the CA we
+	// trust.
+	cred *LocalCredentials
+	key  crypto.Signer
+	ca   *x509.Certificate
 }
 
 func (h *testHost) Send(b []byte, local, remote netip.AddrPort) error {
@@ -50,6 +57,32 @@ func (h *testHost) PSK(*PeerConfig, netip.Addr, *ID) ([]byte, error) {
 		return nil, errors.New("no key")
 	}
 	return []byte(h.psk), nil
+}
+
+func (h *testHost) LocalCredentials(*PeerConfig, uint16, [][]byte) (*LocalCredentials, error) {
+	if h.cred == nil {
+		return nil, errors.New("no certificate")
+	}
+	return h.cred, nil
+}
+
+func (h *testHost) Sign(_ *PeerConfig, method uint16, hash []byte) ([]byte, error) {
+	return SignHash(h.key, method, hash)
+}
+
+// VerifyPeer accepts a leaf signed by our CA whose subject is the ID.
+func (h *testHost) VerifyPeer(_ *PeerConfig, _ uint16, chain [][]byte, id *ID) (*PeerCredentials, error) {
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return nil, err
+	}
+	if h.ca == nil || leaf.CheckSignatureFrom(h.ca) != nil {
+		return nil, fmt.Errorf("%q is not issued by a configured CA", leaf.Subject)
+	}
+	if id.IDType != IDDERASN1DN || !bytes.Equal(id.Data, leaf.RawSubject) {
+		return nil, fmt.Errorf("ID %s does not name %q", FormatID(id.IDType, id.Data), leaf.Subject)
+	}
+	return &PeerCredentials{PublicKey: leaf.PublicKey, Subject: leaf.Subject.String()}, nil
 }
 
 func (h *testHost) AllocSPI() (uint32, error) { h.nextSPI++; return h.nextSPI, nil }
@@ -121,7 +154,7 @@ func newPair(t *testing.T, tunnel bool) *pair {
 	p := &pair{t: t, now: time.Unix(1_800_000_000, 0)}
 	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	mk := func(name string, local, remote netip.Addr, lnet, rnet string) *PeerConfig {
-		c := &PeerConfig{Name: name, Local: local, Remote: remote, Auth: AuthPSK, Lifetime: 8 * time.Hour,
+		c := &PeerConfig{Name: name, Local: local, Remote: remote, Auth: []uint16{AuthPSK}, Lifetime: 8 * time.Hour,
 			Proposals: mustProposals(t, "aes256-sha256-modp2048", "aes128-sha1-ecp256"),
 			ESP:       mustSuites(t, "aes128gcm16", "aes128-sha1"), ESPLifetime: time.Hour}
 		if tunnel {
@@ -592,7 +625,7 @@ func TestNATTVendorIDs(t *testing.T) {
 func TestAggressiveModeRefused(t *testing.T) {
 	p := newPair(t, true)
 	h := Header{ICookie: Cookie{9}, Version: Version, Exchange: ExchangeAggressive}
-	m := &Message{Header: h, Payloads: []Payload{Phase1Offer(p.pa.Proposals, AuthPSK, time.Hour), &Data{T: PayloadKE, Data: make([]byte, 256)},
+	m := &Message{Header: h, Payloads: []Payload{Phase1Offer(p.pa.Proposals, []uint16{AuthPSK}, time.Hour), &Data{T: PayloadKE, Data: make([]byte, 256)},
 		&Data{T: PayloadNonce, Data: make([]byte, 16)}, &ID{IDType: IDIPv4Addr, Data: []byte{192, 0, 2, 1}}}}
 	b, _ := m.Encode()
 	from, to := netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("192.0.2.2:500")

@@ -1,6 +1,8 @@
 package ike
 
 import (
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -9,7 +11,8 @@ import (
 
 // FormatID renders an identification payload body in the text form used by
 // configuration: "ipv4:198.51.100.2", "fqdn:gw.example.net",
-// "user:ops@example.net", "keyid:6b6579" (hex); other types as "type:N:hex".
+// "user:ops@example.net", "keyid:6b6579" (hex), "dn:CN=gw,O=Example" (a
+// DER DN, shown only: not a configurable form); other types as "type:N:hex".
 func FormatID(idType uint8, data []byte) string {
 	switch idType {
 	case IDIPv4Addr:
@@ -26,6 +29,13 @@ func FormatID(idType uint8, data []byte) string {
 		return "user:" + strings.ToLower(string(data))
 	case IDKeyID:
 		return "keyid:" + hex.EncodeToString(data)
+	case IDDERASN1DN:
+		var rdn pkix.RDNSequence
+		if rest, err := asn1.Unmarshal(data, &rdn); err == nil && len(rest) == 0 {
+			var n pkix.Name
+			n.FillFromRDNSequence(&rdn)
+			return "dn:" + n.String()
+		}
 	}
 	return fmt.Sprintf("type:%d:%s", idType, hex.EncodeToString(data))
 }

@@ -64,6 +64,12 @@ func (m *Manager) informational(sa *IKESA, h Header, b []byte) {
 func (m *Manager) notified(sa *IKESA, n *Notify) {
 	if n.Kind.IsError() {
 		m.log.Warn("peer reported an error", zap.String("peer", sa.Peer.Name), zap.Stringer("notify", n.Kind))
+		// Main mode refused after the keys (a certificate or signature
+		// the peer did not accept): it ends now, with the peer's reason.
+		if x := sa.xs[0]; x != nil && sa.state == stateMainMode && x.finished.IsZero() {
+			m.failed(x, fail("peer-error", 0, "main mode: the peer answered %v", n.Kind))
+			return
+		}
 		// A quick mode the peer refused fails now, not after retransmits.
 		for _, x := range sa.xs {
 			if x.typ == ExchangeQuick && x.initiator && x.finished.IsZero() {

@@ -5,15 +5,16 @@ import (
 	"fmt"
 )
 
-// mainMode is the main mode task with preshared keys (RFC 2409 section 5):
+// mainMode is the main mode task (RFC 2409 section 5), with preshared
+// keys (5.4) or signatures (5.1):
 //
 //	Initiator                          Responder
 //	HDR, SA                     -->
 //	                            <--    HDR, SA
-//	HDR, KE, Ni                 -->
-//	                            <--    HDR, KE, Nr
-//	HDR*, IDii, HASH_I          -->
-//	                            <--    HDR*, IDir, HASH_R
+//	HDR, KE, Ni [, CR]          -->
+//	                            <--    HDR, KE, Nr [, CR]
+//	HDR*, IDii, HASH_I          -->    (signatures: IDii, CERT, SIG_I)
+//	                            <--    HDR*, IDir, HASH_R (IDir, CERT, SIG_R)
 //
 // step is the number of the next message this side builds or reads.
 type mainMode struct {
@@ -23,6 +24,10 @@ type mainMode struct {
 	ni, nr   []byte
 	saiB     []byte // the initiator's SA payload body as sent
 	offered  *SA
+	// Signatures: our credentials (fetched once) and the CA names the
+	// peer's CERTREQs asked for.
+	cred    *LocalCredentials
+	peerCAs [][]byte
 }
 
 const nonceLen = 32
@@ -50,15 +55,23 @@ func (t *mainMode) build(x *exchange, out *msg) (bool, error) {
 			nonce = t.nr
 		}
 		out.add(&Data{T: PayloadKE, Data: pub}, &Data{T: PayloadNonce, Data: nonce})
+		if IsSignature(sa.phase1.Auth) {
+			if err := t.addCertReqs(sa, out); err != nil {
+				return false, err
+			}
+		}
 		if !sa.Initiator {
 			sa.p1encrypt = true // message 5 on is encrypted
 		}
 	case sa.Initiator && t.step == 5, !sa.Initiator && t.step == 6:
-		id := &ID{IDType: IDIPv4Addr, Data: sa.Local.Addr().Unmap().AsSlice()}
-		if sa.Local.Addr().Is6() && !sa.Local.Addr().Is4In6() {
-			id.IDType = IDIPv6Addr
+		if IsSignature(sa.phase1.Auth) {
+			if err := t.addSignature(sa, out); err != nil {
+				return false, err
+			}
+		} else {
+			id := addressID(sa.Local.Addr())
+			out.add(id, &Data{T: PayloadHash, Data: t.hash(sa, sa.Initiator, id.appendBody(nil))})
 		}
-		out.add(id, &Data{T: PayloadHash, Data: t.hash(sa, sa.Initiator, id.appendBody(nil))})
 		if sa.Initiator && !sa.m.peerEstablished(sa.Peer) {
 			// RFC 2407 section 4.6.3.3: we hold nothing with this peer, so
 			// whatever it holds with us is stale (we restarted).
@@ -122,6 +135,11 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 		} else {
 			t.gxr, t.nr = ke.Data, nonce.Data
 		}
+		for _, p := range in.all(PayloadCertReq) {
+			if cr := p.(*CertReq); cr.CertType == CertX509Sig && len(cr.Authority) > 0 {
+				t.peerCAs = append(t.peerCAs, cr.Authority)
+			}
+		}
 		peerPub := t.gxr
 		if !sa.Initiator {
 			peerPub = t.gxi
@@ -137,16 +155,26 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 			sa.p1encrypt = true
 		}
 	case !sa.Initiator && t.step == 5, sa.Initiator && t.step == 6:
-		id, ok1 := in.get(PayloadID).(*ID)
-		h, ok2 := in.get(PayloadHash).(*Data)
-		if !ok1 || !ok2 {
-			return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks ID or HASH", t.step)
+		id, ok := in.get(PayloadID).(*ID)
+		if !ok {
+			return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks an ID payload", t.step)
 		}
-		if !hmac.Equal(t.hash(sa, !sa.Initiator, in.body(PayloadID)), h.Data) {
-			return false, fail("authentication-failed", NotifyInvalidHashInformation,
-				"main mode: the peer's HASH does not verify (preshared keys differ)")
+		if IsSignature(sa.phase1.Auth) {
+			if err := t.checkSignature(sa, in, id); err != nil {
+				return false, err
+			}
+		} else {
+			h, ok := in.get(PayloadHash).(*Data)
+			if !ok {
+				return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks a HASH payload", t.step)
+			}
+			if !hmac.Equal(t.hash(sa, !sa.Initiator, in.body(PayloadID)), h.Data) {
+				return false, fail("authentication-failed", NotifyInvalidHashInformation,
+					"main mode: the peer's HASH does not verify (preshared keys differ)")
+			}
+			// The identity is not used for the PSK lookup (see PeerConfig).
+			sa.peerID = FormatID(id.IDType, id.Data)
 		}
-		_ = id // the identity is not used for the PSK lookup (see PeerConfig)
 		for _, n := range in.all(PayloadNotify) {
 			if n.(*Notify).Kind == NotifyInitialContact {
 				sa.initialContact = true
@@ -184,15 +212,21 @@ func (t *mainMode) deriveKeys(m *Manager, sa *IKESA, gxy []byte, peerID *ID) err
 	if err != nil {
 		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: %v", err)
 	}
-	psk, err := m.host.PSK(sa.Peer, sa.Remote.Addr(), peerID)
-	if err != nil {
-		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: no preshared key for %s: %v", sa.Remote.Addr(), err)
-	}
-	if len(psk) == 0 {
-		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: empty preshared key for %s", sa.Remote.Addr())
+	var skeyid []byte
+	if IsSignature(sa.phase1.Auth) {
+		skeyid = SkeyidSig(prf, t.ni, t.nr, gxy)
+	} else {
+		psk, err := m.host.PSK(sa.Peer, sa.Remote.Addr(), peerID)
+		if err != nil {
+			return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: no preshared key for %s: %v", sa.Remote.Addr(), err)
+		}
+		if len(psk) == 0 {
+			return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: empty preshared key for %s", sa.Remote.Addr())
+		}
+		skeyid = SkeyidPSK(prf, psk, t.ni, t.nr)
 	}
 	sa.prf = prf
-	sa.keys = DeriveKeys(prf, SkeyidPSK(prf, psk, t.ni, t.nr), gxy, sa.ICookie, sa.RCookie)
+	sa.keys = DeriveKeys(prf, skeyid, gxy, sa.ICookie, sa.RCookie)
 	c, err := newCrypter(sa.phase1, EncryptionKey(prf, sa.keys.E, sa.phase1.keyLen()))
 	if err != nil {
 		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: %v", err)

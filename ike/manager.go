@@ -59,6 +59,10 @@ type IKESA struct {
 	// only holds its IPsec SAs until they run out.
 	expired bool
 
+	// peerID is who the peer proved to be: its certificate's subject, or
+	// its ID payload with a preshared key.
+	peerID string
+
 	// initialContact: the peer said it holds no other SA with us.
 	initialContact bool
 	lastKeepalive  time.Time
@@ -547,9 +551,10 @@ func (m *Manager) completed(x *exchange) {
 		sa.state = stateEstablished
 		sa.lastHeard = m.now()
 		m.log.Info("IKE SA established", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote),
-			zap.Stringer("proposal", sa.phase1), zap.Bool("initiator", sa.Initiator))
+			zap.Stringer("proposal", sa.phase1), zap.String("auth", MethodName(sa.phase1.Auth)), zap.String("peer_id", sa.peerID),
+			zap.Bool("initiator", sa.Initiator))
 		m.host.Event(Event{ID: EventIKEUp, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(),
-			Message: fmt.Sprintf("IKE SA with %s (%s) established: %v", sa.Peer.Name, sa.Remote.Addr(), sa.phase1)})
+			Message: fmt.Sprintf("IKE SA with %s (%s, %s) established: %v, %s", sa.Peer.Name, sa.Remote.Addr(), sa.peerID, sa.phase1, MethodName(sa.phase1.Auth))})
 		if sa.initialContact {
 			for _, old := range m.sas {
 				if old != sa && samePeer(old, sa) {
@@ -711,6 +716,10 @@ type SAInfo struct {
 	// Expired: past its lifetime, kept only for its IPsec SAs (a road
 	// warrior that did not renew).
 	Expired bool
+	// Auth is the method it authenticated with; PeerID who the peer
+	// proved to be (certificate subject, or ID payload with a PSK).
+	Auth   string
+	PeerID string
 }
 
 func (m *Manager) SAs() []SAInfo {
@@ -720,7 +729,8 @@ func (m *Manager) SAs() []SAInfo {
 	for _, sa := range m.sas {
 		out = append(out, SAInfo{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, ICookie: sa.ICookie, RCookie: sa.RCookie,
 			Initiator: sa.Initiator, Established: sa.state == stateEstablished, Phase1: sa.phase1.String(),
-			Age: m.now().Sub(sa.created), Children: len(sa.children), NAT: sa.natDetected(), Expired: sa.expired})
+			Age: m.now().Sub(sa.created), Children: len(sa.children), NAT: sa.natDetected(), Expired: sa.expired,
+			Auth: MethodName(sa.phase1.Auth), PeerID: sa.peerID})
 	}
 	return out
 }

@@ -40,6 +40,7 @@ const (
 	AuthRSASig   = 3
 	AuthECDSA256 = 9 // RFC 4754
 	AuthECDSA384 = 10
+	AuthECDSA521 = 11
 	AuthGSS      = 65001
 )
 
@@ -96,11 +97,14 @@ func (p Phase1) transform(n uint8) Transform {
 }
 
 // Phase1Offer is the initiator's SA payload: one ISAKMP proposal with a
-// transform per configured proposal, in order (RFC 2409 section 5).
-func Phase1Offer(props []Proposal, auth uint16, life time.Duration) *SA {
+// transform per configured proposal and auth method (RFC 2409 section 5),
+// methods in the rule's order, each with every proposal in order.
+func Phase1Offer(props []Proposal, auths []uint16, life time.Duration) *SA {
 	p := SAProposal{Number: 1, Protocol: ProtoISAKMP}
-	for i, pr := range props {
-		p.Transforms = append(p.Transforms, phase1Of(pr, auth, life).transform(uint8(i+1)))
+	for _, auth := range auths {
+		for _, pr := range props {
+			p.Transforms = append(p.Transforms, phase1Of(pr, auth, life).transform(uint8(len(p.Transforms)+1)))
+		}
 	}
 	return &SA{DOI: DOIIPsec, Situation: SitIdentityOnly, Proposals: []SAProposal{p}}
 }
@@ -152,11 +156,11 @@ func (p Phase1) same(q Phase1) bool {
 	return p.Cipher == q.Cipher && p.KeyBits == q.KeyBits && p.Hash == q.Hash && p.Group == q.Group && p.Auth == q.Auth
 }
 
-// SelectPhase1 picks, in our configured order, the first of our proposals
-// that the initiator offered (the rule's order decides, not the
-// initiator's). It returns the transform and the SA payload to answer
+// SelectPhase1 picks, in our configured order, the first of our auth
+// methods and proposals that the initiator offered (the rule's order
+// decides, not the initiator's: the first method we can do wins). It returns the transform and the SA payload to answer
 // with: the initiator's transform, unchanged (RFC 2408 section 4.2).
-func SelectPhase1(offered *SA, ours []Proposal, auth uint16) (Phase1, *SA, error) {
+func SelectPhase1(offered *SA, ours []Proposal, auths []uint16) (Phase1, *SA, error) {
 	if len(offered.Proposals) != 1 || offered.Proposals[0].Protocol != ProtoISAKMP {
 		return Phase1{}, nil, fmt.Errorf("%w: phase 1 needs one ISAKMP proposal, got %d", ErrNoProposalChosen, len(offered.Proposals))
 	}
@@ -171,23 +175,29 @@ func SelectPhase1(offered *SA, ours []Proposal, auth uint16) (Phase1, *SA, error
 			continue
 		}
 		parsed[i], valid[i] = p, true
-		seen = append(seen, fmt.Sprintf("%v/auth%d", p, p.Auth))
+		seen = append(seen, fmt.Sprintf("%v/%s", p, MethodName(p.Auth)))
 	}
-	for _, o := range ours {
-		want := phase1Of(o, auth, 0)
-		for i := range parsed {
-			if valid[i] && parsed[i].same(want) {
-				reply := &SA{DOI: offered.DOI, Situation: offered.Situation, Proposals: []SAProposal{{Number: prop.Number,
-					Protocol: ProtoISAKMP, SPI: prop.SPI, Transforms: []Transform{prop.Transforms[i]}}}}
-				return parsed[i], reply, nil
+	for _, auth := range auths {
+		for _, o := range ours {
+			want := phase1Of(o, auth, 0)
+			for i := range parsed {
+				if valid[i] && parsed[i].same(want) {
+					reply := &SA{DOI: offered.DOI, Situation: offered.Situation, Proposals: []SAProposal{{Number: prop.Number,
+						Protocol: ProtoISAKMP, SPI: prop.SPI, Transforms: []Transform{prop.Transforms[i]}}}}
+					return parsed[i], reply, nil
+				}
 			}
 		}
 	}
-	return Phase1{}, nil, fmt.Errorf("%w: peer offered %s", ErrNoProposalChosen, strings.Join(seen, ", "))
+	var mine []string
+	for _, a := range auths {
+		mine = append(mine, MethodName(a))
+	}
+	return Phase1{}, nil, fmt.Errorf("%w: peer offered %s; we accept %s", ErrNoProposalChosen, strings.Join(seen, ", "), strings.Join(mine, ", "))
 }
 
 // AcceptPhase1Reply checks the responder's choice against what we offered.
-func AcceptPhase1Reply(reply *SA, offered []Proposal, auth uint16) (Phase1, error) {
+func AcceptPhase1Reply(reply *SA, offered []Proposal, auths []uint16) (Phase1, error) {
 	if len(reply.Proposals) != 1 || len(reply.Proposals[0].Transforms) != 1 {
 		return Phase1{}, fmt.Errorf("%w: the responder must choose one transform", ErrNoProposalChosen)
 	}
@@ -195,12 +205,14 @@ func AcceptPhase1Reply(reply *SA, offered []Proposal, auth uint16) (Phase1, erro
 	if err != nil {
 		return Phase1{}, fmt.Errorf("%w: responder's choice: %v", ErrNoProposalChosen, err)
 	}
-	for _, o := range offered {
-		if p.same(phase1Of(o, auth, 0)) {
-			return p, nil
+	for _, auth := range auths {
+		for _, o := range offered {
+			if p.same(phase1Of(o, auth, 0)) {
+				return p, nil
+			}
 		}
 	}
-	return Phase1{}, fmt.Errorf("%w: the responder chose %v, which we did not offer", ErrNoProposalChosen, p)
+	return Phase1{}, fmt.Errorf("%w: the responder chose %v/%s, which we did not offer", ErrNoProposalChosen, p, MethodName(p.Auth))
 }
 
 // Phase 2 attribute types and values (RFC 2407 section 4.5, RFC 3947).

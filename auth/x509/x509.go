@@ -99,6 +99,16 @@ func (s *Store) caFor(rawSubject []byte) *stdx509.Certificate {
 	return nil
 }
 
+// CANames are the DER subjects of the configured CAs, for certificate
+// requests (RFC 4945 section 3.2.7: a CERTREQ names a CA by its DN).
+func (s *Store) CANames() [][]byte {
+	out := make([][]byte, 0, len(s.cas))
+	for _, c := range s.cas {
+		out = append(out, c.RawSubject)
+	}
+	return out
+}
+
 // StaleCRLs names the CRLs whose next update has passed at now: they
 // still revoke what they list, but newer revocations are unknown.
 func (s *Store) StaleCRLs(now time.Time) []string {
@@ -192,6 +202,31 @@ func (s *Store) checkRevoked(c, issuer *stdx509.Certificate) error {
 	return nil
 }
 
+// VerifyPeer is Verify, then MatchID of the peer's ID payload (nil: no
+// ID to check): what IKE asks of a peer's certificate. On an ID mismatch
+// it returns the verified certificate with the error, for the logs.
+func (s *Store) VerifyPeer(chain [][]byte, id *ike.ID, now time.Time) (*Verified, error) {
+	v, err := s.Verify(chain, now)
+	if err != nil {
+		return nil, err
+	}
+	if id != nil {
+		if err := MatchID(v.Leaf, id.IDType, id.Data); err != nil {
+			return v, err
+		}
+	}
+	return v, nil
+}
+
+// DER is the chain as DER, ours first: what goes in CERT payloads.
+func (id *Identity) DER() [][]byte {
+	out := make([][]byte, 0, len(id.Chain))
+	for _, c := range id.Chain {
+		out = append(out, c.Raw)
+	}
+	return out
+}
+
 // MatchID checks that an ISAKMP ID payload (RFC 2407 section 4.6.2) names
 // the certificate, as RFC 4945 section 3.1 asks: an IP address or DNS
 // name or e-mail address among the subjectAltNames, or the subject DN
@@ -239,6 +274,23 @@ func MatchID(c *stdx509.Certificate, idType uint8, data []byte) error {
 		return fmt.Errorf("%w: ID %q, certificate subject %q", ErrIDMismatch, name.String(), c.Subject)
 	}
 	return fmt.Errorf("%w: ID type %d (%s) cannot name a certificate; use an address, FQDN, e-mail or DN", ErrIDMismatch, idType, id)
+}
+
+// CertMethod is the IKE auth method the key of a certificate file (its
+// first certificate) signs with; it needs no private key.
+func CertMethod(certFile string) (uint16, error) {
+	certs, err := readCerts(certFile)
+	if err != nil {
+		return 0, err
+	}
+	if len(certs) == 0 {
+		return 0, fmt.Errorf("certificate file %s holds no certificate", certFile)
+	}
+	m, err := ike.SignatureMethod(certs[0].PublicKey)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", certFile, err)
+	}
+	return m, nil
 }
 
 // Identity is our certificate chain and its private key.

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/gatehouse/gatehouse/auth/psk"
+	"github.com/gatehouse/gatehouse/auth/x509"
 	"github.com/gatehouse/gatehouse/core/raclient"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
@@ -38,6 +39,8 @@ var (
 type connectFlags struct {
 	serverText, localText       string
 	pskFile, user, passwordFile string
+	certFile, keyFile           string
+	caFiles, crlFiles           []string
 	ike, esp, auth, routes      []string
 	tun                         string
 	mtu, table, calls, tunnels  int
@@ -51,10 +54,10 @@ func connectCommand() *cobra.Command {
 	f := &connectFlags{}
 	connect := &cobra.Command{Use: "connect", Short: "Connect to a VPN server as a client"}
 	l2tpCmd := &cobra.Command{
-		Use:   "l2tp --server ADDR --psk-file F --user U --password-file P",
+		Use:   "l2tp --server ADDR (--psk-file F | --cert C --key K --ca CA) --user U --password-file P",
 		Short: "Dial an L2TP/IPsec server, as the built-in Windows client does",
-		Long: `Connect to an L2TP/IPsec server: IKEv1 main mode with a preshared key,
-ESP in transport mode for L2TP (RFC 3193), an L2TP tunnel and call, and PPP
+		Long: `Connect to an L2TP/IPsec server: IKEv1 main mode with a preshared key
+or a machine certificate, ESP in transport mode for L2TP (RFC 3193), an L2TP tunnel and call, and PPP
 with the user's name and password. No kernel IPsec, L2TP or PPP module is
 needed: the client runs all of it in user space, on a TUN device.
 
@@ -75,24 +78,40 @@ authenticates as --user and gets an address; only the first carries
 traffic. It prints how long the calls took and their rate, and every call's
 address with -v.
 
-Files: the preshared key file and the password file must not be readable by
-group or others. The password file holds the password on its first line.
+Machine certificate instead of a preshared key: --cert is our certificate
+(PEM; intermediates after it are sent too), --key its RSA or ECDSA private
+key, --ca the CA certificates that must have issued the server's (with
+--crl for their revocation lists). The IKE method follows the key: RSA
+signatures, or ECDSA on the key's curve. We identify by our certificate's
+subject; the server must name its own certificate in its ID. "gatehouse pki"
+makes a lab CA and certificates.
+
+Files: the preshared key file, the private key and the password file must
+not be readable by group or others. The password file holds the password on
+its first line.
 
 Exit status:
   0  connected, and hung up when asked
   1  other failure (no route, TUN, sockets, the connection dropped)
   2  bad command line
-  4  IKE failed (wrong preshared key, no common proposal, server silent)
+  4  IKE failed (wrong preshared key, certificate refused, no common
+     proposal, server silent)
   5  the server refused the user (wrong password, no address left)`,
 		Example: `  gatehouse connect l2tp --server 203.0.113.1 --psk-file /etc/gatehouse/l2tp.psk \
-      --user alice --password-file ~/.gatehouse-password --route 10.1.0.0/16`,
+      --user alice --password-file ~/.gatehouse-password --route 10.1.0.0/16
+  gatehouse connect l2tp --server 203.0.113.1 --cert laptop.pem --key laptop.key \
+      --ca ca.pem --user alice --password-file ~/.gatehouse-password`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runConnect(cmd, f) },
 	}
 	fl := l2tpCmd.Flags()
 	fl.StringVar(&f.serverText, "server", "", "the server's address (required)")
 	fl.StringVar(&f.localText, "local", "", "our address towards the server (default: chosen by the routing table)")
-	fl.StringVar(&f.pskFile, "psk-file", "", "file with the IKE preshared key (required; mode 0600)")
+	fl.StringVar(&f.pskFile, "psk-file", "", "file with the IKE preshared key (mode 0600); or --cert, --key and --ca")
+	fl.StringVar(&f.certFile, "cert", "", "our machine certificate (PEM), instead of --psk-file")
+	fl.StringVar(&f.keyFile, "key", "", "the private key of --cert (mode 0600)")
+	fl.StringSliceVar(&f.caFiles, "ca", nil, "CA certificate that issued the server's (repeatable)")
+	fl.StringSliceVar(&f.crlFiles, "crl", nil, "CRL of a --ca (repeatable)")
 	fl.StringVar(&f.user, "user", "", "PPP user name; DOMAIN\\user is sent as given (required)")
 	fl.StringVar(&f.passwordFile, "password-file", "", "file whose first line is the password (required; mode 0600)")
 	fl.StringSliceVar(&f.ike, "ike", windowsIKE, "main mode proposals to offer, in order (cipher-hash-group)")
@@ -118,8 +137,17 @@ func (f *connectFlags) config() (raclient.Config, error) {
 	usage := func(format string, a ...any) error { return cliError{exitUsage, fmt.Errorf(format, a...)} }
 	var c raclient.Config
 	var err error
-	if f.serverText == "" || f.pskFile == "" || f.user == "" || f.passwordFile == "" {
-		return c, usage("--server, --psk-file, --user and --password-file are required (see --help)")
+	if f.serverText == "" || f.user == "" || f.passwordFile == "" {
+		return c, usage("--server, --user and --password-file are required (see --help)")
+	}
+	certs := f.certFile != "" || f.keyFile != "" || len(f.caFiles) > 0
+	switch {
+	case f.pskFile != "" && certs:
+		return c, usage("give --psk-file or --cert/--key/--ca, not both")
+	case f.pskFile == "" && !certs:
+		return c, usage("the machine needs --psk-file, or --cert, --key and --ca (see --help)")
+	case certs && (f.certFile == "" || f.keyFile == "" || len(f.caFiles) == 0):
+		return c, usage("--cert, --key and --ca go together")
 	}
 	if c.Server, err = netip.ParseAddr(f.serverText); err != nil || !c.Server.Is4() {
 		return c, usage("--server %q: an IPv4 address is needed", f.serverText)
@@ -129,11 +157,20 @@ func (f *connectFlags) config() (raclient.Config, error) {
 			return c, usage("--local %q: an IPv4 address is needed", f.localText)
 		}
 	}
-	key, err := psk.ReadKeyFile(f.pskFile)
-	if err != nil {
-		return c, usage("--psk-file: %v", err)
+	if f.pskFile != "" {
+		key, err := psk.ReadKeyFile(f.pskFile)
+		if err != nil {
+			return c, usage("--psk-file: %v", err)
+		}
+		c.PSK = key.Bytes()
+	} else {
+		if c.Cert, err = x509.LoadIdentity(f.certFile, f.keyFile); err != nil {
+			return c, usage("--cert/--key: %v", err)
+		}
+		if c.CAs, err = x509.Load(f.caFiles, f.crlFiles); err != nil {
+			return c, usage("--ca/--crl: %v", err)
+		}
 	}
-	c.PSK = key.Bytes()
 	if err := psk.CheckKeyFile(f.passwordFile); err != nil {
 		return c, usage("--password-file: %v", err)
 	}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -173,6 +174,7 @@ running; exit status 1 then.`,
 		},
 	)
 	root.AddCommand(connectCommand())
+	root.AddCommand(pkiCommand())
 	root.AddCommand(sessionCommands(g)...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gatehouse:", err)
@@ -371,7 +373,7 @@ func printSAs(w io.Writer, r *pb.SAsResponse) {
 	}
 	if len(r.IkeSas) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "IKE SA	STATE	ROLE	LOCAL	REMOTE	PROPOSAL	NAT	CHILDREN	AGE	COOKIES")
+		fmt.Fprintln(tw, "IKE SA	STATE	ROLE	LOCAL	REMOTE	PROPOSAL	NAT	CHILDREN	AGE	COOKIES	AUTH	PEER")
 		for _, s := range r.IkeSas {
 			state, role, nat := "negotiating", "responder", "no"
 			if s.Established {
@@ -386,8 +388,8 @@ func printSAs(w io.Writer, r *pb.SAsResponse) {
 			if s.Nat {
 				nat = "yes"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Tunnel, state, role, s.Local, s.Remote, s.Proposal, nat,
-				s.Children, (time.Duration(s.AgeSeconds) * time.Second).String(), s.Cookies)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", s.Tunnel, state, role, s.Local, s.Remote, s.Proposal, nat,
+				s.Children, (time.Duration(s.AgeSeconds) * time.Second).String(), s.Cookies, s.Auth, cmp.Or(s.PeerId, "-"))
 		}
 		tw.Flush()
 		fmt.Fprintln(w)

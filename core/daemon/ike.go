@@ -3,14 +3,17 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	stdx509 "crypto/x509"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/gatehouse/gatehouse/auth/x509"
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/sad"
@@ -58,17 +61,24 @@ type ikeHost struct {
 	expired chan<- esp.Event
 	tunnels map[string]config.Tunnel
 	ra      *remoteAccess // nil without remote access
+	// profiles: which auth plugin profile serves a peer's method.
+	profiles credProfiles
 }
 
+// credProfiles names, per peer and IKE auth method, the auth plugin
+// profile that holds the credentials (authUse.where).
+type credProfiles map[string]map[uint16]string
+
 // peerConfigs turns the tunnels into the engine's peers.
-func peerConfigs(c *config.Config) ([]*ike.PeerConfig, error) {
+func peerConfigs(c *config.Config) ([]*ike.PeerConfig, credProfiles, error) {
 	var out []*ike.PeerConfig
+	profiles := credProfiles{}
 	for i, t := range c.Tunnels {
 		k := c.IKE
 		if t.IKE != nil {
 			k = *t.IKE
 		}
-		p := &ike.PeerConfig{Name: t.Name, Local: t.Local.Address.Unmap(), Remote: t.Remote.Address.Unmap(), Auth: ike.AuthPSK,
+		p := &ike.PeerConfig{Name: t.Name, Local: t.Local.Address.Unmap(), Remote: t.Remote.Address.Unmap(),
 			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB,
 			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always"}
 		if k.AggressiveMode {
@@ -76,16 +86,20 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, error) {
 			p.Aggressive = true
 			var err error
 			if p.RemoteID, err = ike.ParseID(t.Remote.ID); err != nil {
-				return nil, fmt.Errorf("tunnels[%d] %s: remote.id: %w", i, t.Name, err)
+				return nil, nil, fmt.Errorf("tunnels[%d] %s: remote.id: %w", i, t.Name, err)
 			}
 			if t.Local.ID != "" {
 				if p.LocalID, err = ike.IDFromText(t.Local.ID); err != nil {
-					return nil, fmt.Errorf("tunnels[%d] %s: local.id: %w", i, t.Name, err)
+					return nil, nil, fmt.Errorf("tunnels[%d] %s: local.id: %w", i, t.Name, err)
 				}
 			}
 		}
-		if err := setOffers(p, t.Auth, k, t.ESP); err != nil {
-			return nil, fmt.Errorf("tunnels[%d] %s: %w", i, t.Name, err)
+		where := fmt.Sprintf("tunnels[%d]", i)
+		if err := setOffers(p, k, t.ESP); err != nil {
+			return nil, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
+		}
+		if err := setAuth(p, where, t.Auth, profiles); err != nil {
+			return nil, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
 		}
 		// One quick mode per tunnel carries its first subnet pair; more
 		// pairs need one child SA each (not built yet).
@@ -98,34 +112,64 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, error) {
 	if ra := c.RemoteAccess; ra != nil {
 		p, err := remoteAccessPeer(c, ra)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if err := setAuth(p, "remote_access", ra.Auth, profiles); err != nil {
+			return nil, nil, fmt.Errorf("remote_access: %w", err)
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out, profiles, nil
+}
+
+// setAuth turns a rule's ordered auth list into IKE methods: a preshared
+// key is AuthPSK; a certificate signs with the method of its key (RSA,
+// or ECDSA on its curve), so the certificate file is read here for its
+// public key. The plugin reads it again, with the private key.
+func setAuth(p *ike.PeerConfig, where string, list []config.AuthMethod, profiles credProfiles) error {
+	for i, a := range list {
+		var m uint16
+		switch a.Kind() {
+		case "psk":
+			m = ike.AuthPSK
+		case "x509":
+			var err error
+			if m, err = x509.CertMethod(a.X509.CertFile); err != nil {
+				return fmt.Errorf("auth[%d].x509: %w", i, err)
+			}
+		default:
+			return fmt.Errorf("auth[%d]: %s authentication is not available yet; use psk_file or x509", i, a.Kind())
+		}
+		if slices.Contains(p.Auth, m) {
+			return fmt.Errorf("auth[%d]: a second %s entry; a rule can offer each method once", i, ike.MethodName(m))
+		}
+		p.Auth = append(p.Auth, m)
+		if profiles[p.Name] == nil {
+			profiles[p.Name] = map[uint16]string{}
+		}
+		profiles[p.Name][m] = fmt.Sprintf("%s.auth[%d]", where, i)
+	}
+	if p.Aggressive && (len(p.Auth) != 1 || p.Auth[0] != ike.AuthPSK) {
+		return errors.New("aggressive mode works with a single psk_file; use main mode for certificates")
+	}
+	return nil
 }
 
 // remoteAccessPeer is the wildcard peer that answers road warriors:
 // transport mode for L2TP (RFC 3193), at our first listen address.
 func remoteAccessPeer(c *config.Config, ra *config.RemoteAccess) (*ike.PeerConfig, error) {
 	k := ra.IKE
-	p := &ike.PeerConfig{Name: raRule, Local: c.Listen[0].Addr.Unmap(), Auth: ike.AuthPSK, Transport: true, L2TP: true,
+	p := &ike.PeerConfig{Name: raRule, Local: c.Listen[0].Addr.Unmap(), Transport: true, L2TP: true,
 		Lifetime: k.Lifetime.Duration, ESPLifetime: ra.ESP.Lifetime.Duration, ESPLifeKB: ra.ESP.LifetimeKB,
 		DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration}
-	if err := setOffers(p, ra.Auth, *k, ra.ESP); err != nil {
+	if err := setOffers(p, *k, ra.ESP); err != nil {
 		return nil, fmt.Errorf("remote_access: %w", err)
 	}
 	return p, nil
 }
 
-// setOffers fills a peer's phase 1 and phase 2 offers and PFS group, and
-// checks that its authentication is one IKE can do today (a preshared key).
-func setOffers(p *ike.PeerConfig, auth []config.AuthMethod, k config.IKE, e config.ESP) error {
-	for _, a := range auth {
-		if a.Kind() != "psk" {
-			return fmt.Errorf("%s authentication is not available yet; use psk_file", a.Kind())
-		}
-	}
+// setOffers fills a peer's phase 1 and phase 2 offers and PFS group.
+func setOffers(p *ike.PeerConfig, k config.IKE, e config.ESP) error {
 	for _, s := range k.Proposals {
 		pr, err := ike.ParseProposal(s)
 		if err != nil {
@@ -172,7 +216,7 @@ func (h *ikeHost) PSK(peer *ike.PeerConfig, remote netip.Addr, id *ike.ID) ([]by
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
 	defer cancel()
 	req := sdk.PSKRequest{Local: netip.AddrPortFrom(peer.Local, 500), Peer: netip.AddrPortFrom(remote, 500)}
 	if id != nil {
@@ -186,6 +230,69 @@ func (h *ikeHost) PSK(peer *ike.PeerConfig, remote netip.Addr, id *ike.ID) ([]by
 		return nil, errors.New("the auth plugin has no key for this peer")
 	}
 	return res.Key, nil
+}
+
+// authCallTimeout bounds an auth plugin call, made with the IKE engine's
+// lock held: a hung plugin fails one negotiation, not the engine.
+const authCallTimeout = 2 * time.Second
+
+// certAuth finds the certificate plugin and the profile of a peer's method.
+func (h *ikeHost) certAuth(peer *ike.PeerConfig, method uint16) (sdk.Authenticator, string, error) {
+	profile, ok := h.profiles[peer.Name][method]
+	if !ok {
+		return nil, "", fmt.Errorf("%s is not configured for %s", peer.Name, ike.MethodName(method))
+	}
+	a, _, err := h.d.plugins.Authenticator(sdk.MethodX509)
+	return a, profile, err
+}
+
+func (h *ikeHost) LocalCredentials(peer *ike.PeerConfig, method uint16, peerCAs [][]byte) (*ike.LocalCredentials, error) {
+	a, profile, err := h.certAuth(peer, method)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
+	defer cancel()
+	lc, err := a.LocalCertificate(ctx, profile, peerCAs)
+	if err != nil {
+		return nil, err
+	}
+	out := &ike.LocalCredentials{Chain: lc.Chain, CANames: lc.CANames}
+	if lc.ID != nil {
+		out.ID = &ike.ID{IDType: lc.ID.Type, Data: lc.ID.Data}
+	}
+	return out, nil
+}
+
+func (h *ikeHost) Sign(peer *ike.PeerConfig, method uint16, hash []byte) ([]byte, error) {
+	a, profile, err := h.certAuth(peer, method)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
+	defer cancel()
+	return a.Sign(ctx, profile, hash, ike.MethodName(method))
+}
+
+func (h *ikeHost) VerifyPeer(peer *ike.PeerConfig, method uint16, chain [][]byte, id *ike.ID) (*ike.PeerCredentials, error) {
+	a, profile, err := h.certAuth(peer, method)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
+	defer cancel()
+	r, err := a.VerifyCertificate(ctx, sdk.VerifyCertRequest{Profile: profile, Chain: chain, PeerID: &sdk.Identity{Type: id.IDType, Data: id.Data}})
+	if err != nil {
+		return nil, err
+	}
+	if !r.OK {
+		return nil, errors.New(r.Reason)
+	}
+	pub, err := stdx509.ParsePKIXPublicKey(r.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("the auth plugin returned an unreadable key: %w", err)
+	}
+	return &ike.PeerCredentials{PublicKey: pub, Subject: r.Subject}, nil
 }
 
 func (h *ikeHost) AllocSPI() (uint32, error) { return h.db.NewSPI() }
@@ -300,7 +407,7 @@ func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, 
 	if len(c.Tunnels) == 0 && c.RemoteAccess == nil {
 		return nil, nil
 	}
-	peers, err := peerConfigs(c)
+	peers, profiles, err := peerConfigs(c)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +430,8 @@ func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, 
 		socks = append(socks, ikeSocket{a, conn})
 	}
 	log := d.log.Named("ike")
-	host := &ikeHost{d: d, log: log, db: db, socks: socks, udp4500: udp4500, expired: expired, tunnels: map[string]config.Tunnel{}, ra: d.ra}
+	host := &ikeHost{d: d, log: log, db: db, socks: socks, udp4500: udp4500, expired: expired, tunnels: map[string]config.Tunnel{}, ra: d.ra,
+		profiles: profiles}
 	for _, t := range c.Tunnels {
 		host.tunnels[t.Name] = t
 	}

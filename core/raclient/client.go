@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gatehouse/gatehouse/auth/x509"
 	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/policy"
 	"github.com/gatehouse/gatehouse/core/sad"
@@ -34,8 +35,12 @@ type Config struct {
 	Server netip.Addr
 	// Local is our address towards the server; unset, the routing table
 	// decides.
-	Local          netip.Addr
+	Local netip.Addr
+	// PSK, or Cert and CAs, authenticate the machine in IKE: with a
+	// certificate, CAs judge the server's.
 	PSK            []byte
+	Cert           *x509.Identity
+	CAs            *x509.Store
 	User, Password string
 	// PPPAuth: the user authentication protocols we accept, in order.
 	PPPAuth []ppp.AuthProto
@@ -236,7 +241,13 @@ func (c *Conn) open() error {
 		OnIKE: func(msg []byte, from netip.AddrPort) { c.deliver(msg, netip.AddrPortFrom(c.local, esp.NATTPort), from) },
 	}, &policy.Policy{})
 	c.mgr = ike.NewManager(ike.Config{Log: c.log.Named("ike"), Host: (*host)(c), Rand: rand.Reader})
-	c.mgr.SetPeers([]*ike.PeerConfig{{Name: peerName, Local: c.local, Remote: cfg.Server, Auth: ike.AuthPSK, Proposals: cfg.IKE,
+	auth := uint16(ike.AuthPSK)
+	if cfg.Cert != nil {
+		if auth, err = ike.SignatureMethod(cfg.Cert.Key.Public()); err != nil {
+			return err
+		}
+	}
+	c.mgr.SetPeers([]*ike.PeerConfig{{Name: peerName, Local: c.local, Remote: cfg.Server, Auth: []uint16{auth}, Proposals: cfg.IKE,
 		Lifetime: 8 * time.Hour, ESP: cfg.ESP, ESPLifetime: time.Hour, Transport: true, L2TP: true,
 		DPDInterval: 30 * time.Second, DPDTimeout: 150 * time.Second}})
 	c.plane.Start()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -33,6 +34,37 @@ func (h *host) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
 		return nil, errors.New("no preshared key")
 	}
 	return h.cfg.PSK, nil
+}
+
+func (h *host) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.LocalCredentials, error) {
+	if h.cfg.Cert == nil {
+		return nil, errors.New("no certificate configured")
+	}
+	lc := &ike.LocalCredentials{Chain: h.cfg.Cert.DER(), ID: &ike.ID{IDType: ike.IDDERASN1DN, Data: h.cfg.Cert.Chain[0].RawSubject}}
+	if h.cfg.CAs != nil {
+		lc.CANames = h.cfg.CAs.CANames()
+	}
+	return lc, nil
+}
+
+func (h *host) Sign(_ *ike.PeerConfig, method uint16, hash []byte) ([]byte, error) {
+	if h.cfg.Cert == nil {
+		return nil, errors.New("no certificate configured")
+	}
+	return ike.SignHash(h.cfg.Cert.Key, method, hash)
+}
+
+// VerifyPeer checks the server's certificate against our CAs, and that
+// its ID names it.
+func (h *host) VerifyPeer(_ *ike.PeerConfig, _ uint16, chain [][]byte, id *ike.ID) (*ike.PeerCredentials, error) {
+	if h.cfg.CAs == nil {
+		return nil, errors.New("no CA configured to check the server's certificate")
+	}
+	v, err := h.cfg.CAs.VerifyPeer(chain, id, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return &ike.PeerCredentials{PublicKey: v.Leaf.PublicKey, Subject: v.Subject()}, nil
 }
 
 func (h *host) AllocSPI() (uint32, error) { return h.db.NewSPI() }

@@ -21,7 +21,7 @@ var bin string
 
 func TestMain(m *testing.M) {
 	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse",
-		"../../plugins/auth-psk": "plugins/auth-psk"})
+		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/auth-x509": "plugins/auth-x509"})
 }
 
 const psk = "lab-preshared-key-0123456789"
@@ -55,6 +55,14 @@ type tunnelOpts struct {
 	ikeLife, espLife string
 	// Extra flow-mapping entries for gatehoused's remote and ike blocks.
 	remoteExtra, ikeExtra string
+	// auth is gatehoused's auth list (default: the PSK); swanAuth
+	// strongSwan's local and remote sections and swanSecrets its secrets
+	// (default: the PSK).
+	auth, swanAuth, swanSecrets string
+	// swanFiles are copied into strongSwan's folder before it loads
+	// (destination relative to it, such as private/gw.key: swanctl reads
+	// keys and certificates from its x509, x509ca and private folders).
+	swanFiles map[string]string
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
@@ -66,6 +74,8 @@ func defaults(o tunnelOpts) tunnelOpts {
 	o.dpd = cmp.Or(o.dpd, "{interval: 30s, timeout: 150s}")
 	o.ikeLife = cmp.Or(o.ikeLife, "1h")
 	o.espLife = cmp.Or(o.espLife, "20m")
+	o.swanAuth = cmp.Or(o.swanAuth, "local { auth = psk }\n    remote { auth = psk }")
+	o.swanSecrets = cmp.Or(o.swanSecrets, fmt.Sprintf("ike-site { secret = %q }", o.key))
 	return o
 }
 
@@ -85,19 +95,21 @@ tunnels:
   - name: site
     local:  {address: %[1]s, subnets: [%[3]s]}
     remote: {address: %[2]s, subnets: [%[4]s]%[14]s}
-    auth: [{psk_file: %[5]s/site.psk}]
+    auth: %[16]s
     ike: {proposals: [%[6]s], lifetime: %[12]s, dpd: %[11]s%[15]s}
     esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: %[13]s}
     start: %[9]s
 plugins: {dir: %[10]s/plugins}
-`, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife, o.remoteExtra, o.ikeExtra)
+`, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife, o.remoteExtra, o.ikeExtra,
+		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"))
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
 	return netns.StartGateway(t, ns, bin, path, dir+"/admin.sock")
 }
 
-// swanctlConf is strongSwan's side of the tunnel: IKEv1, PSK, and encap =
-// yes because kernel-libipsec carries ESP in UDP only.
+// swanctlConf is strongSwan's side of the tunnel: IKEv1, PSK (or
+// certificates), and encap = yes because kernel-libipsec carries ESP in UDP
+// only.
 func swanctlConf(s side, o tunnelOpts) string {
 	o = defaults(o)
 	esp := o.esp
@@ -113,8 +125,7 @@ func swanctlConf(s side, o tunnelOpts) string {
     encap = yes
     dpd_delay = 10s
     rekey_time = %[8]s
-    local { auth = psk }
-    remote { auth = psk }
+    %[7]s
     children {
       net {
         local_ts = %[4]s
@@ -128,14 +139,33 @@ func swanctlConf(s side, o tunnelOpts) string {
   }
 }
 secrets {
-  ike-site { secret = "%[7]s" }
+  %[10]s
 }
-`, s.local, s.remote, o.ike, s.localNet, s.remoteNet, esp, o.key, o.ikeLife, o.espLife)
+`, s.local, s.remote, o.ike, s.localNet, s.remoteNet, esp, o.swanAuth, o.ikeLife, o.espLife, o.swanSecrets)
+}
+
+// swanDir makes a folder for strongSwan holding o's files.
+func swanDir(t *testing.T, o tunnelOpts) string {
+	t.Helper()
+	dir := t.TempDir()
+	for dst, src := range o.swanFiles {
+		b, err := os.ReadFile(src)
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(filepath.Join(dir, dst)), 0o700)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, dst), b, 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 func startStrongSwan(t *testing.T, ns *netns.NS, s side, o tunnelOpts) *netns.StrongSwan {
 	t.Helper()
-	sw, err := netns.StartStrongSwan(ns, t.TempDir(), swanctlConf(s, o))
+	sw, err := netns.StartStrongSwan(ns, swanDir(t, o), swanctlConf(s, o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,16 +279,12 @@ func TestGatehouseThroughNAT(t *testing.T) {
 	checkSA(t, b, "site established responder", "192.0.2.1:4500", "yes", "tunnel/udp ESP aes128gcm16")
 }
 
-// waitLog waits until a process's output contains want.
-func waitLog(t *testing.T, p *netns.Proc, want string) {
+// waitLog waits until a line of a process's output holds every part.
+func waitLog(t *testing.T, p *netns.Proc, parts ...string) {
 	t.Helper()
-	for range 100 {
-		if strings.Contains(p.Output(), want) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !p.WaitLine(10*time.Second, parts...) {
+		t.Fatalf("the log never said %q:\n%s", parts, p.Output())
 	}
-	t.Fatalf("the log never said %q:\n%s", want, p.Output())
 }
 
 // TestFailuresAreNamed: a wrong preshared key, no common proposal and

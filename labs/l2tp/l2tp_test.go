@@ -7,6 +7,7 @@
 package l2tp
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,7 +31,7 @@ var bin string
 
 func TestMain(m *testing.M) {
 	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse",
-		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/l2tp": "plugins/l2tp"})
+		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/auth-x509": "plugins/auth-x509", "../../plugins/l2tp": "plugins/l2tp"})
 }
 
 const (
@@ -50,6 +52,8 @@ type lab struct {
 	gw       *netns.Gateway
 	dir      string
 	srvOuter string // srv's interface towards the clients
+	// auth is remote_access.auth (default: the PSK).
+	auth string
 }
 
 func newLab(t *testing.T) *lab {
@@ -79,12 +83,12 @@ admin_socket: %[1]s/admin.sock
 metrics_listen: ""
 log: {level: debug}
 remote_access:
-  auth: [{psk_file: %[1]s/l2tp.psk}]
+  auth: %[5]s
   pool: 10.8.0.0/24
   dns: [10.1.0.53]
   ppp: {auth: [%[3]s], users_file: %[1]s/users.yaml}
 %[4]splugins: {dir: %[2]s/plugins, health_interval: 1s}
-`, x.dir, bin, pppAuth, indent(extra))
+`, x.dir, bin, pppAuth, indent(extra), cmp.Or(x.auth, "[{psk_file: "+x.dir+"/l2tp.psk}]"))
 	path := filepath.Join(x.dir, "gatehouse.yaml")
 	must(x.t, os.WriteFile(path, []byte(cfg), 0o644))
 	x.gw = netns.StartGateway(x.t, x.srv, bin, path, x.dir+"/admin.sock")
@@ -145,8 +149,12 @@ func (x *lab) dial(ns *netns.NS, user, password string, extra ...string) *client
 func (x *lab) try(ns *netns.NS, user, password string, extra ...string) (*client, string, error) {
 	pw := filepath.Join(x.dir, ns.Name+"-"+user+".password")
 	must(x.t, os.WriteFile(pw, []byte(password+"\n"), 0o600))
-	args := append([]string{"connect", "l2tp", "--server", "192.0.2.1", "--psk-file", filepath.Join(x.dir, "l2tp.psk"),
-		"--user", user, "--password-file", pw, "--route", "10.1.0.0/24", "--setup-timeout", "20s", "-v"}, extra...)
+	args := []string{"connect", "l2tp", "--server", "192.0.2.1", "--user", user, "--password-file", pw, "--route", "10.1.0.0/24",
+		"--setup-timeout", "20s", "-v"}
+	if !slices.Contains(extra, "--cert") {
+		args = append(args, "--psk-file", filepath.Join(x.dir, "l2tp.psk"))
+	}
+	args = append(args, extra...)
 	p, err := ns.Start(filepath.Join(bin, "gatehouse"), args...)
 	must(x.t, err)
 	c := &client{ns: ns, proc: p}
@@ -204,20 +212,7 @@ func exitCode(err error) int {
 
 // waitLog waits until a line of the server's output holds every part
 // (audit fields come in no fixed order).
-func (x *lab) waitLog(parts ...string) bool {
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-	lines:
-		for _, line := range strings.Split(x.gw.Proc.Output(), "\n") {
-			for _, p := range parts {
-				if !strings.Contains(line, p) {
-					continue lines
-				}
-			}
-			return true
-		}
-	}
-	return false
-}
+func (x *lab) waitLog(parts ...string) bool { return x.gw.Proc.WaitLine(10*time.Second, parts...) }
 
 // TestMSCHAPv2 is the main job: a client connects with PSK and MS-CHAPv2,
 // gets an address from the pool and DNS, pings a host on the server's

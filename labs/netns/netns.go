@@ -289,6 +289,23 @@ func (ns *NS) Start(name string, args ...string) (*Proc, error) {
 // Output is everything the process wrote so far.
 func (p *Proc) Output() string { return p.out.String() }
 
+// WaitLine waits up to timeout for a line of output that holds every
+// part (a log line's fields come in no fixed order).
+func (p *Proc) WaitLine(timeout time.Duration, parts ...string) bool {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	lines:
+		for _, line := range strings.Split(p.Output(), "\n") {
+			for _, part := range parts {
+				if !strings.Contains(line, part) {
+					continue lines
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
 // Done is closed when the process exits.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 

@@ -122,10 +122,12 @@ type VerifyCertResult struct {
 	PublicKey []byte
 }
 
-// LocalCert is this gateway's certificate chain and identity.
+// LocalCert is this gateway's certificate chain and identity, and the
+// subjects of the CAs it trusts (for its certificate requests).
 type LocalCert struct {
-	Chain [][]byte
-	ID    *Identity
+	Chain   [][]byte
+	ID      *Identity
+	CANames [][]byte
 }
 
 // GSSRole is the side of a GSS-API context.
@@ -419,7 +421,7 @@ func (a *authClient) LocalCertificate(ctx context.Context, profile string, caNam
 	if err != nil {
 		return LocalCert{}, fmt.Errorf("local certificate: %w", err)
 	}
-	return LocalCert{Chain: r.GetChain(), ID: id}, nil
+	return LocalCert{Chain: r.GetChain(), ID: id, CANames: r.GetCaNames()}, nil
 }
 
 func (a *authClient) GSSStep(ctx context.Context, req GSSStepRequest) (GSSStepResult, error) {
@@ -535,7 +537,7 @@ func (s *authServer) LocalCertificate(ctx context.Context, req *pb.LocalCertific
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.LocalCertificateResponse{Chain: c.Chain, Id: identityToPB(c.ID)}, nil
+	return &pb.LocalCertificateResponse{Chain: c.Chain, Id: identityToPB(c.ID), CaNames: c.CANames}, nil
 }
 
 func (s *authServer) GSSStep(ctx context.Context, req *pb.GSSStepRequest) (*pb.GSSStepResponse, error) {

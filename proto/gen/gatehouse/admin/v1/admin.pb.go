@@ -440,7 +440,12 @@ type IKESA struct {
 	Nat     bool   `protobuf:"varint,10,opt,name=nat,proto3" json:"nat,omitempty"`
 	// expired: a road warrior's SA past its lifetime that the client did not
 	// renew; it is kept only until its IPsec SAs run out.
-	Expired       bool `protobuf:"varint,11,opt,name=expired,proto3" json:"expired,omitempty"`
+	Expired bool `protobuf:"varint,11,opt,name=expired,proto3" json:"expired,omitempty"`
+	// auth is the method the peer authenticated with (psk, rsa-sig,
+	// ecdsa-256...); peer_id who it proved to be: its certificate's subject,
+	// or its ID payload with a preshared key.
+	Auth          string `protobuf:"bytes,12,opt,name=auth,proto3" json:"auth,omitempty"`
+	PeerId        string `protobuf:"bytes,13,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -550,6 +555,20 @@ func (x *IKESA) GetExpired() bool {
 		return x.Expired
 	}
 	return false
+}
+
+func (x *IKESA) GetAuth() string {
+	if x != nil {
+		return x.Auth
+	}
+	return ""
+}
+
+func (x *IKESA) GetPeerId() string {
+	if x != nil {
+		return x.PeerId
+	}
+	return ""
 }
 
 type SAsRequest struct {
@@ -1871,7 +1890,7 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\x05ended\x18\x01 \x03(\v2\x1b.gatehouse.admin.v1.SessionR\x05ended\"#\n" +
 	"\rTunnelRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x10\n" +
-	"\x0eTunnelResponse\"\xac\x02\n" +
+	"\x0eTunnelResponse\"\xd9\x02\n" +
 	"\x05IKESA\x12\x16\n" +
 	"\x06tunnel\x18\x01 \x01(\tR\x06tunnel\x12\x14\n" +
 	"\x05local\x18\x02 \x01(\tR\x05local\x12\x16\n" +
@@ -1885,7 +1904,9 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\acookies\x18\t \x01(\tR\acookies\x12\x10\n" +
 	"\x03nat\x18\n" +
 	" \x01(\bR\x03nat\x12\x18\n" +
-	"\aexpired\x18\v \x01(\bR\aexpired\"\f\n" +
+	"\aexpired\x18\v \x01(\bR\aexpired\x12\x12\n" +
+	"\x04auth\x18\f \x01(\tR\x04auth\x12\x17\n" +
+	"\apeer_id\x18\r \x01(\tR\x06peerId\"\f\n" +
 	"\n" +
 	"SAsRequest\"\xa1\x04\n" +
 	"\x02SA\x12\x12\n" +

@@ -993,9 +993,12 @@ func (x *LocalCertificateRequest) GetCaNames() [][]byte {
 }
 
 type LocalCertificateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Chain         [][]byte               `protobuf:"bytes,1,rep,name=chain,proto3" json:"chain,omitempty"`
-	Id            *Identity              `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Chain [][]byte               `protobuf:"bytes,1,rep,name=chain,proto3" json:"chain,omitempty"`
+	Id    *Identity              `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// ca_names are the DER subjects of the profile's trusted CAs, for the
+	// CERTREQ payloads the host sends (RFC 4945 section 3.2).
+	CaNames       [][]byte `protobuf:"bytes,3,rep,name=ca_names,json=caNames,proto3" json:"ca_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1040,6 +1043,13 @@ func (x *LocalCertificateResponse) GetChain() [][]byte {
 func (x *LocalCertificateResponse) GetId() *Identity {
 	if x != nil {
 		return x.Id
+	}
+	return nil
+}
+
+func (x *LocalCertificateResponse) GetCaNames() [][]byte {
+	if x != nil {
+		return x.CaNames
 	}
 	return nil
 }
@@ -1735,10 +1745,11 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"\tsignature\x18\x01 \x01(\fR\tsignature\"N\n" +
 	"\x17LocalCertificateRequest\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x19\n" +
-	"\bca_names\x18\x02 \x03(\fR\acaNames\"_\n" +
+	"\bca_names\x18\x02 \x03(\fR\acaNames\"z\n" +
 	"\x18LocalCertificateResponse\x12\x14\n" +
 	"\x05chain\x18\x01 \x03(\fR\x05chain\x12-\n" +
-	"\x02id\x18\x02 \x01(\v2\x1d.gatehouse.plugin.v1.IdentityR\x02id\"\xa9\x01\n" +
+	"\x02id\x18\x02 \x01(\v2\x1d.gatehouse.plugin.v1.IdentityR\x02id\x12\x19\n" +
+	"\bca_names\x18\x03 \x03(\fR\acaNames\"\xa9\x01\n" +
 	"\x0eGSSStepRequest\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x1d\n" +
 	"\n" +

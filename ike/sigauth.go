@@ -1,0 +1,122 @@
+package ike
+
+import (
+	"crypto"
+	"errors"
+	"net/netip"
+)
+
+// LocalCredentials is what we authenticate with by signature.
+type LocalCredentials struct {
+	// Chain is our certificate and any intermediates, DER, ours first:
+	// one CERT payload each.
+	Chain [][]byte
+	// ID is the identity to send (nil: our address); it must name the
+	// certificate (RFC 4945 section 3.1), usually its subject DN.
+	ID *ID
+	// CANames are the subject DNs of the CAs we trust, one CERTREQ each
+	// (RFC 4945 section 3.2); none sends one CERTREQ for any CA.
+	CANames [][]byte
+}
+
+// PeerCredentials is a peer's accepted certificate.
+type PeerCredentials struct {
+	PublicKey crypto.PublicKey
+	// Subject names the peer in logs and events (its certificate's DN).
+	Subject string
+}
+
+// ErrNoCertificate: the peer authenticated by signature but sent no
+// certificate, and we keep none of its certificates.
+var ErrNoCertificate = errors.New("the peer sent no certificate")
+
+func addressID(a netip.Addr) *ID {
+	a = a.Unmap()
+	if a.Is6() {
+		return &ID{IDType: IDIPv6Addr, Data: a.AsSlice()}
+	}
+	return &ID{IDType: IDIPv4Addr, Data: a.AsSlice()}
+}
+
+// credentials fetches our chain, identity and CAs once per exchange.
+func (t *mainMode) credentials(sa *IKESA) (*LocalCredentials, error) {
+	if t.cred != nil {
+		return t.cred, nil
+	}
+	c, err := sa.m.host.LocalCredentials(sa.Peer, sa.phase1.Auth, t.peerCAs)
+	if err != nil {
+		return nil, fail("authentication-failed", NotifyAuthenticationFailed, "main mode: our certificate for %s: %v", MethodName(sa.phase1.Auth), err)
+	}
+	if len(c.Chain) == 0 {
+		return nil, fail("authentication-failed", NotifyAuthenticationFailed, "main mode: no certificate of ours for %s", MethodName(sa.phase1.Auth))
+	}
+	t.cred = c
+	return c, nil
+}
+
+// addCertReqs asks for a certificate from our CAs (message 3 or 4).
+func (t *mainMode) addCertReqs(sa *IKESA, out *msg) error {
+	c, err := t.credentials(sa)
+	if err != nil {
+		return err
+	}
+	if len(c.CANames) == 0 {
+		out.add(&CertReq{CertType: CertX509Sig})
+	}
+	for _, n := range c.CANames {
+		out.add(&CertReq{CertType: CertX509Sig, Authority: n})
+	}
+	return nil
+}
+
+// addSignature adds IDii or IDir, our CERTs and SIG_I or SIG_R (RFC 2409
+// section 5.1). Our chain goes even unasked: a peer that holds no
+// certificate of ours can then still check us.
+func (t *mainMode) addSignature(sa *IKESA, out *msg) error {
+	c, err := t.credentials(sa)
+	if err != nil {
+		return err
+	}
+	id := c.ID
+	if id == nil {
+		id = addressID(sa.Local.Addr())
+	}
+	out.add(id)
+	for _, der := range c.Chain {
+		out.add(&Cert{Encoding: CertX509Sig, Data: der})
+	}
+	sig, err := sa.m.host.Sign(sa.Peer, sa.phase1.Auth, t.hash(sa, sa.Initiator, id.appendBody(nil)))
+	if err != nil {
+		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: signing with our %s key: %v", MethodName(sa.phase1.Auth), err)
+	}
+	out.add(&Data{T: PayloadSig, Data: sig})
+	return nil
+}
+
+// checkSignature validates the peer's certificate and identity, then its
+// SIG over HASH_I or HASH_R.
+func (t *mainMode) checkSignature(sa *IKESA, in *msg, id *ID) error {
+	sig, ok := in.get(PayloadSig).(*Data)
+	if !ok {
+		return fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks a SIG payload", t.step)
+	}
+	var chain [][]byte
+	for _, p := range in.all(PayloadCert) {
+		if c := p.(*Cert); c.Encoding == CertX509Sig {
+			chain = append(chain, c.Data)
+		}
+	}
+	who := FormatID(id.IDType, id.Data)
+	if len(chain) == 0 {
+		return fail("authentication-failed", NotifyInvalidCertificate, "main mode: %w (ID %s); have it send its certificate", ErrNoCertificate, who)
+	}
+	pc, err := sa.m.host.VerifyPeer(sa.Peer, sa.phase1.Auth, chain, id)
+	if err != nil {
+		return fail("authentication-failed", NotifyInvalidCertificate, "main mode: certificate of %s (ID %s) refused: %w", sa.Remote.Addr(), who, err)
+	}
+	if err := VerifyHash(pc.PublicKey, sa.phase1.Auth, t.hash(sa, !sa.Initiator, in.body(PayloadID)), sig.Data); err != nil {
+		return fail("authentication-failed", NotifyInvalidSignature, "main mode: %s (%s): %w", pc.Subject, who, err)
+	}
+	sa.peerID = pc.Subject
+	return nil
+}

@@ -1,0 +1,91 @@
+package ikev1
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/labs/netns"
+)
+
+// swan sets strongSwan's side to authenticate as name by certificate,
+// trusting the lab CA. Its key goes in its private folder, where swanctl
+// loads keys from (the secrets section only holds passphrases).
+func swanCert(p *netns.PKI, o tunnelOpts, name string) tunnelOpts {
+	o.swanAuth = fmt.Sprintf("local {\n      auth = pubkey\n      certs = %s\n    }\n    remote {\n      auth = pubkey\n      cacerts = %s\n    }",
+		p.Path(name+".pem"), p.Path("ca.pem"))
+	o.swanSecrets = " "
+	o.swanFiles = map[string]string{"private/" + name + ".key": p.Path(name + ".key")}
+	return o
+}
+
+// TestX509WithStrongSwan: site-to-site with strongSwan authenticated by
+// RSA and by ECDSA certificates from one CA, each side initiating in turn;
+// the SA shows the method and the peer's certificate subject.
+func TestX509WithStrongSwan(t *testing.T) {
+	for _, c := range []struct{ kind, method string }{{"rsa", "rsa-sig"}, {"ecdsa", "ecdsa-256"}} {
+		pki := netns.NewPKI(t, bin)
+		pki.Issue("gw-a", c.kind, "--ip", siteA.local)
+		pki.Issue("gw-b", c.kind, "--ip", siteB.local)
+		t.Run(c.kind+"/gatehouse-initiates", func(t *testing.T) {
+			l := newLab(t)
+			startStrongSwan(t, l.GWB, siteB, swanCert(pki, tunnelOpts{}, "gw-b"))
+			a := startGatehouse(t, l.GWA, siteA, tunnelOpts{auth: "[" + pki.AuthEntry("gw-a") + "]"})
+			pingThrough(t, l.HA, "10.2.0.10")
+			checkSA(t, a, "site established initiator", c.method+" CN=gw-b,O=Gatehouse", "tunnel/udp ESP aes128gcm16")
+		})
+		t.Run(c.kind+"/strongswan-initiates", func(t *testing.T) {
+			l := newLab(t)
+			b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", auth: "[" + pki.AuthEntry("gw-b") + "]"})
+			sw := startStrongSwan(t, l.GWA, siteA, swanCert(pki, tunnelOpts{}, "gw-a"))
+			if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+				t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+			}
+			pingThrough(t, l.HA, "10.2.0.10")
+			checkSA(t, b, "site established responder", c.method+" CN=gw-a,O=Gatehouse")
+			if !strings.Contains(sw.Log(), `authentication of 'O=Gatehouse, CN=gw-b' with `) {
+				t.Fatalf("strongSwan did not check our signature:\n%s", sw.Log())
+			}
+		})
+	}
+}
+
+// TestX509RefusesRevokedAndExpired: gatehoused refuses a strongSwan peer
+// whose certificate is on the CA's CRL, then one whose certificate has
+// expired, each with an event that says so, and keeps serving: the same
+// peer with a good certificate gets through.
+func TestX509RefusesRevokedAndExpired(t *testing.T) {
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("gw-b", "ecdsa", "--ip", siteB.local)
+	pki.Issue("gw-a-revoked", "ecdsa", "--ip", siteA.local)
+	pki.Issue("gw-a-expired", "ecdsa", "--ip", siteA.local, "--start", time.Now().AddDate(0, -2, 0).Format(time.DateOnly), "--days", "30")
+	pki.Issue("gw-a", "ecdsa", "--ip", siteA.local)
+	crl := pki.Revoke("gw-a-revoked")
+	l := newLab(t)
+	b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", auth: "[" + pki.AuthEntry("gw-b", crl) + "]"})
+	for _, c := range []struct{ cert, text string }{
+		{"gw-a-revoked", "certificate revoked"},
+		{"gw-a-expired", "certificate expired"},
+	} {
+		t.Run(c.cert, func(t *testing.T) {
+			o := swanCert(pki, tunnelOpts{}, c.cert)
+			sw, err := netns.StartStrongSwan(l.GWA, swanDir(t, o), swanctlConf(siteA, o))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sw.Stop(false)
+			sw.Swanctl(15*time.Second, "--initiate", "--child", "net", "--timeout", "10")
+			waitLog(t, b.Proc, `"reason": "authentication-failed"`, "CN="+c.cert, c.text)
+			if sa := b.CLI(t, "sa"); strings.Contains(sa, "established") {
+				t.Fatalf("an SA with a refused certificate:\n%s", sa)
+			}
+		})
+	}
+	sw := startStrongSwan(t, l.GWA, siteA, swanCert(pki, tunnelOpts{}, "gw-a"))
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+	}
+	pingThrough(t, l.HA, "10.2.0.10")
+	checkSA(t, b, "site established responder", "CN=gw-a,O=Gatehouse")
+}
