@@ -12,6 +12,10 @@ command -v tshark >/dev/null 2>&1 || need="$need tshark"
 # For `make bench` (the throughput comparison); cheap enough to have always.
 command -v wg >/dev/null 2>&1 || need="$need wireguard-tools"
 [ -x /usr/sbin/charon-systemd ] || need="$need charon-systemd strongswan-swanctl libcharon-extra-plugins"
+# MIT Kerberos: a KDC and kadmin.local, which tests start in a temporary
+# folder with a realm of their own.
+command -v krb5kdc >/dev/null 2>&1 || [ -x /usr/sbin/krb5kdc ] || need="$need krb5-kdc"
+command -v kadmin.local >/dev/null 2>&1 || [ -x /usr/sbin/kadmin.local ] || need="$need krb5-admin-server"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "install-test-deps: missing:$need; run as root (or apt-get install$need) for the namespace labs" >&2

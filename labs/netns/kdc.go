@@ -1,0 +1,180 @@
+package netns
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// MIT Kerberos binaries (Debian's krb5-kdc and krb5-admin-server).
+const (
+	krb5kdc     = "/usr/sbin/krb5kdc"
+	kdb5Util    = "/usr/sbin/kdb5_util"
+	kadminLocal = "/usr/sbin/kadmin.local"
+)
+
+// KDC is an MIT krb5kdc with a realm of its own, its database and
+// configuration in a temporary folder.
+type KDC struct {
+	Realm string
+	Addr  string // host:port it serves on (UDP and TCP)
+	Dir   string
+	env   []string
+	proc  *exec.Cmd
+}
+
+// RequireKDC installs MIT Kerberos when missing (as root), or skips the
+// test saying why.
+func RequireKDC(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(kadminLocal); err == nil {
+		return
+	}
+	if os.Getuid() != 0 {
+		t.Skipf("SKIPPING: MIT Kerberos (krb5-kdc, krb5-admin-server) is not installed and we are not root to install it")
+	}
+	script, err := filepath.Abs(filepath.Join(repoRoot(), "contrib/scripts/install-test-deps.sh"))
+	if err == nil {
+		var out []byte
+		out, err = exec.Command("sh", script).CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("%v: %s", err, out)
+		}
+	}
+	if _, serr := os.Stat(kadminLocal); serr != nil {
+		t.Fatalf("installing MIT Kerberos failed: %v", err)
+	}
+}
+
+// repoRoot finds the module root from the working directory.
+func repoRoot() string {
+	dir, _ := os.Getwd()
+	for range 10 {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		dir = filepath.Dir(dir)
+	}
+	return "."
+}
+
+// StartKDC creates realm (with a 5 minute clock skew limit) and serves
+// it on ip (a loopback or lab address) at a free port, until the test
+// ends. With ns set, it runs inside that namespace.
+func StartKDC(t testing.TB, ns *NS, realm, ip string) *KDC {
+	t.Helper()
+	RequireKDC(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	k := &KDC{Realm: realm, Addr: net.JoinHostPort(ip, fmt.Sprint(port)), Dir: dir}
+	kdcConf := fmt.Sprintf(`[kdcdefaults]
+ kdc_ports = %[3]s
+ kdc_tcp_ports = %[3]s
+[realms]
+ %[1]s = {
+  database_name = %[2]s/principal
+  key_stash_file = %[2]s/stash
+  acl_file = %[2]s/kadm5.acl
+  max_life = 10h
+  supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal
+ }
+[logging]
+ kdc = FILE:%[2]s/kdc.log
+ admin_server = FILE:%[2]s/kadmin.log
+`, realm, dir, k.Addr)
+	must := func(err error) {
+		if err != nil {
+			t.Helper()
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, "kdc.conf"), []byte(kdcConf), 0o600))
+	must(os.WriteFile(filepath.Join(dir, "krb5.conf"), []byte(k.Krb5Conf()), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "kadm5.acl"), nil, 0o600))
+	k.env = append(os.Environ(), "KRB5_CONFIG="+filepath.Join(dir, "krb5.conf"), "KRB5_KDC_PROFILE="+filepath.Join(dir, "kdc.conf"))
+	k.run(t, kdb5Util, "create", "-s", "-r", realm, "-P", "lab-master-password")
+	args := []string{krb5kdc, "-n", "-r", realm}
+	if ns != nil {
+		args = append([]string{"ip", "netns", "exec", ns.Name}, args...)
+	}
+	k.proc = exec.Command(args[0], args[1:]...)
+	k.proc.Env = k.env
+	must(k.proc.Start())
+	t.Cleanup(func() {
+		k.proc.Process.Kill()
+		k.proc.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "kdc.log"))
+			t.Logf("krb5kdc log:\n%s", b)
+		}
+	})
+	for range 50 {
+		if b, _ := os.ReadFile(filepath.Join(dir, "kdc.log")); strings.Contains(string(b), "commencing operation") {
+			return k
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "kdc.log"))
+	t.Fatalf("krb5kdc did not start:\n%s", b)
+	return nil
+}
+
+// Krb5Conf is a client configuration for the realm.
+func (k *KDC) Krb5Conf() string {
+	return fmt.Sprintf(`[libdefaults]
+ default_realm = %[1]s
+ dns_lookup_kdc = false
+ dns_lookup_realm = false
+ rdns = false
+ clockskew = 300
+ default_tkt_enctypes = aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96
+ default_tgs_enctypes = aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96
+[realms]
+ %[1]s = {
+  kdc = %[2]s
+ }
+`, k.Realm, k.Addr)
+}
+
+// Krb5ConfPath is the file holding Krb5Conf.
+func (k *KDC) Krb5ConfPath() string { return filepath.Join(k.Dir, "krb5.conf") }
+
+// AddHost creates principal with a random key and writes its keytab;
+// called again, it re-keys the principal (a new kvno) and writes a new
+// keytab, leaving older keytab files stale.
+func (k *KDC) AddHost(t testing.TB, principal, keytab string) {
+	t.Helper()
+	if out, _ := k.output(kadminLocal, "-r", k.Realm, "-q", "getprinc "+principal); !strings.Contains(out, "Principal: ") {
+		k.run(t, kadminLocal, "-r", k.Realm, "-q", "addprinc -randkey "+principal)
+	}
+	os.Remove(keytab)
+	k.run(t, kadminLocal, "-r", k.Realm, "-q", "ktadd -k "+keytab+" "+principal)
+}
+
+func (k *KDC) output(name string, args ...string) (string, error) {
+	c := exec.Command(name, args...)
+	c.Env = k.env
+	b, err := c.CombinedOutput()
+	return string(b), err
+}
+
+func (k *KDC) run(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if out, err := k.output(name, args...); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
