@@ -91,7 +91,8 @@ func certPair(t *testing.T, kind string) *pair {
 // the CA.
 var msg3Sig = []PayloadType{PayloadKE, PayloadNonce, PayloadCertReq, PayloadNATD, PayloadNATD}
 
-func (p *pair) mainModeSig() {
+// toMessage5Sig runs main mode with signatures up to A's message 5.
+func (p *pair) toMessage5Sig() {
 	p.t.Helper()
 	if err := p.a.Initiate("to-b"); err != nil {
 		p.t.Fatal(err)
@@ -101,6 +102,11 @@ func (p *pair) mainModeSig() {
 	p.step("A", ExchangeMain, false, msg3Sig...) // HDR, KE, Ni, CR, NAT-D, NAT-D
 	p.step("B", ExchangeMain, false, msg3Sig...)
 	p.step("A", ExchangeMain, true) // HDR*, IDii, CERT, SIG_I
+}
+
+func (p *pair) mainModeSig() {
+	p.t.Helper()
+	p.toMessage5Sig()
 	p.step("B", ExchangeMain, true) // HDR*, IDir, CERT, SIG_R
 }
 
@@ -135,14 +141,7 @@ func TestCertificateFromUnknownCA(t *testing.T) {
 	p := certPair(t, "p256")
 	other := newTestPKI(t, "Someone Else's CA")
 	p.ha.cred, p.ha.key = other.leaf("gw-a", "p256")
-	if err := p.a.Initiate("to-b"); err != nil {
-		t.Fatal(err)
-	}
-	p.step("A", ExchangeMain, false, msg1...)
-	p.step("B", ExchangeMain, false, msg2...)
-	p.step("A", ExchangeMain, false, msg3Sig...)
-	p.step("B", ExchangeMain, false, msg3Sig...)
-	p.step("A", ExchangeMain, true)
+	p.toMessage5Sig()
 	ev := p.hb.event(EventNegotiationErr)
 	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "not issued by a configured CA") ||
 		!strings.Contains(ev.Message, "CN=gw-a") {
@@ -162,14 +161,7 @@ func TestCertificateFromUnknownCA(t *testing.T) {
 func TestForgedSignature(t *testing.T) {
 	p := certPair(t, "rsa")
 	_, p.ha.key = newTestPKI(t, "unused").leaf("x", "rsa")
-	if err := p.a.Initiate("to-b"); err != nil {
-		t.Fatal(err)
-	}
-	p.step("A", ExchangeMain, false, msg1...)
-	p.step("B", ExchangeMain, false, msg2...)
-	p.step("A", ExchangeMain, false, msg3Sig...)
-	p.step("B", ExchangeMain, false, msg3Sig...)
-	p.step("A", ExchangeMain, true)
+	p.toMessage5Sig()
 	ev := p.hb.event(EventNegotiationErr)
 	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "signature does not verify") {
 		t.Fatalf("B: %+v", p.hb.events)

@@ -3,19 +3,11 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "--version" || os.Args[1] == "-v") {
-		fmt.Println("auth-psk", version)
-		return
-	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "auth-psk", Level: hclog.Info, JSONFormat: true, Output: os.Stderr})
-	sdk.Serve(sdk.Impl{Authenticator: &pskAuth{log: log}}, log)
+	sdk.Main("auth-psk", version, func(log hclog.Logger) sdk.Impl { return sdk.Impl{Authenticator: &pskAuth{log: log}} })
 }

@@ -3,9 +3,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatehouse/gatehouse/plugins/sdk"
@@ -14,10 +11,5 @@ import (
 const version = "0.1.0"
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "--version" || os.Args[1] == "-v") {
-		fmt.Println("l2tp", version)
-		return
-	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "l2tp", Level: hclog.Info, JSONFormat: true, Output: os.Stderr})
-	sdk.Serve(sdk.Impl{Tunnel: newLNS(log)}, log)
+	sdk.Main("l2tp", version, func(log hclog.Logger) sdk.Impl { return sdk.Impl{Tunnel: newLNS(log)} })
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -84,6 +85,19 @@ func Serve(impl Impl, logger hclog.Logger) {
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          logger,
 	})
+}
+
+// Main is a plugin's main: `--version` (or -v) prints the name and
+// version; otherwise it serves what impl makes, logging JSON to stderr
+// for the host to pick up. The core starts plugins; they are not run by
+// hand.
+func Main(name, version string, impl func(log hclog.Logger) Impl) {
+	if len(os.Args) > 1 && (os.Args[1] == "--version" || os.Args[1] == "-v") {
+		fmt.Println(name, version)
+		return
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Info, JSONFormat: true, Output: os.Stderr})
+	Serve(impl(log), log)
 }
 
 // toStatus maps a Go error from an implementation to a gRPC status.

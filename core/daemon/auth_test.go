@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/auth/x509/pki"
+	"github.com/gatehouse/gatehouse/core/config"
+	"github.com/gatehouse/gatehouse/ike"
+)
+
+// TestSetAuth: the ordered auth list becomes IKE methods in order, each
+// with the plugin profile that serves it; a certificate's key sets its
+// method.
+func TestSetAuth(t *testing.T) {
+	dir := t.TempDir()
+	cert := func(name, kind string) string {
+		key, err := pki.NewKey(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ca, err := pki.NewRoot(pki.Request{CommonName: name, Key: key}) // any certificate will do
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name+".pem")
+		if err := pki.WriteCerts(p, ca.Cert); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ec, rsa := cert("ec", "ecdsa"), cert("rsa", "rsa")
+	x := func(p string) config.AuthMethod { return config.AuthMethod{X509: &config.X509{CertFile: p}} }
+	psk := config.AuthMethod{PSKFile: "/k"}
+
+	p := &ike.PeerConfig{Name: "site"}
+	profiles := credProfiles{}
+	if err := setAuth(p, "tunnels[2]", []config.AuthMethod{x(ec), psk, x(rsa)}, profiles); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Auth) != 3 || p.Auth[0] != ike.AuthECDSA256 || p.Auth[1] != ike.AuthPSK || p.Auth[2] != ike.AuthRSASig {
+		t.Fatalf("methods %v", p.Auth)
+	}
+	if profiles["site"][ike.AuthRSASig] != "tunnels[2].auth[2]" || profiles["site"][ike.AuthECDSA256] != "tunnels[2].auth[0]" {
+		t.Fatalf("profiles %v", profiles)
+	}
+	for what, c := range map[string]struct {
+		list []config.AuthMethod
+		aggr bool
+		want string
+	}{
+		"two ECDSA certificates": {[]config.AuthMethod{x(ec), x(ec)}, false, "a second ecdsa-256 entry"},
+		"kerberos":               {[]config.AuthMethod{{Kerberos: &config.Kerberos{Keytab: "/kt"}}}, false, "not available yet"},
+		"aggressive with a cert": {[]config.AuthMethod{x(ec)}, true, "aggressive mode works with a single psk_file"},
+		"not a certificate":      {[]config.AuthMethod{x(filepath.Join(dir, "missing.pem"))}, false, "auth[0].x509"},
+	} {
+		err := setAuth(&ike.PeerConfig{Name: "t", Aggressive: c.aggr}, "tunnels[0]", c.list, credProfiles{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", what, err, c.want)
+		}
+	}
+}
