@@ -54,7 +54,7 @@ type Store struct {
 func Load(caFiles, crlFiles []string) (*Store, error) {
 	s := &Store{roots: stdx509.NewCertPool(), intermediates: stdx509.NewCertPool(), crls: map[string][]*stdx509.RevocationList{}}
 	for _, f := range caFiles {
-		certs, err := readCerts(f)
+		certs, err := ReadCerts(f)
 		if err != nil {
 			return nil, err
 		}
@@ -74,7 +74,7 @@ func Load(caFiles, crlFiles []string) (*Store, error) {
 		return nil, errors.New("no CA certificate configured")
 	}
 	for _, f := range crlFiles {
-		crl, err := readCRL(f)
+		crl, err := ReadCRL(f)
 		if err != nil {
 			return nil, err
 		}
@@ -279,7 +279,7 @@ func MatchID(c *stdx509.Certificate, idType uint8, data []byte) error {
 // CertMethod is the IKE auth method the key of a certificate file (its
 // first certificate) signs with; it needs no private key.
 func CertMethod(certFile string) (uint16, error) {
-	certs, err := readCerts(certFile)
+	certs, err := ReadCerts(certFile)
 	if err != nil {
 		return 0, err
 	}
@@ -303,15 +303,22 @@ type Identity struct {
 // intermediates to send) and the private key, which group and others
 // must not be able to read, and checks that they belong together.
 func LoadIdentity(certFile, keyFile string) (*Identity, error) {
-	chain, err := readCerts(certFile)
+	if err := psk.CheckKeyFile(keyFile); err != nil {
+		return nil, err
+	}
+	return ReadIdentity(certFile, keyFile)
+}
+
+// ReadIdentity is LoadIdentity without the key file's mode check, for
+// tools that read a key the operator keeps elsewhere (gatehouse pki and
+// its CA key).
+func ReadIdentity(certFile, keyFile string) (*Identity, error) {
+	chain, err := ReadCerts(certFile)
 	if err != nil {
 		return nil, err
 	}
 	if len(chain) == 0 {
 		return nil, fmt.Errorf("certificate file %s holds no certificate", certFile)
-	}
-	if err := psk.CheckKeyFile(keyFile); err != nil {
-		return nil, err
 	}
 	b, err := os.ReadFile(keyFile)
 	if err != nil {
@@ -354,8 +361,8 @@ func parseKey(b []byte) (crypto.Signer, error) {
 	return nil, errors.New("not an RSA or ECDSA private key (PKCS#8, PKCS#1 or SEC 1, PEM or DER)")
 }
 
-// readCerts reads every certificate of a PEM file, or one DER certificate.
-func readCerts(path string) ([]*stdx509.Certificate, error) {
+// ReadCerts reads every certificate of a PEM file, or one DER certificate.
+func ReadCerts(path string) ([]*stdx509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -397,7 +404,8 @@ func parseCerts(b []byte) ([]*stdx509.Certificate, error) {
 	return out, nil
 }
 
-func readCRL(path string) (*stdx509.RevocationList, error) {
+// ReadCRL reads a CRL, PEM or DER.
+func ReadCRL(path string) (*stdx509.RevocationList, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

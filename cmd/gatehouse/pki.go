@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	ghx509 "github.com/gatehouse/gatehouse/auth/x509"
 	"github.com/gatehouse/gatehouse/auth/x509/pki"
 )
 
@@ -207,17 +208,17 @@ func runPKICRL(cmd *cobra.Command, f *pkiFlags) error {
 	}
 	var prev *x509.RevocationList
 	if _, err := os.Stat(f.out); err == nil {
-		if prev, err = pki.ReadCRL(f.out); err != nil {
+		if prev, err = ghx509.ReadCRL(f.out); err != nil {
 			return fmt.Errorf("--out %s exists but is not a CRL: %w", f.out, err)
 		}
 	}
 	var revoke []*x509.Certificate
 	for _, p := range f.revoke {
-		c, err := pki.ReadCert(p)
+		certs, err := ghx509.ReadCerts(p)
 		if err != nil {
 			return err
 		}
-		revoke = append(revoke, c)
+		revoke = append(revoke, certs[0]) // the end-entity certificate, not intermediates after it
 	}
 	if f.crlDays <= 0 {
 		return pkiUsage("--days must be positive")

@@ -20,6 +20,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	ghx509 "github.com/gatehouse/gatehouse/auth/x509"
 )
 
 // KeyTypes are the key kinds NewKey makes; IKE signs with RSA (method 3)
@@ -199,68 +201,14 @@ func writeNew(path string, b []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
-// LoadAuthority reads a CA certificate and its key (PEM), for issuing.
+// LoadAuthority reads a CA certificate and its key, for issuing.
 func LoadAuthority(certFile, keyFile string) (*Authority, error) {
-	c, err := readPEM(certFile, "CERTIFICATE")
+	id, err := ghx509.ReadIdentity(certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := x509.ParseCertificate(c)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", certFile, err)
+	if !id.Chain[0].IsCA {
+		return nil, fmt.Errorf("%s: %q is not a CA certificate", certFile, id.Chain[0].Subject)
 	}
-	if !cert.IsCA {
-		return nil, fmt.Errorf("%s: %q is not a CA certificate", certFile, cert.Subject)
-	}
-	k, err := readPEM(keyFile, "PRIVATE KEY")
-	if err != nil {
-		return nil, err
-	}
-	key, err := x509.ParsePKCS8PrivateKey(k)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyFile, err)
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%s: a %T cannot sign", keyFile, key)
-	}
-	if pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
-		return nil, fmt.Errorf("%s is not the key of %s", keyFile, certFile)
-	}
-	return &Authority{Cert: cert, Key: signer}, nil
-}
-
-// ReadCert reads the first certificate of a PEM file.
-func ReadCert(path string) (*x509.Certificate, error) {
-	b, err := readPEM(path, "CERTIFICATE")
-	if err != nil {
-		return nil, err
-	}
-	return x509.ParseCertificate(b)
-}
-
-// ReadCRL reads a PEM CRL.
-func ReadCRL(path string) (*x509.RevocationList, error) {
-	b, err := readPEM(path, "X509 CRL")
-	if err != nil {
-		return nil, err
-	}
-	return x509.ParseRevocationList(b)
-}
-
-func readPEM(path, typ string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("%s: no PEM %q block", path, typ)
-		}
-		if blk.Type == typ {
-			return blk.Bytes, nil
-		}
-	}
+	return &Authority{Cert: id.Chain[0], Key: id.Key}, nil
 }

@@ -67,7 +67,7 @@ func TestLabPKI(t *testing.T) {
 	}
 
 	// Revoke the RSA one; update the CRL with the P-384 one.
-	rsaCert, _ := pki.ReadCert(certs["rsa"])
+	rsaCert := first(t, certs["rsa"])
 	now := time.Now()
 	der, err := again.CRL(nil, []*stdx509.Certificate{rsaCert}, now, 7*24*time.Hour)
 	if err != nil {
@@ -76,11 +76,11 @@ func TestLabPKI(t *testing.T) {
 	if err := pki.WriteCRL(path("crl.pem"), der); err != nil {
 		t.Fatal(err)
 	}
-	prev, err := pki.ReadCRL(path("crl.pem"))
+	prev, err := x509.ReadCRL(path("crl.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p384, _ := pki.ReadCert(certs["ecdsa384"])
+	p384 := first(t, certs["ecdsa384"])
 	der, err = again.CRL(prev, []*stdx509.Certificate{p384, rsaCert}, now, 7*24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func TestLabPKI(t *testing.T) {
 	if err := pki.WriteCRL(path("crl.pem"), der); err != nil {
 		t.Fatal(err)
 	}
-	crl, _ := pki.ReadCRL(path("crl.pem"))
+	crl, _ := x509.ReadCRL(path("crl.pem"))
 	if crl.Number.Int64() != 2 || len(crl.RevokedCertificateEntries) != 2 {
 		t.Fatalf("updated CRL: number %v, %d entries", crl.Number, len(crl.RevokedCertificateEntries))
 	}
@@ -99,7 +99,7 @@ func TestLabPKI(t *testing.T) {
 		t.Fatal(err)
 	}
 	for kind, want := range map[string]error{"rsa": x509.ErrRevoked, "ecdsa384": x509.ErrRevoked, "ecdsa": nil, "rsa3072": nil} {
-		c, _ := pki.ReadCert(certs[kind])
+		c := first(t, certs[kind])
 		if _, err := store.Verify([][]byte{c.Raw}, now); !errors.Is(err, want) && !(want == nil && err == nil) {
 			t.Errorf("%s: %v, want %v", kind, err, want)
 		}
@@ -127,4 +127,14 @@ func TestLabPKI(t *testing.T) {
 	if _, err := pki.NewKey("dsa"); err == nil {
 		t.Fatal("unknown key type accepted")
 	}
+}
+
+// first is a file's first certificate.
+func first(t *testing.T, path string) *stdx509.Certificate {
+	t.Helper()
+	certs, err := x509.ReadCerts(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
 }
