@@ -46,7 +46,9 @@ type PeerConfig struct {
 	// Auth lists the auth methods in the rule's order (AuthPSK,
 	// AuthRSASig, AuthECDSA256...): the initiator offers them in this
 	// order, the responder takes the first the peer offered.
-	Auth        []uint16
+	Auth []uint16
+	// GSS configures the GSS-API (Kerberos) method, AuthGSS.
+	GSS         GSSOptions
 	Lifetime    time.Duration
 	ESP         []esp.Suite // phase 2 offers, in order of preference
 	PFS         uint16      // DH group for quick mode, 0: none
@@ -136,6 +138,15 @@ type Host interface {
 	LocalCredentials(peer *PeerConfig, method uint16, peerCAs [][]byte) (*LocalCredentials, error)
 	Sign(peer *PeerConfig, method uint16, hash []byte) ([]byte, error)
 	VerifyPeer(peer *PeerConfig, method uint16, chain [][]byte, id *ID) (*PeerCredentials, error)
+	// GSS-API (AuthGSS, gss.go): GSSStep feeds the peer's token (nil for
+	// the initiator's first step) to the context, filling in its ID,
+	// Complete and Peer, and returns the token to send (none when the
+	// context is complete without one). GSSWrap and GSSUnwrap protect the
+	// exchange hash; GSSRelease ends the context.
+	GSSStep(peer *PeerConfig, c *GSSContext, token []byte) ([]byte, error)
+	GSSWrap(peer *PeerConfig, c *GSSContext, data []byte) ([]byte, error)
+	GSSUnwrap(peer *PeerConfig, c *GSSContext, token []byte) ([]byte, error)
+	GSSRelease(peer *PeerConfig, c *GSSContext)
 	// AllocSPI returns an unused inbound SPI (256 or more).
 	AllocSPI() (uint32, error)
 	// InstallInbound adds the child's inbound SA; InstallOutbound makes

@@ -41,6 +41,8 @@ type testHost struct {
 	cred *LocalCredentials
 	key  crypto.Signer
 	ca   *x509.Certificate
+	// gss is the fake GSS-API mechanism (gss_test.go).
+	gss *fakeGSS
 }
 
 func (h *testHost) Send(b []byte, local, remote netip.AddrPort) error {

@@ -3,6 +3,7 @@ package ike
 import (
 	"crypto/hmac"
 	"fmt"
+	"slices"
 )
 
 // mainMode is the main mode task (RFC 2409 section 5), with preshared
@@ -28,6 +29,8 @@ type mainMode struct {
 	// peer's CERTREQs asked for.
 	cred    *LocalCredentials
 	peerCAs [][]byte
+	// gss is set when the method is GSS-API (gss.go).
+	gss *gssState
 }
 
 const nonceLen = 32
@@ -41,10 +44,25 @@ func (t *mainMode) build(x *exchange, out *msg) (bool, error) {
 	case sa.Initiator && t.step == 1:
 		p := sa.Peer
 		t.offered = Phase1Offer(p.Proposals, p.Auth, p.Lifetime)
+		gss := slices.Contains(p.Auth, AuthGSS)
+		if gss {
+			tr := t.offered.Proposals[0].Transforms
+			for i := range tr {
+				if a, _ := tr[i].Attr(p1Auth); a.Value == AuthGSS {
+					tr[i] = withGSSIdentity(tr[i], p.GSS)
+				}
+			}
+		}
 		t.saiB = t.offered.appendBody(nil)
-		out.add(t.offered)
+		out.add(t.offered) // RFC 2408 section 4.6: the SA comes first
+		if gss {
+			out.add(&Data{T: PayloadVendorID, Data: vidGSSAPI}, &Data{T: PayloadVendorID, Data: vidMSNT5})
+		}
 	case !sa.Initiator && t.step == 2:
 		out.add(t.offered) // the chosen transform, set by process
+		if t.gss != nil {
+			out.add(&Data{T: PayloadVendorID, Data: vidGSSAPI})
+		}
 	case sa.Initiator && t.step == 3, !sa.Initiator && t.step == 4:
 		pub := t.gxi
 		if !sa.Initiator {
@@ -60,9 +78,25 @@ func (t *mainMode) build(x *exchange, out *msg) (bool, error) {
 				return false, err
 			}
 		}
+		if t.gss != nil {
+			if sa.Initiator {
+				if err := t.gssStep(sa, nil); err != nil {
+					return false, err
+				}
+			}
+			t.addGSS(sa, out)
+		}
 		if !sa.Initiator {
 			sa.p1encrypt = true // message 5 on is encrypted
 		}
+	case t.gss != nil && t.step >= 5 && (t.step%2 == 1) == sa.Initiator:
+		// GSS-API: as many rounds as the contexts need (gss.go).
+		done, err := t.buildGSS(sa, out)
+		if err != nil || len(out.payloads) == 0 {
+			return false, err
+		}
+		t.step++
+		return done, nil
 	case sa.Initiator && t.step == 5, !sa.Initiator && t.step == 6:
 		if IsSignature(sa.phase1.Auth) {
 			if err := t.addSignature(sa, out); err != nil {
@@ -95,9 +129,23 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 		if !ok {
 			return false, fail("malformed", NotifyPayloadMalformed, "main mode message 1 has no SA payload")
 		}
-		p1, reply, err := SelectPhase1(offered, sa.Peer.Proposals, sa.Peer.Auth)
+		auths := sa.Peer.Auth
+		if !gssOffered(in) {
+			auths = withoutGSS(auths) // 65001 without the vendor ID is XAUTH's, which we do not speak
+		}
+		p1, reply, err := SelectPhase1(offered, sa.Peer.Proposals, auths)
 		if err != nil {
+			if len(auths) < len(sa.Peer.Auth) {
+				err = fmt.Errorf("%w (gss-krb5 needs the peer's GSSAPI or MS NT5 vendor ID)", err)
+			}
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
+		}
+		if p1.Auth == AuthGSS {
+			tr := &reply.Proposals[0].Transforms[0]
+			t.gss = &gssState{giI: gssIdentityOf(*tr)}
+			*tr = withGSSIdentity(*tr, sa.Peer.GSS)
+			t.gss.giR = gssIdentityOf(*tr)
+			sa.gss = &t.gss.ctx
 		}
 		sa.phase1 = p1
 		if sa.Peer.Lifetime > 0 && (p1.Lifetime == 0 || p1.Lifetime > sa.Peer.Lifetime) {
@@ -112,6 +160,11 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 		p1, err := AcceptPhase1Reply(reply, sa.Peer.Proposals, sa.Peer.Auth)
 		if err != nil {
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
+		}
+		if p1.Auth == AuthGSS {
+			if err := t.startGSSInitiator(sa, in, reply.Proposals[0].Transforms[0]); err != nil {
+				return false, err
+			}
 		}
 		sa.phase1 = p1
 		if sa.Peer.Lifetime > 0 && (p1.Lifetime == 0 || p1.Lifetime > sa.Peer.Lifetime) {
@@ -151,9 +204,25 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 		if err := t.deriveKeys(m, sa, gxy, nil); err != nil {
 			return false, err
 		}
+		if t.gss != nil {
+			tok, ok := in.get(PayloadGSS).(*GSS)
+			if !ok {
+				return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks a GSS token", t.step)
+			}
+			if err := t.gssStep(sa, tok.Token); err != nil {
+				return false, err
+			}
+		}
 		if sa.Initiator {
 			sa.p1encrypt = true
 		}
+	case t.gss != nil && t.step >= 5 && (t.step%2 == 1) != sa.Initiator:
+		if err := t.processGSS(sa, in); err != nil {
+			return false, err
+		}
+		t.noteInitialContact(sa, in)
+		t.step++
+		return t.gss.hashSent && t.gss.peerHashOK, nil
 	case !sa.Initiator && t.step == 5, sa.Initiator && t.step == 6:
 		id, ok := in.get(PayloadID).(*ID)
 		if !ok {
@@ -175,11 +244,7 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 			// The identity is not used for the PSK lookup (see PeerConfig).
 			sa.peerID = FormatID(id.IDType, id.Data)
 		}
-		for _, n := range in.all(PayloadNotify) {
-			if n.(*Notify).Kind == NotifyInitialContact {
-				sa.initialContact = true
-			}
-		}
+		t.noteInitialContact(sa, in)
 		t.step++
 		return sa.Initiator, nil
 	default:
@@ -187,6 +252,38 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 	}
 	t.step++
 	return false, nil
+}
+
+func (t *mainMode) noteInitialContact(sa *IKESA, in *msg) {
+	for _, n := range in.all(PayloadNotify) {
+		if n.(*Notify).Kind == NotifyInitialContact {
+			sa.initialContact = true
+		}
+	}
+}
+
+// startGSSInitiator reads the responder's GSS identity from its choice
+// and settles whom our ticket is for.
+func (t *mainMode) startGSSInitiator(sa *IKESA, in *msg, chosen Transform) error {
+	if !gssOffered(in) {
+		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: the responder chose method 65001 without a GSS-API vendor ID (XAUTH?)")
+	}
+	g := &gssState{ctx: GSSContext{Initiator: true, Target: sa.Peer.GSS.Target}}
+	for _, tr := range t.offered.Proposals[0].Transforms {
+		if tr.Number == chosen.Number {
+			g.giI = gssIdentityOf(tr)
+		}
+	}
+	g.giR = gssIdentityOf(chosen)
+	if g.ctx.Target == "" {
+		name, err := parseGSSIdentity(g.giR)
+		if err != nil || name == "" {
+			return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: the responder sent no usable GSS identity (%v) and no target principal is configured", err)
+		}
+		g.ctx.Target = name
+	}
+	t.gss, sa.gss = g, &g.ctx
+	return nil
 }
 
 // hash is HASH_I (of the initiator's identity) or HASH_R.
@@ -213,7 +310,7 @@ func (t *mainMode) deriveKeys(m *Manager, sa *IKESA, gxy []byte, peerID *ID) err
 		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: %v", err)
 	}
 	var skeyid []byte
-	if IsSignature(sa.phase1.Auth) {
+	if IsSignature(sa.phase1.Auth) || sa.phase1.Auth == AuthGSS {
 		skeyid = SkeyidSig(prf, t.ni, t.nr, gxy)
 	} else {
 		psk, err := m.host.PSK(sa.Peer, sa.Remote.Addr(), peerID)

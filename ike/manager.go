@@ -59,6 +59,9 @@ type IKESA struct {
 	// only holds its IPsec SAs until they run out.
 	expired bool
 
+	// gss is main mode's GSS-API context while it lives (gss.go).
+	gss *GSSContext
+
 	// peerID is who the peer proved to be: its certificate's subject, or
 	// its ID payload with a preshared key.
 	peerID string
@@ -548,6 +551,7 @@ func (m *Manager) completed(x *exchange) {
 	}
 	sa := x.sa
 	if x.typ.phase1() && sa.state == stateMainMode {
+		sa.releaseGSS()
 		sa.state = stateEstablished
 		sa.lastHeard = m.now()
 		m.log.Info("IKE SA established", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote),
@@ -634,6 +638,7 @@ func (m *Manager) remove(sa *IKESA, why string) {
 	}
 	wasUp := sa.state == stateEstablished
 	sa.state = stateDead
+	sa.releaseGSS()
 	delete(m.sas, sa.ICookie)
 	if sa.Peer.Restart && why != whyOperator && why != whyReplaced {
 		m.restarts[sa.Peer] = m.now().Add(restartDelay)
@@ -648,6 +653,14 @@ func (m *Manager) remove(sa *IKESA, why string) {
 		m.host.Event(Event{ID: EventIKEDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(),
 			Message: fmt.Sprintf("IKE SA with %s (%s) deleted: %s", sa.Peer.Name, sa.Remote.Addr(), why)})
 	}
+}
+
+// releaseGSS ends the GSS-API context: after main mode it has no use.
+func (sa *IKESA) releaseGSS() {
+	if sa.gss != nil && sa.gss.ID != "" {
+		sa.m.host.GSSRelease(sa.Peer, sa.gss)
+	}
+	sa.gss = nil
 }
 
 // Tick retransmits and expires; call it every few hundred milliseconds.

@@ -127,7 +127,9 @@ func decodePayload(t PayloadType, b []byte) (Payload, error) {
 	switch t {
 	case PayloadSA:
 		return parseSA(b)
-	case PayloadKE, PayloadHash, PayloadSig, PayloadNonce, PayloadVendorID, PayloadNATD, PayloadNATDDraft, PayloadGSS:
+	case PayloadGSS:
+		return ParseGSS(b)
+	case PayloadKE, PayloadHash, PayloadSig, PayloadNonce, PayloadVendorID, PayloadNATD, PayloadNATDDraft:
 		return &Data{T: t, Data: b}, nil
 	case PayloadID:
 		if len(b) < 4 {

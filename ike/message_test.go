@@ -90,7 +90,8 @@ func informational() []Payload {
 		&Data{T: PayloadSig, Data: []byte{1, 2, 3}},
 		&Data{T: PayloadNATD, Data: bytes.Repeat([]byte{3}, 20)},
 		&Data{T: PayloadNATDDraft, Data: bytes.Repeat([]byte{4}, 20)},
-		&Data{T: PayloadGSS, Data: []byte{0x60, 1, 2}},
+		&GSS{Raw: true, Token: []byte{0x60, 1, 2}},
+		&GSS{Encoding: 1, Token: []byte{0x05, 0x04, 2}},
 		&ID{IDType: IDFQDN, Data: []byte("gw.example.net")},
 		&Unknown{T: 200, Data: []byte{1}},
 	}

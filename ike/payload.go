@@ -298,7 +298,7 @@ func protoName(p uint8) string {
 }
 
 // Data is the payloads that are one opaque field: KE, HASH, SIG, nonce,
-// vendor ID, NAT-D in both numberings, and GSS tokens.
+// vendor ID and NAT-D in both numberings.
 type Data struct {
 	T    PayloadType
 	Data []byte

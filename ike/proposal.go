@@ -118,6 +118,9 @@ func parsePhase1(t Transform) (Phase1, error) {
 	var p Phase1
 	lifeType := uint64(0)
 	for _, a := range t.Attributes {
+		if a.Type == AttrGSSIdentity || a.Type == AttrGSSIdentityWin2k {
+			continue // a principal name, read by main mode (gss.go)
+		}
 		v, ok := a.Uint()
 		if !ok {
 			return Phase1{}, fmt.Errorf("attribute %d: bad value", a.Type)

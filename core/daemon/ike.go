@@ -236,13 +236,22 @@ func (h *ikeHost) PSK(peer *ike.PeerConfig, remote netip.Addr, id *ike.ID) ([]by
 // lock held: a hung plugin fails one negotiation, not the engine.
 const authCallTimeout = 2 * time.Second
 
-// certAuth finds the certificate plugin and the profile of a peer's method.
+// gssCallTimeout bounds a GSS step: an initiator's first step may go to
+// the KDC for a ticket (a TGT, then the service ticket).
+const gssCallTimeout = 5 * time.Second
+
+// certAuth finds the plugin and the profile of a peer's certificate or
+// Kerberos method.
 func (h *ikeHost) certAuth(peer *ike.PeerConfig, method uint16) (sdk.Authenticator, string, error) {
 	profile, ok := h.profiles[peer.Name][method]
 	if !ok {
 		return nil, "", fmt.Errorf("%s is not configured for %s", peer.Name, ike.MethodName(method))
 	}
-	a, _, err := h.d.plugins.Authenticator(sdk.MethodX509)
+	kind := sdk.MethodX509
+	if method == ike.AuthGSS {
+		kind = sdk.MethodKerberos
+	}
+	a, _, err := h.d.plugins.Authenticator(kind)
 	return a, profile, err
 }
 
@@ -293,6 +302,59 @@ func (h *ikeHost) VerifyPeer(peer *ike.PeerConfig, method uint16, chain [][]byte
 		return nil, fmt.Errorf("the auth plugin returned an unreadable key: %w", err)
 	}
 	return &ike.PeerCredentials{PublicKey: pub, Subject: r.Subject}, nil
+}
+
+func (h *ikeHost) GSSStep(peer *ike.PeerConfig, c *ike.GSSContext, token []byte) ([]byte, error) {
+	a, profile, err := h.certAuth(peer, ike.AuthGSS)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gssCallTimeout)
+	defer cancel()
+	role := sdk.GSSAcceptor
+	if c.Initiator {
+		role = sdk.GSSInitiator
+	}
+	r, err := a.GSSStep(ctx, sdk.GSSStepRequest{Profile: profile, ContextID: c.ID, Role: role, Target: c.Target, Token: token})
+	if err != nil {
+		return nil, err
+	}
+	c.ID, c.Complete, c.Peer = r.ContextID, r.Complete, r.PeerPrincipal
+	return r.Token, nil
+}
+
+func (h *ikeHost) GSSWrap(peer *ike.PeerConfig, c *ike.GSSContext, data []byte) ([]byte, error) {
+	a, _, err := h.certAuth(peer, ike.AuthGSS)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
+	defer cancel()
+	return a.GSSWrap(ctx, c.ID, data)
+}
+
+func (h *ikeHost) GSSUnwrap(peer *ike.PeerConfig, c *ike.GSSContext, token []byte) ([]byte, error) {
+	a, _, err := h.certAuth(peer, ike.AuthGSS)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
+	defer cancel()
+	return a.GSSUnwrap(ctx, c.ID, token)
+}
+
+// GSSRelease frees the plugin's context; a plugin that restarted has
+// lost it already, so an error is only logged.
+func (h *ikeHost) GSSRelease(peer *ike.PeerConfig, c *ike.GSSContext) {
+	a, _, err := h.certAuth(peer, ike.AuthGSS)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
+	defer cancel()
+	if err := a.GSSRelease(ctx, c.ID); err != nil {
+		h.log.Debug("GSS context release failed", zap.String("peer", peer.Name), zap.Error(err))
+	}
 }
 
 func (h *ikeHost) AllocSPI() (uint32, error) { return h.db.NewSPI() }

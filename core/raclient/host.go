@@ -128,3 +128,18 @@ func (h *host) Event(e ike.Event) {
 	default:
 	}
 }
+
+// errNoGSS: the remote-access client authenticates with a preshared key
+// or a certificate; a server that picks Kerberos gets this.
+var errNoGSS = errors.New("gatehouse connect does not do Kerberos; use --psk-file or --cert")
+
+func (h *host) GSSStep(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
+	return nil, errNoGSS
+}
+func (h *host) GSSWrap(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
+	return nil, errNoGSS
+}
+func (h *host) GSSUnwrap(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
+	return nil, errNoGSS
+}
+func (h *host) GSSRelease(*ike.PeerConfig, *ike.GSSContext) {}
