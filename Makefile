@@ -4,7 +4,7 @@
 GO      ?= go
 TOOLS   := $(CURDIR)/.tools/bin
 BIN     := $(CURDIR)/bin
-PLUGINS := auth-psk auth-x509 l2tp
+PLUGINS := auth-psk auth-x509 auth-krb5 l2tp
 
 # Pinned code generators; `make proto` uses these and nothing else.
 BUF_VERSION                := v1.50.0

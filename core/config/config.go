@@ -119,12 +119,26 @@ type X509 struct {
 	Meta     Meta     `yaml:"-"`
 }
 
-// Kerberos configures GSS-API/Kerberos computer authentication.
+// Kerberos configures GSS-API/Kerberos computer authentication
+// (docs/kerberos.md).
 type Kerberos struct {
 	Keytab    string `yaml:"keytab"`
 	Principal string `yaml:"principal"`
 	Ccache    string `yaml:"ccache"`
-	Meta      Meta   `yaml:"-"`
+	Krb5Conf  string `yaml:"krb5_conf"`
+	// PeerPrincipal is whom our tickets are for; empty: the GSS identity
+	// the responder sends.
+	PeerPrincipal string `yaml:"peer_principal"`
+	// MaxSkew: how far a peer's clock may be from ours (default 5m).
+	MaxSkew Duration `yaml:"max_skew"`
+	// ClockOffset moves our Kerberos clock, for labs that test skew.
+	ClockOffset Duration `yaml:"clock_offset"`
+	// IdentityAttribute is the GSS identity attribute class we send:
+	// 16384 (the draft, default) or 32001 (some Windows 2000 releases).
+	IdentityAttribute int `yaml:"identity_attribute"`
+	// RawTokens sends GSS tokens without the draft's vendor encoding byte.
+	RawTokens bool `yaml:"raw_tokens"`
+	Meta      Meta `yaml:"-"`
 }
 
 // RemoteAccess is the L2TP/IPsec server (KB 265112).

@@ -89,6 +89,16 @@ func TestGoodConfigAndDefaults(t *testing.T) {
 	if c.Rules[1].Auth[0].PeerID != "fqdn:admin.example.net" {
 		t.Errorf("peer id: %+v", c.Rules[1].Auth[0])
 	}
+
+	// Kerberos defaults: the draft's identity attribute, 5 minutes of
+	// skew, paths against the config's folder.
+	c, err = parse(t, dir, "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: good.psk, krb5_conf: good.psk, principal: host/gw@EXAMPLE.TEST}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := c.RemoteAccess.Auth[0].Kerberos; k.IdentityAttribute != 16384 || k.MaxSkew.Duration != 5*time.Minute || k.Keytab != filepath.Join(dir, "good.psk") {
+		t.Errorf("kerberos defaults: %+v", k)
+	}
 }
 
 // Each bad file yields exactly one error that names file, line and field.
@@ -124,6 +134,10 @@ func TestBadConfigs(t *testing.T) {
 		{"ports without protocol", "listen: [203.0.113.1]\nrules:\n  - {name: r, filters: [{src: any, dst: any, dst_port: 80}], action: block}\n", 3, "rules[0].filters[0].dst_port", "protocol: tcp"},
 		{"auth on block rule", "listen: [203.0.113.1]\nrules:\n  - name: r\n    filters: [{src: any, dst: any}]\n    action: block\n    auth: [{psk_file: DIR/good.psk}]\n", 6, "rules[0].auth", "only negotiate rules"},
 		{"not yaml", "listen: [203.0.113.1\n", 0, "", "not valid YAML"},
+		{"kerberos principal without a realm", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/good.psk, principal: gw-a}\n", 5, "remote_access.auth[0].kerberos.principal", "want service/host@REALM"},
+		{"kerberos identity attribute", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/good.psk, principal: host/a@R, identity_attribute: 7}\n", 5, "remote_access.auth[0].kerberos.identity_attribute", "16384 (the draft) or 32001"},
+		{"kerberos without krb5.conf", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/krb5.conf, principal: host/a@R}\n", 5, "remote_access.auth[0].kerberos.krb5_conf", "does not exist"},
+		{"kerberos keytab readable by others", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/open.psk, krb5_conf: DIR/good.psk, principal: host/a@R}\n", 5, "remote_access.auth[0].kerberos.keytab", "readable by group or others"},
 		{"bad duration", "listen: [203.0.113.1]\nike: {lifetime: forever}\n", 2, "ike.lifetime", "not a duration"},
 	}
 	for _, c := range cases {

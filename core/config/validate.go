@@ -318,8 +318,33 @@ func (v *validator) authMethod(a *AuthMethod, path string) {
 			k.Keytab = v.abs(k.Keytab)
 			v.secretFile(k.Keytab, k.Meta.At("keytab"), path+".kerberos.keytab")
 		}
-		if k.Principal == "" {
-			v.errorAt(k.Meta.Pos, path+".kerberos.principal", "required, e.g. host/gw.example.net@EXAMPLE.NET")
+		if k.Ccache != "" {
+			k.Ccache = v.abs(k.Ccache)
+			v.secretFile(k.Ccache, k.Meta.At("ccache"), path+".kerberos.ccache")
+		}
+		if k.Krb5Conf == "" {
+			k.Krb5Conf = "/etc/krb5.conf"
+		}
+		k.Krb5Conf = v.abs(k.Krb5Conf)
+		v.fileExists(k.Krb5Conf, k.Meta.At("krb5_conf"), path+".kerberos.krb5_conf")
+		if !strings.Contains(k.Principal, "/") || !strings.Contains(k.Principal, "@") {
+			v.errorAt(k.Meta.At("principal"), path+".kerberos.principal", "want service/host@REALM, e.g. host/gw.example.net@EXAMPLE.NET, not %q", k.Principal)
+		}
+		if k.PeerPrincipal != "" && !strings.Contains(k.PeerPrincipal, "/") {
+			v.errorAt(k.Meta.At("peer_principal"), path+".kerberos.peer_principal", "want service/host[@REALM], e.g. host/gw-b.example.net, not %q", k.PeerPrincipal)
+		}
+		switch {
+		case k.MaxSkew.Duration == 0:
+			k.MaxSkew.Duration = 5 * time.Minute
+		case k.MaxSkew.Duration < time.Second || k.MaxSkew.Duration > time.Hour:
+			v.errorAt(k.Meta.At("max_skew"), path+".kerberos.max_skew", "between 1s and 1h (Kerberos' usual limit is 5m)")
+		}
+		switch k.IdentityAttribute {
+		case 0:
+			k.IdentityAttribute = 16384
+		case 16384, 32001:
+		default:
+			v.errorAt(k.Meta.At("identity_attribute"), path+".kerberos.identity_attribute", "16384 (the draft) or 32001 (some Windows 2000 releases), not %d", k.IdentityAttribute)
 		}
 	}
 }

@@ -45,13 +45,27 @@ func TestSetAuth(t *testing.T) {
 	if profiles["site"][ike.AuthRSASig] != "tunnels[2].auth[2]" || profiles["site"][ike.AuthECDSA256] != "tunnels[2].auth[0]" {
 		t.Fatalf("profiles %v", profiles)
 	}
+
+	// Kerberos: the GSS method, our principal as our GSS identity, the
+	// configured target and Windows knobs.
+	krb := config.AuthMethod{Kerberos: &config.Kerberos{Keytab: "/kt", Principal: "host/gw-a.example.test@EXAMPLE.TEST",
+		PeerPrincipal: "host/gw-b.example.test", IdentityAttribute: 32001, RawTokens: true}}
+	q := &ike.PeerConfig{Name: "k"}
+	if err := setAuth(q, "tunnels[0]", []config.AuthMethod{krb, psk}, profiles); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Auth) != 2 || q.Auth[0] != ike.AuthGSS || profiles["k"][ike.AuthGSS] != "tunnels[0].auth[0]" ||
+		q.GSS != (ike.GSSOptions{Identity: "host/gw-a.example.test@EXAMPLE.TEST", Target: "host/gw-b.example.test", IdentityAttr: 32001, RawTokens: true}) {
+		t.Fatalf("kerberos: %v %+v %v", q.Auth, q.GSS, profiles)
+	}
 	for what, c := range map[string]struct {
 		list []config.AuthMethod
 		aggr bool
 		want string
 	}{
 		"two ECDSA certificates": {[]config.AuthMethod{x(ec), x(ec)}, false, "a second ecdsa-256 entry"},
-		"kerberos":               {[]config.AuthMethod{{Kerberos: &config.Kerberos{Keytab: "/kt"}}}, false, "not available yet"},
+		"two Kerberos entries":   {[]config.AuthMethod{krb, krb}, false, "a second gss-krb5 entry"},
+		"aggressive Kerberos":    {[]config.AuthMethod{krb}, true, "aggressive mode works with a single psk_file"},
 		"aggressive with a cert": {[]config.AuthMethod{x(ec)}, true, "aggressive mode works with a single psk_file"},
 		"not a certificate":      {[]config.AuthMethod{x(filepath.Join(dir, "missing.pem"))}, false, "auth[0].x509"},
 	} {

@@ -178,7 +178,8 @@ func authConfig(c *config.Config) (sdk.AuthConfig, error) {
 			out.X509 = append(out.X509, sdk.X509Profile{Name: u.where, CAFiles: a.X509.CAFiles, CRLFiles: a.X509.CRLFiles, CertFile: a.X509.CertFile, KeyFile: a.X509.KeyFile})
 			continue
 		case "kerberos":
-			out.Kerberos = append(out.Kerberos, sdk.KerberosProfile{Name: u.where, Keytab: a.Kerberos.Keytab, Principal: a.Kerberos.Principal, Ccache: a.Kerberos.Ccache})
+			out.Kerberos = append(out.Kerberos, sdk.KerberosProfile{Name: u.where, Keytab: a.Kerberos.Keytab, Principal: a.Kerberos.Principal,
+				Ccache: a.Kerberos.Ccache, Krb5Conf: a.Kerberos.Krb5Conf, MaxSkew: a.Kerberos.MaxSkew.Duration, ClockOffset: a.Kerberos.ClockOffset.Duration})
 			continue
 		}
 		peers := u.peers

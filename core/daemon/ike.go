@@ -137,8 +137,12 @@ func setAuth(p *ike.PeerConfig, where string, list []config.AuthMethod, profiles
 			if m, err = x509.CertMethod(a.X509.CertFile); err != nil {
 				return fmt.Errorf("auth[%d].x509: %w", i, err)
 			}
+		case "kerberos":
+			m = ike.AuthGSS
+			k := a.Kerberos
+			p.GSS = ike.GSSOptions{Identity: k.Principal, Target: k.PeerPrincipal, IdentityAttr: uint16(k.IdentityAttribute), RawTokens: k.RawTokens}
 		default:
-			return fmt.Errorf("auth[%d]: %s authentication is not available yet; use psk_file or x509", i, a.Kind())
+			return fmt.Errorf("auth[%d]: unknown method %s", i, a.Kind())
 		}
 		if slices.Contains(p.Auth, m) {
 			return fmt.Errorf("auth[%d]: a second %s entry; a rule can offer each method once", i, ike.MethodName(m))
@@ -150,7 +154,7 @@ func setAuth(p *ike.PeerConfig, where string, list []config.AuthMethod, profiles
 		profiles[p.Name][m] = fmt.Sprintf("%s.auth[%d]", where, i)
 	}
 	if p.Aggressive && (len(p.Auth) != 1 || p.Auth[0] != ike.AuthPSK) {
-		return errors.New("aggressive mode works with a single psk_file; use main mode for certificates")
+		return errors.New("aggressive mode works with a single psk_file; use main mode for certificates and Kerberos")
 	}
 	return nil
 }

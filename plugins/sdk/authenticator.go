@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -83,6 +84,10 @@ type KerberosProfile struct {
 	Principal string
 	Ccache    string
 	Krb5Conf  string
+	// MaxSkew is the clock difference an acceptor allows (0: 5 minutes).
+	MaxSkew time.Duration
+	// ClockOffset moves our clock for Kerberos, to test skew in a lab.
+	ClockOffset time.Duration
 }
 
 // AuthConfig is an Authenticator's whole configuration.
@@ -288,7 +293,8 @@ func authConfigToPB(c AuthConfig) *pb.AuthConfig {
 		out.X509 = append(out.X509, &pb.X509Profile{Name: x.Name, CaFiles: x.CAFiles, CrlFiles: x.CRLFiles, CertFile: x.CertFile, KeyFile: x.KeyFile})
 	}
 	for _, k := range c.Kerberos {
-		out.Kerberos = append(out.Kerberos, &pb.KerberosProfile{Name: k.Name, Keytab: k.Keytab, Principal: k.Principal, Ccache: k.Ccache, Krb5Conf: k.Krb5Conf})
+		out.Kerberos = append(out.Kerberos, &pb.KerberosProfile{Name: k.Name, Keytab: k.Keytab, Principal: k.Principal, Ccache: k.Ccache, Krb5Conf: k.Krb5Conf,
+			MaxSkewSeconds: uint32(k.MaxSkew / time.Second), ClockOffsetSeconds: int64(k.ClockOffset / time.Second)})
 	}
 	return out
 }
@@ -310,7 +316,8 @@ func authConfigFromPB(p *pb.AuthConfig) (AuthConfig, error) {
 		out.X509 = append(out.X509, X509Profile{Name: x.Name, CAFiles: x.CaFiles, CRLFiles: x.CrlFiles, CertFile: x.CertFile, KeyFile: x.KeyFile})
 	}
 	for _, k := range p.GetKerberos() {
-		out.Kerberos = append(out.Kerberos, KerberosProfile{Name: k.Name, Keytab: k.Keytab, Principal: k.Principal, Ccache: k.Ccache, Krb5Conf: k.Krb5Conf})
+		out.Kerberos = append(out.Kerberos, KerberosProfile{Name: k.Name, Keytab: k.Keytab, Principal: k.Principal, Ccache: k.Ccache, Krb5Conf: k.Krb5Conf,
+			MaxSkew: time.Duration(k.MaxSkewSeconds) * time.Second, ClockOffset: time.Duration(k.ClockOffsetSeconds) * time.Second})
 	}
 	return out, nil
 }

@@ -462,14 +462,20 @@ func (x *X509Profile) GetKeyFile() string {
 }
 
 type KerberosProfile struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Keytab        string                 `protobuf:"bytes,2,opt,name=keytab,proto3" json:"keytab,omitempty"`
-	Principal     string                 `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
-	Ccache        string                 `protobuf:"bytes,4,opt,name=ccache,proto3" json:"ccache,omitempty"`
-	Krb5Conf      string                 `protobuf:"bytes,5,opt,name=krb5_conf,json=krb5Conf,proto3" json:"krb5_conf,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Keytab    string                 `protobuf:"bytes,2,opt,name=keytab,proto3" json:"keytab,omitempty"`
+	Principal string                 `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	Ccache    string                 `protobuf:"bytes,4,opt,name=ccache,proto3" json:"ccache,omitempty"`
+	Krb5Conf  string                 `protobuf:"bytes,5,opt,name=krb5_conf,json=krb5Conf,proto3" json:"krb5_conf,omitempty"`
+	// max_skew_seconds is how far a peer's authenticator time may be from
+	// ours (0: 300, MIT's default clockskew).
+	MaxSkewSeconds uint32 `protobuf:"varint,6,opt,name=max_skew_seconds,json=maxSkewSeconds,proto3" json:"max_skew_seconds,omitempty"`
+	// clock_offset_seconds moves our clock in the authenticators we make and
+	// check, to test skew in a lab; 0 in production.
+	ClockOffsetSeconds int64 `protobuf:"varint,7,opt,name=clock_offset_seconds,json=clockOffsetSeconds,proto3" json:"clock_offset_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *KerberosProfile) Reset() {
@@ -535,6 +541,20 @@ func (x *KerberosProfile) GetKrb5Conf() string {
 		return x.Krb5Conf
 	}
 	return ""
+}
+
+func (x *KerberosProfile) GetMaxSkewSeconds() uint32 {
+	if x != nil {
+		return x.MaxSkewSeconds
+	}
+	return 0
+}
+
+func (x *KerberosProfile) GetClockOffsetSeconds() int64 {
+	if x != nil {
+		return x.ClockOffsetSeconds
+	}
+	return 0
 }
 
 type ConfigureResponse struct {
@@ -1709,13 +1729,15 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"\bca_files\x18\x02 \x03(\tR\acaFiles\x12\x1b\n" +
 	"\tcrl_files\x18\x03 \x03(\tR\bcrlFiles\x12\x1b\n" +
 	"\tcert_file\x18\x04 \x01(\tR\bcertFile\x12\x19\n" +
-	"\bkey_file\x18\x05 \x01(\tR\akeyFile\"\x90\x01\n" +
+	"\bkey_file\x18\x05 \x01(\tR\akeyFile\"\xec\x01\n" +
 	"\x0fKerberosProfile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06keytab\x18\x02 \x01(\tR\x06keytab\x12\x1c\n" +
 	"\tprincipal\x18\x03 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06ccache\x18\x04 \x01(\tR\x06ccache\x12\x1b\n" +
-	"\tkrb5_conf\x18\x05 \x01(\tR\bkrb5Conf\"/\n" +
+	"\tkrb5_conf\x18\x05 \x01(\tR\bkrb5Conf\x12(\n" +
+	"\x10max_skew_seconds\x18\x06 \x01(\rR\x0emaxSkewSeconds\x120\n" +
+	"\x14clock_offset_seconds\x18\a \x01(\x03R\x12clockOffsetSeconds\"/\n" +
 	"\x11ConfigureResponse\x12\x1a\n" +
 	"\bwarnings\x18\x01 \x03(\tR\bwarnings\"\xac\x01\n" +
 	"\n" +
