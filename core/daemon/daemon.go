@@ -70,7 +70,7 @@ func pluginSpecs(c *config.Config) []pluginhost.Spec {
 		names = c.Plugins.Load
 	} else {
 		for _, kind := range authKinds(c) {
-			names = append(names, config.PluginRef{Name: "auth-" + kind})
+			names = append(names, config.PluginRef{Name: kindPlugin[kind]})
 		}
 		if c.RemoteAccess != nil {
 			names = append(names, config.PluginRef{Name: "l2tp"})
@@ -304,11 +304,14 @@ func (d *Daemon) Start(ctx context.Context) error {
 
 var kindMethod = map[string]sdk.AuthMethod{"psk": sdk.MethodPSK, "x509": sdk.MethodX509, "kerberos": sdk.MethodKerberos}
 
+// kindPlugin names the plugin that serves each auth method kind.
+var kindPlugin = map[string]string{"psk": "auth-psk", "x509": "auth-x509", "kerberos": "auth-krb5"}
+
 func (d *Daemon) checkServed(l *Loaded) error {
 	for _, u := range authUses(l.Config) {
 		k := u.method.Kind()
 		if _, _, err := d.plugins.Authenticator(kindMethod[k]); err != nil {
-			return fmt.Errorf("%s: %s uses %s authentication, but no loaded plugin serves it (add auth-%s to plugins.load)", l.Config.File, u.where, k, k)
+			return fmt.Errorf("%s: %s uses %s authentication, but no loaded plugin serves it (add %s to plugins.load)", l.Config.File, u.where, k, kindPlugin[k])
 		}
 	}
 	return nil

@@ -21,7 +21,8 @@ var bin string
 
 func TestMain(m *testing.M) {
 	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse",
-		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/auth-x509": "plugins/auth-x509"})
+		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/auth-x509": "plugins/auth-x509",
+		"../../plugins/auth-krb5": "plugins/auth-krb5"})
 }
 
 const psk = "lab-preshared-key-0123456789"

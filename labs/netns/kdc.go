@@ -100,10 +100,12 @@ func StartKDC(t testing.TB, ns *NS, realm, ip string) *KDC {
 	k.run(t, kdb5Util, "create", "-s", "-r", realm, "-P", "lab-master-password")
 	args := []string{krb5kdc, "-n", "-r", realm}
 	if ns != nil {
-		args = append([]string{"ip", "netns", "exec", ns.Name}, args...)
+		args = append([]string{"ip", "netns", "exec", ns.Full}, args...)
 	}
 	k.proc = exec.Command(args[0], args[1:]...)
 	k.proc.Env = k.env
+	var stderr strings.Builder
+	k.proc.Stdout, k.proc.Stderr = &stderr, &stderr
 	must(k.proc.Start())
 	t.Cleanup(func() {
 		k.proc.Process.Kill()
@@ -120,7 +122,7 @@ func StartKDC(t testing.TB, ns *NS, realm, ip string) *KDC {
 		time.Sleep(100 * time.Millisecond)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "kdc.log"))
-	t.Fatalf("krb5kdc did not start:\n%s", b)
+	t.Fatalf("krb5kdc did not start:\n%s%s", b, stderr.String())
 	return nil
 }
 
