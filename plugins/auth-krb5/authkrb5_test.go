@@ -164,6 +164,27 @@ func TestGSSStaleKeytab(t *testing.T) {
 	}
 }
 
+// TestStaleInitiatorKeytab: A re-keyed but on its old keytab cannot log
+// in; the error carries the KDC's reason.
+func TestStaleInitiatorKeytab(t *testing.T) {
+	l := newKrbLab(t)
+	stale := filepath.Join(l.dir, "a-old.keytab")
+	b, err := os.ReadFile(l.ktA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stale, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.kdc.AddHost(t, hostA, l.ktA)
+	l.cfgA.Keytab = stale
+	l.configure(t)
+	_, err = l.gwA.GSSStep(context.Background(), sdk.GSSStepRequest{Profile: "k", Role: sdk.GSSInitiator, Target: hostB + "@" + realm})
+	if err == nil || !strings.Contains(err.Error(), "logging in to realm "+realm) || !strings.Contains(err.Error(), "keytab incorrect") {
+		t.Fatalf("%v", err)
+	}
+}
+
 // TestConfigureRefusals: a bad profile refuses the configuration with the
 // reason, and the old one stays.
 func TestConfigureRefusals(t *testing.T) {
