@@ -5,24 +5,36 @@ import (
 	"fmt"
 )
 
-// aggressiveMode is aggressive mode with preshared keys (RFC 2409 section
-// 5.4; the third message encrypted, as RFC 2408 section 4.7 has it):
+// aggressiveMode is aggressive mode (RFC 2409 sections 5.1 and 5.4; the
+// third message encrypted, as RFC 2408 section 4.7 has it), with a
+// preshared key:
 //
 //	Initiator                               Responder
 //	HDR, SA, KE, Ni, IDii              -->
 //	                                   <--  HDR, SA, KE, Nr, IDir, HASH_R
 //	HDR*, HASH_I                       -->
 //
-// It is off unless a tunnel turns it on, and then only with the peer's
-// identity configured: the key is chosen by that identity, and the
-// responder's hash goes out before the initiator has proven anything, so
-// an eavesdropper can attack the key offline (RFC 9395 section 3).
+// or with signatures:
+//
+//	HDR, SA, KE, Ni, IDii, CR          -->
+//	                                   <--  HDR, SA, KE, Nr, IDir, CERT, SIG_R, CR
+//	HDR*, CERT, SIG_I                  -->
+//
+// It is off unless a tunnel turns it on, with one auth method. With a
+// preshared key the peer's identity must be configured: the key is chosen
+// by that identity, and the responder's hash goes out before the
+// initiator has proven anything, so an eavesdropper can attack the key
+// offline (RFC 9395 section 3). Signatures have no such weakness, but the
+// identities travel in clear.
 type aggressiveMode struct {
-	mm      mainMode // the shared state: DH, nonces, SAi_b, hashes
+	mm      mainMode // the shared state: DH, nonces, SAi_b, hashes, credentials
 	step    int
 	idB     []byte // our ID payload body
-	peerIDB []byte // the initiator's, for the responder's check of HASH_I
+	peerID  *ID    // the initiator's, for the responder's check of HASH_I or SIG_I
+	peerIDB []byte
 }
+
+func newAggressiveMode() *aggressiveMode { return &aggressiveMode{mm: mainMode{aggressive: true}} }
 
 func (t *aggressiveMode) build(x *exchange, out *msg) (bool, error) {
 	sa, m := x.sa, managerOf(x)
@@ -44,16 +56,39 @@ func (t *aggressiveMode) build(x *exchange, out *msg) (bool, error) {
 		}
 		t.mm.dh, t.mm.gxi, t.mm.ni, t.mm.saiB, t.mm.offered = dh, dh.Public(), m.random(nonceLen), offer.appendBody(nil), offer
 		id := t.localID(sa)
+		if IsSignature(p.Auth[0]) {
+			// One method is offered; our ID is the certificate's, so it
+			// is settled now.
+			sa.phase1.Auth = p.Auth[0]
+			if id, err = t.mm.sigID(sa); err != nil {
+				return false, err
+			}
+		}
 		t.idB = id.appendBody(nil)
 		out.add(offer, &Data{T: PayloadKE, Data: t.mm.gxi}, &Data{T: PayloadNonce, Data: t.mm.ni}, id)
+		if IsSignature(p.Auth[0]) {
+			return false, t.mm.addCertReqs(sa, out) // strongSwan sends its certificate only when asked
+		}
 	case !sa.Initiator && t.step == 2:
-		id := t.localID(sa)
-		t.idB = id.appendBody(nil)
-		out.add(t.mm.offered, &Data{T: PayloadKE, Data: t.mm.gxr}, &Data{T: PayloadNonce, Data: t.mm.nr}, id,
-			&Data{T: PayloadHash, Data: t.mm.hash(sa, false, t.idB)})
+		out.add(t.mm.offered, &Data{T: PayloadKE, Data: t.mm.gxr}, &Data{T: PayloadNonce, Data: t.mm.nr})
+		if IsSignature(sa.phase1.Auth) {
+			if err := t.mm.addSignature(sa, out); err != nil {
+				return false, err
+			}
+			if err := t.mm.addCertReqs(sa, out); err != nil {
+				return false, err
+			}
+		} else {
+			id := t.localID(sa)
+			t.idB = id.appendBody(nil)
+			out.add(id, &Data{T: PayloadHash, Data: t.mm.hash(sa, false, t.idB)})
+		}
 		sa.p1encrypt = true // message 3 is encrypted
 		return false, nil
 	case sa.Initiator && t.step == 3:
+		if IsSignature(sa.phase1.Auth) {
+			return true, t.mm.addCertsAndSig(sa, out, t.idB)
+		}
 		out.add(&Data{T: PayloadHash, Data: t.mm.hash(sa, true, t.idB)})
 		return true, nil
 	}
@@ -80,17 +115,21 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		if !ok1 || !ok2 || !ok3 || !ok4 {
 			return false, fail("malformed", NotifyPayloadMalformed, "aggressive mode message 1 lacks SA, KE, nonce or ID")
 		}
-		if got := FormatID(id.IDType, id.Data); got != p.RemoteID {
+		got := FormatID(id.IDType, id.Data)
+		// With a preshared key the configured identity chooses the key
+		// (and is required); a certificate is checked against its ID.
+		if (p.RemoteID != "" || !IsSignature(p.Auth[0])) && got != p.RemoteID {
 			return false, fail("authentication-failed", NotifyInvalidIDInformation, "aggressive mode: the peer calls itself %s, the tunnel expects %s", got, p.RemoteID)
 		}
-		sa.peerID = p.RemoteID
+		sa.peerID = got
 		p1, reply, err := SelectPhase1(offered, p.Proposals, p.Auth)
 		if err != nil {
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("aggressive mode: %w", err)}
 		}
 		sa.phase1 = p1
 		sa.phase1.Lifetime = shorter(p1.Lifetime, p.Lifetime)
-		t.mm.offered, t.mm.saiB, t.peerIDB = reply, in.body(PayloadSA), in.body(PayloadID)
+		t.mm.offered, t.mm.saiB, t.peerID, t.peerIDB = reply, in.body(PayloadSA), id, in.body(PayloadID)
+		t.mm.readCertReqs(in)
 		if err := t.mm.startDH(m, sa); err != nil {
 			return false, err
 		}
@@ -107,9 +146,8 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		ke, ok2 := in.get(PayloadKE).(*Data)
 		nonce, ok3 := in.get(PayloadNonce).(*Data)
 		id, ok4 := in.get(PayloadID).(*ID)
-		h, ok5 := in.get(PayloadHash).(*Data)
-		if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
-			return false, fail("malformed", NotifyPayloadMalformed, "aggressive mode message 2 lacks SA, KE, nonce, ID or HASH")
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			return false, fail("malformed", NotifyPayloadMalformed, "aggressive mode message 2 lacks SA, KE, nonce or ID")
 		}
 		p1, err := AcceptPhase1Reply(reply, p.Proposals, p.Auth)
 		if err != nil {
@@ -130,12 +168,19 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		if err := t.mm.deriveKeys(m, sa, gxy, id); err != nil {
 			return false, err
 		}
-		if !hmac.Equal(t.mm.hash(sa, false, in.body(PayloadID)), h.Data) {
-			return false, fail("authentication-failed", NotifyInvalidHashInformation, "aggressive mode: the peer's HASH does not verify (preshared keys differ)")
+		if IsSignature(sa.phase1.Auth) {
+			if err := t.mm.checkSignature(sa, in, id, in.body(PayloadID)); err != nil {
+				return false, err
+			}
+		} else if h, ok := in.get(PayloadHash).(*Data); !ok || !hmac.Equal(t.mm.hash(sa, false, in.body(PayloadID)), h.Data) {
+			return false, fail("authentication-failed", NotifyInvalidHashInformation, "aggressive mode: the peer's HASH is missing or does not verify (preshared keys differ)")
 		}
 		sa.p1encrypt = true
 	case !sa.Initiator && t.step == 3:
-		// HASH_I covers the initiator's ID from message 1.
+		// HASH_I and SIG_I cover the initiator's ID from message 1.
+		if IsSignature(sa.phase1.Auth) {
+			return true, t.mm.checkSignature(sa, in, t.peerID, t.peerIDB)
+		}
 		h, ok := in.get(PayloadHash).(*Data)
 		if !ok || !hmac.Equal(t.mm.hash(sa, true, t.peerIDB), h.Data) {
 			return false, fail("authentication-failed", NotifyInvalidHashInformation, "aggressive mode: the peer's HASH does not verify (preshared keys differ)")

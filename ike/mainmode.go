@@ -31,6 +31,8 @@ type mainMode struct {
 	peerCAs [][]byte
 	// gss is set when the method is GSS-API (gss.go).
 	gss *gssState
+	// aggressive: this state serves aggressive mode (aggressive.go).
+	aggressive bool
 }
 
 const nonceLen = 32
@@ -188,11 +190,7 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 		} else {
 			t.gxr, t.nr = ke.Data, nonce.Data
 		}
-		for _, p := range in.all(PayloadCertReq) {
-			if cr := p.(*CertReq); cr.CertType == CertX509Sig && len(cr.Authority) > 0 {
-				t.peerCAs = append(t.peerCAs, cr.Authority)
-			}
-		}
+		t.readCertReqs(in)
 		peerPub := t.gxr
 		if !sa.Initiator {
 			peerPub = t.gxi
@@ -229,7 +227,7 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 			return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks an ID payload", t.step)
 		}
 		if IsSignature(sa.phase1.Auth) {
-			if err := t.checkSignature(sa, in, id); err != nil {
+			if err := t.checkSignature(sa, in, id, in.body(PayloadID)); err != nil {
 				return false, err
 			}
 		} else {

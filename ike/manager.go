@@ -263,7 +263,7 @@ func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA) error {
 		softIKE: softPoint(true), replaces: old != nil}
 	m.sas[sa.ICookie] = sa
 	if peer.Aggressive {
-		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, &aggressiveMode{}, &natt{aggressive: true}, &dpdVendor{}))
+		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, newAggressiveMode(), &natt{aggressive: true}, &dpdVendor{}))
 	}
 	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, &dpdVendor{})
 	return m.send(x)
@@ -432,7 +432,7 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	}
 	m.sas[sa.ICookie] = sa
 	if h.Exchange == ExchangeAggressive {
-		m.newExchange(sa, ExchangeAggressive, 0, false, &aggressiveMode{}, &natt{aggressive: true}, &dpdVendor{})
+		m.newExchange(sa, ExchangeAggressive, 0, false, newAggressiveMode(), &natt{aggressive: true}, &dpdVendor{})
 	} else {
 		m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, &dpdVendor{})
 	}

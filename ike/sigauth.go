@@ -45,13 +45,35 @@ func (t *mainMode) credentials(sa *IKESA) (*LocalCredentials, error) {
 	}
 	c, err := sa.m.host.LocalCredentials(sa.Peer, sa.phase1.Auth, t.peerCAs)
 	if err != nil {
-		return nil, fail("authentication-failed", NotifyAuthenticationFailed, "main mode: our certificate for %s: %v", MethodName(sa.phase1.Auth), err)
+		return nil, fail("authentication-failed", NotifyAuthenticationFailed, "%s: our certificate for %s: %v", t.label(), MethodName(sa.phase1.Auth), err)
 	}
 	if len(c.Chain) == 0 {
-		return nil, fail("authentication-failed", NotifyAuthenticationFailed, "main mode: no certificate of ours for %s", MethodName(sa.phase1.Auth))
+		return nil, fail("authentication-failed", NotifyAuthenticationFailed, "%s: no certificate of ours for %s", t.label(), MethodName(sa.phase1.Auth))
 	}
 	t.cred = c
 	return c, nil
+}
+
+// label names the exchange in errors: main mode's code also serves
+// aggressive mode with signatures.
+func (t *mainMode) label() string {
+	if t.aggressive {
+		return "aggressive mode"
+	}
+	return "main mode"
+}
+
+// sigID is the ID we send with a signature: the certificate's (usually
+// its subject DN), else our address.
+func (t *mainMode) sigID(sa *IKESA) (*ID, error) {
+	c, err := t.credentials(sa)
+	if err != nil {
+		return nil, err
+	}
+	if c.ID != nil {
+		return c.ID, nil
+	}
+	return addressID(sa.Local.Addr()), nil
 }
 
 // addCertReqs asks for a certificate from our CAs (message 3 or 4).
@@ -69,36 +91,52 @@ func (t *mainMode) addCertReqs(sa *IKESA, out *msg) error {
 	return nil
 }
 
+// readCertReqs notes the CAs the peer asked for.
+func (t *mainMode) readCertReqs(in *msg) {
+	for _, p := range in.all(PayloadCertReq) {
+		if cr := p.(*CertReq); cr.CertType == CertX509Sig && len(cr.Authority) > 0 {
+			t.peerCAs = append(t.peerCAs, cr.Authority)
+		}
+	}
+}
+
 // addSignature adds IDii or IDir, our CERTs and SIG_I or SIG_R (RFC 2409
-// section 5.1). Our chain goes even unasked: a peer that holds no
-// certificate of ours can then still check us.
+// section 5.1).
 func (t *mainMode) addSignature(sa *IKESA, out *msg) error {
+	id, err := t.sigID(sa)
+	if err != nil {
+		return err
+	}
+	out.add(id)
+	return t.addCertsAndSig(sa, out, id.appendBody(nil))
+}
+
+// addCertsAndSig adds our CERTs and the signature over the hash of our
+// ID body idB. Our chain goes even unasked: a peer that holds no
+// certificate of ours can then still check us.
+func (t *mainMode) addCertsAndSig(sa *IKESA, out *msg, idB []byte) error {
 	c, err := t.credentials(sa)
 	if err != nil {
 		return err
 	}
-	id := c.ID
-	if id == nil {
-		id = addressID(sa.Local.Addr())
-	}
-	out.add(id)
 	for _, der := range c.Chain {
 		out.add(&Cert{Encoding: CertX509Sig, Data: der})
 	}
-	sig, err := sa.m.host.Sign(sa.Peer, sa.phase1.Auth, t.hash(sa, sa.Initiator, id.appendBody(nil)))
+	sig, err := sa.m.host.Sign(sa.Peer, sa.phase1.Auth, t.hash(sa, sa.Initiator, idB))
 	if err != nil {
-		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: signing with our %s key: %v", MethodName(sa.phase1.Auth), err)
+		return fail("authentication-failed", NotifyAuthenticationFailed, "%s: signing with our %s key: %v", t.label(), MethodName(sa.phase1.Auth), err)
 	}
 	out.add(&Data{T: PayloadSig, Data: sig})
 	return nil
 }
 
-// checkSignature validates the peer's certificate and identity, then its
-// SIG over HASH_I or HASH_R.
-func (t *mainMode) checkSignature(sa *IKESA, in *msg, id *ID) error {
+// checkSignature validates the peer's certificate and its identity id
+// (whose payload body, idB, the hash covers), then its SIG over HASH_I
+// or HASH_R.
+func (t *mainMode) checkSignature(sa *IKESA, in *msg, id *ID, idB []byte) error {
 	sig, ok := in.get(PayloadSig).(*Data)
 	if !ok {
-		return fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks a SIG payload", t.step)
+		return fail("malformed", NotifyPayloadMalformed, "%s: the peer's authentication message lacks a SIG payload", t.label())
 	}
 	var chain [][]byte
 	for _, p := range in.all(PayloadCert) {
@@ -108,14 +146,14 @@ func (t *mainMode) checkSignature(sa *IKESA, in *msg, id *ID) error {
 	}
 	who := FormatID(id.IDType, id.Data)
 	if len(chain) == 0 {
-		return fail("authentication-failed", NotifyInvalidCertificate, "main mode: %w (ID %s); have it send its certificate", ErrNoCertificate, who)
+		return fail("authentication-failed", NotifyInvalidCertificate, "%s: %w (ID %s); have it send its certificate", t.label(), ErrNoCertificate, who)
 	}
 	pc, err := sa.m.host.VerifyPeer(sa.Peer, sa.phase1.Auth, chain, id)
 	if err != nil {
-		return fail("authentication-failed", NotifyInvalidCertificate, "main mode: certificate of %s (ID %s) refused: %w", sa.Remote.Addr(), who, err)
+		return fail("authentication-failed", NotifyInvalidCertificate, "%s: certificate of %s (ID %s) refused: %w", t.label(), sa.Remote.Addr(), who, err)
 	}
-	if err := VerifyHash(pc.PublicKey, sa.phase1.Auth, t.hash(sa, !sa.Initiator, in.body(PayloadID)), sig.Data); err != nil {
-		return fail("authentication-failed", NotifyInvalidSignature, "main mode: %s (%s): %w", pc.Subject, who, err)
+	if err := VerifyHash(pc.PublicKey, sa.phase1.Auth, t.hash(sa, !sa.Initiator, idB), sig.Data); err != nil {
+		return fail("authentication-failed", NotifyInvalidSignature, "%s: %s (%s): %w", t.label(), pc.Subject, who, err)
 	}
 	sa.peerID = pc.Subject
 	return nil

@@ -311,3 +311,94 @@ func FuzzVerifyHash(f *testing.F) {
 		}
 	})
 }
+
+// aggressiveCertPair: aggressive mode with certificates, no identities
+// configured (the certificates carry them).
+func aggressiveCertPair(t *testing.T, kind string) *pair {
+	p := certPair(t, kind)
+	p.pa.Aggressive, p.pb.Aggressive = true, true
+	return p
+}
+
+// TestAggressiveModeCertificates: RFC 2409 section 5.1's aggressive mode
+// with signatures: A asks for B's certificate in message 1, B signs in 2
+// and asks back, A signs in 3 (encrypted); both see the other's subject.
+func TestAggressiveModeCertificates(t *testing.T) {
+	for _, c := range []struct{ kind, method string }{{"rsa", "rsa-sig"}, {"p256", "ecdsa-256"}} {
+		t.Run(c.kind, func(t *testing.T) {
+			p := aggressiveCertPair(t, c.kind)
+			if err := p.a.Initiate("to-b"); err != nil {
+				t.Fatal(err)
+			}
+			p.step("A", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadCertReq,
+				PayloadVendorID, PayloadVendorID, PayloadVendorID)
+			p.step("B", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadCert, PayloadSig, PayloadCertReq,
+				PayloadVendorID, PayloadNATD, PayloadNATD)
+			if len(p.wire) != 2 { // A's third message and its quick mode
+				t.Fatalf("%d messages in flight", len(p.wire))
+			}
+			d := p.wire[0]
+			p.wire = p.wire[1:]
+			p.b.Receive(d.b, d.to, d.from)
+			for _, side := range []struct {
+				m    *Manager
+				h    *testHost
+				peer string
+			}{{p.a, p.ha, "gw-b"}, {p.b, p.hb, "gw-a"}} {
+				sas := side.m.SAs()
+				if len(sas) != 1 || !sas[0].Established || sas[0].Auth != c.method || !strings.Contains(sas[0].PeerID, "CN="+side.peer) {
+					t.Fatalf("%s: SAs %+v, events %+v", side.h.name, sas, side.h.events)
+				}
+			}
+			p.quickMode()
+			p.checkChildren("aes128gcm16", true)
+		})
+	}
+}
+
+// TestAggressiveModeCertificateRefused: B refuses A's certificate from an
+// unknown CA in message 3, and a forged SIG_R is caught by A in message 2.
+func TestAggressiveModeCertificateRefused(t *testing.T) {
+	p := aggressiveCertPair(t, "p256")
+	p.ha.cred, p.ha.key = newTestPKI(t, "Someone Else's CA").leaf("gw-a", "p256")
+	if err := p.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	p.step("A", ExchangeAggressive, false)
+	p.step("B", ExchangeAggressive, false)
+	d := p.wire[0]
+	p.wire = p.wire[:0]
+	p.b.Receive(d.b, d.to, d.from)
+	if ev := p.hb.event(EventNegotiationErr); ev == nil || ev.Reason != "authentication-failed" ||
+		!strings.Contains(ev.Message, "aggressive mode: certificate of") || !strings.Contains(ev.Message, "not issued by a configured CA") {
+		t.Fatalf("B: %+v", p.hb.events)
+	}
+	if len(p.b.SAs()) != 0 {
+		t.Fatal("B kept the SA")
+	}
+
+	q := aggressiveCertPair(t, "rsa")
+	_, q.hb.key = newTestPKI(t, "unused").leaf("x", "rsa")
+	if err := q.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	q.step("A", ExchangeAggressive, false)
+	q.step("B", ExchangeAggressive, false)
+	if ev := q.ha.event(EventNegotiationErr); ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "signature does not verify") {
+		t.Fatalf("A: %+v", q.ha.events)
+	}
+}
+
+// TestAggressiveModeCertificateWrongID: with the peer's identity
+// configured, a certificate naming someone else is refused at message 1.
+func TestAggressiveModeCertificateWrongID(t *testing.T) {
+	p := aggressiveCertPair(t, "p256")
+	p.pb.RemoteID = "fqdn:gw-a.example.net"
+	if err := p.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	p.step("A", ExchangeAggressive, false)
+	if ev := p.hb.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "the tunnel expects fqdn:gw-a.example.net") {
+		t.Fatalf("B: %+v", p.hb.events)
+	}
+}

@@ -12,6 +12,9 @@ command -v tshark >/dev/null 2>&1 || need="$need tshark"
 # For `make bench` (the throughput comparison); cheap enough to have always.
 command -v wg >/dev/null 2>&1 || need="$need wireguard-tools"
 [ -x /usr/sbin/charon-systemd ] || need="$need charon-systemd strongswan-swanctl libcharon-extra-plugins"
+# strongSwan's openssl and gcm plugins (AES-GCM, ECDSA, ECP groups) are
+# only recommended by charon-systemd, and recommends are not installed.
+[ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need="$need libstrongswan-standard-plugins"
 # MIT Kerberos: a KDC and kadmin.local, which tests start in a temporary
 # folder with a realm of their own.
 command -v krb5kdc >/dev/null 2>&1 || [ -x /usr/sbin/krb5kdc ] || need="$need krb5-kdc"

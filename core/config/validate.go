@@ -234,8 +234,8 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 	v.espSettings(&t.ESP, path+".esp")
 	if t.IKE != nil {
 		v.ike(t.IKE, path+".ike")
-		if t.IKE.AggressiveMode && t.Remote.ID == "" {
-			v.errorAt(t.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode needs remote.id, so the key is chosen by a configured identity")
+		if t.IKE.AggressiveMode && t.Remote.ID == "" && (len(t.Auth) == 0 || t.Auth[0].Kind() == "psk") {
+			v.errorAt(t.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode with a preshared key needs remote.id, so the key is chosen by a configured identity")
 		}
 	}
 	switch t.Start {

@@ -58,6 +58,10 @@ func TestSetAuth(t *testing.T) {
 		q.GSS != (ike.GSSOptions{Identity: "host/gw-a.example.test@EXAMPLE.TEST", Target: "host/gw-b.example.test", IdentityAttr: 32001, RawTokens: true}) {
 		t.Fatalf("kerberos: %v %+v %v", q.Auth, q.GSS, profiles)
 	}
+	// Aggressive mode takes one certificate as well as one key.
+	if err := setAuth(&ike.PeerConfig{Name: "aggr", Aggressive: true}, "tunnels[1]", []config.AuthMethod{x(rsa)}, profiles); err != nil {
+		t.Fatalf("aggressive mode with a certificate: %v", err)
+	}
 	for what, c := range map[string]struct {
 		list []config.AuthMethod
 		aggr bool
@@ -65,8 +69,8 @@ func TestSetAuth(t *testing.T) {
 	}{
 		"two ECDSA certificates": {[]config.AuthMethod{x(ec), x(ec)}, false, "a second ecdsa-256 entry"},
 		"two Kerberos entries":   {[]config.AuthMethod{krb, krb}, false, "a second gss-krb5 entry"},
-		"aggressive Kerberos":    {[]config.AuthMethod{krb}, true, "aggressive mode works with a single psk_file"},
-		"aggressive with a cert": {[]config.AuthMethod{x(ec)}, true, "aggressive mode works with a single psk_file"},
+		"aggressive Kerberos":    {[]config.AuthMethod{krb}, true, "use main mode for several methods and for Kerberos"},
+		"aggressive with two":    {[]config.AuthMethod{x(ec), psk}, true, "aggressive mode works with a single psk_file or x509 entry"},
 		"not a certificate":      {[]config.AuthMethod{x(filepath.Join(dir, "missing.pem"))}, false, "auth[0].x509"},
 	} {
 		err := setAuth(&ike.PeerConfig{Name: "t", Aggressive: c.aggr}, "tunnels[0]", c.list, credProfiles{})

@@ -82,11 +82,14 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, credProfiles, error) {
 			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB,
 			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always"}
 		if k.AggressiveMode {
-			// Validation made sure remote.id is set.
+			// Validation made sure remote.id is set with a preshared key;
+			// with a certificate it is optional.
 			p.Aggressive = true
 			var err error
-			if p.RemoteID, err = ike.ParseID(t.Remote.ID); err != nil {
-				return nil, nil, fmt.Errorf("tunnels[%d] %s: remote.id: %w", i, t.Name, err)
+			if t.Remote.ID != "" {
+				if p.RemoteID, err = ike.ParseID(t.Remote.ID); err != nil {
+					return nil, nil, fmt.Errorf("tunnels[%d] %s: remote.id: %w", i, t.Name, err)
+				}
 			}
 			if t.Local.ID != "" {
 				if p.LocalID, err = ike.IDFromText(t.Local.ID); err != nil {
@@ -153,8 +156,9 @@ func setAuth(p *ike.PeerConfig, where string, list []config.AuthMethod, profiles
 		}
 		profiles[p.Name][m] = fmt.Sprintf("%s.auth[%d]", where, i)
 	}
-	if p.Aggressive && (len(p.Auth) != 1 || p.Auth[0] != ike.AuthPSK) {
-		return errors.New("aggressive mode works with a single psk_file; use main mode for certificates and Kerberos")
+	if p.Aggressive && (len(p.Auth) != 1 || p.Auth[0] == ike.AuthGSS) {
+		// Its first message carries our ID, which depends on the method.
+		return errors.New("aggressive mode works with a single psk_file or x509 entry; use main mode for several methods and for Kerberos")
 	}
 	return nil
 }

@@ -64,6 +64,8 @@ type tunnelOpts struct {
 	// (destination relative to it, such as private/gw.key: swanctl reads
 	// keys and certificates from its x509, x509ca and private folders).
 	swanFiles map[string]string
+	// swanExtra: more options for strongSwan's connection (aggressive = yes).
+	swanExtra string
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
@@ -126,6 +128,7 @@ func swanctlConf(s side, o tunnelOpts) string {
     encap = yes
     dpd_delay = 10s
     rekey_time = %[8]s
+    %[11]s
     %[7]s
     children {
       net {
@@ -142,7 +145,7 @@ func swanctlConf(s side, o tunnelOpts) string {
 secrets {
   %[10]s
 }
-`, s.local, s.remote, o.ike, s.localNet, s.remoteNet, esp, o.swanAuth, o.ikeLife, o.espLife, o.swanSecrets)
+`, s.local, s.remote, o.ike, s.localNet, s.remoteNet, esp, o.swanAuth, o.ikeLife, o.espLife, o.swanSecrets, o.swanExtra)
 }
 
 // swanDir makes a folder for strongSwan holding o's files.

@@ -89,3 +89,41 @@ func TestX509RefusesRevokedAndExpired(t *testing.T) {
 	pingThrough(t, l.HA, "10.2.0.10")
 	checkSA(t, b, "site established responder", "CN=gw-a,O=Gatehouse")
 }
+
+// TestX509AggressiveModeWithStrongSwan: aggressive mode with certificates
+// (RFC 2409 section 5.1), turned on for the tunnel on both sides, each
+// side initiating in turn; no identities configured: the certificates
+// name the gateways.
+func TestX509AggressiveModeWithStrongSwan(t *testing.T) {
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("gw-a", "ecdsa", "--ip", siteA.local)
+	pki.Issue("gw-b", "ecdsa", "--ip", siteB.local)
+	swan := func(name string) tunnelOpts {
+		o := swanCert(pki, tunnelOpts{}, name)
+		o.swanExtra = "aggressive = yes"
+		return o
+	}
+	t.Run("gatehouse-initiates", func(t *testing.T) {
+		l := newLab(t)
+		sw := startStrongSwan(t, l.GWB, siteB, swan("gw-b"))
+		a := startGatehouse(t, l.GWA, siteA, tunnelOpts{auth: "[" + pki.AuthEntry("gw-a") + "]", ikeExtra: ", aggressive_mode: true"})
+		pingThrough(t, l.HA, "10.2.0.10")
+		checkSA(t, a, "site established initiator", "ecdsa-256 CN=gw-b,O=Gatehouse")
+		if !strings.Contains(sw.Log(), "parsed AGGRESSIVE request 0 [ SA KE No ID CERTREQ") {
+			t.Fatalf("strongSwan saw no aggressive mode with a certificate request:\n%s", sw.Log())
+		}
+	})
+	t.Run("strongswan-initiates", func(t *testing.T) {
+		l := newLab(t)
+		b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", auth: "[" + pki.AuthEntry("gw-b") + "]", ikeExtra: ", aggressive_mode: true"})
+		sw := startStrongSwan(t, l.GWA, siteA, swan("gw-a"))
+		if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+			t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+		}
+		pingThrough(t, l.HA, "10.2.0.10")
+		checkSA(t, b, "site established responder", "ecdsa-256 CN=gw-a,O=Gatehouse")
+		if !strings.Contains(sw.Log(), "parsed AGGRESSIVE response 0 [ SA KE No ID CERT SIG") || !strings.Contains(sw.Log(), `authentication of 'O=Gatehouse, CN=gw-b' with `) {
+			t.Fatalf("strongSwan did not check our signature in aggressive mode:\n%s", sw.Log())
+		}
+	})
+}

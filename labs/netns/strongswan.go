@@ -13,7 +13,8 @@ import (
 const Charon = "/usr/sbin/charon-systemd"
 
 // swanConf loads kernel-libipsec (ESP in user space: this kernel has no
-// ESP) and logs to a file in the daemon's folder.
+// ESP) and logs to a file in the daemon's folder, line by line so that
+// tests can read what happened so far.
 const swanConf = `charon-systemd {
   load = random nonce aes sha1 sha2 hmac gcm pem pkcs1 pkcs8 x509 pubkey revocation constraints openssl gmp kernel-libipsec kernel-netlink socket-default vici updown
   plugins {
@@ -22,6 +23,7 @@ const swanConf = `charon-systemd {
   journal { default = -1 }
   syslog { daemon { default = -1 } }
   filelog { log { path = %[1]s/charon.log
+    flush_line = yes
     default = 1
     ike = 2 } }
 }
