@@ -110,24 +110,31 @@ func (p *pair) mainModeSig() {
 	p.step("B", ExchangeMain, true) // HDR*, IDir, CERT, SIG_R
 }
 
+// checkCertSAs: each side has one IKE SA up with method, naming the
+// other's certificate subject, and an up event that says both.
+func (p *pair) checkCertSAs(method string) {
+	p.t.Helper()
+	for _, side := range []struct {
+		m    *Manager
+		h    *testHost
+		peer string
+	}{{p.a, p.ha, "gw-b"}, {p.b, p.hb, "gw-a"}} {
+		sas := side.m.SAs()
+		if len(sas) != 1 || !sas[0].Established || sas[0].Auth != method || !strings.Contains(sas[0].PeerID, "CN="+side.peer) {
+			p.t.Fatalf("%s: SAs %+v, events %+v", side.h.name, sas, side.h.events)
+		}
+		if ev := side.h.event(EventIKEUp); ev == nil || !strings.Contains(ev.Message, method) || !strings.Contains(ev.Message, side.peer) {
+			p.t.Fatalf("%s: the up event should name the method and the peer's subject: %+v", side.h.name, side.h.events)
+		}
+	}
+}
+
 func TestMainModeCertificates(t *testing.T) {
 	for _, c := range []struct{ kind, method string }{{"rsa", "rsa-sig"}, {"p256", "ecdsa-256"}, {"p384", "ecdsa-384"}} {
 		t.Run(c.kind, func(t *testing.T) {
 			p := certPair(t, c.kind)
 			p.mainModeSig()
-			for _, side := range []struct {
-				m    *Manager
-				h    *testHost
-				peer string
-			}{{p.a, p.ha, "gw-b"}, {p.b, p.hb, "gw-a"}} {
-				sas := side.m.SAs()
-				if len(sas) != 1 || !sas[0].Established || sas[0].Auth != c.method || !strings.Contains(sas[0].PeerID, "CN="+side.peer) {
-					t.Fatalf("%s: SAs %+v, events %+v", side.h.name, sas, side.h.events)
-				}
-				if ev := side.h.event(EventIKEUp); ev == nil || !strings.Contains(ev.Message, c.method) || !strings.Contains(ev.Message, side.peer) {
-					t.Fatalf("%s: the up event should name the method and the peer's subject: %+v", side.h.name, side.h.events)
-				}
-			}
+			p.checkCertSAs(c.method)
 			p.quickMode()
 			p.checkChildren("aes128gcm16", true)
 		})
@@ -340,16 +347,7 @@ func TestAggressiveModeCertificates(t *testing.T) {
 			d := p.wire[0]
 			p.wire = p.wire[1:]
 			p.b.Receive(d.b, d.to, d.from)
-			for _, side := range []struct {
-				m    *Manager
-				h    *testHost
-				peer string
-			}{{p.a, p.ha, "gw-b"}, {p.b, p.hb, "gw-a"}} {
-				sas := side.m.SAs()
-				if len(sas) != 1 || !sas[0].Established || sas[0].Auth != c.method || !strings.Contains(sas[0].PeerID, "CN="+side.peer) {
-					t.Fatalf("%s: SAs %+v, events %+v", side.h.name, sas, side.h.events)
-				}
-			}
+			p.checkCertSAs(c.method)
 			p.quickMode()
 			p.checkChildren("aes128gcm16", true)
 		})

@@ -332,35 +332,29 @@ func (h *ikeHost) GSSStep(peer *ike.PeerConfig, c *ike.GSSContext, token []byte)
 }
 
 func (h *ikeHost) GSSWrap(peer *ike.PeerConfig, c *ike.GSSContext, data []byte) ([]byte, error) {
-	a, _, err := h.certAuth(peer, ike.AuthGSS)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
-	defer cancel()
-	return a.GSSWrap(ctx, c.ID, data)
+	return h.gssCall(peer, func(ctx context.Context, a sdk.Authenticator) ([]byte, error) { return a.GSSWrap(ctx, c.ID, data) })
 }
 
 func (h *ikeHost) GSSUnwrap(peer *ike.PeerConfig, c *ike.GSSContext, token []byte) ([]byte, error) {
+	return h.gssCall(peer, func(ctx context.Context, a sdk.Authenticator) ([]byte, error) { return a.GSSUnwrap(ctx, c.ID, token) })
+}
+
+// gssCall makes one Kerberos plugin call for peer, bounded in time.
+func (h *ikeHost) gssCall(peer *ike.PeerConfig, f func(context.Context, sdk.Authenticator) ([]byte, error)) ([]byte, error) {
 	a, _, err := h.certAuth(peer, ike.AuthGSS)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
 	defer cancel()
-	return a.GSSUnwrap(ctx, c.ID, token)
+	return f(ctx, a)
 }
 
 // GSSRelease frees the plugin's context; a plugin that restarted has
 // lost it already, so an error is only logged.
 func (h *ikeHost) GSSRelease(peer *ike.PeerConfig, c *ike.GSSContext) {
-	a, _, err := h.certAuth(peer, ike.AuthGSS)
+	_, err := h.gssCall(peer, func(ctx context.Context, a sdk.Authenticator) ([]byte, error) { return nil, a.GSSRelease(ctx, c.ID) })
 	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
-	defer cancel()
-	if err := a.GSSRelease(ctx, c.ID); err != nil {
 		h.log.Debug("GSS context release failed", zap.String("peer", peer.Name), zap.Error(err))
 	}
 }

@@ -74,15 +74,7 @@ func TestKerberosRefusals(t *testing.T) {
 
 	t.Run("stale keytab", func(t *testing.T) {
 		// gw-b is re-keyed at the KDC but keeps its old keytab.
-		stale := filepath.Join(l.dir, "gw-b-old.keytab")
-		old, err := os.ReadFile(l.ktB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(stale, old, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		l.kdc.AddHost(t, krbHostB, l.ktB)
+		stale := l.kdc.Rekey(t, krbHostB, l.ktB)
 		o := tunnelOpts{start: "passive", auth: l.auth(krbHostB, stale, "")}
 		b := startGatehouse(t, l.GWB, siteB, o)
 		startGatehouse(t, l.GWA, siteA, tunnelOpts{auth: l.auth(krbHostA, l.ktA, "")})

@@ -158,6 +158,23 @@ func (k *KDC) AddHost(t testing.TB, principal, keytab string) {
 	k.run(t, kadminLocal, "-r", k.Realm, "-q", "ktadd -k "+keytab+" "+principal)
 }
 
+// Rekey gives principal a new key, as a host re-joining the realm does:
+// its keytab file gets the new key, and the old keytab is kept at the
+// returned path for tests of a gateway that was not told.
+func (k *KDC) Rekey(t testing.TB, principal, keytab string) (stale string) {
+	t.Helper()
+	b, err := os.ReadFile(keytab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale = keytab + ".old"
+	if err := os.WriteFile(stale, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k.AddHost(t, principal, keytab)
+	return stale
+}
+
 func (k *KDC) output(name string, args ...string) (string, error) {
 	c := exec.Command(name, args...)
 	c.Env = k.env

@@ -325,23 +325,23 @@ func (a *krbAuth) context(id string) (*gssCtx, error) {
 }
 
 func (a *krbAuth) GSSWrap(_ context.Context, id string, data []byte) ([]byte, error) {
-	c, err := a.context(id)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ctx.Wrap(data)
+	return a.withContext(id, func(c *krb5.Context) ([]byte, error) { return c.Wrap(data) })
 }
 
 func (a *krbAuth) GSSUnwrap(_ context.Context, id string, token []byte) ([]byte, error) {
+	return a.withContext(id, func(c *krb5.Context) ([]byte, error) { return c.Unwrap(token) })
+}
+
+// withContext runs f on a context, one call at a time: sequence numbers
+// move on every Wrap and Unwrap.
+func (a *krbAuth) withContext(id string, f func(*krb5.Context) ([]byte, error)) ([]byte, error) {
 	c, err := a.context(id)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ctx.Unwrap(token)
+	return f(c.ctx)
 }
 
 func (a *krbAuth) GSSRelease(_ context.Context, id string) error {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,16 +142,7 @@ func TestGSSClockSkew(t *testing.T) {
 // cannot open A's new tickets; a reload with the new keytab fixes it.
 func TestGSSStaleKeytab(t *testing.T) {
 	l := newKrbLab(t)
-	stale := filepath.Join(l.dir, "b-old.keytab")
-	b, err := os.ReadFile(l.ktB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(stale, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l.kdc.AddHost(t, hostB, l.ktB)
-	l.cfgB.Keytab = stale
+	l.cfgB.Keytab = l.kdc.Rekey(t, hostB, l.ktB)
 	l.configure(t)
 	if _, _, err := l.handshake(t); !errors.Is(err, krb5.ErrKeytab) || !strings.Contains(err.Error(), hostB) {
 		t.Fatalf("want a keytab refusal: %v", err)
@@ -168,18 +158,9 @@ func TestGSSStaleKeytab(t *testing.T) {
 // in; the error carries the KDC's reason.
 func TestStaleInitiatorKeytab(t *testing.T) {
 	l := newKrbLab(t)
-	stale := filepath.Join(l.dir, "a-old.keytab")
-	b, err := os.ReadFile(l.ktA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(stale, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l.kdc.AddHost(t, hostA, l.ktA)
-	l.cfgA.Keytab = stale
+	l.cfgA.Keytab = l.kdc.Rekey(t, hostA, l.ktA)
 	l.configure(t)
-	_, err = l.gwA.GSSStep(context.Background(), sdk.GSSStepRequest{Profile: "k", Role: sdk.GSSInitiator, Target: hostB + "@" + realm})
+	_, err := l.gwA.GSSStep(context.Background(), sdk.GSSStepRequest{Profile: "k", Role: sdk.GSSInitiator, Target: hostB + "@" + realm})
 	if err == nil || !strings.Contains(err.Error(), "logging in to realm "+realm) || !strings.Contains(err.Error(), "keytab incorrect") {
 		t.Fatalf("%v", err)
 	}
