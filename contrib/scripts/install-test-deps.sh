@@ -19,6 +19,7 @@ command -v wg >/dev/null 2>&1 || need="$need wireguard-tools"
 # folder with a realm of their own.
 command -v krb5kdc >/dev/null 2>&1 || [ -x /usr/sbin/krb5kdc ] || need="$need krb5-kdc"
 command -v kadmin.local >/dev/null 2>&1 || [ -x /usr/sbin/kadmin.local ] || need="$need krb5-admin-server"
+command -v kinit >/dev/null 2>&1 || need="$need krb5-user"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "install-test-deps: missing:$need; run as root (or apt-get install$need) for the namespace labs" >&2

@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,11 +12,12 @@ import (
 	"time"
 )
 
-// MIT Kerberos binaries (Debian's krb5-kdc and krb5-admin-server).
+// MIT Kerberos binaries (Debian's krb5-kdc, krb5-admin-server and krb5-user).
 const (
 	krb5kdc     = "/usr/sbin/krb5kdc"
 	kdb5Util    = "/usr/sbin/kdb5_util"
 	kadminLocal = "/usr/sbin/kadmin.local"
+	kinit       = "/usr/bin/kinit"
 )
 
 // KDC is an MIT krb5kdc with a realm of its own, its database and
@@ -32,11 +34,13 @@ type KDC struct {
 // test saying why.
 func RequireKDC(t testing.TB) {
 	t.Helper()
-	if _, err := os.Stat(kadminLocal); err == nil {
+	_, err1 := os.Stat(kadminLocal)
+	_, err2 := os.Stat(kinit)
+	if err1 == nil && err2 == nil {
 		return
 	}
 	if os.Getuid() != 0 {
-		t.Skipf("SKIPPING: MIT Kerberos (krb5-kdc, krb5-admin-server) is not installed and we are not root to install it")
+		t.Skipf("SKIPPING: MIT Kerberos (krb5-kdc, krb5-admin-server, krb5-user) is not installed and we are not root to install it")
 	}
 	script, err := filepath.Abs(filepath.Join(repoRoot(), "contrib/scripts/install-test-deps.sh"))
 	if err == nil {
@@ -46,8 +50,10 @@ func RequireKDC(t testing.TB) {
 			err = fmt.Errorf("%v: %s", err, out)
 		}
 	}
-	if _, serr := os.Stat(kadminLocal); serr != nil {
-		t.Fatalf("installing MIT Kerberos failed: %v", err)
+	_, err1 = os.Stat(kadminLocal)
+	_, err2 = os.Stat(kinit)
+	if serr := errors.Join(err1, err2); serr != nil {
+		t.Fatalf("installing MIT Kerberos failed: %v (%v)", serr, err)
 	}
 }
 
@@ -173,6 +179,14 @@ func (k *KDC) Rekey(t testing.TB, principal, keytab string) (stale string) {
 	}
 	k.AddHost(t, principal, keytab)
 	return stale
+}
+
+// Kinit logs principal in with its keytab and writes the TGT to a
+// credential cache file, as a machine's kinit -k would (the KDC must be
+// reachable from the host's namespace).
+func (k *KDC) Kinit(t testing.TB, principal, keytab, ccache string) {
+	t.Helper()
+	k.run(t, kinit, "-k", "-t", keytab, "-c", "FILE:"+ccache, principal+"@"+k.Realm)
 }
 
 func (k *KDC) output(name string, args ...string) (string, error) {

@@ -219,3 +219,25 @@ func TestContextLimits(t *testing.T) {
 		t.Fatalf("unconfigured: %v", err)
 	}
 }
+
+// TestCredentialCache: A initiates with a TGT from kinit -k in a
+// credential cache and no keytab; without a keytab it cannot accept, and
+// says so.
+func TestCredentialCache(t *testing.T) {
+	l := newKrbLab(t)
+	cc := filepath.Join(l.dir, "gw-a.ccache")
+	l.kdc.Kinit(t, hostA, l.ktA, cc)
+	l.cfgA.Keytab, l.cfgA.Ccache = "", cc
+	l.configure(t)
+	ra, rb, err := l.handshake(t)
+	if err != nil || rb.PeerPrincipal != hostA+"@"+realm {
+		t.Fatalf("B: %+v %v", rb, err)
+	}
+	if fa, err := l.gwA.GSSStep(context.Background(), sdk.GSSStepRequest{Profile: "k", ContextID: ra.ContextID, Role: sdk.GSSInitiator, Token: rb.Token}); err != nil || !fa.Complete {
+		t.Fatalf("A: %+v %v", fa, err)
+	}
+	_, err = l.gwA.GSSStep(context.Background(), sdk.GSSStepRequest{Profile: "k", Role: sdk.GSSAcceptor, Token: ra.Token})
+	if !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "no keytab") {
+		t.Fatalf("accepting without a keytab: %v", err)
+	}
+}
