@@ -17,6 +17,7 @@ require (
 	golang.org/x/sys v0.49.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
+	layeh.com/radius v0.0.0-20231213012653-1006025d24f8
 )
 
 require (

@@ -20,6 +20,10 @@ command -v wg >/dev/null 2>&1 || need="$need wireguard-tools"
 command -v krb5kdc >/dev/null 2>&1 || [ -x /usr/sbin/krb5kdc ] || need="$need krb5-kdc"
 command -v kadmin.local >/dev/null 2>&1 || [ -x /usr/sbin/kadmin.local ] || need="$need krb5-admin-server"
 command -v kinit >/dev/null 2>&1 || need="$need krb5-user"
+# FreeRADIUS for the RADIUS tests, which start it with a configuration of
+# their own; radclient sends Disconnect-Requests.
+[ -x /usr/sbin/freeradius ] || need="$need freeradius"
+[ -x /usr/bin/radclient ] || need="$need freeradius-utils"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "install-test-deps: missing:$need; run as root (or apt-get install$need) for the namespace labs" >&2

@@ -1,0 +1,283 @@
+package radius
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"layeh.com/radius"
+	"layeh.com/radius/rfc2865"
+	"layeh.com/radius/rfc2869"
+
+	"github.com/gatehouse/gatehouse/labs/netns"
+	"github.com/gatehouse/gatehouse/ppp"
+)
+
+const users = `alice Cleartext-Password := "alice-secret"
+	Framed-IP-Address = 10.8.0.77,
+	Session-Timeout = 3600,
+	Idle-Timeout = 600,
+	Class = "gold",
+	Reply-Message = "welcome, alice"
+bob Cleartext-Password := "bob-secret"
+`
+
+func startFreeRADIUS(t *testing.T) *netns.FreeRADIUS {
+	if testing.Short() {
+		t.Skip("starts FreeRADIUS")
+	}
+	return netns.StartFreeRADIUS(t, "127.0.0.1", "lab-radius-secret", users)
+}
+
+func client(t *testing.T, servers ...Server) *Client {
+	t.Helper()
+	c, err := New(Config{Servers: servers, Timeout: time.Second, NASIdentifier: "gatehouse-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func random16(t *testing.T) []byte {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return b
+}
+
+func chapRequest(t *testing.T, user, password string) Request {
+	ch := random16(t)
+	h := md5.New()
+	h.Write([]byte{7})
+	h.Write([]byte(password))
+	h.Write(ch)
+	return Request{Method: CHAP, User: user, ID: 7, Challenge: ch, Response: h.Sum(nil)}
+}
+
+func mschapRequest(t *testing.T, user, password string) (Request, [16]byte, [16]byte, [24]byte) {
+	var auth, peer [16]byte
+	copy(auth[:], random16(t))
+	copy(peer[:], random16(t))
+	nt := ppp.GenerateNTResponse(auth, peer, user, ppp.NTPasswordHash(password))
+	return Request{Method: MSCHAPv2, User: user, ID: 9, Challenge: auth[:], PeerChallenge: peer[:], Response: nt[:]}, auth, peer, nt
+}
+
+// TestAgainstFreeRADIUS: PAP, CHAP and MS-CHAPv2 users accepted by a real
+// FreeRADIUS, with their settings; wrong passwords rejected.
+func TestAgainstFreeRADIUS(t *testing.T) {
+	fr := startFreeRADIUS(t)
+	c := client(t, Server{Addr: fr.AuthAddr, Secret: []byte(fr.Secret)})
+	ctx := context.Background()
+
+	res, err := c.Authenticate(ctx, Request{Method: PAP, User: "alice", Password: []byte("alice-secret"), CallingStation: "198.51.100.7"})
+	if err != nil || !res.Accept {
+		t.Fatalf("PAP alice: %+v %v", res, err)
+	}
+	if res.FramedAddress != netip.MustParseAddr("10.8.0.77") || res.SessionTimeout != time.Hour || res.IdleTimeout != 10*time.Minute ||
+		len(res.Class) != 1 || string(res.Class[0]) != "gold" || res.Message != "welcome, alice" || res.Server != fr.AuthAddr {
+		t.Fatalf("alice's settings: %+v", res)
+	}
+	if res, err := c.Authenticate(ctx, Request{Method: PAP, User: "alice", Password: []byte("wrong")}); err != nil || res.Accept {
+		t.Fatalf("PAP with a wrong password: %+v %v", res, err)
+	}
+
+	if res, err := c.Authenticate(ctx, chapRequest(t, "bob", "bob-secret")); err != nil || !res.Accept || res.FramedAddress.IsValid() {
+		t.Fatalf("CHAP bob: %+v %v", res, err)
+	}
+	if res, err := c.Authenticate(ctx, chapRequest(t, "bob", "not-bob's")); err != nil || res.Accept {
+		t.Fatalf("CHAP with a wrong password: %+v %v", res, err)
+	}
+
+	req, auth, peer, nt := mschapRequest(t, "alice", "alice-secret")
+	res, err = c.Authenticate(ctx, req)
+	if err != nil || !res.Accept {
+		t.Fatalf("MS-CHAPv2 alice: %+v %v", res, err)
+	}
+	hash := ppp.NTPasswordHash("alice-secret")
+	if !ppp.CheckAuthenticatorResponse(hash, nt, peer, auth, "alice", res.AuthenticatorResponse) {
+		t.Fatalf("the server's S= does not prove the password: %q", res.AuthenticatorResponse)
+	}
+	master := ppp.MasterKey(hash, nt)
+	send, recv := ppp.AsymmetricStartKey(master, true, true), ppp.AsymmetricStartKey(master, false, true)
+	if !bytes.Equal(res.MPPESendKey, send[:]) || !bytes.Equal(res.MPPERecvKey, recv[:]) {
+		t.Fatalf("MPPE keys: send %x recv %x, want %x %x", res.MPPESendKey, res.MPPERecvKey, send, recv)
+	}
+	req, _, _, _ = mschapRequest(t, "alice", "guess")
+	if res, err := c.Authenticate(ctx, req); err != nil || res.Accept || !strings.Contains(res.Message, "E=691") {
+		t.Fatalf("MS-CHAPv2 with a wrong password: %+v %v", res, err)
+	}
+	if !strings.Contains(fr.Output(), "Login OK: [alice]") {
+		t.Fatalf("FreeRADIUS did not log the login:\n%s", fr.Output())
+	}
+}
+
+// TestFailover: the first server is silent (nothing listens), the second
+// answers within the timeout; the silent one is then asked last.
+func TestFailover(t *testing.T) {
+	fr := startFreeRADIUS(t)
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	c := client(t, Server{Addr: silent.LocalAddr().String(), Secret: []byte("x")}, Server{Addr: fr.AuthAddr, Secret: []byte(fr.Secret)})
+	start := time.Now()
+	res, err := c.Authenticate(context.Background(), Request{Method: PAP, User: "bob", Password: []byte("bob-secret")})
+	if err != nil || !res.Accept || res.Server != fr.AuthAddr {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("failover took %s with a 1 s timeout", took)
+	}
+	if o := c.order(); o[0].Addr != fr.AuthAddr {
+		t.Fatalf("the silent server should now be asked last: %v", o)
+	}
+}
+
+// TestWrongSecret: an answer under another secret fails its checks and
+// counts as no answer.
+func TestWrongSecret(t *testing.T) {
+	fr := startFreeRADIUS(t)
+	c := client(t, Server{Addr: fr.AuthAddr, Secret: []byte("not-the-secret")})
+	_, err := c.Authenticate(context.Background(), Request{Method: PAP, User: "bob", Password: []byte("bob-secret")})
+	if !errors.Is(err, ErrNoServer) {
+		t.Fatalf("%v", err)
+	}
+}
+
+// fakeServer answers every Access-Request with what answer builds, on
+// loopback.
+func fakeServer(t *testing.T, secret []byte, answer func(req *radius.Packet, raw []byte) []byte) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			raw := bytes.Clone(buf[:n])
+			req, err := radius.Parse(raw, secret)
+			if err != nil {
+				continue
+			}
+			if b := answer(req, raw); b != nil {
+				pc.WriteTo(b, from)
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// TestMessageAuthenticator: every request carries a valid one; an answer
+// with a bad one is refused; one without is refused only when required.
+func TestMessageAuthenticator(t *testing.T) {
+	secret := []byte("fake-server-secret")
+	var sawMA bool
+	mode := "none"
+	addr := fakeServer(t, secret, func(req *radius.Packet, raw []byte) []byte {
+		// The request's own Message-Authenticator checks out.
+		got := rfc2869.MessageAuthenticator_Get(req)
+		b := bytes.Clone(raw)
+		i := bytes.Index(b, append([]byte{80, 18}, got...))
+		clear(b[i+2 : i+18])
+		if len(got) == 16 && bytes.Equal(hmacMD5(secret, b), got) {
+			sawMA = true
+		}
+		resp := req.Response(radius.CodeAccessAccept)
+		switch mode {
+		case "good", "bad":
+			rfc2869.MessageAuthenticator_Set(resp, make([]byte, 16))
+			enc, _ := resp.Encode()
+			copy(enc[4:20], req.Authenticator[:])
+			mac := hmacMD5(secret, enc)
+			if mode == "bad" {
+				mac[0] ^= 1
+			}
+			rfc2869.MessageAuthenticator_Set(resp, mac)
+		}
+		out, _ := resp.Encode()
+		return out
+	})
+	for _, c := range []struct {
+		mode     string
+		required bool
+		ok       bool
+	}{{"none", false, true}, {"none", true, false}, {"good", true, true}, {"bad", false, false}} {
+		mode = c.mode
+		cl, err := New(Config{Servers: []Server{{Addr: addr, Secret: secret}}, Timeout: 300 * time.Millisecond, RequireMessageAuthenticator: c.required})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := cl.Authenticate(context.Background(), Request{Method: PAP, User: "u", Password: []byte("p")})
+		if (err == nil && res.Accept) != c.ok || (!c.ok && !errors.Is(err, ErrBadResponse)) {
+			t.Errorf("answer with %s Message-Authenticator (required %v): %+v %v", c.mode, c.required, res, err)
+		}
+	}
+	if !sawMA {
+		t.Fatal("the request's Message-Authenticator did not verify")
+	}
+}
+
+// TestFramedAddressSpecialValues: 255.255.255.254 and 255.255.255.255 ask
+// for a pool address (RFC 2865 section 5.8).
+func TestFramedAddressSpecialValues(t *testing.T) {
+	secret := []byte("s")
+	var ip net.IP
+	addr := fakeServer(t, secret, func(req *radius.Packet, _ []byte) []byte {
+		resp := req.Response(radius.CodeAccessAccept)
+		rfc2865.FramedIPAddress_Set(resp, ip)
+		out, _ := resp.Encode()
+		return out
+	})
+	c := client(t, Server{Addr: addr, Secret: secret})
+	for in, want := range map[string]netip.Addr{"255.255.255.254": {}, "255.255.255.255": {}, "10.8.0.9": netip.MustParseAddr("10.8.0.9")} {
+		ip = net.ParseIP(in)
+		res, err := c.Authenticate(context.Background(), Request{Method: PAP, User: "u", Password: []byte("p")})
+		if err != nil || res.FramedAddress != want {
+			t.Errorf("%s: %v %v", in, res.FramedAddress, err)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []Config{{}, {Servers: []Server{{Addr: "127.0.0.1:1812"}}}, {Servers: []Server{{Addr: "nohost", Secret: []byte("s")}}}} {
+		if _, err := New(cfg); !errors.Is(err, ErrConfig) {
+			t.Errorf("%+v: %v", cfg, err)
+		}
+	}
+}
+
+// FuzzRead: whatever comes back from a server, read refuses or reads it
+// without panicking.
+func FuzzRead(f *testing.F) {
+	secret := []byte("fuzz-secret")
+	req := radius.New(radius.CodeAccessRequest, secret)
+	rfc2865.UserName_SetString(req, "u")
+	reqB, _ := encodeWithAuthenticator(req)
+	resp := req.Response(radius.CodeAccessAccept)
+	rfc2865.FramedIPAddress_Set(resp, net.IPv4(10, 8, 0, 1))
+	rfc2865.ReplyMessage_SetString(resp, "hi")
+	good, _ := resp.Encode()
+	f.Add(good)
+	f.Add(good[:20])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) < 20 {
+			return
+		}
+		c := &Client{cfg: Config{}}
+		c.read(b, reqB, req, secret)
+		checkResponseAuthenticator(b, reqB, secret, true)
+	})
+}

@@ -1,0 +1,207 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// freeradiusBin is Debian's FreeRADIUS 3 server (package freeradius;
+// radclient is in freeradius-utils).
+const (
+	freeradiusBin = "/usr/sbin/freeradius"
+	radclientBin  = "/usr/bin/radclient"
+)
+
+// FreeRADIUS is a FreeRADIUS server with its own configuration in a
+// temporary folder: one client (the given secret), a users file, and a
+// detail file for accounting.
+type FreeRADIUS struct {
+	Dir      string
+	AuthAddr string // host:port
+	AcctAddr string
+	Secret   string
+	proc     *exec.Cmd
+	out      *strings.Builder
+}
+
+// RequireFreeRADIUS installs FreeRADIUS when missing (as root), or skips
+// the test saying why.
+func RequireFreeRADIUS(t testing.TB) {
+	t.Helper()
+	have := func() error {
+		_, e1 := os.Stat(freeradiusBin)
+		_, e2 := os.Stat(radclientBin)
+		return errors.Join(e1, e2)
+	}
+	if have() == nil {
+		return
+	}
+	if os.Getuid() != 0 {
+		t.Skipf("SKIPPING: FreeRADIUS (freeradius, freeradius-utils) is not installed and we are not root to install it")
+	}
+	out, err := exec.Command("sh", filepath.Join(repoRoot(), "contrib/scripts/install-test-deps.sh")).CombinedOutput()
+	if herr := have(); herr != nil {
+		t.Fatalf("installing FreeRADIUS failed: %v (%v: %s)", herr, err, out)
+	}
+}
+
+// StartFreeRADIUS serves on ip at free ports until the test ends. users
+// is a users file (FreeRADIUS' files module syntax).
+func StartFreeRADIUS(t testing.TB, ip, secret, users string) *FreeRADIUS {
+	t.Helper()
+	RequireFreeRADIUS(t)
+	dir := t.TempDir()
+	auth, acct := freeUDPPort(t, ip), freeUDPPort(t, ip)
+	f := &FreeRADIUS{Dir: dir, AuthAddr: net.JoinHostPort(ip, fmt.Sprint(auth)), AcctAddr: net.JoinHostPort(ip, fmt.Sprint(acct)), Secret: secret}
+	conf := fmt.Sprintf(freeradiusConf, dir, secret, ip, auth, acct)
+	for name, body := range map[string]string{"radiusd.conf": conf, "users": users, "acct_users": ""} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.out = &strings.Builder{}
+	f.proc = exec.Command(freeradiusBin, "-f", "-d", dir, "-n", "radiusd", "-l", "stdout")
+	f.proc.Stdout, f.proc.Stderr = f.out, f.out
+	if err := f.proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.proc.Process.Kill()
+		f.proc.Wait()
+		if t.Failed() {
+			t.Logf("FreeRADIUS output:\n%s", f.out.String())
+		}
+	})
+	for range 50 {
+		if strings.Contains(f.out.String(), "Ready to process requests") {
+			return f
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("FreeRADIUS did not start:\n%s", f.out.String())
+	return nil
+}
+
+// Output is what the server logged so far.
+func (f *FreeRADIUS) Output() string { return f.out.String() }
+
+// Detail is the accounting detail file's contents.
+func (f *FreeRADIUS) Detail() string {
+	b, _ := os.ReadFile(filepath.Join(f.Dir, "detail"))
+	return string(b)
+}
+
+func freeUDPPort(t testing.TB, ip string) int {
+	c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// freeradiusConf is a whole radiusd.conf: no Debian defaults (their EAP
+// module wants certificates), PAP, CHAP and MS-CHAP from the users file,
+// accounting to a detail file. %[1]s folder, %[2]s secret, %[3]s address,
+// %[4]d and %[5]d ports.
+const freeradiusConf = `prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = ${exec_prefix}/sbin
+logdir = %[1]s
+raddbdir = %[1]s
+radacctdir = %[1]s
+name = freeradius
+confdir = %[1]s
+modconfdir = %[1]s
+run_dir = %[1]s
+db_dir = %[1]s
+libdir = /usr/lib/freeradius
+dictdir = /usr/share/freeradius
+pidfile = %[1]s/radiusd.pid
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 1024
+hostname_lookups = no
+log {
+  destination = stdout
+  colourise = no
+  auth = yes
+}
+security {
+  allow_core_dumps = no
+  max_attributes = 200
+  reject_delay = 0
+  status_server = no
+}
+client lab {
+  ipaddr = %[3]s
+  secret = %[2]s
+}
+thread pool {
+  start_servers = 2
+  max_servers = 4
+  min_spare_servers = 1
+  max_spare_servers = 3
+}
+modules {
+  pap {
+    normalise = yes
+  }
+  chap {
+  }
+  mschap {
+  }
+  files {
+    filename = %[1]s/users
+    acctusersfile = %[1]s/acct_users
+  }
+  detail {
+    filename = %[1]s/detail
+    header = "%%t"
+    permissions = 0600
+  }
+}
+server default {
+  listen {
+    type = auth
+    ipaddr = %[3]s
+    port = %[4]d
+  }
+  listen {
+    type = acct
+    ipaddr = %[3]s
+    port = %[5]d
+  }
+  authorize {
+    files
+    chap
+    mschap
+    pap
+  }
+  authenticate {
+    Auth-Type PAP {
+      pap
+    }
+    Auth-Type CHAP {
+      chap
+    }
+    Auth-Type MS-CHAP {
+      mschap
+    }
+  }
+  accounting {
+    detail
+  }
+  post-auth {
+  }
+}
+`
