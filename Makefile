@@ -5,6 +5,8 @@ GO      ?= go
 TOOLS   := $(CURDIR)/.tools/bin
 BIN     := $(CURDIR)/bin
 PLUGINS := auth-psk auth-x509 auth-krb5 l2tp
+# Plugins kept in contrib/ (they wrap outside protocols): built the same way.
+CONTRIB_PLUGINS := radius
 
 # Pinned code generators; `make proto` uses these and nothing else.
 BUF_VERSION                := v1.50.0
@@ -26,6 +28,8 @@ build:
 	$(GO) build -o $(BIN)/gatehouse-demo ./cmd/gatehouse-demo
 	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; \
 		$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
+	@for p in $(CONTRIB_PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./contrib/$$p"; \
+		$(GO) build -o $(BIN)/plugins/$$p ./contrib/$$p || exit 1; done
 
 # System packages the labs need (iproute2, nftables, ping); installed with
 # apt-get when missing and running as root.

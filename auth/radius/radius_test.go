@@ -33,7 +33,7 @@ func startFreeRADIUS(t *testing.T) *netns.FreeRADIUS {
 	if testing.Short() {
 		t.Skip("starts FreeRADIUS")
 	}
-	return netns.StartFreeRADIUS(t, "127.0.0.1", "lab-radius-secret", users)
+	return netns.StartFreeRADIUS(t, nil, "127.0.0.1", "lab-radius-secret", users)
 }
 
 func client(t *testing.T, servers ...Server) *Client {

@@ -161,8 +161,29 @@ type RemoteAccess struct {
 type PPP struct {
 	Auth      []string `yaml:"auth"`
 	UsersFile string   `yaml:"users_file"`
-	MRU       uint16   `yaml:"mru"`
-	Meta      Meta     `yaml:"-"`
+	// Radius checks users with RADIUS servers instead of users_file.
+	Radius *Radius `yaml:"radius"`
+	MRU    uint16  `yaml:"mru"`
+	Meta   Meta    `yaml:"-"`
+}
+
+// Radius configures RADIUS for remote-access users (docs/radius.md).
+type Radius struct {
+	Servers []RadiusServer `yaml:"servers"`
+	// Timeout is how long each server gets before the next is asked.
+	Timeout Duration `yaml:"timeout"`
+	// Tries is how many times a request is sent to one server.
+	Tries                       int    `yaml:"tries"`
+	NASIdentifier               string `yaml:"nas_identifier"`
+	RequireMessageAuthenticator bool   `yaml:"require_message_authenticator"`
+	Meta                        Meta   `yaml:"-"`
+}
+
+// RadiusServer is one server, asked in list order.
+type RadiusServer struct {
+	Address    string `yaml:"address"` // host or host:port (default port 1812)
+	SecretFile string `yaml:"secret_file"`
+	Meta       Meta   `yaml:"-"`
 }
 
 // Filter is one entry of a filter list.

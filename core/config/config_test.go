@@ -99,6 +99,17 @@ func TestGoodConfigAndDefaults(t *testing.T) {
 	if k := c.RemoteAccess.Auth[0].Kerberos; k.IdentityAttribute != 16384 || k.MaxSkew.Duration != 5*time.Minute || k.Keytab != filepath.Join(dir, "good.psk") {
 		t.Errorf("kerberos defaults: %+v", k)
 	}
+
+	// RADIUS: the default port, timeout and tries; secret files against
+	// the config's folder.
+	c, err = parse(t, dir, "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: good.psk}, {address: \"[2001:db8::5]:11812\", secret_file: good.psk}]}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.RemoteAccess.PPP.Radius; r.Servers[0].Address != "10.1.0.5:1812" || r.Servers[1].Address != "[2001:db8::5]:11812" ||
+		r.Servers[0].SecretFile != filepath.Join(dir, "good.psk") || r.Timeout.Duration != DefaultRadiusTimeout || r.Tries != DefaultRadiusTries {
+		t.Errorf("radius defaults: %+v", r)
+	}
 }
 
 // Each bad file yields exactly one error that names file, line and field.
@@ -138,6 +149,10 @@ func TestBadConfigs(t *testing.T) {
 		{"kerberos identity attribute", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/good.psk, principal: host/a@R, identity_attribute: 7}\n", 5, "remote_access.auth[0].kerberos.identity_attribute", "16384 (the draft) or 32001"},
 		{"kerberos without krb5.conf", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/krb5.conf, principal: host/a@R}\n", 5, "remote_access.auth[0].kerberos.krb5_conf", "does not exist"},
 		{"kerberos keytab readable by others", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/open.psk, krb5_conf: DIR/good.psk, principal: host/a@R}\n", 5, "remote_access.auth[0].kerberos.keytab", "readable by group or others"},
+		{"radius and users file", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    users_file: DIR/good.psk\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/good.psk}]}\n", 6, "remote_access.ppp.users_file", "not both"},
+		{"radius server address", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: radius.example, secret_file: DIR/good.psk}]}\n", 6, "remote_access.ppp.radius.servers[0].address", "not a server address"},
+		{"radius secret readable", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/open.psk}]}\n", 6, "remote_access.ppp.radius.servers[0].secret_file", "readable by group or others"},
+		{"radius timeout", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/good.psk}], timeout: 1m}\n", 6, "remote_access.ppp.radius.timeout", "allowed 100ms to 30s"},
 		{"bad duration", "listen: [203.0.113.1]\nike: {lifetime: forever}\n", 2, "ike.lifetime", "not a duration"},
 	}
 	for _, c := range cases {
@@ -183,7 +198,7 @@ func TestDefaultsDocumented(t *testing.T) {
 	}
 	for _, v := range []string{DefaultAdminSocket, DefaultMetricsListen, DefaultLogLevel, DefaultLogFormat, DefaultExemptions,
 		DefaultIKELifetime.String(), DefaultDPDInterval.String(), DefaultDPDTimeout.String(), DefaultESPLifetime.String(),
-		DefaultStart, DefaultPFS, "1400", DefaultPluginDir, DefaultHealthInterval.String(), fmt.Sprint(DefaultOffload),
+		DefaultStart, DefaultPFS, "1400", DefaultRadiusTimeout.String(), DefaultPluginDir, DefaultHealthInterval.String(), fmt.Sprint(DefaultOffload),
 		strings.Join(DefaultIKEProposals, ", "), strings.Join(DefaultESPProposals, ", "), strings.Join(DefaultRemoteAccessESPProposals, ", "), strings.Join(DefaultRemoteAccessIKEProposals, ", ")} {
 		if !strings.Contains(string(doc), "`"+v+"`") {
 			t.Errorf("docs/configuration.md does not show the default `%s`", v)

@@ -5,12 +5,15 @@ import "time"
 // The defaults, in one place. docs/configuration.md lists the same values;
 // TestDefaultsDocumented keeps the two in step.
 const (
-	DefaultAdminSocket    = "/run/gatehouse/admin.sock"
-	DefaultMetricsListen  = "127.0.0.1:9273"
-	DefaultLogLevel       = "info"
-	DefaultLogFormat      = "console"
-	DefaultExemptions     = "windows2003"
-	DefaultIKELifetime    = 8 * time.Hour
+	DefaultAdminSocket   = "/run/gatehouse/admin.sock"
+	DefaultMetricsListen = "127.0.0.1:9273"
+	DefaultLogLevel      = "info"
+	DefaultLogFormat     = "console"
+	DefaultExemptions    = "windows2003"
+	DefaultIKELifetime   = 8 * time.Hour
+	// RADIUS: each server's time to answer, and tries within it.
+	DefaultRadiusTimeout  = 3 * time.Second
+	DefaultRadiusTries    = 2
 	DefaultDPDInterval    = 30 * time.Second
 	DefaultDPDTimeout     = 150 * time.Second
 	DefaultESPLifetime    = time.Hour

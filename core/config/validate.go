@@ -3,11 +3,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -349,6 +351,45 @@ func (v *validator) authMethod(a *AuthMethod, path string) {
 	}
 }
 
+func (v *validator) radius(r *Radius, path string) {
+	if len(r.Servers) == 0 {
+		v.errorAt(r.Meta.Pos, path+".servers", "at least one server is required, e.g. {address: 10.1.0.5, secret_file: radius.secret}")
+	}
+	for i := range r.Servers {
+		s := &r.Servers[i]
+		where := fmt.Sprintf("%s.servers[%d]", path, i)
+		host, port, err := net.SplitHostPort(s.Address)
+		if err != nil {
+			host, port = s.Address, "1812"
+		}
+		if a, err := netip.ParseAddr(host); err != nil || a.IsUnspecified() {
+			v.errorAt(s.Meta.At("address"), where+".address", "%q is not a server address (an IP address, optionally with :port)", s.Address)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			v.errorAt(s.Meta.At("address"), where+".address", "%q: bad port", s.Address)
+		} else {
+			s.Address = net.JoinHostPort(a.String(), port)
+		}
+		if s.SecretFile == "" {
+			v.errorAt(s.Meta.Pos, where+".secret_file", "required: the file holding the shared secret (mode 0600)")
+		} else {
+			s.SecretFile = v.abs(s.SecretFile)
+			v.secretFile(s.SecretFile, s.Meta.At("secret_file"), where+".secret_file")
+		}
+	}
+	switch d := r.Timeout.Duration; {
+	case d == 0:
+		r.Timeout.Duration = DefaultRadiusTimeout
+	case d < 100*time.Millisecond || d > 30*time.Second:
+		v.errorAt(r.Meta.At("timeout"), path+".timeout", "%v is out of range; allowed 100ms to 30s (clients give up on PPP after about 30 s in all)", d)
+	}
+	switch {
+	case r.Tries == 0:
+		r.Tries = DefaultRadiusTries
+	case r.Tries < 1 || r.Tries > 5:
+		v.errorAt(r.Meta.At("tries"), path+".tries", "%d is out of range; allowed 1 to 5", r.Tries)
+	}
+}
+
 // abs resolves a relative path against the configuration file's folder.
 func (v *validator) abs(p string) string {
 	if p == "" || filepath.IsAbs(p) {
@@ -399,6 +440,12 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 	if ra.PPP.UsersFile != "" {
 		ra.PPP.UsersFile = v.abs(ra.PPP.UsersFile)
 		v.secretFile(ra.PPP.UsersFile, ra.PPP.Meta.At("users_file"), path+".ppp.users_file")
+	}
+	if r := ra.PPP.Radius; r != nil {
+		v.radius(r, path+".ppp.radius")
+		if ra.PPP.UsersFile != "" {
+			v.errorAt(ra.PPP.Meta.At("users_file"), path+".ppp.users_file", "set users_file or radius, not both: users are checked in one place")
+		}
 	}
 	if ra.PPP.MRU < 576 || ra.PPP.MRU > 1500 {
 		v.errorAt(ra.PPP.Meta.At("mru"), path+".ppp.mru", "%d is out of range; allowed 576 to 1500", ra.PPP.MRU)

@@ -74,6 +74,9 @@ func pluginSpecs(c *config.Config) []pluginhost.Spec {
 		}
 		if c.RemoteAccess != nil {
 			names = append(names, config.PluginRef{Name: "l2tp"})
+			if c.RemoteAccess.PPP.Radius != nil {
+				names = append(names, config.PluginRef{Name: "radius"})
+			}
 		}
 	}
 	specs := make([]pluginhost.Spec, 0, len(names))
@@ -197,6 +200,14 @@ func authConfig(c *config.Config) (sdk.AuthConfig, error) {
 			out.PSK = append(out.PSK, sdk.PSKEntry{Name: u.where, KeyFile: a.PSKFile, MatchAddress: s.pfx, MatchID: s.id, Wildcard: s.wildcard})
 		}
 	}
+	if ra := c.RemoteAccess; ra != nil && ra.PPP.Radius != nil {
+		r := ra.PPP.Radius
+		out.Radius = &sdk.RadiusConfig{Timeout: r.Timeout.Duration, Tries: r.Tries, NASIdentifier: r.NASIdentifier,
+			RequireMessageAuthenticator: r.RequireMessageAuthenticator}
+		for _, s := range r.Servers {
+			out.Radius.Servers = append(out.Radius.Servers, sdk.RadiusServer{Address: s.Address, SecretFile: s.SecretFile})
+		}
+	}
 	return out, nil
 }
 
@@ -278,6 +289,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("remote_access: %w", err)
 		}
+		r.plugins = d.plugins
 		d.ra = r
 		go r.forward(d.life)
 	}
@@ -312,6 +324,14 @@ func (d *Daemon) checkServed(l *Loaded) error {
 		k := u.method.Kind()
 		if _, _, err := d.plugins.Authenticator(kindMethod[k]); err != nil {
 			return fmt.Errorf("%s: %s uses %s authentication, but no loaded plugin serves it (add %s to plugins.load)", l.Config.File, u.where, k, kindPlugin[k])
+		}
+	}
+	if ra := l.Config.RemoteAccess; ra != nil && ra.PPP.Radius != nil {
+		for _, name := range ra.PPP.Auth {
+			m, _ := sdk.ParseAuthMethod(name)
+			if _, _, err := d.plugins.Authenticator(m); err != nil {
+				return fmt.Errorf("%s: remote_access.ppp.radius is set, but no loaded plugin checks %s users (add radius to plugins.load)", l.Config.File, name)
+			}
 		}
 	}
 	return nil

@@ -356,6 +356,10 @@ func remoteAccessUnchanged(a, b *config.Config) bool {
 			r.IKE = &k
 		}
 		r.Auth = stripAuth(r.Auth)
+		if r.PPP.Radius != nil {
+			// The servers may change on reload: the plugin takes them.
+			r.PPP.Radius = &config.Radius{}
+		}
 		return &r
 	}
 	return reflect.DeepEqual(strip(a.RemoteAccess), strip(b.RemoteAccess))

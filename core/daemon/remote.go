@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth/users"
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/pluginhost"
 	"github.com/gatehouse/gatehouse/core/pool"
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/l2tp"
@@ -46,6 +47,8 @@ type remoteAccess struct {
 	peers    map[netip.AddrPort]raPeer
 	// attached is the plugin instance the control stream is open to.
 	attached sdk.TunnelClient
+	// plugins finds the RADIUS plugin when ppp.radius is set.
+	plugins *pluginhost.Host
 }
 
 // raRule names remote access's SAs and rules (policy.remoteAccessRule).
@@ -341,9 +344,16 @@ func (r *remoteAccess) ReleaseAddress(_ context.Context, _ string, a netip.Addr)
 	return nil
 }
 
-// AuthenticateUser checks the users file. (RADIUS and other databases
-// come as auth plugins: issue 7.)
-func (r *remoteAccess) AuthenticateUser(_ context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+// AuthenticateUser asks the RADIUS plugin when ppp.radius is set, else
+// checks the users file.
+func (r *remoteAccess) AuthenticateUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+	if r.cfg.PPP.Radius != nil {
+		a, _, err := r.plugins.Authenticator(req.Method)
+		if err != nil {
+			return sdk.UserAuthResult{}, fmt.Errorf("RADIUS: %w", err)
+		}
+		return a.AuthenticateUser(ctx, req)
+	}
 	if r.users == nil {
 		return sdk.UserAuthResult{Code: sdk.UserReject, Message: "no user database configured (remote_access.ppp.users_file)"}, nil
 	}

@@ -31,7 +31,8 @@ var bin string
 
 func TestMain(m *testing.M) {
 	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse",
-		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/auth-x509": "plugins/auth-x509", "../../plugins/l2tp": "plugins/l2tp"})
+		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/auth-x509": "plugins/auth-x509", "../../plugins/l2tp": "plugins/l2tp",
+		"../../contrib/radius": "plugins/radius"})
 }
 
 const (
@@ -54,6 +55,8 @@ type lab struct {
 	srvOuter string // srv's interface towards the clients
 	// auth is remote_access.auth (default: the PSK).
 	auth string
+	// radius replaces the users file with remote_access.ppp.radius.
+	radius string
 }
 
 func newLab(t *testing.T) *lab {
@@ -78,6 +81,12 @@ func must(t *testing.T, err error) {
 // serve starts gatehoused as the L2TP/IPsec server; extra lines go in
 // remote_access.
 func (x *lab) serve(pppAuth string, extra ...string) {
+	path := x.writeConfig(pppAuth, extra...)
+	x.gw = netns.StartGateway(x.t, x.srv, bin, path, x.dir+"/admin.sock")
+}
+
+// writeConfig writes gatehoused's configuration and returns its path.
+func (x *lab) writeConfig(pppAuth string, extra ...string) string {
 	cfg := fmt.Sprintf(`listen: [192.0.2.1]
 admin_socket: %[1]s/admin.sock
 metrics_listen: ""
@@ -86,12 +95,20 @@ remote_access:
   auth: %[5]s
   pool: 10.8.0.0/24
   dns: [10.1.0.53]
-  ppp: {auth: [%[3]s], users_file: %[1]s/users.yaml}
+  ppp: {auth: [%[3]s], %[6]s}
 %[4]splugins: {dir: %[2]s/plugins, health_interval: 1s}
-`, x.dir, bin, pppAuth, indent(extra), cmp.Or(x.auth, "[{psk_file: "+x.dir+"/l2tp.psk}]"))
+`, x.dir, bin, pppAuth, indent(extra), cmp.Or(x.auth, "[{psk_file: "+x.dir+"/l2tp.psk}]"), x.userDB())
 	path := filepath.Join(x.dir, "gatehouse.yaml")
 	must(x.t, os.WriteFile(path, []byte(cfg), 0o644))
-	x.gw = netns.StartGateway(x.t, x.srv, bin, path, x.dir+"/admin.sock")
+	return path
+}
+
+// userDB is where ppp finds users: the users file, or RADIUS.
+func (x *lab) userDB() string {
+	if x.radius != "" {
+		return "radius: " + x.radius
+	}
+	return "users_file: " + x.dir + "/users.yaml"
 }
 
 func indent(lines []string) string {

@@ -52,13 +52,17 @@ func RequireFreeRADIUS(t testing.TB) {
 	}
 }
 
-// StartFreeRADIUS serves on ip at free ports until the test ends. users
-// is a users file (FreeRADIUS' files module syntax).
-func StartFreeRADIUS(t testing.TB, ip, secret, users string) *FreeRADIUS {
+// StartFreeRADIUS serves on ip until the test ends: at free ports, or
+// with ns set inside that namespace at 1812 and 1813. users is a users
+// file (FreeRADIUS' files module syntax).
+func StartFreeRADIUS(t testing.TB, ns *NS, ip, secret, users string) *FreeRADIUS {
 	t.Helper()
 	RequireFreeRADIUS(t)
 	dir := t.TempDir()
-	auth, acct := freeUDPPort(t, ip), freeUDPPort(t, ip)
+	auth, acct := 1812, 1813
+	if ns == nil {
+		auth, acct = freeUDPPort(t, ip), freeUDPPort(t, ip)
+	}
 	f := &FreeRADIUS{Dir: dir, AuthAddr: net.JoinHostPort(ip, fmt.Sprint(auth)), AcctAddr: net.JoinHostPort(ip, fmt.Sprint(acct)), Secret: secret}
 	conf := fmt.Sprintf(freeradiusConf, dir, secret, ip, auth, acct)
 	for name, body := range map[string]string{"radiusd.conf": conf, "users": users, "acct_users": ""} {
@@ -67,7 +71,11 @@ func StartFreeRADIUS(t testing.TB, ip, secret, users string) *FreeRADIUS {
 		}
 	}
 	f.out = &strings.Builder{}
-	f.proc = exec.Command(freeradiusBin, "-f", "-d", dir, "-n", "radiusd", "-l", "stdout")
+	args := []string{freeradiusBin, "-f", "-d", dir, "-n", "radiusd", "-l", "stdout"}
+	if ns != nil {
+		args = append([]string{"ip", "netns", "exec", ns.Full}, args...)
+	}
+	f.proc = exec.Command(args[0], args[1:]...)
 	f.proc.Stdout, f.proc.Stderr = f.out, f.out
 	if err := f.proc.Start(); err != nil {
 		t.Fatal(err)

@@ -90,12 +90,28 @@ type KerberosProfile struct {
 	ClockOffset time.Duration
 }
 
+// RadiusServer is a RADIUS server and the file with its shared secret.
+type RadiusServer struct {
+	Address    string
+	SecretFile string
+}
+
+// RadiusConfig configures RADIUS for remote-access users.
+type RadiusConfig struct {
+	Servers                     []RadiusServer
+	Timeout                     time.Duration
+	Tries                       int
+	NASIdentifier               string
+	RequireMessageAuthenticator bool
+}
+
 // AuthConfig is an Authenticator's whole configuration.
 type AuthConfig struct {
 	PSK       []PSKEntry
 	X509      []X509Profile
 	Kerberos  []KerberosProfile
 	UsersFile string
+	Radius    *RadiusConfig // nil: no RADIUS
 }
 
 // PSKRequest asks for the key of an IKE peer. PeerID is nil in main mode.
@@ -296,6 +312,13 @@ func authConfigToPB(c AuthConfig) *pb.AuthConfig {
 		out.Kerberos = append(out.Kerberos, &pb.KerberosProfile{Name: k.Name, Keytab: k.Keytab, Principal: k.Principal, Ccache: k.Ccache, Krb5Conf: k.Krb5Conf,
 			MaxSkewSeconds: uint32(k.MaxSkew / time.Second), ClockOffsetSeconds: int64(k.ClockOffset / time.Second)})
 	}
+	if r := c.Radius; r != nil {
+		out.Radius = &pb.RadiusConfig{TimeoutMs: uint32(r.Timeout / time.Millisecond), Tries: uint32(r.Tries), NasIdentifier: r.NASIdentifier,
+			RequireMessageAuthenticator: r.RequireMessageAuthenticator}
+		for _, s := range r.Servers {
+			out.Radius.Servers = append(out.Radius.Servers, &pb.RadiusServer{Address: s.Address, SecretFile: s.SecretFile})
+		}
+	}
 	return out
 }
 
@@ -318,6 +341,13 @@ func authConfigFromPB(p *pb.AuthConfig) (AuthConfig, error) {
 	for _, k := range p.GetKerberos() {
 		out.Kerberos = append(out.Kerberos, KerberosProfile{Name: k.Name, Keytab: k.Keytab, Principal: k.Principal, Ccache: k.Ccache, Krb5Conf: k.Krb5Conf,
 			MaxSkew: time.Duration(k.MaxSkewSeconds) * time.Second, ClockOffset: time.Duration(k.ClockOffsetSeconds) * time.Second})
+	}
+	if r := p.GetRadius(); r != nil {
+		out.Radius = &RadiusConfig{Timeout: time.Duration(r.TimeoutMs) * time.Millisecond, Tries: int(r.Tries), NASIdentifier: r.NasIdentifier,
+			RequireMessageAuthenticator: r.RequireMessageAuthenticator}
+		for _, s := range r.Servers {
+			out.Radius.Servers = append(out.Radius.Servers, RadiusServer{Address: s.Address, SecretFile: s.SecretFile})
+		}
 	}
 	return out, nil
 }

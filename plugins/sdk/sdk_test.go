@@ -110,6 +110,7 @@ func TestAuthenticatorShims(t *testing.T) {
 		PSK:       []PSKEntry{{Name: "a", KeyFile: "/k", MatchAddress: netip.MustParsePrefix("198.51.100.0/24")}, {Name: "b", KeyFile: "/w", Wildcard: true}, {Name: "c", KeyFile: "/i", MatchID: "fqdn:gw"}},
 		X509:      []X509Profile{{Name: "x", CAFiles: []string{"/ca"}, CRLFiles: []string{"/crl"}, CertFile: "/c", KeyFile: "/k"}},
 		Kerberos:  []KerberosProfile{{Name: "k", Keytab: "/kt", Principal: "host/gw@R", Ccache: "/cc", Krb5Conf: "/etc/krb5.conf", MaxSkew: 2 * time.Minute, ClockOffset: -10 * time.Minute}},
+		Radius:    &RadiusConfig{Servers: []RadiusServer{{Address: "10.1.0.5:1812", SecretFile: "/s"}}, Timeout: 1500 * time.Millisecond, Tries: 3, NASIdentifier: "gw", RequireMessageAuthenticator: true},
 		UsersFile: "/users",
 	}
 	w, err := a.Configure(c, cfg)

@@ -237,11 +237,13 @@ func (x *AuthenticatorInfo) GetMethods() []AuthMethod {
 }
 
 type AuthConfig struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Psk           []*PSKEntry            `protobuf:"bytes,1,rep,name=psk,proto3" json:"psk,omitempty"`
-	X509          []*X509Profile         `protobuf:"bytes,2,rep,name=x509,proto3" json:"x509,omitempty"`
-	Kerberos      []*KerberosProfile     `protobuf:"bytes,3,rep,name=kerberos,proto3" json:"kerberos,omitempty"`
-	UsersFile     string                 `protobuf:"bytes,4,opt,name=users_file,json=usersFile,proto3" json:"users_file,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Psk       []*PSKEntry            `protobuf:"bytes,1,rep,name=psk,proto3" json:"psk,omitempty"`
+	X509      []*X509Profile         `protobuf:"bytes,2,rep,name=x509,proto3" json:"x509,omitempty"`
+	Kerberos  []*KerberosProfile     `protobuf:"bytes,3,rep,name=kerberos,proto3" json:"kerberos,omitempty"`
+	UsersFile string                 `protobuf:"bytes,4,opt,name=users_file,json=usersFile,proto3" json:"users_file,omitempty"`
+	// radius is set when remote-access users are checked by RADIUS.
+	Radius        *RadiusConfig `protobuf:"bytes,5,opt,name=radius,proto3" json:"radius,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -304,6 +306,143 @@ func (x *AuthConfig) GetUsersFile() string {
 	return ""
 }
 
+func (x *AuthConfig) GetRadius() *RadiusConfig {
+	if x != nil {
+		return x.Radius
+	}
+	return nil
+}
+
+// RadiusConfig: the servers in the order they are asked, each with the
+// file holding its shared secret (read by the plugin).
+type RadiusConfig struct {
+	state                       protoimpl.MessageState `protogen:"open.v1"`
+	Servers                     []*RadiusServer        `protobuf:"bytes,1,rep,name=servers,proto3" json:"servers,omitempty"`
+	TimeoutMs                   uint32                 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Tries                       uint32                 `protobuf:"varint,3,opt,name=tries,proto3" json:"tries,omitempty"`
+	NasIdentifier               string                 `protobuf:"bytes,4,opt,name=nas_identifier,json=nasIdentifier,proto3" json:"nas_identifier,omitempty"`
+	RequireMessageAuthenticator bool                   `protobuf:"varint,5,opt,name=require_message_authenticator,json=requireMessageAuthenticator,proto3" json:"require_message_authenticator,omitempty"`
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
+}
+
+func (x *RadiusConfig) Reset() {
+	*x = RadiusConfig{}
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RadiusConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RadiusConfig) ProtoMessage() {}
+
+func (x *RadiusConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RadiusConfig.ProtoReflect.Descriptor instead.
+func (*RadiusConfig) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RadiusConfig) GetServers() []*RadiusServer {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *RadiusConfig) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *RadiusConfig) GetTries() uint32 {
+	if x != nil {
+		return x.Tries
+	}
+	return 0
+}
+
+func (x *RadiusConfig) GetNasIdentifier() string {
+	if x != nil {
+		return x.NasIdentifier
+	}
+	return ""
+}
+
+func (x *RadiusConfig) GetRequireMessageAuthenticator() bool {
+	if x != nil {
+		return x.RequireMessageAuthenticator
+	}
+	return false
+}
+
+type RadiusServer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	SecretFile    string                 `protobuf:"bytes,2,opt,name=secret_file,json=secretFile,proto3" json:"secret_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RadiusServer) Reset() {
+	*x = RadiusServer{}
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RadiusServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RadiusServer) ProtoMessage() {}
+
+func (x *RadiusServer) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RadiusServer.ProtoReflect.Descriptor instead.
+func (*RadiusServer) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RadiusServer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *RadiusServer) GetSecretFile() string {
+	if x != nil {
+		return x.SecretFile
+	}
+	return ""
+}
+
 // PSKEntry names a key file and which peers it is for. Exactly one of the
 // match fields is set, or wildcard is true.
 type PSKEntry struct {
@@ -322,7 +461,7 @@ type PSKEntry struct {
 
 func (x *PSKEntry) Reset() {
 	*x = PSKEntry{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[2]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +473,7 @@ func (x *PSKEntry) String() string {
 func (*PSKEntry) ProtoMessage() {}
 
 func (x *PSKEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[2]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +486,7 @@ func (x *PSKEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PSKEntry.ProtoReflect.Descriptor instead.
 func (*PSKEntry) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PSKEntry) GetName() string {
@@ -398,7 +537,7 @@ type X509Profile struct {
 
 func (x *X509Profile) Reset() {
 	*x = X509Profile{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[3]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +549,7 @@ func (x *X509Profile) String() string {
 func (*X509Profile) ProtoMessage() {}
 
 func (x *X509Profile) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[3]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +562,7 @@ func (x *X509Profile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use X509Profile.ProtoReflect.Descriptor instead.
 func (*X509Profile) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{3}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *X509Profile) GetName() string {
@@ -480,7 +619,7 @@ type KerberosProfile struct {
 
 func (x *KerberosProfile) Reset() {
 	*x = KerberosProfile{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[4]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +631,7 @@ func (x *KerberosProfile) String() string {
 func (*KerberosProfile) ProtoMessage() {}
 
 func (x *KerberosProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[4]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +644,7 @@ func (x *KerberosProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KerberosProfile.ProtoReflect.Descriptor instead.
 func (*KerberosProfile) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{4}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KerberosProfile) GetName() string {
@@ -567,7 +706,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[5]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +718,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[5]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +731,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConfigureResponse) GetWarnings() []string {
@@ -615,7 +754,7 @@ type PSKRequest struct {
 
 func (x *PSKRequest) Reset() {
 	*x = PSKRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[6]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +766,7 @@ func (x *PSKRequest) String() string {
 func (*PSKRequest) ProtoMessage() {}
 
 func (x *PSKRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[6]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +779,7 @@ func (x *PSKRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PSKRequest.ProtoReflect.Descriptor instead.
 func (*PSKRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PSKRequest) GetLocal() *Endpoint {
@@ -676,7 +815,7 @@ type PSKResponse struct {
 
 func (x *PSKResponse) Reset() {
 	*x = PSKResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[7]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +827,7 @@ func (x *PSKResponse) String() string {
 func (*PSKResponse) ProtoMessage() {}
 
 func (x *PSKResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[7]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +840,7 @@ func (x *PSKResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PSKResponse.ProtoReflect.Descriptor instead.
 func (*PSKResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PSKResponse) GetFound() bool {
@@ -737,7 +876,7 @@ type VerifyCertificateRequest struct {
 
 func (x *VerifyCertificateRequest) Reset() {
 	*x = VerifyCertificateRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[8]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +888,7 @@ func (x *VerifyCertificateRequest) String() string {
 func (*VerifyCertificateRequest) ProtoMessage() {}
 
 func (x *VerifyCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[8]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +901,7 @@ func (x *VerifyCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCertificateRequest.ProtoReflect.Descriptor instead.
 func (*VerifyCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VerifyCertificateRequest) GetProfile() string {
@@ -799,7 +938,7 @@ type VerifyCertificateResponse struct {
 
 func (x *VerifyCertificateResponse) Reset() {
 	*x = VerifyCertificateResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[9]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +950,7 @@ func (x *VerifyCertificateResponse) String() string {
 func (*VerifyCertificateResponse) ProtoMessage() {}
 
 func (x *VerifyCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[9]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +963,7 @@ func (x *VerifyCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCertificateResponse.ProtoReflect.Descriptor instead.
 func (*VerifyCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VerifyCertificateResponse) GetOk() bool {
@@ -866,7 +1005,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[10]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1017,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[10]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1030,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{10}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignRequest) GetProfile() string {
@@ -924,7 +1063,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[11]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1075,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[11]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1088,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{11}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignResponse) GetSignature() []byte {
@@ -970,7 +1109,7 @@ type LocalCertificateRequest struct {
 
 func (x *LocalCertificateRequest) Reset() {
 	*x = LocalCertificateRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[12]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1121,7 @@ func (x *LocalCertificateRequest) String() string {
 func (*LocalCertificateRequest) ProtoMessage() {}
 
 func (x *LocalCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[12]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1134,7 @@ func (x *LocalCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalCertificateRequest.ProtoReflect.Descriptor instead.
 func (*LocalCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{12}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LocalCertificateRequest) GetProfile() string {
@@ -1025,7 +1164,7 @@ type LocalCertificateResponse struct {
 
 func (x *LocalCertificateResponse) Reset() {
 	*x = LocalCertificateResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[13]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1176,7 @@ func (x *LocalCertificateResponse) String() string {
 func (*LocalCertificateResponse) ProtoMessage() {}
 
 func (x *LocalCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[13]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1189,7 @@ func (x *LocalCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalCertificateResponse.ProtoReflect.Descriptor instead.
 func (*LocalCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{13}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LocalCertificateResponse) GetChain() [][]byte {
@@ -1088,7 +1227,7 @@ type GSSStepRequest struct {
 
 func (x *GSSStepRequest) Reset() {
 	*x = GSSStepRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[14]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1239,7 @@ func (x *GSSStepRequest) String() string {
 func (*GSSStepRequest) ProtoMessage() {}
 
 func (x *GSSStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[14]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1252,7 @@ func (x *GSSStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GSSStepRequest.ProtoReflect.Descriptor instead.
 func (*GSSStepRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{14}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GSSStepRequest) GetProfile() string {
@@ -1163,7 +1302,7 @@ type GSSStepResponse struct {
 
 func (x *GSSStepResponse) Reset() {
 	*x = GSSStepResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[15]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1314,7 @@ func (x *GSSStepResponse) String() string {
 func (*GSSStepResponse) ProtoMessage() {}
 
 func (x *GSSStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[15]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1327,7 @@ func (x *GSSStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GSSStepResponse.ProtoReflect.Descriptor instead.
 func (*GSSStepResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{15}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GSSStepResponse) GetContextId() string {
@@ -1229,7 +1368,7 @@ type GSSWrapRequest struct {
 
 func (x *GSSWrapRequest) Reset() {
 	*x = GSSWrapRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[16]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1380,7 @@ func (x *GSSWrapRequest) String() string {
 func (*GSSWrapRequest) ProtoMessage() {}
 
 func (x *GSSWrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[16]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1393,7 @@ func (x *GSSWrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GSSWrapRequest.ProtoReflect.Descriptor instead.
 func (*GSSWrapRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{16}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GSSWrapRequest) GetContextId() string {
@@ -1280,7 +1419,7 @@ type GSSWrapResponse struct {
 
 func (x *GSSWrapResponse) Reset() {
 	*x = GSSWrapResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[17]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1431,7 @@ func (x *GSSWrapResponse) String() string {
 func (*GSSWrapResponse) ProtoMessage() {}
 
 func (x *GSSWrapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[17]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1444,7 @@ func (x *GSSWrapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GSSWrapResponse.ProtoReflect.Descriptor instead.
 func (*GSSWrapResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{17}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GSSWrapResponse) GetToken() []byte {
@@ -1325,7 +1464,7 @@ type GSSUnwrapRequest struct {
 
 func (x *GSSUnwrapRequest) Reset() {
 	*x = GSSUnwrapRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[18]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1476,7 @@ func (x *GSSUnwrapRequest) String() string {
 func (*GSSUnwrapRequest) ProtoMessage() {}
 
 func (x *GSSUnwrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[18]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1489,7 @@ func (x *GSSUnwrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GSSUnwrapRequest.ProtoReflect.Descriptor instead.
 func (*GSSUnwrapRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{18}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GSSUnwrapRequest) GetContextId() string {
@@ -1376,7 +1515,7 @@ type GSSUnwrapResponse struct {
 
 func (x *GSSUnwrapResponse) Reset() {
 	*x = GSSUnwrapResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[19]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1527,7 @@ func (x *GSSUnwrapResponse) String() string {
 func (*GSSUnwrapResponse) ProtoMessage() {}
 
 func (x *GSSUnwrapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[19]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1540,7 @@ func (x *GSSUnwrapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GSSUnwrapResponse.ProtoReflect.Descriptor instead.
 func (*GSSUnwrapResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{19}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GSSUnwrapResponse) GetData() []byte {
@@ -1420,7 +1559,7 @@ type GSSReleaseRequest struct {
 
 func (x *GSSReleaseRequest) Reset() {
 	*x = GSSReleaseRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[20]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1571,7 @@ func (x *GSSReleaseRequest) String() string {
 func (*GSSReleaseRequest) ProtoMessage() {}
 
 func (x *GSSReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[20]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1584,7 @@ func (x *GSSReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GSSReleaseRequest.ProtoReflect.Descriptor instead.
 func (*GSSReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{20}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GSSReleaseRequest) GetContextId() string {
@@ -1463,7 +1602,7 @@ type GSSReleaseResponse struct {
 
 func (x *GSSReleaseResponse) Reset() {
 	*x = GSSReleaseResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[21]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1614,7 @@ func (x *GSSReleaseResponse) String() string {
 func (*GSSReleaseResponse) ProtoMessage() {}
 
 func (x *GSSReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[21]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1627,7 @@ func (x *GSSReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GSSReleaseResponse.ProtoReflect.Descriptor instead.
 func (*GSSReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{21}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{23}
 }
 
 type UserAuthRequest struct {
@@ -1509,7 +1648,7 @@ type UserAuthRequest struct {
 
 func (x *UserAuthRequest) Reset() {
 	*x = UserAuthRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[22]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1660,7 @@ func (x *UserAuthRequest) String() string {
 func (*UserAuthRequest) ProtoMessage() {}
 
 func (x *UserAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[22]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1673,7 @@ func (x *UserAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAuthRequest.ProtoReflect.Descriptor instead.
 func (*UserAuthRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{22}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UserAuthRequest) GetMethod() AuthMethod {
@@ -1612,7 +1751,7 @@ type UserAuthResponse struct {
 
 func (x *UserAuthResponse) Reset() {
 	*x = UserAuthResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[23]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1763,7 @@ func (x *UserAuthResponse) String() string {
 func (*UserAuthResponse) ProtoMessage() {}
 
 func (x *UserAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[23]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1776,7 @@ func (x *UserAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAuthResponse.ProtoReflect.Descriptor instead.
 func (*UserAuthResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{23}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UserAuthResponse) GetResult() UserAuthResult {
@@ -1710,14 +1849,26 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"'gatehouse/plugin/v1/authenticator.proto\x12\x13gatehouse.plugin.v1\x1a gatehouse/plugin/v1/common.proto\"\x83\x01\n" +
 	"\x11AuthenticatorInfo\x123\n" +
 	"\x04info\x18\x01 \x01(\v2\x1f.gatehouse.plugin.v1.PluginInfoR\x04info\x129\n" +
-	"\amethods\x18\x02 \x03(\x0e2\x1f.gatehouse.plugin.v1.AuthMethodR\amethods\"\xd4\x01\n" +
+	"\amethods\x18\x02 \x03(\x0e2\x1f.gatehouse.plugin.v1.AuthMethodR\amethods\"\x8f\x02\n" +
 	"\n" +
 	"AuthConfig\x12/\n" +
 	"\x03psk\x18\x01 \x03(\v2\x1d.gatehouse.plugin.v1.PSKEntryR\x03psk\x124\n" +
 	"\x04x509\x18\x02 \x03(\v2 .gatehouse.plugin.v1.X509ProfileR\x04x509\x12@\n" +
 	"\bkerberos\x18\x03 \x03(\v2$.gatehouse.plugin.v1.KerberosProfileR\bkerberos\x12\x1d\n" +
 	"\n" +
-	"users_file\x18\x04 \x01(\tR\tusersFile\"\x95\x01\n" +
+	"users_file\x18\x04 \x01(\tR\tusersFile\x129\n" +
+	"\x06radius\x18\x05 \x01(\v2!.gatehouse.plugin.v1.RadiusConfigR\x06radius\"\xeb\x01\n" +
+	"\fRadiusConfig\x12;\n" +
+	"\aservers\x18\x01 \x03(\v2!.gatehouse.plugin.v1.RadiusServerR\aservers\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x12\x14\n" +
+	"\x05tries\x18\x03 \x01(\rR\x05tries\x12%\n" +
+	"\x0enas_identifier\x18\x04 \x01(\tR\rnasIdentifier\x12B\n" +
+	"\x1drequire_message_authenticator\x18\x05 \x01(\bR\x1brequireMessageAuthenticator\"I\n" +
+	"\fRadiusServer\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1f\n" +
+	"\vsecret_file\x18\x02 \x01(\tR\n" +
+	"secretFile\"\x95\x01\n" +
 	"\bPSKEntry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\bkey_file\x18\x02 \x01(\tR\akeyFile\x12#\n" +
@@ -1866,82 +2017,86 @@ func file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP() []byte {
 }
 
 var file_gatehouse_plugin_v1_authenticator_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_gatehouse_plugin_v1_authenticator_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_gatehouse_plugin_v1_authenticator_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_gatehouse_plugin_v1_authenticator_proto_goTypes = []any{
 	(AuthMethod)(0),                   // 0: gatehouse.plugin.v1.AuthMethod
 	(GSSRole)(0),                      // 1: gatehouse.plugin.v1.GSSRole
 	(UserAuthResult)(0),               // 2: gatehouse.plugin.v1.UserAuthResult
 	(*AuthenticatorInfo)(nil),         // 3: gatehouse.plugin.v1.AuthenticatorInfo
 	(*AuthConfig)(nil),                // 4: gatehouse.plugin.v1.AuthConfig
-	(*PSKEntry)(nil),                  // 5: gatehouse.plugin.v1.PSKEntry
-	(*X509Profile)(nil),               // 6: gatehouse.plugin.v1.X509Profile
-	(*KerberosProfile)(nil),           // 7: gatehouse.plugin.v1.KerberosProfile
-	(*ConfigureResponse)(nil),         // 8: gatehouse.plugin.v1.ConfigureResponse
-	(*PSKRequest)(nil),                // 9: gatehouse.plugin.v1.PSKRequest
-	(*PSKResponse)(nil),               // 10: gatehouse.plugin.v1.PSKResponse
-	(*VerifyCertificateRequest)(nil),  // 11: gatehouse.plugin.v1.VerifyCertificateRequest
-	(*VerifyCertificateResponse)(nil), // 12: gatehouse.plugin.v1.VerifyCertificateResponse
-	(*SignRequest)(nil),               // 13: gatehouse.plugin.v1.SignRequest
-	(*SignResponse)(nil),              // 14: gatehouse.plugin.v1.SignResponse
-	(*LocalCertificateRequest)(nil),   // 15: gatehouse.plugin.v1.LocalCertificateRequest
-	(*LocalCertificateResponse)(nil),  // 16: gatehouse.plugin.v1.LocalCertificateResponse
-	(*GSSStepRequest)(nil),            // 17: gatehouse.plugin.v1.GSSStepRequest
-	(*GSSStepResponse)(nil),           // 18: gatehouse.plugin.v1.GSSStepResponse
-	(*GSSWrapRequest)(nil),            // 19: gatehouse.plugin.v1.GSSWrapRequest
-	(*GSSWrapResponse)(nil),           // 20: gatehouse.plugin.v1.GSSWrapResponse
-	(*GSSUnwrapRequest)(nil),          // 21: gatehouse.plugin.v1.GSSUnwrapRequest
-	(*GSSUnwrapResponse)(nil),         // 22: gatehouse.plugin.v1.GSSUnwrapResponse
-	(*GSSReleaseRequest)(nil),         // 23: gatehouse.plugin.v1.GSSReleaseRequest
-	(*GSSReleaseResponse)(nil),        // 24: gatehouse.plugin.v1.GSSReleaseResponse
-	(*UserAuthRequest)(nil),           // 25: gatehouse.plugin.v1.UserAuthRequest
-	(*UserAuthResponse)(nil),          // 26: gatehouse.plugin.v1.UserAuthResponse
-	(*PluginInfo)(nil),                // 27: gatehouse.plugin.v1.PluginInfo
-	(*Endpoint)(nil),                  // 28: gatehouse.plugin.v1.Endpoint
-	(*Identity)(nil),                  // 29: gatehouse.plugin.v1.Identity
-	(*InfoRequest)(nil),               // 30: gatehouse.plugin.v1.InfoRequest
+	(*RadiusConfig)(nil),              // 5: gatehouse.plugin.v1.RadiusConfig
+	(*RadiusServer)(nil),              // 6: gatehouse.plugin.v1.RadiusServer
+	(*PSKEntry)(nil),                  // 7: gatehouse.plugin.v1.PSKEntry
+	(*X509Profile)(nil),               // 8: gatehouse.plugin.v1.X509Profile
+	(*KerberosProfile)(nil),           // 9: gatehouse.plugin.v1.KerberosProfile
+	(*ConfigureResponse)(nil),         // 10: gatehouse.plugin.v1.ConfigureResponse
+	(*PSKRequest)(nil),                // 11: gatehouse.plugin.v1.PSKRequest
+	(*PSKResponse)(nil),               // 12: gatehouse.plugin.v1.PSKResponse
+	(*VerifyCertificateRequest)(nil),  // 13: gatehouse.plugin.v1.VerifyCertificateRequest
+	(*VerifyCertificateResponse)(nil), // 14: gatehouse.plugin.v1.VerifyCertificateResponse
+	(*SignRequest)(nil),               // 15: gatehouse.plugin.v1.SignRequest
+	(*SignResponse)(nil),              // 16: gatehouse.plugin.v1.SignResponse
+	(*LocalCertificateRequest)(nil),   // 17: gatehouse.plugin.v1.LocalCertificateRequest
+	(*LocalCertificateResponse)(nil),  // 18: gatehouse.plugin.v1.LocalCertificateResponse
+	(*GSSStepRequest)(nil),            // 19: gatehouse.plugin.v1.GSSStepRequest
+	(*GSSStepResponse)(nil),           // 20: gatehouse.plugin.v1.GSSStepResponse
+	(*GSSWrapRequest)(nil),            // 21: gatehouse.plugin.v1.GSSWrapRequest
+	(*GSSWrapResponse)(nil),           // 22: gatehouse.plugin.v1.GSSWrapResponse
+	(*GSSUnwrapRequest)(nil),          // 23: gatehouse.plugin.v1.GSSUnwrapRequest
+	(*GSSUnwrapResponse)(nil),         // 24: gatehouse.plugin.v1.GSSUnwrapResponse
+	(*GSSReleaseRequest)(nil),         // 25: gatehouse.plugin.v1.GSSReleaseRequest
+	(*GSSReleaseResponse)(nil),        // 26: gatehouse.plugin.v1.GSSReleaseResponse
+	(*UserAuthRequest)(nil),           // 27: gatehouse.plugin.v1.UserAuthRequest
+	(*UserAuthResponse)(nil),          // 28: gatehouse.plugin.v1.UserAuthResponse
+	(*PluginInfo)(nil),                // 29: gatehouse.plugin.v1.PluginInfo
+	(*Endpoint)(nil),                  // 30: gatehouse.plugin.v1.Endpoint
+	(*Identity)(nil),                  // 31: gatehouse.plugin.v1.Identity
+	(*InfoRequest)(nil),               // 32: gatehouse.plugin.v1.InfoRequest
 }
 var file_gatehouse_plugin_v1_authenticator_proto_depIdxs = []int32{
-	27, // 0: gatehouse.plugin.v1.AuthenticatorInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
+	29, // 0: gatehouse.plugin.v1.AuthenticatorInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
 	0,  // 1: gatehouse.plugin.v1.AuthenticatorInfo.methods:type_name -> gatehouse.plugin.v1.AuthMethod
-	5,  // 2: gatehouse.plugin.v1.AuthConfig.psk:type_name -> gatehouse.plugin.v1.PSKEntry
-	6,  // 3: gatehouse.plugin.v1.AuthConfig.x509:type_name -> gatehouse.plugin.v1.X509Profile
-	7,  // 4: gatehouse.plugin.v1.AuthConfig.kerberos:type_name -> gatehouse.plugin.v1.KerberosProfile
-	28, // 5: gatehouse.plugin.v1.PSKRequest.local:type_name -> gatehouse.plugin.v1.Endpoint
-	28, // 6: gatehouse.plugin.v1.PSKRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
-	29, // 7: gatehouse.plugin.v1.PSKRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
-	29, // 8: gatehouse.plugin.v1.VerifyCertificateRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
-	29, // 9: gatehouse.plugin.v1.LocalCertificateResponse.id:type_name -> gatehouse.plugin.v1.Identity
-	1,  // 10: gatehouse.plugin.v1.GSSStepRequest.role:type_name -> gatehouse.plugin.v1.GSSRole
-	0,  // 11: gatehouse.plugin.v1.UserAuthRequest.method:type_name -> gatehouse.plugin.v1.AuthMethod
-	28, // 12: gatehouse.plugin.v1.UserAuthRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
-	2,  // 13: gatehouse.plugin.v1.UserAuthResponse.result:type_name -> gatehouse.plugin.v1.UserAuthResult
-	30, // 14: gatehouse.plugin.v1.Authenticator.Info:input_type -> gatehouse.plugin.v1.InfoRequest
-	4,  // 15: gatehouse.plugin.v1.Authenticator.Configure:input_type -> gatehouse.plugin.v1.AuthConfig
-	9,  // 16: gatehouse.plugin.v1.Authenticator.LookupPSK:input_type -> gatehouse.plugin.v1.PSKRequest
-	11, // 17: gatehouse.plugin.v1.Authenticator.VerifyCertificate:input_type -> gatehouse.plugin.v1.VerifyCertificateRequest
-	13, // 18: gatehouse.plugin.v1.Authenticator.Sign:input_type -> gatehouse.plugin.v1.SignRequest
-	15, // 19: gatehouse.plugin.v1.Authenticator.LocalCertificate:input_type -> gatehouse.plugin.v1.LocalCertificateRequest
-	17, // 20: gatehouse.plugin.v1.Authenticator.GSSStep:input_type -> gatehouse.plugin.v1.GSSStepRequest
-	19, // 21: gatehouse.plugin.v1.Authenticator.GSSWrap:input_type -> gatehouse.plugin.v1.GSSWrapRequest
-	21, // 22: gatehouse.plugin.v1.Authenticator.GSSUnwrap:input_type -> gatehouse.plugin.v1.GSSUnwrapRequest
-	23, // 23: gatehouse.plugin.v1.Authenticator.GSSRelease:input_type -> gatehouse.plugin.v1.GSSReleaseRequest
-	25, // 24: gatehouse.plugin.v1.Authenticator.AuthenticateUser:input_type -> gatehouse.plugin.v1.UserAuthRequest
-	3,  // 25: gatehouse.plugin.v1.Authenticator.Info:output_type -> gatehouse.plugin.v1.AuthenticatorInfo
-	8,  // 26: gatehouse.plugin.v1.Authenticator.Configure:output_type -> gatehouse.plugin.v1.ConfigureResponse
-	10, // 27: gatehouse.plugin.v1.Authenticator.LookupPSK:output_type -> gatehouse.plugin.v1.PSKResponse
-	12, // 28: gatehouse.plugin.v1.Authenticator.VerifyCertificate:output_type -> gatehouse.plugin.v1.VerifyCertificateResponse
-	14, // 29: gatehouse.plugin.v1.Authenticator.Sign:output_type -> gatehouse.plugin.v1.SignResponse
-	16, // 30: gatehouse.plugin.v1.Authenticator.LocalCertificate:output_type -> gatehouse.plugin.v1.LocalCertificateResponse
-	18, // 31: gatehouse.plugin.v1.Authenticator.GSSStep:output_type -> gatehouse.plugin.v1.GSSStepResponse
-	20, // 32: gatehouse.plugin.v1.Authenticator.GSSWrap:output_type -> gatehouse.plugin.v1.GSSWrapResponse
-	22, // 33: gatehouse.plugin.v1.Authenticator.GSSUnwrap:output_type -> gatehouse.plugin.v1.GSSUnwrapResponse
-	24, // 34: gatehouse.plugin.v1.Authenticator.GSSRelease:output_type -> gatehouse.plugin.v1.GSSReleaseResponse
-	26, // 35: gatehouse.plugin.v1.Authenticator.AuthenticateUser:output_type -> gatehouse.plugin.v1.UserAuthResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	7,  // 2: gatehouse.plugin.v1.AuthConfig.psk:type_name -> gatehouse.plugin.v1.PSKEntry
+	8,  // 3: gatehouse.plugin.v1.AuthConfig.x509:type_name -> gatehouse.plugin.v1.X509Profile
+	9,  // 4: gatehouse.plugin.v1.AuthConfig.kerberos:type_name -> gatehouse.plugin.v1.KerberosProfile
+	5,  // 5: gatehouse.plugin.v1.AuthConfig.radius:type_name -> gatehouse.plugin.v1.RadiusConfig
+	6,  // 6: gatehouse.plugin.v1.RadiusConfig.servers:type_name -> gatehouse.plugin.v1.RadiusServer
+	30, // 7: gatehouse.plugin.v1.PSKRequest.local:type_name -> gatehouse.plugin.v1.Endpoint
+	30, // 8: gatehouse.plugin.v1.PSKRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	31, // 9: gatehouse.plugin.v1.PSKRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
+	31, // 10: gatehouse.plugin.v1.VerifyCertificateRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
+	31, // 11: gatehouse.plugin.v1.LocalCertificateResponse.id:type_name -> gatehouse.plugin.v1.Identity
+	1,  // 12: gatehouse.plugin.v1.GSSStepRequest.role:type_name -> gatehouse.plugin.v1.GSSRole
+	0,  // 13: gatehouse.plugin.v1.UserAuthRequest.method:type_name -> gatehouse.plugin.v1.AuthMethod
+	30, // 14: gatehouse.plugin.v1.UserAuthRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	2,  // 15: gatehouse.plugin.v1.UserAuthResponse.result:type_name -> gatehouse.plugin.v1.UserAuthResult
+	32, // 16: gatehouse.plugin.v1.Authenticator.Info:input_type -> gatehouse.plugin.v1.InfoRequest
+	4,  // 17: gatehouse.plugin.v1.Authenticator.Configure:input_type -> gatehouse.plugin.v1.AuthConfig
+	11, // 18: gatehouse.plugin.v1.Authenticator.LookupPSK:input_type -> gatehouse.plugin.v1.PSKRequest
+	13, // 19: gatehouse.plugin.v1.Authenticator.VerifyCertificate:input_type -> gatehouse.plugin.v1.VerifyCertificateRequest
+	15, // 20: gatehouse.plugin.v1.Authenticator.Sign:input_type -> gatehouse.plugin.v1.SignRequest
+	17, // 21: gatehouse.plugin.v1.Authenticator.LocalCertificate:input_type -> gatehouse.plugin.v1.LocalCertificateRequest
+	19, // 22: gatehouse.plugin.v1.Authenticator.GSSStep:input_type -> gatehouse.plugin.v1.GSSStepRequest
+	21, // 23: gatehouse.plugin.v1.Authenticator.GSSWrap:input_type -> gatehouse.plugin.v1.GSSWrapRequest
+	23, // 24: gatehouse.plugin.v1.Authenticator.GSSUnwrap:input_type -> gatehouse.plugin.v1.GSSUnwrapRequest
+	25, // 25: gatehouse.plugin.v1.Authenticator.GSSRelease:input_type -> gatehouse.plugin.v1.GSSReleaseRequest
+	27, // 26: gatehouse.plugin.v1.Authenticator.AuthenticateUser:input_type -> gatehouse.plugin.v1.UserAuthRequest
+	3,  // 27: gatehouse.plugin.v1.Authenticator.Info:output_type -> gatehouse.plugin.v1.AuthenticatorInfo
+	10, // 28: gatehouse.plugin.v1.Authenticator.Configure:output_type -> gatehouse.plugin.v1.ConfigureResponse
+	12, // 29: gatehouse.plugin.v1.Authenticator.LookupPSK:output_type -> gatehouse.plugin.v1.PSKResponse
+	14, // 30: gatehouse.plugin.v1.Authenticator.VerifyCertificate:output_type -> gatehouse.plugin.v1.VerifyCertificateResponse
+	16, // 31: gatehouse.plugin.v1.Authenticator.Sign:output_type -> gatehouse.plugin.v1.SignResponse
+	18, // 32: gatehouse.plugin.v1.Authenticator.LocalCertificate:output_type -> gatehouse.plugin.v1.LocalCertificateResponse
+	20, // 33: gatehouse.plugin.v1.Authenticator.GSSStep:output_type -> gatehouse.plugin.v1.GSSStepResponse
+	22, // 34: gatehouse.plugin.v1.Authenticator.GSSWrap:output_type -> gatehouse.plugin.v1.GSSWrapResponse
+	24, // 35: gatehouse.plugin.v1.Authenticator.GSSUnwrap:output_type -> gatehouse.plugin.v1.GSSUnwrapResponse
+	26, // 36: gatehouse.plugin.v1.Authenticator.GSSRelease:output_type -> gatehouse.plugin.v1.GSSReleaseResponse
+	28, // 37: gatehouse.plugin.v1.Authenticator.AuthenticateUser:output_type -> gatehouse.plugin.v1.UserAuthResponse
+	27, // [27:38] is the sub-list for method output_type
+	16, // [16:27] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_plugin_v1_authenticator_proto_init() }
@@ -1956,7 +2111,7 @@ func file_gatehouse_plugin_v1_authenticator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_plugin_v1_authenticator_proto_rawDesc), len(file_gatehouse_plugin_v1_authenticator_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatehouse/gatehouse/auth/psk"
+	"github.com/gatehouse/gatehouse/auth/radius"
+	"github.com/gatehouse/gatehouse/plugins/sdk"
+)
+
+const version = "0.1.0"
+
+// radiusAuth serves PPP user authentication through auth/radius.
+type radiusAuth struct {
+	sdk.UnimplementedAuthenticator
+	log hclog.Logger
+
+	mu     sync.RWMutex
+	client *radius.Client
+}
+
+var _ sdk.Authenticator = (*radiusAuth)(nil)
+
+func newRadiusAuth(log hclog.Logger) *radiusAuth { return &radiusAuth{log: log} }
+
+func (a *radiusAuth) Info(context.Context) (sdk.AuthenticatorInfo, error) {
+	return sdk.AuthenticatorInfo{
+		Info:    sdk.Info{Name: "radius", Version: version, Description: "remote-access users checked by RADIUS servers (PAP, CHAP, MS-CHAPv2)"},
+		Methods: []sdk.AuthMethod{sdk.MethodPAP, sdk.MethodCHAPMD5, sdk.MethodMSCHAPv2},
+	}, nil
+}
+
+// Configure reads the shared secrets (files of mode 0600) and replaces
+// the client; a bad file keeps the old configuration.
+func (a *radiusAuth) Configure(_ context.Context, cfg sdk.AuthConfig) ([]string, error) {
+	r := cfg.Radius
+	if r == nil || len(r.Servers) == 0 {
+		a.mu.Lock()
+		a.client = nil
+		a.mu.Unlock()
+		return []string{"radius: loaded, but remote_access.ppp.radius names no servers; every user is refused"}, nil
+	}
+	rc := radius.Config{Timeout: r.Timeout, Tries: r.Tries, NASIdentifier: r.NASIdentifier, RequireMessageAuthenticator: r.RequireMessageAuthenticator}
+	for _, s := range r.Servers {
+		secret, err := readSecret(s.SecretFile)
+		if err != nil {
+			a.log.Error("configuration refused; keeping the previous one", "server", s.Address, "error", err)
+			return nil, fmt.Errorf("%w: server %s: %v", sdk.ErrInvalid, s.Address, err)
+		}
+		rc.Servers = append(rc.Servers, radius.Server{Addr: s.Address, Secret: secret})
+	}
+	c, err := radius.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", sdk.ErrInvalid, err)
+	}
+	a.mu.Lock()
+	a.client = c
+	a.mu.Unlock()
+	var warnings []string
+	if !r.RequireMessageAuthenticator {
+		warnings = append(warnings, "radius: answers without a Message-Authenticator are accepted; set require_message_authenticator once the servers are patched for BlastRADIUS (CVE-2024-3596)")
+	}
+	a.log.Info("RADIUS servers configured", "servers", len(rc.Servers), "nas_identifier", r.NASIdentifier, "timeout", r.Timeout.String())
+	return warnings, nil
+}
+
+func readSecret(path string) ([]byte, error) {
+	if err := psk.CheckKeyFile(path); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return nil, fmt.Errorf("secret file %s is empty", path)
+	}
+	return b, nil
+}
+
+var methods = map[sdk.AuthMethod]radius.Method{sdk.MethodPAP: radius.PAP, sdk.MethodCHAPMD5: radius.CHAP, sdk.MethodMSCHAPv2: radius.MSCHAPv2}
+
+// AuthenticateUser asks the servers. No answer from any server is an
+// error (the user is refused, and the log says the servers are down, not
+// that the password was wrong).
+func (a *radiusAuth) AuthenticateUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+	a.mu.RLock()
+	c := a.client
+	a.mu.RUnlock()
+	if c == nil {
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: "no RADIUS server configured"}, nil
+	}
+	m, ok := methods[req.Method]
+	if !ok {
+		return sdk.UserAuthResult{}, fmt.Errorf("%w: %v", sdk.ErrUnsupported, req.Method)
+	}
+	rr := radius.Request{Method: m, User: req.User, Password: []byte(req.Password), ID: req.ChapID, Challenge: req.Challenge,
+		Response: req.Response, PeerChallenge: req.PeerChallenge}
+	if req.Peer.IsValid() {
+		rr.CallingStation = req.Peer.Addr().String()
+	}
+	res, err := c.Authenticate(ctx, rr)
+	if err != nil {
+		a.log.Error("no RADIUS server answered", "user", req.User, "error", err)
+		if errors.Is(err, radius.ErrNoServer) {
+			return sdk.UserAuthResult{}, fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
+		}
+		return sdk.UserAuthResult{}, err
+	}
+	if !res.Accept {
+		a.log.Info("user rejected by RADIUS", "user", req.User, "method", m.String(), "server", res.Server, "message", res.Message)
+		msg := "rejected by the RADIUS server"
+		if res.Message != "" {
+			msg += ": " + res.Message
+		}
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: msg}, nil
+	}
+	a.log.Info("user accepted by RADIUS", "user", req.User, "method", m.String(), "server", res.Server,
+		"framed_address", res.FramedAddress.String(), "session_timeout", res.SessionTimeout.String())
+	return sdk.UserAuthResult{Code: sdk.UserAccept, Message: res.Message, AuthenticatorResponse: res.AuthenticatorResponse,
+		MPPESendKey: res.MPPESendKey, MPPERecvKey: res.MPPERecvKey, FramedAddress: res.FramedAddress,
+		SessionTimeoutSeconds: uint32(res.SessionTimeout.Seconds()), IdleTimeoutSeconds: uint32(res.IdleTimeout.Seconds()), Class: firstClass(res.Class)}, nil
+}
+
+// firstClass: RADIUS may send several Class attributes; accounting echoes
+// them all (issue 7), the plugin interface carries the first for now.
+func firstClass(c [][]byte) []byte {
+	if len(c) == 0 {
+		return nil
+	}
+	return c[0]
+}
