@@ -25,10 +25,12 @@ import (
 	"layeh.com/radius/vendors/microsoft"
 )
 
-// Server is one RADIUS server: host:port and its shared secret.
+// Server is one RADIUS server: host:port for authentication, host:port
+// for accounting (default: the same host at 1813), and its shared secret.
 type Server struct {
-	Addr   string
-	Secret []byte
+	Addr     string
+	AcctAddr string
+	Secret   []byte
 }
 
 // Config is a client's configuration.
@@ -125,12 +127,19 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Servers) == 0 {
 		return nil, fmt.Errorf("%w: no servers", ErrConfig)
 	}
-	for _, s := range cfg.Servers {
+	cfg.Servers = append([]Server(nil), cfg.Servers...)
+	for i, s := range cfg.Servers {
 		if len(s.Secret) == 0 {
 			return nil, fmt.Errorf("%w: server %s has an empty shared secret", ErrConfig, s.Addr)
 		}
-		if _, _, err := net.SplitHostPort(s.Addr); err != nil {
+		host, _, err := net.SplitHostPort(s.Addr)
+		if err != nil {
 			return nil, fmt.Errorf("%w: server %q: want host:port: %v", ErrConfig, s.Addr, err)
+		}
+		if s.AcctAddr == "" {
+			cfg.Servers[i].AcctAddr = net.JoinHostPort(host, "1813")
+		} else if _, _, err := net.SplitHostPort(s.AcctAddr); err != nil {
+			return nil, fmt.Errorf("%w: accounting server %q: want host:port: %v", ErrConfig, s.AcctAddr, err)
 		}
 	}
 	if cfg.Timeout <= 0 {
@@ -234,7 +243,7 @@ func (c *Client) request(s Server, r Request) (*radius.Packet, error) {
 	return p, nil
 }
 
-// ask sends the request to one server until it answers or its time is up.
+// ask sends the Access-Request to one server and reads its answer.
 func (c *Client) ask(ctx context.Context, s Server, r Request) (Result, error) {
 	p, err := c.request(s, r)
 	if err != nil {
@@ -244,9 +253,19 @@ func (c *Client) ask(ctx context.Context, s Server, r Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	conn, err := net.Dial("udp", s.Addr)
+	resp, err := c.exchange(ctx, s.Addr, req, s.Secret)
 	if err != nil {
 		return Result{}, err
+	}
+	return c.read(resp, req, p, s.Secret)
+}
+
+// exchange sends req to addr until an authentic answer with its
+// identifier comes back or the server's time is up.
+func (c *Client) exchange(ctx context.Context, addr string, req, secret []byte) ([]byte, error) {
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		return nil, err
 	}
 	defer conn.Close()
 	deadline := time.Now().Add(c.cfg.Timeout)
@@ -258,7 +277,7 @@ func (c *Client) ask(ctx context.Context, s Server, r Request) (Result, error) {
 	var last error = errors.New("no answer")
 	for try := 0; try < c.cfg.Tries && time.Now().Before(deadline); try++ {
 		if _, err := conn.Write(req); err != nil { // the same bytes: a retransmission (RFC 2865 section 2.5)
-			return Result{}, err
+			return nil, err
 		}
 		conn.SetReadDeadline(time.Now().Add(per))
 		for {
@@ -267,26 +286,25 @@ func (c *Client) ask(ctx context.Context, s Server, r Request) (Result, error) {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
 					last = fmt.Errorf("no answer within %s", per.Round(time.Millisecond))
-					break
+				} else {
+					last = err // e.g. ICMP port unreachable: nothing listens
 				}
-				last = err // e.g. ICMP port unreachable: nothing listens
 				break
 			}
 			resp := buf[:n]
 			if len(resp) < 20 || resp[1] != req[1] {
 				continue // not ours: another identifier
 			}
-			res, err := c.read(resp, req, p, s.Secret)
-			if err != nil {
-				return Result{}, err
+			if !radius.IsAuthenticResponse(resp, req, secret) {
+				return nil, fmt.Errorf("%w: Response Authenticator", ErrBadResponse)
 			}
-			return res, nil
+			return bytes.Clone(resp), nil
 		}
 		if ctx.Err() != nil {
-			return Result{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	return Result{}, last
+	return nil, last
 }
 
 // encodeWithAuthenticator encodes an Access-Request with its

@@ -281,3 +281,37 @@ func FuzzRead(f *testing.F) {
 		checkResponseAuthenticator(b, reqB, secret, true)
 	})
 }
+
+// TestAccountingAgainstFreeRADIUS: Start, Interim-Update and Stop reach
+// FreeRADIUS' detail file with the session's counters, time, cause and
+// Class; octets past 4 GiB go in the Gigawords.
+func TestAccountingAgainstFreeRADIUS(t *testing.T) {
+	fr := startFreeRADIUS(t)
+	c := client(t, Server{Addr: fr.AuthAddr, AcctAddr: fr.AcctAddr, Secret: []byte(fr.Secret)})
+	ctx := context.Background()
+	rec := AcctRecord{SessionID: "4a2b-0001", User: "alice", FramedAddress: netip.MustParseAddr("10.8.0.77"), CallingStation: "198.51.100.7",
+		Class: [][]byte{[]byte("gold")}}
+	for _, r := range []AcctRecord{
+		{Status: AcctStart},
+		{Status: AcctInterim, BytesIn: 1000, BytesOut: 2000, PacketsIn: 10, PacketsOut: 20, SessionTime: time.Minute},
+		{Status: AcctStop, BytesIn: 5<<32 + 7, BytesOut: 4000, PacketsIn: 40, PacketsOut: 50, SessionTime: 2 * time.Minute, TerminateCause: CauseUserRequest},
+	} {
+		rec.Status, rec.BytesIn, rec.BytesOut, rec.PacketsIn, rec.PacketsOut, rec.SessionTime, rec.TerminateCause =
+			r.Status, r.BytesIn, r.BytesOut, r.PacketsIn, r.PacketsOut, r.SessionTime, r.TerminateCause
+		if srv, err := c.Account(ctx, rec); err != nil || srv != fr.AcctAddr {
+			t.Fatalf("%v: %s %v", r.Status, srv, err)
+		}
+	}
+	d := fr.Detail()
+	for _, want := range []string{"Acct-Status-Type = Start", "Acct-Status-Type = Interim-Update", "Acct-Status-Type = Stop",
+		`Acct-Session-Id = "4a2b-0001"`, `User-Name = "alice"`, "Framed-IP-Address = 10.8.0.77", "Acct-Input-Octets = 1000",
+		"Acct-Output-Octets = 2000", "Acct-Input-Octets = 7", "Acct-Input-Gigawords = 5", "Acct-Session-Time = 120",
+		"Acct-Terminate-Cause = User-Request", "Class = 0x676f6c64", `NAS-Identifier = "gatehouse-test"`} {
+		if !strings.Contains(d, want) {
+			t.Errorf("the detail file lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("detail:\n%s", d)
+	}
+}

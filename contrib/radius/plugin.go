@@ -54,7 +54,7 @@ func (a *radiusAuth) Configure(_ context.Context, cfg sdk.AuthConfig) ([]string,
 			a.log.Error("configuration refused; keeping the previous one", "server", s.Address, "error", err)
 			return nil, fmt.Errorf("%w: server %s: %v", sdk.ErrInvalid, s.Address, err)
 		}
-		rc.Servers = append(rc.Servers, radius.Server{Addr: s.Address, Secret: secret})
+		rc.Servers = append(rc.Servers, radius.Server{Addr: s.Address, AcctAddr: s.AccountingAddress, Secret: secret})
 	}
 	c, err := radius.New(rc)
 	if err != nil {
@@ -130,8 +130,37 @@ func (a *radiusAuth) AuthenticateUser(ctx context.Context, req sdk.UserAuthReque
 		SessionTimeoutSeconds: uint32(res.SessionTimeout.Seconds()), IdleTimeoutSeconds: uint32(res.IdleTimeout.Seconds()), Class: firstClass(res.Class)}, nil
 }
 
-// firstClass: RADIUS may send several Class attributes; accounting echoes
-// them all (issue 7), the plugin interface carries the first for now.
+var acctStatus = map[sdk.AcctStatus]radius.AcctStatus{sdk.AcctStart: radius.AcctStart, sdk.AcctStop: radius.AcctStop, sdk.AcctInterim: radius.AcctInterim}
+
+// Account hands a record to the accounting servers, in order.
+func (a *radiusAuth) Account(ctx context.Context, req sdk.AccountRequest) error {
+	a.mu.RLock()
+	c := a.client
+	a.mu.RUnlock()
+	if c == nil {
+		return fmt.Errorf("%w: no RADIUS server configured", sdk.ErrUnavailable)
+	}
+	st, ok := acctStatus[req.Status]
+	if !ok {
+		return fmt.Errorf("%w: accounting status %d", sdk.ErrInvalid, req.Status)
+	}
+	rec := radius.AcctRecord{Status: st, SessionID: req.SessionID, User: req.User, FramedAddress: req.FramedAddress,
+		BytesIn: req.BytesIn, BytesOut: req.BytesOut, PacketsIn: req.PacketsIn, PacketsOut: req.PacketsOut,
+		SessionTime: req.SessionTime, TerminateCause: req.TerminateCause, Class: req.Class}
+	if req.Peer.IsValid() {
+		rec.CallingStation = req.Peer.Addr().String()
+	}
+	srv, err := c.Account(ctx, rec)
+	if err != nil {
+		a.log.Error("accounting record not taken by any server", "session", req.SessionID, "user", req.User, "status", st.String(), "error", err)
+		return fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
+	}
+	a.log.Debug("accounting record taken", "session", req.SessionID, "status", st.String(), "server", srv)
+	return nil
+}
+
+// firstClass: RADIUS may send several Class attributes; the plugin
+// interface carries the first, which accounting echoes.
 func firstClass(c [][]byte) []byte {
 	if len(c) == 0 {
 		return nil

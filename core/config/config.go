@@ -176,14 +176,24 @@ type Radius struct {
 	Tries                       int    `yaml:"tries"`
 	NASIdentifier               string `yaml:"nas_identifier"`
 	RequireMessageAuthenticator bool   `yaml:"require_message_authenticator"`
-	Meta                        Meta   `yaml:"-"`
+	// Accounting sends Start and Stop records (default true);
+	// InterimInterval adds Interim-Updates (0: none).
+	Accounting      *bool    `yaml:"accounting"`
+	InterimInterval Duration `yaml:"interim_interval"`
+	Meta            Meta     `yaml:"-"`
 }
+
+// AccountingOn reports whether accounting records are sent.
+func (r *Radius) AccountingOn() bool { return r.Accounting == nil || *r.Accounting }
 
 // RadiusServer is one server, asked in list order.
 type RadiusServer struct {
 	Address    string `yaml:"address"` // host or host:port (default port 1812)
 	SecretFile string `yaml:"secret_file"`
-	Meta       Meta   `yaml:"-"`
+	// AccountingAddress is host:port for accounting (default: the
+	// address's host, port 1813).
+	AccountingAddress string `yaml:"accounting_address"`
+	Meta              Meta   `yaml:"-"`
 }
 
 // Filter is one entry of a filter list.

@@ -107,6 +107,7 @@ func TestGoodConfigAndDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r := c.RemoteAccess.PPP.Radius; r.Servers[0].Address != "10.1.0.5:1812" || r.Servers[1].Address != "[2001:db8::5]:11812" ||
+		r.Servers[0].AccountingAddress != "10.1.0.5:1813" || r.Servers[1].AccountingAddress != "[2001:db8::5]:1813" || !r.AccountingOn() ||
 		r.Servers[0].SecretFile != filepath.Join(dir, "good.psk") || r.Timeout.Duration != DefaultRadiusTimeout || r.Tries != DefaultRadiusTries {
 		t.Errorf("radius defaults: %+v", r)
 	}
@@ -153,6 +154,7 @@ func TestBadConfigs(t *testing.T) {
 		{"radius server address", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: radius.example, secret_file: DIR/good.psk}]}\n", 6, "remote_access.ppp.radius.servers[0].address", "not a server address"},
 		{"radius secret readable", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/open.psk}]}\n", 6, "remote_access.ppp.radius.servers[0].secret_file", "readable by group or others"},
 		{"radius timeout", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/good.psk}], timeout: 1m}\n", 6, "remote_access.ppp.radius.timeout", "allowed 100ms to 30s"},
+		{"radius interim", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/good.psk}], interim_interval: 1s}\n", 6, "remote_access.ppp.radius.interim_interval", "5s to 24h"},
 		{"bad duration", "listen: [203.0.113.1]\nike: {lifetime: forever}\n", 2, "ike.lifetime", "not a duration"},
 	}
 	for _, c := range cases {

@@ -368,6 +368,17 @@ func (v *validator) radius(r *Radius, path string) {
 			v.errorAt(s.Meta.At("address"), where+".address", "%q: bad port", s.Address)
 		} else {
 			s.Address = net.JoinHostPort(a.String(), port)
+			if s.AccountingAddress == "" {
+				s.AccountingAddress = net.JoinHostPort(a.String(), "1813")
+			}
+		}
+		if s.AccountingAddress != "" {
+			ah, ap, err := net.SplitHostPort(s.AccountingAddress)
+			if a, aerr := netip.ParseAddr(ah); err != nil || aerr != nil || a.IsUnspecified() {
+				v.errorAt(s.Meta.At("accounting_address"), where+".accounting_address", "%q is not host:port, e.g. 10.1.0.5:1813", s.AccountingAddress)
+			} else if p, err := strconv.Atoi(ap); err != nil || p < 1 || p > 65535 {
+				v.errorAt(s.Meta.At("accounting_address"), where+".accounting_address", "%q: bad port", s.AccountingAddress)
+			}
 		}
 		if s.SecretFile == "" {
 			v.errorAt(s.Meta.Pos, where+".secret_file", "required: the file holding the shared secret (mode 0600)")
@@ -381,6 +392,9 @@ func (v *validator) radius(r *Radius, path string) {
 		r.Timeout.Duration = DefaultRadiusTimeout
 	case d < 100*time.Millisecond || d > 30*time.Second:
 		v.errorAt(r.Meta.At("timeout"), path+".timeout", "%v is out of range; allowed 100ms to 30s (clients give up on PPP after about 30 s in all)", d)
+	}
+	if d := r.InterimInterval.Duration; d != 0 && (d < 5*time.Second || d > 24*time.Hour) {
+		v.errorAt(r.Meta.At("interim_interval"), path+".interim_interval", "%v is out of range; use 0 (none) or 5s to 24h (RFC 2869 asks for 600s or more in production)", d)
 	}
 	switch {
 	case r.Tries == 0:

@@ -205,7 +205,7 @@ func authConfig(c *config.Config) (sdk.AuthConfig, error) {
 		out.Radius = &sdk.RadiusConfig{Timeout: r.Timeout.Duration, Tries: r.Tries, NASIdentifier: r.NASIdentifier,
 			RequireMessageAuthenticator: r.RequireMessageAuthenticator}
 		for _, s := range r.Servers {
-			out.Radius.Servers = append(out.Radius.Servers, sdk.RadiusServer{Address: s.Address, SecretFile: s.SecretFile})
+			out.Radius.Servers = append(out.Radius.Servers, sdk.RadiusServer{Address: s.Address, SecretFile: s.SecretFile, AccountingAddress: s.AccountingAddress})
 		}
 	}
 	return out, nil
@@ -290,6 +290,10 @@ func (d *Daemon) Start(ctx context.Context) error {
 			return fmt.Errorf("remote_access: %w", err)
 		}
 		r.plugins = d.plugins
+		if rc := ra.PPP.Radius; rc != nil && rc.AccountingOn() {
+			r.acct = newAccounting(d.log.Named("accounting"), d.plugins, rc.InterimInterval.Duration)
+			go r.acct.run(d.life)
+		}
 		d.ra = r
 		go r.forward(d.life)
 	}

@@ -285,6 +285,9 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 				st.db.Tick(now)
 				if d.ra != nil {
 					d.ra.expireIdle(now)
+					if d.ra.acct != nil {
+						d.ra.acct.tick(now, d.ra.table)
+					}
 				}
 			case e := <-st.expired:
 				// Removed here, not in the event callback: Tick holds a

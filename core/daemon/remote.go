@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/l2tp"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
+	"github.com/gatehouse/gatehouse/ppp"
 )
 
 // remoteAccess is the core's half of L2TP/IPsec remote access: the Host
@@ -47,8 +48,10 @@ type remoteAccess struct {
 	peers    map[netip.AddrPort]raPeer
 	// attached is the plugin instance the control stream is open to.
 	attached sdk.TunnelClient
-	// plugins finds the RADIUS plugin when ppp.radius is set.
+	// plugins finds the RADIUS plugin when ppp.radius is set; acct sends
+	// its accounting (nil without).
 	plugins *pluginhost.Host
+	acct    *accounting
 }
 
 // raRule names remote access's SAs and rules (policy.remoteAccessRule).
@@ -215,6 +218,9 @@ func (r *remoteAccess) end(s *dataplane.L2TPSession, why string) {
 		r.log.Warn("releasing a session's address", zap.Stringer("address", s.Client), zap.Error(err))
 	}
 	c := s.Counters()
+	if r.acct != nil {
+		r.acct.stop(s.Handle, c, why)
+	}
 	r.EmitAudit(context.Background(), sdk.AuditEvent{ID: sdk.EventUserDisconnected, Name: "user-disconnected", Fields: map[string]string{
 		"user": s.User, "address": s.Client.String(), "peer": s.Peer.String(), "reason": why,
 		"duration": time.Since(s.Since).Round(time.Second).String(),
@@ -305,11 +311,15 @@ func (r *remoteAccess) InstallSession(_ context.Context, s sdk.SessionSpec) (uin
 	if owner, held := r.pool.Owner(s.ClientAddress); !held || owner != s.User {
 		return 0, fmt.Errorf("%w: %v is not leased to %s", sdk.ErrInvalid, s.ClientAddress, s.User)
 	}
-	h, err := r.table.Add(&dataplane.L2TPSession{Local: s.Local, Peer: s.Peer, L2TPPort: peer.port,
+	sess := &dataplane.L2TPSession{Local: s.Local, Peer: s.Peer, L2TPPort: peer.port,
 		LocalTunnel: s.LocalTunnelID, LocalSession: s.LocalSessionID, PeerTunnel: s.PeerTunnelID, PeerSession: s.PeerSessionID,
-		Client: s.ClientAddress, User: s.User, MRU: s.MRU, Magic: s.LCPMagic, OutKey: peer.key})
+		Client: s.ClientAddress, User: s.User, MRU: s.MRU, Magic: s.LCPMagic, OutKey: peer.key}
+	h, err := r.table.Add(sess)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", sdk.ErrInvalid, err)
+	}
+	if r.acct != nil {
+		r.acct.start(sess)
 	}
 	r.log.Info("session installed", zap.String("user", s.User), zap.Stringer("address", s.ClientAddress), zap.Stringer("peer", s.Peer))
 	return h, nil
@@ -324,6 +334,9 @@ func (r *remoteAccess) RemoveSession(_ context.Context, handle uint64, reason st
 		r.log.Warn("releasing a session's address", zap.Stringer("address", s.Client), zap.Error(err))
 	}
 	c := s.Counters()
+	if r.acct != nil {
+		r.acct.stop(handle, c, reason)
+	}
 	r.log.Info("session removed", zap.String("user", s.User), zap.Stringer("address", s.Client), zap.String("reason", reason))
 	return sdk.SessionCounters{BytesIn: c.BytesIn, BytesOut: c.BytesOut, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut}, nil
 }
@@ -352,7 +365,11 @@ func (r *remoteAccess) AuthenticateUser(ctx context.Context, req sdk.UserAuthReq
 		if err != nil {
 			return sdk.UserAuthResult{}, fmt.Errorf("RADIUS: %w", err)
 		}
-		return a.AuthenticateUser(ctx, req)
+		res, err := a.AuthenticateUser(ctx, req)
+		if err == nil && res.Code == sdk.UserAccept && r.acct != nil {
+			r.acct.noteAuth(req.Peer, ppp.StripDomain(req.User), res.Class)
+		}
+		return res, err
 	}
 	if r.users == nil {
 		return sdk.UserAuthResult{Code: sdk.UserReject, Message: "no user database configured (remote_access.ppp.users_file)"}, nil

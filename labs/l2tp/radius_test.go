@@ -3,6 +3,8 @@ package l2tp
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +15,8 @@ import (
 // radiusUsers is FreeRADIUS' users file: erin has a static address.
 const radiusUsers = `erin Cleartext-Password := "erin-pass"
 	Framed-IP-Address = 10.8.0.77,
-	Session-Timeout = 3600
+	Session-Timeout = 3600,
+	Class = "erin-class"
 frank Cleartext-Password := "frank-pass"
 grace Cleartext-Password := "grace-pass"
 `
@@ -101,5 +104,66 @@ func TestRADIUSFailover(t *testing.T) {
 	t.Logf("connected through the second server in %s", time.Since(start).Round(time.Millisecond))
 	if !x.waitLog("user accepted by RADIUS", "127.0.0.1:1812") {
 		t.Fatalf("the plugin did not say which server answered:\n%s", x.gw.Proc.Output())
+	}
+}
+
+var sessionBytes = regexp.MustCompile(`"bytes_?[iI]n":\s*"?(\d+)"?,\s*"bytes_?[oO]ut":\s*"?(\d+)"?`)
+
+// TestRADIUSAccounting: a session's Start, Interim-Updates and Stop reach
+// FreeRADIUS' detail file; the Stop's octets are within 1 % of what
+// `gatehouse sessions` showed just before the hang-up, and the Class of
+// the Access-Accept is echoed.
+func TestRADIUSAccounting(t *testing.T) {
+	x := newLab(t)
+	fr := x.withRADIUS()
+	x.radius = strings.TrimSuffix(x.radius, "}") + ", interim_interval: 5s}"
+	cli := x.direct("cli")
+	x.serve("pap")
+	c := x.dial(cli, "erin", "erin-pass", "--ppp-auth", "pap")
+	if out, err := cli.Output(30*time.Second, "ping", "-c", "100", "-i", "0.05", "-s", "1200", "-W", "2", "10.1.0.10"); err != nil {
+		t.Fatalf("ping: %v\n%s", err, out)
+	}
+	for end := time.Now().Add(15 * time.Second); !strings.Contains(fr.Detail(), "Interim-Update") && time.Now().Before(end); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	m := sessionBytes.FindStringSubmatch(x.gw.CLI(t, "sessions", "--json"))
+	if m == nil {
+		t.Fatalf("no byte counts in gatehouse sessions --json:\n%s", x.gw.CLI(t, "sessions", "--json"))
+	}
+	c.hangUp(t)
+	var stop string
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if d := fr.Detail(); strings.Contains(d, "Acct-Status-Type = Stop") {
+			stop = d[strings.LastIndex(d, "Acct-Status-Type = Stop"):]
+			break
+		}
+	}
+	d := fr.Detail()
+	if stop == "" {
+		t.Fatalf("no Stop record:\n%s", d)
+	}
+	for _, want := range []string{"Acct-Status-Type = Start", "Acct-Status-Type = Interim-Update", `User-Name = "erin"`,
+		"Framed-IP-Address = 10.8.0.77", `NAS-Identifier = "gatehouse-lab"`, "Class = 0x6572696e2d636c617373"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("the detail file lacks %q", want)
+		}
+	}
+	if !strings.Contains(stop, "Acct-Terminate-Cause = User-Request") {
+		t.Errorf("the Stop should say the user hung up:\n%s", stop)
+	}
+	for i, attr := range []string{"Acct-Input-Octets", "Acct-Output-Octets"} {
+		want, _ := strconv.ParseUint(m[i+1], 10, 64)
+		g := regexp.MustCompile(attr + ` = (\d+)`).FindStringSubmatch(stop)
+		if g == nil {
+			t.Fatalf("the Stop lacks %s:\n%s", attr, stop)
+		}
+		got, _ := strconv.ParseUint(g[1], 10, 64)
+		t.Logf("%s: %d in the Stop, %d in gatehouse sessions", attr, got, want)
+		if want < 100_000 || got < want || float64(got-want) > 0.01*float64(want) {
+			t.Errorf("%s = %d, gatehouse sessions showed %d (want within 1 %%)", attr, got, want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("detail:\n%s", d)
 	}
 }

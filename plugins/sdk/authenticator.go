@@ -92,8 +92,35 @@ type KerberosProfile struct {
 
 // RadiusServer is a RADIUS server and the file with its shared secret.
 type RadiusServer struct {
-	Address    string
-	SecretFile string
+	Address           string
+	SecretFile        string
+	AccountingAddress string
+}
+
+// AcctStatus is an accounting record's kind (RFC 2866 Acct-Status-Type).
+type AcctStatus int
+
+const (
+	AcctStart AcctStatus = iota + 1
+	AcctStop
+	AcctInterim
+)
+
+// AccountRequest is one accounting record of a remote-access session.
+type AccountRequest struct {
+	Status        AcctStatus
+	SessionID     string
+	User          string
+	FramedAddress netip.Addr
+	Peer          netip.AddrPort
+	BytesIn       uint64
+	BytesOut      uint64
+	PacketsIn     uint64
+	PacketsOut    uint64
+	SessionTime   time.Duration
+	// TerminateCause is RFC 2866's Acct-Terminate-Cause (stop only).
+	TerminateCause uint32
+	Class          [][]byte
 }
 
 // RadiusConfig configures RADIUS for remote-access users.
@@ -225,6 +252,7 @@ type Authenticator interface {
 	GSSUnwrap(ctx context.Context, contextID string, token []byte) ([]byte, error)
 	GSSRelease(ctx context.Context, contextID string) error
 	AuthenticateUser(ctx context.Context, req UserAuthRequest) (UserAuthResult, error)
+	Account(ctx context.Context, req AccountRequest) error
 }
 
 // UnimplementedAuthenticator answers ErrUnsupported to every call but Info
@@ -255,6 +283,9 @@ func (UnimplementedAuthenticator) GSSUnwrap(context.Context, string, []byte) ([]
 func (UnimplementedAuthenticator) GSSRelease(context.Context, string) error { return ErrUnsupported }
 func (UnimplementedAuthenticator) AuthenticateUser(context.Context, UserAuthRequest) (UserAuthResult, error) {
 	return UserAuthResult{}, ErrUnsupported
+}
+func (UnimplementedAuthenticator) Account(context.Context, AccountRequest) error {
+	return ErrUnsupported
 }
 
 // AuthenticatorPlugin is the go-plugin glue for Authenticator.
@@ -316,7 +347,7 @@ func authConfigToPB(c AuthConfig) *pb.AuthConfig {
 		out.Radius = &pb.RadiusConfig{TimeoutMs: uint32(r.Timeout / time.Millisecond), Tries: uint32(r.Tries), NasIdentifier: r.NASIdentifier,
 			RequireMessageAuthenticator: r.RequireMessageAuthenticator}
 		for _, s := range r.Servers {
-			out.Radius.Servers = append(out.Radius.Servers, &pb.RadiusServer{Address: s.Address, SecretFile: s.SecretFile})
+			out.Radius.Servers = append(out.Radius.Servers, &pb.RadiusServer{Address: s.Address, SecretFile: s.SecretFile, AccountingAddress: s.AccountingAddress})
 		}
 	}
 	return out
@@ -346,7 +377,7 @@ func authConfigFromPB(p *pb.AuthConfig) (AuthConfig, error) {
 		out.Radius = &RadiusConfig{Timeout: time.Duration(r.TimeoutMs) * time.Millisecond, Tries: int(r.Tries), NASIdentifier: r.NasIdentifier,
 			RequireMessageAuthenticator: r.RequireMessageAuthenticator}
 		for _, s := range r.Servers {
-			out.Radius.Servers = append(out.Radius.Servers, RadiusServer{Address: s.Address, SecretFile: s.SecretFile})
+			out.Radius.Servers = append(out.Radius.Servers, RadiusServer{Address: s.Address, SecretFile: s.SecretFile, AccountingAddress: s.AccountingAddress})
 		}
 	}
 	return out, nil
@@ -490,6 +521,20 @@ func (a *authClient) GSSRelease(ctx context.Context, id string) error {
 	return fromStatus("gss release", err)
 }
 
+func (a *authClient) Account(ctx context.Context, req AccountRequest) error {
+	r := &pb.AccountRequest{Status: pb.AcctStatus(req.Status), SessionId: req.SessionID, User: req.User,
+		BytesIn: req.BytesIn, BytesOut: req.BytesOut, PacketsIn: req.PacketsIn, PacketsOut: req.PacketsOut,
+		SessionTimeSeconds: uint32(req.SessionTime / time.Second), TerminateCause: req.TerminateCause, Class: req.Class}
+	if req.FramedAddress.IsValid() {
+		r.FramedAddress = req.FramedAddress.String()
+	}
+	if req.Peer.IsValid() {
+		r.Peer = endpointToPB(req.Peer)
+	}
+	_, err := a.c.Account(ctx, r)
+	return fromStatus("account", err)
+}
+
 func (a *authClient) AuthenticateUser(ctx context.Context, req UserAuthRequest) (UserAuthResult, error) {
 	r, err := a.c.AuthenticateUser(ctx, userAuthRequestToPB(req))
 	if err != nil {
@@ -606,6 +651,33 @@ func (s *authServer) GSSRelease(ctx context.Context, req *pb.GSSReleaseRequest) 
 		return nil, toStatus(err)
 	}
 	return &pb.GSSReleaseResponse{}, nil
+}
+
+func (s *authServer) Account(ctx context.Context, req *pb.AccountRequest) (*pb.AccountResponse, error) {
+	r := AccountRequest{Status: AcctStatus(req.GetStatus()), SessionID: req.GetSessionId(), User: req.GetUser(),
+		BytesIn: req.GetBytesIn(), BytesOut: req.GetBytesOut(), PacketsIn: req.GetPacketsIn(), PacketsOut: req.GetPacketsOut(),
+		SessionTime: time.Duration(req.GetSessionTimeSeconds()) * time.Second, TerminateCause: req.GetTerminateCause(), Class: req.GetClass()}
+	if r.Status < AcctStart || r.Status > AcctInterim {
+		return nil, toStatus(fmt.Errorf("%w: accounting status %d", ErrInvalid, r.Status))
+	}
+	if a := req.GetFramedAddress(); a != "" {
+		addr, err := netip.ParseAddr(a)
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("%w: framed address %q", ErrInvalid, a))
+		}
+		r.FramedAddress = addr
+	}
+	if req.GetPeer() != nil {
+		peer, err := endpointFromPB(req.GetPeer())
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		r.Peer = peer
+	}
+	if err := s.impl.Account(ctx, r); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.AccountResponse{}, nil
 }
 
 func (s *authServer) AuthenticateUser(ctx context.Context, req *pb.UserAuthRequest) (*pb.UserAuthResponse, error) {

@@ -40,6 +40,7 @@ type fakeAuth struct {
 	gotUser UserAuthRequest
 	gotGSS  GSSStepRequest
 	gotCert VerifyCertRequest
+	gotAcct AccountRequest
 }
 
 var (
@@ -95,6 +96,11 @@ func (f *fakeAuth) AuthenticateUser(_ context.Context, r UserAuthRequest) (UserA
 		return UserAuthResult{}, errBoom
 	}
 	return userRes, nil
+}
+
+func (f *fakeAuth) Account(_ context.Context, r AccountRequest) error {
+	f.gotAcct = r
+	return nil
 }
 
 func TestAuthenticatorShims(t *testing.T) {
@@ -160,6 +166,14 @@ func TestAuthenticatorShims(t *testing.T) {
 	}
 	if _, err := a.AuthenticateUser(c, UserAuthRequest{User: "crash"}); err == nil || errors.Is(err, ErrUnsupported) {
 		t.Fatalf("plain error should pass as an internal error, got %v", err)
+	}
+	ar := AccountRequest{Status: AcctStop, SessionID: "s-1", User: "alice", FramedAddress: netip.MustParseAddr("10.8.0.9"), Peer: testEP,
+		BytesIn: 5 << 32, BytesOut: 2, PacketsIn: 3, PacketsOut: 4, SessionTime: time.Minute, TerminateCause: 6, Class: [][]byte{[]byte("c1")}}
+	if err := a.Account(c, ar); err != nil || !reflect.DeepEqual(f.gotAcct, ar) {
+		t.Fatalf("Account: %v, server got %+v", err, f.gotAcct)
+	}
+	if err := a.Account(c, AccountRequest{Status: 9}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a bad status: %v", err)
 	}
 }
 

@@ -131,6 +131,58 @@ func (GSSRole) EnumDescriptor() ([]byte, []int) {
 	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{1}
 }
 
+type AcctStatus int32
+
+const (
+	AcctStatus_ACCT_STATUS_UNSPECIFIED AcctStatus = 0
+	AcctStatus_ACCT_STATUS_START       AcctStatus = 1
+	AcctStatus_ACCT_STATUS_STOP        AcctStatus = 2
+	AcctStatus_ACCT_STATUS_INTERIM     AcctStatus = 3
+)
+
+// Enum value maps for AcctStatus.
+var (
+	AcctStatus_name = map[int32]string{
+		0: "ACCT_STATUS_UNSPECIFIED",
+		1: "ACCT_STATUS_START",
+		2: "ACCT_STATUS_STOP",
+		3: "ACCT_STATUS_INTERIM",
+	}
+	AcctStatus_value = map[string]int32{
+		"ACCT_STATUS_UNSPECIFIED": 0,
+		"ACCT_STATUS_START":       1,
+		"ACCT_STATUS_STOP":        2,
+		"ACCT_STATUS_INTERIM":     3,
+	}
+)
+
+func (x AcctStatus) Enum() *AcctStatus {
+	p := new(AcctStatus)
+	*p = x
+	return p
+}
+
+func (x AcctStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AcctStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_gatehouse_plugin_v1_authenticator_proto_enumTypes[2].Descriptor()
+}
+
+func (AcctStatus) Type() protoreflect.EnumType {
+	return &file_gatehouse_plugin_v1_authenticator_proto_enumTypes[2]
+}
+
+func (x AcctStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AcctStatus.Descriptor instead.
+func (AcctStatus) EnumDescriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{2}
+}
+
 type UserAuthResult int32
 
 const (
@@ -168,11 +220,11 @@ func (x UserAuthResult) String() string {
 }
 
 func (UserAuthResult) Descriptor() protoreflect.EnumDescriptor {
-	return file_gatehouse_plugin_v1_authenticator_proto_enumTypes[2].Descriptor()
+	return file_gatehouse_plugin_v1_authenticator_proto_enumTypes[3].Descriptor()
 }
 
 func (UserAuthResult) Type() protoreflect.EnumType {
-	return &file_gatehouse_plugin_v1_authenticator_proto_enumTypes[2]
+	return &file_gatehouse_plugin_v1_authenticator_proto_enumTypes[3]
 }
 
 func (x UserAuthResult) Number() protoreflect.EnumNumber {
@@ -181,7 +233,7 @@ func (x UserAuthResult) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UserAuthResult.Descriptor instead.
 func (UserAuthResult) EnumDescriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{3}
 }
 
 type AuthenticatorInfo struct {
@@ -392,11 +444,13 @@ func (x *RadiusConfig) GetRequireMessageAuthenticator() bool {
 }
 
 type RadiusServer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
-	SecretFile    string                 `protobuf:"bytes,2,opt,name=secret_file,json=secretFile,proto3" json:"secret_file,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Address    string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	SecretFile string                 `protobuf:"bytes,2,opt,name=secret_file,json=secretFile,proto3" json:"secret_file,omitempty"`
+	// accounting_address is host:port for Accounting-Requests.
+	AccountingAddress string `protobuf:"bytes,3,opt,name=accounting_address,json=accountingAddress,proto3" json:"accounting_address,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *RadiusServer) Reset() {
@@ -439,6 +493,13 @@ func (x *RadiusServer) GetAddress() string {
 func (x *RadiusServer) GetSecretFile() string {
 	if x != nil {
 		return x.SecretFile
+	}
+	return ""
+}
+
+func (x *RadiusServer) GetAccountingAddress() string {
+	if x != nil {
+		return x.AccountingAddress
 	}
 	return ""
 }
@@ -1630,6 +1691,177 @@ func (*GSSReleaseResponse) Descriptor() ([]byte, []int) {
 	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{23}
 }
 
+type AccountRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status AcctStatus             `protobuf:"varint,1,opt,name=status,proto3,enum=gatehouse.plugin.v1.AcctStatus" json:"status,omitempty"`
+	// session_id is unique per session and the same in its every record.
+	SessionId          string    `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	User               string    `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	FramedAddress      string    `protobuf:"bytes,4,opt,name=framed_address,json=framedAddress,proto3" json:"framed_address,omitempty"`
+	Peer               *Endpoint `protobuf:"bytes,5,opt,name=peer,proto3" json:"peer,omitempty"`
+	BytesIn            uint64    `protobuf:"varint,6,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
+	BytesOut           uint64    `protobuf:"varint,7,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
+	PacketsIn          uint64    `protobuf:"varint,8,opt,name=packets_in,json=packetsIn,proto3" json:"packets_in,omitempty"`
+	PacketsOut         uint64    `protobuf:"varint,9,opt,name=packets_out,json=packetsOut,proto3" json:"packets_out,omitempty"`
+	SessionTimeSeconds uint32    `protobuf:"varint,10,opt,name=session_time_seconds,json=sessionTimeSeconds,proto3" json:"session_time_seconds,omitempty"`
+	// terminate_cause is RFC 2866's Acct-Terminate-Cause (stop only).
+	TerminateCause uint32 `protobuf:"varint,11,opt,name=terminate_cause,json=terminateCause,proto3" json:"terminate_cause,omitempty"`
+	// class is echoed from the user's Access-Accept.
+	Class         [][]byte `protobuf:"bytes,12,rep,name=class,proto3" json:"class,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountRequest) Reset() {
+	*x = AccountRequest{}
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountRequest) ProtoMessage() {}
+
+func (x *AccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountRequest.ProtoReflect.Descriptor instead.
+func (*AccountRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AccountRequest) GetStatus() AcctStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AcctStatus_ACCT_STATUS_UNSPECIFIED
+}
+
+func (x *AccountRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *AccountRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *AccountRequest) GetFramedAddress() string {
+	if x != nil {
+		return x.FramedAddress
+	}
+	return ""
+}
+
+func (x *AccountRequest) GetPeer() *Endpoint {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
+func (x *AccountRequest) GetBytesIn() uint64 {
+	if x != nil {
+		return x.BytesIn
+	}
+	return 0
+}
+
+func (x *AccountRequest) GetBytesOut() uint64 {
+	if x != nil {
+		return x.BytesOut
+	}
+	return 0
+}
+
+func (x *AccountRequest) GetPacketsIn() uint64 {
+	if x != nil {
+		return x.PacketsIn
+	}
+	return 0
+}
+
+func (x *AccountRequest) GetPacketsOut() uint64 {
+	if x != nil {
+		return x.PacketsOut
+	}
+	return 0
+}
+
+func (x *AccountRequest) GetSessionTimeSeconds() uint32 {
+	if x != nil {
+		return x.SessionTimeSeconds
+	}
+	return 0
+}
+
+func (x *AccountRequest) GetTerminateCause() uint32 {
+	if x != nil {
+		return x.TerminateCause
+	}
+	return 0
+}
+
+func (x *AccountRequest) GetClass() [][]byte {
+	if x != nil {
+		return x.Class
+	}
+	return nil
+}
+
+type AccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountResponse) Reset() {
+	*x = AccountResponse{}
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountResponse) ProtoMessage() {}
+
+func (x *AccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountResponse.ProtoReflect.Descriptor instead.
+func (*AccountResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{25}
+}
+
 type UserAuthRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Method AuthMethod             `protobuf:"varint,1,opt,name=method,proto3,enum=gatehouse.plugin.v1.AuthMethod" json:"method,omitempty"`
@@ -1648,7 +1880,7 @@ type UserAuthRequest struct {
 
 func (x *UserAuthRequest) Reset() {
 	*x = UserAuthRequest{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[24]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1892,7 @@ func (x *UserAuthRequest) String() string {
 func (*UserAuthRequest) ProtoMessage() {}
 
 func (x *UserAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[24]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1905,7 @@ func (x *UserAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAuthRequest.ProtoReflect.Descriptor instead.
 func (*UserAuthRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{24}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UserAuthRequest) GetMethod() AuthMethod {
@@ -1751,7 +1983,7 @@ type UserAuthResponse struct {
 
 func (x *UserAuthResponse) Reset() {
 	*x = UserAuthResponse{}
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[25]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1995,7 @@ func (x *UserAuthResponse) String() string {
 func (*UserAuthResponse) ProtoMessage() {}
 
 func (x *UserAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[25]
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +2008,7 @@ func (x *UserAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAuthResponse.ProtoReflect.Descriptor instead.
 func (*UserAuthResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{25}
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UserAuthResponse) GetResult() UserAuthResult {
@@ -1864,11 +2096,12 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x12\x14\n" +
 	"\x05tries\x18\x03 \x01(\rR\x05tries\x12%\n" +
 	"\x0enas_identifier\x18\x04 \x01(\tR\rnasIdentifier\x12B\n" +
-	"\x1drequire_message_authenticator\x18\x05 \x01(\bR\x1brequireMessageAuthenticator\"I\n" +
+	"\x1drequire_message_authenticator\x18\x05 \x01(\bR\x1brequireMessageAuthenticator\"x\n" +
 	"\fRadiusServer\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1f\n" +
 	"\vsecret_file\x18\x02 \x01(\tR\n" +
-	"secretFile\"\x95\x01\n" +
+	"secretFile\x12-\n" +
+	"\x12accounting_address\x18\x03 \x01(\tR\x11accountingAddress\"\x95\x01\n" +
 	"\bPSKEntry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\bkey_file\x18\x02 \x01(\tR\akeyFile\x12#\n" +
@@ -1951,7 +2184,25 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"\x11GSSReleaseRequest\x12\x1d\n" +
 	"\n" +
 	"context_id\x18\x01 \x01(\tR\tcontextId\"\x14\n" +
-	"\x12GSSReleaseResponse\"\xa7\x02\n" +
+	"\x12GSSReleaseResponse\"\xbf\x03\n" +
+	"\x0eAccountRequest\x127\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1f.gatehouse.plugin.v1.AcctStatusR\x06status\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12%\n" +
+	"\x0eframed_address\x18\x04 \x01(\tR\rframedAddress\x121\n" +
+	"\x04peer\x18\x05 \x01(\v2\x1d.gatehouse.plugin.v1.EndpointR\x04peer\x12\x19\n" +
+	"\bbytes_in\x18\x06 \x01(\x04R\abytesIn\x12\x1b\n" +
+	"\tbytes_out\x18\a \x01(\x04R\bbytesOut\x12\x1d\n" +
+	"\n" +
+	"packets_in\x18\b \x01(\x04R\tpacketsIn\x12\x1f\n" +
+	"\vpackets_out\x18\t \x01(\x04R\n" +
+	"packetsOut\x120\n" +
+	"\x14session_time_seconds\x18\n" +
+	" \x01(\rR\x12sessionTimeSeconds\x12'\n" +
+	"\x0fterminate_cause\x18\v \x01(\rR\x0eterminateCause\x12\x14\n" +
+	"\x05class\x18\f \x03(\fR\x05class\"\x11\n" +
+	"\x0fAccountResponse\"\xa7\x02\n" +
 	"\x0fUserAuthRequest\x127\n" +
 	"\x06method\x18\x01 \x01(\x0e2\x1f.gatehouse.plugin.v1.AuthMethodR\x06method\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1a\n" +
@@ -1983,12 +2234,18 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"\aGSSRole\x12\x18\n" +
 	"\x14GSS_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12GSS_ROLE_INITIATOR\x10\x01\x12\x15\n" +
-	"\x11GSS_ROLE_ACCEPTOR\x10\x02*\x8f\x01\n" +
+	"\x11GSS_ROLE_ACCEPTOR\x10\x02*o\n" +
+	"\n" +
+	"AcctStatus\x12\x1b\n" +
+	"\x17ACCT_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11ACCT_STATUS_START\x10\x01\x12\x14\n" +
+	"\x10ACCT_STATUS_STOP\x10\x02\x12\x17\n" +
+	"\x13ACCT_STATUS_INTERIM\x10\x03*\x8f\x01\n" +
 	"\x0eUserAuthResult\x12 \n" +
 	"\x1cUSER_AUTH_RESULT_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17USER_AUTH_RESULT_ACCEPT\x10\x01\x12\x1b\n" +
 	"\x17USER_AUTH_RESULT_REJECT\x10\x02\x12!\n" +
-	"\x1dUSER_AUTH_RESULT_UNKNOWN_USER\x10\x032\x81\b\n" +
+	"\x1dUSER_AUTH_RESULT_UNKNOWN_USER\x10\x032\xd7\b\n" +
 	"\rAuthenticator\x12P\n" +
 	"\x04Info\x12 .gatehouse.plugin.v1.InfoRequest\x1a&.gatehouse.plugin.v1.AuthenticatorInfo\x12T\n" +
 	"\tConfigure\x12\x1f.gatehouse.plugin.v1.AuthConfig\x1a&.gatehouse.plugin.v1.ConfigureResponse\x12N\n" +
@@ -2001,7 +2258,8 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"\tGSSUnwrap\x12%.gatehouse.plugin.v1.GSSUnwrapRequest\x1a&.gatehouse.plugin.v1.GSSUnwrapResponse\x12]\n" +
 	"\n" +
 	"GSSRelease\x12&.gatehouse.plugin.v1.GSSReleaseRequest\x1a'.gatehouse.plugin.v1.GSSReleaseResponse\x12_\n" +
-	"\x10AuthenticateUser\x12$.gatehouse.plugin.v1.UserAuthRequest\x1a%.gatehouse.plugin.v1.UserAuthResponseB\xe2\x01\n" +
+	"\x10AuthenticateUser\x12$.gatehouse.plugin.v1.UserAuthRequest\x1a%.gatehouse.plugin.v1.UserAuthResponse\x12T\n" +
+	"\aAccount\x12#.gatehouse.plugin.v1.AccountRequest\x1a$.gatehouse.plugin.v1.AccountResponseB\xe2\x01\n" +
 	"\x17com.gatehouse.plugin.v1B\x12AuthenticatorProtoP\x01ZEgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/plugin/v1;pluginv1\xa2\x02\x03GPX\xaa\x02\x13Gatehouse.Plugin.V1\xca\x02\x13Gatehouse\\Plugin\\V1\xe2\x02\x1fGatehouse\\Plugin\\V1\\GPBMetadata\xea\x02\x15Gatehouse::Plugin::V1b\x06proto3"
 
 var (
@@ -2016,87 +2274,94 @@ func file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP() []byte {
 	return file_gatehouse_plugin_v1_authenticator_proto_rawDescData
 }
 
-var file_gatehouse_plugin_v1_authenticator_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_gatehouse_plugin_v1_authenticator_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_gatehouse_plugin_v1_authenticator_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_gatehouse_plugin_v1_authenticator_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_gatehouse_plugin_v1_authenticator_proto_goTypes = []any{
 	(AuthMethod)(0),                   // 0: gatehouse.plugin.v1.AuthMethod
 	(GSSRole)(0),                      // 1: gatehouse.plugin.v1.GSSRole
-	(UserAuthResult)(0),               // 2: gatehouse.plugin.v1.UserAuthResult
-	(*AuthenticatorInfo)(nil),         // 3: gatehouse.plugin.v1.AuthenticatorInfo
-	(*AuthConfig)(nil),                // 4: gatehouse.plugin.v1.AuthConfig
-	(*RadiusConfig)(nil),              // 5: gatehouse.plugin.v1.RadiusConfig
-	(*RadiusServer)(nil),              // 6: gatehouse.plugin.v1.RadiusServer
-	(*PSKEntry)(nil),                  // 7: gatehouse.plugin.v1.PSKEntry
-	(*X509Profile)(nil),               // 8: gatehouse.plugin.v1.X509Profile
-	(*KerberosProfile)(nil),           // 9: gatehouse.plugin.v1.KerberosProfile
-	(*ConfigureResponse)(nil),         // 10: gatehouse.plugin.v1.ConfigureResponse
-	(*PSKRequest)(nil),                // 11: gatehouse.plugin.v1.PSKRequest
-	(*PSKResponse)(nil),               // 12: gatehouse.plugin.v1.PSKResponse
-	(*VerifyCertificateRequest)(nil),  // 13: gatehouse.plugin.v1.VerifyCertificateRequest
-	(*VerifyCertificateResponse)(nil), // 14: gatehouse.plugin.v1.VerifyCertificateResponse
-	(*SignRequest)(nil),               // 15: gatehouse.plugin.v1.SignRequest
-	(*SignResponse)(nil),              // 16: gatehouse.plugin.v1.SignResponse
-	(*LocalCertificateRequest)(nil),   // 17: gatehouse.plugin.v1.LocalCertificateRequest
-	(*LocalCertificateResponse)(nil),  // 18: gatehouse.plugin.v1.LocalCertificateResponse
-	(*GSSStepRequest)(nil),            // 19: gatehouse.plugin.v1.GSSStepRequest
-	(*GSSStepResponse)(nil),           // 20: gatehouse.plugin.v1.GSSStepResponse
-	(*GSSWrapRequest)(nil),            // 21: gatehouse.plugin.v1.GSSWrapRequest
-	(*GSSWrapResponse)(nil),           // 22: gatehouse.plugin.v1.GSSWrapResponse
-	(*GSSUnwrapRequest)(nil),          // 23: gatehouse.plugin.v1.GSSUnwrapRequest
-	(*GSSUnwrapResponse)(nil),         // 24: gatehouse.plugin.v1.GSSUnwrapResponse
-	(*GSSReleaseRequest)(nil),         // 25: gatehouse.plugin.v1.GSSReleaseRequest
-	(*GSSReleaseResponse)(nil),        // 26: gatehouse.plugin.v1.GSSReleaseResponse
-	(*UserAuthRequest)(nil),           // 27: gatehouse.plugin.v1.UserAuthRequest
-	(*UserAuthResponse)(nil),          // 28: gatehouse.plugin.v1.UserAuthResponse
-	(*PluginInfo)(nil),                // 29: gatehouse.plugin.v1.PluginInfo
-	(*Endpoint)(nil),                  // 30: gatehouse.plugin.v1.Endpoint
-	(*Identity)(nil),                  // 31: gatehouse.plugin.v1.Identity
-	(*InfoRequest)(nil),               // 32: gatehouse.plugin.v1.InfoRequest
+	(AcctStatus)(0),                   // 2: gatehouse.plugin.v1.AcctStatus
+	(UserAuthResult)(0),               // 3: gatehouse.plugin.v1.UserAuthResult
+	(*AuthenticatorInfo)(nil),         // 4: gatehouse.plugin.v1.AuthenticatorInfo
+	(*AuthConfig)(nil),                // 5: gatehouse.plugin.v1.AuthConfig
+	(*RadiusConfig)(nil),              // 6: gatehouse.plugin.v1.RadiusConfig
+	(*RadiusServer)(nil),              // 7: gatehouse.plugin.v1.RadiusServer
+	(*PSKEntry)(nil),                  // 8: gatehouse.plugin.v1.PSKEntry
+	(*X509Profile)(nil),               // 9: gatehouse.plugin.v1.X509Profile
+	(*KerberosProfile)(nil),           // 10: gatehouse.plugin.v1.KerberosProfile
+	(*ConfigureResponse)(nil),         // 11: gatehouse.plugin.v1.ConfigureResponse
+	(*PSKRequest)(nil),                // 12: gatehouse.plugin.v1.PSKRequest
+	(*PSKResponse)(nil),               // 13: gatehouse.plugin.v1.PSKResponse
+	(*VerifyCertificateRequest)(nil),  // 14: gatehouse.plugin.v1.VerifyCertificateRequest
+	(*VerifyCertificateResponse)(nil), // 15: gatehouse.plugin.v1.VerifyCertificateResponse
+	(*SignRequest)(nil),               // 16: gatehouse.plugin.v1.SignRequest
+	(*SignResponse)(nil),              // 17: gatehouse.plugin.v1.SignResponse
+	(*LocalCertificateRequest)(nil),   // 18: gatehouse.plugin.v1.LocalCertificateRequest
+	(*LocalCertificateResponse)(nil),  // 19: gatehouse.plugin.v1.LocalCertificateResponse
+	(*GSSStepRequest)(nil),            // 20: gatehouse.plugin.v1.GSSStepRequest
+	(*GSSStepResponse)(nil),           // 21: gatehouse.plugin.v1.GSSStepResponse
+	(*GSSWrapRequest)(nil),            // 22: gatehouse.plugin.v1.GSSWrapRequest
+	(*GSSWrapResponse)(nil),           // 23: gatehouse.plugin.v1.GSSWrapResponse
+	(*GSSUnwrapRequest)(nil),          // 24: gatehouse.plugin.v1.GSSUnwrapRequest
+	(*GSSUnwrapResponse)(nil),         // 25: gatehouse.plugin.v1.GSSUnwrapResponse
+	(*GSSReleaseRequest)(nil),         // 26: gatehouse.plugin.v1.GSSReleaseRequest
+	(*GSSReleaseResponse)(nil),        // 27: gatehouse.plugin.v1.GSSReleaseResponse
+	(*AccountRequest)(nil),            // 28: gatehouse.plugin.v1.AccountRequest
+	(*AccountResponse)(nil),           // 29: gatehouse.plugin.v1.AccountResponse
+	(*UserAuthRequest)(nil),           // 30: gatehouse.plugin.v1.UserAuthRequest
+	(*UserAuthResponse)(nil),          // 31: gatehouse.plugin.v1.UserAuthResponse
+	(*PluginInfo)(nil),                // 32: gatehouse.plugin.v1.PluginInfo
+	(*Endpoint)(nil),                  // 33: gatehouse.plugin.v1.Endpoint
+	(*Identity)(nil),                  // 34: gatehouse.plugin.v1.Identity
+	(*InfoRequest)(nil),               // 35: gatehouse.plugin.v1.InfoRequest
 }
 var file_gatehouse_plugin_v1_authenticator_proto_depIdxs = []int32{
-	29, // 0: gatehouse.plugin.v1.AuthenticatorInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
+	32, // 0: gatehouse.plugin.v1.AuthenticatorInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
 	0,  // 1: gatehouse.plugin.v1.AuthenticatorInfo.methods:type_name -> gatehouse.plugin.v1.AuthMethod
-	7,  // 2: gatehouse.plugin.v1.AuthConfig.psk:type_name -> gatehouse.plugin.v1.PSKEntry
-	8,  // 3: gatehouse.plugin.v1.AuthConfig.x509:type_name -> gatehouse.plugin.v1.X509Profile
-	9,  // 4: gatehouse.plugin.v1.AuthConfig.kerberos:type_name -> gatehouse.plugin.v1.KerberosProfile
-	5,  // 5: gatehouse.plugin.v1.AuthConfig.radius:type_name -> gatehouse.plugin.v1.RadiusConfig
-	6,  // 6: gatehouse.plugin.v1.RadiusConfig.servers:type_name -> gatehouse.plugin.v1.RadiusServer
-	30, // 7: gatehouse.plugin.v1.PSKRequest.local:type_name -> gatehouse.plugin.v1.Endpoint
-	30, // 8: gatehouse.plugin.v1.PSKRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
-	31, // 9: gatehouse.plugin.v1.PSKRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
-	31, // 10: gatehouse.plugin.v1.VerifyCertificateRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
-	31, // 11: gatehouse.plugin.v1.LocalCertificateResponse.id:type_name -> gatehouse.plugin.v1.Identity
+	8,  // 2: gatehouse.plugin.v1.AuthConfig.psk:type_name -> gatehouse.plugin.v1.PSKEntry
+	9,  // 3: gatehouse.plugin.v1.AuthConfig.x509:type_name -> gatehouse.plugin.v1.X509Profile
+	10, // 4: gatehouse.plugin.v1.AuthConfig.kerberos:type_name -> gatehouse.plugin.v1.KerberosProfile
+	6,  // 5: gatehouse.plugin.v1.AuthConfig.radius:type_name -> gatehouse.plugin.v1.RadiusConfig
+	7,  // 6: gatehouse.plugin.v1.RadiusConfig.servers:type_name -> gatehouse.plugin.v1.RadiusServer
+	33, // 7: gatehouse.plugin.v1.PSKRequest.local:type_name -> gatehouse.plugin.v1.Endpoint
+	33, // 8: gatehouse.plugin.v1.PSKRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	34, // 9: gatehouse.plugin.v1.PSKRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
+	34, // 10: gatehouse.plugin.v1.VerifyCertificateRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
+	34, // 11: gatehouse.plugin.v1.LocalCertificateResponse.id:type_name -> gatehouse.plugin.v1.Identity
 	1,  // 12: gatehouse.plugin.v1.GSSStepRequest.role:type_name -> gatehouse.plugin.v1.GSSRole
-	0,  // 13: gatehouse.plugin.v1.UserAuthRequest.method:type_name -> gatehouse.plugin.v1.AuthMethod
-	30, // 14: gatehouse.plugin.v1.UserAuthRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
-	2,  // 15: gatehouse.plugin.v1.UserAuthResponse.result:type_name -> gatehouse.plugin.v1.UserAuthResult
-	32, // 16: gatehouse.plugin.v1.Authenticator.Info:input_type -> gatehouse.plugin.v1.InfoRequest
-	4,  // 17: gatehouse.plugin.v1.Authenticator.Configure:input_type -> gatehouse.plugin.v1.AuthConfig
-	11, // 18: gatehouse.plugin.v1.Authenticator.LookupPSK:input_type -> gatehouse.plugin.v1.PSKRequest
-	13, // 19: gatehouse.plugin.v1.Authenticator.VerifyCertificate:input_type -> gatehouse.plugin.v1.VerifyCertificateRequest
-	15, // 20: gatehouse.plugin.v1.Authenticator.Sign:input_type -> gatehouse.plugin.v1.SignRequest
-	17, // 21: gatehouse.plugin.v1.Authenticator.LocalCertificate:input_type -> gatehouse.plugin.v1.LocalCertificateRequest
-	19, // 22: gatehouse.plugin.v1.Authenticator.GSSStep:input_type -> gatehouse.plugin.v1.GSSStepRequest
-	21, // 23: gatehouse.plugin.v1.Authenticator.GSSWrap:input_type -> gatehouse.plugin.v1.GSSWrapRequest
-	23, // 24: gatehouse.plugin.v1.Authenticator.GSSUnwrap:input_type -> gatehouse.plugin.v1.GSSUnwrapRequest
-	25, // 25: gatehouse.plugin.v1.Authenticator.GSSRelease:input_type -> gatehouse.plugin.v1.GSSReleaseRequest
-	27, // 26: gatehouse.plugin.v1.Authenticator.AuthenticateUser:input_type -> gatehouse.plugin.v1.UserAuthRequest
-	3,  // 27: gatehouse.plugin.v1.Authenticator.Info:output_type -> gatehouse.plugin.v1.AuthenticatorInfo
-	10, // 28: gatehouse.plugin.v1.Authenticator.Configure:output_type -> gatehouse.plugin.v1.ConfigureResponse
-	12, // 29: gatehouse.plugin.v1.Authenticator.LookupPSK:output_type -> gatehouse.plugin.v1.PSKResponse
-	14, // 30: gatehouse.plugin.v1.Authenticator.VerifyCertificate:output_type -> gatehouse.plugin.v1.VerifyCertificateResponse
-	16, // 31: gatehouse.plugin.v1.Authenticator.Sign:output_type -> gatehouse.plugin.v1.SignResponse
-	18, // 32: gatehouse.plugin.v1.Authenticator.LocalCertificate:output_type -> gatehouse.plugin.v1.LocalCertificateResponse
-	20, // 33: gatehouse.plugin.v1.Authenticator.GSSStep:output_type -> gatehouse.plugin.v1.GSSStepResponse
-	22, // 34: gatehouse.plugin.v1.Authenticator.GSSWrap:output_type -> gatehouse.plugin.v1.GSSWrapResponse
-	24, // 35: gatehouse.plugin.v1.Authenticator.GSSUnwrap:output_type -> gatehouse.plugin.v1.GSSUnwrapResponse
-	26, // 36: gatehouse.plugin.v1.Authenticator.GSSRelease:output_type -> gatehouse.plugin.v1.GSSReleaseResponse
-	28, // 37: gatehouse.plugin.v1.Authenticator.AuthenticateUser:output_type -> gatehouse.plugin.v1.UserAuthResponse
-	27, // [27:38] is the sub-list for method output_type
-	16, // [16:27] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	2,  // 13: gatehouse.plugin.v1.AccountRequest.status:type_name -> gatehouse.plugin.v1.AcctStatus
+	33, // 14: gatehouse.plugin.v1.AccountRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	0,  // 15: gatehouse.plugin.v1.UserAuthRequest.method:type_name -> gatehouse.plugin.v1.AuthMethod
+	33, // 16: gatehouse.plugin.v1.UserAuthRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	3,  // 17: gatehouse.plugin.v1.UserAuthResponse.result:type_name -> gatehouse.plugin.v1.UserAuthResult
+	35, // 18: gatehouse.plugin.v1.Authenticator.Info:input_type -> gatehouse.plugin.v1.InfoRequest
+	5,  // 19: gatehouse.plugin.v1.Authenticator.Configure:input_type -> gatehouse.plugin.v1.AuthConfig
+	12, // 20: gatehouse.plugin.v1.Authenticator.LookupPSK:input_type -> gatehouse.plugin.v1.PSKRequest
+	14, // 21: gatehouse.plugin.v1.Authenticator.VerifyCertificate:input_type -> gatehouse.plugin.v1.VerifyCertificateRequest
+	16, // 22: gatehouse.plugin.v1.Authenticator.Sign:input_type -> gatehouse.plugin.v1.SignRequest
+	18, // 23: gatehouse.plugin.v1.Authenticator.LocalCertificate:input_type -> gatehouse.plugin.v1.LocalCertificateRequest
+	20, // 24: gatehouse.plugin.v1.Authenticator.GSSStep:input_type -> gatehouse.plugin.v1.GSSStepRequest
+	22, // 25: gatehouse.plugin.v1.Authenticator.GSSWrap:input_type -> gatehouse.plugin.v1.GSSWrapRequest
+	24, // 26: gatehouse.plugin.v1.Authenticator.GSSUnwrap:input_type -> gatehouse.plugin.v1.GSSUnwrapRequest
+	26, // 27: gatehouse.plugin.v1.Authenticator.GSSRelease:input_type -> gatehouse.plugin.v1.GSSReleaseRequest
+	30, // 28: gatehouse.plugin.v1.Authenticator.AuthenticateUser:input_type -> gatehouse.plugin.v1.UserAuthRequest
+	28, // 29: gatehouse.plugin.v1.Authenticator.Account:input_type -> gatehouse.plugin.v1.AccountRequest
+	4,  // 30: gatehouse.plugin.v1.Authenticator.Info:output_type -> gatehouse.plugin.v1.AuthenticatorInfo
+	11, // 31: gatehouse.plugin.v1.Authenticator.Configure:output_type -> gatehouse.plugin.v1.ConfigureResponse
+	13, // 32: gatehouse.plugin.v1.Authenticator.LookupPSK:output_type -> gatehouse.plugin.v1.PSKResponse
+	15, // 33: gatehouse.plugin.v1.Authenticator.VerifyCertificate:output_type -> gatehouse.plugin.v1.VerifyCertificateResponse
+	17, // 34: gatehouse.plugin.v1.Authenticator.Sign:output_type -> gatehouse.plugin.v1.SignResponse
+	19, // 35: gatehouse.plugin.v1.Authenticator.LocalCertificate:output_type -> gatehouse.plugin.v1.LocalCertificateResponse
+	21, // 36: gatehouse.plugin.v1.Authenticator.GSSStep:output_type -> gatehouse.plugin.v1.GSSStepResponse
+	23, // 37: gatehouse.plugin.v1.Authenticator.GSSWrap:output_type -> gatehouse.plugin.v1.GSSWrapResponse
+	25, // 38: gatehouse.plugin.v1.Authenticator.GSSUnwrap:output_type -> gatehouse.plugin.v1.GSSUnwrapResponse
+	27, // 39: gatehouse.plugin.v1.Authenticator.GSSRelease:output_type -> gatehouse.plugin.v1.GSSReleaseResponse
+	31, // 40: gatehouse.plugin.v1.Authenticator.AuthenticateUser:output_type -> gatehouse.plugin.v1.UserAuthResponse
+	29, // 41: gatehouse.plugin.v1.Authenticator.Account:output_type -> gatehouse.plugin.v1.AccountResponse
+	30, // [30:42] is the sub-list for method output_type
+	18, // [18:30] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_plugin_v1_authenticator_proto_init() }
@@ -2110,8 +2375,8 @@ func file_gatehouse_plugin_v1_authenticator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_plugin_v1_authenticator_proto_rawDesc), len(file_gatehouse_plugin_v1_authenticator_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   26,
+			NumEnums:      4,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	Authenticator_GSSUnwrap_FullMethodName         = "/gatehouse.plugin.v1.Authenticator/GSSUnwrap"
 	Authenticator_GSSRelease_FullMethodName        = "/gatehouse.plugin.v1.Authenticator/GSSRelease"
 	Authenticator_AuthenticateUser_FullMethodName  = "/gatehouse.plugin.v1.Authenticator/AuthenticateUser"
+	Authenticator_Account_FullMethodName           = "/gatehouse.plugin.v1.Authenticator/Account"
 )
 
 // AuthenticatorClient is the client API for Authenticator service.
@@ -60,6 +61,9 @@ type AuthenticatorClient interface {
 	GSSRelease(ctx context.Context, in *GSSReleaseRequest, opts ...grpc.CallOption) (*GSSReleaseResponse, error)
 	// AuthenticateUser checks a PPP user's credentials.
 	AuthenticateUser(ctx context.Context, in *UserAuthRequest, opts ...grpc.CallOption) (*UserAuthResponse, error)
+	// Account reports a remote-access session's start, progress or end
+	// (RFC 2866). It answers once the record is handed on or queued.
+	Account(ctx context.Context, in *AccountRequest, opts ...grpc.CallOption) (*AccountResponse, error)
 }
 
 type authenticatorClient struct {
@@ -180,6 +184,16 @@ func (c *authenticatorClient) AuthenticateUser(ctx context.Context, in *UserAuth
 	return out, nil
 }
 
+func (c *authenticatorClient) Account(ctx context.Context, in *AccountRequest, opts ...grpc.CallOption) (*AccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AccountResponse)
+	err := c.cc.Invoke(ctx, Authenticator_Account_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthenticatorServer is the server API for Authenticator service.
 // All implementations must embed UnimplementedAuthenticatorServer
 // for forward compatibility.
@@ -208,6 +222,9 @@ type AuthenticatorServer interface {
 	GSSRelease(context.Context, *GSSReleaseRequest) (*GSSReleaseResponse, error)
 	// AuthenticateUser checks a PPP user's credentials.
 	AuthenticateUser(context.Context, *UserAuthRequest) (*UserAuthResponse, error)
+	// Account reports a remote-access session's start, progress or end
+	// (RFC 2866). It answers once the record is handed on or queued.
+	Account(context.Context, *AccountRequest) (*AccountResponse, error)
 	mustEmbedUnimplementedAuthenticatorServer()
 }
 
@@ -250,6 +267,9 @@ func (UnimplementedAuthenticatorServer) GSSRelease(context.Context, *GSSReleaseR
 }
 func (UnimplementedAuthenticatorServer) AuthenticateUser(context.Context, *UserAuthRequest) (*UserAuthResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AuthenticateUser not implemented")
+}
+func (UnimplementedAuthenticatorServer) Account(context.Context, *AccountRequest) (*AccountResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Account not implemented")
 }
 func (UnimplementedAuthenticatorServer) mustEmbedUnimplementedAuthenticatorServer() {}
 func (UnimplementedAuthenticatorServer) testEmbeddedByValue()                       {}
@@ -470,6 +490,24 @@ func _Authenticator_AuthenticateUser_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Authenticator_Account_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthenticatorServer).Account(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Authenticator_Account_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthenticatorServer).Account(ctx, req.(*AccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Authenticator_ServiceDesc is the grpc.ServiceDesc for Authenticator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -520,6 +558,10 @@ var Authenticator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuthenticateUser",
 			Handler:    _Authenticator_AuthenticateUser_Handler,
+		},
+		{
+			MethodName: "Account",
+			Handler:    _Authenticator_Account_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
