@@ -32,7 +32,6 @@ type accounting struct {
 
 	mu       sync.Mutex
 	sessions map[uint64]*acctSession // by data path handle
-	classes  map[acctKey]acctClass   // from Access-Accepts, until the session starts
 
 	sent, failed, dropped atomic.Uint64
 }
@@ -47,16 +46,6 @@ type acctSession struct {
 	interim time.Time // when the last Start or Interim-Update went
 }
 
-type acctKey struct {
-	peer netip.AddrPort
-	user string
-}
-
-type acctClass struct {
-	class [][]byte
-	at    time.Time
-}
-
 // acctQueue bounds the records waiting for the sender; past it they are
 // counted and dropped, and the log says so.
 const acctQueue = 4096
@@ -65,33 +54,14 @@ func newAccounting(log *zap.Logger, plugins *pluginhost.Host, interim time.Durat
 	b := make([]byte, 4)
 	rand.Read(b)
 	return &accounting{log: log, plugins: plugins, interim: interim, prefix: strings.ToUpper(hex.EncodeToString(b)),
-		queue: make(chan sdk.AccountRequest, acctQueue), sessions: map[uint64]*acctSession{}, classes: map[acctKey]acctClass{}}
+		queue: make(chan sdk.AccountRequest, acctQueue), sessions: map[uint64]*acctSession{}}
 }
 
-// noteAuth keeps the Class of a user's Access-Accept for its session's
-// records (RFC 2865 section 5.25: the NAS echoes it).
-func (a *accounting) noteAuth(peer netip.AddrPort, user string, class []byte) {
-	if len(class) == 0 {
-		return
-	}
+// start sends the session's Start; class is the Access-Accept's, echoed
+// in every record (RFC 2865 section 5.25).
+func (a *accounting) start(s *dataplane.L2TPSession, class [][]byte) {
+	as := &acctSession{id: fmt.Sprintf("%s-%08X", a.prefix, s.Handle), user: s.User, addr: s.Client, peer: s.Peer, start: s.Since, class: class, interim: s.Since}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := time.Now()
-	for k, c := range a.classes {
-		if now.Sub(c.at) > time.Minute { // a login that never became a session
-			delete(a.classes, k)
-		}
-	}
-	a.classes[acctKey{peer, strings.ToLower(user)}] = acctClass{[][]byte{class}, now}
-}
-
-// start sends the session's Start.
-func (a *accounting) start(s *dataplane.L2TPSession) {
-	a.mu.Lock()
-	k := acctKey{s.Peer, strings.ToLower(s.User)}
-	cl := a.classes[k].class
-	delete(a.classes, k)
-	as := &acctSession{id: fmt.Sprintf("%s-%08X", a.prefix, s.Handle), user: s.User, addr: s.Client, peer: s.Peer, start: s.Since, class: cl, interim: s.Since}
 	a.sessions[s.Handle] = as
 	a.mu.Unlock()
 	a.send(as.record(sdk.AcctStart, dataplane.L2TPCounters{}, time.Time{}, ""))

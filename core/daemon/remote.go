@@ -52,6 +52,53 @@ type remoteAccess struct {
 	// its accounting (nil without).
 	plugins *pluginhost.Host
 	acct    *accounting
+	// grants are what an Access-Accept said of a user (Session-Timeout,
+	// Idle-Timeout, Class): pending until the session starts, then by
+	// session handle. Guarded by mu.
+	pending map[grantKey]grant
+	grants  map[uint64]grant
+}
+
+// grantKey finds a login's grant when its session starts.
+type grantKey struct {
+	peer netip.AddrPort
+	user string
+}
+
+type grant struct {
+	sessionTimeout, idleTimeout time.Duration
+	class                       [][]byte
+	at                          time.Time
+}
+
+// noteGrant keeps what the server said of an accepted user until the
+// session starts (a minute at most).
+func (r *remoteAccess) noteGrant(peer netip.AddrPort, user string, res sdk.UserAuthResult) {
+	g := grant{sessionTimeout: time.Duration(res.SessionTimeoutSeconds) * time.Second, idleTimeout: time.Duration(res.IdleTimeoutSeconds) * time.Second, at: time.Now()}
+	if len(res.Class) > 0 {
+		g.class = [][]byte{res.Class}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, old := range r.pending {
+		if g.at.Sub(old.at) > time.Minute { // a login that never became a session
+			delete(r.pending, k)
+		}
+	}
+	r.pending[grantKey{peer, strings.ToLower(user)}] = g
+}
+
+// takeGrant moves a login's grant to its session.
+func (r *remoteAccess) takeGrant(s *dataplane.L2TPSession) grant {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := grantKey{s.Peer, strings.ToLower(s.User)}
+	g := r.pending[k]
+	delete(r.pending, k)
+	if g.sessionTimeout > 0 || g.idleTimeout > 0 {
+		r.grants[s.Handle] = g
+	}
+	return g
 }
 
 // raRule names remote access's SAs and rules (policy.remoteAccessRule).
@@ -80,7 +127,8 @@ func newRemoteAccess(log *zap.Logger, ra *config.RemoteAccess) (*remoteAccess, e
 		return nil, err
 	}
 	r := &remoteAccess{log: log, cfg: ra, pool: p, table: dataplane.NewL2TPTable(),
-		in: make(chan dataplane.L2TPControl, controlQueue), notes: make(chan sdk.ControlPacket, controlQueue), peers: map[netip.AddrPort]raPeer{}}
+		in: make(chan dataplane.L2TPControl, controlQueue), notes: make(chan sdk.ControlPacket, controlQueue), peers: map[netip.AddrPort]raPeer{},
+		pending: map[grantKey]grant{}, grants: map[uint64]grant{}}
 	r.table.Pool = p.Prefix()
 	if ra.PPP.UsersFile != "" {
 		if r.users, err = users.Load(ra.PPP.UsersFile); err != nil {
@@ -185,17 +233,42 @@ func (r *remoteAccess) disconnect(target string) []*dataplane.L2TPSession {
 	return out
 }
 
+func (r *remoteAccess) dropGrant(handle uint64) {
+	r.mu.Lock()
+	delete(r.grants, handle)
+	r.mu.Unlock()
+}
+
 // expireIdle hangs up the sessions that have sent nothing for
-// idle_timeout (LCP echoes do not count: they prove the client is there,
-// not that it is used). The data path's one-second tick runs it.
+// idle_timeout, or for the user's own Idle-Timeout from RADIUS (LCP echoes
+// do not count: they prove the client is there, not that it is used), and
+// those past their Session-Timeout. The data path's one-second tick runs
+// it.
 func (r *remoteAccess) expireIdle(now time.Time) {
 	limit := r.cfg.IdleTimeout.Duration
-	if limit <= 0 {
+	r.mu.Lock()
+	perUser := len(r.grants) > 0
+	r.mu.Unlock()
+	if limit <= 0 && !perUser {
 		return
 	}
 	for _, s := range r.table.All() {
-		if idle := now.Sub(s.Counters().LastIn); idle >= limit {
-			r.hangUp(s, fmt.Sprintf("idle for %v (idle_timeout %v)", idle.Round(time.Second), limit))
+		r.mu.Lock()
+		g := r.grants[s.Handle]
+		r.mu.Unlock()
+		if g.sessionTimeout > 0 && now.Sub(s.Since) >= g.sessionTimeout {
+			r.hangUp(s, fmt.Sprintf("session timeout: connected for %v (Session-Timeout %v from RADIUS)", now.Sub(s.Since).Round(time.Second), g.sessionTimeout))
+			continue
+		}
+		userLimit, what := limit, "idle_timeout"
+		if g.idleTimeout > 0 {
+			userLimit, what = g.idleTimeout, "Idle-Timeout from RADIUS"
+		}
+		if userLimit <= 0 {
+			continue
+		}
+		if idle := now.Sub(s.Counters().LastIn); idle >= userLimit {
+			r.hangUp(s, fmt.Sprintf("idle for %v (%s %v)", idle.Round(time.Second), what, userLimit))
 		}
 	}
 }
@@ -218,6 +291,7 @@ func (r *remoteAccess) end(s *dataplane.L2TPSession, why string) {
 		r.log.Warn("releasing a session's address", zap.Stringer("address", s.Client), zap.Error(err))
 	}
 	c := s.Counters()
+	r.dropGrant(s.Handle)
 	if r.acct != nil {
 		r.acct.stop(s.Handle, c, why)
 	}
@@ -318,8 +392,9 @@ func (r *remoteAccess) InstallSession(_ context.Context, s sdk.SessionSpec) (uin
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", sdk.ErrInvalid, err)
 	}
+	g := r.takeGrant(sess)
 	if r.acct != nil {
-		r.acct.start(sess)
+		r.acct.start(sess, g.class)
 	}
 	r.log.Info("session installed", zap.String("user", s.User), zap.Stringer("address", s.ClientAddress), zap.Stringer("peer", s.Peer))
 	return h, nil
@@ -334,6 +409,7 @@ func (r *remoteAccess) RemoveSession(_ context.Context, handle uint64, reason st
 		r.log.Warn("releasing a session's address", zap.Stringer("address", s.Client), zap.Error(err))
 	}
 	c := s.Counters()
+	r.dropGrant(handle)
 	if r.acct != nil {
 		r.acct.stop(handle, c, reason)
 	}
@@ -366,8 +442,8 @@ func (r *remoteAccess) AuthenticateUser(ctx context.Context, req sdk.UserAuthReq
 			return sdk.UserAuthResult{}, fmt.Errorf("RADIUS: %w", err)
 		}
 		res, err := a.AuthenticateUser(ctx, req)
-		if err == nil && res.Code == sdk.UserAccept && r.acct != nil {
-			r.acct.noteAuth(req.Peer, ppp.StripDomain(req.User), res.Class)
+		if err == nil && res.Code == sdk.UserAccept {
+			r.noteGrant(req.Peer, ppp.StripDomain(req.User), res)
 		}
 		return res, err
 	}

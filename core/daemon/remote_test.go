@@ -251,3 +251,55 @@ func TestRemoteAccessIdleTimeout(t *testing.T) {
 		t.Fatal("idle_timeout 0 ended a session")
 	}
 }
+
+// TestRemoteAccessUserLimits: a RADIUS Session-Timeout ends a session
+// however busy, and a user's Idle-Timeout replaces idle_timeout for that
+// user only; grants of logins that never became sessions expire.
+func TestRemoteAccessUserLimits(t *testing.T) {
+	ra := &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
+		IdleTimeout: config.Duration{Duration: time.Hour}}
+	r, err := newRemoteAccess(zap.NewNop(), ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Unix(time.Now().Unix(), 0)
+	peer := netip.MustParseAddrPort("192.0.2.10:4500")
+	add := func(user string, tunnel uint16, res sdk.UserAuthResult) *dataplane.L2TPSession {
+		r.noteGrant(peer, user, res)
+		addr, _ := r.pool.Allocate(user, netip.Addr{})
+		s := &dataplane.L2TPSession{Peer: peer, LocalTunnel: tunnel, LocalSession: 1, Client: addr, User: user, Since: start}
+		if _, err := r.table.Add(s); err != nil {
+			t.Fatal(err)
+		}
+		if g := r.takeGrant(s); g.sessionTimeout != time.Duration(res.SessionTimeoutSeconds)*time.Second {
+			t.Fatalf("grant %+v", g)
+		}
+		return s
+	}
+	add("henry", 1, sdk.UserAuthResult{Code: sdk.UserAccept, SessionTimeoutSeconds: 60})
+	add("ida", 2, sdk.UserAuthResult{Code: sdk.UserAccept, IdleTimeoutSeconds: 30})
+	plain := add("jack", 3, sdk.UserAuthResult{Code: sdk.UserAccept})
+	r.expireIdle(start.Add(20 * time.Second))
+	if r.table.Len() != 3 {
+		t.Fatalf("%d sessions at 20 s", r.table.Len())
+	}
+	r.expireIdle(start.Add(31 * time.Second)) // ida's own idle limit
+	r.expireIdle(start.Add(61 * time.Second)) // henry's session limit
+	if left := r.table.All(); len(left) != 1 || left[0] != plain {
+		t.Fatalf("%d sessions left; jack's should stay", len(left))
+	}
+	var reasons []string
+	for range 2 {
+		n := <-r.notes
+		reasons = append(reasons, string(n.Payload))
+	}
+	if !strings.Contains(reasons[0], "Idle-Timeout from RADIUS 30s") || !strings.Contains(reasons[1], "Session-Timeout 1m0s from RADIUS") {
+		t.Fatalf("reasons %q", reasons)
+	}
+	if terminateCause(reasons[0]) != 4 || terminateCause(reasons[1]) != 5 {
+		t.Fatalf("causes %d %d", terminateCause(reasons[0]), terminateCause(reasons[1]))
+	}
+	if len(r.grants) != 0 {
+		t.Fatalf("grants of ended sessions left: %v", r.grants)
+	}
+}

@@ -18,6 +18,8 @@ const radiusUsers = `erin Cleartext-Password := "erin-pass"
 	Session-Timeout = 3600,
 	Class = "erin-class"
 frank Cleartext-Password := "frank-pass"
+henry Cleartext-Password := "henry-pass"
+	Session-Timeout = 4
 grace Cleartext-Password := "grace-pass"
 `
 
@@ -165,5 +167,33 @@ func TestRADIUSAccounting(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("detail:\n%s", d)
+	}
+}
+
+// TestRADIUSSessionTimeout: henry's Access-Accept says Session-Timeout 4;
+// the server hangs up after 4 s, his client says the connection dropped,
+// and the Stop record says Session-Timeout.
+func TestRADIUSSessionTimeout(t *testing.T) {
+	x := newLab(t)
+	fr := x.withRADIUS()
+	cli := x.direct("cli")
+	x.serve("pap")
+	c := x.dial(cli, "henry", "henry-pass", "--ppp-auth", "pap")
+	select {
+	case <-c.proc.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("henry is still connected 20 s after a 4 s Session-Timeout:\n%s", c.proc.Output())
+	}
+	if out := c.proc.Output(); !strings.Contains(out, "the connection dropped") {
+		t.Fatalf("henry's client:\n%s", out)
+	}
+	if !x.waitLog("user-disconnected", "henry", "Session-Timeout 4s from RADIUS") {
+		t.Fatalf("no disconnect event naming the Session-Timeout:\n%s", x.gw.Proc.Output())
+	}
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(fr.Detail(), "Acct-Terminate-Cause = Session-Timeout") && time.Now().Before(end); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(fr.Detail(), "Acct-Terminate-Cause = Session-Timeout") {
+		t.Fatalf("the Stop should say Session-Timeout:\n%s", fr.Detail())
 	}
 }
