@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,8 @@ import (
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2869"
 	"layeh.com/radius/vendors/microsoft"
+
+	"github.com/gatehouse/gatehouse/auth/psk"
 )
 
 // Server is one RADIUS server: host:port for authentication, host:port
@@ -417,6 +420,23 @@ func replyMessages(p *radius.Packet) []string {
 		}
 	}
 	return out
+}
+
+// ReadSecretFile reads a shared secret: a file group and others cannot
+// read, its trailing newline dropped.
+func ReadSecretFile(path string) ([]byte, error) {
+	if err := psk.CheckKeyFile(path); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return nil, fmt.Errorf("secret file %s is empty", path)
+	}
+	return b, nil
 }
 
 func hmacMD5(key, data []byte) []byte {

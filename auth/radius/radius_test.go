@@ -14,6 +14,7 @@ import (
 
 	"layeh.com/radius"
 	"layeh.com/radius/rfc2865"
+	"layeh.com/radius/rfc2866"
 	"layeh.com/radius/rfc2869"
 
 	"github.com/gatehouse/gatehouse/labs/netns"
@@ -314,4 +315,73 @@ func TestAccountingAgainstFreeRADIUS(t *testing.T) {
 	if t.Failed() {
 		t.Logf("detail:\n%s", d)
 	}
+}
+
+// TestReadDisconnect: a Disconnect-Request under the right secret, with
+// and without a Message-Authenticator, names the session; a wrong secret,
+// a bad Message-Authenticator and another code are refused; the replies
+// carry the right code and Error-Cause.
+func TestReadDisconnect(t *testing.T) {
+	secret := []byte("dae-secret")
+	build := func(code radius.Code, withMA, badMA bool) []byte {
+		p := radius.New(code, secret)
+		rfc2865.UserName_SetString(p, "frank")
+		rfc2866.AcctSessionID_SetString(p, "ABCD-00000001")
+		rfc2865.FramedIPAddress_Set(p, net.IPv4(10, 8, 0, 7))
+		if withMA {
+			rfc2869.MessageAuthenticator_Set(p, make([]byte, 16))
+			p.Authenticator = [16]byte{} // zero for the HMAC (RFC 5176 section 3.3)
+			b, _ := p.MarshalBinary()
+			mac := hmacMD5(secret, b)
+			if badMA {
+				mac[3] ^= 1
+			}
+			rfc2869.MessageAuthenticator_Set(p, mac)
+		}
+		b, _ := p.Encode()
+		return b
+	}
+	for _, withMA := range []bool{false, true} {
+		d, err := ReadDisconnect(build(radius.CodeDisconnectRequest, withMA, false), secret)
+		if err != nil || d.User != "frank" || d.SessionID != "ABCD-00000001" || d.FramedAddress != netip.MustParseAddr("10.8.0.7") || d.IsCoA() || d.Empty() {
+			t.Fatalf("with MA %v: %+v %v", withMA, d, err)
+		}
+		ack, _ := d.Reply(0)
+		nak, _ := d.Reply(CauseSessionContextNotFound)
+		if radius.Code(ack[0]) != radius.CodeDisconnectACK || radius.Code(nak[0]) != radius.CodeDisconnectNAK || !bytes.Contains(nak, []byte{101, 6, 0, 0, 0x01, 0xf7}) {
+			t.Fatalf("replies %x %x", ack[:1], nak)
+		}
+	}
+	if _, err := ReadDisconnect(build(radius.CodeDisconnectRequest, false, false), []byte("other")); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	if _, err := ReadDisconnect(build(radius.CodeDisconnectRequest, true, true), secret); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("bad Message-Authenticator: %v", err)
+	}
+	if d, err := ReadDisconnect(build(radius.CodeCoARequest, false, false), secret); err != nil || !d.IsCoA() {
+		t.Fatalf("CoA: %+v %v", d, err)
+	}
+	if _, err := ReadDisconnect(build(radius.CodeAccountingRequest, false, false), secret); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("accounting on the DAE port: %v", err)
+	}
+}
+
+// FuzzReadDisconnect: anything on the Dynamic Authorization port is
+// refused or read without panicking, and a read request can be answered.
+func FuzzReadDisconnect(f *testing.F) {
+	secret := []byte("fuzz-secret")
+	p := radius.New(radius.CodeDisconnectRequest, secret)
+	rfc2865.UserName_SetString(p, "u")
+	b, _ := p.Encode()
+	f.Add(b)
+	f.Add(b[:20])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := ReadDisconnect(b, secret)
+		if err != nil {
+			return
+		}
+		if _, err := d.Reply(CauseSessionContextNotFound); err != nil {
+			t.Fatalf("cannot answer a request it read: %v", err)
+		}
+	})
 }

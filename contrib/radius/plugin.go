@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/gatehouse/gatehouse/auth/psk"
 	"github.com/gatehouse/gatehouse/auth/radius"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
@@ -49,7 +46,7 @@ func (a *radiusAuth) Configure(_ context.Context, cfg sdk.AuthConfig) ([]string,
 	}
 	rc := radius.Config{Timeout: r.Timeout, Tries: r.Tries, NASIdentifier: r.NASIdentifier, RequireMessageAuthenticator: r.RequireMessageAuthenticator}
 	for _, s := range r.Servers {
-		secret, err := readSecret(s.SecretFile)
+		secret, err := radius.ReadSecretFile(s.SecretFile)
 		if err != nil {
 			a.log.Error("configuration refused; keeping the previous one", "server", s.Address, "error", err)
 			return nil, fmt.Errorf("%w: server %s: %v", sdk.ErrInvalid, s.Address, err)
@@ -69,21 +66,6 @@ func (a *radiusAuth) Configure(_ context.Context, cfg sdk.AuthConfig) ([]string,
 	}
 	a.log.Info("RADIUS servers configured", "servers", len(rc.Servers), "nas_identifier", r.NASIdentifier, "timeout", r.Timeout.String())
 	return warnings, nil
-}
-
-func readSecret(path string) ([]byte, error) {
-	if err := psk.CheckKeyFile(path); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	b = bytes.TrimRight(b, "\r\n")
-	if len(b) == 0 {
-		return nil, fmt.Errorf("secret file %s is empty", path)
-	}
-	return b, nil
 }
 
 var methods = map[sdk.AuthMethod]radius.Method{sdk.MethodPAP: radius.PAP, sdk.MethodCHAPMD5: radius.CHAP, sdk.MethodMSCHAPv2: radius.MSCHAPv2}

@@ -180,7 +180,10 @@ type Radius struct {
 	// InterimInterval adds Interim-Updates (0: none).
 	Accounting      *bool    `yaml:"accounting"`
 	InterimInterval Duration `yaml:"interim_interval"`
-	Meta            Meta     `yaml:"-"`
+	// DisconnectListen is where Disconnect-Requests (RFC 5176) are taken
+	// from the servers' hosts, e.g. 0.0.0.0:3799; empty: not taken.
+	DisconnectListen string `yaml:"disconnect_listen"`
+	Meta             Meta   `yaml:"-"`
 }
 
 // AccountingOn reports whether accounting records are sent.

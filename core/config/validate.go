@@ -393,6 +393,13 @@ func (v *validator) radius(r *Radius, path string) {
 	case d < 100*time.Millisecond || d > 30*time.Second:
 		v.errorAt(r.Meta.At("timeout"), path+".timeout", "%v is out of range; allowed 100ms to 30s (clients give up on PPP after about 30 s in all)", d)
 	}
+	if r.DisconnectListen != "" {
+		h, p, err := net.SplitHostPort(r.DisconnectListen)
+		port, perr := strconv.Atoi(p)
+		if _, aerr := netip.ParseAddr(h); err != nil || aerr != nil || perr != nil || port < 1 || port > 65535 {
+			v.errorAt(r.Meta.At("disconnect_listen"), path+".disconnect_listen", "%q is not address:port, e.g. 0.0.0.0:3799", r.DisconnectListen)
+		}
+	}
 	if d := r.InterimInterval.Duration; d != 0 && (d < 5*time.Second || d > 24*time.Hour) {
 		v.errorAt(r.Meta.At("interim_interval"), path+".interim_interval", "%v is out of range; use 0 (none) or 5s to 24h (RFC 2869 asks for 600s or more in production)", d)
 	}

@@ -67,6 +67,16 @@ func (a *accounting) start(s *dataplane.L2TPSession, class [][]byte) {
 	a.send(as.record(sdk.AcctStart, dataplane.L2TPCounters{}, time.Time{}, ""))
 }
 
+// idOf is a session's Acct-Session-Id ("" when unknown).
+func (a *accounting) idOf(handle uint64) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if as := a.sessions[handle]; as != nil {
+		return as.id
+	}
+	return ""
+}
+
 // stop sends the session's Stop with its totals; why is the reason the
 // session ended, mapped to Acct-Terminate-Cause.
 func (a *accounting) stop(handle uint64, c dataplane.L2TPCounters, why string) {

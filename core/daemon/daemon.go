@@ -290,9 +290,16 @@ func (d *Daemon) Start(ctx context.Context) error {
 			return fmt.Errorf("remote_access: %w", err)
 		}
 		r.plugins = d.plugins
-		if rc := ra.PPP.Radius; rc != nil && rc.AccountingOn() {
-			r.acct = newAccounting(d.log.Named("accounting"), d.plugins, rc.InterimInterval.Duration)
-			go r.acct.run(d.life)
+		if rc := ra.PPP.Radius; rc != nil {
+			if rc.AccountingOn() {
+				r.acct = newAccounting(d.log.Named("accounting"), d.plugins, rc.InterimInterval.Duration)
+				go r.acct.run(d.life)
+			}
+			if rc.DisconnectListen != "" {
+				if err := r.startDisconnects(d.life, rc); err != nil {
+					return fmt.Errorf("remote_access.ppp.radius: %w", err)
+				}
+			}
 		}
 		d.ra = r
 		go r.forward(d.life)

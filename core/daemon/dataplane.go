@@ -361,7 +361,8 @@ func remoteAccessUnchanged(a, b *config.Config) bool {
 		r.Auth = stripAuth(r.Auth)
 		if r.PPP.Radius != nil {
 			// The servers may change on reload: the plugin takes them.
-			r.PPP.Radius = &config.Radius{}
+			// The Disconnect-Request listener is set up at start.
+			r.PPP.Radius = &config.Radius{DisconnectListen: r.PPP.Radius.DisconnectListen}
 		}
 		return &r
 	}

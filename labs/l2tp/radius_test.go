@@ -197,3 +197,46 @@ func TestRADIUSSessionTimeout(t *testing.T) {
 		t.Fatalf("the Stop should say Session-Timeout:\n%s", fr.Detail())
 	}
 }
+
+// TestRADIUSDisconnect: a Disconnect-Request sent with radclient from the
+// RADIUS host ends frank's session (Disconnect-ACK, his client sees the
+// connection drop, the Stop says Admin-Reset); one for nobody gets a NAK
+// with Session-Context-Not-Found; one under a wrong secret no answer.
+func TestRADIUSDisconnect(t *testing.T) {
+	x := newLab(t)
+	fr := x.withRADIUS()
+	x.radius = strings.TrimSuffix(x.radius, "}") + ", disconnect_listen: 127.0.0.1:3799}"
+	cli := x.direct("cli")
+	x.serve("pap")
+	c := x.dial(cli, "frank", "frank-pass", "--ppp-auth", "pap")
+	radclient := func(attrs, secret string) string {
+		out, _ := x.srv.Output(15*time.Second, "sh", "-c", "echo '"+attrs+"' | radclient -r 1 -t 2 -x 127.0.0.1:3799 disconnect "+secret)
+		return out
+	}
+	if out := radclient("User-Name=nobody,Message-Authenticator=0x00", radiusSecret); !strings.Contains(out, "Received Disconnect-NAK") || !strings.Contains(out, "Session-Context-Not-Found") {
+		t.Fatalf("a request for nobody:\n%s", out)
+	}
+	if out := radclient("User-Name=frank", "not-the-secret"); strings.Contains(out, "Received Disconnect") {
+		t.Fatalf("a request under a wrong secret was answered:\n%s", out)
+	}
+	if !x.waitLog("Disconnect-Request refused", "Request Authenticator") {
+		t.Fatalf("the refusal was not logged:\n%s", x.gw.Proc.Output())
+	}
+	if out := radclient("User-Name=frank", radiusSecret); !strings.Contains(out, "Received Disconnect-ACK") {
+		t.Fatalf("a request for frank:\n%s", out)
+	}
+	select {
+	case <-c.proc.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("frank is still connected after the Disconnect-ACK:\n%s", c.proc.Output())
+	}
+	if out := c.proc.Output(); !strings.Contains(out, "the connection dropped") {
+		t.Fatalf("frank's client:\n%s", out)
+	}
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(fr.Detail(), "Acct-Terminate-Cause = Admin-Reset") && time.Now().Before(end); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(fr.Detail(), "Acct-Terminate-Cause = Admin-Reset") {
+		t.Fatalf("the Stop should say Admin-Reset:\n%s", fr.Detail())
+	}
+}
