@@ -236,6 +236,10 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		routes = append(routes, dataplane.Route{Dst: d.ra.pool.Prefix(), Src: gw})
 		addrs = append(addrs, hostPrefix(gw))
 	}
+	if d.ra != nil {
+		gw, tun, table := d.ra.pool.Gateway(), dp.TUN, dp.Table
+		d.ra.hostRoute = func(a netip.Addr, add bool) error { return dataplane.HostRoute(tun, table, a, gw, !add) }
+	}
 	netCleanup, err := dataplane.SetupNetwork(dataplane.NetConfig{TUN: dp.TUN, MTU: dp.MTU, Table: dp.Table, Mark: int(dp.Mark), Routes: routes, Addrs: addrs})
 	if err != nil {
 		return err

@@ -57,6 +57,9 @@ type remoteAccess struct {
 	// session handle. Guarded by mu.
 	pending map[grantKey]grant
 	grants  map[uint64]grant
+	// hostRoute routes (add) or unroutes a client address outside the
+	// pool into the TUN; nil until the data path runs.
+	hostRoute func(a netip.Addr, add bool) error
 }
 
 // grantKey finds a login's grant when its session starts.
@@ -233,6 +236,19 @@ func (r *remoteAccess) disconnect(target string) []*dataplane.L2TPSession {
 	return out
 }
 
+func (r *remoteAccess) outsidePool(a netip.Addr) bool {
+	return r.hostRoute != nil && a.IsValid() && !r.pool.Prefix().Contains(a)
+}
+
+// unroute removes an outside-pool address's route when its session ends.
+func (r *remoteAccess) unroute(a netip.Addr) {
+	if r.outsidePool(a) {
+		if err := r.hostRoute(a, false); err != nil {
+			r.log.Warn("removing a client's route", zap.Stringer("address", a), zap.Error(err))
+		}
+	}
+}
+
 func (r *remoteAccess) dropGrant(handle uint64) {
 	r.mu.Lock()
 	delete(r.grants, handle)
@@ -292,6 +308,7 @@ func (r *remoteAccess) end(s *dataplane.L2TPSession, why string) {
 	}
 	c := s.Counters()
 	r.dropGrant(s.Handle)
+	r.unroute(s.Client)
 	if r.acct != nil {
 		r.acct.stop(s.Handle, c, why)
 	}
@@ -392,6 +409,15 @@ func (r *remoteAccess) InstallSession(_ context.Context, s sdk.SessionSpec) (uin
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", sdk.ErrInvalid, err)
 	}
+	if r.outsidePool(sess.Client) {
+		// A RADIUS Framed-IP-Address outside the pool: the pool's route
+		// does not cover it.
+		if err := r.hostRoute(sess.Client, true); err != nil {
+			r.table.Remove(h)
+			return 0, fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
+		}
+		r.log.Info("static address outside the pool routed to its session", zap.String("user", s.User), zap.Stringer("address", sess.Client))
+	}
 	g := r.takeGrant(sess)
 	if r.acct != nil {
 		r.acct.start(sess, g.class)
@@ -410,6 +436,7 @@ func (r *remoteAccess) RemoveSession(_ context.Context, handle uint64, reason st
 	}
 	c := s.Counters()
 	r.dropGrant(handle)
+	r.unroute(s.Client)
 	if r.acct != nil {
 		r.acct.stop(handle, c, reason)
 	}

@@ -385,6 +385,29 @@ func SetupNetwork(c NetConfig) (func(), error) {
 	return cleanup, nil
 }
 
+// HostRoute adds, or with del removes, a host route for a into the TUN:
+// for a remote-access client whose static address lies outside the pool's
+// prefix, which SetupNetwork routes as a whole.
+func HostRoute(tun string, table int, a, src netip.Addr, del bool) error {
+	link, err := netlink.LinkByName(tun)
+	if err != nil {
+		return fmt.Errorf("TUN %s: %w", tun, err)
+	}
+	rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixNet(netip.PrefixFrom(a, a.BitLen())), Table: table, Scope: netlink.SCOPE_LINK}
+	if src.IsValid() {
+		rt.Src = src.AsSlice()
+	}
+	if del {
+		err = netlink.RouteDel(rt)
+	} else {
+		err = netlink.RouteReplace(rt)
+	}
+	if err != nil {
+		return fmt.Errorf("route %s dev %s table %d: %w", a, tun, table, err)
+	}
+	return nil
+}
+
 func prefixNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

@@ -149,7 +149,7 @@ type client struct {
 	addr string
 }
 
-var connected = regexp.MustCompile(`connected: address (10\.8\.0\.\d+)`)
+var connected = regexp.MustCompile(`connected: address (10\.\d+\.\d+\.\d+)`)
 
 // dial starts a client and returns once it says connected, or the test
 // fails with its output.

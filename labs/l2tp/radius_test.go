@@ -18,6 +18,8 @@ const radiusUsers = `erin Cleartext-Password := "erin-pass"
 	Session-Timeout = 3600,
 	Class = "erin-class"
 frank Cleartext-Password := "frank-pass"
+kate Cleartext-Password := "kate-pass"
+	Framed-IP-Address = 10.9.0.5
 henry Cleartext-Password := "henry-pass"
 	Session-Timeout = 4
 grace Cleartext-Password := "grace-pass"
@@ -239,4 +241,30 @@ func TestRADIUSDisconnect(t *testing.T) {
 	if !strings.Contains(fr.Detail(), "Acct-Terminate-Cause = Admin-Reset") {
 		t.Fatalf("the Stop should say Admin-Reset:\n%s", fr.Detail())
 	}
+}
+
+// TestRADIUSAddressOutsidePool: kate's Framed-IP-Address lies outside
+// the pool; she gets it, traffic reaches her through a host route, and
+// the route goes with her session.
+func TestRADIUSAddressOutsidePool(t *testing.T) {
+	x := newLab(t)
+	x.withRADIUS()
+	cli := x.direct("cli")
+	x.serve("pap")
+	c := x.dial(cli, "kate", "kate-pass", "--ppp-auth", "pap")
+	if c.addr != "10.9.0.5" {
+		t.Fatalf("kate got %s, want 10.9.0.5", c.addr)
+	}
+	ping(t, cli, "10.1.0.10")
+	if out, _ := x.srv.Output(5*time.Second, "ip", "route", "show", "table", "all"); !strings.Contains(out, "10.9.0.5") {
+		t.Fatalf("no route for kate's address:\n%s", out)
+	}
+	c.hangUp(t)
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if out, _ := x.srv.Output(5*time.Second, "ip", "route", "show", "table", "all"); !strings.Contains(out, "10.9.0.5") {
+			return
+		}
+	}
+	out, _ := x.srv.Output(5*time.Second, "ip", "route", "show", "table", "all")
+	t.Fatalf("kate's route outlived her session:\n%s", out)
 }
