@@ -83,11 +83,16 @@ func TestRADIUSUsers(t *testing.T) {
 	}
 }
 
-// TestRADIUSFailover: with its only server down, a user is refused and
-// the log says no server answered; a reload adds FreeRADIUS after the dead
-// server, and the second answers, well within the login's time.
+// TestRADIUSFailover: the first server is silent (an nftables rule drops
+// what is sent to it, so only the timeout tells). With it alone, a user is
+// refused and the log says no server answered; a reload adds FreeRADIUS
+// after it, and the second answers once the first's 2 s are up.
 func TestRADIUSFailover(t *testing.T) {
 	x := newLab(t)
+	if out, err := x.srv.Output(5*time.Second, "nft", "add table ip silent; add chain ip silent in { type filter hook input priority 0; }; "+
+		"add rule ip silent in ip daddr 127.0.0.2 udp dport 1812 drop"); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
 	x.withRADIUS("127.0.0.2:1812")
 	both := x.radius
 	x.radius = strings.Replace(both, ", {address: 127.0.0.1:1812, secret_file: "+filepath.Join(x.dir, "radius.secret")+"}", "", 1)
@@ -105,7 +110,11 @@ func TestRADIUSFailover(t *testing.T) {
 	x.gw.CLI(t, "reload")
 	start := time.Now()
 	x.dial(cli, "frank", "frank-pass", "--ppp-auth", "pap").hangUp(t)
-	t.Logf("connected through the second server in %s", time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	t.Logf("connected through the second server in %s (IKE, L2TP, PPP and a 2 s RADIUS timeout)", took.Round(time.Millisecond))
+	if took < 2*time.Second || took > 8*time.Second {
+		t.Fatalf("connected in %s; the silent server's 2 s should show, and no more than that", took)
+	}
 	if !x.waitLog("user accepted by RADIUS", "127.0.0.1:1812") {
 		t.Fatalf("the plugin did not say which server answered:\n%s", x.gw.Proc.Output())
 	}
