@@ -136,25 +136,18 @@ func TestRADIUSAccounting(t *testing.T) {
 	if out, err := cli.Output(30*time.Second, "ping", "-c", "100", "-i", "0.05", "-s", "1200", "-W", "2", "10.1.0.10"); err != nil {
 		t.Fatalf("ping: %v\n%s", err, out)
 	}
-	for end := time.Now().Add(15 * time.Second); !strings.Contains(fr.Detail(), "Interim-Update") && time.Now().Before(end); {
-		time.Sleep(200 * time.Millisecond)
-	}
+	fr.WaitDetail(15*time.Second, "Interim-Update")
 	m := sessionBytes.FindStringSubmatch(x.gw.CLI(t, "sessions", "--json"))
 	if m == nil {
 		t.Fatalf("no byte counts in gatehouse sessions --json:\n%s", x.gw.CLI(t, "sessions", "--json"))
 	}
 	c.hangUp(t)
-	var stop string
-	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		if d := fr.Detail(); strings.Contains(d, "Acct-Status-Type = Stop") {
-			stop = d[strings.LastIndex(d, "Acct-Status-Type = Stop"):]
-			break
-		}
-	}
 	d := fr.Detail()
-	if stop == "" {
+	if !fr.WaitDetail(15*time.Second, "Acct-Status-Type = Stop") {
 		t.Fatalf("no Stop record:\n%s", d)
 	}
+	d = fr.Detail()
+	stop := d[strings.LastIndex(d, "Acct-Status-Type = Stop"):]
 	for _, want := range []string{"Acct-Status-Type = Start", "Acct-Status-Type = Interim-Update", `User-Name = "erin"`,
 		"Framed-IP-Address = 10.8.0.77", `NAS-Identifier = "gatehouse-lab"`, "Class = 0x6572696e2d636c617373"} {
 		if !strings.Contains(d, want) {
@@ -190,22 +183,26 @@ func TestRADIUSSessionTimeout(t *testing.T) {
 	cli := x.direct("cli")
 	x.serve("pap")
 	c := x.dial(cli, "henry", "henry-pass", "--ppp-auth", "pap")
-	select {
-	case <-c.proc.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatalf("henry is still connected 20 s after a 4 s Session-Timeout:\n%s", c.proc.Output())
-	}
-	if out := c.proc.Output(); !strings.Contains(out, "the connection dropped") {
-		t.Fatalf("henry's client:\n%s", out)
-	}
+	droppedWithCause(t, c, fr, "Session-Timeout")
 	if !x.waitLog("user-disconnected", "henry", "Session-Timeout 4s from RADIUS") {
 		t.Fatalf("no disconnect event naming the Session-Timeout:\n%s", x.gw.Proc.Output())
 	}
-	for end := time.Now().Add(10 * time.Second); !strings.Contains(fr.Detail(), "Acct-Terminate-Cause = Session-Timeout") && time.Now().Before(end); {
-		time.Sleep(200 * time.Millisecond)
+}
+
+// droppedWithCause: the server ended c's session (the client says the
+// connection dropped) and the Stop record gives cause.
+func droppedWithCause(t *testing.T, c *client, fr *netns.FreeRADIUS, cause string) {
+	t.Helper()
+	select {
+	case <-c.proc.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("still connected after 20 s; the server should have ended the session:\n%s", c.proc.Output())
 	}
-	if !strings.Contains(fr.Detail(), "Acct-Terminate-Cause = Session-Timeout") {
-		t.Fatalf("the Stop should say Session-Timeout:\n%s", fr.Detail())
+	if out := c.proc.Output(); !strings.Contains(out, "the connection dropped") {
+		t.Fatalf("client output:\n%s", out)
+	}
+	if !fr.WaitDetail(10*time.Second, "Acct-Terminate-Cause = "+cause) {
+		t.Fatalf("the Stop should say %s:\n%s", cause, fr.Detail())
 	}
 }
 
@@ -236,20 +233,7 @@ func TestRADIUSDisconnect(t *testing.T) {
 	if out := radclient("User-Name=frank", radiusSecret); !strings.Contains(out, "Received Disconnect-ACK") {
 		t.Fatalf("a request for frank:\n%s", out)
 	}
-	select {
-	case <-c.proc.Done():
-	case <-time.After(15 * time.Second):
-		t.Fatalf("frank is still connected after the Disconnect-ACK:\n%s", c.proc.Output())
-	}
-	if out := c.proc.Output(); !strings.Contains(out, "the connection dropped") {
-		t.Fatalf("frank's client:\n%s", out)
-	}
-	for end := time.Now().Add(10 * time.Second); !strings.Contains(fr.Detail(), "Acct-Terminate-Cause = Admin-Reset") && time.Now().Before(end); {
-		time.Sleep(200 * time.Millisecond)
-	}
-	if !strings.Contains(fr.Detail(), "Acct-Terminate-Cause = Admin-Reset") {
-		t.Fatalf("the Stop should say Admin-Reset:\n%s", fr.Detail())
-	}
+	droppedWithCause(t, c, fr, "Admin-Reset")
 }
 
 // TestRADIUSAddressOutsidePool: kate's Framed-IP-Address lies outside

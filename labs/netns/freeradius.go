@@ -106,6 +106,18 @@ func (f *FreeRADIUS) Detail() string {
 	return string(b)
 }
 
+// WaitDetail waits until the detail file holds text.
+func (f *FreeRADIUS) WaitDetail(timeout time.Duration, text string) bool {
+	for end := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
+		if strings.Contains(f.Detail(), text) {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
+}
+
 func freeUDPPort(t testing.TB, ip string) int {
 	c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
 	if err != nil {
