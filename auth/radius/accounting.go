@@ -126,7 +126,7 @@ func (c *Client) account(ctx context.Context, s Server, rec AcctRecord) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	req, err := p.Encode() // computes the Request Authenticator (RFC 2866 section 3)
+	req, err := encodeRequestWithAuthenticator(p)
 	if err != nil {
 		return err
 	}

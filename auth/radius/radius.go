@@ -328,6 +328,26 @@ func encodeWithAuthenticator(p *radius.Packet) ([]byte, error) {
 	return p.Encode()
 }
 
+// encodeRequestWithAuthenticator encodes an Accounting-Request (or a
+// Disconnect- or CoA-Request) with a Message-Authenticator: the HMAC is
+// taken with the Request Authenticator and the attribute zeroed, then the
+// Request Authenticator is computed over the whole (RFC 5080 section
+// 2.2.4, RFC 5176 section 3.3).
+func encodeRequestWithAuthenticator(p *radius.Packet) ([]byte, error) {
+	if err := rfc2869.MessageAuthenticator_Set(p, make([]byte, 16)); err != nil {
+		return nil, err
+	}
+	p.Authenticator = [16]byte{}
+	b, err := p.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	if err := rfc2869.MessageAuthenticator_Set(p, hmacMD5(p.Secret, b)); err != nil {
+		return nil, err
+	}
+	return p.Encode()
+}
+
 // checkResponseAuthenticator verifies an answer's Message-Authenticator:
 // the HMAC over the answer with the request's authenticator in place of
 // its own and the attribute zeroed (RFC 3579 section 3.2). An answer
