@@ -48,13 +48,18 @@ type PeerConfig struct {
 	// order, the responder takes the first the peer offered.
 	Auth []uint16
 	// GSS configures the GSS-API (Kerberos) method, AuthGSS.
-	GSS         GSSOptions
-	Lifetime    time.Duration
-	ESP         []esp.Suite // phase 2 offers, in order of preference
-	PFS         uint16      // DH group for quick mode, 0: none
-	ESPLifetime time.Duration
-	ESPLifeKB   uint64
-	Transport   bool
+	GSS GSSOptions
+	// NoFragmentation neither announces nor uses IKE fragmentation;
+	// FragmentSize is the datagram size past which we fragment (0: the
+	// manager's).
+	NoFragmentation bool
+	FragmentSize    int
+	Lifetime        time.Duration
+	ESP             []esp.Suite // phase 2 offers, in order of preference
+	PFS             uint16      // DH group for quick mode, 0: none
+	ESPLifetime     time.Duration
+	ESPLifeKB       uint64
+	Transport       bool
 	// DPDInterval is how long the peer may be silent before we probe it;
 	// after DPDTimeout of silence it is dead (RFC 3706). 0: no DPD.
 	DPDInterval, DPDTimeout time.Duration

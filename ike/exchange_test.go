@@ -126,6 +126,8 @@ type pair struct {
 	now    time.Time
 	nat    bool   // A is behind a NAT (translate)
 	natOff uint16 // the NAT's port offset (0: 40000)
+	// fragmented counts messages step delivered in fragments.
+	fragmented int
 }
 
 func mustProposals(t *testing.T, names ...string) []Proposal {
@@ -183,6 +185,33 @@ func newPair(t *testing.T, tunnel bool) *pair {
 // payload types in order.
 func (p *pair) step(from string, xt ExchangeType, encrypted bool, types ...PayloadType) Header {
 	p.t.Helper()
+	to := p.b
+	if from == "B" {
+		to = p.a
+	}
+	// A message sent in fragments (fragment.go) is delivered whole, one
+	// fragment after another, and checked as the message it makes.
+	var pieces []datagram
+	for len(p.wire) > 0 {
+		m, err := Decode(p.wire[0].b)
+		if err != nil || len(m.Payloads) != 1 || m.Payloads[0].Type() != PayloadFragment {
+			break
+		}
+		pieces = append(pieces, p.wire[0])
+		p.wire = p.wire[1:]
+		if m.Payloads[0].(*Fragment).Last {
+			break
+		}
+	}
+	if len(pieces) > 0 {
+		var whole []byte
+		for _, f := range pieces {
+			m, _ := Decode(f.b)
+			whole = append(whole, m.Payloads[0].(*Fragment).Data...)
+		}
+		p.fragmented++
+		p.wire = append([]datagram{{whole, pieces[0].from, pieces[0].to}}, p.wire...)
+	}
 	if len(p.wire) != 1 {
 		p.t.Fatalf("%d messages in flight, want 1 from %s", len(p.wire), from)
 	}
@@ -208,12 +237,13 @@ func (p *pair) step(from string, xt ExchangeType, encrypted bool, types ...Paylo
 			p.t.Fatalf("message from %s carries %v, want %v", from, got, types)
 		}
 	}
-	to := p.b
-	if from == "B" {
-		to = p.a
+	if len(pieces) == 0 {
+		pieces = []datagram{d}
 	}
-	d = p.translate(d)
-	to.Receive(d.b, d.to, d.from)
+	for _, f := range pieces {
+		f = p.translate(f)
+		to.Receive(f.b, f.to, f.from)
+	}
 	return h
 }
 
@@ -267,8 +297,8 @@ func (p *pair) tick(d time.Duration) {
 
 // The cleartext main mode messages' payloads.
 var (
-	msg1 = []PayloadType{PayloadSA, PayloadVendorID, PayloadVendorID, PayloadVendorID}
-	msg2 = []PayloadType{PayloadSA, PayloadVendorID}
+	msg1 = []PayloadType{PayloadSA, PayloadVendorID, PayloadVendorID, PayloadVendorID, PayloadVendorID} // NAT-T (3), fragmentation
+	msg2 = []PayloadType{PayloadSA, PayloadVendorID, PayloadVendorID}                                   // NAT-T, fragmentation
 	msg3 = []PayloadType{PayloadKE, PayloadNonce, PayloadNATD, PayloadNATD}
 )
 
@@ -834,8 +864,8 @@ func TestAggressiveMode(t *testing.T) {
 	if err := p.a.Initiate("to-b"); err != nil {
 		t.Fatal(err)
 	}
-	p.step("A", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadVendorID, PayloadVendorID, PayloadVendorID)
-	p.step("B", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadHash, PayloadVendorID, PayloadNATD, PayloadNATD)
+	p.step("A", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadVendorID, PayloadVendorID, PayloadVendorID, PayloadVendorID)
+	p.step("B", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadHash, PayloadVendorID, PayloadNATD, PayloadNATD, PayloadVendorID)
 	// A is done once it sends HDR*, HASH_I, NAT-D, NAT-D, and starts its
 	// quick mode at once: two messages in flight.
 	if len(p.wire) != 2 {

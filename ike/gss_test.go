@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,8 +121,8 @@ func gssPair(t *testing.T, rounds int) *pair {
 }
 
 var (
-	msg1GSS = []PayloadType{PayloadSA, PayloadVendorID, PayloadVendorID, PayloadVendorID, PayloadVendorID, PayloadVendorID}
-	msg2GSS = []PayloadType{PayloadSA, PayloadVendorID, PayloadVendorID}
+	msg1GSS = append(slices.Clone(msg1), PayloadVendorID, PayloadVendorID)
+	msg2GSS = append(slices.Clone(msg2), PayloadVendorID)
 	msg3GSS = []PayloadType{PayloadKE, PayloadNonce, PayloadGSS, PayloadNATD, PayloadNATD}
 )
 

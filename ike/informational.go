@@ -138,7 +138,7 @@ func (m *Manager) sendInformational(sa *IKESA, ps []Payload) {
 	if err != nil {
 		return
 	}
-	m.host.Send(b, sa.Local, sa.Remote)
+	m.transmit(sa, b)
 }
 
 // cookies is the SA's 16-byte ISAKMP SPI, CKY-I | CKY-R, as notifies and

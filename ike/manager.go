@@ -72,6 +72,7 @@ type IKESA struct {
 
 	// DPD (dpd.go): whether the peer does it, and our probe state.
 	dpdPeer   bool
+	fragPeer  bool // the peer announced IKE fragmentation
 	dpdSeq    uint32
 	dpdSent   time.Time
 	lastHeard time.Time
@@ -97,6 +98,10 @@ type Manager struct {
 	// restarts: tunnels that must always be up, and when to start them
 	// again after their IKE SA went away.
 	restarts map[*PeerConfig]time.Time
+	// frags: messages being reassembled from fragments (fragment.go);
+	// fragSize: the datagram size past which we fragment.
+	frags    map[fragKey]*fragBuffer
+	fragSize int
 }
 
 // restartDelay paces re-initiation of always-up tunnels whose peer is
@@ -109,6 +114,9 @@ type Config struct {
 	Host Host
 	Rand io.Reader
 	Now  func() time.Time
+	// FragmentSize is the IP datagram size past which messages go in
+	// fragments to peers that take them (0: 1280).
+	FragmentSize int
 }
 
 // NewManager makes a manager; SetPeers gives it peers.
@@ -120,7 +128,7 @@ func NewManager(c Config) *Manager {
 		c.Now = time.Now
 	}
 	return &Manager{log: c.Log, host: c.Host, rand: c.Rand, now: c.Now, sas: map[Cookie]*IKESA{}, refused: map[netip.Addr]time.Time{},
-		restarts: map[*PeerConfig]time.Time{}}
+		restarts: map[*PeerConfig]time.Time{}, frags: map[fragKey]*fragBuffer{}, fragSize: c.FragmentSize}
 }
 
 // SetPeers replaces the peer list (on load and reload).
@@ -263,9 +271,9 @@ func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA) error {
 		softIKE: softPoint(true), replaces: old != nil}
 	m.sas[sa.ICookie] = sa
 	if peer.Aggressive {
-		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, newAggressiveMode(), &natt{aggressive: true}, &dpdVendor{}))
+		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, newAggressiveMode(), &natt{aggressive: true}, &dpdVendor{}, &fragVendor{}))
 	}
-	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, &dpdVendor{})
+	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, &dpdVendor{}, &fragVendor{})
 	return m.send(x)
 }
 
@@ -311,7 +319,7 @@ func (m *Manager) send(x *exchange) error {
 	if x.finishedAll() && x.finished.IsZero() {
 		x.finished = m.now()
 	}
-	return m.host.Send(b, x.sa.Local, x.sa.Remote)
+	return m.transmit(x.sa, b)
 }
 
 // encode writes the message, encrypting it once the SA has keys (main
@@ -353,6 +361,18 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 	b = b[:h.Length]
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if h.NextPayload == PayloadFragment {
+		whole := m.reassemble(h, b, remote)
+		if whole == nil {
+			return
+		}
+		wh, err := ParseHeader(whole)
+		if err != nil || wh.ICookie != h.ICookie || wh.RCookie != h.RCookie || wh.NextPayload == PayloadFragment {
+			m.log.Info("reassembled IKE message dropped: it does not match its fragments", zap.Stringer("from", remote), zap.Error(err))
+			return
+		}
+		h, b = wh, whole[:wh.Length]
+	}
 	sa := m.sas[h.ICookie]
 	if sa == nil {
 		if h.Exchange == ExchangeAggressive && h.RCookie == (Cookie{}) {
@@ -432,9 +452,9 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	}
 	m.sas[sa.ICookie] = sa
 	if h.Exchange == ExchangeAggressive {
-		m.newExchange(sa, ExchangeAggressive, 0, false, newAggressiveMode(), &natt{aggressive: true}, &dpdVendor{})
+		m.newExchange(sa, ExchangeAggressive, 0, false, newAggressiveMode(), &natt{aggressive: true}, &dpdVendor{}, &fragVendor{})
 	} else {
-		m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, &dpdVendor{})
+		m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, &dpdVendor{}, &fragVendor{})
 	}
 	m.handle(sa, h, b)
 }
@@ -449,7 +469,7 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
 	if x != nil && x.lastRecvHash == digest {
 		// A retransmission: answer it with what we answered before.
 		if x.lastSent != nil {
-			m.host.Send(x.lastSent, sa.Local, sa.Remote)
+			m.transmit(sa, x.lastSent)
 		}
 		return
 	}
@@ -710,7 +730,7 @@ func (m *Manager) Tick() {
 			}
 			x.tries++
 			x.nextRetry = now.Add(retransmitBase << x.tries)
-			m.host.Send(x.lastSent, sa.Local, sa.Remote)
+			m.transmit(sa, x.lastSent)
 		}
 	}
 }

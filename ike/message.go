@@ -129,6 +129,8 @@ func decodePayload(t PayloadType, b []byte) (Payload, error) {
 		return parseSA(b)
 	case PayloadGSS:
 		return ParseGSS(b)
+	case PayloadFragment:
+		return ParseFragment(b)
 	case PayloadKE, PayloadHash, PayloadSig, PayloadNonce, PayloadVendorID, PayloadNATD, PayloadNATDDraft:
 		return &Data{T: t, Data: b}, nil
 	case PayloadID:

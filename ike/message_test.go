@@ -341,6 +341,7 @@ func FuzzPayload(f *testing.F) {
 	// name (RFC 2408 sections 3.9 and 3.10).
 	f.Add(uint8(PayloadCert), (&Cert{Encoding: CertX509Sig, Data: []byte{0x30, 0x82, 0x01, 0x0a, 0x30, 0x81}}).appendBody(nil))
 	f.Add(uint8(PayloadCertReq), (&CertReq{CertType: CertX509Sig}).appendBody(nil))
+	f.Add(uint8(PayloadFragment), (&Fragment{ID: 1, Number: 2, Last: true, Data: []byte{1, 2, 3}}).appendBody(nil))
 	f.Add(uint8(PayloadCertReq), (&CertReq{CertType: CertX509Sig, Authority: []byte{0x30, 0x0d, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x02, 'C', 'A'}}).appendBody(nil))
 	f.Fuzz(func(t *testing.T, typ uint8, body []byte) {
 		p, err := decodePayload(PayloadType(typ), body)

@@ -338,9 +338,9 @@ func TestAggressiveModeCertificates(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.step("A", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadCertReq,
-				PayloadVendorID, PayloadVendorID, PayloadVendorID)
+				PayloadVendorID, PayloadVendorID, PayloadVendorID, PayloadVendorID)
 			p.step("B", ExchangeAggressive, false, PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadCert, PayloadSig, PayloadCertReq,
-				PayloadVendorID, PayloadNATD, PayloadNATD)
+				PayloadVendorID, PayloadNATD, PayloadNATD, PayloadVendorID)
 			if len(p.wire) != 2 { // A's third message and its quick mode
 				t.Fatalf("%d messages in flight", len(p.wire))
 			}

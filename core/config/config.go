@@ -50,8 +50,15 @@ type IKE struct {
 	Lifetime       Duration `yaml:"lifetime"`
 	AggressiveMode bool     `yaml:"aggressive_mode"`
 	DPD            DPD      `yaml:"dpd"`
-	Meta           Meta     `yaml:"-"`
+	// Fragmentation announces and uses IKE fragmentation (default true);
+	// FragmentSize is the datagram size past which messages are cut.
+	Fragmentation *bool `yaml:"fragmentation"`
+	FragmentSize  int   `yaml:"fragment_size"`
+	Meta          Meta  `yaml:"-"`
 }
+
+// FragmentationOn reports whether IKE fragmentation is on.
+func (k IKE) FragmentationOn() bool { return k.Fragmentation == nil || *k.Fragmentation }
 
 // DPD configures dead peer detection (RFC 3706).
 type DPD struct {

@@ -155,6 +155,7 @@ func TestBadConfigs(t *testing.T) {
 		{"radius secret readable", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/open.psk}]}\n", 6, "remote_access.ppp.radius.servers[0].secret_file", "readable by group or others"},
 		{"radius timeout", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/good.psk}], timeout: 1m}\n", 6, "remote_access.ppp.radius.timeout", "allowed 100ms to 30s"},
 		{"radius interim", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/good.psk}], interim_interval: 1s}\n", 6, "remote_access.ppp.radius.interim_interval", "5s to 24h"},
+		{"fragment size", "listen: [203.0.113.1]\nike: {fragment_size: 100}\n", 2, "ike.fragment_size", "allowed 576 to 9000"},
 		{"bad duration", "listen: [203.0.113.1]\nike: {lifetime: forever}\n", 2, "ike.lifetime", "not a duration"},
 	}
 	for _, c := range cases {
@@ -200,7 +201,7 @@ func TestDefaultsDocumented(t *testing.T) {
 	}
 	for _, v := range []string{DefaultAdminSocket, DefaultMetricsListen, DefaultLogLevel, DefaultLogFormat, DefaultExemptions,
 		DefaultIKELifetime.String(), DefaultDPDInterval.String(), DefaultDPDTimeout.String(), DefaultESPLifetime.String(),
-		DefaultStart, DefaultPFS, "1400", DefaultRadiusTimeout.String(), DefaultPluginDir, DefaultHealthInterval.String(), fmt.Sprint(DefaultOffload),
+		DefaultStart, DefaultPFS, "1400", DefaultRadiusTimeout.String(), fmt.Sprint(DefaultFragmentSize), DefaultPluginDir, DefaultHealthInterval.String(), fmt.Sprint(DefaultOffload),
 		strings.Join(DefaultIKEProposals, ", "), strings.Join(DefaultESPProposals, ", "), strings.Join(DefaultRemoteAccessESPProposals, ", "), strings.Join(DefaultRemoteAccessIKEProposals, ", ")} {
 		if !strings.Contains(string(doc), "`"+v+"`") {
 			t.Errorf("docs/configuration.md does not show the default `%s`", v)

@@ -11,6 +11,9 @@ const (
 	DefaultLogFormat     = "console"
 	DefaultExemptions    = "windows2003"
 	DefaultIKELifetime   = 8 * time.Hour
+	// DefaultFragmentSize: IKE messages past this datagram size go in
+	// fragments to peers that take them (strongSwan's default too).
+	DefaultFragmentSize = 1280
 	// RADIUS: each server's time to answer, and tries within it.
 	DefaultRadiusTimeout  = 3 * time.Second
 	DefaultRadiusTries    = 2
@@ -144,6 +147,15 @@ func defaultIKE(k *IKE, parent *IKE) {
 		k.Lifetime.Duration = DefaultIKELifetime
 		if parent != nil {
 			k.Lifetime = parent.Lifetime
+		}
+	}
+	if k.Fragmentation == nil && parent != nil {
+		k.Fragmentation = parent.Fragmentation
+	}
+	if k.FragmentSize == 0 {
+		k.FragmentSize = DefaultFragmentSize
+		if parent != nil {
+			k.FragmentSize = parent.FragmentSize
 		}
 	}
 	if k.DPD.Interval.Duration == 0 {

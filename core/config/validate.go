@@ -139,6 +139,9 @@ func (v *validator) ike(k *IKE, path string) {
 			v.errorAt(k.Meta.At("aggressive_mode"), path+".aggressive_mode", "aggressive mode may be enabled only per tunnel, where the peer's identity is configured")
 		}
 	}
+	if k.FragmentSize < 576 || k.FragmentSize > 9000 {
+		v.errorAt(k.Meta.At("fragment_size"), path+".fragment_size", "%d is out of range; allowed 576 to 9000 (the IP datagram size; 1280 by default)", k.FragmentSize)
+	}
 	if d := k.DPD; d.Interval.Duration < time.Second || d.Timeout.Duration <= d.Interval.Duration {
 		v.errorAt(k.DPD.Meta.Pos, path+".dpd", "interval must be at least 1s and timeout longer than interval (got %s and %s)", d.Interval.Duration, d.Timeout.Duration)
 	}

@@ -80,7 +80,8 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, credProfiles, error) {
 		}
 		p := &ike.PeerConfig{Name: t.Name, Local: t.Local.Address.Unmap(), Remote: t.Remote.Address.Unmap(),
 			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB,
-			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always"}
+			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always",
+			NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize}
 		if k.AggressiveMode {
 			// Validation made sure remote.id is set with a preshared key;
 			// with a certificate it is optional.
@@ -169,7 +170,8 @@ func remoteAccessPeer(c *config.Config, ra *config.RemoteAccess) (*ike.PeerConfi
 	k := ra.IKE
 	p := &ike.PeerConfig{Name: raRule, Local: c.Listen[0].Addr.Unmap(), Transport: true, L2TP: true,
 		Lifetime: k.Lifetime.Duration, ESPLifetime: ra.ESP.Lifetime.Duration, ESPLifeKB: ra.ESP.LifetimeKB,
-		DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration}
+		DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration,
+		NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize}
 	if err := setOffers(p, *k, ra.ESP); err != nil {
 		return nil, fmt.Errorf("remote_access: %w", err)
 	}
