@@ -18,25 +18,10 @@ import (
 // vidDPD is RFC 3706 section 5.1's vendor ID (version 1.0).
 var vidDPD = []byte{0xaf, 0xca, 0xd7, 0x13, 0x68, 0xa1, 0xf1, 0xc9, 0x6b, 0x86, 0x96, 0xfc, 0x77, 0x57, 0x01, 0x00}
 
-// dpdVendor is the main mode task that sends and reads the DPD vendor ID.
-type dpdVendor struct{ step int }
-
-func (t *dpdVendor) build(x *exchange, out *msg) (bool, error) {
-	t.step++
-	if t.step <= 2 && x.sa.Peer.DPDInterval > 0 && (t.step == 1 || x.sa.dpdPeer) {
-		out.add(&Data{T: PayloadVendorID, Data: vidDPD})
-	}
-	return t.step >= 2, nil
-}
-
-func (t *dpdVendor) process(x *exchange, in *msg) (bool, error) {
-	t.step++
-	for _, p := range in.all(PayloadVendorID) {
-		if bytes.Equal(p.(*Data).Data, vidDPD) {
-			x.sa.dpdPeer = true
-		}
-	}
-	return t.step >= 2, nil
+// dpdVendor is the phase 1 task that sends and reads the DPD vendor ID.
+func dpdVendor() *vendorCapability {
+	return &vendorCapability{vid: vidDPD, is: func(v []byte) bool { return bytes.Equal(v, vidDPD) },
+		on: func(p *PeerConfig) bool { return p.DPDInterval > 0 }, flag: func(sa *IKESA) *bool { return &sa.dpdPeer }}
 }
 
 // dpdTick runs from Tick for an established SA: it probes a silent peer

@@ -187,22 +187,7 @@ func (m *Manager) transmit(sa *IKESA, b []byte) error {
 
 // fragVendor is the phase 1 task that announces fragmentation and notes
 // whether the peer takes it.
-type fragVendor struct{ step int }
-
-func (t *fragVendor) build(x *exchange, out *msg) (bool, error) {
-	t.step++
-	if t.step <= 2 && !x.sa.Peer.NoFragmentation && (t.step == 1 || x.sa.fragPeer) {
-		out.add(&Data{T: PayloadVendorID, Data: vidFragmentation})
-	}
-	return t.step >= 2, nil
-}
-
-func (t *fragVendor) process(x *exchange, in *msg) (bool, error) {
-	t.step++
-	for _, p := range in.all(PayloadVendorID) {
-		if fragmentVendor(p.(*Data).Data) && !x.sa.Peer.NoFragmentation {
-			x.sa.fragPeer = true
-		}
-	}
-	return t.step >= 2, nil
+func fragVendor() *vendorCapability {
+	return &vendorCapability{vid: vidFragmentation, is: fragmentVendor,
+		on: func(p *PeerConfig) bool { return !p.NoFragmentation }, flag: func(sa *IKESA) *bool { return &sa.fragPeer }}
 }

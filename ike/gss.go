@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf16"
 )
 
@@ -318,11 +319,5 @@ func gssOffered(in *msg) bool {
 
 // withoutGSS drops the GSS method from a list.
 func withoutGSS(auths []uint16) []uint16 {
-	var out []uint16
-	for _, a := range auths {
-		if a != AuthGSS {
-			out = append(out, a)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(auths), func(a uint16) bool { return a == AuthGSS })
 }

@@ -271,9 +271,9 @@ func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA) error {
 		softIKE: softPoint(true), replaces: old != nil}
 	m.sas[sa.ICookie] = sa
 	if peer.Aggressive {
-		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, newAggressiveMode(), &natt{aggressive: true}, &dpdVendor{}, &fragVendor{}))
+		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, newAggressiveMode(), &natt{aggressive: true}, dpdVendor(), fragVendor()))
 	}
-	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, &dpdVendor{}, &fragVendor{})
+	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, dpdVendor(), fragVendor())
 	return m.send(x)
 }
 
@@ -452,9 +452,9 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	}
 	m.sas[sa.ICookie] = sa
 	if h.Exchange == ExchangeAggressive {
-		m.newExchange(sa, ExchangeAggressive, 0, false, newAggressiveMode(), &natt{aggressive: true}, &dpdVendor{}, &fragVendor{})
+		m.newExchange(sa, ExchangeAggressive, 0, false, newAggressiveMode(), &natt{aggressive: true}, dpdVendor(), fragVendor())
 	} else {
-		m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, &dpdVendor{}, &fragVendor{})
+		m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, dpdVendor(), fragVendor())
 	}
 	m.handle(sa, h, b)
 }

@@ -126,7 +126,7 @@ func (c *Client) account(ctx context.Context, s Server, rec AcctRecord) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	req, err := encodeRequestWithAuthenticator(p)
+	req, err := encodeWithAuthenticator(p)
 	if err != nil {
 		return err
 	}

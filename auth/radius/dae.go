@@ -1,7 +1,6 @@
 package radius
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 
@@ -42,7 +41,7 @@ func ReadDisconnect(b, secret []byte) (*DisconnectRequest, error) {
 	if !radius.IsAuthenticRequest(b, secret) {
 		return nil, fmt.Errorf("%w: Request Authenticator (wrong shared secret?)", ErrBadResponse)
 	}
-	if err := checkRequestMessageAuthenticator(b, secret); err != nil {
+	if err := checkMessageAuthenticator(b, make([]byte, 16), secret, false); err != nil {
 		return nil, err
 	}
 	p, err := radius.Parse(b, secret)
@@ -78,28 +77,4 @@ func (d *DisconnectRequest) Reply(cause uint32) ([]byte, error) {
 		return nil, err
 	}
 	return r.Encode()
-}
-
-// checkRequestMessageAuthenticator verifies a request's
-// Message-Authenticator: for these requests the HMAC covers the packet
-// with a zero Request Authenticator and a zero attribute value (RFC 5176
-// section 3.3, RFC 3579 section 3.2).
-func checkRequestMessageAuthenticator(b, secret []byte) error {
-	c := bytes.Clone(b)
-	clear(c[4:20])
-	for i := 20; i+2 <= len(c); {
-		l := int(c[i+1])
-		if l < 2 || i+l > len(c) {
-			return fmt.Errorf("%w: attribute overruns the packet", ErrBadResponse)
-		}
-		if c[i] == 80 && l == 18 {
-			got := bytes.Clone(c[i+2 : i+18])
-			clear(c[i+2 : i+18])
-			if !bytes.Equal(hmacMD5(secret, c), got) {
-				return fmt.Errorf("%w: Message-Authenticator", ErrBadResponse)
-			}
-		}
-		i += l
-	}
-	return nil
 }

@@ -3,13 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -361,27 +359,16 @@ func (v *validator) radius(r *Radius, path string) {
 	for i := range r.Servers {
 		s := &r.Servers[i]
 		where := fmt.Sprintf("%s.servers[%d]", path, i)
-		host, port, err := net.SplitHostPort(s.Address)
-		if err != nil {
-			host, port = s.Address, "1812"
-		}
-		if a, err := netip.ParseAddr(host); err != nil || a.IsUnspecified() {
+		if a, err := addrPort(s.Address, 1812); err != nil {
 			v.errorAt(s.Meta.At("address"), where+".address", "%q is not a server address (an IP address, optionally with :port)", s.Address)
-		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			v.errorAt(s.Meta.At("address"), where+".address", "%q: bad port", s.Address)
 		} else {
-			s.Address = net.JoinHostPort(a.String(), port)
+			s.Address = a.String()
 			if s.AccountingAddress == "" {
-				s.AccountingAddress = net.JoinHostPort(a.String(), "1813")
+				s.AccountingAddress = netip.AddrPortFrom(a.Addr(), 1813).String()
 			}
 		}
-		if s.AccountingAddress != "" {
-			ah, ap, err := net.SplitHostPort(s.AccountingAddress)
-			if a, aerr := netip.ParseAddr(ah); err != nil || aerr != nil || a.IsUnspecified() {
-				v.errorAt(s.Meta.At("accounting_address"), where+".accounting_address", "%q is not host:port, e.g. 10.1.0.5:1813", s.AccountingAddress)
-			} else if p, err := strconv.Atoi(ap); err != nil || p < 1 || p > 65535 {
-				v.errorAt(s.Meta.At("accounting_address"), where+".accounting_address", "%q: bad port", s.AccountingAddress)
-			}
+		if _, err := addrPort(s.AccountingAddress, 0); s.AccountingAddress != "" && err != nil {
+			v.errorAt(s.Meta.At("accounting_address"), where+".accounting_address", "%q is not host:port, e.g. 10.1.0.5:1813", s.AccountingAddress)
 		}
 		if s.SecretFile == "" {
 			v.errorAt(s.Meta.Pos, where+".secret_file", "required: the file holding the shared secret (mode 0600)")
@@ -396,12 +383,8 @@ func (v *validator) radius(r *Radius, path string) {
 	case d < 100*time.Millisecond || d > 30*time.Second:
 		v.errorAt(r.Meta.At("timeout"), path+".timeout", "%v is out of range; allowed 100ms to 30s (clients give up on PPP after about 30 s in all)", d)
 	}
-	if r.DisconnectListen != "" {
-		h, p, err := net.SplitHostPort(r.DisconnectListen)
-		port, perr := strconv.Atoi(p)
-		if _, aerr := netip.ParseAddr(h); err != nil || aerr != nil || perr != nil || port < 1 || port > 65535 {
-			v.errorAt(r.Meta.At("disconnect_listen"), path+".disconnect_listen", "%q is not address:port, e.g. 0.0.0.0:3799", r.DisconnectListen)
-		}
+	if _, err := addrPort(r.DisconnectListen, 0); r.DisconnectListen != "" && err != nil {
+		v.errorAt(r.Meta.At("disconnect_listen"), path+".disconnect_listen", "%q is not address:port, e.g. 0.0.0.0:3799", r.DisconnectListen)
 	}
 	if d := r.InterimInterval.Duration; d != 0 && (d < 5*time.Second || d > 24*time.Hour) {
 		v.errorAt(r.Meta.At("interim_interval"), path+".interim_interval", "%v is out of range; use 0 (none) or 5s to 24h (RFC 2869 asks for 600s or more in production)", d)
@@ -412,6 +395,26 @@ func (v *validator) radius(r *Radius, path string) {
 	case r.Tries < 1 || r.Tries > 5:
 		v.errorAt(r.Meta.At("tries"), path+".tries", "%d is out of range; allowed 1 to 5", r.Tries)
 	}
+}
+
+// addrPort parses address:port, or a bare address taking defPort when
+// that is not 0. The port must not be 0; for a server, nor the address
+// unspecified.
+func addrPort(s string, defPort uint16) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil && defPort != 0 {
+		var a netip.Addr
+		if a, err = netip.ParseAddr(s); err == nil {
+			ap = netip.AddrPortFrom(a, defPort)
+		}
+	}
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if ap.Port() == 0 || (defPort != 0 && ap.Addr().IsUnspecified()) {
+		return netip.AddrPort{}, fmt.Errorf("%s: no port, or no address", s)
+	}
+	return ap, nil
 }
 
 // abs resolves a relative path against the configuration file's folder.

@@ -26,8 +26,7 @@ import (
 func (r *remoteAccess) startDisconnects(ctx context.Context, rc *config.Radius) error {
 	secrets := map[netip.Addr][]byte{}
 	for _, s := range rc.Servers {
-		host, _, _ := net.SplitHostPort(s.Address)
-		a, err := netip.ParseAddr(host)
+		ap, err := netip.ParseAddrPort(s.Address) // host:port since validation
 		if err != nil {
 			return err
 		}
@@ -35,7 +34,7 @@ func (r *remoteAccess) startDisconnects(ctx context.Context, rc *config.Radius) 
 		if err != nil {
 			return fmt.Errorf("disconnect_listen: %w", err)
 		}
-		secrets[a.Unmap()] = b
+		secrets[ap.Addr().Unmap()] = b
 	}
 	conn, err := net.ListenPacket("udp", rc.DisconnectListen)
 	if err != nil {

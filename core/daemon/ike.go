@@ -250,9 +250,9 @@ const authCallTimeout = 2 * time.Second
 // the KDC for a ticket (a TGT, then the service ticket).
 const gssCallTimeout = 5 * time.Second
 
-// certAuth finds the plugin and the profile of a peer's certificate or
+// credAuth finds the plugin and the profile of a peer's certificate or
 // Kerberos method.
-func (h *ikeHost) certAuth(peer *ike.PeerConfig, method uint16) (sdk.Authenticator, string, error) {
+func (h *ikeHost) credAuth(peer *ike.PeerConfig, method uint16) (sdk.Authenticator, string, error) {
 	profile, ok := h.profiles[peer.Name][method]
 	if !ok {
 		return nil, "", fmt.Errorf("%s is not configured for %s", peer.Name, ike.MethodName(method))
@@ -266,7 +266,7 @@ func (h *ikeHost) certAuth(peer *ike.PeerConfig, method uint16) (sdk.Authenticat
 }
 
 func (h *ikeHost) LocalCredentials(peer *ike.PeerConfig, method uint16, peerCAs [][]byte) (*ike.LocalCredentials, error) {
-	a, profile, err := h.certAuth(peer, method)
+	a, profile, err := h.credAuth(peer, method)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +284,7 @@ func (h *ikeHost) LocalCredentials(peer *ike.PeerConfig, method uint16, peerCAs 
 }
 
 func (h *ikeHost) Sign(peer *ike.PeerConfig, method uint16, hash []byte) ([]byte, error) {
-	a, profile, err := h.certAuth(peer, method)
+	a, profile, err := h.credAuth(peer, method)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +294,7 @@ func (h *ikeHost) Sign(peer *ike.PeerConfig, method uint16, hash []byte) ([]byte
 }
 
 func (h *ikeHost) VerifyPeer(peer *ike.PeerConfig, method uint16, chain [][]byte, id *ike.ID) (*ike.PeerCredentials, error) {
-	a, profile, err := h.certAuth(peer, method)
+	a, profile, err := h.credAuth(peer, method)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +315,7 @@ func (h *ikeHost) VerifyPeer(peer *ike.PeerConfig, method uint16, chain [][]byte
 }
 
 func (h *ikeHost) GSSStep(peer *ike.PeerConfig, c *ike.GSSContext, token []byte) ([]byte, error) {
-	a, profile, err := h.certAuth(peer, ike.AuthGSS)
+	a, profile, err := h.credAuth(peer, ike.AuthGSS)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +343,7 @@ func (h *ikeHost) GSSUnwrap(peer *ike.PeerConfig, c *ike.GSSContext, token []byt
 
 // gssCall makes one Kerberos plugin call for peer, bounded in time.
 func (h *ikeHost) gssCall(peer *ike.PeerConfig, f func(context.Context, sdk.Authenticator) ([]byte, error)) ([]byte, error) {
-	a, _, err := h.certAuth(peer, ike.AuthGSS)
+	a, _, err := h.credAuth(peer, ike.AuthGSS)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -263,15 +264,13 @@ func (r *remoteAccess) dropGrant(handle uint64) {
 func (r *remoteAccess) expireIdle(now time.Time) {
 	limit := r.cfg.IdleTimeout.Duration
 	r.mu.Lock()
-	perUser := len(r.grants) > 0
+	grants := maps.Clone(r.grants) // few: only users RADIUS gave limits
 	r.mu.Unlock()
-	if limit <= 0 && !perUser {
+	if limit <= 0 && len(grants) == 0 {
 		return
 	}
 	for _, s := range r.table.All() {
-		r.mu.Lock()
-		g := r.grants[s.Handle]
-		r.mu.Unlock()
+		g := grants[s.Handle]
 		if g.sessionTimeout > 0 && now.Sub(s.Since) >= g.sessionTimeout {
 			r.hangUp(s, fmt.Sprintf("session timeout: connected for %v (Session-Timeout %v from RADIUS)", now.Sub(s.Since).Round(time.Second), g.sessionTimeout))
 			continue

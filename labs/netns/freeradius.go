@@ -1,7 +1,6 @@
 package netns
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -35,21 +34,7 @@ type FreeRADIUS struct {
 // the test saying why.
 func RequireFreeRADIUS(t testing.TB) {
 	t.Helper()
-	have := func() error {
-		_, e1 := os.Stat(freeradiusBin)
-		_, e2 := os.Stat(radclientBin)
-		return errors.Join(e1, e2)
-	}
-	if have() == nil {
-		return
-	}
-	if os.Getuid() != 0 {
-		t.Skipf("SKIPPING: FreeRADIUS (freeradius, freeradius-utils) is not installed and we are not root to install it")
-	}
-	out, err := exec.Command("sh", filepath.Join(repoRoot(), "contrib/scripts/install-test-deps.sh")).CombinedOutput()
-	if herr := have(); herr != nil {
-		t.Fatalf("installing FreeRADIUS failed: %v (%v: %s)", herr, err, out)
-	}
+	requireInstalled(t, "FreeRADIUS (freeradius, freeradius-utils)", freeradiusBin, radclientBin)
 }
 
 // StartFreeRADIUS serves on ip until the test ends: at free ports, or

@@ -34,26 +34,31 @@ type KDC struct {
 // test saying why.
 func RequireKDC(t testing.TB) {
 	t.Helper()
-	_, err1 := os.Stat(kadminLocal)
-	_, err2 := os.Stat(kinit)
-	if err1 == nil && err2 == nil {
+	requireInstalled(t, "MIT Kerberos (krb5-kdc, krb5-admin-server, krb5-user)", kadminLocal, kinit)
+}
+
+// requireInstalled runs install-test-deps when one of paths is missing
+// (as root), or skips the test saying why; it fails the test when the
+// install did not bring them.
+func requireInstalled(t testing.TB, what string, paths ...string) {
+	t.Helper()
+	missing := func() error {
+		var errs []error
+		for _, p := range paths {
+			_, err := os.Stat(p)
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	}
+	if missing() == nil {
 		return
 	}
 	if os.Getuid() != 0 {
-		t.Skipf("SKIPPING: MIT Kerberos (krb5-kdc, krb5-admin-server, krb5-user) is not installed and we are not root to install it")
+		t.Skipf("SKIPPING: %s is not installed and we are not root to install it", what)
 	}
-	script, err := filepath.Abs(filepath.Join(repoRoot(), "contrib/scripts/install-test-deps.sh"))
-	if err == nil {
-		var out []byte
-		out, err = exec.Command("sh", script).CombinedOutput()
-		if err != nil {
-			err = fmt.Errorf("%v: %s", err, out)
-		}
-	}
-	_, err1 = os.Stat(kadminLocal)
-	_, err2 = os.Stat(kinit)
-	if serr := errors.Join(err1, err2); serr != nil {
-		t.Fatalf("installing MIT Kerberos failed: %v (%v)", serr, err)
+	out, err := exec.Command("sh", filepath.Join(repoRoot(), "contrib/scripts/install-test-deps.sh")).CombinedOutput()
+	if merr := missing(); merr != nil {
+		t.Fatalf("installing %s failed: %v (%v: %s)", what, merr, err, out)
 	}
 }
 
