@@ -4,7 +4,7 @@
 GO      ?= go
 TOOLS   := $(CURDIR)/.tools/bin
 BIN     := $(CURDIR)/bin
-PLUGINS := auth-psk auth-x509 auth-krb5 l2tp
+PLUGINS := auth-psk auth-x509 auth-krb5 l2tp interop-windows interop-apple interop-android
 # Plugins kept in contrib/ (they wrap outside protocols): built the same way.
 CONTRIB_PLUGINS := radius
 

@@ -122,8 +122,11 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 			return false, fail("authentication-failed", NotifyInvalidIDInformation, "aggressive mode: the peer calls itself %s, the tunnel expects %s", got, p.RemoteID)
 		}
 		sa.peerID = got
-		p1, reply, err := SelectPhase1(offered, p.Proposals, p.Auth)
+		p1, reply, err := SelectPhase1(offered, sa.proposals(), p.Auth)
 		if err != nil {
+			if sa.interop.Hint != "" {
+				err = fmt.Errorf("%w; %s", err, sa.interop.Hint)
+			}
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("aggressive mode: %w", err)}
 		}
 		sa.phase1 = p1
@@ -149,7 +152,7 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		if !ok1 || !ok2 || !ok3 || !ok4 {
 			return false, fail("malformed", NotifyPayloadMalformed, "aggressive mode message 2 lacks SA, KE, nonce or ID")
 		}
-		p1, err := AcceptPhase1Reply(reply, p.Proposals, p.Auth)
+		p1, err := p.acceptPhase1Reply(reply)
 		if err != nil {
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("aggressive mode: %w", err)}
 		}

@@ -47,6 +47,12 @@ type PeerConfig struct {
 	// AuthRSASig, AuthECDSA256...): the initiator offers them in this
 	// order, the responder takes the first the peer offered.
 	Auth []uint16
+	// Offer, when set, is the initiator's phase 1 offer transform by
+	// transform, in place of Proposals and Auth; VendorIDs are added to
+	// its first message. Both let a client emulate a family's offer
+	// (gatehouse connect --profile), weak transforms included.
+	Offer     []Phase1
+	VendorIDs [][]byte
 	// GSS configures the GSS-API (Kerberos) method, AuthGSS.
 	GSS GSSOptions
 	// NoFragmentation neither announces nor uses IKE fragmentation;

@@ -1,7 +1,6 @@
 package ike
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -20,15 +19,14 @@ var vidDPD = []byte{0xaf, 0xca, 0xd7, 0x13, 0x68, 0xa1, 0xf1, 0xc9, 0x6b, 0x86, 
 
 // dpdVendor is the phase 1 task that sends and reads the DPD vendor ID.
 func dpdVendor() *vendorCapability {
-	return &vendorCapability{vid: vidDPD, is: func(v []byte) bool { return bytes.Equal(v, vidDPD) },
-		on: func(p *PeerConfig) bool { return p.DPDInterval > 0 }, flag: func(sa *IKESA) *bool { return &sa.dpdPeer }}
+	return &vendorCapability{vid: vidDPD, on: func(p *PeerConfig) bool { return p.DPDInterval > 0 }, flag: FlagDPD}
 }
 
 // dpdTick runs from Tick for an established SA: it probes a silent peer
 // and declares it dead after the timeout. It reports whether the SA died.
 func (m *Manager) dpdTick(sa *IKESA, now time.Time) bool {
 	p := sa.Peer
-	if p.DPDInterval <= 0 || !sa.dpdPeer || sa.state != stateEstablished || sa.expired {
+	if p.DPDInterval <= 0 || !sa.flags.Has(FlagDPD) || sa.state != stateEstablished || sa.expired {
 		return false // an expired SA was deleted: the peer would not answer on it
 	}
 	silent := now.Sub(sa.lastHeard)

@@ -154,7 +154,7 @@ func (m *Manager) transmit(sa *IKESA, b []byte) error {
 	// The fragment data that fits one datagram: less IP, UDP, the
 	// non-ESP marker on 4500, the ISAKMP header and the payload headers.
 	room := size - 20 - 8 - 4 - HeaderLen - GenericHeaderLen - 4
-	if !sa.fragPeer || len(b) <= size-20-8-4 || room <= 0 {
+	if sa.Peer.NoFragmentation || !sa.flags.Has(FlagFragmentation) || len(b) <= size-20-8-4 || room <= 0 {
 		return m.host.Send(b, sa.Local, sa.Remote)
 	}
 	h, err := ParseHeader(b)
@@ -188,6 +188,5 @@ func (m *Manager) transmit(sa *IKESA, b []byte) error {
 // fragVendor is the phase 1 task that announces fragmentation and notes
 // whether the peer takes it.
 func fragVendor() *vendorCapability {
-	return &vendorCapability{vid: vidFragmentation, is: fragmentVendor,
-		on: func(p *PeerConfig) bool { return !p.NoFragmentation }, flag: func(sa *IKESA) *bool { return &sa.fragPeer }}
+	return &vendorCapability{vid: vidFragmentation, on: func(p *PeerConfig) bool { return !p.NoFragmentation }, flag: FlagFragmentation}
 }

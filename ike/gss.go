@@ -306,17 +306,6 @@ func (t *mainMode) processGSS(sa *IKESA, in *msg) error {
 	return nil
 }
 
-// gssOffered reports whether message 1 or 2 carries a vendor ID that
-// makes 65001 mean GSS-API.
-func gssOffered(in *msg) bool {
-	for _, p := range in.all(PayloadVendorID) {
-		if gssVendor(p.(*Data).Data) {
-			return true
-		}
-	}
-	return false
-}
-
 // withoutGSS drops the GSS method from a list.
 func withoutGSS(auths []uint16) []uint16 {
 	return slices.DeleteFunc(slices.Clone(auths), func(a uint16) bool { return a == AuthGSS })

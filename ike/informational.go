@@ -125,6 +125,12 @@ func (m *Manager) sendInformational(sa *IKESA, ps []Payload) {
 	for id == 0 {
 		id = binary.BigEndian.Uint32(m.random(4))
 	}
+	m.sendInformationalID(sa, id, ps)
+}
+
+// sendInformationalID sends an informational exchange with a given
+// message ID.
+func (m *Manager) sendInformationalID(sa *IKESA, id uint32, ps []Payload) {
 	x := &exchange{sa: sa, typ: ExchangeInformational, msgID: id}
 	out := &msg{}
 	encrypt := sa.crypt != nil && sa.p1encrypt

@@ -45,7 +45,7 @@ func (t *mainMode) build(x *exchange, out *msg) (bool, error) {
 	switch {
 	case sa.Initiator && t.step == 1:
 		p := sa.Peer
-		t.offered = Phase1Offer(p.Proposals, p.Auth, p.Lifetime)
+		t.offered = p.phase1Offer()
 		gss := slices.Contains(p.Auth, AuthGSS)
 		if gss {
 			tr := t.offered.Proposals[0].Transforms
@@ -132,13 +132,16 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 			return false, fail("malformed", NotifyPayloadMalformed, "main mode message 1 has no SA payload")
 		}
 		auths := sa.Peer.Auth
-		if !gssOffered(in) {
+		if !sa.flags.Has(FlagGSSAPI) {
 			auths = withoutGSS(auths) // 65001 without the vendor ID is XAUTH's, which we do not speak
 		}
-		p1, reply, err := SelectPhase1(offered, sa.Peer.Proposals, auths)
+		p1, reply, err := SelectPhase1(offered, sa.proposals(), auths)
 		if err != nil {
 			if len(auths) < len(sa.Peer.Auth) {
 				err = fmt.Errorf("%w (gss-krb5 needs the peer's GSSAPI or MS NT5 vendor ID)", err)
+			}
+			if sa.interop.Hint != "" {
+				err = fmt.Errorf("%w; %s", err, sa.interop.Hint)
 			}
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
 		}
@@ -159,7 +162,7 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 		if !ok {
 			return false, fail("malformed", NotifyPayloadMalformed, "main mode message 2 has no SA payload")
 		}
-		p1, err := AcceptPhase1Reply(reply, sa.Peer.Proposals, sa.Peer.Auth)
+		p1, err := sa.Peer.acceptPhase1Reply(reply)
 		if err != nil {
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
 		}
@@ -263,7 +266,7 @@ func (t *mainMode) noteInitialContact(sa *IKESA, in *msg) {
 // startGSSInitiator reads the responder's GSS identity from its choice
 // and settles whom our ticket is for.
 func (t *mainMode) startGSSInitiator(sa *IKESA, in *msg, chosen Transform) error {
-	if !gssOffered(in) {
+	if !sa.flags.Has(FlagGSSAPI) {
 		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: the responder chose method 65001 without a GSS-API vendor ID (XAUTH?)")
 	}
 	g := &gssState{ctx: GSSContext{Initiator: true, Target: sa.Peer.GSS.Target}}

@@ -66,13 +66,17 @@ type IKESA struct {
 	// its ID payload with a preshared key.
 	peerID string
 
+	// The peer's features and quirks, read from its first message
+	// (vendor.go), and what the interop plugins made of it.
+	classified bool
+	flags      Flags
+	interop    InteropAnswer
+
 	// initialContact: the peer said it holds no other SA with us.
 	initialContact bool
 	lastKeepalive  time.Time
 
 	// DPD (dpd.go): whether the peer does it, and our probe state.
-	dpdPeer   bool
-	fragPeer  bool // the peer announced IKE fragmentation
 	dpdSeq    uint32
 	dpdSent   time.Time
 	lastHeard time.Time
@@ -100,6 +104,7 @@ type Manager struct {
 	restarts map[*PeerConfig]time.Time
 	// frags: messages being reassembled from fragments (fragment.go);
 	// fragSize: the datagram size past which we fragment.
+	interop  Interop
 	frags    map[fragKey]*fragBuffer
 	fragSize int
 }
@@ -117,6 +122,8 @@ type Config struct {
 	// FragmentSize is the IP datagram size past which messages go in
 	// fragments to peers that take them (0: 1280).
 	FragmentSize int
+	// Interop classifies peers (nil: the built-in vendor IDs only).
+	Interop Interop
 }
 
 // NewManager makes a manager; SetPeers gives it peers.
@@ -128,7 +135,7 @@ func NewManager(c Config) *Manager {
 		c.Now = time.Now
 	}
 	return &Manager{log: c.Log, host: c.Host, rand: c.Rand, now: c.Now, sas: map[Cookie]*IKESA{}, refused: map[netip.Addr]time.Time{},
-		restarts: map[*PeerConfig]time.Time{}, frags: map[fragKey]*fragBuffer{}, fragSize: c.FragmentSize}
+		restarts: map[*PeerConfig]time.Time{}, frags: map[fragKey]*fragBuffer{}, fragSize: c.FragmentSize, interop: c.Interop}
 }
 
 // SetPeers replaces the peer list (on load and reload).
@@ -270,10 +277,13 @@ func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA) error {
 		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
 		softIKE: softPoint(true), replaces: old != nil}
 	m.sas[sa.ICookie] = sa
-	if peer.Aggressive {
-		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, newAggressiveMode(), &natt{aggressive: true}, dpdVendor(), fragVendor()))
+	if m.interop != nil {
+		sa.interop.VendorIDs = m.interop.VendorIDs(peer, sa.Remote)
 	}
-	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, dpdVendor(), fragVendor())
+	if peer.Aggressive {
+		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, newAggressiveMode(), &natt{aggressive: true}, dpdVendor(), fragVendor(), extraVendorIDs{}))
+	}
+	x := m.newExchange(sa, ExchangeMain, 0, true, &mainMode{}, &natt{}, dpdVendor(), fragVendor(), extraVendorIDs{})
 	return m.send(x)
 }
 
@@ -452,9 +462,9 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	}
 	m.sas[sa.ICookie] = sa
 	if h.Exchange == ExchangeAggressive {
-		m.newExchange(sa, ExchangeAggressive, 0, false, newAggressiveMode(), &natt{aggressive: true}, dpdVendor(), fragVendor())
+		m.newExchange(sa, ExchangeAggressive, 0, false, newAggressiveMode(), &natt{aggressive: true}, dpdVendor(), fragVendor(), extraVendorIDs{})
 	} else {
-		m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, dpdVendor(), fragVendor())
+		m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, dpdVendor(), fragVendor(), extraVendorIDs{})
 	}
 	m.handle(sa, h, b)
 }
@@ -503,6 +513,9 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
 	x.lastRecvHash = digest
 	x.waiting = false
 	sa.lastHeard = m.now()
+	if x.typ.phase1() && !sa.classified {
+		m.classify(sa, in)
+	}
 	if err := x.process(in); err != nil {
 		m.failed(x, err)
 		return
@@ -644,7 +657,10 @@ func (m *Manager) failed(x *exchange, err error) {
 		zap.Stringer("exchange", x.typ), zap.String("reason", reason), zap.Error(err))
 	m.host.Event(Event{ID: EventNegotiationErr, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Reason: reason,
 		Message: fmt.Sprintf("negotiation with %s (%s) failed: %v", sa.Peer.Name, sa.Remote.Addr(), err)})
-	if notify != 0 {
+	switch {
+	case notify != 0 && x.typ == ExchangeQuick && sa.flags.Has(FlagQMNotifyMsgID):
+		m.sendInformationalID(sa, x.msgID, []Payload{sa.isakmpNotify(notify, nil)})
+	case notify != 0:
 		m.sendNotify(sa, notify)
 	}
 	if x.typ.phase1() {
@@ -753,6 +769,10 @@ type SAInfo struct {
 	// proved to be (certificate subject, or ID payload with a PSK).
 	Auth   string
 	PeerID string
+	// Family is the client family an interop plugin recognised, Detail
+	// what it read; Flags the peer's features and quirks in use.
+	Family, Detail, Plugin string
+	Flags                  []string
 }
 
 func (m *Manager) SAs() []SAInfo {
@@ -763,7 +783,8 @@ func (m *Manager) SAs() []SAInfo {
 		out = append(out, SAInfo{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, ICookie: sa.ICookie, RCookie: sa.RCookie,
 			Initiator: sa.Initiator, Established: sa.state == stateEstablished, Phase1: sa.phase1.String(),
 			Age: m.now().Sub(sa.created), Children: len(sa.children), NAT: sa.natDetected(), Expired: sa.expired,
-			Auth: MethodName(sa.phase1.Auth), PeerID: sa.peerID})
+			Auth: MethodName(sa.phase1.Auth), PeerID: sa.peerID, Family: sa.interop.Family, Detail: sa.interop.Detail,
+			Plugin: sa.interop.Plugin, Flags: sa.flags.Names()})
 	}
 	return out
 }

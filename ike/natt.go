@@ -87,16 +87,13 @@ func (t *natt) process(x *exchange, in *msg) (bool, error) {
 	sa := x.sa
 	t.step++
 	if t.step <= 2 {
-		dialect := nattNone
-		for _, p := range in.all(PayloadVendorID) {
-			switch v := p.(*Data).Data; {
-			case bytes.Equal(v, vidRFC3947):
-				dialect = nattRFC
-			case dialect == nattNone && (bytes.Equal(v, vidDraft02) || bytes.Equal(v, vidDraft02N) || bytes.Equal(v, vidDraft03)):
-				dialect = nattDraft
-			}
+		// The drafts only when a flag says this peer speaks them.
+		switch {
+		case sa.flags.Has(FlagNATT):
+			sa.nattDialect = nattRFC
+		case sa.flags.Has(FlagNATTDraft):
+			sa.nattDialect = nattDraft
 		}
-		sa.nattDialect = dialect
 	}
 	if !t.natdStep(t.step) || sa.nattDialect == nattNone {
 		return t.step >= t.last(), nil

@@ -61,12 +61,17 @@ func (p Phase1) String() string {
 		c = fmt.Sprintf("aes%d", p.KeyBits)
 	case cipher3DESCBC:
 		c = "3des"
+	case 1:
+		c = "des" // named so that refusals and interop plugins can read it
 	}
-	h := map[uint16]string{HashSHA1: "sha1", HashSHA256: "sha256", HashSHA384: "sha384", HashSHA512: "sha512"}[p.Hash]
+	h := map[uint16]string{1: "md5", HashSHA1: "sha1", HashSHA256: "sha256", HashSHA384: "sha384", HashSHA512: "sha512"}[p.Hash]
 	if h == "" {
 		h = fmt.Sprintf("hash%d", p.Hash)
 	}
 	g := fmt.Sprintf("group%d", p.Group)
+	if p.Group == 1 {
+		g = "modp768"
+	}
 	for _, grp := range groups {
 		if grp.Number == p.Group {
 			g = grp.Name
@@ -107,6 +112,44 @@ func Phase1Offer(props []Proposal, auths []uint16, life time.Duration) *SA {
 		}
 	}
 	return &SA{DOI: DOIIPsec, Situation: SitIdentityOnly, Proposals: []SAProposal{p}}
+}
+
+// phase1Offer is the SA payload an initiator sends this peer.
+func (p *PeerConfig) phase1Offer() *SA {
+	if len(p.Offer) == 0 {
+		return Phase1Offer(p.Proposals, p.Auth, p.Lifetime)
+	}
+	return TransformOffer(p.Offer)
+}
+
+// TransformOffer is a phase 1 SA payload with exactly these transforms, in
+// order: one ISAKMP proposal, transforms numbered from 1.
+func TransformOffer(ts []Phase1) *SA {
+	sp := SAProposal{Number: 1, Protocol: ProtoISAKMP}
+	for i, o := range ts {
+		sp.Transforms = append(sp.Transforms, o.transform(uint8(i+1)))
+	}
+	return &SA{DOI: DOIIPsec, Situation: SitIdentityOnly, Proposals: []SAProposal{sp}}
+}
+
+// acceptPhase1Reply checks the responder's choice against our offer.
+func (p *PeerConfig) acceptPhase1Reply(reply *SA) (Phase1, error) {
+	if len(p.Offer) == 0 {
+		return AcceptPhase1Reply(reply, p.Proposals, p.Auth)
+	}
+	if len(reply.Proposals) != 1 || len(reply.Proposals[0].Transforms) != 1 {
+		return Phase1{}, fmt.Errorf("%w: the responder must choose one transform", ErrNoProposalChosen)
+	}
+	got, err := parsePhase1(reply.Proposals[0].Transforms[0])
+	if err != nil {
+		return Phase1{}, fmt.Errorf("%w: responder's choice: %v", ErrNoProposalChosen, err)
+	}
+	for _, o := range p.Offer {
+		if got.same(o) {
+			return got, nil
+		}
+	}
+	return Phase1{}, fmt.Errorf("%w: the responder chose %v/%s, which we did not offer", ErrNoProposalChosen, got, MethodName(got.Auth))
 }
 
 // parsePhase1 reads a phase 1 transform. Unknown attribute types make it
@@ -150,6 +193,9 @@ func parsePhase1(t Transform) (Phase1, error) {
 	}
 	if p.Cipher == cipher3DESCBC && p.KeyBits == 0 {
 		p.KeyBits = 192
+	}
+	if p.Cipher == 1 && p.KeyBits == 0 {
+		p.KeyBits = 64 // DES: never chosen, but compared when offered
 	}
 	return p, nil
 }

@@ -57,7 +57,7 @@ func (t *quickMode) build(x *exchange, out *msg) (bool, error) {
 			return false, fail("error", 0, "quick mode: no SPI: %v", err)
 		}
 		t.inSPI, t.ni = spi, m.random(nonceLen)
-		rest := []Payload{Phase2Offer(p.ESP, spi, sa.udpEncap(p.Transport), p.PFS, p.ESPLifetime, p.ESPLifeKB), &Data{T: PayloadNonce, Data: t.ni}}
+		rest := []Payload{Phase2Offer(sa.espSuites(), spi, sa.udpEncap(p.Transport), p.PFS, p.ESPLifetime, p.ESPLifeKB), &Data{T: PayloadNonce, Data: t.ni}}
 		if p.PFS != 0 {
 			dh, err := NewDH(p.PFS, m.rand)
 			if err != nil {
@@ -138,7 +138,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 		if !ok1 || !ok2 {
 			return false, fail("malformed", NotifyPayloadMalformed, "quick mode message 1 lacks SA or nonce")
 		}
-		p2, reply, err := SelectPhase2(offered, p.ESP, func(e uint16) bool { return e == sa.udpEncap(p.Transport) }, p.PFS)
+		p2, reply, err := SelectPhase2(offered, sa.espSuites(), func(e uint16) bool { return e == sa.udpEncap(p.Transport) }, p.PFS)
 		if err != nil {
 			return false, fail("no-proposal-chosen", NotifyNoProposalChosen, "quick mode: %v", err)
 		}
@@ -169,7 +169,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 			return false, fail("malformed", NotifyBadProposalSyntax, "quick mode message 2 needs one SA proposal with one transform, and a nonce")
 		}
 		p2, err := parsePhase2(reply.Proposals[0], reply.Proposals[0].Transforms[0])
-		if err != nil || p2.Encap != sa.udpEncap(p.Transport) || p2.Group != p.PFS || !offeredSuite(p.ESP, p2.Suite) {
+		if err != nil || p2.Encap != sa.udpEncap(p.Transport) || p2.Group != p.PFS || !offeredSuite(sa.espSuites(), p2.Suite) {
 			return false, fail("no-proposal-chosen", NotifyNoProposalChosen, "quick mode: the responder chose something we did not offer (%v, %v)", p2.Suite, err)
 		}
 		t.p2, t.outSPI, t.nr = p2, p2.SPI, nonce.Data

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/raclient"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/clients"
 	"github.com/gatehouse/gatehouse/ppp"
 )
 
@@ -47,6 +49,7 @@ type connectFlags struct {
 	mark                        uint32
 	setupTimeout, duration      time.Duration
 	legacy, verbose             bool
+	profile                     string
 	keylog                      string
 }
 
@@ -69,7 +72,19 @@ installed.
 
 By default it offers what Windows 10/11 offer: main mode AES-CBC with SHA1
 over ECP384, ECP256 and MODP2048 (MODP1024 with --legacy), quick mode ESP
-AES-CBC-256/128 with HMAC-SHA1. PPP accepts MS-CHAPv2, CHAP-MD5 and PAP, in
+AES-CBC-256/128 with HMAC-SHA1.
+
+--profile makes main mode offer exactly what a built-in client offers,
+transform by transform, with its lifetimes and vendor IDs (docs/interop.md):
+  windows          Windows 10/11: AES/SHA1 over ECP384, ECP256, MODP2048; 8 h
+  windows-legacy   Windows 7 on older settings: 3DES/SHA1/MODP1024 only
+  apple            macOS/iOS racoon: 14 transforms over DH14, DH5, DH2; 1 h
+  android          Android up to 11: MODP1024 only (AES, 3DES, DES); 8 h
+and quick mode offer the family's ESP suites (without MD5 and DES, which
+Gatehouse does not have). A server without the matching interop plugin may
+refuse the legacy ones: that is what the profiles are for.
+
+PPP accepts MS-CHAPv2, CHAP-MD5 and PAP, in
 that order of preference.
 
 Load testing: --calls N opens N PPP sessions over --tunnels M L2TP tunnels
@@ -118,6 +133,7 @@ Exit status:
 	fl.StringSliceVar(&f.esp, "esp", windowsESP, "quick mode ESP proposals to offer, in order")
 	fl.StringSliceVar(&f.auth, "ppp-auth", []string{"mschapv2", "chap", "pap"}, "PPP authentication the client accepts, in order of preference")
 	fl.BoolVar(&f.legacy, "legacy", false, "also offer 3DES-SHA1-MODP1024 and 3DES-SHA1, as older Windows settings do")
+	fl.StringVar(&f.profile, "profile", "", "offer what a built-in client offers: windows, windows-legacy, apple or android (instead of --ike, --esp, --legacy)")
 	fl.StringSliceVar(&f.routes, "route", nil, "prefix to send through the tunnel (repeatable), e.g. 10.1.0.0/16")
 	fl.StringVar(&f.tun, "tun", "gatehouse-c0", "TUN device to create")
 	fl.IntVar(&f.mtu, "mtu", 1400, "TUN MTU and the PPP MRU we ask for")
@@ -185,6 +201,18 @@ func (f *connectFlags) config() (raclient.Config, error) {
 	}
 	c.User = f.user
 	ikeOffers, espOffers := f.ike, f.esp
+	if f.profile != "" {
+		fam, ok := clients.ByName(f.profile)
+		if !ok {
+			return c, usage("--profile %q: choose windows, windows-legacy, apple or android", f.profile)
+		}
+		if f.legacy || !slices.Equal(f.ike, windowsIKE) || !slices.Equal(f.esp, windowsESP) {
+			return c, usage("--profile sets the offers: leave out --ike, --esp and --legacy")
+		}
+		c.Profile = fam
+		// The family's own suites, legacy included: the server decides.
+		ikeOffers, espOffers, f.legacy = nil, fam.ESP, true
+	}
 	if f.legacy {
 		ikeOffers, espOffers = append(ikeOffers, "3des-sha1-modp1024"), append(espOffers, "3des-sha1")
 	}

@@ -202,7 +202,10 @@ func (e *ExemptionSet) decodeNode(d *decoder, n *yaml.Node, path string) {
 type PluginRef struct {
 	Name string `yaml:"name"`
 	Path string `yaml:"path"`
-	Meta Meta   `yaml:"-"`
+	// Options go to the plugin as they are (interop plugins take them;
+	// docs/interop.md lists each plugin's).
+	Options map[string]string `yaml:"options"`
+	Meta    Meta              `yaml:"-"`
 }
 
 func (p *PluginRef) decodeNode(d *decoder, n *yaml.Node, path string) {

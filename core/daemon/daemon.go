@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -62,21 +63,24 @@ func Load(opts Options) (*Loaded, error) {
 	return &Loaded{Config: c, Policy: pol, Auth: auth, Plugins: pluginSpecs(c), At: time.Now()}, nil
 }
 
-// pluginSpecs lists plugins.load, or, when it is empty, the plugins the
-// configuration needs.
+// pluginSpecs lists plugins.load in its order, then the plugins the
+// configuration needs that it does not name (so that loading an interop
+// plugin does not mean listing every other).
 func pluginSpecs(c *config.Config) []pluginhost.Spec {
-	var names []config.PluginRef
-	if len(c.Plugins.Load) > 0 {
-		names = c.Plugins.Load
-	} else {
-		for _, kind := range authKinds(c) {
-			names = append(names, config.PluginRef{Name: kindPlugin[kind]})
+	names := slices.Clone(c.Plugins.Load)
+	var needed []string
+	for _, kind := range authKinds(c) {
+		needed = append(needed, kindPlugin[kind])
+	}
+	if c.RemoteAccess != nil {
+		needed = append(needed, "l2tp")
+		if c.RemoteAccess.PPP.Radius != nil {
+			needed = append(needed, "radius")
 		}
-		if c.RemoteAccess != nil {
-			names = append(names, config.PluginRef{Name: "l2tp"})
-			if c.RemoteAccess.PPP.Radius != nil {
-				names = append(names, config.PluginRef{Name: "radius"})
-			}
+	}
+	for _, n := range needed {
+		if !slices.ContainsFunc(names, func(r config.PluginRef) bool { return r.Name == n }) {
+			names = append(names, config.PluginRef{Name: n})
 		}
 	}
 	specs := make([]pluginhost.Spec, 0, len(names))
@@ -268,6 +272,9 @@ func (d *Daemon) configureWith(ctx context.Context, p *pluginhost.Plugin, l *Loa
 			return fmt.Errorf("plugin %s serves L2TP, but remote_access is not configured", p.Name())
 		}
 		return d.ra.attach(ctx, d.life, tc)
+	}
+	if in, ok := p.Interop(); ok {
+		return d.configureInterop(ctx, p.Name(), in, l)
 	}
 	a, _, ok := p.Authenticator()
 	if !ok {

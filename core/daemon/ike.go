@@ -506,7 +506,7 @@ func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, 
 	for _, t := range c.Tunnels {
 		st.onTraffic[t.Name] = t.Start != "passive"
 	}
-	st.mgr = ike.NewManager(ike.Config{Log: log, Host: host, Rand: rand.Reader})
+	st.mgr = ike.NewManager(ike.Config{Log: log, Host: host, Rand: rand.Reader, Interop: newInteropHost(d, d.log.Named("interop"))})
 	st.mgr.SetPeers(peers)
 	for _, s := range socks {
 		go st.read500(s)

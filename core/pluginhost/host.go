@@ -473,6 +473,13 @@ func (p *Plugin) Tunnel() (sdk.TunnelClient, bool) {
 	return p.tunnel, p.tunnel != nil
 }
 
+// Interop returns the running interop client.
+func (p *Plugin) Interop() (sdk.Interop, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.interop, p.interop != nil
+}
+
 // Status snapshots the plugin.
 func (p *Plugin) Status() Status {
 	p.mu.Lock()

@@ -6,6 +6,7 @@
 package raclient
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/clients"
 	"github.com/gatehouse/gatehouse/l2tp"
 	"github.com/gatehouse/gatehouse/ppp"
 )
@@ -47,6 +50,10 @@ type Config struct {
 	// IKE and ESP are what we offer, in order.
 	IKE []ike.Proposal
 	ESP []esp.Suite
+	// Profile, when set, makes main mode offer exactly what a client
+	// family offers, transform by transform, with its lifetimes and vendor
+	// IDs (IKE is then unused; ESP should be the family's suites).
+	Profile *clients.Family
 	// TUN is the device name; MTU its MTU. Table and Mark keep our outer
 	// packets out of the tunnel (as the daemon's data path does).
 	TUN         string
@@ -247,9 +254,20 @@ func (c *Conn) open() error {
 			return err
 		}
 	}
-	c.mgr.SetPeers([]*ike.PeerConfig{{Name: peerName, Local: c.local, Remote: cfg.Server, Auth: []uint16{auth}, Proposals: cfg.IKE,
+	peer := &ike.PeerConfig{Name: peerName, Local: c.local, Remote: cfg.Server, Auth: []uint16{auth}, Proposals: cfg.IKE,
 		Lifetime: 8 * time.Hour, ESP: cfg.ESP, ESPLifetime: time.Hour, Transport: true, L2TP: true,
-		DPDInterval: 30 * time.Second, DPDTimeout: 150 * time.Second}})
+		DPDInterval: 30 * time.Second, DPDTimeout: 150 * time.Second}
+	if f := cfg.Profile; f != nil {
+		for _, o := range f.Offer {
+			o.Auth = auth
+			peer.Offer = append(peer.Offer, o)
+		}
+		peer.VendorIDs, peer.Lifetime, peer.ESPLifetime = f.VendorIDs, f.Lifetime, f.ESPLifetime
+		if !slices.ContainsFunc(f.VendorIDs, func(v []byte) bool { return bytes.Equal(v, clients.DPD) }) {
+			peer.DPDInterval = 0 // the family does not announce DPD (Windows)
+		}
+	}
+	c.mgr.SetPeers([]*ike.PeerConfig{peer})
 	c.plane.Start()
 	go c.read500()
 	return nil

@@ -23,16 +23,25 @@ type VendorIDsRequest struct {
 	AuthMethods []string
 }
 
-// ClassifyRequest hands over the vendor IDs a peer sent.
+// ClassifyRequest hands over the vendor IDs a peer sent in its first
+// message, and its offer (we respond) or its choice (we initiate).
 type ClassifyRequest struct {
 	VendorIDs [][]byte
 	Peer      netip.AddrPort
+	Offered   []ProposalText
+	Initiator bool
 }
 
-// Classification is the peer's family and feature flags.
+// Classification is the peer's family and feature flags; an empty Family
+// means the plugin does not know the peer.
 type Classification struct {
 	Family string
 	Flags  []string
+	Detail string
+	// VendorIDs go in our answer to the peer; RefusalHint is added to a
+	// no-proposal-chosen refusal of it.
+	VendorIDs   [][]byte
+	RefusalHint string
 }
 
 // ProposalText is a proposal in Gatehouse notation with its lifetime.
@@ -57,6 +66,10 @@ type AdjustResult struct {
 // Interop carries vendor quirks.
 type Interop interface {
 	Info(ctx context.Context) (InteropInfo, error)
+	// Configure takes the plugin's options (plugins.load[].options); it
+	// refuses unknown or bad ones with ErrInvalid, and returns notes on
+	// what they enable.
+	Configure(ctx context.Context, options map[string]string) ([]string, error)
 	VendorIDs(ctx context.Context, req VendorIDsRequest) ([][]byte, error)
 	Classify(ctx context.Context, req ClassifyRequest) (Classification, error)
 	AdjustProposals(ctx context.Context, req AdjustRequest) (AdjustResult, error)
@@ -108,6 +121,14 @@ func (i *interopClient) Info(ctx context.Context) (InteropInfo, error) {
 	return InteropInfo{Info: infoFromPB(r.GetInfo()), Families: r.GetFamilies()}, nil
 }
 
+func (i *interopClient) Configure(ctx context.Context, options map[string]string) ([]string, error) {
+	r, err := i.c.Configure(ctx, &pb.InteropConfig{Options: options})
+	if err != nil {
+		return nil, fromStatus("interop configure", err)
+	}
+	return r.GetNotes(), nil
+}
+
 func (i *interopClient) VendorIDs(ctx context.Context, req VendorIDsRequest) ([][]byte, error) {
 	r, err := i.c.VendorIDs(ctx, &pb.VendorIDsRequest{Initiator: req.Initiator, Peer: endpointToPB(req.Peer), AuthMethods: req.AuthMethods})
 	if err != nil {
@@ -117,11 +138,13 @@ func (i *interopClient) VendorIDs(ctx context.Context, req VendorIDsRequest) ([]
 }
 
 func (i *interopClient) Classify(ctx context.Context, req ClassifyRequest) (Classification, error) {
-	r, err := i.c.Classify(ctx, &pb.ClassifyRequest{VendorIds: req.VendorIDs, Peer: endpointToPB(req.Peer)})
+	r, err := i.c.Classify(ctx, &pb.ClassifyRequest{VendorIds: req.VendorIDs, Peer: endpointToPB(req.Peer),
+		Offered: proposalsToPB(req.Offered), Initiator: req.Initiator})
 	if err != nil {
 		return Classification{}, fromStatus("interop classify", err)
 	}
-	return Classification{Family: r.GetFamily(), Flags: r.GetFlags()}, nil
+	return Classification{Family: r.GetFamily(), Flags: r.GetFlags(), Detail: r.GetDetail(), VendorIDs: r.GetVendorIds(),
+		RefusalHint: r.GetRefusalHint()}, nil
 }
 
 func (i *interopClient) AdjustProposals(ctx context.Context, req AdjustRequest) (AdjustResult, error) {
@@ -145,6 +168,14 @@ func (s *interopServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.Intero
 	return &pb.InteropInfo{Info: infoToPB(i.Info), Families: i.Families}, nil
 }
 
+func (s *interopServer) Configure(ctx context.Context, req *pb.InteropConfig) (*pb.InteropConfigResponse, error) {
+	notes, err := s.impl.Configure(ctx, req.GetOptions())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.InteropConfigResponse{Notes: notes}, nil
+}
+
 func (s *interopServer) VendorIDs(ctx context.Context, req *pb.VendorIDsRequest) (*pb.VendorIDsResponse, error) {
 	peer, err := endpointFromPB(req.GetPeer())
 	if err != nil {
@@ -162,11 +193,12 @@ func (s *interopServer) Classify(ctx context.Context, req *pb.ClassifyRequest) (
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	c, err := s.impl.Classify(ctx, ClassifyRequest{VendorIDs: req.GetVendorIds(), Peer: peer})
+	c, err := s.impl.Classify(ctx, ClassifyRequest{VendorIDs: req.GetVendorIds(), Peer: peer, Offered: proposalsFromPB(req.GetOffered()),
+		Initiator: req.GetInitiator()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.ClassifyResponse{Family: c.Family, Flags: c.Flags}, nil
+	return &pb.ClassifyResponse{Family: c.Family, Flags: c.Flags, Detail: c.Detail, VendorIds: c.VendorIDs, RefusalHint: c.RefusalHint}, nil
 }
 
 func (s *interopServer) AdjustProposals(ctx context.Context, req *pb.AdjustProposalsRequest) (*pb.AdjustProposalsResponse, error) {

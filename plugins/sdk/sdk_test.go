@@ -382,9 +382,16 @@ func (f *fakeInterop) VendorIDs(_ context.Context, r VendorIDsRequest) ([][]byte
 	}
 	return [][]byte{{0x1e, 0x2b}}, nil
 }
+func (f *fakeInterop) Configure(_ context.Context, o map[string]string) ([]string, error) {
+	if o["allow_legacy"] != "true" || len(o) != 1 {
+		return nil, ErrInvalid
+	}
+	return []string{"legacy on"}, nil
+}
 func (f *fakeInterop) Classify(_ context.Context, r ClassifyRequest) (Classification, error) {
-	if len(r.VendorIDs) == 1 && r.Peer == testEP {
-		return Classification{Family: "windows", Flags: []string{"fragmentation"}}, nil
+	if len(r.VendorIDs) == 1 && r.Peer == testEP && r.Offered[0].Text == "3des-sha1-modp1024" && r.Initiator {
+		return Classification{Family: "windows", Flags: []string{"fragmentation"}, Detail: "Windows 8 to 11", VendorIDs: [][]byte{{9}},
+			RefusalHint: "allow_legacy"}, nil
 	}
 	return Classification{}, nil
 }
@@ -403,7 +410,15 @@ func TestInteropShims(t *testing.T) {
 	if v, err := i.VendorIDs(c, VendorIDsRequest{Initiator: true, Peer: testEP, AuthMethods: []string{"kerberos"}}); err != nil || len(v) != 1 {
 		t.Fatalf("VendorIDs = %v, %v", v, err)
 	}
-	if cl, err := i.Classify(c, ClassifyRequest{VendorIDs: [][]byte{{1}}, Peer: testEP}); err != nil || cl.Family != "windows" || cl.Flags[0] != "fragmentation" {
+	if n, err := i.Configure(c, map[string]string{"allow_legacy": "true"}); err != nil || n[0] != "legacy on" {
+		t.Fatalf("Configure = %v, %v", n, err)
+	}
+	if _, err := i.Configure(c, map[string]string{"bogus": "1"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Configure(bogus) = %v, want ErrInvalid", err)
+	}
+	cl, err := i.Classify(c, ClassifyRequest{VendorIDs: [][]byte{{1}}, Peer: testEP, Offered: []ProposalText{{"3des-sha1-modp1024", 28800}}, Initiator: true})
+	want := Classification{Family: "windows", Flags: []string{"fragmentation"}, Detail: "Windows 8 to 11", VendorIDs: [][]byte{{9}}, RefusalHint: "allow_legacy"}
+	if err != nil || !reflect.DeepEqual(cl, want) {
 		t.Fatalf("Classify = %+v, %v", cl, err)
 	}
 	req := AdjustRequest{Flags: []string{"legacy"}, Proposals: []ProposalText{{"aes256-sha1-ecp384", 28800}, {"3des-sha1-modp1024", 28800}}, Phase1: true}

@@ -444,8 +444,15 @@ type IKESA struct {
 	// auth is the method the peer authenticated with (psk, rsa-sig,
 	// ecdsa-256...); peer_id who it proved to be: its certificate's subject,
 	// or its ID payload with a preshared key.
-	Auth          string `protobuf:"bytes,12,opt,name=auth,proto3" json:"auth,omitempty"`
-	PeerId        string `protobuf:"bytes,13,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	Auth   string `protobuf:"bytes,12,opt,name=auth,proto3" json:"auth,omitempty"`
+	PeerId string `protobuf:"bytes,13,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	// family is the client family an interop plugin recognised ("windows"),
+	// detail what it read ("Windows 8 to 11"), plugin which plugin; flags
+	// the peer's features and quirks in use (natt, fragmentation...).
+	Family        string   `protobuf:"bytes,14,opt,name=family,proto3" json:"family,omitempty"`
+	FamilyDetail  string   `protobuf:"bytes,15,opt,name=family_detail,json=familyDetail,proto3" json:"family_detail,omitempty"`
+	InteropPlugin string   `protobuf:"bytes,16,opt,name=interop_plugin,json=interopPlugin,proto3" json:"interop_plugin,omitempty"`
+	Flags         []string `protobuf:"bytes,17,rep,name=flags,proto3" json:"flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -569,6 +576,34 @@ func (x *IKESA) GetPeerId() string {
 		return x.PeerId
 	}
 	return ""
+}
+
+func (x *IKESA) GetFamily() string {
+	if x != nil {
+		return x.Family
+	}
+	return ""
+}
+
+func (x *IKESA) GetFamilyDetail() string {
+	if x != nil {
+		return x.FamilyDetail
+	}
+	return ""
+}
+
+func (x *IKESA) GetInteropPlugin() string {
+	if x != nil {
+		return x.InteropPlugin
+	}
+	return ""
+}
+
+func (x *IKESA) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
 }
 
 type SAsRequest struct {
@@ -1890,7 +1925,7 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\x05ended\x18\x01 \x03(\v2\x1b.gatehouse.admin.v1.SessionR\x05ended\"#\n" +
 	"\rTunnelRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x10\n" +
-	"\x0eTunnelResponse\"\xd9\x02\n" +
+	"\x0eTunnelResponse\"\xd3\x03\n" +
 	"\x05IKESA\x12\x16\n" +
 	"\x06tunnel\x18\x01 \x01(\tR\x06tunnel\x12\x14\n" +
 	"\x05local\x18\x02 \x01(\tR\x05local\x12\x16\n" +
@@ -1906,7 +1941,11 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	" \x01(\bR\x03nat\x12\x18\n" +
 	"\aexpired\x18\v \x01(\bR\aexpired\x12\x12\n" +
 	"\x04auth\x18\f \x01(\tR\x04auth\x12\x17\n" +
-	"\apeer_id\x18\r \x01(\tR\x06peerId\"\f\n" +
+	"\apeer_id\x18\r \x01(\tR\x06peerId\x12\x16\n" +
+	"\x06family\x18\x0e \x01(\tR\x06family\x12#\n" +
+	"\rfamily_detail\x18\x0f \x01(\tR\ffamilyDetail\x12%\n" +
+	"\x0einterop_plugin\x18\x10 \x01(\tR\rinteropPlugin\x12\x14\n" +
+	"\x05flags\x18\x11 \x03(\tR\x05flags\"\f\n" +
 	"\n" +
 	"SAsRequest\"\xa1\x04\n" +
 	"\x02SA\x12\x12\n" +

@@ -74,6 +74,95 @@ func (x *InteropInfo) GetFamilies() []string {
 	return nil
 }
 
+type InteropConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       map[string]string      `protobuf:"bytes,1,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InteropConfig) Reset() {
+	*x = InteropConfig{}
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InteropConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InteropConfig) ProtoMessage() {}
+
+func (x *InteropConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InteropConfig.ProtoReflect.Descriptor instead.
+func (*InteropConfig) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *InteropConfig) GetOptions() map[string]string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type InteropConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// notes say what the options enable, for the log.
+	Notes         []string `protobuf:"bytes,1,rep,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InteropConfigResponse) Reset() {
+	*x = InteropConfigResponse{}
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InteropConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InteropConfigResponse) ProtoMessage() {}
+
+func (x *InteropConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InteropConfigResponse.ProtoReflect.Descriptor instead.
+func (*InteropConfigResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *InteropConfigResponse) GetNotes() []string {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
 type VendorIDsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Initiator bool                   `protobuf:"varint,1,opt,name=initiator,proto3" json:"initiator,omitempty"`
@@ -86,7 +175,7 @@ type VendorIDsRequest struct {
 
 func (x *VendorIDsRequest) Reset() {
 	*x = VendorIDsRequest{}
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[1]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -98,7 +187,7 @@ func (x *VendorIDsRequest) String() string {
 func (*VendorIDsRequest) ProtoMessage() {}
 
 func (x *VendorIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[1]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -111,7 +200,7 @@ func (x *VendorIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorIDsRequest.ProtoReflect.Descriptor instead.
 func (*VendorIDsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{1}
+	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *VendorIDsRequest) GetInitiator() bool {
@@ -144,7 +233,7 @@ type VendorIDsResponse struct {
 
 func (x *VendorIDsResponse) Reset() {
 	*x = VendorIDsResponse{}
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[2]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -156,7 +245,7 @@ func (x *VendorIDsResponse) String() string {
 func (*VendorIDsResponse) ProtoMessage() {}
 
 func (x *VendorIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[2]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -169,7 +258,7 @@ func (x *VendorIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorIDsResponse.ProtoReflect.Descriptor instead.
 func (*VendorIDsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VendorIDsResponse) GetVendorIds() [][]byte {
@@ -180,16 +269,20 @@ func (x *VendorIDsResponse) GetVendorIds() [][]byte {
 }
 
 type ClassifyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	VendorIds     [][]byte               `protobuf:"bytes,1,rep,name=vendor_ids,json=vendorIds,proto3" json:"vendor_ids,omitempty"`
-	Peer          *Endpoint              `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	VendorIds [][]byte               `protobuf:"bytes,1,rep,name=vendor_ids,json=vendorIds,proto3" json:"vendor_ids,omitempty"`
+	Peer      *Endpoint              `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
+	// offered is the initiator's main mode offer in order (we respond), or
+	// the responder's choice (we initiate).
+	Offered       []*Proposal `protobuf:"bytes,3,rep,name=offered,proto3" json:"offered,omitempty"`
+	Initiator     bool        `protobuf:"varint,4,opt,name=initiator,proto3" json:"initiator,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClassifyRequest) Reset() {
 	*x = ClassifyRequest{}
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[3]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +294,7 @@ func (x *ClassifyRequest) String() string {
 func (*ClassifyRequest) ProtoMessage() {}
 
 func (x *ClassifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[3]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +307,7 @@ func (x *ClassifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassifyRequest.ProtoReflect.Descriptor instead.
 func (*ClassifyRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{3}
+	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClassifyRequest) GetVendorIds() [][]byte {
@@ -231,18 +324,41 @@ func (x *ClassifyRequest) GetPeer() *Endpoint {
 	return nil
 }
 
+func (x *ClassifyRequest) GetOffered() []*Proposal {
+	if x != nil {
+		return x.Offered
+	}
+	return nil
+}
+
+func (x *ClassifyRequest) GetInitiator() bool {
+	if x != nil {
+		return x.Initiator
+	}
+	return false
+}
+
 type ClassifyResponse struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Family string                 `protobuf:"bytes,1,opt,name=family,proto3" json:"family,omitempty"`
-	// flags are named feature bits ("fragmentation", "natt-draft02").
-	Flags         []string `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// family is empty when the plugin does not know the peer.
+	Family string `protobuf:"bytes,1,opt,name=family,proto3" json:"family,omitempty"`
+	// flags are feature and quirk names ("fragmentation", "natt-draft"),
+	// as the core's ike.FlagNames lists them.
+	Flags []string `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
+	// detail is what the plugin read ("Windows 8 to 11").
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// vendor_ids go in our answer to this peer.
+	VendorIds [][]byte `protobuf:"bytes,4,rep,name=vendor_ids,json=vendorIds,proto3" json:"vendor_ids,omitempty"`
+	// refusal_hint is added to a no-proposal-chosen refusal of this peer:
+	// what would let it in.
+	RefusalHint   string `protobuf:"bytes,5,opt,name=refusal_hint,json=refusalHint,proto3" json:"refusal_hint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClassifyResponse) Reset() {
 	*x = ClassifyResponse{}
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[4]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +370,7 @@ func (x *ClassifyResponse) String() string {
 func (*ClassifyResponse) ProtoMessage() {}
 
 func (x *ClassifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[4]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +383,7 @@ func (x *ClassifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassifyResponse.ProtoReflect.Descriptor instead.
 func (*ClassifyResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{4}
+	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClassifyResponse) GetFamily() string {
@@ -284,6 +400,27 @@ func (x *ClassifyResponse) GetFlags() []string {
 	return nil
 }
 
+func (x *ClassifyResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *ClassifyResponse) GetVendorIds() [][]byte {
+	if x != nil {
+		return x.VendorIds
+	}
+	return nil
+}
+
+func (x *ClassifyResponse) GetRefusalHint() string {
+	if x != nil {
+		return x.RefusalHint
+	}
+	return ""
+}
+
 type Proposal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// text is the proposal in Gatehouse's notation ("aes256-sha1-ecp384").
@@ -295,7 +432,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[5]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +444,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[5]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +457,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Proposal) GetText() string {
@@ -348,7 +485,7 @@ type AdjustProposalsRequest struct {
 
 func (x *AdjustProposalsRequest) Reset() {
 	*x = AdjustProposalsRequest{}
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[6]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +497,7 @@ func (x *AdjustProposalsRequest) String() string {
 func (*AdjustProposalsRequest) ProtoMessage() {}
 
 func (x *AdjustProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[6]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +510,7 @@ func (x *AdjustProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdjustProposalsRequest.ProtoReflect.Descriptor instead.
 func (*AdjustProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AdjustProposalsRequest) GetFlags() []string {
@@ -408,7 +545,7 @@ type AdjustProposalsResponse struct {
 
 func (x *AdjustProposalsResponse) Reset() {
 	*x = AdjustProposalsResponse{}
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[7]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +557,7 @@ func (x *AdjustProposalsResponse) String() string {
 func (*AdjustProposalsResponse) ProtoMessage() {}
 
 func (x *AdjustProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[7]
+	mi := &file_gatehouse_plugin_v1_interop_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +570,7 @@ func (x *AdjustProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdjustProposalsResponse.ProtoReflect.Descriptor instead.
 func (*AdjustProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_plugin_v1_interop_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AdjustProposalsResponse) GetProposals() []*Proposal {
@@ -457,21 +594,34 @@ const file_gatehouse_plugin_v1_interop_proto_rawDesc = "" +
 	"!gatehouse/plugin/v1/interop.proto\x12\x13gatehouse.plugin.v1\x1a gatehouse/plugin/v1/common.proto\"^\n" +
 	"\vInteropInfo\x123\n" +
 	"\x04info\x18\x01 \x01(\v2\x1f.gatehouse.plugin.v1.PluginInfoR\x04info\x12\x1a\n" +
-	"\bfamilies\x18\x02 \x03(\tR\bfamilies\"\x86\x01\n" +
+	"\bfamilies\x18\x02 \x03(\tR\bfamilies\"\x96\x01\n" +
+	"\rInteropConfig\x12I\n" +
+	"\aoptions\x18\x01 \x03(\v2/.gatehouse.plugin.v1.InteropConfig.OptionsEntryR\aoptions\x1a:\n" +
+	"\fOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"-\n" +
+	"\x15InteropConfigResponse\x12\x14\n" +
+	"\x05notes\x18\x01 \x03(\tR\x05notes\"\x86\x01\n" +
 	"\x10VendorIDsRequest\x12\x1c\n" +
 	"\tinitiator\x18\x01 \x01(\bR\tinitiator\x121\n" +
 	"\x04peer\x18\x02 \x01(\v2\x1d.gatehouse.plugin.v1.EndpointR\x04peer\x12!\n" +
 	"\fauth_methods\x18\x03 \x03(\tR\vauthMethods\"2\n" +
 	"\x11VendorIDsResponse\x12\x1d\n" +
 	"\n" +
-	"vendor_ids\x18\x01 \x03(\fR\tvendorIds\"c\n" +
+	"vendor_ids\x18\x01 \x03(\fR\tvendorIds\"\xba\x01\n" +
 	"\x0fClassifyRequest\x12\x1d\n" +
 	"\n" +
 	"vendor_ids\x18\x01 \x03(\fR\tvendorIds\x121\n" +
-	"\x04peer\x18\x02 \x01(\v2\x1d.gatehouse.plugin.v1.EndpointR\x04peer\"@\n" +
+	"\x04peer\x18\x02 \x01(\v2\x1d.gatehouse.plugin.v1.EndpointR\x04peer\x127\n" +
+	"\aoffered\x18\x03 \x03(\v2\x1d.gatehouse.plugin.v1.ProposalR\aoffered\x12\x1c\n" +
+	"\tinitiator\x18\x04 \x01(\bR\tinitiator\"\x9a\x01\n" +
 	"\x10ClassifyResponse\x12\x16\n" +
 	"\x06family\x18\x01 \x01(\tR\x06family\x12\x14\n" +
-	"\x05flags\x18\x02 \x03(\tR\x05flags\"I\n" +
+	"\x05flags\x18\x02 \x03(\tR\x05flags\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x1d\n" +
+	"\n" +
+	"vendor_ids\x18\x04 \x03(\fR\tvendorIds\x12!\n" +
+	"\frefusal_hint\x18\x05 \x01(\tR\vrefusalHint\"I\n" +
 	"\bProposal\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12)\n" +
 	"\x10lifetime_seconds\x18\x02 \x01(\rR\x0flifetimeSeconds\"\x83\x01\n" +
@@ -481,9 +631,10 @@ const file_gatehouse_plugin_v1_interop_proto_rawDesc = "" +
 	"\x06phase1\x18\x03 \x01(\bR\x06phase1\"l\n" +
 	"\x17AdjustProposalsResponse\x12;\n" +
 	"\tproposals\x18\x01 \x03(\v2\x1d.gatehouse.plugin.v1.ProposalR\tproposals\x12\x14\n" +
-	"\x05notes\x18\x02 \x03(\tR\x05notes2\xf8\x02\n" +
+	"\x05notes\x18\x02 \x03(\tR\x05notes2\xd5\x03\n" +
 	"\aInterop\x12J\n" +
-	"\x04Info\x12 .gatehouse.plugin.v1.InfoRequest\x1a .gatehouse.plugin.v1.InteropInfo\x12Z\n" +
+	"\x04Info\x12 .gatehouse.plugin.v1.InfoRequest\x1a .gatehouse.plugin.v1.InteropInfo\x12[\n" +
+	"\tConfigure\x12\".gatehouse.plugin.v1.InteropConfig\x1a*.gatehouse.plugin.v1.InteropConfigResponse\x12Z\n" +
 	"\tVendorIDs\x12%.gatehouse.plugin.v1.VendorIDsRequest\x1a&.gatehouse.plugin.v1.VendorIDsResponse\x12W\n" +
 	"\bClassify\x12$.gatehouse.plugin.v1.ClassifyRequest\x1a%.gatehouse.plugin.v1.ClassifyResponse\x12l\n" +
 	"\x0fAdjustProposals\x12+.gatehouse.plugin.v1.AdjustProposalsRequest\x1a,.gatehouse.plugin.v1.AdjustProposalsResponseB\xdc\x01\n" +
@@ -501,39 +652,46 @@ func file_gatehouse_plugin_v1_interop_proto_rawDescGZIP() []byte {
 	return file_gatehouse_plugin_v1_interop_proto_rawDescData
 }
 
-var file_gatehouse_plugin_v1_interop_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_gatehouse_plugin_v1_interop_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_gatehouse_plugin_v1_interop_proto_goTypes = []any{
 	(*InteropInfo)(nil),             // 0: gatehouse.plugin.v1.InteropInfo
-	(*VendorIDsRequest)(nil),        // 1: gatehouse.plugin.v1.VendorIDsRequest
-	(*VendorIDsResponse)(nil),       // 2: gatehouse.plugin.v1.VendorIDsResponse
-	(*ClassifyRequest)(nil),         // 3: gatehouse.plugin.v1.ClassifyRequest
-	(*ClassifyResponse)(nil),        // 4: gatehouse.plugin.v1.ClassifyResponse
-	(*Proposal)(nil),                // 5: gatehouse.plugin.v1.Proposal
-	(*AdjustProposalsRequest)(nil),  // 6: gatehouse.plugin.v1.AdjustProposalsRequest
-	(*AdjustProposalsResponse)(nil), // 7: gatehouse.plugin.v1.AdjustProposalsResponse
-	(*PluginInfo)(nil),              // 8: gatehouse.plugin.v1.PluginInfo
-	(*Endpoint)(nil),                // 9: gatehouse.plugin.v1.Endpoint
-	(*InfoRequest)(nil),             // 10: gatehouse.plugin.v1.InfoRequest
+	(*InteropConfig)(nil),           // 1: gatehouse.plugin.v1.InteropConfig
+	(*InteropConfigResponse)(nil),   // 2: gatehouse.plugin.v1.InteropConfigResponse
+	(*VendorIDsRequest)(nil),        // 3: gatehouse.plugin.v1.VendorIDsRequest
+	(*VendorIDsResponse)(nil),       // 4: gatehouse.plugin.v1.VendorIDsResponse
+	(*ClassifyRequest)(nil),         // 5: gatehouse.plugin.v1.ClassifyRequest
+	(*ClassifyResponse)(nil),        // 6: gatehouse.plugin.v1.ClassifyResponse
+	(*Proposal)(nil),                // 7: gatehouse.plugin.v1.Proposal
+	(*AdjustProposalsRequest)(nil),  // 8: gatehouse.plugin.v1.AdjustProposalsRequest
+	(*AdjustProposalsResponse)(nil), // 9: gatehouse.plugin.v1.AdjustProposalsResponse
+	nil,                             // 10: gatehouse.plugin.v1.InteropConfig.OptionsEntry
+	(*PluginInfo)(nil),              // 11: gatehouse.plugin.v1.PluginInfo
+	(*Endpoint)(nil),                // 12: gatehouse.plugin.v1.Endpoint
+	(*InfoRequest)(nil),             // 13: gatehouse.plugin.v1.InfoRequest
 }
 var file_gatehouse_plugin_v1_interop_proto_depIdxs = []int32{
-	8,  // 0: gatehouse.plugin.v1.InteropInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
-	9,  // 1: gatehouse.plugin.v1.VendorIDsRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
-	9,  // 2: gatehouse.plugin.v1.ClassifyRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
-	5,  // 3: gatehouse.plugin.v1.AdjustProposalsRequest.proposals:type_name -> gatehouse.plugin.v1.Proposal
-	5,  // 4: gatehouse.plugin.v1.AdjustProposalsResponse.proposals:type_name -> gatehouse.plugin.v1.Proposal
-	10, // 5: gatehouse.plugin.v1.Interop.Info:input_type -> gatehouse.plugin.v1.InfoRequest
-	1,  // 6: gatehouse.plugin.v1.Interop.VendorIDs:input_type -> gatehouse.plugin.v1.VendorIDsRequest
-	3,  // 7: gatehouse.plugin.v1.Interop.Classify:input_type -> gatehouse.plugin.v1.ClassifyRequest
-	6,  // 8: gatehouse.plugin.v1.Interop.AdjustProposals:input_type -> gatehouse.plugin.v1.AdjustProposalsRequest
-	0,  // 9: gatehouse.plugin.v1.Interop.Info:output_type -> gatehouse.plugin.v1.InteropInfo
-	2,  // 10: gatehouse.plugin.v1.Interop.VendorIDs:output_type -> gatehouse.plugin.v1.VendorIDsResponse
-	4,  // 11: gatehouse.plugin.v1.Interop.Classify:output_type -> gatehouse.plugin.v1.ClassifyResponse
-	7,  // 12: gatehouse.plugin.v1.Interop.AdjustProposals:output_type -> gatehouse.plugin.v1.AdjustProposalsResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	11, // 0: gatehouse.plugin.v1.InteropInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
+	10, // 1: gatehouse.plugin.v1.InteropConfig.options:type_name -> gatehouse.plugin.v1.InteropConfig.OptionsEntry
+	12, // 2: gatehouse.plugin.v1.VendorIDsRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	12, // 3: gatehouse.plugin.v1.ClassifyRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	7,  // 4: gatehouse.plugin.v1.ClassifyRequest.offered:type_name -> gatehouse.plugin.v1.Proposal
+	7,  // 5: gatehouse.plugin.v1.AdjustProposalsRequest.proposals:type_name -> gatehouse.plugin.v1.Proposal
+	7,  // 6: gatehouse.plugin.v1.AdjustProposalsResponse.proposals:type_name -> gatehouse.plugin.v1.Proposal
+	13, // 7: gatehouse.plugin.v1.Interop.Info:input_type -> gatehouse.plugin.v1.InfoRequest
+	1,  // 8: gatehouse.plugin.v1.Interop.Configure:input_type -> gatehouse.plugin.v1.InteropConfig
+	3,  // 9: gatehouse.plugin.v1.Interop.VendorIDs:input_type -> gatehouse.plugin.v1.VendorIDsRequest
+	5,  // 10: gatehouse.plugin.v1.Interop.Classify:input_type -> gatehouse.plugin.v1.ClassifyRequest
+	8,  // 11: gatehouse.plugin.v1.Interop.AdjustProposals:input_type -> gatehouse.plugin.v1.AdjustProposalsRequest
+	0,  // 12: gatehouse.plugin.v1.Interop.Info:output_type -> gatehouse.plugin.v1.InteropInfo
+	2,  // 13: gatehouse.plugin.v1.Interop.Configure:output_type -> gatehouse.plugin.v1.InteropConfigResponse
+	4,  // 14: gatehouse.plugin.v1.Interop.VendorIDs:output_type -> gatehouse.plugin.v1.VendorIDsResponse
+	6,  // 15: gatehouse.plugin.v1.Interop.Classify:output_type -> gatehouse.plugin.v1.ClassifyResponse
+	9,  // 16: gatehouse.plugin.v1.Interop.AdjustProposals:output_type -> gatehouse.plugin.v1.AdjustProposalsResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_plugin_v1_interop_proto_init() }
@@ -548,7 +706,7 @@ func file_gatehouse_plugin_v1_interop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_plugin_v1_interop_proto_rawDesc), len(file_gatehouse_plugin_v1_interop_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Interop_Info_FullMethodName            = "/gatehouse.plugin.v1.Interop/Info"
+	Interop_Configure_FullMethodName       = "/gatehouse.plugin.v1.Interop/Configure"
 	Interop_VendorIDs_FullMethodName       = "/gatehouse.plugin.v1.Interop/VendorIDs"
 	Interop_Classify_FullMethodName        = "/gatehouse.plugin.v1.Interop/Classify"
 	Interop_AdjustProposals_FullMethodName = "/gatehouse.plugin.v1.Interop/AdjustProposals"
@@ -33,6 +34,10 @@ const (
 // read the resulting feature flags, never vendor-ID strings.
 type InteropClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InteropInfo, error)
+	// Configure hands the plugin its options from the core's configuration
+	// (plugins.load[].options), after every start and on reload. Unknown or
+	// bad options are refused with INVALID_ARGUMENT.
+	Configure(ctx context.Context, in *InteropConfig, opts ...grpc.CallOption) (*InteropConfigResponse, error)
 	VendorIDs(ctx context.Context, in *VendorIDsRequest, opts ...grpc.CallOption) (*VendorIDsResponse, error)
 	Classify(ctx context.Context, in *ClassifyRequest, opts ...grpc.CallOption) (*ClassifyResponse, error)
 	AdjustProposals(ctx context.Context, in *AdjustProposalsRequest, opts ...grpc.CallOption) (*AdjustProposalsResponse, error)
@@ -50,6 +55,16 @@ func (c *interopClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc.
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(InteropInfo)
 	err := c.cc.Invoke(ctx, Interop_Info_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *interopClient) Configure(ctx context.Context, in *InteropConfig, opts ...grpc.CallOption) (*InteropConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InteropConfigResponse)
+	err := c.cc.Invoke(ctx, Interop_Configure_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +109,10 @@ func (c *interopClient) AdjustProposals(ctx context.Context, in *AdjustProposals
 // read the resulting feature flags, never vendor-ID strings.
 type InteropServer interface {
 	Info(context.Context, *InfoRequest) (*InteropInfo, error)
+	// Configure hands the plugin its options from the core's configuration
+	// (plugins.load[].options), after every start and on reload. Unknown or
+	// bad options are refused with INVALID_ARGUMENT.
+	Configure(context.Context, *InteropConfig) (*InteropConfigResponse, error)
 	VendorIDs(context.Context, *VendorIDsRequest) (*VendorIDsResponse, error)
 	Classify(context.Context, *ClassifyRequest) (*ClassifyResponse, error)
 	AdjustProposals(context.Context, *AdjustProposalsRequest) (*AdjustProposalsResponse, error)
@@ -109,6 +128,9 @@ type UnimplementedInteropServer struct{}
 
 func (UnimplementedInteropServer) Info(context.Context, *InfoRequest) (*InteropInfo, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Info not implemented")
+}
+func (UnimplementedInteropServer) Configure(context.Context, *InteropConfig) (*InteropConfigResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Configure not implemented")
 }
 func (UnimplementedInteropServer) VendorIDs(context.Context, *VendorIDsRequest) (*VendorIDsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method VendorIDs not implemented")
@@ -154,6 +176,24 @@ func _Interop_Info_Handler(srv interface{}, ctx context.Context, dec func(interf
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(InteropServer).Info(ctx, req.(*InfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Interop_Configure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InteropConfig)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InteropServer).Configure(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Interop_Configure_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InteropServer).Configure(ctx, req.(*InteropConfig))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -222,6 +262,10 @@ var Interop_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Info",
 			Handler:    _Interop_Info_Handler,
+		},
+		{
+			MethodName: "Configure",
+			Handler:    _Interop_Configure_Handler,
 		},
 		{
 			MethodName: "VendorIDs",

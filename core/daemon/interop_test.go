@@ -1,0 +1,320 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/clients"
+	"github.com/gatehouse/gatehouse/plugins/interop"
+	"github.com/gatehouse/gatehouse/plugins/sdk"
+)
+
+// Synthetic clients: each family's main mode first message, as
+// ike/clients describes it, is replayed to a remote-access responder whose
+// interop host asks the real plugins (in process, without gRPC); the
+// answer is read off the wire.
+
+// replayHost is the engine's host with nothing but a wire and events.
+type replayHost struct {
+	sent   [][]byte
+	events []ike.Event
+}
+
+var errReplay = errors.New("not in this test")
+
+func (h *replayHost) Send(b []byte, _, _ netip.AddrPort) error {
+	h.sent = append(h.sent, bytes.Clone(b))
+	return nil
+}
+func (h *replayHost) SendKeepalive(_, _ netip.AddrPort) error { return nil }
+func (h *replayHost) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
+	return []byte("synthetic"), nil
+}
+func (h *replayHost) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.LocalCredentials, error) {
+	return nil, errReplay
+}
+func (h *replayHost) Sign(*ike.PeerConfig, uint16, []byte) ([]byte, error) { return nil, errReplay }
+func (h *replayHost) VerifyPeer(*ike.PeerConfig, uint16, [][]byte, *ike.ID) (*ike.PeerCredentials, error) {
+	return nil, errReplay
+}
+func (h *replayHost) GSSStep(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
+	return nil, errReplay
+}
+func (h *replayHost) GSSWrap(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
+	return nil, errReplay
+}
+func (h *replayHost) GSSUnwrap(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
+	return nil, errReplay
+}
+func (h *replayHost) GSSRelease(*ike.PeerConfig, *ike.GSSContext) {}
+func (h *replayHost) AllocSPI() (uint32, error)                   { return 0x1000, nil }
+func (h *replayHost) InstallInbound(*ike.ChildSA) error           { return nil }
+func (h *replayHost) InstallOutbound(*ike.ChildSA) error          { return nil }
+func (h *replayHost) DeleteChild(*ike.ChildSA)                    {}
+func (h *replayHost) Event(e ike.Event)                           { h.events = append(h.events, e) }
+
+type replayPlugin struct {
+	name string
+	impl sdk.Interop
+}
+
+func interopWith(t *testing.T, options map[string]string, plugins ...replayPlugin) *interopHost {
+	t.Helper()
+	var names []string
+	var list []sdk.Interop
+	for _, p := range plugins {
+		if _, err := p.impl.Configure(context.Background(), options); err != nil && options != nil {
+			// options are for interop-windows; the others refuse them
+			if _, err := p.impl.Configure(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		names, list = append(names, p.name), append(list, p.impl)
+	}
+	l := &Loaded{}
+	return &interopHost{log: zap.NewNop(), cache: map[[32]byte]ike.InteropAnswer{},
+		interops: func() (*Loaded, []string, []sdk.Interop) { return l, names, list }}
+}
+
+func allInterop() []replayPlugin {
+	return []replayPlugin{{"interop-windows", interop.NewWindows()}, {"interop-apple", interop.NewApple()}, {"interop-android", interop.NewAndroid()}}
+}
+
+var (
+	synthServer = netip.MustParseAddr("192.0.2.1")
+	synthClient = netip.MustParseAddrPort("198.51.100.7:500")
+)
+
+// responder is a remote-access server whose operator lists MODP2048
+// before ECP384, so that a plugin's reordering shows.
+func responder(t *testing.T, in ike.Interop, fragSize int) (*ike.Manager, *replayHost) {
+	t.Helper()
+	var props []ike.Proposal
+	for _, n := range []string{"aes256-sha1-modp2048", "aes256-sha1-ecp384", "aes128-sha1-ecp256"} {
+		p, err := ike.ParseProposal(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		props = append(props, p)
+	}
+	var suites []esp.Suite
+	for _, n := range []string{"aes256-sha1", "aes128-sha1"} {
+		s, err := esp.ParseSuite(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		suites = append(suites, s)
+	}
+	h := &replayHost{}
+	m := ike.NewManager(ike.Config{Host: h, Rand: rand.Reader, Interop: in, FragmentSize: fragSize})
+	m.SetPeers([]*ike.PeerConfig{{Name: "remote-access", Local: synthServer, Auth: []uint16{ike.AuthPSK}, Proposals: props,
+		Lifetime: 8 * time.Hour, ESP: suites, ESPLifetime: time.Hour, Transport: true, L2TP: true,
+		DPDInterval: 30 * time.Second, DPDTimeout: 150 * time.Second}})
+	return m, h
+}
+
+// replay sends the family's first message and returns the answer.
+func replay(t *testing.T, m *ike.Manager, h *replayHost, f *clients.Family) *ike.Message {
+	t.Helper()
+	var ck ike.Cookie
+	rand.Read(ck[:])
+	b, err := f.Message1(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Receive(b, netip.AddrPortFrom(synthServer, 500), synthClient)
+	if len(h.sent) == 0 {
+		return nil
+	}
+	got, err := ike.Decode(h.sent[len(h.sent)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func vendorIDs(m *ike.Message) [][]byte {
+	var out [][]byte
+	for _, p := range m.Payloads {
+		if p.Type() == ike.PayloadVendorID {
+			out = append(out, p.(*ike.Data).Data)
+		}
+	}
+	return out
+}
+
+func hasVID(vids [][]byte, v []byte) bool {
+	return slices.ContainsFunc(vids, func(x []byte) bool { return bytes.Equal(x, v) })
+}
+
+// chose checks the responder's choice and its lifetime.
+func chose(t *testing.T, m *ike.Message, want string, life time.Duration) {
+	t.Helper()
+	if m == nil {
+		t.Fatalf("no answer; want %s", want)
+	}
+	sa, ok := ike.Find(m.Payloads, ike.PayloadSA).(*ike.SA)
+	if !ok {
+		t.Fatalf("answer has no SA payload: %v", m.Payloads)
+	}
+	p, err := ike.ParseProposal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ike.AcceptPhase1Reply(sa, []ike.Proposal{p}, []uint16{ike.AuthPSK})
+	if err != nil {
+		t.Fatalf("want %s: %v", want, err)
+	}
+	if got.Lifetime != life {
+		t.Errorf("lifetime %v, want the client's %v", got.Lifetime, life)
+	}
+}
+
+func onlySA(t *testing.T, m *ike.Manager) ike.SAInfo {
+	t.Helper()
+	sas := m.SAs()
+	if len(sas) != 1 {
+		t.Fatalf("IKE SAs: %+v", sas)
+	}
+	return sas[0]
+}
+
+func refusal(t *testing.T, h *replayHost) string {
+	t.Helper()
+	for _, e := range h.events {
+		if e.ID == ike.EventNegotiationErr && e.Reason == "no-proposal-chosen" {
+			return e.Message
+		}
+	}
+	t.Fatalf("no no-proposal-chosen event: %+v", h.events)
+	return ""
+}
+
+func TestSyntheticWindowsClient(t *testing.T) {
+	m, h := responder(t, interopWith(t, nil, allInterop()...), 0)
+	ans := replay(t, m, h, &clients.Windows)
+	// Windows's order wins over the operator's: ECP384, not MODP2048.
+	chose(t, ans, "aes256-sha1-ecp384", 8*time.Hour)
+	vids := vendorIDs(ans)
+	if !hasVID(vids, clients.RFC3947) || hasVID(vids, clients.DraftNATT02N) || !hasVID(vids, clients.FragmentationRacoon) || hasVID(vids, clients.DPD) {
+		t.Errorf("answer's vendor IDs %x: want RFC 3947 and fragmentation, no draft NAT-T, no DPD (Windows sent none)", vids)
+	}
+	sa := onlySA(t, m)
+	if sa.Family != "windows" || sa.Detail != "Windows 8 to 11" || sa.Plugin != "interop-windows" {
+		t.Errorf("classified as %q (%q) by %q", sa.Family, sa.Detail, sa.Plugin)
+	}
+	for _, f := range []string{"natt", "natt-draft", "fragmentation", "initial-contact", "qm-notify-message-id"} {
+		if !slices.Contains(sa.Flags, f) {
+			t.Errorf("flags %v lack %s", sa.Flags, f)
+		}
+	}
+}
+
+func TestSyntheticWindowsClientGetsFragments(t *testing.T) {
+	// Message 2 is about 140 bytes: 128-byte datagrams cut it.
+	m, h := responder(t, interopWith(t, nil, allInterop()...), 128)
+	var ck ike.Cookie
+	rand.Read(ck[:])
+	b, _ := clients.Windows.Message1(ck)
+	m.Receive(b, netip.AddrPortFrom(synthServer, 500), synthClient)
+	if len(h.sent) < 2 {
+		t.Fatalf("message 2 went in %d datagrams; want fragments past 128 bytes", len(h.sent))
+	}
+	for _, d := range h.sent {
+		got, err := ike.Decode(d)
+		if err != nil || len(got.Payloads) != 1 || got.Payloads[0].Type() != ike.PayloadFragment || len(d) > 128-32 {
+			t.Fatalf("datagram of %d bytes is not a fragment within 128 bytes: %v %v", len(d), got, err)
+		}
+	}
+}
+
+func TestSyntheticLegacyWindowsClient(t *testing.T) {
+	// Without allow_legacy: refused, and the refusal says what would do.
+	m, h := responder(t, interopWith(t, nil, allInterop()...), 0)
+	replay(t, m, h, &clients.WindowsLegacy)
+	msg := refusal(t, h)
+	if !strings.Contains(msg, "3des-sha1-modp1024") || !strings.Contains(msg, "allow_legacy: true") || !strings.Contains(msg, "interop-windows") {
+		t.Errorf("refusal %q: want the offer and the plugin option that allows it", msg)
+	}
+	if len(m.SAs()) != 0 {
+		t.Errorf("a refused peer keeps an SA: %+v", m.SAs())
+	}
+	// With it: accepted.
+	m, h = responder(t, interopWith(t, map[string]string{"allow_legacy": "true"}, allInterop()...), 0)
+	chose(t, replay(t, m, h, &clients.WindowsLegacy), "3des-sha1-modp1024", 8*time.Hour)
+	if sa := onlySA(t, m); sa.Family != "windows" || sa.Detail != "Windows 7" {
+		t.Errorf("classified as %q (%q)", sa.Family, sa.Detail)
+	}
+}
+
+func TestSyntheticAppleClient(t *testing.T) {
+	m, h := responder(t, interopWith(t, nil, allInterop()...), 0)
+	ans := replay(t, m, h, &clients.Apple)
+	// What Apple picks, with its 3600 s.
+	chose(t, ans, "aes256-sha256-modp2048", time.Hour)
+	vids := vendorIDs(ans)
+	if !hasVID(vids, clients.RFC3947) || !hasVID(vids, clients.DPD) || hasVID(vids, clients.FragmentationRacoon) {
+		t.Errorf("answer's vendor IDs %x: want RFC 3947 and DPD, no fragmentation (Apple sent none)", vids)
+	}
+	if sa := onlySA(t, m); sa.Family != "apple" || sa.Plugin != "interop-apple" {
+		t.Errorf("classified as %q by %q", sa.Family, sa.Plugin)
+	}
+}
+
+func TestSyntheticAndroidClient(t *testing.T) {
+	m, h := responder(t, interopWith(t, nil, allInterop()...), 0)
+	ans := replay(t, m, h, &clients.Android)
+	chose(t, ans, "aes256-sha1-modp1024", 8*time.Hour)
+	if vids := vendorIDs(ans); !hasVID(vids, clients.FragmentationRacoon) || !hasVID(vids, clients.DPD) {
+		t.Errorf("answer's vendor IDs %x: want fragmentation and DPD", vids)
+	}
+	if sa := onlySA(t, m); sa.Family != "android" || !slices.Contains(sa.Flags, "fragmentation") {
+		t.Errorf("classified as %q, flags %v", sa.Family, sa.Flags)
+	}
+}
+
+// Without interop plugins the core is standards-only: legacy offers are
+// refused, naming the plugin that would take them; others pass
+// unclassified.
+func TestSyntheticClientsWithoutInteropPlugins(t *testing.T) {
+	for _, c := range []struct {
+		f      *clients.Family
+		plugin string
+	}{{&clients.WindowsLegacy, "interop-windows"}, {&clients.Android, "interop-android"}} {
+		m, h := responder(t, interopWith(t, nil), 0)
+		replay(t, m, h, c.f)
+		if msg := refusal(t, h); !strings.Contains(msg, c.plugin) {
+			t.Errorf("%s refused with %q: want it to name %s", c.f.Name, msg, c.plugin)
+		}
+	}
+	m, h := responder(t, interopWith(t, nil), 0)
+	chose(t, replay(t, m, h, &clients.Windows), "aes256-sha1-modp2048", 8*time.Hour) // the operator's order
+	if sa := onlySA(t, m); sa.Family != "" || slices.Contains(sa.Flags, "natt-draft") || !slices.Contains(sa.Flags, "natt") {
+		t.Errorf("without plugins: family %q, flags %v", sa.Family, sa.Flags)
+	}
+}
+
+// A strongSwan-like peer (RFC 3947 and the drafts, DPD, fragmentation,
+// MODP2048) is no plugin's family.
+func TestStandardPeerIsNoFamily(t *testing.T) {
+	ss := clients.Family{Name: "strongswan", Lifetime: 3 * time.Hour,
+		Offer: []ike.Phase1{{Cipher: 7, KeyBits: 256, Hash: 2, Group: 14, Auth: ike.AuthPSK, Lifetime: 3 * time.Hour}},
+		VendorIDs: [][]byte{clients.FragmentationRacoon, clients.DPD, clients.RFC3947, clients.DraftNATT(3), clients.DraftNATT(2),
+			clients.DraftNATT02N}}
+	m, h := responder(t, interopWith(t, nil, allInterop()...), 0)
+	chose(t, replay(t, m, h, &ss), "aes256-sha1-modp2048", 3*time.Hour)
+	if sa := onlySA(t, m); sa.Family != "" {
+		t.Errorf("strongSwan classified as %q", sa.Family)
+	}
+}
