@@ -22,7 +22,8 @@ var bin string
 func TestMain(m *testing.M) {
 	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse",
 		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/auth-x509": "plugins/auth-x509",
-		"../../plugins/auth-krb5": "plugins/auth-krb5"})
+		"../../plugins/auth-krb5": "plugins/auth-krb5", "../../plugins/interop-windows": "plugins/interop-windows",
+		"../../plugins/interop-apple": "plugins/interop-apple", "../../plugins/interop-android": "plugins/interop-android"})
 }
 
 const psk = "lab-preshared-key-0123456789"
@@ -66,6 +67,8 @@ type tunnelOpts struct {
 	swanFiles map[string]string
 	// swanExtra: more options for strongSwan's connection (aggressive = yes).
 	swanExtra string
+	// load is gatehoused's plugins.load (default: what it needs).
+	load string
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
@@ -102,9 +105,9 @@ tunnels:
     ike: {proposals: [%[6]s], lifetime: %[12]s, dpd: %[11]s%[15]s}
     esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: %[13]s}
     start: %[9]s
-plugins: {dir: %[10]s/plugins}
+plugins: {dir: %[10]s/plugins, load: [%[17]s]}
 `, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife, o.remoteExtra, o.ikeExtra,
-		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"))
+		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"), o.load)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
 	return netns.StartGateway(t, ns, bin, path, dir+"/admin.sock")
@@ -242,10 +245,11 @@ func TestStrongSwanResponds(t *testing.T) {
 }
 
 // TestStrongSwanInitiates: strongSwan starts, Gatehouse (passive) answers,
-// with AES-CBC/HMAC-SHA1 and PFS.
+// with AES-CBC/HMAC-SHA1 and PFS. The interop plugins are loaded: none
+// takes strongSwan for a client family of its own.
 func TestStrongSwanInitiates(t *testing.T) {
 	l := newLab(t)
-	o := tunnelOpts{esp: "aes128-sha1", pfs: "modp2048", start: "passive"}
+	o := tunnelOpts{esp: "aes128-sha1", pfs: "modp2048", start: "passive", load: "interop-windows, interop-apple, interop-android"}
 	b := startGatehouse(t, l.GWB, siteB, o)
 	sw := startStrongSwan(t, l.GWA, siteA, o)
 	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
@@ -254,6 +258,9 @@ func TestStrongSwanInitiates(t *testing.T) {
 	pingThrough(t, l.HA, "10.2.0.10")
 	t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
 	checkSA(t, b, "site established responder", "tunnel/udp ESP aes128-sha1")
+	if sa := b.CLI(t, "sa"); strings.Contains(sa, "by interop-") {
+		t.Fatalf("strongSwan classified as a client family:\n%s", sa)
+	}
 }
 
 // TestGatehouseThroughNAT: A sits behind a NAT router (masquerade), so

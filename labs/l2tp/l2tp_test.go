@@ -32,7 +32,8 @@ var bin string
 func TestMain(m *testing.M) {
 	testbin.Main(m.Run, &bin, map[string]string{"../../cmd/gatehoused": "gatehoused", "../../cmd/gatehouse": "gatehouse",
 		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/auth-x509": "plugins/auth-x509", "../../plugins/l2tp": "plugins/l2tp",
-		"../../contrib/radius": "plugins/radius"})
+		"../../contrib/radius": "plugins/radius", "../../plugins/interop-windows": "plugins/interop-windows",
+		"../../plugins/interop-apple": "plugins/interop-apple", "../../plugins/interop-android": "plugins/interop-android"})
 }
 
 const (
@@ -57,6 +58,8 @@ type lab struct {
 	auth string
 	// radius replaces the users file with remote_access.ppp.radius.
 	radius string
+	// load is plugins.load (default: only what the configuration needs).
+	load string
 }
 
 func newLab(t *testing.T) *lab {
@@ -96,8 +99,8 @@ remote_access:
   pool: 10.8.0.0/24
   dns: [10.1.0.53]
   ppp: {auth: [%[3]s], %[6]s}
-%[4]splugins: {dir: %[2]s/plugins, health_interval: 1s}
-`, x.dir, bin, pppAuth, indent(extra), cmp.Or(x.auth, "[{psk_file: "+x.dir+"/l2tp.psk}]"), x.userDB())
+%[4]splugins: {dir: %[2]s/plugins, health_interval: 1s, load: [%[7]s]}
+`, x.dir, bin, pppAuth, indent(extra), cmp.Or(x.auth, "[{psk_file: "+x.dir+"/l2tp.psk}]"), x.userDB(), x.load)
 	path := filepath.Join(x.dir, "gatehouse.yaml")
 	must(x.t, os.WriteFile(path, []byte(cfg), 0o644))
 	return path
