@@ -70,7 +70,7 @@ func withInterop(p *pair, name string, f *fakeInterop) {
 func TestInteropAnswerDrivesTheSA(t *testing.T) {
 	p := newPair(t, true)
 	fa := &fakeInterop{vids: [][]byte{{0xa1}}, answer: InteropAnswer{Family: "test-gw"}}
-	fb := &fakeInterop{answer: InteropAnswer{Family: "test-client", Detail: "v1", Plugin: "interop-test", Flags: FlagQMNotifyMsgID,
+	fb := &fakeInterop{answer: InteropAnswer{Family: "test-client", Detail: "v1", Plugin: "interop-test", Flags: FlagQMNotifyMsgID | FlagInitialContact,
 		VendorIDs: [][]byte{{0xb2}, vidFragmentation}, ESP: mustSuites(t, "aes256-sha256")}}
 	withInterop(p, "A", fa)
 	withInterop(p, "B", fb)
@@ -97,6 +97,9 @@ func TestInteropAnswerDrivesTheSA(t *testing.T) {
 	info := p.b.SAs()[0]
 	if info.Family != "test-client" || info.Detail != "v1" || info.Plugin != "interop-test" || !slices.Contains(info.Flags, "qm-notify-message-id") {
 		t.Fatalf("B's SA: %+v", info)
+	}
+	if !p.b.sas[info.ICookie].initialContact {
+		t.Fatal("the initial-contact flag did not mark the SA")
 	}
 	// A offers GCM and AES-SHA1; B's family list has AES-SHA256 only: the
 	// quick mode fails, and B reports it under the quick mode's ID.

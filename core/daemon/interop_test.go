@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/clients"
+	"github.com/gatehouse/gatehouse/labs/pcap"
 	"github.com/gatehouse/gatehouse/plugins/interop"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
@@ -284,6 +286,22 @@ func TestSyntheticAndroidClient(t *testing.T) {
 	}
 }
 
+// A Windows release that speaks only the NAT-T draft (XP and 2003 did)
+// gets the draft's vendor ID back from interop-windows, and no NAT-T at
+// all from a core without plugins.
+func TestSyntheticDraftOnlyNATT(t *testing.T) {
+	xp := clients.Windows
+	xp.VendorIDs = slices.DeleteFunc(slices.Clone(xp.VendorIDs), func(v []byte) bool { return bytes.Equal(v, clients.RFC3947) })
+	m, h := responder(t, interopWith(t, nil, allInterop()...), 0)
+	if vids := vendorIDs(replay(t, m, h, &xp)); !hasVID(vids, clients.DraftNATT02N) || hasVID(vids, clients.RFC3947) {
+		t.Errorf("with interop-windows: answer's vendor IDs %x, want draft-02 only", vids)
+	}
+	m, h = responder(t, interopWith(t, nil), 0)
+	if vids := vendorIDs(replay(t, m, h, &xp)); hasVID(vids, clients.DraftNATT02N) || hasVID(vids, clients.RFC3947) {
+		t.Errorf("without plugins: answer's vendor IDs %x, want no NAT-T", vids)
+	}
+}
+
 // Without interop plugins the core is standards-only: legacy offers are
 // refused, naming the plugin that would take them; others pass
 // unclassified.
@@ -316,5 +334,52 @@ func TestStandardPeerIsNoFamily(t *testing.T) {
 	chose(t, replay(t, m, h, &ss), "aes256-sha1-modp2048", 3*time.Hour)
 	if sa := onlySA(t, m); sa.Family != "" {
 		t.Errorf("strongSwan classified as %q", sa.Family)
+	}
+}
+
+// tshark reads each family's first message and our answer as well formed,
+// and names the vendor IDs as it knows them.
+func TestTsharkReadsFamilies(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED LOUDLY: tshark is installed by make test as root")
+	}
+	want := map[string][]string{
+		"windows":        {"Vendor ID: MS NT5 ISAKMPOAKLEY", "Vendor ID: RFC 3947 Negotiation of NAT-Traversal in the IKE", "Vendor ID: MS-Negotiation Discovery Capable", "Vendor ID: IKE CGA Version 1", "Vendor ID: Microsoft Vid-Initial-Contact", "Transform number: 3"},
+		"windows-legacy": {"Vendor ID: MS NT5 ISAKMPOAKLEY", "Encryption-Algorithm: 3DES-CBC"},
+		"apple":          {"Transform number: 14", "Vendor ID: draft-ietf-ipsec-nat-t-ike-08", "Life-Duration: 3600"},
+		"android":        {"Group-Description: Alternate 1024-bit MODP group", "Transform number: 8", "Life-Duration: 28800"},
+	}
+	for _, f := range clients.All {
+		m, h := responder(t, interopWith(t, map[string]string{"allow_legacy": "true"}, allInterop()...), 0)
+		var ck ike.Cookie
+		rand.Read(ck[:])
+		b, err := f.Message1(ck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Receive(b, netip.AddrPortFrom(synthServer, 500), synthClient)
+		ds := []pcap.Datagram{{Src: synthClient, Dst: netip.AddrPortFrom(synthServer, 500), Payload: b}}
+		for _, a := range h.sent {
+			ds = append(ds, pcap.Datagram{Src: netip.AddrPortFrom(synthServer, 500), Dst: synthClient, Payload: a})
+		}
+		if len(ds) != 2 {
+			t.Fatalf("%s: %d datagrams, want the message and one answer", f.Name, len(ds))
+		}
+		out, err := pcap.Tshark(t.TempDir(), ds, "-Y", "isakmp")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if bad := pcap.Malformed(out); len(bad) > 0 {
+			t.Fatalf("%s: tshark flagged:\n%s\n\n%s", f.Name, strings.Join(bad, "\n"), out)
+		}
+		for _, w := range want[f.Name] {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: tshark's dissection lacks %q", f.Name, w)
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s:\n%s", f.Name, out)
+			return
+		}
 	}
 }

@@ -67,7 +67,7 @@ func TestProfilesConnect(t *testing.T) {
 	}
 	// The log says when a plugin lets a legacy algorithm in.
 	for _, note := range []string{"3des-sha1-modp1024 accepted for this peer", "aes256-sha1-modp1024, aes128-sha1-modp1024 accepted for this peer"} {
-		if !x.waitLog("interop: "+note) {
+		if !x.waitLog("interop: " + note) {
 			t.Errorf("the server did not log %q", note)
 		}
 	}
