@@ -76,8 +76,8 @@ func TestProfilesConnect(t *testing.T) {
 // TestLegacyWindowsRefused: with interop-windows loaded but legacy not
 // allowed, and with no interop plugin at all, a Windows 7 client offering
 // only 3DES/MODP1024 is refused; the audit event says which plugin and
-// option would let it in. A Windows 10 client still connects without any
-// plugin.
+// option would let it in. A reload that allows legacy Windows lets it in.
+// A Windows 10 client still connects without any plugin.
 func TestLegacyWindowsRefused(t *testing.T) {
 	for _, c := range []struct{ load, want string }{
 		{interopPlugins(false), "allow_legacy: true (plugins.load)"},
@@ -93,6 +93,12 @@ func TestLegacyWindowsRefused(t *testing.T) {
 		}
 		if !x.waitLog("5403", "3des-sha1-modp1024", c.want) {
 			t.Fatalf("load [%s]: no audit event naming %q:\n%s", c.load, c.want, x.gw.Proc.Output())
+		}
+		if c.load != "" {
+			x.load = interopPlugins(true)
+			x.writeConfig("mschapv2")
+			x.gw.CLI(t, "reload")
+			x.dial(cli, "alice", "correct horse", "--profile", "windows-legacy").hangUp(t)
 		}
 		if c.load == "" {
 			cl := x.dial(cli, "alice", "correct horse", "--profile", "windows")
