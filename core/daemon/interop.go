@@ -133,17 +133,27 @@ func (h *interopHost) classify(names []string, list []sdk.Interop, q ike.Interop
 					zap.Strings("known", ike.FlagNames()))
 			}
 		}
-		a.Proposals = h.adjustPhase1(in, names[i], c.Flags, q.Peer)
-		a.ESP = h.adjustESP(in, names[i], c.Flags, q.Peer)
+		p := q.Peer
+		a.Proposals = adjusted(h, in, names[i], c.Flags, p.Proposals, p.Lifetime, true, ike.ParseProposal)
+		a.ESP = adjusted(h, in, names[i], c.Flags, p.ESP, p.ESPLifetime, false, esp.ParseSuite)
 		return a
 	}
 	return ike.InteropAnswer{Hint: interopHintWithout(names, q)}
 }
 
-func (h *interopHost) adjust(in sdk.Interop, plugin string, flags []string, props []sdk.ProposalText, phase1 bool) []sdk.ProposalText {
+// adjusted asks the plugin to adjust our list (texts in, parsed out) and
+// returns its list, or nil to keep ours. Names our catalogue refuses, as
+// weak or unknown, are dropped with a warning: no plugin can enable DES or
+// MD5.
+func adjusted[T fmt.Stringer](h *interopHost, in sdk.Interop, plugin string, flags []string, ours []T, life time.Duration, phase1 bool,
+	parse func(string) (T, error)) []T {
+	texts := make([]sdk.ProposalText, len(ours))
+	for i, p := range ours {
+		texts[i] = sdk.ProposalText{Text: p.String(), LifetimeSeconds: uint32(life / time.Second)}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), interopCallTimeout)
 	defer cancel()
-	r, err := in.AdjustProposals(ctx, sdk.AdjustRequest{Flags: flags, Proposals: props, Phase1: phase1})
+	r, err := in.AdjustProposals(ctx, sdk.AdjustRequest{Flags: flags, Proposals: texts, Phase1: phase1})
 	if err != nil {
 		h.log.Warn("interop plugin failed to adjust proposals; ours stand", zap.String("plugin", plugin), zap.Error(err))
 		return nil
@@ -151,50 +161,17 @@ func (h *interopHost) adjust(in sdk.Interop, plugin string, flags []string, prop
 	for _, n := range r.Notes {
 		h.log.Info("interop: "+n, zap.String("plugin", plugin))
 	}
-	return r.Proposals
-}
-
-// adjustPhase1 returns the plugin's main mode list for the peer (nil:
-// ours). Names the catalogue refuses as weak are dropped with a warning:
-// no plugin can enable DES or MD5.
-func (h *interopHost) adjustPhase1(in sdk.Interop, plugin string, flags []string, peer *ike.PeerConfig) []ike.Proposal {
-	ours := make([]sdk.ProposalText, len(peer.Proposals))
-	for i, p := range peer.Proposals {
-		ours[i] = sdk.ProposalText{Text: p.String(), LifetimeSeconds: uint32(peer.Lifetime / time.Second)}
-	}
-	got := h.adjust(in, plugin, flags, ours, true)
-	if got == nil {
+	if r.Proposals == nil {
 		return nil
 	}
-	var out []ike.Proposal
-	for _, t := range got {
-		p, err := ike.ParseProposal(t.Text)
+	out := []T{}
+	for _, t := range r.Proposals {
+		p, err := parse(t.Text)
 		if err != nil {
 			h.log.Warn("interop plugin proposed what we cannot accept; dropped", zap.String("plugin", plugin), zap.Error(err))
 			continue
 		}
 		out = append(out, p)
-	}
-	return out
-}
-
-func (h *interopHost) adjustESP(in sdk.Interop, plugin string, flags []string, peer *ike.PeerConfig) []esp.Suite {
-	ours := make([]sdk.ProposalText, len(peer.ESP))
-	for i, s := range peer.ESP {
-		ours[i] = sdk.ProposalText{Text: s.String(), LifetimeSeconds: uint32(peer.ESPLifetime / time.Second)}
-	}
-	got := h.adjust(in, plugin, flags, ours, false)
-	if got == nil {
-		return nil
-	}
-	var out []esp.Suite
-	for _, t := range got {
-		s, err := esp.ParseSuite(t.Text)
-		if err != nil {
-			h.log.Warn("interop plugin proposed an ESP suite we cannot accept; dropped", zap.String("plugin", plugin), zap.Error(err))
-			continue
-		}
-		out = append(out, s)
 	}
 	return out
 }

@@ -126,8 +126,8 @@ func responder(t *testing.T, in ike.Interop, fragSize int) (*ike.Manager, *repla
 	return m, h
 }
 
-// replay sends the family's first message and returns the answer.
-func replay(t *testing.T, m *ike.Manager, h *replayHost, f *clients.Family) *ike.Message {
+// send sends the family's first message and returns it.
+func send(t *testing.T, m *ike.Manager, f *clients.Family) []byte {
 	t.Helper()
 	var ck ike.Cookie
 	rand.Read(ck[:])
@@ -136,6 +136,13 @@ func replay(t *testing.T, m *ike.Manager, h *replayHost, f *clients.Family) *ike
 		t.Fatal(err)
 	}
 	m.Receive(b, netip.AddrPortFrom(synthServer, 500), synthClient)
+	return b
+}
+
+// replay sends the family's first message and returns the answer.
+func replay(t *testing.T, m *ike.Manager, h *replayHost, f *clients.Family) *ike.Message {
+	t.Helper()
+	send(t, m, f)
 	if len(h.sent) == 0 {
 		return nil
 	}
@@ -226,10 +233,7 @@ func TestSyntheticWindowsClient(t *testing.T) {
 func TestSyntheticWindowsClientGetsFragments(t *testing.T) {
 	// Message 2 is about 140 bytes: 128-byte datagrams cut it.
 	m, h := responder(t, interopWith(t, nil, allInterop()...), 128)
-	var ck ike.Cookie
-	rand.Read(ck[:])
-	b, _ := clients.Windows.Message1(ck)
-	m.Receive(b, netip.AddrPortFrom(synthServer, 500), synthClient)
+	send(t, m, &clients.Windows)
 	if len(h.sent) < 2 {
 		t.Fatalf("message 2 went in %d datagrams; want fragments past 128 bytes", len(h.sent))
 	}
@@ -351,13 +355,7 @@ func TestTsharkReadsFamilies(t *testing.T) {
 	}
 	for _, f := range clients.All {
 		m, h := responder(t, interopWith(t, map[string]string{"allow_legacy": "true"}, allInterop()...), 0)
-		var ck ike.Cookie
-		rand.Read(ck[:])
-		b, err := f.Message1(ck)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Receive(b, netip.AddrPortFrom(synthServer, 500), synthClient)
+		b := send(t, m, f)
 		ds := []pcap.Datagram{{Src: synthClient, Dst: netip.AddrPortFrom(synthServer, 500), Payload: b}}
 		for _, a := range h.sent {
 			ds = append(ds, pcap.Datagram{Src: netip.AddrPortFrom(synthServer, 500), Dst: synthClient, Payload: a})
