@@ -71,7 +71,7 @@ type replayPlugin struct {
 	impl sdk.Interop
 }
 
-func interopWith(t *testing.T, options map[string]string, plugins ...replayPlugin) *interopHost {
+func interopWith(t testing.TB, options map[string]string, plugins ...replayPlugin) *interopHost {
 	t.Helper()
 	var names []string
 	var list []sdk.Interop
@@ -379,5 +379,20 @@ func TestTsharkReadsFamilies(t *testing.T) {
 			t.Logf("%s:\n%s", f.Name, out)
 			return
 		}
+	}
+}
+
+// BenchmarkInteropCachedAnswer is what classifying a first message seen
+// before costs (no plugin call).
+func BenchmarkInteropCachedAnswer(b *testing.B) {
+	h := interopWith(b, nil, allInterop()...)
+	var offered []ike.Phase1
+	offered = append(offered, clients.Apple.Offer...)
+	q := ike.InteropQuery{Peer: &ike.PeerConfig{Name: "remote-access"}, Remote: synthClient, VendorIDs: clients.Apple.VendorIDs, Offered: offered}
+	if h.Classify(q).Family != "apple" {
+		b.Fatal("not classified")
+	}
+	for b.Loop() {
+		h.Classify(q)
 	}
 }

@@ -475,3 +475,22 @@ func TestConversionEdgeCases(t *testing.T) {
 		t.Fatalf("zero tunnel config round trip = %+v, %v", got, err)
 	}
 }
+
+// BenchmarkInteropClassify is one Classify across the gRPC boundary, as
+// the core makes it once per new IKE SA (go-plugin's in-memory test
+// connection: the process boundary adds a unix socket).
+func BenchmarkInteropClassify(b *testing.B) {
+	client, _ := plugin.TestPluginGRPCConn(b, false, PluginSet(Impl{Interop: &fakeInterop{}}))
+	defer client.Close()
+	raw, err := client.Dispense(KindInterop)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := raw.(Interop)
+	req := ClassifyRequest{VendorIDs: [][]byte{{1}}, Peer: testEP, Offered: []ProposalText{{"3des-sha1-modp1024", 28800}}, Initiator: true}
+	for b.Loop() {
+		if _, err := in.Classify(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
