@@ -193,6 +193,8 @@ type Event struct {
 	// authentication-failed, timeout, peer-error, malformed).
 	Reason string
 	Child  *ChildSA
+	// Rekey: the child replaces an older one (EventChildUp).
+	Rekey bool
 }
 
 func hostPrefix(a netip.Addr) netip.Prefix {

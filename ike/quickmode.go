@@ -408,7 +408,7 @@ func (m *Manager) installChild(sa *IKESA, c *ChildSA, initiator bool, replaces *
 	if replaces != nil {
 		what = "IPsec SA rekeyed"
 	}
-	m.host.Event(Event{ID: EventChildUp, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
+	m.host.Event(Event{ID: EventChildUp, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c, Rekey: replaces != nil,
 		Message: fmt.Sprintf("%s: %v", what, c)})
 	if sa.replaces {
 		m.retireReplaced(sa)

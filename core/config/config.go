@@ -41,7 +41,10 @@ type Config struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // console or json
-	Meta   Meta   `yaml:"-"`
+	// Audit is where audit events go as JSON lines: a file, - for
+	// stdout, empty for nowhere but the log (docs/events.md).
+	Audit string `yaml:"audit"`
+	Meta  Meta   `yaml:"-"`
 }
 
 // IKE holds phase 1 settings, global or per tunnel.

@@ -101,6 +101,12 @@ func (v *validator) top() {
 	default:
 		v.errorAt(c.Log.Meta.At("level"), "log.level", "%q is not a level; allowed: debug, info, warn, error", c.Log.Level)
 	}
+	if a := c.Log.Audit; a != "" && a != "-" {
+		c.Log.Audit = v.abs(a)
+		if st, err := os.Stat(filepath.Dir(c.Log.Audit)); err != nil || !st.IsDir() {
+			v.errorAt(c.Log.Meta.At("audit"), "log.audit", "folder %s does not exist; create it or give another file (- is stdout)", filepath.Dir(c.Log.Audit))
+		}
+	}
 	switch c.Log.Format {
 	case "console", "json":
 	default:

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sort"
 	"sync"
 	"time"
@@ -227,6 +229,9 @@ type Daemon struct {
 	life      context.Context
 	endOfLife context.CancelFunc
 
+	metrics *metrics
+	audit   *audit
+
 	mu            sync.RWMutex
 	dp            *dataplaneState
 	cur           *Loaded
@@ -238,7 +243,13 @@ type Daemon struct {
 func New(log *zap.Logger, opts Options, l *Loaded) *Daemon {
 	d := &Daemon{log: log, opts: opts, cur: l, started: time.Now()}
 	d.life, d.endOfLife = context.WithCancel(context.Background())
-	d.plugins = pluginhost.New(log.Named("plugin"), pluginhost.Options{HealthInterval: l.Config.Plugins.HealthInterval.Duration}, d.configurePlugin)
+	d.metrics = newMetrics(d)
+	d.audit = newAudit(log.Named("audit"), d.metrics)
+	d.plugins = pluginhost.New(log.Named("plugin"), pluginhost.Options{HealthInterval: l.Config.Plugins.HealthInterval.Duration,
+		OnRestart: func(name, lastExit string, n int) {
+			d.audit.emit(AuditRecord{ID: EventPluginRestarted, Message: fmt.Sprintf("plugin %s restarted (restart %d): %s", name, n, lastExit),
+				Fields: map[string]string{"plugin": name, "last_exit": lastExit, "restarts": strconv.Itoa(n)}})
+		}}, d.configurePlugin)
 	return d
 }
 
@@ -291,12 +302,21 @@ func (d *Daemon) configureWith(ctx context.Context, p *pluginhost.Plugin, l *Loa
 // served. On error everything started is stopped.
 func (d *Daemon) Start(ctx context.Context) error {
 	l := d.Current()
+	if err := d.audit.open(l.Config.Log.Audit); err != nil {
+		return err
+	}
+	if l.Config.MetricsListen != "" {
+		if err := d.metrics.serve(d.life, l.Config.MetricsListen, d.log.Named("metrics")); err != nil {
+			d.audit.close()
+			return err
+		}
+	}
 	if ra := l.Config.RemoteAccess; ra != nil {
 		r, err := newRemoteAccess(d.log.Named("l2tp"), ra)
 		if err != nil {
 			return fmt.Errorf("remote_access: %w", err)
 		}
-		r.plugins = d.plugins
+		r.plugins, r.audit = d.plugins, d.audit
 		if rc := ra.PPP.Radius; rc != nil {
 			if rc.AccountingOn() {
 				r.acct = newAccounting(d.log.Named("accounting"), d.plugins, rc.InterimInterval.Duration)
@@ -374,9 +394,11 @@ func (d *Daemon) Reload(ctx context.Context) ([]string, error) {
 	log := d.log.Named("config")
 	if err != nil {
 		log.Error("reload refused; previous configuration stays in force", zap.Error(err))
+		d.audit.emit(AuditRecord{ID: EventReloadRefused, Message: err.Error()})
 		return nil, fmt.Errorf("%w: %v", ErrReloadRefused, err)
 	}
 	log.Info("configuration reloaded", zap.Strings("changes", changes))
+	d.audit.emit(AuditRecord{ID: EventReloadApplied, Message: strings.Join(changes, "; ")})
 	return changes, nil
 }
 
@@ -510,4 +532,5 @@ func (d *Daemon) Stop() {
 	d.mu.Unlock()
 	d.plugins.StopAll()
 	d.endOfLife()
+	d.audit.close()
 }

@@ -456,6 +456,7 @@ func (h *ikeHost) DeleteChild(c *ike.ChildSA) {
 }
 
 func (h *ikeHost) Event(e ike.Event) {
+	h.d.audit.emit(fromIKE(e))
 	fields := []zap.Field{zap.Int("event_id", e.ID), zap.String("tunnel", e.Peer), zap.Stringer("remote", e.Remote)}
 	if e.Reason != "" {
 		fields = append(fields, zap.String("reason", e.Reason))

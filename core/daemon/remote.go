@@ -32,6 +32,7 @@ import (
 // takes no established session with it.
 type remoteAccess struct {
 	log   *zap.Logger
+	audit *audit // nil in tests that run without a daemon
 	cfg   *config.RemoteAccess
 	pool  *pool.Pool
 	users *users.DB
@@ -494,6 +495,11 @@ func (r *remoteAccess) AuthenticateUser(ctx context.Context, req sdk.UserAuthReq
 }
 
 func (r *remoteAccess) EmitAudit(_ context.Context, ev sdk.AuditEvent) error {
+	if r.audit != nil {
+		rec := AuditRecord{ID: int(ev.ID), Fields: ev.Fields}
+		rec.Remote, rec.Reason = ev.Fields["peer"], ev.Fields["reason"]
+		r.audit.emit(rec)
+	}
 	fields := []zap.Field{zap.Uint32("event_id", ev.ID), zap.String("event", ev.Name)}
 	for k, v := range ev.Fields {
 		fields = append(fields, zap.String(k, v))

@@ -49,6 +49,9 @@ type Options struct {
 	BackoffBase time.Duration // default 250ms
 	BackoffMax  time.Duration // default 30s
 	StableAfter time.Duration // default 60s
+	// OnRestart, when set, hears of each plugin brought back after it
+	// died, with how its last process ended (for the audit log).
+	OnRestart func(name, lastExit string, restarts int)
 }
 
 func (o *Options) fill() {
@@ -325,6 +328,9 @@ func (p *Plugin) supervise() {
 				n := p.restarts
 				p.mu.Unlock()
 				p.log.Info("plugin restarted", zap.Int("restarts", n))
+				if f := p.host.opts.OnRestart; f != nil {
+					f(p.spec.Name, reason, n)
+				}
 				break
 			}
 			p.mu.Lock()

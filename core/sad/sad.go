@@ -153,6 +153,69 @@ type DB struct {
 	in  [shards]inShard
 	out [shards]outShard
 	n   atomic.Int64
+	// retired keeps the traffic of removed SAs, by mode and direction, so
+	// that Totals only ever grow (Prometheus counters).
+	retired [2][2]struct{ bytes, packets atomic.Uint64 }
+}
+
+// Total is the traffic of every SA of a mode and direction, removed ones
+// included.
+type Total struct {
+	Mode           Mode
+	Inbound        bool
+	Bytes, Packets uint64
+}
+
+func dirIndex(inbound bool) int {
+	if inbound {
+		return 1
+	}
+	return 0
+}
+
+func (db *DB) retire(m Meta, inbound bool, c state) {
+	if c == nil || (m.Mode != Transport && m.Mode != Tunnel) {
+		return
+	}
+	r := &db.retired[m.Mode-1][dirIndex(inbound)]
+	st := c.Counters()
+	r.bytes.Add(st.Bytes.Load())
+	r.packets.Add(st.Packets.Load())
+}
+
+// Totals sums the traffic by mode and direction, in a fixed order.
+func (db *DB) Totals() []Total {
+	var out [2][2]Total
+	for m := range 2 {
+		for d := range 2 {
+			r := &db.retired[m][d]
+			out[m][d] = Total{Mode: Mode(m + 1), Inbound: d == 1, Bytes: r.bytes.Load(), Packets: r.packets.Load()}
+		}
+	}
+	add := func(meta Meta, inbound bool, c state) {
+		if meta.Mode != Transport && meta.Mode != Tunnel {
+			return
+		}
+		t := &out[meta.Mode-1][dirIndex(inbound)]
+		st := c.Counters()
+		t.Bytes += st.Bytes.Load()
+		t.Packets += st.Packets.Load()
+	}
+	for i := range db.in {
+		s := &db.in[i]
+		s.mu.RLock()
+		for _, sa := range s.m {
+			add(sa.Meta, true, sa.state())
+		}
+		s.mu.RUnlock()
+		o := &db.out[i]
+		o.mu.RLock()
+		for _, sa := range o.m {
+			add(sa.Meta, false, sa.state())
+		}
+		o.mu.RUnlock()
+	}
+	return []Total{out[0][0], out[0][1], out[1][0], out[1][1]}
 }
 
 // Sentinel errors.
@@ -217,6 +280,7 @@ func (db *DB) RemoveInbound(spi uint32) (*InSA, error) {
 	}
 	delete(s.m, spi)
 	db.n.Add(-1)
+	db.retire(sa.Meta, true, sa.state())
 	return sa, nil
 }
 
@@ -230,6 +294,8 @@ func (db *DB) SetOutbound(k OutKey, sa *OutSA) *OutSA {
 	s.mu.Unlock()
 	if old == nil {
 		db.n.Add(1)
+	} else {
+		db.retire(old.Meta, false, old.state())
 	}
 	return old
 }
@@ -255,6 +321,7 @@ func (db *DB) RemoveOutbound(k OutKey, spi uint32) (*OutSA, error) {
 	}
 	delete(s.m, k)
 	db.n.Add(-1)
+	db.retire(sa.Meta, false, sa.state())
 	return sa, nil
 }
 
@@ -271,6 +338,7 @@ func (db *DB) RemoveSPI(spi uint32) bool {
 			if sa.SPI() == spi {
 				delete(s.m, k)
 				db.n.Add(-1)
+				db.retire(sa.Meta, false, sa.state())
 				s.mu.Unlock()
 				return true
 			}

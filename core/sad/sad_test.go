@@ -197,3 +197,39 @@ func BenchmarkLookup100k(b *testing.B) {
 		}
 	})
 }
+
+// Totals count removed and replaced SAs' traffic too: they never go down.
+func TestTotalsNeverGoDown(t *testing.T) {
+	db := New()
+	in, out := inSA(t, 0x100, "a"), outSA(t, 0x200, "a")
+	if err := db.AddInbound(in); err != nil {
+		t.Fatal(err)
+	}
+	k := OutKey{Rule: "r", Peer: netip.MustParseAddr("192.0.2.2")}
+	db.SetOutbound(k, out)
+	in.ESP.Counters().Bytes.Add(1000)
+	in.ESP.Counters().Packets.Add(10)
+	out.ESP.Counters().Bytes.Add(500)
+	want := func(inB, outB uint64) {
+		t.Helper()
+		tot := db.Totals()
+		if tot[2].Mode != Tunnel || tot[2].Inbound || tot[2].Bytes != outB || !tot[3].Inbound || tot[3].Bytes != inB {
+			t.Fatalf("totals %+v, want tunnel in %d out %d", tot, inB, outB)
+		}
+	}
+	want(1000, 500)
+	next := outSA(t, 0x201, "a")
+	db.SetOutbound(k, next) // a rekey
+	next.ESP.Counters().Bytes.Add(7)
+	if _, err := db.RemoveInbound(0x100); err != nil {
+		t.Fatal(err)
+	}
+	want(1000, 507)
+	if !db.RemoveSPI(0x201) {
+		t.Fatal("not removed")
+	}
+	want(1000, 507)
+	if tot := db.Totals(); tot[3].Packets != 10 {
+		t.Fatalf("packets %+v", tot)
+	}
+}

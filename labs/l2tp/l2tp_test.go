@@ -92,8 +92,8 @@ func (x *lab) serve(pppAuth string, extra ...string) {
 func (x *lab) writeConfig(pppAuth string, extra ...string) string {
 	cfg := fmt.Sprintf(`listen: [192.0.2.1]
 admin_socket: %[1]s/admin.sock
-metrics_listen: ""
-log: {level: debug}
+metrics_listen: 127.0.0.1:9273
+log: {level: debug, audit: %[1]s/audit.jsonl}
 remote_access:
   auth: %[5]s
   pool: 10.8.0.0/24
@@ -260,6 +260,7 @@ func TestMSCHAPv2(t *testing.T) {
 	if !strings.Contains(sessions, "alice "+c.addr+" 192.0.2.10") || !strings.Contains(sessions, "1 of 253 addresses in use") {
 		t.Fatalf("gatehouse sessions:\n%s", sessions)
 	}
+	x.checkMetrics()
 	if bye := c.hangUp(t); !strings.Contains(bye, "disconnected:") {
 		t.Fatalf("client output at the end:\n%s", bye)
 	}
@@ -564,5 +565,40 @@ func TestTsharkDecodesSession(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("tshark:\n%s", netns.Tail(text, 6000))
+	}
+}
+
+// checkMetrics scrapes the server's metrics endpoint with curl while one
+// client is connected and has passed traffic, and reads the audit log.
+func (x *lab) checkMetrics() {
+	x.t.Helper()
+	out, err := x.srv.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
+	if err != nil {
+		x.t.Fatalf("curl metrics: %v\n%s", err, out)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^gatehouse_ike_sas\{state="established"\} 1$`),
+		regexp.MustCompile(`(?m)^gatehouse_sessions 1$`),
+		regexp.MustCompile(`(?m)^gatehouse_pool_used_addresses 1$`),
+		regexp.MustCompile(`(?m)^gatehouse_ipsec_sas [1-9]`),
+		regexp.MustCompile(`(?m)^gatehouse_ipsec_bytes_total\{direction="in",mode="transport"\} [1-9]`),
+		regexp.MustCompile(`(?m)^gatehouse_ipsec_bytes_total\{direction="out",mode="transport"\} [1-9]`),
+		regexp.MustCompile(`(?m)^gatehouse_ike_sas_established_total 1$`),
+		regexp.MustCompile(`(?m)^gatehouse_user_logins_total\{result="connected"\} 1$`),
+		regexp.MustCompile(`(?m)^gatehouse_plugin_up\{plugin="l2tp"\} 1$`),
+	} {
+		if !want.MatchString(out) {
+			x.t.Errorf("metrics lack %s", want)
+		}
+	}
+	if x.t.Failed() {
+		x.t.Fatalf("metrics:\n%s", out)
+	}
+	audit, err := os.ReadFile(filepath.Join(x.dir, "audit.jsonl"))
+	must(x.t, err)
+	for _, want := range []string{`"id":541,"event":"ike-sa-up"`, `"id":5401,"event":"ipsec-sa-up"`, `"id":5410,"event":"user-connected"`} {
+		if !strings.Contains(string(audit), want) {
+			x.t.Fatalf("audit log lacks %s:\n%s", want, audit)
+		}
 	}
 }
