@@ -175,6 +175,7 @@ running; exit status 1 then.`,
 	)
 	root.AddCommand(connectCommand())
 	root.AddCommand(pkiCommand())
+	root.AddCommand(firewallCommand(g))
 	root.AddCommand(sessionCommands(g)...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gatehouse:", err)

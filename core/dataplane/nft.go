@@ -20,22 +20,7 @@ const NftTable = "gatehouse"
 // up. Tunnel filters apply to forwarded and local traffic, transport filters
 // to local traffic only. The ruleset replaces the table atomically.
 func CleartextRules(pol *policy.Policy, tun string) string {
-	var input, forward []string
-	for _, e := range pol.Entries {
-		r := e.Rule
-		if e.Dir != policy.Inbound || r.Action.Action != policy.Negotiate || r.Action.AcceptUnsecured {
-			continue
-		}
-		m := matchExpr(e)
-		if m == "" {
-			continue // "any to any" would also match IKE from the world; refuse to guess
-		}
-		line := fmt.Sprintf("%s counter drop comment %q", m, "cleartext for rule "+r.Name)
-		input = append(input, line)
-		if r.IsTunnel() {
-			forward = append(forward, line)
-		}
-	}
+	input, forward := CleartextDrops(pol, policy.Inbound)
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {}\nflush table inet %s\ntable inet %s {\n", NftTable, NftTable, NftTable)
 	for _, ch := range []struct {
@@ -52,6 +37,30 @@ func CleartextRules(pol *policy.Policy, tun string) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// CleartextDrops lists, for the filters of one direction that must be
+// negotiated and do not accept unsecured traffic, an nftables drop rule
+// each: for local traffic (input or output) and for forwarded traffic
+// (tunnel filters only). The caller lets the TUN's own traffic through
+// first.
+func CleartextDrops(pol *policy.Policy, dir policy.Direction) (local, forward []string) {
+	for _, e := range pol.Entries {
+		r := e.Rule
+		if e.Dir != dir || r.Action.Action != policy.Negotiate || r.Action.AcceptUnsecured {
+			continue
+		}
+		m := matchExpr(e)
+		if m == "" {
+			continue // "any to any" would also match IKE from the world; refuse to guess
+		}
+		line := fmt.Sprintf("%s counter drop comment %q", m, "cleartext for rule "+r.Name)
+		local = append(local, line)
+		if r.IsTunnel() {
+			forward = append(forward, line)
+		}
+	}
+	return local, forward
 }
 
 func matchExpr(e *policy.Entry) string {
