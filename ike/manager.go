@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -143,6 +144,13 @@ func (m *Manager) SetPeers(p []*PeerConfig) {
 	m.mu.Lock()
 	m.peers = p
 	m.mu.Unlock()
+}
+
+// Peers returns the peer list in force.
+func (m *Manager) Peers() []*PeerConfig {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.peers)
 }
 
 // whyOperator and whyReplaced are the removal reasons that must not

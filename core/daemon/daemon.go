@@ -9,9 +9,9 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
-	"sort"
 	"sync"
 	"time"
 
@@ -408,8 +408,12 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !tunnelsUnchanged(old.Config, next.Config) {
-		return nil, fmt.Errorf("%s: tunnels or ike changed; restart gatehoused to apply them (reloading tunnels without touching unchanged SAs comes later)", next.Config.File)
+	d.mu.RLock()
+	st := d.dp
+	d.mu.RUnlock()
+	plan, err := planTunnels(st, old.Config, next.Config)
+	if err != nil {
+		return nil, err
 	}
 	if !remoteAccessUnchanged(old.Config, next.Config) {
 		return nil, fmt.Errorf("%s: remote_access changed; restart gatehoused to apply it (connected users would be cut off)", next.Config.File)
@@ -473,9 +477,6 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	// The last step that can fail comes before the ones that cannot be undone.
-	d.mu.RLock()
-	st := d.dp
-	d.mu.RUnlock()
 	if st != nil {
 		if err := dataplane.ApplyNft(dataplane.CleartextRules(next.Policy, next.Config.Dataplane.TUN)); err != nil {
 			d.mu.Lock()
@@ -485,12 +486,19 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 		st.plane.SetPolicy(next.Policy)
+		changes = append(changes, d.applyTunnels(st, plan, next.Config)...)
 	}
 	for name := range oldSpecs {
 		d.plugins.Remove(name)
 		changes = append(changes, "plugin "+name+" stopped")
 	}
 	changes = append(changes, diffPolicy(old.Policy, next.Policy)...)
+	if old.Config.MetricsListen != next.Config.MetricsListen {
+		changes = append(changes, "metrics_listen changed: it takes effect when gatehoused restarts")
+	}
+	if old.Config.Log.Audit != next.Config.Log.Audit {
+		changes = append(changes, "log.audit changed: it takes effect when gatehoused restarts")
+	}
 	return changes, nil
 }
 

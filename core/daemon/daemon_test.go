@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -127,7 +128,7 @@ func TestDiffPolicy(t *testing.T) {
 	}
 }
 
-func TestTunnelsUnchangedIgnoresPositions(t *testing.T) {
+func TestDiffTunnels(t *testing.T) {
 	parse := func(text string) *config.Config {
 		t.Helper()
 		c, err := config.Parse("t.yaml", []byte(text))
@@ -139,13 +140,20 @@ func TestTunnelsUnchangedIgnoresPositions(t *testing.T) {
 	key := filepath.Join(t.TempDir(), "a.psk")
 	os.WriteFile(key, []byte("some-long-key-value\n"), 0o600)
 	base := "listen: [203.0.113.1]\ntunnels:\n  - {name: a, local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}, remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}, auth: [{psk_file: " + key + "}]}\n"
-	if !tunnelsUnchanged(parse(base), parse("# a comment moves every line\n\n"+base)) {
-		t.Fatal("moved lines counted as a change")
+	other := "  - {name: b, local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}, remote: {address: 198.51.100.3, subnets: [10.4.0.0/16]}, auth: [{psk_file: " + key + "}], start: always}\n"
+	diff := func(a, b string) string {
+		p, _ := diffTunnels(parse(a), parse(b))
+		return fmt.Sprintf("added %v removed %v changed %v start %v", p.added, p.removed, p.changed, p.start)
 	}
-	if tunnelsUnchanged(parse(base), parse(strings.Replace(base, "10.2.0.0/16", "10.3.0.0/16", 1))) {
-		t.Fatal("a changed subnet not seen")
-	}
-	if tunnelsUnchanged(parse(base), parse(base+"ike: {proposals: [aes128-sha256-ecp256]}\n")) {
-		t.Fatal("changed IKE defaults not seen")
+	for _, c := range []struct{ next, want string }{
+		{"# a comment moves every line\n\n" + base, "added [] removed [] changed [] start []"},
+		{strings.Replace(base, "10.2.0.0/16", "10.3.0.0/16", 1), "added [] removed [] changed [a] start []"},
+		{base + "ike: {proposals: [aes128-sha256-ecp256]}\n", "added [] removed [] changed [a] start []"},
+		{base + other, "added [b] removed [] changed [] start [b]"},
+		{"listen: [203.0.113.1]\ntunnels:\n" + other, "added [b] removed [a] changed [] start [b]"},
+	} {
+		if got := diff(base, c.next); got != c.want {
+			t.Errorf("%q:\n got %s\nwant %s", c.next, got, c.want)
+		}
 	}
 }

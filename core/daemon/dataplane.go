@@ -324,30 +324,6 @@ func (d *Daemon) stopDataplane() {
 	d.dp = nil
 }
 
-// tunnelsUnchanged reports whether a reload leaves the tunnels and the IKE
-// defaults as they were, positions in the file aside.
-func tunnelsUnchanged(a, b *config.Config) bool {
-	strip := func(c *config.Config) ([]config.Tunnel, config.IKE) {
-		out := make([]config.Tunnel, len(c.Tunnels))
-		for i, t := range c.Tunnels {
-			t.Meta, t.Local.Meta, t.Remote.Meta, t.ESP.Meta = config.Meta{}, config.Meta{}, config.Meta{}, config.Meta{}
-			if t.IKE != nil {
-				k := *t.IKE
-				k.Meta, k.DPD.Meta = config.Meta{}, config.Meta{}
-				t.IKE = &k
-			}
-			t.Auth = stripAuth(t.Auth)
-			out[i] = t
-		}
-		k := c.IKE
-		k.Meta, k.DPD.Meta = config.Meta{}, config.Meta{}
-		return out, k
-	}
-	ta, ka := strip(a)
-	tb, kb := strip(b)
-	return reflect.DeepEqual(ta, tb) && reflect.DeepEqual(ka, kb)
-}
-
 // remoteAccessUnchanged reports whether a reload leaves remote_access as
 // it was, positions in the file aside.
 func remoteAccessUnchanged(a, b *config.Config) bool {

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,8 +34,10 @@ type ikeState struct {
 	udp4500 dataplane.Conn
 	in      chan ikeDatagram
 	acquire chan string
-	// onTraffic: tunnels an acquire may start (not start: passive).
-	onTraffic map[string]bool
+	// onTraffic: tunnels an acquire may start (not start: passive); a
+	// reload replaces the map.
+	onTraffic atomic.Pointer[map[string]bool]
+	host      *ikeHost
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -61,7 +65,9 @@ type ikeHost struct {
 	expired chan<- esp.Event
 	tunnels map[string]config.Tunnel
 	ra      *remoteAccess // nil without remote access
-	// profiles: which auth plugin profile serves a peer's method.
+	// cfgMu guards what a reload replaces: tunnels, and profiles (which
+	// auth plugin profile serves a peer's method).
+	cfgMu    sync.RWMutex
 	profiles credProfiles
 }
 
@@ -253,7 +259,9 @@ const gssCallTimeout = 5 * time.Second
 // credAuth finds the plugin and the profile of a peer's certificate or
 // Kerberos method.
 func (h *ikeHost) credAuth(peer *ike.PeerConfig, method uint16) (sdk.Authenticator, string, error) {
+	h.cfgMu.RLock()
 	profile, ok := h.profiles[peer.Name][method]
+	h.cfgMu.RUnlock()
 	if !ok {
 		return nil, "", fmt.Errorf("%s is not configured for %s", peer.Name, ike.MethodName(method))
 	}
@@ -386,8 +394,16 @@ func hostPrefix(a netip.Addr) netip.Prefix {
 	return netip.PrefixFrom(a, a.BitLen())
 }
 
+// tunnel is a tunnel's configuration by name.
+func (h *ikeHost) tunnel(name string) (config.Tunnel, bool) {
+	h.cfgMu.RLock()
+	defer h.cfgMu.RUnlock()
+	t, ok := h.tunnels[name]
+	return t, ok
+}
+
 func (h *ikeHost) meta(c *ike.ChildSA) (config.Tunnel, sad.Meta, error) {
-	t, ok := h.tunnels[c.Peer]
+	t, ok := h.tunnel(c.Peer)
 	if !ok {
 		return t, sad.Meta{}, fmt.Errorf("no tunnel %q", c.Peer)
 	}
@@ -450,7 +466,7 @@ func (h *ikeHost) DeleteChild(c *ike.ChildSA) {
 		}
 		return
 	}
-	if t, ok := h.tunnels[c.Peer]; ok {
+	if t, ok := h.tunnel(c.Peer); ok {
 		h.db.RemoveOutbound(sad.OutKey{Rule: t.Name + "/out", Peer: t.Remote.Address.Unmap()}, c.OutSPI)
 	}
 }
@@ -503,10 +519,8 @@ func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, 
 		host.tunnels[t.Name] = t
 	}
 	st := &ikeState{log: log, socks: socks, udp4500: udp4500, in: make(chan ikeDatagram, 256), acquire: make(chan string, 64),
-		onTraffic: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
-	for _, t := range c.Tunnels {
-		st.onTraffic[t.Name] = t.Start != "passive"
-	}
+		host: host, stop: make(chan struct{}), done: make(chan struct{})}
+	st.onTraffic.Store(onTrafficOf(c.Tunnels))
 	st.mgr = ike.NewManager(ike.Config{Log: log, Host: host, Rand: rand.Reader, Interop: newInteropHost(d, d.log.Named("interop"))})
 	st.mgr.SetPeers(peers)
 	for _, s := range socks {
@@ -551,7 +565,7 @@ func (st *ikeState) deliver(b []byte, local, remote netip.AddrPort) {
 // onAcquire is the data path's acquire callback: it must not block.
 func (st *ikeState) onAcquire(a dataplane.Acquire) {
 	name, ok := strings.CutSuffix(a.Rule.Name, "/out")
-	if !ok || !st.onTraffic[name] {
+	if !ok || !(*st.onTraffic.Load())[name] {
 		return
 	}
 	select {

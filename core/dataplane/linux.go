@@ -389,13 +389,19 @@ func SetupNetwork(c NetConfig) (func(), error) {
 // for a remote-access client whose static address lies outside the pool's
 // prefix, which SetupNetwork routes as a whole.
 func HostRoute(tun string, table int, a, src netip.Addr, del bool) error {
+	return SetRoute(tun, table, Route{Dst: netip.PrefixFrom(a, a.BitLen()), Src: src}, del)
+}
+
+// SetRoute adds, or with del removes, a route into the TUN in our table
+// (a reload adding or removing a tunnel).
+func SetRoute(tun string, table int, r Route, del bool) error {
 	link, err := netlink.LinkByName(tun)
 	if err != nil {
 		return fmt.Errorf("TUN %s: %w", tun, err)
 	}
-	rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixNet(netip.PrefixFrom(a, a.BitLen())), Table: table, Scope: netlink.SCOPE_LINK}
-	if src.IsValid() {
-		rt.Src = src.AsSlice()
+	rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixNet(r.Dst), Table: table, Scope: netlink.SCOPE_LINK}
+	if r.Src.IsValid() {
+		rt.Src = r.Src.AsSlice()
 	}
 	if del {
 		err = netlink.RouteDel(rt)
@@ -403,7 +409,7 @@ func HostRoute(tun string, table int, a, src netip.Addr, del bool) error {
 		err = netlink.RouteReplace(rt)
 	}
 	if err != nil {
-		return fmt.Errorf("route %s dev %s table %d: %w", a, tun, table, err)
+		return fmt.Errorf("route %s dev %s table %d: %w", r.Dst, tun, table, err)
 	}
 	return nil
 }

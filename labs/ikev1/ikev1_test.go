@@ -69,6 +69,8 @@ type tunnelOpts struct {
 	swanExtra string
 	// load is gatehoused's plugins.load (default: what it needs).
 	load string
+	// moreTunnels are more entries for gatehoused's tunnels list.
+	moreTunnels string
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
@@ -88,8 +90,16 @@ func defaults(o tunnelOpts) tunnelOpts {
 // startGatehouse runs gatehoused in ns with one tunnel.
 func startGatehouse(t *testing.T, ns *netns.NS, s side, o tunnelOpts) *gw {
 	t.Helper()
-	o = defaults(o)
 	dir := t.TempDir()
+	path := writeGatehouseConfig(t, dir, s, o)
+	return netns.StartGateway(t, ns, bin, path, dir+"/admin.sock")
+}
+
+// writeGatehouseConfig writes gatehoused's configuration and key into dir
+// and returns the configuration's path (a reload reads it again).
+func writeGatehouseConfig(t *testing.T, dir string, s side, o tunnelOpts) string {
+	t.Helper()
+	o = defaults(o)
 	if err := os.WriteFile(filepath.Join(dir, "site.psk"), []byte(o.key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -105,12 +115,14 @@ tunnels:
     ike: {proposals: [%[6]s], lifetime: %[12]s, dpd: %[11]s%[15]s}
     esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: %[13]s}
     start: %[9]s
-plugins: {dir: %[10]s/plugins, load: [%[17]s]}
+%[18]splugins: {dir: %[10]s/plugins, load: [%[17]s]}
 `, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife, o.remoteExtra, o.ikeExtra,
-		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"), o.load)
+		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"), o.load, o.moreTunnels)
 	path := filepath.Join(dir, "gatehouse.yaml")
-	os.WriteFile(path, []byte(cfg), 0o644)
-	return netns.StartGateway(t, ns, bin, path, dir+"/admin.sock")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // swanctlConf is strongSwan's side of the tunnel: IKEv1, PSK (or
