@@ -18,7 +18,9 @@ func TestDemoRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode")
 	}
-	bin, err := testbin.Build(t.TempDir(), map[string]string{".": "gatehouse-demo", "../gatehoused": "gatehoused", "../gatehouse": "gatehouse", "../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/l2tp": "plugins/l2tp"})
+	bin, err := testbin.Build(t.TempDir(), map[string]string{".": "gatehouse-demo", "../gatehoused": "gatehoused", "../gatehouse": "gatehouse", "../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/l2tp": "plugins/l2tp",
+		"../../plugins/interop-windows": "plugins/interop-windows", "../../plugins/interop-apple": "plugins/interop-apple",
+		"../../plugins/interop-android": "plugins/interop-android"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +28,9 @@ func TestDemoRuns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{"[ok  ] auth-psk restarted after kill -9", "[ok  ] bad reload refused", "rule neta-netb/out"} {
+	for _, want := range []string{"[ok  ] auth-psk restarted after kill -9", "[ok  ] bad reload refused", "[ok  ] alice connects from laptop",
+		"[ok  ] bob connects from macbook", "windows (Windows 8 to 11, by interop-windows)", "apple (racoon (macOS/iOS), by interop-apple)",
+		"[ok  ] ping 10.1.0.10 -> 10.2.0.10 (the first packet starts IKE)", "gatehouse_sessions 2", "[ok  ] no sessions left"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

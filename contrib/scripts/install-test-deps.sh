@@ -8,6 +8,8 @@ command -v ip   >/dev/null 2>&1 || need="$need iproute2"
 command -v nft  >/dev/null 2>&1 || need="$need nftables"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 command -v iperf3 >/dev/null 2>&1 || need="$need iperf3"
+# The demo and the metrics lab read the Prometheus endpoint with curl.
+command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v tshark >/dev/null 2>&1 || need="$need tshark"
 # For `make bench` (the throughput comparison); cheap enough to have always.
 command -v wg >/dev/null 2>&1 || need="$need wireguard-tools"
