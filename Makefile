@@ -17,7 +17,15 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test unit proto tools deps bench fuzz vet clean
+.PHONY: all build demo test unit proto tools deps bench fuzz vet clean install
+
+# make install puts everything in the standard places (DESTDIR for
+# packaging): the daemon in sbin, the CLI in bin, plugins where
+# plugins.dir defaults to, the systemd unit, a sysctl file for forwarding,
+# an example configuration (never over an existing one), and the docs.
+PREFIX     ?= /usr
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /lib/systemd/system
 
 all: build
 
@@ -30,6 +38,21 @@ build:
 		$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
 	@for p in $(CONTRIB_PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./contrib/$$p"; \
 		$(GO) build -o $(BIN)/plugins/$$p ./contrib/$$p || exit 1; done
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/gatehouse/plugins \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/sysctl.d $(DESTDIR)$(PREFIX)/share/doc/gatehouse
+	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/gatehouse
+	install -m 0755 $(BIN)/gatehoused $(DESTDIR)$(PREFIX)/sbin/gatehoused
+	install -m 0755 $(BIN)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
+	install -m 0755 $(BIN)/plugins/* $(DESTDIR)$(PREFIX)/lib/gatehouse/plugins/
+	install -m 0644 contrib/systemd/gatehoused.service $(DESTDIR)$(UNITDIR)/gatehoused.service
+	install -m 0644 contrib/systemd/90-gatehouse.conf $(DESTDIR)$(SYSCONFDIR)/sysctl.d/90-gatehouse.conf
+	install -m 0640 contrib/examples/gatehouse.yaml $(DESTDIR)$(SYSCONFDIR)/gatehouse/gatehouse.yaml.example
+	[ -e $(DESTDIR)$(SYSCONFDIR)/gatehouse/gatehouse.yaml ] || \
+		install -m 0640 contrib/examples/gatehouse.yaml $(DESTDIR)$(SYSCONFDIR)/gatehouse/gatehouse.yaml
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/gatehouse/
+	@echo "installed; next: edit $(SYSCONFDIR)/gatehouse/gatehouse.yaml, sysctl --system, systemctl enable --now gatehoused"
 
 # System packages the labs need (iproute2, nftables, ping); installed with
 # apt-get when missing and running as root.
