@@ -217,15 +217,48 @@ func run(bin string, verbose bool) error {
 		}
 	}
 
-	banner("3. Site-to-site: traffic from NetA to NetB brings up the IKE tunnel")
+	banner("3. Host firewall: gatehouse firewall --tunnel-only, checked and loaded on the gateway")
+	rules, err := d.cli("firewall", "--tunnel-only")
+	if err == nil {
+		path := filepath.Join(dir, "gatehouse.nft")
+		if err = os.WriteFile(path, []byte(rules), 0o644); err == nil {
+			if out, cerr := d.gw.Output(10*time.Second, "nft", "-c", "-f", path); cerr != nil {
+				err = fmt.Errorf("%v: %s", cerr, out)
+			} else if out, lerr := d.gw.Output(10*time.Second, "nft", "-f", path); lerr != nil {
+				err = fmt.Errorf("%v: %s", lerr, out)
+			}
+		}
+	}
+	if err := d.record("firewall rules pass nft -c and load", err, fmt.Sprintf("%d rules", strings.Count(rules, " counter "))); err != nil {
+		return err
+	}
+
+	banner("4. Site-to-site: traffic from NetA to NetB brings up the IKE tunnel")
 	out, err = neta.Output(30*time.Second, "ping", "-c", "5", "-i", "0.3", "-W", "3", "10.2.0.10")
 	fmt.Print(indent(out))
 	if err := d.record("ping 10.1.0.10 -> 10.2.0.10 (the first packet starts IKE)", err, firstLine(out, "packet loss")); err != nil {
 		return err
 	}
 	s2s := d.iperf(netb, neta, "10.2.0.10", "iperf3 NetA -> NetB through the tunnel")
+	// A packet in clear from NetB to NetA, around the peer's tunnel (the
+	// data path's own mark skips its table) and routed by wan to the
+	// gateway: the gateway must drop it.
+	if out, err := wan.Output(5*time.Second, "ip", "route", "add", "10.1.0.0/24", "via", "203.0.113.1"); err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	if out, err := peer.Output(5*time.Second, "ip", "route", "add", "10.1.0.0/24", "via", "198.51.100.254"); err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	dropped := d.cleartextDrops()
+	out, _ = peer.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", "-m", "18248", "-I", "10.2.0.1", "10.1.0.10")
+	dropped = d.cleartextDrops() - dropped
+	ok := strings.Contains(out, " 0 received") && dropped >= 3
+	if err := d.record("a ping in clear between NetB and NetA is dropped", boolErr(ok, "it got through, or never reached the gateway"),
+		fmt.Sprintf("%d packets dropped at the gateway", dropped)); err != nil {
+		return err
+	}
 
-	banner("4. Remote access: two clients connect over L2TP/IPsec")
+	banner("5. Remote access: two clients connect over L2TP/IPsec")
 	var clients []*client
 	for _, c := range []struct {
 		ns            *netns.NS
@@ -244,7 +277,7 @@ func run(bin string, verbose bool) error {
 	}
 	ra := d.iperf(neta, laptop, "10.1.0.10", "iperf3 alice -> NetA through L2TP/IPsec")
 
-	banner("5. What the gateway reports: gatehouse status, sa, sessions")
+	banner("6. What the gateway reports: gatehouse status, sa, sessions")
 	for _, args := range [][]string{{"status"}, {"sa"}, {"sessions"}} {
 		out, err := d.cli(args...)
 		fmt.Printf("  $ gatehouse %s\n", strings.Join(args, " "))
@@ -254,7 +287,7 @@ func run(bin string, verbose bool) error {
 		}
 	}
 
-	banner("6. Metrics: curl http://127.0.0.1:9273/metrics (a few series)")
+	banner("7. Metrics: curl http://127.0.0.1:9273/metrics (a few series)")
 	out, err = d.gw.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
 	var shown []string
 	for _, l := range strings.Split(out, "\n") {
@@ -272,7 +305,7 @@ func run(bin string, verbose bool) error {
 		return err
 	}
 
-	banner("7. Plugin supervision: kill auth-psk, watch gatehoused restart it")
+	banner("8. Plugin supervision: kill auth-psk, watch gatehoused restart it")
 	out, err = d.cli("plugins")
 	fmt.Print(indent(out))
 	if err != nil {
@@ -304,7 +337,7 @@ func run(bin string, verbose bool) error {
 		return err
 	}
 
-	banner("8. Reload: unchanged configuration, then a bad one that is refused")
+	banner("9. Reload: unchanged configuration, then a bad one that is refused")
 	out, err = d.cli("reload")
 	fmt.Print(indent(out))
 	if err := d.record("gatehouse reload", err, strings.TrimSpace(out)); err != nil {
@@ -318,7 +351,7 @@ func run(bin string, verbose bool) error {
 		return err
 	}
 
-	banner("9. The clients hang up")
+	banner("10. The clients hang up")
 	for _, c := range clients {
 		c.proc.Signal(syscall.SIGINT)
 		select {
@@ -339,6 +372,21 @@ func run(bin string, verbose bool) error {
 		strings.Count(string(audit), `"id":541,`), strings.Count(string(audit), `"id":5410,`))
 	fmt.Printf("  Throughput: site-to-site %s, remote access %s\n", s2s, ra)
 	return nil
+}
+
+var dropCounter = regexp.MustCompile(`counter packets (\d+) bytes \d+ drop comment "cleartext for rule`)
+
+// cleartextDrops sums the gateway's nftables counters of cleartext dropped
+// for the policy (gatehoused's own table and the firewall's).
+func (d *demo) cleartextDrops() int {
+	out, _ := d.gw.Output(5*time.Second, "nft", "list", "ruleset")
+	n := 0
+	for _, m := range dropCounter.FindAllStringSubmatch(out, -1) {
+		var v int
+		fmt.Sscan(m[1], &v)
+		n += v
+	}
+	return n
 }
 
 // client is a running `gatehouse connect l2tp`.

@@ -50,7 +50,10 @@ func (e cliError) Error() string { return e.err.Error() }
 func main() {
 	g := &globals{}
 	root := &cobra.Command{
-		Use:   "gatehouse",
+		Use: "gatehouse",
+		Example: `  gatehouse status
+  gatehouse sa --json | jq '.ikeSas[] | {tunnel, remote, family}'
+  gatehouse --socket /tmp/lab/admin.sock sessions`,
 		Short: "Control a running Gatehouse VPN server",
 		Long: `gatehouse talks to gatehoused over its admin socket (admin_socket in the
 configuration, default /run/gatehouse/admin.sock; readable by root only).
