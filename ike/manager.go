@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
@@ -73,6 +74,10 @@ type IKESA struct {
 	flags      Flags
 	interop    InteropAnswer
 
+	// halfOpenFrom is set while a responder SA counts as half-open: the
+	// address it is counted under.
+	halfOpenFrom netip.Addr
+
 	// initialContact: the peer said it holds no other SA with us.
 	initialContact bool
 	lastKeepalive  time.Time
@@ -105,9 +110,16 @@ type Manager struct {
 	restarts map[*PeerConfig]time.Time
 	// frags: messages being reassembled from fragments (fragment.go);
 	// fragSize: the datagram size past which we fragment.
-	interop  Interop
-	frags    map[fragKey]*fragBuffer
-	fragSize int
+	interop Interop
+	// Half-open responder SAs: how many, from whom, the limits, and the
+	// first messages dropped for them.
+	halfOpen                          int
+	halfOpenBy                        map[netip.Addr]int
+	maxHalfOpen, maxHalfOpenPerSource int
+	halfOpenDrops                     uint64
+	halfOpenLogged                    time.Time
+	frags                             map[fragKey]*fragBuffer
+	fragSize                          int
 }
 
 // restartDelay paces re-initiation of always-up tunnels whose peer is
@@ -125,7 +137,17 @@ type Config struct {
 	FragmentSize int
 	// Interop classifies peers (nil: the built-in vendor IDs only).
 	Interop Interop
+	// MaxHalfOpen bounds the IKE SAs we answer that are not established
+	// yet, in all (default 4096) and from one address (default 64): a flood
+	// of first messages, spoofed or not, costs bounded memory and leaves
+	// established SAs alone.
+	MaxHalfOpen, MaxHalfOpenPerSource int
 }
+
+const (
+	defaultMaxHalfOpen          = 4096
+	defaultMaxHalfOpenPerSource = 64
+)
 
 // NewManager makes a manager; SetPeers gives it peers.
 func NewManager(c Config) *Manager {
@@ -135,7 +157,10 @@ func NewManager(c Config) *Manager {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.MaxHalfOpen = cmp.Or(c.MaxHalfOpen, defaultMaxHalfOpen)
+	c.MaxHalfOpenPerSource = cmp.Or(c.MaxHalfOpenPerSource, defaultMaxHalfOpenPerSource)
 	return &Manager{log: c.Log, host: c.Host, rand: c.Rand, now: c.Now, sas: map[Cookie]*IKESA{}, refused: map[netip.Addr]time.Time{},
+		maxHalfOpen: c.MaxHalfOpen, maxHalfOpenPerSource: c.MaxHalfOpenPerSource, halfOpenBy: map[netip.Addr]int{},
 		restarts: map[*PeerConfig]time.Time{}, frags: map[fragKey]*fragBuffer{}, fragSize: c.FragmentSize, interop: c.Interop}
 }
 
@@ -459,8 +484,20 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	if !local.Addr().IsValid() || local.Addr().IsUnspecified() {
 		local = netip.AddrPortFrom(peer.Local, local.Port()) // a wildcard socket: our address is the tunnel's
 	}
+	if m.halfOpen >= m.maxHalfOpen || m.halfOpenBy[remote.Addr()] >= m.maxHalfOpenPerSource {
+		m.halfOpenDrops++
+		if now := m.now(); now.Sub(m.halfOpenLogged) >= 10*time.Second {
+			m.halfOpenLogged = now
+			m.log.Warn("IKE first messages dropped: too many negotiations not yet established (a flood?); established SAs are not affected",
+				zap.Int("half_open", m.halfOpen), zap.Int("from_this_address", m.halfOpenBy[remote.Addr()]), zap.Stringer("latest_from", remote),
+				zap.Uint64("dropped_so_far", m.halfOpenDrops))
+		}
+		return
+	}
 	sa := &IKESA{ICookie: h.ICookie, RCookie: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
-		softIKE: softPoint(false)}
+		softIKE: softPoint(false), halfOpenFrom: remote.Addr()}
+	m.halfOpen++
+	m.halfOpenBy[sa.halfOpenFrom]++
 	// A peer that reauthenticates: once this SA has a child, the older
 	// ones with the peer go.
 	for _, old := range m.sas {
@@ -592,6 +629,7 @@ func (m *Manager) completed(x *exchange) {
 	}
 	sa := x.sa
 	if x.typ.phase1() && sa.state == stateMainMode {
+		m.releaseHalfOpen(sa)
 		sa.releaseGSS()
 		sa.state = stateEstablished
 		sa.lastHeard = m.now()
@@ -611,6 +649,27 @@ func (m *Manager) completed(x *exchange) {
 			m.startQuickMode(sa)
 		}
 	}
+}
+
+// releaseHalfOpen takes a responder SA out of the half-open count once it
+// is established or gone.
+func (m *Manager) releaseHalfOpen(sa *IKESA) {
+	if !sa.halfOpenFrom.IsValid() {
+		return
+	}
+	m.halfOpen--
+	if m.halfOpenBy[sa.halfOpenFrom]--; m.halfOpenBy[sa.halfOpenFrom] <= 0 {
+		delete(m.halfOpenBy, sa.halfOpenFrom)
+	}
+	sa.halfOpenFrom = netip.Addr{}
+}
+
+// HalfOpen reports the responder SAs not established yet, and the first
+// messages dropped because there were too many.
+func (m *Manager) HalfOpen() (n int, dropped uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.halfOpen, m.halfOpenDrops
 }
 
 // peerEstablished reports whether an established IKE SA with p exists.
@@ -682,6 +741,7 @@ func (m *Manager) remove(sa *IKESA, why string) {
 	}
 	wasUp := sa.state == stateEstablished
 	sa.state = stateDead
+	m.releaseHalfOpen(sa)
 	sa.releaseGSS()
 	delete(m.sas, sa.ICookie)
 	if sa.Peer.Restart && why != whyOperator && why != whyReplaced {

@@ -119,6 +119,9 @@ var (
 		[]string{"mode", "direction"}, nil)
 	descPackets = prometheus.NewDesc("gatehouse_ipsec_packets_total", "Packets through IPsec SAs (removed ones included), by mode and direction.",
 		[]string{"mode", "direction"}, nil)
+	descHalfOpen = prometheus.NewDesc("gatehouse_ike_half_open_sas", "IKE SAs we answer that are not established yet.", nil, nil)
+	descFlood    = prometheus.NewDesc("gatehouse_ike_first_messages_dropped_total",
+		"IKE first messages dropped because too many negotiations were half open.", nil, nil)
 	descDrops    = prometheus.NewDesc("gatehouse_dataplane_drops_total", "Packets the data path dropped, by reason.", []string{"reason"}, nil)
 	descOuter    = prometheus.NewDesc("gatehouse_dataplane_packets_total", "Outer packets sent and received by the data path.", []string{"direction"}, nil)
 	descSessions = prometheus.NewDesc("gatehouse_sessions", "Remote-access sessions up.", nil, nil)
@@ -129,7 +132,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIKESAs, descIPsec, descBytes, descPackets, descDrops, descOuter, descSessions, descPoolUsed,
+	for _, d := range []*prometheus.Desc{descIKESAs, descHalfOpen, descFlood, descIPsec, descBytes, descPackets, descDrops, descOuter, descSessions, descPoolUsed,
 		descPoolSize, descRestarts, descPluginUp} {
 		ch <- d
 	}
@@ -163,6 +166,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for st, n := range states {
 		gauge(descIKESAs, float64(n), st)
+	}
+	if m := d.ikeManager(); m != nil {
+		n, dropped := m.HalfOpen()
+		gauge(descHalfOpen, float64(n))
+		count(descFlood, dropped)
 	}
 	d.mu.RLock()
 	dp := d.dp
