@@ -92,7 +92,10 @@ func startGatehouse(t *testing.T, ns *netns.NS, s side, o tunnelOpts) *gw {
 	t.Helper()
 	dir := t.TempDir()
 	path := writeGatehouseConfig(t, dir, s, o)
-	return netns.StartGateway(t, ns, bin, path, dir+"/admin.sock")
+	g := netns.StartGateway(t, ns, bin, path, dir+"/admin.sock")
+	key := defaults(o).key
+	t.Cleanup(func() { netns.NoSecrets(t, map[string]string{"gatehoused's log": g.Proc.Output()}, key) })
+	return g
 }
 
 // writeGatehouseConfig writes gatehoused's configuration and key into dir

@@ -86,6 +86,13 @@ func must(t *testing.T, err error) {
 func (x *lab) serve(pppAuth string, extra ...string) {
 	path := x.writeConfig(pppAuth, extra...)
 	x.gw = netns.StartGateway(x.t, x.srv, bin, path, x.dir+"/admin.sock")
+	// Secrets never reach the log (debug level) or the audit file.
+	gw := x.gw
+	x.t.Cleanup(func() {
+		audit, _ := os.ReadFile(filepath.Join(x.dir, "audit.jsonl"))
+		netns.NoSecrets(x.t, map[string]string{"gatehoused's log": gw.Proc.Output(), "the audit log": string(audit)},
+			psk, "correct horse", "battery staple", "c4rol!", "d4ve!", radiusSecret, "erin-pass", "frank-pass", "kate-pass", "henry-pass")
+	})
 }
 
 // writeConfig writes gatehoused's configuration and returns its path.

@@ -3,6 +3,7 @@ package netns
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,4 +72,17 @@ func (g *Gateway) CLI(t testing.TB, args ...string) string {
 		t.Fatalf("gatehouse %v: %v\n%s", args, err, out)
 	}
 	return out
+}
+
+// NoSecrets fails the test if any secret appears in any of the texts
+// (named for the message): keys and passwords never reach logs.
+func NoSecrets(t testing.TB, texts map[string]string, secrets ...string) {
+	t.Helper()
+	for name, text := range texts {
+		for _, s := range secrets {
+			if s != "" && strings.Contains(text, s) {
+				t.Errorf("a secret (%d bytes, starting %q) appears in %s", len(s), s[:min(3, len(s))], name)
+			}
+		}
+	}
 }
