@@ -476,3 +476,23 @@ func TestBatchedSendFailureIsCounted(t *testing.T) {
 		t.Fatalf("counters %+v", c)
 	}
 }
+
+// BenchmarkUnknownSPIDrop is what an ESP packet with an SPI we do not
+// have costs the inbound path (a flood at line rate): the SPI lookup and
+// a counter, no allocation.
+func BenchmarkUnknownSPIDrop(b *testing.B) {
+	p := New(Config{SAD: sad.New(), MTU: 1400}, &policy.Policy{})
+	pkt := make([]byte, 1400)
+	binary.BigEndian.PutUint32(pkt, 0xdeadbeef)
+	binary.BigEndian.PutUint32(pkt[4:], 1)
+	buf := make([]byte, 2048)
+	from := netip.MustParseAddrPort("198.51.100.66:0")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for b.Loop() {
+		p.inbound(buf, pkt, from, false, nil)
+	}
+	if p.Counters().Drops["unknown-spi"] == 0 {
+		b.Fatal("not counted")
+	}
+}
