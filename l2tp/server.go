@@ -1,6 +1,7 @@
 package l2tp
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -16,14 +17,17 @@ type Server[K comparable] struct {
 	// NewConfig gives the Config for a new tunnel from key (its Send
 	// addresses that peer).
 	NewConfig func(key K) Config
-	// MaxTunnels bounds the table (0: 65535).
-	MaxTunnels int
+	// MaxTunnels bounds the table (0: 65535); MaxTunnelsPerKey what one
+	// key (one IPsec SA's peer) may hold (0: 1024), so a flood of SCCRQs
+	// inside one authenticated SA cannot take the table from everyone else.
+	MaxTunnels, MaxTunnelsPerKey int
 	Random     func([]byte)
 	// Secret reveals hidden AVPs in an SCCRQ before its tunnel exists.
 	Secret []byte
 
 	tunnels map[uint16]*serverTunnel
 	byPeer  map[peerTunnel[K]]*serverTunnel
+	perKey  map[K]int
 }
 
 type serverTunnel struct {
@@ -37,14 +41,15 @@ type peerTunnel[K comparable] struct {
 	peer uint16
 }
 
-// ErrTooManyTunnels is an SCCRQ refused because the table is full.
+// ErrTooManyTunnels is an SCCRQ refused because the table is full, or
+// because its sender holds as many tunnels as one may.
 var ErrTooManyTunnels = errors.New("L2TP tunnel table full")
 
 // Input routes one control packet from key. A new SCCRQ makes a tunnel;
 // its retransmissions find the same one.
 func (s *Server[K]) Input(key K, b []byte, now time.Time) (*Tunnel, error) {
 	if s.tunnels == nil {
-		s.tunnels, s.byPeer = map[uint16]*serverTunnel{}, map[peerTunnel[K]]*serverTunnel{}
+		s.tunnels, s.byPeer, s.perKey = map[uint16]*serverTunnel{}, map[peerTunnel[K]]*serverTunnel{}, map[K]int{}
 	}
 	h, payload, err := ParseHeader(b)
 	if err != nil {
@@ -81,9 +86,13 @@ func (s *Server[K]) Input(key K, b []byte, now time.Time) (*Tunnel, error) {
 	if len(s.tunnels) >= limit {
 		return nil, ErrTooManyTunnels
 	}
+	if n := s.perKey[key]; n >= cmp.Or(s.MaxTunnelsPerKey, 1024) {
+		return nil, fmt.Errorf("%w: this peer already holds %d tunnels", ErrTooManyTunnels, n)
+	}
 	t := &serverTunnel{Tunnel: NewTunnel(s.NewConfig(key), s.newID()), key: key, peer: peer}
 	s.tunnels[t.LocalID] = t
 	s.byPeer[pk] = t
+	s.perKey[key]++
 	return t.Tunnel, t.Input(b, now)
 }
 
@@ -107,13 +116,21 @@ func (s *Server[K]) newID() uint16 {
 	return 0 // unreachable: the table is below 65535 entries
 }
 
+func (s *Server[K]) forget(id uint16, t *serverTunnel) {
+	k := t.key.(K)
+	delete(s.tunnels, id)
+	delete(s.byPeer, peerTunnel[K]{k, t.peer})
+	if s.perKey[k]--; s.perKey[k] <= 0 {
+		delete(s.perKey, k)
+	}
+}
+
 // Tick runs every tunnel's timers and forgets dead ones.
 func (s *Server[K]) Tick(now time.Time) {
 	for id, t := range s.tunnels {
 		t.Tick(now)
 		if t.Dead() {
-			delete(s.tunnels, id)
-			delete(s.byPeer, peerTunnel[K]{t.key.(K), t.peer})
+			s.forget(id, t)
 		}
 	}
 }
@@ -127,8 +144,7 @@ func (s *Server[K]) Abandon(key K, now time.Time, why string) int {
 			continue
 		}
 		t.Abandon(now, why)
-		delete(s.tunnels, id)
-		delete(s.byPeer, peerTunnel[K]{key, t.peer})
+		s.forget(id, t)
 		n++
 	}
 	return n

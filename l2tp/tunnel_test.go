@@ -407,3 +407,37 @@ func TestTsharkReadsOurL2TP(t *testing.T) {
 		t.Logf("dissection:\n%s", out)
 	}
 }
+
+// A flood of SCCRQs inside one SA gets that SA its share of tunnels and no
+// more; another SA still gets one; dead tunnels give their slots back.
+func TestServerBoundsTunnelsPerSA(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	srv := &Server[string]{MaxTunnelsPerKey: 8, NewConfig: func(string) Config { return Config{Role: LNS, Send: func([]byte) {}} }}
+	sccrq := func(peerID uint16) []byte {
+		m := &Message{Type: MsgSCCRQ}
+		m.Add(AVPProtocolVersion, true, []byte{1, 0})
+		m.Add(AVPHostName, true, []byte("flood"))
+		m.AddUint32(AVPFramingCaps, true, 3)
+		m.AddUint16(AVPAssignedTunnelID, true, peerID)
+		avps := m.AppendAVPs(nil, nil, nil)
+		return append(AppendControlHeader(nil, 0, 0, 0, 0, len(avps)), avps...)
+	}
+	refused := 0
+	for i := range 1000 {
+		if _, err := srv.Input("flooding-sa", sccrq(uint16(i+1)), now); errors.Is(err, ErrTooManyTunnels) {
+			refused++
+		}
+	}
+	if srv.Len() != 8 || refused != 992 {
+		t.Fatalf("%d tunnels, %d refused; want 8 and 992", srv.Len(), refused)
+	}
+	if _, err := srv.Input("another-sa", sccrq(1), now); err != nil || srv.Len() != 9 {
+		t.Fatalf("another SA: %v (%d tunnels)", err, srv.Len())
+	}
+	if n := srv.Abandon("flooding-sa", now, "test"); n != 8 {
+		t.Fatalf("abandoned %d", n)
+	}
+	if _, err := srv.Input("flooding-sa", sccrq(2000), now); err != nil {
+		t.Fatalf("after its tunnels ended, the SA may open one again: %v", err)
+	}
+}
