@@ -362,7 +362,14 @@ func (m *Manager) send(x *exchange) error {
 	if x.finishedAll() && x.finished.IsZero() {
 		x.finished = m.now()
 	}
-	return m.transmit(x.sa, b)
+	if err := m.transmit(x.sa, b); err != nil {
+		// A datagram the host could not send is a lost one (a local
+		// firewall's drop is EPERM): the retransmission timer covers it,
+		// and a lasting failure ends as a timeout that names the peer.
+		m.log.Info("IKE message not sent; it will be retransmitted", zap.String("peer", x.sa.Peer.Name),
+			zap.Stringer("remote", x.sa.Remote), zap.Error(err))
+	}
+	return nil
 }
 
 // encode writes the message, encrypting it once the SA has keys (main

@@ -21,7 +21,7 @@ type Server[K comparable] struct {
 	// key (one IPsec SA's peer) may hold (0: 1024), so a flood of SCCRQs
 	// inside one authenticated SA cannot take the table from everyone else.
 	MaxTunnels, MaxTunnelsPerKey int
-	Random     func([]byte)
+	Random                       func([]byte)
 	// Secret reveals hidden AVPs in an SCCRQ before its tunnel exists.
 	Secret []byte
 

@@ -311,7 +311,10 @@ func (t *Tunnel) Input(b []byte, now time.Time) error {
 	if !h.Control {
 		return fmt.Errorf("%w: a data message fed to the control channel", ErrMalformed)
 	}
-	if h.TunnelID != t.LocalID && !(h.TunnelID == 0 && t.state == tunnelIdle) {
+	// Tunnel id 0 is the peer's SCCRQ: the first one, or, at an LNS, a
+	// retransmission because our SCCRP was late or lost (Server routes
+	// only those here); it is a duplicate, answered by an ack.
+	if h.TunnelID != t.LocalID && !(h.TunnelID == 0 && (t.state == tunnelIdle || t.cfg.Role == LNS)) {
 		return fmt.Errorf("%w: tunnel id %d, ours is %d", ErrWrongTunnel, h.TunnelID, t.LocalID)
 	}
 	t.lastRx = now

@@ -441,3 +441,19 @@ func TestServerBoundsTunnelsPerSA(t *testing.T) {
 		t.Fatalf("after its tunnels ended, the SA may open one again: %v", err)
 	}
 }
+
+// The LAC's SCCRQ retransmitted while our SCCRP is lost (or was held back
+// because the IPsec SA was not there yet) is a duplicate, not an error, and
+// the tunnel still comes up.
+func TestRetransmittedSCCRQ(t *testing.T) {
+	l := newLab(t, "", "")
+	l.dropToLAC = func(i int, _ []byte) bool { return i == 1 } // the first SCCRP
+	l.lac.Start(l.now)
+	l.run(10 * time.Second)
+	if l.lnsTunnel() == nil || !l.has("lac up") || !l.has("lns up") {
+		t.Fatalf("tunnel not up after a lost SCCRP: %v", l.events)
+	}
+	for _, err := range l.lnsErrs {
+		t.Errorf("the LNS refused a message: %v", err)
+	}
+}

@@ -479,11 +479,20 @@ func (l *Link) lcpDown() {
 		l.ipcpFSM.Down()
 	}
 	l.server, l.client, l.authTimer, l.echoTimer = nil, nil, time.Time{}, time.Time{}
-	if l.phase != PhaseTerminate && !l.closing {
-		// The peer renegotiates LCP (a Configure-Request while Opened):
-		// we do not follow a link through re-authentication; end it.
-		l.terminate(CauseNoRenegotiation, ProtoLCP, DirPeer, "the peer renegotiated LCP")
+	if l.phase == PhaseTerminate || l.closing {
+		return
 	}
+	if !l.up {
+		// Before the link is up, a Configure-Request while Opened is how
+		// PPP recovers a lost Configure-Ack (RFC 1661 section 4.2): follow
+		// it; authentication and IPCP start again when LCP reopens.
+		l.phase = PhaseEstablish
+		l.ipcp, l.ipcpFSM, l.ipcpTimer = nil, nil, time.Time{}
+		return
+	}
+	// Once up, the peer renegotiating LCP would take the link through
+	// re-authentication, which we do not follow: end it.
+	l.terminate(CauseNoRenegotiation, ProtoLCP, DirPeer, "the peer renegotiated LCP")
 }
 
 // finish is This-Layer-Finished of LCP: the link is dead.

@@ -233,3 +233,31 @@ func TestLinkLowerLayerDown(t *testing.T) {
 		t.Error("a dead link still sends")
 	}
 }
+
+// A lost Configure-Ack makes the other side see a Configure-Request while
+// Opened (RFC 1661 section 4.2): before the link is up, that renegotiation
+// is followed and the link still comes up, for each side losing it.
+func TestLinkSurvivesLostConfigureAck(t *testing.T) {
+	for _, toServer := range []bool{false, true} {
+		p := newLinkPair(t, []AuthProto{AuthMSCHAPv2}, []AuthProto{AuthMSCHAPv2}, "s3cret pass")
+		dropped := false
+		p.drop = func(ts bool, f []byte) bool {
+			proto, payload, err := ParseFrame(f)
+			if err != nil || proto != ProtoLCP || dropped || ts != toServer {
+				return false
+			}
+			if pk, err := ParsePacket(payload); err == nil && pk.Code == CodeConfigureAck {
+				dropped = true
+				return true
+			}
+			return false
+		}
+		p.srv.Open(p.now)
+		p.cli.Open(p.now)
+		p.run(30 * time.Second)
+		if !dropped || p.srvUp == nil || p.cliUp == nil {
+			t.Fatalf("lost Ack to the server %v: dropped %v, server up %v (%q), client up %v (%q)", toServer, dropped,
+				p.srvUp != nil, p.srvDown, p.cliUp != nil, p.cliDn)
+		}
+	}
+}
