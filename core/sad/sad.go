@@ -173,8 +173,12 @@ func dirIndex(inbound bool) int {
 	return 0
 }
 
+// counted reports whether an SA's traffic goes into the totals (a known
+// mode).
+func counted(m Meta) bool { return m.Mode == Transport || m.Mode == Tunnel }
+
 func (db *DB) retire(m Meta, inbound bool, c state) {
-	if c == nil || (m.Mode != Transport && m.Mode != Tunnel) {
+	if c == nil || !counted(m) {
 		return
 	}
 	r := &db.retired[m.Mode-1][dirIndex(inbound)]
@@ -192,30 +196,34 @@ func (db *DB) Totals() []Total {
 			out[m][d] = Total{Mode: Mode(m + 1), Inbound: d == 1, Bytes: r.bytes.Load(), Packets: r.packets.Load()}
 		}
 	}
-	add := func(meta Meta, inbound bool, c state) {
-		if meta.Mode != Transport && meta.Mode != Tunnel {
+	db.each(func(meta Meta, inbound bool, c state) {
+		if !counted(meta) {
 			return
 		}
 		t := &out[meta.Mode-1][dirIndex(inbound)]
 		st := c.Counters()
 		t.Bytes += st.Bytes.Load()
 		t.Packets += st.Packets.Load()
-	}
+	})
+	return []Total{out[0][0], out[0][1], out[1][0], out[1][1]}
+}
+
+// each calls f for every installed SA, shard by shard, under its lock.
+func (db *DB) each(f func(meta Meta, inbound bool, c state)) {
 	for i := range db.in {
 		s := &db.in[i]
 		s.mu.RLock()
 		for _, sa := range s.m {
-			add(sa.Meta, true, sa.state())
+			f(sa.Meta, true, sa.state())
 		}
 		s.mu.RUnlock()
 		o := &db.out[i]
 		o.mu.RLock()
 		for _, sa := range o.m {
-			add(sa.Meta, false, sa.state())
+			f(sa.Meta, false, sa.state())
 		}
 		o.mu.RUnlock()
 	}
-	return []Total{out[0][0], out[0][1], out[1][0], out[1][1]}
 }
 
 // Sentinel errors.
@@ -384,20 +392,7 @@ func snap(meta Meta, inbound bool, c state, now time.Time) Snapshot {
 // List snapshots every SA, ordered by name, direction and SPI.
 func (db *DB) List(now time.Time) []Snapshot {
 	var out []Snapshot
-	for i := range db.in {
-		s := &db.in[i]
-		s.mu.RLock()
-		for _, sa := range s.m {
-			out = append(out, snap(sa.Meta, true, sa.state(), now))
-		}
-		s.mu.RUnlock()
-		o := &db.out[i]
-		o.mu.RLock()
-		for _, sa := range o.m {
-			out = append(out, snap(sa.Meta, false, sa.state(), now))
-		}
-		o.mu.RUnlock()
-	}
+	db.each(func(meta Meta, inbound bool, c state) { out = append(out, snap(meta, inbound, c, now)) })
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.Name != b.Name {
