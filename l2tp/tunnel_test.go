@@ -1,15 +1,16 @@
 package l2tp
 
 import (
-	"net/netip"
-	"os"
-
 	"encoding/binary"
 	"errors"
-	"github.com/gatehouse/gatehouse/labs/pcap"
+	"math/rand/v2"
+	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/labs/pcap"
 )
 
 // lab is a LAC tunnel and an LNS Server joined by a wire the test can
@@ -455,5 +456,27 @@ func TestRetransmittedSCCRQ(t *testing.T) {
 	}
 	for _, err := range l.lnsErrs {
 		t.Errorf("the LNS refused a message: %v", err)
+	}
+}
+
+// TestRandomLoss: at 10 % random loss each way, a tunnel and the call the
+// LAC opens as soon as it is up (as raclient does) always come up, for
+// every one of many loss patterns.
+func TestRandomLoss(t *testing.T) {
+	for seed := range 3000 {
+		l := newLab(t, "", "")
+		rng := rand.New(rand.NewPCG(uint64(seed), 1))
+		drop := func(int, []byte) bool { return rng.IntN(100) < 10 }
+		l.dropToLNS, l.dropToLAC = drop, drop
+		l.lac.cfg.OnUp = func(tu *Tunnel) {
+			if _, err := tu.OpenSession(l.now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.lac.Start(l.now)
+		l.run(40 * time.Second)
+		if len(l.lacUp) != 1 || len(l.lnsUp) != 1 {
+			t.Fatalf("seed %d: lac %s with %d sessions up, lns %d up: %v", seed, l.lac.State(), len(l.lacUp), len(l.lnsUp), l.events)
+		}
 	}
 }

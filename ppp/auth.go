@@ -1,6 +1,7 @@
 package ppp
 
 import (
+	"crypto/sha256"
 	"crypto/md5"
 	"crypto/subtle"
 	"fmt"
@@ -90,6 +91,12 @@ type AuthServer struct {
 	challenge []byte
 	finished  bool
 	tries     int
+	// The answer to the request that finished, and a digest of that
+	// request: a retransmission of it (our answer was lost) gets the same
+	// answer again without a second check.
+	answer   Packet
+	answered bool
+	asked    [sha256.Size]byte
 }
 
 // MaxAuthTries bounds challenges sent without an answer.
@@ -133,6 +140,12 @@ func (s *AuthServer) finish(ok bool, user, why string) {
 // Input handles a CHAP or PAP packet from the client.
 func (s *AuthServer) Input(p Packet) error {
 	if s.finished {
+		// RFC 1334 section 2.2.1 and RFC 1994 section 4.1: a request
+		// retransmitted because our Ack or Success was lost gets the same
+		// answer; anything else after the outcome is ignored.
+		if s.answered && p.ID == s.answer.ID && p.Code == s.requestCode() && sha256.Sum256(p.Data) == s.asked {
+			s.Send(s.answer)
+		}
 		return nil
 	}
 	if s.Proto == AuthPAP {
@@ -145,10 +158,10 @@ func (s *AuthServer) Input(p Packet) error {
 		}
 		r := s.Check(Credentials{Proto: AuthPAP, User: user, Password: pw})
 		if r.OK {
-			s.Send(Packet{Code: PAPAck, ID: p.ID, Data: papMessage("Welcome")})
+			s.reply(p, Packet{Code: PAPAck, ID: p.ID, Data: papMessage("Welcome")})
 			s.finish(true, StripDomain(user), "")
 		} else {
-			s.Send(Packet{Code: PAPNak, ID: p.ID, Data: papMessage("Authentication failed")})
+			s.reply(p, Packet{Code: PAPNak, ID: p.ID, Data: papMessage("Authentication failed")})
 			s.finish(false, StripDomain(user), "wrong user name or password (PAP)")
 		}
 		return nil
@@ -169,15 +182,15 @@ func (s *AuthServer) Input(p Packet) error {
 	r := s.Check(c)
 	switch {
 	case r.OK && s.Proto == AuthMSCHAPv2:
-		s.Send(Packet{Code: CHAPSuccess, ID: p.ID, Data: []byte(r.AuthResponse + " M=Welcome")})
+		s.reply(p, Packet{Code: CHAPSuccess, ID: p.ID, Data: []byte(r.AuthResponse + " M=Welcome")})
 	case r.OK:
-		s.Send(Packet{Code: CHAPSuccess, ID: p.ID, Data: []byte("Welcome")})
+		s.reply(p, Packet{Code: CHAPSuccess, ID: p.ID, Data: []byte("Welcome")})
 	case s.Proto == AuthMSCHAPv2:
 		// RFC 2759 section 6: E=691 (authentication failure), R=0 (do
 		// not retry: Windows would prompt in a loop otherwise).
-		s.Send(Packet{Code: CHAPFailure, ID: p.ID, Data: []byte(fmt.Sprintf("E=691 R=0 C=%X V=3 M=Authentication failed", s.challenge))})
+		s.reply(p, Packet{Code: CHAPFailure, ID: p.ID, Data: []byte(fmt.Sprintf("E=691 R=0 C=%X V=3 M=Authentication failed", s.challenge))})
 	default:
-		s.Send(Packet{Code: CHAPFailure, ID: p.ID, Data: []byte("Authentication failed")})
+		s.reply(p, Packet{Code: CHAPFailure, ID: p.ID, Data: []byte("Authentication failed")})
 	}
 	why := ""
 	if !r.OK {
@@ -185,6 +198,20 @@ func (s *AuthServer) Input(p Packet) error {
 	}
 	s.finish(r.OK, StripDomain(user), why)
 	return nil
+}
+
+// reply sends the outcome of request req and keeps it for a
+// retransmission of req.
+func (s *AuthServer) reply(req, answer Packet) {
+	s.answer, s.answered, s.asked = answer, true, sha256.Sum256(req.Data)
+	s.Send(answer)
+}
+
+func (s *AuthServer) requestCode() byte {
+	if s.Proto == AuthPAP {
+		return PAPRequest
+	}
+	return CHAPResponse
 }
 
 func papMessage(m string) []byte { return append([]byte{byte(len(m))}, m...) }
@@ -200,6 +227,10 @@ type AuthClient struct {
 	id       byte
 	finished bool
 	tries    int
+	// The CHAP Response last sent: sent again on our timer until the
+	// server answers, since a lost Success would otherwise leave us
+	// waiting while the server, done with us, sends no more challenges.
+	response Packet
 	// MS-CHAPv2 state, to check the server's proof.
 	auth, peer [16]byte
 	nt         [24]byte
@@ -218,16 +249,22 @@ func (c *AuthClient) sendPAP() {
 	c.Send(Packet{Code: PAPRequest, ID: c.id, Data: AppendPAPRequest(nil, c.User, c.Password)})
 }
 
-// Timeout re-sends the PAP request (CHAP retries are the server's).
+// Timeout re-sends the PAP request or the CHAP Response, and gives up
+// after MaxAuthTries. Before a challenge, CHAP waits: the server retries.
 func (c *AuthClient) Timeout() {
-	if c.finished || c.Proto != AuthPAP {
+	if c.finished || (c.Proto != AuthPAP && c.response.Code == 0) {
 		return
 	}
 	if c.tries >= MaxAuthTries {
 		c.finish(false, "the server never answered")
 		return
 	}
-	c.sendPAP()
+	if c.Proto == AuthPAP {
+		c.sendPAP()
+		return
+	}
+	c.tries++
+	c.Send(c.response)
 }
 
 func (c *AuthClient) finish(ok bool, why string) {
@@ -266,7 +303,8 @@ func (c *AuthClient) Input(p Packet) error {
 			c.nt = GenerateNTResponse(c.auth, c.peer, c.User, NTPasswordHash(c.Password))
 			value = MSCHAPv2Response{PeerChallenge: c.peer, NTResponse: c.nt}.Bytes()
 		}
-		c.Send(Packet{Code: CHAPResponse, ID: p.ID, Data: AppendCHAPValue(nil, value, c.User)})
+		c.response, c.tries = Packet{Code: CHAPResponse, ID: p.ID, Data: AppendCHAPValue(nil, value, c.User)}, 1
+		c.Send(c.response)
 	case c.Proto != AuthPAP && p.Code == CHAPSuccess && p.ID == c.id:
 		if c.Proto == AuthMSCHAPv2 {
 			// The server must prove it knows the password (RFC 2759

@@ -234,14 +234,16 @@ func (l *Link) Input(frame []byte, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if l.phase != PhaseAuthenticate {
-			return nil // late retransmission or out of phase: ignore
-		}
 		if (proto == ProtoPAP) != (l.lcp.Agreed() == AuthPAP) {
 			return nil // not the protocol LCP agreed
 		}
-		if l.server != nil {
+		if l.server != nil && l.phase >= PhaseAuthenticate && l.phase <= PhaseOpen {
+			// Past authentication too: a client whose Success or Ack was
+			// lost asks again, and the server answers again.
 			return l.server.Input(p)
+		}
+		if l.phase != PhaseAuthenticate {
+			return nil // late retransmission or out of phase: ignore
 		}
 		if l.client != nil {
 			return l.client.Input(p)
@@ -389,9 +391,7 @@ func (l *Link) lcpUp() {
 		l.user = l.cfg.User
 		l.client = &AuthClient{Proto: agreed, User: l.cfg.User, Password: l.cfg.Password, Random: l.cfg.Random,
 			Send: func(p Packet) { l.send(authProtoNumber(agreed), p) }, Done: l.clientAuthDone}
-		if agreed == AuthPAP {
-			l.authTimer = l.now.Add(l.cfg.Restart)
-		}
+		l.authTimer = l.now.Add(l.cfg.Restart)
 		l.client.Start()
 	}
 }
