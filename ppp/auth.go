@@ -1,8 +1,8 @@
 package ppp
 
 import (
-	"crypto/sha256"
 	"crypto/md5"
+	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"strings"
