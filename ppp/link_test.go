@@ -13,7 +13,7 @@ import (
 // linkPair is a server Link and a client Link joined by two queues, run on
 // a fake clock.
 type linkPair struct {
-	t              *testing.T
+	t              testing.TB
 	now            time.Time
 	srv, cli       *Link
 	toSrv, toCli   [][]byte
@@ -30,15 +30,9 @@ var (
 	dnsAddr  = netip.MustParseAddr("10.1.0.53")
 )
 
-func newLinkPair(t *testing.T, srvAuth, cliAuth []AuthProto, password string) *linkPair {
+func newLinkPair(t testing.TB, srvAuth, cliAuth []AuthProto, password string) *linkPair {
 	p := &linkPair{t: t, now: time.Unix(1000, 0)}
-	seed := byte(1)
-	random := func(b []byte) {
-		for i := range b {
-			seed = seed*31 + 7
-			b[i] = seed
-		}
-	}
+	random := fakeRandom()
 	p.srv = NewLink(LinkConfig{Server: true, Auth: srvAuth, Name: "gatehouse", Random: random,
 		Check: CheckWithPassword("s3cret pass"),
 		Assign: func(user string) (Addresses, error) {
@@ -54,6 +48,18 @@ func newLinkPair(t *testing.T, srvAuth, cliAuth []AuthProto, password string) *l
 		OnUp:         func(u LinkUp) { p.cliUp = &u },
 		OnDown:       func(d Disconnect) { p.cliDn = d.Reason; p.cliCause = d }})
 	return p
+}
+
+// fakeRandom is a repeatable stand-in for crypto/rand: a recorded
+// exchange replays against a link given a new one.
+func fakeRandom() func([]byte) {
+	seed := byte(1)
+	return func(b []byte) {
+		for i := range b {
+			seed = seed*31 + 7
+			b[i] = seed
+		}
+	}
 }
 
 // run delivers frames until both queues are empty, ticking the clock a

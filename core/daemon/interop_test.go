@@ -396,3 +396,69 @@ func BenchmarkInteropCachedAnswer(b *testing.B) {
 		h.Classify(q)
 	}
 }
+
+// scriptedInterop answers as a fuzzed plugin would: any family, any flags,
+// any proposal texts.
+type scriptedInterop struct {
+	sdk.Interop
+	class  sdk.Classification
+	adjust sdk.AdjustResult
+}
+
+func (s scriptedInterop) Configure(context.Context, map[string]string) ([]string, error) {
+	return nil, nil
+}
+func (s scriptedInterop) Classify(context.Context, sdk.ClassifyRequest) (sdk.Classification, error) {
+	return s.class, nil
+}
+func (s scriptedInterop) AdjustProposals(_ context.Context, r sdk.AdjustRequest) (sdk.AdjustResult, error) {
+	if r.Phase1 {
+		return s.adjust, nil
+	}
+	return sdk.AdjustResult{Proposals: s.adjust.Proposals[len(s.adjust.Proposals)/2:]}, nil
+}
+
+// FuzzInteropAnswer: whatever an interop plugin answers, the IKE engine
+// gets only proposals and suites our catalogue accepts (no plugin can
+// enable DES, MD5 or MODP768) and only flags it knows.
+func FuzzInteropAnswer(f *testing.F) {
+	f.Add("windows", "nat-t-draft,bogus", "aes256-sha1-modp2048\n3des-sha1-modp1024\ndes-md5-modp768\naes128-sha1")
+	f.Add("android", "", "aes128-sha1-modp1024\naes128-md5\n\x00")
+	f.Fuzz(func(t *testing.T, family, flags, texts string) {
+		var props []sdk.ProposalText
+		for _, s := range strings.Split(texts, "\n") {
+			props = append(props, sdk.ProposalText{Text: s, LifetimeSeconds: 3600})
+		}
+		in := scriptedInterop{class: sdk.Classification{Family: family, Flags: strings.Split(flags, ",")},
+			adjust: sdk.AdjustResult{Proposals: props, Notes: []string{"scripted"}}}
+		h := interopWith(t, nil, replayPlugin{"scripted", in})
+		peer := &ike.PeerConfig{Name: "remote-access", Lifetime: time.Hour, ESPLifetime: time.Hour}
+		a := h.Classify(ike.InteropQuery{Peer: peer, Remote: synthClient})
+		if family == "" && (a.Family != "" || a.Proposals != nil) {
+			t.Fatalf("no family, yet an answer: %+v", a)
+		}
+		for _, p := range a.Proposals {
+			back, err := ike.ParseProposal(p.String())
+			if err != nil || back.String() != p.String() {
+				t.Fatalf("proposal %v reached the engine but does not parse back: %v", p, err)
+			}
+		}
+		for _, s := range a.ESP {
+			if _, err := esp.ParseSuite(s.String()); err != nil {
+				t.Fatalf("suite %v reached the engine but does not parse back: %v", s, err)
+			}
+		}
+		if unknown := a.Flags &^ allFlags(); unknown != 0 {
+			t.Fatalf("unknown flags %v reached the engine", unknown)
+		}
+	})
+}
+
+func allFlags() ike.Flags {
+	var all ike.Flags
+	for _, n := range ike.FlagNames() {
+		f, _ := ike.ParseFlag(n)
+		all |= f
+	}
+	return all
+}
