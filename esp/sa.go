@@ -108,6 +108,16 @@ func (s *sa) init(cfg Config) error {
 
 var timeNow = time.Now
 
+// WipeKeys zeroes the key bytes the SA was installed with, when it leaves
+// the SAD. The cipher and MAC state built from them lives inside crypto
+// packages Go gives no access to; it goes with the SA's last reference.
+// Packets already holding the SA still seal and open with that state, so
+// a rekeyed SA drops nothing in flight.
+func (s *sa) WipeKeys() {
+	clear(s.cfg.EncKey)
+	clear(s.cfg.IntegKey)
+}
+
 // SPI is the SA's security parameter index.
 func (s *sa) SPI() uint32 { return s.cfg.SPI }
 

@@ -282,3 +282,27 @@ func TestRegisterChecksBackends(t *testing.T) {
 		t.Fatalf("unsupported suite: %v", err)
 	}
 }
+
+// TestWipeKeys: the key bytes an SA was installed with are zeroed when it
+// is wiped, and a packet already on its way is still opened.
+func TestWipeKeys(t *testing.T) {
+	for _, name := range []string{"aes128gcm16", "aes256-sha256"} {
+		s, err := ParseSuite(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, in := pair(t, s, false, Limits{}, nil)
+		pkt := seal(t, o, []byte("in flight"), 4)
+		cfg := in.Config()
+		o.WipeKeys()
+		in.WipeKeys()
+		for _, k := range [][]byte{cfg.EncKey, cfg.IntegKey, o.Config().EncKey, o.Config().IntegKey} {
+			if !bytes.Equal(k, make([]byte, len(k))) {
+				t.Fatalf("%s: key left after wipe: % x", name, k)
+			}
+		}
+		if p, _, err := in.Open(pkt); err != nil || string(p) != "in flight" {
+			t.Fatalf("%s: in-flight packet after wipe: %q %v", name, p, err)
+		}
+	}
+}

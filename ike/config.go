@@ -121,6 +121,14 @@ type ChildSA struct {
 	deleteAt           time.Time
 }
 
+// wipeKeys zeroes the child's KEYMAT once its SAs are gone. The data
+// path's esp.Config shares these slices and wipes them as well.
+func (c *ChildSA) wipeKeys() {
+	for _, b := range [][]byte{c.InEnc, c.InInteg, c.OutEnc, c.OutInteg} {
+		clear(b)
+	}
+}
+
 func (c *ChildSA) String() string {
 	mode := "tunnel"
 	if !c.Tunnel {

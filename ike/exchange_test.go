@@ -1041,3 +1041,36 @@ func TestL2TPIdentityRefused(t *testing.T) {
 		t.Fatalf("B: want a refusal naming L2TP, got %+v", p.hb.events)
 	}
 }
+
+// TestKeysWipedWhenSAsDie: when an IKE SA and its child go, SKEYID and
+// its children, the phase 1 IV and the child's KEYMAT are zeroed.
+func TestKeysWipedWhenSAsDie(t *testing.T) {
+	p := newPair(t, true)
+	p.mainMode()
+	p.quickMode()
+	var keys [][]byte
+	p.a.mu.Lock()
+	for _, sa := range p.a.sas {
+		keys = append(keys, sa.keys.SKEYID, sa.keys.D, sa.keys.A, sa.keys.E, sa.p1iv)
+	}
+	p.a.mu.Unlock()
+	for _, c := range p.ha.children {
+		keys = append(keys, c.InEnc, c.InInteg, c.OutEnc, c.OutInteg)
+	}
+	if len(keys) != 9 {
+		t.Fatalf("%d key slices, want 9 (one IKE SA, one child)", len(keys))
+	}
+	for i, k := range keys {
+		if len(k) > 0 && bytes.Equal(k, make([]byte, len(k))) {
+			t.Fatalf("key %d is zero while the SAs live", i)
+		}
+	}
+	if err := p.a.Terminate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		if !bytes.Equal(k, make([]byte, len(k))) {
+			t.Fatalf("key %d left after the SAs died: % x", i, k)
+		}
+	}
+}

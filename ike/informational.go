@@ -106,7 +106,7 @@ func (m *Manager) deleted(sa *IKESA, d *Delete) {
 			kept := sa.children[:0]
 			for _, c := range sa.children {
 				if c.OutSPI == out {
-					m.host.DeleteChild(c)
+					m.dropChild(c)
 					m.host.Event(Event{ID: EventChildDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
 						Message: fmt.Sprintf("IPsec SA %v deleted by the peer", c)})
 					continue

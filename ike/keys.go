@@ -74,6 +74,15 @@ type Keys struct {
 	SKEYID, D, A, E []byte
 }
 
+// wipe zeroes the keying material when the IKE SA dies. Go gives no way
+// to reach the key schedules inside crypto/aes or crypto/hmac: those go
+// with the last reference to the SA's crypter.
+func (k *Keys) wipe() {
+	for _, b := range [][]byte{k.SKEYID, k.D, k.A, k.E} {
+		clear(b)
+	}
+}
+
 // DeriveKeys computes SKEYID_d, SKEYID_a and SKEYID_e from SKEYID.
 func DeriveKeys(p PRF, skeyid, gxy []byte, ckyI, ckyR Cookie) Keys {
 	d := p.Sum(skeyid, gxy, ckyI[:], ckyR[:], []byte{0})

@@ -325,6 +325,7 @@ func (t *mainMode) deriveKeys(m *Manager, sa *IKESA, gxy []byte, peerID *ID) err
 	}
 	sa.prf = prf
 	sa.keys = DeriveKeys(prf, skeyid, gxy, sa.ICookie, sa.RCookie)
+	clear(gxy) // g^xy has done its work
 	c, err := newCrypter(sa.phase1, EncryptionKey(prf, sa.keys.E, sa.phase1.keyLen()))
 	if err != nil {
 		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: %v", err)

@@ -755,15 +755,23 @@ func (m *Manager) remove(sa *IKESA, why string) {
 		m.restarts[sa.Peer] = m.now().Add(restartDelay)
 	}
 	for _, c := range sa.children {
-		m.host.DeleteChild(c)
+		m.dropChild(c)
 		m.host.Event(Event{ID: EventChildDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
 			Message: fmt.Sprintf("IPsec SA %s down: %s", c, why)})
 	}
 	sa.children = nil
+	sa.keys.wipe()
+	clear(sa.p1iv)
 	if wasUp {
 		m.host.Event(Event{ID: EventIKEDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(),
 			Message: fmt.Sprintf("IKE SA with %s (%s) deleted: %s", sa.Peer.Name, sa.Remote.Addr(), why)})
 	}
+}
+
+// dropChild removes a child's SAs from the data path and wipes its keys.
+func (m *Manager) dropChild(c *ChildSA) {
+	m.host.DeleteChild(c)
+	c.wipeKeys()
 }
 
 // releaseGSS ends the GSS-API context: after main mode it has no use.

@@ -376,6 +376,7 @@ func (t *quickMode) makeChild(sa *IKESA) *ChildSA {
 	}
 	c.InEnc, c.InInteg = key(t.inSPI)
 	c.OutEnc, c.OutInteg = key(t.outSPI)
+	clear(t.gxy) // the PFS g^xy has done its work
 	if c.UDP {
 		c.Local, c.Remote = netipPort(sa.Local, natPort), sa.Remote // the peer's port as the NAT shows it
 	} else {
@@ -388,7 +389,7 @@ func (t *quickMode) makeChild(sa *IKESA) *ChildSA {
 // already) and schedules its rekey. initiator: we ran the quick mode.
 func (m *Manager) installChild(sa *IKESA, c *ChildSA, initiator bool, replaces *ChildSA) error {
 	if err := m.host.InstallOutbound(c); err != nil {
-		m.host.DeleteChild(c)
+		m.dropChild(c)
 		return fail("error", 0, "quick mode: installing %v: %v", c, err)
 	}
 	m.scheduleRekey(sa, c, initiator)

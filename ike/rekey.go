@@ -96,7 +96,7 @@ func (m *Manager) rekeyTick(sa *IKESA, now time.Time) {
 // deleteChild tells the peer and removes a child here.
 func (m *Manager) deleteChild(sa *IKESA, c *ChildSA, why string) {
 	m.sendInformational(sa, []Payload{deleteESP(c)})
-	m.host.DeleteChild(c)
+	m.dropChild(c)
 	m.host.Event(Event{ID: EventChildDown, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c,
 		Message: fmt.Sprintf("IPsec SA %v deleted: %s", c, why)})
 }
@@ -156,7 +156,7 @@ func (m *Manager) retireReplaced(sa *IKESA) {
 // fails before HASH(3).
 func (t *quickMode) abort(m *Manager) {
 	if t.halfInstalled && t.child != nil {
-		m.host.DeleteChild(t.child)
+		m.dropChild(t.child)
 		t.halfInstalled = false
 	}
 	if t.rekeys != nil {

@@ -93,6 +93,7 @@ type state interface {
 	Created() time.Time
 	CheckTime(time.Time)
 	Counters() *esp.Stats
+	WipeKeys()
 }
 
 func (s *InSA) state() state {
@@ -177,8 +178,14 @@ func dirIndex(inbound bool) int {
 // mode).
 func counted(m Meta) bool { return m.Mode == Transport || m.Mode == Tunnel }
 
+// retire is called as an SA leaves the SAD (deleted, expired or replaced
+// by a rekey): its keys are wiped and its traffic kept in the totals.
 func (db *DB) retire(m Meta, inbound bool, c state) {
-	if c == nil || !counted(m) {
+	if c == nil {
+		return
+	}
+	c.WipeKeys()
+	if !counted(m) {
 		return
 	}
 	r := &db.retired[m.Mode-1][dirIndex(inbound)]

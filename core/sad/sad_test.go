@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -231,5 +232,53 @@ func TestTotalsNeverGoDown(t *testing.T) {
 	want(1000, 507)
 	if tot := db.Totals(); tot[3].Packets != 10 {
 		t.Fatalf("packets %+v", tot)
+	}
+}
+
+// TestRetiredSAsAreWiped: an SA's key bytes are zeroed when it leaves the
+// SAD by any road: removed, replaced by a rekey, or expired by SPI. The
+// current outbound SA keeps its keys.
+func TestRetiredSAsAreWiped(t *testing.T) {
+	keyed := func(spi uint32) (esp.Config, []byte) {
+		c := espCfg(spi, nil)
+		for i := range c.EncKey {
+			c.EncKey[i] = byte(i + 1)
+		}
+		return c, c.EncKey
+	}
+	wiped := func(k []byte) bool { return !slices.ContainsFunc(k, func(b byte) bool { return b != 0 }) }
+	db := New()
+	k := OutKey{Rule: "t/out", Peer: netip.MustParseAddr("198.51.100.2")}
+	var keys [][]byte
+	for _, spi := range []uint32{0x301, 0x302} {
+		c, key := keyed(spi)
+		o, err := esp.NewOutbound(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetOutbound(k, &OutSA{Meta: Meta{Name: "t", Mode: Tunnel}, ESP: o})
+		keys = append(keys, key)
+	}
+	if !wiped(keys[0]) || wiped(keys[1]) {
+		t.Fatalf("after a rekey: old % x, current % x", keys[0], keys[1])
+	}
+	for _, spi := range []uint32{0x101, 0x102} {
+		c, key := keyed(spi)
+		in, err := esp.NewInbound(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.AddInbound(&InSA{Meta: Meta{Name: "t", Mode: Tunnel}, ESP: in}); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, key)
+	}
+	if _, err := db.RemoveInbound(0x101); err != nil || !db.RemoveSPI(0x102) || !db.RemoveSPI(0x302) {
+		t.Fatal("remove")
+	}
+	for i, key := range keys {
+		if !wiped(key) {
+			t.Fatalf("SA %d left the SAD with its key: % x", i, key)
+		}
 	}
 }
