@@ -1,6 +1,7 @@
 package ppp
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -230,7 +231,8 @@ type AuthClient struct {
 	// The CHAP Response last sent: sent again on our timer until the
 	// server answers, since a lost Success would otherwise leave us
 	// waiting while the server, done with us, sends no more challenges.
-	response Packet
+	response  Packet
+	challenge []byte // the one response answers
 	// MS-CHAPv2 state, to check the server's proof.
 	auth, peer [16]byte
 	nt         [24]byte
@@ -290,7 +292,16 @@ func (c *AuthClient) Input(p Packet) error {
 		if err != nil {
 			return err
 		}
-		c.id = p.ID
+		if c.response.Code == CHAPResponse && p.ID == c.id && bytes.Equal(challenge, c.challenge) {
+			// The server retransmitted its challenge (same Identifier,
+			// RFC 1994 section 4.1) before our Response reached it: send
+			// the same Response. A new one would carry a new MS-CHAPv2
+			// peer challenge, and the server's proof for the first
+			// would no longer check.
+			c.Send(c.response)
+			return nil
+		}
+		c.id, c.challenge = p.ID, bytes.Clone(challenge)
 		var value []byte
 		if c.Proto == AuthCHAPMD5 {
 			value = CHAPMD5(p.ID, c.Password, challenge)

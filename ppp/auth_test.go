@@ -124,3 +124,39 @@ func TestPAPEmptyAck(t *testing.T) {
 		t.Fatal("empty PAP Ack not taken as success")
 	}
 }
+
+// TestRetransmittedChallengeGetsSameResponse: a server that retransmits
+// its challenge while our Response is on its way (a busy server) gets the
+// same Response again, so its proof for the first still checks.
+func TestRetransmittedChallengeGetsSameResponse(t *testing.T) {
+	for _, proto := range []AuthProto{AuthMSCHAPv2, AuthCHAPMD5} {
+		r := newAuthRun(proto, "alice", "pw", "pw")
+		r.s.Start()
+		r.s.Timeout() // the challenge again, same Identifier
+		if len(r.toC) != 2 || r.toC[0].ID != r.toC[1].ID {
+			t.Fatalf("%v: want the same challenge twice, got %+v", proto, r.toC)
+		}
+		for _, p := range r.toC {
+			if err := r.c.Input(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.toC = nil
+		if len(r.toS) != 2 || string(r.toS[0].Data) != string(r.toS[1].Data) {
+			t.Fatalf("%v: two different responses to one challenge", proto)
+		}
+		for _, p := range r.toS {
+			if err := r.s.Input(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range r.toC {
+			if err := r.c.Input(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r.sOK == nil || !*r.sOK || r.cOK == nil || !*r.cOK {
+			t.Fatalf("%v: server %v, client %v (%q)", proto, r.sOK, r.cOK, r.cWhy)
+		}
+	}
+}

@@ -184,11 +184,15 @@ func (b *bench) start() error {
 			return err
 		}
 	}
-	// A /20 holds 4093 addresses: room for the run and for its figures
-	// not to depend on the pool's size.
+	// At least a /20 (4093 addresses), and twice the calls: room for the
+	// run and for its figures not to depend on the pool's size.
+	prefix := 20
+	for prefix > 8 && 1<<(32-prefix) < 2*b.calls {
+		prefix--
+	}
 	cfg := fmt.Sprintf("listen: [192.0.2.1]\nadmin_socket: %[1]s/admin.sock\nmetrics_listen: \"\"\nlog: {level: warn}\n"+
-		"remote_access:\n  auth: [{psk_file: %[1]s/l2tp.psk}]\n  pool: 10.8.0.0/20\n  ppp: {auth: [mschapv2], users_file: %[1]s/users.yaml}\n"+
-		"plugins: {dir: %[2]s/plugins}\n", b.dir, b.bin)
+		"remote_access:\n  auth: [{psk_file: %[1]s/l2tp.psk}]\n  pool: 10.%[3]d.0.0/%[4]d\n  ppp: {auth: [mschapv2], users_file: %[1]s/users.yaml}\n"+
+		"plugins: {dir: %[2]s/plugins}\n", b.dir, b.bin, 64, prefix)
 	path := filepath.Join(b.dir, "gatehouse.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return err
