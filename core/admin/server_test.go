@@ -1,7 +1,11 @@
 package admin
 
 import (
+	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,4 +31,29 @@ func TestAppliedFilter(t *testing.T) {
 	if f.Mode != "" || f.Action != "block" || f.SourceMask != "/32" || f.Protocol != "tcp" || f.DestinationPort != 23 {
 		t.Fatalf("block = %+v", f)
 	}
+}
+
+// TestListenSocket: the admin socket is 0600 from the start; a stale one
+// left by a dead daemon is replaced; a live one is refused.
+func TestListenSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run", "admin.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket mode %v (%v), want 0600", st.Mode(), err)
+	}
+	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "another gatehoused") {
+		t.Fatalf("a second daemon on a live socket: %v", err)
+	}
+	// A daemon killed with SIGKILL leaves its socket file behind.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	l, err = Listen(path)
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	l.Close()
 }

@@ -3,9 +3,11 @@ package pluginhost
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -241,5 +243,31 @@ func TestStopDoesNotHangOnAStoppedPlugin(t *testing.T) {
 	}
 	if syscall.Kill(pid, 0) == nil {
 		t.Fatal("stopped plugin still alive after Remove")
+	}
+}
+
+// TestPluginEnvironment: a plugin gets PATH and go-plugin's handshake
+// variables, nothing of the core's environment (where an operator's
+// secrets or proxy settings may sit).
+func TestPluginEnvironment(t *testing.T) {
+	t.Setenv("GATEHOUSE_TEST_SECRET", "do-not-pass")
+	h, _ := newHost(t, Options{})
+	if err := h.Start(context.Background(), Spec{Name: "tp", Path: testPlugin}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.Get("tp")
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.Status().PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	for _, v := range env {
+		name, _, _ := strings.Cut(v, "=")
+		if name != "PATH" && name != sdk.Handshake.MagicCookieKey && !strings.HasPrefix(name, "PLUGIN_") {
+			t.Errorf("the plugin inherited %s", name)
+		}
+	}
+	if !slices.Contains(env, "PATH=/usr/sbin:/usr/bin:/sbin:/bin") {
+		t.Errorf("no fixed PATH in %q", env)
 	}
 }
