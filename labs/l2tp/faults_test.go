@@ -254,3 +254,39 @@ func TestIKEFlood(t *testing.T) {
 	t.Logf("%s/100 pings through; %d half-open, %d first messages dropped; live heap %.1f -> %.1f MiB (as of the last GC)",
 		m[1], halfOpen, dropped, float64(before)/(1<<20), float64(after)/(1<<20))
 }
+
+// TestUnknownSPIFlood: 200,000 ESP-in-UDP packets with random SPIs, as fast
+// as one sender goes, at a server with a client connected: the core counts
+// them as unknown-SPI drops and the client's pings pass.
+func TestUnknownSPIFlood(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	flood := x.l.MustNS(t, "flood")
+	x.l.MustLink(t, flood, "198.51.100.1/24", x.srv, "198.51.100.254/24")
+	must(t, flood.Route("192.0.2.0/24", "198.51.100.254"))
+	x.serve("mschapv2")
+	x.dial(cli, "alice", "correct horse")
+	pinger, err := cli.Start("ping", "-c", "60", "-i", "0.05", "-W", "1", "10.1.0.10")
+	must(t, err)
+	out, err := flood.Output(60*time.Second, bin+"/ikeflood", "--esp", "1400", "--count", "200000")
+	if err != nil {
+		t.Fatalf("ikeflood: %v\n%s", err, out)
+	}
+	if err := pinger.Err(); err != nil {
+		t.Fatalf("pings during the flood: %v\n%s", err, pinger.Output())
+	}
+	m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(pinger.Output())
+	if m == nil || atoi(m[1]) < 57 {
+		t.Fatalf("the connected client lost pings during the flood:\n%s", pinger.Output())
+	}
+	metrics, err := x.srv.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
+	must(t, err)
+	d := regexp.MustCompile(`(?m)^gatehouse_dataplane_drops_total\{reason="unknown-spi"\} (\d+)$`).FindStringSubmatch(metrics)
+	if d == nil || atoi(d[1]) < 100000 {
+		t.Fatalf("unknown-SPI drops not counted (want most of 200,000):\n%s", metrics)
+	}
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "1 sessions") {
+		t.Fatalf("the session did not survive the flood:\n%s", s)
+	}
+	t.Logf("%s; %s counted as unknown-SPI drops; %s/60 pings through", strings.TrimSpace(out), d[1], m[1])
+}

