@@ -1,8 +1,9 @@
 // Command sessions is the remote-access scale benchmark run by `make
 // bench`: gatehoused as an L2TP/IPsec server in one network namespace, and
-// one client host in another that opens N PPP sessions (MS-CHAPv2, each
-// with its own pool address) over M L2TP tunnels inside one IPsec SA, as
-// `gatehouse connect l2tp --calls N --tunnels M` does. It reports the setup
+// H client hosts in others that open N PPP sessions in all (MS-CHAPv2,
+// each with its own pool address) over M L2TP tunnels, each host inside
+// its own IPsec SA, as `gatehouse connect l2tp --calls N/H --tunnels M/H`
+// does. It reports the setup
 // rate, the memory each session costs the core (live heap and resident
 // size), the l2tp plugin and the client, and checks that hanging up gives
 // every address back. Root only.
@@ -31,10 +32,12 @@ const (
 
 type bench struct {
 	bin, dir string
-	srv, cli *netns.NS
+	srv      *netns.NS
+	clis     []*netns.NS
 	server   *netns.Proc
 	calls    int
 	tunnels  int
+	hosts    int
 	timeout  time.Duration
 	profile  string
 }
@@ -158,7 +161,7 @@ func (b *bench) pluginPID() (int, error) {
 	return 0, errors.New("no l2tp plugin listed")
 }
 
-func (b *bench) sample(client *netns.Proc) (memory, error) {
+func (b *bench) sample(clients []*netns.Proc) (memory, error) {
 	var s status
 	if err := b.admin(&s, "status"); err != nil {
 		return memory{}, err
@@ -171,8 +174,9 @@ func (b *bench) sample(client *netns.Proc) (memory, error) {
 	m.coreHeap, _ = strconv.ParseUint(s.HeapLive, 10, 64)
 	m.coreRSS, _ = strconv.ParseUint(s.RSS, 10, 64)
 	m.gcCycles, _ = strconv.ParseUint(s.GCCycles, 10, 64)
-	if client != nil {
-		m.clientRSS, m.clientCPU = rss(client.Cmd.Process.Pid), cpu(client.Cmd.Process.Pid)
+	for _, c := range clients {
+		m.clientRSS += rss(c.Cmd.Process.Pid)
+		m.clientCPU += cpu(c.Cmd.Process.Pid)
 	}
 	return m, nil
 }
@@ -225,24 +229,46 @@ func (b *bench) run() error {
 	if err != nil {
 		return err
 	}
-	client, err := b.cli.Start(filepath.Join(b.bin, "gatehouse"), "connect", "l2tp", "--server", "192.0.2.1",
-		"--psk-file", filepath.Join(b.dir, "l2tp.psk"), "--user", "bench", "--password-file", filepath.Join(b.dir, "password"),
-		"--calls", strconv.Itoa(b.calls), "--tunnels", strconv.Itoa(b.tunnels), "--setup-timeout", b.timeout.String())
-	if err != nil {
-		return err
-	}
-	defer client.Stop(10 * time.Second)
-	var m []string
-	for end := time.Now().Add(b.timeout + 10*time.Second); m == nil && time.Now().Before(end); {
-		select {
-		case <-client.Done():
-			return fmt.Errorf("the client exited: %v\n%s\nserver:\n%s", client.Err(), netns.Tail(client.Output(), 4000), netns.Tail(b.server.Output(), 4000))
-		case <-time.After(200 * time.Millisecond):
+	// Each host opens its share of the calls and tunnels, all at once.
+	var clients []*netns.Proc
+	defer func() {
+		for _, c := range clients {
+			c.Stop(10 * time.Second)
 		}
-		m = callsLine.FindStringSubmatch(client.Output())
+	}()
+	for i, ns := range b.clis {
+		calls := b.calls / b.hosts
+		if i < b.calls%b.hosts {
+			calls++
+		}
+		c, err := ns.Start(filepath.Join(b.bin, "gatehouse"), "connect", "l2tp", "--server", "192.0.2.1",
+			"--psk-file", filepath.Join(b.dir, "l2tp.psk"), "--user", "bench", "--password-file", filepath.Join(b.dir, "password"),
+			"--calls", strconv.Itoa(calls), "--tunnels", strconv.Itoa(max(1, b.tunnels/b.hosts)), "--setup-timeout", b.timeout.String())
+		if err != nil {
+			return err
+		}
+		clients = append(clients, c)
 	}
-	if m == nil {
-		return fmt.Errorf("the calls did not come up:\n%s", netns.Tail(client.Output(), 4000))
+	var slowest []string
+	var slowestTook time.Duration
+	tunnels := 0
+	for _, client := range clients {
+		var m []string
+		for end := time.Now().Add(b.timeout + 10*time.Second); m == nil && time.Now().Before(end); {
+			select {
+			case <-client.Done():
+				return fmt.Errorf("a client exited: %v\n%s\nserver:\n%s", client.Err(), netns.Tail(client.Output(), 4000), netns.Tail(b.server.Output(), 4000))
+			case <-time.After(200 * time.Millisecond):
+			}
+			m = callsLine.FindStringSubmatch(client.Output())
+		}
+		if m == nil {
+			return fmt.Errorf("the calls did not come up:\n%s", netns.Tail(client.Output(), 4000))
+		}
+		tunnels += atoi(m[2])
+		if took, _ := time.ParseDuration(m[5]); took >= slowestTook {
+			slowest, slowestTook = m, took
+		}
 	}
 	var list sessionList
 	if err := b.admin(&list, "sessions"); err != nil {
@@ -255,7 +281,7 @@ func (b *bench) run() error {
 	if len(list.Sessions) != b.calls || len(distinct) != b.calls {
 		return fmt.Errorf("the server lists %d sessions with %d distinct addresses, want %d", len(list.Sessions), len(distinct), b.calls)
 	}
-	up, err := b.sample(client)
+	up, err := b.sample(clients)
 	if err != nil {
 		return err
 	}
@@ -266,15 +292,20 @@ func (b *bench) run() error {
 	fmt.Println("waiting for the server's next garbage collection (up to two minutes)...")
 	for end := time.Now().Add(130 * time.Second); after.gcCycles <= up.gcCycles && time.Now().Before(end); {
 		time.Sleep(time.Second)
-		if after, err = b.sample(client); err != nil {
+		if after, err = b.sample(clients); err != nil {
 			return err
 		}
 	}
 	if after.gcCycles <= up.gcCycles {
 		return errors.New("no garbage collection in 130 s: the live heap would be stale")
 	}
-	fmt.Printf("%d PPP sessions (MS-CHAPv2) over %s L2TP tunnels in one IPsec SA, from one client host\n", b.calls, m[2])
-	fmt.Printf("setup: all up %s after the IPsec SA: %s sessions/s (%s from the first IKE packet)\n\n", m[3], m[4], m[5])
+	fmt.Printf("%d PPP sessions (MS-CHAPv2) over %d L2TP tunnels from %d client hosts, one IPsec SA each\n", b.calls, tunnels, b.hosts)
+	if b.hosts == 1 {
+		fmt.Printf("setup: all up %s after the IPsec SA: %s sessions/s (%s from the first IKE packet)\n\n", slowest[3], slowest[4], slowest[5])
+	} else {
+		fmt.Printf("setup: all up %s from the first IKE packet of the slowest host: %.0f sessions/s\n\n", slowest[5],
+			float64(b.calls)/slowestTook.Seconds())
+	}
 	per := func(a, z uint64) string {
 		if z < a {
 			return "-"
@@ -286,24 +317,32 @@ func (b *bench) run() error {
 	fmt.Printf("%-22s %12s %12s %14s\n", "core live heap", mib(before.coreHeap), mib(after.coreHeap), per(before.coreHeap, after.coreHeap))
 	fmt.Printf("%-22s %12s %12s %14s\n", "core resident", mib(before.coreRSS), mib(after.coreRSS), per(before.coreRSS, after.coreRSS))
 	fmt.Printf("%-22s %12s %12s %14s\n", "l2tp plugin resident", mib(before.pluginRSS), mib(after.pluginRSS), per(before.pluginRSS, after.pluginRSS))
-	fmt.Printf("%-22s %12s %12s %14s\n", "client resident", "", mib(after.clientRSS), per(0, after.clientRSS))
+	fmt.Printf("%-22s %12s %12s %14s\n", "clients resident", "", mib(after.clientRSS), per(0, after.clientRSS))
 	fmt.Printf("core goroutines: %d idle, %d loaded\n", before.goroutines, after.goroutines)
 	perCall := func(d time.Duration) string {
 		return fmt.Sprintf("%v (%v per session)", d.Round(10*time.Millisecond), (d / time.Duration(b.calls)).Round(time.Microsecond))
 	}
 	sr, su := socketDrops(b.srv)
-	cr, cu := socketDrops(b.cli)
-	fmt.Printf("drops: receive buffers: server %d ESP, %d UDP; client %d ESP, %d UDP; relay to the l2tp plugin: %s\n",
+	var cr, cu uint64
+	for _, ns := range b.clis {
+		r, u := socketDrops(ns)
+		cr, cu = cr+r, cu+u
+	}
+	fmt.Printf("drops: receive buffers: server %d ESP, %d UDP; clients %d ESP, %d UDP; relay to the l2tp plugin: %s\n",
 		sr, su, cr, cu, cmp.Or(list.ControlDropped, "0"))
-	fmt.Printf("CPU for the setup: core %s, l2tp plugin %s, client %s\n", perCall(up.coreCPU-before.coreCPU),
+	fmt.Printf("CPU for the setup: core %s, l2tp plugin %s, clients %s\n", perCall(up.coreCPU-before.coreCPU),
 		perCall(up.pluginCPU-before.pluginCPU), perCall(up.clientCPU))
 
 	start := time.Now()
-	client.Signal(2)
-	select {
-	case <-client.Done():
-	case <-time.After(20 * time.Second):
-		return errors.New("the client did not hang up in 20 s")
+	for _, c := range clients {
+		c.Signal(2)
+	}
+	for _, c := range clients {
+		select {
+		case <-c.Done():
+		case <-time.After(20 * time.Second):
+			return errors.New("a client did not hang up in 20 s")
+		}
 	}
 	for end := start.Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if err := b.admin(&list, "sessions"); err != nil {
@@ -319,12 +358,40 @@ func (b *bench) run() error {
 	}
 }
 
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// hostsUp makes the client hosts: the first on the server's 192.0.2.0/24,
+// the others each on a /30 of 198.51.100.0/24 routed to 192.0.2.1.
+func (b *bench) hostsUp(l *netns.Lab) error {
+	for i := range b.hosts {
+		ns, err := l.NS(fmt.Sprintf("cli%d", i+1))
+		if err != nil {
+			return err
+		}
+		b.clis = append(b.clis, ns)
+		if i == 0 {
+			_, _, err = l.Link(ns, "192.0.2.10/24", b.srv, "192.0.2.1/24")
+		} else {
+			base := 4 * (i - 1)
+			srvAddr := fmt.Sprintf("198.51.100.%d", base+1)
+			if _, _, err = l.Link(ns, fmt.Sprintf("198.51.100.%d/30", base+2), b.srv, srvAddr+"/30"); err == nil {
+				err = ns.Route("192.0.2.0/24", srvAddr)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func main() {
 	self, _ := os.Executable()
 	b := &bench{}
 	flag.StringVar(&b.bin, "bin", filepath.Dir(self), "folder with gatehoused, gatehouse and plugins/")
 	flag.IntVar(&b.calls, "calls", 1000, "PPP sessions to open")
-	flag.IntVar(&b.tunnels, "tunnels", 50, "L2TP tunnels to spread them over")
+	flag.IntVar(&b.tunnels, "tunnels", 50, "L2TP tunnels to spread them over (shared out among the hosts)")
+	flag.IntVar(&b.hosts, "hosts", 1, "client hosts (network namespaces), each with its own IPsec SA; at most 60")
 	flag.DurationVar(&b.timeout, "timeout", 2*time.Minute, "give up if the sessions are not all up by then")
 	flag.StringVar(&b.profile, "profile", "", "write gatehoused's CPU profile to this file")
 	flag.Parse()
@@ -335,6 +402,9 @@ func main() {
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "bench/sessions:", err)
 		os.Exit(1)
+	}
+	if b.hosts < 1 || b.hosts > 60 || b.calls < b.hosts {
+		fail(errors.New("--hosts takes 1 to 60, and no more than --calls"))
 	}
 	l, err := netns.New(nil)
 	if err != nil {
@@ -349,9 +419,7 @@ func main() {
 	}
 	defer os.RemoveAll(b.dir)
 	if b.srv, err = l.NS("srv"); err == nil {
-		if b.cli, err = l.NS("cli"); err == nil {
-			_, _, err = l.Link(b.cli, "192.0.2.10/24", b.srv, "192.0.2.1/24")
-		}
+		err = b.hostsUp(l)
 	}
 	if err == nil {
 		err = b.run()

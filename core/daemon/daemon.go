@@ -493,6 +493,9 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 		changes = append(changes, "plugin "+name+" stopped")
 	}
 	changes = append(changes, diffPolicy(old.Policy, next.Policy)...)
+	if !slices.Equal(old.Config.Listen, next.Config.Listen) {
+		changes = append(changes, "listen changed: it takes effect when gatehoused restarts")
+	}
 	if old.Config.MetricsListen != next.Config.MetricsListen {
 		changes = append(changes, "metrics_listen changed: it takes effect when gatehoused restarts")
 	}

@@ -156,6 +156,29 @@ func localAddrIn(p netip.Prefix) netip.Addr {
 	return netip.Addr{}
 }
 
+// outerAddr is what the ESP sockets bind to: the listen address when
+// there is one IPv4 address. Bound to 0.0.0.0, they would send from the
+// outgoing route's source address, and a client that talks to another
+// one (a failover address added beside the interface's own, or the
+// server's address on lo with the clients routed through another
+// interface) drops our ESP: its SA names the address it dialled.
+func outerAddr(c *config.Config, log *zap.Logger) netip.Addr {
+	var v4 []netip.Addr
+	for _, l := range c.Listen {
+		if a := l.Addr.Unmap(); a.Is4() {
+			v4 = append(v4, a)
+		}
+	}
+	if len(v4) == 1 {
+		return v4[0]
+	}
+	if len(v4) > 1 {
+		log.Warn("several listen addresses: ESP leaves from the outgoing route's source address, which must be the one each peer dialled",
+			zap.Stringers("listen", v4))
+	}
+	return netip.IPv4Unspecified()
+}
+
 func (d *Daemon) startDataplane(l *Loaded) (err error) {
 	c := l.Config
 	log := d.log.Named("esp")
@@ -193,12 +216,13 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 			}
 		}
 	}()
-	raw, err := dataplane.ListenRawESP(netip.IPv4Unspecified(), int(dp.Mark))
+	outer := outerAddr(c, log)
+	raw, err := dataplane.ListenRawESP(outer, int(dp.Mark))
 	if err != nil {
 		return err
 	}
 	conns = append(conns, raw)
-	udp, err := dataplane.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), esp.NATTPort), int(dp.Mark))
+	udp, err := dataplane.ListenUDP(netip.AddrPortFrom(outer, esp.NATTPort), int(dp.Mark))
 	if err != nil {
 		return err
 	}

@@ -124,9 +124,14 @@ type raPeer struct {
 
 // controlQueue bounds what waits for the plugin; beyond it, control
 // traffic is dropped and counted (the peers retransmit). 10,000 calls
-// opened at once overflowed 4096 entries by 54,000 drops; 16384 (a few
-// MiB at most) cut that to 21,000: the plugin's pace is the limit.
-const controlQueue = 16384
+// opened at once from one host overflowed 4096 entries by 54,000 drops and
+// 16384 by 21,000, and from four hosts a tunnel gave up; 65536 (6.5 MiB
+// of buffer) dropped none. noteQueue holds the core's own news (peer gone,
+// disconnect), which comes one per session at most.
+const (
+	controlQueue = 65536
+	noteQueue    = 4096
+)
 
 func newRemoteAccess(log *zap.Logger, ra *config.RemoteAccess) (*remoteAccess, error) {
 	p, err := pool.New(ra.Pool.Prefix)
@@ -134,7 +139,7 @@ func newRemoteAccess(log *zap.Logger, ra *config.RemoteAccess) (*remoteAccess, e
 		return nil, err
 	}
 	r := &remoteAccess{log: log, cfg: ra, pool: p, table: dataplane.NewL2TPTable(),
-		in: make(chan dataplane.L2TPControl, controlQueue), notes: make(chan sdk.ControlPacket, controlQueue), peers: map[netip.AddrPort]raPeer{},
+		in: make(chan dataplane.L2TPControl, controlQueue), notes: make(chan sdk.ControlPacket, noteQueue), peers: map[netip.AddrPort]raPeer{},
 		pending: map[grantKey]grant{}, grants: map[uint64]grant{}}
 	r.table.Pool = p.Prefix()
 	if ra.PPP.UsersFile != "" {

@@ -290,3 +290,20 @@ func TestUnknownSPIFlood(t *testing.T) {
 	}
 	t.Logf("%s; %s counted as unknown-SPI drops; %s/60 pings through", strings.TrimSpace(out), d[1], m[1])
 }
+
+// TestClientOnAnotherSubnet: a client routed to the server through an
+// interface whose own address is not the one it dialled gets ESP from the
+// address it dialled (the SA's), not from that interface's; before the
+// data path bound its sockets to the listen address it got neither
+// SCCRP nor anything else.
+func TestClientOnAnotherSubnet(t *testing.T) {
+	x := newLab(t)
+	x.direct("cli") // the server's 192.0.2.1 is on this link
+	far := x.l.MustNS(t, "far")
+	x.l.MustLink(t, far, "198.51.100.2/30", x.srv, "198.51.100.1/30")
+	must(t, far.Route("192.0.2.0/24", "198.51.100.1"))
+	x.serve("mschapv2")
+	c := x.dial(far, "alice", "correct horse")
+	ping(t, far, "10.1.0.10")
+	c.hangUp(t)
+}
