@@ -80,8 +80,7 @@ func TestAuditDiskFull(t *testing.T) {
 		t.Fatal("gatehoused did not say that audit records are being lost")
 	}
 	ping(t, cli, "10.1.0.10")
-	out, err := x.srv.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
-	must(t, err)
+	out := x.metrics()
 	m := regexp.MustCompile(`(?m)^gatehouse_audit_records_lost_total (\d+)$`).FindStringSubmatch(out)
 	if m == nil || atoi(m[1]) < 2 {
 		t.Fatalf("audit records lost not counted:\n%s", out)
@@ -190,17 +189,10 @@ func running(pid int) bool {
 // source, 4096 in all), the rest are counted as dropped, the core's heap
 // stays bounded, and the client's pings pass throughout.
 func TestIKEFlood(t *testing.T) {
-	x := newLab(t)
-	cli := x.direct("cli")
-	flood := x.l.MustNS(t, "flood")
-	ifc, _ := x.l.MustLink(t, flood, "198.51.100.1/24", x.srv, "198.51.100.254/24")
-	must(t, flood.Route("192.0.2.0/24", "198.51.100.254"))
+	x, cli, flood, ifc := floodLab(t)
 	for i := 2; i <= 200; i++ {
 		must(t, flood.IP("addr", "add", fmt.Sprintf("198.51.100.%d/24", i), "dev", ifc))
 	}
-	x.serve("mschapv2")
-	x.dial(cli, "alice", "correct horse")
-	ping(t, cli, "10.1.0.10")
 	heap := func() uint64 {
 		var s struct {
 			HeapLive string `json:"heapLiveBytes"`
@@ -219,15 +211,8 @@ func TestIKEFlood(t *testing.T) {
 		}
 		t.Log(strings.TrimSpace(out))
 	}
-	if err := pinger.Err(); err != nil {
-		t.Fatalf("pings during the flood: %v\n%s", err, pinger.Output())
-	}
-	m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(pinger.Output())
-	if m == nil || atoi(m[1]) < 95 {
-		t.Fatalf("the connected client lost pings during the flood:\n%s", pinger.Output())
-	}
-	metrics, err := x.srv.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
-	must(t, err)
+	received := pingsThrough(t, pinger, 95)
+	metrics := x.metrics()
 	metric := func(name string) int {
 		m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindStringSubmatch(metrics)
 		if m == nil {
@@ -251,36 +236,23 @@ func TestIKEFlood(t *testing.T) {
 		t.Fatalf("the session did not survive the flood:\n%s", s)
 	}
 	ping(t, cli, "10.1.0.10")
-	t.Logf("%s/100 pings through; %d half-open, %d first messages dropped; live heap %.1f -> %.1f MiB (as of the last GC)",
-		m[1], halfOpen, dropped, float64(before)/(1<<20), float64(after)/(1<<20))
+	t.Logf("%d/100 pings through; %d half-open, %d first messages dropped; live heap %.1f -> %.1f MiB (as of the last GC)",
+		received, halfOpen, dropped, float64(before)/(1<<20), float64(after)/(1<<20))
 }
 
 // TestUnknownSPIFlood: 200,000 ESP-in-UDP packets with random SPIs, as fast
 // as one sender goes, at a server with a client connected: the core counts
 // them as unknown-SPI drops and the client's pings pass.
 func TestUnknownSPIFlood(t *testing.T) {
-	x := newLab(t)
-	cli := x.direct("cli")
-	flood := x.l.MustNS(t, "flood")
-	x.l.MustLink(t, flood, "198.51.100.1/24", x.srv, "198.51.100.254/24")
-	must(t, flood.Route("192.0.2.0/24", "198.51.100.254"))
-	x.serve("mschapv2")
-	x.dial(cli, "alice", "correct horse")
+	x, cli, flood, _ := floodLab(t)
 	pinger, err := cli.Start("ping", "-c", "60", "-i", "0.05", "-W", "1", "10.1.0.10")
 	must(t, err)
 	out, err := flood.Output(60*time.Second, bin+"/ikeflood", "--esp", "1400", "--count", "200000")
 	if err != nil {
 		t.Fatalf("ikeflood: %v\n%s", err, out)
 	}
-	if err := pinger.Err(); err != nil {
-		t.Fatalf("pings during the flood: %v\n%s", err, pinger.Output())
-	}
-	m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(pinger.Output())
-	if m == nil || atoi(m[1]) < 57 {
-		t.Fatalf("the connected client lost pings during the flood:\n%s", pinger.Output())
-	}
-	metrics, err := x.srv.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
-	must(t, err)
+	received := pingsThrough(t, pinger, 57)
+	metrics := x.metrics()
 	d := regexp.MustCompile(`(?m)^gatehouse_dataplane_drops_total\{reason="unknown-spi"\} (\d+)$`).FindStringSubmatch(metrics)
 	if d == nil || atoi(d[1]) < 100000 {
 		t.Fatalf("unknown-SPI drops not counted (want most of 200,000):\n%s", metrics)
@@ -288,7 +260,7 @@ func TestUnknownSPIFlood(t *testing.T) {
 	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "1 sessions") {
 		t.Fatalf("the session did not survive the flood:\n%s", s)
 	}
-	t.Logf("%s; %s counted as unknown-SPI drops; %s/60 pings through", strings.TrimSpace(out), d[1], m[1])
+	t.Logf("%s; %s counted as unknown-SPI drops; %d/60 pings through", strings.TrimSpace(out), d[1], received)
 }
 
 // TestClientOnAnotherSubnet: a client routed to the server through an
@@ -306,4 +278,33 @@ func TestClientOnAnotherSubnet(t *testing.T) {
 	c := x.dial(far, "alice", "correct horse")
 	ping(t, far, "10.1.0.10")
 	c.hangUp(t)
+}
+
+// floodLab is a server with alice connected from cli, and a flood
+// namespace on 198.51.100.0/24 routed to it; ifc is the flood side's
+// interface.
+func floodLab(t *testing.T) (x *lab, cli, flood *netns.NS, ifc string) {
+	x = newLab(t)
+	cli = x.direct("cli")
+	flood = x.l.MustNS(t, "flood")
+	ifc, _ = x.l.MustLink(t, flood, "198.51.100.1/24", x.srv, "198.51.100.254/24")
+	must(t, flood.Route("192.0.2.0/24", "198.51.100.254"))
+	x.serve("mschapv2")
+	x.dial(cli, "alice", "correct horse")
+	ping(t, cli, "10.1.0.10")
+	return x, cli, flood, ifc
+}
+
+// pingsThrough waits for a ping run that went on during a flood and
+// wants at least min answers.
+func pingsThrough(t *testing.T, pinger *netns.Proc, min int) int {
+	t.Helper()
+	if err := pinger.Err(); err != nil {
+		t.Fatalf("pings during the flood: %v\n%s", err, pinger.Output())
+	}
+	m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(pinger.Output())
+	if m == nil || atoi(m[1]) < min {
+		t.Fatalf("the connected client lost pings during the flood:\n%s", pinger.Output())
+	}
+	return atoi(m[1])
 }

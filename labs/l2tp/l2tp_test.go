@@ -582,10 +582,7 @@ func TestTsharkDecodesSession(t *testing.T) {
 // client is connected and has passed traffic, and reads the audit log.
 func (x *lab) checkMetrics() {
 	x.t.Helper()
-	out, err := x.srv.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
-	if err != nil {
-		x.t.Fatalf("curl metrics: %v\n%s", err, out)
-	}
+	out := x.metrics()
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^gatehouse_ike_sas\{state="established"\} 1$`),
 		regexp.MustCompile(`(?m)^gatehouse_sessions 1$`),
@@ -611,4 +608,14 @@ func (x *lab) checkMetrics() {
 			x.t.Fatalf("audit log lacks %s:\n%s", want, audit)
 		}
 	}
+}
+
+// metrics is what gatehoused's metrics endpoint says now.
+func (x *lab) metrics() string {
+	x.t.Helper()
+	out, err := x.srv.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
+	if err != nil {
+		x.t.Fatalf("curl metrics: %v\n%s", err, out)
+	}
+	return out
 }
