@@ -84,7 +84,11 @@ type AuthServer struct {
 	Name   string // our name in challenges
 	Random func([]byte)
 	Check  CheckFunc
-	Send   func(Packet)
+	// StartCheck, when set, is used instead of Check for a check that
+	// takes time (the core, a RADIUS server): it starts the check and
+	// returns; the link's owner calls Resolve with the result.
+	StartCheck func(Credentials)
+	Send       func(Packet)
 	// Done reports the outcome once: the user, and why not.
 	Done func(ok bool, user, why string)
 
@@ -92,6 +96,10 @@ type AuthServer struct {
 	challenge []byte
 	finished  bool
 	tries     int
+	// A check StartCheck began: the request it answers and its user.
+	pending     bool
+	pendingReq  Packet
+	pendingUser string
 	// The answer to the request that finished, and a digest of that
 	// request: a retransmission of it (our answer was lost) gets the same
 	// answer again without a second check.
@@ -121,7 +129,7 @@ func (s *AuthServer) sendChallenge() {
 
 // Timeout re-sends the challenge, and gives up after MaxAuthTries.
 func (s *AuthServer) Timeout() {
-	if s.finished || s.Proto == AuthPAP {
+	if s.finished || s.pending || s.Proto == AuthPAP {
 		return
 	}
 	if s.tries >= MaxAuthTries {
@@ -157,14 +165,7 @@ func (s *AuthServer) Input(p Packet) error {
 		if err != nil {
 			return err
 		}
-		r := s.Check(Credentials{Proto: AuthPAP, User: user, Password: pw})
-		if r.OK {
-			s.reply(p, Packet{Code: PAPAck, ID: p.ID, Data: papMessage("Welcome")})
-			s.finish(true, StripDomain(user), "")
-		} else {
-			s.reply(p, Packet{Code: PAPNak, ID: p.ID, Data: papMessage("Authentication failed")})
-			s.finish(false, StripDomain(user), "wrong user name or password (PAP)")
-		}
+		s.judge(p, user, Credentials{Proto: AuthPAP, User: user, Password: pw})
 		return nil
 	}
 	if p.Code != CHAPResponse || p.ID != s.id {
@@ -180,8 +181,41 @@ func (s *AuthServer) Input(p Packet) error {
 			return err
 		}
 	}
-	r := s.Check(c)
+	s.judge(p, user, c)
+	return nil
+}
+
+// judge has the request checked: at once with Check, or with StartCheck
+// and, later, Resolve. While a check runs, the client's retransmissions
+// of its request are ignored: the answer to the first will do.
+func (s *AuthServer) judge(p Packet, user string, c Credentials) {
+	if s.StartCheck == nil {
+		s.conclude(p, user, s.Check(c))
+		return
+	}
+	if s.pending {
+		return
+	}
+	s.pending, s.pendingReq, s.pendingUser = true, p, user
+	s.StartCheck(c)
+}
+
+// Resolve ends the check StartCheck began (on the link's goroutine).
+func (s *AuthServer) Resolve(r AuthResult) {
+	if !s.pending || s.finished {
+		return
+	}
+	s.pending = false
+	s.conclude(s.pendingReq, s.pendingUser, r)
+}
+
+// conclude answers request p with the check's result and finishes.
+func (s *AuthServer) conclude(p Packet, user string, r AuthResult) {
 	switch {
+	case r.OK && s.Proto == AuthPAP:
+		s.reply(p, Packet{Code: PAPAck, ID: p.ID, Data: papMessage("Welcome")})
+	case s.Proto == AuthPAP:
+		s.reply(p, Packet{Code: PAPNak, ID: p.ID, Data: papMessage("Authentication failed")})
 	case r.OK && s.Proto == AuthMSCHAPv2:
 		s.reply(p, Packet{Code: CHAPSuccess, ID: p.ID, Data: []byte(r.AuthResponse + " M=Welcome")})
 	case r.OK:
@@ -194,11 +228,14 @@ func (s *AuthServer) Input(p Packet) error {
 		s.reply(p, Packet{Code: CHAPFailure, ID: p.ID, Data: []byte("Authentication failed")})
 	}
 	why := ""
-	if !r.OK {
+	switch {
+	case r.OK:
+	case s.Proto == AuthPAP:
+		why = "wrong user name or password (PAP)"
+	default:
 		why = fmt.Sprintf("wrong user name or password (%v)", s.Proto)
 	}
 	s.finish(r.OK, StripDomain(user), why)
-	return nil
 }
 
 // reply sends the outcome of request req and keeps it for a

@@ -67,9 +67,13 @@ type LinkConfig struct {
 	// Server side: our name in challenges; Check decides credentials;
 	// Assign gives IPCP's addresses once the user is known (and may
 	// refuse, e.g. an empty pool).
-	Name   string
-	Check  CheckFunc
-	Assign func(user string) (Addresses, error)
+	Name  string
+	Check CheckFunc
+	// StartCheck replaces Check for a check that takes time: it starts
+	// the check and returns, and the owner calls CheckDone with the
+	// result. The link goes on answering everything else meanwhile.
+	StartCheck func(Credentials)
+	Assign     func(user string) (Addresses, error)
 
 	// Client side.
 	User, Password string
@@ -197,6 +201,18 @@ func (l *Link) Open(now time.Time) {
 	l.phase = PhaseEstablish
 	l.lcpFSM.Open()
 	l.lcpFSM.Up()
+	l.settle()
+}
+
+// CheckDone hands the link the result of the check StartCheck began.
+// A link that ended meanwhile, or a result for no pending check, is
+// ignored.
+func (l *Link) CheckDone(now time.Time, r AuthResult) {
+	l.now = now
+	if l.down || l.server == nil {
+		return
+	}
+	l.server.Resolve(r)
 	l.settle()
 }
 
@@ -379,7 +395,7 @@ func (l *Link) lcpUp() {
 	case l.cfg.Server && agreed == AuthNone:
 		l.terminate(CauseAuthUnaccepted, ProtoLCP, DirPeer, "the client accepts none of our authentication protocols")
 	case l.cfg.Server:
-		l.server = &AuthServer{Proto: agreed, Name: l.cfg.Name, Random: l.cfg.Random, Check: l.cfg.Check,
+		l.server = &AuthServer{Proto: agreed, Name: l.cfg.Name, Random: l.cfg.Random, Check: l.cfg.Check, StartCheck: l.cfg.StartCheck,
 			Send: func(p Packet) { l.send(authProtoNumber(agreed), p) }, Done: l.serverAuthDone}
 		l.authTimer = l.now.Add(l.cfg.Restart)
 		l.server.Start()

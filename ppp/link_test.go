@@ -310,3 +310,33 @@ func describeFrame(toServer bool, f []byte, dropped bool) string {
 	}
 	return s
 }
+
+// TestLinkAsyncCheck: with StartCheck, the server's link waits for
+// CheckDone while the client retransmits its Response, starts one check
+// only, and comes up once the result is in; a late result for a link that
+// ended is ignored.
+func TestLinkAsyncCheck(t *testing.T) {
+	for _, a := range []AuthProto{AuthMSCHAPv2, AuthCHAPMD5, AuthPAP} {
+		t.Run(a.String(), func(t *testing.T) {
+			p := newLinkPair(t, []AuthProto{a}, []AuthProto{a}, "s3cret pass")
+			var asked []Credentials
+			p.srv.cfg.StartCheck = func(c Credentials) { asked = append(asked, c) }
+			p.srv.Open(p.now)
+			p.cli.Open(p.now)
+			p.run(10 * time.Second) // the client retransmits meanwhile
+			if len(asked) != 1 || p.srvUp != nil || p.cliUp != nil {
+				t.Fatalf("%d checks started, server up %v, client up %v", len(asked), p.srvUp != nil, p.cliUp != nil)
+			}
+			p.srv.CheckDone(p.now, CheckWithPassword("s3cret pass")(asked[0]))
+			p.run(5 * time.Second)
+			if p.srvUp == nil || p.cliUp == nil || p.srvUp.User != "alice" {
+				t.Fatalf("not up after the check: server %v (%q), client %v (%q)", p.srv.Phase(), p.srvDown, p.cli.Phase(), p.cliDn)
+			}
+			p.srv.CheckDone(p.now, AuthResult{}) // a stray result changes nothing
+			p.run(2 * time.Second)
+			if p.srvDown != "" || p.srv.Phase() != PhaseOpen {
+				t.Fatalf("a stray result took the link down: %q", p.srvDown)
+			}
+		})
+	}
+}

@@ -318,7 +318,7 @@ func (l *lns) sessionUp(key peerKey, s *l2tp.Session) {
 	gw := l.cfg.Pool.Masked().Addr().Next()
 	c.link = ppp.NewLink(ppp.LinkConfig{Server: true, Auth: l.auth, MRU: l.cfg.MRU, Name: "gatehouse",
 		EchoInterval: 30 * time.Second, EchoFailures: 4,
-		Check: func(cr ppp.Credentials) ppp.AuthResult { return l.check(c, cr) },
+		StartCheck: func(cr ppp.Credentials) { l.startCheck(ck, c, cr) },
 		Assign: func(user string) (ppp.Addresses, error) {
 			a, err := l.allocate(c, user)
 			return ppp.Addresses{Local: gw, Peer: a, DNS: l.cfg.DNS, NBNS: l.cfg.NBNS}, err
@@ -353,26 +353,39 @@ func hostCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), hostTimeout)
 }
 
-// check asks the core to authenticate the user.
-func (l *lns) check(c *call, cr ppp.Credentials) ppp.AuthResult {
-	ctx, cancel := hostCtx()
-	defer cancel()
-	res, err := l.host.AuthenticateUser(ctx, sdk.UserAuthRequestFor(cr, c.key.Peer))
-	user := ppp.StripDomain(cr.User)
-	if err != nil || res.Code != sdk.UserAccept {
-		why := res.Message
-		if err != nil {
-			why = "the user database did not answer: " + err.Error()
+// startCheck asks the core to authenticate the user, off the control
+// loop: the answer may take a RADIUS round trip (seconds when a server is
+// down), and every other call's control traffic goes on meanwhile. Called
+// with l.mu held; the result is handed to the call's link under it again.
+func (l *lns) startCheck(ck callKey, c *call, cr ppp.Credentials) {
+	host := l.host
+	go func() {
+		ctx, cancel := hostCtx()
+		res, err := host.AuthenticateUser(ctx, sdk.UserAuthRequestFor(cr, c.key.Peer))
+		cancel()
+		user := ppp.StripDomain(cr.User)
+		out := ppp.AuthResult{OK: err == nil && res.Code == sdk.UserAccept, AuthResponse: res.AuthenticatorResponse}
+		if !out.OK {
+			out.Message = res.Message
+			if err != nil {
+				out.Message = "the user database did not answer: " + err.Error()
+			}
+			l.auditTo(host, EventUserAuthFailed, "user-auth-failed", map[string]string{"user": user, "peer": c.key.Peer.String(),
+				"method": cr.Proto.String(), "reason": out.Message})
 		}
-		l.audit(EventUserAuthFailed, "user-auth-failed", map[string]string{"user": user, "peer": c.key.Peer.String(),
-			"method": cr.Proto.String(), "reason": why})
-		return ppp.AuthResult{Message: why}
-	}
-	c.user = user
-	if res.FramedAddress.IsValid() {
-		c.addr, c.static = res.FramedAddress, true
-	}
-	return ppp.AuthResult{OK: true, AuthResponse: res.AuthenticatorResponse}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.calls[ck] != c {
+			return // the call ended while the core was asked
+		}
+		if out.OK {
+			c.user = user
+			if res.FramedAddress.IsValid() {
+				c.addr, c.static = res.FramedAddress, true
+			}
+		}
+		c.link.CheckDone(l.now(), out)
+	}()
 }
 
 // allocate leases the client's address: its static one, or one from the
@@ -445,9 +458,15 @@ func (l *lns) linkDown(ck callKey, c *call, d ppp.Disconnect) {
 }
 
 func (l *lns) audit(id uint32, name string, fields map[string]string) {
+	l.auditTo(l.host, id, name, fields)
+}
+
+// auditTo sends an audit event through host (read under l.mu by callers
+// that run without it).
+func (l *lns) auditTo(host sdk.Host, id uint32, name string, fields map[string]string) {
 	ctx, cancel := hostCtx()
 	defer cancel()
-	if err := l.host.EmitAudit(ctx, sdk.AuditEvent{ID: id, Name: name, Fields: fields}); err != nil {
+	if err := host.EmitAudit(ctx, sdk.AuditEvent{ID: id, Name: name, Fields: fields}); err != nil {
 		l.log.Warn("audit event lost", "event", name, "error", err)
 	}
 }

@@ -28,6 +28,9 @@ type fakeHost struct {
 	sessions map[uint64]sdk.SessionSpec
 	next     uint64
 	audit    []string
+	// slow holds a user's check until the channel is closed (a RADIUS
+	// server taking its time).
+	slow map[string]chan struct{}
 }
 
 func (h *fakeHost) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64, error) {
@@ -60,10 +63,20 @@ func (h *fakeHost) ReleaseAddress(_ context.Context, _ string, a netip.Addr) err
 	return h.pool.Release(a)
 }
 
-func (h *fakeHost) AuthenticateUser(_ context.Context, r sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+func (h *fakeHost) AuthenticateUser(ctx context.Context, r sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
 	c, err := r.PPPCredentials()
 	if err != nil {
 		return sdk.UserAuthResult{}, err
+	}
+	h.mu.Lock()
+	gate := h.slow[ppp.StripDomain(c.User)]
+	h.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return sdk.UserAuthResult{}, ctx.Err()
+		}
 	}
 	res, u, err := h.db.Check(c)
 	if errors.Is(err, users.ErrUnknownUser) {
@@ -406,5 +419,29 @@ func TestLNSConfigureErrors(t *testing.T) {
 		if _, err := l.Configure(context.Background(), cfg); !errors.Is(err, sdk.ErrInvalid) {
 			t.Errorf("%+v: %v", cfg, err)
 		}
+	}
+}
+
+// TestLNSSlowCheckHoldsNoOneElse: while one user's check waits on the
+// core (a slow RADIUS server), another user connects; the first comes up
+// when its answer arrives.
+func TestLNSSlowCheckHoldsNoOneElse(t *testing.T) {
+	r := newRig(t, []string{"mschapv2"}, usersYAML)
+	gate := make(chan struct{})
+	r.host.mu.Lock()
+	r.host.slow = map[string]chan struct{}{"alice": gate}
+	r.host.mu.Unlock()
+	mschap := []ppp.AuthProto{ppp.AuthMSCHAPv2}
+	alice := r.dial("198.51.100.7:4500", "alice", "correct horse", mschap)
+	carol := r.dial("198.51.100.8:4500", "carol", "c4rol!", mschap)
+	if !r.pump(func() bool { return carol.up != nil }) {
+		t.Fatalf("carol waited on alice's check: down %q", carol.down)
+	}
+	if alice.up != nil {
+		t.Fatal("alice is up before her check answered")
+	}
+	close(gate)
+	if !r.pump(func() bool { return alice.up != nil }) {
+		t.Fatalf("alice did not come up once her check answered: down %q", alice.down)
 	}
 }
