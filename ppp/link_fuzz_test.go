@@ -14,12 +14,15 @@ import (
 // arrives, the link must not panic, must send only well-formed frames,
 // and must report up and down at most once each, never up after down.
 //
-// Input: byte 0 picks the end (bit 0: client) and its protocols (bits
-// 1-2); then records of [length][frame], a zero length being a 4 s tick.
+// Input: byte 0 picks the end (bit 0: client), its protocols (bits 1-2)
+// and, for a server, a check that answers at the next tick (bit 3,
+// StartCheck); then records of [length][frame], a zero length being a
+// 4 s tick.
 func FuzzLink(f *testing.F) {
 	for _, a := range []AuthProto{AuthPAP, AuthCHAPMD5, AuthMSCHAPv2} {
 		toSrv, toCli := recordLink(f, a)
 		f.Add(encodeFrames(linkMode(false, a), toSrv))
+		f.Add(encodeFrames(linkMode(false, a)|8, toSrv))
 		f.Add(encodeFrames(linkMode(true, a), toCli))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -57,6 +60,10 @@ func FuzzLink(f *testing.F) {
 				}
 			},
 		}
+		var pending []Credentials
+		if in[0]&8 != 0 {
+			cfg.StartCheck = func(c Credentials) { pending = append(pending, c) }
+		}
 		l := NewLink(cfg)
 		l.Open(now)
 		for rest := in[1:]; len(rest) > 0; {
@@ -64,6 +71,10 @@ func FuzzLink(f *testing.F) {
 			rest = rest[1:]
 			if n == 0 {
 				now = now.Add(4 * time.Second)
+				for _, c := range pending {
+					l.CheckDone(now, cfg.Check(c))
+				}
+				pending = nil
 				l.Tick(now)
 				continue
 			}
