@@ -125,9 +125,9 @@ type raPeer struct {
 // controlQueue bounds what waits for the plugin; beyond it, control
 // traffic is dropped and counted (the peers retransmit). 10,000 calls
 // opened at once from one host overflowed 4096 entries by 54,000 drops and
-// 16384 by 21,000, and from four hosts a tunnel gave up; 65536 (6.5 MiB
-// of buffer) dropped none. noteQueue holds the core's own news (peer gone,
-// disconnect), which comes one per session at most.
+// 16384 by 21,000; 65536 (6.5 MiB of buffer) dropped none in two runs
+// from four hosts. noteQueue holds the core's own news (a disconnect per
+// session, a peer gone per SA).
 const (
 	controlQueue = 65536
 	noteQueue    = 4096
