@@ -206,7 +206,8 @@ func (l *Link) Open(now time.Time) {
 
 // CheckDone hands the link the result of the check StartCheck began.
 // A link that ended meanwhile, or a result for no pending check, is
-// ignored.
+// ignored. After an LCP renegotiation the link asks again: the owner
+// delivers only the answer to the latest StartCheck.
 func (l *Link) CheckDone(now time.Time, r AuthResult) {
 	l.now = now
 	if l.down || l.server == nil {

@@ -53,6 +53,9 @@ type call struct {
 	handle  uint64
 	started time.Time
 	static  bool
+	// checks counts the user checks started: only the latest one's
+	// answer counts (an LCP renegotiation starts authentication anew).
+	checks int
 }
 
 type callKey struct {
@@ -359,6 +362,8 @@ func hostCtx() (context.Context, context.CancelFunc) {
 // with l.mu held; the result is handed to the call's link under it again.
 func (l *lns) startCheck(ck callKey, c *call, cr ppp.Credentials) {
 	host := l.host
+	c.checks++
+	n := c.checks
 	go func() {
 		ctx, cancel := hostCtx()
 		res, err := host.AuthenticateUser(ctx, sdk.UserAuthRequestFor(cr, c.key.Peer))
@@ -375,8 +380,8 @@ func (l *lns) startCheck(ck callKey, c *call, cr ppp.Credentials) {
 		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if l.calls[ck] != c {
-			return // the call ended while the core was asked
+		if l.calls[ck] != c || c.checks != n {
+			return // the call ended, or started over, while the core was asked
 		}
 		if out.OK {
 			c.user = user
