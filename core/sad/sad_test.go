@@ -173,10 +173,9 @@ func BenchmarkLookup100k(b *testing.B) {
 	}
 	for i := 0; i < n; i++ {
 		// Share the crypto state: the benchmark measures the index only.
-		// The maps are filled in place: SetOutbound copies a shard a write.
 		db.in[spiShard(uint32(i+1))].m[uint32(i+1)] = &InSA{ESP: cfgIn}
 		k := OutKey{Rule: names[i%50], Peer: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}
-		db.out[keyShard(k)].load()[k] = &OutSA{ESP: cfgOut}
+		db.out[keyShard(k)].m[k] = &OutSA{ESP: cfgOut}
 	}
 	b.Run("inbound-spi", func(b *testing.B) {
 		b.ReportAllocs()
