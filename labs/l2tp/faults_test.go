@@ -155,14 +155,8 @@ func waitSessions(t *testing.T, x *lab, wants ...string) {
 // pluginPIDs lists the running plugins' process ids.
 func (x *lab) pluginPIDs() []int {
 	x.t.Helper()
-	var r struct {
-		Plugins []struct {
-			Pid string `json:"pid"`
-		} `json:"plugins"`
-	}
-	must(x.t, json.Unmarshal([]byte(x.gw.CLI(x.t, "plugins", "--json")), &r))
 	var pids []int
-	for _, p := range r.Plugins {
+	for _, p := range x.plugins() {
 		if n := atoi(p.Pid); n > 0 {
 			pids = append(pids, n)
 		}

@@ -469,25 +469,31 @@ func TestIdleTimeout(t *testing.T) {
 // l2tpPlugin returns the l2tp plugin's pid and restarts.
 func (x *lab) l2tpPlugin() (pid, restarts int, state string) {
 	x.t.Helper()
-	var r struct {
-		Plugins []struct {
-			Name     string `json:"name"`
-			State    string `json:"state"`
-			Pid      string `json:"pid"`
-			Restarts int    `json:"restarts"`
-		} `json:"plugins"`
-	}
-	if err := json.Unmarshal([]byte(x.gw.CLI(x.t, "plugins", "--json")), &r); err != nil {
-		x.t.Fatal(err)
-	}
-	for _, p := range r.Plugins {
+	for _, p := range x.plugins() {
 		if p.Name == "l2tp" {
-			fmt.Sscan(p.Pid, &pid)
-			return pid, p.Restarts, p.State
+			return atoi(p.Pid), p.Restarts, p.State
 		}
 	}
 	x.t.Fatal("no l2tp plugin listed")
 	return
+}
+
+// pluginStatus is one line of gatehouse plugins --json.
+type pluginStatus struct {
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Pid      string `json:"pid"`
+	Restarts int    `json:"restarts"`
+}
+
+// plugins lists the gateway's plugins.
+func (x *lab) plugins() []pluginStatus {
+	x.t.Helper()
+	var r struct {
+		Plugins []pluginStatus `json:"plugins"`
+	}
+	must(x.t, json.Unmarshal([]byte(x.gw.CLI(x.t, "plugins", "--json")), &r))
+	return r.Plugins
 }
 
 // TestPluginKilled: killing the l2tp plugin under a session loses none of
