@@ -36,6 +36,8 @@ type aggressiveMode struct {
 
 func newAggressiveMode() *aggressiveMode { return &aggressiveMode{mm: mainMode{aggressive: true}} }
 
+func (t *aggressiveMode) wipe() { t.mm.wipe() }
+
 func (t *aggressiveMode) build(x *exchange, out *msg) (bool, error) {
 	sa, m := x.sa, managerOf(x)
 	p := sa.Peer
@@ -55,7 +57,7 @@ func (t *aggressiveMode) build(x *exchange, out *msg) (bool, error) {
 			return false, fail("no-proposal-chosen", 0, "aggressive mode: %v", err)
 		}
 		t.mm.dh, t.mm.gxi, t.mm.ni, t.mm.saiB, t.mm.offered = dh, dh.Public(), m.random(nonceLen), offer.appendBody(nil), offer
-		id := t.localID(sa)
+		id := sa.localID()
 		if IsSignature(p.Auth[0]) {
 			// One method is offered; our ID is the certificate's, so it
 			// is settled now.
@@ -79,7 +81,7 @@ func (t *aggressiveMode) build(x *exchange, out *msg) (bool, error) {
 				return false, err
 			}
 		} else {
-			id := t.localID(sa)
+			id := sa.localID()
 			t.idB = id.appendBody(nil)
 			out.add(id, &Data{T: PayloadHash, Data: t.mm.hash(sa, false, t.idB)})
 		}
@@ -95,7 +97,9 @@ func (t *aggressiveMode) build(x *exchange, out *msg) (bool, error) {
 	return false, nil
 }
 
-func (t *aggressiveMode) localID(sa *IKESA) *ID {
+// localID is our identity with a preshared key: the configured one, or
+// our address.
+func (sa *IKESA) localID() *ID {
 	if sa.Peer.LocalID != nil {
 		return sa.Peer.LocalID
 	}
@@ -105,9 +109,11 @@ func (t *aggressiveMode) localID(sa *IKESA) *ID {
 func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 	sa, m := x.sa, managerOf(x)
 	p := sa.Peer
-	t.step++
+	// The step moves on only when a message is accepted: a refused one
+	// (a forgery) leaves the exchange where it was.
+	step := t.step + 1
 	switch {
-	case !sa.Initiator && t.step == 1:
+	case !sa.Initiator && step == 1:
 		offered, ok1 := in.get(PayloadSA).(*SA)
 		ke, ok2 := in.get(PayloadKE).(*Data)
 		nonce, ok3 := in.get(PayloadNonce).(*Data)
@@ -117,9 +123,12 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		}
 		got := FormatID(id.IDType, id.Data)
 		// With a preshared key the configured identity chooses the key
-		// (and is required); a certificate is checked against its ID.
-		if (p.RemoteID != "" || !IsSignature(p.Auth[0])) && got != p.RemoteID {
-			return false, fail("authentication-failed", NotifyInvalidIDInformation, "aggressive mode: the peer calls itself %s, the tunnel expects %s", got, p.RemoteID)
+		// (and is required); a certificate is checked against remote.id
+		// once its signature verifies. A wrong identity gets no answer at
+		// all, so that nobody can try names until one draws a hash to
+		// crack.
+		if !IsSignature(p.Auth[0]) && !SameID(p.RemoteID, got) {
+			return false, fail("authentication-failed", 0, "aggressive mode: the peer calls itself %s, the tunnel expects %s (not answered)", got, p.RemoteID)
 		}
 		sa.peerID = got
 		p1, reply, err := SelectPhase1(offered, sa.proposals(), p.Auth)
@@ -144,7 +153,7 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		if err := t.mm.deriveKeys(m, sa, gxy, id); err != nil {
 			return false, err
 		}
-	case sa.Initiator && t.step == 2:
+	case sa.Initiator && step == 2:
 		reply, ok1 := in.get(PayloadSA).(*SA)
 		ke, ok2 := in.get(PayloadKE).(*Data)
 		nonce, ok3 := in.get(PayloadNonce).(*Data)
@@ -157,17 +166,18 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("aggressive mode: %w", err)}
 		}
 		got := FormatID(id.IDType, id.Data)
-		if p.RemoteID != "" && got != p.RemoteID {
+		if !IsSignature(p.Auth[0]) && p.RemoteID != "" && !SameID(p.RemoteID, got) {
 			return false, fail("authentication-failed", NotifyInvalidIDInformation, "aggressive mode: the peer calls itself %s, the tunnel expects %s", got, p.RemoteID)
 		}
-		sa.peerID = got
+		// Until the hash below verifies, this message is anyone's: what it
+		// sets is set again by the genuine one.
 		sa.phase1 = p1
 		sa.phase1.Lifetime = shorter(p1.Lifetime, p.Lifetime)
-		t.mm.gxr, t.mm.nr = ke.Data, nonce.Data
-		gxy, err := t.mm.dh.Shared(t.mm.gxr)
+		gxy, err := t.mm.dh.Shared(ke.Data)
 		if err != nil {
 			return false, fail("malformed", NotifyInvalidKeyInformation, "aggressive mode: %v", err)
 		}
+		t.mm.gxr, t.mm.nr = ke.Data, nonce.Data
 		if err := t.mm.deriveKeys(m, sa, gxy, id); err != nil {
 			return false, err
 		}
@@ -175,22 +185,38 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 			if err := t.mm.checkSignature(sa, in, id, in.body(PayloadID)); err != nil {
 				return false, err
 			}
-		} else if h, ok := in.get(PayloadHash).(*Data); !ok || !hmac.Equal(t.mm.hash(sa, false, in.body(PayloadID)), h.Data) {
-			return false, fail("authentication-failed", NotifyInvalidHashInformation, "aggressive mode: the peer's HASH is missing or does not verify (preshared keys differ)")
+		} else if h, ok := in.get(PayloadHash).(*Data); !ok {
+			return false, fail("malformed", NotifyPayloadMalformed, "aggressive mode message 2 lacks a HASH payload")
+		} else if !hmac.Equal(t.mm.hash(sa, false, in.body(PayloadID)), h.Data) {
+			return false, refusedProof(NotifyInvalidHashInformation, "aggressive mode: the peer's HASH does not verify (preshared keys differ)")
+		}
+		in.authed = true
+		if !IsSignature(sa.phase1.Auth) {
+			sa.peerID = got // with a signature, checkSignature set the certificate's subject
 		}
 		sa.p1encrypt = true
-	case !sa.Initiator && t.step == 3:
+	case !sa.Initiator && step == 3:
 		// HASH_I and SIG_I cover the initiator's ID from message 1.
 		if IsSignature(sa.phase1.Auth) {
-			return true, t.mm.checkSignature(sa, in, t.peerID, t.peerIDB)
+			if err := t.mm.checkSignature(sa, in, t.peerID, t.peerIDB); err != nil {
+				return false, err
+			}
+			t.step = step
+			return true, nil
 		}
 		h, ok := in.get(PayloadHash).(*Data)
-		if !ok || !hmac.Equal(t.mm.hash(sa, true, t.peerIDB), h.Data) {
-			return false, fail("authentication-failed", NotifyInvalidHashInformation, "aggressive mode: the peer's HASH does not verify (preshared keys differ)")
+		if !ok {
+			return false, fail("malformed", NotifyPayloadMalformed, "aggressive mode message 3 lacks a HASH payload")
 		}
+		if !hmac.Equal(t.mm.hash(sa, true, t.peerIDB), h.Data) {
+			return false, refusedProof(NotifyInvalidHashInformation, "aggressive mode: the peer's HASH does not verify (preshared keys differ)")
+		}
+		in.authed = true
+		t.step = step
 		return true, nil
 	default:
-		return false, fail("malformed", NotifyInvalidPayloadType, "aggressive mode: unexpected message at step %d", t.step)
+		return false, fail("malformed", NotifyInvalidPayloadType, "aggressive mode: unexpected message at step %d", step)
 	}
+	t.step = step
 	return false, nil
 }

@@ -66,6 +66,10 @@ type PeerConfig struct {
 	ESPLifetime     time.Duration
 	ESPLifeKB       uint64
 	Transport       bool
+	// ForceEncap: ESP in UDP even without a NAT. Our NAT-D hash for our
+	// own address is made not to match, so the peer sees us behind a NAT
+	// (strongSwan's encap = yes does the same).
+	ForceEncap bool
 	// DPDInterval is how long the peer may be silent before we probe it;
 	// after DPDTimeout of silence it is dead (RFC 3706). 0: no DPD.
 	DPDInterval, DPDTimeout time.Duration
@@ -148,7 +152,8 @@ type Host interface {
 	SendKeepalive(local, remote netip.AddrPort) error
 	// PSK returns the preshared key for a peer, through the auth
 	// plugins; id is the peer's identity when it is known in time
-	// (aggressive mode), else nil.
+	// (aggressive mode), else nil. It returns a copy: the engine zeroes
+	// it once SKEYID is made.
 	PSK(peer *PeerConfig, remote netip.Addr, id *ID) ([]byte, error)
 	// Signature methods (RFC 2409 section 5.1): our certificate chain,
 	// identity and CAs for this peer; a signature over HASH_I or HASH_R

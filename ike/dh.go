@@ -65,6 +65,9 @@ const (
 // point on the curve, or a degenerate MODP value (1, p-1, 0).
 var ErrBadPublic = errors.New("invalid Diffie-Hellman public value")
 
+// errWiped: Shared after Wipe.
+var errWiped = errors.New("Diffie-Hellman private value already wiped")
+
 // DH is our half of a Diffie-Hellman exchange. Public and Shared return
 // fixed-length values, as they go on the wire and into SKEYID: a MODP
 // value as long as the prime, an ECP point as x | y (RFC 5903 section 7),
@@ -73,6 +76,10 @@ type DH interface {
 	Group() uint16
 	Public() []byte
 	Shared(peer []byte) ([]byte, error)
+	// Wipe zeroes the private value (a MODP exponent; an ECDH key held by
+	// Go's crypto/ecdh cannot be reached, and is only let go). Shared
+	// fails after it.
+	Wipe()
 }
 
 type modpGroup struct {
@@ -122,8 +129,12 @@ func newMODP(g *modpGroup, rand io.Reader) (*modpDH, error) {
 
 func (d *modpDH) Group() uint16  { return d.g.number }
 func (d *modpDH) Public() []byte { return d.pub }
+func (d *modpDH) Wipe()          { clear(d.x); d.x = nil }
 
 func (d *modpDH) Shared(peer []byte) ([]byte, error) {
+	if d.x == nil {
+		return nil, errWiped
+	}
 	if len(peer) != d.g.m.Size() {
 		return nil, fmt.Errorf("%w: %d bytes for group %d, want %d", ErrBadPublic, len(peer), d.g.number, d.g.m.Size())
 	}
@@ -158,8 +169,12 @@ func curveOf(group uint16) ecdh.Curve {
 
 func (d *ecDH) Group() uint16  { return d.number }
 func (d *ecDH) Public() []byte { return d.pub }
+func (d *ecDH) Wipe()          { d.priv = nil }
 
 func (d *ecDH) Shared(peer []byte) ([]byte, error) {
+	if d.priv == nil {
+		return nil, errWiped
+	}
 	raw := peer
 	if d.number != 31 {
 		if len(peer) != len(d.pub) {

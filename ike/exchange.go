@@ -2,7 +2,6 @@ package ike
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"time"
 )
@@ -15,6 +14,11 @@ type msg struct {
 	// the payloads after it as on the wire (quick mode and informational
 	// hashes cover them).
 	afterHash []byte
+	// authed: a task verified this received message's HASH or signature.
+	authed bool
+	// nextIV is the CBC chain after this encrypted message; the exchange
+	// takes it only once the message is accepted.
+	nextIV []byte
 }
 
 func (m *msg) add(p ...Payload) { m.payloads = append(m.payloads, p...) }
@@ -55,6 +59,14 @@ type failure struct {
 	reason string
 	notify NotifyType
 	err    error
+	// badProof: a well-formed message whose proof (HASH, signature,
+	// certificate, Kerberos ticket) we checked and refused. It is not
+	// authenticated, so it changes nothing, but the peer is told once: a
+	// misconfigured peer then learns at once why, as it would from
+	// strongSwan or Windows.
+	badProof bool
+	// reported: the audit event for this failure has gone out already.
+	reported bool
 }
 
 func (f *failure) Error() string { return f.err.Error() }
@@ -62,6 +74,11 @@ func (f *failure) Unwrap() error { return f.err }
 
 func fail(reason string, notify NotifyType, format string, a ...any) error {
 	return &failure{reason: reason, notify: notify, err: fmt.Errorf(format, a...)}
+}
+
+// refusedProof is fail for a peer's proof that did not verify.
+func refusedProof(notify NotifyType, format string, a ...any) error {
+	return &failure{reason: "authentication-failed", notify: notify, err: fmt.Errorf(format, a...), badProof: true}
 }
 
 // exchange is one ISAKMP exchange on an IKE SA: main mode (message ID 0),
@@ -81,9 +98,27 @@ type exchange struct {
 	tries        int
 	nextRetry    time.Time
 	finished     time.Time // zero while running
-	// authed: the peer has proven itself in this exchange (a verified
-	// hash), or we started it.
-	authed bool
+	// refused is why the latest message that did not authenticate was
+	// dropped: the exchange fails with it if nothing valid comes before
+	// the retransmissions run out. noted: an operator was told once;
+	// told: the peer was told of a refused proof once.
+	refused     error
+	noted, told bool
+	// accepted: a message of the peer's has been accepted.
+	accepted bool
+}
+
+// wiper is a task that holds secrets (a private DH value) until its
+// exchange ends.
+type wiper interface{ wipe() }
+
+// wipe zeroes what the exchange's tasks hold; the exchange is over.
+func (x *exchange) wipe() {
+	for _, t := range x.tasks {
+		if w, ok := t.(wiper); ok {
+			w.wipe()
+		}
+	}
 }
 
 func (x *exchange) finishedAll() bool {
@@ -127,7 +162,8 @@ func (x *exchange) process(in *msg) error {
 func hashDatagram(b []byte) [32]byte { return sha256.Sum256(b) }
 
 // retransmission schedule: 1 s doubling, five tries, then the exchange
-// fails (about 31 s, close to what Windows and strongSwan wait).
+// fails 32 s after the fifth: about a minute in all (strongSwan's IKEv1
+// defaults wait longer, some 165 s).
 const (
 	retransmitBase  = time.Second
 	retransmitTries = 5
@@ -140,5 +176,3 @@ func (x *exchange) armRetransmit(now time.Time) {
 	x.waiting, x.tries = true, 0
 	x.nextRetry = now.Add(retransmitBase)
 }
-
-func msgIDBytes(id uint32) []byte { return binary.BigEndian.AppendUint32(nil, id) }

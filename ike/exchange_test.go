@@ -43,6 +43,8 @@ type testHost struct {
 	ca   *x509.Certificate
 	// gss is the fake GSS-API mechanism (gss_test.go).
 	gss *fakeGSS
+	// given are the preshared key copies handed to the engine.
+	given [][]byte
 }
 
 func (h *testHost) Send(b []byte, local, remote netip.AddrPort) error {
@@ -58,7 +60,9 @@ func (h *testHost) PSK(*PeerConfig, netip.Addr, *ID) ([]byte, error) {
 	if h.psk == "" {
 		return nil, errors.New("no key")
 	}
-	return []byte(h.psk), nil
+	k := []byte(h.psk)
+	h.given = append(h.given, k)
+	return k, nil
 }
 
 func (h *testHost) LocalCredentials(*PeerConfig, uint16, [][]byte) (*LocalCredentials, error) {
@@ -84,7 +88,7 @@ func (h *testHost) VerifyPeer(_ *PeerConfig, _ uint16, chain [][]byte, id *ID) (
 	if id.IDType != IDDERASN1DN || !bytes.Equal(id.Data, leaf.RawSubject) {
 		return nil, fmt.Errorf("ID %s does not name %q", FormatID(id.IDType, id.Data), leaf.Subject)
 	}
-	return &PeerCredentials{PublicKey: leaf.PublicKey, Subject: leaf.Subject.String()}, nil
+	return &PeerCredentials{PublicKey: leaf.PublicKey, Subject: leaf.Subject.String(), Names: CertNames(leaf)}, nil
 }
 
 func (h *testHost) AllocSPI() (uint32, error) { h.nextSPI++; return h.nextSPI, nil }
@@ -115,6 +119,16 @@ func (h *testHost) event(id int) *Event {
 		}
 	}
 	return nil
+}
+
+func countEvents(h *testHost, id int) int {
+	n := 0
+	for _, e := range h.events {
+		if e.ID == id {
+			n++
+		}
+	}
+	return n
 }
 
 type pair struct {
@@ -443,32 +457,77 @@ func TestNoProposalChosen(t *testing.T) {
 	}
 }
 
+// TestWrongPSK: B cannot read A's message 5. Such a message could as well
+// be a forgery, so B drops it, counts it and changes nothing; both sides
+// give up when the retransmissions run out, and B's event says why.
 func TestWrongPSK(t *testing.T) {
 	p := newPair(t, true)
 	p.hb.psk = "another key altogether"
-	if err := p.a.Initiate("to-b"); err != nil {
-		t.Fatal(err)
+	p.toMessage5() // B cannot read it
+	if len(p.wire) != 0 || len(p.hb.events) != 0 || p.b.Drops()[DropUnauthenticated] != 1 || len(p.b.SAs()) != 1 {
+		t.Fatalf("B answered or gave up at once: %d in flight, events %+v, drops %v", len(p.wire), p.hb.events, p.b.Drops())
 	}
-	p.step("A", ExchangeMain, false, msg1...)
-	p.step("B", ExchangeMain, false, msg2...)
-	p.step("A", ExchangeMain, false, msg3...)
-	p.step("B", ExchangeMain, false, msg3...)
-	p.step("A", ExchangeMain, true) // B cannot read it
+	p.expire()
 	ev := p.hb.event(EventNegotiationErr)
-	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "preshared keys differ") {
+	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "preshared keys differ") || !strings.Contains(ev.Message, "no valid answer") {
 		t.Fatalf("B: want an authentication-failed event: %+v", p.hb.events)
-	}
-	p.wire = p.wire[:0] // B's notify, which A cannot read either
-	// A gives up after its retransmissions.
-	for range 8 {
-		p.tick(20 * time.Second)
-		p.wire = p.wire[:0]
 	}
 	if ev := p.ha.event(EventNegotiationErr); ev == nil || ev.Reason != "timeout" {
 		t.Fatalf("A: want a timeout event: %+v", p.ha.events)
 	}
 	if len(p.a.SAs()) != 0 || len(p.b.SAs()) != 0 {
 		t.Fatal("failed SAs left behind")
+	}
+}
+
+// TestRemoteIDPinsPSKPeer: with remote.id set, a main mode peer that
+// proves the key but names itself otherwise is refused, and told; named
+// right (local.id on its side), it gets in.
+func TestRemoteIDPinsPSKPeer(t *testing.T) {
+	p := newPair(t, true)
+	p.pb.RemoteID = "fqdn:gw-a.example.net"
+	p.toMessage5() // HDR*, IDii (ipv4:192.0.2.1), HASH_I
+	ev := p.hb.event(EventNegotiationErr)
+	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "calls itself ipv4:192.0.2.1, the tunnel expects fqdn:gw-a.example.net") {
+		t.Fatalf("B: %+v", p.hb.events)
+	}
+	p.step("B", ExchangeInformational, true)
+	if ev := p.ha.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "INVALID-ID-INFORMATION") {
+		t.Fatalf("A: %+v", p.ha.events)
+	}
+	if len(p.a.SAs()) != 0 || len(p.b.SAs()) != 0 {
+		t.Fatal("failed SAs left behind")
+	}
+
+	p.ha.events, p.hb.events = nil, nil
+	p.pa.LocalID = &ID{IDType: IDFQDN, Data: []byte("gw-a.example.net")}
+	p.mainMode()
+	p.quickMode()
+	p.checkChildren("aes128gcm16", true)
+	if sas := p.b.SAs(); sas[0].PeerID != "fqdn:gw-a.example.net" {
+		t.Fatalf("B's peer: %+v", sas[0])
+	}
+}
+
+// toMessage5 runs main mode with a preshared key through A's message 5.
+func (p *pair) toMessage5() {
+	p.t.Helper()
+	if err := p.a.Initiate("to-b"); err != nil {
+		p.t.Fatal(err)
+	}
+	p.step("A", ExchangeMain, false, msg1...)
+	p.step("B", ExchangeMain, false, msg2...)
+	p.step("A", ExchangeMain, false, msg3...)
+	p.step("B", ExchangeMain, false, msg3...)
+	p.step("A", ExchangeMain, true)
+}
+
+// expire lets every exchange in progress run out of retransmissions,
+// dropping what they send.
+func (p *pair) expire() {
+	for range 8 {
+		p.tick(20 * time.Second)
+		p.wire = p.wire[:0]
 	}
 }
 
@@ -598,10 +657,7 @@ func TestNATTraversal(t *testing.T) {
 	p.nat = true
 	p.pa.Local = netip.MustParseAddr("10.0.0.5")
 	p.pb.Remote = netip.MustParseAddr("198.51.100.1")
-	p.mainMode()
-	if d := p.wire[0]; d.from.Port() != 4500 || d.to.Port() != 4500 {
-		t.Fatalf("quick mode not on port 4500: %v -> %v", d.from, d.to)
-	}
+	p.mainModeFloated()
 	p.quickMode()
 	ca, cb := p.checkChildren("aes128gcm16", true)
 	if !ca.UDP || !cb.UDP || ca.Remote != netip.MustParseAddrPort("192.0.2.2:4500") || cb.Remote != netip.MustParseAddrPort("198.51.100.1:44500") {
@@ -615,6 +671,37 @@ func TestNATTraversal(t *testing.T) {
 	p.tick(21 * time.Second)
 	if len(p.wire) != 1 || !bytes.Equal(p.wire[0].b, []byte{0xff}) || p.wire[0].to != netip.MustParseAddrPort("192.0.2.2:4500") {
 		t.Fatalf("want one NAT keepalive from A, got %d datagrams", len(p.wire))
+	}
+}
+
+// mainModeFloated runs main mode and checks that the quick mode which
+// follows goes on port 4500 (NAT-T floated, RFC 3947 section 4).
+func (p *pair) mainModeFloated() {
+	p.t.Helper()
+	p.mainMode()
+	if d := p.wire[0]; d.from.Port() != 4500 || d.to.Port() != 4500 {
+		p.t.Fatalf("quick mode not on port 4500: %v -> %v", d.from, d.to)
+	}
+}
+
+// TestForcedEncapsulation: with ForceEncap on either side and no NAT,
+// both sides see "a NAT", move to 4500 and UDP-encapsulate ESP.
+func TestForcedEncapsulation(t *testing.T) {
+	for _, side := range []string{"initiator", "responder"} {
+		t.Run(side, func(t *testing.T) {
+			p := newPair(t, true)
+			forcer := p.pa
+			if side == "responder" {
+				forcer = p.pb
+			}
+			forcer.ForceEncap = true
+			p.mainModeFloated()
+			p.quickMode()
+			ca, cb := p.checkChildren("aes128gcm16", true)
+			if !ca.UDP || !cb.UDP || ca.Remote != netip.MustParseAddrPort("192.0.2.2:4500") || cb.Remote != netip.MustParseAddrPort("192.0.2.1:4500") {
+				t.Fatalf("children: A %v -> %v, B %v -> %v", ca.UDP, ca.Remote, cb.UDP, cb.Remote)
+			}
+		})
 	}
 }
 
@@ -887,7 +974,9 @@ func TestAggressiveMode(t *testing.T) {
 }
 
 // TestAggressiveModeWrongIdentity: the responder refuses an initiator that
-// names itself otherwise than the tunnel says, with the two names.
+// names itself otherwise than the tunnel says, with the two names in its
+// event, and answers nothing at all: no hash to crack, and no notify that
+// would tell a prober the name is wrong rather than absent.
 func TestAggressiveModeWrongIdentity(t *testing.T) {
 	p := aggressivePair(t)
 	p.pa.LocalID = &ID{IDType: IDFQDN, Data: []byte("impostor.example.net")}
@@ -895,6 +984,9 @@ func TestAggressiveModeWrongIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.step("A", ExchangeAggressive, false)
+	if len(p.wire) != 0 {
+		t.Fatalf("B answered a wrong identity with %d message(s)", len(p.wire))
+	}
 	ev := p.hb.event(EventNegotiationErr)
 	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "fqdn:impostor.example.net") || !strings.Contains(ev.Message, "fqdn:gw-a.example.net") {
 		t.Fatalf("want an event naming both identities: %+v", p.hb.events)
@@ -1072,5 +1164,44 @@ func TestKeysWipedWhenSAsDie(t *testing.T) {
 		if !bytes.Equal(k, make([]byte, len(k))) {
 			t.Fatalf("key %d left after the SAs died: % x", i, k)
 		}
+	}
+}
+
+// TestEphemeralSecretsWiped: the copy of the preshared key the engine was
+// given is zeroed once SKEYID is made, and each exchange's private DH
+// values (main mode's, quick mode's with PFS) once the exchange is over.
+func TestEphemeralSecretsWiped(t *testing.T) {
+	p := newPair(t, true)
+	for _, c := range []*PeerConfig{p.pa, p.pb} {
+		c.PFS = 14 // MODP2048: an exponent to zero
+		c.Proposals = mustProposals(t, "aes256-sha256-modp2048")
+	}
+	p.mainMode()
+	p.quickMode()
+	p.checkChildren("aes128gcm16", true)
+	for _, h := range []*testHost{p.ha, p.hb} {
+		if len(h.given) != 1 || !bytes.Equal(h.given[0], make([]byte, len(h.given[0]))) {
+			t.Fatalf("%s: the preshared key copies are not zero: %q", h.name, h.given)
+		}
+	}
+	for _, m := range []*Manager{p.a, p.b} {
+		m.mu.Lock()
+		for _, sa := range m.sas {
+			for id, x := range sa.xs {
+				for _, task := range x.tasks {
+					var dh DH
+					switch tk := task.(type) {
+					case *mainMode:
+						dh = tk.dh
+					case *quickMode:
+						dh = tk.dh
+					}
+					if d, ok := dh.(*modpDH); ok && d.x != nil {
+						t.Errorf("exchange %#x: a MODP private exponent outlived its exchange", id)
+					}
+				}
+			}
+		}
+		m.mu.Unlock()
 	}
 }

@@ -70,13 +70,15 @@ func ParseFragment(b []byte) (*Fragment, error) {
 }
 
 // Reassembly bounds: fragments are unauthenticated, so what they may hold
-// is small and short-lived.
+// is small and short-lived, and one source gets a share of it (a peer
+// has one message in pieces at a time, two across a retransmission).
 const (
-	maxFragments    = 16
-	maxFragBytes    = 64 << 10
-	maxFragBuffers  = 64
-	fragTimeout     = 30 * time.Second
-	defaultFragSize = 1280 // IP datagram, as strongSwan's fragment_size
+	maxFragments          = 16
+	maxFragBytes          = 64 << 10
+	maxFragBuffers        = 64
+	maxFragBuffersPerPeer = 4
+	fragTimeout           = 30 * time.Second
+	defaultFragSize       = 1280 // IP datagram, as strongSwan's fragment_size
 )
 
 type fragKey struct {
@@ -97,7 +99,7 @@ type fragBuffer struct {
 func (m *Manager) reassemble(h Header, b []byte, remote netip.AddrPort) []byte {
 	ps, err := DecodePayloads(h.NextPayload, b[HeaderLen:], false)
 	if err != nil || len(ps) != 1 {
-		m.log.Debug("IKE fragment dropped", zap.Stringer("from", remote), zap.Error(err))
+		m.drop(DropFragments, nil, h, fmt.Errorf("not one fragment payload: %v", err))
 		return nil
 	}
 	f := ps[0].(*Fragment)
@@ -110,8 +112,14 @@ func (m *Manager) reassemble(h Header, b []byte, remote netip.AddrPort) []byte {
 	k := fragKey{h.ICookie, h.RCookie, f.ID, remote}
 	fb := m.frags[k]
 	if fb == nil {
-		if len(m.frags) >= maxFragBuffers {
-			m.log.Info("IKE fragment dropped: too many messages being reassembled", zap.Stringer("from", remote))
+		mine := 0
+		for o := range m.frags {
+			if o.remote.Addr() == remote.Addr() {
+				mine++
+			}
+		}
+		if len(m.frags) >= maxFragBuffers || mine >= maxFragBuffersPerPeer {
+			m.drop(DropFragments, nil, h, fmt.Errorf("too many messages being reassembled (%d in all, %d from %s)", len(m.frags), mine, remote.Addr()))
 			return nil
 		}
 		fb = &fragBuffer{parts: map[uint8][]byte{}, first: now}
@@ -119,7 +127,7 @@ func (m *Manager) reassemble(h Header, b []byte, remote netip.AddrPort) []byte {
 	}
 	if f.Number > maxFragments || fb.size+len(f.Data) > maxFragBytes || (fb.last != 0 && f.Number > fb.last) {
 		delete(m.frags, k)
-		m.log.Info("IKE fragments dropped: past the reassembly limits", zap.Stringer("from", remote), zap.Uint8("number", f.Number))
+		m.drop(DropFragments, nil, h, fmt.Errorf("fragment %d past the reassembly limits", f.Number))
 		return nil
 	}
 	if _, dup := fb.parts[f.Number]; !dup {

@@ -153,3 +153,37 @@ func TestParseFragment(t *testing.T) {
 		t.Fatal("vendor ID recognition")
 	}
 }
+
+// TestFragmentsNeedTheirSA: fragments take reassembly space only for an
+// IKE SA that exists, from its peer's address, and one peer holds at most
+// maxFragBuffersPerPeer messages in pieces; the rest are dropped and
+// counted.
+func TestFragmentsNeedTheirSA(t *testing.T) {
+	p := newPair(t, true)
+	p.mainMode()
+	var sa SAInfo = p.b.SAs()[0]
+	whole, _ := (&Message{Header: Header{ICookie: sa.ICookie, RCookie: sa.RCookie, Version: Version, Exchange: ExchangeMain},
+		Payloads: []Payload{&Data{T: PayloadNonce, Data: make([]byte, 64)}}}).Encode()
+	peer, stranger := netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("203.0.113.66:500")
+	us := netip.MustParseAddrPort("192.0.2.2:500")
+	// For no SA at all, from anyone.
+	unknown := bytes.Clone(whole)
+	unknown[0] ^= 0xff
+	for _, b := range fragments(t, unknown, 2, 1)[:1] {
+		p.b.Receive(b, us, stranger)
+	}
+	// For B's SA, but from another address.
+	for _, b := range fragments(t, whole, 2, 2)[:1] {
+		p.b.Receive(b, us, stranger)
+	}
+	if len(p.b.frags) != 0 || p.b.Drops()[DropFragments] != 2 {
+		t.Fatalf("%d buffers, %d fragments dropped; want none kept, 2 dropped", len(p.b.frags), p.b.Drops()[DropFragments])
+	}
+	// From the peer: the first pieces of five messages; four are kept.
+	for id := uint16(10); id < 15; id++ {
+		p.b.Receive(fragments(t, whole, 2, id)[0], us, peer)
+	}
+	if len(p.b.frags) != maxFragBuffersPerPeer || p.b.Drops()[DropFragments] != 3 {
+		t.Fatalf("%d buffers from one peer (want %d), %d dropped", len(p.b.frags), maxFragBuffersPerPeer, p.b.Drops()[DropFragments])
+	}
+}

@@ -71,6 +71,46 @@ type GSSOptions struct {
 	// RawTokens leaves out the one-byte vendor encoding before each GSS
 	// token (the draft has it; some implementations do not).
 	RawTokens bool
+	// AllowedPeers are the principals we take as the peer
+	// ("host/gw-b.example.net@REALM"; "*" matches any run of characters,
+	// so "*$@REALM" is every computer account of the realm). A ticket
+	// proves who the peer is, not that it is welcome: no match, no SA.
+	AllowedPeers []string
+}
+
+// allowed reports whether an authenticated principal is one we take.
+func (o GSSOptions) allowed(principal string) bool {
+	for _, p := range o.AllowedPeers {
+		if globMatch(p, principal) {
+			return true
+		}
+	}
+	return false
+}
+
+// globMatch matches name against pattern, where '*' stands for any run of
+// characters (a principal's '/' included) and nothing else is special.
+func globMatch(pattern, name string) bool {
+	star, next := -1, 0 // the last '*' seen, and where its match would resume in name
+	p, n := 0, 0
+	for n < len(name) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, next = p, n
+			p++
+		case p < len(pattern) && pattern[p] == name[n]:
+			p, n = p+1, n+1
+		case star >= 0:
+			next++
+			p, n = star+1, next
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
 }
 
 func (o GSSOptions) identityAttr() uint16 {
@@ -198,20 +238,32 @@ type gssState struct {
 // the answer.
 func (t *mainMode) gssStep(sa *IKESA, in []byte) error {
 	g := t.gss
-	if in != nil {
-		if g.ctx.Complete {
-			return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: a GSS token after our context completed")
-		}
-		g.peerSent = append(g.peerSent, in...)
+	if in != nil && g.ctx.Complete {
+		return fail("malformed", NotifyAuthenticationFailed, "main mode: a GSS token after our context completed")
 	}
+	before := g.ctx
 	out, err := sa.m.host.GSSStep(sa.Peer, &g.ctx, in)
+	if err == nil && g.ctx.Complete && !sa.Peer.GSS.allowed(g.ctx.Peer) {
+		// Authenticated, but not a peer of this tunnel: the context goes,
+		// so a genuine peer's message can still start afresh.
+		who := g.ctx.Peer
+		sa.m.host.GSSRelease(sa.Peer, &g.ctx)
+		g.ctx = before
+		return refusedProof(NotifyAuthenticationFailed, "main mode: %s (%s) is not among this rule's Kerberos peers %v (allowed_peers)",
+			who, sa.Remote.Addr(), sa.Peer.GSS.AllowedPeers)
+	}
 	if err != nil {
+		if g.ctx.Initiator && in == nil {
+			// Our own first step (a ticket from the KDC): our failure.
+			return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: our Kerberos context for %s: %w", g.ctx.Target, err)
+		}
 		who := "the peer's Kerberos ticket"
 		if g.ctx.Initiator {
-			who = "our Kerberos context for " + g.ctx.Target
+			who = "the peer's answer to our Kerberos context for " + g.ctx.Target
 		}
-		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: %s from %s: %w", who, sa.Remote.Addr(), err)
+		return refusedProof(NotifyAuthenticationFailed, "main mode: %s from %s: %w", who, sa.Remote.Addr(), err)
 	}
+	g.peerSent = append(g.peerSent, in...) // only tokens the context took count in the peer's hash
 	g.pending = out
 	return nil
 }
@@ -276,31 +328,44 @@ func (t *mainMode) buildGSS(sa *IKESA, out *msg) (bool, error) {
 // first time, then its token or its wrapped hash.
 func (t *mainMode) processGSS(sa *IKESA, in *msg) error {
 	g := t.gss
-	if g.peerIDb == nil {
+	// The peer's ID comes in its first encrypted message; it is kept only
+	// once that message is accepted.
+	idB, peerID := g.peerIDb, ""
+	if idB == nil {
 		id, ok := in.get(PayloadID).(*ID)
 		if !ok {
 			return fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks an ID payload", t.step)
 		}
-		g.peerIDb = bytes.Clone(in.body(PayloadID))
-		sa.peerID = FormatID(id.IDType, id.Data)
+		idB, peerID = bytes.Clone(in.body(PayloadID)), FormatID(id.IDType, id.Data)
+	}
+	keepID := func() {
+		if g.peerIDb == nil {
+			g.peerIDb, sa.peerID = idB, peerID
+		}
 	}
 	if tok, ok := in.get(PayloadGSS).(*GSS); ok {
-		return t.gssStep(sa, tok.Token)
+		if err := t.gssStep(sa, tok.Token); err != nil {
+			return err
+		}
+		keepID()
+		return nil
 	}
 	h, ok := in.get(PayloadHash).(*Data)
 	if !ok {
 		return fail("malformed", NotifyPayloadMalformed, "main mode message %d has neither a GSS token nor a HASH", t.step)
 	}
 	if !g.ctx.Complete {
-		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: the peer sent its hash before our GSS context completed")
+		return fail("malformed", NotifyAuthenticationFailed, "main mode: the peer sent its hash before our GSS context completed")
 	}
 	got, err := sa.m.host.GSSUnwrap(sa.Peer, &g.ctx, h.Data)
 	if err != nil {
-		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: unwrapping the hash of %s: %v", g.ctx.Peer, err)
+		return refusedProof(NotifyAuthenticationFailed, "main mode: unwrapping the hash of %s: %v", g.ctx.Peer, err)
 	}
-	if !hmac.Equal(got, t.gssHash(sa, !sa.Initiator, g.peerIDb)) {
-		return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: %s (%s): %w", g.ctx.Peer, sa.Remote.Addr(), ErrGSSHash)
+	if !hmac.Equal(got, t.gssHash(sa, !sa.Initiator, idB)) {
+		return refusedProof(NotifyAuthenticationFailed, "main mode: %s (%s): %w", g.ctx.Peer, sa.Remote.Addr(), ErrGSSHash)
 	}
+	in.authed = true
+	keepID()
 	g.peerHashOK = true
 	sa.peerID = g.ctx.Peer
 	return nil

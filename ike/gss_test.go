@@ -116,8 +116,66 @@ func gssPair(t *testing.T, rounds int) *pair {
 	p.hb.gss = &fakeGSS{name: gssB, rounds: rounds, key: key, ctxs: map[string]*fakeCtx{}}
 	p.ha.psk, p.hb.psk = "", ""
 	p.pa.Auth, p.pb.Auth = []uint16{AuthGSS}, []uint16{AuthGSS}
-	p.pa.GSS, p.pb.GSS = GSSOptions{Identity: gssA}, GSSOptions{Identity: gssB}
+	p.pa.GSS, p.pb.GSS = GSSOptions{Identity: gssA, AllowedPeers: []string{gssB}}, GSSOptions{Identity: gssB, AllowedPeers: []string{"host/gw-a.*@EXAMPLE.TEST"}}
 	return p
+}
+
+// TestGSSPeerNotAllowed: a ticket proves who the peer is; allowed_peers
+// says whether it is welcome. B refuses gw-a (another realm member),
+// tells it, frees the context, and waits; A refuses a responder that
+// names a principal it does not take, before asking for a ticket.
+func TestGSSPeerNotAllowed(t *testing.T) {
+	p := gssPair(t, 1)
+	p.pb.GSS.AllowedPeers = []string{"host/gw-c.example.test@EXAMPLE.TEST", "*$@EXAMPLE.TEST"}
+	p.toMessage3GSS()
+	ev := p.hb.event(EventNegotiationErr)
+	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, gssA+" (192.0.2.1) is not among") {
+		t.Fatalf("B: %+v", p.hb.events)
+	}
+	if len(p.hb.gss.ctxs) != 0 || len(p.hb.gss.release) != 1 {
+		t.Fatalf("B kept the refused context: %v", p.hb.gss.ctxs)
+	}
+	p.step("B", ExchangeInformational, false, PayloadNotify)
+	if ev := p.ha.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "AUTHENTICATION-FAILED") {
+		t.Fatalf("A: %+v", p.ha.events)
+	}
+
+	q := gssPair(t, 1)
+	q.pa.GSS.AllowedPeers = []string{"host/gw-c.example.test@EXAMPLE.TEST"}
+	if err := q.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	q.step("A", ExchangeMain, false, msg1GSS...)
+	q.step("B", ExchangeMain, false, msg2GSS...)
+	if ev := q.ha.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "names itself "+gssB+", not among") {
+		t.Fatalf("A: %+v", q.ha.events)
+	}
+	if len(q.ha.gss.ctxs) != 0 {
+		t.Fatal("A asked for a ticket for a peer it does not take")
+	}
+}
+
+func TestGlobMatch(t *testing.T) {
+	for _, c := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"host/gw-a.example.net@EX.NET", "host/gw-a.example.net@EX.NET", true},
+		{"host/gw-a.example.net@EX.NET", "host/gw-a.example.net@EX.NETX", false},
+		{"*$@EX.NET", "LAPTOP7$@EX.NET", true},
+		{"*$@EX.NET", "alice@EX.NET", false},
+		{"*@EX.NET", "host/anything@EX.NET", true},
+		{"*@EX.NET", "host/x@OTHER.NET", false},
+		{"host/*.branch.ex.net@EX.NET", "host/gw1.branch.ex.net@EX.NET", true},
+		{"host/*.branch.ex.net@EX.NET", "host/gw1.hq.ex.net@EX.NET", false},
+		{"a*b*c", "abxbyc", true},
+		{"a*b*c", "abxbyd", false},
+		{"", "", true},
+	} {
+		if got := globMatch(c.pattern, c.name); got != c.want {
+			t.Errorf("globMatch(%q, %q) = %v", c.pattern, c.name, got)
+		}
+	}
 }
 
 var (
@@ -206,8 +264,14 @@ func TestMainModeGSSTargetFromConfig(t *testing.T) {
 	if ev := p.ha.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "AUTHENTICATION-FAILED") {
 		t.Fatalf("A: %+v", p.ha.events)
 	}
+	// B waits for a valid message 3 (the refused one could have been a
+	// forgery) until its retransmissions run out, and reports once.
+	p.expire()
 	if len(p.a.SAs()) != 0 || len(p.b.SAs()) != 0 {
 		t.Fatal("failed SAs left behind")
+	}
+	if n := countEvents(p.hb, EventNegotiationErr); n != 1 {
+		t.Fatalf("B reported the failure %d times: %+v", n, p.hb.events)
 	}
 	if len(p.hb.gss.ctxs) != 0 || len(p.ha.gss.ctxs) != 0 {
 		t.Fatal("contexts of a failed negotiation should be released")
@@ -236,6 +300,7 @@ func TestMainModeGSSBadHash(t *testing.T) {
 	if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, ErrGSSHash.Error()) || !strings.Contains(ev.Message, gssA) {
 		t.Fatalf("B: %+v", p.hb.events)
 	}
+	p.expire()
 	if len(p.b.SAs()) != 0 {
 		t.Fatal("B kept the SA")
 	}

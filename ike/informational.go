@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"net/netip"
 
 	"go.uber.org/zap"
 )
@@ -14,14 +16,17 @@ import (
 // Before that, errors go in clear, without a hash.
 
 // informational handles a received informational message.
-func (m *Manager) informational(sa *IKESA, h Header, b []byte) {
+func (m *Manager) informational(sa *IKESA, h Header, b []byte, local, remote netip.AddrPort) {
 	if h.Flags&FlagEncryption == 0 {
-		if sa.state != stateMainMode {
-			m.log.Info("cleartext informational after main mode ignored", zap.String("peer", sa.Peer.Name))
+		if sa.state != stateMainMode || sa.p1encrypt {
+			// Once encryption has started a peer protects its notifies;
+			// one in clear is anyone's (RFC 2408 section 5.1).
+			m.drop(DropUnauthenticated, sa, h, errors.New("cleartext informational after encryption started"))
 			return
 		}
 		ps, err := DecodePayloads(h.NextPayload, b[HeaderLen:], false)
 		if err != nil {
+			m.drop(DropUnauthenticated, sa, h, err)
 			return
 		}
 		for _, p := range ps {
@@ -37,19 +42,21 @@ func (m *Manager) informational(sa *IKESA, h Header, b []byte) {
 		return
 	}
 	if sa.crypt == nil || !sa.p1encrypt {
+		m.drop(DropUnauthenticated, sa, h, errors.New("encrypted informational before keys exist"))
 		return
 	}
 	x := &exchange{sa: sa, typ: ExchangeInformational, msgID: h.MessageID, iv: MessageIV(sa.prf, sa.p1iv, h.MessageID, sa.crypt.blockSize())}
 	in, err := m.decode(x, h, b)
 	if err != nil {
-		m.log.Info("informational message refused", zap.String("peer", sa.Peer.Name), zap.Error(err))
+		m.drop(DropUnauthenticated, sa, h, err)
 		return
 	}
 	hp, ok := in.get(PayloadHash).(*Data)
 	if !ok || in.payloads[0].Type() != PayloadHash || !hmac.Equal(hp.Data, InfoHash(sa.prf, sa.keys.A, h.MessageID, in.afterHash)) {
-		m.log.Info("informational message with a bad HASH ignored", zap.String("peer", sa.Peer.Name))
+		m.drop(DropUnauthenticated, sa, h, errors.New("informational HASH(1) missing or does not verify"))
 		return
 	}
+	sa.floatTo(local, remote)
 	sa.lastHeard = m.now()
 	for _, p := range in.payloads[1:] {
 		switch p := p.(type) {
@@ -121,21 +128,31 @@ func (m *Manager) deleted(sa *IKESA, d *Delete) {
 // sendInformational sends payloads in a new protected informational
 // exchange, or in clear before main mode has keys.
 func (m *Manager) sendInformational(sa *IKESA, ps []Payload) {
-	var id uint32
-	for id == 0 {
-		id = binary.BigEndian.Uint32(m.random(4))
-	}
-	m.sendInformationalID(sa, id, ps)
+	m.sendInformationalFrom(sa, sa.p1iv, ps)
 }
 
 // sendInformationalID sends an informational exchange with a given
 // message ID.
 func (m *Manager) sendInformationalID(sa *IKESA, id uint32, ps []Payload) {
+	m.sendInformationalIDFrom(sa, sa.p1iv, id, ps)
+}
+
+// sendInformationalFrom sends an informational exchange whose IV derives
+// from p1iv, the last phase 1 block as the peer has it.
+func (m *Manager) sendInformationalFrom(sa *IKESA, p1iv []byte, ps []Payload) {
+	var id uint32
+	for id == 0 {
+		id = binary.BigEndian.Uint32(m.random(4))
+	}
+	m.sendInformationalIDFrom(sa, p1iv, id, ps)
+}
+
+func (m *Manager) sendInformationalIDFrom(sa *IKESA, p1iv []byte, id uint32, ps []Payload) {
 	x := &exchange{sa: sa, typ: ExchangeInformational, msgID: id}
 	out := &msg{}
 	encrypt := sa.crypt != nil && sa.p1encrypt
 	if encrypt {
-		x.iv = MessageIV(sa.prf, sa.p1iv, id, sa.crypt.blockSize())
+		x.iv = MessageIV(sa.prf, p1iv, id, sa.crypt.blockSize())
 		withHash(out, ps, func(r []byte) []byte { return InfoHash(sa.prf, sa.keys.A, id, r) })
 	} else {
 		out.add(ps...)

@@ -159,3 +159,53 @@ func TestInitiatorOfferAsGiven(t *testing.T) {
 		t.Fatal("a transform we did not offer was accepted")
 	}
 }
+
+// slowInterop's Classify waits until released, as a hung plugin would for
+// its whole timeout.
+type slowInterop struct {
+	entered, release chan struct{}
+}
+
+func (s *slowInterop) VendorIDs(*PeerConfig, netip.AddrPort) [][]byte { return nil }
+func (s *slowInterop) Classify(InteropQuery) InteropAnswer {
+	s.entered <- struct{}{}
+	<-s.release
+	return InteropAnswer{Family: "slow"}
+}
+
+// TestClassifyOutsideTheLock: while the interop plugins are asked about a
+// new peer (a gRPC call that may take its full timeout), the engine goes
+// on: its SAs can be listed, timers run, other tunnels start. The peer is
+// classified once the answer comes.
+func TestClassifyOutsideTheLock(t *testing.T) {
+	p := newPair(t, true)
+	slow := &slowInterop{entered: make(chan struct{}), release: make(chan struct{})}
+	m := NewManager(Config{Host: p.hb, Rand: rand.Reader, Now: func() time.Time { return p.now }, Interop: slow})
+	m.SetPeers([]*PeerConfig{p.pb})
+	done := make(chan struct{})
+	go func() {
+		m.Receive(firstMessage(t, p), netip.MustParseAddrPort("192.0.2.2:500"), netip.MustParseAddrPort("192.0.2.1:500"))
+		close(done)
+	}()
+	<-slow.entered
+	listed := make(chan []SAInfo)
+	go func() {
+		m.Tick()
+		listed <- m.SAs()
+	}()
+	select {
+	case sas := <-listed:
+		if len(sas) != 0 {
+			t.Fatalf("an SA before its first message was handled: %+v", sas)
+		}
+	case <-done:
+		t.Fatal("Receive returned before the plugin answered")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the engine was held while a plugin was asked")
+	}
+	close(slow.release)
+	<-done
+	if sas := m.SAs(); len(sas) != 1 || sas[0].Family != "slow" {
+		t.Fatalf("after the answer: %+v", sas)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // mainMode is the main mode task (RFC 2409 section 5), with preshared
@@ -105,7 +106,7 @@ func (t *mainMode) build(x *exchange, out *msg) (bool, error) {
 				return false, err
 			}
 		} else {
-			id := addressID(sa.Local.Addr())
+			id := sa.localID()
 			out.add(id, &Data{T: PayloadHash, Data: t.hash(sa, sa.Initiator, id.appendBody(nil))})
 		}
 		if sa.Initiator && !sa.m.peerEstablished(sa.Peer) {
@@ -239,11 +240,16 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 				return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks a HASH payload", t.step)
 			}
 			if !hmac.Equal(t.hash(sa, !sa.Initiator, in.body(PayloadID)), h.Data) {
-				return false, fail("authentication-failed", NotifyInvalidHashInformation,
-					"main mode: the peer's HASH does not verify (preshared keys differ)")
+				return false, refusedProof(NotifyInvalidHashInformation, "main mode: the peer's HASH does not verify (preshared keys differ)")
 			}
-			// The identity is not used for the PSK lookup (see PeerConfig).
+			in.authed = true
+			// The key was chosen by address (see PeerConfig); the identity
+			// the peer proved with it must be the configured one, if any.
 			sa.peerID = FormatID(id.IDType, id.Data)
+			if p := sa.Peer; p.RemoteID != "" && !SameID(p.RemoteID, sa.peerID) {
+				return false, fail("authentication-failed", NotifyInvalidIDInformation, "main mode: the peer calls itself %s, the tunnel expects %s (remote.id)",
+					sa.peerID, p.RemoteID)
+			}
 		}
 		t.noteInitialContact(sa, in)
 		t.step++
@@ -281,6 +287,11 @@ func (t *mainMode) startGSSInitiator(sa *IKESA, in *msg, chosen Transform) error
 		if err != nil || name == "" {
 			return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: the responder sent no usable GSS identity (%v) and no target principal is configured", err)
 		}
+		if strings.Contains(name, "@") && !sa.Peer.GSS.allowed(name) {
+			// Not even a ticket for a principal we would not take.
+			return refusedProof(NotifyAuthenticationFailed, "main mode: the responder names itself %s, not among this rule's Kerberos peers %v (allowed_peers)",
+				name, sa.Peer.GSS.AllowedPeers)
+		}
 		g.ctx.Target = name
 	}
 	t.gss, sa.gss = g, &g.ctx
@@ -296,6 +307,9 @@ func (t *mainMode) hash(sa *IKESA, initiators bool, idB []byte) []byte {
 }
 
 func (t *mainMode) startDH(m *Manager, sa *IKESA) error {
+	if t.dh != nil {
+		t.dh.Wipe() // a refused message 3 made one before
+	}
 	dh, err := NewDH(sa.phase1.Group, m.rand)
 	if err != nil {
 		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: %v", err)
@@ -322,6 +336,7 @@ func (t *mainMode) deriveKeys(m *Manager, sa *IKESA, gxy []byte, peerID *ID) err
 			return fail("authentication-failed", NotifyAuthenticationFailed, "main mode: empty preshared key for %s", sa.Remote.Addr())
 		}
 		skeyid = SkeyidPSK(prf, psk, t.ni, t.nr)
+		clear(psk) // our copy of the key has done its work
 	}
 	sa.prf = prf
 	sa.keys = DeriveKeys(prf, skeyid, gxy, sa.ICookie, sa.RCookie)
@@ -333,6 +348,13 @@ func (t *mainMode) deriveKeys(m *Manager, sa *IKESA, gxy []byte, peerID *ID) err
 	sa.crypt = c
 	sa.p1iv = Phase1IV(prf, t.gxi, t.gxr, c.blockSize())
 	return nil
+}
+
+// wipe zeroes the exchange's private DH value when the exchange ends.
+func (t *mainMode) wipe() {
+	if t.dh != nil {
+		t.dh.Wipe()
+	}
 }
 
 // managerOf finds the manager through the SA (set when the SA is made).

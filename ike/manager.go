@@ -90,6 +90,34 @@ type IKESA struct {
 	xs       map[uint32]*exchange
 	children []*ChildSA
 	m        *Manager
+	// usedIDs are the quick mode message IDs this SA has run, oldest
+	// first in usedOrder, so a replayed quick mode is refused after its
+	// exchange is forgotten (bounded: maxUsedMsgIDs).
+	usedIDs   map[uint32]struct{}
+	usedOrder []uint32
+}
+
+// maxUsedMsgIDs bounds the quick mode message IDs an IKE SA remembers:
+// far more quick modes than one IKE SA runs in its life (a rekey an hour
+// for a day is 24), and only ones that authenticated take a place.
+const maxUsedMsgIDs = 1024
+
+func (sa *IKESA) usedMsgID(id uint32) bool { _, ok := sa.usedIDs[id]; return ok }
+
+// useMsgID remembers a quick mode message ID for the SA's life.
+func (sa *IKESA) useMsgID(id uint32) {
+	if sa.usedMsgID(id) {
+		return
+	}
+	if sa.usedIDs == nil {
+		sa.usedIDs = map[uint32]struct{}{}
+	}
+	if len(sa.usedOrder) >= maxUsedMsgIDs {
+		delete(sa.usedIDs, sa.usedOrder[0])
+		sa.usedOrder = sa.usedOrder[1:]
+	}
+	sa.usedIDs[id] = struct{}{}
+	sa.usedOrder = append(sa.usedOrder, id)
 }
 
 // Manager runs IKE: it owns the IKE SAs, answers and starts exchanges,
@@ -120,6 +148,9 @@ type Manager struct {
 	halfOpenLogged                    time.Time
 	frags                             map[fragKey]*fragBuffer
 	fragSize                          int
+	// drops counts messages dropped without a change of state, by
+	// reason (dropNames).
+	drops [dropReasons]uint64
 }
 
 // restartDelay paces re-initiation of always-up tunnels whose peer is
@@ -326,7 +357,7 @@ func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA) error {
 func (e ExchangeType) phase1() bool { return e == ExchangeMain || e == ExchangeAggressive }
 
 func (m *Manager) newExchange(sa *IKESA, typ ExchangeType, id uint32, initiator bool, tasks ...task) *exchange {
-	x := &exchange{sa: sa, typ: typ, msgID: id, initiator: initiator, tasks: tasks, done: make([]bool, len(tasks)), authed: initiator}
+	x := &exchange{sa: sa, typ: typ, msgID: id, initiator: initiator, tasks: tasks, done: make([]bool, len(tasks))}
 	if typ != ExchangeMain && sa.crypt != nil {
 		x.iv = MessageIV(sa.prf, sa.p1iv, id, sa.crypt.blockSize())
 	}
@@ -410,19 +441,39 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 	}
 	b = b[:h.Length]
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if h.NextPayload == PayloadFragment {
+		// Fragments are for messages of an IKE SA that exists, from its
+		// peer: fragmentation is announced in messages 1 and 2, so no
+		// first message comes in pieces, and nobody else's fragments take
+		// reassembly space.
+		sa := m.sas[h.ICookie]
+		if sa == nil || sa.Remote.Addr() != remote.Addr() || (sa.RCookie != (Cookie{}) && sa.RCookie != h.RCookie) {
+			m.drop(DropFragments, sa, h, errors.New("fragments for no IKE SA of this peer"))
+			m.mu.Unlock()
+			return
+		}
 		whole := m.reassemble(h, b, remote)
 		if whole == nil {
+			m.mu.Unlock()
 			return
 		}
 		wh, err := ParseHeader(whole)
 		if err != nil || wh.ICookie != h.ICookie || wh.RCookie != h.RCookie || wh.NextPayload == PayloadFragment {
+			m.mu.Unlock()
 			m.log.Info("reassembled IKE message dropped: it does not match its fragments", zap.Stringer("from", remote), zap.Error(err))
 			return
 		}
 		h, b = wh, whole[:wh.Length]
 	}
+	// The interop plugins are asked about a peer's first message over
+	// gRPC, which may take seconds: never with the engine's lock held.
+	var pre *preClassified
+	if q, ok := m.classifyQuery(h, b, local, remote); ok {
+		m.mu.Unlock()
+		pre = &preClassified{peer: q.Peer, answer: m.interop.Classify(q)}
+		m.mu.Lock()
+	}
+	defer m.mu.Unlock()
 	sa := m.sas[h.ICookie]
 	if sa == nil {
 		if h.Exchange == ExchangeAggressive && h.RCookie == (Cookie{}) {
@@ -434,27 +485,32 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 			m.log.Debug("IKE message for no SA dropped", zap.Stringer("from", remote), zap.Stringer("exchange", h.Exchange))
 			return
 		}
-		m.respond(h, b, local, remote)
+		m.respond(h, b, local, remote, pre)
 		return
 	}
 	if sa.Remote.Addr() != remote.Addr() {
-		m.log.Debug("IKE message from another address than its SA's dropped", zap.Stringer("from", remote))
+		m.drop(DropUnauthenticated, sa, h, fmt.Errorf("from %s, not the SA's peer", remote.Addr()))
 		return
 	}
-	if local.Port() == natPort && sa.natDetected() {
-		// Floated to 4500 (RFC 3947 section 4); a NAT may also have
-		// changed the peer's port since.
+	// An initiator learns the responder's cookie from message 2, and
+	// keeps it only if that message is accepted (handle).
+	learning := sa.Initiator && sa.RCookie == (Cookie{})
+	if !learning && subtle.ConstantTimeCompare(sa.RCookie[:], h.RCookie[:]) != 1 && !(h.RCookie == (Cookie{}) && h.Exchange == ExchangeInformational) {
+		m.drop(DropUnauthenticated, sa, h, errors.New("wrong responder cookie"))
+		return
+	}
+	m.handle(sa, h, b, false, pre, local, remote)
+}
+
+// floatTo follows the peer to the address and port an accepted message
+// came from: IKE moved to 4500 (RFC 3947 section 4), and a NAT may have
+// changed the peer's port since. Only accepted messages move it: a forged
+// source port would otherwise steer our answers away.
+func (sa *IKESA) floatTo(local, remote netip.AddrPort) {
+	if local.Port() == natPort && sa.natDetected() && remote.Addr() == sa.Remote.Addr() {
 		sa.Local = netip.AddrPortFrom(sa.Local.Addr(), natPort)
 		sa.Remote = remote
 	}
-	if sa.RCookie == (Cookie{}) && sa.Initiator && h.RCookie != (Cookie{}) {
-		sa.RCookie = h.RCookie
-	}
-	if subtle.ConstantTimeCompare(sa.RCookie[:], h.RCookie[:]) != 1 && !(h.RCookie == (Cookie{}) && h.Exchange == ExchangeInformational) {
-		m.log.Debug("IKE message with a wrong responder cookie dropped", zap.Stringer("from", remote))
-		return
-	}
-	m.handle(sa, h, b)
 }
 
 // refuseAggressive reports an aggressive mode attempt, at most once a
@@ -480,7 +536,7 @@ func (m *Manager) refuseAggressive(remote netip.AddrPort) {
 }
 
 // respond starts a responder SA for a main mode first message.
-func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
+func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort, pre *preClassified) {
 	peer := m.peerFor(local.Addr(), remote.Addr())
 	if peer == nil {
 		m.log.Info("main mode from an unknown peer refused", zap.Stringer("from", remote))
@@ -491,7 +547,7 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	if !local.Addr().IsValid() || local.Addr().IsUnspecified() {
 		local = netip.AddrPortFrom(peer.Local, local.Port()) // a wildcard socket: our address is the tunnel's
 	}
-	if m.halfOpen >= m.maxHalfOpen || m.halfOpenBy[remote.Addr()] >= m.maxHalfOpenPerSource {
+	if m.halfOpenFull(remote.Addr()) {
 		m.halfOpenDrops++
 		if now := m.now(); now.Sub(m.halfOpenLogged) >= 10*time.Second {
 			m.halfOpenLogged = now
@@ -518,13 +574,32 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort) {
 	} else {
 		m.newExchange(sa, ExchangeMain, 0, false, &mainMode{}, &natt{}, dpdVendor(), fragVendor(), extraVendorIDs{})
 	}
-	m.handle(sa, h, b)
+	m.handle(sa, h, b, true, pre, local, remote)
 }
 
-func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
+// halfOpenFull reports whether a first message from addr is past the
+// half-open limits.
+func (m *Manager) halfOpenFull(addr netip.Addr) bool {
+	return m.halfOpen >= m.maxHalfOpen || m.halfOpenBy[addr] >= m.maxHalfOpenPerSource
+}
+
+// handle runs a message through its exchange. created: the message made
+// this (responder) IKE SA; pre: the interop plugins' answer, when this is
+// the peer's first message.
+func (m *Manager) handle(sa *IKESA, h Header, b []byte, created bool, pre *preClassified, local, remote netip.AddrPort) {
 	if h.Exchange == ExchangeInformational {
-		m.informational(sa, h, b)
+		m.informational(sa, h, b, local, remote)
 		return
+	}
+	if sa.Initiator && sa.RCookie == (Cookie{}) {
+		// Message 2: its cookie is the SA's while it is processed, and
+		// stays only if it is accepted.
+		sa.RCookie = h.RCookie
+		defer func() {
+			if x0 := sa.xs[0]; sa.state == stateMainMode && (x0 == nil || !x0.accepted) {
+				sa.RCookie = Cookie{}
+			}
+		}()
 	}
 	x := sa.xs[h.MessageID]
 	digest := hashDatagram(b)
@@ -535,6 +610,7 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
 		}
 		return
 	}
+	fresh := false // this message starts the exchange (a quick mode we answer)
 	if x == nil {
 		if h.Exchange != ExchangeQuick || sa.state != stateEstablished {
 			m.log.Debug("unexpected IKE exchange dropped", zap.Stringer("exchange", h.Exchange), zap.Stringer("from", sa.Remote))
@@ -545,33 +621,68 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
 				zap.Stringer("from", sa.Remote))
 			return
 		}
+		if sa.usedMsgID(h.MessageID) {
+			// A quick mode this IKE SA has already run (RFC 2408 section
+			// 3.1: message IDs are unique per SA): a replay.
+			m.drop(DropReplayed, sa, h, errors.New("quick mode message ID already used on this IKE SA"))
+			return
+		}
 		x = m.newExchange(sa, ExchangeQuick, h.MessageID, false, &quickMode{})
+		fresh = true
 	}
 	if x.typ != h.Exchange || !x.finished.IsZero() {
 		return
 	}
 	in, err := m.decode(x, h, b)
+	if err != nil && x.typ.phase1() && h.Flags&FlagEncryption != 0 {
+		err = fail("authentication-failed", 0, "%v: could not read the peer's encrypted message (preshared keys differ?): %v", x.typ, err)
+	}
+	var unclassify func()
+	if err == nil {
+		if x.typ.phase1() && !sa.classified {
+			unclassify = m.classify(sa, in, pre)
+		}
+		err = x.process(in)
+	}
 	if err != nil {
-		m.log.Info("IKE message refused", zap.String("peer", sa.Peer.Name), zap.Stringer("exchange", x.typ), zap.Error(err))
-		if x.typ.phase1() && sa.crypt != nil {
-			// An undecryptable main mode message 5 or 6: almost always the
-			// preshared keys differ.
-			m.failed(x, fail("authentication-failed", NotifyPayloadMalformed, "main mode: could not decrypt the peer's identity message (preshared keys differ?): %v", err))
-		} else if !x.typ.phase1() && !x.authed {
-			delete(sa.xs, x.msgID) // nothing was agreed: the ID is free again
+		switch {
+		case created:
+			// The first message of an SA it made: refusing it ends
+			// nothing else (no proposal chosen, and the like).
+			m.failed(x, err)
+		case in != nil && in.authed:
+			// The peer proved itself and still cannot go on (identity,
+			// proposal): the exchange ends, and the peer hears why under
+			// the IV chain the message moved on.
+			m.acceptIV(x, in)
+			x.accepted = true
+			if x.typ == ExchangeQuick {
+				sa.useMsgID(x.msgID)
+			}
+			m.failed(x, err)
+		case fresh:
+			// A quick mode that did not verify: nothing was agreed, and
+			// the ID stays free.
+			delete(sa.xs, x.msgID)
+			m.drop(DropUnauthenticated, sa, h, err)
+		default:
+			if unclassify != nil {
+				unclassify() // the genuine answer is still to come
+			}
+			m.refuse(x, in, h, err)
 		}
 		return
 	}
+	m.acceptIV(x, in)
+	if x.typ == ExchangeQuick {
+		sa.useMsgID(x.msgID)
+	}
+	sa.floatTo(local, remote)
+	x.accepted = true
 	x.lastRecvHash = digest
 	x.waiting = false
+	x.refused = nil
 	sa.lastHeard = m.now()
-	if x.typ.phase1() && !sa.classified {
-		m.classify(sa, in)
-	}
-	if err := x.process(in); err != nil {
-		m.failed(x, err)
-		return
-	}
 	if x.finishedAll() {
 		x.finished = m.now()
 		m.completed(x)
@@ -583,6 +694,88 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte) {
 	}
 }
 
+// refuse drops a message of a running exchange that did not prove where it
+// came from: it did not decrypt, decode, or verify, or it made no sense at
+// this step. Anyone who sees the cookies and message ID (they travel in
+// clear) can send such a message, so it changes nothing: not the
+// exchange, its IV or the SA. The reason is kept, and if no valid message
+// comes before the retransmissions run out, the exchange fails with it
+// (a wrong preshared key ends so, after about a minute, as with strongSwan).
+// A refused proof in a well-formed message is told to the peer once.
+func (m *Manager) refuse(x *exchange, in *msg, h Header, err error) {
+	sa := x.sa
+	m.drop(DropUnauthenticated, sa, h, err)
+	x.refused = err
+	var f *failure
+	errors.As(err, &f)
+	// Telling the peer is safe where it gives a forger nothing: the
+	// message decrypted under the SA's keys, or encryption has not
+	// started and a cleartext notify would end the exchange anyway.
+	if f != nil && f.badProof && !x.told && (h.Flags&FlagEncryption != 0 || !sa.p1encrypt) {
+		x.told = true
+		m.log.Warn("IKE peer's proof refused; the negotiation waits for a valid message until its retransmissions run out",
+			zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote.Addr()), zap.Stringer("exchange", x.typ), zap.Error(err))
+		m.host.Event(Event{ID: EventNegotiationErr, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Reason: f.reason,
+			Message: fmt.Sprintf("negotiation with %s (%s): %v", sa.Peer.Name, sa.Remote.Addr(), err)})
+		if f.notify != 0 {
+			// The peer derives the IV of our notify from its own chain,
+			// which went past the message it sent.
+			iv := sa.p1iv
+			if in != nil && in.nextIV != nil && x.typ.phase1() {
+				iv = in.nextIV
+			}
+			m.sendInformationalFrom(sa, iv, []Payload{sa.isakmpNotify(f.notify, nil)})
+		}
+		return
+	}
+	if !x.noted {
+		x.noted = true
+		m.log.Info("IKE message refused: it did not decrypt, decode or verify (a wrong preshared key, or a forgery); waiting for a valid one",
+			zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote.Addr()), zap.Stringer("exchange", x.typ), zap.Error(err))
+	}
+}
+
+// Reasons an IKE message is dropped without touching any state
+// (Manager.Drops).
+const (
+	DropUnauthenticated = "unauthenticated" // inside an exchange: did not decrypt, decode or verify
+	DropReplayed        = "replayed"        // a quick mode message ID the IKE SA has used
+	DropFragments       = "fragments"       // fragments past the reassembly limits, or for no IKE SA
+	dropReasons         = 3
+)
+
+var dropNames = [dropReasons]string{DropUnauthenticated, DropReplayed, DropFragments}
+
+// drop counts and logs (at debug: anyone can send these) a dropped message.
+func (m *Manager) drop(reason string, sa *IKESA, h Header, err error) {
+	for i, n := range dropNames {
+		if n == reason {
+			m.drops[i]++
+		}
+	}
+	peer := ""
+	if sa != nil {
+		peer = sa.Peer.Name
+	}
+	m.log.Debug("IKE message dropped", zap.String("reason", reason), zap.String("peer", peer), zap.Stringer("exchange", h.Exchange),
+		zap.Uint32("message_id", h.MessageID), zap.Error(err))
+}
+
+// Drops reports the IKE messages dropped without any change of state, by
+// reason.
+func (m *Manager) Drops() map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]uint64, dropReasons)
+	for i, n := range dropNames {
+		out[n] = m.drops[i]
+	}
+	return out
+}
+
+// decode decrypts and decodes a message of exchange x. Nothing of the
+// exchange changes here: the IV moves on in acceptIV, once the message is
+// accepted.
 func (m *Manager) decode(x *exchange, h Header, b []byte) (*msg, error) {
 	sa := x.sa
 	body := b[HeaderLen:]
@@ -601,6 +794,11 @@ func (m *Manager) decode(x *exchange, h Header, b []byte) (*msg, error) {
 			return nil, err
 		}
 		body, padded, nextIV = plain, true, next
+		if h.NextPayload == PayloadNone {
+			// The next payload type travels in clear: an empty encrypted
+			// message is a forgery's easiest shape.
+			return nil, fmt.Errorf("%w: an encrypted %v message with no payloads", ErrMalformed, x.typ)
+		}
 	} else if sa.crypt != nil && (!x.typ.phase1() || sa.p1encrypt) && x.typ != ExchangeAggressive {
 		// (Aggressive mode's third message is accepted in clear too: RFC
 		// 2409's figure shows it so, RFC 2408's encrypted.)
@@ -610,17 +808,8 @@ func (m *Manager) decode(x *exchange, h Header, b []byte) (*msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Move the IV on only once the message decodes: a forged or corrupted
-	// message must not break the chain.
-	if nextIV != nil {
-		if x.typ.phase1() {
-			sa.p1iv = nextIV
-		} else {
-			x.iv = nextIV
-		}
-	}
 	bodies, end := PayloadBodies(h.NextPayload, body)
-	in := &msg{payloads: ps, bodies: bodies}
+	in := &msg{payloads: ps, bodies: bodies, nextIV: nextIV}
 	if len(ps) > 0 && ps[0].Type() == PayloadHash {
 		start := GenericHeaderLen + len(bodies[0])
 		in.afterHash = body[start:end]
@@ -628,8 +817,21 @@ func (m *Manager) decode(x *exchange, h Header, b []byte) (*msg, error) {
 	return in, nil
 }
 
+// acceptIV moves the exchange's CBC chain past an accepted message.
+func (m *Manager) acceptIV(x *exchange, in *msg) {
+	if in == nil || in.nextIV == nil {
+		return
+	}
+	if x.typ.phase1() {
+		x.sa.p1iv = in.nextIV
+	} else {
+		x.iv = in.nextIV
+	}
+}
+
 // completed runs when an exchange has finished.
 func (m *Manager) completed(x *exchange) {
+	x.wipe()
 	x.waiting = false
 	if x.finished.IsZero() {
 		x.finished = m.now()
@@ -695,17 +897,17 @@ func (m *Manager) startQuickMode(sa *IKESA) error { return m.startQuickModeFor(s
 // startQuickModeFor negotiates a child that replaces old (nil: a new one).
 func (m *Manager) startQuickModeFor(sa *IKESA, old *ChildSA) error {
 	var id uint32
-	for id == 0 || sa.xs[id] != nil {
+	for id == 0 || sa.xs[id] != nil || sa.usedMsgID(id) {
 		id = binary.BigEndian.Uint32(m.random(4))
 	}
+	sa.useMsgID(id)
 	return m.send(m.newExchange(sa, ExchangeQuick, id, true, &quickMode{rekeys: old}))
 }
 
 // failed ends a failed exchange. A main mode failure takes its IKE SA
 // with it; a quick mode failure leaves the IKE SA and its other children
-// alone. Failures on input nobody has authenticated yet (a quick mode
-// whose HASH(1) did not verify) are dropped quietly: anyone can send
-// those, and they must cost nothing.
+// alone. Input nobody has authenticated never gets here (handle refuses
+// it), so every failure is reported.
 func (m *Manager) failed(x *exchange, err error) {
 	sa := x.sa
 	reason, notify := "error", NotifyType(0)
@@ -717,20 +919,18 @@ func (m *Manager) failed(x *exchange, err error) {
 	if x.finished.IsZero() {
 		x.finished = m.now()
 	}
+	x.wipe()
 	for _, t := range x.tasks {
 		if q, ok := t.(*quickMode); ok {
 			q.abort(m)
 		}
 	}
-	if !x.typ.phase1() && !x.authed {
-		m.log.Debug("unauthenticated IKE message dropped", zap.String("peer", sa.Peer.Name), zap.Stringer("exchange", x.typ), zap.Error(err))
-		delete(sa.xs, x.msgID)
-		return
-	}
 	m.log.Warn("IKE negotiation failed", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote.Addr()),
 		zap.Stringer("exchange", x.typ), zap.String("reason", reason), zap.Error(err))
-	m.host.Event(Event{ID: EventNegotiationErr, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Reason: reason,
-		Message: fmt.Sprintf("negotiation with %s (%s) failed: %v", sa.Peer.Name, sa.Remote.Addr(), err)})
+	if f == nil || !f.reported {
+		m.host.Event(Event{ID: EventNegotiationErr, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Reason: reason,
+			Message: fmt.Sprintf("negotiation with %s (%s) failed: %v", sa.Peer.Name, sa.Remote.Addr(), err)})
+	}
 	switch {
 	case notify != 0 && x.typ == ExchangeQuick && sa.flags.Has(FlagQMNotifyMsgID):
 		m.sendInformationalID(sa, x.msgID, []Payload{sa.isakmpNotify(notify, nil)})
@@ -760,6 +960,9 @@ func (m *Manager) remove(sa *IKESA, why string) {
 			Message: fmt.Sprintf("IPsec SA %s down: %s", c, why)})
 	}
 	sa.children = nil
+	for _, x := range sa.xs {
+		x.wipe()
+	}
 	sa.keys.wipe()
 	clear(sa.p1iv)
 	if wasUp {
@@ -823,8 +1026,7 @@ func (m *Manager) Tick() {
 			}
 			if x.tries >= retransmitTries {
 				x.waiting = false
-				x.authed = true // our own exchange: its failure is worth reporting
-				m.failed(x, fail("timeout", 0, "%v: no answer from %s after %d retransmissions", x.typ, sa.Remote.Addr(), x.tries))
+				m.failed(x, m.timedOut(x))
 				break
 			}
 			x.tries++
@@ -832,6 +1034,22 @@ func (m *Manager) Tick() {
 			m.transmit(sa, x.lastSent)
 		}
 	}
+}
+
+// timedOut is the failure of an exchange whose retransmissions ran out:
+// no answer, or none that was valid (then the last refusal says why).
+func (m *Manager) timedOut(x *exchange) error {
+	sa := x.sa
+	if x.refused == nil {
+		return fail("timeout", 0, "%v: no answer from %s after %d retransmissions", x.typ, sa.Remote.Addr(), x.tries)
+	}
+	reason := "timeout"
+	var f *failure
+	if errors.As(x.refused, &f) {
+		reason = f.reason
+	}
+	return &failure{reason: reason, reported: x.told,
+		err: fmt.Errorf("%v: no valid answer from %s after %d retransmissions; the last message was refused: %w", x.typ, sa.Remote.Addr(), x.tries, x.refused)}
 }
 
 // SAs lists the IKE SAs for `gatehouse sa`.

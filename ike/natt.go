@@ -78,7 +78,11 @@ func (t *natt) build(x *exchange, out *msg) (bool, error) {
 		}
 		// RFC 3947 section 3.2: first the peer's address as we send to
 		// it, then ours.
-		out.add(&Data{T: typ, Data: natHash(sa, sa.Remote)}, &Data{T: typ, Data: natHash(sa, sa.Local)})
+		ours := natHash(sa, sa.Local)
+		if sa.Peer.ForceEncap {
+			ours = sa.m.random(len(ours))
+		}
+		out.add(&Data{T: typ, Data: natHash(sa, sa.Remote)}, &Data{T: typ, Data: ours})
 	}
 	return t.step >= t.last(), nil
 }
@@ -108,7 +112,7 @@ func (t *natt) process(x *exchange, in *msg) (bool, error) {
 		return t.step >= t.last(), nil // the peer sends none: no NAT-T
 	}
 	// The first is what the peer thinks our address is.
-	sa.natLocal = !bytes.Equal(hashes[0], natHash(sa, sa.Local))
+	sa.natLocal = !bytes.Equal(hashes[0], natHash(sa, sa.Local)) || sa.Peer.ForceEncap
 	sa.natRemote = true
 	for _, h := range hashes[1:] {
 		if bytes.Equal(h, natHash(sa, sa.Remote)) {

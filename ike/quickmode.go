@@ -38,6 +38,14 @@ type quickMode struct {
 	natOA netip.Addr
 }
 
+// wipe zeroes the PFS private value and g^xy when the exchange ends.
+func (t *quickMode) wipe() {
+	if t.dh != nil {
+		t.dh.Wipe()
+	}
+	clear(t.gxy)
+}
+
 // withHash puts the HASH payload computed over the rest in front.
 func withHash(out *msg, rest []Payload, h func(rest []byte) []byte) {
 	out.add(&Data{T: PayloadHash, Data: h(AppendPayloads(nil, rest))})
@@ -132,7 +140,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 		if !hmac.Equal(h.Data, QuickHash1(sa.prf, sa.keys.A, x.msgID, in.afterHash)) {
 			return false, fail("authentication-failed", NotifyInvalidHashInformation, "quick mode: HASH(1) does not verify")
 		}
-		x.authed = true
+		in.authed = true
 		offered, ok1 := in.get(PayloadSA).(*SA)
 		nonce, ok2 := in.get(PayloadNonce).(*Data)
 		if !ok1 || !ok2 {
@@ -163,6 +171,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 		if !hmac.Equal(h.Data, QuickHash2(sa.prf, sa.keys.A, x.msgID, t.ni, in.afterHash)) {
 			return false, fail("authentication-failed", NotifyInvalidHashInformation, "quick mode: HASH(2) does not verify")
 		}
+		in.authed = true
 		reply, ok1 := in.get(PayloadSA).(*SA)
 		nonce, ok2 := in.get(PayloadNonce).(*Data)
 		if !ok1 || !ok2 || len(reply.Proposals) != 1 || len(reply.Proposals[0].Transforms) != 1 {
@@ -200,6 +209,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 		if !hmac.Equal(h.Data, QuickHash3(sa.prf, sa.keys.A, x.msgID, t.ni, t.nr)) {
 			return false, fail("authentication-failed", NotifyInvalidHashInformation, "quick mode: HASH(3) does not verify")
 		}
+		in.authed = true
 		t.step++
 		t.halfInstalled = false
 		return true, m.installChild(sa, t.child, false, nil)

@@ -24,6 +24,10 @@ type PeerCredentials struct {
 	PublicKey crypto.PublicKey
 	// Subject names the peer in logs and events (its certificate's DN).
 	Subject string
+	// Names are every identity the certificate holds, in FormatID's form
+	// ("dn:...", "fqdn:...", "ipv4:...", "user:..."): remote.id must be
+	// one of them.
+	Names []string
 }
 
 // ErrNoCertificate: the peer authenticated by signature but sent no
@@ -146,15 +150,22 @@ func (t *mainMode) checkSignature(sa *IKESA, in *msg, id *ID, idB []byte) error 
 	}
 	who := FormatID(id.IDType, id.Data)
 	if len(chain) == 0 {
-		return fail("authentication-failed", NotifyInvalidCertificate, "%s: %w (ID %s); have it send its certificate", t.label(), ErrNoCertificate, who)
+		return refusedProof(NotifyInvalidCertificate, "%s: %w (ID %s); have it send its certificate", t.label(), ErrNoCertificate, who)
 	}
 	pc, err := sa.m.host.VerifyPeer(sa.Peer, sa.phase1.Auth, chain, id)
 	if err != nil {
-		return fail("authentication-failed", NotifyInvalidCertificate, "%s: certificate of %s (ID %s) refused: %w", t.label(), sa.Remote.Addr(), who, err)
+		return refusedProof(NotifyInvalidCertificate, "%s: certificate of %s (ID %s) refused: %w", t.label(), sa.Remote.Addr(), who, err)
 	}
 	if err := VerifyHash(pc.PublicKey, sa.phase1.Auth, t.hash(sa, !sa.Initiator, idB), sig.Data); err != nil {
-		return fail("authentication-failed", NotifyInvalidSignature, "%s: %s (%s): %w", t.label(), pc.Subject, who, err)
+		return refusedProof(NotifyInvalidSignature, "%s: %s (%s): %w", t.label(), pc.Subject, who, err)
 	}
+	in.authed = true
 	sa.peerID = pc.Subject
+	if p := sa.Peer; p.RemoteID != "" && !AnyID(p.RemoteID, append(pc.Names, FormatID(id.IDType, id.Data))) {
+		// Any certificate of the CA would do otherwise (RFC 4945 section
+		// 3.1 leaves the binding of a certificate to a peer to us).
+		return fail("authentication-failed", NotifyInvalidIDInformation, "%s: the certificate of %s (%s) does not name %s, the tunnel's remote.id",
+			t.label(), sa.Remote.Addr(), pc.Subject, p.RemoteID)
+	}
 	return nil
 }

@@ -60,7 +60,8 @@ func (p *testPKI) leaf(cn, kind string) (*LocalCredentials, crypto.Signer) {
 	}
 	p.serial++
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn, Organization: []string{"Gatehouse test"}},
-		NotBefore: time.Unix(1_700_000_000, 0), NotAfter: time.Unix(1_900_000_000, 0), KeyUsage: x509.KeyUsageDigitalSignature}
+		NotBefore: time.Unix(1_700_000_000, 0), NotAfter: time.Unix(1_900_000_000, 0), KeyUsage: x509.KeyUsageDigitalSignature,
+		DNSNames: []string{cn + ".example.net"}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, key.Public(), p.caKey)
 	if err != nil {
 		p.t.Fatal(err)
@@ -158,6 +159,7 @@ func TestCertificateFromUnknownCA(t *testing.T) {
 	if ev := p.ha.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "INVALID-CERTIFICATE") {
 		t.Fatalf("A: want the peer's INVALID-CERTIFICATE: %+v", p.ha.events)
 	}
+	p.expire()
 	if len(p.b.SAs()) != 0 {
 		t.Fatal("B kept the failed SA")
 	}
@@ -371,6 +373,7 @@ func TestAggressiveModeCertificateRefused(t *testing.T) {
 		!strings.Contains(ev.Message, "aggressive mode: certificate of") || !strings.Contains(ev.Message, "not issued by a configured CA") {
 		t.Fatalf("B: %+v", p.hb.events)
 	}
+	p.expire()
 	if len(p.b.SAs()) != 0 {
 		t.Fatal("B kept the SA")
 	}
@@ -388,15 +391,67 @@ func TestAggressiveModeCertificateRefused(t *testing.T) {
 }
 
 // TestAggressiveModeCertificateWrongID: with the peer's identity
-// configured, a certificate naming someone else is refused at message 1.
+// configured, a certificate that does not name it is refused once its
+// signature has verified (message 3), and the peer is told.
 func TestAggressiveModeCertificateWrongID(t *testing.T) {
 	p := aggressiveCertPair(t, "p256")
-	p.pb.RemoteID = "fqdn:gw-a.example.net"
+	p.pb.RemoteID = "fqdn:impostor.example.net"
 	if err := p.a.Initiate("to-b"); err != nil {
 		t.Fatal(err)
 	}
 	p.step("A", ExchangeAggressive, false)
-	if ev := p.hb.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "the tunnel expects fqdn:gw-a.example.net") {
+	p.step("B", ExchangeAggressive, false)
+	d := p.wire[0]
+	p.wire = p.wire[:0]
+	p.b.Receive(d.b, d.to, d.from)
+	if ev := p.hb.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "does not name fqdn:impostor.example.net") {
 		t.Fatalf("B: %+v", p.hb.events)
+	}
+	if len(p.b.SAs()) != 0 {
+		t.Fatal("B kept the SA")
+	}
+}
+
+// TestRemoteIDPinsCertificate: remote.id in main mode must be the peer
+// certificate's subject or one of its alternative names; any other
+// certificate of the same CA is refused after its signature verified, and
+// the peer hears INVALID-ID-INFORMATION.
+func TestRemoteIDPinsCertificate(t *testing.T) {
+	for _, c := range []struct {
+		id string
+		ok bool
+	}{
+		{"fqdn:gw-a.example.net", true},
+		{"dn:cn=GW-A, o=Gatehouse test", true},
+		{"dn:CN=gw-a,O=Gatehouse test", true},
+		{"fqdn:gw-c.example.net", false},
+		{"dn:CN=gw-c,O=Gatehouse test", false},
+		{"ipv4:192.0.2.1", false}, // the address, but not in the certificate
+	} {
+		t.Run(c.id, func(t *testing.T) {
+			p := certPair(t, "p256")
+			id, err := ParseID(c.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.pb.RemoteID = id
+			if c.ok {
+				p.mainModeSig()
+				p.checkCertSAs("ecdsa-256")
+				return
+			}
+			p.toMessage5Sig()
+			ev := p.hb.event(EventNegotiationErr)
+			if ev == nil || ev.Reason != "authentication-failed" || !strings.Contains(ev.Message, "does not name "+id) {
+				t.Fatalf("B: %+v", p.hb.events)
+			}
+			p.step("B", ExchangeInformational, true) // N(INVALID-ID-INFORMATION), under the chain A has
+			if ev := p.ha.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "INVALID-ID-INFORMATION") {
+				t.Fatalf("A: %+v", p.ha.events)
+			}
+			if len(p.a.SAs()) != 0 || len(p.b.SAs()) != 0 {
+				t.Fatal("failed SAs left behind")
+			}
+		})
 	}
 }

@@ -121,25 +121,40 @@ type InteropAnswer struct {
 	Hint string
 }
 
-// classify settles the SA's flags and family from the peer's first
-// message.
-func (m *Manager) classify(sa *IKESA, in *msg) {
-	var vids [][]byte
-	for _, p := range in.all(PayloadVendorID) {
-		vids = append(vids, p.(*Data).Data)
+// preClassified is the interop plugins' answer about a peer's first
+// message, asked for before the engine's lock was taken (Receive).
+type preClassified struct {
+	peer   *PeerConfig
+	answer InteropAnswer
+}
+
+// classifyQuery decides whether a message is a peer's first, which the
+// interop plugins must see, and builds the question. Called with m.mu held.
+func (m *Manager) classifyQuery(h Header, b []byte, local, remote netip.AddrPort) (InteropQuery, bool) {
+	if m.interop == nil || h.MessageID != 0 || h.Flags&FlagEncryption != 0 || !h.Exchange.phase1() {
+		return InteropQuery{}, false
 	}
-	sa.classified = true
-	sa.flags = builtinFlags(vids)
-	if m.interop == nil {
-		return
-	}
-	defer func() {
-		if sa.interop.Family != "" {
-			m.log.Info("IKE peer classified", zap.Stringer("remote", sa.Remote), zap.String("family", sa.interop.Family),
-				zap.String("detail", sa.interop.Detail), zap.String("plugin", sa.interop.Plugin), zap.Stringer("flags", sa.flags))
+	q := InteropQuery{Remote: remote}
+	switch sa := m.sas[h.ICookie]; {
+	case sa == nil && h.RCookie == (Cookie{}):
+		// A responder's first message, unless Receive or respond will
+		// turn it away.
+		q.Peer = m.peerFor(local.Addr(), remote.Addr())
+		if q.Peer == nil || m.halfOpenFull(remote.Addr()) || (h.Exchange == ExchangeAggressive && !q.Peer.Aggressive) {
+			return InteropQuery{}, false
 		}
-	}()
-	q := InteropQuery{Peer: sa.Peer, Remote: sa.Remote, Initiator: sa.Initiator, VendorIDs: vids, Builtin: sa.flags}
+	case sa != nil && sa.Initiator && !sa.classified && sa.state == stateMainMode && sa.Remote.Addr() == remote.Addr():
+		q.Peer, q.Initiator = sa.Peer, true
+	default:
+		return InteropQuery{}, false
+	}
+	ps, err := DecodePayloads(h.NextPayload, b[HeaderLen:], false)
+	if err != nil {
+		return InteropQuery{}, false // the exchange refuses it
+	}
+	in := &msg{payloads: ps}
+	q.VendorIDs = vendorIDsOf(in)
+	q.Builtin = builtinFlags(q.VendorIDs)
 	if offered, ok := in.get(PayloadSA).(*SA); ok && len(offered.Proposals) > 0 {
 		for _, t := range offered.Proposals[0].Transforms {
 			if p, err := parsePhase1(t); err == nil {
@@ -147,12 +162,39 @@ func (m *Manager) classify(sa *IKESA, in *msg) {
 			}
 		}
 	}
-	a := m.interop.Classify(q)
+	return q, true
+}
+
+func vendorIDsOf(in *msg) [][]byte {
+	var vids [][]byte
+	for _, p := range in.all(PayloadVendorID) {
+		vids = append(vids, p.(*Data).Data)
+	}
+	return vids
+}
+
+// classify settles the SA's flags and family from the peer's first
+// message, with the plugins' answer asked for beforehand (pre). It returns
+// what undoes it, for a first message that turns out to be refused.
+func (m *Manager) classify(sa *IKESA, in *msg, pre *preClassified) (undo func()) {
+	was, wasFlags, wasContact := sa.interop, sa.flags, sa.initialContact
+	undo = func() { sa.classified, sa.interop, sa.flags, sa.initialContact = false, was, wasFlags, wasContact }
+	sa.classified = true
+	sa.flags = builtinFlags(vendorIDsOf(in))
+	if m.interop == nil || pre == nil || pre.peer != sa.Peer {
+		return undo // no plugins, or a reload changed the peer meanwhile
+	}
+	a := pre.answer
 	sa.interop = a
 	sa.flags |= a.Flags
 	if sa.flags.Has(FlagInitialContact) {
 		sa.initialContact = true
 	}
+	if a.Family != "" {
+		m.log.Info("IKE peer classified", zap.Stringer("remote", sa.Remote), zap.String("family", a.Family),
+			zap.String("detail", a.Detail), zap.String("plugin", a.Plugin), zap.Stringer("flags", sa.flags))
+	}
+	return undo
 }
 
 // proposals are the phase 1 proposals for this SA; espSuites the ESP ones.

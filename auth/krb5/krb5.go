@@ -9,11 +9,14 @@ package krb5
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"math/big"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jcmturner/gofork/encoding/asn1"
@@ -25,6 +28,7 @@ import (
 	"github.com/jcmturner/gokrb5/v8/iana/flags"
 	"github.com/jcmturner/gokrb5/v8/iana/keyusage"
 	"github.com/jcmturner/gokrb5/v8/iana/msgtype"
+	"github.com/jcmturner/gokrb5/v8/iana/nametype"
 	"github.com/jcmturner/gokrb5/v8/keytab"
 	"github.com/jcmturner/gokrb5/v8/messages"
 	"github.com/jcmturner/gokrb5/v8/types"
@@ -41,6 +45,8 @@ var (
 	ErrPeerRefused = errors.New("the peer refused the ticket")
 	ErrSequence    = errors.New("Wrap token out of sequence")
 	ErrNotComplete = errors.New("the security context is not complete")
+	ErrService     = errors.New("the ticket is for another service")
+	ErrReplay      = errors.New("a replayed authenticator")
 )
 
 // Token IDs inside the RFC 1964 framing, and of RFC 4121 Wrap tokens.
@@ -232,10 +238,24 @@ func (i *Initiator) Step(token []byte) error {
 // Acceptor is the acceptor's established context.
 type Acceptor struct{ Context }
 
-// Accept opens an AP-REQ token with the service keytab, checks the
-// ticket's times and the authenticator's clock against now within
-// maxSkew, and returns the context and the AP-REP token to send back.
-func Accept(kt *keytab.Keytab, token []byte, now time.Time, maxSkew time.Duration) (*Acceptor, []byte, error) {
+// AcceptConfig is what an acceptor checks a ticket against.
+type AcceptConfig struct {
+	Keytab *keytab.Keytab
+	// Service is our principal, "host/gw.example.net@REALM": a ticket for
+	// any other principal is refused, whatever keys the keytab holds.
+	Service string
+	// MaxSkew is how far the peer's clock may be from ours.
+	MaxSkew time.Duration
+	// Replay remembers the authenticators accepted within the skew window
+	// (RFC 4120 section 3.2.3); nil only in tests.
+	Replay *ReplayCache
+}
+
+// Accept opens an AP-REQ token with the service's key from the keytab,
+// checks the ticket's times and the authenticator's clock against now
+// within MaxSkew and that the authenticator is new, and returns the
+// context and the AP-REP token to send back.
+func Accept(cfg AcceptConfig, token []byte, now time.Time) (*Acceptor, []byte, error) {
 	id, body, err := unframe(token)
 	if err != nil {
 		return nil, nil, err
@@ -248,12 +268,22 @@ func Accept(kt *keytab.Keytab, token []byte, now time.Time, maxSkew time.Duratio
 		return nil, nil, fmt.Errorf("%w: AP-REQ: %v", ErrMalformed, err)
 	}
 	sname := req.Ticket.SName.PrincipalNameString() + "@" + req.Ticket.Realm
+	ours, err := servicePrincipal(cfg.Service)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sname != cfg.Service {
+		// The key is ours to choose: a keytab may hold other services'
+		// keys, and a ticket for one of them does not name this gateway.
+		return nil, nil, fmt.Errorf("%w: %s, not %s", ErrService, sname, cfg.Service)
+	}
 	if err := checkSealed("ticket", req.Ticket.EncPart.EType, req.Ticket.EncPart.Cipher); err != nil {
 		return nil, nil, err
 	}
-	if err := req.Ticket.DecryptEncPart(kt, &req.Ticket.SName); err != nil {
+	if err := req.Ticket.DecryptEncPart(cfg.Keytab, &ours); err != nil {
 		return nil, nil, fmt.Errorf("%w for %s (kvno %d): %v", ErrKeytab, sname, req.Ticket.EncPart.KVNO, err)
 	}
+	maxSkew := cfg.MaxSkew
 	tp := req.Ticket.DecryptedEncPart
 	start := tp.StartTime
 	if start.IsZero() {
@@ -275,9 +305,13 @@ func Accept(kt *keytab.Keytab, token []byte, now time.Time, maxSkew time.Duratio
 			a.CName.PrincipalNameString(), a.CRealm, tp.CName.PrincipalNameString(), tp.CRealm)
 	}
 	ct := a.CTime.Add(time.Duration(a.Cusec) * time.Microsecond)
+	client := a.CName.PrincipalNameString() + "@" + a.CRealm
 	if skew := now.Sub(ct); skew > maxSkew || -skew > maxSkew {
 		return nil, nil, fmt.Errorf("%w: %s's clock is %s from ours, more than the %s allowed", ErrClockSkew,
-			a.CName.PrincipalNameString()+"@"+a.CRealm, skew.Abs().Round(time.Second), maxSkew)
+			client, skew.Abs().Round(time.Second), maxSkew)
+	}
+	if cfg.Replay != nil && cfg.Replay.seen(client, ct, req.EncryptedAuthenticator.Cipher, ct.Add(maxSkew), now) {
+		return nil, nil, fmt.Errorf("%w: %s's authenticator of %s was accepted before", ErrReplay, client, ct.UTC().Format(time.RFC3339Nano))
 	}
 	sub, err := randomKey(tp.Key)
 	if err != nil {
@@ -410,4 +444,56 @@ func (c *Context) Unwrap(token []byte) ([]byte, error) {
 	}
 	c.recvSeq++
 	return plain[:len(plain)-wrapHeaderLen-ec], nil
+}
+
+// servicePrincipal parses "service/host@REALM".
+func servicePrincipal(text string) (types.PrincipalName, error) {
+	name, realm, ok := strings.Cut(text, "@")
+	if !ok || realm == "" || !strings.Contains(name, "/") {
+		return types.PrincipalName{}, fmt.Errorf("service principal %q: want service/host@REALM", text)
+	}
+	return types.NewPrincipalName(nametype.KRB_NT_SRV_HST, name), nil
+}
+
+// ReplayCache remembers accepted authenticators until they could no
+// longer pass the clock check, so the same AP-REQ is not accepted twice
+// (RFC 4120 section 3.2.3). It lives in memory: a restarted acceptor
+// starts empty, as MIT's does without its on-disk cache.
+type ReplayCache struct {
+	mu   sync.Mutex
+	max  int
+	live map[[sha256.Size]byte]time.Time // authenticator digest -> when it expires
+}
+
+// NewReplayCache holds at most max authenticators; when it is full of
+// live ones, new authenticators are refused (only valid tickets get in,
+// so that takes a flood from inside the realm).
+func NewReplayCache(max int) *ReplayCache {
+	return &ReplayCache{max: max, live: map[[sha256.Size]byte]time.Time{}}
+}
+
+// seen records an authenticator, reporting whether it was there already
+// (or the cache is full).
+func (r *ReplayCache) seen(client string, ctime time.Time, cipher []byte, expires, now time.Time) bool {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%d|", client, ctime.UnixMicro())
+	h.Write(cipher)
+	key := [sha256.Size]byte(h.Sum(nil))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.live[key]; ok {
+		return true
+	}
+	if len(r.live) >= r.max {
+		for k, t := range r.live {
+			if now.After(t) {
+				delete(r.live, k)
+			}
+		}
+		if len(r.live) >= r.max {
+			return true
+		}
+	}
+	r.live[key] = expires
+	return false
 }

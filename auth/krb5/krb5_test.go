@@ -3,6 +3,7 @@ package krb5
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,14 @@ var (
 	service = types.NewPrincipalName(nametype.KRB_NT_SRV_HST, "host/gw-b.gatehouse.test")
 	machine = types.NewPrincipalName(nametype.KRB_NT_PRINCIPAL, "host/gw-a.gatehouse.test")
 )
+
+// gwB is the service principal tickets are for.
+const gwB = "host/gw-b.gatehouse.test@" + realm
+
+// acceptCfg accepts tickets for gw-b with kt, no replay cache.
+func acceptCfg(kt *keytab.Keytab, skew time.Duration) AcceptConfig {
+	return AcceptConfig{Keytab: kt, Service: gwB, MaxSkew: skew}
+}
 
 // serviceKeytab is gw-b's keytab: its key derived from password.
 func serviceKeytab(t testing.TB, password string, kvno uint8) *keytab.Keytab {
@@ -55,7 +64,7 @@ func handshake(t *testing.T, kt *keytab.Keytab) (*Initiator, *Acceptor) {
 	if req[0] != 0x60 || !bytes.Contains(req[:20], []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x01, 0x00}) {
 		t.Fatalf("AP-REQ token does not start with the RFC 1964 framing: %x", req[:20])
 	}
-	a, rep, err := Accept(kt, req, now, 5*time.Minute)
+	a, rep, err := Accept(acceptCfg(kt, 5*time.Minute), req, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,31 +127,39 @@ func TestMutualAuthenticationAndWrap(t *testing.T) {
 	}
 }
 
-func TestRefusals(t *testing.T) {
+// freshRequest is gw-b's keytab, a ticket for gw-b from a minute ago,
+// and gw-a's AP-REQ with it at now.
+func freshRequest(t *testing.T, now time.Time) (*keytab.Keytab, messages.Ticket, types.EncryptionKey, []byte) {
+	t.Helper()
 	kt := serviceKeytab(t, "gw-b machine password", 3)
-	now := time.Now()
 	tkt, key := ticket(t, kt, now.Add(-time.Minute))
 	_, req, err := NewInitiator(tkt, key, machine, realm, now)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return kt, tkt, key, req
+}
+
+func TestRefusals(t *testing.T) {
+	now := time.Now()
+	kt, tkt, key, req := freshRequest(t, now)
 	// A keytab with another password: the ticket does not open.
-	if _, _, err := Accept(serviceKeytab(t, "an old password", 2), req, now, 5*time.Minute); !errors.Is(err, ErrKeytab) {
+	if _, _, err := Accept(acceptCfg(serviceKeytab(t, "an old password", 2), 5*time.Minute), req, now); !errors.Is(err, ErrKeytab) {
 		t.Fatalf("wrong keytab: %v", err)
 	}
 	// Our clock 10 minutes ahead of the initiator's.
-	if _, _, err := Accept(kt, req, now.Add(10*time.Minute), 5*time.Minute); !errors.Is(err, ErrClockSkew) {
+	if _, _, err := Accept(acceptCfg(kt, 5*time.Minute), req, now.Add(10*time.Minute)); !errors.Is(err, ErrClockSkew) {
 		t.Fatalf("skew: %v", err)
 	}
 	// A ticket that ended yesterday.
 	old, oldKey := ticket(t, kt, now.Add(-34*time.Hour))
 	_, req2, _ := NewInitiator(old, oldKey, machine, realm, now)
-	if _, _, err := Accept(kt, req2, now, 5*time.Minute); !errors.Is(err, ErrTicket) {
+	if _, _, err := Accept(acceptCfg(kt, 5*time.Minute), req2, now); !errors.Is(err, ErrTicket) {
 		t.Fatalf("expired ticket: %v", err)
 	}
 	// An AP-REP for another authenticator fails mutual authentication.
 	i, _, _ := NewInitiator(tkt, key, machine, realm, now.Add(time.Second))
-	_, rep, err := Accept(kt, req, now, 5*time.Minute)
+	_, rep, err := Accept(acceptCfg(kt, 5*time.Minute), req, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +170,68 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("wrap before completion: %v", err)
 	}
 	// Not Kerberos at all.
-	if _, _, err := Accept(kt, []byte{0x60, 0x03, 0x06, 0x01, 0x00}, now, time.Minute); !errors.Is(err, ErrMalformed) {
+	if _, _, err := Accept(acceptCfg(kt, time.Minute), []byte{0x60, 0x03, 0x06, 0x01, 0x00}, now); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("garbage: %v", err)
+	}
+}
+
+// TestAcceptOnlyOurService: a keytab that also holds another service's
+// key (a shared host keytab) opens that service's tickets, but the
+// acceptor takes only tickets for its configured principal.
+func TestAcceptOnlyOurService(t *testing.T) {
+	kt := serviceKeytab(t, "gw-b machine password", 3)
+	if err := kt.AddEntry("cifs/gw-b.gatehouse.test", realm, "file server password", time.Now(), 1, etypeID.AES256_CTS_HMAC_SHA1_96); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cifs := types.NewPrincipalName(nametype.KRB_NT_SRV_HST, "cifs/gw-b.gatehouse.test")
+	tkt, key, err := messages.NewTicket(machine, realm, cifs, realm, asn1.BitString{Bytes: make([]byte, 4), BitLength: 32}, kt,
+		etypeID.AES256_CTS_HMAC_SHA1_96, 1, now, now, now.Add(time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, req, err := NewInitiator(tkt, key, machine, realm, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Accept(acceptCfg(kt, 5*time.Minute), req, now); !errors.Is(err, ErrService) || !strings.Contains(err.Error(), "cifs/gw-b.gatehouse.test@") {
+		t.Fatalf("a ticket for cifs/: %v", err)
+	}
+	cfg := acceptCfg(kt, 5*time.Minute)
+	cfg.Service = "cifs/gw-b.gatehouse.test@" + realm
+	if _, _, err := Accept(cfg, req, now); err != nil {
+		t.Fatalf("configured for cifs/, the same ticket: %v", err)
+	}
+}
+
+// TestReplayedAuthenticator: with a replay cache, the same AP-REQ is
+// accepted once; a new one from the same client still is.
+func TestReplayedAuthenticator(t *testing.T) {
+	now := time.Now()
+	kt, tkt, key, req := freshRequest(t, now)
+	cfg := acceptCfg(kt, 5*time.Minute)
+	cfg.Replay = NewReplayCache(16)
+	if _, _, err := Accept(cfg, req, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Accept(cfg, req, now.Add(time.Second)); !errors.Is(err, ErrReplay) || !strings.Contains(err.Error(), "host/gw-a.gatehouse.test@") {
+		t.Fatalf("the same AP-REQ again: %v", err)
+	}
+	_, req2, _ := NewInitiator(tkt, key, machine, realm, now.Add(2*time.Second))
+	if _, _, err := Accept(cfg, req2, now.Add(2*time.Second)); err != nil {
+		t.Fatalf("a new authenticator: %v", err)
+	}
+	// Full of live entries, the cache refuses rather than forgets.
+	small := acceptCfg(kt, 5*time.Minute)
+	small.Replay = NewReplayCache(1)
+	Accept(small, req, now)
+	if _, _, err := Accept(small, req2, now); !errors.Is(err, ErrReplay) {
+		t.Fatalf("a full cache: %v", err)
+	}
+	// Past the skew window the old entry goes, and room is made.
+	_, req3, _ := NewInitiator(tkt, key, machine, realm, now.Add(10*time.Minute))
+	if _, _, err := Accept(small, req3, now.Add(10*time.Minute)); err != nil {
+		t.Fatalf("after the window: %v", err)
 	}
 }
 
@@ -184,7 +261,7 @@ func FuzzAccept(f *testing.F) {
 	f.Add(req[:40])
 	f.Add([]byte{0x60, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _, _ = Accept(kt, b, time.Now(), 5*time.Minute)
+		_, _, _ = Accept(acceptCfg(kt, 5*time.Minute), b, time.Now())
 	})
 }
 
@@ -194,7 +271,7 @@ func FuzzUnwrap(f *testing.F) {
 	now := time.Now()
 	tkt, key := ticket(f, kt, now)
 	i, req, _ := NewInitiator(tkt, key, machine, realm, now)
-	a, rep, err := Accept(kt, req, now, 5*time.Minute)
+	a, rep, err := Accept(acceptCfg(kt, 5*time.Minute), req, now)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func TestAgainstMITKDC(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldB := load(ktB)
-	a, rep, err := Accept(oldB, req, now, 5*time.Minute)
+	a, rep, err := Accept(acceptCfg(oldB, 5*time.Minute), req, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +83,10 @@ func TestAgainstMITKDC(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, req, _ = NewInitiator(tkt, key, cl2.Credentials.CName(), cl2.Credentials.Domain(), time.Now())
-	if _, _, err := Accept(oldB, req, time.Now(), 5*time.Minute); !errors.Is(err, ErrKeytab) {
+	if _, _, err := Accept(acceptCfg(oldB, 5*time.Minute), req, time.Now()); !errors.Is(err, ErrKeytab) {
 		t.Fatalf("stale keytab: %v", err)
 	}
-	if _, _, err := Accept(load(ktB), req, time.Now(), 5*time.Minute); err != nil {
+	if _, _, err := Accept(acceptCfg(load(ktB), 5*time.Minute), req, time.Now()); err != nil {
 		t.Fatalf("new keytab: %v", err)
 	}
 }

@@ -8,16 +8,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/gatehouse/gatehouse/ike"
-	"io/fs"
 	"net/netip"
-	"os"
 	"strings"
+
+	"github.com/gatehouse/gatehouse/auth/secretfile"
+	"github.com/gatehouse/gatehouse/ike"
 )
 
 // Sentinel errors callers test with errors.Is.
 var (
-	ErrKeyFileMode  = errors.New("key file is readable by group or others")
+	ErrKeyFileMode  = secretfile.ErrMode
 	ErrKeyFileEmpty = errors.New("key file holds no key")
 	ErrNotFound     = errors.New("no preshared key for this peer")
 )
@@ -37,35 +37,18 @@ func (k Key) String() string { return fmt.Sprintf("psk(%d bytes)", len(k.b)) }
 // GoString keeps %#v from printing the secret.
 func (k Key) GoString() string { return k.String() }
 
-// CheckKeyFile reports whether path is a regular file that group and others
-// cannot read or write. It does not read the key.
-func CheckKeyFile(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("key file %s does not exist", path)
-		}
-		return fmt.Errorf("key file %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("key file %s is not a regular file", path)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%w: %s has mode %04o; run chmod 600 %s", ErrKeyFileMode, path, perm, path)
-	}
-	return nil
-}
+// CheckKeyFile reports whether path is a secret file as secretfile checks
+// them (a regular file, group and others shut out, owned by root or us,
+// through root's links only). It does not read the key.
+func CheckKeyFile(path string) error { return secretfile.Check(path) }
 
 // ReadKeyFile reads a key file. The file holds the key as text; trailing
 // newlines are dropped. A key written as "0x" followed by hex digits is
 // decoded to bytes, for peers configured with binary keys.
 func ReadKeyFile(path string) (Key, error) {
-	if err := CheckKeyFile(path); err != nil {
-		return Key{}, err
-	}
-	raw, err := os.ReadFile(path)
+	raw, err := secretfile.Read(path)
 	if err != nil {
-		return Key{}, fmt.Errorf("key file %s: %w", path, err)
+		return Key{}, err
 	}
 	raw = bytes.TrimRight(raw, "\r\n")
 	if len(raw) == 0 {

@@ -1,14 +1,17 @@
 package psk
 
 import (
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
-	"github.com/gatehouse/gatehouse/ike"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/ike"
 )
 
 func keyFile(t *testing.T, content string, mode os.FileMode) string {
@@ -142,7 +145,8 @@ func TestIDs(t *testing.T) {
 			t.Errorf("FormatID(%d, %x) = %s, want %s", c.typ, c.data, got, c.want)
 		}
 	}
-	for in, want := range map[string]string{"fqdn:GW.example.net": "fqdn:gw.example.net", "ipv4:192.0.2.1": "ipv4:192.0.2.1", "keyid:AB01": "keyid:ab01"} {
+	for in, want := range map[string]string{"fqdn:GW.example.net": "fqdn:gw.example.net", "ipv4:192.0.2.1": "ipv4:192.0.2.1", "keyid:AB01": "keyid:ab01",
+		"dn:CN=gw-b, O=Example Corp": "dn:cn=gw-b,o=example corp", `dn:CN=a\,b,O=X`: `dn:cn=a\,b,o=x`} {
 		if got, err := ParseID(in); err != nil || got != want {
 			t.Errorf("ParseID(%s) = %s, %v", in, got, err)
 		}
@@ -152,4 +156,35 @@ func TestIDs(t *testing.T) {
 			t.Errorf("ParseID(%s) accepted", bad)
 		}
 	}
+	// A configured DN names a certificate subject as FormatID writes it,
+	// whatever the case and spacing.
+	subject := FormatID(ike.IDDERASN1DN, mustDN(t, "CN=gw-b,O=Example Corp"))
+	for in, want := range map[string]bool{"dn:cn=GW-B , o=example corp": true, "dn:CN=gw-b": false, "fqdn:gw-b": false} {
+		norm, err := ParseID(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ike.SameID(norm, subject); got != want {
+			t.Errorf("SameID(%s, %s) = %v", norm, subject, got)
+		}
+	}
+}
+
+// mustDN encodes "CN=...,O=..." as a DER subject.
+func mustDN(t *testing.T, text string) []byte {
+	var n pkix.Name
+	for _, part := range strings.Split(text, ",") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "CN":
+			n.CommonName = v
+		case "O":
+			n.Organization = append(n.Organization, v)
+		}
+	}
+	der, err := asn1.Marshal(n.ToRDNSequence())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }

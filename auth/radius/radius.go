@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +24,7 @@ import (
 	"layeh.com/radius/rfc2869"
 	"layeh.com/radius/vendors/microsoft"
 
-	"github.com/gatehouse/gatehouse/auth/psk"
+	"github.com/gatehouse/gatehouse/auth/secretfile"
 )
 
 // Server is one RADIUS server: host:port for authentication, host:port
@@ -51,7 +50,8 @@ type Config struct {
 	DeadTime time.Duration
 	// RequireMessageAuthenticator refuses answers without one. Ours is
 	// always sent; servers patched for BlastRADIUS (CVE-2024-3596) answer
-	// with one, older ones (FreeRADIUS before 3.2.5) do not.
+	// with one, older ones (FreeRADIUS before 3.2.5) do not. Without it, a
+	// man in the middle can forge an Access-Accept.
 	RequireMessageAuthenticator bool
 }
 
@@ -114,6 +114,11 @@ var (
 	ErrNoServer    = errors.New("no RADIUS server answered")
 	ErrBadResponse = errors.New("RADIUS answer fails its checks (wrong shared secret?)")
 	ErrConfig      = errors.New("RADIUS configuration")
+	// ErrNoMessageAuthenticator: the server answered without one while
+	// one is required; its text says what to change on either side.
+	ErrNoMessageAuthenticator = errors.New("the RADIUS server answered without a Message-Authenticator, which is required against forged answers " +
+		"(BlastRADIUS, CVE-2024-3596): have the server send one (FreeRADIUS 3.2.5 and later and NPS since July 2024 do; on an older FreeRADIUS add " +
+		"update reply { &Message-Authenticator := 0x00 } to post-auth) or, until then, set remote_access.ppp.radius.require_message_authenticator: false")
 )
 
 // Client sends Access-Requests. It is safe for concurrent use.
@@ -278,6 +283,7 @@ func (c *Client) exchange(ctx context.Context, addr string, req, secret []byte) 
 	per := time.Until(deadline) / time.Duration(c.cfg.Tries)
 	buf := make([]byte, 4096)
 	var last error = errors.New("no answer")
+	forged := 0
 	for try := 0; try < c.cfg.Tries && time.Now().Before(deadline); try++ {
 		if _, err := conn.Write(req); err != nil { // the same bytes: a retransmission (RFC 2865 section 2.5)
 			return nil, err
@@ -299,13 +305,20 @@ func (c *Client) exchange(ctx context.Context, addr string, req, secret []byte) 
 				continue // not ours: another identifier
 			}
 			if !radius.IsAuthenticResponse(resp, req, secret) {
-				return nil, fmt.Errorf("%w: Response Authenticator", ErrBadResponse)
+				// Anyone can send a packet from the server's address: one
+				// that fails the check is dropped, and the server's own
+				// answer is still awaited.
+				forged++
+				continue
 			}
 			return bytes.Clone(resp), nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+	}
+	if forged > 0 {
+		return nil, fmt.Errorf("%w: %d answer(s) failed the Response Authenticator check, and no valid one came (%v)", ErrBadResponse, forged, last)
 	}
 	return nil, last
 }
@@ -359,7 +372,7 @@ func checkMessageAuthenticator(b, auth, secret []byte, required bool) error {
 		i += l
 	}
 	if !found && required {
-		return fmt.Errorf("%w: no Message-Authenticator, and one is required", ErrBadResponse)
+		return ErrNoMessageAuthenticator
 	}
 	return nil
 }
@@ -430,10 +443,7 @@ func replyMessages(p *radius.Packet) []string {
 // ReadSecretFile reads a shared secret: a file group and others cannot
 // read, its trailing newline dropped.
 func ReadSecretFile(path string) ([]byte, error) {
-	if err := psk.CheckKeyFile(path); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read(path)
 	if err != nil {
 		return nil, err
 	}

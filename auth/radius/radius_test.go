@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,9 +153,9 @@ func TestWrongSecret(t *testing.T) {
 	}
 }
 
-// fakeServer answers every Access-Request with what answer builds, on
-// loopback.
-func fakeServer(t *testing.T, secret []byte, answer func(req *radius.Packet, raw []byte) []byte) string {
+// fakeServer answers every Access-Request with what answer builds (none,
+// one or several packets, sent in order), on loopback.
+func fakeServer(t *testing.T, secret []byte, answer func(req *radius.Packet, raw []byte) [][]byte) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -173,12 +174,25 @@ func fakeServer(t *testing.T, secret []byte, answer func(req *radius.Packet, raw
 			if err != nil {
 				continue
 			}
-			if b := answer(req, raw); b != nil {
+			for _, b := range answer(req, raw) {
 				pc.WriteTo(b, from)
 			}
 		}
 	}()
 	return pc.LocalAddr().String()
+}
+
+// sign puts an answer's Message-Authenticator in, computed over it with
+// the request's authenticator (RFC 3579 section 3.2); bad spoils it.
+func sign(resp, req *radius.Packet, secret []byte, bad bool) {
+	rfc2869.MessageAuthenticator_Set(resp, make([]byte, 16))
+	enc, _ := resp.Encode()
+	copy(enc[4:20], req.Authenticator[:])
+	mac := hmacMD5(secret, enc)
+	if bad {
+		mac[0] ^= 1
+	}
+	rfc2869.MessageAuthenticator_Set(resp, mac)
 }
 
 // TestMessageAuthenticator: every request carries a valid one; an answer
@@ -187,7 +201,7 @@ func TestMessageAuthenticator(t *testing.T) {
 	secret := []byte("fake-server-secret")
 	var sawMA bool
 	mode := "none"
-	addr := fakeServer(t, secret, func(req *radius.Packet, raw []byte) []byte {
+	addr := fakeServer(t, secret, func(req *radius.Packet, raw []byte) [][]byte {
 		// The request's own Message-Authenticator checks out.
 		got := rfc2869.MessageAuthenticator_Get(req)
 		b := bytes.Clone(raw)
@@ -197,19 +211,11 @@ func TestMessageAuthenticator(t *testing.T) {
 			sawMA = true
 		}
 		resp := req.Response(radius.CodeAccessAccept)
-		switch mode {
-		case "good", "bad":
-			rfc2869.MessageAuthenticator_Set(resp, make([]byte, 16))
-			enc, _ := resp.Encode()
-			copy(enc[4:20], req.Authenticator[:])
-			mac := hmacMD5(secret, enc)
-			if mode == "bad" {
-				mac[0] ^= 1
-			}
-			rfc2869.MessageAuthenticator_Set(resp, mac)
+		if mode != "none" {
+			sign(resp, req, secret, mode == "bad")
 		}
 		out, _ := resp.Encode()
-		return out
+		return [][]byte{out}
 	})
 	for _, c := range []struct {
 		mode     string
@@ -222,12 +228,52 @@ func TestMessageAuthenticator(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := cl.Authenticate(context.Background(), Request{Method: PAP, User: "u", Password: []byte("p")})
-		if (err == nil && res.Accept) != c.ok || (!c.ok && !errors.Is(err, ErrBadResponse)) {
+		if (err == nil && res.Accept) != c.ok || (!c.ok && !errors.Is(err, ErrBadResponse) && !errors.Is(err, ErrNoMessageAuthenticator)) {
 			t.Errorf("answer with %s Message-Authenticator (required %v): %+v %v", c.mode, c.required, res, err)
+		}
+		if c.mode == "none" && c.required && (!errors.Is(err, ErrNoMessageAuthenticator) || !strings.Contains(err.Error(), "require_message_authenticator: false") ||
+			!strings.Contains(err.Error(), "post-auth")) {
+			t.Errorf("a missing Message-Authenticator should say what to change on either side: %v", err)
 		}
 	}
 	if !sawMA {
 		t.Fatal("the request's Message-Authenticator did not verify")
+	}
+}
+
+// TestForgedAnswerIgnored: someone on the path answers first with a
+// packet that fails the Response Authenticator (an Access-Reject under
+// another secret); it is dropped and the server's own Accept, 50 ms
+// later, decides. With only forged answers, the error says so.
+func TestForgedAnswerIgnored(t *testing.T) {
+	secret := []byte("the-real-secret")
+	var genuine atomic.Bool
+	genuine.Store(true)
+	addr := fakeServer(t, secret, func(req *radius.Packet, _ []byte) [][]byte {
+		forged := req.Response(radius.CodeAccessReject)
+		forged.Secret = []byte("a guess")
+		f, _ := forged.Encode()
+		if !genuine.Load() {
+			return [][]byte{f}
+		}
+		resp := req.Response(radius.CodeAccessAccept)
+		sign(resp, req, secret, false)
+		b, _ := resp.Encode()
+		return [][]byte{f, b} // the forgery arrives first
+	})
+	cl, err := New(Config{Servers: []Server{{Addr: addr, Secret: secret}}, Timeout: time.Second, Tries: 1, RequireMessageAuthenticator: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cl.Authenticate(context.Background(), Request{Method: PAP, User: "u", Password: []byte("p")})
+	if err != nil || !res.Accept {
+		t.Fatalf("the forged reject decided: %+v %v", res, err)
+	}
+	genuine.Store(false)
+	cl, _ = New(Config{Servers: []Server{{Addr: addr, Secret: secret}}, Timeout: 300 * time.Millisecond, Tries: 1})
+	if _, err := cl.Authenticate(context.Background(), Request{Method: PAP, User: "u", Password: []byte("p")}); !errors.Is(err, ErrBadResponse) ||
+		!strings.Contains(err.Error(), "failed the Response Authenticator check") {
+		t.Fatalf("only forged answers: %v", err)
 	}
 }
 
@@ -236,11 +282,11 @@ func TestMessageAuthenticator(t *testing.T) {
 func TestFramedAddressSpecialValues(t *testing.T) {
 	secret := []byte("s")
 	var ip net.IP
-	addr := fakeServer(t, secret, func(req *radius.Packet, _ []byte) []byte {
+	addr := fakeServer(t, secret, func(req *radius.Packet, _ []byte) [][]byte {
 		resp := req.Response(radius.CodeAccessAccept)
 		rfc2865.FramedIPAddress_Set(resp, ip)
 		out, _ := resp.Encode()
-		return out
+		return [][]byte{out}
 	})
 	c := client(t, Server{Addr: addr, Secret: secret})
 	for in, want := range map[string]netip.Addr{"255.255.255.254": {}, "255.255.255.255": {}, "10.8.0.9": netip.MustParseAddr("10.8.0.9")} {
@@ -317,52 +363,102 @@ func TestAccountingAgainstFreeRADIUS(t *testing.T) {
 	}
 }
 
-// TestReadDisconnect: a Disconnect-Request under the right secret, with
-// and without a Message-Authenticator, names the session; a wrong secret,
-// a bad Message-Authenticator and another code are refused; the replies
-// carry the right code and Error-Cause.
+// daeRequest builds a Dynamic Authorization request for frank: a
+// Message-Authenticator unless withMA is false (bad: a wrong one), an
+// Event-Timestamp at ts unless it is zero.
+func daeRequest(code radius.Code, secret []byte, withMA, badMA bool, ts time.Time) []byte {
+	p := radius.New(code, secret)
+	rfc2865.UserName_SetString(p, "frank")
+	rfc2866.AcctSessionID_SetString(p, "ABCD-00000001")
+	rfc2865.FramedIPAddress_Set(p, net.IPv4(10, 8, 0, 7))
+	if !ts.IsZero() {
+		rfc2869.EventTimestamp_Set(p, ts)
+	}
+	if withMA {
+		rfc2869.MessageAuthenticator_Set(p, make([]byte, 16))
+		p.Authenticator = [16]byte{} // zero for the HMAC (RFC 5176 section 3.3)
+		b, _ := p.MarshalBinary()
+		mac := hmacMD5(secret, b)
+		if badMA {
+			mac[3] ^= 1
+		}
+		rfc2869.MessageAuthenticator_Set(p, mac)
+	}
+	b, _ := p.Encode()
+	return b
+}
+
+// TestReadDisconnect: a Disconnect-Request under the right secret with a
+// Message-Authenticator and a fresh Event-Timestamp names the session; a
+// wrong secret, a missing or bad Message-Authenticator, a missing, old or
+// future Event-Timestamp and another code are refused; the replies carry
+// the right code and Error-Cause.
 func TestReadDisconnect(t *testing.T) {
 	secret := []byte("dae-secret")
-	build := func(code radius.Code, withMA, badMA bool) []byte {
-		p := radius.New(code, secret)
-		rfc2865.UserName_SetString(p, "frank")
-		rfc2866.AcctSessionID_SetString(p, "ABCD-00000001")
-		rfc2865.FramedIPAddress_Set(p, net.IPv4(10, 8, 0, 7))
-		if withMA {
-			rfc2869.MessageAuthenticator_Set(p, make([]byte, 16))
-			p.Authenticator = [16]byte{} // zero for the HMAC (RFC 5176 section 3.3)
-			b, _ := p.MarshalBinary()
-			mac := hmacMD5(secret, b)
-			if badMA {
-				mac[3] ^= 1
-			}
-			rfc2869.MessageAuthenticator_Set(p, mac)
+	now := time.Unix(1_800_000_000, 0)
+	window := 5 * time.Minute
+	d, err := ReadDisconnect(daeRequest(radius.CodeDisconnectRequest, secret, true, false, now.Add(-time.Minute)), secret, now, window)
+	if err != nil || d.User != "frank" || d.SessionID != "ABCD-00000001" || d.FramedAddress != netip.MustParseAddr("10.8.0.7") || d.IsCoA() || d.Empty() {
+		t.Fatalf("%+v %v", d, err)
+	}
+	ack, _ := d.Reply(0)
+	nak, _ := d.Reply(CauseSessionContextNotFound)
+	if radius.Code(ack[0]) != radius.CodeDisconnectACK || radius.Code(nak[0]) != radius.CodeDisconnectNAK || !bytes.Contains(nak, []byte{101, 6, 0, 0, 0x01, 0xf7}) {
+		t.Fatalf("replies %x %x", ack[:1], nak)
+	}
+	for _, c := range []struct {
+		name   string
+		b      []byte
+		secret string
+		says   string
+	}{
+		{"wrong secret", daeRequest(radius.CodeDisconnectRequest, secret, true, false, now), "other", "Request Authenticator"},
+		{"no Message-Authenticator", daeRequest(radius.CodeDisconnectRequest, secret, false, false, now), "", "no Message-Authenticator"},
+		{"bad Message-Authenticator", daeRequest(radius.CodeDisconnectRequest, secret, true, true, now), "", "Message-Authenticator"},
+		{"no Event-Timestamp", daeRequest(radius.CodeDisconnectRequest, secret, true, false, time.Time{}), "", "no Event-Timestamp"},
+		{"an old Event-Timestamp", daeRequest(radius.CodeDisconnectRequest, secret, true, false, now.Add(-6*time.Minute)), "", "6m0s from our clock"},
+		{"a future Event-Timestamp", daeRequest(radius.CodeDisconnectRequest, secret, true, false, now.Add(10*time.Minute)), "", "10m0s from our clock"},
+		{"accounting on the DAE port", daeRequest(radius.CodeAccountingRequest, secret, true, false, now), "", "code"},
+	} {
+		sec := secret
+		if c.secret != "" {
+			sec = []byte(c.secret)
 		}
-		b, _ := p.Encode()
-		return b
-	}
-	for _, withMA := range []bool{false, true} {
-		d, err := ReadDisconnect(build(radius.CodeDisconnectRequest, withMA, false), secret)
-		if err != nil || d.User != "frank" || d.SessionID != "ABCD-00000001" || d.FramedAddress != netip.MustParseAddr("10.8.0.7") || d.IsCoA() || d.Empty() {
-			t.Fatalf("with MA %v: %+v %v", withMA, d, err)
-		}
-		ack, _ := d.Reply(0)
-		nak, _ := d.Reply(CauseSessionContextNotFound)
-		if radius.Code(ack[0]) != radius.CodeDisconnectACK || radius.Code(nak[0]) != radius.CodeDisconnectNAK || !bytes.Contains(nak, []byte{101, 6, 0, 0, 0x01, 0xf7}) {
-			t.Fatalf("replies %x %x", ack[:1], nak)
+		if _, err := ReadDisconnect(c.b, sec, now, window); !errors.Is(err, ErrBadResponse) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v", c.name, err)
 		}
 	}
-	if _, err := ReadDisconnect(build(radius.CodeDisconnectRequest, false, false), []byte("other")); !errors.Is(err, ErrBadResponse) {
-		t.Fatalf("wrong secret: %v", err)
-	}
-	if _, err := ReadDisconnect(build(radius.CodeDisconnectRequest, true, true), secret); !errors.Is(err, ErrBadResponse) {
-		t.Fatalf("bad Message-Authenticator: %v", err)
-	}
-	if d, err := ReadDisconnect(build(radius.CodeCoARequest, false, false), secret); err != nil || !d.IsCoA() {
+	if d, err := ReadDisconnect(daeRequest(radius.CodeCoARequest, secret, true, false, now), secret, now, window); err != nil || !d.IsCoA() {
 		t.Fatalf("CoA: %+v %v", d, err)
 	}
-	if _, err := ReadDisconnect(build(radius.CodeAccountingRequest, false, false), secret); !errors.Is(err, ErrBadResponse) {
-		t.Fatalf("accounting on the DAE port: %v", err)
+}
+
+// TestDisconnectReplays: the same request again from its source is a
+// retransmission and gets the first answer; from elsewhere it is a
+// replay; after the window it is forgotten (the timestamp refuses it).
+func TestDisconnectReplays(t *testing.T) {
+	secret := []byte("dae-secret")
+	now := time.Unix(1_800_000_000, 0)
+	r := NewReplays(5*time.Minute, 2)
+	b := daeRequest(radius.CodeDisconnectRequest, secret, true, false, now)
+	d, err := ReadDisconnect(b, secret, now, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := r.Seen(d, "192.0.2.9:4000", now); again != nil || err != nil {
+		t.Fatalf("a new request: %x %v", again, err)
+	}
+	ack, _ := d.Reply(0)
+	r.Answered(d, "192.0.2.9:4000", ack, now)
+	d2, _ := ReadDisconnect(b, secret, now.Add(time.Second), 5*time.Minute)
+	if again, err := r.Seen(d2, "192.0.2.9:4000", now.Add(time.Second)); !bytes.Equal(again, ack) || err != nil {
+		t.Fatalf("a retransmission: %x %v", again, err)
+	}
+	if _, err := r.Seen(d2, "192.0.2.66:4000", now.Add(time.Second)); !errors.Is(err, ErrReplay) {
+		t.Fatalf("a replay from elsewhere: %v", err)
+	}
+	if again, err := r.Seen(d2, "192.0.2.66:4000", now.Add(11*time.Minute)); again != nil || err != nil {
+		t.Fatalf("past the window: %x %v", again, err)
 	}
 }
 
@@ -370,13 +466,12 @@ func TestReadDisconnect(t *testing.T) {
 // refused or read without panicking, and a read request can be answered.
 func FuzzReadDisconnect(f *testing.F) {
 	secret := []byte("fuzz-secret")
-	p := radius.New(radius.CodeDisconnectRequest, secret)
-	rfc2865.UserName_SetString(p, "u")
-	b, _ := p.Encode()
+	now := time.Unix(1_800_000_000, 0)
+	b := daeRequest(radius.CodeDisconnectRequest, secret, true, false, now)
 	f.Add(b)
 	f.Add(b[:20])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, err := ReadDisconnect(b, secret)
+		d, err := ReadDisconnect(b, secret, now, 5*time.Minute)
 		if err != nil {
 			return
 		}

@@ -16,12 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/gatehouse/gatehouse/auth/psk"
+	"github.com/gatehouse/gatehouse/auth/secretfile"
 	"github.com/gatehouse/gatehouse/ppp"
 )
 
@@ -54,13 +53,11 @@ type fileUser struct {
 
 // Load reads and checks a users file.
 func Load(path string) (*DB, error) {
-	if err := psk.CheckKeyFile(path); err != nil {
-		return nil, fmt.Errorf("users file: %w", err)
-	}
-	raw, err := os.ReadFile(path)
+	raw, err := secretfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("users file: %w", err)
 	}
+	defer clear(raw) // passwords; the parsed copies live in the DB
 	return Parse(path, raw)
 }
 

@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatehouse/gatehouse/auth/psk"
+	"github.com/gatehouse/gatehouse/auth/secretfile"
 	"github.com/gatehouse/gatehouse/ike"
 )
 
@@ -303,16 +303,17 @@ type Identity struct {
 // intermediates to send) and the private key, which group and others
 // must not be able to read, and checks that they belong together.
 func LoadIdentity(certFile, keyFile string) (*Identity, error) {
-	if err := psk.CheckKeyFile(keyFile); err != nil {
-		return nil, err
-	}
-	return ReadIdentity(certFile, keyFile)
+	return readIdentity(certFile, keyFile, secretfile.Read)
 }
 
-// ReadIdentity is LoadIdentity without the key file's mode check, for
-// tools that read a key the operator keeps elsewhere (gatehouse pki and
-// its CA key).
+// ReadIdentity is LoadIdentity without the key file's checks, for tools
+// that read a key the operator keeps elsewhere (gatehouse pki and its CA
+// key).
 func ReadIdentity(certFile, keyFile string) (*Identity, error) {
+	return readIdentity(certFile, keyFile, os.ReadFile)
+}
+
+func readIdentity(certFile, keyFile string, read func(string) ([]byte, error)) (*Identity, error) {
 	chain, err := ReadCerts(certFile)
 	if err != nil {
 		return nil, err
@@ -320,10 +321,11 @@ func ReadIdentity(certFile, keyFile string) (*Identity, error) {
 	if len(chain) == 0 {
 		return nil, fmt.Errorf("certificate file %s holds no certificate", certFile)
 	}
-	b, err := os.ReadFile(keyFile)
+	b, err := read(keyFile)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(b)
 	key, err := parseKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("private key %s: %w", keyFile, err)

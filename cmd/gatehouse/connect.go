@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/gatehouse/gatehouse/auth/psk"
+	"github.com/gatehouse/gatehouse/auth/secretfile"
 	"github.com/gatehouse/gatehouse/auth/x509"
 	"github.com/gatehouse/gatehouse/core/raclient"
 	"github.com/gatehouse/gatehouse/esp"
@@ -187,10 +188,7 @@ func (f *connectFlags) config() (raclient.Config, error) {
 			return c, usage("--ca/--crl: %v", err)
 		}
 	}
-	if err := psk.CheckKeyFile(f.passwordFile); err != nil {
-		return c, usage("--password-file: %v", err)
-	}
-	pw, err := os.ReadFile(f.passwordFile)
+	pw, err := secretfile.Read(f.passwordFile)
 	if err != nil {
 		return c, usage("--password-file: %v", err)
 	}

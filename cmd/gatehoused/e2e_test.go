@@ -284,6 +284,35 @@ func TestCheckAndStartErrors(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "gatehouse.yaml:15:") || !strings.Contains(string(out), "remote_access.pool") {
 		t.Fatalf("--check bad: %v\n%s", err, out)
 	}
+	// A manually keyed AEAD SA is refused: its nonces would repeat after
+	// every restart. The error names the file, the line and the reason.
+	os.WriteFile(filepath.Join(dir, "m.key"), []byte("00112233445566778899aabbccddeeff00112233\n"), 0o600)
+	aead := writeConfig(t, dir, e2eConfig+`manual_sas:
+  - name: by-hand
+    local: 203.0.113.1
+    peer: 192.0.2.2
+    suite: aes128gcm16
+    local_subnets: [10.1.0.0/24]
+    remote_subnets: [10.2.0.0/24]
+    out: {spi: 0x1001, key_file: m.key}
+    in:  {spi: 0x2001, key_file: m.key}
+`)
+	out, err = exec.Command(filepath.Join(binDir, "gatehoused"), "--check", "-c", aead).CombinedOutput()
+	line := strings.Count(e2eConfig, "\n") + 5
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), fmt.Sprintf("gatehouse.yaml:%d:", line)) ||
+		!strings.Contains(string(out), "manual_sas[0].suite") || !strings.Contains(string(out), "nonces would repeat") {
+		t.Fatalf("--check with a manual AEAD SA (want line %d): %v\n%s", line, err, out)
+	}
+	// What is allowed but weakens security is warned about, with the line:
+	// aggressive mode on a tunnel.
+	body := strings.Replace(e2eConfig, "remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}",
+		`remote: {address: 198.51.100.2, subnets: [10.2.0.0/16], id: "fqdn:gw-b.example.net"}`, 1)
+	body = strings.Replace(body, "    auth: [{psk_file: netb.psk}]\n", "    auth: [{psk_file: netb.psk}]\n    ike: {aggressive_mode: true}\n", 1)
+	out, err = exec.Command(filepath.Join(binDir, "gatehoused"), "--check", "-c", writeConfig(t, dir, body)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration OK") || !strings.Contains(string(out), "warning: ") ||
+		!strings.Contains(string(out), "gatehouse.yaml:12:") || !strings.Contains(string(out), "crack offline") {
+		t.Fatalf("--check with aggressive mode: %v\n%s", err, out)
+	}
 	// A plugin that cannot start: one clear error naming the binary.
 	missing := writeConfig(t, dir, strings.Replace(e2eConfig, "PLUGINS", "/nonexistent/plugins", 1))
 	out, err = exec.Command(filepath.Join(binDir, "gatehoused"), "-c", missing).CombinedOutput()

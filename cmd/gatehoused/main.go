@@ -104,6 +104,9 @@ func runCheck(opts daemon.Options) error {
 		return err
 	}
 	fmt.Printf("%s: configuration OK\n", l.Config.File)
+	for _, w := range l.Config.Warnings {
+		fmt.Printf("  warning: %v\n", w)
+	}
 	fmt.Printf("  %d rules, %d filters applied, exemptions %s\n", len(l.Policy.Rules), len(l.Policy.Entries), l.Policy.ExemptName)
 	bad := 0
 	for _, p := range l.Plugins {

@@ -62,7 +62,7 @@ func (a *radiusAuth) Configure(_ context.Context, cfg sdk.AuthConfig) ([]string,
 	a.mu.Unlock()
 	var warnings []string
 	if !r.RequireMessageAuthenticator {
-		warnings = append(warnings, "radius: answers without a Message-Authenticator are accepted; set require_message_authenticator once the servers are patched for BlastRADIUS (CVE-2024-3596)")
+		warnings = append(warnings, "radius: answers without a Message-Authenticator are accepted (require_message_authenticator: false); remove that setting once the servers are patched for BlastRADIUS (CVE-2024-3596)")
 	}
 	a.log.Info("RADIUS servers configured", "servers", len(rc.Servers), "nas_identifier", r.NASIdentifier, "timeout", r.Timeout.String())
 	return warnings, nil
@@ -91,7 +91,14 @@ func (a *radiusAuth) AuthenticateUser(ctx context.Context, req sdk.UserAuthReque
 	}
 	res, err := c.Authenticate(ctx, rr)
 	if err != nil {
-		a.log.Error("no RADIUS server answered", "user", req.User, "error", err)
+		msg := "no RADIUS server answered"
+		switch {
+		case errors.Is(err, radius.ErrNoMessageAuthenticator):
+			msg = "RADIUS answer refused: it has no Message-Authenticator"
+		case errors.Is(err, radius.ErrBadResponse):
+			msg = "no valid RADIUS answer"
+		}
+		a.log.Error(msg, "user", req.User, "error", err)
 		if errors.Is(err, radius.ErrNoServer) {
 			return sdk.UserAuthResult{}, fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
 		}

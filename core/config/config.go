@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse/gatehouse/auth/secretfile"
 )
 
 // Config is the whole configuration file.
@@ -33,6 +35,11 @@ type Config struct {
 	ManualSAs        []ManualSA              `yaml:"manual_sas"`
 	Dataplane        Dataplane               `yaml:"dataplane"`
 	Plugins          Plugins                 `yaml:"plugins"`
+
+	// Warnings are what the configuration allows but an operator should
+	// know (a weakness it opens): --check prints them, the daemon logs
+	// them at every start and reload.
+	Warnings ErrorList `yaml:"-"`
 
 	Meta Meta `yaml:"-"`
 }
@@ -84,7 +91,10 @@ type ESP struct {
 	PFS        string   `yaml:"pfs"`
 	Lifetime   Duration `yaml:"lifetime"`
 	LifetimeKB uint64   `yaml:"lifetime_kb"`
-	Meta       Meta     `yaml:"-"`
+	// UDPEncap carries ESP in UDP 4500 even where no NAT is seen (as
+	// strongSwan's encap = yes), for paths that drop IP protocol 50.
+	UDPEncap bool `yaml:"udp_encap"`
+	Meta     Meta `yaml:"-"`
 }
 
 // Tunnel is a site-to-site tunnel (KB 252735); it expands to two rules.
@@ -139,6 +149,10 @@ type Kerberos struct {
 	// PeerPrincipal is whom our tickets are for; empty: the GSS identity
 	// the responder sends.
 	PeerPrincipal string `yaml:"peer_principal"`
+	// AllowedPeers are the principals taken as the peer ("*" matches any
+	// run of characters); a tunnel's default is its peer_principal.
+	// Entries without @REALM are in our principal's realm.
+	AllowedPeers []string `yaml:"allowed_peers"`
 	// MaxSkew: how far a peer's clock may be from ours (default 5m).
 	MaxSkew Duration `yaml:"max_skew"`
 	// ClockOffset moves our Kerberos clock, for labs that test skew.
@@ -174,7 +188,26 @@ type PPP struct {
 	// Radius checks users with RADIUS servers instead of users_file.
 	Radius *Radius `yaml:"radius"`
 	MRU    uint16  `yaml:"mru"`
-	Meta   Meta    `yaml:"-"`
+	// FailedLogins slows password guessing (docs/configuration.md).
+	FailedLogins FailedLogins `yaml:"failed_logins"`
+	// MaxAuthenticatingPerSA bounds the logins one client (one IPsec SA)
+	// may have being checked at once (default 4).
+	MaxAuthenticatingPerSA int  `yaml:"max_authenticating_per_sa"`
+	Meta                   Meta `yaml:"-"`
+}
+
+// FailedLogins are the limits on failed PPP logins: the failures allowed
+// per user and per client address before each further one makes the next
+// attempt wait (delay, doubling to max_delay), and an optional lockout.
+type FailedLogins struct {
+	UserFree     int      `yaml:"user_free"`
+	AddressFree  int      `yaml:"address_free"`
+	Delay        Duration `yaml:"delay"`
+	MaxDelay     Duration `yaml:"max_delay"`
+	LockoutAfter int      `yaml:"lockout_after"`
+	Lockout      Duration `yaml:"lockout"`
+	ForgetAfter  Duration `yaml:"forget_after"`
+	Meta         Meta     `yaml:"-"`
 }
 
 // Radius configures RADIUS for remote-access users (docs/radius.md).
@@ -183,9 +216,11 @@ type Radius struct {
 	// Timeout is how long each server gets before the next is asked.
 	Timeout Duration `yaml:"timeout"`
 	// Tries is how many times a request is sent to one server.
-	Tries                       int    `yaml:"tries"`
-	NASIdentifier               string `yaml:"nas_identifier"`
-	RequireMessageAuthenticator bool   `yaml:"require_message_authenticator"`
+	Tries         int    `yaml:"tries"`
+	NASIdentifier string `yaml:"nas_identifier"`
+	// RequireMessageAuthenticator refuses answers without one (default
+	// true: BlastRADIUS, CVE-2024-3596).
+	RequireMessageAuthenticator *bool `yaml:"require_message_authenticator"`
 	// Accounting sends Start and Stop records (default true);
 	// InterimInterval adds Interim-Updates (0: none).
 	Accounting      *bool    `yaml:"accounting"`
@@ -193,11 +228,20 @@ type Radius struct {
 	// DisconnectListen is where Disconnect-Requests (RFC 5176) are taken
 	// from the servers' hosts, e.g. 0.0.0.0:3799; empty: not taken.
 	DisconnectListen string `yaml:"disconnect_listen"`
-	Meta             Meta   `yaml:"-"`
+	// DisconnectWindow is how far a Disconnect-Request's Event-Timestamp
+	// may be from our clock (RFC 5176 section 3.4; default 5m).
+	DisconnectWindow Duration `yaml:"disconnect_window"`
+	Meta             Meta     `yaml:"-"`
 }
 
 // AccountingOn reports whether accounting records are sent.
 func (r *Radius) AccountingOn() bool { return r.Accounting == nil || *r.Accounting }
+
+// MessageAuthenticatorRequired reports whether answers must carry a
+// Message-Authenticator (the default).
+func (r *Radius) MessageAuthenticatorRequired() bool {
+	return r.RequireMessageAuthenticator == nil || *r.RequireMessageAuthenticator
+}
 
 // RadiusServer is one server, asked in list order.
 type RadiusServer struct {
@@ -329,16 +373,18 @@ func Parse(file string, data []byte) (*Config, error) {
 	if len(d.errs) > 0 {
 		return nil, d.errs
 	}
+	c.Warnings = d.warns
 	return c, nil
 }
 
 // ReadManualKey reads a manual SA key file: hex digits, white space and an
-// optional 0x ignored. It does not check permissions (validation does).
+// optional 0x ignored. The file must pass secretfile's checks.
 func ReadManualKey(path string) ([]byte, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := secretfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(raw)
 	text := strings.Join(strings.Fields(string(raw)), "")
 	text = strings.TrimPrefix(strings.TrimPrefix(text, "0x"), "0X")
 	key, err := hex.DecodeString(text)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,12 +93,27 @@ func TestGoodConfigAndDefaults(t *testing.T) {
 
 	// Kerberos defaults: the draft's identity attribute, 5 minutes of
 	// skew, paths against the config's folder.
-	c, err = parse(t, dir, "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: good.psk, krb5_conf: good.psk, principal: host/gw@EXAMPLE.TEST}\n")
+	c, err = parse(t, dir, "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: good.psk, krb5_conf: good.psk, principal: host/gw@EXAMPLE.TEST, allowed_peers: [\"*$\"]}\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k := c.RemoteAccess.Auth[0].Kerberos; k.IdentityAttribute != 16384 || k.MaxSkew.Duration != 5*time.Minute || k.Keytab != filepath.Join(dir, "good.psk") {
+	if k := c.RemoteAccess.Auth[0].Kerberos; k.IdentityAttribute != 16384 || k.MaxSkew.Duration != 5*time.Minute || k.Keytab != filepath.Join(dir, "good.psk") ||
+		!slices.Equal(k.AllowedPeers, []string{"*$@EXAMPLE.TEST"}) {
 		t.Errorf("kerberos defaults: %+v", k)
+	}
+	// Whom Kerberos takes as the peer: a tunnel's peer_principal by
+	// default (in our realm); remote access must say; a tunnel with
+	// neither is refused.
+	tunnel := "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}\n    auth:\n      - kerberos: {keytab: good.psk, krb5_conf: good.psk, principal: host/gw@EXAMPLE.TEST%s}\n"
+	if c, err = parse(t, dir, fmt.Sprintf(tunnel, ", peer_principal: host/gw-b")); err != nil || !slices.Equal(c.Tunnels[0].Auth[0].Kerberos.AllowedPeers, []string{"host/gw-b@EXAMPLE.TEST"}) {
+		t.Errorf("allowed_peers from peer_principal: %v %+v", err, c)
+	}
+	if _, err = parse(t, dir, fmt.Sprintf(tunnel, "")); err == nil || !strings.Contains(err.Error(), "set peer_principal (the peer gateway's principal) or allowed_peers") {
+		t.Errorf("a tunnel that would take anyone: %v", err)
+	}
+	if _, err = parse(t, dir, "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: good.psk, krb5_conf: good.psk, principal: host/gw@EXAMPLE.TEST}\n"); err == nil ||
+		!strings.Contains(err.Error(), `required for remote access: the computers that may connect, such as ["*$@EXAMPLE.TEST"]`) {
+		t.Errorf("remote access that would take anyone: %v", err)
 	}
 
 	// RADIUS: the default port, timeout and tries; secret files against
@@ -108,8 +124,19 @@ func TestGoodConfigAndDefaults(t *testing.T) {
 	}
 	if r := c.RemoteAccess.PPP.Radius; r.Servers[0].Address != "10.1.0.5:1812" || r.Servers[1].Address != "[2001:db8::5]:11812" ||
 		r.Servers[0].AccountingAddress != "10.1.0.5:1813" || r.Servers[1].AccountingAddress != "[2001:db8::5]:1813" || !r.AccountingOn() ||
-		r.Servers[0].SecretFile != filepath.Join(dir, "good.psk") || r.Timeout.Duration != DefaultRadiusTimeout || r.Tries != DefaultRadiusTries {
+		r.Servers[0].SecretFile != filepath.Join(dir, "good.psk") || r.Timeout.Duration != DefaultRadiusTimeout || r.Tries != DefaultRadiusTries ||
+		!r.MessageAuthenticatorRequired() || r.DisconnectWindow.Duration != 5*time.Minute || len(c.Warnings) != 0 {
 		t.Errorf("radius defaults: %+v", r)
+	}
+	// Login limits: on by default, no lockout.
+	if p := c.RemoteAccess.PPP; p.FailedLogins.UserFree != 3 || p.FailedLogins.AddressFree != 20 || p.FailedLogins.Delay.Duration != time.Second ||
+		p.FailedLogins.MaxDelay.Duration != time.Minute || p.FailedLogins.LockoutAfter != 0 || p.MaxAuthenticatingPerSA != 4 {
+		t.Errorf("login limit defaults: %+v %d", p.FailedLogins, p.MaxAuthenticatingPerSA)
+	}
+	// Turning the Message-Authenticator off is allowed, and warned about.
+	c, err = parse(t, dir, "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: good.psk}], require_message_authenticator: false}\n")
+	if err != nil || c.RemoteAccess.PPP.Radius.MessageAuthenticatorRequired() || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0].Msg, "BlastRADIUS") {
+		t.Errorf("require_message_authenticator: false: %v %+v", err, c.Warnings)
 	}
 }
 
@@ -146,10 +173,10 @@ func TestBadConfigs(t *testing.T) {
 		{"ports without protocol", "listen: [203.0.113.1]\nrules:\n  - {name: r, filters: [{src: any, dst: any, dst_port: 80}], action: block}\n", 3, "rules[0].filters[0].dst_port", "protocol: tcp"},
 		{"auth on block rule", "listen: [203.0.113.1]\nrules:\n  - name: r\n    filters: [{src: any, dst: any}]\n    action: block\n    auth: [{psk_file: DIR/good.psk}]\n", 6, "rules[0].auth", "only negotiate rules"},
 		{"not yaml", "listen: [203.0.113.1\n", 0, "", "not valid YAML"},
-		{"kerberos principal without a realm", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/good.psk, principal: gw-a}\n", 5, "remote_access.auth[0].kerberos.principal", "want service/host@REALM"},
-		{"kerberos identity attribute", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/good.psk, principal: host/a@R, identity_attribute: 7}\n", 5, "remote_access.auth[0].kerberos.identity_attribute", "16384 (the draft) or 32001"},
-		{"kerberos without krb5.conf", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/krb5.conf, principal: host/a@R}\n", 5, "remote_access.auth[0].kerberos.krb5_conf", "does not exist"},
-		{"kerberos keytab readable by others", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/open.psk, krb5_conf: DIR/good.psk, principal: host/a@R}\n", 5, "remote_access.auth[0].kerberos.keytab", "readable by group or others"},
+		{"kerberos principal without a realm", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/good.psk, principal: gw-a, allowed_peers: [x@R]}\n", 5, "remote_access.auth[0].kerberos.principal", "want service/host@REALM"},
+		{"kerberos identity attribute", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/good.psk, principal: host/a@R, identity_attribute: 7, allowed_peers: [x@R]}\n", 5, "remote_access.auth[0].kerberos.identity_attribute", "16384 (the draft) or 32001"},
+		{"kerberos without krb5.conf", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/krb5.conf, principal: host/a@R, allowed_peers: [x@R]}\n", 5, "remote_access.auth[0].kerberos.krb5_conf", "does not exist"},
+		{"kerberos keytab readable by others", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - kerberos: {keytab: DIR/open.psk, krb5_conf: DIR/good.psk, principal: host/a@R, allowed_peers: [x@R]}\n", 5, "remote_access.auth[0].kerberos.keytab", "readable by group or others"},
 		{"radius and users file", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    users_file: DIR/good.psk\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/good.psk}]}\n", 6, "remote_access.ppp.users_file", "not both"},
 		{"radius server address", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: radius.example, secret_file: DIR/good.psk}]}\n", 6, "remote_access.ppp.radius.servers[0].address", "not a server address"},
 		{"radius secret readable", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/open.psk}]}\n", 6, "remote_access.ppp.radius.servers[0].secret_file", "readable by group or others"},
@@ -250,18 +277,18 @@ func TestAliasBombIsRefused(t *testing.T) {
 
 func TestManualSAs(t *testing.T) {
 	dir := setup(t)
-	os.WriteFile(filepath.Join(dir, "k20.key"), []byte("00112233445566778899aabbccddeeff00112233\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "k36.key"), []byte("00112233445566778899aabbccddeeff 00112233445566778899aabbccddeeff00112233\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "k16.key"), []byte("0x00112233 44556677 8899aabb ccddeeff\n"), 0o600)
 	good := `listen: [192.0.2.1]
 manual_sas:
   - name: to-b
     local: 192.0.2.1
     peer: 192.0.2.2
-    suite: aes128gcm16
+    suite: aes128-sha1
     local_subnets: [10.1.0.0/24]
     remote_subnets: [10.2.0.0/24]
-    out: {spi: 0x1001, key_file: k20.key}
-    in:  {spi: 0x2001, key_file: k20.key}
+    out: {spi: 0x1001, key_file: k36.key}
+    in:  {spi: 0x2001, key_file: k36.key}
 `
 	c, err := parse(t, dir, good)
 	if err != nil {
@@ -278,10 +305,10 @@ manual_sas:
 		line           int
 		says           string
 	}{
-		{"short key", "out: {spi: 0x1001, key_file: k20.key}", "out: {spi: 0x1001, key_file: k16.key}", 9, "holds 16 bytes of key; aes128gcm16 needs 20"},
+		{"short key", "out: {spi: 0x1001, key_file: k36.key}", "out: {spi: 0x1001, key_file: k16.key}", 9, "holds 16 bytes of key; aes128-sha1 needs 36"},
 		{"reserved SPI", "out: {spi: 0x1001,", "out: {spi: 7,", 9, "1-255 are reserved"},
 		{"transport with subnets", "    local: 192.0.2.1\n", "    mode: transport\n    local: 192.0.2.1\n", 0, "remove the subnets"},
-		{"bad suite", "suite: aes128gcm16", "suite: des-md5", 6, "too weak"},
+		{"bad suite", "suite: aes128-sha1", "suite: des-md5", 6, "too weak"},
 	}
 	for _, c := range cases[:2] {
 		_, err := parse(t, dir, strings.Replace(good, c.from, c.to, 1))
@@ -296,8 +323,67 @@ manual_sas:
 			t.Errorf("%s: %v", c.name, err)
 		}
 	}
+	// AEAD suites are refused with the file, the line and the reason,
+	// whatever the key: a static key repeats nonces after a restart.
+	for _, suite := range []string{"aes128gcm16", "aes256gcm16", "chacha20poly1305"} {
+		_, err := parse(t, dir, strings.Replace(good, "suite: aes128-sha1", "suite: "+suite, 1))
+		var list ErrorList
+		if !errors.As(err, &list) || list[0].Line != 6 || !strings.HasSuffix(list[0].File, "gatehouse.yaml") ||
+			!strings.Contains(list[0].Msg, suite+" cannot be keyed by hand") || !strings.Contains(list[0].Msg, "RFC 4106") ||
+			!strings.Contains(list[0].Msg, "IKE") {
+			t.Errorf("manual %s: %v", suite, err)
+		}
+	}
 	dup := good + strings.Replace(strings.Replace(good[strings.Index(good, "  - name"):], "to-b", "to-c", 1), "0x1001", "0x1002", 1)
 	if _, err := parse(t, dir, dup); err == nil || !strings.Contains(err.Error(), "inbound SPI 0x2001 is also used by manual_sas[0].in") {
 		t.Errorf("duplicate inbound SPI: %v", err)
+	}
+}
+
+// TestSecurityWarnings: what the configuration allows but weakens is
+// warned about with the file and line: a certificate tunnel without
+// remote.id (any certificate of the CA would do) and aggressive mode.
+func TestSecurityWarnings(t *testing.T) {
+	dir := setup(t)
+	for _, f := range []string{"ca.pem", "gw.pem"} {
+		os.WriteFile(filepath.Join(dir, f), []byte("-----BEGIN CERTIFICATE-----\n"), 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "gw.key"), []byte("key"), 0o600)
+	cfg := `listen: [203.0.113.1]
+tunnels:
+  - name: by-cert
+    local:  {address: 203.0.113.1,  subnets: [10.1.0.0/16]}
+    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}
+    auth:
+      - x509: {ca_files: [DIR/ca.pem], cert_file: DIR/gw.pem, key_file: DIR/gw.key}
+  - name: aggressive
+    local:  {address: 203.0.113.1,  subnets: [10.3.0.0/16]}
+    remote: {address: 198.51.100.3, subnets: [10.4.0.0/16], id: "fqdn:gw-c.example.net"}
+    auth: [{psk_file: DIR/good.psk}]
+    ike: {aggressive_mode: true}
+`
+	c, err := parse(t, dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 2 {
+		t.Fatalf("want 2 warnings, got %v", c.Warnings)
+	}
+	if w := c.Warnings[0]; w.Line != 7 || w.Field != "tunnels[0].auth[0].x509" || !strings.Contains(w.Msg, "no remote.id: any certificate") {
+		t.Errorf("certificate warning: %v", w)
+	}
+	if w := c.Warnings[1]; w.Line != 12 || w.Field != "tunnels[1].ike.aggressive_mode" || !strings.Contains(w.Msg, "crack offline") {
+		t.Errorf("aggressive mode warning: %v", w)
+	}
+	// Pinned, the certificate tunnel says nothing; main mode neither.
+	cfg = strings.Replace(cfg, "subnets: [10.2.0.0/16]}", `subnets: [10.2.0.0/16], id: "dn:CN=gw-b,O=Example"}`, 1)
+	cfg = strings.Replace(cfg, "ike: {aggressive_mode: true}", "ike: {aggressive_mode: false}", 1)
+	if c, err = parse(t, dir, cfg); err != nil || len(c.Warnings) != 0 {
+		t.Fatalf("pinned: %v %v", err, c.Warnings)
+	}
+	// A dn names a peer; it cannot be ours.
+	bad := strings.Replace(cfg, "local:  {address: 203.0.113.1,  subnets: [10.3.0.0/16]}", `local:  {address: 203.0.113.1,  subnets: [10.3.0.0/16], id: "dn:CN=me"}`, 1)
+	if _, err := parse(t, dir, bad); err == nil || !strings.Contains(err.Error(), "tunnels[1].local.id") {
+		t.Fatalf("dn as local.id: %v", err)
 	}
 }

@@ -82,8 +82,9 @@ type nodeDecoder interface {
 }
 
 type decoder struct {
-	file string
-	errs ErrorList
+	file  string
+	errs  ErrorList
+	warns ErrorList
 	// YAML aliases can make a small file expand exponentially ("billion
 	// laughs"): nodes reached through an alias are counted against a budget.
 	// Other nodes are bounded by the file's size.
@@ -115,6 +116,11 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 
 func (d *decoder) errorAt(p Pos, path, format string, args ...any) {
 	d.errs = append(d.errs, &Error{File: d.file, Line: p.Line, Col: p.Col, Field: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// warnAt notes what is allowed but weakens security (Config.Warnings).
+func (d *decoder) warnAt(p Pos, path, format string, args ...any) {
+	d.warns = append(d.warns, &Error{File: d.file, Line: p.Line, Col: p.Col, Field: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 var (

@@ -15,20 +15,23 @@ const (
 	// fragments to peers that take them (strongSwan's default too).
 	DefaultFragmentSize = 1280
 	// RADIUS: each server's time to answer, and tries within it.
-	DefaultRadiusTimeout  = 3 * time.Second
-	DefaultRadiusTries    = 2
-	DefaultDPDInterval    = 30 * time.Second
-	DefaultDPDTimeout     = 150 * time.Second
-	DefaultESPLifetime    = time.Hour
-	DefaultStart          = "on-traffic"
-	DefaultPFS            = "none"
-	DefaultPPPMRU         = 1400
-	DefaultPluginDir      = "/usr/lib/gatehouse/plugins"
-	DefaultHealthInterval = 5 * time.Second
-	DefaultTUN            = "gatehouse0"
-	DefaultTUNMTU         = 1400
-	DefaultRouteTable     = 4747
-	DefaultMark           = 0x4748
+	DefaultRadiusTimeout = 3 * time.Second
+	DefaultRadiusTries   = 2
+	DefaultDPDInterval   = 30 * time.Second
+	DefaultDPDTimeout    = 150 * time.Second
+	DefaultESPLifetime   = time.Hour
+	DefaultStart         = "on-traffic"
+	DefaultPFS           = "none"
+	DefaultPPPMRU        = 1400
+	// DefaultMaxAuthenticatingPerSA: logins one client may have checked
+	// at once (a Windows client makes one call per connection).
+	DefaultMaxAuthenticatingPerSA = 4
+	DefaultPluginDir              = "/usr/lib/gatehouse/plugins"
+	DefaultHealthInterval         = 5 * time.Second
+	DefaultTUN                    = "gatehouse0"
+	DefaultTUNMTU                 = 1400
+	DefaultRouteTable             = 4747
+	DefaultMark                   = 0x4748
 	// DefaultOffload: the TUN with virtio-net offloads (TSO in, GRO-joined
 	// writes out) doubles to triples throughput; see docs/dataplane.md.
 	DefaultOffload = true

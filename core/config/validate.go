@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/auth/psk"
+	"github.com/gatehouse/gatehouse/auth/throttle"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ppp"
@@ -65,6 +67,7 @@ func validate(d *decoder, c *Config) {
 	v.plugins()
 	// Errors come out in file order, whatever order the checks ran in.
 	sortErrors(d.errs)
+	sortErrors(d.warns)
 }
 
 func sortErrors(l ErrorList) {
@@ -227,6 +230,10 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 		if ep.ID != "" {
 			if _, err := psk.ParseID(ep.ID); err != nil {
 				v.errorAt(ep.Meta.At("id"), path+"."+side+".id", "%v", err)
+			} else if side == "local" {
+				if _, err := ike.IDFromText(ep.ID); err != nil {
+					v.errorAt(ep.Meta.At("id"), path+".local.id", "%v", err)
+				}
 			}
 		}
 	}
@@ -241,10 +248,23 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 	}
 	v.authList(t.Auth, t.Meta.At("auth"), path+".auth", false)
 	v.espSettings(&t.ESP, path+".esp")
+	for i, a := range t.Auth {
+		if a.Kind() == "x509" && t.Remote.ID == "" {
+			v.warnAt(a.Meta.Pos, fmt.Sprintf("%s.auth[%d].x509", path, i),
+				"no remote.id: any certificate the configured CAs issued is accepted from %s; set remote.id to the peer certificate's subject or a name in it (dn:CN=..., fqdn:...) to accept only the peer's", t.Remote.Address.Addr)
+		}
+	}
 	if t.IKE != nil {
 		v.ike(t.IKE, path+".ike")
 		if t.IKE.AggressiveMode && t.Remote.ID == "" && (len(t.Auth) == 0 || t.Auth[0].Kind() == "psk") {
 			v.errorAt(t.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode with a preshared key needs remote.id, so the key is chosen by a configured identity")
+		}
+		if t.IKE.AggressiveMode {
+			what := "its identities travel in clear"
+			if len(t.Auth) == 0 || t.Auth[0].Kind() == "psk" {
+				what = "anyone who sends a first message with the right identity, or watches one exchange, gets a hash of the preshared key to crack offline (RFC 9395 section 3)"
+			}
+			v.warnAt(t.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode is on: %s; use main mode where the peer can", what)
 		}
 	}
 	switch t.Start {
@@ -262,16 +282,18 @@ func (v *validator) listenText() string {
 	return strings.Join(s, ", ")
 }
 
-func (v *validator) authList(list []AuthMethod, p Pos, path string, wildcardOK bool) {
+// authList checks an ordered method list; remoteAccess: it answers any
+// client rather than one peer.
+func (v *validator) authList(list []AuthMethod, p Pos, path string, remoteAccess bool) {
 	if len(list) == 0 {
 		v.errorAt(p, path, "at least one authentication method is required (psk_file, x509 or kerberos)")
 	}
 	for i := range list {
-		v.authMethod(&list[i], fmt.Sprintf("%s[%d]", path, i))
+		v.authMethod(&list[i], fmt.Sprintf("%s[%d]", path, i), remoteAccess)
 	}
 }
 
-func (v *validator) authMethod(a *AuthMethod, path string) {
+func (v *validator) authMethod(a *AuthMethod, path string, remoteAccess bool) {
 	n := 0
 	for _, k := range []string{"psk_file", "x509", "kerberos"} {
 		if a.Meta.Has(k) {
@@ -342,6 +364,28 @@ func (v *validator) authMethod(a *AuthMethod, path string) {
 		if k.PeerPrincipal != "" && !strings.Contains(k.PeerPrincipal, "/") {
 			v.errorAt(k.Meta.At("peer_principal"), path+".kerberos.peer_principal", "want service/host[@REALM], e.g. host/gw-b.example.net, not %q", k.PeerPrincipal)
 		}
+		_, realm, _ := strings.Cut(k.Principal, "@")
+		for i, p := range k.AllowedPeers {
+			if p == "" || strings.Count(p, "@") > 1 || strings.HasPrefix(p, "@") || strings.HasSuffix(p, "@") {
+				v.errorAt(k.Meta.At("allowed_peers"), fmt.Sprintf("%s.kerberos.allowed_peers[%d]", path, i), "want a principal such as host/gw-b.example.net@REALM or a pattern such as *$@REALM, not %q", p)
+			} else if !strings.Contains(p, "@") && realm != "" {
+				k.AllowedPeers[i] = p + "@" + realm
+			}
+		}
+		if len(k.AllowedPeers) == 0 {
+			switch {
+			case remoteAccess:
+				v.errorAt(k.Meta.Pos, path+".kerberos.allowed_peers", "required for remote access: the computers that may connect, such as [\"*$@%s\"] for every computer account of the realm; without it any principal of the realm would get in", cmp.Or(realm, "REALM"))
+			case k.PeerPrincipal != "":
+				peer := k.PeerPrincipal
+				if !strings.Contains(peer, "@") && realm != "" {
+					peer += "@" + realm
+				}
+				k.AllowedPeers = []string{peer}
+			default:
+				v.errorAt(k.Meta.Pos, path+".kerberos", "set peer_principal (the peer gateway's principal) or allowed_peers; without them any principal of the realm would be taken as the peer")
+			}
+		}
 		switch {
 		case k.MaxSkew.Duration == 0:
 			k.MaxSkew.Duration = 5 * time.Minute
@@ -391,6 +435,16 @@ func (v *validator) radius(r *Radius, path string) {
 	}
 	if _, err := addrPort(r.DisconnectListen, 0); r.DisconnectListen != "" && err != nil {
 		v.errorAt(r.Meta.At("disconnect_listen"), path+".disconnect_listen", "%q is not address:port, e.g. 0.0.0.0:3799", r.DisconnectListen)
+	}
+	switch d := r.DisconnectWindow.Duration; {
+	case d == 0:
+		r.DisconnectWindow.Duration = 5 * time.Minute // RFC 5176 section 3.4's 300 s
+	case d < 10*time.Second || d > time.Hour:
+		v.errorAt(r.Meta.At("disconnect_window"), path+".disconnect_window", "%v is out of range; allowed 10s to 1h (RFC 5176 suggests 5m)", d)
+	}
+	if !r.MessageAuthenticatorRequired() {
+		v.warnAt(r.Meta.At("require_message_authenticator"), path+".require_message_authenticator",
+			"answers without a Message-Authenticator are accepted: someone on the path to the RADIUS server can forge an Access-Accept (BlastRADIUS, CVE-2024-3596); patch the servers (FreeRADIUS 3.2.5 or later, Windows NPS of July 2024 or later) and remove this setting")
 	}
 	if d := r.InterimInterval.Duration; d != 0 && (d < 5*time.Second || d > 24*time.Hour) {
 		v.errorAt(r.Meta.At("interim_interval"), path+".interim_interval", "%v is out of range; use 0 (none) or 5s to 24h (RFC 2869 asks for 600s or more in production)", d)
@@ -480,6 +534,7 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 			v.errorAt(ra.PPP.Meta.At("users_file"), path+".ppp.users_file", "set users_file or radius, not both: users are checked in one place")
 		}
 	}
+	v.failedLogins(&ra.PPP, path+".ppp")
 	if ra.PPP.MRU < 576 || ra.PPP.MRU > 1500 {
 		v.errorAt(ra.PPP.Meta.At("mru"), path+".ppp.mru", "%d is out of range; allowed 576 to 1500", ra.PPP.MRU)
 	}
@@ -495,6 +550,43 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 		if ra.IKE.AggressiveMode {
 			v.errorAt(ra.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode is not offered to road warriors: with one preshared key for every client, any client could crack it offline from a captured hash")
 		}
+	}
+}
+
+// failedLogins fills the login limits' defaults and checks their ranges.
+func (v *validator) failedLogins(p *PPP, path string) {
+	f := &p.FailedLogins
+	fp := path + ".failed_logins"
+	count := func(n *int, key string, def, max int) {
+		switch {
+		case *n == 0:
+			*n = def
+		case *n < 1 || *n > max:
+			v.errorAt(f.Meta.At(key), fp+"."+key, "%d is out of range; allowed 1 to %d", *n, max)
+		}
+	}
+	count(&f.UserFree, "user_free", throttle.DefaultUserFree, 100)
+	count(&f.AddressFree, "address_free", throttle.DefaultAddressFree, 10000)
+	dur := func(d *Duration, key string, def, lo, hi time.Duration) {
+		switch {
+		case d.Duration == 0:
+			d.Duration = def
+		case d.Duration < lo || d.Duration > hi:
+			v.errorAt(f.Meta.At(key), fp+"."+key, "%v is out of range; allowed %v to %v", d.Duration, lo, hi)
+		}
+	}
+	dur(&f.Delay, "delay", throttle.DefaultDelay, 100*time.Millisecond, time.Minute)
+	dur(&f.MaxDelay, "max_delay", throttle.DefaultMaxDelay, f.Delay.Duration, time.Hour)
+	dur(&f.Lockout, "lockout", throttle.DefaultLockout, time.Minute, 24*time.Hour)
+	dur(&f.ForgetAfter, "forget_after", throttle.DefaultForget, time.Minute, 24*time.Hour)
+	if f.LockoutAfter < 0 || f.LockoutAfter > 1000 || (f.LockoutAfter > 0 && f.LockoutAfter <= f.UserFree) {
+		v.errorAt(f.Meta.At("lockout_after"), fp+".lockout_after", "%d: use 0 (no lockout) or more than user_free (%d), at most 1000", f.LockoutAfter, f.UserFree)
+	}
+	switch {
+	case p.MaxAuthenticatingPerSA == 0:
+		p.MaxAuthenticatingPerSA = DefaultMaxAuthenticatingPerSA
+	case p.MaxAuthenticatingPerSA < 1 || p.MaxAuthenticatingPerSA > 1024:
+		v.errorAt(p.Meta.At("max_authenticating_per_sa"), path+".max_authenticating_per_sa", "%d is out of range; allowed 1 to 1024", p.MaxAuthenticatingPerSA)
 	}
 }
 
@@ -675,6 +767,14 @@ func (v *validator) manualSA(i int, m *ManualSA, spis map[uint32]string) {
 	}
 	if suite.Legacy() && !v.c.LegacyAlgorithms {
 		v.errorAt(m.Meta.At("suite"), path+".suite", "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", m.Suite)
+	}
+	if suite.Encryption != nil && suite.Encryption.AEAD {
+		// The AEAD nonce is the salt from the key file and the sequence
+		// number, which starts again at 1 with every start of the daemon:
+		// a static key repeats nonces, which breaks GCM and ChaCha20-Poly1305
+		// entirely (RFC 4106 section 8.1, RFC 7634 section 4).
+		v.errorAt(m.Meta.At("suite"), path+".suite", "%s cannot be keyed by hand: its nonces would repeat after every restart (RFC 4106 section 8.1); "+
+			"use a CBC suite such as aes256-sha256 here, or a tunnel with IKE, which makes fresh keys for every SA", m.Suite)
 	}
 	if m.ReplayWindow != 0 && (m.ReplayWindow < esp.MinWindow || m.ReplayWindow > esp.MaxWindow) {
 		v.errorAt(m.Meta.At("replay_window"), path+".replay_window", "%d is out of range %d..%d", m.ReplayWindow, esp.MinWindow, esp.MaxWindow)

@@ -20,6 +20,9 @@ import (
 // 542 as Windows logs them, 5401 to 5403), L2TP's from the plugin
 // (5410 to 5412); these are the daemon's own.
 const (
+	// EventLoginThrottled: a user or client address failed its logins
+	// too often, and its attempts wait (or it is locked out).
+	EventLoginThrottled  = 5413
 	EventPluginRestarted = 5420
 	EventReloadApplied   = 5430
 	EventReloadRefused   = 5431
@@ -29,7 +32,7 @@ const (
 var eventNames = map[int]string{
 	ike.EventIKEUp: "ike-sa-up", ike.EventIKEDown: "ike-sa-down", ike.EventChildUp: "ipsec-sa-up", ike.EventChildDown: "ipsec-sa-down",
 	ike.EventNegotiationErr: "negotiation-failed", sdk.EventUserConnected: "user-connected", sdk.EventUserDisconnected: "user-disconnected",
-	sdk.EventUserAuthFailed: "user-auth-failed", EventPluginRestarted: "plugin-restarted", EventReloadApplied: "reload-applied",
+	sdk.EventUserAuthFailed: "user-auth-failed", EventLoginThrottled: "login-throttled", EventPluginRestarted: "plugin-restarted", EventReloadApplied: "reload-applied",
 	EventReloadRefused: "reload-refused",
 }
 

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -49,13 +50,14 @@ func TestSetAuth(t *testing.T) {
 	// Kerberos: the GSS method, our principal as our GSS identity, the
 	// configured target and Windows knobs.
 	krb := config.AuthMethod{Kerberos: &config.Kerberos{Keytab: "/kt", Principal: "host/gw-a.example.test@EXAMPLE.TEST",
-		PeerPrincipal: "host/gw-b.example.test", IdentityAttribute: 32001, RawTokens: true}}
+		PeerPrincipal: "host/gw-b.example.test", IdentityAttribute: 32001, RawTokens: true, AllowedPeers: []string{"host/gw-b.example.test@EXAMPLE.TEST"}}}
 	q := &ike.PeerConfig{Name: "k"}
 	if err := setAuth(q, "tunnels[0]", []config.AuthMethod{krb, psk}, profiles); err != nil {
 		t.Fatal(err)
 	}
 	if len(q.Auth) != 2 || q.Auth[0] != ike.AuthGSS || profiles["k"][ike.AuthGSS] != "tunnels[0].auth[0]" ||
-		q.GSS != (ike.GSSOptions{Identity: "host/gw-a.example.test@EXAMPLE.TEST", Target: "host/gw-b.example.test", IdentityAttr: 32001, RawTokens: true}) {
+		!reflect.DeepEqual(q.GSS, ike.GSSOptions{Identity: "host/gw-a.example.test@EXAMPLE.TEST", Target: "host/gw-b.example.test", IdentityAttr: 32001, RawTokens: true,
+			AllowedPeers: []string{"host/gw-b.example.test@EXAMPLE.TEST"}}) {
 		t.Fatalf("kerberos: %v %+v %v", q.Auth, q.GSS, profiles)
 	}
 	// Aggressive mode takes one certificate as well as one key.

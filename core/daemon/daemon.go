@@ -209,7 +209,7 @@ func authConfig(c *config.Config) (sdk.AuthConfig, error) {
 	if ra := c.RemoteAccess; ra != nil && ra.PPP.Radius != nil {
 		r := ra.PPP.Radius
 		out.Radius = &sdk.RadiusConfig{Timeout: r.Timeout.Duration, Tries: r.Tries, NASIdentifier: r.NASIdentifier,
-			RequireMessageAuthenticator: r.RequireMessageAuthenticator}
+			RequireMessageAuthenticator: r.MessageAuthenticatorRequired()}
 		for _, s := range r.Servers {
 			out.Radius.Servers = append(out.Radius.Servers, sdk.RadiusServer{Address: s.Address, SecretFile: s.SecretFile, AccountingAddress: s.AccountingAddress})
 		}
@@ -302,6 +302,7 @@ func (d *Daemon) configureWith(ctx context.Context, p *pluginhost.Plugin, l *Loa
 // served. On error everything started is stopped.
 func (d *Daemon) Start(ctx context.Context) error {
 	l := d.Current()
+	d.logWarnings(l.Config)
 	if err := d.audit.open(l.Config.Log.Audit); err != nil {
 		return err
 	}
@@ -502,7 +503,16 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 	if old.Config.Log.Audit != next.Config.Log.Audit {
 		changes = append(changes, "log.audit changed: it takes effect when gatehoused restarts")
 	}
+	d.logWarnings(next.Config)
 	return changes, nil
+}
+
+// logWarnings logs what the configuration allows but weakens (the same
+// lines --check prints), at every start and reload.
+func (d *Daemon) logWarnings(c *config.Config) {
+	for _, w := range c.Warnings {
+		d.log.Warn("configuration: "+w.Msg, zap.String("where", fmt.Sprintf("%s:%d", w.File, w.Line)), zap.String("field", w.Field))
+	}
 }
 
 // diffPolicy names rules added, removed or changed, for the reload log.

@@ -366,7 +366,7 @@ func remoteAccessUnchanged(a, b *config.Config) bool {
 		if r.PPP.Radius != nil {
 			// The servers may change on reload: the plugin takes them.
 			// The Disconnect-Request listener is set up at start.
-			r.PPP.Radius = &config.Radius{DisconnectListen: r.PPP.Radius.DisconnectListen}
+			r.PPP.Radius = &config.Radius{DisconnectListen: r.PPP.Radius.DisconnectListen, DisconnectWindow: r.PPP.Radius.DisconnectWindow}
 		}
 		return &r
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -44,13 +45,17 @@ func (r *remoteAccess) startDisconnects(ctx context.Context, rc *config.Radius) 
 		<-ctx.Done()
 		conn.Close()
 	}()
-	go r.serveDisconnects(conn, secrets)
+	go r.serveDisconnects(conn, secrets, rc.DisconnectWindow.Duration)
 	r.log.Info("taking RADIUS Disconnect-Requests", zap.String("listen", rc.DisconnectListen), zap.Int("clients", len(secrets)))
 	return nil
 }
 
-func (r *remoteAccess) serveDisconnects(conn net.PacketConn, secrets map[netip.Addr][]byte) {
+// maxRecentDisconnects bounds the requests remembered against replays.
+const maxRecentDisconnects = 4096
+
+func (r *remoteAccess) serveDisconnects(conn net.PacketConn, secrets map[netip.Addr][]byte, window time.Duration) {
 	buf := make([]byte, 4096)
+	replays := radius.NewReplays(window, maxRecentDisconnects)
 	for {
 		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
@@ -65,14 +70,23 @@ func (r *remoteAccess) serveDisconnects(conn net.PacketConn, secrets map[netip.A
 			r.log.Warn("Disconnect-Request from a host that is not a configured RADIUS server dropped", zap.Stringer("from", from))
 			continue
 		}
-		d, err := radius.ReadDisconnect(buf[:n], secret)
+		now := time.Now()
+		d, err := radius.ReadDisconnect(buf[:n], secret, now, window)
 		if err != nil {
 			r.log.Warn("Disconnect-Request refused", zap.Stringer("from", from), zap.Error(err))
+			continue
+		}
+		if again, err := replays.Seen(d, from.String(), now); err != nil {
+			r.log.Warn("Disconnect-Request refused", zap.Stringer("from", from), zap.Error(err))
+			continue
+		} else if again != nil {
+			conn.WriteTo(again, from) // a retransmission: the same answer, nothing done twice
 			continue
 		}
 		cause, ended := r.disconnectFor(d, from.String())
 		reply, err := d.Reply(cause)
 		if err == nil {
+			replays.Answered(d, from.String(), reply, now)
 			_, err = conn.WriteTo(reply, from)
 		}
 		if err != nil {

@@ -87,21 +87,21 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, credProfiles, error) {
 		p := &ike.PeerConfig{Name: t.Name, Local: t.Local.Address.Unmap(), Remote: t.Remote.Address.Unmap(),
 			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB,
 			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always",
-			NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize}
-		if k.AggressiveMode {
-			// Validation made sure remote.id is set with a preshared key;
-			// with a certificate it is optional.
-			p.Aggressive = true
-			var err error
-			if t.Remote.ID != "" {
-				if p.RemoteID, err = ike.ParseID(t.Remote.ID); err != nil {
-					return nil, nil, fmt.Errorf("tunnels[%d] %s: remote.id: %w", i, t.Name, err)
-				}
+			NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize, ForceEncap: t.ESP.UDPEncap}
+		// remote.id pins the peer in every mode (its ID payload with a
+		// preshared key, its certificate's names with a signature);
+		// local.id is what we call ourselves with a preshared key.
+		// Validation made sure aggressive mode with a key has remote.id.
+		p.Aggressive = k.AggressiveMode
+		var err error
+		if t.Remote.ID != "" {
+			if p.RemoteID, err = ike.ParseID(t.Remote.ID); err != nil {
+				return nil, nil, fmt.Errorf("tunnels[%d] %s: remote.id: %w", i, t.Name, err)
 			}
-			if t.Local.ID != "" {
-				if p.LocalID, err = ike.IDFromText(t.Local.ID); err != nil {
-					return nil, nil, fmt.Errorf("tunnels[%d] %s: local.id: %w", i, t.Name, err)
-				}
+		}
+		if t.Local.ID != "" {
+			if p.LocalID, err = ike.IDFromText(t.Local.ID); err != nil {
+				return nil, nil, fmt.Errorf("tunnels[%d] %s: local.id: %w", i, t.Name, err)
 			}
 		}
 		where := fmt.Sprintf("tunnels[%d]", i)
@@ -150,7 +150,8 @@ func setAuth(p *ike.PeerConfig, where string, list []config.AuthMethod, profiles
 		case "kerberos":
 			m = ike.AuthGSS
 			k := a.Kerberos
-			p.GSS = ike.GSSOptions{Identity: k.Principal, Target: k.PeerPrincipal, IdentityAttr: uint16(k.IdentityAttribute), RawTokens: k.RawTokens}
+			p.GSS = ike.GSSOptions{Identity: k.Principal, Target: k.PeerPrincipal, IdentityAttr: uint16(k.IdentityAttribute), RawTokens: k.RawTokens,
+				AllowedPeers: k.AllowedPeers}
 		default:
 			return fmt.Errorf("auth[%d]: unknown method %s", i, a.Kind())
 		}
@@ -177,7 +178,7 @@ func remoteAccessPeer(c *config.Config, ra *config.RemoteAccess) (*ike.PeerConfi
 	p := &ike.PeerConfig{Name: raRule, Local: c.Listen[0].Addr.Unmap(), Transport: true, L2TP: true,
 		Lifetime: k.Lifetime.Duration, ESPLifetime: ra.ESP.Lifetime.Duration, ESPLifeKB: ra.ESP.LifetimeKB,
 		DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration,
-		NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize}
+		NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize, ForceEncap: ra.ESP.UDPEncap}
 	if err := setOffers(p, *k, ra.ESP); err != nil {
 		return nil, fmt.Errorf("remote_access: %w", err)
 	}
@@ -319,7 +320,13 @@ func (h *ikeHost) VerifyPeer(peer *ike.PeerConfig, method uint16, chain [][]byte
 	if err != nil {
 		return nil, fmt.Errorf("the auth plugin returned an unreadable key: %w", err)
 	}
-	return &ike.PeerCredentials{PublicKey: pub, Subject: r.Subject}, nil
+	// The plugin verified chain[0], the peer's own certificate; its names
+	// are what remote.id is checked against.
+	leaf, err := stdx509.ParseCertificate(chain[0])
+	if err != nil {
+		return nil, fmt.Errorf("the peer's certificate: %w", err)
+	}
+	return &ike.PeerCredentials{PublicKey: pub, Subject: r.Subject, Names: ike.CertNames(leaf)}, nil
 }
 
 func (h *ikeHost) GSSStep(peer *ike.PeerConfig, c *ike.GSSContext, token []byte) ([]byte, error) {

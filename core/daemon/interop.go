@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -18,8 +19,8 @@ import (
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
-// interopCallTimeout bounds one interop plugin call; they are made with
-// the IKE engine's lock held, once per new IKE SA.
+// interopCallTimeout bounds one interop plugin call; they are made once
+// per new IKE SA (outside the IKE engine's lock) unless cached.
 const interopCallTimeout = 2 * time.Second
 
 // interopCacheMax bounds the answers kept: peers of one family send the
@@ -38,10 +39,13 @@ type interopHost struct {
 	mu     sync.Mutex
 	cached *Loaded // the configuration the cache was made under
 	cache  map[[32]byte]ike.InteropAnswer
+	// reads are the vendor IDs each plugin reads (its Info), by name,
+	// asked once per configuration; none: every vendor ID.
+	reads map[string][][]byte
 }
 
 func newInteropHost(d *Daemon, log *zap.Logger) *interopHost {
-	return &interopHost{log: log, cache: map[[32]byte]ike.InteropAnswer{}, interops: func() (*Loaded, []string, []sdk.Interop) {
+	return &interopHost{log: log, cache: map[[32]byte]ike.InteropAnswer{}, reads: map[string][][]byte{}, interops: func() (*Loaded, []string, []sdk.Interop) {
 		l := d.Current()
 		var names []string
 		var list []sdk.Interop
@@ -78,44 +82,95 @@ func (h *interopHost) VendorIDs(peer *ike.PeerConfig, remote netip.AddrPort) [][
 
 func (h *interopHost) Classify(q ike.InteropQuery) ike.InteropAnswer {
 	l, names, list := h.interops()
+	if len(list) == 0 {
+		return ike.InteropAnswer{Hint: interopHintWithout(names, q)} // no call to save
+	}
 	offered := make([]sdk.ProposalText, len(q.Offered))
 	for i, p := range q.Offered {
 		offered[i] = sdk.ProposalText{Text: p.String(), LifetimeSeconds: uint32(p.Lifetime / time.Second)}
 	}
-	key := interopKey(q, offered)
 	h.mu.Lock()
 	if h.cached != l || len(h.cache) >= interopCacheMax {
 		h.cached, h.cache = l, map[[32]byte]ike.InteropAnswer{}
+		clear(h.reads)
 	}
+	h.mu.Unlock()
+	// The plugins see only the vendor IDs they read, and the cache keys on
+	// those: a flood of first messages with ever new vendor IDs costs no
+	// plugin calls.
+	read := h.readable(names, list, q.VendorIDs)
+	key := interopKey(q, read, offered)
+	h.mu.Lock()
 	a, ok := h.cache[key]
 	h.mu.Unlock()
 	if ok {
 		return a
 	}
-	a = h.classify(names, list, q, offered)
+	a = h.classify(names, list, q, read, offered, l.legacyAllowed())
 	h.mu.Lock()
 	h.cache[key] = a
 	h.mu.Unlock()
 	return a
 }
 
-// interopKey identifies a first message by what the plugins see of it.
-func interopKey(q ike.InteropQuery, offered []sdk.ProposalText) [32]byte {
+// readable keeps the vendor IDs some plugin reads (by the prefixes its
+// Info declares); a plugin that declares none reads them all.
+func (h *interopHost) readable(names []string, list []sdk.Interop, vids [][]byte) [][]byte {
+	var prefixes [][]byte
+	for i, in := range list {
+		h.mu.Lock()
+		p, ok := h.reads[names[i]]
+		h.mu.Unlock()
+		if !ok {
+			ctx, cancel := context.WithTimeout(context.Background(), interopCallTimeout)
+			info, err := in.Info(ctx)
+			cancel()
+			if err != nil {
+				return vids // asked again next time
+			}
+			p = info.VendorIDPrefixes
+			h.mu.Lock()
+			h.reads[names[i]] = p
+			h.mu.Unlock()
+		}
+		if len(p) == 0 {
+			return vids
+		}
+		prefixes = append(prefixes, p...)
+	}
+	var out [][]byte
+	for _, v := range vids {
+		if slices.ContainsFunc(prefixes, func(p []byte) bool { return bytes.HasPrefix(v, p) }) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// interopKey identifies a first message by what the plugins read of it:
+// the vendor IDs they declare, as a set, and the offered transforms, as a
+// set (their order and lifetimes do not change an answer: the plugins
+// match on names, and lifetimes are ours).
+func interopKey(q ike.InteropQuery, read [][]byte, offered []sdk.ProposalText) [32]byte {
+	vids := make([]string, len(read))
+	for i, v := range read {
+		vids[i] = fmt.Sprintf("%x", v)
+	}
+	texts := make([]string, len(offered))
+	for i, o := range offered {
+		texts[i] = o.Text
+	}
+	slices.Sort(vids)
+	slices.Sort(texts)
 	s := sha256.New()
-	fmt.Fprintf(s, "%s|%v|%d|", q.Peer.Name, q.Initiator, len(q.VendorIDs))
-	for _, v := range q.VendorIDs {
-		fmt.Fprintf(s, "%x|", v)
-	}
-	for _, o := range offered {
-		fmt.Fprintf(s, "%s/%d|", o.Text, o.LifetimeSeconds)
-	}
+	fmt.Fprintf(s, "%s|%v|%s|%s", q.Peer.Name, q.Initiator, strings.Join(slices.Compact(vids), ","), strings.Join(slices.Compact(texts), ","))
 	return [32]byte(s.Sum(nil))
 }
 
-func (h *interopHost) classify(names []string, list []sdk.Interop, q ike.InteropQuery, offered []sdk.ProposalText) ike.InteropAnswer {
+func (h *interopHost) classify(names []string, list []sdk.Interop, q ike.InteropQuery, read [][]byte, offered []sdk.ProposalText, legacy bool) ike.InteropAnswer {
 	for i, in := range list {
 		ctx, cancel := context.WithTimeout(context.Background(), interopCallTimeout)
-		c, err := in.Classify(ctx, sdk.ClassifyRequest{VendorIDs: q.VendorIDs, Peer: q.Remote, Offered: offered, Initiator: q.Initiator})
+		c, err := in.Classify(ctx, sdk.ClassifyRequest{VendorIDs: read, Peer: q.Remote, Offered: offered, Initiator: q.Initiator})
 		cancel()
 		if err != nil {
 			h.log.Warn("interop plugin failed to classify a peer; asking the next", zap.String("plugin", names[i]), zap.Stringer("remote", q.Remote), zap.Error(err))
@@ -134,19 +189,58 @@ func (h *interopHost) classify(names []string, list []sdk.Interop, q ike.Interop
 			}
 		}
 		p := q.Peer
-		a.Proposals = adjusted(h, in, names[i], c.Flags, p.Proposals, p.Lifetime, true, ike.ParseProposal)
-		a.ESP = adjusted(h, in, names[i], c.Flags, p.ESP, p.ESPLifetime, false, esp.ParseSuite)
+		var dropped, why []string
+		a.Proposals, dropped, why = adjusted(h, in, names[i], c.Flags, p.Proposals, p.Lifetime, true, ike.ParseProposal,
+			func(pr ike.Proposal) string { return legacyReason(pr.Legacy() && !legacy) })
+		esps, droppedESP, whyESP := adjusted(h, in, names[i], c.Flags, p.ESP, p.ESPLifetime, false, esp.ParseSuite,
+			func(s esp.Suite) string { return espRefusal(s, p.ESP, legacy) })
+		a.ESP = esps
+		if dropped, why = append(dropped, droppedESP...), append(why, whyESP...); len(dropped) > 0 {
+			slices.Sort(why)
+			a.Hint = strings.TrimSpace(a.Hint + fmt.Sprintf(" (%s would accept %s for this peer, which the configuration does not allow: %s)",
+				names[i], strings.Join(dropped, ", "), strings.Join(slices.Compact(why), "; ")))
+		}
 		return a
 	}
 	return ike.InteropAnswer{Hint: interopHintWithout(names, q)}
 }
 
+// legacyAllowed reports whether the operator allows legacy algorithms.
+func (l *Loaded) legacyAllowed() bool {
+	return l != nil && l.Config != nil && l.Config.LegacyAlgorithms
+}
+
+// legacyReason says why a legacy algorithm is refused ("" if it is not).
+func legacyReason(refused bool) string {
+	if refused {
+		return "legacy algorithms need legacy_algorithms: true"
+	}
+	return ""
+}
+
+// espRefusal says why the configuration does not let a plugin offer an
+// ESP suite for an SA whose configured suites are ours ("" if it does):
+// legacy ciphers only with legacy_algorithms, NULL encryption only where
+// the rule itself lists a null suite.
+func espRefusal(s esp.Suite, ours []esp.Suite, legacy bool) string {
+	if r := legacyReason(s.Legacy() && !legacy); r != "" {
+		return r
+	}
+	isNull := func(o esp.Suite) bool { return o.Encryption != nil && o.Encryption.Name == "null" }
+	if isNull(s) && !slices.ContainsFunc(ours, isNull) {
+		return "NULL encryption needs a null suite in the rule's own ESP list"
+	}
+	return ""
+}
+
 // adjusted asks the plugin to adjust our list (texts in, parsed out) and
-// returns its list, or nil to keep ours. Names our catalogue refuses, as
-// weak or unknown, are dropped with a warning: no plugin can enable DES or
-// MD5.
+// returns its list, or nil to keep ours, and what it had to drop and why.
+// This is the one place a plugin's algorithms meet the configuration:
+// names our catalogue refuses (DES, MD5, MODP768, unknown) and what
+// refusal says the configuration does not allow are dropped with a
+// warning, whatever the plugin says.
 func adjusted[T fmt.Stringer](h *interopHost, in sdk.Interop, plugin string, flags []string, ours []T, life time.Duration, phase1 bool,
-	parse func(string) (T, error)) []T {
+	parse func(string) (T, error), refusal func(T) string) ([]T, []string, []string) {
 	texts := make([]sdk.ProposalText, len(ours))
 	for i, p := range ours {
 		texts[i] = sdk.ProposalText{Text: p.String(), LifetimeSeconds: uint32(life / time.Second)}
@@ -156,24 +250,37 @@ func adjusted[T fmt.Stringer](h *interopHost, in sdk.Interop, plugin string, fla
 	r, err := in.AdjustProposals(ctx, sdk.AdjustRequest{Flags: flags, Proposals: texts, Phase1: phase1})
 	if err != nil {
 		h.log.Warn("interop plugin failed to adjust proposals; ours stand", zap.String("plugin", plugin), zap.Error(err))
-		return nil
-	}
-	for _, n := range r.Notes {
-		h.log.Info("interop: "+n, zap.String("plugin", plugin))
+		return nil, nil, nil
 	}
 	if r.Proposals == nil {
-		return nil
+		for _, n := range r.Notes {
+			h.log.Info("interop: "+n, zap.String("plugin", plugin))
+		}
+		return nil, nil, nil
 	}
 	out := []T{}
+	var dropped, why []string
 	for _, t := range r.Proposals {
 		p, err := parse(t.Text)
 		if err != nil {
 			h.log.Warn("interop plugin proposed what we cannot accept; dropped", zap.String("plugin", plugin), zap.Error(err))
 			continue
 		}
+		if r := refusal(p); r != "" {
+			dropped, why = append(dropped, p.String()), append(why, r)
+			continue
+		}
 		out = append(out, p)
 	}
-	return out
+	if len(dropped) > 0 {
+		h.log.Warn("interop plugin proposed what the configuration does not allow; dropped", zap.String("plugin", plugin),
+			zap.Strings("dropped", dropped), zap.Strings("why", why))
+	} else {
+		for _, n := range r.Notes {
+			h.log.Info("interop: "+n, zap.String("plugin", plugin))
+		}
+	}
+	return out, dropped, why
 }
 
 // interopHintWithout says which plugin would let in a peer no loaded

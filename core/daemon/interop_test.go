@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/clients"
@@ -73,6 +74,17 @@ type replayPlugin struct {
 
 func interopWith(t testing.TB, options map[string]string, plugins ...replayPlugin) *interopHost {
 	t.Helper()
+	return interopUnder(t, &config.Config{}, options, plugins...)
+}
+
+// interopLegacy is interopWith under legacy_algorithms: true.
+func interopLegacy(t testing.TB, options map[string]string, plugins ...replayPlugin) *interopHost {
+	t.Helper()
+	return interopUnder(t, &config.Config{LegacyAlgorithms: true}, options, plugins...)
+}
+
+func interopUnder(t testing.TB, c *config.Config, options map[string]string, plugins ...replayPlugin) *interopHost {
+	t.Helper()
 	var names []string
 	var list []sdk.Interop
 	for _, p := range plugins {
@@ -84,8 +96,8 @@ func interopWith(t testing.TB, options map[string]string, plugins ...replayPlugi
 		}
 		names, list = append(names, p.name), append(list, p.impl)
 	}
-	l := &Loaded{}
-	return &interopHost{log: zap.NewNop(), cache: map[[32]byte]ike.InteropAnswer{},
+	l := &Loaded{Config: c}
+	return &interopHost{log: zap.NewNop(), cache: map[[32]byte]ike.InteropAnswer{}, reads: map[string][][]byte{},
 		interops: func() (*Loaded, []string, []sdk.Interop) { return l, names, list }}
 }
 
@@ -256,8 +268,15 @@ func TestSyntheticLegacyWindowsClient(t *testing.T) {
 	if len(m.SAs()) != 0 {
 		t.Errorf("a refused peer keeps an SA: %+v", m.SAs())
 	}
-	// With it: accepted.
+	// With it, but legacy_algorithms off: still refused, and the refusal
+	// says the configuration is what keeps it out.
 	m, h = responder(t, interopWith(t, map[string]string{"allow_legacy": "true"}, allInterop()...), 0)
+	replay(t, m, h, &clients.WindowsLegacy)
+	if msg := refusal(t, h); !strings.Contains(msg, "interop-windows would accept 3des-sha1-modp1024") || !strings.Contains(msg, "legacy_algorithms: true") {
+		t.Errorf("refusal %q: want the configuration named", msg)
+	}
+	// With both: accepted.
+	m, h = responder(t, interopLegacy(t, map[string]string{"allow_legacy": "true"}, allInterop()...), 0)
 	chose(t, replay(t, m, h, &clients.WindowsLegacy), "3des-sha1-modp1024", 8*time.Hour)
 	if sa := onlySA(t, m); sa.Family != "windows" || sa.Detail != "Windows 7" {
 		t.Errorf("classified as %q (%q)", sa.Family, sa.Detail)
@@ -279,7 +298,14 @@ func TestSyntheticAppleClient(t *testing.T) {
 }
 
 func TestSyntheticAndroidClient(t *testing.T) {
+	// MODP1024 is legacy: without legacy_algorithms the plugin cannot let
+	// it in.
 	m, h := responder(t, interopWith(t, nil, allInterop()...), 0)
+	replay(t, m, h, &clients.Android)
+	if msg := refusal(t, h); !strings.Contains(msg, "interop-android would accept aes256-sha1-modp1024") {
+		t.Errorf("refusal %q", msg)
+	}
+	m, h = responder(t, interopLegacy(t, nil, allInterop()...), 0)
 	ans := replay(t, m, h, &clients.Android)
 	chose(t, ans, "aes256-sha1-modp1024", 8*time.Hour)
 	if vids := vendorIDs(ans); !hasVID(vids, clients.FragmentationRacoon) || !hasVID(vids, clients.DPD) {
@@ -408,6 +434,9 @@ type scriptedInterop struct {
 func (s scriptedInterop) Configure(context.Context, map[string]string) ([]string, error) {
 	return nil, nil
 }
+func (s scriptedInterop) Info(context.Context) (sdk.InteropInfo, error) {
+	return sdk.InteropInfo{}, nil
+}
 func (s scriptedInterop) Classify(context.Context, sdk.ClassifyRequest) (sdk.Classification, error) {
 	return s.class, nil
 }
@@ -420,7 +449,8 @@ func (s scriptedInterop) AdjustProposals(_ context.Context, r sdk.AdjustRequest)
 
 // FuzzInteropAnswer: whatever an interop plugin answers, the IKE engine
 // gets only proposals and suites our catalogue accepts (no plugin can
-// enable DES, MD5 or MODP768) and only flags it knows.
+// enable DES, MD5 or MODP768), nothing legacy or NULL the configuration
+// does not allow, and only flags it knows.
 func FuzzInteropAnswer(f *testing.F) {
 	f.Add("windows", "nat-t-draft,bogus", "aes256-sha1-modp2048\n3des-sha1-modp1024\ndes-md5-modp768\naes128-sha1")
 	f.Add("android", "", "aes128-sha1-modp1024\naes128-md5\n\x00")
@@ -442,10 +472,16 @@ func FuzzInteropAnswer(f *testing.F) {
 			if err != nil || back.String() != p.String() {
 				t.Fatalf("proposal %v reached the engine but does not parse back: %v", p, err)
 			}
+			if p.Legacy() {
+				t.Fatalf("legacy proposal %v reached the engine without legacy_algorithms", p)
+			}
 		}
 		for _, s := range a.ESP {
 			if _, err := esp.ParseSuite(s.String()); err != nil {
 				t.Fatalf("suite %v reached the engine but does not parse back: %v", s, err)
+			}
+			if s.Legacy() || s.Encryption.Name == "null" {
+				t.Fatalf("suite %v reached the engine, which the configuration does not allow", s)
 			}
 		}
 		if unknown := a.Flags &^ allFlags(); unknown != 0 {
@@ -461,4 +497,113 @@ func allFlags() ike.Flags {
 		all |= f
 	}
 	return all
+}
+
+// hostileInterop knows every peer and offers the weakest of everything,
+// whatever the configuration says.
+type hostileInterop struct{ sdk.Interop }
+
+func (hostileInterop) Configure(context.Context, map[string]string) ([]string, error) {
+	return nil, nil
+}
+
+func (hostileInterop) Info(context.Context) (sdk.InteropInfo, error) { return sdk.InteropInfo{}, nil }
+
+func (hostileInterop) Classify(context.Context, sdk.ClassifyRequest) (sdk.Classification, error) {
+	return sdk.Classification{Family: "anything"}, nil
+}
+
+func (hostileInterop) AdjustProposals(_ context.Context, req sdk.AdjustRequest) (sdk.AdjustResult, error) {
+	if req.Phase1 {
+		return sdk.AdjustResult{Proposals: []sdk.ProposalText{{Text: "3des-sha1-modp1024"}, {Text: "aes128-sha1-modp1536"}, {Text: "des-md5-modp768"},
+			{Text: "aes256-sha256-modp2048"}}}, nil
+	}
+	return sdk.AdjustResult{Proposals: []sdk.ProposalText{{Text: "null-sha1"}, {Text: "3des-sha1"}, {Text: "aes128-sha1"}}}, nil
+}
+
+// TestHostilePluginCannotWeaken: whatever an interop plugin proposes, the
+// core keeps only what the configuration allows: no legacy algorithm
+// without legacy_algorithms, no NULL encryption unless the rule lists a
+// null suite itself, never DES or MD5.
+func TestHostilePluginCannotWeaken(t *testing.T) {
+	peer := func(esps ...string) *ike.PeerConfig {
+		p := &ike.PeerConfig{Name: "rw", Lifetime: time.Hour}
+		for _, n := range esps {
+			s, _ := esp.ParseSuite(n)
+			p.ESP = append(p.ESP, s)
+		}
+		return p
+	}
+	names := func(a ike.InteropAnswer) string {
+		var out []string
+		for _, p := range a.Proposals {
+			out = append(out, p.String())
+		}
+		for _, s := range a.ESP {
+			out = append(out, s.String())
+		}
+		return strings.Join(out, " ")
+	}
+	hostile := replayPlugin{"hostile", hostileInterop{}}
+	for _, c := range []struct {
+		legacy bool
+		esp    []string
+		want   string
+	}{
+		{false, []string{"aes128-sha1"}, "aes256-sha256-modp2048 aes128-sha1"},
+		{true, []string{"aes128-sha1"}, "3des-sha1-modp1024 aes128-sha1-modp1536 aes256-sha256-modp2048 3des-sha1 aes128-sha1"},
+		{false, []string{"null-sha256", "aes128-sha1"}, "aes256-sha256-modp2048 null-sha1 aes128-sha1"},
+	} {
+		h := interopUnder(t, &config.Config{LegacyAlgorithms: c.legacy}, nil, hostile)
+		a := h.Classify(ike.InteropQuery{Peer: peer(c.esp...), Remote: synthClient})
+		if got := names(a); got != c.want {
+			t.Errorf("legacy %v, rule ESP %v: the plugin's lists came through as %q, want %q", c.legacy, c.esp, got, c.want)
+		}
+		if !c.legacy && !strings.Contains(a.Hint, "legacy_algorithms: true") {
+			t.Errorf("the refusal hint should say what was dropped and why: %q", a.Hint)
+		}
+	}
+}
+
+// countingInterop counts the Classify calls that reach a plugin.
+type countingInterop struct {
+	sdk.Interop
+	calls *int
+}
+
+func (c countingInterop) Classify(ctx context.Context, r sdk.ClassifyRequest) (sdk.Classification, error) {
+	*c.calls++
+	return c.Interop.Classify(ctx, r)
+}
+
+// TestInteropCacheKeysOnWhatPluginsRead: first messages that differ only
+// in vendor IDs no plugin reads, or in the order and lifetimes of their
+// transforms, share one cached answer: a flood of them costs one plugin
+// call. The plugin sees only the vendor IDs it reads.
+func TestInteropCacheKeysOnWhatPluginsRead(t *testing.T) {
+	calls := 0
+	h := interopWith(t, nil, replayPlugin{"interop-apple", countingInterop{interop.NewApple(), &calls}})
+	for i := range 100 {
+		junk := make([]byte, 16)
+		rand.Read(junk)
+		offer := slices.Clone(clients.Apple.Offer)
+		if i%2 == 1 {
+			slices.Reverse(offer)
+			offer[0].Lifetime += time.Duration(i) * time.Second
+		}
+		q := ike.InteropQuery{Peer: &ike.PeerConfig{Name: "remote-access"}, Remote: synthClient,
+			VendorIDs: append(slices.Clone(clients.Apple.VendorIDs), junk), Offered: offer}
+		if a := h.Classify(q); a.Family != "apple" {
+			t.Fatalf("message %d: family %q", i, a.Family)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("%d Classify calls for 100 first messages that differ only in what no plugin reads; want 1", calls)
+	}
+	// A vendor ID a plugin reads does make a new question.
+	q := ike.InteropQuery{Peer: &ike.PeerConfig{Name: "remote-access"}, Remote: synthClient,
+		VendorIDs: append(slices.Clone(clients.Apple.VendorIDs), clients.MSNT5(9)), Offered: clients.Apple.Offer}
+	if h.Classify(q); calls != 2 {
+		t.Fatalf("a read vendor ID did not reach the plugin (%d calls)", calls)
+	}
 }

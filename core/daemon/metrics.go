@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse/gatehouse/auth/throttle"
 	"github.com/gatehouse/gatehouse/core/pluginhost"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
@@ -27,6 +28,7 @@ type metrics struct {
 	ikeUp, ikeDown, childUp, rekeys, dpdDead prometheus.Counter
 	failures                                 *prometheus.CounterVec
 	users                                    *prometheus.CounterVec
+	limits                                   *prometheus.CounterVec
 	reloads                                  *prometheus.CounterVec
 	auditLost                                prometheus.Counter
 }
@@ -47,10 +49,12 @@ func newMetrics(d *Daemon) *metrics {
 			Help: "IKE negotiations that failed (event 5403), by reason."}, []string{"reason"}),
 		users: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_user_logins_total",
 			Help: "Remote-access user logins, by result (events 5410 and 5412)."}, []string{"result"}),
+		limits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_login_limits_reached_total",
+			Help: "Failed logins after which a user or client address has to wait, or a user is locked out (event 5413), by kind."}, []string{"kind"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_reloads_total",
 			Help: "Configuration reloads, by result."}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.ikeUp, m.ikeDown, m.childUp, m.rekeys, m.dpdDead, m.auditLost, m.failures, m.users, m.reloads,
+	m.reg.MustRegister(m.ikeUp, m.ikeDown, m.childUp, m.rekeys, m.dpdDead, m.auditLost, m.failures, m.users, m.limits, m.reloads,
 		&stateCollector{d: d}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -76,6 +80,8 @@ func (m *metrics) event(r AuditRecord) {
 		m.users.WithLabelValues("connected").Inc()
 	case sdk.EventUserAuthFailed:
 		m.users.WithLabelValues("auth-failed").Inc()
+	case EventLoginThrottled:
+		m.limits.WithLabelValues(r.Reason).Inc()
 	case EventReloadApplied:
 		m.reloads.WithLabelValues("applied").Inc()
 	case EventReloadRefused:
@@ -122,8 +128,14 @@ var (
 	descHalfOpen = prometheus.NewDesc("gatehouse_ike_half_open_sas", "IKE SAs we answer that are not established yet.", nil, nil)
 	descFlood    = prometheus.NewDesc("gatehouse_ike_first_messages_dropped_total",
 		"IKE first messages dropped because too many negotiations were half open.", nil, nil)
-	descDrops    = prometheus.NewDesc("gatehouse_dataplane_drops_total", "Packets the data path dropped, by reason.", []string{"reason"}, nil)
-	descOuter    = prometheus.NewDesc("gatehouse_dataplane_packets_total", "Outer packets sent and received by the data path.", []string{"direction"}, nil)
+	descIKEDrops = prometheus.NewDesc("gatehouse_ike_messages_dropped_total",
+		"IKE messages dropped without any change of state, by reason: unauthenticated (did not decrypt, decode or verify: a wrong key or a forgery), replayed (a quick mode message ID already used), fragments (past the reassembly limits).",
+		[]string{"reason"}, nil)
+	descDrops     = prometheus.NewDesc("gatehouse_dataplane_drops_total", "Packets the data path dropped, by reason.", []string{"reason"}, nil)
+	descOuter     = prometheus.NewDesc("gatehouse_dataplane_packets_total", "Outer packets sent and received by the data path.", []string{"direction"}, nil)
+	descUnchecked = prometheus.NewDesc("gatehouse_logins_refused_unchecked_total",
+		"Login attempts refused without checking the password: the user or the client address was waiting after failed logins, by kind.", []string{"kind"}, nil)
+	descLocked   = prometheus.NewDesc("gatehouse_users_locked_out", "Users locked out after failed logins now.", nil, nil)
 	descSessions = prometheus.NewDesc("gatehouse_sessions", "Remote-access sessions up.", nil, nil)
 	descPoolUsed = prometheus.NewDesc("gatehouse_pool_used_addresses", "Addresses of the remote-access pool in use.", nil, nil)
 	descPoolSize = prometheus.NewDesc("gatehouse_pool_size_addresses", "Addresses of the remote-access pool.", nil, nil)
@@ -132,7 +144,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIKESAs, descHalfOpen, descFlood, descIPsec, descBytes, descPackets, descDrops, descOuter, descSessions, descPoolUsed,
+	for _, d := range []*prometheus.Desc{descIKESAs, descHalfOpen, descFlood, descIKEDrops, descIPsec, descBytes, descPackets, descDrops, descOuter, descSessions, descUnchecked, descLocked, descPoolUsed,
 		descPoolSize, descRestarts, descPluginUp} {
 		ch <- d
 	}
@@ -171,6 +183,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		n, dropped := m.HalfOpen()
 		gauge(descHalfOpen, float64(n))
 		count(descFlood, dropped)
+		for reason, v := range m.Drops() {
+			count(descIKEDrops, v, reason)
+		}
 	}
 	d.mu.RLock()
 	dp := d.dp
@@ -193,6 +208,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSessions, float64(len(d.ra.table.All())))
 		gauge(descPoolUsed, float64(used))
 		gauge(descPoolSize, float64(size))
+		count(descUnchecked, d.ra.throttled[0].Load(), string(throttle.KindUser))
+		count(descUnchecked, d.ra.throttled[1].Load(), string(throttle.KindAddress))
+		gauge(descLocked, float64(d.ra.limits.Locked(d.ra.now())))
 	}
 	for _, p := range d.plugins.Plugins() {
 		s := p.Status()

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gatehouse/gatehouse/auth/throttle"
 	"github.com/gatehouse/gatehouse/auth/users"
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
@@ -62,6 +64,14 @@ type remoteAccess struct {
 	// hostRoute routes (add) or unroutes a client address outside the
 	// pool into the TUN; nil until the data path runs.
 	hostRoute func(a netip.Addr, add bool) error
+	// limits slows password guessing; checking counts the logins being
+	// checked per client (its SA's outer address and port). Guarded by
+	// mu; throttled counts attempts refused unchecked, by kind.
+	limits      *throttle.Limiter
+	checking    map[netip.AddrPort]int
+	maxChecking int
+	throttled   [2]atomic.Uint64 // user, address
+	now         func() time.Time
 }
 
 // grantKey finds a login's grant when its session starts.
@@ -138,9 +148,13 @@ func newRemoteAccess(log *zap.Logger, ra *config.RemoteAccess) (*remoteAccess, e
 	if err != nil {
 		return nil, err
 	}
+	f := ra.PPP.FailedLogins
 	r := &remoteAccess{log: log, cfg: ra, pool: p, table: dataplane.NewL2TPTable(),
 		in: make(chan dataplane.L2TPControl, controlQueue), notes: make(chan sdk.ControlPacket, noteQueue), peers: map[netip.AddrPort]raPeer{},
-		pending: map[grantKey]grant{}, grants: map[uint64]grant{}}
+		pending: map[grantKey]grant{}, grants: map[uint64]grant{}, checking: map[netip.AddrPort]int{},
+		maxChecking: cmp.Or(ra.PPP.MaxAuthenticatingPerSA, config.DefaultMaxAuthenticatingPerSA), now: time.Now,
+		limits: throttle.New(throttle.Config{UserFree: f.UserFree, AddressFree: f.AddressFree, Delay: f.Delay.Duration, MaxDelay: f.MaxDelay.Duration,
+			LockoutAfter: f.LockoutAfter, Lockout: f.Lockout.Duration, Forget: f.ForgetAfter.Duration})}
 	r.table.Pool = p.Prefix()
 	if ra.PPP.UsersFile != "" {
 		if r.users, err = users.Load(ra.PPP.UsersFile); err != nil {
@@ -467,9 +481,84 @@ func (r *remoteAccess) ReleaseAddress(_ context.Context, _ string, a netip.Addr)
 	return nil
 }
 
-// AuthenticateUser asks the RADIUS plugin when ppp.radius is set, else
-// checks the users file.
+// AuthenticateUser checks a user, within the limits on guessing: a user or
+// client address that failed too often waits (or is locked out) and its
+// attempts are refused without being checked, and one client may have
+// only so many logins being checked at once.
 func (r *remoteAccess) AuthenticateUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+	user, addr, now := ppp.StripDomain(req.User), req.Peer.Addr(), r.now()
+	if ref := r.limits.Check(user, addr, now); ref != nil {
+		r.throttled[kindIndex(ref.Kind)].Add(1)
+		r.log.Debug("login refused unchecked: too many failed logins", zap.String("user", user), zap.Stringer("peer", req.Peer), zap.Error(ref))
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: "too many failed logins: " + ref.Error()}, nil
+	}
+	if !r.startCheck(req.Peer) {
+		r.log.Info("login refused: this client already has logins being checked", zap.String("user", user), zap.Stringer("peer", req.Peer),
+			zap.Int("max_authenticating_per_sa", r.maxChecking))
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: fmt.Sprintf("more than %d logins at once from this client", r.maxChecking)}, nil
+	}
+	defer r.endCheck(req.Peer)
+	res, err := r.checkUser(ctx, req)
+	switch {
+	case err != nil:
+		// The servers did not answer: not the user's failure.
+	case res.Code == sdk.UserAccept:
+		r.limits.Succeeded(user, addr)
+	default:
+		if ref := r.limits.Failed(user, addr, now); ref != nil {
+			r.limitReached(user, req.Peer, ref)
+		}
+	}
+	return res, err
+}
+
+func kindIndex(k throttle.Kind) int {
+	if k == throttle.KindAddress {
+		return 1
+	}
+	return 0
+}
+
+// limitReached tells the operator that a user or address now has to wait
+// (or is locked out): one audit event per failure past the allowance,
+// which the waits themselves make rare.
+func (r *remoteAccess) limitReached(user string, peer netip.AddrPort, ref *throttle.Refusal) {
+	what := "must wait"
+	if ref.Locked {
+		what = "is locked out"
+	}
+	msg := fmt.Sprintf("%s %s %s %s after %d failed logins (remote_access.ppp.failed_logins)", ref.Kind, ref.Key, what,
+		ref.Until.Sub(r.now()).Round(time.Millisecond), ref.Failures)
+	r.log.Warn(msg, zap.String("user", user), zap.Stringer("peer", peer))
+	if r.audit != nil {
+		r.audit.emit(AuditRecord{ID: EventLoginThrottled, Remote: peer.Addr().String(), Reason: string(ref.Kind), Message: msg,
+			Fields: map[string]string{"user": user, "peer": peer.String(), "kind": string(ref.Kind), "failures": strconv.Itoa(ref.Failures),
+				"until": ref.Until.UTC().Format(time.RFC3339), "locked": strconv.FormatBool(ref.Locked)}})
+	}
+}
+
+// startCheck takes one of a client's places for a login being checked.
+func (r *remoteAccess) startCheck(peer netip.AddrPort) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checking[peer] >= r.maxChecking {
+		return false
+	}
+	r.checking[peer]++
+	return true
+}
+
+func (r *remoteAccess) endCheck(peer netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checking[peer]--; r.checking[peer] <= 0 {
+		delete(r.checking, peer)
+	}
+}
+
+// checkUser asks the RADIUS plugin when ppp.radius is set, else checks
+// the users file.
+func (r *remoteAccess) checkUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
 	if r.cfg.PPP.Radius != nil {
 		a, _, err := r.plugins.Authenticator(req.Method)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
@@ -301,5 +302,69 @@ func TestRemoteAccessUserLimits(t *testing.T) {
 	}
 	if len(r.grants) != 0 {
 		t.Fatalf("grants of ended sessions left: %v", r.grants)
+	}
+}
+
+// TestLoginLimits: three wrong passwords are free; the fourth makes the
+// user wait, with a 5413 event, and during the wait even the right
+// password is refused without being checked; once the wait is over the
+// right password gets in and clears the record. A client with its places
+// taken by logins being checked is refused another.
+func TestLoginLimits(t *testing.T) {
+	dir := t.TempDir()
+	usersFile := filepath.Join(dir, "users.yaml")
+	if err := os.WriteFile(usersFile, []byte("users:\n  alice: {password: 'correct horse'}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	ra := &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
+		PPP: config.PPP{Auth: []string{"pap"}, UsersFile: usersFile, MRU: 1400, MaxAuthenticatingPerSA: 2,
+			FailedLogins: config.FailedLogins{Delay: config.Duration{Duration: 300 * time.Millisecond}}}}
+	r, err := newRemoteAccess(zap.New(core), ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1_800_000_000, 0)
+	r.now = func() time.Time { return clock }
+	peer := netip.MustParseAddrPort("198.51.100.7:4500")
+	login := func(pw string) sdk.UserAuthResult {
+		t.Helper()
+		res, err := r.AuthenticateUser(context.Background(), sdk.UserAuthRequest{Method: sdk.MethodPAP, User: "alice", Password: sdk.Secret(pw), Peer: peer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for i := 1; i <= 4; i++ {
+		if res := login("wrong"); res.Code != sdk.UserReject || strings.Contains(res.Message, "too many") {
+			t.Fatalf("wrong password %d: %+v", i, res)
+		}
+	}
+	warned := logs.FilterMessageSnippet("user alice must wait").All()
+	if len(warned) != 1 {
+		t.Fatalf("want one warning that alice must wait, got %d", len(warned))
+	}
+	if res := login("correct horse"); res.Code != sdk.UserReject || !strings.Contains(res.Message, "too many failed logins") {
+		t.Fatalf("the right password during the wait: %+v", res)
+	}
+	if r.throttled[0].Load() != 1 {
+		t.Fatalf("refused-unchecked count %d, want 1", r.throttled[0].Load())
+	}
+	clock = clock.Add(300 * time.Millisecond)
+	if res := login("correct horse"); res.Code != sdk.UserAccept {
+		t.Fatalf("the right password after the wait: %+v", res)
+	}
+	if res := login("wrong"); strings.Contains(res.Message, "too many") || len(logs.FilterMessageSnippet("must wait").All()) != 1 {
+		t.Fatalf("a success should have cleared the record: %+v", res)
+	}
+	// Two logins of this client are being checked: a third is refused.
+	r.startCheck(peer)
+	r.startCheck(peer)
+	if res := login("correct horse"); res.Code != sdk.UserReject || !strings.Contains(res.Message, "more than 2 logins at once") {
+		t.Fatalf("a third login at once: %+v", res)
+	}
+	r.endCheck(peer)
+	if res := login("correct horse"); res.Code != sdk.UserAccept {
+		t.Fatalf("with a place free: %+v", res)
 	}
 }

@@ -40,7 +40,7 @@ tunnels:
   - name: krb
     local:  {address: 192.0.2.1, subnets: [10.1.0.0/24]}
     remote: {address: 198.51.100.9, subnets: [10.9.0.0/24]}
-    auth: [{kerberos: {keytab: DIR/host.keytab, principal: host/gw-a@EXAMPLE.TEST}}]
+    auth: [{kerberos: {keytab: DIR/host.keytab, principal: host/gw-a@EXAMPLE.TEST, peer_principal: host/gw-c}}]
 `
 
 func TestSiteToSiteRules(t *testing.T) {

@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -173,21 +176,53 @@ func (h *Host) Start(ctx context.Context, spec Spec) error {
 	return nil
 }
 
-// CheckBinary reports whether spec's binary exists and is safe to run.
+// CheckBinary reports whether spec's binary exists and is safe to run:
+// a regular executable file that only root or gatehoused's own user can
+// change, in a folder that only they can change either (through a
+// symbolic link, both the link's folder and the file's). Anyone who could
+// replace the binary would run code as gatehoused. Checked at start and at
+// every restart.
 func CheckBinary(spec Spec) error {
-	st, err := os.Stat(spec.Path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
+	resolved, err := filepath.EvalSymlinks(spec.Path)
+	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("plugin %s: binary %s does not exist (check plugins.dir, or give plugins.load[].path)", spec.Name, spec.Path)
+	}
+	if err != nil {
+		return fmt.Errorf("plugin %s: %w", spec.Name, err)
+	}
+	st, err := os.Stat(resolved)
+	switch {
 	case err != nil:
 		return fmt.Errorf("plugin %s: %w", spec.Name, err)
 	case !st.Mode().IsRegular():
 		return fmt.Errorf("plugin %s: %s is not a regular file", spec.Name, spec.Path)
 	case st.Mode().Perm()&0o111 == 0:
 		return fmt.Errorf("plugin %s: %s is not executable (chmod 755 it)", spec.Name, spec.Path)
-	case st.Mode().Perm()&0o022 != 0:
-		// Anyone who can write the binary can run code as the core's user.
-		return fmt.Errorf("plugin %s: %s is writable by group or others (mode %04o); refusing to run it", spec.Name, spec.Path, st.Mode().Perm())
+	}
+	if err := safeFromOthers(resolved, st); err != nil {
+		return fmt.Errorf("plugin %s: %w", spec.Name, err)
+	}
+	for _, dir := range slices.Compact([]string{filepath.Dir(spec.Path), filepath.Dir(resolved)}) {
+		dst, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("plugin %s: %w", spec.Name, err)
+		}
+		if err := safeFromOthers(dir, dst); err != nil {
+			return fmt.Errorf("plugin %s: its folder: %w", spec.Name, err)
+		}
+	}
+	return nil
+}
+
+// safeFromOthers: path is owned by root or by us, and neither group nor
+// others may write it.
+func safeFromOthers(path string, st os.FileInfo) error {
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (mode %04o); refusing to run it (chmod go-w %s)", path, st.Mode().Perm(), path)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 && int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, neither root nor gatehoused's user (uid %d), who could replace it; refusing to run it (chown root %s)",
+			path, sys.Uid, os.Geteuid(), path)
 	}
 	return nil
 }
@@ -195,6 +230,9 @@ func CheckBinary(spec Spec) error {
 // launch starts the process, completes the handshake, discovers kinds and
 // configures the plugin. On error nothing is left running.
 func (p *Plugin) launch(ctx context.Context) (err error) {
+	if err := CheckBinary(p.spec); err != nil {
+		return err // the binary may have changed since the last start
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.host.opts.StartTimeout)
 	defer cancel()
 	var pr *procRunner
@@ -202,9 +240,13 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginSet(sdk.Impl{}),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		SkipHostEnv:      true,
-		StartTimeout:     p.host.opts.StartTimeout,
-		Logger:           newHCLog(p.log),
+		// Mutual TLS with certificates made for this process pair: only
+		// the plugin we started can answer on its socket, and only we can
+		// call it (go-plugin's AutoMTLS).
+		AutoMTLS:     true,
+		SkipHostEnv:  true,
+		StartTimeout: p.host.opts.StartTimeout,
+		Logger:       newHCLog(p.log),
 		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd.Path = p.spec.Path
 			cmd.Args = []string{p.spec.Path}

@@ -118,6 +118,42 @@ func TestBinaryChecks(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	// Who may change the binary and its folder: root or our own user only,
+	// and neither group nor others, through a symbolic link as well.
+	open := filepath.Join(dir, "open")
+	os.Mkdir(open, 0o755)
+	os.Chmod(open, 0o777)
+	inOpen := filepath.Join(open, "p")
+	os.WriteFile(inOpen, []byte("#!/bin/sh\n"), 0o755)
+	link := filepath.Join(dir, "link")
+	os.Symlink(inOpen, link)
+	for name, c := range map[string]struct{ path, says string }{
+		"a folder anyone can write": {inOpen, "its folder: " + open + " is writable by group or others"},
+		"a link into such a folder": {link, "its folder: " + open + " is writable by group or others"},
+	} {
+		if err := CheckBinary(Spec{Name: "x", Path: c.path}); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if os.Geteuid() == 0 {
+		theirs := write("theirs", 0o755)
+		if err := os.Chown(theirs, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckBinary(Spec{Name: "x", Path: theirs}); err == nil || !strings.Contains(err.Error(), "owned by uid 65534, neither root nor gatehoused's user") {
+			t.Errorf("a binary another user owns: %v", err)
+		}
+		theirDir := filepath.Join(dir, "theirdir")
+		os.Mkdir(theirDir, 0o755)
+		os.WriteFile(filepath.Join(theirDir, "p"), []byte("#!/bin/sh\n"), 0o755)
+		os.Chown(theirDir, 65534, 65534)
+		if err := CheckBinary(Spec{Name: "x", Path: filepath.Join(theirDir, "p")}); err == nil || !strings.Contains(err.Error(), "its folder: "+theirDir+" is owned by uid 65534") {
+			t.Errorf("a folder another user owns: %v", err)
+		}
+	}
+	if err := CheckBinary(Spec{Name: "x", Path: write("fine", 0o755)}); err != nil {
+		t.Errorf("a binary only we can change: %v", err)
+	}
 	// A program that is not a plugin fails the handshake with its path named.
 	h, _ := newHost(t, Options{StartTimeout: 3 * time.Second})
 	err := h.Start(context.Background(), Spec{Name: "x", Path: write("notplugin", 0o755)})
@@ -269,5 +305,35 @@ func TestPluginEnvironment(t *testing.T) {
 	}
 	if !slices.Contains(env, "PATH=/usr/sbin:/usr/bin:/sbin:/bin") {
 		t.Errorf("no fixed PATH in %q", env)
+	}
+	// AutoMTLS: the plugin was handed our certificate, so it serves TLS
+	// and takes calls only from us.
+	if !slices.ContainsFunc(env, func(v string) bool { return strings.HasPrefix(v, "PLUGIN_CLIENT_CERT=-----BEGIN CERTIFICATE-----") }) {
+		t.Errorf("the plugin was not given a client certificate (AutoMTLS off?)")
+	}
+}
+
+// TestRestartChecksTheBinary: a binary that became writable by others
+// while its plugin ran is not started again when the plugin dies.
+func TestRestartChecksTheBinary(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "tp")
+	b, err := os.ReadFile(testPlugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := newHost(t, Options{BackoffBase: 50 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
+	if err := h.Start(context.Background(), Spec{Name: "tp", Path: bin}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.Get("tp")
+	os.Chmod(bin, 0o777)
+	syscall.Kill(p.Status().PID, syscall.SIGKILL)
+	waitFor(t, "the refused restart", 10*time.Second, func() bool { return strings.Contains(p.Status().LastError, "writable by group or others") })
+	if st := p.Status(); st.State == StateRunning || !strings.Contains(st.LastError, "writable by group or others") {
+		t.Fatalf("restarted a binary anyone can write: %+v", st)
 	}
 }

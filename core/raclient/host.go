@@ -1,6 +1,7 @@
 package raclient
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -33,7 +34,7 @@ func (h *host) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
 	if len(h.cfg.PSK) == 0 {
 		return nil, errors.New("no preshared key")
 	}
-	return h.cfg.PSK, nil
+	return bytes.Clone(h.cfg.PSK), nil // the engine zeroes what it is given
 }
 
 func (h *host) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.LocalCredentials, error) {

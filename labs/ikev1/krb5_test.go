@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,9 +37,17 @@ func newKrbLab(t *testing.T) *krbLab {
 	return l
 }
 
-// auth is a gateway's auth list: its principal and keytab, and extra
-// entries for the kerberos block.
+// auth is a gateway's auth list: its principal and keytab, the other
+// gateway as its only allowed peer, and extra entries for the kerberos
+// block.
 func (l *krbLab) auth(host, keytab, extra string) string {
+	peer := krbHostA
+	if host == krbHostA {
+		peer = krbHostB
+	}
+	if !strings.Contains(extra, "allowed_peers") {
+		extra = ", allowed_peers: [" + peer + "]" + extra
+	}
 	return fmt.Sprintf("[{kerberos: {principal: %s@%s, keytab: %s, krb5_conf: %s%s}}]", host, krbRealm, keytab, l.kdc.Krb5ConfPath(), extra)
 }
 
@@ -68,6 +77,20 @@ func TestKerberosRefusals(t *testing.T) {
 		trigger()
 		waitLog(t, b.Proc, `"reason": "authentication-failed"`, "clock skew too great", krbHostA+"@"+krbRealm, "10m0s")
 		waitLog(t, a.Proc, "AUTHENTICATION-FAILED")
+		a.Proc.Stop(5 * time.Second)
+		b.Proc.Stop(5 * time.Second)
+	})
+
+	t.Run("not an allowed peer", func(t *testing.T) {
+		// gw-a's ticket is genuine, but gw-b takes only gw-c.
+		b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", auth: l.auth(krbHostB, l.ktB, ", allowed_peers: [host/gw-c.gatehouse.test]")})
+		a := startGatehouse(t, l.GWA, siteA, tunnelOpts{auth: l.auth(krbHostA, l.ktA, "")})
+		trigger()
+		waitLog(t, b.Proc, `"reason": "authentication-failed"`, krbHostA+"@"+krbRealm, "is not among this rule's Kerberos peers", "host/gw-c.gatehouse.test@"+krbRealm)
+		waitLog(t, a.Proc, "AUTHENTICATION-FAILED")
+		if sa := b.CLI(t, "sa"); strings.Contains(sa, "established") {
+			t.Fatalf("an SA with a peer that is not allowed:\n%s", sa)
+		}
 		a.Proc.Stop(5 * time.Second)
 		b.Proc.Stop(5 * time.Second)
 	})

@@ -55,20 +55,24 @@ func TestX509WithStrongSwan(t *testing.T) {
 
 // TestX509RefusesRevokedAndExpired: gatehoused refuses a strongSwan peer
 // whose certificate is on the CA's CRL, then one whose certificate has
-// expired, each with an event that says so, and keeps serving: the same
-// peer with a good certificate gets through.
+// expired, then one with a good certificate of the same CA that is not the
+// one remote.id names, each with an event that says so, and keeps serving:
+// the same peer with its own certificate gets through.
 func TestX509RefusesRevokedAndExpired(t *testing.T) {
 	pki := netns.NewPKI(t, bin)
 	pki.Issue("gw-b", "ecdsa", "--ip", siteB.local)
 	pki.Issue("gw-a-revoked", "ecdsa", "--ip", siteA.local)
 	pki.Issue("gw-a-expired", "ecdsa", "--ip", siteA.local, "--start", time.Now().AddDate(0, -2, 0).Format(time.DateOnly), "--days", "30")
 	pki.Issue("gw-a", "ecdsa", "--ip", siteA.local)
+	pki.Issue("gw-z", "ecdsa", "--ip", siteA.local) // the CA's, but not the tunnel's peer
 	crl := pki.Revoke("gw-a-revoked")
 	l := newLab(t)
-	b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", auth: "[" + pki.AuthEntry("gw-b", crl) + "]"})
+	b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", auth: "[" + pki.AuthEntry("gw-b", crl) + "]",
+		remoteExtra: `, id: "dn:CN=gw-a,O=Gatehouse"`})
 	for _, c := range []struct{ cert, text string }{
 		{"gw-a-revoked", "certificate revoked"},
 		{"gw-a-expired", "certificate expired"},
+		{"gw-z", "does not name dn:cn=gw-a,o=gatehouse, the tunnel's remote.id"},
 	} {
 		t.Run(c.cert, func(t *testing.T) {
 			o := swanCert(pki, tunnelOpts{}, c.cert)

@@ -38,11 +38,13 @@ func (x *lab) saFamilies() []string {
 
 // TestProfilesConnect: a client offering exactly what Windows, legacy
 // Windows, macOS/iOS and Android offer completes an L2TP/IPsec session
-// with the interop plugins loaded; `gatehouse sa` names each family.
+// with the interop plugins loaded and legacy algorithms allowed; `gatehouse
+// sa` names each family.
 func TestProfilesConnect(t *testing.T) {
 	x := newLab(t)
 	cli := x.direct("cli")
 	x.load = interopPlugins(true)
+	x.top = "legacy_algorithms: true\n"
 	x.serve("mschapv2", "ike: {proposals: [aes256-sha1-modp2048, aes256-sha1-ecp384, aes128-sha1-ecp256]}")
 	for _, c := range []struct{ profile, family, proposal string }{
 		{"windows", "windows/interop-windows", "aes256-sha1-ecp384"},
@@ -74,18 +76,20 @@ func TestProfilesConnect(t *testing.T) {
 }
 
 // TestLegacyWindowsRefused: with interop-windows loaded but legacy not
-// allowed, and with no interop plugin at all, a Windows 7 client offering
-// only 3DES/MODP1024 is refused; the audit event says which plugin and
-// option would let it in. A reload that allows legacy Windows lets it in.
-// A Windows 10 client still connects without any plugin.
+// allowed (by the plugin's option, or by legacy_algorithms), and with no
+// interop plugin at all, a Windows 7 client offering only 3DES/MODP1024 is
+// refused; the audit event says what would let it in. A reload that
+// allows both lets it in. A Windows 10 client still connects without any
+// plugin.
 func TestLegacyWindowsRefused(t *testing.T) {
-	for _, c := range []struct{ load, want string }{
-		{interopPlugins(false), "allow_legacy: true (plugins.load)"},
-		{"", "load the interop-windows plugin with the option allow_legacy: true"},
+	for _, c := range []struct{ load, top, want string }{
+		{interopPlugins(false), "legacy_algorithms: true\n", "allow_legacy: true (plugins.load)"},
+		{interopPlugins(true), "", "which the configuration does not allow: legacy algorithms need legacy_algorithms: true"},
+		{"", "", "load the interop-windows plugin with the option allow_legacy: true"},
 	} {
 		x := newLab(t)
 		cli := x.direct("cli")
-		x.load = c.load
+		x.load, x.top = c.load, c.top
 		x.serve("mschapv2")
 		_, out, err := x.try(cli, "alice", "correct horse", "--profile", "windows-legacy", "--setup-timeout", "6s")
 		if exitCode(err) != 4 || !strings.Contains(out, "NO-PROPOSAL-CHOSEN") {
@@ -95,7 +99,7 @@ func TestLegacyWindowsRefused(t *testing.T) {
 			t.Fatalf("load [%s]: no audit event naming %q:\n%s", c.load, c.want, x.gw.Proc.Output())
 		}
 		if c.load != "" {
-			x.load = interopPlugins(true)
+			x.load, x.top = interopPlugins(true), "legacy_algorithms: true\n"
 			x.writeConfig("mschapv2")
 			x.gw.CLI(t, "reload")
 			x.dial(cli, "alice", "correct horse", "--profile", "windows-legacy").hangUp(t)

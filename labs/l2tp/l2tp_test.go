@@ -63,6 +63,8 @@ type lab struct {
 	load string
 	// audit is log.audit (default: audit.jsonl in the lab's folder).
 	audit string
+	// top is more top-level configuration (legacy_algorithms: true).
+	top string
 }
 
 func newLab(t *testing.T) *lab {
@@ -104,13 +106,13 @@ func (x *lab) writeConfig(pppAuth string, extra ...string) string {
 admin_socket: %[1]s/admin.sock
 metrics_listen: 127.0.0.1:9273
 log: {level: debug, audit: %[8]s}
-remote_access:
+%[9]sremote_access:
   auth: %[5]s
   pool: 10.8.0.0/24
   dns: [10.1.0.53]
   ppp: {auth: [%[3]s], %[6]s}
 %[4]splugins: {dir: %[2]s/plugins, health_interval: 1s, load: [%[7]s]}
-`, x.dir, bin, pppAuth, indent(extra), cmp.Or(x.auth, "[{psk_file: "+x.dir+"/l2tp.psk}]"), x.userDB(), x.load, cmp.Or(x.audit, x.dir+"/audit.jsonl"))
+`, x.dir, bin, pppAuth, indent(extra), cmp.Or(x.auth, "[{psk_file: "+x.dir+"/l2tp.psk}]"), x.userDB(), x.load, cmp.Or(x.audit, x.dir+"/audit.jsonl"), x.top)
 	path := filepath.Join(x.dir, "gatehouse.yaml")
 	must(x.t, os.WriteFile(path, []byte(cfg), 0o644))
 	return path

@@ -30,7 +30,11 @@ const radiusSecret = "lab-radius-shared-secret"
 // withRADIUS starts FreeRADIUS in the server's namespace on 127.0.0.1 and
 // points remote access at it, after the given servers (tried first).
 func (x *lab) withRADIUS(before ...string) *netns.FreeRADIUS {
-	fr := netns.StartFreeRADIUS(x.t, x.srv, "127.0.0.1", radiusSecret, radiusUsers)
+	return x.withRADIUSOptions(netns.FreeRADIUSOptions{}, before...)
+}
+
+func (x *lab) withRADIUSOptions(o netns.FreeRADIUSOptions, before ...string) *netns.FreeRADIUS {
+	fr := netns.StartFreeRADIUS(x.t, x.srv, "127.0.0.1", radiusSecret, radiusUsers, o)
 	secret := filepath.Join(x.dir, "radius.secret")
 	must(x.t, os.WriteFile(secret, []byte(radiusSecret+"\n"), 0o600))
 	var servers []string
@@ -209,7 +213,9 @@ func droppedWithCause(t *testing.T, c *client, fr *netns.FreeRADIUS, cause strin
 // TestRADIUSDisconnect: a Disconnect-Request sent with radclient from the
 // RADIUS host ends frank's session (Disconnect-ACK, his client sees the
 // connection drop, the Stop says Admin-Reset); one for nobody gets a NAK
-// with Session-Context-Not-Found; one under a wrong secret no answer.
+// with Session-Context-Not-Found; one under a wrong secret, one without a
+// Message-Authenticator and one without an Event-Timestamp get no answer,
+// and the log says why.
 func TestRADIUSDisconnect(t *testing.T) {
 	x := newLab(t)
 	fr := x.withRADIUS()
@@ -221,19 +227,53 @@ func TestRADIUSDisconnect(t *testing.T) {
 		out, _ := x.srv.Output(15*time.Second, "sh", "-c", "echo '"+attrs+"' | radclient -r 1 -t 2 -x 127.0.0.1:3799 disconnect "+secret)
 		return out
 	}
-	if out := radclient("User-Name=nobody,Message-Authenticator=0x00", radiusSecret); !strings.Contains(out, "Received Disconnect-NAK") || !strings.Contains(out, "Session-Context-Not-Found") {
+	signed := func(attrs string) string {
+		return attrs + ",Message-Authenticator=0x00,Event-Timestamp=" + strconv.FormatInt(time.Now().Unix(), 10)
+	}
+	if out := radclient(signed("User-Name=nobody"), radiusSecret); !strings.Contains(out, "Received Disconnect-NAK") || !strings.Contains(out, "Session-Context-Not-Found") {
 		t.Fatalf("a request for nobody:\n%s", out)
 	}
-	if out := radclient("User-Name=frank", "not-the-secret"); strings.Contains(out, "Received Disconnect") {
-		t.Fatalf("a request under a wrong secret was answered:\n%s", out)
+	for _, c := range []struct{ attrs, secret, logged string }{
+		{signed("User-Name=frank"), "not-the-secret", "Request Authenticator"},
+		{"User-Name=frank,Event-Timestamp=" + strconv.FormatInt(time.Now().Unix(), 10), radiusSecret, "no Message-Authenticator"},
+		{"User-Name=frank,Message-Authenticator=0x00", radiusSecret, "no Event-Timestamp"},
+	} {
+		if out := radclient(c.attrs, c.secret); strings.Contains(out, "Received Disconnect") {
+			t.Fatalf("%s under %s was answered:\n%s", c.attrs, c.secret, out)
+		}
+		if !x.waitLog("Disconnect-Request refused", c.logged) {
+			t.Fatalf("the refusal (%s) was not logged:\n%s", c.logged, x.gw.Proc.Output())
+		}
 	}
-	if !x.waitLog("Disconnect-Request refused", "Request Authenticator") {
-		t.Fatalf("the refusal was not logged:\n%s", x.gw.Proc.Output())
-	}
-	if out := radclient("User-Name=frank", radiusSecret); !strings.Contains(out, "Received Disconnect-ACK") {
+	if out := radclient(signed("User-Name=frank"), radiusSecret); !strings.Contains(out, "Received Disconnect-ACK") {
 		t.Fatalf("a request for frank:\n%s", out)
 	}
 	droppedWithCause(t, c, fr, "Admin-Reset")
+}
+
+// TestRADIUSRequiresMessageAuthenticator: a server that answers without a
+// Message-Authenticator (not patched for BlastRADIUS) is refused by
+// default, and the log says what to change on either side; with
+// require_message_authenticator: false the user gets in, and the reload
+// says what that costs.
+func TestRADIUSRequiresMessageAuthenticator(t *testing.T) {
+	x := newLab(t)
+	x.withRADIUSOptions(netns.FreeRADIUSOptions{Unsigned: true})
+	cli := x.direct("cli")
+	x.serve("pap")
+	if _, out, err := x.try(cli, "frank", "frank-pass", "--ppp-auth", "pap"); err == nil {
+		t.Fatalf("connected through a server whose answers are not signed:\n%s", out)
+	}
+	if !x.waitLog("without a Message-Authenticator, which is required", "require_message_authenticator: false") {
+		t.Fatalf("the log should say what to change:\n%s", x.gw.Proc.Output())
+	}
+	x.radius = strings.TrimSuffix(x.radius, "}") + ", require_message_authenticator: false}"
+	x.writeConfig("pap")
+	x.gw.CLI(t, "reload")
+	if !x.waitLog("configuration: answers without a Message-Authenticator are accepted", "BlastRADIUS") {
+		t.Fatalf("the reload should warn:\n%s", x.gw.Proc.Output())
+	}
+	x.dial(cli, "frank", "frank-pass", "--ppp-auth", "pap").hangUp(t)
 }
 
 // TestRADIUSAddressOutsidePool: kate's Framed-IP-Address lies outside

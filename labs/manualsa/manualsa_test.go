@@ -97,8 +97,11 @@ func iperf(t *testing.T, server, client *netns.NS, addr string) float64 {
 	return mbps
 }
 
+// TestTunnelModeEveryAlgorithm runs every suite a manual SA may use. The
+// AEAD suites are refused in manual_sas (a static key repeats their
+// nonces after a restart); labs/ikev1 runs them with negotiated keys.
 func TestTunnelModeEveryAlgorithm(t *testing.T) {
-	suites := []string{"aes128gcm16", "aes256gcm16", "chacha20poly1305", "aes128-sha1", "aes256-sha256", "3des-sha1", "null-sha256"}
+	suites := []string{"aes128-sha1", "aes256-sha256", "3des-sha1", "null-sha256"}
 	for _, udp := range []bool{false, true} {
 		for _, suite := range suites {
 			t.Run(fmt.Sprintf("%s/udp=%v", suite, udp), func(t *testing.T) {
@@ -127,11 +130,11 @@ func TestTunnelModeEveryAlgorithm(t *testing.T) {
 
 func TestTransportMode(t *testing.T) {
 	l := newLab(t)
-	k1, k2 := key(t, "aes256gcm16"), key(t, "aes256gcm16")
-	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "transport", "aes256gcm16", false, 0x3001, 0x4001, k1, k2, [2]string{})
-	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "transport", "aes256gcm16", false, 0x4001, 0x3001, k2, k1, [2]string{})
+	k1, k2 := key(t, "aes256-sha256"), key(t, "aes256-sha256")
+	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "transport", "aes256-sha256", false, 0x3001, 0x4001, k1, k2, [2]string{})
+	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "transport", "aes256-sha256", false, 0x4001, 0x3001, k2, k1, [2]string{})
 	ping(t, l.GWA, "192.0.2.2")
-	if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "transport ESP aes256gcm16") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
+	if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "transport ESP aes256-sha256") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
 		t.Fatalf("gatehouse sa:\n%s", sa)
 	}
 	t.Logf("transport mode: iperf3 %.0f Mbit/s", iperf(t, l.GWB, l.GWA, "192.0.2.2"))
@@ -143,9 +146,9 @@ func TestTransportMode(t *testing.T) {
 // With mismatched keys every packet fails the ICV: counted, nothing passes.
 func TestWrongKeyIsCountedNotDelivered(t *testing.T) {
 	l := newLab(t)
-	k1, k2 := key(t, "aes128gcm16"), key(t, "aes128gcm16")
-	start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", false, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
-	b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", false, 0x2001, 0x1001, k2, key(t, "aes128gcm16"), [2]string{"10.2.0.0/24", "10.1.0.0/24"})
+	k1, k2 := key(t, "aes128-sha1"), key(t, "aes128-sha1")
+	start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128-sha1", false, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
+	b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128-sha1", false, 0x2001, 0x1001, k2, key(t, "aes128-sha1"), [2]string{"10.2.0.0/24", "10.1.0.0/24"})
 	if out, err := l.HA.Output(10*time.Second, "ping", "-c", "2", "-W", "1", "10.2.0.10"); err == nil {
 		t.Fatalf("ping passed with a wrong key:\n%s", out)
 	}
@@ -172,7 +175,7 @@ func TestTsharkDecodesCapturedESP(t *testing.T) {
 		t.Fatal("tshark is not installed: make test installs it (contrib/scripts/install-test-deps.sh)")
 	}
 	for _, udp := range []bool{false, true} {
-		for _, suite := range []string{"aes128gcm16", "aes256-sha256", "aes128-sha1", "3des-sha1", "null-sha256"} {
+		for _, suite := range []string{"aes256-sha256", "aes128-sha1", "3des-sha1", "null-sha256"} {
 			t.Run(fmt.Sprintf("%s/udp=%v", suite, udp), func(t *testing.T) {
 				l := newLab(t)
 				k1, k2 := key(t, suite), key(t, suite)
@@ -239,10 +242,10 @@ func TestAH(t *testing.T) {
 // must be dropped there: the policy says that traffic is protected.
 func TestCleartextBypassIsDropped(t *testing.T) {
 	l := newLab(t)
-	k1, k2 := key(t, "aes128gcm16"), key(t, "aes128gcm16")
+	k1, k2 := key(t, "aes128-sha1"), key(t, "aes128-sha1")
 	nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
-	start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", false, 0x1001, 0x2001, k1, k2, nets)
-	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
+	start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128-sha1", false, 0x1001, 0x2001, k1, k2, nets)
+	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128-sha1", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
 	ping(t, l.HA, "10.2.0.10") // the tunnel works
 	// On B, a main-table route to NetA; packets with our mark use the main
 	// table, so this ping leaves B in clear, from B's inside address.
@@ -265,11 +268,11 @@ func TestCleartextBypassIsDropped(t *testing.T) {
 // reason, and the log says why. ESN is on to exercise it end to end.
 func TestHardLifetimeRemovesSA(t *testing.T) {
 	l := newLab(t)
-	k1, k2 := key(t, "aes256gcm16"), key(t, "aes256gcm16")
+	k1, k2 := key(t, "aes256-sha256"), key(t, "aes256-sha256")
 	nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
 	opts := []string{"    esn: true\n", "    lifetime_packets: 4\n"}
-	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes256gcm16", false, 0x1001, 0x2001, k1, k2, nets, opts...)
-	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes256gcm16", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]}, opts...)
+	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes256-sha256", false, 0x1001, 0x2001, k1, k2, nets, opts...)
+	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes256-sha256", false, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]}, opts...)
 	ping(t, l.HA, "10.2.0.10") // 3 packets each way: under the limit
 	if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "esn") {
 		t.Fatalf("ESN not shown:\n%s", sa)
@@ -316,10 +319,10 @@ func TestTUNOffloadBothWays(t *testing.T) {
 	for _, udp := range []bool{false, true} {
 		t.Run(fmt.Sprintf("udp=%v", udp), func(t *testing.T) {
 			l := newLab(t)
-			k1, k2 := key(t, "aes128gcm16"), key(t, "aes128gcm16")
+			k1, k2 := key(t, "aes128-sha1"), key(t, "aes128-sha1")
 			nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
-			a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", udp, 0x1001, 0x2001, k1, k2, nets)
-			b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", udp, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
+			a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128-sha1", udp, 0x1001, 0x2001, k1, k2, nets)
+			b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128-sha1", udp, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
 			ping(t, l.HA, "10.2.0.10")
 			t.Logf("offload udp=%v: iperf3 %.0f Mbit/s", udp, iperf(t, l.HB, l.HA, "10.2.0.10"))
 			packets, reads, _, _, sa := tunCounters(t, a)
@@ -340,10 +343,10 @@ func TestPlainTUN(t *testing.T) {
 	topLevel = "dataplane: {offload: false}\n"
 	defer func() { topLevel = "" }()
 	l := newLab(t)
-	k1, k2 := key(t, "aes128gcm16"), key(t, "aes128gcm16")
+	k1, k2 := key(t, "aes128-sha1"), key(t, "aes128-sha1")
 	nets := [2]string{"10.1.0.0/24", "10.2.0.0/24"}
-	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128gcm16", true, 0x1001, 0x2001, k1, k2, nets)
-	b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128gcm16", true, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
+	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", "aes128-sha1", true, 0x1001, 0x2001, k1, k2, nets)
+	b := start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", "aes128-sha1", true, 0x2001, 0x1001, k2, k1, [2]string{nets[1], nets[0]})
 	ping(t, l.HA, "10.2.0.10")
 	t.Logf("plain TUN: iperf3 %.0f Mbit/s", iperf(t, l.HB, l.HA, "10.2.0.10"))
 	for _, g := range []*gw{a, b} {

@@ -37,10 +37,17 @@ func RequireFreeRADIUS(t testing.TB) {
 	requireInstalled(t, "FreeRADIUS (freeradius, freeradius-utils)", freeradiusBin, radclientBin)
 }
 
+// FreeRADIUSOptions change the lab server's defaults.
+type FreeRADIUSOptions struct {
+	// Unsigned: answers carry no Message-Authenticator, as servers not
+	// patched for BlastRADIUS send them.
+	Unsigned bool
+}
+
 // StartFreeRADIUS serves on ip until the test ends: at free ports, or
 // with ns set inside that namespace at 1812 and 1813. users is a users
 // file (FreeRADIUS' files module syntax).
-func StartFreeRADIUS(t testing.TB, ns *NS, ip, secret, users string) *FreeRADIUS {
+func StartFreeRADIUS(t testing.TB, ns *NS, ip, secret, users string, opts ...FreeRADIUSOptions) *FreeRADIUS {
 	t.Helper()
 	RequireFreeRADIUS(t)
 	dir := t.TempDir()
@@ -49,7 +56,11 @@ func StartFreeRADIUS(t testing.TB, ns *NS, ip, secret, users string) *FreeRADIUS
 		auth, acct = freeUDPPort(t, ip), freeUDPPort(t, ip)
 	}
 	f := &FreeRADIUS{Dir: dir, AuthAddr: net.JoinHostPort(ip, fmt.Sprint(auth)), AcctAddr: net.JoinHostPort(ip, fmt.Sprint(acct)), Secret: secret}
-	conf := fmt.Sprintf(freeradiusConf, dir, secret, ip, auth, acct)
+	sign := signReplies
+	if len(opts) > 0 && opts[0].Unsigned {
+		sign = ""
+	}
+	conf := fmt.Sprintf(freeradiusConf, dir, secret, ip, auth, acct, sign)
 	for name, body := range map[string]string{"radiusd.conf": conf, "users": users, "acct_users": ""} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
@@ -207,6 +218,20 @@ server default {
     detail
   }
   post-auth {
-  }
+%[6]s  }
 }
+`
+
+// signReplies has FreeRADIUS sign its answers with a Message-Authenticator
+// (as servers patched for BlastRADIUS, CVE-2024-3596, do; Debian 12's
+// 3.2.1 does not unless told): the attribute in the reply is computed
+// when the packet is encoded.
+const signReplies = `    update reply {
+      &Message-Authenticator := 0x00
+    }
+    Post-Auth-Type REJECT {
+      update reply {
+        &Message-Authenticator := 0x00
+      }
+    }
 `

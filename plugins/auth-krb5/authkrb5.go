@@ -17,6 +17,7 @@ import (
 	"github.com/jcmturner/gokrb5/v8/keytab"
 
 	"github.com/gatehouse/gatehouse/auth/krb5"
+	"github.com/gatehouse/gatehouse/auth/secretfile"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
@@ -67,12 +68,19 @@ type krbAuth struct {
 	mu       sync.Mutex
 	profiles map[string]*profile
 	ctxs     map[string]*gssCtx
+	// replay holds the authenticators accepted lately, for every profile
+	// and across reloads (a reload must not open a window for replays).
+	replay *krb5.ReplayCache
 }
+
+// maxReplay bounds the replay cache: far more tickets than a gateway
+// accepts in the skew window (5 minutes by default).
+const maxReplay = 65536
 
 var _ sdk.Authenticator = (*krbAuth)(nil)
 
 func newKrbAuth(log hclog.Logger) *krbAuth {
-	return &krbAuth{log: log, now: time.Now, ctxs: map[string]*gssCtx{}}
+	return &krbAuth{log: log, now: time.Now, ctxs: map[string]*gssCtx{}, replay: krb5.NewReplayCache(maxReplay)}
 }
 
 func (a *krbAuth) Info(context.Context) (sdk.AuthenticatorInfo, error) {
@@ -135,7 +143,7 @@ func loadProfile(pc sdk.KerberosProfile) (*profile, []string, error) {
 	}
 	var warnings []string
 	if pc.Keytab != "" {
-		if p.kt, err = keytab.Load(pc.Keytab); err != nil {
+		if p.kt, err = loadKeytab(pc.Keytab); err != nil {
 			return nil, nil, fmt.Errorf("keytab %s: %w", pc.Keytab, err)
 		}
 		if !hasPrincipal(p.kt, user, realm) {
@@ -148,6 +156,28 @@ func loadProfile(pc sdk.KerberosProfile) (*profile, []string, error) {
 		warnings = append(warnings, fmt.Sprintf("%s: clock_offset %s is set: our Kerberos clock is deliberately wrong (for testing only)", pc.Name, p.offset))
 	}
 	return p, warnings, nil
+}
+
+// loadKeytab and loadCCache read Kerberos secrets through secretfile's
+// checks on the opened file (gokrb5's loaders take a path and trust it).
+func loadKeytab(path string) (*keytab.Keytab, error) {
+	b, err := secretfile.Read(path)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	kt := keytab.New()
+	return kt, kt.Unmarshal(b)
+}
+
+func loadCCache(path string) (*credentials.CCache, error) {
+	b, err := secretfile.Read(path)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	cc := new(credentials.CCache)
+	return cc, cc.Unmarshal(b)
 }
 
 func hasPrincipal(kt *keytab.Keytab, user, realm string) bool {
@@ -166,7 +196,7 @@ func (p *profile) client() (*client.Client, error) {
 	defer p.mu.Unlock()
 	if p.cl == nil {
 		if p.ccache != "" {
-			cc, err := credentials.LoadCCache(p.ccache)
+			cc, err := loadCCache(p.ccache)
 			if err != nil {
 				return nil, fmt.Errorf("credential cache %s: %w", p.ccache, err)
 			}
@@ -244,7 +274,7 @@ func (a *krbAuth) GSSStep(_ context.Context, req sdk.GSSStepRequest) (sdk.GSSSte
 		if p.kt == nil {
 			return sdk.GSSStepResult{}, fmt.Errorf("%w: %s has no keytab to accept tickets with", sdk.ErrInvalid, p.name)
 		}
-		acc, rep, err := krb5.Accept(p.kt, req.Token, now, p.maxSkew)
+		acc, rep, err := krb5.Accept(krb5.AcceptConfig{Keytab: p.kt, Service: p.principal, MaxSkew: p.maxSkew, Replay: a.replay}, req.Token, now)
 		if err != nil {
 			a.log.Warn("peer's ticket refused", "profile", p.name, "error", err)
 			return sdk.GSSStepResult{}, err

@@ -29,7 +29,20 @@ type base struct {
 }
 
 func (b *base) Info(context.Context) (sdk.InteropInfo, error) {
-	return sdk.InteropInfo{Info: sdk.Info{Name: "interop-" + b.family, Version: "0.1.0"}, Families: []string{b.family}}, nil
+	return sdk.InteropInfo{Info: sdk.Info{Name: "interop-" + b.family, Version: "0.1.0"}, Families: []string{b.family},
+		VendorIDPrefixes: readVendorIDs()}, nil
+}
+
+// readVendorIDs are the vendor IDs the three plugins read (MS NT5 by its
+// prefix, the version after it; fragmentation's 16 bytes, racoon's flags
+// after them): the core gives Classify nothing else, and caches its
+// answers by these alone.
+func readVendorIDs() [][]byte {
+	out := [][]byte{clients.MSNT5Prefix, clients.Fragmentation, clients.InitialContact, clients.DraftNATT02N}
+	for n := 0; n <= 8; n++ {
+		out = append(out, clients.DraftNATT(n))
+	}
+	return out
 }
 
 // configure takes boolean options; anything else is refused.

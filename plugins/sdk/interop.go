@@ -10,10 +10,13 @@ import (
 	pb "github.com/gatehouse/gatehouse/proto/gen/gatehouse/plugin/v1"
 )
 
-// InteropInfo names the client families an interop plugin knows.
+// InteropInfo names the client families an interop plugin knows and the
+// vendor IDs it reads (their first bytes): Classify is given only those,
+// and answers are cached by them. None: every vendor ID counts.
 type InteropInfo struct {
 	Info
-	Families []string
+	Families         []string
+	VendorIDPrefixes [][]byte
 }
 
 // VendorIDsRequest asks which vendor IDs to send to a peer.
@@ -118,7 +121,7 @@ func (i *interopClient) Info(ctx context.Context) (InteropInfo, error) {
 	if err != nil {
 		return InteropInfo{}, fromStatus("interop info", err)
 	}
-	return InteropInfo{Info: infoFromPB(r.GetInfo()), Families: r.GetFamilies()}, nil
+	return InteropInfo{Info: infoFromPB(r.GetInfo()), Families: r.GetFamilies(), VendorIDPrefixes: r.GetVendorIdPrefixes()}, nil
 }
 
 func (i *interopClient) Configure(ctx context.Context, options map[string]string) ([]string, error) {
@@ -165,7 +168,7 @@ func (s *interopServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.Intero
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.InteropInfo{Info: infoToPB(i.Info), Families: i.Families}, nil
+	return &pb.InteropInfo{Info: infoToPB(i.Info), Families: i.Families, VendorIdPrefixes: i.VendorIDPrefixes}, nil
 }
 
 func (s *interopServer) Configure(ctx context.Context, req *pb.InteropConfig) (*pb.InteropConfigResponse, error) {

@@ -25,9 +25,15 @@ type InteropInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Info  *PluginInfo            `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
 	// families this plugin recognises, e.g. "windows".
-	Families      []string `protobuf:"bytes,2,rep,name=families,proto3" json:"families,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Families []string `protobuf:"bytes,2,rep,name=families,proto3" json:"families,omitempty"`
+	// vendor_id_prefixes are the vendor IDs (or their first bytes) the
+	// plugin reads. Classify is given only a first message's vendor IDs that
+	// start with one of them, and the core caches answers by those: varying
+	// other vendor IDs neither changes an answer nor costs a call. Empty:
+	// every vendor ID is given and counts.
+	VendorIdPrefixes [][]byte `protobuf:"bytes,3,rep,name=vendor_id_prefixes,json=vendorIdPrefixes,proto3" json:"vendor_id_prefixes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *InteropInfo) Reset() {
@@ -70,6 +76,13 @@ func (x *InteropInfo) GetInfo() *PluginInfo {
 func (x *InteropInfo) GetFamilies() []string {
 	if x != nil {
 		return x.Families
+	}
+	return nil
+}
+
+func (x *InteropInfo) GetVendorIdPrefixes() [][]byte {
+	if x != nil {
+		return x.VendorIdPrefixes
 	}
 	return nil
 }
@@ -591,10 +604,11 @@ var File_gatehouse_plugin_v1_interop_proto protoreflect.FileDescriptor
 
 const file_gatehouse_plugin_v1_interop_proto_rawDesc = "" +
 	"\n" +
-	"!gatehouse/plugin/v1/interop.proto\x12\x13gatehouse.plugin.v1\x1a gatehouse/plugin/v1/common.proto\"^\n" +
+	"!gatehouse/plugin/v1/interop.proto\x12\x13gatehouse.plugin.v1\x1a gatehouse/plugin/v1/common.proto\"\x8c\x01\n" +
 	"\vInteropInfo\x123\n" +
 	"\x04info\x18\x01 \x01(\v2\x1f.gatehouse.plugin.v1.PluginInfoR\x04info\x12\x1a\n" +
-	"\bfamilies\x18\x02 \x03(\tR\bfamilies\"\x96\x01\n" +
+	"\bfamilies\x18\x02 \x03(\tR\bfamilies\x12,\n" +
+	"\x12vendor_id_prefixes\x18\x03 \x03(\fR\x10vendorIdPrefixes\"\x96\x01\n" +
 	"\rInteropConfig\x12I\n" +
 	"\aoptions\x18\x01 \x03(\v2/.gatehouse.plugin.v1.InteropConfig.OptionsEntryR\aoptions\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
