@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"time"
 )
 
 // AH (RFC 4302) for IPv4. The ICV covers the IP header with its mutable
@@ -219,5 +220,5 @@ func (a *AH) verify(pkt []byte) ([]byte, uint8, error) {
 // initPlain sets up the shared SA state for a transform-less SA (AH).
 func (s *sa) initPlain(cfg Config) {
 	s.cfg = cfg
-	s.created = timeNow()
+	s.created = time.Now()
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -17,8 +16,8 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// Backend makes Transforms: the software backend (Go crypto) is built in;
-// offload backends register at run time.
+// Backend makes Transforms. The software backend (Go crypto) is the one
+// built in; crypto offload backends are to join it behind this interface.
 type Backend interface {
 	Name() string
 	Supports(s Suite) bool
@@ -55,41 +54,6 @@ func init() {
 	registry[SoftwareBackend] = software{}
 }
 
-// Register adds a backend after checking it, suite by suite, against the
-// software backend (itself checked against published vectors): it must open
-// what software sealed, software must open what it sealed, and a changed
-// byte must fail. A backend that fails is not registered.
-func Register(b Backend) error {
-	if softwareErr != nil {
-		return softwareErr
-	}
-	for _, s := range AllSuites() {
-		if !b.Supports(s) {
-			continue
-		}
-		if err := crossCheck(b, s); err != nil {
-			return fmt.Errorf("backend %s, %s: %w", b.Name(), s, err)
-		}
-	}
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := registry[b.Name()]; dup {
-		return fmt.Errorf("backend %s is already registered", b.Name())
-	}
-	registry[b.Name()] = b
-	return nil
-}
-
-// Unregister removes an offload backend (the software one stays).
-func Unregister(name string) {
-	if name == SoftwareBackend {
-		return
-	}
-	regMu.Lock()
-	delete(registry, name)
-	regMu.Unlock()
-}
-
 // Backends lists registered backend names.
 func Backends() []string {
 	regMu.RLock()
@@ -113,79 +77,6 @@ func lookupBackend(name string) (Backend, error) {
 		return nil, fmt.Errorf("no crypto backend named %q (registered: %v)", name, Backends())
 	}
 	return b, nil
-}
-
-// AllSuites lists every ESP suite in the catalogue.
-func AllSuites() []Suite {
-	var out []Suite
-	for i := range encryptions {
-		e := &encryptions[i]
-		if e.AEAD {
-			out = append(out, Suite{Protocol: ProtoESP, Encryption: e})
-			continue
-		}
-		for j := range integrities {
-			out = append(out, Suite{Protocol: ProtoESP, Encryption: e, Integrity: &integrities[j]})
-		}
-	}
-	return out
-}
-
-func testKeys(s Suite) ([]byte, []byte) {
-	el, il := KeyLengths(s)
-	e, i := make([]byte, el), make([]byte, il)
-	for k := range e {
-		e[k] = byte(0x11 * (k + 1))
-	}
-	for k := range i {
-		i[k] = byte(0x5a ^ k)
-	}
-	return e, i
-}
-
-func crossCheck(b Backend, s Suite) error {
-	ek, ik := testKeys(s)
-	ref, err := newSoftware(s, ek, ik)
-	if err != nil {
-		return err
-	}
-	got, err := b.NewTransform(s, ek, ik)
-	if err != nil {
-		return err
-	}
-	for _, n := range []int{0, 1, 63, 64, 1400} {
-		for _, dir := range []struct{ seal, open Transform }{{ref, got}, {got, ref}} {
-			pkt, payload := testPacket(s, dir.seal, n)
-			seq := uint64(n) + 1<<32 + 7
-			dir.seal.Seal(pkt, seq, true)
-			tampered := append([]byte(nil), pkt...)
-			tampered[len(tampered)/2] ^= 1
-			if err := dir.open.Open(pkt, seq, true); err != nil {
-				return fmt.Errorf("%d-byte packet: %w", n, err)
-			}
-			iv := dir.seal.IVLen()
-			if !bytes.Equal(pkt[HeaderLen+iv:HeaderLen+iv+len(payload)], payload) {
-				return fmt.Errorf("%d-byte packet decrypts differently", n)
-			}
-			if err := dir.open.Open(tampered, seq, true); !errors.Is(err, ErrAuth) {
-				return fmt.Errorf("%d-byte packet with a changed byte was accepted", n)
-			}
-		}
-	}
-	return nil
-}
-
-func testPacket(s Suite, t Transform, n int) (pkt, payload []byte) {
-	payload = make([]byte, n)
-	for i := range payload {
-		payload[i] = byte(i * 7)
-	}
-	bl := t.BlockLen()
-	padded := (n + 2 + bl - 1) / bl * bl
-	pkt = make([]byte, HeaderLen+t.IVLen()+padded+t.ICVLen())
-	copy(pkt, []byte{0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 7})
-	copy(pkt[HeaderLen+t.IVLen():], payload)
-	return pkt, payload
 }
 
 // softwareSelfTest runs published known-answer vectors through the

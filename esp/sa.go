@@ -102,11 +102,9 @@ func (s *sa) init(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("SA %08x: %w", cfg.SPI, err)
 	}
-	s.cfg, s.t, s.created = cfg, t, timeNow()
+	s.cfg, s.t, s.created = cfg, t, time.Now()
 	return nil
 }
-
-var timeNow = time.Now
 
 // WipeKeys zeroes the key bytes the SA was installed with, when it leaves
 // the SAD. The cipher and MAC state built from them lives inside crypto

@@ -234,55 +234,6 @@ func TestSealAndOpenDoNotAllocate(t *testing.T) {
 	}
 }
 
-// wrapped is a backend that delegates to software, optionally broken.
-type wrapped struct {
-	name   string
-	broken bool
-}
-
-func (w wrapped) Name() string          { return w.name }
-func (w wrapped) Supports(s Suite) bool { return s.Encryption != nil && s.Encryption.AEAD }
-func (w wrapped) NewTransform(s Suite, e, i []byte) (Transform, error) {
-	t, err := newSoftware(s, e, i)
-	if w.broken && err == nil {
-		return brokenTransform{t}, nil
-	}
-	return t, err
-}
-
-type brokenTransform struct{ Transform }
-
-func (b brokenTransform) Seal(pkt []byte, seq uint64, esn bool) {
-	b.Transform.Seal(pkt, seq+1, esn) // wrong sequence in the AAD and IV
-}
-
-func TestRegisterChecksBackends(t *testing.T) {
-	if err := Register(wrapped{name: "broken", broken: true}); err == nil {
-		t.Fatal("a backend that disagrees with software was registered")
-	}
-	if err := Register(wrapped{name: "good"}); err != nil {
-		t.Fatal(err)
-	}
-	defer Unregister("good")
-	if err := Register(wrapped{name: "good"}); err == nil {
-		t.Fatal("duplicate registered")
-	}
-	s, _ := ParseSuite("aes256gcm16")
-	ek, _ := testKeys(s)
-	o, err := NewOutbound(Config{SPI: 1, Suite: s, EncKey: ek, Backend: "good"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, _ := NewInbound(Config{SPI: 1, Suite: s, EncKey: ek})
-	if _, _, err := in.Open(seal(t, o, []byte("via good backend"), 4)); err != nil {
-		t.Fatal(err)
-	}
-	cbc, _ := ParseSuite("aes128-sha1")
-	if _, err := NewOutbound(Config{SPI: 1, Suite: cbc, Backend: "good"}); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("unsupported suite: %v", err)
-	}
-}
-
 // TestWipeKeys: the key bytes an SA was installed with are zeroed when it
 // is wiped, and a packet already on its way is still opened.
 func TestWipeKeys(t *testing.T) {
@@ -305,4 +256,33 @@ func TestWipeKeys(t *testing.T) {
 			t.Fatalf("%s: in-flight packet after wipe: %q %v", name, p, err)
 		}
 	}
+}
+
+// testKeys are fixed keys of the right lengths for a suite.
+func testKeys(s Suite) ([]byte, []byte) {
+	el, il := KeyLengths(s)
+	e, i := make([]byte, el), make([]byte, il)
+	for k := range e {
+		e[k] = byte(0x11 * (k + 1))
+	}
+	for k := range i {
+		i[k] = byte(0x5a ^ k)
+	}
+	return e, i
+}
+
+// AllSuites lists every ESP suite in the catalogue.
+func AllSuites() []Suite {
+	var out []Suite
+	for i := range encryptions {
+		e := &encryptions[i]
+		if e.AEAD {
+			out = append(out, Suite{Protocol: ProtoESP, Encryption: e})
+			continue
+		}
+		for j := range integrities {
+			out = append(out, Suite{Protocol: ProtoESP, Encryption: e, Integrity: &integrities[j]})
+		}
+	}
+	return out
 }

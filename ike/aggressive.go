@@ -133,13 +133,12 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		sa.peerID = got
 		p1, reply, err := SelectPhase1(offered, sa.proposals(), p.Auth)
 		if err != nil {
-			if sa.interop.Hint != "" {
-				err = fmt.Errorf("%w; %s", err, sa.interop.Hint)
+			if sa.vendor.interop.Hint != "" {
+				err = fmt.Errorf("%w; %s", err, sa.vendor.interop.Hint)
 			}
 			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("aggressive mode: %w", err)}
 		}
-		sa.phase1 = p1
-		sa.phase1.Lifetime = shorter(p1.Lifetime, p.Lifetime)
+		sa.setPhase1(p1)
 		t.mm.offered, t.mm.saiB, t.peerID, t.peerIDB = reply, in.body(PayloadSA), id, in.body(PayloadID)
 		t.mm.readCertReqs(in)
 		if err := t.mm.startDH(m, sa); err != nil {
@@ -171,8 +170,7 @@ func (t *aggressiveMode) process(x *exchange, in *msg) (bool, error) {
 		}
 		// Until the hash below verifies, this message is anyone's: what it
 		// sets is set again by the genuine one.
-		sa.phase1 = p1
-		sa.phase1.Lifetime = shorter(p1.Lifetime, p.Lifetime)
+		sa.setPhase1(p1)
 		gxy, err := t.mm.dh.Shared(ke.Data)
 		if err != nil {
 			return false, fail("malformed", NotifyInvalidKeyInformation, "aggressive mode: %v", err)

@@ -26,10 +26,10 @@ func dpdVendor() *vendorCapability {
 // and declares it dead after the timeout. It reports whether the SA died.
 func (m *Manager) dpdTick(sa *IKESA, now time.Time) bool {
 	p := sa.Peer
-	if p.DPDInterval <= 0 || !sa.flags.Has(FlagDPD) || sa.state != stateEstablished || sa.expired {
+	if p.DPDInterval <= 0 || !sa.vendor.flags.Has(FlagDPD) || sa.state != stateEstablished || sa.life.expired {
 		return false // an expired SA was deleted: the peer would not answer on it
 	}
-	silent := now.Sub(sa.lastHeard)
+	silent := now.Sub(sa.dpd.lastHeard)
 	if p.DPDTimeout > 0 && silent >= p.DPDTimeout {
 		m.log.Warn("peer is dead: no answer to DPD", zap.String("peer", p.Name), zap.Stringer("remote", sa.Remote.Addr()), zap.Duration("silent", silent))
 		m.host.Event(Event{ID: EventNegotiationErr, Peer: p.Name, Remote: sa.Remote.Addr(), Reason: "dead-peer",
@@ -37,10 +37,10 @@ func (m *Manager) dpdTick(sa *IKESA, now time.Time) bool {
 		m.remove(sa, "dead peer")
 		return true
 	}
-	if silent >= p.DPDInterval && now.Sub(sa.dpdSent) >= p.DPDInterval {
-		sa.dpdSeq++
-		sa.dpdSent = now
-		m.sendDPD(sa, NotifyRUThere, sa.dpdSeq)
+	if silent >= p.DPDInterval && now.Sub(sa.dpd.sent) >= p.DPDInterval {
+		sa.dpd.seq++
+		sa.dpd.sent = now
+		m.sendDPD(sa, NotifyRUThere, sa.dpd.seq)
 	}
 	return false
 }

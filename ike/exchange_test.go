@@ -664,8 +664,8 @@ func TestNATTraversal(t *testing.T) {
 		t.Fatalf("children: A %+v -> %v, B %+v -> %v", ca.UDP, ca.Remote, cb.UDP, cb.Remote)
 	}
 	sa := p.b.sas[p.b.SAs()[0].ICookie]
-	if !sa.natRemote || sa.natLocal || sa.nattDialect != nattRFC {
-		t.Fatalf("B's view: peer behind NAT %v, we behind NAT %v, dialect %d", sa.natRemote, sa.natLocal, sa.nattDialect)
+	if !sa.nat.remote || sa.nat.local || sa.nat.dialect != nattRFC {
+		t.Fatalf("B's view: peer behind NAT %v, we behind NAT %v, dialect %d", sa.nat.remote, sa.nat.local, sa.nat.dialect)
 	}
 	// Only A, behind the NAT, keeps the mapping alive.
 	p.tick(21 * time.Second)

@@ -162,7 +162,7 @@ func (m *Manager) transmit(sa *IKESA, b []byte) error {
 	// The fragment data that fits one datagram: less IP, UDP, the
 	// non-ESP marker on 4500, the ISAKMP header and the payload headers.
 	room := size - 20 - 8 - 4 - HeaderLen - GenericHeaderLen - 4
-	if sa.Peer.NoFragmentation || !sa.flags.Has(FlagFragmentation) || len(b) <= size-20-8-4 || room <= 0 {
+	if sa.Peer.NoFragmentation || !sa.vendor.flags.Has(FlagFragmentation) || len(b) <= size-20-8-4 || room <= 0 {
 		return m.host.Send(b, sa.Local, sa.Remote)
 	}
 	h, err := ParseHeader(b)

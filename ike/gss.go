@@ -11,7 +11,7 @@ import (
 )
 
 // GSS-API authentication (draft-ietf-ipsec-isakmp-gss-auth-07, the method
-// Windows 2000 shipped as "Kerberos"; shared/PROTOCOLS.md): main mode with
+// Windows 2000 shipped as "Kerberos"; docs/kerberos.md): main mode with
 // SKEYID as for signatures, GSS tokens in messages 3 and 4 (and later
 // ones while a context needs more rounds), and HASH_I and HASH_R sent as
 // GSS Wrap tokens:

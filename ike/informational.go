@@ -57,7 +57,7 @@ func (m *Manager) informational(sa *IKESA, h Header, b []byte, local, remote net
 		return
 	}
 	sa.floatTo(local, remote)
-	sa.lastHeard = m.now()
+	sa.dpd.lastHeard = m.now()
 	for _, p := range in.payloads[1:] {
 		switch p := p.(type) {
 		case *Notify:

@@ -126,98 +126,14 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 	if t.step == 0 {
 		t.step = 1
 	}
+	var err error
 	switch {
 	case !sa.Initiator && t.step == 1:
-		offered, ok := in.get(PayloadSA).(*SA)
-		if !ok {
-			return false, fail("malformed", NotifyPayloadMalformed, "main mode message 1 has no SA payload")
-		}
-		auths := sa.Peer.Auth
-		if !sa.flags.Has(FlagGSSAPI) {
-			auths = withoutGSS(auths) // 65001 without the vendor ID is XAUTH's, which we do not speak
-		}
-		p1, reply, err := SelectPhase1(offered, sa.proposals(), auths)
-		if err != nil {
-			if len(auths) < len(sa.Peer.Auth) {
-				err = fmt.Errorf("%w (gss-krb5 needs the peer's GSSAPI or MS NT5 vendor ID)", err)
-			}
-			if sa.interop.Hint != "" {
-				err = fmt.Errorf("%w; %s", err, sa.interop.Hint)
-			}
-			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
-		}
-		if p1.Auth == AuthGSS {
-			tr := &reply.Proposals[0].Transforms[0]
-			t.gss = &gssState{giI: gssIdentityOf(*tr)}
-			*tr = withGSSIdentity(*tr, sa.Peer.GSS)
-			t.gss.giR = gssIdentityOf(*tr)
-			sa.gss = &t.gss.ctx
-		}
-		sa.phase1 = p1
-		if sa.Peer.Lifetime > 0 && (p1.Lifetime == 0 || p1.Lifetime > sa.Peer.Lifetime) {
-			sa.phase1.Lifetime = sa.Peer.Lifetime // honour the shorter lifetime
-		}
-		t.offered, t.saiB = reply, in.body(PayloadSA)
+		err = t.chooseProposal(sa, in)
 	case sa.Initiator && t.step == 2:
-		reply, ok := in.get(PayloadSA).(*SA)
-		if !ok {
-			return false, fail("malformed", NotifyPayloadMalformed, "main mode message 2 has no SA payload")
-		}
-		p1, err := sa.Peer.acceptPhase1Reply(reply)
-		if err != nil {
-			return false, &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
-		}
-		if p1.Auth == AuthGSS {
-			if err := t.startGSSInitiator(sa, in, reply.Proposals[0].Transforms[0]); err != nil {
-				return false, err
-			}
-		}
-		sa.phase1 = p1
-		if sa.Peer.Lifetime > 0 && (p1.Lifetime == 0 || p1.Lifetime > sa.Peer.Lifetime) {
-			sa.phase1.Lifetime = sa.Peer.Lifetime
-		}
-		if err := t.startDH(m, sa); err != nil {
-			return false, err
-		}
-		t.gxi, t.ni = t.dh.Public(), m.random(nonceLen)
+		err = t.acceptChoice(m, sa, in)
 	case !sa.Initiator && t.step == 3, sa.Initiator && t.step == 4:
-		ke, ok1 := in.get(PayloadKE).(*Data)
-		nonce, ok2 := in.get(PayloadNonce).(*Data)
-		if !ok1 || !ok2 {
-			return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks KE or nonce", t.step)
-		}
-		if !sa.Initiator {
-			if err := t.startDH(m, sa); err != nil {
-				return false, err
-			}
-			t.gxi, t.gxr, t.ni, t.nr = ke.Data, t.dh.Public(), nonce.Data, m.random(nonceLen)
-		} else {
-			t.gxr, t.nr = ke.Data, nonce.Data
-		}
-		t.readCertReqs(in)
-		peerPub := t.gxr
-		if !sa.Initiator {
-			peerPub = t.gxi
-		}
-		gxy, err := t.dh.Shared(peerPub)
-		if err != nil {
-			return false, fail("malformed", NotifyInvalidKeyInformation, "main mode: %v", err)
-		}
-		if err := t.deriveKeys(m, sa, gxy, nil); err != nil {
-			return false, err
-		}
-		if t.gss != nil {
-			tok, ok := in.get(PayloadGSS).(*GSS)
-			if !ok {
-				return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks a GSS token", t.step)
-			}
-			if err := t.gssStep(sa, tok.Token); err != nil {
-				return false, err
-			}
-		}
-		if sa.Initiator {
-			sa.p1encrypt = true
-		}
+		err = t.exchangeKeys(m, sa, in)
 	case t.gss != nil && t.step >= 5 && (t.step%2 == 1) != sa.Initiator:
 		if err := t.processGSS(sa, in); err != nil {
 			return false, err
@@ -226,30 +142,8 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 		t.step++
 		return t.gss.hashSent && t.gss.peerHashOK, nil
 	case !sa.Initiator && t.step == 5, sa.Initiator && t.step == 6:
-		id, ok := in.get(PayloadID).(*ID)
-		if !ok {
-			return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks an ID payload", t.step)
-		}
-		if IsSignature(sa.phase1.Auth) {
-			if err := t.checkSignature(sa, in, id, in.body(PayloadID)); err != nil {
-				return false, err
-			}
-		} else {
-			h, ok := in.get(PayloadHash).(*Data)
-			if !ok {
-				return false, fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks a HASH payload", t.step)
-			}
-			if !hmac.Equal(t.hash(sa, !sa.Initiator, in.body(PayloadID)), h.Data) {
-				return false, refusedProof(NotifyInvalidHashInformation, "main mode: the peer's HASH does not verify (preshared keys differ)")
-			}
-			in.authed = true
-			// The key was chosen by address (see PeerConfig); the identity
-			// the peer proved with it must be the configured one, if any.
-			sa.peerID = FormatID(id.IDType, id.Data)
-			if p := sa.Peer; p.RemoteID != "" && !SameID(p.RemoteID, sa.peerID) {
-				return false, fail("authentication-failed", NotifyInvalidIDInformation, "main mode: the peer calls itself %s, the tunnel expects %s (remote.id)",
-					sa.peerID, p.RemoteID)
-			}
+		if err := t.checkPeer(sa, in); err != nil {
+			return false, err
 		}
 		t.noteInitialContact(sa, in)
 		t.step++
@@ -257,8 +151,144 @@ func (t *mainMode) process(x *exchange, in *msg) (bool, error) {
 	default:
 		return false, fail("malformed", NotifyInvalidPayloadType, "main mode: unexpected message at step %d", t.step)
 	}
+	if err != nil {
+		return false, err
+	}
 	t.step++
 	return false, nil
+}
+
+// chooseProposal answers message 1: the responder picks one of the
+// initiator's proposals (RFC 2409 section 5).
+func (t *mainMode) chooseProposal(sa *IKESA, in *msg) error {
+	offered, ok := in.get(PayloadSA).(*SA)
+	if !ok {
+		return fail("malformed", NotifyPayloadMalformed, "main mode message 1 has no SA payload")
+	}
+	auths := sa.Peer.Auth
+	if !sa.vendor.flags.Has(FlagGSSAPI) {
+		auths = withoutGSS(auths) // 65001 without the vendor ID is XAUTH's, which we do not speak
+	}
+	p1, reply, err := SelectPhase1(offered, sa.proposals(), auths)
+	if err != nil {
+		if len(auths) < len(sa.Peer.Auth) {
+			err = fmt.Errorf("%w (gss-krb5 needs the peer's GSSAPI or MS NT5 vendor ID)", err)
+		}
+		if sa.vendor.interop.Hint != "" {
+			err = fmt.Errorf("%w; %s", err, sa.vendor.interop.Hint)
+		}
+		return &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
+	}
+	if p1.Auth == AuthGSS {
+		tr := &reply.Proposals[0].Transforms[0]
+		t.gss = &gssState{giI: gssIdentityOf(*tr)}
+		*tr = withGSSIdentity(*tr, sa.Peer.GSS)
+		t.gss.giR = gssIdentityOf(*tr)
+		sa.gss = &t.gss.ctx
+	}
+	sa.setPhase1(p1)
+	t.offered, t.saiB = reply, in.body(PayloadSA)
+	return nil
+}
+
+// acceptChoice reads message 2: the responder's choice must be one of
+// our proposals; then our Diffie-Hellman half is made.
+func (t *mainMode) acceptChoice(m *Manager, sa *IKESA, in *msg) error {
+	reply, ok := in.get(PayloadSA).(*SA)
+	if !ok {
+		return fail("malformed", NotifyPayloadMalformed, "main mode message 2 has no SA payload")
+	}
+	p1, err := sa.Peer.acceptPhase1Reply(reply)
+	if err != nil {
+		return &failure{reason: "no-proposal-chosen", notify: NotifyNoProposalChosen, err: fmt.Errorf("main mode: %w", err)}
+	}
+	if p1.Auth == AuthGSS {
+		if err := t.startGSSInitiator(sa, in, reply.Proposals[0].Transforms[0]); err != nil {
+			return err
+		}
+	}
+	sa.setPhase1(p1)
+	if err := t.startDH(m, sa); err != nil {
+		return err
+	}
+	t.gxi, t.ni = t.dh.Public(), m.random(nonceLen)
+	return nil
+}
+
+// setPhase1 settles the chosen proposal, with the shorter of the two
+// lifetimes (ours or the one offered) in force.
+func (sa *IKESA) setPhase1(p1 Phase1) {
+	sa.phase1 = p1
+	sa.phase1.Lifetime = shorter(p1.Lifetime, sa.Peer.Lifetime)
+}
+
+// exchangeKeys reads message 3 (responder) or 4 (initiator): the peer's
+// KE and nonce give the shared secret and SKEYID; with Kerberos, the
+// first GSS token rides along.
+func (t *mainMode) exchangeKeys(m *Manager, sa *IKESA, in *msg) error {
+	ke, ok1 := in.get(PayloadKE).(*Data)
+	nonce, ok2 := in.get(PayloadNonce).(*Data)
+	if !ok1 || !ok2 {
+		return fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks KE or nonce", t.step)
+	}
+	peerPub := ke.Data
+	if !sa.Initiator {
+		if err := t.startDH(m, sa); err != nil {
+			return err
+		}
+		t.gxi, t.gxr, t.ni, t.nr = ke.Data, t.dh.Public(), nonce.Data, m.random(nonceLen)
+	} else {
+		t.gxr, t.nr = ke.Data, nonce.Data
+	}
+	t.readCertReqs(in)
+	gxy, err := t.dh.Shared(peerPub)
+	if err != nil {
+		return fail("malformed", NotifyInvalidKeyInformation, "main mode: %v", err)
+	}
+	if err := t.deriveKeys(m, sa, gxy, nil); err != nil {
+		return err
+	}
+	if t.gss != nil {
+		tok, ok := in.get(PayloadGSS).(*GSS)
+		if !ok {
+			return fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks a GSS token", t.step)
+		}
+		if err := t.gssStep(sa, tok.Token); err != nil {
+			return err
+		}
+	}
+	if sa.Initiator {
+		sa.p1encrypt = true
+	}
+	return nil
+}
+
+// checkPeer reads message 5 (responder) or 6 (initiator): the peer's
+// identity and its proof, a signature or HASH_I/HASH_R.
+func (t *mainMode) checkPeer(sa *IKESA, in *msg) error {
+	id, ok := in.get(PayloadID).(*ID)
+	if !ok {
+		return fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks an ID payload", t.step)
+	}
+	if IsSignature(sa.phase1.Auth) {
+		return t.checkSignature(sa, in, id, in.body(PayloadID))
+	}
+	h, ok := in.get(PayloadHash).(*Data)
+	if !ok {
+		return fail("malformed", NotifyPayloadMalformed, "main mode message %d lacks a HASH payload", t.step)
+	}
+	if !hmac.Equal(t.hash(sa, !sa.Initiator, in.body(PayloadID)), h.Data) {
+		return refusedProof(NotifyInvalidHashInformation, "main mode: the peer's HASH does not verify (preshared keys differ)")
+	}
+	in.authed = true
+	// The key was chosen by address (see PeerConfig); the identity the
+	// peer proved with it must be the configured one, if any.
+	sa.peerID = FormatID(id.IDType, id.Data)
+	if p := sa.Peer; p.RemoteID != "" && !SameID(p.RemoteID, sa.peerID) {
+		return fail("authentication-failed", NotifyInvalidIDInformation, "main mode: the peer calls itself %s, the tunnel expects %s (remote.id)",
+			sa.peerID, p.RemoteID)
+	}
+	return nil
 }
 
 func (t *mainMode) noteInitialContact(sa *IKESA, in *msg) {
@@ -272,7 +302,7 @@ func (t *mainMode) noteInitialContact(sa *IKESA, in *msg) {
 // startGSSInitiator reads the responder's GSS identity from its choice
 // and settles whom our ticket is for.
 func (t *mainMode) startGSSInitiator(sa *IKESA, in *msg, chosen Transform) error {
-	if !sa.flags.Has(FlagGSSAPI) {
+	if !sa.vendor.flags.Has(FlagGSSAPI) {
 		return fail("no-proposal-chosen", NotifyNoProposalChosen, "main mode: the responder chose method 65001 without a GSS-API vendor ID (XAUTH?)")
 	}
 	g := &gssState{ctx: GSSContext{Initiator: true, Target: sa.Peer.GSS.Target}}

@@ -45,21 +45,8 @@ type IKESA struct {
 	// messages (5 and 6).
 	p1encrypt bool
 
-	// NAT traversal (natt.go): the dialect both sides speak, and whether
-	// we or the peer are behind a NAT.
-	nattDialect         int
-	natLocal, natRemote bool
-
-	// Reauthentication (rekey.go): the fraction of the lifetime at which
-	// this side replaces the SA; whether it has started; whether this SA
-	// replaces older ones; when an old SA goes.
-	softIKE       float64
-	reauthStarted bool
-	replaces      bool
-	retireAt      time.Time
-	// expired: a road warrior's SA past its lifetime (expireTick); it
-	// only holds its IPsec SAs until they run out.
-	expired bool
+	nat  natState
+	life lifeState
 
 	// gss is main mode's GSS-API context while it lives (gss.go).
 	gss *GSSContext
@@ -68,11 +55,7 @@ type IKESA struct {
 	// its ID payload with a preshared key.
 	peerID string
 
-	// The peer's features and quirks, read from its first message
-	// (vendor.go), and what the interop plugins made of it.
-	classified bool
-	flags      Flags
-	interop    InteropAnswer
+	vendor vendorState
 
 	// halfOpenFrom is set while a responder SA counts as half-open: the
 	// address it is counted under.
@@ -80,21 +63,58 @@ type IKESA struct {
 
 	// initialContact: the peer said it holds no other SA with us.
 	initialContact bool
-	lastKeepalive  time.Time
 
-	// DPD (dpd.go): whether the peer does it, and our probe state.
-	dpdSeq    uint32
-	dpdSent   time.Time
-	lastHeard time.Time
+	dpd dpdState
 
 	xs       map[uint32]*exchange
 	children []*ChildSA
 	m        *Manager
-	// usedIDs are the quick mode message IDs this SA has run, oldest
-	// first in usedOrder, so a replayed quick mode is refused after its
-	// exchange is forgotten (bounded: maxUsedMsgIDs).
-	usedIDs   map[uint32]struct{}
-	usedOrder []uint32
+	msgIDs   usedMsgIDs
+}
+
+// natState is NAT traversal's (natt.go): the dialect both sides speak,
+// whether we or the peer are behind a NAT, and our last keepalive.
+type natState struct {
+	dialect       int
+	local, remote bool
+	lastKeepalive time.Time
+}
+
+// lifeState is the SA's end (rekey.go): the fraction of the lifetime at
+// which this side replaces it, whether that has started, whether this SA
+// replaces older ones, and when an old SA goes.
+type lifeState struct {
+	soft          float64
+	reauthStarted bool
+	replaces      bool
+	retireAt      time.Time
+	// expired: a road warrior's SA past its lifetime (expireTick); it
+	// only holds its IPsec SAs until they run out.
+	expired bool
+}
+
+// vendorState is the peer's features and quirks, read from its first
+// message (vendor.go), and what the interop plugins made of it.
+type vendorState struct {
+	classified bool
+	flags      Flags
+	interop    InteropAnswer
+}
+
+// dpdState is dead peer detection's (dpd.go): our probe, and when we
+// last heard from the peer.
+type dpdState struct {
+	seq       uint32
+	sent      time.Time
+	lastHeard time.Time
+}
+
+// usedMsgIDs are the quick mode message IDs an SA has run, oldest first
+// in order, so a replayed quick mode is refused after its exchange is
+// forgotten (bounded: maxUsedMsgIDs).
+type usedMsgIDs struct {
+	used  map[uint32]struct{}
+	order []uint32
 }
 
 // maxUsedMsgIDs bounds the quick mode message IDs an IKE SA remembers:
@@ -102,22 +122,22 @@ type IKESA struct {
 // for a day is 24), and only ones that authenticated take a place.
 const maxUsedMsgIDs = 1024
 
-func (sa *IKESA) usedMsgID(id uint32) bool { _, ok := sa.usedIDs[id]; return ok }
+func (sa *IKESA) usedMsgID(id uint32) bool { _, ok := sa.msgIDs.used[id]; return ok }
 
 // useMsgID remembers a quick mode message ID for the SA's life.
 func (sa *IKESA) useMsgID(id uint32) {
 	if sa.usedMsgID(id) {
 		return
 	}
-	if sa.usedIDs == nil {
-		sa.usedIDs = map[uint32]struct{}{}
+	if sa.msgIDs.used == nil {
+		sa.msgIDs.used = map[uint32]struct{}{}
 	}
-	if len(sa.usedOrder) >= maxUsedMsgIDs {
-		delete(sa.usedIDs, sa.usedOrder[0])
-		sa.usedOrder = sa.usedOrder[1:]
+	if len(sa.msgIDs.order) >= maxUsedMsgIDs {
+		delete(sa.msgIDs.used, sa.msgIDs.order[0])
+		sa.msgIDs.order = sa.msgIDs.order[1:]
 	}
-	sa.usedIDs[id] = struct{}{}
-	sa.usedOrder = append(sa.usedOrder, id)
+	sa.msgIDs.used[id] = struct{}{}
+	sa.msgIDs.order = append(sa.msgIDs.order, id)
 }
 
 // Manager runs IKE: it owns the IKE SAs, answers and starts exchanges,
@@ -319,7 +339,7 @@ func (m *Manager) Initiate(name string) error {
 
 func (m *Manager) initiateLocked(peer *PeerConfig) error {
 	for _, sa := range m.sas {
-		if sa.Peer == peer && sa.state == stateEstablished && sa.retireAt.IsZero() {
+		if sa.Peer == peer && sa.state == stateEstablished && sa.life.retireAt.IsZero() {
 			for _, x := range sa.xs {
 				if x.typ == ExchangeQuick && x.initiator && x.finished.IsZero() {
 					return nil // a quick mode is on its way
@@ -339,10 +359,10 @@ func (m *Manager) initiateLocked(peer *PeerConfig) error {
 func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA) error {
 	sa := &IKESA{ICookie: m.cookie(), Initiator: true, Local: netip.AddrPortFrom(peer.Local, 500),
 		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
-		softIKE: softPoint(true), replaces: old != nil}
+		life: lifeState{soft: softPoint(true), replaces: old != nil}}
 	m.sas[sa.ICookie] = sa
 	if m.interop != nil {
-		sa.interop.VendorIDs = m.interop.VendorIDs(peer, sa.Remote)
+		sa.vendor.interop.VendorIDs = m.interop.VendorIDs(peer, sa.Remote)
 	}
 	if peer.Aggressive {
 		return m.send(m.newExchange(sa, ExchangeAggressive, 0, true, newAggressiveMode(), &natt{aggressive: true}, dpdVendor(), fragVendor(), extraVendorIDs{}))
@@ -558,14 +578,14 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort, pre 
 		return
 	}
 	sa := &IKESA{ICookie: h.ICookie, RCookie: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
-		softIKE: softPoint(false), halfOpenFrom: remote.Addr()}
+		life: lifeState{soft: softPoint(false)}, halfOpenFrom: remote.Addr()}
 	m.halfOpen++
 	m.halfOpenBy[sa.halfOpenFrom]++
 	// A peer that reauthenticates: once this SA has a child, the older
 	// ones with the peer go.
 	for _, old := range m.sas {
 		if samePeer(old, sa) && old.state == stateEstablished {
-			sa.replaces = true
+			sa.life.replaces = true
 		}
 	}
 	m.sas[sa.ICookie] = sa
@@ -616,7 +636,7 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte, created bool, pre *preCl
 			m.log.Debug("unexpected IKE exchange dropped", zap.Stringer("exchange", h.Exchange), zap.Stringer("from", sa.Remote))
 			return
 		}
-		if sa.expired {
+		if sa.life.expired {
 			m.log.Info("quick mode on an expired IKE SA dropped: the client must make a new main mode", zap.String("peer", sa.Peer.Name),
 				zap.Stringer("from", sa.Remote))
 			return
@@ -639,7 +659,7 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte, created bool, pre *preCl
 	}
 	var unclassify func()
 	if err == nil {
-		if x.typ.phase1() && !sa.classified {
+		if x.typ.phase1() && !sa.vendor.classified {
 			unclassify = m.classify(sa, in, pre)
 		}
 		err = x.process(in)
@@ -682,7 +702,7 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte, created bool, pre *preCl
 	x.lastRecvHash = digest
 	x.waiting = false
 	x.refused = nil
-	sa.lastHeard = m.now()
+	sa.dpd.lastHeard = m.now()
 	if x.finishedAll() {
 		x.finished = m.now()
 		m.completed(x)
@@ -841,7 +861,7 @@ func (m *Manager) completed(x *exchange) {
 		m.releaseHalfOpen(sa)
 		sa.releaseGSS()
 		sa.state = stateEstablished
-		sa.lastHeard = m.now()
+		sa.dpd.lastHeard = m.now()
 		m.log.Info("IKE SA established", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote),
 			zap.Stringer("proposal", sa.phase1), zap.String("auth", MethodName(sa.phase1.Auth)), zap.String("peer_id", sa.peerID),
 			zap.Bool("initiator", sa.Initiator))
@@ -932,7 +952,7 @@ func (m *Manager) failed(x *exchange, err error) {
 			Message: fmt.Sprintf("negotiation with %s (%s) failed: %v", sa.Peer.Name, sa.Remote.Addr(), err)})
 	}
 	switch {
-	case notify != 0 && x.typ == ExchangeQuick && sa.flags.Has(FlagQMNotifyMsgID):
+	case notify != 0 && x.typ == ExchangeQuick && sa.vendor.flags.Has(FlagQMNotifyMsgID):
 		m.sendInformationalID(sa, x.msgID, []Payload{sa.isakmpNotify(notify, nil)})
 	case notify != 0:
 		m.sendNotify(sa, notify)
@@ -1003,9 +1023,9 @@ func (m *Manager) Tick() {
 		if m.dpdTick(sa, now) {
 			continue
 		}
-		if sa.state == stateEstablished && sa.natLocal && now.Sub(sa.lastKeepalive) >= natKeepalive {
+		if sa.state == stateEstablished && sa.nat.local && now.Sub(sa.nat.lastKeepalive) >= natKeepalive {
 			// Behind a NAT we keep its mapping alive (RFC 3948 section 4).
-			sa.lastKeepalive = now
+			sa.nat.lastKeepalive = now
 			m.host.SendKeepalive(sa.Local, sa.Remote)
 		}
 		if sa.state == stateEstablished {
@@ -1083,9 +1103,9 @@ func (m *Manager) SAs() []SAInfo {
 	for _, sa := range m.sas {
 		out = append(out, SAInfo{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, ICookie: sa.ICookie, RCookie: sa.RCookie,
 			Initiator: sa.Initiator, Established: sa.state == stateEstablished, Phase1: sa.phase1.String(),
-			Age: m.now().Sub(sa.created), Children: len(sa.children), NAT: sa.natDetected(), Expired: sa.expired,
-			Auth: MethodName(sa.phase1.Auth), PeerID: sa.peerID, Family: sa.interop.Family, Detail: sa.interop.Detail,
-			Plugin: sa.interop.Plugin, Flags: sa.flags.Names()})
+			Age: m.now().Sub(sa.created), Children: len(sa.children), NAT: sa.natDetected(), Expired: sa.life.expired,
+			Auth: MethodName(sa.phase1.Auth), PeerID: sa.peerID, Family: sa.vendor.interop.Family, Detail: sa.vendor.interop.Detail,
+			Plugin: sa.vendor.interop.Plugin, Flags: sa.vendor.flags.Names()})
 	}
 	return out
 }

@@ -39,8 +39,8 @@ func mustHex(s string) []byte {
 	return b
 }
 
-// mainMode1 is a main mode first message as Windows sends it (shape from
-// shared/PROTOCOLS.md): SA with three transforms, then vendor IDs.
+// mainMode1 is a main mode first message shaped as Windows sends it
+// (ike/clients): SA with three transforms, then vendor IDs.
 func mainMode1() *Message {
 	tr := func(n uint8, enc, keyLen, hash, group uint16) Transform {
 		return Transform{Number: n, ID: 1 /* KEY_IKE */, Attributes: []Attribute{

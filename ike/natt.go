@@ -64,16 +64,16 @@ func (t *natt) build(x *exchange, out *msg) (bool, error) {
 		out.add(&Data{T: PayloadVendorID, Data: vidRFC3947}, &Data{T: PayloadVendorID, Data: vidDraft03},
 			&Data{T: PayloadVendorID, Data: vidDraft02N})
 	case 2: // responder: the dialect we picked
-		switch sa.nattDialect {
+		switch sa.nat.dialect {
 		case nattRFC:
 			out.add(&Data{T: PayloadVendorID, Data: vidRFC3947})
 		case nattDraft:
 			out.add(&Data{T: PayloadVendorID, Data: vidDraft02N})
 		}
 	}
-	if t.natdStep(t.step) && sa.nattDialect != nattNone {
+	if t.natdStep(t.step) && sa.nat.dialect != nattNone {
 		typ := PayloadNATD
-		if sa.nattDialect == nattDraft {
+		if sa.nat.dialect == nattDraft {
 			typ = PayloadNATDDraft
 		}
 		// RFC 3947 section 3.2: first the peer's address as we send to
@@ -93,13 +93,13 @@ func (t *natt) process(x *exchange, in *msg) (bool, error) {
 	if t.step <= 2 {
 		// The drafts only when a flag says this peer speaks them.
 		switch {
-		case sa.flags.Has(FlagNATT):
-			sa.nattDialect = nattRFC
-		case sa.flags.Has(FlagNATTDraft):
-			sa.nattDialect = nattDraft
+		case sa.vendor.flags.Has(FlagNATT):
+			sa.nat.dialect = nattRFC
+		case sa.vendor.flags.Has(FlagNATTDraft):
+			sa.nat.dialect = nattDraft
 		}
 	}
-	if !t.natdStep(t.step) || sa.nattDialect == nattNone {
+	if !t.natdStep(t.step) || sa.nat.dialect == nattNone {
 		return t.step >= t.last(), nil
 	}
 	var hashes [][]byte
@@ -112,11 +112,11 @@ func (t *natt) process(x *exchange, in *msg) (bool, error) {
 		return t.step >= t.last(), nil // the peer sends none: no NAT-T
 	}
 	// The first is what the peer thinks our address is.
-	sa.natLocal = !bytes.Equal(hashes[0], natHash(sa, sa.Local)) || sa.Peer.ForceEncap
-	sa.natRemote = true
+	sa.nat.local = !bytes.Equal(hashes[0], natHash(sa, sa.Local)) || sa.Peer.ForceEncap
+	sa.nat.remote = true
 	for _, h := range hashes[1:] {
 		if bytes.Equal(h, natHash(sa, sa.Remote)) {
-			sa.natRemote = false
+			sa.nat.remote = false
 		}
 	}
 	if sa.Initiator && sa.natDetected() {
@@ -145,7 +145,7 @@ func natHash(sa *IKESA, ap netip.AddrPort) []byte {
 	return prf.Hash(sa.ICookie[:], sa.RCookie[:], ap.Addr().Unmap().AsSlice(), port[:])
 }
 
-func (sa *IKESA) natDetected() bool { return sa.natLocal || sa.natRemote }
+func (sa *IKESA) natDetected() bool { return sa.nat.local || sa.nat.remote }
 
 // udpEncap is the quick mode encapsulation for a tunnel or transport SA
 // on this IKE SA: UDP-encapsulated in the negotiated dialect behind a NAT.
@@ -155,9 +155,9 @@ func (sa *IKESA) udpEncap(transport bool) uint16 {
 		return EncapTransport
 	case !sa.natDetected():
 		return EncapTunnel
-	case sa.nattDialect == nattDraft && transport:
+	case sa.nat.dialect == nattDraft && transport:
 		return EncapUDPTransportDraft
-	case sa.nattDialect == nattDraft:
+	case sa.nat.dialect == nattDraft:
 		return EncapUDPTunnelDraft
 	case transport:
 		return EncapUDPTransport

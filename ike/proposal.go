@@ -34,7 +34,7 @@ const (
 )
 
 // Authentication methods (RFC 2409 appendix A; 65001 is GSS-API only with
-// the right vendor IDs, see shared/PROTOCOLS.md).
+// the GSSAPI or MS NT5 vendor IDs, else it is XAUTH's: see gss.go).
 const (
 	AuthPSK      = 1
 	AuthRSASig   = 3

@@ -155,7 +155,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 		} else if p2.Group != 0 {
 			return false, fail("malformed", NotifyPayloadMalformed, "quick mode: PFS group %d offered without a KE payload", p2.Group)
 		}
-		if sa.natRemote {
+		if sa.nat.remote {
 			t.peerNATOA(in, false)
 		}
 		if err := t.checkIDs(sa, in, false); err != nil {
@@ -199,7 +199,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 			}
 			t.gxy = gxy
 		}
-		if sa.natRemote {
+		if sa.nat.remote {
 			t.peerNATOA(in, true)
 		}
 		if err := t.checkIDs(sa, in, true); err != nil {
@@ -268,7 +268,7 @@ func (t *quickMode) checkTransportIDs(sa *IKESA, local, remote Selector) error {
 		addr netip.Addr
 		nat  bool
 		side string
-	}{{local, sa.Local.Addr(), sa.natLocal, "our"}, {remote, sa.Remote.Addr(), sa.natRemote, "the peer's"}} {
+	}{{local, sa.Local.Addr(), sa.nat.local, "our"}, {remote, sa.Remote.Addr(), sa.nat.remote, "the peer's"}} {
 		host := x.sel.Prefix.IsSingleIP() && x.sel.Prefix.Addr().Is4() == x.addr.Unmap().Is4()
 		if !host || (!x.nat && x.sel.Prefix != hostPrefix(x.addr)) {
 			return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: transport mode identity %v is not %s address %v", x.sel, x.side, x.addr)
@@ -277,7 +277,7 @@ func (t *quickMode) checkTransportIDs(sa *IKESA, local, remote Selector) error {
 			return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: identity %v is not L2TP (UDP port 1701)", x.sel)
 		}
 	}
-	if sa.natRemote && t.natOA == (netip.Addr{}) {
+	if sa.nat.remote && t.natOA == (netip.Addr{}) {
 		t.natOA = remote.Prefix.Addr()
 	}
 	return nil
@@ -298,7 +298,7 @@ func (sa *IKESA) natOA(transport bool, initiator, responder netip.Addr) []Payloa
 	if !transport || !sa.natDetected() {
 		return nil
 	}
-	if sa.nattDialect == nattDraft {
+	if sa.nat.dialect == nattDraft {
 		return []Payload{&NATOA{T: PayloadNATOADraft, Addr: sa.Local.Addr().Unmap()}}
 	}
 	return []Payload{&NATOA{T: PayloadNATOA, Addr: initiator.Unmap()}, &NATOA{T: PayloadNATOA, Addr: responder.Unmap()}}
@@ -421,7 +421,7 @@ func (m *Manager) installChild(sa *IKESA, c *ChildSA, initiator bool, replaces *
 	}
 	m.host.Event(Event{ID: EventChildUp, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Child: c, Rekey: replaces != nil,
 		Message: fmt.Sprintf("%s: %v", what, c)})
-	if sa.replaces {
+	if sa.life.replaces {
 		m.retireReplaced(sa)
 	}
 	return nil

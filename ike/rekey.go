@@ -68,7 +68,7 @@ func (m *Manager) rekeyTick(sa *IKESA, now time.Time) {
 			}
 			m.deleteChild(sa, c, why)
 			continue
-		case !c.rekeying && !c.superseded && !sa.expired && !c.rekeyAt.IsZero() && !now.Before(c.rekeyAt):
+		case !c.rekeying && !c.superseded && !sa.life.expired && !c.rekeyAt.IsZero() && !now.Before(c.rekeyAt):
 			c.rekeying = true
 			m.log.Info("rekeying IPsec SA", zap.String("peer", sa.Peer.Name), zap.Stringer("child", c))
 			m.startQuickModeFor(sa, c)
@@ -76,7 +76,7 @@ func (m *Manager) rekeyTick(sa *IKESA, now time.Time) {
 		kept = append(kept, c)
 	}
 	sa.children = kept
-	if sa.retireAt.IsZero() || now.Before(sa.retireAt) {
+	if sa.life.retireAt.IsZero() || now.Before(sa.life.retireAt) {
 		if sa.Peer.Wildcard() {
 			m.expireTick(sa, now) // a road warrior renews its own SA
 		} else {
@@ -104,13 +104,13 @@ func (m *Manager) deleteChild(sa *IKESA, c *ChildSA, why string) {
 // reauthTick starts the replacement of an IKE SA near its lifetime's end.
 func (m *Manager) reauthTick(sa *IKESA, now time.Time) {
 	life := sa.phase1.Lifetime
-	if life <= 0 || sa.reauthStarted || sa.state != stateEstablished {
+	if life <= 0 || sa.life.reauthStarted || sa.state != stateEstablished {
 		return
 	}
-	if now.Sub(sa.created) < time.Duration(float64(life)*sa.softIKE) {
+	if now.Sub(sa.created) < time.Duration(float64(life)*sa.life.soft) {
 		return
 	}
-	sa.reauthStarted = true
+	sa.life.reauthStarted = true
 	m.log.Info("reauthenticating IKE SA", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote.Addr()))
 	m.startMainMode(sa.Peer, sa)
 }
@@ -127,13 +127,13 @@ func (m *Manager) expireTick(sa *IKESA, now time.Time) {
 	if life <= 0 || sa.state != stateEstablished {
 		return
 	}
-	if !sa.expired && now.Sub(sa.created) >= life {
-		sa.expired = true
+	if !sa.life.expired && now.Sub(sa.created) >= life {
+		sa.life.expired = true
 		m.sendInformational(sa, []Payload{sa.deleteIKE()})
 		m.log.Info("road warrior's IKE SA expired without renewal; its IPsec SAs run to their own lifetimes",
 			zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote), zap.Duration("lifetime", life), zap.Int("ipsec_sas", len(sa.children)))
 	}
-	if sa.expired && len(sa.children) == 0 {
+	if sa.life.expired && len(sa.children) == 0 {
 		m.remove(sa, "lifetime expired")
 	}
 }
@@ -143,8 +143,8 @@ func (m *Manager) expireTick(sa *IKESA, now time.Time) {
 // after a grace.
 func (m *Manager) retireReplaced(sa *IKESA) {
 	for _, old := range m.sas {
-		if old != sa && samePeer(old, sa) && old.state == stateEstablished && old.retireAt.IsZero() && old.created.Before(sa.created) {
-			old.retireAt = m.now().Add(retireGrace)
+		if old != sa && samePeer(old, sa) && old.state == stateEstablished && old.life.retireAt.IsZero() && old.created.Before(sa.created) {
+			old.life.retireAt = m.now().Add(retireGrace)
 			for _, c := range old.children {
 				c.superseded = true
 			}

@@ -143,7 +143,7 @@ func (m *Manager) classifyQuery(h Header, b []byte, local, remote netip.AddrPort
 		if q.Peer == nil || m.halfOpenFull(remote.Addr()) || (h.Exchange == ExchangeAggressive && !q.Peer.Aggressive) {
 			return InteropQuery{}, false
 		}
-	case sa != nil && sa.Initiator && !sa.classified && sa.state == stateMainMode && sa.Remote.Addr() == remote.Addr():
+	case sa != nil && sa.Initiator && !sa.vendor.classified && sa.state == stateMainMode && sa.Remote.Addr() == remote.Addr():
 		q.Peer, q.Initiator = sa.Peer, true
 	default:
 		return InteropQuery{}, false
@@ -177,37 +177,38 @@ func vendorIDsOf(in *msg) [][]byte {
 // message, with the plugins' answer asked for beforehand (pre). It returns
 // what undoes it, for a first message that turns out to be refused.
 func (m *Manager) classify(sa *IKESA, in *msg, pre *preClassified) (undo func()) {
-	was, wasFlags, wasContact := sa.interop, sa.flags, sa.initialContact
-	undo = func() { sa.classified, sa.interop, sa.flags, sa.initialContact = false, was, wasFlags, wasContact }
-	sa.classified = true
-	sa.flags = builtinFlags(vendorIDsOf(in))
+	was, wasContact := sa.vendor, sa.initialContact
+	was.classified = false
+	undo = func() { sa.vendor, sa.initialContact = was, wasContact }
+	sa.vendor.classified = true
+	sa.vendor.flags = builtinFlags(vendorIDsOf(in))
 	if m.interop == nil || pre == nil || pre.peer != sa.Peer {
 		return undo // no plugins, or a reload changed the peer meanwhile
 	}
 	a := pre.answer
-	sa.interop = a
-	sa.flags |= a.Flags
-	if sa.flags.Has(FlagInitialContact) {
+	sa.vendor.interop = a
+	sa.vendor.flags |= a.Flags
+	if sa.vendor.flags.Has(FlagInitialContact) {
 		sa.initialContact = true
 	}
 	if a.Family != "" {
 		m.log.Info("IKE peer classified", zap.Stringer("remote", sa.Remote), zap.String("family", a.Family),
-			zap.String("detail", a.Detail), zap.String("plugin", a.Plugin), zap.Stringer("flags", sa.flags))
+			zap.String("detail", a.Detail), zap.String("plugin", a.Plugin), zap.Stringer("flags", sa.vendor.flags))
 	}
 	return undo
 }
 
 // proposals are the phase 1 proposals for this SA; espSuites the ESP ones.
 func (sa *IKESA) proposals() []Proposal {
-	if sa.interop.Proposals != nil {
-		return sa.interop.Proposals
+	if sa.vendor.interop.Proposals != nil {
+		return sa.vendor.interop.Proposals
 	}
 	return sa.Peer.Proposals
 }
 
 func (sa *IKESA) espSuites() []esp.Suite {
-	if sa.interop.ESP != nil {
-		return sa.interop.ESP
+	if sa.vendor.interop.ESP != nil {
+		return sa.vendor.interop.ESP
 	}
 	return sa.Peer.ESP
 }
@@ -225,7 +226,7 @@ type vendorCapability struct {
 
 func (t *vendorCapability) build(x *exchange, out *msg) (bool, error) {
 	t.step++
-	if t.step <= 2 && t.on(x.sa.Peer) && (t.step == 1 || x.sa.flags.Has(t.flag)) {
+	if t.step <= 2 && t.on(x.sa.Peer) && (t.step == 1 || x.sa.vendor.flags.Has(t.flag)) {
 		out.add(&Data{T: PayloadVendorID, Data: t.vid})
 	}
 	return t.step >= 2, nil
@@ -243,7 +244,7 @@ type extraVendorIDs struct{}
 
 func (extraVendorIDs) build(x *exchange, out *msg) (bool, error) {
 	sa := x.sa
-	vids := sa.interop.VendorIDs
+	vids := sa.vendor.interop.VendorIDs
 	if sa.Initiator {
 		vids = append(slices.Clone(sa.Peer.VendorIDs), vids...)
 	}

@@ -229,46 +229,18 @@ func (b *bench) run() error {
 	if err != nil {
 		return err
 	}
-	// Each host opens its share of the calls and tunnels, all at once.
-	var clients []*netns.Proc
+	clients, err := b.startClients()
 	defer func() {
 		for _, c := range clients {
 			c.Stop(10 * time.Second)
 		}
 	}()
-	for i, ns := range b.clis {
-		calls := b.calls / b.hosts
-		if i < b.calls%b.hosts {
-			calls++
-		}
-		c, err := ns.Start(filepath.Join(b.bin, "gatehouse"), "connect", "l2tp", "--server", "192.0.2.1",
-			"--psk-file", filepath.Join(b.dir, "l2tp.psk"), "--user", "bench", "--password-file", filepath.Join(b.dir, "password"),
-			"--calls", strconv.Itoa(calls), "--tunnels", strconv.Itoa(max(1, b.tunnels/b.hosts)), "--setup-timeout", b.timeout.String())
-		if err != nil {
-			return err
-		}
-		clients = append(clients, c)
+	if err != nil {
+		return err
 	}
-	var slowest []string
-	var slowestTook time.Duration
-	tunnels := 0
-	for _, client := range clients {
-		var m []string
-		for end := time.Now().Add(b.timeout + 10*time.Second); m == nil && time.Now().Before(end); {
-			select {
-			case <-client.Done():
-				return fmt.Errorf("a client exited: %v\n%s\nserver:\n%s", client.Err(), netns.Tail(client.Output(), 4000), netns.Tail(b.server.Output(), 4000))
-			case <-time.After(200 * time.Millisecond):
-			}
-			m = callsLine.FindStringSubmatch(client.Output())
-		}
-		if m == nil {
-			return fmt.Errorf("the calls did not come up:\n%s", netns.Tail(client.Output(), 4000))
-		}
-		tunnels += atoi(m[2])
-		if took, _ := time.ParseDuration(m[5]); took >= slowestTook {
-			slowest, slowestTook = m, took
-		}
+	setup, err := b.waitForCalls(clients)
+	if err != nil {
+		return err
 	}
 	var list sessionList
 	if err := b.admin(&list, "sessions"); err != nil {
@@ -285,26 +257,93 @@ func (b *bench) run() error {
 	if err != nil {
 		return err
 	}
-	// The live heap is as of the last collection: wait for one to end
-	// with every session up (the runtime forces one every two minutes at
-	// the latest).
+	after, err := b.afterCollection(clients, up)
+	if err != nil {
+		return err
+	}
+	b.report(setup, before, up, after, list)
+	return b.hangUp(clients)
+}
+
+// startClients starts one gatehouse connect per host, each with its share
+// of the calls and tunnels, all at once.
+func (b *bench) startClients() ([]*netns.Proc, error) {
+	var clients []*netns.Proc
+	for i, ns := range b.clis {
+		calls := b.calls / b.hosts
+		if i < b.calls%b.hosts {
+			calls++
+		}
+		c, err := ns.Start(filepath.Join(b.bin, "gatehouse"), "connect", "l2tp", "--server", "192.0.2.1",
+			"--psk-file", filepath.Join(b.dir, "l2tp.psk"), "--user", "bench", "--password-file", filepath.Join(b.dir, "password"),
+			"--calls", strconv.Itoa(calls), "--tunnels", strconv.Itoa(max(1, b.tunnels/b.hosts)), "--setup-timeout", b.timeout.String())
+		if err != nil {
+			return clients, err
+		}
+		clients = append(clients, c)
+	}
+	return clients, nil
+}
+
+// setupTimes is what the clients said of their setup: the slowest host's
+// calls line, how long it took, and the tunnels opened in all.
+type setupTimes struct {
+	slowest     []string
+	slowestTook time.Duration
+	tunnels     int
+}
+
+// waitForCalls waits for every client to report its calls up.
+func (b *bench) waitForCalls(clients []*netns.Proc) (setupTimes, error) {
+	var st setupTimes
+	for _, client := range clients {
+		var m []string
+		for end := time.Now().Add(b.timeout + 10*time.Second); m == nil && time.Now().Before(end); {
+			select {
+			case <-client.Done():
+				return st, fmt.Errorf("a client exited: %v\n%s\nserver:\n%s", client.Err(), netns.Tail(client.Output(), 4000), netns.Tail(b.server.Output(), 4000))
+			case <-time.After(200 * time.Millisecond):
+			}
+			m = callsLine.FindStringSubmatch(client.Output())
+		}
+		if m == nil {
+			return st, fmt.Errorf("the calls did not come up:\n%s", netns.Tail(client.Output(), 4000))
+		}
+		st.tunnels += atoi(m[2])
+		if took, _ := time.ParseDuration(m[5]); took >= st.slowestTook {
+			st.slowest, st.slowestTook = m, took
+		}
+	}
+	return st, nil
+}
+
+// afterCollection samples again once a garbage collection has ended
+// with every session up: the live heap is as of the last collection (the
+// runtime forces one every two minutes at the latest).
+func (b *bench) afterCollection(clients []*netns.Proc, up memory) (memory, error) {
 	after := up
 	fmt.Println("waiting for the server's next garbage collection (up to two minutes)...")
 	for end := time.Now().Add(130 * time.Second); after.gcCycles <= up.gcCycles && time.Now().Before(end); {
 		time.Sleep(time.Second)
+		var err error
 		if after, err = b.sample(clients); err != nil {
-			return err
+			return after, err
 		}
 	}
 	if after.gcCycles <= up.gcCycles {
-		return errors.New("no garbage collection in 130 s: the live heap would be stale")
+		return after, errors.New("no garbage collection in 130 s: the live heap would be stale")
 	}
-	fmt.Printf("%d PPP sessions (MS-CHAPv2) over %d L2TP tunnels from %d client hosts, one IPsec SA each\n", b.calls, tunnels, b.hosts)
+	return after, nil
+}
+
+// report prints the setup rate, memory per session, drops and CPU.
+func (b *bench) report(st setupTimes, before, up, after memory, list sessionList) {
+	fmt.Printf("%d PPP sessions (MS-CHAPv2) over %d L2TP tunnels from %d client hosts, one IPsec SA each\n", b.calls, st.tunnels, b.hosts)
 	if b.hosts == 1 {
-		fmt.Printf("setup: all up %s after the IPsec SA: %s sessions/s (%s from the first IKE packet)\n\n", slowest[3], slowest[4], slowest[5])
+		fmt.Printf("setup: all up %s after the IPsec SA: %s sessions/s (%s from the first IKE packet)\n\n", st.slowest[3], st.slowest[4], st.slowest[5])
 	} else {
-		fmt.Printf("setup: all up %s from the first IKE packet of the slowest host: %.0f sessions/s\n\n", slowest[5],
-			float64(b.calls)/slowestTook.Seconds())
+		fmt.Printf("setup: all up %s from the first IKE packet of the slowest host: %.0f sessions/s\n\n", st.slowest[5],
+			float64(b.calls)/st.slowestTook.Seconds())
 	}
 	per := func(a, z uint64) string {
 		if z < a {
@@ -332,7 +371,11 @@ func (b *bench) run() error {
 		sr, su, cr, cu, cmp.Or(list.ControlDropped, "0"))
 	fmt.Printf("CPU for the setup: core %s, l2tp plugin %s, clients %s\n", perCall(up.coreCPU-before.coreCPU),
 		perCall(up.pluginCPU-before.pluginCPU), perCall(up.clientCPU))
+}
 
+// hangUp interrupts every client and waits for the server to end every
+// session and take every address back.
+func (b *bench) hangUp(clients []*netns.Proc) error {
 	start := time.Now()
 	for _, c := range clients {
 		c.Signal(2)
@@ -344,6 +387,7 @@ func (b *bench) run() error {
 			return errors.New("a client did not hang up in 20 s")
 		}
 	}
+	var list sessionList
 	for end := start.Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if err := b.admin(&list, "sessions"); err != nil {
 			return err

@@ -70,7 +70,7 @@ func gatehouse(e env, l *lab, suite string, udp, offload bool) error {
 		dir := filepath.Join(e.dir, "gatehouse-"+gw.ns.Name)
 		os.MkdirAll(dir, 0o700)
 		os.WriteFile(filepath.Join(dir, "bench.psk"), []byte("gatehouse-benchmark-psk\n"), 0o600)
-		cfg := fmt.Sprintf("listen: [%[1]s]\nadmin_socket: %[3]s/admin.sock\nmetrics_listen: \"\"\nlog: {level: warn}\ndataplane: {offload: %[4]v}\n"+
+		cfg := fmt.Sprintf("listen: [%[1]s]\nadmin_socket: %[3]s/admin.sock\nmetrics_listen: \"\"\nlog: {level: warn}\ndataplane: {tun_segmentation: %[4]v}\n"+
 			"tunnels:\n  - name: bench\n    local: {address: %[1]s, subnets: [%[5]s]}\n    remote: {address: %[2]s, subnets: [%[6]s]}\n"+
 			"    auth: [{psk_file: %[3]s/bench.psk}]\n    esp: {proposals: [%[7]s], udp_encap: %[8]v}\n    start: %[9]s\nplugins: {dir: %[10]s/plugins}\n",
 			gw.local, gw.peer, dir, offload, gw.ln, gw.rn, suite, udp, gw.start, e.bin)
@@ -250,7 +250,7 @@ func main() {
 		from func(*lab) *netns.NS
 	}{
 		// Gatehouse as configured by default (TUN offloads on), then with
-		// the plain water TUN (dataplane.offload: false) to show the gain.
+		// the plain water TUN (dataplane.tun_segmentation: false) to show the gain.
 		{"gatehouse-gcm-udp", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", true, true) }, nil},
 		{"gatehouse-gcm", func(e env, l *lab) error { return gatehouse(e, l, "aes128gcm16", false, true) }, nil},
 		{"gatehouse-cbc", func(e env, l *lab) error { return gatehouse(e, l, "aes128-sha1", false, true) }, nil},

@@ -66,13 +66,21 @@ type step struct {
 	note string
 }
 
-// demo is the running demo: the lab, the gateway's CLI, the steps done.
+// demo is the running demo: the lab and its namespaces, the gateway's
+// CLI, the processes to stop at the end, the steps done.
 type demo struct {
-	bin    string
-	dir    string
-	socket string
-	gw     *netns.NS
-	steps  []step
+	bin, dir           string
+	socket, peerSocket string
+	lab                *netns.Lab
+	gw, peer, wan      *netns.NS
+	laptop, macbook    *netns.NS
+	neta, netb         *netns.NS
+	steps              []step
+	// stops end the daemons and clients, last started first.
+	stops   []func()
+	clients []*client
+	// s2s and ra are the measured throughputs, for the closing lines.
+	s2s, ra string
 }
 
 func (d *demo) record(name string, err error, note string) error {
@@ -85,6 +93,17 @@ func (d *demo) record(name string, err error, note string) error {
 
 func (d *demo) cli(args ...string) (string, error) {
 	return d.gw.Output(30*time.Second, filepath.Join(d.bin, "gatehouse"), append([]string{"--socket", d.socket}, args...)...)
+}
+
+// onExit stops a process when the demo ends, however it ends.
+func (d *demo) onExit(p *netns.Proc) {
+	d.stops = append(d.stops, func() { p.Stop(5 * time.Second) })
+}
+
+func (d *demo) stopAll() {
+	for i := len(d.stops) - 1; i >= 0; i-- {
+		d.stops[i]()
+	}
 }
 
 func run(bin string, verbose bool) error {
@@ -105,27 +124,57 @@ func run(bin string, verbose bool) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	d := &demo{bin: bin, dir: dir, socket: filepath.Join(dir, "admin.sock")}
+	d := &demo{bin: bin, dir: dir, socket: filepath.Join(dir, "admin.sock"), lab: lab}
 	defer func() { summary(d.steps) }()
-
-	banner("1. Network: gateway, site-to-site peer and two road-warrior clients in namespaces")
-	spaces := map[string]*netns.NS{}
-	for _, name := range []string{"wan", "gw", "peer", "laptop", "macbook", "neta", "netb"} {
-		if spaces[name], err = lab.NS(name); err != nil {
+	defer d.stopAll()
+	for _, s := range []struct {
+		title string
+		do    func() error
+	}{
+		{"1. Network: gateway, site-to-site peer and two road-warrior clients in namespaces", d.network},
+		{"2. Start gatehoused on the gateway and on the peer", d.startDaemons},
+		{"3. Host firewall: gatehouse firewall --tunnel-only, checked and loaded on the gateway", d.firewall},
+		{"4. Site-to-site: traffic from NetA to NetB brings up the IKE tunnel", d.siteToSite},
+		{"5. Remote access: two clients connect over L2TP/IPsec", d.remoteAccess},
+		{"6. What the gateway reports: gatehouse status, sa, sessions", d.reports},
+		{"7. Metrics: curl http://127.0.0.1:9273/metrics (a few series)", d.metrics},
+		{"8. Plugin supervision: kill auth-psk, watch gatehoused restart it", d.supervision},
+		{"9. Reload: unchanged configuration, then a bad one that is refused", d.reload},
+		{"10. The clients hang up", d.hangUp},
+	} {
+		banner(s.title)
+		if err := s.do(); err != nil {
 			return err
 		}
 	}
-	wan, peer := spaces["wan"], spaces["peer"]
-	laptop, macbook, neta, netb := spaces["laptop"], spaces["macbook"], spaces["neta"], spaces["netb"]
-	d.gw = spaces["gw"]
+	audit, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	fmt.Printf("\n  Audit log: %d events (%d IKE SAs up, %d users connected)\n", strings.Count(string(audit), "\n"),
+		strings.Count(string(audit), `"id":541,`), strings.Count(string(audit), `"id":5410,`))
+	fmt.Printf("  Throughput: site-to-site %s, remote access %s\n", d.s2s, d.ra)
+	return nil
+}
+
+// network links the namespaces: the clients and the gateways on wan, a
+// host behind each gateway; every client must reach the gateway.
+func (d *demo) network() error {
+	for _, n := range []struct {
+		ns   **netns.NS
+		name string
+	}{{&d.wan, "wan"}, {&d.gw, "gw"}, {&d.peer, "peer"}, {&d.laptop, "laptop"}, {&d.macbook, "macbook"}, {&d.neta, "neta"}, {&d.netb, "netb"}} {
+		var err error
+		if *n.ns, err = d.lab.NS(n.name); err != nil {
+			return err
+		}
+	}
+	wan, peer := d.wan, d.peer
 	// The clients sit on the two halves of 192.0.2.0/24.
 	links := []struct {
 		ns         *netns.NS
 		addr, wanA string
 	}{{d.gw, "203.0.113.1/24", "203.0.113.254/24"}, {peer, "198.51.100.2/24", "198.51.100.254/24"},
-		{laptop, "192.0.2.10/25", "192.0.2.126/25"}, {macbook, "192.0.2.130/25", "192.0.2.254/25"}}
+		{d.laptop, "192.0.2.10/25", "192.0.2.126/25"}, {d.macbook, "192.0.2.130/25", "192.0.2.254/25"}}
 	for _, l := range links {
-		if _, _, err := lab.Link(l.ns, l.addr, wan, l.wanA); err != nil {
+		if _, _, err := d.lab.Link(l.ns, l.addr, wan, l.wanA); err != nil {
 			return err
 		}
 		if err := l.ns.Route("default", strings.Split(l.wanA, "/")[0]); err != nil {
@@ -138,8 +187,8 @@ func run(bin string, verbose bool) error {
 	for _, h := range []struct {
 		host, gwNS   *netns.NS
 		hostIP, gwIP string
-	}{{neta, d.gw, "10.1.0.10/24", "10.1.0.1/24"}, {netb, peer, "10.2.0.10/24", "10.2.0.1/24"}} {
-		if _, _, err := lab.Link(h.host, h.hostIP, h.gwNS, h.gwIP); err != nil {
+	}{{d.neta, d.gw, "10.1.0.10/24", "10.1.0.1/24"}, {d.netb, peer, "10.2.0.10/24", "10.2.0.1/24"}} {
+		if _, _, err := d.lab.Link(h.host, h.hostIP, h.gwNS, h.gwIP); err != nil {
 			return err
 		}
 		if err := h.host.Route("default", strings.Split(h.gwIP, "/")[0]); err != nil {
@@ -157,9 +206,14 @@ func run(bin string, verbose bool) error {
 	}
 	fmt.Println("  gateway 203.0.113.1, peer 198.51.100.2, clients 192.0.2.10 (laptop) and 192.0.2.130 (macbook),")
 	fmt.Println("  routed by namespace wan; host 10.1.0.10 behind the gateway, host 10.2.0.10 behind the peer")
+	return nil
+}
 
-	banner("2. Start gatehoused on the gateway and on the peer")
-	plugins := filepath.Join(bin, "plugins")
+// startDaemons writes both configurations and their secrets, checks the
+// gateway's, and starts gatehoused on the gateway and the peer.
+func (d *demo) startDaemons() error {
+	dir := d.dir
+	plugins := filepath.Join(d.bin, "plugins")
 	cfgPath := filepath.Join(dir, "gatehouse.yaml")
 	cfg := strings.NewReplacer("ADMIN_SOCKET", d.socket, "PLUGIN_DIR", plugins, "AUDIT_FILE", filepath.Join(dir, "audit.jsonl")).Replace(demoConfig)
 	peerDir := filepath.Join(dir, "peer")
@@ -186,7 +240,7 @@ func run(bin string, verbose bool) error {
 	if err := os.WriteFile(filepath.Join(peerDir, "gatehouse.yaml"), []byte(peerCfg), 0o644); err != nil {
 		return err
 	}
-	out, err := d.gw.Output(30*time.Second, filepath.Join(bin, "gatehoused"), "--check", "-c", cfgPath)
+	out, err := d.gw.Output(30*time.Second, filepath.Join(d.bin, "gatehoused"), "--check", "-c", cfgPath)
 	fmt.Print(indent(out))
 	if err := d.record("gatehoused --check", err, ""); err != nil {
 		return err
@@ -194,12 +248,12 @@ func run(bin string, verbose bool) error {
 	for _, g := range []struct {
 		ns          *netns.NS
 		cfg, socket string
-	}{{d.gw, cfgPath, d.socket}, {peer, filepath.Join(peerDir, "gatehouse.yaml"), peerSocket}} {
-		p, err := g.ns.Start(filepath.Join(bin, "gatehoused"), "-c", g.cfg)
+	}{{d.gw, cfgPath, d.socket}, {d.peer, filepath.Join(peerDir, "gatehouse.yaml"), peerSocket}} {
+		p, err := g.ns.Start(filepath.Join(d.bin, "gatehoused"), "-c", g.cfg)
 		if err != nil {
 			return err
 		}
-		defer p.Stop(5 * time.Second)
+		d.onExit(p)
 		ready := false
 		for i := 0; i < 100 && !ready; i++ {
 			if _, err := os.Stat(g.socket); err == nil {
@@ -216,11 +270,14 @@ func run(bin string, verbose bool) error {
 			return err
 		}
 	}
+	return nil
+}
 
-	banner("3. Host firewall: gatehouse firewall --tunnel-only, checked and loaded on the gateway")
+// firewall loads what gatehouse firewall --tunnel-only prints.
+func (d *demo) firewall() error {
 	rules, err := d.cli("firewall", "--tunnel-only")
 	if err == nil {
-		path := filepath.Join(dir, "gatehouse.nft")
+		path := filepath.Join(d.dir, "gatehouse.nft")
 		if err = os.WriteFile(path, []byte(rules), 0o644); err == nil {
 			if out, cerr := d.gw.Output(10*time.Second, "nft", "-c", "-f", path); cerr != nil {
 				err = fmt.Errorf("%v: %s", cerr, out)
@@ -229,17 +286,19 @@ func run(bin string, verbose bool) error {
 			}
 		}
 	}
-	if err := d.record("firewall rules pass nft -c and load", err, fmt.Sprintf("%d rules", strings.Count(rules, " counter "))); err != nil {
-		return err
-	}
+	return d.record("firewall rules pass nft -c and load", err, fmt.Sprintf("%d rules", strings.Count(rules, " counter ")))
+}
 
-	banner("4. Site-to-site: traffic from NetA to NetB brings up the IKE tunnel")
-	out, err = neta.Output(30*time.Second, "ping", "-c", "5", "-i", "0.3", "-W", "3", "10.2.0.10")
+// siteToSite brings the tunnel up on traffic, measures it, and shows
+// cleartext between the sites dropped.
+func (d *demo) siteToSite() error {
+	wan, peer := d.wan, d.peer
+	out, err := d.neta.Output(30*time.Second, "ping", "-c", "5", "-i", "0.3", "-W", "3", "10.2.0.10")
 	fmt.Print(indent(out))
 	if err := d.record("ping 10.1.0.10 -> 10.2.0.10 (the first packet starts IKE)", err, firstLine(out, "packet loss")); err != nil {
 		return err
 	}
-	s2s := d.iperf(netb, neta, "10.2.0.10", "iperf3 NetA -> NetB through the tunnel")
+	d.s2s = d.iperf(d.netb, d.neta, "10.2.0.10", "iperf3 NetA -> NetB through the tunnel")
 	// A packet in clear from NetB to NetA, around the peer's tunnel (the
 	// data path's own mark skips its table) and routed by wan to the
 	// gateway: the gateway must drop it.
@@ -253,31 +312,33 @@ func run(bin string, verbose bool) error {
 	out, _ = peer.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", "-m", "18248", "-I", "10.2.0.1", "10.1.0.10")
 	dropped = d.cleartextDrops() - dropped
 	ok := strings.Contains(out, " 0 received") && dropped >= 3
-	if err := d.record("a ping in clear between NetB and NetA is dropped", boolErr(ok, "it got through, or never reached the gateway"),
-		fmt.Sprintf("%d packets dropped at the gateway", dropped)); err != nil {
-		return err
-	}
+	return d.record("a ping in clear between NetB and NetA is dropped", boolErr(ok, "it got through, or never reached the gateway"),
+		fmt.Sprintf("%d packets dropped at the gateway", dropped))
+}
 
-	banner("5. Remote access: two clients connect over L2TP/IPsec")
-	var clients []*client
+// remoteAccess connects one client as Windows and one as macOS would.
+func (d *demo) remoteAccess() error {
 	for _, c := range []struct {
 		ns            *netns.NS
 		user, profile string
-	}{{laptop, "alice", "windows"}, {macbook, "bob", "apple"}} {
+	}{{d.laptop, "alice", "windows"}, {d.macbook, "bob", "apple"}} {
 		cl, err := d.connect(c.ns, c.user, c.profile)
 		if err := d.record(fmt.Sprintf("%s connects from %s (--profile %s)", c.user, c.ns.Name, c.profile), err, cl.note()); err != nil {
 			return err
 		}
-		defer cl.proc.Stop(5 * time.Second)
-		clients = append(clients, cl)
+		d.onExit(cl.proc)
+		d.clients = append(d.clients, cl)
 		out, err := c.ns.Output(20*time.Second, "ping", "-c", "3", "-i", "0.3", "-W", "2", "10.1.0.10")
 		if err := d.record(fmt.Sprintf("ping %s -> 10.1.0.10 through L2TP/IPsec", c.user), err, firstLine(out, "packet loss")); err != nil {
 			return err
 		}
 	}
-	ra := d.iperf(neta, laptop, "10.1.0.10", "iperf3 alice -> NetA through L2TP/IPsec")
+	d.ra = d.iperf(d.neta, d.laptop, "10.1.0.10", "iperf3 alice -> NetA through L2TP/IPsec")
+	return nil
+}
 
-	banner("6. What the gateway reports: gatehouse status, sa, sessions")
+// reports prints what the admin CLI says.
+func (d *demo) reports() error {
 	for _, args := range [][]string{{"status"}, {"sa"}, {"sessions"}} {
 		out, err := d.cli(args...)
 		fmt.Printf("  $ gatehouse %s\n", strings.Join(args, " "))
@@ -286,9 +347,12 @@ func run(bin string, verbose bool) error {
 			return err
 		}
 	}
+	return nil
+}
 
-	banner("7. Metrics: curl http://127.0.0.1:9273/metrics (a few series)")
-	out, err = d.gw.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
+// metrics scrapes the endpoint and checks the SAs and sessions show.
+func (d *demo) metrics() error {
+	out, err := d.gw.Output(10*time.Second, "curl", "-sf", "http://127.0.0.1:9273/metrics")
 	var shown []string
 	for _, l := range strings.Split(out, "\n") {
 		if shownSeries.MatchString(l) {
@@ -301,12 +365,13 @@ func run(bin string, verbose bool) error {
 	if err == nil && (established == nil || !sessions) {
 		err = errors.New("no established IKE SAs or not 2 sessions in the metrics")
 	}
-	if err := d.record("metrics show SAs, sessions and bytes", err, fmt.Sprintf("%d series shown", len(shown))); err != nil {
-		return err
-	}
+	return d.record("metrics show SAs, sessions and bytes", err, fmt.Sprintf("%d series shown", len(shown)))
+}
 
-	banner("8. Plugin supervision: kill auth-psk, watch gatehoused restart it")
-	out, err = d.cli("plugins")
+// supervision kills a plugin and waits for gatehoused to restart it,
+// while the tunnel passes traffic.
+func (d *demo) supervision() error {
+	out, err := d.cli("plugins")
 	fmt.Print(indent(out))
 	if err != nil {
 		return err
@@ -332,27 +397,28 @@ func run(bin string, verbose bool) error {
 	if err := d.record("auth-psk restarted after kill -9", boolErr(restarted, "not restarted within 5s"), fmt.Sprintf("back in %s", took)); err != nil {
 		return err
 	}
-	out, err = neta.Output(10*time.Second, "ping", "-c", "2", "-i", "0.3", "-W", "2", "10.2.0.10")
-	if err := d.record("the tunnel kept passing traffic", err, firstLine(out, "packet loss")); err != nil {
-		return err
-	}
+	out, err = d.neta.Output(10*time.Second, "ping", "-c", "2", "-i", "0.3", "-W", "2", "10.2.0.10")
+	return d.record("the tunnel kept passing traffic", err, firstLine(out, "packet loss"))
+}
 
-	banner("9. Reload: unchanged configuration, then a bad one that is refused")
-	out, err = d.cli("reload")
+// reload reloads the same configuration, then one with a key file
+// others may read, which must be refused.
+func (d *demo) reload() error {
+	out, err := d.cli("reload")
 	fmt.Print(indent(out))
 	if err := d.record("gatehouse reload", err, strings.TrimSpace(out)); err != nil {
 		return err
 	}
-	os.Chmod(filepath.Join(dir, "l2tp.psk"), 0o644)
+	os.Chmod(filepath.Join(d.dir, "l2tp.psk"), 0o644)
 	out, err = d.cli("reload")
 	fmt.Print(indent(out))
-	os.Chmod(filepath.Join(dir, "l2tp.psk"), 0o600)
-	if err := d.record("bad reload refused, old config kept", boolErr(err != nil && strings.Contains(out, "readable by group or others"), "world-readable key was accepted"), "world-readable key file"); err != nil {
-		return err
-	}
+	os.Chmod(filepath.Join(d.dir, "l2tp.psk"), 0o600)
+	return d.record("bad reload refused, old config kept", boolErr(err != nil && strings.Contains(out, "readable by group or others"), "world-readable key was accepted"), "world-readable key file")
+}
 
-	banner("10. The clients hang up")
-	for _, c := range clients {
+// hangUp ends the clients and checks no session is left.
+func (d *demo) hangUp() error {
+	for _, c := range d.clients {
 		c.proc.Signal(syscall.SIGINT)
 		select {
 		case <-c.proc.Done():
@@ -362,16 +428,9 @@ func run(bin string, verbose bool) error {
 			return err
 		}
 	}
-	out, err = d.cli("sessions")
+	out, err := d.cli("sessions")
 	fmt.Print(indent(out))
-	if err := d.record("no sessions left", boolErr(err == nil && strings.Contains(out, "0 sessions"), "sessions remain"), firstLine(out, "addresses in use")); err != nil {
-		return err
-	}
-	audit, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
-	fmt.Printf("\n  Audit log: %d events (%d IKE SAs up, %d users connected)\n", strings.Count(string(audit), "\n"),
-		strings.Count(string(audit), `"id":541,`), strings.Count(string(audit), `"id":5410,`))
-	fmt.Printf("  Throughput: site-to-site %s, remote access %s\n", s2s, ra)
-	return nil
+	return d.record("no sessions left", boolErr(err == nil && strings.Contains(out, "0 sessions"), "sessions remain"), firstLine(out, "addresses in use"))
 }
 
 // shownSeries are the metrics the demo prints.

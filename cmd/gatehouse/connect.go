@@ -19,7 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth/psk"
 	"github.com/gatehouse/gatehouse/auth/secretfile"
 	"github.com/gatehouse/gatehouse/auth/x509"
-	"github.com/gatehouse/gatehouse/core/raclient"
+	"github.com/gatehouse/gatehouse/cmd/gatehouse/internal/raclient"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/clients"
@@ -32,7 +32,7 @@ const (
 	exitAuth = 5 // the server refused the user (wrong password, no address)
 )
 
-// What Windows 10/11 offer by default (shared/PROTOCOLS.md), so the client
+// What Windows 10/11 offer by default (ike/clients), so the client
 // meets servers as the built-in client does.
 var (
 	windowsIKE = []string{"aes256-sha1-ecp384", "aes128-sha1-ecp256", "aes256-sha1-modp2048"}

@@ -49,6 +49,26 @@ func (e cliError) Error() string { return e.err.Error() }
 
 func main() {
 	g := &globals{}
+	root := rootCommand(g)
+	root.AddCommand(statusCommand(g), policyCommand(g), pluginsCommand(g), saCommand(g), upCommand(g), downCommand(g), reloadCommand(g),
+		connectCommand(), pkiCommand(), firewallCommand(g))
+	root.AddCommand(sessionCommands(g)...)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "gatehouse:", err)
+		var ce cliError
+		if errors.As(err, &ce) {
+			os.Exit(ce.code)
+		}
+		if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts") {
+			os.Exit(exitUsage)
+		}
+		os.Exit(exitFailure)
+	}
+	os.Exit(exitOK)
+}
+
+// rootCommand is gatehouse itself, with the flags every command shares.
+func rootCommand(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use: "gatehouse",
 		Example: `  gatehouse status
@@ -74,7 +94,27 @@ Exit status:
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts instead of text for people")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for gatehoused")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return cliError{exitUsage, err} })
+	return root
+}
 
+// statusCommand is gatehouse status.
+func statusCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "status",
+		Short:   "Show the server's version, configuration and counts",
+		Example: "  gatehouse status\n  gatehouse status --socket /tmp/lab/admin.sock",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
+				r, err := c.Status(ctx, &pb.StatusRequest{})
+				return r, func(w io.Writer) { printStatus(w, r) }, err
+			})
+		},
+	}
+}
+
+// policyCommand is gatehouse policy show.
+func policyCommand(g *globals) *cobra.Command {
 	policy := &cobra.Command{Use: "policy", Short: "Show the IPsec policy in force"}
 	policy.AddCommand(&cobra.Command{
 		Use:   "show",
@@ -93,105 +133,95 @@ preference order, PFS, and authentication methods in order.`,
 			})
 		},
 	})
-	root.AddCommand(
-		&cobra.Command{
-			Use:     "status",
-			Short:   "Show the server's version, configuration and counts",
-			Example: "  gatehouse status\n  gatehouse status --socket /tmp/lab/admin.sock",
-			Args:    cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
-					r, err := c.Status(ctx, &pb.StatusRequest{})
-					return r, func(w io.Writer) { printStatus(w, r) }, err
-				})
-			},
-		},
-		policy,
-		&cobra.Command{
-			Use:   "plugins",
-			Short: "List plugins: state, process, kinds served and restarts",
-			Long: `List the plugins gatehoused supervises. A plugin that dies is restarted (at
+	return policy
+}
+
+// pluginsCommand is gatehouse plugins.
+func pluginsCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "plugins",
+		Short: "List plugins: state, process, kinds served and restarts",
+		Long: `List the plugins gatehoused supervises. A plugin that dies is restarted (at
 once, then with growing backoff if it keeps dying); RESTARTS counts
 successful restarts and LAST EXIT says how the previous process ended.`,
-			Example: "  gatehouse plugins",
-			Args:    cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
-					r, err := c.Plugins(ctx, &pb.PluginsRequest{})
-					return r, func(w io.Writer) { printPlugins(w, r) }, err
-				})
-			},
+		Example: "  gatehouse plugins",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
+				r, err := c.Plugins(ctx, &pb.PluginsRequest{})
+				return r, func(w io.Writer) { printPlugins(w, r) }, err
+			})
 		},
-		&cobra.Command{
-			Use:   "sa",
-			Short: "List installed SAs with their counters (never keys)",
-			Long: `List every installed SA: name, direction, SPI, protocol and mode, algorithms,
+	}
+}
+
+// saCommand is gatehouse sa.
+func saCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sa",
+		Short: "List installed SAs with their counters (never keys)",
+		Long: `List every installed SA: name, direction, SPI, protocol and mode, algorithms,
 local and peer addresses (with port 4500 when UDP-encapsulated), packets and
 bytes, replay and integrity drops, age and lifetime left. Then the data
 path's counters, with every drop by reason.`,
-			Example: "  gatehouse sa\n  gatehouse sa --json | jq '.sas[] | select(.replayDrops != \"0\")'",
-			Args:    cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
-					r, err := c.SAs(ctx, &pb.SAsRequest{})
-					return r, func(w io.Writer) { printSAs(w, r) }, err
-				})
-			},
+		Example: "  gatehouse sa\n  gatehouse sa --json | jq '.sas[] | select(.replayDrops != \"0\")'",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
+				r, err := c.SAs(ctx, &pb.SAsRequest{})
+				return r, func(w io.Writer) { printSAs(w, r) }, err
+			})
 		},
-		tunnelCommand(g, "up", "Start a tunnel's IKE negotiation now",
-			`Start main mode (if no IKE SA is up) and quick mode with the tunnel's peer,
+	}
+}
+
+// upCommand is gatehouse up TUNNEL.
+func upCommand(g *globals) *cobra.Command {
+	return tunnelCommand(g, "up", "Start a tunnel's IKE negotiation now",
+		`Start main mode (if no IKE SA is up) and quick mode with the tunnel's peer,
 without waiting for traffic. The command returns at once; follow progress with
 gatehouse sa or the log. Exit status 1 if there is no such tunnel.`,
-			func(ctx context.Context, c pb.AdminClient, r *pb.TunnelRequest) (*pb.TunnelResponse, error) {
-				return c.Up(ctx, r)
-			}),
-		tunnelCommand(g, "down", "Delete a tunnel's SAs, telling the peer",
-			`Send the peer deletes for the tunnel's IPsec SAs and its IKE SA, and remove
+		func(ctx context.Context, c pb.AdminClient, r *pb.TunnelRequest) (*pb.TunnelResponse, error) {
+			return c.Up(ctx, r)
+		})
+}
+
+// downCommand is gatehouse down TUNNEL.
+func downCommand(g *globals) *cobra.Command {
+	return tunnelCommand(g, "down", "Delete a tunnel's SAs, telling the peer",
+		`Send the peer deletes for the tunnel's IPsec SAs and its IKE SA, and remove
 them here. Traffic for the tunnel then starts a new negotiation if the tunnel
 starts on traffic (the default). Exit status 1 if nothing was up.`,
-			func(ctx context.Context, c pb.AdminClient, r *pb.TunnelRequest) (*pb.TunnelResponse, error) {
-				return c.Down(ctx, r)
-			}),
-		&cobra.Command{
-			Use:   "reload",
-			Short: "Re-read the configuration file (like SIGHUP)",
-			Long: `Ask gatehoused to re-read its configuration. A configuration with any error
+		func(ctx context.Context, c pb.AdminClient, r *pb.TunnelRequest) (*pb.TunnelResponse, error) {
+			return c.Down(ctx, r)
+		})
+}
+
+// reloadCommand is gatehouse reload.
+func reloadCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload",
+		Short: "Re-read the configuration file (like SIGHUP)",
+		Long: `Ask gatehoused to re-read its configuration. A configuration with any error
 is refused whole, the reason is printed, and the configuration in force keeps
 running; exit status 1 then.`,
-			Example: "  gatehouse reload",
-			Args:    cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				var failed error
-				err := call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
-					r, err := c.Reload(ctx, &pb.ReloadRequest{})
-					if err == nil && !r.Applied {
-						failed = cliError{exitFailure, errors.New(r.Error)}
-					}
-					return r, func(w io.Writer) { printReload(w, r) }, err
-				})
-				if err != nil {
-					return err
+		Example: "  gatehouse reload",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var failed error
+			err := call(g, cmd.OutOrStdout(), func(ctx context.Context, c pb.AdminClient) (proto.Message, func(io.Writer), error) {
+				r, err := c.Reload(ctx, &pb.ReloadRequest{})
+				if err == nil && !r.Applied {
+					failed = cliError{exitFailure, errors.New(r.Error)}
 				}
-				return failed
-			},
+				return r, func(w io.Writer) { printReload(w, r) }, err
+			})
+			if err != nil {
+				return err
+			}
+			return failed
 		},
-	)
-	root.AddCommand(connectCommand())
-	root.AddCommand(pkiCommand())
-	root.AddCommand(firewallCommand(g))
-	root.AddCommand(sessionCommands(g)...)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "gatehouse:", err)
-		var ce cliError
-		if errors.As(err, &ce) {
-			os.Exit(ce.code)
-		}
-		if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts") {
-			os.Exit(exitUsage)
-		}
-		os.Exit(exitFailure)
 	}
-	os.Exit(exitOK)
 }
 
 // call dials the socket, runs one request and prints the answer.

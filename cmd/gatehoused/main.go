@@ -35,7 +35,7 @@ func main() {
 		Short: "Gatehouse VPN server: L2TP/IPsec remote access and site-to-site IPsec",
 		Long: `gatehoused is the Gatehouse server. It reads one YAML configuration file,
 builds the IPsec policy from it, starts the plugins the configuration needs
-(authentication, L2TP/PPP, crypto offload, vendor interop) and serves the
+(authentication, L2TP/PPP, vendor interop) and serves the
 admin API on a unix socket (admin_socket, mode 0600) for the gatehouse CLI.
 
 Signals:

@@ -327,11 +327,15 @@ type Dataplane struct {
 	MTU   int    `yaml:"mtu"`
 	Table int    `yaml:"table"`
 	Mark  uint32 `yaml:"mark"`
-	// Offload opens the TUN with IFF_VNET_HDR and TSO (Linux): TCP arrives
-	// in super-packets that are cut up in user space, and decrypted TCP
-	// segments are joined again before they are written. False: water.
-	Offload bool `yaml:"offload"`
-	Meta    Meta `yaml:"-"`
+	// TUNSegmentation opens the TUN with IFF_VNET_HDR and TSO (Linux): TCP
+	// arrives in super-packets that are cut up in user space, and
+	// decrypted TCP segments are joined again before they are written.
+	// False: one packet per read and write (water).
+	TUNSegmentation bool `yaml:"tun_segmentation"`
+	// OldOffload is tun_segmentation's former name, accepted with a
+	// warning for one more release.
+	OldOffload *bool `yaml:"offload"`
+	Meta       Meta  `yaml:"-"`
 }
 
 // Plugins says where plugin binaries live and which to load.

@@ -228,7 +228,7 @@ func TestDefaultsDocumented(t *testing.T) {
 	}
 	for _, v := range []string{DefaultAdminSocket, DefaultMetricsListen, DefaultLogLevel, DefaultLogFormat, DefaultExemptions,
 		DefaultIKELifetime.String(), DefaultDPDInterval.String(), DefaultDPDTimeout.String(), DefaultESPLifetime.String(),
-		DefaultStart, DefaultPFS, "1400", DefaultRadiusTimeout.String(), fmt.Sprint(DefaultFragmentSize), DefaultPluginDir, DefaultHealthInterval.String(), fmt.Sprint(DefaultOffload),
+		DefaultStart, DefaultPFS, "1400", DefaultRadiusTimeout.String(), fmt.Sprint(DefaultFragmentSize), DefaultPluginDir, DefaultHealthInterval.String(), fmt.Sprint(DefaultTUNSegmentation),
 		strings.Join(DefaultIKEProposals, ", "), strings.Join(DefaultESPProposals, ", "), strings.Join(DefaultRemoteAccessESPProposals, ", "), strings.Join(DefaultRemoteAccessIKEProposals, ", ")} {
 		if !strings.Contains(string(doc), "`"+v+"`") {
 			t.Errorf("docs/configuration.md does not show the default `%s`", v)
@@ -385,5 +385,24 @@ tunnels:
 	bad := strings.Replace(cfg, "local:  {address: 203.0.113.1,  subnets: [10.3.0.0/16]}", `local:  {address: 203.0.113.1,  subnets: [10.3.0.0/16], id: "dn:CN=me"}`, 1)
 	if _, err := parse(t, dir, bad); err == nil || !strings.Contains(err.Error(), "tunnels[1].local.id") {
 		t.Fatalf("dn as local.id: %v", err)
+	}
+}
+
+// TestRenamedOffloadKey: dataplane.offload, tun_segmentation's old name,
+// still works for one release, with a warning naming the new key; set to
+// another value than the new key it is an error.
+func TestRenamedOffloadKey(t *testing.T) {
+	dir := setup(t)
+	c, err := parse(t, dir, "listen: [203.0.113.1]\ndataplane: {offload: false}\n")
+	if err != nil || c.Dataplane.TUNSegmentation || len(c.Warnings) != 1 || c.Warnings[0].Line != 2 ||
+		!strings.Contains(c.Warnings[0].Msg, "renamed dataplane.tun_segmentation") {
+		t.Fatalf("old key: %v %+v %v", err, c, c.Warnings)
+	}
+	if c, err = parse(t, dir, "listen: [203.0.113.1]\ndataplane: {tun_segmentation: false}\n"); err != nil || c.Dataplane.TUNSegmentation || len(c.Warnings) != 0 {
+		t.Fatalf("new key: %v %v", err, c.Warnings)
+	}
+	if _, err = parse(t, dir, "listen: [203.0.113.1]\ndataplane: {tun_segmentation: false, offload: true}\n"); err == nil ||
+		!strings.Contains(err.Error(), "keep tun_segmentation only") {
+		t.Fatalf("both, differing: %v", err)
 	}
 }

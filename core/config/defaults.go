@@ -32,9 +32,10 @@ const (
 	DefaultTUNMTU                 = 1400
 	DefaultRouteTable             = 4747
 	DefaultMark                   = 0x4748
-	// DefaultOffload: the TUN with virtio-net offloads (TSO in, GRO-joined
-	// writes out) doubles to triples throughput; see docs/dataplane.md.
-	DefaultOffload = true
+	// DefaultTUNSegmentation: the TUN with virtio-net headers (TCP
+	// super-packets in, segments joined on the way out) doubles to triples
+	// throughput; see docs/dataplane.md.
+	DefaultTUNSegmentation = true
 )
 
 // DefaultIKEProposals are offered in this order when ike.proposals is unset.
@@ -44,11 +45,11 @@ var DefaultIKEProposals = []string{"aes256-sha256-modp2048", "aes128-sha256-ecp2
 var DefaultESPProposals = []string{"aes128gcm16", "aes256-sha256"}
 
 // DefaultRemoteAccessESPProposals match what Windows 10/11 L2TP clients offer
-// in quick mode (AES-CBC with HMAC-SHA1, see shared/PROTOCOLS.md).
+// in quick mode (AES-CBC with HMAC-SHA1; ike/clients).
 var DefaultRemoteAccessESPProposals = []string{"aes256-sha1", "aes128-sha1"}
 
 // DefaultRemoteAccessIKEProposals: what macOS and iOS pick first, then
-// what Windows 10/11 offer, in their order (shared/PROTOCOLS.md).
+// what Windows 10/11 offer, in their order (ike/clients).
 var DefaultRemoteAccessIKEProposals = []string{"aes256-sha256-modp2048", "aes256-sha1-ecp384", "aes128-sha1-ecp256", "aes256-sha1-modp2048"}
 
 // DefaultPPPAuth is what the L2TP server asks users for.
@@ -127,8 +128,8 @@ func applyDefaults(c *Config) {
 	if c.Dataplane.Mark == 0 {
 		c.Dataplane.Mark = DefaultMark
 	}
-	if !c.Dataplane.Meta.Has("offload") {
-		c.Dataplane.Offload = DefaultOffload
+	if !c.Dataplane.Meta.Has("tun_segmentation") {
+		c.Dataplane.TUNSegmentation = DefaultTUNSegmentation
 	}
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = DefaultPluginDir

@@ -808,6 +808,17 @@ func (v *validator) manualSA(i int, m *ManualSA, spis map[uint32]string) {
 
 func (v *validator) dataplane() {
 	d := &v.c.Dataplane
+	if d.OldOffload != nil {
+		switch {
+		case !d.Meta.Has("tun_segmentation"):
+			d.TUNSegmentation = *d.OldOffload
+			v.warnAt(d.Meta.At("offload"), "dataplane.offload", "renamed dataplane.tun_segmentation (it is the TUN's TCP segmentation, not crypto offload); the old name is accepted in this release only")
+		case *d.OldOffload != d.TUNSegmentation:
+			v.errorAt(d.Meta.At("offload"), "dataplane.offload", "the old name of tun_segmentation, set to another value; keep tun_segmentation only")
+		default:
+			v.warnAt(d.Meta.At("offload"), "dataplane.offload", "the old name of tun_segmentation; remove it")
+		}
+	}
 	if len(d.TUN) > 15 || strings.ContainsAny(d.TUN, "/ ") {
 		v.errorAt(d.Meta.At("tun"), "dataplane.tun", "%q is not a usable interface name (at most 15 characters, no / or space)", d.TUN)
 	}

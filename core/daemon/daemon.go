@@ -1,5 +1,8 @@
-// Package daemon wires gatehoused together: configuration, policy, plugins
-// and the admin API, with reload that keeps the old state on any error.
+// Package daemon wires gatehoused together: it loads the configuration,
+// derives the policy and the auth plugins' configuration, starts the
+// plugins, the data path (core/dataplane), IKE (core/ikehost), remote
+// access (core/remote), the audit log (core/events) and the metrics
+// (core/metrics), and reloads, keeping the old state on any error.
 package daemon
 
 import (
@@ -19,8 +22,13 @@ import (
 
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/events"
+	"github.com/gatehouse/gatehouse/core/ikehost"
+	"github.com/gatehouse/gatehouse/core/metrics"
 	"github.com/gatehouse/gatehouse/core/pluginhost"
 	"github.com/gatehouse/gatehouse/core/policy"
+	"github.com/gatehouse/gatehouse/core/remote"
+	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
@@ -104,7 +112,7 @@ type peerSel struct {
 }
 
 func hostSel(a netip.Addr) peerSel {
-	return peerSel{pfx: hostPrefix(a)}
+	return peerSel{pfx: sad.HostPrefix(a)}
 }
 
 // authUse is one place the configuration uses an IKE auth method, and the
@@ -225,12 +233,12 @@ type Daemon struct {
 	started time.Time
 
 	// ra is remote access (nil without it); life ends with Stop.
-	ra        *remoteAccess
+	ra        *remote.Access
 	life      context.Context
 	endOfLife context.CancelFunc
 
-	metrics *metrics
-	audit   *audit
+	metrics *metrics.Metrics
+	events  *events.Log
 
 	mu            sync.RWMutex
 	dp            *dataplaneState
@@ -243,11 +251,11 @@ type Daemon struct {
 func New(log *zap.Logger, opts Options, l *Loaded) *Daemon {
 	d := &Daemon{log: log, opts: opts, cur: l, started: time.Now()}
 	d.life, d.endOfLife = context.WithCancel(context.Background())
-	d.metrics = newMetrics(d)
-	d.audit = newAudit(log.Named("audit"), d.metrics)
+	d.metrics = metrics.New(state{d})
+	d.events = events.New(log.Named("audit"), d.metrics)
 	d.plugins = pluginhost.New(log.Named("plugin"), pluginhost.Options{HealthInterval: l.Config.Plugins.HealthInterval.Duration,
 		OnRestart: func(name, lastExit string, n int) {
-			d.audit.emit(AuditRecord{ID: EventPluginRestarted, Message: fmt.Sprintf("plugin %s restarted (restart %d): %s", name, n, lastExit),
+			d.events.Emit(events.Record{ID: events.PluginRestarted, Message: fmt.Sprintf("plugin %s restarted (restart %d): %s", name, n, lastExit),
 				Fields: map[string]string{"plugin": name, "last_exit": lastExit, "restarts": strconv.Itoa(n)}})
 		}}, d.configurePlugin)
 	return d
@@ -278,14 +286,14 @@ func (d *Daemon) configurePlugin(ctx context.Context, p *pluginhost.Plugin) erro
 }
 
 func (d *Daemon) configureWith(ctx context.Context, p *pluginhost.Plugin, l *Loaded) error {
-	if tc, ok := p.Tunnel(); ok {
+	if tc, ok := p.L2TP(); ok {
 		if d.ra == nil {
 			return fmt.Errorf("plugin %s serves L2TP, but remote_access is not configured", p.Name())
 		}
-		return d.ra.attach(ctx, d.life, tc)
+		return d.ra.Attach(ctx, d.life, tc)
 	}
 	if in, ok := p.Interop(); ok {
-		return d.configureInterop(ctx, p.Name(), in, l)
+		return ikehost.ConfigureInterop(ctx, d.log.Named("interop"), p.Name(), in, l.Config)
 	}
 	a, _, ok := p.Authenticator()
 	if !ok {
@@ -303,34 +311,25 @@ func (d *Daemon) configureWith(ctx context.Context, p *pluginhost.Plugin, l *Loa
 func (d *Daemon) Start(ctx context.Context) error {
 	l := d.Current()
 	d.logWarnings(l.Config)
-	if err := d.audit.open(l.Config.Log.Audit); err != nil {
+	if err := d.events.Open(l.Config.Log.Audit); err != nil {
 		return err
 	}
 	if l.Config.MetricsListen != "" {
-		if err := d.metrics.serve(d.life, l.Config.MetricsListen, d.log.Named("metrics")); err != nil {
-			d.audit.close()
+		if err := d.metrics.Serve(d.life, l.Config.MetricsListen, d.log.Named("metrics")); err != nil {
+			d.events.Close()
 			return err
 		}
 	}
 	if ra := l.Config.RemoteAccess; ra != nil {
-		r, err := newRemoteAccess(d.log.Named("l2tp"), ra)
+		r, err := remote.New(remote.Config{Log: d.log.Named("l2tp"), RemoteAccess: ra, Plugins: d.plugins, Events: d.events})
 		if err != nil {
 			return fmt.Errorf("remote_access: %w", err)
 		}
-		r.plugins, r.audit = d.plugins, d.audit
-		if rc := ra.PPP.Radius; rc != nil {
-			if rc.AccountingOn() {
-				r.acct = newAccounting(d.log.Named("accounting"), d.plugins, rc.InterimInterval.Duration)
-				go r.acct.run(d.life)
-			}
-			if rc.DisconnectListen != "" {
-				if err := r.startDisconnects(d.life, rc); err != nil {
-					return fmt.Errorf("remote_access.ppp.radius: %w", err)
-				}
-			}
+		if err := r.StartRADIUS(d.life); err != nil {
+			return err
 		}
 		d.ra = r
-		go r.forward(d.life)
+		go r.Forward(d.life)
 	}
 	for _, s := range l.Plugins {
 		if err := d.plugins.Start(ctx, s); err != nil {
@@ -395,11 +394,11 @@ func (d *Daemon) Reload(ctx context.Context) ([]string, error) {
 	log := d.log.Named("config")
 	if err != nil {
 		log.Error("reload refused; previous configuration stays in force", zap.Error(err))
-		d.audit.emit(AuditRecord{ID: EventReloadRefused, Message: err.Error()})
+		d.events.Emit(events.Record{ID: events.ReloadRefused, Message: err.Error()})
 		return nil, fmt.Errorf("%w: %v", ErrReloadRefused, err)
 	}
 	log.Info("configuration reloaded", zap.Strings("changes", changes))
-	d.audit.emit(AuditRecord{ID: EventReloadApplied, Message: strings.Join(changes, "; ")})
+	d.events.Emit(events.Record{ID: events.ReloadApplied, Message: strings.Join(changes, "; ")})
 	return changes, nil
 }
 
@@ -553,5 +552,5 @@ func (d *Daemon) Stop() {
 	d.mu.Unlock()
 	d.plugins.StopAll()
 	d.endOfLife()
-	d.audit.close()
+	d.events.Close()
 }

@@ -6,23 +6,27 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/ikehost"
 	"github.com/gatehouse/gatehouse/core/policy"
+	"github.com/gatehouse/gatehouse/core/remote"
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
 // dataplaneState is the running data path, when the configuration has SAs
-// to carry (today: manual_sas; IKE will add its own).
+// to carry (manual_sas, tunnels or remote access).
 type dataplaneState struct {
 	plane   *dataplane.Plane
-	ike     *ikeState // nil without tunnels
+	ike     *ikehost.Engine // nil without tunnels or remote access
 	db      *sad.DB
 	cleanup func()
 	stop    chan struct{}
@@ -179,8 +183,89 @@ func outerAddr(c *config.Config, log *zap.Logger) netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
+// dataplaneSockets are what the data path reads and writes: the TUN and
+// the outer sockets (raw ESP, UDP 4500, cleartext, and raw AH when a
+// manual SA uses AH).
+type dataplaneSockets struct {
+	tun                 dataplane.Device
+	raw, udp, clear, ah dataplane.Conn
+}
+
+func (s *dataplaneSockets) close() {
+	if s.tun != nil {
+		s.tun.Close()
+	}
+	for _, c := range []dataplane.Conn{s.raw, s.udp, s.clear, s.ah} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// openSockets opens the TUN and the outer sockets; on error, what it
+// opened is closed.
+func openSockets(c *config.Config, ins []*sad.InSA, log *zap.Logger) (s *dataplaneSockets, err error) {
+	dp := c.Dataplane
+	s = &dataplaneSockets{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	open := dataplane.OpenTUN
+	if dp.TUNSegmentation {
+		open = dataplane.OpenSegmentingTUN
+	}
+	if s.tun, err = open(dp.TUN); err != nil {
+		if dp.TUNSegmentation {
+			err = fmt.Errorf("%w (this kernel may lack TUN segmentation: set dataplane.tun_segmentation: false to use a plain TUN)", err)
+		}
+		return nil, err
+	}
+	outer := outerAddr(c, log)
+	if s.raw, err = dataplane.ListenRawESP(outer, int(dp.Mark)); err != nil {
+		return nil, err
+	}
+	if s.udp, err = dataplane.ListenUDP(netip.AddrPortFrom(outer, esp.NATTPort), int(dp.Mark)); err != nil {
+		return nil, err
+	}
+	if s.clear, err = dataplane.OpenClear(int(dp.Mark)); err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(ins, func(in *sad.InSA) bool { return in.AH != nil }) {
+		if s.ah, err = dataplane.ListenRawAH(netip.IPv4Unspecified()); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// routesOf lists what the TUN routes (the tunnels' and manual SAs'
+// remote subnets, the remote-access pool) and the addresses it holds
+// (the pool's gateway).
+func routesOf(c *config.Config, ra *remote.Access) (routes []dataplane.Route, addrs []netip.Prefix) {
+	for _, t := range c.Tunnels {
+		routes = append(routes, subnetRoutes(t.Local.Subnets, t.Remote.Subnets)...)
+	}
+	for _, m := range c.ManualSAs {
+		if m.Mode == "transport" {
+			routes = append(routes, dataplane.Route{Dst: netip.PrefixFrom(m.Peer.Unmap(), 32), Src: m.Local.Unmap()})
+			continue
+		}
+		routes = append(routes, subnetRoutes(m.LocalSubnets, m.RemoteSubnets)...)
+	}
+	if ra != nil {
+		// Clients are reached through the TUN, and reach this host at the
+		// pool's gateway address.
+		gw := ra.Pool().Gateway()
+		routes = append(routes, dataplane.Route{Dst: ra.Pool().Prefix(), Src: gw})
+		addrs = append(addrs, sad.HostPrefix(gw))
+	}
+	return routes, addrs
+}
+
 func (d *Daemon) startDataplane(l *Loaded) (err error) {
-	c := l.Config
+	c, dp := l.Config, l.Config.Dataplane
 	log := d.log.Named("esp")
 	st := &dataplaneState{db: sad.New(), stop: make(chan struct{}), expired: make(chan esp.Event, 64)}
 	ins, outs, err := manualSAs(c, log, st.expired)
@@ -195,140 +280,116 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 	for k, o := range outs {
 		st.db.SetOutbound(k, o)
 	}
-	dp := c.Dataplane
-	open := dataplane.OpenTUN
-	if dp.Offload {
-		open = dataplane.OpenOffloadTUN
-	}
-	tun, err := open(dp.TUN)
-	if err != nil {
-		if dp.Offload {
-			err = fmt.Errorf("%w (this kernel may lack TUN offloads: set dataplane.offload: false to use a plain TUN)", err)
-		}
-		return err
-	}
-	var conns []dataplane.Conn
-	defer func() {
-		if err != nil {
-			tun.Close()
-			for _, cn := range conns {
-				cn.Close()
-			}
-		}
-	}()
-	outer := outerAddr(c, log)
-	raw, err := dataplane.ListenRawESP(outer, int(dp.Mark))
+	socks, err := openSockets(c, ins, log)
 	if err != nil {
 		return err
 	}
-	conns = append(conns, raw)
-	udp, err := dataplane.ListenUDP(netip.AddrPortFrom(outer, esp.NATTPort), int(dp.Mark))
-	if err != nil {
-		return err
-	}
-	conns = append(conns, udp)
-	clear, err := dataplane.OpenClear(int(dp.Mark))
-	if err != nil {
-		return err
-	}
-	conns = append(conns, clear)
-	var ah dataplane.Conn
-	for _, in := range ins {
-		if in.AH != nil && ah == nil {
-			if ah, err = dataplane.ListenRawAH(netip.IPv4Unspecified()); err != nil {
-				return err
-			}
-			conns = append(conns, ah)
-		}
-	}
-	var routes []dataplane.Route
-	for _, t := range c.Tunnels {
-		routes = append(routes, subnetRoutes(t.Local.Subnets, t.Remote.Subnets)...)
-	}
-	for _, m := range c.ManualSAs {
-		if m.Mode == "transport" {
-			routes = append(routes, dataplane.Route{Dst: netip.PrefixFrom(m.Peer.Unmap(), 32), Src: m.Local.Unmap()})
-			continue
-		}
-		routes = append(routes, subnetRoutes(m.LocalSubnets, m.RemoteSubnets)...)
-	}
-	var addrs []netip.Prefix
+	routes, addrs := routesOf(c, d.ra)
 	if d.ra != nil {
-		// Clients are reached through the TUN, and reach this host at the
-		// pool's gateway address.
-		gw := d.ra.pool.Gateway()
-		routes = append(routes, dataplane.Route{Dst: d.ra.pool.Prefix(), Src: gw})
-		addrs = append(addrs, hostPrefix(gw))
-	}
-	if d.ra != nil {
-		gw, tun, table := d.ra.pool.Gateway(), dp.TUN, dp.Table
-		d.ra.hostRoute = func(a netip.Addr, add bool) error { return dataplane.HostRoute(tun, table, a, gw, !add) }
+		gw, tun, table := d.ra.Pool().Gateway(), dp.TUN, dp.Table
+		d.ra.SetHostRoute(func(a netip.Addr, add bool) error { return dataplane.HostRoute(tun, table, a, gw, !add) })
 	}
 	netCleanup, err := dataplane.SetupNetwork(dataplane.NetConfig{TUN: dp.TUN, MTU: dp.MTU, Table: dp.Table, Mark: int(dp.Mark), Routes: routes, Addrs: addrs})
 	if err != nil {
+		socks.close()
 		return err
 	}
 	// Cleartext the kernel would forward or deliver past us is dropped when
 	// a negotiate rule covers it (RFC 4301 section 5.2; docs/dataplane.md).
 	if err := dataplane.ApplyNft(dataplane.CleartextRules(l.Policy, dp.TUN)); err != nil {
 		netCleanup()
+		socks.close()
 		return err
 	}
 	st.cleanup = func() {
 		dataplane.RemoveNft()
 		netCleanup()
 	}
-	if st.ike, err = d.startIKE(c, st.db, udp, st.expired); err != nil {
+	if st.ike, err = d.startIKE(c, st, socks.udp); err != nil {
 		st.cleanup()
+		socks.close()
 		return err
 	}
-	pcfg := dataplane.Config{Log: log, TUN: tun, Raw: raw, UDP: udp, Clear: clear, AH: ah, SAD: st.db, MTU: dp.MTU,
+	st.plane = dataplane.New(d.planeConfig(log, st, socks), l.Policy)
+	if d.ra != nil {
+		d.ra.SetSender(st.plane.SendL2TP)
+	}
+	st.plane.Start()
+	go d.maintain(st, log)
+	d.dp = st
+	log.Info("data path running", zap.String("tun", dp.TUN), zap.Int("mtu", dp.MTU), zap.Bool("tun_segmentation", dp.TUNSegmentation), zap.Int("sas", st.db.Len()), zap.Int("routes", len(routes)))
+	return nil
+}
+
+// startIKE starts the IKE engine (nil without tunnels or remote access).
+func (d *Daemon) startIKE(c *config.Config, st *dataplaneState, udp4500 dataplane.Conn) (*ikehost.Engine, error) {
+	cfg := ikehost.Config{Log: d.log.Named("ike"), InteropLog: d.log.Named("interop"), Config: c, Plugins: d.plugins, Events: d.events,
+		SAD: st.db, UDP4500: udp4500, OnSAEvent: func(e esp.Event) { passHardExpiry(st.expired, e) }, Interops: d.interops}
+	if d.ra != nil {
+		cfg.PeerGone = d.ra.PeerGone
+	}
+	return ikehost.Start(cfg)
+}
+
+// interops lists the running interop plugins in plugins.load order, with
+// the configuration in force.
+func (d *Daemon) interops() (*config.Config, []string, []sdk.Interop) {
+	l := d.Current()
+	var names []string
+	var list []sdk.Interop
+	for _, s := range l.Plugins {
+		if p, ok := d.plugins.Get(s.Name); ok {
+			if i, ok := p.Interop(); ok {
+				names, list = append(names, s.Name), append(list, i)
+			}
+		}
+	}
+	return l.Config, names, list
+}
+
+// planeConfig connects the data path to its sockets, the SAD, IKE (acquires,
+// IKE on port 4500) and remote access (L2TP sessions and control).
+func (d *Daemon) planeConfig(log *zap.Logger, st *dataplaneState, s *dataplaneSockets) dataplane.Config {
+	pcfg := dataplane.Config{Log: log, TUN: s.tun, Raw: s.raw, UDP: s.udp, Clear: s.clear, AH: s.ah, SAD: st.db, MTU: d.Current().Config.Dataplane.MTU,
 		OnAcquire: func(a dataplane.Acquire) {
 			log.Info("traffic needs an SA that does not exist, and no tunnel starts on traffic for it; dropping", zap.String("rule", a.Rule.Name),
 				zap.Stringer("peer", a.Peer), zap.Stringer("src", a.Src), zap.Stringer("dst", a.Dst))
 		}}
-	if st.ike != nil {
-		ik := st.ike
-		pcfg.OnAcquire = ik.onAcquire
+	if ik := st.ike; ik != nil {
+		pcfg.OnAcquire = ik.OnAcquire
 		pcfg.OnIKE = func(msg []byte, from netip.AddrPort) {
-			ik.deliver(msg, netip.AddrPortFrom(netip.IPv4Unspecified(), esp.NATTPort), from)
+			ik.Deliver(msg, netip.AddrPortFrom(netip.IPv4Unspecified(), esp.NATTPort), from)
 		}
 	}
 	if d.ra != nil {
-		pcfg.L2TP, pcfg.OnL2TPControl = d.ra.table, d.ra.onControl
+		pcfg.L2TP, pcfg.OnL2TPControl = d.ra.Table(), d.ra.OnControl
 	}
-	st.plane = dataplane.New(pcfg, l.Policy)
-	if d.ra != nil {
-		d.ra.setSender(st.plane.SendL2TP)
-	}
-	st.plane.Start()
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-st.stop:
-				return
-			case now := <-t.C:
-				st.db.Tick(now)
-				if d.ra != nil {
-					d.ra.expireIdle(now)
-					if d.ra.acct != nil {
-						d.ra.acct.tick(now, d.ra.table)
-					}
-				}
-			case e := <-st.expired:
-				// Removed here, not in the event callback: Tick holds a
-				// shard lock while it runs callbacks.
-				if st.db.RemoveSPI(e.SPI) {
-					log.Warn("SA removed: hard lifetime reached", zap.String("spi", fmt.Sprintf("%#x", e.SPI)), zap.String("reason", e.Reason))
-				}
+	return pcfg
+}
+
+// maintain runs the data path's housekeeping until it stops: SA
+// lifetimes every second, remote access's idle sessions and accounting,
+// and the removal of SAs past their hard lifetime.
+func (d *Daemon) maintain(st *dataplaneState, log *zap.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.stop:
+			return
+		case now := <-t.C:
+			st.db.Tick(now)
+			if d.ra != nil {
+				d.ra.Tick(now)
+			}
+		case e := <-st.expired:
+			// Removed here, not in the event callback: Tick holds a
+			// shard lock while it runs callbacks.
+			if st.db.RemoveSPI(e.SPI) {
+				log.Warn("SA removed: hard lifetime reached", zap.String("spi", fmt.Sprintf("%#x", e.SPI)), zap.String("reason", e.Reason))
 			}
 		}
-	}()
-	d.dp = st
-	log.Info("data path running", zap.String("tun", dp.TUN), zap.Int("mtu", dp.MTU), zap.Bool("offload", dp.Offload), zap.Int("sas", st.db.Len()), zap.Int("routes", len(routes)))
-	return nil
+	}
 }
 
 func (d *Daemon) stopDataplane() {
@@ -341,7 +402,7 @@ func (d *Daemon) stopDataplane() {
 		zap.Uint64("tun_writes", c.TUNWrites), zap.Uint64("tun_written", c.TUNWritten), zap.Any("drops", c.Drops))
 	close(d.dp.stop)
 	if d.dp.ike != nil {
-		d.dp.ike.close()
+		d.dp.ike.Close()
 	}
 	d.dp.plane.Close()
 	d.dp.cleanup()
@@ -418,7 +479,7 @@ func (d *Daemon) ikeManager() *ike.Manager {
 	if st == nil || st.ike == nil {
 		return nil
 	}
-	return st.ike.mgr
+	return st.ike.Manager()
 }
 
 // IKESAs lists the IKE SAs; nil without tunnels.
@@ -478,8 +539,8 @@ func (d *Daemon) Sessions() (SessionsInfo, error) {
 	if d.ra == nil {
 		return SessionsInfo{}, ErrNoRemoteAccess
 	}
-	used, size := d.ra.pool.Usage()
-	return SessionsInfo{Sessions: d.ra.table.All(), Pool: d.ra.pool.Prefix(), Used: used, Size: size, ControlDropped: d.ra.dropped.Load()}, nil
+	used, size := d.ra.Pool().Usage()
+	return SessionsInfo{Sessions: d.ra.Table().All(), Pool: d.ra.Pool().Prefix(), Used: used, Size: size, ControlDropped: d.ra.ControlDropped()}, nil
 }
 
 // Disconnect ends the sessions of a user or a client address.
@@ -487,5 +548,5 @@ func (d *Daemon) Disconnect(target string) ([]*dataplane.L2TPSession, error) {
 	if d.ra == nil {
 		return nil, ErrNoRemoteAccess
 	}
-	return d.ra.disconnect(target), nil
+	return d.ra.Disconnect(target), nil
 }

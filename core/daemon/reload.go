@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/ikehost"
 	"github.com/gatehouse/gatehouse/ike"
 )
 
@@ -16,21 +17,12 @@ import (
 // its SAs and its traffic; a removed or changed one has its SAs deleted,
 // telling the peer; an added or changed one starts as its start says.
 
-// onTrafficOf lists the tunnels an acquire may start.
-func onTrafficOf(ts []config.Tunnel) *map[string]bool {
-	m := map[string]bool{}
-	for _, t := range ts {
-		m[t.Name] = t.Start != "passive"
-	}
-	return &m
-}
-
 // tunnelPlan is what a reload does to the tunnels; making it changes
 // nothing, so a refusal leaves everything as it was.
 type tunnelPlan struct {
 	added, removed, changed []string
 	peers                   []*ike.PeerConfig
-	profiles                credProfiles
+	profiles                ikehost.Profiles
 	tunnels                 map[string]config.Tunnel
 	addRoutes, delRoutes    []dataplane.Route
 	start                   []string
@@ -93,14 +85,14 @@ func planTunnels(st *dataplaneState, old, next *config.Config) (*tunnelPlan, err
 	if st == nil || st.ike == nil {
 		return nil, fmt.Errorf("%s: tunnels added while IKE is not running; restart gatehoused to start it", next.File)
 	}
-	peers, profiles, err := peerConfigs(next)
+	peers, profiles, err := ikehost.PeerConfigs(next)
 	if err != nil {
 		return nil, err
 	}
 	// Unchanged tunnels, and remote access, keep their peer (their SAs
 	// point at it).
 	current := map[string]*ike.PeerConfig{}
-	for _, pc := range st.ike.mgr.Peers() {
+	for _, pc := range st.ike.Manager().Peers() {
 		current[pc.Name] = pc
 	}
 	for i, pc := range peers {
@@ -134,15 +126,11 @@ func (d *Daemon) applyTunnels(st *dataplaneState, p *tunnelPlan, next *config.Co
 	ik := st.ike
 	var changes []string
 	for _, n := range append(append([]string(nil), p.removed...), p.changed...) {
-		if err := ik.mgr.Terminate(n); err == nil {
+		if err := ik.Manager().Terminate(n); err == nil {
 			changes = append(changes, "tunnel "+n+": SAs deleted")
 		}
 	}
-	ik.host.cfgMu.Lock()
-	ik.host.tunnels, ik.host.profiles = p.tunnels, p.profiles
-	ik.host.cfgMu.Unlock()
-	ik.mgr.SetPeers(p.peers)
-	ik.onTraffic.Store(onTrafficOf(next.Tunnels))
+	ik.Reconfigure(next.Tunnels, p.peers, p.profiles)
 	dp := next.Dataplane
 	for _, r := range p.delRoutes {
 		if err := dataplane.SetRoute(dp.TUN, dp.Table, r, true); err != nil {
@@ -155,10 +143,7 @@ func (d *Daemon) applyTunnels(st *dataplaneState, p *tunnelPlan, next *config.Co
 		}
 	}
 	for _, n := range p.start {
-		select {
-		case ik.acquire <- n:
-		default:
-		}
+		ik.StartTunnel(n)
 	}
 	for _, c := range []struct {
 		what  string

@@ -2,13 +2,16 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/core/dataplane/dptest"
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/internal/await"
 	"github.com/gatehouse/gatehouse/l2tp"
 )
 
@@ -41,24 +44,22 @@ func (lp *l2tpPair) send(t *testing.T, l2 []byte) {
 	}
 }
 
-// waitControl waits up to 5 s for n control packets.
-func (lp *l2tpPair) waitControl(n int) {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+// waitControl waits for n control packets.
+func (lp *l2tpPair) waitControl(t *testing.T, n int) {
+	t.Helper()
+	await.State(t, 5*time.Second, fmt.Sprintf("%d control packets", n), func() (bool, string) {
 		lp.mu.Lock()
-		got := len(lp.control)
-		lp.mu.Unlock()
-		if got >= n {
-			return
-		}
-	}
+		defer lp.mu.Unlock()
+		return len(lp.control) >= n, fmt.Sprintf("%d", len(lp.control))
+	})
 }
 
 func newL2TPPair(t *testing.T, udp bool) *l2tpPair {
 	lp := &l2tpPair{clientAddr: netip.MustParseAddr("10.8.0.2")}
-	rawA, rawB := wire(netip.AddrPortFrom(gwA, 0), netip.AddrPortFrom(gwB, 0))
-	udpA, udpB := wire(netip.AddrPortFrom(gwA, 4500), netip.AddrPortFrom(gwB, 4500))
-	mk := func(raw, udp *fakeConn, me, peer netip.Addr) *side {
-		s := &side{tun: newTUN(), raw: raw, udp: udp, db: sad.New()}
+	rawA, rawB := dptest.Wire(netip.AddrPortFrom(gwA, 0), netip.AddrPortFrom(gwB, 0))
+	udpA, udpB := dptest.Wire(netip.AddrPortFrom(gwA, 4500), netip.AddrPortFrom(gwB, 4500))
+	mk := func(raw, udp *dptest.Conn, me, peer netip.Addr) *side {
+		s := &side{tun: dptest.NewTUN(DeviceHeadroom), raw: raw, udp: udp, db: sad.New()}
 		tab := NewL2TPTable()
 		s.plane = New(Config{TUN: s.tun, Raw: raw, UDP: udp, SAD: s.db, L2TP: tab, OnL2TPControl: func(c L2TPControl) {
 			lp.mu.Lock()
@@ -95,10 +96,10 @@ func TestL2TPSessionBothWays(t *testing.T) {
 		lp := newL2TPPair(t, udp)
 		inside := netip.MustParseAddr("10.1.0.5")
 		up := ipPacket(lp.clientAddr, inside, 17, 5000, 53, "query")
-		lp.b.tun.in <- up
+		lp.b.tun.In <- up
 		expect(t, lp.a.tun, up)
 		down := ipPacket(inside, lp.clientAddr, 17, 53, 5000, "answer, a little longer")
-		lp.a.tun.in <- down
+		lp.a.tun.In <- down
 		expect(t, lp.b.tun, down)
 		c := lp.srv.Counters()
 		if c.PacketsIn != 1 || c.PacketsOut != 1 || c.BytesIn != uint64(len(up)) || c.BytesOut != uint64(len(down)) {
@@ -110,13 +111,13 @@ func TestL2TPSessionBothWays(t *testing.T) {
 func TestL2TPSpoofAndUnknownSession(t *testing.T) {
 	lp := newL2TPPair(t, true)
 	// The client sends from an address that is not its own.
-	lp.b.tun.in <- ipPacket(netip.MustParseAddr("10.8.0.99"), netip.MustParseAddr("10.1.0.5"), 17, 1, 2, "x")
+	lp.b.tun.In <- ipPacket(netip.MustParseAddr("10.8.0.99"), netip.MustParseAddr("10.1.0.5"), 17, 1, 2, "x")
 	waitDrop(t, lp.a.plane, "l2tp-spoofed-source", 1)
 	// A session the server no longer has.
 	if _, ok := lp.a.plane.cfg.L2TP.Remove(lp.srv.Handle); !ok {
 		t.Fatal("remove")
 	}
-	lp.b.tun.in <- ipPacket(lp.clientAddr, netip.MustParseAddr("10.1.0.5"), 17, 1, 2, "x")
+	lp.b.tun.In <- ipPacket(lp.clientAddr, netip.MustParseAddr("10.1.0.5"), 17, 1, 2, "x")
 	waitDrop(t, lp.a.plane, "l2tp-no-session", 1)
 	if lp.a.plane.cfg.L2TP.Len() != 0 {
 		t.Fatal("table not empty")
@@ -132,7 +133,7 @@ func TestL2TPControlGoesToThePlugin(t *testing.T) {
 	send(append(l2tp.AppendControlHeader(nil, 10, 0, 3, 4, len(hello)), hello...))
 	lcp := append(l2tp.AppendDataHeader(nil, 10, 11, false, 0), 0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4) // Configure-Request
 	send(lcp)
-	lp.waitControl(2)
+	lp.waitControl(t, 2)
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	if len(lp.control) != 2 {
@@ -223,7 +224,7 @@ func TestL2TPEchoAnsweredByTheCore(t *testing.T) {
 	lp := newL2TPPair(t, true)
 	lp.srv.Magic = 0x01020304
 	lp.send(t, append(l2tp.AppendDataHeader(nil, 10, 11, false, 0), 0xff, 0x03, 0xc0, 0x21, 9, 7, 0, 12, 0xaa, 0xbb, 0xcc, 0xdd, 'p', 'i', 'n', 'g'))
-	lp.waitControl(1)
+	lp.waitControl(t, 1)
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	if len(lp.control) != 1 {

@@ -42,11 +42,11 @@ func (w *waterDevice) Write(buf []byte, off, n int) error {
 
 func (w *waterDevice) Close() error { return w.ifc.Close() }
 
-// offloadTUN is a Linux TUN with IFF_VNET_HDR and TSO: the kernel may hand
+// segmentingTUN is a Linux TUN with IFF_VNET_HDR and TSO: the kernel may hand
 // us TCP super-packets of up to 64 KiB, which Segment cuts up, so one read
 // carries what took dozens. Writes go out one packet each, behind an empty
 // virtio-net header.
-type offloadTUN struct {
+type segmentingTUN struct {
 	f       *os.File
 	scratch []byte
 	views   [][]byte
@@ -55,8 +55,9 @@ type offloadTUN struct {
 	wscratch []byte
 }
 
-// OpenOffloadTUN creates a TUN with offloads (dataplane.offload: true).
-func OpenOffloadTUN(name string) (Device, error) {
+// OpenSegmentingTUN creates a TUN that hands over TCP super-packets and
+// takes joined segments (dataplane.tun_segmentation: true).
+func OpenSegmentingTUN(name string) (Device, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("TUN %s: open /dev/net/tun: %w", name, err)
@@ -79,11 +80,11 @@ func OpenOffloadTUN(name string) (Device, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return &offloadTUN{f: os.NewFile(uintptr(fd), "/dev/net/tun"), scratch: make([]byte, VirtioNetHdrLen+65536), views: make([][]byte, batchSize),
+	return &segmentingTUN{f: os.NewFile(uintptr(fd), "/dev/net/tun"), scratch: make([]byte, VirtioNetHdrLen+65536), views: make([][]byte, batchSize),
 		wscratch: make([]byte, VirtioNetHdrLen+65535)}, nil
 }
 
-func (t *offloadTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+func (t *segmentingTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := t.f.Read(t.scratch)
 	if err != nil {
 		return 0, err
@@ -99,7 +100,7 @@ func (t *offloadTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return Segment(t.scratch[VirtioNetHdrLen:n], hdr, views, sizes)
 }
 
-func (t *offloadTUN) Write(buf []byte, off, n int) error {
+func (t *segmentingTUN) Write(buf []byte, off, n int) error {
 	hdr := buf[off-VirtioNetHdrLen : off]
 	clear(hdr) // no offload on what we write
 	_, err := t.f.Write(buf[off-VirtioNetHdrLen : off+n])
@@ -108,7 +109,7 @@ func (t *offloadTUN) Write(buf []byte, off, n int) error {
 
 // WriteBatch joins runs of TCP segments into super-packets (gro.go) and
 // writes the rest one by one.
-func (t *offloadTUN) WriteBatch(pkts []Packet) (written, calls int, first error) {
+func (t *segmentingTUN) WriteBatch(pkts []Packet) (written, calls int, first error) {
 	for i := 0; i < len(pkts); {
 		n := groRun(pkts[i:])
 		var err error
@@ -131,7 +132,7 @@ func (t *offloadTUN) WriteBatch(pkts []Packet) (written, calls int, first error)
 	return written, calls, first
 }
 
-func (t *offloadTUN) Close() error { return t.f.Close() }
+func (t *segmentingTUN) Close() error { return t.f.Close() }
 
 func setMark(rc syscall.RawConn, mark int) error {
 	var serr error

@@ -108,8 +108,7 @@ type Plugin struct {
 	kinds     []string
 	auth      sdk.Authenticator
 	authInfo  sdk.AuthenticatorInfo
-	tunnel    sdk.TunnelClient
-	offload   sdk.CryptoOffload
+	l2tp      sdk.L2TPClient
 	interop   sdk.Interop
 	restarts  int
 	failures  int // quick failures in a row, for backoff
@@ -134,13 +133,6 @@ type Host struct {
 func New(log *zap.Logger, opts Options, configure ConfigureFunc) *Host {
 	opts.fill()
 	return &Host{log: log, opts: opts, configure: configure, plugins: map[string]*Plugin{}}
-}
-
-// SetConfigure replaces the hook (on reload) without restarting plugins.
-func (h *Host) SetConfigure(f ConfigureFunc) {
-	h.mu.Lock()
-	h.configure = f
-	h.mu.Unlock()
 }
 
 func (h *Host) configureFunc() ConfigureFunc {
@@ -272,8 +264,7 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 		kinds   []string
 		auth    sdk.Authenticator
 		info    sdk.AuthenticatorInfo
-		tunnel  sdk.TunnelClient
-		offload sdk.CryptoOffload
+		l2tp    sdk.L2TPClient
 		interop sdk.Interop
 	)
 	for _, kind := range sdk.Kinds {
@@ -286,12 +277,11 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 		case sdk.Authenticator:
 			info, ierr = c.Info(ctx)
 			auth = c
-		case sdk.TunnelClient:
+		case sdk.L2TPClient:
 			_, ierr = c.Info(ctx)
-			tunnel = c
+			l2tp = c
 		case sdk.CryptoOffload:
 			_, ierr = c.Info(ctx)
-			offload = c
 		case sdk.Interop:
 			_, ierr = c.Info(ctx)
 			interop = c
@@ -309,15 +299,13 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 	}
 	p.mu.Lock()
 	p.client, p.runner, p.kinds = client, pr, kinds
-	p.auth, p.authInfo, p.tunnel, p.offload, p.interop = nil, sdk.AuthenticatorInfo{}, nil, nil, nil
+	p.auth, p.authInfo, p.l2tp, p.interop = nil, sdk.AuthenticatorInfo{}, nil, nil
 	for _, k := range kinds {
 		switch k {
 		case sdk.KindAuthenticator:
 			p.auth, p.authInfo = auth, info
-		case sdk.KindTunnel:
-			p.tunnel = tunnel
-		case sdk.KindOffload:
-			p.offload = offload
+		case sdk.KindL2TP:
+			p.l2tp = l2tp
 		case sdk.KindInterop:
 			p.interop = interop
 		}
@@ -352,10 +340,11 @@ func (p *Plugin) supervise() {
 		p.failures++
 		p.lastExit = reason
 		p.state = StateBackoff
-		p.auth, p.tunnel, p.offload, p.interop = nil, nil, nil, nil
+		p.auth, p.l2tp, p.interop = nil, nil, nil
 		failures := p.failures
 		p.mu.Unlock()
-		p.log.Error("plugin died; restarting", zap.String("reason", reason), zap.Duration("uptime", up.Round(time.Millisecond)), zap.Int("failures_in_a_row", failures))
+		p.log.Error("plugin died; restarting", zap.String("reason", reason), zap.Duration("uptime", up.Round(time.Millisecond)), zap.Int("failures_in_a_row", failures),
+			zap.Duration("restart_in", p.host.opts.backoff(failures)))
 		for attempt := failures; ; attempt++ {
 			if !p.sleep(p.host.opts.backoff(attempt)) {
 				return
@@ -513,12 +502,12 @@ func (p *Plugin) Authenticator() (sdk.Authenticator, sdk.AuthenticatorInfo, bool
 	return p.auth, p.authInfo, p.auth != nil
 }
 
-// Tunnel returns the running tunnel-protocol client (it changes when the
+// L2TP returns the running L2TP sessions client (it changes when the
 // plugin restarts).
-func (p *Plugin) Tunnel() (sdk.TunnelClient, bool) {
+func (p *Plugin) L2TP() (sdk.L2TPClient, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.tunnel, p.tunnel != nil
+	return p.l2tp, p.l2tp != nil
 }
 
 // Interop returns the running interop client.
@@ -576,24 +565,6 @@ func (h *Host) StopAll() {
 	for _, p := range h.Plugins() {
 		h.Remove(p.spec.Name)
 	}
-}
-
-// Reconfigure re-runs the configure hook on every running plugin.
-func (h *Host) Reconfigure(ctx context.Context) error {
-	f := h.configureFunc()
-	if f == nil {
-		return nil
-	}
-	var errs []error
-	for _, p := range h.Plugins() {
-		if p.Status().State != StateRunning {
-			continue
-		}
-		if err := f(ctx, p); err != nil {
-			errs = append(errs, fmt.Errorf("plugin %s: %w", p.spec.Name, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Authenticator finds the first running authenticator that serves method.

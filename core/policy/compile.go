@@ -233,13 +233,3 @@ func manualRules(i int, m config.ManualSA) ([]*Rule, error) {
 	}
 	return []*Rule{out, in}, nil
 }
-
-// RuleByName finds a compiled rule.
-func (p *Policy) RuleByName(name string) *Rule {
-	for _, r := range p.Rules {
-		if r.Name == name {
-			return r
-		}
-	}
-	return nil
-}

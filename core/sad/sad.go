@@ -42,6 +42,12 @@ type Selector struct {
 	SrcPort, DstPort uint16
 }
 
+// HostPrefix is the prefix of one address (a /32 or a /128), unmapped.
+func HostPrefix(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
 // Matches reports whether a packet's fields fall inside the selector.
 func (s Selector) Matches(src, dst netip.Addr, proto uint8, sport, dport uint16) bool {
 	return s.Src.Contains(src) && s.Dst.Contains(dst) &&

@@ -4,10 +4,10 @@
 // interop plugins recognise peers by these vendor IDs; tests replay the
 // first messages; `gatehouse connect --profile` offers the same sets.
 //
-// Sources: shared/PROTOCOLS.md ("Facts that bite"), ike-scan's vendor ID
-// catalogue and published ike-scan transcripts of Windows servers. None
-// of it comes from a capture of our own: docs/interop.md says what is
-// unverified.
+// Sources: Microsoft's documentation of the Windows L2TP/IPsec client,
+// ike-scan's vendor ID catalogue and published ike-scan transcripts of
+// Windows servers. None of it comes from a capture of our own:
+// docs/interop.md says what is unverified.
 package clients
 
 import (

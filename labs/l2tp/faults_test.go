@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/await"
 	"github.com/gatehouse/gatehouse/labs/netns"
 )
 
@@ -38,11 +39,7 @@ func TestFivePercentLoss(t *testing.T) {
 		setups = append(setups, time.Since(start).Round(100*time.Millisecond).String())
 		// The client is up when its IPCP is; the server may still be
 		// retransmitting its own last Configure-Request: wait for it.
-		for end := time.Now().Add(30 * time.Second); !strings.Contains(netns.Flat(x.gw.CLI(t, "sessions")), "1 sessions"); time.Sleep(200 * time.Millisecond) {
-			if time.Now().After(end) {
-				t.Fatalf("connection %d: the server never had the session:\n%s", i+1, x.gw.CLI(t, "sessions"))
-			}
-		}
+		waitSessions(t, x, "1 sessions")
 		out, _ := cli.Output(20*time.Second, "ping", "-c", "20", "-i", "0.1", "-W", "1", "10.1.0.10")
 		if m := received.FindStringSubmatch(out); m == nil || atoi(m[1]) < 14 {
 			t.Fatalf("connection %d: too few pings through at 5%% loss each way:\n%s", i+1, out)
@@ -55,11 +52,7 @@ func TestFivePercentLoss(t *testing.T) {
 		}
 		// The server lets the session go (after its own retransmissions if
 		// the goodbyes were lost) and the address returns to the pool.
-		for end := time.Now().Add(60 * time.Second); !strings.Contains(netns.Flat(x.gw.CLI(t, "sessions")), "0 sessions"); time.Sleep(500 * time.Millisecond) {
-			if time.Now().After(end) {
-				t.Fatalf("connection %d: the session stayed after the client left:\n%s", i+1, x.gw.CLI(t, "sessions"))
-			}
-		}
+		waitSessions(t, x, "0 sessions")
 	}
 	t.Logf("5 connections at 5%% loss each way; setup times %s", strings.Join(setups, ", "))
 }
@@ -108,15 +101,10 @@ func TestCoreRestart(t *testing.T) {
 	old := x.gw
 	must(t, syscall.Kill(old.Proc.Cmd.Process.Pid, syscall.SIGKILL))
 	<-old.Proc.Done()
-	for end := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	await.State(t, 5*time.Second, "the plugins gone with the core", func() (bool, string) {
 		alive := slices.DeleteFunc(slices.Clone(plugins), func(pid int) bool { return !running(pid) })
-		if len(alive) == 0 {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("plugins %v outlived the core by 5 s", alive)
-		}
-	}
+		return len(alive) == 0, fmt.Sprintf("still running: %v", alive)
+	})
 	// The old clients still think they are connected: hang them up, as a
 	// user whose connection stalled would, and dial again.
 	for _, c := range before {
@@ -138,18 +126,14 @@ func TestCoreRestart(t *testing.T) {
 	waitSessions(t, x, "0 sessions", "0 of 253")
 }
 
-// waitSessions waits up to 30 s for gatehouse sessions to show every want.
+// waitSessions waits for gatehouse sessions to show every want. A
+// minute: at 5 % loss, the server may be retransmitting its goodbyes.
 func waitSessions(t *testing.T, x *lab, wants ...string) {
 	t.Helper()
-	for end := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		s := netns.Flat(x.gw.CLI(t, "sessions"))
-		if !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(s, w) }) {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("gatehouse sessions lacks %q:\n%s", wants, x.gw.CLI(t, "sessions"))
-		}
-	}
+	await.State(t, time.Minute, fmt.Sprintf("gatehouse sessions to show %q", wants), func() (bool, string) {
+		s := x.gw.CLI(t, "sessions")
+		return !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(netns.Flat(s), w) }), s
+	})
 }
 
 // pluginPIDs lists the running plugins' process ids.

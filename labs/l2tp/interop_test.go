@@ -2,9 +2,12 @@ package l2tp
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/await"
 )
 
 // interopPlugins loads the three interop plugins; Windows's legacy
@@ -61,11 +64,10 @@ func TestProfilesConnect(t *testing.T) {
 			t.Errorf("%s: gatehouse sa lacks %s and the family:\n%s", c.profile, c.proposal, sa)
 		}
 		cl.hangUp(t)
-		for end := time.Now().Add(10 * time.Second); len(x.saFamilies()) > 0; time.Sleep(200 * time.Millisecond) {
-			if time.Now().After(end) {
-				t.Fatalf("%s: IKE SAs left after hanging up: %v", c.profile, x.saFamilies())
-			}
-		}
+		await.State(t, 10*time.Second, c.profile+": no IKE SA left after hanging up", func() (bool, string) {
+			f := x.saFamilies()
+			return len(f) == 0, fmt.Sprint(f)
+		})
 	}
 	// The log says when a plugin lets a legacy algorithm in.
 	for _, note := range []string{"3des-sha1-modp1024 accepted for this peer", "aes256-sha1-modp1024, aes128-sha1-modp1024 accepted for this peer"} {

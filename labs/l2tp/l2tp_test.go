@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/await"
 	"github.com/gatehouse/gatehouse/labs/netns"
 	"github.com/gatehouse/gatehouse/labs/pcap"
 	"github.com/gatehouse/gatehouse/labs/testbin"
@@ -196,18 +197,27 @@ func (x *lab) try(ns *netns.NS, user, password string, extra ...string) (*client
 			x.t.Logf("client in %s:\n%s", ns.Name, p.Output())
 		}
 	})
-	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); {
+	var exited bool
+	ok, _ := await.Poll(30*time.Second, func() (bool, string) {
 		if m := connected.FindStringSubmatch(p.Output()); m != nil {
 			c.addr = m[1]
-			return c, p.Output(), nil
+			return true, ""
 		}
 		select {
 		case <-p.Done():
-			return nil, p.Output(), fmt.Errorf("exited: %w", p.Err())
-		case <-time.After(100 * time.Millisecond):
+			exited = true
+			return true, ""
+		default:
+			return false, ""
 		}
+	})
+	switch {
+	case exited && c.addr == "":
+		return nil, p.Output(), fmt.Errorf("exited: %w", p.Err())
+	case !ok:
+		return nil, p.Output(), errors.New("not connected after 30 s")
 	}
-	return nil, p.Output(), errors.New("not connected after 30 s")
+	return c, p.Output(), nil
 }
 
 // hangUp stops the client with SIGINT, as Ctrl-C would, and returns
@@ -426,15 +436,10 @@ func TestManyCallsOneHost(t *testing.T) {
 	}
 	ping(t, cli, "10.1.0.10")
 	c.hangUp(t)
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	await.State(t, 10*time.Second, "no sessions and no address in use after the hang-up", func() (bool, string) {
 		s := netns.Flat(x.gw.CLI(t, "sessions"))
-		if strings.Contains(s, "0 sessions") && strings.Contains(s, "0 of 253") {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("after the hang-up, gatehouse sessions:\n%s", s)
-		}
-	}
+		return strings.Contains(s, "0 sessions") && strings.Contains(s, "0 of 253"), s
+	})
 }
 
 // TestIdleTimeout: a session that sends nothing for idle_timeout is hung
@@ -509,20 +514,15 @@ func TestPluginKilled(t *testing.T) {
 	pid, _, _ := x.l2tpPlugin()
 	pinger, err := cli.Start("ping", "-c", "40", "-i", "0.05", "-W", "1", "10.1.0.10")
 	must(t, err)
-	time.Sleep(500 * time.Millisecond)
+	await.True(t, 10*time.Second, "pings under way", func() bool { return strings.Contains(pinger.Output(), "icmp_seq=10 ") })
 	must(t, syscall.Kill(pid, syscall.SIGKILL))
 	if err := pinger.Err(); err != nil || !strings.Contains(pinger.Output(), " 0% packet loss") {
 		t.Fatalf("ping across the plugin's death: %v\n%s", err, pinger.Output())
 	}
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	await.State(t, 10*time.Second, "the l2tp plugin back", func() (bool, string) {
 		newPID, restarts, state := x.l2tpPlugin()
-		if state == "running" && restarts >= 1 && newPID != pid {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the l2tp plugin did not come back: %s, %d restarts", state, restarts)
-		}
-	}
+		return state == "running" && restarts >= 1 && newPID != pid, fmt.Sprintf("%s, %d restarts", state, restarts)
+	})
 	x.dial(nss[1], "bob", "battery staple")
 	ping(t, nss[1], "10.1.0.10")
 	ping(t, cli, "10.1.0.10")
@@ -536,28 +536,17 @@ func TestPluginKilled(t *testing.T) {
 // decrypt it with the keys the client logged: L2TP and PPP must decode,
 // with nothing malformed.
 func TestTsharkDecodesSession(t *testing.T) {
-	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Fatal("tshark is not installed: make test installs it")
-	}
 	x := newLab(t)
 	cli := x.direct("cli")
 	x.serve("mschapv2")
-	file := filepath.Join(x.dir, "outer.pcap")
-	capture, err := x.srv.Start("tshark", "-i", x.srvOuter, "-w", file, "-f", "esp or udp port 500 or udp port 4500")
-	must(t, err)
-	for i := 0; i < 100 && !strings.Contains(capture.Output(), "Capturing on"); i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
+	capture := x.srv.StartCapture(t, x.srvOuter, "esp or udp port 500 or udp port 4500", filepath.Join(x.dir, "outer.pcap"))
 	keylog := filepath.Join(x.dir, "keys")
 	c := x.dial(cli, "alice", "correct horse", "--keylog", keylog)
 	ping(t, cli, "10.1.0.10")
 	c.hangUp(t)
-	time.Sleep(300 * time.Millisecond)
-	capture.Signal(2) // SIGINT: tshark finishes the file
-	capture.Err()
 	keys, err := os.ReadFile(keylog)
 	must(t, err)
-	args := []string{"-n", "-r", file, "-o", "esp.enable_encryption_decode:TRUE", "-V"}
+	args := []string{"-o", "esp.enable_encryption_decode:TRUE"}
 	for _, line := range strings.Split(strings.TrimSpace(string(keys)), "\n") {
 		var src, dst, suite, enc, integ string
 		var spi uint32
@@ -566,11 +555,8 @@ func TestTsharkDecodesSession(t *testing.T) {
 		}
 		args = append(args, "-o", pcap.ESPSA(suite, src, dst, spi, enc, integ))
 	}
-	out, err := exec.Command("tshark", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, out)
-	}
-	text := string(out)
+	// The StopCCN is the last L2TP message of the hang-up.
+	text := capture.Until(t, 10*time.Second, "the StopCCN", func(text string) bool { return strings.Contains(text, "Stop_Control_Notification") }, args...)
 	for _, want := range []string{"Layer 2 Tunneling Protocol", "Start_Control_Request", "Incoming_Call_Connected",
 		"PPP Link Control Protocol", "PPP Challenge Handshake Authentication Protocol", "PPP IP Control Protocol",
 		"Type: 8 (Echo (ping) request)", "Type: 0 (Echo (ping) reply)", "Call_Disconnect_Notification", "Stop_Control_Notification"} {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/await"
 	"github.com/gatehouse/gatehouse/labs/netns"
 )
 
@@ -293,11 +294,8 @@ func TestRADIUSAddressOutsidePool(t *testing.T) {
 		t.Fatalf("no route for kate's address:\n%s", out)
 	}
 	c.hangUp(t)
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		if out, _ := x.srv.Output(5*time.Second, "ip", "route", "show", "table", "all"); !strings.Contains(out, "10.9.0.5") {
-			return
-		}
-	}
-	out, _ := x.srv.Output(5*time.Second, "ip", "route", "show", "table", "all")
-	t.Fatalf("kate's route outlived her session:\n%s", out)
+	await.State(t, 10*time.Second, "kate's route gone with her session", func() (bool, string) {
+		out, _ := x.srv.Output(5*time.Second, "ip", "route", "show", "table", "all")
+		return !strings.Contains(out, "10.9.0.5"), out
+	})
 }

@@ -8,13 +8,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/internal/await"
 	"github.com/gatehouse/gatehouse/labs/netns"
 	"github.com/gatehouse/gatehouse/labs/pcap"
 	"github.com/gatehouse/gatehouse/labs/testbin"
@@ -171,9 +171,6 @@ func espSA(suite, src, dst string, spi uint32, keyHex string) string {
 // has tshark decrypt the capture with the SA keys: the inner ICMP packets
 // must come out intact and nothing may be malformed.
 func TestTsharkDecodesCapturedESP(t *testing.T) {
-	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Fatal("tshark is not installed: make test installs it (contrib/scripts/install-test-deps.sh)")
-	}
 	for _, udp := range []bool{false, true} {
 		for _, suite := range []string{"aes256-sha256", "aes128-sha1", "3des-sha1", "null-sha256"} {
 			t.Run(fmt.Sprintf("%s/udp=%v", suite, udp), func(t *testing.T) {
@@ -181,27 +178,15 @@ func TestTsharkDecodesCapturedESP(t *testing.T) {
 				k1, k2 := key(t, suite), key(t, suite)
 				start(t, l.GWA, "192.0.2.1", "192.0.2.2", "tunnel", suite, udp, 0x1001, 0x2001, k1, k2, [2]string{"10.1.0.0/24", "10.2.0.0/24"})
 				start(t, l.GWB, "192.0.2.2", "192.0.2.1", "tunnel", suite, udp, 0x2001, 0x1001, k2, k1, [2]string{"10.2.0.0/24", "10.1.0.0/24"})
-				pcap := filepath.Join(t.TempDir(), "outer.pcap")
-				capture, err := l.GWB.Start("tshark", "-i", "gwb1", "-w", pcap, "-f", "esp or udp port 4500")
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := 0; i < 100 && !strings.Contains(capture.Output(), "Capturing on"); i++ {
-					time.Sleep(50 * time.Millisecond)
-				}
+				capture := l.GWB.StartCapture(t, "gwb1", "esp or udp port 4500", filepath.Join(t.TempDir(), "outer.pcap"))
 				ping(t, l.HA, "10.2.0.10")
-				time.Sleep(300 * time.Millisecond)
-				capture.Signal(2) // SIGINT: tshark finishes the file
-				capture.Err()
-				out, err := exec.Command("tshark", "-r", pcap, "-o", "esp.enable_encryption_decode:TRUE",
-					"-o", espSA(suite, "192.0.2.1", "192.0.2.2", 0x1001, k1),
-					"-o", espSA(suite, "192.0.2.2", "192.0.2.1", 0x2001, k2), "-V").CombinedOutput()
-				if err != nil {
-					t.Fatalf("tshark: %v\n%s", err, out)
-				}
-				text := string(out)
-				// The capture may miss the first ping while it starts; what it
-				// has must all decode: one inner ICMP packet per ESP frame.
+				count := func(text, what string) int { return strings.Count(text, "Type: "+what) }
+				text := capture.Until(t, 10*time.Second, "two pings and two answers", func(text string) bool {
+					return count(text, "8 (Echo (ping) request)") >= 2 && count(text, "0 (Echo (ping) reply)") >= 2
+				}, "-o", "esp.enable_encryption_decode:TRUE", "-o", espSA(suite, "192.0.2.1", "192.0.2.2", 0x1001, k1),
+					"-o", espSA(suite, "192.0.2.2", "192.0.2.1", 0x2001, k2))
+				// Everything captured must decode: one inner ICMP packet per
+				// ESP frame.
 				frames := strings.Count(text, "\nEncapsulating Security Payload\n")
 				requests := strings.Count(text, "Type: 8 (Echo (ping) request)")
 				replies := strings.Count(text, "Type: 0 (Echo (ping) reply)")
@@ -278,23 +263,17 @@ func TestHardLifetimeRemovesSA(t *testing.T) {
 		t.Fatalf("ESN not shown:\n%s", sa)
 	}
 	l.HA.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.2.0.10")
-	var sa string
-	for i := 0; i < 30; i++ {
-		if sa = netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "lab out") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if strings.Contains(sa, "lab out") {
-		t.Fatalf("SA still installed after its hard lifetime:\n%s", sa)
-	}
+	await.State(t, 5*time.Second, "the SA removed after its hard lifetime", func() (bool, string) {
+		sa := netns.Flat(a.CLI(t, "sa"))
+		return !strings.Contains(sa, "lab out"), sa
+	})
 	if !strings.Contains(a.Proc.Output(), "hard lifetime reached") {
 		t.Fatalf("removal not logged:\n%s", a.Proc.Output())
 	}
 	if out, err := l.HA.Output(10*time.Second, "ping", "-c", "1", "-W", "1", "10.2.0.10"); err == nil {
 		t.Fatalf("traffic passed after the SA was removed:\n%s", out)
 	}
-	if sa = netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "no-sa=") {
+	if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "no-sa=") {
 		t.Fatalf("dropped traffic not counted:\n%s", sa)
 	}
 }
@@ -311,7 +290,7 @@ func tunCounters(t *testing.T, g *gw) (packets, reads, written, writes int, sa s
 	return
 }
 
-// With dataplane.offload (the default) the kernel hands the TUN TCP
+// With dataplane.tun_segmentation (the default) the kernel hands the TUN TCP
 // super-packets (TSO), which must be cut up correctly and sealed; on the
 // far side decrypted segments are joined again (GRO) before the TUN write.
 // Both must carry iperf3 intact, raw and UDP-encapsulated.
@@ -337,10 +316,10 @@ func TestTUNOffloadBothWays(t *testing.T) {
 	}
 }
 
-// dataplane.offload: false keeps the portable water TUN: one packet per
+// dataplane.tun_segmentation: false keeps the portable water TUN: one packet per
 // read and per write, and still a working tunnel.
 func TestPlainTUN(t *testing.T) {
-	topLevel = "dataplane: {offload: false}\n"
+	topLevel = "dataplane: {tun_segmentation: false}\n"
 	defer func() { topLevel = "" }()
 	l := newLab(t)
 	k1, k2 := key(t, "aes128-sha1"), key(t, "aes128-sha1")

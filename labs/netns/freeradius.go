@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/await"
 )
 
 // freeradiusBin is Debian's FreeRADIUS 3 server (package freeradius;
@@ -83,14 +85,10 @@ func StartFreeRADIUS(t testing.TB, ns *NS, ip, secret, users string, opts ...Fre
 			t.Logf("FreeRADIUS output:\n%s", f.out.String())
 		}
 	})
-	for range 50 {
-		if strings.Contains(f.out.String(), "Ready to process requests") {
-			return f
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("FreeRADIUS did not start:\n%s", f.out.String())
-	return nil
+	await.State(t, 10*time.Second, "FreeRADIUS ready", func() (bool, string) {
+		return strings.Contains(f.out.String(), "Ready to process requests"), f.out.String()
+	})
+	return f
 }
 
 // Output is what the server logged so far.
@@ -104,14 +102,8 @@ func (f *FreeRADIUS) Detail() string {
 
 // WaitDetail waits until the detail file holds text.
 func (f *FreeRADIUS) WaitDetail(timeout time.Duration, text string) bool {
-	for end := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
-		if strings.Contains(f.Detail(), text) {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-	}
+	ok, _ := await.Poll(timeout, func() (bool, string) { return strings.Contains(f.Detail(), text), "" })
+	return ok
 }
 
 func freeUDPPort(t testing.TB, ip string) int {

@@ -3,7 +3,10 @@ package netns
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/await"
 )
 
 // Iperf runs an iperf3 TCP test of duration d from client to a one-off
@@ -14,13 +17,15 @@ func Iperf(server, client *NS, addr string, d time.Duration) (float64, error) {
 		return 0, err
 	}
 	defer srv.Stop(2 * time.Second)
-	var out string
-	for i := 0; i < 30; i++ { // the server needs a moment to listen
-		time.Sleep(100 * time.Millisecond)
-		if out, err = client.Output(d+30*time.Second, "iperf3", "-c", addr, "-t", fmt.Sprint(int(d.Seconds())), "-J"); err == nil {
-			break
-		}
+	// Its output is buffered in a pipe: ask the socket table instead.
+	listening := func() (bool, string) {
+		out, err := server.Output(5*time.Second, "ss", "-Hltn", "sport = :5201")
+		return err == nil && strings.TrimSpace(out) != "", out
 	}
+	if ok, _ := await.Poll(10*time.Second, listening); !ok {
+		return 0, fmt.Errorf("iperf3 server on %s did not listen:\n%s", addr, srv.Output())
+	}
+	out, err := client.Output(d+30*time.Second, "iperf3", "-c", addr, "-t", fmt.Sprint(int(d.Seconds())), "-J")
 	if err != nil {
 		return 0, fmt.Errorf("iperf3 to %s: %v\n%s", addr, err, out)
 	}

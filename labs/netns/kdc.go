@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/await"
 )
 
 // MIT Kerberos binaries (Debian's krb5-kdc, krb5-admin-server and krb5-user).
@@ -126,15 +128,11 @@ func StartKDC(t testing.TB, ns *NS, realm, ip string) *KDC {
 			t.Logf("krb5kdc log:\n%s", b)
 		}
 	})
-	for range 50 {
-		if b, _ := os.ReadFile(filepath.Join(dir, "kdc.log")); strings.Contains(string(b), "commencing operation") {
-			return k
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(filepath.Join(dir, "kdc.log"))
-	t.Fatalf("krb5kdc did not start:\n%s%s", b, stderr.String())
-	return nil
+	await.State(t, 10*time.Second, "krb5kdc started", func() (bool, string) {
+		b, _ := os.ReadFile(filepath.Join(dir, "kdc.log"))
+		return strings.Contains(string(b), "commencing operation"), string(b) + stderr.String()
+	})
+	return k
 }
 
 // Krb5Conf is a client configuration for the realm.

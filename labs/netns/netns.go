@@ -20,11 +20,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/await"
 )
 
 // Lab is one set of namespaces and processes.
@@ -292,18 +295,12 @@ func (p *Proc) Output() string { return p.out.String() }
 // WaitLine waits up to timeout for a line of output that holds every
 // part (a log line's fields come in no fixed order).
 func (p *Proc) WaitLine(timeout time.Duration, parts ...string) bool {
-	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-	lines:
-		for _, line := range strings.Split(p.Output(), "\n") {
-			for _, part := range parts {
-				if !strings.Contains(line, part) {
-					continue lines
-				}
-			}
-			return true
-		}
-	}
-	return false
+	ok, _ := await.Poll(timeout, func() (bool, string) {
+		return slices.ContainsFunc(strings.Split(p.Output(), "\n"), func(line string) bool {
+			return !slices.ContainsFunc(parts, func(part string) bool { return !strings.Contains(line, part) })
+		}), ""
+	})
+	return ok
 }
 
 // Done is closed when the process exits.

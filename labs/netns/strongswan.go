@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/await"
 )
 
 // Charon is the strongSwan daemon Debian's charon-systemd package installs;
@@ -58,12 +60,13 @@ func StartStrongSwan(ns *NS, dir, swanctlConf string) (*StrongSwan, error) {
 		return nil, err
 	}
 	s := &StrongSwan{ns: ns, dir: dir, proc: p}
+	// swanctl fails until charon's VICI socket is up.
 	var out string
-	for range 50 {
-		time.Sleep(200 * time.Millisecond)
-		if out, err = s.Swanctl(10*time.Second, "--load-all", "--file", filepath.Join(dir, "swanctl.conf")); err == nil {
-			return s, nil
-		}
+	if ok, _ := await.Poll(10*time.Second, func() (bool, string) {
+		out, err = s.Swanctl(10*time.Second, "--load-all", "--file", filepath.Join(dir, "swanctl.conf"))
+		return err == nil, ""
+	}); ok {
+		return s, nil
 	}
 	return s, fmt.Errorf("swanctl --load-all in %s: %v\n%s\n%s", ns.Name, err, out, s.Log())
 }

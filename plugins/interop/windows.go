@@ -7,7 +7,7 @@ import (
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
-// Windows knows the Windows L2TP/IPsec client (shared/PROTOCOLS.md): it
+// Windows knows the Windows L2TP/IPsec client (ike/clients): it
 // is the peer that sends MS NT5 ISAKMPOAKLEY with a version.
 //
 // Option allow_legacy accepts 3DES-SHA1-MODP1024 in main mode and

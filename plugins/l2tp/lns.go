@@ -69,7 +69,7 @@ type lns struct {
 
 	mu     sync.Mutex
 	host   sdk.Host
-	cfg    sdk.TunnelConfig
+	cfg    sdk.L2TPConfig
 	secret []byte
 	auth   []ppp.AuthProto
 	conn   sdk.ControlConn
@@ -100,8 +100,8 @@ func newLNS(log hclog.Logger) *lns {
 	return l
 }
 
-func (l *lns) Info(context.Context) (sdk.TunnelInfo, error) {
-	return sdk.TunnelInfo{Info: sdk.Info{Name: "l2tp", Version: version,
+func (l *lns) Info(context.Context) (sdk.L2TPInfo, error) {
+	return sdk.L2TPInfo{Info: sdk.Info{Name: "l2tp", Version: version,
 		Description: "L2TP network server (RFC 2661) with PPP: LCP, PAP, CHAP-MD5, MS-CHAPv2, IPCP"},
 		Protocols: []string{"l2tp"}}, nil
 }
@@ -130,7 +130,7 @@ func pppAuth(names []string) ([]ppp.AuthProto, error) {
 	return out, nil
 }
 
-func (l *lns) Configure(_ context.Context, cfg sdk.TunnelConfig) ([]string, error) {
+func (l *lns) Configure(_ context.Context, cfg sdk.L2TPConfig) ([]string, error) {
 	auth, err := pppAuth(cfg.PPPAuth)
 	if err != nil {
 		return nil, err

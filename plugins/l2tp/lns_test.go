@@ -116,7 +116,6 @@ type client struct {
 	link   *ppp.Link
 	up     *ppp.LinkUp
 	down   string
-	inbox  chan sdk.ControlPacket
 	server netip.AddrPort
 	send   func(kind sdk.ControlKind, tun, sess uint16, b []byte)
 }
@@ -127,7 +126,9 @@ type rig struct {
 	conn    sdk.ControlConn
 	mu      sync.Mutex
 	clients map[netip.AddrPort]*client
-	now     time.Time
+	// inbox holds what the plugin sent, for pump to hand to the clients.
+	inbox chan sdk.ControlPacket
+	now   time.Time
 	// hold, when set, sees each L2TP message a client sends and keeps
 	// those it returns true for from the server.
 	hold func(b []byte) bool
@@ -139,20 +140,21 @@ func newRig(t *testing.T, auth []string, usersYAML string) *rig {
 		t.Fatal(err)
 	}
 	p, _ := pool.New(netip.MustParsePrefix("10.8.0.0/24"))
-	r := &rig{t: t, host: &fakeHost{pool: p, db: db, sessions: map[uint64]sdk.SessionSpec{}}, clients: map[netip.AddrPort]*client{}, now: time.Unix(9000, 0)}
-	pc, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(sdk.Impl{Tunnel: newLNS(hclog.NewNullLogger())}))
+	r := &rig{t: t, host: &fakeHost{pool: p, db: db, sessions: map[uint64]sdk.SessionSpec{}}, clients: map[netip.AddrPort]*client{},
+		inbox: make(chan sdk.ControlPacket, 1024), now: time.Unix(9000, 0)}
+	pc, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(sdk.Impl{L2TP: newLNS(hclog.NewNullLogger())}))
 	t.Cleanup(func() { pc.Close() })
-	raw, err := pc.Dispense(sdk.KindTunnel)
+	raw, err := pc.Dispense(sdk.KindL2TP)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := raw.(sdk.TunnelClient)
+	tc := raw.(sdk.L2TPClient)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	if err := tc.Start(ctx, r.host); err != nil {
 		t.Fatal(err)
 	}
-	warn, err := tc.Configure(ctx, sdk.TunnelConfig{Pool: p.Prefix(), DNS: []netip.Addr{netip.MustParseAddr("10.1.0.53")}, PPPAuth: auth, MRU: 1400})
+	warn, err := tc.Configure(ctx, sdk.L2TPConfig{Pool: p.Prefix(), DNS: []netip.Addr{netip.MustParseAddr("10.1.0.53")}, PPPAuth: auth, MRU: 1400})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,12 +170,7 @@ func newRig(t *testing.T, auth []string, usersYAML string) *rig {
 			if err != nil {
 				return
 			}
-			r.mu.Lock()
-			c := r.clients[p.Peer]
-			r.mu.Unlock()
-			if c != nil {
-				c.inbox <- p
-			}
+			r.inbox <- p
 		}
 	}()
 	return r
@@ -182,7 +179,7 @@ func newRig(t *testing.T, auth []string, usersYAML string) *rig {
 var serverAddr = netip.MustParseAddrPort("203.0.113.1:1701")
 
 func (r *rig) dial(peer string, user, password string, auth []ppp.AuthProto) *client {
-	c := &client{peer: netip.MustParseAddrPort(peer), inbox: make(chan sdk.ControlPacket, 64), server: serverAddr}
+	c := &client{peer: netip.MustParseAddrPort(peer), server: serverAddr}
 	r.mu.Lock()
 	r.clients[c.peer] = c
 	r.mu.Unlock()
@@ -219,37 +216,34 @@ func (r *rig) dial(peer string, user, password string, auth []ppp.AuthProto) *cl
 	return c
 }
 
-// pump relays until cond holds or 5 s pass.
+// pump relays the plugin's packets to the clients until cond holds, or
+// fails after 5 s. What cond watches besides the clients (the host's
+// sessions and audit) changes on calls from the plugin, so it is checked
+// again every few milliseconds even when no packet comes.
 func (r *rig) pump(cond func() bool) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		r.mu.Lock()
-		cs := make([]*client, 0, len(r.clients))
-		for _, c := range r.clients {
-			cs = append(cs, c)
-		}
-		r.mu.Unlock()
-		idle := true
-		for _, c := range cs {
-			select {
-			case p := <-c.inbox:
-				idle = false
-				if p.Kind == sdk.ControlL2TP {
-					_ = c.lac.Input(p.Payload, r.now)
-				} else if c.link != nil {
-					_ = c.link.Input(p.Payload, r.now)
-				}
-			default:
+	limit := time.NewTimer(5 * time.Second)
+	defer limit.Stop()
+	recheck := time.NewTicker(5 * time.Millisecond)
+	defer recheck.Stop()
+	for !cond() {
+		select {
+		case p := <-r.inbox:
+			r.mu.Lock()
+			c := r.clients[p.Peer]
+			r.mu.Unlock()
+			switch {
+			case c == nil:
+			case p.Kind == sdk.ControlL2TP:
+				_ = c.lac.Input(p.Payload, r.now)
+			case c.link != nil:
+				_ = c.link.Input(p.Payload, r.now)
 			}
-		}
-		if idle {
-			time.Sleep(2 * time.Millisecond)
+		case <-recheck.C:
+		case <-limit.C:
+			return cond()
 		}
 	}
-	return cond()
+	return true
 }
 
 const usersYAML = `users:
@@ -379,7 +373,8 @@ func TestLNSHoldsPPPBeforeICCN(t *testing.T) {
 	if !r.pump(func() bool { return c.link != nil && len(held) == 1 }) {
 		t.Fatalf("PPP not started (held %d ICCNs)", len(held))
 	}
-	time.Sleep(50 * time.Millisecond) // the Configure-Request reaches the plugin first
+	// The Configure-Request went first on the one ordered stream, so the
+	// plugin has it before the ICCN.
 	r.hold = nil
 	c.send(sdk.ControlL2TP, 0, 0, held[0])
 	if !r.pump(func() bool { return c.up != nil }) {
@@ -411,7 +406,7 @@ func TestLNSWrongPasswordConsumesNoAddress(t *testing.T) {
 
 func TestLNSConfigureErrors(t *testing.T) {
 	l := newLNS(hclog.NewNullLogger())
-	for _, cfg := range []sdk.TunnelConfig{
+	for _, cfg := range []sdk.L2TPConfig{
 		{Pool: netip.MustParsePrefix("10.8.0.0/24"), PPPAuth: []string{"eap"}},
 		{PPPAuth: []string{"pap"}},
 		{Pool: netip.MustParsePrefix("10.8.0.0/24"), TunnelSecretFile: "/nonexistent/secret"},

@@ -11,5 +11,5 @@ import (
 const version = "0.1.0"
 
 func main() {
-	sdk.Main("l2tp", version, func(log hclog.Logger) sdk.Impl { return sdk.Impl{Tunnel: newLNS(log)} })
+	sdk.Main("l2tp", version, func(log hclog.Logger) sdk.Impl { return sdk.Impl{L2TP: newLNS(log)} })
 }

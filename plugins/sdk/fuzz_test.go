@@ -30,7 +30,7 @@ func FuzzHostInputs(f *testing.F) {
 		&pb.AdjustProposalsResponse{Proposals: []*pb.Proposal{{Text: "aes256-sha1-modp2048", LifetimeSeconds: 3600}}},
 		&pb.LocalCertificateResponse{Chain: [][]byte{{0x30}}, Id: &pb.Identity{Type: 9, Data: []byte{0x30}}},
 		&pb.BatchResult{Results: []*pb.CryptoResult{{Data: []byte{1}}, {Error: "bad tag"}}},
-		&pb.TunnelConfig{Pool: "10.8.0.0/24", Dns: []string{"10.1.0.53"}},
+		&pb.L2TPConfig{Pool: "10.8.0.0/24", Dns: []string{"10.1.0.53"}},
 	} {
 		b, err := proto.Marshal(m)
 		if err != nil {
@@ -71,7 +71,7 @@ func FuzzHostInputs(f *testing.F) {
 			t.Fatalf("%d results for %d ops", len(res), len(ops))
 		}
 
-		tc := &tunnelClient{c: wireTunnel{b: b}}
+		tc := &l2tpClient{c: wireTunnel{b: b}}
 		_, _ = tc.Info(ctx)
 
 		// What the L2TP plugin asks of the core.
@@ -94,8 +94,8 @@ func FuzzHostInputs(f *testing.F) {
 				t.Fatalf("control packet %+v came back as %+v (%v)", c, back, err)
 			}
 		}
-		if c, err := tunnelConfigFromPB(decode(b, &pb.TunnelConfig{})); err == nil {
-			back, err := tunnelConfigFromPB(roundTrip(t, tunnelConfigToPB(c), &pb.TunnelConfig{}))
+		if c, err := l2tpConfigFromPB(decode(b, &pb.L2TPConfig{})); err == nil {
+			back, err := l2tpConfigFromPB(roundTrip(t, l2tpConfigToPB(c), &pb.L2TPConfig{}))
 			if err != nil || !sameValue(back, c) {
 				t.Fatalf("tunnel config %+v came back as %+v (%v)", c, back, err)
 			}
@@ -160,7 +160,7 @@ type (
 		b []byte
 	}
 	wireTunnel struct {
-		pb.TunnelProtocolClient
+		pb.L2TPSessionsClient
 		b []byte
 	}
 )
@@ -223,8 +223,8 @@ func (w wireOffload) ProcessBatch(context.Context, *pb.Batch, ...grpc.CallOption
 	return answer(w.b, &pb.BatchResult{})
 }
 
-func (w wireTunnel) Info(context.Context, *pb.InfoRequest, ...grpc.CallOption) (*pb.TunnelInfo, error) {
-	return answer(w.b, &pb.TunnelInfo{})
+func (w wireTunnel) Info(context.Context, *pb.InfoRequest, ...grpc.CallOption) (*pb.L2TPInfo, error) {
+	return answer(w.b, &pb.L2TPInfo{})
 }
 
 // recordingHost is the core's Host as far as the shim can tell: it keeps

@@ -32,13 +32,13 @@ var Handshake = plugin.HandshakeConfig{
 // Plugin kinds, as named in the go-plugin plugin map.
 const (
 	KindAuthenticator = "authenticator"
-	KindTunnel        = "tunnel"
+	KindL2TP          = "l2tp"
 	KindOffload       = "offload"
 	KindInterop       = "interop"
 )
 
 // Kinds lists every plugin kind in a fixed order.
-var Kinds = []string{KindAuthenticator, KindTunnel, KindOffload, KindInterop}
+var Kinds = []string{KindAuthenticator, KindL2TP, KindOffload, KindInterop}
 
 // Sentinel errors that cross the boundary as gRPC status codes.
 var (
@@ -62,7 +62,7 @@ type Info struct {
 // Impl holds the kinds one plugin binary serves; nil kinds are not served.
 type Impl struct {
 	Authenticator Authenticator
-	Tunnel        TunnelProtocol
+	L2TP          L2TPSessions
 	Offload       CryptoOffload
 	Interop       Interop
 }
@@ -71,7 +71,7 @@ type Impl struct {
 func PluginSet(impl Impl) plugin.PluginSet {
 	return plugin.PluginSet{
 		KindAuthenticator: &AuthenticatorPlugin{Impl: impl.Authenticator},
-		KindTunnel:        &TunnelPlugin{Impl: impl.Tunnel},
+		KindL2TP:          &L2TPPlugin{Impl: impl.L2TP},
 		KindOffload:       &OffloadPlugin{Impl: impl.Offload},
 		KindInterop:       &InteropPlugin{Impl: impl.Interop},
 	}

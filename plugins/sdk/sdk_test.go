@@ -231,15 +231,15 @@ func (h *fakeHost) EmitAudit(_ context.Context, ev AuditEvent) error {
 // fakeL2TP uses the Host during Start and echoes control packets back.
 type fakeL2TP struct {
 	host    Host
-	gotCfg  TunnelConfig
+	gotCfg  L2TPConfig
 	started chan struct{}
 }
 
-func (f *fakeL2TP) Info(context.Context) (TunnelInfo, error) {
-	return TunnelInfo{Info: Info{Name: "l2tp"}, Protocols: []string{"l2tp"}}, nil
+func (f *fakeL2TP) Info(context.Context) (L2TPInfo, error) {
+	return L2TPInfo{Info: Info{Name: "l2tp"}, Protocols: []string{"l2tp"}}, nil
 }
 func (f *fakeL2TP) Start(ctx context.Context, h Host) error { f.host = h; return nil }
-func (f *fakeL2TP) Configure(_ context.Context, c TunnelConfig) ([]string, error) {
+func (f *fakeL2TP) Configure(_ context.Context, c L2TPConfig) ([]string, error) {
 	f.gotCfg = c
 	return nil, nil
 }
@@ -259,9 +259,9 @@ func (f *fakeL2TP) Control(ctx context.Context, conn ControlConn) error {
 	}
 }
 
-func TestTunnelAndHostShims(t *testing.T) {
+func TestL2TPAndHostShims(t *testing.T) {
 	f := &fakeL2TP{}
-	tc := dispense(t, KindTunnel, Impl{Tunnel: f}).(TunnelClient)
+	tc := dispense(t, KindL2TP, Impl{L2TP: f}).(L2TPClient)
 	c := ctx(t)
 	if i, err := tc.Info(c); err != nil || i.Name != "l2tp" || i.Protocols[0] != "l2tp" {
 		t.Fatalf("Info = %+v, %v", i, err)
@@ -270,7 +270,7 @@ func TestTunnelAndHostShims(t *testing.T) {
 	if err := tc.Start(c, h); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	cfg := TunnelConfig{Pool: netip.MustParsePrefix("10.8.0.0/24"), DNS: []netip.Addr{netip.MustParseAddr("10.1.0.53")}, NBNS: []netip.Addr{netip.MustParseAddr("10.1.0.54")},
+	cfg := L2TPConfig{Pool: netip.MustParsePrefix("10.8.0.0/24"), DNS: []netip.Addr{netip.MustParseAddr("10.1.0.53")}, NBNS: []netip.Addr{netip.MustParseAddr("10.1.0.54")},
 		PPPAuth: []string{"mschapv2"}, MRU: 1400, HelloIntervalSeconds: 60, IdleTimeoutSeconds: 900, TunnelSecretFile: "/s"}
 	if _, err := tc.Configure(c, cfg); err != nil || !reflect.DeepEqual(f.gotCfg, cfg) {
 		t.Fatalf("Configure: %v\n got  %+v\n want %+v", err, f.gotCfg, cfg)
@@ -459,8 +459,8 @@ func TestConversionEdgeCases(t *testing.T) {
 		}},
 		{"tunnel id", func() error { _, err := controlFromPB(&pb.ControlPacket{TunnelId: 65536}); return err }},
 		{"session mru", func() error { _, err := sessionFromPB(&pb.InstallSessionRequest{Mru: 1 << 20}); return err }},
-		{"pool", func() error { _, err := tunnelConfigFromPB(&pb.TunnelConfig{Pool: "10.8.0.0"}); return err }},
-		{"dns", func() error { _, err := tunnelConfigFromPB(&pb.TunnelConfig{Dns: []string{"x"}}); return err }},
+		{"pool", func() error { _, err := l2tpConfigFromPB(&pb.L2TPConfig{Pool: "10.8.0.0"}); return err }},
+		{"dns", func() error { _, err := l2tpConfigFromPB(&pb.L2TPConfig{Dns: []string{"x"}}); return err }},
 	}
 	for _, c := range bad {
 		if err := c.fn(); !errors.Is(err, ErrInvalid) {
@@ -471,7 +471,7 @@ func TestConversionEdgeCases(t *testing.T) {
 	if got, err := userAuthResultFromPB(userAuthResultToPB(UserAuthResult{})); err != nil || !reflect.DeepEqual(got, UserAuthResult{}) {
 		t.Fatalf("zero result round trip = %+v, %v", got, err)
 	}
-	if got, err := tunnelConfigFromPB(tunnelConfigToPB(TunnelConfig{})); err != nil || got.Pool.IsValid() || got.DNS != nil {
+	if got, err := l2tpConfigFromPB(l2tpConfigToPB(L2TPConfig{})); err != nil || got.Pool.IsValid() || got.DNS != nil {
 		t.Fatalf("zero tunnel config round trip = %+v, %v", got, err)
 	}
 }

@@ -1,4 +1,12 @@
-package daemon
+// Package ikehost runs the IKEv1 engine (package ike) inside gatehoused:
+// Engine owns the UDP 500 sockets, the queue of datagrams and acquires,
+// and the goroutine that feeds them to ike.Manager. host is the engine's
+// ike.Host: keys and certificates from the auth plugins, SAs installed
+// into the SAD, events to the audit log. PeerConfigs turns the
+// configuration's tunnels and remote_access into the engine's peers;
+// interop.go asks the interop plugins about each new peer. Start with
+// Start and PeerConfigs.
+package ikehost
 
 import (
 	"context"
@@ -18,16 +26,19 @@ import (
 	"github.com/gatehouse/gatehouse/auth/x509"
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/events"
+	"github.com/gatehouse/gatehouse/core/pluginhost"
+	"github.com/gatehouse/gatehouse/core/remote"
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
-// ikeState runs the IKE engine for the configured tunnels: the UDP 500
+// Engine runs the IKE engine for the configured tunnels: the UDP 500
 // socket, the IKE messages the data path hands over from port 4500, the
 // acquires, and one goroutine that feeds them all to the engine.
-type ikeState struct {
+type Engine struct {
 	mgr     *ike.Manager
 	log     *zap.Logger
 	socks   []ikeSocket
@@ -37,7 +48,7 @@ type ikeState struct {
 	// onTraffic: tunnels an acquire may start (not start: passive); a
 	// reload replaces the map.
 	onTraffic atomic.Pointer[map[string]bool]
-	host      *ikeHost
+	host      *host
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -55,30 +66,32 @@ type ikeDatagram struct {
 	local, remote netip.AddrPort
 }
 
-// ikeHost is the engine's view of the daemon.
-type ikeHost struct {
-	d       *Daemon
+// host is the engine's view of the daemon (ike.Host).
+type host struct {
 	log     *zap.Logger
+	plugins *pluginhost.Host
+	events  *events.Log
 	db      *sad.DB
 	socks   []ikeSocket
 	udp4500 dataplane.Conn
-	expired chan<- esp.Event
-	tunnels map[string]config.Tunnel
-	ra      *remoteAccess // nil without remote access
+	onSA    func(esp.Event)
+	// peerGone ends a road warrior's sessions; nil without remote access.
+	peerGone func(peer netip.AddrPort, why string)
 	// cfgMu guards what a reload replaces: tunnels, and profiles (which
 	// auth plugin profile serves a peer's method).
 	cfgMu    sync.RWMutex
-	profiles credProfiles
+	tunnels  map[string]config.Tunnel
+	profiles Profiles
 }
 
-// credProfiles names, per peer and IKE auth method, the auth plugin
+// Profiles names, per peer and IKE auth method, the auth plugin
 // profile that holds the credentials (authUse.where).
-type credProfiles map[string]map[uint16]string
+type Profiles map[string]map[uint16]string
 
-// peerConfigs turns the tunnels into the engine's peers.
-func peerConfigs(c *config.Config) ([]*ike.PeerConfig, credProfiles, error) {
+// PeerConfigs turns the tunnels into the engine's peers.
+func PeerConfigs(c *config.Config) ([]*ike.PeerConfig, Profiles, error) {
 	var out []*ike.PeerConfig
-	profiles := credProfiles{}
+	profiles := Profiles{}
 	for i, t := range c.Tunnels {
 		k := c.IKE
 		if t.IKE != nil {
@@ -136,7 +149,7 @@ func peerConfigs(c *config.Config) ([]*ike.PeerConfig, credProfiles, error) {
 // key is AuthPSK; a certificate signs with the method of its key (RSA,
 // or ECDSA on its curve), so the certificate file is read here for its
 // public key. The plugin reads it again, with the private key.
-func setAuth(p *ike.PeerConfig, where string, list []config.AuthMethod, profiles credProfiles) error {
+func setAuth(p *ike.PeerConfig, where string, list []config.AuthMethod, profiles Profiles) error {
 	for i, a := range list {
 		var m uint16
 		switch a.Kind() {
@@ -175,7 +188,7 @@ func setAuth(p *ike.PeerConfig, where string, list []config.AuthMethod, profiles
 // transport mode for L2TP (RFC 3193), at our first listen address.
 func remoteAccessPeer(c *config.Config, ra *config.RemoteAccess) (*ike.PeerConfig, error) {
 	k := ra.IKE
-	p := &ike.PeerConfig{Name: raRule, Local: c.Listen[0].Addr.Unmap(), Transport: true, L2TP: true,
+	p := &ike.PeerConfig{Name: remote.Rule, Local: c.Listen[0].Addr.Unmap(), Transport: true, L2TP: true,
 		Lifetime: k.Lifetime.Duration, ESPLifetime: ra.ESP.Lifetime.Duration, ESPLifeKB: ra.ESP.LifetimeKB,
 		DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration,
 		NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize, ForceEncap: ra.ESP.UDPEncap}
@@ -211,7 +224,7 @@ func setOffers(p *ike.PeerConfig, k config.IKE, e config.ESP) error {
 	return nil
 }
 
-func (h *ikeHost) Send(b []byte, local, remote netip.AddrPort) error {
+func (h *host) Send(b []byte, local, remote netip.AddrPort) error {
 	if local.Port() == esp.NATTPort {
 		// RFC 3948 section 2.2: IKE on 4500 starts with the non-ESP marker.
 		return h.udp4500.WriteTo(append(make([]byte, 4, 4+len(b)), b...), remote)
@@ -224,12 +237,12 @@ func (h *ikeHost) Send(b []byte, local, remote netip.AddrPort) error {
 	return h.socks[0].conn.WriteTo(b, remote)
 }
 
-func (h *ikeHost) SendKeepalive(local, remote netip.AddrPort) error {
+func (h *host) SendKeepalive(local, remote netip.AddrPort) error {
 	return h.udp4500.WriteTo([]byte{0xff}, remote)
 }
 
-func (h *ikeHost) PSK(peer *ike.PeerConfig, remote netip.Addr, id *ike.ID) ([]byte, error) {
-	a, _, err := h.d.plugins.Authenticator(sdk.MethodPSK)
+func (h *host) PSK(peer *ike.PeerConfig, remote netip.Addr, id *ike.ID) ([]byte, error) {
+	a, _, err := h.plugins.Authenticator(sdk.MethodPSK)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +272,7 @@ const gssCallTimeout = 5 * time.Second
 
 // credAuth finds the plugin and the profile of a peer's certificate or
 // Kerberos method.
-func (h *ikeHost) credAuth(peer *ike.PeerConfig, method uint16) (sdk.Authenticator, string, error) {
+func (h *host) credAuth(peer *ike.PeerConfig, method uint16) (sdk.Authenticator, string, error) {
 	h.cfgMu.RLock()
 	profile, ok := h.profiles[peer.Name][method]
 	h.cfgMu.RUnlock()
@@ -270,11 +283,11 @@ func (h *ikeHost) credAuth(peer *ike.PeerConfig, method uint16) (sdk.Authenticat
 	if method == ike.AuthGSS {
 		kind = sdk.MethodKerberos
 	}
-	a, _, err := h.d.plugins.Authenticator(kind)
+	a, _, err := h.plugins.Authenticator(kind)
 	return a, profile, err
 }
 
-func (h *ikeHost) LocalCredentials(peer *ike.PeerConfig, method uint16, peerCAs [][]byte) (*ike.LocalCredentials, error) {
+func (h *host) LocalCredentials(peer *ike.PeerConfig, method uint16, peerCAs [][]byte) (*ike.LocalCredentials, error) {
 	a, profile, err := h.credAuth(peer, method)
 	if err != nil {
 		return nil, err
@@ -292,7 +305,7 @@ func (h *ikeHost) LocalCredentials(peer *ike.PeerConfig, method uint16, peerCAs 
 	return out, nil
 }
 
-func (h *ikeHost) Sign(peer *ike.PeerConfig, method uint16, hash []byte) ([]byte, error) {
+func (h *host) Sign(peer *ike.PeerConfig, method uint16, hash []byte) ([]byte, error) {
 	a, profile, err := h.credAuth(peer, method)
 	if err != nil {
 		return nil, err
@@ -302,7 +315,7 @@ func (h *ikeHost) Sign(peer *ike.PeerConfig, method uint16, hash []byte) ([]byte
 	return a.Sign(ctx, profile, hash, ike.MethodName(method))
 }
 
-func (h *ikeHost) VerifyPeer(peer *ike.PeerConfig, method uint16, chain [][]byte, id *ike.ID) (*ike.PeerCredentials, error) {
+func (h *host) VerifyPeer(peer *ike.PeerConfig, method uint16, chain [][]byte, id *ike.ID) (*ike.PeerCredentials, error) {
 	a, profile, err := h.credAuth(peer, method)
 	if err != nil {
 		return nil, err
@@ -329,7 +342,7 @@ func (h *ikeHost) VerifyPeer(peer *ike.PeerConfig, method uint16, chain [][]byte
 	return &ike.PeerCredentials{PublicKey: pub, Subject: r.Subject, Names: ike.CertNames(leaf)}, nil
 }
 
-func (h *ikeHost) GSSStep(peer *ike.PeerConfig, c *ike.GSSContext, token []byte) ([]byte, error) {
+func (h *host) GSSStep(peer *ike.PeerConfig, c *ike.GSSContext, token []byte) ([]byte, error) {
 	a, profile, err := h.credAuth(peer, ike.AuthGSS)
 	if err != nil {
 		return nil, err
@@ -348,16 +361,16 @@ func (h *ikeHost) GSSStep(peer *ike.PeerConfig, c *ike.GSSContext, token []byte)
 	return r.Token, nil
 }
 
-func (h *ikeHost) GSSWrap(peer *ike.PeerConfig, c *ike.GSSContext, data []byte) ([]byte, error) {
+func (h *host) GSSWrap(peer *ike.PeerConfig, c *ike.GSSContext, data []byte) ([]byte, error) {
 	return h.gssCall(peer, func(ctx context.Context, a sdk.Authenticator) ([]byte, error) { return a.GSSWrap(ctx, c.ID, data) })
 }
 
-func (h *ikeHost) GSSUnwrap(peer *ike.PeerConfig, c *ike.GSSContext, token []byte) ([]byte, error) {
+func (h *host) GSSUnwrap(peer *ike.PeerConfig, c *ike.GSSContext, token []byte) ([]byte, error) {
 	return h.gssCall(peer, func(ctx context.Context, a sdk.Authenticator) ([]byte, error) { return a.GSSUnwrap(ctx, c.ID, token) })
 }
 
 // gssCall makes one Kerberos plugin call for peer, bounded in time.
-func (h *ikeHost) gssCall(peer *ike.PeerConfig, f func(context.Context, sdk.Authenticator) ([]byte, error)) ([]byte, error) {
+func (h *host) gssCall(peer *ike.PeerConfig, f func(context.Context, sdk.Authenticator) ([]byte, error)) ([]byte, error) {
 	a, _, err := h.credAuth(peer, ike.AuthGSS)
 	if err != nil {
 		return nil, err
@@ -369,47 +382,39 @@ func (h *ikeHost) gssCall(peer *ike.PeerConfig, f func(context.Context, sdk.Auth
 
 // GSSRelease frees the plugin's context; a plugin that restarted has
 // lost it already, so an error is only logged.
-func (h *ikeHost) GSSRelease(peer *ike.PeerConfig, c *ike.GSSContext) {
+func (h *host) GSSRelease(peer *ike.PeerConfig, c *ike.GSSContext) {
 	_, err := h.gssCall(peer, func(ctx context.Context, a sdk.Authenticator) ([]byte, error) { return nil, a.GSSRelease(ctx, c.ID) })
 	if err != nil {
 		h.log.Debug("GSS context release failed", zap.String("peer", peer.Name), zap.Error(err))
 	}
 }
 
-func (h *ikeHost) AllocSPI() (uint32, error) { return h.db.NewSPI() }
+func (h *host) AllocSPI() (uint32, error) { return h.db.NewSPI() }
 
-func (h *ikeHost) espConfig(c *ike.ChildSA, spi uint32, enc, integ []byte) esp.Config {
+func (h *host) espConfig(c *ike.ChildSA, spi uint32, enc, integ []byte) esp.Config {
 	lim := esp.Limits{HardTime: c.Lifetime, SoftTime: c.Lifetime * 9 / 10, HardBytes: c.LifeKB * 1024, SoftBytes: c.LifeKB * 1024 * 9 / 10}
-	expired := h.expired
-	return esp.Config{SPI: spi, Suite: c.Suite, EncKey: enc, IntegKey: integ, Limits: lim, OnEvent: func(e esp.Event) {
-		passHardExpiry(expired, e)
-	}}
+	return esp.Config{SPI: spi, Suite: c.Suite, EncKey: enc, IntegKey: integ, Limits: lim, OnEvent: h.onSA}
 }
 
 // raMeta describes a road warrior's transport SA: its selectors are the
 // two hosts, and NATOA its own address behind a NAT.
 func raMeta(c *ike.ChildSA, dir string) sad.Meta {
-	m := sad.Meta{Name: raRule, Rule: raRule + "/" + dir, Mode: sad.Transport, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP, NATOA: c.NATOA}
+	m := sad.Meta{Name: remote.Rule, Rule: remote.Rule + "/" + dir, Mode: sad.Transport, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP, NATOA: c.NATOA}
 	if dir == "in" {
-		m.Selectors = []sad.Selector{{Src: hostPrefix(c.Remote.Addr()), Dst: hostPrefix(c.Local.Addr())}}
+		m.Selectors = []sad.Selector{{Src: sad.HostPrefix(c.Remote.Addr()), Dst: sad.HostPrefix(c.Local.Addr())}}
 	}
 	return m
 }
 
-func hostPrefix(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen())
-}
-
 // tunnel is a tunnel's configuration by name.
-func (h *ikeHost) tunnel(name string) (config.Tunnel, bool) {
+func (h *host) tunnel(name string) (config.Tunnel, bool) {
 	h.cfgMu.RLock()
 	defer h.cfgMu.RUnlock()
 	t, ok := h.tunnels[name]
 	return t, ok
 }
 
-func (h *ikeHost) meta(c *ike.ChildSA) (config.Tunnel, sad.Meta, error) {
+func (h *host) meta(c *ike.ChildSA) (config.Tunnel, sad.Meta, error) {
 	t, ok := h.tunnel(c.Peer)
 	if !ok {
 		return t, sad.Meta{}, fmt.Errorf("no tunnel %q", c.Peer)
@@ -421,12 +426,12 @@ func (h *ikeHost) meta(c *ike.ChildSA) (config.Tunnel, sad.Meta, error) {
 	return t, meta, nil
 }
 
-func (h *ikeHost) InstallInbound(c *ike.ChildSA) error {
+func (h *host) InstallInbound(c *ike.ChildSA) error {
 	in, err := esp.NewInbound(h.espConfig(c, c.InSPI, c.InEnc, c.InInteg))
 	if err != nil {
 		return err
 	}
-	if c.Peer == raRule {
+	if c.Peer == remote.Rule {
 		return h.db.AddInbound(&sad.InSA{Meta: raMeta(c, "in"), ESP: in})
 	}
 	t, meta, err := h.meta(c)
@@ -442,13 +447,13 @@ func (h *ikeHost) InstallInbound(c *ike.ChildSA) error {
 	return h.db.AddInbound(&sad.InSA{Meta: meta, ESP: in})
 }
 
-func (h *ikeHost) InstallOutbound(c *ike.ChildSA) error {
+func (h *host) InstallOutbound(c *ike.ChildSA) error {
 	out, err := esp.NewOutbound(h.espConfig(c, c.OutSPI, c.OutEnc, c.OutInteg))
 	if err != nil {
 		return err
 	}
-	if c.Peer == raRule {
-		h.db.SetOutbound(raOutKey(c.Remote), &sad.OutSA{Meta: raMeta(c, "out"), ESP: out})
+	if c.Peer == remote.Rule {
+		h.db.SetOutbound(remote.OutKey(c.Remote), &sad.OutSA{Meta: raMeta(c, "out"), ESP: out})
 		return nil
 	}
 	t, meta, err := h.meta(c)
@@ -461,15 +466,15 @@ func (h *ikeHost) InstallOutbound(c *ike.ChildSA) error {
 	return nil
 }
 
-func (h *ikeHost) DeleteChild(c *ike.ChildSA) {
+func (h *host) DeleteChild(c *ike.ChildSA) {
 	h.db.RemoveInbound(c.InSPI)
-	if c.Peer == raRule {
-		key := raOutKey(c.Remote)
+	if c.Peer == remote.Rule {
+		key := remote.OutKey(c.Remote)
 		h.db.RemoveOutbound(key, c.OutSPI)
 		// The last SA to a client takes its sessions with it; a rekeyed
 		// one has its successor installed first.
-		if h.ra != nil && h.db.Outbound(key) == nil {
-			h.ra.peerGone(c.Remote, "its last IPsec SA was deleted")
+		if h.peerGone != nil && h.db.Outbound(key) == nil {
+			h.peerGone(c.Remote, "its last IPsec SA was deleted")
 		}
 		return
 	}
@@ -478,8 +483,8 @@ func (h *ikeHost) DeleteChild(c *ike.ChildSA) {
 	}
 }
 
-func (h *ikeHost) Event(e ike.Event) {
-	h.d.audit.emit(fromIKE(e))
+func (h *host) Event(e ike.Event) {
+	h.events.Emit(events.FromIKE(e))
 	fields := []zap.Field{zap.Int("event_id", e.ID), zap.String("tunnel", e.Peer), zap.Stringer("remote", e.Remote)}
 	if e.Reason != "" {
 		fields = append(fields, zap.String("reason", e.Reason))
@@ -491,13 +496,35 @@ func (h *ikeHost) Event(e ike.Event) {
 	h.log.Info(e.Message, fields...)
 }
 
-// startIKE starts the engine when tunnels are configured. udp4500 is the
-// data path's RFC 3948 socket, shared for IKE after NAT-T floats.
-func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, expired chan<- esp.Event) (*ikeState, error) {
+// Config wires the engine into the daemon.
+type Config struct {
+	Log, InteropLog *zap.Logger
+	Config          *config.Config
+	Plugins         *pluginhost.Host
+	Events          *events.Log
+	SAD             *sad.DB
+	// UDP4500 is the data path's RFC 3948 socket, shared for IKE after
+	// NAT-T floats.
+	UDP4500 dataplane.Conn
+	// OnSAEvent receives the lifetime events of the SAs IKE installs; it
+	// runs on the packet path and must not block.
+	OnSAEvent func(esp.Event)
+	// PeerGone ends a road warrior's sessions when its last transport SA
+	// goes; nil without remote access. It runs under the engine's lock.
+	PeerGone func(peer netip.AddrPort, why string)
+	// Interops lists the running interop plugins in load order, and the
+	// configuration in force.
+	Interops func() (c *config.Config, names []string, list []sdk.Interop)
+}
+
+// Start starts the engine when tunnels or remote access are configured
+// (nil, nil when neither is).
+func Start(cfg Config) (*Engine, error) {
+	c := cfg.Config
 	if len(c.Tunnels) == 0 && c.RemoteAccess == nil {
 		return nil, nil
 	}
-	peers, profiles, err := peerConfigs(c)
+	peers, profiles, err := PeerConfigs(c)
 	if err != nil {
 		return nil, err
 	}
@@ -519,16 +546,12 @@ func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, 
 		}
 		socks = append(socks, ikeSocket{a, conn})
 	}
-	log := d.log.Named("ike")
-	host := &ikeHost{d: d, log: log, db: db, socks: socks, udp4500: udp4500, expired: expired, tunnels: map[string]config.Tunnel{}, ra: d.ra,
-		profiles: profiles}
-	for _, t := range c.Tunnels {
-		host.tunnels[t.Name] = t
-	}
-	st := &ikeState{log: log, socks: socks, udp4500: udp4500, in: make(chan ikeDatagram, 256), acquire: make(chan string, 64),
-		host: host, stop: make(chan struct{}), done: make(chan struct{})}
+	h := &host{log: cfg.Log, plugins: cfg.Plugins, events: cfg.Events, db: cfg.SAD, socks: socks, udp4500: cfg.UDP4500, onSA: cfg.OnSAEvent,
+		peerGone: cfg.PeerGone, tunnels: tunnelsByName(c.Tunnels), profiles: profiles}
+	st := &Engine{log: cfg.Log, socks: socks, udp4500: cfg.UDP4500, in: make(chan ikeDatagram, 256), acquire: make(chan string, 64),
+		host: h, stop: make(chan struct{}), done: make(chan struct{})}
 	st.onTraffic.Store(onTrafficOf(c.Tunnels))
-	st.mgr = ike.NewManager(ike.Config{Log: log, Host: host, Rand: rand.Reader, Interop: newInteropHost(d, d.log.Named("interop"))})
+	st.mgr = ike.NewManager(ike.Config{Log: cfg.Log, Host: h, Rand: rand.Reader, Interop: newInteropHost(cfg.InteropLog, cfg.Interops)})
 	st.mgr.SetPeers(peers)
 	for _, s := range socks {
 		go st.read500(s)
@@ -539,11 +562,51 @@ func (d *Daemon) startIKE(c *config.Config, db *sad.DB, udp4500 dataplane.Conn, 
 			st.acquire <- t.Name
 		}
 	}
-	log.Info("IKE running", zap.Int("tunnels", len(peers)))
+	cfg.Log.Info("IKE running", zap.Int("tunnels", len(peers)))
 	return st, nil
 }
 
-func (st *ikeState) read500(s ikeSocket) {
+func tunnelsByName(ts []config.Tunnel) map[string]config.Tunnel {
+	m := make(map[string]config.Tunnel, len(ts))
+	for _, t := range ts {
+		m[t.Name] = t
+	}
+	return m
+}
+
+// onTrafficOf lists the tunnels an acquire may start.
+func onTrafficOf(ts []config.Tunnel) *map[string]bool {
+	m := map[string]bool{}
+	for _, t := range ts {
+		m[t.Name] = t.Start != "passive"
+	}
+	return &m
+}
+
+// Manager is the engine's IKE state machine, for the admin API.
+func (st *Engine) Manager() *ike.Manager { return st.mgr }
+
+// Reconfigure gives the engine a reload's tunnels: their configuration,
+// which plugin profiles serve them, and the peers (SAs already up keep
+// the peer they point at).
+func (st *Engine) Reconfigure(tunnels []config.Tunnel, peers []*ike.PeerConfig, profiles Profiles) {
+	st.host.cfgMu.Lock()
+	st.host.tunnels, st.host.profiles = tunnelsByName(tunnels), profiles
+	st.host.cfgMu.Unlock()
+	st.mgr.SetPeers(peers)
+	st.onTraffic.Store(onTrafficOf(tunnels))
+}
+
+// StartTunnel queues a tunnel's negotiation; it never blocks (a full
+// queue already holds work the engine is behind on).
+func (st *Engine) StartTunnel(name string) {
+	select {
+	case st.acquire <- name:
+	default:
+	}
+}
+
+func (st *Engine) read500(s ikeSocket) {
 	buf := make([]byte, 65535)
 	for {
 		b, from, err := s.conn.ReadFrom(buf)
@@ -555,13 +618,13 @@ func (st *ikeState) read500(s ikeSocket) {
 			}
 			return
 		}
-		st.deliver(b, netip.AddrPortFrom(s.addr, 500), from)
+		st.Deliver(b, netip.AddrPortFrom(s.addr, 500), from)
 	}
 }
 
-// deliver queues a datagram for the engine; a full queue drops it (IKE
+// Deliver queues a datagram for the engine; a full queue drops it (IKE
 // retransmits), so no socket reader ever blocks on IKE.
-func (st *ikeState) deliver(b []byte, local, remote netip.AddrPort) {
+func (st *Engine) Deliver(b []byte, local, remote netip.AddrPort) {
 	select {
 	case st.in <- ikeDatagram{append([]byte(nil), b...), local, remote}:
 	default:
@@ -569,8 +632,8 @@ func (st *ikeState) deliver(b []byte, local, remote netip.AddrPort) {
 	}
 }
 
-// onAcquire is the data path's acquire callback: it must not block.
-func (st *ikeState) onAcquire(a dataplane.Acquire) {
+// OnAcquire is the data path's acquire callback: it must not block.
+func (st *Engine) OnAcquire(a dataplane.Acquire) {
 	name, ok := strings.CutSuffix(a.Rule.Name, "/out")
 	if !ok || !(*st.onTraffic.Load())[name] {
 		return
@@ -581,7 +644,7 @@ func (st *ikeState) onAcquire(a dataplane.Acquire) {
 	}
 }
 
-func (st *ikeState) run() {
+func (st *Engine) run() {
 	defer close(st.done)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -601,7 +664,8 @@ func (st *ikeState) run() {
 	}
 }
 
-func (st *ikeState) close() {
+// Close stops the engine and closes its UDP 500 sockets.
+func (st *Engine) Close() {
 	close(st.stop)
 	for _, s := range st.socks {
 		s.conn.Close()

@@ -1,4 +1,4 @@
-package daemon
+package ikehost
 
 import (
 	"bytes"
@@ -96,9 +96,7 @@ func interopUnder(t testing.TB, c *config.Config, options map[string]string, plu
 		}
 		names, list = append(names, p.name), append(list, p.impl)
 	}
-	l := &Loaded{Config: c}
-	return &interopHost{log: zap.NewNop(), cache: map[[32]byte]ike.InteropAnswer{}, reads: map[string][][]byte{},
-		interops: func() (*Loaded, []string, []sdk.Interop) { return l, names, list }}
+	return newInteropHost(zap.NewNop(), func() (*config.Config, []string, []sdk.Interop) { return c, names, list })
 }
 
 func allInterop() []replayPlugin {

@@ -1,7 +1,8 @@
-package daemon
+package remote
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/pluginhost"
 	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/internal/await"
 	"github.com/gatehouse/gatehouse/l2tp"
 	"github.com/gatehouse/gatehouse/labs/testbin"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
@@ -27,30 +29,36 @@ import (
 // raClient is a LAC with a PPP client whose packets go through the core's
 // relay as if they had come through an SA from peer.
 type raClient struct {
-	peer  netip.AddrPort
-	lac   *l2tp.Tunnel
-	link  *ppp.Link
-	up    *ppp.LinkUp
-	inbox chan []byte
+	peer netip.AddrPort
+	lac  *l2tp.Tunnel
+	link *ppp.Link
+	up   *ppp.LinkUp
+}
+
+// sent is an L2TP message the core sent to the client at a NAT-T port.
+type sent struct {
+	port uint16
+	b    []byte
 }
 
 type raRig struct {
 	t       *testing.T
-	r       *remoteAccess
+	r       *Access
 	mu      sync.Mutex
 	clients map[uint16]*raClient // by NAT-T port
+	inbox   chan sent
 	now     time.Time
 }
 
 var raServer = netip.MustParseAddrPort("203.0.113.1:4500")
 
 func (g *raRig) dial(port uint16, user, password string) *raClient {
-	c := &raClient{peer: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.7"), port), inbox: make(chan []byte, 64)}
+	c := &raClient{peer: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.7"), port)}
 	g.mu.Lock()
 	g.clients[port] = c
 	g.mu.Unlock()
 	ctl := func(isPPP bool, tun, sess uint16, b []byte) {
-		g.r.onControl(dataplane.L2TPControl{PPP: isPPP, Local: raServer, Peer: c.peer, SPI: uint32(port), Tunnel: tun, Session: sess,
+		g.r.OnControl(dataplane.L2TPControl{PPP: isPPP, Local: raServer, Peer: c.peer, SPI: uint32(port), Tunnel: tun, Session: sess,
 			Payload: append([]byte(nil), b...), ClientL2TPPort: l2tp.Port})
 	}
 	c.lac = l2tp.NewTunnel(l2tp.Config{Role: l2tp.LAC,
@@ -67,41 +75,39 @@ func (g *raRig) dial(port uint16, user, password string) *raClient {
 	return c
 }
 
-// pump drives the clients until cond holds or 10 s pass.
+// pump hands the core's messages to the clients until cond holds, or
+// fails after 10 s; cond is checked again every few milliseconds, for
+// what changes without a message (the plugin restarting).
 func (g *raRig) pump(cond func() bool) bool {
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
-		if cond() {
-			return true
-		}
-		g.mu.Lock()
-		var cs []*raClient
-		for _, c := range g.clients {
-			cs = append(cs, c)
-		}
-		g.mu.Unlock()
-		idle := true
-		for _, c := range cs {
-			select {
-			case msg := <-c.inbox:
-				idle = false
-				h, payload, err := l2tp.ParseHeader(msg)
-				if err != nil {
-					g.t.Errorf("the core sent a bad L2TP message: %v", err)
-					continue
-				}
-				if h.Control {
-					_ = c.lac.Input(msg, g.now)
-				} else if c.link != nil {
-					_ = c.link.Input(payload, g.now)
-				}
-			default:
+	limit := time.NewTimer(10 * time.Second)
+	defer limit.Stop()
+	recheck := time.NewTicker(5 * time.Millisecond)
+	defer recheck.Stop()
+	for !cond() {
+		select {
+		case m := <-g.inbox:
+			g.mu.Lock()
+			c := g.clients[m.port]
+			g.mu.Unlock()
+			if c == nil {
+				continue
 			}
-		}
-		if idle {
-			time.Sleep(2 * time.Millisecond)
+			h, payload, err := l2tp.ParseHeader(m.b)
+			if err != nil {
+				g.t.Errorf("the core sent a bad L2TP message: %v", err)
+				continue
+			}
+			if h.Control {
+				_ = c.lac.Input(m.b, g.now)
+			} else if c.link != nil {
+				_ = c.link.Input(payload, g.now)
+			}
+		case <-recheck.C:
+		case <-limit.C:
+			return cond()
 		}
 	}
-	return cond()
+	return true
 }
 
 // TestRemoteAccessSurvivesPluginKill runs the real l2tp plugin binary
@@ -123,26 +129,23 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 	}
 	ra := &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
 		PPP: config.PPP{Auth: []string{"mschapv2"}, UsersFile: usersFile, MRU: 1400}}
-	r, err := newRemoteAccess(zap.NewNop(), ra)
+	r, err := newAccess(zap.NewNop(), ra)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &raRig{t: t, r: r, clients: map[uint16]*raClient{}, now: time.Now()}
-	r.setSender(func(key sad.OutKey, port uint16, msg []byte) error {
-		g.mu.Lock()
-		c := g.clients[key.Port]
-		g.mu.Unlock()
-		if c != nil && port == l2tp.Port {
-			c.inbox <- append([]byte(nil), msg...)
+	g := &raRig{t: t, r: r, clients: map[uint16]*raClient{}, inbox: make(chan sent, 256), now: time.Now()}
+	r.SetSender(func(key sad.OutKey, port uint16, msg []byte) error {
+		if port == l2tp.Port {
+			g.inbox <- sent{key.Port, append([]byte(nil), msg...)}
 		}
 		return nil
 	})
 	life, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go r.forward(life)
+	go r.Forward(life)
 	host := pluginhost.New(zap.NewNop(), pluginhost.Options{}, func(ctx context.Context, p *pluginhost.Plugin) error {
-		if tc, ok := p.Tunnel(); ok {
-			return r.attach(ctx, life, tc)
+		if tc, ok := p.L2TP(); ok {
+			return r.Attach(ctx, life, tc)
 		}
 		return nil
 	})
@@ -165,16 +168,10 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	back := func() bool {
+	await.State(t, 10*time.Second, "the plugin back", func() (bool, string) {
 		st := p.Status()
-		return st.Restarts >= 1 && st.State == pluginhost.StateRunning && st.PID != pid && r.conn.Load() != nil
-	}
-	for end := time.Now().Add(10 * time.Second); !back() && time.Now().Before(end); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !back() {
-		t.Fatalf("plugin not back: %+v", p.Status())
-	}
+		return st.Restarts >= 1 && st.State == pluginhost.StateRunning && st.PID != pid && r.conn.Load() != nil, fmt.Sprintf("%+v", st)
+	})
 	if r.table.Len() != 1 {
 		t.Fatal("the established session went with the plugin")
 	}
@@ -188,7 +185,7 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 	// Alice's IPsec SA goes (DPD). The restarted plugin never knew her
 	// session: the core ends it, frees her address and tells the plugin;
 	// she can connect again from the same NAT port.
-	r.peerGone(alice.peer, "DPD: the peer stopped answering")
+	r.PeerGone(alice.peer, "DPD: the peer stopped answering")
 	if r.table.Len() != 1 || r.table.All()[0].User != "bob" {
 		t.Fatalf("after alice's SA went: %d sessions", r.table.Len())
 	}
@@ -207,7 +204,7 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 func TestRemoteAccessIdleTimeout(t *testing.T) {
 	ra := &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
 		IdleTimeout: config.Duration{Duration: time.Minute}}
-	r, err := newRemoteAccess(zap.NewNop(), ra)
+	r, err := newAccess(zap.NewNop(), ra)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +256,7 @@ func TestRemoteAccessIdleTimeout(t *testing.T) {
 func TestRemoteAccessUserLimits(t *testing.T) {
 	ra := &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
 		IdleTimeout: config.Duration{Duration: time.Hour}}
-	r, err := newRemoteAccess(zap.NewNop(), ra)
+	r, err := newAccess(zap.NewNop(), ra)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +317,7 @@ func TestLoginLimits(t *testing.T) {
 	ra := &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
 		PPP: config.PPP{Auth: []string{"pap"}, UsersFile: usersFile, MRU: 1400, MaxAuthenticatingPerSA: 2,
 			FailedLogins: config.FailedLogins{Delay: config.Duration{Duration: 300 * time.Millisecond}}}}
-	r, err := newRemoteAccess(zap.New(core), ra)
+	r, err := newAccess(zap.New(core), ra)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package daemon
+package ikehost
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/clients"
@@ -34,30 +35,18 @@ type interopHost struct {
 	log *zap.Logger
 	// interops lists the running interop plugins in load order, and the
 	// configuration in force (a new one empties the cache).
-	interops func() (l *Loaded, names []string, list []sdk.Interop)
+	interops func() (l *config.Config, names []string, list []sdk.Interop)
 
 	mu     sync.Mutex
-	cached *Loaded // the configuration the cache was made under
+	cached *config.Config // the configuration the cache was made under
 	cache  map[[32]byte]ike.InteropAnswer
 	// reads are the vendor IDs each plugin reads (its Info), by name,
 	// asked once per configuration; none: every vendor ID.
 	reads map[string][][]byte
 }
 
-func newInteropHost(d *Daemon, log *zap.Logger) *interopHost {
-	return &interopHost{log: log, cache: map[[32]byte]ike.InteropAnswer{}, reads: map[string][][]byte{}, interops: func() (*Loaded, []string, []sdk.Interop) {
-		l := d.Current()
-		var names []string
-		var list []sdk.Interop
-		for _, s := range l.Plugins {
-			if p, ok := d.plugins.Get(s.Name); ok {
-				if i, ok := p.Interop(); ok {
-					names, list = append(names, s.Name), append(list, i)
-				}
-			}
-		}
-		return l, names, list
-	}}
+func newInteropHost(log *zap.Logger, interops func() (*config.Config, []string, []sdk.Interop)) *interopHost {
+	return &interopHost{log: log, cache: map[[32]byte]ike.InteropAnswer{}, reads: map[string][][]byte{}, interops: interops}
 }
 
 func (h *interopHost) VendorIDs(peer *ike.PeerConfig, remote netip.AddrPort) [][]byte {
@@ -106,7 +95,7 @@ func (h *interopHost) Classify(q ike.InteropQuery) ike.InteropAnswer {
 	if ok {
 		return a
 	}
-	a = h.classify(names, list, q, read, offered, l.legacyAllowed())
+	a = h.classify(names, list, q, read, offered, l != nil && l.LegacyAlgorithms)
 	h.mu.Lock()
 	h.cache[key] = a
 	h.mu.Unlock()
@@ -205,11 +194,6 @@ func (h *interopHost) classify(names []string, list []sdk.Interop, q ike.Interop
 	return ike.InteropAnswer{Hint: interopHintWithout(names, q)}
 }
 
-// legacyAllowed reports whether the operator allows legacy algorithms.
-func (l *Loaded) legacyAllowed() bool {
-	return l != nil && l.Config != nil && l.Config.LegacyAlgorithms
-}
-
 // legacyReason says why a legacy algorithm is refused ("" if it is not).
 func legacyReason(refused bool) string {
 	if refused {
@@ -305,10 +289,11 @@ func interopHintWithout(loaded []string, q ike.InteropQuery) string {
 	return ""
 }
 
-// configureInterop hands an interop plugin its options.
-func (d *Daemon) configureInterop(ctx context.Context, name string, in sdk.Interop, l *Loaded) error {
+// ConfigureInterop hands an interop plugin its options from
+// plugins.load, and logs its notes.
+func ConfigureInterop(ctx context.Context, log *zap.Logger, name string, in sdk.Interop, c *config.Config) error {
 	var opts map[string]string
-	for _, r := range l.Config.Plugins.Load {
+	for _, r := range c.Plugins.Load {
 		if r.Name == name {
 			opts = r.Options
 		}
@@ -318,7 +303,7 @@ func (d *Daemon) configureInterop(ctx context.Context, name string, in sdk.Inter
 		return fmt.Errorf("options: %w", err)
 	}
 	for _, n := range notes {
-		d.log.Named("interop").Info(n, zap.String("plugin", name))
+		log.Info(n, zap.String("plugin", name))
 	}
 	return nil
 }

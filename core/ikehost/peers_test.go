@@ -1,4 +1,4 @@
-package daemon
+package ikehost
 
 import (
 	"path/filepath"
@@ -36,7 +36,7 @@ func TestSetAuth(t *testing.T) {
 	psk := config.AuthMethod{PSKFile: "/k"}
 
 	p := &ike.PeerConfig{Name: "site"}
-	profiles := credProfiles{}
+	profiles := Profiles{}
 	if err := setAuth(p, "tunnels[2]", []config.AuthMethod{x(ec), psk, x(rsa)}, profiles); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestSetAuth(t *testing.T) {
 		"aggressive with two":    {[]config.AuthMethod{x(ec), psk}, true, "aggressive mode works with a single psk_file or x509 entry"},
 		"not a certificate":      {[]config.AuthMethod{x(filepath.Join(dir, "missing.pem"))}, false, "auth[0].x509"},
 	} {
-		err := setAuth(&ike.PeerConfig{Name: "t", Aggressive: c.aggr}, "tunnels[0]", c.list, credProfiles{})
+		err := setAuth(&ike.PeerConfig{Name: "t", Aggressive: c.aggr}, "tunnels[0]", c.list, Profiles{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", what, err, c.want)
 		}

@@ -1,4 +1,12 @@
-package daemon
+// Package remote is the core's half of L2TP/IPsec remote access. Access
+// is the Host the l2tp plugin calls (address pool, user database,
+// data-path sessions, audit), the relay between the data path's L2TP
+// control packets and the plugin's control stream, the login limits, and
+// the RADIUS side: accounting (accounting.go) and Disconnect-Requests
+// (disconnect.go). Sessions live in the data path's table, so a plugin
+// that dies takes no established session with it. Start with New and
+// Access.Attach.
+package remote
 
 import (
 	"cmp"
@@ -19,6 +27,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth/users"
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/events"
 	"github.com/gatehouse/gatehouse/core/pluginhost"
 	"github.com/gatehouse/gatehouse/core/pool"
 	"github.com/gatehouse/gatehouse/core/sad"
@@ -27,18 +36,18 @@ import (
 	"github.com/gatehouse/gatehouse/ppp"
 )
 
-// remoteAccess is the core's half of L2TP/IPsec remote access: the Host
+// Access is the core's half of L2TP/IPsec remote access: the Host
 // the L2TP plugin calls (address pool, user database, data-path sessions,
 // audit) and the relay between the data path and the plugin's control
 // stream. Sessions live in the data path's table, so a plugin that dies
 // takes no established session with it.
-type remoteAccess struct {
-	log   *zap.Logger
-	audit *audit // nil in tests that run without a daemon
-	cfg   *config.RemoteAccess
-	pool  *pool.Pool
-	users *users.DB
-	table *dataplane.L2TPTable
+type Access struct {
+	log    *zap.Logger
+	events *events.Log // nil in tests that run without a daemon
+	cfg    *config.RemoteAccess
+	pool   *pool.Pool
+	users  *users.DB
+	table  *dataplane.L2TPTable
 
 	in      chan dataplane.L2TPControl
 	notes   chan sdk.ControlPacket // the core's own news for the plugin
@@ -51,7 +60,7 @@ type remoteAccess struct {
 	sendL2TP func(key sad.OutKey, port uint16, msg []byte) error
 	peers    map[netip.AddrPort]raPeer
 	// attached is the plugin instance the control stream is open to.
-	attached sdk.TunnelClient
+	attached sdk.L2TPClient
 	// plugins finds the RADIUS plugin when ppp.radius is set; acct sends
 	// its accounting (nil without).
 	plugins *pluginhost.Host
@@ -88,7 +97,7 @@ type grant struct {
 
 // noteGrant keeps what the server said of an accepted user until the
 // session starts (a minute at most).
-func (r *remoteAccess) noteGrant(peer netip.AddrPort, user string, res sdk.UserAuthResult) {
+func (r *Access) noteGrant(peer netip.AddrPort, user string, res sdk.UserAuthResult) {
 	g := grant{sessionTimeout: time.Duration(res.SessionTimeoutSeconds) * time.Second, idleTimeout: time.Duration(res.IdleTimeoutSeconds) * time.Second, at: time.Now()}
 	if len(res.Class) > 0 {
 		g.class = [][]byte{res.Class}
@@ -104,7 +113,7 @@ func (r *remoteAccess) noteGrant(peer netip.AddrPort, user string, res sdk.UserA
 }
 
 // takeGrant moves a login's grant to its session.
-func (r *remoteAccess) takeGrant(s *dataplane.L2TPSession) grant {
+func (r *Access) takeGrant(s *dataplane.L2TPSession) grant {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := grantKey{s.Peer, strings.ToLower(s.User)}
@@ -116,14 +125,14 @@ func (r *remoteAccess) takeGrant(s *dataplane.L2TPSession) grant {
 	return g
 }
 
-// raRule names remote access's SAs and rules (policy.remoteAccessRule).
-const raRule = "remote-access"
+// Rule names remote access's SAs and rules (policy.remoteAccessRule).
+const Rule = "remote-access"
 
-// raOutKey names the transport SA to a client: its address and, when
+// OutKey names the transport SA to a client: its address and, when
 // UDP-encapsulated, its NAT-T port, so clients behind one NAT each have
 // their own.
-func raOutKey(peer netip.AddrPort) sad.OutKey {
-	return sad.OutKey{Rule: raRule + "/out", Peer: peer.Addr().Unmap(), Port: peer.Port()}
+func OutKey(peer netip.AddrPort) sad.OutKey {
+	return sad.OutKey{Rule: Rule + "/out", Peer: peer.Addr().Unmap(), Port: peer.Port()}
 }
 
 // raPeer is what the data path told us of a peer: how to reach it.
@@ -143,13 +152,84 @@ const (
 	noteQueue    = 4096
 )
 
-func newRemoteAccess(log *zap.Logger, ra *config.RemoteAccess) (*remoteAccess, error) {
+// Config wires remote access into the daemon.
+type Config struct {
+	Log          *zap.Logger
+	RemoteAccess *config.RemoteAccess
+	// Plugins finds the RADIUS plugin when users are kept in RADIUS.
+	Plugins *pluginhost.Host
+	Events  *events.Log
+}
+
+// New makes remote access. StartRADIUS, Forward and, for each l2tp plugin
+// instance, Attach run it; the data path hands it control packets
+// (OnControl) and a way to send (SetSender).
+func New(c Config) (*Access, error) {
+	r, err := newAccess(c.Log, c.RemoteAccess)
+	if err != nil {
+		return nil, err
+	}
+	r.plugins, r.events = c.Plugins, c.Events
+	return r, nil
+}
+
+// StartRADIUS starts what remote_access.ppp.radius asks for until ctx
+// ends: accounting, and the Disconnect-Request listener.
+func (r *Access) StartRADIUS(ctx context.Context) error {
+	rc := r.cfg.PPP.Radius
+	if rc == nil {
+		return nil
+	}
+	if rc.AccountingOn() {
+		r.acct = newAccounting(r.log.Named("accounting"), r.plugins, rc.InterimInterval.Duration)
+		go r.acct.run(ctx)
+	}
+	if rc.DisconnectListen != "" {
+		if err := r.startDisconnects(ctx, rc); err != nil {
+			return fmt.Errorf("remote_access.ppp.radius: %w", err)
+		}
+	}
+	return nil
+}
+
+// Pool is the address pool.
+func (r *Access) Pool() *pool.Pool { return r.pool }
+
+// Table is the data path's session table.
+func (r *Access) Table() *dataplane.L2TPTable { return r.table }
+
+// SetHostRoute gives the way to route a client address outside the pool
+// into the TUN (add) or take the route away; call it before the data path
+// runs.
+func (r *Access) SetHostRoute(f func(a netip.Addr, add bool) error) { r.hostRoute = f }
+
+// Tick ends idle sessions and sends the interim accounting that is due;
+// the daemon calls it every second.
+func (r *Access) Tick(now time.Time) {
+	r.expireIdle(now)
+	if r.acct != nil {
+		r.acct.tick(now, r.table)
+	}
+}
+
+// ControlDropped counts control packets the relay to the plugin dropped
+// (queue full, plugin away); peers retransmit.
+func (r *Access) ControlDropped() uint64 { return r.dropped.Load() }
+
+// LoginLimits reports the attempts refused unchecked, by kind, and the
+// users locked out now.
+func (r *Access) LoginLimits() (unchecked map[string]uint64, locked int) {
+	return map[string]uint64{string(throttle.KindUser): r.throttled[0].Load(), string(throttle.KindAddress): r.throttled[1].Load()},
+		r.limits.Locked(r.now())
+}
+
+func newAccess(log *zap.Logger, ra *config.RemoteAccess) (*Access, error) {
 	p, err := pool.New(ra.Pool.Prefix)
 	if err != nil {
 		return nil, err
 	}
 	f := ra.PPP.FailedLogins
-	r := &remoteAccess{log: log, cfg: ra, pool: p, table: dataplane.NewL2TPTable(),
+	r := &Access{log: log, cfg: ra, pool: p, table: dataplane.NewL2TPTable(),
 		in: make(chan dataplane.L2TPControl, controlQueue), notes: make(chan sdk.ControlPacket, noteQueue), peers: map[netip.AddrPort]raPeer{},
 		pending: map[grantKey]grant{}, grants: map[uint64]grant{}, checking: map[netip.AddrPort]int{},
 		maxChecking: cmp.Or(ra.PPP.MaxAuthenticatingPerSA, config.DefaultMaxAuthenticatingPerSA), now: time.Now,
@@ -164,9 +244,9 @@ func newRemoteAccess(log *zap.Logger, ra *config.RemoteAccess) (*remoteAccess, e
 	return r, nil
 }
 
-// tunnelConfig is what the plugin is configured with.
-func (r *remoteAccess) tunnelConfig() sdk.TunnelConfig {
-	c := sdk.TunnelConfig{Pool: r.pool.Prefix(), PPPAuth: r.cfg.PPP.Auth, MRU: r.cfg.PPP.MRU}
+// l2tpConfig is what the plugin is configured with.
+func (r *Access) l2tpConfig() sdk.L2TPConfig {
+	c := sdk.L2TPConfig{Pool: r.pool.Prefix(), PPPAuth: r.cfg.PPP.Auth, MRU: r.cfg.PPP.MRU}
 	for _, a := range r.cfg.DNS {
 		c.DNS = append(c.DNS, a.Addr)
 	}
@@ -176,10 +256,10 @@ func (r *remoteAccess) tunnelConfig() sdk.TunnelConfig {
 	return c
 }
 
-// attach starts a (new) plugin instance: Host, configuration, and the
+// Attach starts a (new) plugin instance: Host, configuration, and the
 // control stream, which lives until ctx ends or the plugin dies.
 // A plugin already attached (a reload) is only configured again.
-func (r *remoteAccess) attach(ctx, life context.Context, tc sdk.TunnelClient) error {
+func (r *Access) Attach(ctx, life context.Context, tc sdk.L2TPClient) error {
 	r.mu.Lock()
 	fresh := r.attached != tc
 	r.mu.Unlock()
@@ -188,7 +268,7 @@ func (r *remoteAccess) attach(ctx, life context.Context, tc sdk.TunnelClient) er
 			return err
 		}
 	}
-	warnings, err := tc.Configure(ctx, r.tunnelConfig())
+	warnings, err := tc.Configure(ctx, r.l2tpConfig())
 	if err != nil {
 		return err
 	}
@@ -210,18 +290,18 @@ func (r *remoteAccess) attach(ctx, life context.Context, tc sdk.TunnelClient) er
 	return nil
 }
 
-// setSender connects the relay to the data path.
-func (r *remoteAccess) setSender(send func(key sad.OutKey, port uint16, msg []byte) error) {
+// SetSender connects the relay to the data path.
+func (r *Access) SetSender(send func(key sad.OutKey, port uint16, msg []byte) error) {
 	r.mu.Lock()
 	r.sendL2TP = send
 	r.mu.Unlock()
 }
 
-// peerGone runs when a client's last transport SA goes (IKE delete, DPD,
+// PeerGone runs when a client's last transport SA goes (IKE delete, DPD,
 // expiry): its sessions leave the data path at once, their addresses go
 // back to the pool, their ends are logged, and the plugin is told to
 // forget the peer. It must not block: IKE calls it under its lock.
-func (r *remoteAccess) peerGone(peer netip.AddrPort, why string) {
+func (r *Access) PeerGone(peer netip.AddrPort, why string) {
 	for _, s := range r.table.All() {
 		if s.Peer != peer {
 			continue
@@ -235,7 +315,7 @@ func (r *remoteAccess) peerGone(peer netip.AddrPort, why string) {
 }
 
 // note queues news for the plugin; it never blocks.
-func (r *remoteAccess) note(p sdk.ControlPacket) {
+func (r *Access) note(p sdk.ControlPacket) {
 	select {
 	case r.notes <- p:
 	default:
@@ -243,10 +323,10 @@ func (r *remoteAccess) note(p sdk.ControlPacket) {
 	}
 }
 
-// disconnect ends the sessions of a user or a client address (gatehouse
+// Disconnect ends the sessions of a user or a client address (gatehouse
 // disconnect): off the data path at once, and the plugin hangs up the
 // calls politely.
-func (r *remoteAccess) disconnect(target string) []*dataplane.L2TPSession {
+func (r *Access) Disconnect(target string) []*dataplane.L2TPSession {
 	addr, _ := netip.ParseAddr(target)
 	var out []*dataplane.L2TPSession
 	for _, s := range r.table.All() {
@@ -259,12 +339,12 @@ func (r *remoteAccess) disconnect(target string) []*dataplane.L2TPSession {
 	return out
 }
 
-func (r *remoteAccess) outsidePool(a netip.Addr) bool {
+func (r *Access) outsidePool(a netip.Addr) bool {
 	return r.hostRoute != nil && a.IsValid() && !r.pool.Prefix().Contains(a)
 }
 
 // unroute removes an outside-pool address's route when its session ends.
-func (r *remoteAccess) unroute(a netip.Addr) {
+func (r *Access) unroute(a netip.Addr) {
 	if r.outsidePool(a) {
 		if err := r.hostRoute(a, false); err != nil {
 			r.log.Warn("removing a client's route", zap.Stringer("address", a), zap.Error(err))
@@ -272,7 +352,7 @@ func (r *remoteAccess) unroute(a netip.Addr) {
 	}
 }
 
-func (r *remoteAccess) dropGrant(handle uint64) {
+func (r *Access) dropGrant(handle uint64) {
 	r.mu.Lock()
 	delete(r.grants, handle)
 	r.mu.Unlock()
@@ -283,7 +363,7 @@ func (r *remoteAccess) dropGrant(handle uint64) {
 // do not count: they prove the client is there, not that it is used), and
 // those past their Session-Timeout. The data path's one-second tick runs
 // it.
-func (r *remoteAccess) expireIdle(now time.Time) {
+func (r *Access) expireIdle(now time.Time) {
 	limit := r.cfg.IdleTimeout.Duration
 	r.mu.Lock()
 	grants := maps.Clone(r.grants) // few: only users RADIUS gave limits
@@ -312,7 +392,7 @@ func (r *remoteAccess) expireIdle(now time.Time) {
 
 // hangUp ends a session in the core at once and has the plugin hang up
 // the call politely (LCP Terminate-Request, CDN).
-func (r *remoteAccess) hangUp(s *dataplane.L2TPSession, why string) {
+func (r *Access) hangUp(s *dataplane.L2TPSession, why string) {
 	r.end(s, why)
 	r.note(sdk.ControlPacket{Kind: sdk.ControlDisconnect, Local: s.Local, Peer: s.Peer, TunnelID: s.LocalTunnel,
 		SessionID: s.LocalSession, Payload: []byte(why)})
@@ -320,7 +400,7 @@ func (r *remoteAccess) hangUp(s *dataplane.L2TPSession, why string) {
 
 // end takes a session off the data path, releases its address and logs
 // its end (event 5411, as the plugin does for the ends it sees).
-func (r *remoteAccess) end(s *dataplane.L2TPSession, why string) {
+func (r *Access) end(s *dataplane.L2TPSession, why string) {
 	if _, ok := r.table.Remove(s.Handle); !ok {
 		return // the plugin removed it first
 	}
@@ -339,8 +419,8 @@ func (r *remoteAccess) end(s *dataplane.L2TPSession, why string) {
 		"bytes_in": strconv.FormatUint(c.BytesIn, 10), "bytes_out": strconv.FormatUint(c.BytesOut, 10)}})
 }
 
-// onControl is the data path's hand-off; it must not block.
-func (r *remoteAccess) onControl(c dataplane.L2TPControl) {
+// OnControl is the data path's hand-off; it must not block.
+func (r *Access) OnControl(c dataplane.L2TPControl) {
 	select {
 	case r.in <- c:
 	default:
@@ -348,9 +428,9 @@ func (r *remoteAccess) onControl(c dataplane.L2TPControl) {
 	}
 }
 
-// forward relays the data path's control traffic to the plugin until ctx
+// Forward relays the data path's control traffic to the plugin until ctx
 // ends.
-func (r *remoteAccess) forward(ctx context.Context) {
+func (r *Access) Forward(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -363,7 +443,7 @@ func (r *remoteAccess) forward(ctx context.Context) {
 			}
 		case c := <-r.in:
 			r.mu.Lock()
-			r.peers[c.Peer] = raPeer{key: raOutKey(c.Peer), port: c.ClientL2TPPort}
+			r.peers[c.Peer] = raPeer{key: OutKey(c.Peer), port: c.ClientL2TPPort}
 			r.mu.Unlock()
 			cp := r.conn.Load()
 			if cp == nil {
@@ -383,7 +463,7 @@ func (r *remoteAccess) forward(ctx context.Context) {
 }
 
 // receive sends what the plugin says out through the peers' SAs.
-func (r *remoteAccess) receive(conn sdk.ControlConn) {
+func (r *Access) receive(conn sdk.ControlConn) {
 	for {
 		pkt, err := conn.Recv()
 		if err != nil {
@@ -413,7 +493,7 @@ func (r *remoteAccess) receive(conn sdk.ControlConn) {
 
 // --- sdk.Host ---
 
-func (r *remoteAccess) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64, error) {
+func (r *Access) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64, error) {
 	r.mu.Lock()
 	peer, ok := r.peers[s.Peer]
 	r.mu.Unlock()
@@ -447,7 +527,7 @@ func (r *remoteAccess) InstallSession(_ context.Context, s sdk.SessionSpec) (uin
 	return h, nil
 }
 
-func (r *remoteAccess) RemoveSession(_ context.Context, handle uint64, reason string) (sdk.SessionCounters, error) {
+func (r *Access) RemoveSession(_ context.Context, handle uint64, reason string) (sdk.SessionCounters, error) {
 	s, ok := r.table.Remove(handle)
 	if !ok {
 		return sdk.SessionCounters{}, fmt.Errorf("%w: session %d", sdk.ErrNotFound, handle)
@@ -465,7 +545,7 @@ func (r *remoteAccess) RemoveSession(_ context.Context, handle uint64, reason st
 	return sdk.SessionCounters{BytesIn: c.BytesIn, BytesOut: c.BytesOut, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut}, nil
 }
 
-func (r *remoteAccess) AllocateAddress(_ context.Context, _ string, user string, requested netip.Addr) (netip.Addr, error) {
+func (r *Access) AllocateAddress(_ context.Context, _ string, user string, requested netip.Addr) (netip.Addr, error) {
 	a, err := r.pool.Allocate(user, requested)
 	if errors.Is(err, pool.ErrExhausted) || errors.Is(err, pool.ErrInUse) {
 		r.log.Warn("no address for a user", zap.String("user", user), zap.Error(err))
@@ -474,7 +554,7 @@ func (r *remoteAccess) AllocateAddress(_ context.Context, _ string, user string,
 	return a, err
 }
 
-func (r *remoteAccess) ReleaseAddress(_ context.Context, _ string, a netip.Addr) error {
+func (r *Access) ReleaseAddress(_ context.Context, _ string, a netip.Addr) error {
 	if err := r.pool.Release(a); err != nil {
 		return fmt.Errorf("%w: %v", sdk.ErrNotFound, err)
 	}
@@ -485,7 +565,7 @@ func (r *remoteAccess) ReleaseAddress(_ context.Context, _ string, a netip.Addr)
 // client address that failed too often waits (or is locked out) and its
 // attempts are refused without being checked, and one client may have
 // only so many logins being checked at once.
-func (r *remoteAccess) AuthenticateUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+func (r *Access) AuthenticateUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
 	user, addr, now := ppp.StripDomain(req.User), req.Peer.Addr(), r.now()
 	if ref := r.limits.Check(user, addr, now); ref != nil {
 		r.throttled[kindIndex(ref.Kind)].Add(1)
@@ -522,7 +602,7 @@ func kindIndex(k throttle.Kind) int {
 // limitReached tells the operator that a user or address now has to wait
 // (or is locked out): one audit event per failure past the allowance,
 // which the waits themselves make rare.
-func (r *remoteAccess) limitReached(user string, peer netip.AddrPort, ref *throttle.Refusal) {
+func (r *Access) limitReached(user string, peer netip.AddrPort, ref *throttle.Refusal) {
 	what := "must wait"
 	if ref.Locked {
 		what = "is locked out"
@@ -530,15 +610,15 @@ func (r *remoteAccess) limitReached(user string, peer netip.AddrPort, ref *throt
 	msg := fmt.Sprintf("%s %s %s %s after %d failed logins (remote_access.ppp.failed_logins)", ref.Kind, ref.Key, what,
 		ref.Until.Sub(r.now()).Round(time.Millisecond), ref.Failures)
 	r.log.Warn(msg, zap.String("user", user), zap.Stringer("peer", peer))
-	if r.audit != nil {
-		r.audit.emit(AuditRecord{ID: EventLoginThrottled, Remote: peer.Addr().String(), Reason: string(ref.Kind), Message: msg,
+	if r.events != nil {
+		r.events.Emit(events.Record{ID: events.LoginThrottled, Remote: peer.Addr().String(), Reason: string(ref.Kind), Message: msg,
 			Fields: map[string]string{"user": user, "peer": peer.String(), "kind": string(ref.Kind), "failures": strconv.Itoa(ref.Failures),
 				"until": ref.Until.UTC().Format(time.RFC3339), "locked": strconv.FormatBool(ref.Locked)}})
 	}
 }
 
 // startCheck takes one of a client's places for a login being checked.
-func (r *remoteAccess) startCheck(peer netip.AddrPort) bool {
+func (r *Access) startCheck(peer netip.AddrPort) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.checking[peer] >= r.maxChecking {
@@ -548,7 +628,7 @@ func (r *remoteAccess) startCheck(peer netip.AddrPort) bool {
 	return true
 }
 
-func (r *remoteAccess) endCheck(peer netip.AddrPort) {
+func (r *Access) endCheck(peer netip.AddrPort) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.checking[peer]--; r.checking[peer] <= 0 {
@@ -558,7 +638,7 @@ func (r *remoteAccess) endCheck(peer netip.AddrPort) {
 
 // checkUser asks the RADIUS plugin when ppp.radius is set, else checks
 // the users file.
-func (r *remoteAccess) checkUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+func (r *Access) checkUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
 	if r.cfg.PPP.Radius != nil {
 		a, _, err := r.plugins.Authenticator(req.Method)
 		if err != nil {
@@ -590,11 +670,11 @@ func (r *remoteAccess) checkUser(ctx context.Context, req sdk.UserAuthRequest) (
 	return sdk.UserAuthResult{Code: sdk.UserAccept, AuthenticatorResponse: res.AuthResponse, FramedAddress: u.Address}, nil
 }
 
-func (r *remoteAccess) EmitAudit(_ context.Context, ev sdk.AuditEvent) error {
-	if r.audit != nil {
-		rec := AuditRecord{ID: int(ev.ID), Fields: ev.Fields}
+func (r *Access) EmitAudit(_ context.Context, ev sdk.AuditEvent) error {
+	if r.events != nil {
+		rec := events.Record{ID: int(ev.ID), Fields: ev.Fields}
 		rec.Remote, rec.Reason = ev.Fields["peer"], ev.Fields["reason"]
-		r.audit.emit(rec)
+		r.events.Emit(rec)
 	}
 	fields := []zap.Field{zap.Uint32("event_id", ev.ID), zap.String("event", ev.Name)}
 	for k, v := range ev.Fields {

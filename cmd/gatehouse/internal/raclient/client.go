@@ -74,6 +74,22 @@ type Config struct {
 	// an address and answer keepalives. Dial returns once every call is
 	// up.
 	Calls, Tunnels int
+	// IO, when set, replaces the sockets, the TUN and the network setup
+	// Dial would make: tests run the client over in-memory stand-ins.
+	IO *IO
+}
+
+// IO is what the client reads and writes.
+type IO struct {
+	// Local is our address towards the server.
+	Local netip.Addr
+	// IKE is UDP 500; UDP is UDP 4500 (ESP in UDP, and IKE once NAT-T
+	// floats); Raw is raw ESP.
+	IKE, UDP, Raw dataplane.Conn
+	TUN           dataplane.Device
+	// Network gives the TUN its address and routes, and returns what
+	// takes them away (dataplane.SetupNetwork).
+	Network func(dataplane.NetConfig) (undo func(), err error)
 }
 
 // Info describes an established connection.
@@ -127,6 +143,8 @@ type Conn struct {
 	ike   dataplane.Conn
 	udp   dataplane.Conn
 	local netip.Addr
+	// network sets up the TUN's address and routes once PPP is up.
+	network func(dataplane.NetConfig) (func(), error)
 
 	in     chan datagram
 	ctl    chan dataplane.L2TPControl
@@ -215,41 +233,26 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	return nil, c.Err()
 }
 
-// open finds our address and opens the sockets, the TUN and the data path.
+// open starts the data path and IKE over the configured I/O, or the
+// real sockets and TUN.
 func (c *Conn) open() error {
 	cfg := c.cfg
-	c.local = cfg.Local
-	if !c.local.IsValid() {
-		probe, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Server, 500)))
-		if err != nil {
-			return fmt.Errorf("no route to %v: %w", cfg.Server, err)
+	io := cfg.IO
+	if io == nil {
+		var err error
+		if io, err = openIO(cfg); err != nil {
+			return err
 		}
-		c.local = probe.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-		probe.Close()
 	}
-	var err error
-	if c.ike, err = dataplane.ListenUDP(netip.AddrPortFrom(c.local, 500), cfg.Mark); err != nil {
-		return fmt.Errorf("%w (is an IKE daemon running on this host?)", err)
-	}
-	if c.udp, err = dataplane.ListenUDP(netip.AddrPortFrom(c.local, esp.NATTPort), cfg.Mark); err != nil {
-		return err
-	}
-	raw, err := dataplane.ListenRawESP(c.local, cfg.Mark)
-	if err != nil {
-		return err
-	}
-	tun, err := dataplane.OpenTUN(cfg.TUN)
-	if err != nil {
-		raw.Close()
-		return err
-	}
-	c.plane = dataplane.New(dataplane.Config{Log: c.log.Named("esp"), TUN: tun, Raw: raw, UDP: c.udp, SAD: c.db, MTU: cfg.MTU,
+	c.local, c.ike, c.udp, c.network = io.Local, io.IKE, io.UDP, io.Network
+	c.plane = dataplane.New(dataplane.Config{Log: c.log.Named("esp"), TUN: io.TUN, Raw: io.Raw, UDP: c.udp, SAD: c.db, MTU: cfg.MTU,
 		L2TP: c.table, OnL2TPControl: c.onControl,
 		OnIKE: func(msg []byte, from netip.AddrPort) { c.deliver(msg, netip.AddrPortFrom(c.local, esp.NATTPort), from) },
 	}, &policy.Policy{})
 	c.mgr = ike.NewManager(ike.Config{Log: c.log.Named("ike"), Host: (*host)(c), Rand: rand.Reader})
 	auth := uint16(ike.AuthPSK)
 	if cfg.Cert != nil {
+		var err error
 		if auth, err = ike.SignatureMethod(cfg.Cert.Key.Public()); err != nil {
 			return err
 		}
@@ -271,6 +274,42 @@ func (c *Conn) open() error {
 	c.plane.Start()
 	go c.read500()
 	return nil
+}
+
+// openIO finds our address towards the server and opens the sockets and
+// the TUN; on error it closes what it opened.
+func openIO(cfg Config) (_ *IO, err error) {
+	io := &IO{Local: cfg.Local, Network: dataplane.SetupNetwork}
+	if !io.Local.IsValid() {
+		probe, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Server, 500)))
+		if err != nil {
+			return nil, fmt.Errorf("no route to %v: %w", cfg.Server, err)
+		}
+		io.Local = probe.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		probe.Close()
+	}
+	defer func() {
+		if err != nil {
+			for _, c := range []dataplane.Conn{io.IKE, io.UDP, io.Raw} {
+				if c != nil {
+					c.Close()
+				}
+			}
+		}
+	}()
+	if io.IKE, err = dataplane.ListenUDP(netip.AddrPortFrom(io.Local, 500), cfg.Mark); err != nil {
+		return nil, fmt.Errorf("%w (is an IKE daemon running on this host?)", err)
+	}
+	if io.UDP, err = dataplane.ListenUDP(netip.AddrPortFrom(io.Local, esp.NATTPort), cfg.Mark); err != nil {
+		return nil, err
+	}
+	if io.Raw, err = dataplane.ListenRawESP(io.Local, cfg.Mark); err != nil {
+		return nil, err
+	}
+	if io.TUN, err = dataplane.OpenTUN(cfg.TUN); err != nil {
+		return nil, err
+	}
+	return io, nil
 }
 
 func (c *Conn) read500() {
@@ -543,7 +582,7 @@ func (c *Conn) install(s *l2tp.Session, u ppp.LinkUp) bool {
 	for _, r := range c.cfg.Routes {
 		routes = append(routes, dataplane.Route{Dst: r, Src: u.Local})
 	}
-	cleanup, err := dataplane.SetupNetwork(dataplane.NetConfig{TUN: c.cfg.TUN, MTU: c.cfg.MTU, Table: c.cfg.Table, Mark: c.cfg.Mark,
+	cleanup, err := c.network(dataplane.NetConfig{TUN: c.cfg.TUN, MTU: c.cfg.MTU, Table: c.cfg.Table, Mark: c.cfg.Mark,
 		Routes: routes, Addrs: []netip.Prefix{netip.PrefixFrom(u.Local, 32)}})
 	if err != nil {
 		c.end(fmt.Errorf("setting up %s: %w", c.cfg.TUN, err))

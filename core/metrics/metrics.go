@@ -1,4 +1,9 @@
-package daemon
+// Package metrics is the Prometheus side of gatehoused
+// (github.com/prometheus/client_golang): counters of audit events as they
+// happen, and gauges and traffic totals read from the daemon's state at
+// each scrape through State, so the data path pays nothing for them. The
+// series are listed in docs/events.md.
+package metrics
 
 import (
 	"context"
@@ -13,16 +18,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/gatehouse/gatehouse/auth/throttle"
+	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/events"
 	"github.com/gatehouse/gatehouse/core/pluginhost"
+	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
-// metrics is the Prometheus side (github.com/prometheus/client_golang):
-// counters of events as they happen, and gauges and totals read from the
-// daemon's state at each scrape, so the data path pays nothing for them.
-type metrics struct {
+// Metrics holds the registry and the event counters; it is the audit
+// log's events.Counter.
+type Metrics struct {
 	reg *prometheus.Registry
 
 	ikeUp, ikeDown, childUp, rekeys, dpdDead prometheus.Counter
@@ -33,11 +39,12 @@ type metrics struct {
 	auditLost                                prometheus.Counter
 }
 
-func newMetrics(d *Daemon) *metrics {
+// New makes the registry; the collector reads st at each scrape.
+func New(st State) *Metrics {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_" + name, Help: help})
 	}
-	m := &metrics{
+	m := &Metrics{
 		reg:       prometheus.NewRegistry(),
 		ikeUp:     counter("ike_sas_established_total", "IKE SAs established (event 541)."),
 		ikeDown:   counter("ike_sas_ended_total", "IKE SAs ended (event 542)."),
@@ -55,12 +62,12 @@ func newMetrics(d *Daemon) *metrics {
 			Help: "Configuration reloads, by result."}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.ikeUp, m.ikeDown, m.childUp, m.rekeys, m.dpdDead, m.auditLost, m.failures, m.users, m.limits, m.reloads,
-		&stateCollector{d: d}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		&stateCollector{st: st}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// event counts one audit event.
-func (m *metrics) event(r AuditRecord) {
+// Event counts one audit event.
+func (m *Metrics) Event(r events.Record) {
 	switch r.ID {
 	case ike.EventIKEUp:
 		m.ikeUp.Inc()
@@ -80,18 +87,21 @@ func (m *metrics) event(r AuditRecord) {
 		m.users.WithLabelValues("connected").Inc()
 	case sdk.EventUserAuthFailed:
 		m.users.WithLabelValues("auth-failed").Inc()
-	case EventLoginThrottled:
+	case events.LoginThrottled:
 		m.limits.WithLabelValues(r.Reason).Inc()
-	case EventReloadApplied:
+	case events.ReloadApplied:
 		m.reloads.WithLabelValues("applied").Inc()
-	case EventReloadRefused:
+	case events.ReloadRefused:
 		m.reloads.WithLabelValues("refused").Inc()
 	}
 }
 
-// serve runs the endpoint until ctx ends. A listen error is returned at
+// Lost counts an audit record lost.
+func (m *Metrics) Lost() { m.auditLost.Inc() }
+
+// Serve runs the endpoint until ctx ends. A listen error is returned at
 // once, so a wrong metrics_listen stops the start.
-func (m *metrics) serve(ctx context.Context, addr string, log *zap.Logger) error {
+func (m *Metrics) Serve(ctx context.Context, addr string, log *zap.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics_listen %s: %w", addr, err)
@@ -115,8 +125,42 @@ func (m *metrics) serve(ctx context.Context, addr string, log *zap.Logger) error
 	return nil
 }
 
+// State is what the collector reads at each scrape; ok false: that part
+// is not running (no IKE, no data path, no remote access).
+type State interface {
+	IKE() (IKE, bool)
+	DataPath() (DataPath, bool)
+	RemoteAccess() (RemoteAccess, bool)
+	PluginStatus() []pluginhost.Status
+}
+
+// IKE is the engine's state: its SAs, the half-open ones, and the
+// messages it dropped by reason (ike.Manager.Drops).
+type IKE struct {
+	SAs          []ike.SAInfo
+	HalfOpen     int
+	FirstDropped uint64
+	Drops        map[string]uint64
+}
+
+// DataPath is the SAD's size and totals and the plane's counters.
+type DataPath struct {
+	SAs      int
+	Totals   []sad.Total
+	Counters dataplane.Counters
+}
+
+// RemoteAccess is the sessions, the pool's use, and the login limits'
+// doing: attempts refused unchecked by kind (user, address) and users
+// locked out.
+type RemoteAccess struct {
+	Sessions, PoolUsed, PoolSize int
+	Unchecked                    map[string]uint64
+	LockedOut                    int
+}
+
 // stateCollector reads gauges and traffic totals at scrape time.
-type stateCollector struct{ d *Daemon }
+type stateCollector struct{ st State }
 
 var (
 	descIKESAs = prometheus.NewDesc("gatehouse_ike_sas", "IKE SAs by state.", []string{"state"}, nil)
@@ -144,8 +188,8 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIKESAs, descHalfOpen, descFlood, descIKEDrops, descIPsec, descBytes, descPackets, descDrops, descOuter, descSessions, descUnchecked, descLocked, descPoolUsed,
-		descPoolSize, descRestarts, descPluginUp} {
+	for _, d := range []*prometheus.Desc{descIKESAs, descHalfOpen, descFlood, descIKEDrops, descIPsec, descBytes, descPackets, descDrops, descOuter,
+		descSessions, descUnchecked, descLocked, descPoolUsed, descPoolSize, descRestarts, descPluginUp} {
 		ch <- d
 	}
 }
@@ -158,15 +202,15 @@ func direction(inbound bool) string {
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	d := c.d
 	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
 	}
 	count := func(desc *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
 	}
+	k, ikeOn := c.st.IKE()
 	states := map[string]int{"established": 0, "negotiating": 0, "expired": 0}
-	for _, s := range d.IKESAs() {
+	for _, s := range k.SAs {
 		switch {
 		case s.Expired:
 			states["expired"]++
@@ -179,41 +223,35 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for st, n := range states {
 		gauge(descIKESAs, float64(n), st)
 	}
-	if m := d.ikeManager(); m != nil {
-		n, dropped := m.HalfOpen()
-		gauge(descHalfOpen, float64(n))
-		count(descFlood, dropped)
-		for reason, v := range m.Drops() {
+	if ikeOn {
+		gauge(descHalfOpen, float64(k.HalfOpen))
+		count(descFlood, k.FirstDropped)
+		for reason, v := range k.Drops {
 			count(descIKEDrops, v, reason)
 		}
 	}
-	d.mu.RLock()
-	dp := d.dp
-	d.mu.RUnlock()
-	if dp != nil {
-		gauge(descIPsec, float64(dp.db.Len()))
-		for _, t := range dp.db.Totals() {
+	if dp, ok := c.st.DataPath(); ok {
+		gauge(descIPsec, float64(dp.SAs))
+		for _, t := range dp.Totals {
 			count(descBytes, t.Bytes, t.Mode.String(), direction(t.Inbound))
 			count(descPackets, t.Packets, t.Mode.String(), direction(t.Inbound))
 		}
-		cs := dp.plane.Counters()
-		count(descOuter, cs.Sent, "out")
-		count(descOuter, cs.Received, "in")
-		for reason, n := range cs.Drops {
+		count(descOuter, dp.Counters.Sent, "out")
+		count(descOuter, dp.Counters.Received, "in")
+		for reason, n := range dp.Counters.Drops {
 			count(descDrops, n, reason)
 		}
 	}
-	if d.ra != nil {
-		used, size := d.ra.pool.Usage()
-		gauge(descSessions, float64(len(d.ra.table.All())))
-		gauge(descPoolUsed, float64(used))
-		gauge(descPoolSize, float64(size))
-		count(descUnchecked, d.ra.throttled[0].Load(), string(throttle.KindUser))
-		count(descUnchecked, d.ra.throttled[1].Load(), string(throttle.KindAddress))
-		gauge(descLocked, float64(d.ra.limits.Locked(d.ra.now())))
+	if ra, ok := c.st.RemoteAccess(); ok {
+		gauge(descSessions, float64(ra.Sessions))
+		gauge(descPoolUsed, float64(ra.PoolUsed))
+		gauge(descPoolSize, float64(ra.PoolSize))
+		for kind, n := range ra.Unchecked {
+			count(descUnchecked, n, kind)
+		}
+		gauge(descLocked, float64(ra.LockedOut))
 	}
-	for _, p := range d.plugins.Plugins() {
-		s := p.Status()
+	for _, s := range c.st.PluginStatus() {
 		count(descRestarts, uint64(s.Restarts), s.Name)
 		up := 0.0
 		if s.State == pluginhost.StateRunning {

@@ -1,4 +1,4 @@
-package daemon
+package remote
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ func TestDisconnectRequestsRefuseReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.DebugLevel)
-	r, err := newRemoteAccess(zap.New(core), &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")}})
+	r, err := newAccess(zap.New(core), &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")}})
 	if err != nil {
 		t.Fatal(err)
 	}

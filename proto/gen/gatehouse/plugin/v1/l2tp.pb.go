@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.6
 // 	protoc        (unknown)
-// source: gatehouse/plugin/v1/tunnel.proto
+// source: gatehouse/plugin/v1/l2tp.proto
 
 package pluginv1
 
@@ -68,11 +68,11 @@ func (x ControlKind) String() string {
 }
 
 func (ControlKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_gatehouse_plugin_v1_tunnel_proto_enumTypes[0].Descriptor()
+	return file_gatehouse_plugin_v1_l2tp_proto_enumTypes[0].Descriptor()
 }
 
 func (ControlKind) Type() protoreflect.EnumType {
-	return &file_gatehouse_plugin_v1_tunnel_proto_enumTypes[0]
+	return &file_gatehouse_plugin_v1_l2tp_proto_enumTypes[0]
 }
 
 func (x ControlKind) Number() protoreflect.EnumNumber {
@@ -81,10 +81,10 @@ func (x ControlKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ControlKind.Descriptor instead.
 func (ControlKind) EnumDescriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{0}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{0}
 }
 
-type TunnelInfo struct {
+type L2TPInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Info  *PluginInfo            `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
 	// protocols this plugin drives, e.g. "l2tp".
@@ -93,21 +93,21 @@ type TunnelInfo struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *TunnelInfo) Reset() {
-	*x = TunnelInfo{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[0]
+func (x *L2TPInfo) Reset() {
+	*x = L2TPInfo{}
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *TunnelInfo) String() string {
+func (x *L2TPInfo) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*TunnelInfo) ProtoMessage() {}
+func (*L2TPInfo) ProtoMessage() {}
 
-func (x *TunnelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[0]
+func (x *L2TPInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -118,19 +118,19 @@ func (x *TunnelInfo) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use TunnelInfo.ProtoReflect.Descriptor instead.
-func (*TunnelInfo) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{0}
+// Deprecated: Use L2TPInfo.ProtoReflect.Descriptor instead.
+func (*L2TPInfo) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *TunnelInfo) GetInfo() *PluginInfo {
+func (x *L2TPInfo) GetInfo() *PluginInfo {
 	if x != nil {
 		return x.Info
 	}
 	return nil
 }
 
-func (x *TunnelInfo) GetProtocols() []string {
+func (x *L2TPInfo) GetProtocols() []string {
 	if x != nil {
 		return x.Protocols
 	}
@@ -146,7 +146,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[1]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -158,7 +158,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[1]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -171,7 +171,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{1}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *StartRequest) GetHostBrokerId() uint32 {
@@ -189,7 +189,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[2]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +201,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[2]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,10 +214,10 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{2}
 }
 
-type TunnelConfig struct {
+type L2TPConfig struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	Pool                 string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
 	Dns                  []string               `protobuf:"bytes,2,rep,name=dns,proto3" json:"dns,omitempty"`
@@ -232,21 +232,21 @@ type TunnelConfig struct {
 	sizeCache        protoimpl.SizeCache
 }
 
-func (x *TunnelConfig) Reset() {
-	*x = TunnelConfig{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[3]
+func (x *L2TPConfig) Reset() {
+	*x = L2TPConfig{}
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *TunnelConfig) String() string {
+func (x *L2TPConfig) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*TunnelConfig) ProtoMessage() {}
+func (*L2TPConfig) ProtoMessage() {}
 
-func (x *TunnelConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[3]
+func (x *L2TPConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -257,89 +257,89 @@ func (x *TunnelConfig) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use TunnelConfig.ProtoReflect.Descriptor instead.
-func (*TunnelConfig) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{3}
+// Deprecated: Use L2TPConfig.ProtoReflect.Descriptor instead.
+func (*L2TPConfig) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *TunnelConfig) GetPool() string {
+func (x *L2TPConfig) GetPool() string {
 	if x != nil {
 		return x.Pool
 	}
 	return ""
 }
 
-func (x *TunnelConfig) GetDns() []string {
+func (x *L2TPConfig) GetDns() []string {
 	if x != nil {
 		return x.Dns
 	}
 	return nil
 }
 
-func (x *TunnelConfig) GetNbns() []string {
+func (x *L2TPConfig) GetNbns() []string {
 	if x != nil {
 		return x.Nbns
 	}
 	return nil
 }
 
-func (x *TunnelConfig) GetPppAuth() []string {
+func (x *L2TPConfig) GetPppAuth() []string {
 	if x != nil {
 		return x.PppAuth
 	}
 	return nil
 }
 
-func (x *TunnelConfig) GetMru() uint32 {
+func (x *L2TPConfig) GetMru() uint32 {
 	if x != nil {
 		return x.Mru
 	}
 	return 0
 }
 
-func (x *TunnelConfig) GetHelloIntervalSeconds() uint32 {
+func (x *L2TPConfig) GetHelloIntervalSeconds() uint32 {
 	if x != nil {
 		return x.HelloIntervalSeconds
 	}
 	return 0
 }
 
-func (x *TunnelConfig) GetIdleTimeoutSeconds() uint32 {
+func (x *L2TPConfig) GetIdleTimeoutSeconds() uint32 {
 	if x != nil {
 		return x.IdleTimeoutSeconds
 	}
 	return 0
 }
 
-func (x *TunnelConfig) GetTunnelSecretFile() string {
+func (x *L2TPConfig) GetTunnelSecretFile() string {
 	if x != nil {
 		return x.TunnelSecretFile
 	}
 	return ""
 }
 
-type ConfigureTunnelResponse struct {
+type ConfigureL2TPResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Warnings      []string               `protobuf:"bytes,1,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ConfigureTunnelResponse) Reset() {
-	*x = ConfigureTunnelResponse{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[4]
+func (x *ConfigureL2TPResponse) Reset() {
+	*x = ConfigureL2TPResponse{}
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ConfigureTunnelResponse) String() string {
+func (x *ConfigureL2TPResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ConfigureTunnelResponse) ProtoMessage() {}
+func (*ConfigureL2TPResponse) ProtoMessage() {}
 
-func (x *ConfigureTunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[4]
+func (x *ConfigureL2TPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,12 +350,12 @@ func (x *ConfigureTunnelResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ConfigureTunnelResponse.ProtoReflect.Descriptor instead.
-func (*ConfigureTunnelResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{4}
+// Deprecated: Use ConfigureL2TPResponse.ProtoReflect.Descriptor instead.
+func (*ConfigureL2TPResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *ConfigureTunnelResponse) GetWarnings() []string {
+func (x *ConfigureL2TPResponse) GetWarnings() []string {
 	if x != nil {
 		return x.Warnings
 	}
@@ -379,7 +379,7 @@ type ControlPacket struct {
 
 func (x *ControlPacket) Reset() {
 	*x = ControlPacket{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[5]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +391,7 @@ func (x *ControlPacket) String() string {
 func (*ControlPacket) ProtoMessage() {}
 
 func (x *ControlPacket) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[5]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +404,7 @@ func (x *ControlPacket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlPacket.ProtoReflect.Descriptor instead.
 func (*ControlPacket) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ControlPacket) GetKind() ControlKind {
@@ -478,7 +478,7 @@ type InstallSessionRequest struct {
 
 func (x *InstallSessionRequest) Reset() {
 	*x = InstallSessionRequest{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[6]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +490,7 @@ func (x *InstallSessionRequest) String() string {
 func (*InstallSessionRequest) ProtoMessage() {}
 
 func (x *InstallSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[6]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +503,7 @@ func (x *InstallSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSessionRequest.ProtoReflect.Descriptor instead.
 func (*InstallSessionRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *InstallSessionRequest) GetSaId() uint64 {
@@ -592,7 +592,7 @@ type InstallSessionResponse struct {
 
 func (x *InstallSessionResponse) Reset() {
 	*x = InstallSessionResponse{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[7]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +604,7 @@ func (x *InstallSessionResponse) String() string {
 func (*InstallSessionResponse) ProtoMessage() {}
 
 func (x *InstallSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[7]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +617,7 @@ func (x *InstallSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSessionResponse.ProtoReflect.Descriptor instead.
 func (*InstallSessionResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InstallSessionResponse) GetSessionHandle() uint64 {
@@ -637,7 +637,7 @@ type RemoveSessionRequest struct {
 
 func (x *RemoveSessionRequest) Reset() {
 	*x = RemoveSessionRequest{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[8]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +649,7 @@ func (x *RemoveSessionRequest) String() string {
 func (*RemoveSessionRequest) ProtoMessage() {}
 
 func (x *RemoveSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[8]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +662,7 @@ func (x *RemoveSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSessionRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSessionRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RemoveSessionRequest) GetSessionHandle() uint64 {
@@ -691,7 +691,7 @@ type RemoveSessionResponse struct {
 
 func (x *RemoveSessionResponse) Reset() {
 	*x = RemoveSessionResponse{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[9]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +703,7 @@ func (x *RemoveSessionResponse) String() string {
 func (*RemoveSessionResponse) ProtoMessage() {}
 
 func (x *RemoveSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[9]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +716,7 @@ func (x *RemoveSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSessionResponse.ProtoReflect.Descriptor instead.
 func (*RemoveSessionResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveSessionResponse) GetBytesIn() uint64 {
@@ -760,7 +760,7 @@ type AllocateAddressRequest struct {
 
 func (x *AllocateAddressRequest) Reset() {
 	*x = AllocateAddressRequest{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[10]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +772,7 @@ func (x *AllocateAddressRequest) String() string {
 func (*AllocateAddressRequest) ProtoMessage() {}
 
 func (x *AllocateAddressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[10]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +785,7 @@ func (x *AllocateAddressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateAddressRequest.ProtoReflect.Descriptor instead.
 func (*AllocateAddressRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{10}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AllocateAddressRequest) GetPool() string {
@@ -818,7 +818,7 @@ type AllocateAddressResponse struct {
 
 func (x *AllocateAddressResponse) Reset() {
 	*x = AllocateAddressResponse{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[11]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +830,7 @@ func (x *AllocateAddressResponse) String() string {
 func (*AllocateAddressResponse) ProtoMessage() {}
 
 func (x *AllocateAddressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[11]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +843,7 @@ func (x *AllocateAddressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateAddressResponse.ProtoReflect.Descriptor instead.
 func (*AllocateAddressResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{11}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AllocateAddressResponse) GetAddress() string {
@@ -863,7 +863,7 @@ type ReleaseAddressRequest struct {
 
 func (x *ReleaseAddressRequest) Reset() {
 	*x = ReleaseAddressRequest{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[12]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +875,7 @@ func (x *ReleaseAddressRequest) String() string {
 func (*ReleaseAddressRequest) ProtoMessage() {}
 
 func (x *ReleaseAddressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[12]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +888,7 @@ func (x *ReleaseAddressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseAddressRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseAddressRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{12}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReleaseAddressRequest) GetPool() string {
@@ -913,7 +913,7 @@ type ReleaseAddressResponse struct {
 
 func (x *ReleaseAddressResponse) Reset() {
 	*x = ReleaseAddressResponse{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[13]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +925,7 @@ func (x *ReleaseAddressResponse) String() string {
 func (*ReleaseAddressResponse) ProtoMessage() {}
 
 func (x *ReleaseAddressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[13]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +938,7 @@ func (x *ReleaseAddressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseAddressResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseAddressResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{13}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{13}
 }
 
 type AuditEvent struct {
@@ -952,7 +952,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[14]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +964,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[14]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +977,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{14}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuditEvent) GetId() uint32 {
@@ -1009,7 +1009,7 @@ type EmitAuditResponse struct {
 
 func (x *EmitAuditResponse) Reset() {
 	*x = EmitAuditResponse{}
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[15]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1021,7 @@ func (x *EmitAuditResponse) String() string {
 func (*EmitAuditResponse) ProtoMessage() {}
 
 func (x *EmitAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_plugin_v1_tunnel_proto_msgTypes[15]
+	mi := &file_gatehouse_plugin_v1_l2tp_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,22 +1034,22 @@ func (x *EmitAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitAuditResponse.ProtoReflect.Descriptor instead.
 func (*EmitAuditResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP(), []int{15}
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP(), []int{15}
 }
 
-var File_gatehouse_plugin_v1_tunnel_proto protoreflect.FileDescriptor
+var File_gatehouse_plugin_v1_l2tp_proto protoreflect.FileDescriptor
 
-const file_gatehouse_plugin_v1_tunnel_proto_rawDesc = "" +
+const file_gatehouse_plugin_v1_l2tp_proto_rawDesc = "" +
 	"\n" +
-	" gatehouse/plugin/v1/tunnel.proto\x12\x13gatehouse.plugin.v1\x1a'gatehouse/plugin/v1/authenticator.proto\x1a gatehouse/plugin/v1/common.proto\"_\n" +
-	"\n" +
-	"TunnelInfo\x123\n" +
+	"\x1egatehouse/plugin/v1/l2tp.proto\x12\x13gatehouse.plugin.v1\x1a'gatehouse/plugin/v1/authenticator.proto\x1a gatehouse/plugin/v1/common.proto\"]\n" +
+	"\bL2TPInfo\x123\n" +
 	"\x04info\x18\x01 \x01(\v2\x1f.gatehouse.plugin.v1.PluginInfoR\x04info\x12\x1c\n" +
 	"\tprotocols\x18\x02 \x03(\tR\tprotocols\"4\n" +
 	"\fStartRequest\x12$\n" +
 	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\"\x0f\n" +
-	"\rStartResponse\"\x8b\x02\n" +
-	"\fTunnelConfig\x12\x12\n" +
+	"\rStartResponse\"\x89\x02\n" +
+	"\n" +
+	"L2TPConfig\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x10\n" +
 	"\x03dns\x18\x02 \x03(\tR\x03dns\x12\x12\n" +
 	"\x04nbns\x18\x03 \x03(\tR\x04nbns\x12\x19\n" +
@@ -1057,8 +1057,8 @@ const file_gatehouse_plugin_v1_tunnel_proto_rawDesc = "" +
 	"\x03mru\x18\x05 \x01(\rR\x03mru\x124\n" +
 	"\x16hello_interval_seconds\x18\x06 \x01(\rR\x14helloIntervalSeconds\x120\n" +
 	"\x14idle_timeout_seconds\x18\a \x01(\rR\x12idleTimeoutSeconds\x12,\n" +
-	"\x12tunnel_secret_file\x18\b \x01(\tR\x10tunnelSecretFile\"5\n" +
-	"\x17ConfigureTunnelResponse\x12\x1a\n" +
+	"\x12tunnel_secret_file\x18\b \x01(\tR\x10tunnelSecretFile\"3\n" +
+	"\x15ConfigureL2TPResponse\x12\x1a\n" +
 	"\bwarnings\x18\x01 \x03(\tR\bwarnings\"\x98\x02\n" +
 	"\rControlPacket\x124\n" +
 	"\x04kind\x18\x01 \x01(\x0e2 .gatehouse.plugin.v1.ControlKindR\x04kind\x12\x13\n" +
@@ -1118,11 +1118,11 @@ const file_gatehouse_plugin_v1_tunnel_proto_rawDesc = "" +
 	"\x11CONTROL_KIND_L2TP\x10\x01\x12\x14\n" +
 	"\x10CONTROL_KIND_PPP\x10\x02\x12\x1a\n" +
 	"\x16CONTROL_KIND_PEER_GONE\x10\x03\x12\x1b\n" +
-	"\x17CONTROL_KIND_DISCONNECT\x10\x042\xe0\x02\n" +
-	"\x0eTunnelProtocol\x12I\n" +
-	"\x04Info\x12 .gatehouse.plugin.v1.InfoRequest\x1a\x1f.gatehouse.plugin.v1.TunnelInfo\x12N\n" +
-	"\x05Start\x12!.gatehouse.plugin.v1.StartRequest\x1a\".gatehouse.plugin.v1.StartResponse\x12\\\n" +
-	"\tConfigure\x12!.gatehouse.plugin.v1.TunnelConfig\x1a,.gatehouse.plugin.v1.ConfigureTunnelResponse\x12U\n" +
+	"\x17CONTROL_KIND_DISCONNECT\x10\x042\xd8\x02\n" +
+	"\fL2TPSessions\x12G\n" +
+	"\x04Info\x12 .gatehouse.plugin.v1.InfoRequest\x1a\x1d.gatehouse.plugin.v1.L2TPInfo\x12N\n" +
+	"\x05Start\x12!.gatehouse.plugin.v1.StartRequest\x1a\".gatehouse.plugin.v1.StartResponse\x12X\n" +
+	"\tConfigure\x12\x1f.gatehouse.plugin.v1.L2TPConfig\x1a*.gatehouse.plugin.v1.ConfigureL2TPResponse\x12U\n" +
 	"\aControl\x12\".gatehouse.plugin.v1.ControlPacket\x1a\".gatehouse.plugin.v1.ControlPacket(\x010\x012\xe9\x04\n" +
 	"\x04Host\x12i\n" +
 	"\x0eInstallSession\x12*.gatehouse.plugin.v1.InstallSessionRequest\x1a+.gatehouse.plugin.v1.InstallSessionResponse\x12f\n" +
@@ -1130,30 +1130,30 @@ const file_gatehouse_plugin_v1_tunnel_proto_rawDesc = "" +
 	"\x0fAllocateAddress\x12+.gatehouse.plugin.v1.AllocateAddressRequest\x1a,.gatehouse.plugin.v1.AllocateAddressResponse\x12i\n" +
 	"\x0eReleaseAddress\x12*.gatehouse.plugin.v1.ReleaseAddressRequest\x1a+.gatehouse.plugin.v1.ReleaseAddressResponse\x12_\n" +
 	"\x10AuthenticateUser\x12$.gatehouse.plugin.v1.UserAuthRequest\x1a%.gatehouse.plugin.v1.UserAuthResponse\x12T\n" +
-	"\tEmitAudit\x12\x1f.gatehouse.plugin.v1.AuditEvent\x1a&.gatehouse.plugin.v1.EmitAuditResponseB\xdb\x01\n" +
-	"\x17com.gatehouse.plugin.v1B\vTunnelProtoP\x01ZEgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/plugin/v1;pluginv1\xa2\x02\x03GPX\xaa\x02\x13Gatehouse.Plugin.V1\xca\x02\x13Gatehouse\\Plugin\\V1\xe2\x02\x1fGatehouse\\Plugin\\V1\\GPBMetadata\xea\x02\x15Gatehouse::Plugin::V1b\x06proto3"
+	"\tEmitAudit\x12\x1f.gatehouse.plugin.v1.AuditEvent\x1a&.gatehouse.plugin.v1.EmitAuditResponseB\xd9\x01\n" +
+	"\x17com.gatehouse.plugin.v1B\tL2tpProtoP\x01ZEgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/plugin/v1;pluginv1\xa2\x02\x03GPX\xaa\x02\x13Gatehouse.Plugin.V1\xca\x02\x13Gatehouse\\Plugin\\V1\xe2\x02\x1fGatehouse\\Plugin\\V1\\GPBMetadata\xea\x02\x15Gatehouse::Plugin::V1b\x06proto3"
 
 var (
-	file_gatehouse_plugin_v1_tunnel_proto_rawDescOnce sync.Once
-	file_gatehouse_plugin_v1_tunnel_proto_rawDescData []byte
+	file_gatehouse_plugin_v1_l2tp_proto_rawDescOnce sync.Once
+	file_gatehouse_plugin_v1_l2tp_proto_rawDescData []byte
 )
 
-func file_gatehouse_plugin_v1_tunnel_proto_rawDescGZIP() []byte {
-	file_gatehouse_plugin_v1_tunnel_proto_rawDescOnce.Do(func() {
-		file_gatehouse_plugin_v1_tunnel_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_gatehouse_plugin_v1_tunnel_proto_rawDesc), len(file_gatehouse_plugin_v1_tunnel_proto_rawDesc)))
+func file_gatehouse_plugin_v1_l2tp_proto_rawDescGZIP() []byte {
+	file_gatehouse_plugin_v1_l2tp_proto_rawDescOnce.Do(func() {
+		file_gatehouse_plugin_v1_l2tp_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_gatehouse_plugin_v1_l2tp_proto_rawDesc), len(file_gatehouse_plugin_v1_l2tp_proto_rawDesc)))
 	})
-	return file_gatehouse_plugin_v1_tunnel_proto_rawDescData
+	return file_gatehouse_plugin_v1_l2tp_proto_rawDescData
 }
 
-var file_gatehouse_plugin_v1_tunnel_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_gatehouse_plugin_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
-var file_gatehouse_plugin_v1_tunnel_proto_goTypes = []any{
+var file_gatehouse_plugin_v1_l2tp_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_gatehouse_plugin_v1_l2tp_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_gatehouse_plugin_v1_l2tp_proto_goTypes = []any{
 	(ControlKind)(0),                // 0: gatehouse.plugin.v1.ControlKind
-	(*TunnelInfo)(nil),              // 1: gatehouse.plugin.v1.TunnelInfo
+	(*L2TPInfo)(nil),                // 1: gatehouse.plugin.v1.L2TPInfo
 	(*StartRequest)(nil),            // 2: gatehouse.plugin.v1.StartRequest
 	(*StartResponse)(nil),           // 3: gatehouse.plugin.v1.StartResponse
-	(*TunnelConfig)(nil),            // 4: gatehouse.plugin.v1.TunnelConfig
-	(*ConfigureTunnelResponse)(nil), // 5: gatehouse.plugin.v1.ConfigureTunnelResponse
+	(*L2TPConfig)(nil),              // 4: gatehouse.plugin.v1.L2TPConfig
+	(*ConfigureL2TPResponse)(nil),   // 5: gatehouse.plugin.v1.ConfigureL2TPResponse
 	(*ControlPacket)(nil),           // 6: gatehouse.plugin.v1.ControlPacket
 	(*InstallSessionRequest)(nil),   // 7: gatehouse.plugin.v1.InstallSessionRequest
 	(*InstallSessionResponse)(nil),  // 8: gatehouse.plugin.v1.InstallSessionResponse
@@ -1172,28 +1172,28 @@ var file_gatehouse_plugin_v1_tunnel_proto_goTypes = []any{
 	(*UserAuthRequest)(nil),         // 21: gatehouse.plugin.v1.UserAuthRequest
 	(*UserAuthResponse)(nil),        // 22: gatehouse.plugin.v1.UserAuthResponse
 }
-var file_gatehouse_plugin_v1_tunnel_proto_depIdxs = []int32{
-	18, // 0: gatehouse.plugin.v1.TunnelInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
+var file_gatehouse_plugin_v1_l2tp_proto_depIdxs = []int32{
+	18, // 0: gatehouse.plugin.v1.L2TPInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
 	0,  // 1: gatehouse.plugin.v1.ControlPacket.kind:type_name -> gatehouse.plugin.v1.ControlKind
 	19, // 2: gatehouse.plugin.v1.ControlPacket.local:type_name -> gatehouse.plugin.v1.Endpoint
 	19, // 3: gatehouse.plugin.v1.ControlPacket.peer:type_name -> gatehouse.plugin.v1.Endpoint
 	19, // 4: gatehouse.plugin.v1.InstallSessionRequest.local:type_name -> gatehouse.plugin.v1.Endpoint
 	19, // 5: gatehouse.plugin.v1.InstallSessionRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
 	17, // 6: gatehouse.plugin.v1.AuditEvent.fields:type_name -> gatehouse.plugin.v1.AuditEvent.FieldsEntry
-	20, // 7: gatehouse.plugin.v1.TunnelProtocol.Info:input_type -> gatehouse.plugin.v1.InfoRequest
-	2,  // 8: gatehouse.plugin.v1.TunnelProtocol.Start:input_type -> gatehouse.plugin.v1.StartRequest
-	4,  // 9: gatehouse.plugin.v1.TunnelProtocol.Configure:input_type -> gatehouse.plugin.v1.TunnelConfig
-	6,  // 10: gatehouse.plugin.v1.TunnelProtocol.Control:input_type -> gatehouse.plugin.v1.ControlPacket
+	20, // 7: gatehouse.plugin.v1.L2TPSessions.Info:input_type -> gatehouse.plugin.v1.InfoRequest
+	2,  // 8: gatehouse.plugin.v1.L2TPSessions.Start:input_type -> gatehouse.plugin.v1.StartRequest
+	4,  // 9: gatehouse.plugin.v1.L2TPSessions.Configure:input_type -> gatehouse.plugin.v1.L2TPConfig
+	6,  // 10: gatehouse.plugin.v1.L2TPSessions.Control:input_type -> gatehouse.plugin.v1.ControlPacket
 	7,  // 11: gatehouse.plugin.v1.Host.InstallSession:input_type -> gatehouse.plugin.v1.InstallSessionRequest
 	9,  // 12: gatehouse.plugin.v1.Host.RemoveSession:input_type -> gatehouse.plugin.v1.RemoveSessionRequest
 	11, // 13: gatehouse.plugin.v1.Host.AllocateAddress:input_type -> gatehouse.plugin.v1.AllocateAddressRequest
 	13, // 14: gatehouse.plugin.v1.Host.ReleaseAddress:input_type -> gatehouse.plugin.v1.ReleaseAddressRequest
 	21, // 15: gatehouse.plugin.v1.Host.AuthenticateUser:input_type -> gatehouse.plugin.v1.UserAuthRequest
 	15, // 16: gatehouse.plugin.v1.Host.EmitAudit:input_type -> gatehouse.plugin.v1.AuditEvent
-	1,  // 17: gatehouse.plugin.v1.TunnelProtocol.Info:output_type -> gatehouse.plugin.v1.TunnelInfo
-	3,  // 18: gatehouse.plugin.v1.TunnelProtocol.Start:output_type -> gatehouse.plugin.v1.StartResponse
-	5,  // 19: gatehouse.plugin.v1.TunnelProtocol.Configure:output_type -> gatehouse.plugin.v1.ConfigureTunnelResponse
-	6,  // 20: gatehouse.plugin.v1.TunnelProtocol.Control:output_type -> gatehouse.plugin.v1.ControlPacket
+	1,  // 17: gatehouse.plugin.v1.L2TPSessions.Info:output_type -> gatehouse.plugin.v1.L2TPInfo
+	3,  // 18: gatehouse.plugin.v1.L2TPSessions.Start:output_type -> gatehouse.plugin.v1.StartResponse
+	5,  // 19: gatehouse.plugin.v1.L2TPSessions.Configure:output_type -> gatehouse.plugin.v1.ConfigureL2TPResponse
+	6,  // 20: gatehouse.plugin.v1.L2TPSessions.Control:output_type -> gatehouse.plugin.v1.ControlPacket
 	8,  // 21: gatehouse.plugin.v1.Host.InstallSession:output_type -> gatehouse.plugin.v1.InstallSessionResponse
 	10, // 22: gatehouse.plugin.v1.Host.RemoveSession:output_type -> gatehouse.plugin.v1.RemoveSessionResponse
 	12, // 23: gatehouse.plugin.v1.Host.AllocateAddress:output_type -> gatehouse.plugin.v1.AllocateAddressResponse
@@ -1207,9 +1207,9 @@ var file_gatehouse_plugin_v1_tunnel_proto_depIdxs = []int32{
 	0,  // [0:7] is the sub-list for field type_name
 }
 
-func init() { file_gatehouse_plugin_v1_tunnel_proto_init() }
-func file_gatehouse_plugin_v1_tunnel_proto_init() {
-	if File_gatehouse_plugin_v1_tunnel_proto != nil {
+func init() { file_gatehouse_plugin_v1_l2tp_proto_init() }
+func file_gatehouse_plugin_v1_l2tp_proto_init() {
+	if File_gatehouse_plugin_v1_l2tp_proto != nil {
 		return
 	}
 	file_gatehouse_plugin_v1_authenticator_proto_init()
@@ -1218,18 +1218,18 @@ func file_gatehouse_plugin_v1_tunnel_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_plugin_v1_tunnel_proto_rawDesc), len(file_gatehouse_plugin_v1_tunnel_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_plugin_v1_l2tp_proto_rawDesc), len(file_gatehouse_plugin_v1_l2tp_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
-		GoTypes:           file_gatehouse_plugin_v1_tunnel_proto_goTypes,
-		DependencyIndexes: file_gatehouse_plugin_v1_tunnel_proto_depIdxs,
-		EnumInfos:         file_gatehouse_plugin_v1_tunnel_proto_enumTypes,
-		MessageInfos:      file_gatehouse_plugin_v1_tunnel_proto_msgTypes,
+		GoTypes:           file_gatehouse_plugin_v1_l2tp_proto_goTypes,
+		DependencyIndexes: file_gatehouse_plugin_v1_l2tp_proto_depIdxs,
+		EnumInfos:         file_gatehouse_plugin_v1_l2tp_proto_enumTypes,
+		MessageInfos:      file_gatehouse_plugin_v1_l2tp_proto_msgTypes,
 	}.Build()
-	File_gatehouse_plugin_v1_tunnel_proto = out.File
-	file_gatehouse_plugin_v1_tunnel_proto_goTypes = nil
-	file_gatehouse_plugin_v1_tunnel_proto_depIdxs = nil
+	File_gatehouse_plugin_v1_l2tp_proto = out.File
+	file_gatehouse_plugin_v1_l2tp_proto_goTypes = nil
+	file_gatehouse_plugin_v1_l2tp_proto_depIdxs = nil
 }

@@ -2,7 +2,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.5.1
 // - protoc             (unknown)
-// source: gatehouse/plugin/v1/tunnel.proto
+// source: gatehouse/plugin/v1/l2tp.proto
 
 package pluginv1
 
@@ -19,69 +19,69 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TunnelProtocol_Info_FullMethodName      = "/gatehouse.plugin.v1.TunnelProtocol/Info"
-	TunnelProtocol_Start_FullMethodName     = "/gatehouse.plugin.v1.TunnelProtocol/Start"
-	TunnelProtocol_Configure_FullMethodName = "/gatehouse.plugin.v1.TunnelProtocol/Configure"
-	TunnelProtocol_Control_FullMethodName   = "/gatehouse.plugin.v1.TunnelProtocol/Control"
+	L2TPSessions_Info_FullMethodName      = "/gatehouse.plugin.v1.L2TPSessions/Info"
+	L2TPSessions_Start_FullMethodName     = "/gatehouse.plugin.v1.L2TPSessions/Start"
+	L2TPSessions_Configure_FullMethodName = "/gatehouse.plugin.v1.L2TPSessions/Configure"
+	L2TPSessions_Control_FullMethodName   = "/gatehouse.plugin.v1.L2TPSessions/Control"
 )
 
-// TunnelProtocolClient is the client API for TunnelProtocol service.
+// L2TPSessionsClient is the client API for L2TPSessions service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// TunnelProtocol is the L2TP/PPP control plane. The core passes it L2TP
+// L2TPSessions is the L2TP/PPP control plane. The core passes it L2TP
 // control messages and PPP control frames over one stream and frames data
 // packets itself (no gRPC per data packet).
-type TunnelProtocolClient interface {
-	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*TunnelInfo, error)
+type L2TPSessionsClient interface {
+	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*L2TPInfo, error)
 	// Start hands the plugin the broker id on which the core serves Host.
 	Start(ctx context.Context, in *StartRequest, opts ...grpc.CallOption) (*StartResponse, error)
-	Configure(ctx context.Context, in *TunnelConfig, opts ...grpc.CallOption) (*ConfigureTunnelResponse, error)
+	Configure(ctx context.Context, in *L2TPConfig, opts ...grpc.CallOption) (*ConfigureL2TPResponse, error)
 	// Control carries control traffic both ways for the plugin's lifetime.
 	Control(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ControlPacket, ControlPacket], error)
 }
 
-type tunnelProtocolClient struct {
+type l2TPSessionsClient struct {
 	cc grpc.ClientConnInterface
 }
 
-func NewTunnelProtocolClient(cc grpc.ClientConnInterface) TunnelProtocolClient {
-	return &tunnelProtocolClient{cc}
+func NewL2TPSessionsClient(cc grpc.ClientConnInterface) L2TPSessionsClient {
+	return &l2TPSessionsClient{cc}
 }
 
-func (c *tunnelProtocolClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*TunnelInfo, error) {
+func (c *l2TPSessionsClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*L2TPInfo, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(TunnelInfo)
-	err := c.cc.Invoke(ctx, TunnelProtocol_Info_FullMethodName, in, out, cOpts...)
+	out := new(L2TPInfo)
+	err := c.cc.Invoke(ctx, L2TPSessions_Info_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *tunnelProtocolClient) Start(ctx context.Context, in *StartRequest, opts ...grpc.CallOption) (*StartResponse, error) {
+func (c *l2TPSessionsClient) Start(ctx context.Context, in *StartRequest, opts ...grpc.CallOption) (*StartResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StartResponse)
-	err := c.cc.Invoke(ctx, TunnelProtocol_Start_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, L2TPSessions_Start_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *tunnelProtocolClient) Configure(ctx context.Context, in *TunnelConfig, opts ...grpc.CallOption) (*ConfigureTunnelResponse, error) {
+func (c *l2TPSessionsClient) Configure(ctx context.Context, in *L2TPConfig, opts ...grpc.CallOption) (*ConfigureL2TPResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ConfigureTunnelResponse)
-	err := c.cc.Invoke(ctx, TunnelProtocol_Configure_FullMethodName, in, out, cOpts...)
+	out := new(ConfigureL2TPResponse)
+	err := c.cc.Invoke(ctx, L2TPSessions_Configure_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *tunnelProtocolClient) Control(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ControlPacket, ControlPacket], error) {
+func (c *l2TPSessionsClient) Control(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ControlPacket, ControlPacket], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &TunnelProtocol_ServiceDesc.Streams[0], TunnelProtocol_Control_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &L2TPSessions_ServiceDesc.Streams[0], L2TPSessions_Control_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -90,155 +90,155 @@ func (c *tunnelProtocolClient) Control(ctx context.Context, opts ...grpc.CallOpt
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type TunnelProtocol_ControlClient = grpc.BidiStreamingClient[ControlPacket, ControlPacket]
+type L2TPSessions_ControlClient = grpc.BidiStreamingClient[ControlPacket, ControlPacket]
 
-// TunnelProtocolServer is the server API for TunnelProtocol service.
-// All implementations must embed UnimplementedTunnelProtocolServer
+// L2TPSessionsServer is the server API for L2TPSessions service.
+// All implementations must embed UnimplementedL2TPSessionsServer
 // for forward compatibility.
 //
-// TunnelProtocol is the L2TP/PPP control plane. The core passes it L2TP
+// L2TPSessions is the L2TP/PPP control plane. The core passes it L2TP
 // control messages and PPP control frames over one stream and frames data
 // packets itself (no gRPC per data packet).
-type TunnelProtocolServer interface {
-	Info(context.Context, *InfoRequest) (*TunnelInfo, error)
+type L2TPSessionsServer interface {
+	Info(context.Context, *InfoRequest) (*L2TPInfo, error)
 	// Start hands the plugin the broker id on which the core serves Host.
 	Start(context.Context, *StartRequest) (*StartResponse, error)
-	Configure(context.Context, *TunnelConfig) (*ConfigureTunnelResponse, error)
+	Configure(context.Context, *L2TPConfig) (*ConfigureL2TPResponse, error)
 	// Control carries control traffic both ways for the plugin's lifetime.
 	Control(grpc.BidiStreamingServer[ControlPacket, ControlPacket]) error
-	mustEmbedUnimplementedTunnelProtocolServer()
+	mustEmbedUnimplementedL2TPSessionsServer()
 }
 
-// UnimplementedTunnelProtocolServer must be embedded to have
+// UnimplementedL2TPSessionsServer must be embedded to have
 // forward compatible implementations.
 //
 // NOTE: this should be embedded by value instead of pointer to avoid a nil
 // pointer dereference when methods are called.
-type UnimplementedTunnelProtocolServer struct{}
+type UnimplementedL2TPSessionsServer struct{}
 
-func (UnimplementedTunnelProtocolServer) Info(context.Context, *InfoRequest) (*TunnelInfo, error) {
+func (UnimplementedL2TPSessionsServer) Info(context.Context, *InfoRequest) (*L2TPInfo, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Info not implemented")
 }
-func (UnimplementedTunnelProtocolServer) Start(context.Context, *StartRequest) (*StartResponse, error) {
+func (UnimplementedL2TPSessionsServer) Start(context.Context, *StartRequest) (*StartResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Start not implemented")
 }
-func (UnimplementedTunnelProtocolServer) Configure(context.Context, *TunnelConfig) (*ConfigureTunnelResponse, error) {
+func (UnimplementedL2TPSessionsServer) Configure(context.Context, *L2TPConfig) (*ConfigureL2TPResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Configure not implemented")
 }
-func (UnimplementedTunnelProtocolServer) Control(grpc.BidiStreamingServer[ControlPacket, ControlPacket]) error {
+func (UnimplementedL2TPSessionsServer) Control(grpc.BidiStreamingServer[ControlPacket, ControlPacket]) error {
 	return status.Errorf(codes.Unimplemented, "method Control not implemented")
 }
-func (UnimplementedTunnelProtocolServer) mustEmbedUnimplementedTunnelProtocolServer() {}
-func (UnimplementedTunnelProtocolServer) testEmbeddedByValue()                        {}
+func (UnimplementedL2TPSessionsServer) mustEmbedUnimplementedL2TPSessionsServer() {}
+func (UnimplementedL2TPSessionsServer) testEmbeddedByValue()                      {}
 
-// UnsafeTunnelProtocolServer may be embedded to opt out of forward compatibility for this service.
-// Use of this interface is not recommended, as added methods to TunnelProtocolServer will
+// UnsafeL2TPSessionsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to L2TPSessionsServer will
 // result in compilation errors.
-type UnsafeTunnelProtocolServer interface {
-	mustEmbedUnimplementedTunnelProtocolServer()
+type UnsafeL2TPSessionsServer interface {
+	mustEmbedUnimplementedL2TPSessionsServer()
 }
 
-func RegisterTunnelProtocolServer(s grpc.ServiceRegistrar, srv TunnelProtocolServer) {
-	// If the following call pancis, it indicates UnimplementedTunnelProtocolServer was
+func RegisterL2TPSessionsServer(s grpc.ServiceRegistrar, srv L2TPSessionsServer) {
+	// If the following call pancis, it indicates UnimplementedL2TPSessionsServer was
 	// embedded by pointer and is nil.  This will cause panics if an
 	// unimplemented method is ever invoked, so we test this at initialization
 	// time to prevent it from happening at runtime later due to I/O.
 	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
 		t.testEmbeddedByValue()
 	}
-	s.RegisterService(&TunnelProtocol_ServiceDesc, srv)
+	s.RegisterService(&L2TPSessions_ServiceDesc, srv)
 }
 
-func _TunnelProtocol_Info_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _L2TPSessions_Info_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(InfoRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(TunnelProtocolServer).Info(ctx, in)
+		return srv.(L2TPSessionsServer).Info(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: TunnelProtocol_Info_FullMethodName,
+		FullMethod: L2TPSessions_Info_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(TunnelProtocolServer).Info(ctx, req.(*InfoRequest))
+		return srv.(L2TPSessionsServer).Info(ctx, req.(*InfoRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _TunnelProtocol_Start_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _L2TPSessions_Start_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StartRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(TunnelProtocolServer).Start(ctx, in)
+		return srv.(L2TPSessionsServer).Start(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: TunnelProtocol_Start_FullMethodName,
+		FullMethod: L2TPSessions_Start_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(TunnelProtocolServer).Start(ctx, req.(*StartRequest))
+		return srv.(L2TPSessionsServer).Start(ctx, req.(*StartRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _TunnelProtocol_Configure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(TunnelConfig)
+func _L2TPSessions_Configure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(L2TPConfig)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(TunnelProtocolServer).Configure(ctx, in)
+		return srv.(L2TPSessionsServer).Configure(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: TunnelProtocol_Configure_FullMethodName,
+		FullMethod: L2TPSessions_Configure_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(TunnelProtocolServer).Configure(ctx, req.(*TunnelConfig))
+		return srv.(L2TPSessionsServer).Configure(ctx, req.(*L2TPConfig))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _TunnelProtocol_Control_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(TunnelProtocolServer).Control(&grpc.GenericServerStream[ControlPacket, ControlPacket]{ServerStream: stream})
+func _L2TPSessions_Control_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(L2TPSessionsServer).Control(&grpc.GenericServerStream[ControlPacket, ControlPacket]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type TunnelProtocol_ControlServer = grpc.BidiStreamingServer[ControlPacket, ControlPacket]
+type L2TPSessions_ControlServer = grpc.BidiStreamingServer[ControlPacket, ControlPacket]
 
-// TunnelProtocol_ServiceDesc is the grpc.ServiceDesc for TunnelProtocol service.
+// L2TPSessions_ServiceDesc is the grpc.ServiceDesc for L2TPSessions service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
-var TunnelProtocol_ServiceDesc = grpc.ServiceDesc{
-	ServiceName: "gatehouse.plugin.v1.TunnelProtocol",
-	HandlerType: (*TunnelProtocolServer)(nil),
+var L2TPSessions_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "gatehouse.plugin.v1.L2TPSessions",
+	HandlerType: (*L2TPSessionsServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
 			MethodName: "Info",
-			Handler:    _TunnelProtocol_Info_Handler,
+			Handler:    _L2TPSessions_Info_Handler,
 		},
 		{
 			MethodName: "Start",
-			Handler:    _TunnelProtocol_Start_Handler,
+			Handler:    _L2TPSessions_Start_Handler,
 		},
 		{
 			MethodName: "Configure",
-			Handler:    _TunnelProtocol_Configure_Handler,
+			Handler:    _L2TPSessions_Configure_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Control",
-			Handler:       _TunnelProtocol_Control_Handler,
+			Handler:       _L2TPSessions_Control_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},
-	Metadata: "gatehouse/plugin/v1/tunnel.proto",
+	Metadata: "gatehouse/plugin/v1/l2tp.proto",
 }
 
 const (
@@ -254,7 +254,7 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Host is served by the core back to TunnelProtocol plugins through
+// Host is served by the core back to L2TPSessions plugins through
 // go-plugin's GRPCBroker.
 type HostClient interface {
 	InstallSession(ctx context.Context, in *InstallSessionRequest, opts ...grpc.CallOption) (*InstallSessionResponse, error)
@@ -337,7 +337,7 @@ func (c *hostClient) EmitAudit(ctx context.Context, in *AuditEvent, opts ...grpc
 // All implementations must embed UnimplementedHostServer
 // for forward compatibility.
 //
-// Host is served by the core back to TunnelProtocol plugins through
+// Host is served by the core back to L2TPSessions plugins through
 // go-plugin's GRPCBroker.
 type HostServer interface {
 	InstallSession(context.Context, *InstallSessionRequest) (*InstallSessionResponse, error)
@@ -536,5 +536,5 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "gatehouse/plugin/v1/tunnel.proto",
+	Metadata: "gatehouse/plugin/v1/l2tp.proto",
 }

@@ -12,14 +12,14 @@ import (
 	pb "github.com/gatehouse/gatehouse/proto/gen/gatehouse/plugin/v1"
 )
 
-// TunnelInfo describes a TunnelProtocol plugin.
-type TunnelInfo struct {
+// L2TPInfo describes a L2TPSessions plugin.
+type L2TPInfo struct {
 	Info
 	Protocols []string
 }
 
-// TunnelConfig configures the L2TP/PPP control plane.
-type TunnelConfig struct {
+// L2TPConfig configures the L2TP/PPP control plane.
+type L2TPConfig struct {
 	Pool                 netip.Prefix
 	DNS                  []netip.Addr
 	NBNS                 []netip.Addr
@@ -99,7 +99,7 @@ type AuditEvent struct {
 	Fields map[string]string
 }
 
-// Host is what the core offers a TunnelProtocol plugin.
+// Host is what the core offers a L2TPSessions plugin.
 type Host interface {
 	// InstallSession puts a session on the data path; from then on the
 	// core owns its address lease.
@@ -115,46 +115,46 @@ type Host interface {
 	EmitAudit(ctx context.Context, ev AuditEvent) error
 }
 
-// TunnelProtocol is implemented by the plugin. Start gives it the Host; then
+// L2TPSessions is implemented by the plugin. Start gives it the Host; then
 // Control runs for the plugin's lifetime, receiving what the core forwards
 // and sending what the core must transmit.
-type TunnelProtocol interface {
-	Info(ctx context.Context) (TunnelInfo, error)
+type L2TPSessions interface {
+	Info(ctx context.Context) (L2TPInfo, error)
 	Start(ctx context.Context, host Host) error
-	Configure(ctx context.Context, cfg TunnelConfig) ([]string, error)
+	Configure(ctx context.Context, cfg L2TPConfig) ([]string, error)
 	Control(ctx context.Context, conn ControlConn) error
 }
 
-// TunnelClient is the core's handle on a TunnelProtocol plugin.
-type TunnelClient interface {
-	Info(ctx context.Context) (TunnelInfo, error)
+// L2TPClient is the core's handle on a L2TPSessions plugin.
+type L2TPClient interface {
+	Info(ctx context.Context) (L2TPInfo, error)
 	Start(ctx context.Context, host Host) error
-	Configure(ctx context.Context, cfg TunnelConfig) ([]string, error)
+	Configure(ctx context.Context, cfg L2TPConfig) ([]string, error)
 	// OpenControl opens the control stream; it lives until ctx ends.
 	OpenControl(ctx context.Context) (ControlConn, error)
 }
 
-// TunnelPlugin is the go-plugin glue for TunnelProtocol.
-type TunnelPlugin struct {
+// L2TPPlugin is the go-plugin glue for L2TPSessions.
+type L2TPPlugin struct {
 	grpcPluginBase
-	Impl TunnelProtocol
+	Impl L2TPSessions
 }
 
-func (p *TunnelPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *L2TPPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
 	if p.Impl == nil {
 		return nil
 	}
-	pb.RegisterTunnelProtocolServer(s, &tunnelServer{impl: p.Impl, broker: b})
+	pb.RegisterL2TPSessionsServer(s, &l2tpServer{impl: p.Impl, broker: b})
 	return nil
 }
 
-func (p *TunnelPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &tunnelClient{c: pb.NewTunnelProtocolClient(c), broker: b}, nil
+func (p *L2TPPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &l2tpClient{c: pb.NewL2TPSessionsClient(c), broker: b}, nil
 }
 
 var (
-	_ TunnelClient = (*tunnelClient)(nil)
-	_ Host         = (*hostClient)(nil)
+	_ L2TPClient = (*l2tpClient)(nil)
+	_ Host       = (*hostClient)(nil)
 )
 
 // --- conversions ---
@@ -179,8 +179,8 @@ func addrsFromText(list []string) ([]netip.Addr, error) {
 	return out, nil
 }
 
-func tunnelConfigToPB(c TunnelConfig) *pb.TunnelConfig {
-	out := &pb.TunnelConfig{Dns: addrsToText(c.DNS), Nbns: addrsToText(c.NBNS), PppAuth: c.PPPAuth, Mru: uint32(c.MRU),
+func l2tpConfigToPB(c L2TPConfig) *pb.L2TPConfig {
+	out := &pb.L2TPConfig{Dns: addrsToText(c.DNS), Nbns: addrsToText(c.NBNS), PppAuth: c.PPPAuth, Mru: uint32(c.MRU),
 		HelloIntervalSeconds: c.HelloIntervalSeconds, IdleTimeoutSeconds: c.IdleTimeoutSeconds, TunnelSecretFile: c.TunnelSecretFile}
 	if c.Pool.IsValid() {
 		out.Pool = c.Pool.String()
@@ -188,26 +188,26 @@ func tunnelConfigToPB(c TunnelConfig) *pb.TunnelConfig {
 	return out
 }
 
-func tunnelConfigFromPB(p *pb.TunnelConfig) (TunnelConfig, error) {
-	out := TunnelConfig{PPPAuth: p.GetPppAuth(), HelloIntervalSeconds: p.GetHelloIntervalSeconds(),
+func l2tpConfigFromPB(p *pb.L2TPConfig) (L2TPConfig, error) {
+	out := L2TPConfig{PPPAuth: p.GetPppAuth(), HelloIntervalSeconds: p.GetHelloIntervalSeconds(),
 		IdleTimeoutSeconds: p.GetIdleTimeoutSeconds(), TunnelSecretFile: p.GetTunnelSecretFile()}
 	if p.GetMru() > 65535 {
-		return TunnelConfig{}, fmt.Errorf("%w: mru %d", ErrInvalid, p.GetMru())
+		return L2TPConfig{}, fmt.Errorf("%w: mru %d", ErrInvalid, p.GetMru())
 	}
 	out.MRU = uint16(p.GetMru())
 	if p.GetPool() != "" {
 		pool, err := netip.ParsePrefix(p.GetPool())
 		if err != nil {
-			return TunnelConfig{}, fmt.Errorf("%w: pool %q", ErrInvalid, p.GetPool())
+			return L2TPConfig{}, fmt.Errorf("%w: pool %q", ErrInvalid, p.GetPool())
 		}
 		out.Pool = pool
 	}
 	var err error
 	if out.DNS, err = addrsFromText(p.GetDns()); err != nil {
-		return TunnelConfig{}, err
+		return L2TPConfig{}, err
 	}
 	if out.NBNS, err = addrsFromText(p.GetNbns()); err != nil {
-		return TunnelConfig{}, err
+		return L2TPConfig{}, err
 	}
 	return out, nil
 }
@@ -266,24 +266,24 @@ func sessionFromPB(p *pb.InstallSessionRequest) (SessionSpec, error) {
 
 // --- tunnel client shim (core side) ---
 
-type tunnelClient struct {
-	c      pb.TunnelProtocolClient
+type l2tpClient struct {
+	c      pb.L2TPSessionsClient
 	broker *plugin.GRPCBroker
 
 	mu         sync.Mutex
 	hostServer *grpc.Server
 }
 
-func (t *tunnelClient) Info(ctx context.Context) (TunnelInfo, error) {
+func (t *l2tpClient) Info(ctx context.Context) (L2TPInfo, error) {
 	r, err := t.c.Info(ctx, &pb.InfoRequest{})
 	if err != nil {
-		return TunnelInfo{}, fromStatus("tunnel info", err)
+		return L2TPInfo{}, fromStatus("tunnel info", err)
 	}
-	return TunnelInfo{Info: infoFromPB(r.GetInfo()), Protocols: r.GetProtocols()}, nil
+	return L2TPInfo{Info: infoFromPB(r.GetInfo()), Protocols: r.GetProtocols()}, nil
 }
 
 // Start serves host on a broker stream and tells the plugin its id.
-func (t *tunnelClient) Start(ctx context.Context, host Host) error {
+func (t *l2tpClient) Start(ctx context.Context, host Host) error {
 	id := t.broker.NextId()
 	go t.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
 		s := grpc.NewServer(opts...)
@@ -300,15 +300,15 @@ func (t *tunnelClient) Start(ctx context.Context, host Host) error {
 	return fromStatus("tunnel start", err)
 }
 
-func (t *tunnelClient) Configure(ctx context.Context, cfg TunnelConfig) ([]string, error) {
-	r, err := t.c.Configure(ctx, tunnelConfigToPB(cfg))
+func (t *l2tpClient) Configure(ctx context.Context, cfg L2TPConfig) ([]string, error) {
+	r, err := t.c.Configure(ctx, l2tpConfigToPB(cfg))
 	if err != nil {
 		return nil, fromStatus("tunnel configure", err)
 	}
 	return r.GetWarnings(), nil
 }
 
-func (t *tunnelClient) OpenControl(ctx context.Context) (ControlConn, error) {
+func (t *l2tpClient) OpenControl(ctx context.Context) (ControlConn, error) {
 	s, err := t.c.Control(ctx)
 	if err != nil {
 		return nil, fromStatus("tunnel control", err)
@@ -338,21 +338,21 @@ func (c *controlStream) Recv() (ControlPacket, error) {
 
 // --- tunnel server shim (plugin side) ---
 
-type tunnelServer struct {
-	pb.UnimplementedTunnelProtocolServer
-	impl   TunnelProtocol
+type l2tpServer struct {
+	pb.UnimplementedL2TPSessionsServer
+	impl   L2TPSessions
 	broker *plugin.GRPCBroker
 }
 
-func (s *tunnelServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.TunnelInfo, error) {
+func (s *l2tpServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.L2TPInfo, error) {
 	i, err := s.impl.Info(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.TunnelInfo{Info: infoToPB(i.Info), Protocols: i.Protocols}, nil
+	return &pb.L2TPInfo{Info: infoToPB(i.Info), Protocols: i.Protocols}, nil
 }
 
-func (s *tunnelServer) Start(ctx context.Context, req *pb.StartRequest) (*pb.StartResponse, error) {
+func (s *l2tpServer) Start(ctx context.Context, req *pb.StartRequest) (*pb.StartResponse, error) {
 	conn, err := s.broker.Dial(req.GetHostBrokerId())
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("%w: dial host service: %v", ErrUnavailable, err))
@@ -363,8 +363,8 @@ func (s *tunnelServer) Start(ctx context.Context, req *pb.StartRequest) (*pb.Sta
 	return &pb.StartResponse{}, nil
 }
 
-func (s *tunnelServer) Configure(ctx context.Context, req *pb.TunnelConfig) (*pb.ConfigureTunnelResponse, error) {
-	cfg, err := tunnelConfigFromPB(req)
+func (s *l2tpServer) Configure(ctx context.Context, req *pb.L2TPConfig) (*pb.ConfigureL2TPResponse, error) {
+	cfg, err := l2tpConfigFromPB(req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -372,10 +372,10 @@ func (s *tunnelServer) Configure(ctx context.Context, req *pb.TunnelConfig) (*pb
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.ConfigureTunnelResponse{Warnings: w}, nil
+	return &pb.ConfigureL2TPResponse{Warnings: w}, nil
 }
 
-func (s *tunnelServer) Control(stream pb.TunnelProtocol_ControlServer) error {
+func (s *l2tpServer) Control(stream pb.L2TPSessions_ControlServer) error {
 	return toStatus(s.impl.Control(stream.Context(), &controlStream{s: stream}))
 }
 

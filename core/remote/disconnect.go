@@ -1,4 +1,4 @@
-package daemon
+package remote
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 // startDisconnects listens on disconnect_listen until ctx ends. Requests
 // are taken only from the configured servers' hosts, each under its own
 // secret.
-func (r *remoteAccess) startDisconnects(ctx context.Context, rc *config.Radius) error {
+func (r *Access) startDisconnects(ctx context.Context, rc *config.Radius) error {
 	secrets := map[netip.Addr][]byte{}
 	for _, s := range rc.Servers {
 		ap, err := netip.ParseAddrPort(s.Address) // host:port since validation
@@ -53,7 +53,7 @@ func (r *remoteAccess) startDisconnects(ctx context.Context, rc *config.Radius) 
 // maxRecentDisconnects bounds the requests remembered against replays.
 const maxRecentDisconnects = 4096
 
-func (r *remoteAccess) serveDisconnects(conn net.PacketConn, secrets map[netip.Addr][]byte, window time.Duration) {
+func (r *Access) serveDisconnects(conn net.PacketConn, secrets map[netip.Addr][]byte, window time.Duration) {
 	buf := make([]byte, 4096)
 	replays := radius.NewReplays(window, maxRecentDisconnects)
 	for {
@@ -99,7 +99,7 @@ func (r *remoteAccess) serveDisconnects(conn net.PacketConn, secrets map[netip.A
 
 // disconnectFor ends the sessions a request names: all it says must
 // match. It returns the NAK's Error-Cause (0: ACK) and how many ended.
-func (r *remoteAccess) disconnectFor(d *radius.DisconnectRequest, from string) (uint32, int) {
+func (r *Access) disconnectFor(d *radius.DisconnectRequest, from string) (uint32, int) {
 	if d.IsCoA() {
 		return radius.CauseUnsupportedService, 0
 	}
