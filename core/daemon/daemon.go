@@ -314,22 +314,25 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.events.Open(l.Config.Log.Audit); err != nil {
 		return err
 	}
+	// Remote access exists before the metrics endpoint, which reads it.
+	if ra := l.Config.RemoteAccess; ra != nil {
+		r, err := remote.New(remote.Config{Log: d.log.Named("l2tp"), RemoteAccess: ra, Plugins: d.plugins, Events: d.events})
+		if err != nil {
+			d.events.Close()
+			return fmt.Errorf("remote_access: %w", err)
+		}
+		if err := r.StartRADIUS(d.life); err != nil {
+			d.events.Close()
+			return err
+		}
+		d.ra = r
+		go r.Forward(d.life)
+	}
 	if l.Config.MetricsListen != "" {
 		if err := d.metrics.Serve(d.life, l.Config.MetricsListen, d.log.Named("metrics")); err != nil {
 			d.events.Close()
 			return err
 		}
-	}
-	if ra := l.Config.RemoteAccess; ra != nil {
-		r, err := remote.New(remote.Config{Log: d.log.Named("l2tp"), RemoteAccess: ra, Plugins: d.plugins, Events: d.events})
-		if err != nil {
-			return fmt.Errorf("remote_access: %w", err)
-		}
-		if err := r.StartRADIUS(d.life); err != nil {
-			return err
-		}
-		d.ra = r
-		go r.Forward(d.life)
 	}
 	for _, s := range l.Plugins {
 		if err := d.plugins.Start(ctx, s); err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/policy"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
@@ -155,5 +157,16 @@ func TestDiffTunnels(t *testing.T) {
 		if got := diff(base, c.next); got != c.want {
 			t.Errorf("%q:\n got %s\nwant %s", c.next, got, c.want)
 		}
+	}
+}
+
+// A data path that cannot open its device returns the error and leaves
+// nothing open (and does not trip over what it never opened).
+func TestOpenSocketsFailureReturnsTheError(t *testing.T) {
+	c := &config.Config{Dataplane: config.Dataplane{TUN: "no/slash", Mark: 1}}
+	s, err := openSockets(c, nil, zap.NewNop())
+	if err == nil || s != nil {
+		s.close()
+		t.Fatalf("openSockets with an impossible TUN name: %v, %v", s, err)
 	}
 }

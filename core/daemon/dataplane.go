@@ -204,9 +204,9 @@ func (s *dataplaneSockets) close() {
 
 // openSockets opens the TUN and the outer sockets; on error, what it
 // opened is closed.
-func openSockets(c *config.Config, ins []*sad.InSA, log *zap.Logger) (s *dataplaneSockets, err error) {
+func openSockets(c *config.Config, ins []*sad.InSA, log *zap.Logger) (_ *dataplaneSockets, err error) {
 	dp := c.Dataplane
-	s = &dataplaneSockets{}
+	s := &dataplaneSockets{}
 	defer func() {
 		if err != nil {
 			s.close()

@@ -29,7 +29,7 @@ type FreeRADIUS struct {
 	AcctAddr string
 	Secret   string
 	proc     *exec.Cmd
-	out      *strings.Builder
+	out      *syncBuffer
 }
 
 // RequireFreeRADIUS installs FreeRADIUS when missing (as root), or skips
@@ -68,7 +68,7 @@ func StartFreeRADIUS(t testing.TB, ns *NS, ip, secret, users string, opts ...Fre
 			t.Fatal(err)
 		}
 	}
-	f.out = &strings.Builder{}
+	f.out = &syncBuffer{}
 	args := []string{freeradiusBin, "-f", "-d", dir, "-n", "radiusd", "-l", "stdout"}
 	if ns != nil {
 		args = append([]string{"ip", "netns", "exec", ns.Full}, args...)

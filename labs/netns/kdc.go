@@ -117,8 +117,8 @@ func StartKDC(t testing.TB, ns *NS, realm, ip string) *KDC {
 	}
 	k.proc = exec.Command(args[0], args[1:]...)
 	k.proc.Env = k.env
-	var stderr strings.Builder
-	k.proc.Stdout, k.proc.Stderr = &stderr, &stderr
+	stderr := &syncBuffer{}
+	k.proc.Stdout, k.proc.Stderr = stderr, stderr
 	must(k.proc.Start())
 	t.Cleanup(func() {
 		k.proc.Process.Kill()
