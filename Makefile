@@ -17,7 +17,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test unit proto tools deps bench fuzz vet clean install
+.PHONY: root all build demo test unit proto tools deps bench fuzz vet clean install
 
 # make install puts everything in the standard places (DESTDIR for
 # packaging): the daemon in sbin, the CLI in bin, plugins where
@@ -80,10 +80,19 @@ vet:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 
+# make test runs as root: the labs build network namespaces and the test
+# tools are installed with apt-get. Without root most labs would skip and
+# the run would pass while testing far less.
+root:
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make test needs root: the labs build network namespaces and install Debian packages."; \
+		echo "Run: sudo make test   (make unit runs the quick tests without root)"; exit 1; fi
+
 # Every test: unit tests, fuzz seed corpora (run as ordinary tests), the
-# proto freshness check, end-to-end tests and the namespace labs.
-test: deps tools vet
-	PATH=$(TOOLS):$$PATH $(GO) test -count=1 -timeout 20m ./...
+# proto freshness check, end-to-end tests and the namespace labs. The
+# report ends with every skipped test and why (none expected as root).
+test: root deps tools vet
+	PATH=$(TOOLS):$$PATH $(GO) test -count=1 -timeout 20m -json ./... | $(GO) run ./internal/testreport
 	$(GO) test -race -count=1 -timeout 10m ./core/... ./plugins/...
 
 unit:

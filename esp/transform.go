@@ -138,6 +138,9 @@ type aeadTransform struct {
 	aead  cipher.AEAD
 	nonce [12]byte
 	aad   [12]byte
+	// fixedIV, when set, is every packet's IV instead of its sequence
+	// number: only tests set it, to reproduce published packets.
+	fixedIV *[8]byte
 }
 
 func (t *aeadTransform) IVLen() int    { return 8 }
@@ -157,7 +160,11 @@ func (t *aeadTransform) prepare(pkt []byte, seq uint64, esn bool) []byte {
 func (t *aeadTransform) Seal(pkt []byte, seq uint64, esn bool) {
 	// The IV only has to be unique per key (RFC 4106 section 3.1): the
 	// sequence number is.
-	binary.BigEndian.PutUint64(pkt[HeaderLen:], seq)
+	if t.fixedIV != nil {
+		copy(pkt[HeaderLen:], t.fixedIV[:])
+	} else {
+		binary.BigEndian.PutUint64(pkt[HeaderLen:], seq)
+	}
 	aad := t.prepare(pkt, seq, esn)
 	body := pkt[HeaderLen+8:]
 	t.aead.Seal(body[:0], t.nonce[:], body[:len(body)-16], aad)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -341,13 +342,23 @@ func FuzzServerInput(f *testing.F) {
 	l.lac.Start(l.now)
 	f.Add(l.toLNS[0])
 	f.Add(AppendControlHeader(nil, 0, 0, 0, 0, 0))
+	known := []error{ErrMalformed, ErrWrongTunnel, ErrTooManyTunnels, ErrUnknownMandatory, ErrNoSecret, ErrNotEstablished}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := Server[int]{Random: seqRandom(), NewConfig: func(int) Config {
 			return Config{Role: LNS, Secret: []byte("s"), Random: seqRandom(), Send: func([]byte) {}}
 		}}
 		now := time.Unix(1, 0)
-		tun, _ := s.Input(1, b, now)
+		tun, err := s.Input(1, b, now)
+		if err != nil && !slices.ContainsFunc(known, func(k error) bool { return errors.Is(err, k) }) {
+			t.Fatalf("refused with an error of no kind the package names: %v", err)
+		}
 		if tun != nil {
+			// Only an SCCRQ, to tunnel 0, makes a tunnel.
+			h, payload, herr := ParseHeader(b)
+			m, merr := ParseMessage(payload, []byte("s"))
+			if herr != nil || merr != nil || h.TunnelID != 0 || m.Type != MsgSCCRQ {
+				t.Fatalf("a tunnel made from %x (header %v, message %v)", b, herr, merr)
+			}
 			_ = tun.Input(b, now)
 		}
 		s.Tick(now.Add(time.Minute))

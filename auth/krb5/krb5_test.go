@@ -260,8 +260,23 @@ func FuzzAccept(f *testing.F) {
 	f.Add(req)
 	f.Add(req[:40])
 	f.Add([]byte{0x60, 0x00})
+	now := time.Now()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _, _ = Accept(acceptCfg(kt, 5*time.Minute), b, time.Now())
+		a, rep, err := Accept(acceptCfg(kt, 5*time.Minute), b, now)
+		if err != nil {
+			// Every refusal is one a caller can tell apart.
+			for _, kind := range []error{ErrMalformed, ErrService, ErrKeytab, ErrTicket, ErrIntegrity, ErrClockSkew} {
+				if errors.Is(err, kind) {
+					return
+				}
+			}
+			t.Fatalf("refused with an error of no kind the package names: %v", err)
+		}
+		// Only what the keytab's key sealed gets in, and it names the
+		// client the ticket was issued to.
+		if want := machine.PrincipalNameString() + "@" + realm; a.Peer() != want || !a.Complete() || len(rep) == 0 {
+			t.Fatalf("accepted as %q (complete %v, %d bytes of AP-REP), want %q", a.Peer(), a.Complete(), len(rep), want)
+		}
 	})
 }
 

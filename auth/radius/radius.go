@@ -105,8 +105,10 @@ type Result struct {
 	SessionTimeout        time.Duration
 	IdleTimeout           time.Duration
 	Class                 [][]byte
-	// Server is the server that answered.
-	Server string
+	// Server is the server that answered; Unanswered, the servers asked
+	// before it that did not, each with why.
+	Server     string
+	Unanswered []string
 }
 
 // Sentinel errors.
@@ -172,6 +174,9 @@ func (c *Client) Authenticate(ctx context.Context, r Request) (Result, error) {
 		if err == nil {
 			c.mark(s.Addr, true)
 			res.Server = s.Addr
+			for _, e := range errs {
+				res.Unanswered = append(res.Unanswered, e.Error())
+			}
 			return res, nil
 		}
 		if ctx.Err() != nil {

@@ -298,7 +298,9 @@ func (d *demo) siteToSite() error {
 	if err := d.record("ping 10.1.0.10 -> 10.2.0.10 (the first packet starts IKE)", err, firstLine(out, "packet loss")); err != nil {
 		return err
 	}
-	d.s2s = d.iperf(d.netb, d.neta, "10.2.0.10", "iperf3 NetA -> NetB through the tunnel")
+	if d.s2s, err = d.iperf(d.netb, d.neta, "10.2.0.10", "iperf3 NetA -> NetB through the tunnel"); err != nil {
+		return err
+	}
 	// A packet in clear from NetB to NetA, around the peer's tunnel (the
 	// data path's own mark skips its table) and routed by wan to the
 	// gateway: the gateway must drop it.
@@ -333,8 +335,9 @@ func (d *demo) remoteAccess() error {
 			return err
 		}
 	}
-	d.ra = d.iperf(d.neta, d.laptop, "10.1.0.10", "iperf3 alice -> NetA through L2TP/IPsec")
-	return nil
+	var err error
+	d.ra, err = d.iperf(d.neta, d.laptop, "10.1.0.10", "iperf3 alice -> NetA through L2TP/IPsec")
+	return err
 }
 
 // reports prints what the admin CLI says.
@@ -486,17 +489,15 @@ func (d *demo) connect(ns *netns.NS, user, profile string) (*client, error) {
 	return nil, fmt.Errorf("not connected after 40 s:\n%s", p.Output())
 }
 
-// iperf runs 3 s of TCP and records it; iperf3 missing is a note, not a
-// failure.
-func (d *demo) iperf(server, client *netns.NS, addr, name string) string {
+// iperf runs 3 s of TCP and records it; iperf3 missing fails the step,
+// as any other failure does.
+func (d *demo) iperf(server, client *netns.NS, addr, name string) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
-		d.steps = append(d.steps, step{name, true, "skipped: iperf3 not installed"})
-		return "not measured"
+		return "", d.record(name, errors.New("iperf3 is not installed (make demo installs it)"), "")
 	}
 	mbps, err := netns.Iperf(server, client, addr, 3*time.Second)
 	res := fmt.Sprintf("%.0f Mbit/s", mbps)
-	d.record(name, err, res)
-	return res
+	return res, d.record(name, err, res)
 }
 
 func randomHex(n int) string {

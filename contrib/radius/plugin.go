@@ -112,8 +112,13 @@ func (a *radiusAuth) AuthenticateUser(ctx context.Context, req sdk.UserAuthReque
 		}
 		return sdk.UserAuthResult{Code: sdk.UserReject, Message: msg}, nil
 	}
-	a.log.Info("user accepted by RADIUS", "user", req.User, "method", m.String(), "server", res.Server,
-		"framed_address", res.FramedAddress.String(), "session_timeout", res.SessionTimeout.String())
+	fields := []any{"user", req.User, "method", m.String(), "server", res.Server,
+		"framed_address", res.FramedAddress.String(), "session_timeout", res.SessionTimeout.String()}
+	if len(res.Unanswered) > 0 {
+		// The user got in, but a server before this one is down.
+		fields = append(fields, "unanswered", res.Unanswered)
+	}
+	a.log.Info("user accepted by RADIUS", fields...)
 	return sdk.UserAuthResult{Code: sdk.UserAccept, Message: res.Message, AuthenticatorResponse: res.AuthenticatorResponse,
 		MPPESendKey: res.MPPESendKey, MPPERecvKey: res.MPPERecvKey, FramedAddress: res.FramedAddress,
 		SessionTimeoutSeconds: uint32(res.SessionTimeout.Seconds()), IdleTimeoutSeconds: uint32(res.IdleTimeout.Seconds()), Class: firstClass(res.Class)}, nil

@@ -11,6 +11,8 @@ command -v iperf3 >/dev/null 2>&1 || need="$need iperf3"
 # The demo and the metrics lab read the Prometheus endpoint with curl.
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v tshark >/dev/null 2>&1 || need="$need tshark"
+# contrib/systemd's test verifies the unit with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 # For `make bench` (the throughput comparison); cheap enough to have always.
 command -v wg >/dev/null 2>&1 || need="$need wireguard-tools"
 [ -x /usr/sbin/charon-systemd ] || need="$need charon-systemd strongswan-swanctl libcharon-extra-plugins"

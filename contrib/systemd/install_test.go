@@ -53,8 +53,10 @@ func TestMakeInstall(t *testing.T) {
 	}
 
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Log("SKIPPED LOUDLY: systemd-analyze not installed; the unit was not verified")
-		return
+		if os.Geteuid() == 0 {
+			t.Fatal("systemd-analyze is not installed, so the unit cannot be verified: make test installs it (package systemd)")
+		}
+		t.Skip("SKIPPED: systemd-analyze is not installed and, without root, make test cannot install it; the unit was not verified")
 	}
 	// systemd checks that the unit parses and its programs exist: point it
 	// at the installed daemon.

@@ -139,13 +139,43 @@ func FuzzGRO(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, copies int) {
 		copies = 1 + copies&7
 		pkts := make([]Packet, copies)
+		s := parseTCPSeg(data)
 		for i := range pkts {
 			b := make([]byte, DeviceHeadroom+len(data))
 			copy(b[DeviceHeadroom:], data)
+			if s.ok && i > 0 {
+				// Each copy follows the one before it in the stream,
+				// so that runs form and get joined.
+				seq := b[DeviceHeadroom+s.ipHL+4:]
+				binary.BigEndian.PutUint32(seq, s.seq+uint32(i*s.payload))
+			}
 			pkts[i] = Packet{Buf: b, Off: DeviceHeadroom, Len: len(data)}
 		}
-		if n := groRun(pkts); n > 1 {
-			joinTCP(make([]byte, VirtioNetHdrLen+65535), pkts[:n])
+		n := groRun(pkts)
+		if n <= 1 {
+			return
+		}
+		// The super-packet carries every segment's payload in order,
+		// behind the first one's headers, with its lengths and (IPv4)
+		// header checksum right.
+		dst := make([]byte, VirtioNetHdrLen+65535)
+		l := joinTCP(dst, pkts[:n])
+		pkt := dst[VirtioNetHdrLen:l]
+		first := pkts[0].Buf[pkts[0].Off : pkts[0].Off+pkts[0].Len]
+		s0 := parseTCPSeg(first)
+		want := append([]byte(nil), first[:s0.hl]...)
+		for _, p := range pkts[:n] {
+			seg := p.Buf[p.Off : p.Off+p.Len]
+			want = append(want, seg[parseTCPSeg(seg).hl:][:parseTCPSeg(seg).payload]...)
+		}
+		if len(pkt) != len(want) || !bytes.Equal(pkt[s0.hl:], want[s0.hl:]) {
+			t.Fatalf("joined %d segments into %d bytes, want %d with the payloads in order", n, len(pkt), len(want))
+		}
+		if s0.v4 && (int(binary.BigEndian.Uint16(pkt[2:])) != len(pkt) || esp.Checksum(pkt[:20], 0) != 0) {
+			t.Fatalf("IPv4 total length %d for %d bytes, or a bad header checksum", binary.BigEndian.Uint16(pkt[2:]), len(pkt))
+		}
+		if !s0.v4 && int(binary.BigEndian.Uint16(pkt[4:])) != len(pkt)-40 {
+			t.Fatalf("IPv6 payload length %d for %d bytes", binary.BigEndian.Uint16(pkt[4:]), len(pkt))
 		}
 	})
 }

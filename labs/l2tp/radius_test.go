@@ -115,13 +115,10 @@ func TestRADIUSFailover(t *testing.T) {
 	x.gw.CLI(t, "reload")
 	start := time.Now()
 	x.dial(cli, "frank", "frank-pass", "--ppp-auth", "pap").hangUp(t)
-	took := time.Since(start)
-	t.Logf("connected through the second server in %s (IKE, L2TP, PPP and a 2 s RADIUS timeout)", took.Round(time.Millisecond))
-	if took < 2*time.Second || took > 8*time.Second {
-		t.Fatalf("connected in %s; the silent server's 2 s should show, and no more than that", took)
-	}
-	if !x.waitLog("user accepted by RADIUS", "127.0.0.1:1812") {
-		t.Fatalf("the plugin did not say which server answered:\n%s", x.gw.Proc.Output())
+	t.Logf("connected through the second server in %s (IKE, L2TP, PPP and a 2 s RADIUS timeout)", time.Since(start).Round(time.Millisecond))
+	// The silent server was asked first, and its time ran out.
+	if !x.waitLog("user accepted by RADIUS", "127.0.0.1:1812", "127.0.0.2:1812: no answer within") {
+		t.Fatalf("the plugin did not say which server answered, and that the first did not:\n%s", x.gw.Proc.Output())
 	}
 }
 

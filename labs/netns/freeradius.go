@@ -55,7 +55,7 @@ func StartFreeRADIUS(t testing.TB, ns *NS, ip, secret, users string, opts ...Fre
 	dir := t.TempDir()
 	auth, acct := 1812, 1813
 	if ns == nil {
-		auth, acct = freeUDPPort(t, ip), freeUDPPort(t, ip)
+		auth, acct = freePort(t, ip), freePort(t, ip)
 	}
 	f := &FreeRADIUS{Dir: dir, AuthAddr: net.JoinHostPort(ip, fmt.Sprint(auth)), AcctAddr: net.JoinHostPort(ip, fmt.Sprint(acct)), Secret: secret}
 	sign := signReplies
@@ -104,15 +104,6 @@ func (f *FreeRADIUS) Detail() string {
 func (f *FreeRADIUS) WaitDetail(timeout time.Duration, text string) bool {
 	ok, _ := await.Poll(timeout, func() (bool, string) { return strings.Contains(f.Detail(), text), "" })
 	return ok
-}
-
-func freeUDPPort(t testing.TB, ip string) int {
-	c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // freeradiusConf is a whole radiusd.conf: no Debian defaults (their EAP

@@ -83,7 +83,7 @@ func StartKDC(t testing.TB, ns *NS, realm, ip string) *KDC {
 	t.Helper()
 	RequireKDC(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := freePort(t, ip)
 	k := &KDC{Realm: realm, Addr: net.JoinHostPort(ip, fmt.Sprint(port)), Dir: dir}
 	kdcConf := fmt.Sprintf(`[kdcdefaults]
  kdc_ports = %[3]s
@@ -204,13 +204,4 @@ func (k *KDC) run(t testing.TB, name string, args ...string) {
 	if out, err := k.output(name, args...); err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
