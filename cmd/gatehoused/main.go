@@ -79,6 +79,7 @@ See docs/configuration.md for every setting and its default.`,
 	cmd.Flags().BoolVar(&check, "check", false, "validate the configuration and exit; starts nothing")
 	cmd.Flags().StringVar(&opts.PluginDir, "plugin-dir", "", "folder of plugin binaries (overrides plugins.dir)")
 	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file until the server stops (for go tool pprof)")
+	cmd.Flags().StringVar(&opts.KeyLog, "keylog", "", "append every negotiated ESP SA's keys to this file (mode 0600), for tshark;\nfor debugging only: whoever reads it can decrypt the tunnels")
 	cmd.Version = daemon.Version
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	if err := cmd.Execute(); err != nil {

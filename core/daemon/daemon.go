@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -40,6 +41,9 @@ type Options struct {
 	ConfigFile string
 	// PluginDir, if set, overrides plugins.dir.
 	PluginDir string
+	// KeyLog, if set, is a file each negotiated ESP SA's keys are
+	// appended to (ike.WriteKeyLog), for decrypting captures.
+	KeyLog string
 }
 
 // Loaded is everything derived from one configuration file; it is built
@@ -239,6 +243,7 @@ type Daemon struct {
 
 	metrics *metrics.Metrics
 	events  *events.Log
+	keyLog  *os.File // nil without --keylog
 
 	mu            sync.RWMutex
 	dp            *dataplaneState
@@ -556,4 +561,7 @@ func (d *Daemon) Stop() {
 	d.plugins.StopAll()
 	d.endOfLife()
 	d.events.Close()
+	if d.keyLog != nil {
+		d.keyLog.Close()
+	}
 }

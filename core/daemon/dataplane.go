@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"reflect"
 	"slices"
 	"time"
@@ -327,6 +328,27 @@ func (d *Daemon) startIKE(c *config.Config, st *dataplaneState, udp4500 dataplan
 		SAD: st.db, UDP4500: udp4500, OnSAEvent: func(e esp.Event) { passHardExpiry(st.expired, e) }, Interops: d.interops}
 	if d.ra != nil {
 		cfg.PeerGone = d.ra.PeerGone
+	}
+	if d.opts.KeyLog != "" && d.keyLog == nil {
+		f, err := os.OpenFile(d.opts.KeyLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("--keylog: %w", err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--keylog: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			f.Close()
+			return nil, fmt.Errorf("--keylog %s: others may read it (mode %v): chmod 600 it, or name a new file", d.opts.KeyLog, fi.Mode().Perm())
+		}
+		d.keyLog = f
+		d.log.Warn("ESP keys are appended to the key log: whoever reads it can decrypt the tunnels; use it for debugging only",
+			zap.String("keylog", d.opts.KeyLog))
+	}
+	if d.keyLog != nil {
+		cfg.KeyLog = d.keyLog
 	}
 	return ikehost.Start(cfg)
 }

@@ -14,6 +14,7 @@ import (
 	stdx509 "crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"slices"
 	"strings"
@@ -77,6 +78,7 @@ type host struct {
 	onSA    func(esp.Event)
 	// peerGone ends a road warrior's sessions; nil without remote access.
 	peerGone func(peer netip.AddrPort, why string)
+	keyLog   io.Writer
 	// cfgMu guards what a reload replaces: tunnels, and profiles (which
 	// auth plugin profile serves a peer's method).
 	cfgMu    sync.RWMutex
@@ -484,6 +486,11 @@ func (h *host) DeleteChild(c *ike.ChildSA) {
 }
 
 func (h *host) Event(e ike.Event) {
+	if e.ID == ike.EventChildUp && e.Child != nil && h.keyLog != nil {
+		if err := ike.WriteKeyLog(h.keyLog, e.Child); err != nil {
+			h.log.Warn("key log not written", zap.Error(err))
+		}
+	}
 	h.events.Emit(events.FromIKE(e))
 	fields := []zap.Field{zap.Int("event_id", e.ID), zap.String("tunnel", e.Peer), zap.Stringer("remote", e.Remote)}
 	if e.Reason != "" {
@@ -515,6 +522,9 @@ type Config struct {
 	// Interops lists the running interop plugins in load order, and the
 	// configuration in force.
 	Interops func() (c *config.Config, names []string, list []sdk.Interop)
+	// KeyLog, when set, receives every new child SA's ESP keys
+	// (ike.WriteKeyLog): gatehoused --keylog, for debugging only.
+	KeyLog io.Writer
 }
 
 // Start starts the engine when tunnels or remote access are configured
@@ -547,7 +557,7 @@ func Start(cfg Config) (*Engine, error) {
 		socks = append(socks, ikeSocket{a, conn})
 	}
 	h := &host{log: cfg.Log, plugins: cfg.Plugins, events: cfg.Events, db: cfg.SAD, socks: socks, udp4500: cfg.UDP4500, onSA: cfg.OnSAEvent,
-		peerGone: cfg.PeerGone, tunnels: tunnelsByName(c.Tunnels), profiles: profiles}
+		peerGone: cfg.PeerGone, keyLog: cfg.KeyLog, tunnels: tunnelsByName(c.Tunnels), profiles: profiles}
 	st := &Engine{log: cfg.Log, socks: socks, udp4500: cfg.UDP4500, in: make(chan ikeDatagram, 256), acquire: make(chan string, 64),
 		host: h, stop: make(chan struct{}), done: make(chan struct{})}
 	st.onTraffic.Store(onTrafficOf(c.Tunnels))

@@ -36,7 +36,7 @@ func TestFirewallTunnelOnly(t *testing.T) {
 	}
 	nft(l.GWB, "-c", "-f", path)
 	nft(l.GWB, "-f", path)
-	pingThrough(t, l.HA, "10.2.0.10")
+	netns.PingThrough(t, l.HA, "10.2.0.10")
 	t.Logf("iperf3 through the tunnel with the rules loaded: %.0f Mbit/s", iperf(t, l))
 
 	// HB counts the echo requests in clear from A's inside address (sent

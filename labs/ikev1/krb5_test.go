@@ -58,7 +58,7 @@ func TestKerberosGatehouseToGatehouse(t *testing.T) {
 	l := newKrbLab(t)
 	b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", auth: l.auth(krbHostB, l.ktB, "")})
 	a := startGatehouse(t, l.GWA, siteA, tunnelOpts{auth: l.auth(krbHostA, l.ktA, "")})
-	pingThrough(t, l.HA, "10.2.0.10")
+	netns.PingThrough(t, l.HA, "10.2.0.10")
 	t.Logf("iperf3 %.0f Mbit/s", iperf(t, l.lab))
 	checkSA(t, a, "site established initiator", "gss-krb5", krbHostB+"@"+krbRealm, "tunnel ESP aes128gcm16")
 	checkSA(t, b, "site established responder", "gss-krb5", krbHostA+"@"+krbRealm)
@@ -114,7 +114,7 @@ func TestKerberosRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.CLI(t, "reload")
-		pingThrough(t, l.HA, "10.2.0.10")
+		netns.PingThrough(t, l.HA, "10.2.0.10")
 		checkSA(t, b, "site established responder", "gss-krb5")
 	})
 }

@@ -40,7 +40,7 @@ func TestReloadKeepsUntouchedTunnel(t *testing.T) {
 	a := netns.StartGateway(t, l.GWA, bin, writeGatehouseConfig(t, dir, siteA, tunnelOpts{}), dir+"/admin.sock")
 	// B takes either suite, so that A can change its own.
 	b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", esp: "aes128gcm16, aes256-sha256"})
-	pingThrough(t, l.HA, "10.2.0.10")
+	netns.PingThrough(t, l.HA, "10.2.0.10")
 	before := saState(t, a)
 
 	ping, err := l.HA.Start("ping", "-c", "100", "-i", "0.05", "-W", "1", "10.2.0.10")
@@ -87,6 +87,6 @@ func TestReloadKeepsUntouchedTunnel(t *testing.T) {
 	if !b.Proc.WaitLine(10*time.Second, "deleted by the peer") {
 		t.Fatalf("B was not told:\n%s", b.Proc.Output())
 	}
-	pingThrough(t, l.HA, "10.2.0.10")
+	netns.PingThrough(t, l.HA, "10.2.0.10")
 	checkSA(t, a, "site established initiator", "tunnel ESP aes256-sha256")
 }

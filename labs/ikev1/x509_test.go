@@ -34,7 +34,7 @@ func TestX509WithStrongSwan(t *testing.T) {
 			l := newLab(t)
 			startStrongSwan(t, l.GWB, siteB, swanCert(pki, tunnelOpts{}, "gw-b"))
 			a := startGatehouse(t, l.GWA, siteA, tunnelOpts{auth: "[" + pki.AuthEntry("gw-a") + "]"})
-			pingThrough(t, l.HA, "10.2.0.10")
+			netns.PingThrough(t, l.HA, "10.2.0.10")
 			checkSA(t, a, "site established initiator", c.method+" CN=gw-b,O=Gatehouse", "tunnel/udp ESP aes128gcm16")
 		})
 		t.Run(c.kind+"/strongswan-initiates", func(t *testing.T) {
@@ -44,7 +44,7 @@ func TestX509WithStrongSwan(t *testing.T) {
 			if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 				t.Fatalf("swanctl --initiate: %v\n%s", err, out)
 			}
-			pingThrough(t, l.HA, "10.2.0.10")
+			netns.PingThrough(t, l.HA, "10.2.0.10")
 			checkSA(t, b, "site established responder", c.method+" CN=gw-a,O=Gatehouse")
 			if !strings.Contains(sw.Log(), `authentication of 'O=Gatehouse, CN=gw-b' with `) {
 				t.Fatalf("strongSwan did not check our signature:\n%s", sw.Log())
@@ -92,7 +92,7 @@ func TestX509RefusesRevokedAndExpired(t *testing.T) {
 	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
 	}
-	pingThrough(t, l.HA, "10.2.0.10")
+	netns.PingThrough(t, l.HA, "10.2.0.10")
 	checkSA(t, b, "site established responder", "CN=gw-a,O=Gatehouse")
 }
 
@@ -113,7 +113,7 @@ func TestX509AggressiveModeWithStrongSwan(t *testing.T) {
 		l := newLab(t)
 		sw := startStrongSwan(t, l.GWB, siteB, swan("gw-b"))
 		a := startGatehouse(t, l.GWA, siteA, tunnelOpts{auth: "[" + pki.AuthEntry("gw-a") + "]", ikeExtra: ", aggressive_mode: true"})
-		pingThrough(t, l.HA, "10.2.0.10")
+		netns.PingThrough(t, l.HA, "10.2.0.10")
 		checkSA(t, a, "site established initiator", "ecdsa-256 CN=gw-b,O=Gatehouse")
 		if !strings.Contains(sw.Log(), "parsed AGGRESSIVE request 0 [ SA KE No ID CERTREQ") {
 			t.Fatalf("strongSwan saw no aggressive mode with a certificate request:\n%s", sw.Log())
@@ -126,7 +126,7 @@ func TestX509AggressiveModeWithStrongSwan(t *testing.T) {
 		if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 			t.Fatalf("swanctl --initiate: %v\n%s", err, out)
 		}
-		pingThrough(t, l.HA, "10.2.0.10")
+		netns.PingThrough(t, l.HA, "10.2.0.10")
 		checkSA(t, b, "site established responder", "ecdsa-256 CN=gw-a,O=Gatehouse")
 		if !strings.Contains(sw.Log(), "parsed AGGRESSIVE response 0 [ SA KE No ID CERT SIG") || !strings.Contains(sw.Log(), `authentication of 'O=Gatehouse, CN=gw-b' with `) {
 			t.Fatalf("strongSwan did not check our signature in aggressive mode:\n%s", sw.Log())
@@ -151,7 +151,7 @@ func TestFragmentationWithStrongSwan(t *testing.T) {
 	o.swanFiles["charon-extra.conf"] = extra
 	sw := startStrongSwan(t, l.GWB, siteB, o)
 	a := startGatehouse(t, l.GWA, siteA, tunnelOpts{auth: "[" + pki.AuthEntry("gw-a") + "]", ikeExtra: ", fragment_size: 576"})
-	pingThrough(t, l.HA, "10.2.0.10")
+	netns.PingThrough(t, l.HA, "10.2.0.10")
 	checkSA(t, a, "site established initiator", "rsa-sig CN=gw-b,O=Gatehouse")
 	waitLog(t, a.Proc, "IKE message sent in fragments")
 	waitLog(t, a.Proc, "IKE message reassembled from fragments")

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		"../../plugins/auth-psk": "plugins/auth-psk", "../../plugins/auth-x509": "plugins/auth-x509", "../../plugins/l2tp": "plugins/l2tp",
 		"../../contrib/radius": "plugins/radius", "../../plugins/interop-windows": "plugins/interop-windows",
 		"../../plugins/interop-apple": "plugins/interop-apple", "../../plugins/interop-android": "plugins/interop-android",
-		"./testdata/ikeflood": "ikeflood"})
+		"./testdata/ikeflood": "ikeflood", "./testdata/clearl2tp": "clearl2tp"})
 }
 
 const (
@@ -236,12 +236,11 @@ func (c *client) hangUp(t *testing.T) string {
 	return c.proc.Output()
 }
 
-// ping checks that three pings in a row pass.
+// ping checks that three pings in a row pass through the tunnel
+// (netns.PingThrough: the gateways' counters move, nothing in clear).
 func ping(t *testing.T, from *netns.NS, to string) {
 	t.Helper()
-	if out, err := from.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", to); err != nil {
-		t.Fatalf("ping %s from %s: %v\n%s", to, from.Name, err, out)
-	}
+	netns.PingThrough(t, from, to)
 }
 
 func exitCode(err error) int {
@@ -538,25 +537,24 @@ func TestPluginKilled(t *testing.T) {
 func TestTsharkDecodesSession(t *testing.T) {
 	x := newLab(t)
 	cli := x.direct("cli")
-	x.serve("mschapv2")
-	capture := x.srv.StartCapture(t, x.srvOuter, "esp or udp port 500 or udp port 4500", filepath.Join(x.dir, "outer.pcap"))
+	// AES-GCM, which the built-in clients do not offer, so that it is
+	// seen on the wire too (the other labs use CBC).
+	x.serve("mschapv2", "esp: {proposals: [aes256gcm16, aes256-sha1]}")
+	capture := x.srv.StartCapture(t, x.srvOuter, "not arp", filepath.Join(x.dir, "outer.pcap"))
 	keylog := filepath.Join(x.dir, "keys")
-	c := x.dial(cli, "alice", "correct horse", "--keylog", keylog)
+	c := x.dial(cli, "alice", "correct horse", "--keylog", keylog, "--esp", "aes256gcm16")
 	ping(t, cli, "10.1.0.10")
 	c.hangUp(t)
-	keys, err := os.ReadFile(keylog)
+	args, err := pcap.KeyLogPrefs(keylog)
 	must(t, err)
-	args := []string{"-o", "esp.enable_encryption_decode:TRUE"}
-	for _, line := range strings.Split(strings.TrimSpace(string(keys)), "\n") {
-		var src, dst, suite, enc, integ string
-		var spi uint32
-		if _, err := fmt.Sscanf(line, "esp %s %s %v %s %s %s", &src, &dst, &spi, &suite, &enc, &integ); err != nil {
-			t.Fatalf("key log line %q: %v", line, err)
-		}
-		args = append(args, "-o", pcap.ESPSA(suite, src, dst, spi, enc, integ))
-	}
 	// The StopCCN is the last L2TP message of the hang-up.
 	text := capture.Until(t, 10*time.Second, "the StopCCN", func(text string) bool { return strings.Contains(text, "Stop_Control_Notification") }, args...)
+	if keys, _ := os.ReadFile(keylog); !strings.Contains(string(keys), " aes256gcm16 ") {
+		t.Errorf("the session's SA is not aes256gcm16:\n%s", keys)
+	}
+	if in, err := pcap.CountICMP(capture.File, args); err != nil || in.Clear != 0 || in.InESP < 8 {
+		t.Errorf("on the wire: %+v (%v); want no ICMP in clear and at least 8 pings inside ESP", in, err)
+	}
 	for _, want := range []string{"Layer 2 Tunneling Protocol", "Start_Control_Request", "Incoming_Call_Connected",
 		"PPP Link Control Protocol", "PPP Challenge Handshake Authentication Protocol", "PPP IP Control Protocol",
 		"Type: 8 (Echo (ping) request)", "Type: 0 (Echo (ping) reply)", "Call_Disconnect_Notification", "Stop_Control_Notification"} {
@@ -570,6 +568,24 @@ func TestTsharkDecodesSession(t *testing.T) {
 	if t.Failed() {
 		t.Logf("tshark:\n%s", netns.Tail(text, 6000))
 	}
+}
+
+// TestCleartextL2TPRefused: an SCCRQ sent in clear, outside IPsec, to the
+// server's port 1701 gets no answer, reaches no plugin and makes no
+// tunnel: L2TP is only taken from a transport SA.
+func TestCleartextL2TPRefused(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	x.serve("mschapv2")
+	out, err := cli.Output(20*time.Second, filepath.Join(bin, "clearl2tp"), "--to", "192.0.2.1:1701", "--wait", "3s")
+	if err != nil || !strings.Contains(out, "no answer") {
+		t.Fatalf("an SCCRQ in clear: %v\n%s", err, out)
+	}
+	if log := x.gw.Proc.Output(); strings.Contains(log, "L2TP tunnel up") || strings.Contains(log, "SCCRQ") {
+		t.Fatalf("the cleartext SCCRQ reached the L2TP plugin:\n%s", log)
+	}
+	// And a client through IPsec still gets in.
+	x.dial(cli, "alice", "correct horse").hangUp(t)
 }
 
 // checkMetrics scrapes the server's metrics endpoint with curl while one

@@ -1,11 +1,14 @@
 package netns
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/await"
 )
 
 // Sites is a test's TwoSites lab.
@@ -34,12 +37,12 @@ type Gateway struct {
 	bin    string
 }
 
-// StartGateway runs bin/gatehoused on config in ns and waits until its
-// admin socket exists. The test's cleanup stops it and, when the test
-// failed, logs what it printed.
-func StartGateway(t testing.TB, ns *NS, bin, config, socket string) *Gateway {
+// StartGateway runs bin/gatehoused on config in ns, with extra
+// arguments if any, and waits until its admin socket exists. The test's
+// cleanup stops it and, when the test failed, logs what it printed.
+func StartGateway(t testing.TB, ns *NS, bin, config, socket string, extra ...string) *Gateway {
 	t.Helper()
-	p, err := ns.Start(filepath.Join(bin, "gatehoused"), "-c", config)
+	p, err := ns.Start(filepath.Join(bin, "gatehoused"), append([]string{"-c", config}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,18 +53,84 @@ func StartGateway(t testing.TB, ns *NS, bin, config, socket string) *Gateway {
 			t.Logf("gatehoused in %s:\n%s", ns.Name, p.Output())
 		}
 	})
-	for range 100 {
-		if _, err := os.Stat(socket); err == nil {
-			return g
-		}
+	await.State(t, 10*time.Second, "gatehoused in "+ns.Name+" to open "+socket, func() (bool, string) {
 		select {
 		case <-p.Done():
 			t.Fatalf("gatehoused in %s exited: %v\n%s", ns.Name, p.Err(), p.Output())
-		case <-time.After(100 * time.Millisecond):
+		default:
+		}
+		_, err := os.Stat(socket)
+		return err == nil, p.Output()
+	})
+	ns.lab.mu.Lock()
+	ns.lab.gateways = append(ns.lab.gateways, g)
+	ns.lab.mu.Unlock()
+	return g
+}
+
+// Gateways are the gatehoused instances running in ns's lab.
+func (ns *NS) Gateways() []*Gateway {
+	ns.lab.mu.Lock()
+	defer ns.lab.mu.Unlock()
+	var out []*Gateway
+	for _, g := range ns.lab.gateways {
+		select {
+		case <-g.Proc.Done():
+		default:
+			out = append(out, g)
 		}
 	}
-	t.Fatalf("gatehoused in %s did not open %s:\n%s", ns.Name, socket, p.Output())
-	return nil
+	return out
+}
+
+// Traffic is a data path's packet counters (gatehouse sa --json).
+type Traffic struct {
+	Sent           uint64 `json:"sent,string"`
+	Received       uint64 `json:"received,string"`
+	ClearForwarded uint64 `json:"clearForwarded,string"`
+}
+
+// Traffic reads the gateway's data-path counters.
+func (g *Gateway) Traffic(t testing.TB) Traffic {
+	t.Helper()
+	var tr Traffic
+	out := g.CLI(t, "sa", "--json")
+	if err := json.Unmarshal([]byte(out), &tr); err != nil {
+		t.Fatalf("gatehouse sa --json in %s: %v\n%s", g.NS.Name, err, out)
+	}
+	return tr
+}
+
+// PingThrough pings to from `from` until a first answer (the first
+// packets may start IKE), then three times, all of which must be
+// answered; every gatehoused of the lab must have sealed and opened at
+// least the three pings' packets in that time and forwarded nothing in
+// clear, so that an answer cannot have come around the tunnel.
+func PingThrough(t testing.TB, from *NS, to string) {
+	t.Helper()
+	var out string
+	var err error
+	if ok, _ := await.Poll(20*time.Second, func() (bool, string) {
+		out, err = from.Output(5*time.Second, "ping", "-c", "1", "-W", "1", to)
+		return err == nil, ""
+	}); !ok {
+		t.Fatalf("ping %s from %s: no answer in 20 s: %v\n%s", to, from.Name, err, out)
+	}
+	gws := from.Gateways()
+	before := make([]Traffic, len(gws))
+	for i, g := range gws {
+		before[i] = g.Traffic(t)
+	}
+	if out, err = from.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", to); err != nil || !strings.Contains(out, " 3 received") {
+		t.Fatalf("ping %s from %s through the tunnel: %v\n%s", to, from.Name, err, out)
+	}
+	for i, g := range gws {
+		after := g.Traffic(t)
+		if after.Sent-before[i].Sent < 3 || after.Received-before[i].Received < 3 || after.ClearForwarded != before[i].ClearForwarded {
+			t.Fatalf("gatehoused in %s, over three pings: %d sent and %d received through SAs, %d forwarded in clear; want at least 3, 3 and none",
+				g.NS.Name, after.Sent-before[i].Sent, after.Received-before[i].Received, after.ClearForwarded-before[i].ClearForwarded)
+		}
+	}
 }
 
 // CLI runs bin/gatehouse against the gateway and returns its output.

@@ -35,11 +35,12 @@ type Lab struct {
 	prefix string
 	logf   func(string, ...any)
 
-	mu     sync.Mutex
-	spaces []*NS
-	procs  []*Proc
-	links  int
-	closed bool
+	mu       sync.Mutex
+	spaces   []*NS
+	procs    []*Proc
+	gateways []*Gateway // gatehoused instances started in the lab
+	links    int
+	closed   bool
 }
 
 // NS is a network namespace of a lab.

@@ -114,6 +114,12 @@ var wiresharkAlgs = map[string][2]string{
 	"null-sha256":   {"NULL", "HMAC-SHA-256-128 [RFC4868]"},
 }
 
+// CanDecrypt reports whether tshark decrypts a suite of ours.
+func CanDecrypt(suite string) bool {
+	_, ok := wiresharkAlgs[suite]
+	return ok
+}
+
 // ESPSA is tshark's -o option for one ESP SA, so it decrypts captures:
 // keys in hex, either may be empty.
 func ESPSA(suite, src, dst string, spi uint32, encHex, integHex string) string {
@@ -125,4 +131,65 @@ func ESPSA(suite, src, dst string, spi uint32, encHex, integHex string) string {
 		integHex = "0x" + integHex
 	}
 	return fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","%#08x","%s","%s","%s","%s"`, src, dst, spi, names[0], encHex, names[1], integHex)
+}
+
+// KeyLogPrefs reads a key log (ike.WriteKeyLog's lines, as gatehoused
+// --keylog and gatehouse connect --keylog write them) into tshark's
+// options: decryption on, and one ESP SA per line.
+func KeyLogPrefs(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-o", "esp.enable_encryption_decode:TRUE"}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		// esp SRC DST SPI SUITE ENC [INTEG]: an AEAD suite has no
+		// integrity key.
+		f := strings.Fields(line)
+		if len(f) < 6 || len(f) > 7 || f[0] != "esp" {
+			return nil, fmt.Errorf("key log line %q: want esp SRC DST SPI SUITE ENC [INTEG]", line)
+		}
+		var spi uint32
+		if _, err := fmt.Sscan(f[3], &spi); err != nil {
+			return nil, fmt.Errorf("key log line %q: SPI: %w", line, err)
+		}
+		suite, integ := f[4], ""
+		if len(f) == 7 {
+			integ = f[6]
+		}
+		if !CanDecrypt(suite) {
+			return nil, fmt.Errorf("key log line %q: tshark cannot decrypt %s", line, suite)
+		}
+		args = append(args, "-o", ESPSA(suite, f[1], f[2], spi, f[5], integ))
+	}
+	return args, nil
+}
+
+// Inner is what a decrypted capture holds: ICMP packets seen inside ESP,
+// and ICMP packets seen on the wire in clear.
+type Inner struct {
+	InESP, Clear int
+}
+
+// CountICMP decodes a capture with prefs and counts its ICMP packets,
+// inside ESP and in clear.
+func CountICMP(file string, prefs []string) (Inner, error) {
+	args := append([]string{"-n", "-r", file, "-T", "fields", "-e", "esp.spi", "-e", "icmp.type"}, prefs...)
+	out, err := exec.Command("tshark", args...).CombinedOutput()
+	if err != nil {
+		return Inner{}, fmt.Errorf("tshark: %v\n%s", err, out)
+	}
+	var in Inner
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 2 || f[1] == "" {
+			continue
+		}
+		if f[0] == "" {
+			in.Clear++
+		} else {
+			in.InESP++
+		}
+	}
+	return in, nil
 }

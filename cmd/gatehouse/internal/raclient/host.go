@@ -3,7 +3,6 @@ package raclient
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -106,12 +105,8 @@ func (h *host) logKeys(c *ike.ChildSA) {
 	if h.cfg.KeyLog == nil || c == nil {
 		return
 	}
-	for _, d := range []struct {
-		src, dst   netip.AddrPort
-		spi        uint32
-		enc, integ []byte
-	}{{c.Local, c.Remote, c.OutSPI, c.OutEnc, c.OutInteg}, {c.Remote, c.Local, c.InSPI, c.InEnc, c.InInteg}} {
-		fmt.Fprintf(h.cfg.KeyLog, "esp %v %v %#08x %v %x %x\n", d.src.Addr(), d.dst.Addr(), d.spi, c.Suite, d.enc, d.integ)
+	if err := ike.WriteKeyLog(h.cfg.KeyLog, c); err != nil {
+		h.log.Warn("key log not written", zap.Error(err))
 	}
 }
 
