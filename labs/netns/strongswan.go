@@ -24,12 +24,13 @@ const swanConf = `charon-systemd {
   }
   journal { default = -1 }
   syslog { daemon { default = -1 } }
-  # Tests add charon options in charon-extra.conf (fragment_size...).
-  include %[1]s/charon-extra*.conf
   filelog { log { path = %[1]s/charon.log
     flush_line = yes
     default = 1
     ike = 2 } }
+  # Tests add charon options in charon-extra.conf (fragment_size, log
+  # levels...): last, so that they win.
+  include %[1]s/charon-extra*.conf
 }
 `
 
