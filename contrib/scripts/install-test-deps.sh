@@ -24,6 +24,8 @@ command -v wg >/dev/null 2>&1 || need="$need wireguard-tools"
 command -v krb5kdc >/dev/null 2>&1 || [ -x /usr/sbin/krb5kdc ] || need="$need krb5-kdc"
 command -v kadmin.local >/dev/null 2>&1 || [ -x /usr/sbin/kadmin.local ] || need="$need krb5-admin-server"
 command -v kinit >/dev/null 2>&1 || need="$need krb5-user"
+# MIT's GSS-API from Python: auth/krb5 exchanges tokens with it.
+[ -e /usr/lib/python3/dist-packages/gssapi ] || need="$need python3-gssapi"
 # FreeRADIUS for the RADIUS tests, which start it with a configuration of
 # their own; radclient sends Disconnect-Requests.
 [ -x /usr/sbin/freeradius ] || need="$need freeradius"

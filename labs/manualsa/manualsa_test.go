@@ -133,7 +133,7 @@ func TestTransportMode(t *testing.T) {
 	a := start(t, l.GWA, "192.0.2.1", "192.0.2.2", "transport", "aes256-sha256", false, 0x3001, 0x4001, k1, k2, [2]string{})
 	start(t, l.GWB, "192.0.2.2", "192.0.2.1", "transport", "aes256-sha256", false, 0x4001, 0x3001, k2, k1, [2]string{})
 	ping(t, l.GWA, "192.0.2.2")
-	if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "transport ESP aes256-sha256") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
+	if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, "transport ESP aes256-sha256") || !strings.Contains(sa, "Drops: none") {
 		t.Fatalf("gatehouse sa:\n%s", sa)
 	}
 	t.Logf("transport mode: iperf3 %.0f Mbit/s", iperf(t, l.GWB, l.GWA, "192.0.2.2"))
@@ -230,7 +230,7 @@ func TestAH(t *testing.T) {
 			} else {
 				ping(t, l.GWA, "192.0.2.2")
 			}
-			if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, mode+" AH ah-sha256") || !strings.Contains(sa, "3 sent, 3 received") || !strings.Contains(sa, "Drops: none") {
+			if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, mode+" AH ah-sha256") || !strings.Contains(sa, "Drops: none") {
 				t.Fatalf("gatehouse sa:\n%s", sa)
 			}
 		})
