@@ -26,10 +26,13 @@ func (p Protocol) String() string {
 }
 
 // Encryption describes an ESP cipher. TransformID is the IKEv1 ESP transform
-// identifier (RFC 2407 section 4.4.4, RFC 4106 section 8.4).
+// identifier (RFC 2407 section 4.4.4, RFC 4106 section 8.4), 0 for a
+// cipher IKEv1 has none for; IKEv2ID is the IKEv2 one where it differs in
+// meaning (ChaCha20-Poly1305, RFC 7634 section 2, is IKEv2 only).
 type Encryption struct {
 	Name        string
 	TransformID uint16
+	IKEv2ID     uint16
 	KeyBits     int
 	SaltBytes   int
 	AEAD        bool
@@ -51,7 +54,7 @@ type Integrity struct {
 var encryptions = []Encryption{
 	{Name: "aes128gcm16", TransformID: 20, KeyBits: 128, SaltBytes: 4, AEAD: true},
 	{Name: "aes256gcm16", TransformID: 20, KeyBits: 256, SaltBytes: 4, AEAD: true},
-	{Name: "chacha20poly1305", TransformID: 28, KeyBits: 256, SaltBytes: 4, AEAD: true},
+	{Name: "chacha20poly1305", IKEv2ID: 28, KeyBits: 256, SaltBytes: 4, AEAD: true},
 	{Name: "aes128", TransformID: 12, KeyBits: 128},
 	{Name: "aes256", TransformID: 12, KeyBits: 256},
 	{Name: "3des", TransformID: 3, KeyBits: 192, Legacy: true},
@@ -94,6 +97,23 @@ func (s Suite) String() string {
 
 // Legacy reports whether the suite needs legacy algorithms enabled.
 func (s Suite) Legacy() bool { return s.Encryption != nil && s.Encryption.Legacy }
+
+// IKEv1 reports whether IKEv1 can negotiate the suite (its cipher has an
+// IKEv1 transform identifier; AH has no cipher).
+func (s Suite) IKEv1() bool { return s.Encryption == nil || s.Encryption.TransformID != 0 }
+
+// ErrNotIKEv1 is a suite IKEv1 cannot negotiate.
+var ErrNotIKEv1 = errors.New("no IKEv1 transform")
+
+// CheckIKEv1 says why IKEv1 cannot negotiate s, and what to use instead
+// (nil when it can).
+func CheckIKEv1(s Suite) error {
+	if s.IKEv1() {
+		return nil
+	}
+	return fmt.Errorf("%w for %s: RFC 7634 defines it for IKEv2 only, and IKEv1 peers such as strongSwan refuse it (NO-PROPOSAL-CHOSEN); use aes128gcm16 or aes256gcm16",
+		ErrNotIKEv1, s)
+}
 
 // EncryptionNames lists the cipher names ParseSuite accepts.
 func EncryptionNames() []string {
@@ -188,7 +208,7 @@ func LookupESP(transformID uint16, keyBits int, authAlg uint16) (Suite, error) {
 	var s Suite
 	for i := range encryptions {
 		e := &encryptions[i]
-		if e.TransformID == transformID && (e.KeyBits == keyBits || (keyBits == 0 && (e.Name == "3des" || e.Name == "null"))) {
+		if e.TransformID != 0 && e.TransformID == transformID && (e.KeyBits == keyBits || (keyBits == 0 && (e.Name == "3des" || e.Name == "null"))) {
 			s = Suite{Protocol: ProtoESP, Encryption: e}
 			break
 		}

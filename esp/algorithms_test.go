@@ -2,6 +2,7 @@ package esp
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -38,6 +39,20 @@ func TestParseSuite(t *testing.T) {
 	}
 }
 
+// ChaCha20-Poly1305 has no IKEv1 transform: IKEv1 refuses it, saying why.
+func TestIKEv1Suites(t *testing.T) {
+	for _, name := range []string{"aes128gcm16", "aes256gcm16", "aes128-sha1", "aes256-sha256", "null-sha256", "ah-sha256"} {
+		s, _ := ParseSuite(name)
+		if err := CheckIKEv1(s); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	s, _ := ParseSuite("chacha20poly1305")
+	if err := CheckIKEv1(s); !errors.Is(err, ErrNotIKEv1) || !strings.Contains(err.Error(), "IKEv2 only") || !strings.Contains(err.Error(), "aes256gcm16") {
+		t.Fatalf("chacha20poly1305 in IKEv1: %v", err)
+	}
+}
+
 func TestLookupESP(t *testing.T) {
 	for _, name := range []string{"aes128gcm16", "aes256gcm16", "aes128-sha1", "aes256-sha256", "3des-sha1", "null-sha256"} {
 		s, _ := ParseSuite(name)
@@ -54,7 +69,9 @@ func TestLookupESP(t *testing.T) {
 			t.Fatalf("%s: got %v, %v", name, got, err)
 		}
 	}
-	for _, bad := range [][3]int{{12, 192, 2}, {20, 128, 2}, {12, 128, 1}, {99, 0, 0}} {
+	// 28 is ChaCha20-Poly1305's IKEv2 number, not an IKEv1 one; 0 is
+	// reserved.
+	for _, bad := range [][3]int{{12, 192, 2}, {20, 128, 2}, {12, 128, 1}, {99, 0, 0}, {28, 256, 0}, {0, 256, 0}} {
 		if _, err := LookupESP(uint16(bad[0]), bad[1], uint16(bad[2])); err == nil {
 			t.Fatalf("%v accepted", bad)
 		}

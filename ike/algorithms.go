@@ -103,6 +103,22 @@ func ParseProposal(text string) (Proposal, error) {
 	return p, nil
 }
 
+// GroupName names a DH group number ("modp2048"), or says it is unknown.
+func GroupName(number uint16) string {
+	for _, g := range groups {
+		if g.Number == number {
+			return g.Name
+		}
+	}
+	if n, ok := weakGroupNames[number]; ok {
+		return n
+	}
+	return fmt.Sprintf("group %d", number)
+}
+
+// weakGroupNames name the groups we refuse, for messages about them.
+var weakGroupNames = map[uint16]string{1: "modp768"}
+
 // ParseGroup parses a DH group name ("modp2048", "ecp256").
 func ParseGroup(name string) (*Group, error) {
 	name = strings.ToLower(strings.TrimSpace(name))

@@ -2,7 +2,10 @@ package ike
 
 import (
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/esp"
 )
 
 func TestParseProposal(t *testing.T) {
@@ -27,5 +30,26 @@ func TestParseProposal(t *testing.T) {
 		if _, err := ParseProposal(in); err == nil {
 			t.Errorf("%q accepted", in)
 		}
+	}
+}
+
+// What a refused quick mode says names everything: the suite, the
+// encapsulation and the PFS group, no numbers.
+func TestPhase2Names(t *testing.T) {
+	s, _ := esp.ParseSuite("aes256-sha1")
+	if got := (Phase2{Suite: s, Encap: EncapUDPTransport}).String(); got != "aes256-sha1 (udp-transport, no PFS)" {
+		t.Errorf("%q", got)
+	}
+	if got := (Phase2{Suite: s, Encap: EncapTunnel, Group: 14}).String(); got != "aes256-sha1 (tunnel, PFS modp2048)" {
+		t.Errorf("%q", got)
+	}
+	if got := EncapName(7); got != "encapsulation mode 7" {
+		t.Errorf("%q", got)
+	}
+	gcm, _ := esp.ParseSuite("aes128gcm16")
+	offer := Phase2Offer([]esp.Suite{s}, 0x1234, EncapUDPTransport, 0, 0, 0)
+	_, _, err := SelectPhase2(offer, []esp.Suite{gcm}, func(uint16) bool { return true }, 0)
+	if err == nil || !strings.Contains(err.Error(), "peer offered aes256-sha1 (udp-transport, no PFS)") {
+		t.Fatalf("%v", err)
 	}
 }

@@ -81,6 +81,9 @@ type PeerConfig struct {
 	Aggressive bool
 	RemoteID   string
 	LocalID    *ID
+	// Interop names the interop plugins the host asks about this peer
+	// (the host decides what an empty list means).
+	Interop []string
 	// LocalTS and RemoteTS are the quick mode identities (tunnel mode:
 	// the subnets). Empty in transport mode: the gateways themselves,
 	// and no ID payloads are sent.
@@ -208,6 +211,11 @@ type Event struct {
 	Child  *ChildSA
 	// Rekey: the child replaces an older one (EventChildUp).
 	Rekey bool
+	// Exchange and Initiator say, for a failure, which negotiation
+	// failed and whether we started it: a quick mode the peer started and
+	// we refused leaves everything else up.
+	Exchange  ExchangeType
+	Initiator bool
 }
 
 func hostPrefix(a netip.Addr) netip.Prefix {

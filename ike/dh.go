@@ -119,7 +119,7 @@ type modpDH struct {
 func newMODP(g *modpGroup, rand io.Reader) (*modpDH, error) {
 	x := make([]byte, g.expBits/8)
 	if _, err := io.ReadFull(rand, x); err != nil {
-		return nil, fmt.Errorf("DH group %d: %w", g.number, err)
+		return nil, fmt.Errorf("DH group %s: %w", GroupName(g.number), err)
 	}
 	x[0] |= 0x80 // full length, never small
 	gen := bigmod.NewNat().SetUint(2).ExpandFor(g.m)
@@ -136,7 +136,7 @@ func (d *modpDH) Shared(peer []byte) ([]byte, error) {
 		return nil, errWiped
 	}
 	if len(peer) != d.g.m.Size() {
-		return nil, fmt.Errorf("%w: %d bytes for group %d, want %d", ErrBadPublic, len(peer), d.g.number, d.g.m.Size())
+		return nil, fmt.Errorf("%w: %d bytes for %s, want %d", ErrBadPublic, len(peer), GroupName(d.g.number), d.g.m.Size())
 	}
 	y, err := bigmod.NewNat().SetBytes(peer, d.g.m)
 	if err != nil {
@@ -178,7 +178,7 @@ func (d *ecDH) Shared(peer []byte) ([]byte, error) {
 	raw := peer
 	if d.number != 31 {
 		if len(peer) != len(d.pub) {
-			return nil, fmt.Errorf("%w: %d bytes for group %d, want %d", ErrBadPublic, len(peer), d.number, len(d.pub))
+			return nil, fmt.Errorf("%w: %d bytes for %s, want %d", ErrBadPublic, len(peer), GroupName(d.number), len(d.pub))
 		}
 		raw = append([]byte{4}, peer...) // RFC 5903 section 7: x | y, no point format byte
 	}
@@ -205,11 +205,11 @@ func NewDH(group uint16, rand io.Reader) (DH, error) {
 	}
 	c := curveOf(group)
 	if c == nil {
-		return nil, fmt.Errorf("%w: DH group %d", ErrUnknownAlgorithm, group)
+		return nil, fmt.Errorf("%w: DH %s", ErrUnknownAlgorithm, GroupName(group))
 	}
 	priv, err := c.GenerateKey(rand)
 	if err != nil {
-		return nil, fmt.Errorf("DH group %d: %w", group, err)
+		return nil, fmt.Errorf("DH group %s: %w", GroupName(group), err)
 	}
 	pub := priv.PublicKey().Bytes()
 	if group != 31 {

@@ -457,6 +457,45 @@ func TestNoProposalChosen(t *testing.T) {
 	}
 }
 
+// TestRefusedPeerQuickModeKeepsTheRest: on an established IKE SA, B
+// starts a quick mode of its own with a suite A does not take (as some
+// servers do for the other direction, or to rekey): A answers
+// NO-PROPOSAL-CHOSEN and keeps its IKE SA and its IPsec SAs, and its
+// event says the refused exchange was the peer's.
+func TestRefusedPeerQuickModeKeepsTheRest(t *testing.T) {
+	p := newPair(t, true)
+	p.mainMode()
+	p.quickMode()
+	p.checkChildren("aes128gcm16", true)
+	p.pb.ESP = mustSuites(t, "aes256-sha256")
+	if err := p.b.Initiate("to-a"); err != nil {
+		t.Fatal(err)
+	}
+	p.step("B", ExchangeQuick, true)         // HDR*, HASH(1), SA, Ni, IDs
+	p.step("A", ExchangeInformational, true) // HDR*, HASH, N(NO-PROPOSAL-CHOSEN)
+	ev := p.ha.event(EventNegotiationErr)
+	if ev == nil || ev.Reason != "no-proposal-chosen" || ev.Exchange != ExchangeQuick || ev.Initiator ||
+		!strings.Contains(ev.Message, "aes256-sha256 (tunnel, no PFS)") {
+		t.Fatalf("A's event: %+v", ev)
+	}
+	for _, c := range []struct {
+		name string
+		m    *Manager
+		h    *testHost
+	}{{"A", p.a, p.ha}, {"B", p.b, p.hb}} {
+		sas := c.m.SAs()
+		if len(sas) != 1 || !sas[0].Established || len(c.h.children) != 1 {
+			t.Fatalf("%s after the refused quick mode: IKE SAs %+v, %d children", c.name, sas, len(c.h.children))
+		}
+		if c.h.event(EventIKEDown) != nil || c.h.event(EventChildDown) != nil {
+			t.Fatalf("%s took something down: %+v", c.name, c.h.events)
+		}
+	}
+	if ev := p.hb.event(EventNegotiationErr); ev == nil || !ev.Initiator || ev.Exchange != ExchangeQuick {
+		t.Fatalf("B's event: %+v", ev)
+	}
+}
+
 // TestWrongPSK: B cannot read A's message 5. Such a message could as well
 // be a forgery, so B drops it, counts it and changes nothing; both sides
 // give up when the retransmissions run out, and B's event says why.

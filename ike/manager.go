@@ -949,7 +949,7 @@ func (m *Manager) failed(x *exchange, err error) {
 		zap.Stringer("exchange", x.typ), zap.String("reason", reason), zap.Error(err))
 	if f == nil || !f.reported {
 		m.host.Event(Event{ID: EventNegotiationErr, Peer: sa.Peer.Name, Remote: sa.Remote.Addr(), Reason: reason,
-			Message: fmt.Sprintf("negotiation with %s (%s) failed: %v", sa.Peer.Name, sa.Remote.Addr(), err)})
+			Message: fmt.Sprintf("negotiation with %s (%s) failed: %v", sa.Peer.Name, sa.Remote.Addr(), err), Exchange: x.typ, Initiator: x.initiator})
 	}
 	switch {
 	case notify != 0 && x.typ == ExchangeQuick && sa.vendor.flags.Has(FlagQMNotifyMsgID):

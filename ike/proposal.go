@@ -291,6 +291,32 @@ type Phase2 struct {
 	SPI      uint32 // the SPI of the proposal it came from
 }
 
+// String names the bundle as operators read it: "aes256-sha1
+// (udp-transport, no PFS)".
+func (p Phase2) String() string {
+	return fmt.Sprintf("%v (%s, %s)", p.Suite, EncapName(p.Encap), PFSName(p.Group))
+}
+
+var encapNames = map[uint16]string{EncapTunnel: "tunnel", EncapTransport: "transport", EncapUDPTunnel: "udp-tunnel",
+	EncapUDPTransport: "udp-transport", EncapUDPTunnelDraft: "udp-tunnel (NAT-T draft)", EncapUDPTransportDraft: "udp-transport (NAT-T draft)"}
+
+// EncapName names an encapsulation mode attribute (RFC 2407 section 4.5,
+// RFC 3947 section 5.2).
+func EncapName(e uint16) string {
+	if n, ok := encapNames[e]; ok {
+		return n
+	}
+	return fmt.Sprintf("encapsulation mode %d", e)
+}
+
+// PFSName names a quick mode's PFS group: "no PFS" for 0.
+func PFSName(group uint16) string {
+	if group == 0 {
+		return "no PFS"
+	}
+	return "PFS " + GroupName(group)
+}
+
 // Tunnel reports whether the encapsulation is a tunnel mode.
 func (p Phase2) Tunnel() bool {
 	return p.Encap == EncapTunnel || p.Encap == EncapUDPTunnel || p.Encap == EncapUDPTunnelDraft
@@ -409,7 +435,7 @@ func SelectPhase2(offered *SA, ours []esp.Suite, encapOK func(uint16) bool, grou
 			if p, err := parsePhase2(prop, t); err != nil {
 				seen = append(seen, fmt.Sprintf("#%d (%v)", prop.Number, err))
 			} else {
-				seen = append(seen, fmt.Sprintf("%v encap %d pfs %d", p.Suite, p.Encap, p.Group))
+				seen = append(seen, p.String())
 			}
 		}
 	}

@@ -153,7 +153,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 		if ke, ok := in.get(PayloadKE).(*Data); ok {
 			t.peerKE = ke.Data
 		} else if p2.Group != 0 {
-			return false, fail("malformed", NotifyPayloadMalformed, "quick mode: PFS group %d offered without a KE payload", p2.Group)
+			return false, fail("malformed", NotifyPayloadMalformed, "quick mode: PFS %s offered without a KE payload", GroupName(p2.Group))
 		}
 		if sa.nat.remote {
 			t.peerNATOA(in, false)

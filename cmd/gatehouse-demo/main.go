@@ -349,6 +349,19 @@ func (d *demo) reports() error {
 		if err := d.record("gatehouse "+strings.Join(args, " "), err, ""); err != nil {
 			return err
 		}
+		if args[0] == "sa" {
+			// The site-to-site peer is a gateway: no client family.
+			var tunnel string
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "neta-netb ") && strings.Contains(l, "established") {
+					tunnel = l
+				}
+			}
+			ok := tunnel != "" && !strings.Contains(tunnel, "by interop-")
+			if err := d.record("the site-to-site peer has no client family", boolErr(ok, "gatehouse sa: "+tunnel), ""); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -226,6 +226,9 @@ func (f *connectFlags) config() (raclient.Config, error) {
 	}
 	for _, s := range espOffers {
 		su, err := esp.ParseSuite(s)
+		if err == nil {
+			err = esp.CheckIKEv1(su)
+		}
 		if err != nil {
 			return c, usage("--esp: %v", err)
 		}

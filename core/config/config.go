@@ -106,7 +106,11 @@ type Tunnel struct {
 	ESP    ESP          `yaml:"esp"`
 	IKE    *IKE         `yaml:"ike"`
 	Start  string       `yaml:"start"`
-	Meta   Meta         `yaml:"-"`
+	// Interop names the interop plugins (from plugins.load) asked about
+	// this tunnel's peer, for a gateway with quirks; none by default:
+	// client families are for remote access.
+	Interop []string `yaml:"interop"`
+	Meta    Meta     `yaml:"-"`
 }
 
 // AuthMethod is one entry of an ordered authentication method list. Exactly

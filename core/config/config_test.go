@@ -163,6 +163,8 @@ func TestBadConfigs(t *testing.T) {
 		{"bad exemption set", "listen: [203.0.113.1]\nexemptions: windowsxp\n", 2, "exemptions", "windows2000, windows2003, none"},
 		{"weak proposal", "listen: [203.0.113.1]\nike: {proposals: [des-md5-modp1024]}\n", 2, "ike.proposals[0]", "too weak"},
 		{"legacy without opt-in", "listen: [203.0.113.1]\nike: {proposals: [3des-sha1-modp2048]}\n", 2, "ike.proposals[0]", "legacy_algorithms: true"},
+		{"ChaCha20-Poly1305 in IKEv1", "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}\n    auth: [{psk_file: DIR/good.psk}]\n    esp: {proposals: [chacha20poly1305]}\n",
+			7, "tunnels[0].esp.proposals[0]", "IKEv2 only"},
 		{"no listen", "log: {level: info}\n", 1, "listen", "at least one address"},
 		{"bad log level", "listen: [203.0.113.1]\nlog: {level: loud}\n", 2, "log.level", "debug, info, warn, error"},
 		{"wrong type", "listen: 203.0.113.1\n", 1, "listen", "want a list"},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -179,6 +180,10 @@ func (v *validator) offers(list []string, p Pos, path string) {
 		if s.Legacy() && !v.c.LegacyAlgorithms {
 			v.errorAt(p, fmt.Sprintf("%s[%d]", path, i), "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", o)
 		}
+		// Every offer is negotiated by IKEv1 for now.
+		if err := esp.CheckIKEv1(s); err != nil {
+			v.errorAt(p, fmt.Sprintf("%s[%d]", path, i), "%v", err)
+		}
 	}
 }
 
@@ -248,6 +253,11 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 	}
 	v.authList(t.Auth, t.Meta.At("auth"), path+".auth", false)
 	v.espSettings(&t.ESP, path+".esp")
+	for j, name := range t.Interop {
+		if !slices.ContainsFunc(v.c.Plugins.Load, func(r PluginRef) bool { return r.Name == name }) {
+			v.errorAt(t.Meta.At("interop"), fmt.Sprintf("%s.interop[%d]", path, j), "%s is not in plugins.load: load it there to ask it about this tunnel's peer", name)
+		}
+	}
 	for i, a := range t.Auth {
 		if a.Kind() == "x509" && t.Remote.ID == "" {
 			v.warnAt(a.Meta.Pos, fmt.Sprintf("%s.auth[%d].x509", path, i),

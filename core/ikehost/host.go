@@ -102,7 +102,7 @@ func PeerConfigs(c *config.Config) ([]*ike.PeerConfig, Profiles, error) {
 		p := &ike.PeerConfig{Name: t.Name, Local: t.Local.Address.Unmap(), Remote: t.Remote.Address.Unmap(),
 			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB,
 			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always",
-			NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize, ForceEncap: t.ESP.UDPEncap}
+			NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize, ForceEncap: t.ESP.UDPEncap, Interop: t.Interop}
 		// remote.id pins the peer in every mode (its ID payload with a
 		// preshared key, its certificate's names with a signature);
 		// local.id is what we call ourselves with a preshared key.
@@ -211,6 +211,9 @@ func setOffers(p *ike.PeerConfig, k config.IKE, e config.ESP) error {
 	}
 	for _, s := range e.Proposals {
 		su, err := esp.ParseSuite(s)
+		if err == nil {
+			err = esp.CheckIKEv1(su)
+		}
 		if err != nil {
 			return err
 		}

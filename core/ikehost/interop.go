@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse/gatehouse/core/config"
+	"github.com/gatehouse/gatehouse/core/remote"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/clients"
@@ -49,8 +50,26 @@ func newInteropHost(log *zap.Logger, interops func() (*config.Config, []string, 
 	return &interopHost{log: log, cache: map[[32]byte]ike.InteropAnswer{}, reads: map[string][][]byte{}, interops: interops}
 }
 
+// forPeer keeps the plugins asked about peer: every loaded one for road
+// warriors (client families are theirs), and for a tunnel only those it
+// names (a gateway with quirks).
+func forPeer(peer *ike.PeerConfig, names []string, list []sdk.Interop) ([]string, []sdk.Interop) {
+	if peer == nil || peer.Name == remote.Rule {
+		return names, list
+	}
+	var n []string
+	var l []sdk.Interop
+	for i, name := range names {
+		if slices.Contains(peer.Interop, name) {
+			n, l = append(n, name), append(l, list[i])
+		}
+	}
+	return n, l
+}
+
 func (h *interopHost) VendorIDs(peer *ike.PeerConfig, remote netip.AddrPort) [][]byte {
 	_, names, list := h.interops()
+	names, list = forPeer(peer, names, list)
 	var methods []string
 	for _, a := range peer.Auth {
 		methods = append(methods, ike.MethodName(a))
@@ -71,6 +90,13 @@ func (h *interopHost) VendorIDs(peer *ike.PeerConfig, remote netip.AddrPort) [][
 
 func (h *interopHost) Classify(q ike.InteropQuery) ike.InteropAnswer {
 	l, names, list := h.interops()
+	if q.Peer != nil && q.Peer.Name != remote.Rule {
+		// A tunnel's peer is a gateway, not a client family; a tunnel
+		// may still name plugins for a gateway's quirks.
+		if names, list = forPeer(q.Peer, names, list); len(list) == 0 {
+			return ike.InteropAnswer{}
+		}
+	}
 	if len(list) == 0 {
 		return ike.InteropAnswer{Hint: interopHintWithout(names, q)} // no call to save
 	}

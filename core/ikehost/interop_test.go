@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse/gatehouse/core/config"
+	"github.com/gatehouse/gatehouse/core/remote"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/clients"
@@ -525,7 +526,7 @@ func (hostileInterop) AdjustProposals(_ context.Context, req sdk.AdjustRequest) 
 // null suite itself, never DES or MD5.
 func TestHostilePluginCannotWeaken(t *testing.T) {
 	peer := func(esps ...string) *ike.PeerConfig {
-		p := &ike.PeerConfig{Name: "rw", Lifetime: time.Hour}
+		p := &ike.PeerConfig{Name: "remote-access", Lifetime: time.Hour}
 		for _, n := range esps {
 			s, _ := esp.ParseSuite(n)
 			p.ESP = append(p.ESP, s)
@@ -603,5 +604,27 @@ func TestInteropCacheKeysOnWhatPluginsRead(t *testing.T) {
 		VendorIDs: append(slices.Clone(clients.Apple.VendorIDs), clients.MSNT5(9)), Offered: clients.Apple.Offer}
 	if h.Classify(q); calls != 2 {
 		t.Fatalf("a read vendor ID did not reach the plugin (%d calls)", calls)
+	}
+}
+
+// A tunnel's peer is a gateway: no client family from the loaded interop
+// plugins, and no vendor IDs of theirs, unless the tunnel names a plugin
+// (for a gateway's quirks); road warriors are asked about as before.
+func TestTunnelPeersAreNotClientFamilies(t *testing.T) {
+	h := interopWith(t, nil, allInterop()...)
+	apple := func(peer *ike.PeerConfig) ike.InteropAnswer {
+		return h.Classify(ike.InteropQuery{Peer: peer, Remote: synthClient, VendorIDs: clients.Apple.VendorIDs, Offered: clients.Apple.Offer})
+	}
+	if a := apple(&ike.PeerConfig{Name: "neta-netb"}); a.Family != "" || a.Plugin != "" || a.Flags != 0 {
+		t.Fatalf("a tunnel's peer classified: %+v", a)
+	}
+	if a := apple(&ike.PeerConfig{Name: "neta-netb", Interop: []string{"interop-apple"}}); a.Family != "apple" {
+		t.Fatalf("a tunnel that names interop-apple: %+v", a)
+	}
+	if a := apple(&ike.PeerConfig{Name: remote.Rule}); a.Family != "apple" {
+		t.Fatalf("a road warrior: %+v", a)
+	}
+	if v := h.VendorIDs(&ike.PeerConfig{Name: "neta-netb"}, synthClient); len(v) != 0 {
+		t.Fatalf("vendor IDs of the interop plugins sent to a tunnel's peer: %x", v)
 	}
 }

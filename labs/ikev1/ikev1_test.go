@@ -210,8 +210,7 @@ func startStrongSwan(t *testing.T, ns *netns.NS, s side, o tunnelOpts) *netns.St
 
 // checkWire reads the capture of the link between the gateways: every
 // ping crossed it inside ESP, none in clear, and, for the suites tshark
-// decrypts (not ChaCha20-Poly1305 in Debian 12's), A's key log opens the
-// ESP to the pings inside.
+// decrypts, A's key log opens the ESP to the pings inside.
 func checkWire(t *testing.T, capture *netns.Capture, keylog, suite string) {
 	t.Helper()
 	var prefs []string
@@ -255,10 +254,11 @@ func checkSA(t *testing.T, g *gw, wants ...string) {
 }
 
 // TestGatehouseToGatehouse: both gateways are Gatehouse; A starts on
-// traffic; raw ESP, no NAT; each AEAD suite in turn (manual SAs may not
-// use them, so they are carried end to end here, with negotiated keys).
+// traffic; raw ESP, no NAT; each AEAD suite IKEv1 has in turn (manual SAs
+// may not use them, so they are carried end to end here, with negotiated
+// keys).
 func TestGatehouseToGatehouse(t *testing.T) {
-	for _, suite := range []string{"aes128gcm16", "aes256gcm16", "chacha20poly1305"} {
+	for _, suite := range []string{"aes128gcm16", "aes256gcm16"} {
 		t.Run(suite, func(t *testing.T) {
 			l := newLab(t)
 			keylog := filepath.Join(t.TempDir(), "keys")

@@ -401,7 +401,7 @@ func (c *Conn) timedOut() error {
 func (c *Conn) ikeEvent(e ike.Event) {
 	switch e.ID {
 	case ike.EventNegotiationErr:
-		if c.child == nil {
+		if endsSetup(e, c.child != nil) {
 			c.end(fmt.Errorf("%w: %s", ErrIKE, e.Message))
 		}
 	case ike.EventChildUp:
@@ -418,6 +418,17 @@ func (c *Conn) ikeEvent(e ike.Event) {
 			c.end(fmt.Errorf("%w: the server ended the IPsec connection: %s", ErrIKE, e.Message))
 		}
 	}
+}
+
+// endsSetup reports whether a failed negotiation ends the connection:
+// one of ours (main mode, or our quick mode) before our IPsec SA is up.
+// A quick mode the server starts and we refuse (for the other direction,
+// or a rekey with a suite we do not take) leaves everything as it is.
+func endsSetup(e ike.Event, childUp bool) bool {
+	if childUp {
+		return false
+	}
+	return e.Exchange != ike.ExchangeQuick || e.Initiator
 }
 
 func outKey(ch *ike.ChildSA) sad.OutKey {

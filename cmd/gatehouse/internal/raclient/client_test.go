@@ -47,6 +47,7 @@ type server struct {
 	db       *sad.DB
 	plane    *dataplane.Plane
 	mgr      *ike.Manager
+	peer     *ike.PeerConfig
 	ike, udp *dptest.Conn
 	in       chan datagram
 	ctl      chan dataplane.L2TPControl
@@ -59,6 +60,10 @@ type server struct {
 	// answered the frame itself (sent through reply) and the PPP server
 	// never sees it.
 	answer func(proto uint16, p ppp.Packet, reply func(proto uint16, p ppp.Packet)) bool
+	// ikeUp, when set, runs on the server's goroutine once its IKE SA
+	// is up, before it reads the client's next message.
+	ikeUp   func()
+	ikeIsUp bool
 
 	mu   sync.Mutex
 	seen []string
@@ -93,8 +98,9 @@ func newPair(t *testing.T) (*server, Config) {
 	props := []ike.Proposal{mustProposal(t, "aes128-sha256-modp2048")}
 	suites := []esp.Suite{mustSuite(t, "aes128gcm16")}
 	s.mgr = ike.NewManager(ike.Config{Log: log.Named("server-ike"), Host: (*serverHost)(s), Rand: rand.Reader})
-	s.mgr.SetPeers([]*ike.PeerConfig{{Name: "remote-access", Local: serverAddr, Transport: true, L2TP: true, Auth: []uint16{ike.AuthPSK},
-		Proposals: props, ESP: suites, Lifetime: time.Hour, ESPLifetime: time.Hour}})
+	s.peer = &ike.PeerConfig{Name: "remote-access", Local: serverAddr, Transport: true, L2TP: true, Auth: []uint16{ike.AuthPSK},
+		Proposals: props, ESP: suites, Lifetime: time.Hour, ESPLifetime: time.Hour}
+	s.mgr.SetPeers([]*ike.PeerConfig{s.peer})
 	s.lns = &l2tp.Server[netip.AddrPort]{NewConfig: s.tunnelConfig}
 	s.plane.Start()
 	go func() {
@@ -148,6 +154,10 @@ func (s *server) run() {
 			return
 		case d := <-s.in:
 			s.mgr.Receive(d.b, d.local, d.remote)
+			if f := s.ikeUp; f != nil && s.ikeIsUp {
+				s.ikeUp = nil
+				f()
+			}
 		case m := <-s.ctl:
 			s.control(m)
 		case now := <-tick.C:
@@ -346,7 +356,14 @@ func (h *serverHost) DeleteChild(c *ike.ChildSA) {
 	(*server)(h).note("IPsec SA deleted")
 }
 
-func (h *serverHost) Event(ike.Event) {}
+func (h *serverHost) Event(e ike.Event) {
+	switch e.ID {
+	case ike.EventNegotiationErr:
+		(*server)(h).note("negotiation failed: " + e.Reason)
+	case ike.EventIKEUp:
+		h.ikeIsUp = true
+	}
+}
 
 // dial connects the client and closes it when the test ends.
 func dial(t *testing.T, cfg Config) *Conn {
@@ -478,5 +495,61 @@ func TestHangUpOrder(t *testing.T) {
 	case <-c.Done():
 	default:
 		t.Fatal("Done not closed after Close")
+	}
+}
+
+// A failed negotiation ends the setup only when it was ours; the
+// server's own quick mode, refused, leaves the connection be.
+func TestWhichFailuresEndTheSetup(t *testing.T) {
+	for _, c := range []struct {
+		e       ike.Event
+		childUp bool
+		ends    bool
+	}{
+		{ike.Event{Exchange: ike.ExchangeMain, Initiator: true}, false, true},
+		{ike.Event{Exchange: ike.ExchangeQuick, Initiator: true}, false, true},
+		{ike.Event{Exchange: ike.ExchangeQuick, Initiator: false}, false, false},
+		{ike.Event{Exchange: ike.ExchangeQuick, Initiator: false}, true, false},
+		{ike.Event{Exchange: ike.ExchangeQuick, Initiator: true}, true, false},
+	} {
+		if got := endsSetup(c.e, c.childUp); got != c.ends {
+			t.Errorf("%v initiator=%v with our SA up=%v: ends %v, want %v", c.e.Exchange, c.e.Initiator, c.childUp, got, c.ends)
+		}
+	}
+}
+
+// A quick mode the server starts as soon as the IKE SA is up, before
+// the client's own quick mode is done (as some servers do for their
+// direction), with a suite the client does not take: the client answers
+// NO-PROPOSAL-CHOSEN, its own quick mode goes on, and the connection
+// comes up and stays.
+func TestServerQuickModeRefusedKeepsTheConnection(t *testing.T) {
+	s, cfg := newPair(t)
+	s.ikeUp = func() {
+		// Changed in place, so that the IKE SA just made still belongs
+		// to this peer and carries the quick mode; made specific so
+		// that the server may initiate. The offer is sent by the time
+		// Initiate returns; the suites go back for the client's quick
+		// mode, which the server answers.
+		s.peer.Remote = clientAddr
+		suites := s.peer.ESP
+		s.peer.ESP = []esp.Suite{mustSuite(t, "aes256-sha256")}
+		if err := s.mgr.Initiate("remote-access"); err != nil {
+			t.Errorf("server quick mode: %v", err)
+		}
+		s.peer.ESP = suites
+	}
+	c := dial(t, cfg)
+	await.State(t, 10*time.Second, "the server's quick mode refused", func() (bool, string) {
+		seen := s.saw()
+		return slices.Contains(seen, "negotiation failed: peer-error"), strings.Join(seen, ", ")
+	})
+	select {
+	case <-c.Done():
+		t.Fatalf("the connection ended: %v", c.Err())
+	default:
+	}
+	if c.Err() != nil || !c.Info().Address.IsValid() {
+		t.Fatalf("after the refused quick mode: %v, %+v", c.Err(), c.Info())
 	}
 }
