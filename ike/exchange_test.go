@@ -1244,3 +1244,55 @@ func TestEphemeralSecretsWiped(t *testing.T) {
 		m.mu.Unlock()
 	}
 }
+
+// TestResponderLifetime: B keeps shorter limits than A proposes and says
+// so in RESPONDER-LIFETIME (RFC 2407 section 4.6.3.1), so A's SAs end
+// when B's do; limits longer than A's change nothing on A.
+func TestResponderLifetime(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		aLife, bLife time.Duration
+		aKB, bKB     uint64
+		wantLife     time.Duration
+		wantKB       uint64
+	}{
+		{"B shorter", 8 * time.Hour, time.Hour, 0, 500_000, time.Hour, 500_000},
+		{"B shorter in kilobytes only", time.Hour, 2 * time.Hour, 4_000_000, 1_000_000, time.Hour, 1_000_000},
+		{"B longer", 20 * time.Minute, time.Hour, 100_000, 0, 20 * time.Minute, 100_000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPair(t, true)
+			p.pa.ESPLifetime, p.pa.ESPLifeKB = c.aLife, c.aKB
+			p.pb.ESPLifetime, p.pb.ESPLifeKB = c.bLife, c.bKB
+			p.mainMode()
+			p.quickMode()
+			ca, cb := p.checkChildren("aes128gcm16", true)
+			if ca.Lifetime != c.wantLife || ca.LifeKB != c.wantKB {
+				t.Errorf("A's SA: %v, %d KB; want %v, %d KB", ca.Lifetime, ca.LifeKB, c.wantLife, c.wantKB)
+			}
+			if cb.Lifetime != c.wantLife || cb.LifeKB != c.wantKB {
+				t.Errorf("B's SA: %v, %d KB; want %v, %d KB", cb.Lifetime, cb.LifeKB, c.wantLife, c.wantKB)
+			}
+		})
+	}
+}
+
+func TestShorterLimits(t *testing.T) {
+	for _, c := range []struct {
+		offered, kept Phase2
+		life          time.Duration
+		kb            uint64
+	}{
+		{Phase2{}, Phase2{Lifetime: time.Hour}, time.Hour, 0}, // no lifetime proposed: eight hours
+		{Phase2{}, Phase2{Lifetime: DefaultPhase2Lifetime}, 0, 0},
+		{Phase2{Lifetime: time.Hour}, Phase2{Lifetime: time.Hour}, 0, 0},
+		{Phase2{Lifetime: time.Hour}, Phase2{Lifetime: time.Minute, LifeKB: 10}, time.Minute, 10},
+		{Phase2{LifeKB: 10}, Phase2{LifeKB: 10, Lifetime: DefaultPhase2Lifetime}, 0, 0},
+		{Phase2{LifeKB: 10}, Phase2{LifeKB: 5}, 0, 5},
+	} {
+		if life, kb := shorterLimits(c.offered, c.kept); life != c.life || kb != c.kb {
+			t.Errorf("offered %v/%d KB, kept %v/%d KB: reported %v/%d KB, want %v/%d KB",
+				c.offered.Lifetime, c.offered.LifeKB, c.kept.Lifetime, c.kept.LifeKB, life, kb, c.life, c.kb)
+		}
+	}
+}

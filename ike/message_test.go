@@ -278,7 +278,8 @@ func TestTsharkReadsOurMessages(t *testing.T) {
 	}
 	mm, _ := mainMode1().Encode()
 	info, _ := (&Message{Header: Header{ICookie: Cookie{1}, RCookie: Cookie{2}, Version: Version, Exchange: ExchangeInformational, MessageID: 7},
-		Payloads: append(informational()[:len(informational())-1:len(informational())-1], quickMode1()[1:]...)}).Encode()
+		Payloads: append(append(informational()[:len(informational())-1:len(informational())-1], quickMode1()[1:]...),
+			ResponderLifetime(0x0102_0304, 90*time.Minute, 250_000))}).Encode()
 	src, dst := netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("192.0.2.2:500")
 	out, err := pcap.Tshark(t.TempDir(), []pcap.Datagram{{Src: src, Dst: dst, Payload: mm}, {Src: dst, Dst: src, Payload: info}}, "-Y", "isakmp")
 	if err != nil {
@@ -294,6 +295,7 @@ func TestTsharkReadsOurMessages(t *testing.T) {
 		"Payload: Delete (12)", "Payload: Identification (5)", "ID type: IPV4_ADDR_SUBNET (4)", "Port: 1701",
 		"Payload: NAT-OA (RFC 3947) (21)", "Payload: Nonce (10)", "Payload: Key Exchange (4)",
 		"Payload: Certificate (6)", "Payload: Certificate Request (7)", "Payload: NAT-D (RFC 3947) (20)",
+		"Notify Message Type: RESPONDER-LIFETIME (24576)", "Life-Duration: 5400", "Life-Duration: 250000",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("tshark's dissection lacks %q", want)

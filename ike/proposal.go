@@ -343,13 +343,33 @@ func (p Phase2) transform(n uint8) Transform {
 	if p.Group != 0 {
 		attrs = append(attrs, BasicAttr(p2Group, p.Group))
 	}
-	if p.Lifetime > 0 {
-		attrs = append(attrs, BasicAttr(p2LifeType, lifeSeconds), UintAttr(p2LifeDuration, uint64(p.Lifetime/time.Second)))
-	}
-	if p.LifeKB > 0 {
-		attrs = append(attrs, BasicAttr(p2LifeType, lifeKilobytes), UintAttr(p2LifeDuration, p.LifeKB))
-	}
+	attrs = appendLifeAttrs(attrs, p.Lifetime, p.LifeKB)
 	return Transform{Number: n, ID: uint8(p.Suite.Encryption.TransformID), Attributes: attrs}
+}
+
+// appendLifeAttrs adds the SA Life Type/Duration pairs (RFC 2407 section
+// 4.5) for the limits that are set.
+func appendLifeAttrs(attrs []Attribute, life time.Duration, kb uint64) []Attribute {
+	if life > 0 {
+		attrs = append(attrs, BasicAttr(p2LifeType, lifeSeconds), UintAttr(p2LifeDuration, uint64(life/time.Second)))
+	}
+	if kb > 0 {
+		attrs = append(attrs, BasicAttr(p2LifeType, lifeKilobytes), UintAttr(p2LifeDuration, kb))
+	}
+	return attrs
+}
+
+// DefaultPhase2Lifetime is an IPsec SA's lifetime when the proposal names
+// none (RFC 2407 section 4.5).
+const DefaultPhase2Lifetime = 8 * time.Hour
+
+// ResponderLifetime is the RESPONDER-LIFETIME notify (RFC 2407 section
+// 4.6.3.1) with which a responder that accepted a proposal tells the
+// initiator the shorter limits it will keep: SPI is the responder's
+// inbound SPI, life and kb the limits to report (0: not reported).
+func ResponderLifetime(spi uint32, life time.Duration, kb uint64) *Notify {
+	return &Notify{DOI: DOIIPsec, Protocol: ProtoESP, Kind: NotifyResponderLifetime,
+		SPI: binary.BigEndian.AppendUint32(nil, spi), Data: appendAttributes(nil, appendLifeAttrs(nil, life, kb))}
 }
 
 // Phase2Offer is the quick mode SA payload: one ESP proposal per suite,

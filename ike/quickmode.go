@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"encoding/binary"
 	"fmt"
@@ -36,6 +37,10 @@ type quickMode struct {
 	halfInstalled bool
 	// natOA: the peer's original address, when a NAT rewrote it.
 	natOA netip.Addr
+	// tellLife, tellKB: the responder keeps shorter limits than the
+	// initiator proposed and says so in RESPONDER-LIFETIME.
+	tellLife time.Duration
+	tellKB   uint64
 }
 
 // wipe zeroes the PFS private value and g^xy when the exchange ends.
@@ -104,6 +109,9 @@ func (t *quickMode) build(x *exchange, out *msg) (bool, error) {
 		}
 		rest = append(rest, t.ids...)
 		rest = append(rest, sa.natOA(p.Transport, sa.Remote.Addr(), sa.Local.Addr())...)
+		if t.tellLife != 0 || t.tellKB != 0 {
+			rest = append(rest, ResponderLifetime(t.inSPI, t.tellLife, t.tellKB))
+		}
 		withHash(out, rest, func(r []byte) []byte { return QuickHash2(sa.prf, sa.keys.A, x.msgID, t.ni, r) })
 		t.child = t.makeChild(sa)
 		if err := m.host.InstallInbound(t.child); err != nil {
@@ -167,6 +175,7 @@ func (t *quickMode) process(x *exchange, in *msg) (bool, error) {
 		}
 		t.p2, t.reply, t.ni, t.inSPI, t.outSPI = p2, reply, nonce.Data, spi, p2.SPI
 		t.p2.Lifetime, t.p2.LifeKB = shorter(p2.Lifetime, p.ESPLifetime), shorterKB(p2.LifeKB, p.ESPLifeKB)
+		t.tellLife, t.tellKB = shorterLimits(p2, t.p2)
 	case x.initiator && t.step == 2:
 		if !hmac.Equal(h.Data, QuickHash2(sa.prf, sa.keys.A, x.msgID, t.ni, in.afterHash)) {
 			return false, fail("authentication-failed", NotifyInvalidHashInformation, "quick mode: HASH(2) does not verify")
@@ -345,6 +354,24 @@ func shorterKB(a, b uint64) uint64 {
 		return b
 	}
 	return a
+}
+
+// shorterLimits is what a responder reports in RESPONDER-LIFETIME: each
+// limit it keeps that is shorter than the one proposed (a proposal
+// without a lifetime in seconds means eight hours; without one in
+// kilobytes, none). The reply's transform still echoes the proposal, so
+// without the notify the initiator would expect the longer limit and
+// rekey after we dropped the SA.
+func shorterLimits(offered, kept Phase2) (time.Duration, uint64) {
+	var life time.Duration
+	var kb uint64
+	if o := cmp.Or(offered.Lifetime, DefaultPhase2Lifetime); kept.Lifetime != 0 && kept.Lifetime < o {
+		life = kept.Lifetime
+	}
+	if kept.LifeKB != 0 && (offered.LifeKB == 0 || kept.LifeKB < offered.LifeKB) {
+		kb = kept.LifeKB
+	}
+	return life, kb
 }
 
 // responderLifetime applies a RESPONDER-LIFETIME notify (RFC 2407 section

@@ -288,7 +288,9 @@ func TestStrongSwanResponds(t *testing.T) {
 
 // TestStrongSwanInitiates: strongSwan starts, Gatehouse (passive) answers,
 // with AES-CBC/HMAC-SHA1 and PFS. The interop plugins are loaded: none
-// takes strongSwan for a client family of its own.
+// takes strongSwan for a client family of its own. strongSwan proposes a
+// lifetime 10% longer than its rekey time, ours, so Gatehouse's answer
+// carries RESPONDER-LIFETIME, which strongSwan reads past.
 func TestStrongSwanInitiates(t *testing.T) {
 	l := newLab(t)
 	o := tunnelOpts{esp: "aes128-sha1", pfs: "modp2048", start: "passive", load: "interop-windows, interop-apple, interop-android"}
@@ -302,6 +304,9 @@ func TestStrongSwanInitiates(t *testing.T) {
 	checkSA(t, b, "site established responder", "tunnel/udp ESP aes128-sha1")
 	if sa := b.CLI(t, "sa"); strings.Contains(sa, "by interop-") {
 		t.Fatalf("strongSwan classified as a client family:\n%s", sa)
+	}
+	if log := sw.Log(); !regexp.MustCompile(`parsed QUICK_MODE response \d+ \[.*N\(\(24576\)\).*\]`).MatchString(log) {
+		t.Fatalf("strongSwan saw no RESPONDER-LIFETIME in our quick mode answer:\n%s", log)
 	}
 }
 
