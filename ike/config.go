@@ -84,10 +84,11 @@ type PeerConfig struct {
 	// Interop names the interop plugins the host asks about this peer
 	// (the host decides what an empty list means).
 	Interop []string
-	// LocalTS and RemoteTS are the quick mode identities (tunnel mode:
-	// the subnets). Empty in transport mode: the gateways themselves,
-	// and no ID payloads are sent.
-	LocalTS, RemoteTS Selector
+	// Pairs are the quick mode identities (tunnel mode: every local
+	// subnet with every remote one), one child SA each, as IKEv1 carries
+	// one pair per quick mode. Empty in transport mode: the gateways
+	// themselves, and no ID payloads are sent.
+	Pairs []TSPair
 	// L2TP: transport mode protects L2TP only (RFC 3193): quick mode
 	// identities are the two hosts with UDP port 1701 (or any port).
 	L2TP bool
@@ -97,7 +98,40 @@ type PeerConfig struct {
 func (p *PeerConfig) Wildcard() bool { return !p.Remote.IsValid() }
 
 // hasIDs reports whether quick mode carries ID payloads.
-func (p *PeerConfig) hasIDs() bool { return p.LocalTS.Prefix.IsValid() && p.RemoteTS.Prefix.IsValid() }
+func (p *PeerConfig) hasIDs() bool { return len(p.Pairs) > 0 }
+
+// TSPair is one local and one remote selector: what one child SA of a
+// tunnel protects. The zero pair stands for a peer without pairs (the
+// two hosts, in transport mode).
+type TSPair struct{ Local, Remote Selector }
+
+func (t TSPair) String() string {
+	if t == (TSPair{}) {
+		return "hosts"
+	}
+	return t.Local.String() + " <-> " + t.Remote.String()
+}
+
+// has reports whether the pair is one of the peer's.
+func (p *PeerConfig) has(t TSPair) bool {
+	if !p.hasIDs() {
+		return t == TSPair{}
+	}
+	for _, q := range p.Pairs {
+		if q == t {
+			return true
+		}
+	}
+	return false
+}
+
+// allPairs is what a peer brings up when asked for all of it.
+func (p *PeerConfig) allPairs() []TSPair {
+	if !p.hasIDs() {
+		return []TSPair{{}}
+	}
+	return p.Pairs
+}
 
 // ChildSA is one negotiated pair of ESP SAs, as the data path installs it:
 // the boundary between IKE and the core.
@@ -120,6 +154,8 @@ type ChildSA struct {
 	// 3947 section 5.2). Checksums of what it sends were made with it.
 	NATOA netip.Addr
 
+	// pair is the peer's pair it protects (zero for a peer without).
+	pair TSPair
 	// Rekeying (rekey.go): when to rekey and when the SAs expire; whether
 	// a newer child replaced this one; when to delete it.
 	rekeyAt, expiresAt time.Time
@@ -140,6 +176,9 @@ func (c *ChildSA) String() string {
 	mode := "tunnel"
 	if !c.Tunnel {
 		mode = "transport"
+	}
+	if c.pair != (TSPair{}) {
+		return fmt.Sprintf("%s %s %s %v in %#08x out %#08x", c.Peer, mode, c.Suite, c.pair, c.InSPI, c.OutSPI)
 	}
 	return fmt.Sprintf("%s %s %s in %#08x out %#08x", c.Peer, mode, c.Suite, c.InSPI, c.OutSPI)
 }

@@ -56,7 +56,7 @@ func TestHalfOpenLimits(t *testing.T) {
 		t.Fatalf("after the timeouts: %d half-open, %d IKE SAs", n, len(p.b.SAs()))
 	}
 	// The client's SA still works: a new quick mode goes through.
-	if err := p.a.startQuickMode(p.a.sas[p.a.SAs()[0].ICookie]); err != nil {
+	if err := p.a.startQuickMode(p.a.sas[p.a.SAs()[0].ICookie], p.pa.allPairs()[0]); err != nil {
 		t.Fatal(err)
 	}
 	p.quickMode()

@@ -176,7 +176,7 @@ func newPair(t *testing.T, tunnel bool) *pair {
 			Proposals: mustProposals(t, "aes256-sha256-modp2048", "aes128-sha1-ecp256"),
 			ESP:       mustSuites(t, "aes128gcm16", "aes128-sha1"), ESPLifetime: time.Hour}
 		if tunnel {
-			c.LocalTS, c.RemoteTS = Selector{Prefix: netip.MustParsePrefix(lnet)}, Selector{Prefix: netip.MustParsePrefix(rnet)}
+			c.Pairs = []TSPair{{Selector{Prefix: netip.MustParsePrefix(lnet)}, Selector{Prefix: netip.MustParsePrefix(rnet)}}}
 		} else {
 			c.Transport = true
 		}
@@ -366,28 +366,34 @@ func (p *pair) checkChildren(suite string, tunnel bool) (ca, cb *ChildSA) {
 	if ca.OutSPI != cb.InSPI || cb.OutSPI != ca.InSPI || ca.Suite.String() != suite || ca.Tunnel != tunnel || cb.Tunnel != tunnel {
 		p.t.Fatalf("children do not match: A %v, B %v", ca, cb)
 	}
-	for _, dir := range [][2]*ChildSA{{ca, cb}, {cb, ca}} {
+	checkCrossing(p.t, ca, cb)
+	return ca, cb
+}
+
+// checkCrossing: what a seals b opens, both ways.
+func checkCrossing(t *testing.T, a, b *ChildSA) {
+	t.Helper()
+	for _, dir := range [][2]*ChildSA{{a, b}, {b, a}} {
 		out, err := esp.NewOutbound(esp.Config{SPI: dir[0].OutSPI, Suite: dir[0].Suite, EncKey: dir[0].OutEnc, IntegKey: dir[0].OutInteg})
 		if err != nil {
-			p.t.Fatal(err)
+			t.Fatal(err)
 		}
 		in, err := esp.NewInbound(esp.Config{SPI: dir[1].InSPI, Suite: dir[1].Suite, EncKey: dir[1].InEnc, IntegKey: dir[1].InInteg})
 		if err != nil {
-			p.t.Fatal(err)
+			t.Fatal(err)
 		}
 		payload := []byte("a packet through the negotiated SA")
 		buf := make([]byte, out.Headroom()+len(payload)+64)
 		copy(buf[out.Headroom():], payload)
 		sealed, err := out.Seal(buf[:out.Headroom()+len(payload)], len(payload), 4)
 		if err != nil {
-			p.t.Fatal(err)
+			t.Fatal(err)
 		}
 		got, _, err := in.Open(append([]byte(nil), sealed...))
 		if err != nil || !bytes.Equal(got, payload) {
-			p.t.Fatalf("ESP with the negotiated keys: %v", err)
+			t.Fatalf("ESP with the negotiated keys of %v: %v", dir[0], err)
 		}
 	}
-	return ca, cb
 }
 
 func TestMainAndQuickModeTunnel(t *testing.T) {
@@ -468,9 +474,13 @@ func TestRefusedPeerQuickModeKeepsTheRest(t *testing.T) {
 	p.quickMode()
 	p.checkChildren("aes128gcm16", true)
 	p.pb.ESP = mustSuites(t, "aes256-sha256")
-	if err := p.b.Initiate("to-a"); err != nil {
-		t.Fatal(err)
+	p.b.mu.Lock()
+	for _, sa := range p.b.sas {
+		if err := p.b.startQuickMode(sa, p.pb.Pairs[0]); err != nil {
+			t.Fatal(err)
+		}
 	}
+	p.b.mu.Unlock()
 	p.step("B", ExchangeQuick, true)         // HDR*, HASH(1), SA, Ni, IDs
 	p.step("A", ExchangeInformational, true) // HDR*, HASH, N(NO-PROPOSAL-CHOSEN)
 	ev := p.ha.event(EventNegotiationErr)
@@ -944,7 +954,7 @@ func TestRekeyCollision(t *testing.T) {
 		side.m.mu.Lock()
 		for _, sa := range side.m.sas {
 			side.c.rekeying = true
-			side.m.startQuickModeFor(sa, side.c)
+			side.m.startQuickModeFor(sa, side.c, side.c.pair)
 		}
 		side.m.mu.Unlock()
 	}
@@ -1134,7 +1144,7 @@ func TestRoadWarriorIKESAExpires(t *testing.T) {
 	// A quick mode on the expired SA is dropped unanswered.
 	for _, sa := range p.a.sas {
 		p.a.mu.Lock()
-		err := p.a.startQuickModeFor(sa, nil)
+		err := p.a.startQuickModeFor(sa, nil, TSPair{})
 		p.a.mu.Unlock()
 		if err != nil {
 			t.Fatal(err)
@@ -1165,7 +1175,7 @@ func TestRoadWarriorIKESAExpires(t *testing.T) {
 func TestL2TPIdentityRefused(t *testing.T) {
 	p := remoteAccessPair(t)
 	p.pa.L2TP = false
-	p.pa.LocalTS, p.pa.RemoteTS = Selector{Prefix: netip.MustParsePrefix("10.0.0.5/32"), Proto: 6, Port: 22}, Selector{Prefix: netip.MustParsePrefix("192.0.2.2/32"), Proto: 6}
+	p.pa.Pairs = []TSPair{{Selector{Prefix: netip.MustParsePrefix("10.0.0.5/32"), Proto: 6, Port: 22}, Selector{Prefix: netip.MustParsePrefix("192.0.2.2/32"), Proto: 6}}}
 	p.mainMode()
 	p.step("A", ExchangeQuick, true)
 	if ev := p.hb.event(EventNegotiationErr); ev == nil || !strings.Contains(ev.Message, "not L2TP") {

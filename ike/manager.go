@@ -68,8 +68,11 @@ type IKESA struct {
 
 	xs       map[uint32]*exchange
 	children []*ChildSA
-	m        *Manager
-	msgIDs   usedMsgIDs
+	// wanted are the pairs an initiator negotiates, one quick mode each,
+	// once main mode is done.
+	wanted []TSPair
+	m      *Manager
+	msgIDs usedMsgIDs
 }
 
 // natState is NAT traversal's (natt.go): the dialect both sides speak,
@@ -317,9 +320,21 @@ var ErrNoPeer = errors.New("no peer configured for this address")
 // ErrWildcard: a config that answers any peer has no peer to start with.
 var ErrWildcard = errors.New("remote access answers clients and does not initiate")
 
-// Initiate starts main mode with a peer, followed by a quick mode; if an
-// IKE SA is already up, only the quick mode runs. It returns at once.
+// ErrNoPair: the traffic to start a child SA for is not one of the
+// peer's subnet pairs.
+var ErrNoPair = errors.New("not one of the peer's subnet pairs")
+
+// Initiate brings up all of a peer's pairs: main mode, then a quick mode
+// per pair; if an IKE SA is already up, only the quick modes for pairs
+// without a child run. It returns at once.
 func (m *Manager) Initiate(name string) error {
+	return m.InitiatePair(name, nil)
+}
+
+// InitiatePair brings up one of a peer's pairs (traffic for it arrived):
+// nil is every pair. An established IKE SA carries the quick mode; else
+// one is made first.
+func (m *Manager) InitiatePair(name string, pair *TSPair) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var peer *PeerConfig
@@ -334,32 +349,82 @@ func (m *Manager) Initiate(name string) error {
 	if peer.Wildcard() {
 		return fmt.Errorf("initiate %q: %w", name, ErrWildcard)
 	}
-	return m.initiateLocked(peer)
+	pairs := peer.allPairs()
+	if pair != nil {
+		if !peer.has(*pair) {
+			return fmt.Errorf("initiate %q for %v: %w", name, *pair, ErrNoPair)
+		}
+		pairs = []TSPair{*pair}
+	}
+	return m.initiateLocked(peer, pairs)
 }
 
-func (m *Manager) initiateLocked(peer *PeerConfig) error {
+// initiateLocked starts what it takes to bring up pairs with peer: quick
+// modes on an established IKE SA for the pairs without a child or one on
+// its way; else the pairs join (or start) a main mode.
+func (m *Manager) initiateLocked(peer *PeerConfig, pairs []TSPair) error {
 	for _, sa := range m.sas {
 		if sa.Peer == peer && sa.state == stateEstablished && sa.life.retireAt.IsZero() {
-			for _, x := range sa.xs {
-				if x.typ == ExchangeQuick && x.initiator && x.finished.IsZero() {
-					return nil // a quick mode is on its way
+			var errs []error
+			for _, t := range pairs {
+				if !sa.covers(t) {
+					errs = append(errs, m.startQuickMode(sa, t))
 				}
 			}
-			return m.startQuickMode(sa)
-		}
-		if sa.Peer == peer && sa.state == stateMainMode && sa.Initiator {
-			return nil // already on its way
+			return errors.Join(errs...)
 		}
 	}
-	return m.startMainMode(peer, nil)
+	for _, sa := range m.sas {
+		if sa.Peer == peer && sa.state == stateMainMode && sa.Initiator {
+			for _, t := range pairs {
+				if !slices.Contains(sa.wanted, t) {
+					sa.wanted = append(sa.wanted, t)
+				}
+			}
+			return nil // on its way
+		}
+	}
+	return m.startMainMode(peer, nil, pairs)
 }
 
-// startMainMode starts a new IKE SA with a peer; old is the SA it is to
-// replace (reauthentication), or nil.
-func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA) error {
+// covers reports whether a pair has a live child on the SA, or a quick
+// mode of ours on its way.
+func (sa *IKESA) covers(t TSPair) bool {
+	for _, c := range sa.children {
+		if c.pair == t && !c.superseded && c.deleteAt.IsZero() {
+			return true
+		}
+	}
+	for _, x := range sa.xs {
+		if x.typ != ExchangeQuick || !x.initiator || !x.finished.IsZero() {
+			continue
+		}
+		for _, tk := range x.tasks {
+			if q, ok := tk.(*quickMode); ok && q.rekeys == nil && q.pair == t {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// livePairs lists the pairs of an SA's children that are in use.
+func (sa *IKESA) livePairs() []TSPair {
+	var out []TSPair
+	for _, c := range sa.children {
+		if !c.superseded && c.deleteAt.IsZero() && !slices.Contains(out, c.pair) {
+			out = append(out, c.pair)
+		}
+	}
+	return out
+}
+
+// startMainMode starts a new IKE SA with a peer, to carry pairs; old is
+// the SA it is to replace (reauthentication), or nil.
+func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA, pairs []TSPair) error {
 	sa := &IKESA{ICookie: m.cookie(), Initiator: true, Local: netip.AddrPortFrom(peer.Local, 500),
 		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
-		life: lifeState{soft: softPoint(true), replaces: old != nil}}
+		life: lifeState{soft: softPoint(true), replaces: old != nil}, wanted: slices.Clone(pairs)}
 	m.sas[sa.ICookie] = sa
 	if m.interop != nil {
 		sa.vendor.interop.VendorIDs = m.interop.VendorIDs(peer, sa.Remote)
@@ -875,7 +940,9 @@ func (m *Manager) completed(x *exchange) {
 			}
 		}
 		if sa.Initiator {
-			m.startQuickMode(sa)
+			for _, t := range sa.wanted {
+				m.startQuickMode(sa, t)
+			}
 		}
 	}
 }
@@ -911,17 +978,21 @@ func (m *Manager) peerEstablished(p *PeerConfig) bool {
 	return false
 }
 
-// startQuickMode negotiates a child SA on an established IKE SA.
-func (m *Manager) startQuickMode(sa *IKESA) error { return m.startQuickModeFor(sa, nil) }
+// startQuickMode negotiates a child SA for a pair on an established IKE
+// SA.
+func (m *Manager) startQuickMode(sa *IKESA, t TSPair) error {
+	return m.startQuickModeFor(sa, nil, t)
+}
 
-// startQuickModeFor negotiates a child that replaces old (nil: a new one).
-func (m *Manager) startQuickModeFor(sa *IKESA, old *ChildSA) error {
+// startQuickModeFor negotiates a child for a pair that replaces old (nil:
+// a new one).
+func (m *Manager) startQuickModeFor(sa *IKESA, old *ChildSA, t TSPair) error {
 	var id uint32
 	for id == 0 || sa.xs[id] != nil || sa.usedMsgID(id) {
 		id = binary.BigEndian.Uint32(m.random(4))
 	}
 	sa.useMsgID(id)
-	return m.send(m.newExchange(sa, ExchangeQuick, id, true, &quickMode{rekeys: old}))
+	return m.send(m.newExchange(sa, ExchangeQuick, id, true, &quickMode{rekeys: old, pair: t}))
 }
 
 // failed ends a failed exchange. A main mode failure takes its IKE SA
@@ -959,6 +1030,10 @@ func (m *Manager) failed(x *exchange, err error) {
 	}
 	if x.typ.phase1() {
 		m.remove(sa, "negotiation failed")
+		return
+	}
+	if x.typ == ExchangeQuick && sa.life.replaces {
+		m.retireReplaced(sa)
 	}
 }
 
@@ -1016,7 +1091,7 @@ func (m *Manager) Tick() {
 		}
 		delete(m.restarts, p)
 		if m.hasPeer(p) && !m.peerUp(p) {
-			m.initiateLocked(p)
+			m.initiateLocked(p, p.allPairs())
 		}
 	}
 	for _, sa := range m.sas {

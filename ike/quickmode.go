@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/esp"
@@ -32,6 +33,9 @@ type quickMode struct {
 	child         *ChildSA
 	// rekeys is the child this quick mode replaces, nil for a new one.
 	rekeys *ChildSA
+	// pair is the peer's pair negotiated: the initiator's choice, the
+	// one the responder found the identities in.
+	pair TSPair
 	// halfInstalled: the responder installed the inbound SA and waits
 	// for HASH(3).
 	halfInstalled bool
@@ -80,7 +84,7 @@ func (t *quickMode) build(x *exchange, out *msg) (bool, error) {
 			rest = append(rest, &Data{T: PayloadKE, Data: dh.Public()})
 		}
 		if p.hasIDs() {
-			t.localTS, t.remoteTS = p.LocalTS, p.RemoteTS
+			t.localTS, t.remoteTS = t.pair.Local, t.pair.Remote
 		} else if p.L2TP {
 			t.localTS, t.remoteTS = l2tpSelector(sa.Local.Addr()), l2tpSelector(sa.Remote.Addr())
 		}
@@ -238,7 +242,7 @@ func (t *quickMode) checkIDs(sa *IKESA, in *msg, initiator bool) error {
 	case len(ids) == 0 && !p.hasIDs():
 		return nil
 	case len(ids) == 0:
-		return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: no identities, want %v <-> %v", p.LocalTS, p.RemoteTS)
+		return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: no identities, want one of %v", pairList(p.Pairs))
 	case len(ids) != 2:
 		return fail("malformed", NotifyInvalidIDInformation, "quick mode: %d ID payloads, want 2", len(ids))
 	}
@@ -252,10 +256,12 @@ func (t *quickMode) checkIDs(sa *IKESA, in *msg, initiator bool) error {
 		local, remote = ci, cr
 	}
 	if p.hasIDs() {
-		if local != p.LocalTS || remote != p.RemoteTS {
-			return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: peer proposed %v <-> %v, we have %v <-> %v",
-				remote, local, p.RemoteTS, p.LocalTS)
+		pair := TSPair{local, remote}
+		if (initiator && pair != t.pair) || (!initiator && !p.has(pair)) {
+			return fail("no-proposal-chosen", NotifyInvalidIDInformation, "quick mode: peer proposed %v <-> %v, we have %s",
+				remote, local, pairList(p.Pairs))
 		}
+		t.pair = pair
 	} else if err := t.checkTransportIDs(sa, local, remote); err != nil {
 		return err
 	}
@@ -264,6 +270,19 @@ func (t *quickMode) checkIDs(sa *IKESA, in *msg, initiator bool) error {
 		t.ids = []Payload{ids[0], ids[1]} // echoed as received
 	}
 	return nil
+}
+
+// pairList names a peer's pairs for an error message, from the peer's
+// side: "10.2.0.0/24 <-> 10.1.0.0/24, ...".
+func pairList(pairs []TSPair) string {
+	var b strings.Builder
+	for i, t := range pairs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%v <-> %v", t.Remote, t.Local)
+	}
+	return b.String()
 }
 
 // checkTransportIDs: in transport mode the identities name the two hosts.
@@ -407,7 +426,7 @@ func (t *quickMode) makeChild(sa *IKESA) *ChildSA {
 	}
 	c := &ChildSA{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, Tunnel: t.p2.Tunnel(), UDP: t.p2.UDP(),
 		Suite: t.p2.Suite, InSPI: t.inSPI, OutSPI: t.outSPI, LocalTS: t.localTS, RemoteTS: t.remoteTS,
-		Lifetime: t.p2.Lifetime, LifeKB: t.p2.LifeKB, ICookie: sa.ICookie, RCookie: sa.RCookie}
+		Lifetime: t.p2.Lifetime, LifeKB: t.p2.LifeKB, ICookie: sa.ICookie, RCookie: sa.RCookie, pair: t.pair}
 	if !c.Tunnel && t.natOA != sa.Remote.Addr().Unmap() {
 		c.NATOA = t.natOA
 	}

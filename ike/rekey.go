@@ -3,6 +3,7 @@ package ike
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,6 +28,9 @@ const (
 	// retireGrace is how long an old IKE SA and its children stay after
 	// the new ones are up.
 	retireGrace = 2 * time.Second
+	// replaceWait bounds how long a responder keeps an IKE SA that a
+	// reauthenticated one replaces while waiting for all its pairs.
+	replaceWait = 30 * time.Second
 )
 
 // softPoint is when, as a fraction of the lifetime, a side rekeys.
@@ -71,11 +75,14 @@ func (m *Manager) rekeyTick(sa *IKESA, now time.Time) {
 		case !c.rekeying && !c.superseded && !sa.life.expired && !c.rekeyAt.IsZero() && !now.Before(c.rekeyAt):
 			c.rekeying = true
 			m.log.Info("rekeying IPsec SA", zap.String("peer", sa.Peer.Name), zap.Stringer("child", c))
-			m.startQuickModeFor(sa, c)
+			m.startQuickModeFor(sa, c, c.pair)
 		}
 		kept = append(kept, c)
 	}
 	sa.children = kept
+	if sa.life.replaces {
+		m.retireReplaced(sa)
+	}
 	if sa.life.retireAt.IsZero() || now.Before(sa.life.retireAt) {
 		if sa.Peer.Wildcard() {
 			m.expireTick(sa, now) // a road warrior renews its own SA
@@ -112,7 +119,11 @@ func (m *Manager) reauthTick(sa *IKESA, now time.Time) {
 	}
 	sa.life.reauthStarted = true
 	m.log.Info("reauthenticating IKE SA", zap.String("peer", sa.Peer.Name), zap.Stringer("remote", sa.Remote.Addr()))
-	m.startMainMode(sa.Peer, sa)
+	pairs := sa.livePairs()
+	if len(pairs) == 0 {
+		pairs = sa.Peer.allPairs()
+	}
+	m.startMainMode(sa.Peer, sa, pairs)
 }
 
 // expireTick ends a road warrior's IKE SA at its lifetime. The SA is the
@@ -138,17 +149,38 @@ func (m *Manager) expireTick(sa *IKESA, now time.Time) {
 	}
 }
 
-// retireReplaced runs when a reauthenticated IKE SA has its first child:
-// the SA it replaces, and every other established SA with the peer, go
-// after a grace.
+// retireReplaced runs when a reauthenticated IKE SA gets a child, fails
+// a quick mode, or ticks: the SA it replaces, and every other older
+// established SA with the peer, go after a grace once the new one
+// carries every pair they did. An initiator does not wait for pairs it
+// has no quick mode on its way for (one it could not bring up must not
+// keep the old SA); a responder, which cannot know what the initiator
+// will bring, waits at most replaceWait, as the initiator normally
+// deletes the old SA itself.
 func (m *Manager) retireReplaced(sa *IKESA) {
+	if len(sa.children) == 0 {
+		return
+	}
+	pending := false
+	for _, x := range sa.xs {
+		pending = pending || (x.typ == ExchangeQuick && x.initiator && x.finished.IsZero())
+	}
+	gaveUp := (sa.Initiator && !pending) || (!sa.Initiator && m.now().Sub(sa.created) >= replaceWait)
+	left := false
 	for _, old := range m.sas {
 		if old != sa && samePeer(old, sa) && old.state == stateEstablished && old.life.retireAt.IsZero() && old.created.Before(sa.created) {
+			if !gaveUp && !sa.carries(old.livePairs()) {
+				left = true
+				continue
+			}
 			old.life.retireAt = m.now().Add(retireGrace)
 			for _, c := range old.children {
 				c.superseded = true
 			}
 		}
+	}
+	if !left {
+		sa.life.replaces = false // nothing older is left to retire
 	}
 }
 
@@ -162,4 +194,15 @@ func (t *quickMode) abort(m *Manager) {
 	if t.rekeys != nil {
 		t.rekeys.rekeying = false // try again at the next tick
 	}
+}
+
+// carries reports whether the SA has a live child for each pair.
+func (sa *IKESA) carries(pairs []TSPair) bool {
+	live := sa.livePairs()
+	for _, t := range pairs {
+		if !slices.Contains(live, t) {
+			return false
+		}
+	}
+	return true
 }

@@ -452,8 +452,8 @@ func printSAs(w io.Writer, r *pb.SAsResponse) {
 	}
 	tw.Flush()
 	for _, s := range r.Sas {
-		if s.Direction == "in" && len(s.Selectors) > 0 {
-			fmt.Fprintf(w, "%s in %#08x selectors: %s\n", s.Name, s.Spi, strings.Join(s.Selectors, "; "))
+		if len(s.Selectors) > 0 {
+			fmt.Fprintf(w, "%s %s %#08x selectors: %s\n", s.Name, s.Direction, s.Spi, strings.Join(s.Selectors, "; "))
 		}
 	}
 	fmt.Fprintf(w, "\nData path: %d sent, %d received, %d forwarded in clear, %d NAT keepalives\n", r.Sent, r.Received, r.ClearForwarded, r.Keepalives)

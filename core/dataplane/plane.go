@@ -64,6 +64,9 @@ type Acquire struct {
 	Rule     *policy.Rule
 	Peer     netip.Addr
 	Src, Dst netip.Addr
+	// Local and Remote are the subnet pair the packet matched, for a
+	// rule with an SA pair per filter (policy.Rule.PerPair).
+	Local, Remote netip.Prefix
 }
 
 // Config wires a Plane.
@@ -76,7 +79,8 @@ type Config struct {
 	AH    Conn // IP protocol 51, read with the IP header; may be nil
 	SAD   *sad.DB
 	// OnAcquire is called when a packet needs an SA that does not exist,
-	// at most once a second per rule and peer. It must not block.
+	// at most once a second per rule, peer and subnet pair. It must not
+	// block.
 	OnAcquire func(Acquire)
 	// OnIKE receives IKE messages that arrived on port 4500 (marker
 	// removed). Nil: they are counted and dropped.
@@ -362,10 +366,13 @@ func (p *Plane) outbound(buf []byte, n int) {
 		peer = rule.Tunnel
 	}
 	key := sad.OutKey{Rule: rule.Name, Peer: peer}
+	if rule.PerPair {
+		key.Pair = d.Entry.Pair
+	}
 	sa := p.cfg.SAD.Outbound(key)
 	if sa == nil || (sa.ESP == nil && sa.AH == nil) {
 		p.drop(DropNoSA)
-		p.acquire(key, rule, info)
+		p.acquire(key, d.Entry, info)
 		return
 	}
 	if sa.AH != nil {
@@ -396,7 +403,7 @@ func (p *Plane) outbound(buf []byte, n int) {
 	}
 }
 
-func (p *Plane) acquire(key sad.OutKey, rule *policy.Rule, info esp.IPInfo) {
+func (p *Plane) acquire(key sad.OutKey, e *policy.Entry, info esp.IPInfo) {
 	if p.cfg.OnAcquire == nil {
 		return
 	}
@@ -409,7 +416,11 @@ func (p *Plane) acquire(key sad.OutKey, rule *policy.Rule, info esp.IPInfo) {
 	}
 	p.acqMu.Unlock()
 	if fire {
-		p.cfg.OnAcquire(Acquire{Rule: rule, Peer: key.Peer, Src: info.Src, Dst: info.Dst})
+		a := Acquire{Rule: e.Rule, Peer: key.Peer, Src: info.Src, Dst: info.Dst}
+		if e.Rule.PerPair {
+			a.Local, a.Remote = e.Src.Prefix, e.Dst.Prefix
+		}
+		p.cfg.OnAcquire(a)
 	}
 }
 

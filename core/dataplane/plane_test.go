@@ -205,6 +205,68 @@ func TestTunnelModeRawAndUDP(t *testing.T) {
 	}
 }
 
+// pairPolicy is a negotiated tunnel with two subnets each side: four
+// filters, an SA pair per filter.
+func pairPolicy(me, peer netip.Addr, mine, theirs []netip.Prefix) *policy.Policy {
+	neg := policy.FilterAction{Action: policy.Negotiate}
+	out := &policy.Rule{Name: "t/out", Tunnel: peer, Dir: policy.Outbound, Action: neg, PerPair: true}
+	in := &policy.Rule{Name: "t/in", Seq: 1, Tunnel: me, Dir: policy.Inbound, Action: neg, PerPair: true}
+	for _, l := range mine {
+		for _, r := range theirs {
+			out.Filters = append(out.Filters, policy.Filter{Src: policy.Addr{Prefix: l}, Dst: policy.Addr{Prefix: r}})
+			in.Filters = append(in.Filters, policy.Filter{Src: policy.Addr{Prefix: r}, Dst: policy.Addr{Prefix: l}})
+		}
+	}
+	return policy.New([]*policy.Rule{out, in}, "none", nil, []netip.Addr{me})
+}
+
+// TestPerPairSAs: each subnet pair of a tunnel goes out on its own SA,
+// found by the filter the packet matched; a pair without one asks IKE
+// for that pair.
+func TestPerPairSAs(t *testing.T) {
+	a, b := newPair(t)
+	n := netip.MustParsePrefix
+	mine, theirs := []netip.Prefix{n("10.1.0.0/24"), n("10.3.0.0/24")}, []netip.Prefix{n("10.2.0.0/24"), n("10.4.0.0/24")}
+	a.plane.SetPolicy(pairPolicy(gwA, gwB, mine, theirs))
+	b.plane.SetPolicy(pairPolicy(gwB, gwA, theirs, mine))
+	installPair := func(spi uint32, l, r netip.Prefix) {
+		ek, ik := keys(gcm, byte(spi))
+		cfg := esp.Config{SPI: spi, Suite: gcm, EncKey: ek, IntegKey: ik}
+		out, _ := esp.NewOutbound(cfg)
+		in, _ := esp.NewInbound(cfg)
+		a.db.SetOutbound(sad.OutKey{Rule: "t/out", Peer: gwB, Pair: policy.PairID(l, r)},
+			&sad.OutSA{Meta: sad.Meta{Mode: sad.Tunnel, Local: netip.AddrPortFrom(gwA, 0), Peer: netip.AddrPortFrom(gwB, 0)}, ESP: out})
+		if err := b.db.AddInbound(&sad.InSA{Meta: sad.Meta{Mode: sad.Tunnel, Local: netip.AddrPortFrom(gwB, 0), Peer: netip.AddrPortFrom(gwA, 0),
+			Selectors: tunnelSel(l, r)}, ESP: in}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	installPair(0x1101, mine[0], theirs[0])
+	installPair(0x3401, mine[1], theirs[1])
+	for _, c := range []struct {
+		src, dst string
+		spi      uint32
+	}{{"10.1.0.5", "10.2.0.7", 0x1101}, {"10.3.0.5", "10.4.0.7", 0x3401}, {"10.1.0.6", "10.2.0.8", 0x1101}} {
+		pkt := ipPacket(netip.MustParseAddr(c.src), netip.MustParseAddr(c.dst), 17, 5000, 53, "pair")
+		before := b.db.Inbound(c.spi).ESP.Counters().Packets.Load()
+		a.tun.In <- pkt
+		expect(t, b.tun, pkt)
+		if got := b.db.Inbound(c.spi).ESP.Counters().Packets.Load(); got != before+1 {
+			t.Fatalf("%s -> %s did not arrive on SA %#x", c.src, c.dst, c.spi)
+		}
+	}
+	a.tun.In <- ipPacket(netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.4.0.7"), 17, 5000, 53, "no SA for this pair")
+	select {
+	case acq := <-a.acquired:
+		if acq.Rule.Name != "t/out" || acq.Local != mine[0] || acq.Remote != theirs[1] {
+			t.Fatalf("acquire %+v, want the pair %v <-> %v", acq, mine[0], theirs[1])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no acquire")
+	}
+	waitDrop(t, a.plane, "no-sa", 1)
+}
+
 func TestTransportMode(t *testing.T) {
 	a, b := newPair(t)
 	host := func(x netip.Addr) netip.Prefix { return netip.PrefixFrom(x, 32) }

@@ -192,6 +192,10 @@ func FromIKE(e ike.Event) Record {
 	if e.Child != nil {
 		r.Fields = map[string]string{"in_spi": fmt.Sprintf("%#08x", e.Child.InSPI), "out_spi": fmt.Sprintf("%#08x", e.Child.OutSPI),
 			"suite": e.Child.Suite.String(), "rekey": strconv.FormatBool(e.Rekey)}
+		if e.Child.Tunnel && e.Child.LocalTS.Prefix.IsValid() {
+			// A tunnel has an SA pair per subnet pair: say which.
+			r.Fields["local_ts"], r.Fields["remote_ts"] = e.Child.LocalTS.Prefix.String(), e.Child.RemoteTS.Prefix.String()
+		}
 	}
 	return r
 }

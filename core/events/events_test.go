@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
@@ -91,5 +92,24 @@ func TestDiskFull(t *testing.T) {
 	}
 	if got := logs.FilterMessageSnippet("audit log write failed").Len(); got != 1 {
 		t.Fatalf("%d error lines, want 1", got)
+	}
+}
+
+// A tunnel's IPsec SA events name the subnet pair the SA carries; a
+// transport SA's do not.
+func TestChildEventsNameThePair(t *testing.T) {
+	sel := func(s string) ike.Selector { return ike.Selector{Prefix: netip.MustParsePrefix(s)} }
+	gcm, err := esp.ParseSuite("aes128gcm16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tunnel := &ike.ChildSA{Suite: gcm, Tunnel: true, InSPI: 0x1001, OutSPI: 0x2002, LocalTS: sel("10.3.0.0/24"), RemoteTS: sel("10.4.0.0/24")}
+	r := FromIKE(ike.Event{ID: ike.EventChildUp, Peer: "site", Child: tunnel})
+	if r.Fields["local_ts"] != "10.3.0.0/24" || r.Fields["remote_ts"] != "10.4.0.0/24" || r.Fields["in_spi"] != "0x00001001" {
+		t.Fatalf("tunnel child fields: %v", r.Fields)
+	}
+	transport := &ike.ChildSA{Suite: gcm, InSPI: 0x1001, OutSPI: 0x2002, LocalTS: sel("192.0.2.1/32"), RemoteTS: sel("192.0.2.2/32")}
+	if r := FromIKE(ike.Event{ID: ike.EventChildUp, Peer: "remote-access", Child: transport}); r.Fields["local_ts"] != "" {
+		t.Fatalf("transport child fields: %v", r.Fields)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/events"
 	"github.com/gatehouse/gatehouse/core/pluginhost"
+	"github.com/gatehouse/gatehouse/core/policy"
 	"github.com/gatehouse/gatehouse/core/remote"
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
@@ -45,7 +46,7 @@ type Engine struct {
 	socks   []ikeSocket
 	udp4500 dataplane.Conn
 	in      chan ikeDatagram
-	acquire chan string
+	acquire chan startReq
 	// onTraffic: tunnels an acquire may start (not start: passive); a
 	// reload replaces the map.
 	onTraffic atomic.Pointer[map[string]bool]
@@ -126,11 +127,12 @@ func PeerConfigs(c *config.Config) ([]*ike.PeerConfig, Profiles, error) {
 		if err := setAuth(p, where, t.Auth, profiles); err != nil {
 			return nil, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
 		}
-		// One quick mode per tunnel carries its first subnet pair; more
-		// pairs need one child SA each (not built yet).
-		if len(t.Local.Subnets) > 0 && len(t.Remote.Subnets) > 0 {
-			p.LocalTS = ike.Selector{Prefix: t.Local.Subnets[0].Prefix}
-			p.RemoteTS = ike.Selector{Prefix: t.Remote.Subnets[0].Prefix}
+		// Every local subnet with every remote one: a child SA each, in
+		// the order the policy lists the filters.
+		for _, l := range t.Local.Subnets {
+			for _, r := range t.Remote.Subnets {
+				p.Pairs = append(p.Pairs, ike.TSPair{Local: ike.Selector{Prefix: l.Prefix}, Remote: ike.Selector{Prefix: r.Prefix}})
+			}
 		}
 		out = append(out, p)
 	}
@@ -444,11 +446,8 @@ func (h *host) InstallInbound(c *ike.ChildSA) error {
 		return err
 	}
 	meta.Rule = t.Name + "/in"
-	for _, r := range t.Remote.Subnets {
-		for _, l := range t.Local.Subnets {
-			meta.Selectors = append(meta.Selectors, sad.Selector{Src: r.Prefix, Dst: l.Prefix})
-		}
-	}
+	// What arrives on it must be its own pair's (RFC 4301 section 5.2).
+	meta.Selectors = []sad.Selector{{Src: c.RemoteTS.Prefix, Dst: c.LocalTS.Prefix}}
 	return h.db.AddInbound(&sad.InSA{Meta: meta, ESP: in})
 }
 
@@ -466,9 +465,16 @@ func (h *host) InstallOutbound(c *ike.ChildSA) error {
 		return err
 	}
 	meta.Rule = t.Name + "/out"
+	meta.Selectors = []sad.Selector{{Src: c.LocalTS.Prefix, Dst: c.RemoteTS.Prefix}}
 	// The new outbound SA replaces the old in one step (rekeying).
-	h.db.SetOutbound(sad.OutKey{Rule: meta.Rule, Peer: t.Remote.Address.Unmap()}, &sad.OutSA{Meta: meta, ESP: out})
+	h.db.SetOutbound(tunnelOutKey(t, c), &sad.OutSA{Meta: meta, ESP: out})
 	return nil
+}
+
+// tunnelOutKey is where the data path finds a tunnel child's outbound SA:
+// the tunnel's rule, its peer and the child's subnet pair.
+func tunnelOutKey(t config.Tunnel, c *ike.ChildSA) sad.OutKey {
+	return sad.OutKey{Rule: t.Name + "/out", Peer: t.Remote.Address.Unmap(), Pair: policy.PairID(c.LocalTS.Prefix, c.RemoteTS.Prefix)}
 }
 
 func (h *host) DeleteChild(c *ike.ChildSA) {
@@ -484,7 +490,7 @@ func (h *host) DeleteChild(c *ike.ChildSA) {
 		return
 	}
 	if t, ok := h.tunnel(c.Peer); ok {
-		h.db.RemoveOutbound(sad.OutKey{Rule: t.Name + "/out", Peer: t.Remote.Address.Unmap()}, c.OutSPI)
+		h.db.RemoveOutbound(tunnelOutKey(t, c), c.OutSPI)
 	}
 }
 
@@ -561,7 +567,7 @@ func Start(cfg Config) (*Engine, error) {
 	}
 	h := &host{log: cfg.Log, plugins: cfg.Plugins, events: cfg.Events, db: cfg.SAD, socks: socks, udp4500: cfg.UDP4500, onSA: cfg.OnSAEvent,
 		peerGone: cfg.PeerGone, keyLog: cfg.KeyLog, tunnels: tunnelsByName(c.Tunnels), profiles: profiles}
-	st := &Engine{log: cfg.Log, socks: socks, udp4500: cfg.UDP4500, in: make(chan ikeDatagram, 256), acquire: make(chan string, 64),
+	st := &Engine{log: cfg.Log, socks: socks, udp4500: cfg.UDP4500, in: make(chan ikeDatagram, 256), acquire: make(chan startReq, 64),
 		host: h, stop: make(chan struct{}), done: make(chan struct{})}
 	st.onTraffic.Store(onTrafficOf(c.Tunnels))
 	st.mgr = ike.NewManager(ike.Config{Log: cfg.Log, Host: h, Rand: rand.Reader, Interop: newInteropHost(cfg.InteropLog, cfg.Interops)})
@@ -572,7 +578,7 @@ func Start(cfg Config) (*Engine, error) {
 	go st.run()
 	for _, t := range c.Tunnels {
 		if t.Start == "always" {
-			st.acquire <- t.Name
+			st.acquire <- startReq{name: t.Name}
 		}
 	}
 	cfg.Log.Info("IKE running", zap.Int("tunnels", len(peers)))
@@ -614,9 +620,16 @@ func (st *Engine) Reconfigure(tunnels []config.Tunnel, peers []*ike.PeerConfig, 
 // queue already holds work the engine is behind on).
 func (st *Engine) StartTunnel(name string) {
 	select {
-	case st.acquire <- name:
+	case st.acquire <- startReq{name: name}:
 	default:
 	}
+}
+
+// startReq asks the engine to bring up a tunnel: one subnet pair (pair
+// set: traffic for it arrived) or all of them.
+type startReq struct {
+	name string
+	pair *ike.TSPair
 }
 
 func (st *Engine) read500(s ikeSocket) {
@@ -651,8 +664,12 @@ func (st *Engine) OnAcquire(a dataplane.Acquire) {
 	if !ok || !(*st.onTraffic.Load())[name] {
 		return
 	}
+	req := startReq{name: name}
+	if a.Local.IsValid() && a.Remote.IsValid() {
+		req.pair = &ike.TSPair{Local: ike.Selector{Prefix: a.Local}, Remote: ike.Selector{Prefix: a.Remote}}
+	}
 	select {
-	case st.acquire <- name:
+	case st.acquire <- req:
 	default:
 	}
 }
@@ -667,9 +684,9 @@ func (st *Engine) run() {
 			return
 		case d := <-st.in:
 			st.mgr.Receive(d.b, d.local, d.remote)
-		case name := <-st.acquire:
-			if err := st.mgr.Initiate(name); err != nil {
-				st.log.Warn("cannot start the tunnel", zap.String("tunnel", name), zap.Error(err))
+		case r := <-st.acquire:
+			if err := st.mgr.InitiatePair(r.name, r.pair); err != nil {
+				st.log.Warn("cannot start the tunnel", zap.String("tunnel", r.name), zap.Error(err))
 			}
 		case <-t.C:
 			st.mgr.Tick()

@@ -97,8 +97,8 @@ func tunnelRules(i int, t config.Tunnel) (*Rule, *Rule, error) {
 	action := FilterAction{Name: t.Name, Action: Negotiate, Offers: o, PFS: t.ESP.PFS}
 	auth := authMethods(t.Auth)
 	origin := fmt.Sprintf("tunnels[%d] %s", i, t.Name)
-	out := &Rule{Name: t.Name + "/out", Origin: origin, Tunnel: t.Remote.Address.Unmap(), Dir: Outbound, Action: action, Auth: auth}
-	in := &Rule{Name: t.Name + "/in", Origin: origin, Tunnel: t.Local.Address.Unmap(), Dir: Inbound, Action: action, Auth: auth}
+	out := &Rule{Name: t.Name + "/out", Origin: origin, Tunnel: t.Remote.Address.Unmap(), Dir: Outbound, Action: action, Auth: auth, PerPair: true}
+	in := &Rule{Name: t.Name + "/in", Origin: origin, Tunnel: t.Local.Address.Unmap(), Dir: Inbound, Action: action, Auth: auth, PerPair: true}
 	for _, l := range t.Local.Subnets {
 		for _, r := range t.Remote.Subnets {
 			out.Filters = append(out.Filters, Filter{Src: Addr{Prefix: l.Prefix}, Dst: Addr{Prefix: r.Prefix}})

@@ -12,6 +12,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/esp"
@@ -116,6 +117,11 @@ type Rule struct {
 	Action  FilterAction
 	Auth    []AuthMethod
 	Filters []Filter
+	// PerPair: each filter (a local and a remote subnet) has an SA pair
+	// of its own, as IKE negotiates them for a tunnel (one quick mode
+	// per pair); the filter a packet matched picks its SA. Otherwise one
+	// SA pair serves the whole rule.
+	PerPair bool
 }
 
 // IsTunnel reports whether the rule has a tunnel endpoint.
@@ -133,6 +139,32 @@ type Entry struct {
 	Mirror           bool // this entry is the generated reverse
 	Weight           uint32
 	Seq              int
+	// Pair is PairID(Src, Dst) for a PerPair rule's entry, else 0.
+	Pair uint32
+}
+
+// pairIDs numbers the subnet pairs of PerPair rules. A number is never
+// reused or forgotten (there are as many as pairs ever configured), so
+// SAs keyed by it find their pair again after a reload.
+var pairIDs struct {
+	sync.Mutex
+	m map[[2]netip.Prefix]uint32
+}
+
+// PairID is the number of a (local, remote) subnet pair, from 1.
+func PairID(local, remote netip.Prefix) uint32 {
+	pairIDs.Lock()
+	defer pairIDs.Unlock()
+	k := [2]netip.Prefix{local.Masked(), remote.Masked()}
+	if id, ok := pairIDs.m[k]; ok {
+		return id
+	}
+	if pairIDs.m == nil {
+		pairIDs.m = map[[2]netip.Prefix]uint32{}
+	}
+	id := uint32(len(pairIDs.m) + 1)
+	pairIDs.m[k] = id
+	return id
 }
 
 // Weight orders filters like Windows: more specific addresses first, then a

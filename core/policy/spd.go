@@ -34,6 +34,9 @@ func New(rules []*Rule, exemptName string, exemptions []string, local []netip.Ad
 		for _, f := range r.Filters {
 			if r.IsTunnel() {
 				add(r, r.Dir, f, f.Src, f.Dst, 0, 0, false)
+				if r.PerPair {
+					p.Entries[len(p.Entries)-1].Pair = PairID(f.Src.Prefix, f.Dst.Prefix)
+				}
 				continue
 			}
 			add(r, Outbound, f, f.Src, f.Dst, f.SrcPort, f.DstPort, false)

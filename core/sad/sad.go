@@ -68,11 +68,13 @@ func (s Selector) String() string {
 
 // Meta describes an SA beyond its crypto.
 type Meta struct {
-	Name      string // tunnel or manual SA name, for people
-	Mode      Mode
-	Local     netip.AddrPort // outer addresses; port 4500 with UDP encapsulation
-	Peer      netip.AddrPort
-	UDPEncap  bool
+	Name     string // tunnel or manual SA name, for people
+	Mode     Mode
+	Local    netip.AddrPort // outer addresses; port 4500 with UDP encapsulation
+	Peer     netip.AddrPort
+	UDPEncap bool
+	// Selectors: what may arrive on an inbound SA; on an outbound one,
+	// what it carries, for display (the policy and OutKey choose it).
 	Selectors []Selector
 	Rule      string     // policy rule name
 	NATOA     netip.Addr // peer's original address (transport mode behind NAT)
@@ -138,6 +140,12 @@ func (m *Meta) AllowsInner(src, dst netip.Addr, proto uint8, sport, dport uint16
 type OutKey struct {
 	Rule string
 	Peer netip.Addr
+	// Pair is the subnet pair of a rule with one SA pair per filter (a
+	// negotiated tunnel: policy.Rule.PerPair), as policy.PairID numbers
+	// it; 0 otherwise. A number, not two prefixes, keeps the key small:
+	// it is hashed for every packet out (and Pair before Port keeps the
+	// fields after Rule one run of memory to hash).
+	Pair uint32
 	// Port tells apart remote-access clients behind one NAT: their
 	// NAT-T source port (0 for everything else).
 	Port uint16

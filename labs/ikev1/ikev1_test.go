@@ -71,6 +71,9 @@ type tunnelOpts struct {
 	swanExtra string
 	// load is gatehoused's plugins.load (default: what it needs).
 	load string
+	// pairs: the sides' subnets are comma-separated lists, and
+	// strongSwan gets one child per subnet pair.
+	pairs bool
 	// moreTunnels are more entries for gatehoused's tunnels list.
 	moreTunnels string
 	// keylog, when set, is where gatehoused appends the ESP keys.
@@ -153,25 +156,52 @@ func swanctlConf(s side, o tunnelOpts) string {
     proposals = %[3]s
     encap = yes
     dpd_delay = 10s
-    rekey_time = %[8]s
-    %[11]s
-    %[7]s
+    rekey_time = %[4]s
+    %[5]s
+    %[6]s
     children {
-      net {
-        local_ts = %[4]s
-        remote_ts = %[5]s
-        esp_proposals = %[6]s
-        mode = tunnel
-        start_action = trap
-        rekey_time = %[9]s
-      }
-    }
+%[7]s    }
   }
 }
 secrets {
-  %[10]s
+  %[8]s
 }
-`, s.local, s.remote, o.ike, s.localNet, s.remoteNet, esp, o.swanAuth, o.ikeLife, o.espLife, o.swanSecrets, o.swanExtra)
+`, s.local, s.remote, o.ike, o.ikeLife, o.swanExtra, o.swanAuth, swanChildren(s, o, esp), o.swanSecrets)
+}
+
+// swanChildren is strongSwan's children section: one child "net" for the
+// first subnets of each side, or with o.pairs one child per subnet pair
+// ("net-10_1_0_0-10_2_0_0"), as strongSwan's IKEv1 negotiates one pair
+// per child.
+func swanChildren(s side, o tunnelOpts, esp string) string {
+	child := func(name, local, remote string) string {
+		return fmt.Sprintf(`      %s {
+        local_ts = %s
+        remote_ts = %s
+        esp_proposals = %s
+        mode = tunnel
+        start_action = trap
+        rekey_time = %s
+      }
+`, name, local, remote, esp, o.espLife)
+	}
+	if !o.pairs {
+		return child("net", s.localNet, s.remoteNet)
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(s.localNet, ",") {
+		for _, r := range strings.Split(s.remoteNet, ",") {
+			l, r = strings.TrimSpace(l), strings.TrimSpace(r)
+			b.WriteString(child(pairChild(l, r), l, r))
+		}
+	}
+	return b.String()
+}
+
+// pairChild names strongSwan's child for a subnet pair (no dots: they
+// separate the levels of swanctl.conf's names).
+func pairChild(local, remote string) string {
+	return strings.ReplaceAll("net-"+strings.TrimSuffix(local, "/24")+"-"+strings.TrimSuffix(remote, "/24"), ".", "_")
 }
 
 // swanDir makes a folder for strongSwan holding o's files.

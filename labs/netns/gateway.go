@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"cmp"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -108,20 +109,33 @@ func (g *Gateway) Traffic(t testing.TB) Traffic {
 // clear, so that an answer cannot have come around the tunnel.
 func PingThrough(t testing.TB, from *NS, to string) {
 	t.Helper()
+	PingThroughFrom(t, from, "", to)
+}
+
+// PingThroughFrom is PingThrough from the source address src (empty: the
+// one the route picks).
+func PingThroughFrom(t testing.TB, from *NS, src, to string) {
+	t.Helper()
+	ping := func(args ...string) []string {
+		if src != "" {
+			args = append([]string{"-I", src}, args...)
+		}
+		return append(args, to)
+	}
 	var out string
 	var err error
 	if ok, _ := await.Poll(20*time.Second, func() (bool, string) {
-		out, err = from.Output(5*time.Second, "ping", "-c", "1", "-W", "1", to)
+		out, err = from.Output(5*time.Second, "ping", ping("-c", "1", "-W", "1")...)
 		return err == nil, ""
 	}); !ok {
-		t.Fatalf("ping %s from %s: no answer in 20 s: %v\n%s", to, from.Name, err, out)
+		t.Fatalf("ping %s from %s (%s): no answer in 20 s: %v\n%s", to, from.Name, cmp.Or(src, "routed source"), err, out)
 	}
 	gws := from.Gateways()
 	before := make([]Traffic, len(gws))
 	for i, g := range gws {
 		before[i] = g.Traffic(t)
 	}
-	if out, err = from.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", to); err != nil || !strings.Contains(out, " 3 received") {
+	if out, err = from.Output(10*time.Second, "ping", ping("-c", "3", "-i", "0.2", "-W", "1")...); err != nil || !strings.Contains(out, " 3 received") {
 		t.Fatalf("ping %s from %s through the tunnel: %v\n%s", to, from.Name, err, out)
 	}
 	for i, g := range gws {

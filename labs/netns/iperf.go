@@ -12,6 +12,12 @@ import (
 // Iperf runs an iperf3 TCP test of duration d from client to a one-off
 // server bound to addr in server, and returns the received Mbit/s.
 func Iperf(server, client *NS, addr string, d time.Duration) (float64, error) {
+	return IperfFrom(server, client, addr, "", d)
+}
+
+// IperfFrom is Iperf with the client bound to src (empty: the address
+// the route picks).
+func IperfFrom(server, client *NS, addr, src string, d time.Duration) (float64, error) {
 	srv, err := server.Start("iperf3", "-s", "-1", "-B", addr)
 	if err != nil {
 		return 0, err
@@ -25,7 +31,11 @@ func Iperf(server, client *NS, addr string, d time.Duration) (float64, error) {
 	if ok, _ := await.Poll(10*time.Second, listening); !ok {
 		return 0, fmt.Errorf("iperf3 server on %s did not listen:\n%s", addr, srv.Output())
 	}
-	out, err := client.Output(d+30*time.Second, "iperf3", "-c", addr, "-t", fmt.Sprint(int(d.Seconds())), "-J")
+	args := []string{"-c", addr, "-t", fmt.Sprint(int(d.Seconds())), "-J"}
+	if src != "" {
+		args = append(args, "-B", src)
+	}
+	out, err := client.Output(d+30*time.Second, "iperf3", args...)
 	if err != nil {
 		return 0, fmt.Errorf("iperf3 to %s: %v\n%s", addr, err, out)
 	}

@@ -36,3 +36,19 @@ func (l *Lab) TwoSites() (*TwoSites, error) {
 	}
 	return t, nil
 }
+
+// SecondSubnets gives each site a second subnet on its inner link, for
+// tunnels with several subnet pairs: 10.3.0.0/24 behind A (HA 10.3.0.10,
+// GWA 10.3.0.1) and 10.4.0.0/24 behind B (HB 10.4.0.10, GWB 10.4.0.1).
+// The hosts' default routes stay; they answer from the address asked.
+func (t *TwoSites) SecondSubnets() error {
+	for _, a := range []struct {
+		ns         *NS
+		addr, link string
+	}{{t.HA, "10.3.0.10/24", "ha2"}, {t.GWA, "10.3.0.1/24", "gwa2"}, {t.HB, "10.4.0.10/24", "hb3"}, {t.GWB, "10.4.0.1/24", "gwb3"}} {
+		if err := a.ns.IP("addr", "add", a.addr, "dev", a.link); err != nil {
+			return err
+		}
+	}
+	return nil
+}
