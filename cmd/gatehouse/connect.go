@@ -49,7 +49,7 @@ type connectFlags struct {
 	mtu, table, calls, tunnels  int
 	mark                        uint32
 	setupTimeout, duration      time.Duration
-	legacy, verbose             bool
+	legacy, verbose, noIPsec    bool
 	profile                     string
 	keylog                      string
 }
@@ -102,6 +102,13 @@ signatures, or ECDSA on the key's curve. We identify by our certificate's
 subject; the server must name its own certificate in its ID. "gatehouse pki"
 makes a lab CA and certificates.
 
+Without IPsec: --no-ipsec dials L2TP in clear on UDP 1701, with no IKE and
+no ESP, as a Windows client with the ProhibitIpSec registry value does. The
+server must allow it (remote_access.allow_cleartext_l2tp). The traffic and
+the PPP login cross the network unencrypted: use it to tell an IPsec
+problem from an L2TP or PPP one, not to work. --psk-file and the
+certificate options are then not needed (and not allowed).
+
 Files: the preshared key file, the private key and the password file must
 not be readable by group or others. The password file holds the password on
 its first line.
@@ -116,7 +123,9 @@ Exit status:
 		Example: `  gatehouse connect l2tp --server 203.0.113.1 --psk-file /etc/gatehouse/l2tp.psk \
       --user alice --password-file ~/.gatehouse-password --route 10.1.0.0/16
   gatehouse connect l2tp --server 203.0.113.1 --cert laptop.pem --key laptop.key \
-      --ca ca.pem --user alice --password-file ~/.gatehouse-password`,
+      --ca ca.pem --user alice --password-file ~/.gatehouse-password
+  gatehouse connect l2tp --server 203.0.113.1 --no-ipsec --user alice \
+      --password-file ~/.gatehouse-password`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runConnect(cmd, f) },
 	}
@@ -145,6 +154,7 @@ Exit status:
 	fl.IntVar(&f.calls, "calls", 1, "load testing: PPP sessions to open, all as --user (see above)")
 	fl.IntVar(&f.tunnels, "tunnels", 1, "load testing: L2TP tunnels to spread --calls over")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each protocol step")
+	fl.BoolVar(&f.noIPsec, "no-ipsec", false, "dial L2TP in clear on UDP 1701, without IKE or ESP (see above; the server must allow it)")
 	fl.StringVar(&f.keylog, "keylog", "", "debugging: append each ESP SA's keys to this file (mode 0600) so tshark can decrypt a capture; anyone with it can read the traffic")
 	connect.AddCommand(l2tpCmd)
 	return connect
@@ -159,6 +169,9 @@ func (f *connectFlags) config() (raclient.Config, error) {
 	}
 	certs := f.certFile != "" || f.keyFile != "" || len(f.caFiles) > 0
 	switch {
+	case f.noIPsec && (f.pskFile != "" || certs || f.profile != "" || f.keylog != ""):
+		return c, usage("--no-ipsec dials without IPsec: leave out --psk-file, --cert, --key, --ca, --profile and --keylog")
+	case f.noIPsec:
 	case f.pskFile != "" && certs:
 		return c, usage("give --psk-file or --cert/--key/--ca, not both")
 	case f.pskFile == "" && !certs:
@@ -174,13 +187,16 @@ func (f *connectFlags) config() (raclient.Config, error) {
 			return c, usage("--local %q: an IPv4 address is needed", f.localText)
 		}
 	}
-	if f.pskFile != "" {
+	c.NoIPsec = f.noIPsec
+	switch {
+	case f.noIPsec: // no IKE: nothing authenticates the machine
+	case f.pskFile != "":
 		key, err := psk.ReadKeyFile(f.pskFile)
 		if err != nil {
 			return c, usage("--psk-file: %v", err)
 		}
 		c.PSK = key.Bytes()
-	} else {
+	default:
 		if c.Cert, err = x509.LoadIdentity(f.certFile, f.keyFile); err != nil {
 			return c, usage("--cert/--key: %v", err)
 		}
@@ -299,7 +315,10 @@ func runConnect(cmd *cobra.Command, f *connectFlags) error {
 	}
 	info := conn.Info()
 	via := fmt.Sprintf("%v (ESP %s)", info.Server.Addr(), info.ESP)
-	if info.NAT {
+	switch {
+	case cfg.NoIPsec:
+		via = fmt.Sprintf("%v (L2TP without IPsec: nothing is encrypted)", info.Server)
+	case info.NAT:
 		via = fmt.Sprintf("%v (ESP %s in UDP: a NAT is in the way)", info.Server, info.ESP)
 	}
 	fmt.Fprintf(out, "connected: address %v, server inside %v, via %s, PPP %v\n", info.Address, info.Gateway, via, info.Auth)

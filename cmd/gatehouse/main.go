@@ -458,6 +458,9 @@ func printSAs(w io.Writer, r *pb.SAsResponse) {
 	}
 	fmt.Fprintf(w, "\nData path: %d sent, %d received, %d forwarded in clear, %d NAT keepalives\n", r.Sent, r.Received, r.ClearForwarded, r.Keepalives)
 	fmt.Fprintf(w, "TUN: %d packets in %d reads, %d packets in %d writes\n", r.TunPackets, r.TunReads, r.TunWritten, r.TunWrites)
+	if r.ClearL2Tp > 0 {
+		fmt.Fprintf(w, "Cleartext L2TP: %d datagrams received without IPsec\n", r.ClearL2Tp)
+	}
 	if len(r.Drops) == 0 {
 		fmt.Fprintln(w, "Drops: none")
 		return

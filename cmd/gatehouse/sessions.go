@@ -65,13 +65,22 @@ func printSessions(w io.Writer, r *pb.SessionsResponse) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tADDRESS\tOUTER\tSINCE\tIDLE\tBYTES IN\tBYTES OUT\tPACKETS IN\tPACKETS OUT")
+	clear := 0
 	for _, s := range r.Sessions {
 		since := time.Unix(s.SinceUnix, 0)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s (%s)\t%ds\t%d\t%d\t%d\t%d\n", s.User, s.Address, s.Outer, since.Format("15:04:05"),
+		outer := s.Outer
+		if s.Cleartext {
+			outer += " (no IPsec)"
+			clear++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s (%s)\t%ds\t%d\t%d\t%d\t%d\n", s.User, s.Address, outer, since.Format("15:04:05"),
 			time.Since(since).Round(time.Second), s.IdleSeconds, s.BytesIn, s.BytesOut, s.PacketsIn, s.PacketsOut)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d sessions; pool %s: %d of %d addresses in use\n", len(r.Sessions), r.Pool, r.PoolUsed, r.PoolSize)
+	if clear > 0 {
+		fmt.Fprintf(w, "%d sessions use L2TP without IPsec: their traffic and PPP logins cross the network unencrypted\n", clear)
+	}
 	if r.ControlDropped > 0 {
 		fmt.Fprintf(w, "%d control packets dropped on the way to the l2tp plugin (queue full or plugin restarting; clients retransmit)\n", r.ControlDropped)
 	}

@@ -226,6 +226,7 @@ func (s *Server) SAs(context.Context, *pb.SAsRequest) (*pb.SAsResponse, error) {
 		return out, nil
 	}
 	out.Sent, out.Received, out.ClearForwarded, out.Keepalives, out.Drops = counters.Sent, counters.Received, counters.ClearForwarded, counters.Keepalives, counters.Drops
+	out.ClearL2Tp = counters.ClearL2TP
 	out.TunReads, out.TunPackets = counters.TUNReads, counters.TUNPackets
 	out.TunWrites, out.TunWritten = counters.TUNWrites, counters.TUNWritten
 	for _, sn := range list {
@@ -294,7 +295,7 @@ func sessionToPB(s *dataplane.L2TPSession) *pb.Session {
 	}
 	return &pb.Session{User: s.User, Address: s.Client.String(), Outer: outer, SinceUnix: s.Since.Unix(),
 		BytesIn: c.BytesIn, BytesOut: c.BytesOut, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut,
-		IdleSeconds: int64(time.Since(c.LastIn) / time.Second)}
+		IdleSeconds: int64(time.Since(c.LastIn) / time.Second), Cleartext: s.Clear}
 }
 
 func saToPB(sn sad.Snapshot) *pb.SA {

@@ -155,7 +155,6 @@ func TestBadConfigs(t *testing.T) {
 		{"host bits", "listen: [203.0.113.1]\nrules:\n  - name: r\n    filters: [{src: 10.1.0.1/16, dst: any}]\n    action: block\n", 4, "rules[0].filters[0].src", "the subnet is 10.1.0.0/16"},
 		{"tunnel rule with a port", "listen: [203.0.113.1]\nrules:\n  - name: r\n    tunnel: 198.51.100.2\n    filters:\n      - {src: 10.1.0.0/16, dst: 10.2.0.0/16,\n         protocol: tcp, dst_port: 80}\n    action: negotiate\n    auth: [{psk_file: DIR/good.psk}]\n", 7, "rules[0].filters[0].protocol", "a tunnel rule filters on addresses only"},
 		{"missing key file", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - psk_file: DIR/nope.psk\n", 5, "remote_access.auth[0].psk_file", "does not exist"},
-		{"cleartext L2TP", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  allow_cleartext_l2tp: true\n", 5, "remote_access.allow_cleartext_l2tp", "not supported yet"},
 		{"idle timeout too short", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  idle_timeout: 5s\n", 5, "remote_access.idle_timeout", "use 0 (never) or at least 10s"},
 		{"road warriors in aggressive mode", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ike: {aggressive_mode: true}\n", 5, "remote_access.ike.aggressive_mode", "could crack it offline"},
 		{"world-readable key file", "listen: [203.0.113.1]\nremote_access:\n  pool: 10.8.0.0/24\n  auth:\n    - psk_file: DIR/open.psk\n", 5, "remote_access.auth[0].psk_file", "readable by group or others"},
@@ -344,7 +343,8 @@ manual_sas:
 
 // TestSecurityWarnings: what the configuration allows but weakens is
 // warned about with the file and line: a certificate tunnel without
-// remote.id (any certificate of the CA would do) and aggressive mode.
+// remote.id (any certificate of the CA would do), aggressive mode and
+// cleartext L2TP.
 func TestSecurityWarnings(t *testing.T) {
 	dir := setup(t)
 	for _, f := range []string{"ca.pem", "gw.pem"} {
@@ -382,6 +382,14 @@ tunnels:
 	cfg = strings.Replace(cfg, "ike: {aggressive_mode: true}", "ike: {aggressive_mode: false}", 1)
 	if c, err = parse(t, dir, cfg); err != nil || len(c.Warnings) != 0 {
 		t.Fatalf("pinned: %v %v", err, c.Warnings)
+	}
+	// Cleartext L2TP is allowed, and said loudly.
+	clear := "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  allow_cleartext_l2tp: true\n"
+	if c, err = parse(t, dir, clear); err != nil || len(c.Warnings) != 1 || !c.RemoteAccess.AllowCleartextL2TP {
+		t.Fatalf("cleartext L2TP: %v %v", err, c.Warnings)
+	}
+	if w := c.Warnings[0]; w.Line != 5 || w.Field != "remote_access.allow_cleartext_l2tp" || !strings.Contains(w.Msg, "cross the network unencrypted") {
+		t.Errorf("cleartext L2TP warning: %v", w)
 	}
 	// A dn names a peer; it cannot be ours.
 	bad := strings.Replace(cfg, "local:  {address: 203.0.113.1,  subnets: [10.3.0.0/16]}", `local:  {address: 203.0.113.1,  subnets: [10.3.0.0/16], id: "dn:CN=me"}`, 1)

@@ -553,7 +553,9 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 		v.errorAt(ra.Meta.At("idle_timeout"), path+".idle_timeout", "%v is too short: a session would end between two packets; use 0 (never) or at least 10s, e.g. 30m", d)
 	}
 	if ra.AllowCleartextL2TP {
-		v.errorAt(ra.Meta.At("allow_cleartext_l2tp"), path+".allow_cleartext_l2tp", "cleartext L2TP is not supported yet; every client must use IPsec (remove this line)")
+		v.warnAt(ra.Meta.At("allow_cleartext_l2tp"), path+".allow_cleartext_l2tp",
+			"cleartext L2TP is on: clients may connect on UDP 1701 without IPsec, and their traffic and PPP logins (PAP passwords, MS-CHAPv2 exchanges open to offline cracking) cross the network unencrypted; "+
+				"use it only for clients that cannot do IPsec or while troubleshooting")
 	}
 	if ra.IKE != nil {
 		v.ike(ra.IKE, path+".ike")

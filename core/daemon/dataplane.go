@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/l2tp"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
@@ -190,13 +191,17 @@ func outerAddr(c *config.Config, log *zap.Logger) netip.Addr {
 type dataplaneSockets struct {
 	tun                 dataplane.Device
 	raw, udp, clear, ah dataplane.Conn
+	// l2tp is UDP 1701 for L2TP without IPsec (allow_cleartext_l2tp);
+	// l2tpLocal is where it is bound.
+	l2tp      dataplane.Conn
+	l2tpLocal netip.AddrPort
 }
 
 func (s *dataplaneSockets) close() {
 	if s.tun != nil {
 		s.tun.Close()
 	}
-	for _, c := range []dataplane.Conn{s.raw, s.udp, s.clear, s.ah} {
+	for _, c := range []dataplane.Conn{s.raw, s.udp, s.clear, s.ah, s.l2tp} {
 		if c != nil {
 			c.Close()
 		}
@@ -232,6 +237,14 @@ func openSockets(c *config.Config, ins []*sad.InSA, log *zap.Logger) (_ *datapla
 	}
 	if s.clear, err = dataplane.OpenClear(int(dp.Mark)); err != nil {
 		return nil, err
+	}
+	if ra := c.RemoteAccess; ra != nil && ra.AllowCleartextL2TP {
+		s.l2tpLocal = netip.AddrPortFrom(outer, l2tp.Port)
+		if s.l2tp, err = dataplane.ListenUDP(s.l2tpLocal, int(dp.Mark)); err != nil {
+			return nil, fmt.Errorf("cleartext L2TP (remote_access.allow_cleartext_l2tp): %w", err)
+		}
+		log.Warn("cleartext L2TP is on: clients may connect without IPsec, and their traffic and PPP logins cross the network unencrypted "+
+			"(remote_access.allow_cleartext_l2tp; remove it once the troubleshooting is done)", zap.Stringer("socket", s.l2tpLocal))
 	}
 	if slices.ContainsFunc(ins, func(in *sad.InSA) bool { return in.AH != nil }) {
 		if s.ah, err = dataplane.ListenRawAH(netip.IPv4Unspecified()); err != nil {
@@ -313,7 +326,11 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 	}
 	st.plane = dataplane.New(d.planeConfig(log, st, socks), l.Policy)
 	if d.ra != nil {
-		d.ra.SetSender(st.plane.SendL2TP)
+		var clear func(netip.AddrPort, []byte) error
+		if socks.l2tp != nil {
+			clear = st.plane.SendL2TPClear
+		}
+		d.ra.SetSender(st.plane.SendL2TP, clear)
 	}
 	st.plane.Start()
 	go d.maintain(st, log)
@@ -385,6 +402,7 @@ func (d *Daemon) planeConfig(log *zap.Logger, st *dataplaneState, s *dataplaneSo
 	}
 	if d.ra != nil {
 		pcfg.L2TP, pcfg.OnL2TPControl = d.ra.Table(), d.ra.OnControl
+		pcfg.L2TPClear, pcfg.L2TPClearLocal = s.l2tp, s.l2tpLocal
 	}
 	return pcfg
 }

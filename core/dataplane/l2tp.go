@@ -22,13 +22,23 @@ import (
 // session ids and checked against the SA it came on; outbound by the
 // client's address. That keeps several clients behind one NAT apart even
 // though all of them send from port 1701 of one public address.
+//
+// A cleartext session (remote_access.allow_cleartext_l2tp) is plain L2TP
+// on our UDP port 1701 socket: it is found the same way, and its packets
+// must come from its peer's address and port outside IPsec. A session never
+// takes packets from the other kind of transport, so a spoofed cleartext
+// datagram cannot feed an IPsec session.
 
 // L2TPSession is one installed session.
 type L2TPSession struct {
 	Handle uint64
 	// Local and Peer are the outer endpoints of the IPsec SA (the peer's
-	// NAT-T port included): what the session's packets must come from.
+	// NAT-T port included), or for a cleartext session the L2TP
+	// endpoints: what the session's packets must come from.
 	Local, Peer netip.AddrPort
+	// Clear: L2TP without IPsec, on the L2TP socket (Config.L2TPClear);
+	// OutKey is unused.
+	Clear bool
 	// L2TPPort is the peer's L2TP port inside IPsec (1701 as a rule).
 	L2TPPort                         uint16
 	LocalTunnel, LocalSession        uint16
@@ -177,8 +187,10 @@ func (t *L2TPTable) outbound(dst netip.Addr) *L2TPSession {
 // message (Kind l2tp) or a PPP control frame from a data message (Kind
 // ppp, with our tunnel and session ids from its header).
 type L2TPControl struct {
-	PPP             bool
-	Local, Peer     netip.AddrPort
+	PPP         bool
+	Local, Peer netip.AddrPort
+	// SPI is the inbound SA's; 0 for cleartext L2TP (ESP never uses SPI
+	// 0, RFC 4303 section 2.1).
 	SPI             uint32
 	Tunnel, Session uint16
 	Payload         []byte // a copy: the plugin may keep it
@@ -193,18 +205,57 @@ const (
 	l2tpOverhead = udpHeaderLen + 10 + pppHeaderLen
 )
 
+// l2tpFrom is where an L2TP message came from: an IPsec SA, or the
+// cleartext socket (SPI 0).
+type l2tpFrom struct {
+	local, peer netip.AddrPort
+	spi         uint32
+	port        uint16 // the peer's L2TP port
+	clear       bool
+}
+
 // l2tpInbound handles a decrypted UDP datagram for port 1701; udp starts
 // at the UDP header and is a slice of buf.
 func (p *Plane) l2tpInbound(sa *sad.InSA, buf, udp []byte, q *tunQueue) {
-	sport := binary.BigEndian.Uint16(udp)
-	h, payload, err := l2tp.ParseHeader(udp[udpHeaderLen:])
+	from := l2tpFrom{local: sa.Local, peer: sa.Peer, spi: sa.ESP.SPI(), port: binary.BigEndian.Uint16(udp)}
+	p.l2tpMessage(from, buf, udp[udpHeaderLen:], q)
+}
+
+// l2tpClearInbound handles a datagram from the cleartext L2TP socket.
+func (p *Plane) l2tpClearInbound(buf, msg []byte, peer netip.AddrPort, q *tunQueue) {
+	if p.cfg.L2TP == nil {
+		p.drop(DropL2TPUnhandled)
+		return
+	}
+	p.stats.clearL2TP.Add(1)
+	p.l2tpMessage(l2tpFrom{local: p.cfg.L2TPClearLocal, peer: peer, port: peer.Port(), clear: true}, buf, msg, q)
+}
+
+// session finds the installed session a data message names and checks
+// that it came the session's way.
+func (p *Plane) session(h l2tp.Header, from l2tpFrom) *L2TPSession {
+	s := p.cfg.L2TP.byIDs(h.TunnelID, h.SessionID)
+	if s == nil {
+		p.drop(DropL2TPNoSession)
+		return nil
+	}
+	if s.Peer != from.peer || s.Clear != from.clear {
+		p.drop(DropWrongPeer) // a session's packets come on its own SA (several clients behind one NAT)
+		return nil
+	}
+	return s
+}
+
+// l2tpMessage handles one L2TP message, a slice of buf.
+func (p *Plane) l2tpMessage(from l2tpFrom, buf, msg []byte, q *tunQueue) {
+	h, payload, err := l2tp.ParseHeader(msg)
 	if err != nil {
 		p.drop(DropMalformed)
 		return
 	}
 	if h.Control {
-		p.toPlugin(L2TPControl{Local: sa.Local, Peer: sa.Peer, SPI: sa.ESP.SPI(), Tunnel: h.TunnelID, Session: h.SessionID,
-			Payload: udp[udpHeaderLen:], ClientL2TPPort: sport})
+		p.toPlugin(L2TPControl{Local: from.local, Peer: from.peer, SPI: from.spi, Tunnel: h.TunnelID, Session: h.SessionID,
+			Payload: msg, ClientL2TPPort: from.port})
 		return
 	}
 	proto, frame, err := ppp.ParseFrame(payload)
@@ -217,22 +268,17 @@ func (p *Plane) l2tpInbound(sa *sad.InSA, buf, udp []byte, q *tunQueue) {
 		// but for an installed session's Echo-Requests, which the core
 		// answers so that they are answered while the plugin restarts.
 		if proto == ppp.ProtoLCP && len(frame) >= 8 && frame[0] == ppp.CodeEchoRequest {
-			if s := p.cfg.L2TP.byIDs(h.TunnelID, h.SessionID); s != nil && s.Peer == sa.Peer {
+			if s := p.cfg.L2TP.byIDs(h.TunnelID, h.SessionID); s != nil && s.Peer == from.peer && s.Clear == from.clear {
 				p.echoReply(s, frame)
 				return
 			}
 		}
-		p.toPlugin(L2TPControl{PPP: true, Local: sa.Local, Peer: sa.Peer, SPI: sa.ESP.SPI(), Tunnel: h.TunnelID, Session: h.SessionID,
-			Payload: payload, ClientL2TPPort: sport})
+		p.toPlugin(L2TPControl{PPP: true, Local: from.local, Peer: from.peer, SPI: from.spi, Tunnel: h.TunnelID, Session: h.SessionID,
+			Payload: payload, ClientL2TPPort: from.port})
 		return
 	}
-	s := p.cfg.L2TP.byIDs(h.TunnelID, h.SessionID)
+	s := p.session(h, from)
 	if s == nil {
-		p.drop(DropL2TPNoSession)
-		return
-	}
-	if s.Peer != sa.Peer {
-		p.drop(DropWrongPeer) // a session's packets come on its own SA (several clients behind one NAT)
 		return
 	}
 	if proto != ppp.ProtoIPv4 {
@@ -273,7 +319,13 @@ func (p *Plane) echoReply(s *L2TPSession, req []byte) {
 	msg = binary.BigEndian.AppendUint16(msg, uint16(n))
 	msg = binary.BigEndian.AppendUint32(msg, s.Magic)
 	msg = append(msg, req[8:n]...)
-	if err := p.SendL2TP(s.OutKey, s.L2TPPort, msg); err != nil {
+	var err error
+	if s.Clear {
+		err = p.SendL2TPClear(s.Peer, msg)
+	} else {
+		err = p.SendL2TP(s.OutKey, s.L2TPPort, msg)
+	}
+	if err != nil {
 		p.drop(DropNoSA)
 		return
 	}
@@ -290,26 +342,35 @@ func (p *Plane) toPlugin(c L2TPControl) {
 }
 
 // l2tpOutbound frames an inner packet at buf[headroom:headroom+n] for s
-// and seals it with the session's SA.
+// and sends it: sealed with the session's SA, or for a cleartext session
+// as it is.
 func (p *Plane) l2tpOutbound(buf []byte, info esp.IPInfo, s *L2TPSession) {
-	sa := p.cfg.SAD.Outbound(s.OutKey)
-	if sa == nil || sa.ESP == nil || sa.Mode != sad.Transport {
-		p.drop(DropNoSA)
-		return
+	var sa *sad.OutSA
+	if !s.Clear {
+		if sa = p.cfg.SAD.Outbound(s.OutKey); sa == nil || sa.ESP == nil || sa.Mode != sad.Transport {
+			p.drop(DropNoSA)
+			return
+		}
 	}
-	pkt := buf[headroom : headroom+info.TotalLen]
-	clampMSS(pkt, info, s.MRU)
+	clampMSS(buf[headroom:headroom+info.TotalLen], info, s.MRU)
 	var ns uint16
 	if s.SendSeq {
 		ns = uint16(s.ns.Add(1) - 1)
 	}
-	l2tpLen := l2tp.DataHeaderLen(s.SendSeq)
-	start := headroom - pppHeaderLen - l2tpLen - udpHeaderLen
-	hdr := buf[start:headroom]
-	putUDPHeader(hdr, s.L2TPPort, udpHeaderLen+l2tpLen+pppHeaderLen+info.TotalLen)
-	l2tp.AppendDataHeader(hdr[udpHeaderLen:udpHeaderLen], s.PeerTunnel, s.PeerSession, s.SendSeq, ns)
-	copy(hdr[udpHeaderLen+l2tpLen:], []byte{0xff, 0x03, 0x00, 0x21})
+	// RFC 2661 section 3.1 data header, then PPP's address, control and
+	// protocol fields.
+	start := headroom - pppHeaderLen - l2tp.DataHeaderLen(s.SendSeq)
+	l2tp.AppendDataHeader(buf[start:start], s.PeerTunnel, s.PeerSession, s.SendSeq, ns)
+	copy(buf[headroom-pppHeaderLen:], []byte{0xff, 0x03, 0x00, 0x21})
+	if s.Clear {
+		s.pktOut.Add(1)
+		s.bytesOut.Add(uint64(info.TotalLen))
+		p.send(&p.txClear, buf[start:headroom+info.TotalLen], s.Peer)
+		return
+	}
+	start -= udpHeaderLen
 	payloadLen := headroom + info.TotalLen - start
+	putUDPHeader(buf[start:], s.L2TPPort, payloadLen)
 	espStart := start - sa.ESP.Headroom()
 	if espStart < 0 {
 		p.drop(DropInternal)
@@ -418,4 +479,20 @@ func (p *Plane) SendL2TP(key sad.OutKey, dstPort uint16, msg []byte) error {
 		p.stats.sent.Add(1)
 	}
 	return err
+}
+
+// ErrNoClearL2TP is a cleartext L2TP message with no cleartext socket.
+var ErrNoClearL2TP = errors.New("cleartext L2TP is not enabled")
+
+// SendL2TPClear sends one L2TP message to a peer without IPsec, from the
+// cleartext L2TP socket. It is the control path.
+func (p *Plane) SendL2TPClear(to netip.AddrPort, msg []byte) error {
+	if p.cfg.L2TPClear == nil {
+		return fmt.Errorf("%w: not sent to %v", ErrNoClearL2TP, to)
+	}
+	if err := p.cfg.L2TPClear.WriteTo(msg, to); err != nil {
+		return err
+	}
+	p.stats.sent.Add(1)
+	return nil
 }

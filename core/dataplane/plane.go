@@ -90,6 +90,11 @@ type Config struct {
 	// receives their control traffic. It must not block.
 	L2TP          *L2TPTable
 	OnL2TPControl func(L2TPControl)
+	// L2TPClear is the UDP port 1701 socket for L2TP without IPsec
+	// (remote_access.allow_cleartext_l2tp); nil: none is read or sent.
+	// L2TPClearLocal is the address it is bound to.
+	L2TPClear      Conn
+	L2TPClearLocal netip.AddrPort
 }
 
 // headroom leaves space before a packet for ESP's header and IV, and in
@@ -103,6 +108,7 @@ type Plane struct {
 	drops  [numDrops]atomic.Uint64
 	stats  struct {
 		sent, received, clear, keepalives atomic.Uint64
+		clearL2TP                         atomic.Uint64 // datagrams read from the cleartext L2TP socket
 		tunReads, tunPackets              atomic.Uint64 // reads of the TUN, and the packets they gave
 		tunWrites, tunWritten             atomic.Uint64 // writes to the TUN, and the packets they carried
 	}
@@ -117,7 +123,7 @@ type Plane struct {
 
 	// Sealed packets waiting for the end of a TUN read's batch; touched
 	// only by the TUN routine.
-	txRaw, txUDP txQueue
+	txRaw, txUDP, txClear txQueue
 
 	// l2tpSeal serialises sealing on remote-access SAs between the TUN
 	// routine and the L2TP control path (Seal is not concurrent).
@@ -138,6 +144,7 @@ func New(cfg Config, pol *policy.Policy) *Plane {
 	p := &Plane{cfg: cfg, acqLast: map[sad.OutKey]time.Time{}}
 	p.txRaw.init(cfg.Raw)
 	p.txUDP.init(cfg.UDP)
+	p.txClear.init(cfg.L2TPClear)
 	p.policy.Store(pol)
 	return p
 }
@@ -231,11 +238,19 @@ func (p *Plane) SetPolicy(pol *policy.Policy) { p.policy.Store(pol) }
 func (p *Plane) Start() {
 	p.wg.Add(1)
 	go p.routineTUN()
-	p.wg.Add(1)
-	go p.routineInbound(p.cfg.Raw, false)
-	if p.cfg.UDP != nil {
-		p.wg.Add(1)
-		go p.routineInbound(p.cfg.UDP, true)
+	for _, r := range []struct {
+		c      Conn
+		name   string
+		handle inboundFunc
+	}{
+		{p.cfg.Raw, "esp", p.inboundRaw},
+		{p.cfg.UDP, "udp-4500", p.inboundUDP},
+		{p.cfg.L2TPClear, "l2tp-cleartext", p.l2tpClearInbound},
+	} {
+		if r.c != nil {
+			p.wg.Add(1)
+			go p.routineInbound(r.c, r.name, r.handle)
+		}
 	}
 	if p.cfg.AH != nil {
 		p.wg.Add(1)
@@ -249,15 +264,10 @@ func (p *Plane) Close() {
 		return
 	}
 	p.cfg.TUN.Close()
-	p.cfg.Raw.Close()
-	if p.cfg.UDP != nil {
-		p.cfg.UDP.Close()
-	}
-	if p.cfg.Clear != nil {
-		p.cfg.Clear.Close()
-	}
-	if p.cfg.AH != nil {
-		p.cfg.AH.Close()
+	for _, c := range []Conn{p.cfg.Raw, p.cfg.UDP, p.cfg.Clear, p.cfg.AH, p.cfg.L2TPClear} {
+		if c != nil {
+			c.Close()
+		}
 	}
 	p.wg.Wait()
 }
@@ -303,6 +313,7 @@ func (p *Plane) routineTUN() {
 		}
 		p.flush(&p.txRaw)
 		p.flush(&p.txUDP)
+		p.flush(&p.txClear)
 	}
 }
 
@@ -424,7 +435,19 @@ func (p *Plane) acquire(key sad.OutKey, e *policy.Entry, info esp.IPInfo) {
 	}
 }
 
-func (p *Plane) routineInbound(c Conn, encap bool) {
+// inboundFunc handles one datagram read from an outer socket: data is a
+// slice of buf at or after headroom.
+type inboundFunc func(buf, data []byte, from netip.AddrPort, q *tunQueue)
+
+func (p *Plane) inboundRaw(buf, data []byte, from netip.AddrPort, q *tunQueue) {
+	p.inbound(buf, data, from, false, q)
+}
+
+func (p *Plane) inboundUDP(buf, data []byte, from netip.AddrPort, q *tunQueue) {
+	p.inbound(buf, data, from, true, q)
+}
+
+func (p *Plane) routineInbound(c Conn, name string, handle inboundFunc) {
 	defer p.wg.Done()
 	var q *tunQueue
 	if d, ok := p.cfg.TUN.(BatchDevice); ok {
@@ -436,10 +459,10 @@ func (p *Plane) routineInbound(c Conn, encap bool) {
 		for {
 			data, from, err := c.ReadFrom(buf[headroom:])
 			if err != nil {
-				p.readFailed(encap, err)
+				p.readFailed(name, err)
 				return
 			}
-			p.guard(func() { p.inbound(buf, data, from, encap, nil) })
+			p.guard(func() { handle(buf, data, from, nil) })
 		}
 	}
 	slots := make([][]byte, rxBatch)
@@ -458,12 +481,12 @@ func (p *Plane) routineInbound(c Conn, encap bool) {
 				p.drop(DropMalformed) // e.g. a queued ICMP error; the socket goes on
 				continue
 			}
-			p.readFailed(encap, err)
+			p.readFailed(name, err)
 			return
 		}
 		for i := 0; i < n; i++ {
 			buf, m := slots[i], msgs[i]
-			p.guard(func() { p.inbound(buf, m.Buf, m.Addr, encap, q) })
+			p.guard(func() { handle(buf, m.Buf, m.Addr, q) })
 		}
 		if q != nil {
 			p.flushTUN(q)
@@ -471,9 +494,9 @@ func (p *Plane) routineInbound(c Conn, encap bool) {
 	}
 }
 
-func (p *Plane) readFailed(encap bool, err error) {
+func (p *Plane) readFailed(socket string, err error) {
 	if !p.closed.Load() {
-		p.cfg.Log.Error("socket read failed; inbound path stopped", zap.Bool("udp", encap), zap.Error(err))
+		p.cfg.Log.Error("socket read failed; inbound path stopped", zap.String("socket", socket), zap.Error(err))
 	}
 }
 
@@ -670,6 +693,7 @@ func (p *Plane) toTUN(buf, pkt []byte, q *tunQueue) {
 // Counters is a snapshot of the plane's counters.
 type Counters struct {
 	Sent, Received, ClearForwarded, Keepalives uint64
+	ClearL2TP                                  uint64 // datagrams read on the cleartext L2TP socket
 	TUNReads, TUNPackets                       uint64 // more packets than reads: offload at work
 	TUNWrites, TUNWritten                      uint64 // more packets than writes: joined (GRO)
 	Drops                                      map[string]uint64
@@ -678,7 +702,7 @@ type Counters struct {
 // Counters snapshots every counter; drops with zero count are left out.
 func (p *Plane) Counters() Counters {
 	c := Counters{Sent: p.stats.sent.Load(), Received: p.stats.received.Load(), ClearForwarded: p.stats.clear.Load(),
-		Keepalives: p.stats.keepalives.Load(), TUNReads: p.stats.tunReads.Load(), TUNPackets: p.stats.tunPackets.Load(),
+		Keepalives: p.stats.keepalives.Load(), ClearL2TP: p.stats.clearL2TP.Load(), TUNReads: p.stats.tunReads.Load(), TUNPackets: p.stats.tunPackets.Load(),
 		TUNWrites: p.stats.tunWrites.Load(), TUNWritten: p.stats.tunWritten.Load(), Drops: map[string]uint64{}}
 	for r := DropReason(0); r < numDrops; r++ {
 		if v := p.drops[r].Load(); v > 0 {

@@ -58,7 +58,10 @@ type Access struct {
 	// sendL2TP transmits an L2TP message through a peer's transport SA
 	// (the plane's SendL2TP); nil until the data path runs.
 	sendL2TP func(key sad.OutKey, port uint16, msg []byte) error
-	peers    map[netip.AddrPort]raPeer
+	// sendClear transmits cleartext L2TP (the plane's SendL2TPClear).
+	sendClear func(to netip.AddrPort, msg []byte) error
+	peers     map[peerKey]raPeer
+	clearN    int // cleartext peers in peers
 	// attached is the plugin instance the control stream is open to.
 	attached sdk.L2TPClient
 	// plugins finds the RADIUS plugin when ppp.radius is set; acct sends
@@ -138,8 +141,26 @@ func OutKey(peer netip.AddrPort) sad.OutKey {
 // raPeer is what the data path told us of a peer: how to reach it.
 type raPeer struct {
 	key  sad.OutKey
-	port uint16 // its L2TP port inside IPsec
+	port uint16    // its L2TP port inside IPsec
+	seen time.Time // a cleartext peer's last control message
 }
+
+// peerKey tells a peer's IPsec SA from its cleartext L2TP: the plugin
+// marks cleartext with SA id 0 (ESP never uses SPI 0), so a cleartext
+// datagram can never be answered through, or installed on, an IPsec peer.
+type peerKey struct {
+	addr  netip.AddrPort
+	clear bool
+}
+
+// Cleartext peers have no SA whose end would tell us they are gone: one
+// unheard of for clearPeerIdle with no session is forgotten (an L2TP
+// tunnel says Hello every 60 s), and at most maxClearPeers are known at
+// once, so spoofed sources cannot grow the table without bound.
+const (
+	clearPeerIdle = 5 * time.Minute
+	maxClearPeers = 4096
+)
 
 // controlQueue bounds what waits for the plugin; beyond it, control
 // traffic is dropped and counted (the peers retransmit). 10,000 calls
@@ -207,6 +228,7 @@ func (r *Access) SetHostRoute(f func(a netip.Addr, add bool) error) { r.hostRout
 // the daemon calls it every second.
 func (r *Access) Tick(now time.Time) {
 	r.expireIdle(now)
+	r.forgetClearPeers(now)
 	if r.acct != nil {
 		r.acct.tick(now, r.table)
 	}
@@ -230,7 +252,7 @@ func newAccess(log *zap.Logger, ra *config.RemoteAccess) (*Access, error) {
 	}
 	f := ra.PPP.FailedLogins
 	r := &Access{log: log, cfg: ra, pool: p, table: dataplane.NewL2TPTable(),
-		in: make(chan dataplane.L2TPControl, controlQueue), notes: make(chan sdk.ControlPacket, noteQueue), peers: map[netip.AddrPort]raPeer{},
+		in: make(chan dataplane.L2TPControl, controlQueue), notes: make(chan sdk.ControlPacket, noteQueue), peers: map[peerKey]raPeer{},
 		pending: map[grantKey]grant{}, grants: map[uint64]grant{}, checking: map[netip.AddrPort]int{},
 		maxChecking: cmp.Or(ra.PPP.MaxAuthenticatingPerSA, config.DefaultMaxAuthenticatingPerSA), now: time.Now,
 		limits: throttle.New(throttle.Config{UserFree: f.UserFree, AddressFree: f.AddressFree, Delay: f.Delay.Duration, MaxDelay: f.MaxDelay.Duration,
@@ -290,11 +312,63 @@ func (r *Access) Attach(ctx, life context.Context, tc sdk.L2TPClient) error {
 	return nil
 }
 
-// SetSender connects the relay to the data path.
-func (r *Access) SetSender(send func(key sad.OutKey, port uint16, msg []byte) error) {
+// SetSender connects the relay to the data path: send goes through a
+// peer's transport SA, sendClear (nil unless allow_cleartext_l2tp) out of
+// the cleartext L2TP socket.
+func (r *Access) SetSender(send func(key sad.OutKey, port uint16, msg []byte) error, sendClear func(to netip.AddrPort, msg []byte) error) {
 	r.mu.Lock()
-	r.sendL2TP = send
+	r.sendL2TP, r.sendClear = send, sendClear
 	r.mu.Unlock()
+}
+
+// forgetClearPeers forgets the cleartext peers that have been silent for
+// clearPeerIdle and hold no session.
+func (r *Access) forgetClearPeers(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.clearN == 0 {
+		return
+	}
+	var live map[netip.AddrPort]bool
+	for k, p := range r.peers {
+		if !k.clear || now.Sub(p.seen) < clearPeerIdle {
+			continue
+		}
+		if live == nil {
+			live = map[netip.AddrPort]bool{}
+			for _, s := range r.table.All() {
+				if s.Clear {
+					live[s.Peer] = true
+				}
+			}
+		}
+		if !live[k.addr] {
+			delete(r.peers, k)
+			r.clearN--
+		}
+	}
+}
+
+// notePeer remembers how to reach the peer a control packet came from;
+// false: a new cleartext peer beyond maxClearPeers, to be dropped.
+func (r *Access) notePeer(c dataplane.L2TPControl) bool {
+	k := peerKey{c.Peer, c.SPI == 0}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, known := r.peers[k]
+	if k.clear {
+		if !known && r.clearN >= maxClearPeers {
+			return false
+		}
+		if !known {
+			r.clearN++
+		}
+		p.port, p.seen = c.ClientL2TPPort, r.now()
+	} else {
+		p = raPeer{key: OutKey(c.Peer), port: c.ClientL2TPPort}
+	}
+	r.peers[k] = p
+	return true
 }
 
 // PeerGone runs when a client's last transport SA goes (IKE delete, DPD,
@@ -303,13 +377,13 @@ func (r *Access) SetSender(send func(key sad.OutKey, port uint16, msg []byte) er
 // forget the peer. It must not block: IKE calls it under its lock.
 func (r *Access) PeerGone(peer netip.AddrPort, why string) {
 	for _, s := range r.table.All() {
-		if s.Peer != peer {
+		if s.Peer != peer || s.Clear {
 			continue
 		}
 		r.end(s, "the IPsec SA went: "+why)
 	}
 	r.mu.Lock()
-	delete(r.peers, peer)
+	delete(r.peers, peerKey{peer, false})
 	r.mu.Unlock()
 	r.note(sdk.ControlPacket{Kind: sdk.ControlPeerGone, Peer: peer})
 }
@@ -442,9 +516,10 @@ func (r *Access) Forward(ctx context.Context) {
 				}
 			}
 		case c := <-r.in:
-			r.mu.Lock()
-			r.peers[c.Peer] = raPeer{key: OutKey(c.Peer), port: c.ClientL2TPPort}
-			r.mu.Unlock()
+			if !r.notePeer(c) {
+				r.dropped.Add(1)
+				continue
+			}
 			cp := r.conn.Load()
 			if cp == nil {
 				r.dropped.Add(1)
@@ -462,7 +537,8 @@ func (r *Access) Forward(ctx context.Context) {
 	}
 }
 
-// receive sends what the plugin says out through the peers' SAs.
+// receive sends what the plugin says out through the peers' SAs, or in
+// clear to the cleartext peers.
 func (r *Access) receive(conn sdk.ControlConn) {
 	for {
 		pkt, err := conn.Recv()
@@ -470,11 +546,12 @@ func (r *Access) receive(conn sdk.ControlConn) {
 			r.conn.CompareAndSwap(&conn, nil)
 			return
 		}
+		clear := pkt.SAID == 0
 		r.mu.Lock()
-		peer, ok := r.peers[pkt.Peer]
-		send := r.sendL2TP
+		peer, ok := r.peers[peerKey{pkt.Peer, clear}]
+		send, sendClear := r.sendL2TP, r.sendClear
 		r.mu.Unlock()
-		if !ok || send == nil {
+		if !ok || (!clear && send == nil) || (clear && sendClear == nil) {
 			r.dropped.Add(1)
 			continue
 		}
@@ -484,7 +561,12 @@ func (r *Access) receive(conn sdk.ControlConn) {
 			// peer's ids (RFC 2661 section 5.4).
 			msg = append(l2tp.AppendDataHeader(make([]byte, 0, 10+len(pkt.Payload)), pkt.TunnelID, pkt.SessionID, false, 0), pkt.Payload...)
 		}
-		if err := send(peer.key, peer.port, msg); err != nil {
+		if clear {
+			err = sendClear(pkt.Peer, msg)
+		} else {
+			err = send(peer.key, peer.port, msg)
+		}
+		if err != nil {
 			r.dropped.Add(1)
 			r.log.Debug("L2TP control message not sent", zap.Stringer("peer", pkt.Peer), zap.Error(err))
 		}
@@ -494,16 +576,20 @@ func (r *Access) receive(conn sdk.ControlConn) {
 // --- sdk.Host ---
 
 func (r *Access) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64, error) {
+	clear := s.SAID == 0
 	r.mu.Lock()
-	peer, ok := r.peers[s.Peer]
+	peer, ok := r.peers[peerKey{s.Peer, clear}]
 	r.mu.Unlock()
+	if !ok && clear {
+		return 0, fmt.Errorf("%w: no cleartext L2TP peer %v", sdk.ErrNotFound, s.Peer)
+	}
 	if !ok {
 		return 0, fmt.Errorf("%w: no IPsec SA known for %v", sdk.ErrNotFound, s.Peer)
 	}
 	if owner, held := r.pool.Owner(s.ClientAddress); !held || owner != s.User {
 		return 0, fmt.Errorf("%w: %v is not leased to %s", sdk.ErrInvalid, s.ClientAddress, s.User)
 	}
-	sess := &dataplane.L2TPSession{Local: s.Local, Peer: s.Peer, L2TPPort: peer.port,
+	sess := &dataplane.L2TPSession{Local: s.Local, Peer: s.Peer, Clear: clear, L2TPPort: peer.port,
 		LocalTunnel: s.LocalTunnelID, LocalSession: s.LocalSessionID, PeerTunnel: s.PeerTunnelID, PeerSession: s.PeerSessionID,
 		Client: s.ClientAddress, User: s.User, MRU: s.MRU, Magic: s.LCPMagic, OutKey: peer.key}
 	h, err := r.table.Add(sess)
@@ -523,7 +609,7 @@ func (r *Access) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64, e
 	if r.acct != nil {
 		r.acct.start(sess, g.class)
 	}
-	r.log.Info("session installed", zap.String("user", s.User), zap.Stringer("address", s.ClientAddress), zap.Stringer("peer", s.Peer))
+	r.log.Info("session installed", zap.String("user", s.User), zap.Stringer("address", s.ClientAddress), zap.Stringer("peer", s.Peer), zap.Bool("ipsec", !clear))
 	return h, nil
 }
 

@@ -29,16 +29,19 @@ import (
 // raClient is a LAC with a PPP client whose packets go through the core's
 // relay as if they had come through an SA from peer.
 type raClient struct {
-	peer netip.AddrPort
-	lac  *l2tp.Tunnel
-	link *ppp.Link
-	up   *ppp.LinkUp
+	peer  netip.AddrPort
+	clear bool // L2TP without IPsec
+	lac   *l2tp.Tunnel
+	link  *ppp.Link
+	up    *ppp.LinkUp
 }
 
-// sent is an L2TP message the core sent to the client at a NAT-T port.
+// sent is an L2TP message the core sent to the client at a NAT-T port,
+// or in clear to its L2TP port.
 type sent struct {
-	port uint16
-	b    []byte
+	port  uint16
+	b     []byte
+	clear bool
 }
 
 type raRig struct {
@@ -50,16 +53,29 @@ type raRig struct {
 	now     time.Time
 }
 
-var raServer = netip.MustParseAddrPort("203.0.113.1:4500")
+var (
+	raServer      = netip.MustParseAddrPort("203.0.113.1:4500")
+	raServerClear = netip.MustParseAddrPort("203.0.113.1:1701")
+)
 
+// dial connects a client through an SA from port.
 func (g *raRig) dial(port uint16, user, password string) *raClient {
-	c := &raClient{peer: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.7"), port)}
+	return g.dialVia(port, user, password, false)
+}
+
+// dialVia connects a client from port, through an SA or in clear.
+func (g *raRig) dialVia(port uint16, user, password string, clear bool) *raClient {
+	c := &raClient{peer: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.7"), port), clear: clear}
 	g.mu.Lock()
 	g.clients[port] = c
 	g.mu.Unlock()
+	local, spi, l2tpPort := raServer, uint32(port), uint16(l2tp.Port)
+	if clear {
+		local, spi, l2tpPort = raServerClear, 0, port
+	}
 	ctl := func(isPPP bool, tun, sess uint16, b []byte) {
-		g.r.OnControl(dataplane.L2TPControl{PPP: isPPP, Local: raServer, Peer: c.peer, SPI: uint32(port), Tunnel: tun, Session: sess,
-			Payload: append([]byte(nil), b...), ClientL2TPPort: l2tp.Port})
+		g.r.OnControl(dataplane.L2TPControl{PPP: isPPP, Local: local, Peer: c.peer, SPI: spi, Tunnel: tun, Session: sess,
+			Payload: append([]byte(nil), b...), ClientL2TPPort: l2tpPort})
 	}
 	c.lac = l2tp.NewTunnel(l2tp.Config{Role: l2tp.LAC,
 		Send: func(b []byte) { ctl(false, 0, 0, b) },
@@ -92,6 +108,10 @@ func (g *raRig) pump(cond func() bool) bool {
 			if c == nil {
 				continue
 			}
+			if c.clear != m.clear {
+				g.t.Errorf("a message for %v went the wrong way (cleartext %v)", c.peer, m.clear)
+				continue
+			}
 			h, payload, err := l2tp.ParseHeader(m.b)
 			if err != nil {
 				g.t.Errorf("the core sent a bad L2TP message: %v", err)
@@ -110,25 +130,19 @@ func (g *raRig) pump(cond func() bool) bool {
 	return true
 }
 
-// TestRemoteAccessSurvivesPluginKill runs the real l2tp plugin binary
-// under the plugin host, connects a client, kills the plugin, and checks
-// that the session stays installed and a new client gets in once the
-// plugin is back.
-func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the plugin binary")
-	}
+// newPluginRig runs the real l2tp plugin binary under the plugin host
+// for remote access ra, with users alice, bob and carol. The core's
+// sends land in the rig's inbox.
+func newPluginRig(t *testing.T, ra *config.RemoteAccess) (*raRig, *pluginhost.Host) {
 	dir := t.TempDir()
 	bin, err := testbin.Build(dir, map[string]string{"../../plugins/l2tp": "l2tp"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	usersFile := filepath.Join(dir, "users.yaml")
-	if err := os.WriteFile(usersFile, []byte("users:\n  alice: {password: 'correct horse'}\n  bob: {password: 'battery staple'}\n"), 0o600); err != nil {
+	ra.PPP.UsersFile = filepath.Join(dir, "users.yaml")
+	if err := os.WriteFile(ra.PPP.UsersFile, []byte("users:\n  alice: {password: 'correct horse'}\n  bob: {password: 'battery staple'}\n  carol: {password: 'no ipsec here'}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ra := &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
-		PPP: config.PPP{Auth: []string{"mschapv2"}, UsersFile: usersFile, MRU: 1400}}
 	r, err := newAccess(zap.NewNop(), ra)
 	if err != nil {
 		t.Fatal(err)
@@ -136,12 +150,15 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 	g := &raRig{t: t, r: r, clients: map[uint16]*raClient{}, inbox: make(chan sent, 256), now: time.Now()}
 	r.SetSender(func(key sad.OutKey, port uint16, msg []byte) error {
 		if port == l2tp.Port {
-			g.inbox <- sent{key.Port, append([]byte(nil), msg...)}
+			g.inbox <- sent{port: key.Port, b: append([]byte(nil), msg...)}
 		}
+		return nil
+	}, func(to netip.AddrPort, msg []byte) error {
+		g.inbox <- sent{port: to.Port(), b: append([]byte(nil), msg...), clear: true}
 		return nil
 	})
 	life, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	go r.Forward(life)
 	host := pluginhost.New(zap.NewNop(), pluginhost.Options{}, func(ctx context.Context, p *pluginhost.Plugin) error {
 		if tc, ok := p.L2TP(); ok {
@@ -152,8 +169,21 @@ func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
 	if err := host.Start(context.Background(), pluginhost.Spec{Name: "l2tp", Path: filepath.Join(bin, "l2tp")}); err != nil {
 		t.Fatal(err)
 	}
-	defer host.StopAll()
+	t.Cleanup(host.StopAll)
+	return g, host
+}
 
+// TestRemoteAccessSurvivesPluginKill runs the real l2tp plugin binary
+// under the plugin host, connects a client, kills the plugin, and checks
+// that the session stays installed and a new client gets in once the
+// plugin is back.
+func TestRemoteAccessSurvivesPluginKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the plugin binary")
+	}
+	g, host := newPluginRig(t, &config.RemoteAccess{Pool: config.Prefix{Prefix: netip.MustParsePrefix("10.8.0.0/24")},
+		PPP: config.PPP{Auth: []string{"mschapv2"}, MRU: 1400}})
+	r := g.r
 	alice := g.dial(4500, "alice", "correct horse")
 	if !g.pump(func() bool { return alice.up != nil && r.table.Len() == 1 }) {
 		t.Fatalf("alice not connected: up %v, %d sessions, %d dropped", alice.up, r.table.Len(), r.dropped.Load())

@@ -184,7 +184,7 @@ func (x *lab) try(ns *netns.NS, user, password string, extra ...string) (*client
 	must(x.t, os.WriteFile(pw, []byte(password+"\n"), 0o600))
 	args := []string{"connect", "l2tp", "--server", "192.0.2.1", "--user", user, "--password-file", pw, "--route", "10.1.0.0/24",
 		"--setup-timeout", "20s", "-v"}
-	if !slices.Contains(extra, "--cert") {
+	if !slices.Contains(extra, "--cert") && !slices.Contains(extra, "--no-ipsec") {
 		args = append(args, "--psk-file", filepath.Join(x.dir, "l2tp.psk"))
 	}
 	args = append(args, extra...)
@@ -570,9 +570,11 @@ func TestTsharkDecodesSession(t *testing.T) {
 	}
 }
 
-// TestCleartextL2TPRefused: an SCCRQ sent in clear, outside IPsec, to the
-// server's port 1701 gets no answer, reaches no plugin and makes no
-// tunnel: L2TP is only taken from a transport SA.
+// TestCleartextL2TPRefused: without allow_cleartext_l2tp, an SCCRQ sent
+// in clear, outside IPsec, to the server's port 1701 gets no answer,
+// reaches no plugin, makes no tunnel and is counted by the cleartext
+// drop rule; `gatehouse connect l2tp --no-ipsec` says what the server
+// must allow. L2TP is only taken from a transport SA.
 func TestCleartextL2TPRefused(t *testing.T) {
 	x := newLab(t)
 	cli := x.direct("cli")
@@ -581,11 +583,81 @@ func TestCleartextL2TPRefused(t *testing.T) {
 	if err != nil || !strings.Contains(out, "no answer") {
 		t.Fatalf("an SCCRQ in clear: %v\n%s", err, out)
 	}
+	_, out, err = x.try(cli, "bob", "battery staple", "--no-ipsec", "--setup-timeout", "5s")
+	if err == nil || !strings.Contains(out, "allow_cleartext_l2tp") {
+		t.Fatalf("connect --no-ipsec to a server without cleartext L2TP: %v\n%s", err, out)
+	}
 	if log := x.gw.Proc.Output(); strings.Contains(log, "L2TP tunnel up") || strings.Contains(log, "SCCRQ") {
 		t.Fatalf("the cleartext SCCRQ reached the L2TP plugin:\n%s", log)
 	}
+	rules, err := x.srv.Output(10*time.Second, "nft", "list", "table", "inet", "gatehouse")
+	must(t, err)
+	if m := regexp.MustCompile(`counter packets (\d+) bytes \d+ drop comment "cleartext for rule remote-access"`).FindStringSubmatch(rules); m == nil || atoi(m[1]) < 2 {
+		t.Fatalf("the cleartext drops are not counted:\n%s", rules)
+	}
 	// And a client through IPsec still gets in.
 	x.dial(cli, "alice", "correct horse").hangUp(t)
+}
+
+// TestCleartextL2TPAllowed: with allow_cleartext_l2tp, --check and the
+// server's start say so loudly; `gatehouse connect l2tp --no-ipsec` gets
+// an address without IKE, pings the inside, shows in `gatehouse sessions`
+// as without IPsec and in the audit log; tshark reads L2TP, PPP and the
+// pings in clear on the wire, with no ESP and nothing malformed; and an
+// IPsec client still connects beside it.
+func TestCleartextL2TPAllowed(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	path := x.writeConfig("mschapv2", "allow_cleartext_l2tp: true")
+	out, err := x.srv.Output(20*time.Second, filepath.Join(bin, "gatehoused"), "--check", "--config", path)
+	if err != nil || !strings.Contains(out, "warning:") || !strings.Contains(out, "cleartext L2TP is on") {
+		t.Fatalf("--check: %v\n%s", err, out)
+	}
+	x.serve("mschapv2", "allow_cleartext_l2tp: true")
+	if !x.waitLog("WARN", "cleartext L2TP is on", "192.0.2.1:1701") {
+		t.Fatalf("no loud warning at start:\n%s", x.gw.Proc.Output())
+	}
+	capture := x.srv.StartCapture(t, x.srvOuter, "not arp", filepath.Join(x.dir, "outer.pcap"))
+	c := x.dial(cli, "bob", "battery staple", "--no-ipsec")
+	if !strings.Contains(c.proc.Output(), "L2TP without IPsec") {
+		t.Errorf("the client does not say it runs without IPsec:\n%s", c.proc.Output())
+	}
+	if out, err := cli.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.1.0.10"); err != nil || !strings.Contains(out, " 3 received") {
+		t.Fatalf("ping through cleartext L2TP: %v\n%s", err, out)
+	}
+	sessions := x.gw.CLI(t, "sessions")
+	if !strings.Contains(sessions, "bob") || !strings.Contains(sessions, "192.0.2.10:1701 (no IPsec)") || !strings.Contains(sessions, "without IPsec") {
+		t.Errorf("gatehouse sessions:\n%s", sessions)
+	}
+	if sa := x.gw.CLI(t, "sa"); !strings.Contains(sa, "Cleartext L2TP:") {
+		t.Errorf("gatehouse sa does not count the cleartext datagrams:\n%s", sa)
+	}
+	c.hangUp(t)
+	text := capture.Until(t, 10*time.Second, "the StopCCN", func(text string) bool { return strings.Contains(text, "Stop_Control_Notification") })
+	for _, want := range []string{"Layer 2 Tunneling Protocol", "Start_Control_Request", "Incoming_Call_Connected",
+		"PPP Link Control Protocol", "PPP Challenge Handshake Authentication Protocol", "PPP IP Control Protocol",
+		"Type: 8 (Echo (ping) request)", "Type: 0 (Echo (ping) reply)", "Stop_Control_Notification"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("tshark did not decode %q", want)
+		}
+	}
+	if strings.Contains(text, "Encapsulating Security Payload") || strings.Contains(text, "Internet Security Association") {
+		t.Error("IKE or ESP on the wire of a cleartext connection")
+	}
+	if in, err := pcap.CountICMP(capture.File, nil); err != nil || in.Clear < 6 || in.InESP != 0 {
+		t.Errorf("on the wire: %+v (%v); want the pings in clear and none in ESP", in, err)
+	}
+	if bad := pcap.Malformed(text); len(bad) > 0 {
+		t.Errorf("tshark flags %d lines, e.g. %q", len(bad), bad[0])
+	}
+	if !x.waitLog("user-disconnected", "bob") {
+		t.Error("no audit event for the end of bob's session")
+	}
+	// IPsec clients are not affected.
+	x.dial(cli, "alice", "correct horse").hangUp(t)
+	if t.Failed() {
+		t.Logf("tshark:\n%s", netns.Tail(text, 6000))
+	}
 }
 
 // checkMetrics scrapes the server's metrics endpoint with curl while one

@@ -67,6 +67,11 @@ type Config struct {
 	// direction: "esp SRC DST SPI SUITE ENC-KEY INTEG-KEY" (hex), for
 	// decrypting captures. For debugging only: it is the tunnel's secret.
 	KeyLog io.Writer
+	// NoIPsec dials L2TP on UDP 1701 in clear, with no IKE and no ESP,
+	// as a Windows client with ProhibitIpSec does; the server must allow
+	// it (remote_access.allow_cleartext_l2tp). PSK, Cert, IKE and ESP are
+	// unused.
+	NoIPsec bool
 	// Calls and Tunnels load-test a server: Calls PPP sessions (default 1)
 	// spread over Tunnels L2TP tunnels (default 1, at most Calls) inside
 	// the one IPsec SA, as an LAC concentrating many users does. Only the
@@ -84,9 +89,10 @@ type IO struct {
 	// Local is our address towards the server.
 	Local netip.Addr
 	// IKE is UDP 500; UDP is UDP 4500 (ESP in UDP, and IKE once NAT-T
-	// floats); Raw is raw ESP.
-	IKE, UDP, Raw dataplane.Conn
-	TUN           dataplane.Device
+	// floats); Raw is raw ESP. L2TP is UDP 1701, for NoIPsec only (the
+	// others are then nil).
+	IKE, UDP, Raw, L2TP dataplane.Conn
+	TUN                 dataplane.Device
 	// Network gives the TUN its address and routes, and returns what
 	// takes them away (dataplane.SetupNetwork).
 	Network func(dataplane.NetConfig) (undo func(), err error)
@@ -96,10 +102,10 @@ type IO struct {
 type Info struct {
 	Address, Gateway netip.Addr // ours and the server's, inside
 	DNS, NBNS        []netip.Addr
-	Local, Server    netip.AddrPort // the IPsec SA's outer endpoints
+	Local, Server    netip.AddrPort // the IPsec SA's outer endpoints, or the L2TP ones without IPsec
 	NAT              bool
 	Auth             ppp.AuthProto
-	ESP              string
+	ESP              string // "none" without IPsec
 	// Addresses are every call's, in the order they came up (the first
 	// call's first): one per Config.Calls.
 	Addresses []netip.Addr
@@ -142,6 +148,7 @@ type Conn struct {
 	mgr   *ike.Manager
 	ike   dataplane.Conn
 	udp   dataplane.Conn
+	l2tp  dataplane.Conn // NoIPsec's UDP 1701
 	local netip.Addr
 	// network sets up the TUN's address and routes once PPP is up.
 	network func(dataplane.NetConfig) (func(), error)
@@ -244,11 +251,15 @@ func (c *Conn) open() error {
 			return err
 		}
 	}
-	c.local, c.ike, c.udp, c.network = io.Local, io.IKE, io.UDP, io.Network
+	c.local, c.ike, c.udp, c.l2tp, c.network = io.Local, io.IKE, io.UDP, io.L2TP, io.Network
 	c.plane = dataplane.New(dataplane.Config{Log: c.log.Named("esp"), TUN: io.TUN, Raw: io.Raw, UDP: c.udp, SAD: c.db, MTU: cfg.MTU,
-		L2TP: c.table, OnL2TPControl: c.onControl,
+		L2TP: c.table, OnL2TPControl: c.onControl, L2TPClear: c.l2tp, L2TPClearLocal: netip.AddrPortFrom(c.local, l2tp.Port),
 		OnIKE: func(msg []byte, from netip.AddrPort) { c.deliver(msg, netip.AddrPortFrom(c.local, esp.NATTPort), from) },
 	}, &policy.Policy{})
+	if cfg.NoIPsec {
+		c.plane.Start()
+		return nil
+	}
 	c.mgr = ike.NewManager(ike.Config{Log: c.log.Named("ike"), Host: (*host)(c), Rand: rand.Reader})
 	auth := uint16(ike.AuthPSK)
 	if cfg.Cert != nil {
@@ -290,13 +301,23 @@ func openIO(cfg Config) (_ *IO, err error) {
 	}
 	defer func() {
 		if err != nil {
-			for _, c := range []dataplane.Conn{io.IKE, io.UDP, io.Raw} {
+			for _, c := range []dataplane.Conn{io.IKE, io.UDP, io.Raw, io.L2TP} {
 				if c != nil {
 					c.Close()
 				}
 			}
 		}
 	}()
+	if cfg.NoIPsec {
+		// From port 1701, as Windows and macOS send.
+		if io.L2TP, err = dataplane.ListenUDP(netip.AddrPortFrom(io.Local, l2tp.Port), cfg.Mark); err != nil {
+			return nil, fmt.Errorf("%w (is an L2TP client or server running on this host?)", err)
+		}
+		if io.TUN, err = dataplane.OpenTUN(cfg.TUN); err != nil {
+			return nil, err
+		}
+		return io, nil
+	}
 	if io.IKE, err = dataplane.ListenUDP(netip.AddrPortFrom(io.Local, 500), cfg.Mark); err != nil {
 		return nil, fmt.Errorf("%w (is an IKE daemon running on this host?)", err)
 	}
@@ -342,7 +363,10 @@ func (c *Conn) loop() {
 	defer close(c.done)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	if err := c.mgr.Initiate(peerName); err != nil {
+	if c.cfg.NoIPsec {
+		c.childUp = time.Now()
+		c.startL2TP()
+	} else if err := c.mgr.Initiate(peerName); err != nil {
 		c.end(fmt.Errorf("%w: %v", ErrIKE, err))
 		return
 	}
@@ -360,7 +384,9 @@ func (c *Conn) loop() {
 			f()
 		case <-tick.C:
 			now := time.Now()
-			c.mgr.Tick()
+			if c.mgr != nil {
+				c.mgr.Tick()
+			}
 			for _, t := range c.tunnels {
 				t.Tick(now)
 			}
@@ -390,6 +416,9 @@ func (c *Conn) timedOut() error {
 		return fmt.Errorf("%w: %d of %d calls up in %v (%d had an L2TP session, %d a PPP link)", ErrTimeout, len(c.upCalls), len(c.calls), t, sessions, links)
 	case links > 0:
 		return fmt.Errorf("%w: %w: PPP did not finish in %v", ErrPPP, ErrTimeout, t)
+	case c.cfg.NoIPsec:
+		return fmt.Errorf("%w: %w: no L2TP answer in %v without IPsec: the server must allow it (remote_access.allow_cleartext_l2tp) "+
+			"and UDP 1701 must reach it", ErrL2TP, ErrTimeout, t)
 	case len(c.tunnels) > 0:
 		return fmt.Errorf("%w: %w: the L2TP tunnel did not come up in %v (is the server's L2TP service running?)", ErrL2TP, ErrTimeout, t)
 	default:
@@ -550,9 +579,27 @@ func (c *Conn) startPPP(k *call) {
 }
 
 func (c *Conn) sendL2TP(msg []byte) {
-	if err := c.plane.SendL2TP(c.key, l2tp.Port, msg); err != nil {
+	var err error
+	if c.cfg.NoIPsec {
+		err = c.plane.SendL2TPClear(c.serverL2TP(), msg)
+	} else {
+		err = c.plane.SendL2TP(c.key, l2tp.Port, msg)
+	}
+	if err != nil {
 		c.log.Debug("L2TP message not sent", zap.Error(err))
 	}
+}
+
+// serverL2TP is the server's L2TP endpoint without IPsec.
+func (c *Conn) serverL2TP() netip.AddrPort { return netip.AddrPortFrom(c.cfg.Server, l2tp.Port) }
+
+// outer is the connection's outer endpoints and protection: the IPsec
+// SA's, or L2TP's own without IPsec.
+func (c *Conn) outer() (local, server netip.AddrPort, nat bool, suite string) {
+	if c.cfg.NoIPsec {
+		return netip.AddrPortFrom(c.local, l2tp.Port), c.serverL2TP(), false, "none"
+	}
+	return c.child.Local, c.child.Remote, c.child.UDP, c.child.Suite.String()
 }
 
 // pppUp installs the first call in the data path and sets up the TUN;
@@ -568,8 +615,9 @@ func (c *Conn) pppUp(k *call, u ppp.LinkUp) {
 	}
 	now := time.Now()
 	first := c.calls[0].ppp
-	info := Info{Address: first.Local, Gateway: first.Peer, DNS: first.DNS, NBNS: first.NBNS, Local: c.child.Local, Server: c.child.Remote,
-		NAT: c.child.UDP, Auth: first.Auth, ESP: c.child.Suite.String(), Addresses: c.upCalls,
+	local, server, nat, suite := c.outer()
+	info := Info{Address: first.Local, Gateway: first.Peer, DNS: first.DNS, NBNS: first.NBNS, Local: local, Server: server,
+		NAT: nat, Auth: first.Auth, ESP: suite, Addresses: c.upCalls,
 		Setup: now.Sub(c.began), CallSetup: now.Sub(c.childUp)}
 	c.mu.Lock()
 	c.info = info
@@ -582,7 +630,8 @@ func (c *Conn) install(s *l2tp.Session, u ppp.LinkUp) bool {
 	if mru == 0 || int(mru) > c.cfg.MTU {
 		mru = uint16(c.cfg.MTU)
 	}
-	h, err := c.table.Add(&dataplane.L2TPSession{LAC: true, Local: c.child.Local, Peer: c.child.Remote, L2TPPort: l2tp.Port,
+	local, server, _, _ := c.outer()
+	h, err := c.table.Add(&dataplane.L2TPSession{LAC: true, Local: local, Peer: server, Clear: c.cfg.NoIPsec, L2TPPort: l2tp.Port,
 		LocalTunnel: s.Tunnel.LocalID, LocalSession: s.LocalID, PeerTunnel: s.Tunnel.PeerID, PeerSession: s.PeerID,
 		Client: u.Local, User: c.cfg.User, MRU: mru, OutKey: c.key})
 	if err != nil {
@@ -607,6 +656,10 @@ func (c *Conn) install(s *l2tp.Session, u ppp.LinkUp) bool {
 }
 
 func (c *Conn) control(m dataplane.L2TPControl) {
+	if c.cfg.NoIPsec && m.Peer != c.serverL2TP() {
+		c.log.Debug("cleartext L2TP from another host than the server ignored", zap.Stringer("from", m.Peer))
+		return
+	}
 	now := time.Now()
 	t := c.tunnels[m.Tunnel]
 	if t == nil {
@@ -701,7 +754,9 @@ func (c *Conn) shutdown() {
 				}
 			})
 			time.Sleep(200 * time.Millisecond)
-			c.call(func() { c.mgr.Terminate(peerName) })
+			if c.mgr != nil {
+				c.call(func() { c.mgr.Terminate(peerName) })
+			}
 		}()
 		select {
 		case <-bye:
@@ -739,7 +794,11 @@ func (c *Conn) closeIO() {
 	if c.ike != nil {
 		c.ike.Close()
 	}
-	if c.plane == nil && c.udp != nil {
-		c.udp.Close()
+	if c.plane == nil {
+		for _, s := range []dataplane.Conn{c.udp, c.l2tp} {
+			if s != nil {
+				s.Close()
+			}
+		}
 	}
 }

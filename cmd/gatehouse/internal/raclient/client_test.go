@@ -64,6 +64,8 @@ type server struct {
 	// is up, before it reads the client's next message.
 	ikeUp   func()
 	ikeIsUp bool
+	// clear: the server speaks L2TP without IPsec on its UDP 1701 wire.
+	clear bool
 
 	mu   sync.Mutex
 	seen []string
@@ -86,11 +88,12 @@ func newPair(t *testing.T) (*server, Config) {
 	ikeC, ikeS := dptest.Wire(netip.AddrPortFrom(clientAddr, 500), netip.AddrPortFrom(serverAddr, 500))
 	udpC, udpS := dptest.Wire(netip.AddrPortFrom(clientAddr, esp.NATTPort), netip.AddrPortFrom(serverAddr, esp.NATTPort))
 	rawC, rawS := dptest.Wire(netip.AddrPortFrom(clientAddr, 0), netip.AddrPortFrom(serverAddr, 0))
+	l2tpC, l2tpS := dptest.Wire(netip.AddrPortFrom(clientAddr, l2tp.Port), netip.AddrPortFrom(serverAddr, l2tp.Port))
 	s := &server{t: t, db: sad.New(), ike: ikeS, udp: udpS, in: make(chan datagram, 64), ctl: make(chan dataplane.L2TPControl, 256),
 		calls: map[[2]uint16]*srvCall{}, stop: make(chan struct{}), done: make(chan struct{})}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	s.plane = dataplane.New(dataplane.Config{Log: log.Named("server-esp"), TUN: dptest.NewTUN(dataplane.DeviceHeadroom), Raw: rawS, UDP: udpS,
-		SAD: s.db, MTU: 1400, L2TP: dataplane.NewL2TPTable(),
+		SAD: s.db, MTU: 1400, L2TP: dataplane.NewL2TPTable(), L2TPClear: l2tpS, L2TPClearLocal: netip.AddrPortFrom(serverAddr, l2tp.Port),
 		OnL2TPControl: func(m dataplane.L2TPControl) { s.ctl <- m },
 		OnIKE: func(msg []byte, from netip.AddrPort) {
 			s.in <- datagram{append([]byte(nil), msg...), netip.AddrPortFrom(serverAddr, esp.NATTPort), from}
@@ -122,7 +125,7 @@ func newPair(t *testing.T) (*server, Config) {
 	})
 	cfg := Config{Log: log.Named("client"), Server: serverAddr, PSK: []byte(testPSK), User: "alice", Password: testPassword,
 		PPPAuth: []ppp.AuthProto{ppp.AuthMSCHAPv2}, IKE: props, ESP: suites, TUN: "unused", Timeout: 20 * time.Second,
-		IO: &IO{Local: clientAddr, IKE: ikeC, UDP: udpC, Raw: rawC, TUN: dptest.NewTUN(dataplane.DeviceHeadroom),
+		IO: &IO{Local: clientAddr, IKE: ikeC, UDP: udpC, Raw: rawC, L2TP: l2tpC, TUN: dptest.NewTUN(dataplane.DeviceHeadroom),
 			Network: func(dataplane.NetConfig) (func(), error) { return func() {}, nil }}}
 	return s, cfg
 }
@@ -188,7 +191,11 @@ func srvOutKey(peer netip.AddrPort) sad.OutKey {
 }
 
 func (s *server) send(peer netip.AddrPort, msg []byte) {
-	if err := s.plane.SendL2TP(srvOutKey(peer), l2tp.Port, msg); err != nil {
+	send := func() error { return s.plane.SendL2TP(srvOutKey(peer), l2tp.Port, msg) }
+	if s.clear {
+		send = func() error { return s.plane.SendL2TPClear(peer, msg) }
+	}
+	if err := send(); err != nil {
 		s.t.Logf("server: L2TP not sent: %v", err)
 	}
 }
@@ -387,6 +394,49 @@ func TestConnects(t *testing.T) {
 	}
 	if seen := s.saw(); !slices.Contains(seen, "PPP up") {
 		t.Fatalf("the server saw %q", seen)
+	}
+}
+
+// Without IPsec the client speaks L2TP straight to the server's UDP port
+// 1701, from its own, and comes up with no IKE exchange and no SA on
+// either side; L2TP from another host is ignored.
+func TestConnectsWithoutIPsec(t *testing.T) {
+	s, cfg := newPair(t)
+	s.clear = true
+	cfg.NoIPsec, cfg.PSK = true, nil
+	// The client gets only its UDP 1701 wire, the server keeps its IKE
+	// ones: an IKE message would show in s.saw().
+	cfg.IO.IKE, cfg.IO.UDP, cfg.IO.Raw = nil, nil, nil
+	c := dial(t, cfg)
+	info := c.Info()
+	if info.Address != netip.MustParseAddr("10.8.0.2") || info.ESP != "none" || info.Server != netip.AddrPortFrom(serverAddr, l2tp.Port) ||
+		info.Local != netip.AddrPortFrom(clientAddr, l2tp.Port) {
+		t.Fatalf("info %+v", info)
+	}
+	seen := s.saw()
+	if !slices.Contains(seen, "PPP up") || !slices.Contains(seen, "SCCRQ") || s.db.Len() != 0 || s.ikeIsUp {
+		t.Fatalf("the server saw %q with %d SAs", seen, s.db.Len())
+	}
+	ses := c.table.All()
+	if len(ses) != 1 || !ses[0].Clear || ses[0].Peer != info.Server {
+		t.Fatalf("client session %+v", ses)
+	}
+	// StopCCNs from a stranger for the client's tunnel, one for each
+	// sequence number the server may be at, change nothing.
+	m := &l2tp.Message{Type: l2tp.MsgStopCCN}
+	m.AddUint16(l2tp.AVPAssignedTunnelID, true, 999)
+	m.Add(l2tp.AVPResultCode, true, l2tp.Result{Result: l2tp.StopClearConnection}.Bytes())
+	stop := m.AppendAVPs(nil, nil, nil)
+	for ns := uint16(0); ns < 16; ns++ {
+		c.call(func() {
+			c.control(dataplane.L2TPControl{Peer: netip.MustParseAddrPort("198.51.100.66:1701"), Tunnel: ses[0].LocalTunnel,
+				Payload: append(l2tp.AppendControlHeader(nil, ses[0].LocalTunnel, 0, ns, 0, len(stop)), stop...)})
+		})
+	}
+	select {
+	case <-c.Done():
+		t.Fatalf("a stranger's StopCCN ended the connection: %v", c.Err())
+	case <-time.After(300 * time.Millisecond):
 	}
 }
 

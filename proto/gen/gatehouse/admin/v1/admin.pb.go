@@ -27,14 +27,17 @@ type Session struct {
 	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	// address is the client's, from the pool; outer is its IPsec peer
 	// (address and NAT-T port as we see them).
-	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Outer         string `protobuf:"bytes,3,opt,name=outer,proto3" json:"outer,omitempty"`
-	SinceUnix     int64  `protobuf:"varint,4,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"`
-	BytesIn       uint64 `protobuf:"varint,5,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
-	BytesOut      uint64 `protobuf:"varint,6,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
-	PacketsIn     uint64 `protobuf:"varint,7,opt,name=packets_in,json=packetsIn,proto3" json:"packets_in,omitempty"`
-	PacketsOut    uint64 `protobuf:"varint,8,opt,name=packets_out,json=packetsOut,proto3" json:"packets_out,omitempty"`
-	IdleSeconds   int64  `protobuf:"varint,9,opt,name=idle_seconds,json=idleSeconds,proto3" json:"idle_seconds,omitempty"`
+	Address     string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Outer       string `protobuf:"bytes,3,opt,name=outer,proto3" json:"outer,omitempty"`
+	SinceUnix   int64  `protobuf:"varint,4,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"`
+	BytesIn     uint64 `protobuf:"varint,5,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
+	BytesOut    uint64 `protobuf:"varint,6,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
+	PacketsIn   uint64 `protobuf:"varint,7,opt,name=packets_in,json=packetsIn,proto3" json:"packets_in,omitempty"`
+	PacketsOut  uint64 `protobuf:"varint,8,opt,name=packets_out,json=packetsOut,proto3" json:"packets_out,omitempty"`
+	IdleSeconds int64  `protobuf:"varint,9,opt,name=idle_seconds,json=idleSeconds,proto3" json:"idle_seconds,omitempty"`
+	// cleartext: L2TP without IPsec (remote_access.allow_cleartext_l2tp);
+	// outer is then the client's L2TP address and port.
+	Cleartext     bool `protobuf:"varint,10,opt,name=cleartext,proto3" json:"cleartext,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -130,6 +133,13 @@ func (x *Session) GetIdleSeconds() int64 {
 		return x.IdleSeconds
 	}
 	return 0
+}
+
+func (x *Session) GetCleartext() bool {
+	if x != nil {
+		return x.Cleartext
+	}
+	return false
 }
 
 type SessionsRequest struct {
@@ -855,9 +865,12 @@ type SAsResponse struct {
 	TunPackets uint64 `protobuf:"varint,9,opt,name=tun_packets,json=tunPackets,proto3" json:"tun_packets,omitempty"`
 	// tun_written above tun_writes means decrypted TCP segments are being
 	// joined into super-packets (GRO) before they reach the kernel.
-	TunWrites     uint64   `protobuf:"varint,10,opt,name=tun_writes,json=tunWrites,proto3" json:"tun_writes,omitempty"`
-	TunWritten    uint64   `protobuf:"varint,11,opt,name=tun_written,json=tunWritten,proto3" json:"tun_written,omitempty"`
-	IkeSas        []*IKESA `protobuf:"bytes,12,rep,name=ike_sas,json=ikeSas,proto3" json:"ike_sas,omitempty"`
+	TunWrites  uint64   `protobuf:"varint,10,opt,name=tun_writes,json=tunWrites,proto3" json:"tun_writes,omitempty"`
+	TunWritten uint64   `protobuf:"varint,11,opt,name=tun_written,json=tunWritten,proto3" json:"tun_written,omitempty"`
+	IkeSas     []*IKESA `protobuf:"bytes,12,rep,name=ike_sas,json=ikeSas,proto3" json:"ike_sas,omitempty"`
+	// clear_l2tp counts datagrams read on the cleartext L2TP socket
+	// (remote_access.allow_cleartext_l2tp).
+	ClearL2Tp     uint64 `protobuf:"varint,13,opt,name=clear_l2tp,json=clearL2tp,proto3" json:"clear_l2tp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -974,6 +987,13 @@ func (x *SAsResponse) GetIkeSas() []*IKESA {
 		return x.IkeSas
 	}
 	return nil
+}
+
+func (x *SAsResponse) GetClearL2Tp() uint64 {
+	if x != nil {
+		return x.ClearL2Tp
+	}
+	return 0
 }
 
 type StatusRequest struct {
@@ -1897,7 +1917,7 @@ var File_gatehouse_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"\x87\x02\n" +
+	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"\xa5\x02\n" +
 	"\aSession\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -1910,7 +1930,9 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"packets_in\x18\a \x01(\x04R\tpacketsIn\x12\x1f\n" +
 	"\vpackets_out\x18\b \x01(\x04R\n" +
 	"packetsOut\x12!\n" +
-	"\fidle_seconds\x18\t \x01(\x03R\vidleSeconds\"\x11\n" +
+	"\fidle_seconds\x18\t \x01(\x03R\vidleSeconds\x12\x1c\n" +
+	"\tcleartext\x18\n" +
+	" \x01(\bR\tcleartext\"\x11\n" +
 	"\x0fSessionsRequest\"\xe7\x01\n" +
 	"\x10SessionsResponse\x12#\n" +
 	"\rremote_access\x18\x01 \x01(\bR\fremoteAccess\x127\n" +
@@ -1971,7 +1993,7 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"ageSeconds\x122\n" +
 	"\x15lifetime_left_seconds\x18\x12 \x01(\x03R\x13lifetimeLeftSeconds\x12\x18\n" +
 	"\abackend\x18\x13 \x01(\tR\abackend\x12\x12\n" +
-	"\x04rule\x18\x14 \x01(\tR\x04rule\"\xfc\x03\n" +
+	"\x04rule\x18\x14 \x01(\tR\x04rule\"\x9b\x04\n" +
 	"\vSAsResponse\x12\x1c\n" +
 	"\tdataplane\x18\x01 \x01(\bR\tdataplane\x12(\n" +
 	"\x03sas\x18\x02 \x03(\v2\x16.gatehouse.admin.v1.SAR\x03sas\x12\x12\n" +
@@ -1990,7 +2012,9 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	" \x01(\x04R\ttunWrites\x12\x1f\n" +
 	"\vtun_written\x18\v \x01(\x04R\n" +
 	"tunWritten\x122\n" +
-	"\aike_sas\x18\f \x03(\v2\x19.gatehouse.admin.v1.IKESAR\x06ikeSas\x1a8\n" +
+	"\aike_sas\x18\f \x03(\v2\x19.gatehouse.admin.v1.IKESAR\x06ikeSas\x12\x1d\n" +
+	"\n" +
+	"clear_l2tp\x18\r \x01(\x04R\tclearL2tp\x1a8\n" +
 	"\n" +
 	"DropsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
