@@ -162,12 +162,14 @@ func localAddrIn(p netip.Prefix) netip.Addr {
 	return netip.Addr{}
 }
 
-// outerAddr is what the ESP sockets bind to: the listen address when
-// there is one IPv4 address. Bound to 0.0.0.0, they would send from the
-// outgoing route's source address, and a client that talks to another
-// one (a failover address added beside the interface's own, or the
-// server's address on lo with the clients routed through another
-// interface) drops our ESP: its SA names the address it dialled.
+// outerAddr is what the outer sockets (raw ESP, UDP 4500, cleartext
+// L2TP) bind to: the listen address when there is one IPv4 address, else
+// 0.0.0.0. Every packet must leave from the address its peer dialled (an
+// SA names it), not the outgoing route's source: a failover address added
+// beside the interface's own, the server's address on lo, or a second
+// listen address would otherwise lose the peer. Bound to one address the
+// socket sends from it; bound to 0.0.0.0 each send names its source
+// (IP_PKTINFO) and each read tells which address it came to.
 func outerAddr(c *config.Config, log *zap.Logger) netip.Addr {
 	var v4 []netip.Addr
 	for _, l := range c.Listen {
@@ -179,8 +181,7 @@ func outerAddr(c *config.Config, log *zap.Logger) netip.Addr {
 		return v4[0]
 	}
 	if len(v4) > 1 {
-		log.Warn("several listen addresses: ESP leaves from the outgoing route's source address, which must be the one each peer dialled",
-			zap.Stringers("listen", v4))
+		log.Info("several listen addresses: the outer sockets are on 0.0.0.0 and send each packet from the address its SA names", zap.Stringers("listen", v4))
 	}
 	return netip.IPv4Unspecified()
 }
@@ -326,7 +327,7 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 	}
 	st.plane = dataplane.New(d.planeConfig(log, st, socks), l.Policy)
 	if d.ra != nil {
-		var clear func(netip.AddrPort, []byte) error
+		var clear func(from, to netip.AddrPort, msg []byte) error
 		if socks.l2tp != nil {
 			clear = st.plane.SendL2TPClear
 		}
@@ -396,9 +397,15 @@ func (d *Daemon) planeConfig(log *zap.Logger, st *dataplaneState, s *dataplaneSo
 		}}
 	if ik := st.ike; ik != nil {
 		pcfg.OnAcquire = ik.OnAcquire
-		pcfg.OnIKE = func(msg []byte, from netip.AddrPort) {
-			ik.Deliver(msg, netip.AddrPortFrom(netip.IPv4Unspecified(), esp.NATTPort), from)
+		pcfg.OnIKE = func(msg []byte, local netip.Addr, from netip.AddrPort) {
+			// local is set when the socket is bound to 0.0.0.0 (several
+			// listen addresses): IKE answers from the address dialled.
+			if !local.IsValid() {
+				local = netip.IPv4Unspecified()
+			}
+			ik.Deliver(msg, netip.AddrPortFrom(local, esp.NATTPort), from)
 		}
+
 	}
 	if d.ra != nil {
 		pcfg.L2TP, pcfg.OnL2TPControl = d.ra.Table(), d.ra.OnControl

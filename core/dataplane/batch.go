@@ -8,6 +8,28 @@ type Msg struct {
 	// which ReadBatch reslices to the payload (as Conn.ReadFrom does).
 	Buf  []byte
 	Addr netip.AddrPort
+	// Src is, on write, our address to send from; on read, our address
+	// the datagram was sent to. Both only on a socket bound to the
+	// wildcard address (with several listen addresses); elsewhere the
+	// socket's own address is the one, and Src is left unset.
+	Src netip.Addr
+}
+
+// SrcConn is a Conn bound to the wildcard address that can send from a
+// chosen one of our addresses (IP_PKTINFO), so that a peer gets its
+// answers from the address it dialled.
+type SrcConn interface {
+	Conn
+	WriteFromTo(b []byte, src netip.Addr, to netip.AddrPort) error
+}
+
+// WriteFrom sends b to `to` from src when c can choose (SrcConn) and src
+// is set; otherwise from the socket's own address.
+func WriteFrom(c Conn, b []byte, src netip.Addr, to netip.AddrPort) error {
+	if sc, ok := c.(SrcConn); ok && src.IsValid() && !src.IsUnspecified() {
+		return sc.WriteFromTo(b, src, to)
+	}
+	return c.WriteTo(b, to)
 }
 
 // BatchConn is a Conn that moves many datagrams per system call
@@ -49,14 +71,14 @@ const maxGSOSegments = 64
 const maxGSOBytes = 65535 - 20 - 8
 
 // gsoGroups splits msgs into runs that one UDP GSO send can carry: the
-// same destination, every datagram the size of the first except the last,
-// which may be shorter (the kernel cuts the payload every Seg bytes), at
-// most maxGSOSegments datagrams and maxGSOBytes bytes. It calls f with
-// each run's bounds and segment size, in order.
+// same destination and source, every datagram the size of the first
+// except the last, which may be shorter (the kernel cuts the payload
+// every Seg bytes), at most maxGSOSegments datagrams and maxGSOBytes
+// bytes. It calls f with each run's bounds and segment size, in order.
 func gsoGroups(msgs []Msg, f func(start, end, seg int)) {
 	for i := 0; i < len(msgs); {
 		seg, total, j := len(msgs[i].Buf), len(msgs[i].Buf), i+1
-		for j < len(msgs) && j-i < maxGSOSegments && msgs[j].Addr == msgs[i].Addr {
+		for j < len(msgs) && j-i < maxGSOSegments && msgs[j].Addr == msgs[i].Addr && msgs[j].Src == msgs[i].Src {
 			l := len(msgs[j].Buf)
 			if l > seg || l == 0 || total+l > maxGSOBytes {
 				break

@@ -221,14 +221,19 @@ func (p *Plane) l2tpInbound(sa *sad.InSA, buf, udp []byte, q *tunQueue) {
 	p.l2tpMessage(from, buf, udp[udpHeaderLen:], q)
 }
 
-// l2tpClearInbound handles a datagram from the cleartext L2TP socket.
-func (p *Plane) l2tpClearInbound(buf, msg []byte, peer netip.AddrPort, q *tunQueue) {
+// l2tpClearInbound handles a datagram from the cleartext L2TP socket,
+// sent to our address local when the socket is bound to the wildcard.
+func (p *Plane) l2tpClearInbound(buf, msg []byte, local netip.Addr, peer netip.AddrPort, q *tunQueue) {
 	if p.cfg.L2TP == nil {
 		p.drop(DropL2TPUnhandled)
 		return
 	}
 	p.stats.clearL2TP.Add(1)
-	p.l2tpMessage(l2tpFrom{local: p.cfg.L2TPClearLocal, peer: peer, port: peer.Port(), clear: true}, buf, msg, q)
+	to := p.cfg.L2TPClearLocal
+	if local.IsValid() {
+		to = netip.AddrPortFrom(local, to.Port())
+	}
+	p.l2tpMessage(l2tpFrom{local: to, peer: peer, port: peer.Port(), clear: true}, buf, msg, q)
 }
 
 // session finds the installed session a data message names and checks
@@ -321,7 +326,7 @@ func (p *Plane) echoReply(s *L2TPSession, req []byte) {
 	msg = append(msg, req[8:n]...)
 	var err error
 	if s.Clear {
-		err = p.SendL2TPClear(s.Peer, msg)
+		err = p.SendL2TPClear(s.Local, s.Peer, msg)
 	} else {
 		err = p.SendL2TP(s.OutKey, s.L2TPPort, msg)
 	}
@@ -365,7 +370,7 @@ func (p *Plane) l2tpOutbound(buf []byte, info esp.IPInfo, s *L2TPSession) {
 	if s.Clear {
 		s.pktOut.Add(1)
 		s.bytesOut.Add(uint64(info.TotalLen))
-		p.send(&p.txClear, buf[start:headroom+info.TotalLen], s.Peer)
+		p.send(&p.txClear, buf[start:headroom+info.TotalLen], s.Local.Addr(), s.Peer)
 		return
 	}
 	start -= udpHeaderLen
@@ -385,11 +390,7 @@ func (p *Plane) l2tpOutbound(buf []byte, info esp.IPInfo, s *L2TPSession) {
 	}
 	s.pktOut.Add(1)
 	s.bytesOut.Add(uint64(info.TotalLen))
-	if sa.UDPEncap {
-		p.send(&p.txUDP, out, sa.Peer)
-	} else {
-		p.send(&p.txRaw, out, netip.AddrPortFrom(sa.Peer.Addr(), 0))
-	}
+	p.sendESP(sa, out)
 }
 
 // putUDPHeader writes the header of an L2TP datagram of n bytes from our
@@ -471,9 +472,9 @@ func (p *Plane) SendL2TP(key sad.OutKey, dstPort uint16, msg []byte) error {
 		return err
 	}
 	if sa.UDPEncap {
-		err = p.cfg.UDP.WriteTo(out, sa.Peer)
+		err = WriteFrom(p.cfg.UDP, out, sa.Local.Addr(), sa.Peer)
 	} else {
-		err = p.cfg.Raw.WriteTo(out, netip.AddrPortFrom(sa.Peer.Addr(), 0))
+		err = WriteFrom(p.cfg.Raw, out, sa.Local.Addr(), netip.AddrPortFrom(sa.Peer.Addr(), 0))
 	}
 	if err == nil {
 		p.stats.sent.Add(1)
@@ -484,13 +485,13 @@ func (p *Plane) SendL2TP(key sad.OutKey, dstPort uint16, msg []byte) error {
 // ErrNoClearL2TP is a cleartext L2TP message with no cleartext socket.
 var ErrNoClearL2TP = errors.New("cleartext L2TP is not enabled")
 
-// SendL2TPClear sends one L2TP message to a peer without IPsec, from the
-// cleartext L2TP socket. It is the control path.
-func (p *Plane) SendL2TPClear(to netip.AddrPort, msg []byte) error {
+// SendL2TPClear sends one L2TP message to a peer without IPsec, from our
+// endpoint `from` on the cleartext L2TP socket. It is the control path.
+func (p *Plane) SendL2TPClear(from, to netip.AddrPort, msg []byte) error {
 	if p.cfg.L2TPClear == nil {
 		return fmt.Errorf("%w: not sent to %v", ErrNoClearL2TP, to)
 	}
-	if err := p.cfg.L2TPClear.WriteTo(msg, to); err != nil {
+	if err := WriteFrom(p.cfg.L2TPClear, msg, from.Addr(), to); err != nil {
 		return err
 	}
 	p.stats.sent.Add(1)

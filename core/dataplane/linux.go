@@ -174,6 +174,7 @@ type rawESP struct {
 	c          *net.IPConn
 	rc         syscall.RawConn
 	keepHeader bool // AH: the ICV covers the outer header, so hand it on
+	wildcard   bool // bound to 0.0.0.0: sends name their source address
 	tx, rx     *mmsgIO
 }
 
@@ -195,7 +196,9 @@ func ListenRawAH(local netip.Addr) (Conn, error) {
 
 // ListenRawESP opens the IP protocol 50 socket on a local address. Reads
 // return ESP without the IP header. Our sends carry mark, so policy routing
-// sends them out the real interface, never back into the TUN.
+// sends them out the real interface, never back into the TUN. Bound to
+// 0.0.0.0 (several listen addresses), each send names its source address
+// (Msg.Src, WriteFromTo).
 func ListenRawESP(local netip.Addr, mark int) (Conn, error) {
 	c, err := net.ListenIP("ip4:50", &net.IPAddr{IP: local.AsSlice()})
 	if err != nil {
@@ -205,7 +208,8 @@ func ListenRawESP(local netip.Addr, mark int) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raw ESP socket: SO_MARK: %w", err)
 	}
-	return &rawESP{c: c, rc: rc, tx: newMmsgIO(rc, batchSize, false), rx: newMmsgIO(rc, rxBatch, false)}, nil
+	wild := local.IsUnspecified()
+	return &rawESP{c: c, rc: rc, wildcard: wild, tx: newMmsgIO(rc, batchSize, false, wild), rx: newMmsgIO(rc, rxBatch, false, false)}, nil
 }
 
 func (r *rawESP) WriteBatch(msgs []Msg) (int, error) { return r.tx.send(msgs) }
@@ -246,14 +250,30 @@ func (r *rawESP) WriteTo(b []byte, to netip.AddrPort) error {
 	return err
 }
 
+// WriteFromTo sends from src (control path: it allocates).
+func (r *rawESP) WriteFromTo(b []byte, src netip.Addr, to netip.AddrPort) error {
+	if !r.wildcard || !src.Is4() {
+		return r.WriteTo(b, to)
+	}
+	oob := make([]byte, cmsgPktinfoSpace)
+	putPktinfo(oob, src)
+	_, _, err := r.c.WriteMsgIP(b, oob, &net.IPAddr{IP: to.Addr().AsSlice()})
+	return err
+}
+
 func (r *rawESP) Close() error { return r.c.Close() }
 
 type udpConn struct {
-	c      *net.UDPConn
-	tx, rx *mmsgIO
+	c        *net.UDPConn
+	wildcard bool
+	tx, rx   *mmsgIO
 }
 
-// ListenUDP opens the RFC 3948 socket (port 4500).
+// ListenUDP opens an outer UDP socket: RFC 3948's (port 4500), IKE's
+// (500) or cleartext L2TP's (1701). Bound to 0.0.0.0 (several listen
+// addresses), reads report the address each datagram was sent to and
+// sends name their source address (Msg.Src, WriteFromTo), so that a peer
+// gets its answers from the address it dialled.
 func ListenUDP(local netip.AddrPort, mark int) (Conn, error) {
 	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(local))
 	if err != nil {
@@ -263,7 +283,18 @@ func ListenUDP(local netip.AddrPort, mark int) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("UDP socket: SO_MARK: %w", err)
 	}
-	return &udpConn{c: c, tx: newMmsgIO(rc, batchSize, true), rx: newMmsgIO(rc, rxBatch, false)}, nil
+	wild := local.Addr().IsUnspecified()
+	if wild {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1) }); err == nil {
+			err = serr
+		}
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("UDP socket %s: IP_PKTINFO: %w", local, err)
+		}
+	}
+	return &udpConn{c: c, wildcard: wild, tx: newMmsgIO(rc, batchSize, true, wild), rx: newMmsgIO(rc, rxBatch, false, wild)}, nil
 }
 
 func (u *udpConn) WriteBatch(msgs []Msg) (int, error) { return u.tx.send(msgs) }
@@ -279,6 +310,17 @@ func (u *udpConn) ReadFrom(b []byte) ([]byte, netip.AddrPort, error) {
 
 func (u *udpConn) WriteTo(b []byte, to netip.AddrPort) error {
 	_, err := u.c.WriteToUDPAddrPort(b, to)
+	return err
+}
+
+// WriteFromTo sends from src (control path: it allocates).
+func (u *udpConn) WriteFromTo(b []byte, src netip.Addr, to netip.AddrPort) error {
+	if !u.wildcard || !src.Is4() {
+		return u.WriteTo(b, to)
+	}
+	oob := make([]byte, cmsgPktinfoSpace)
+	putPktinfo(oob, src)
+	_, _, err := u.c.WriteMsgUDPAddrPort(b, oob, to)
 	return err
 }
 

@@ -37,18 +37,61 @@ type mmsgIO struct {
 	fn           func(fd uintptr) bool
 
 	gsoOff bool // the kernel refused UDP GSO once: send one datagram a message
+	// pktinfo: the socket is bound to the wildcard address; sends carry
+	// their source address, reads report the address they were sent to
+	// (IP_PKTINFO, ip(7)).
+	pktinfo bool
 }
 
-const cmsgGSOSpace = 24 // unix.CmsgSpace(2) on 64-bit: room for UDP_SEGMENT's uint16
+const (
+	cmsgGSOSpace     = 24 // unix.CmsgSpace(2) on 64-bit: room for UDP_SEGMENT's uint16
+	cmsgPktinfoSpace = 32 // unix.CmsgSpace(unix.SizeofInet4Pktinfo) on 64-bit
+	ctrlSpace        = cmsgPktinfoSpace + cmsgGSOSpace
+)
 
-func newMmsgIO(rc syscall.RawConn, n int, gso bool) *mmsgIO {
+func newMmsgIO(rc syscall.RawConn, n int, gso, pktinfo bool) *mmsgIO {
 	m := &mmsgIO{rc: rc, hdrs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrInet4, n),
-		first: make([]int, n), segs: make([]int, n), gsoOff: !gso}
-	if gso {
-		m.ctrl = make([]byte, n*unix.CmsgSpace(2))
+		first: make([]int, n), segs: make([]int, n), gsoOff: !gso, pktinfo: pktinfo}
+	if gso || pktinfo {
+		m.ctrl = make([]byte, n*ctrlSpace)
 	}
 	m.fn = m.call
 	return m
+}
+
+// putPktinfo writes an IP_PKTINFO control message that sends from src
+// into c (at least cmsgPktinfoSpace bytes) and returns its length.
+func putPktinfo(c []byte, src netip.Addr) int {
+	clear(c[:cmsgPktinfoSpace])
+	ch := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+	ch.Level, ch.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+	ch.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&c[unix.CmsgLen(0)]))
+	*info = unix.Inet4Pktinfo{Spec_dst: src.As4()}
+	return cmsgPktinfoSpace
+}
+
+// readPktinfo returns the destination address an IP_PKTINFO control
+// message in c reports (unset if there is none).
+func readPktinfo(c []byte) netip.Addr {
+	for len(c) >= unix.CmsgLen(0) {
+		ch := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+		l := int(ch.Len)
+		if l < unix.CmsgLen(0) || l > len(c) {
+			return netip.Addr{}
+		}
+		if ch.Level == unix.IPPROTO_IP && ch.Type == unix.IP_PKTINFO && l >= unix.CmsgLen(unix.SizeofInet4Pktinfo) {
+			info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&c[unix.CmsgLen(0)]))
+			return netip.AddrFrom4(info.Addr)
+		}
+		c = c[min(len(c), unix.CmsgSpace(l-unix.CmsgLen(0))):]
+	}
+	return netip.Addr{}
+}
+
+// sendsFrom reports whether a message should carry its source address.
+func (m *mmsgIO) sendsFrom(src netip.Addr) bool {
+	return m.pktinfo && src.Is4() && !src.IsUnspecified()
 }
 
 func (m *mmsgIO) call(fd uintptr) bool {
@@ -117,17 +160,28 @@ func (m *mmsgIO) send(msgs []Msg) (int, error) {
 		h.hdr.Namelen = putName(&m.names[nh], msgs[start].Addr)
 		h.hdr.Iov = &m.iovs[start]
 		h.hdr.SetIovlen(end - start)
+		var c []byte // control space: there is some when GSO or IP_PKTINFO is on
+		if m.ctrl != nil {
+			c = m.ctrl[nh*ctrlSpace : (nh+1)*ctrlSpace]
+		}
+		n := 0
+		if src := msgs[start].Src; m.sendsFrom(src) {
+			n += putPktinfo(c, src)
+		}
 		if end-start > 1 {
 			// RFC-less but documented in udp(7): UDP_SEGMENT splits the
 			// payload into seg-byte datagrams.
-			c := m.ctrl[nh*cmsgGSOSpace : (nh+1)*cmsgGSOSpace]
-			clear(c)
-			ch := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+			g := c[n : n+cmsgGSOSpace]
+			clear(g)
+			ch := (*unix.Cmsghdr)(unsafe.Pointer(&g[0]))
 			ch.Level, ch.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 			ch.SetLen(unix.CmsgLen(2))
-			*(*uint16)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = uint16(seg)
+			*(*uint16)(unsafe.Pointer(&g[unix.CmsgLen(0)])) = uint16(seg)
+			n += cmsgGSOSpace
+		}
+		if n > 0 {
 			h.hdr.Control = &c[0]
-			h.hdr.SetControllen(cmsgGSOSpace)
+			h.hdr.SetControllen(n)
 		}
 		m.first[nh], m.segs[nh] = start, end-start
 		nh++
@@ -180,6 +234,10 @@ func (m *mmsgIO) recv(msgs []Msg, skipIP bool) (int, error) {
 		h.hdr.Namelen = unix.SizeofSockaddrInet4
 		h.hdr.Iov = &m.iovs[i]
 		h.hdr.SetIovlen(1)
+		if m.pktinfo {
+			h.hdr.Control = &m.ctrl[i*ctrlSpace]
+			h.hdr.SetControllen(ctrlSpace)
+		}
 	}
 	r, errno, err := m.run(unix.SYS_RECVMMSG, 0, n, false)
 	if err != nil {
@@ -193,6 +251,10 @@ func (m *mmsgIO) recv(msgs []Msg, skipIP bool) (int, error) {
 		sa := &m.names[i]
 		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
 		msgs[i].Addr = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
+		msgs[i].Src = netip.Addr{}
+		if m.pktinfo {
+			msgs[i].Src = readPktinfo(m.ctrl[i*ctrlSpace : i*ctrlSpace+int(h.hdr.Controllen)])
+		}
 		b := msgs[i].Buf[:h.n]
 		switch {
 		case h.hdr.Flags&unix.MSG_TRUNC != 0 || sa.Family != unix.AF_INET:

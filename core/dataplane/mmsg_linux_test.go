@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"syscall"
@@ -147,5 +148,74 @@ func TestBatchReadAfterClose(t *testing.T) {
 	var errno syscall.Errno
 	if err == nil || errors.As(err, &errno) {
 		t.Fatalf("read on a closed socket: %v", err)
+	}
+}
+
+// TestWildcardSocketsSendFromTheSAAddress: sockets bound to 0.0.0.0 (several
+// listen addresses) report the address each datagram came to and send
+// from the address each message names, in batches (a GSO run never mixes
+// sources) and one by one, on UDP and raw ESP.
+func TestWildcardSocketsSendFromTheSAAddress(t *testing.T) {
+	needRoot(t)
+	addr := netip.MustParseAddr
+	wild, err := ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), 0x4748)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wild.Close()
+	port := wild.(*udpConn).c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	peer, err := ListenUDP(netip.AddrPortFrom(addr("127.0.0.9"), 0), 0x4748)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peerAt := peer.(*udpConn).c.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	if err := peer.WriteTo([]byte("to .2"), netip.AddrPortFrom(addr("127.0.0.2"), port)); err != nil {
+		t.Fatal(err)
+	}
+	msgs := []Msg{{Buf: make([]byte, 64)}}
+	if n, err := wild.(BatchConn).ReadBatch(msgs); err != nil || n != 1 || msgs[0].Src != addr("127.0.0.2") || msgs[0].Addr != peerAt {
+		t.Fatalf("read: %d %v, to %v from %v", n, err, msgs[0].Src, msgs[0].Addr)
+	}
+
+	out := batchOf(peerAt, 200, 200, 200, 200)
+	for i, src := range []string{"127.0.0.3", "127.0.0.3", "127.0.0.4", "127.0.0.4"} {
+		out[i].Src = addr(src)
+	}
+	if n, err := wild.(BatchConn).WriteBatch(out); err != nil || n != 4 {
+		t.Fatalf("write batch: %d %v", n, err)
+	}
+	if err := wild.(SrcConn).WriteFromTo([]byte("one"), addr("127.0.0.5"), peerAt); err != nil {
+		t.Fatal(err)
+	}
+	got, from := readAll(t, peer.(BatchConn), 5)
+	for i, want := range []string{"127.0.0.3", "127.0.0.3", "127.0.0.4", "127.0.0.4", "127.0.0.5"} {
+		if from[i] != netip.AddrPortFrom(addr(want), port) {
+			t.Errorf("datagram %d (%d bytes) came from %v, want %s:%d", i, len(got[i]), from[i], want, port)
+		}
+	}
+
+	rawWild, err := ListenRawESP(netip.IPv4Unspecified(), 0x4748)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rawWild.Close()
+	rawPeer, err := ListenRawESP(addr("127.0.0.9"), 0x4748)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rawPeer.Close()
+	esp := []byte{0, 0, 0x12, 0x34, 0, 0, 0, 1, 'x'} // SPI, sequence number, a byte
+	to := netip.AddrPortFrom(addr("127.0.0.9"), 0)
+	if n, err := rawWild.(BatchConn).WriteBatch([]Msg{{Buf: esp, Addr: to, Src: addr("127.0.0.6")}}); err != nil || n != 1 {
+		t.Fatalf("raw write batch: %d %v", n, err)
+	}
+	if err := rawWild.(SrcConn).WriteFromTo(esp, addr("127.0.0.7"), to); err != nil {
+		t.Fatal(err)
+	}
+	_, rawFrom := readAll(t, rawPeer.(BatchConn), 2)
+	if rawFrom[0].Addr() != addr("127.0.0.6") || rawFrom[1].Addr() != addr("127.0.0.7") {
+		t.Fatalf("raw ESP came from %v", rawFrom)
 	}
 }

@@ -83,8 +83,10 @@ type Config struct {
 	// block.
 	OnAcquire func(Acquire)
 	// OnIKE receives IKE messages that arrived on port 4500 (marker
-	// removed). Nil: they are counted and dropped.
-	OnIKE func(msg []byte, from netip.AddrPort)
+	// removed), with our address they were sent to when the socket is
+	// bound to the wildcard address (unset otherwise). Nil: they are
+	// counted and dropped.
+	OnIKE func(msg []byte, local netip.Addr, from netip.AddrPort)
 	MTU   int
 	// L2TP holds the remote-access sessions (nil: none); OnL2TPControl
 	// receives their control traffic. It must not block.
@@ -164,14 +166,15 @@ func (q *txQueue) init(c Conn) {
 	}
 }
 
-// send sends out now, or queues it until flush.
-func (p *Plane) send(q *txQueue, out []byte, to netip.AddrPort) {
+// send sends out from our address src (the SA's: a peer drops ESP from
+// another address than the one it dialled) now, or queues it until flush.
+func (p *Plane) send(q *txQueue, out []byte, src netip.Addr, to netip.AddrPort) {
 	switch {
 	case q.conn == nil:
 		p.drop(DropSendFailed)
 	case q.batch != nil:
-		q.msgs = append(q.msgs, Msg{Buf: out, Addr: to})
-	case q.conn.WriteTo(out, to) != nil:
+		q.msgs = append(q.msgs, Msg{Buf: out, Addr: to, Src: src})
+	case WriteFrom(q.conn, out, src, to) != nil:
 		p.drop(DropSendFailed)
 	default:
 		p.stats.sent.Add(1)
@@ -407,10 +410,15 @@ func (p *Plane) outbound(buf []byte, n int) {
 		p.drop(DropSAExpired)
 		return
 	}
+	p.sendESP(sa, out)
+}
+
+// sendESP sends a sealed packet to the SA's peer, from the SA's address.
+func (p *Plane) sendESP(sa *sad.OutSA, out []byte) {
 	if sa.UDPEncap {
-		p.send(&p.txUDP, out, sa.Peer)
+		p.send(&p.txUDP, out, sa.Local.Addr(), sa.Peer)
 	} else {
-		p.send(&p.txRaw, out, netip.AddrPortFrom(sa.Peer.Addr(), 0))
+		p.send(&p.txRaw, out, sa.Local.Addr(), netip.AddrPortFrom(sa.Peer.Addr(), 0))
 	}
 }
 
@@ -436,15 +444,16 @@ func (p *Plane) acquire(key sad.OutKey, e *policy.Entry, info esp.IPInfo) {
 }
 
 // inboundFunc handles one datagram read from an outer socket: data is a
-// slice of buf at or after headroom.
-type inboundFunc func(buf, data []byte, from netip.AddrPort, q *tunQueue)
+// slice of buf at or after headroom; local is our address it was sent to,
+// when the socket reports it (Msg.Src).
+type inboundFunc func(buf, data []byte, local netip.Addr, from netip.AddrPort, q *tunQueue)
 
-func (p *Plane) inboundRaw(buf, data []byte, from netip.AddrPort, q *tunQueue) {
-	p.inbound(buf, data, from, false, q)
+func (p *Plane) inboundRaw(buf, data []byte, _ netip.Addr, from netip.AddrPort, q *tunQueue) {
+	p.inbound(buf, data, netip.Addr{}, from, false, q)
 }
 
-func (p *Plane) inboundUDP(buf, data []byte, from netip.AddrPort, q *tunQueue) {
-	p.inbound(buf, data, from, true, q)
+func (p *Plane) inboundUDP(buf, data []byte, local netip.Addr, from netip.AddrPort, q *tunQueue) {
+	p.inbound(buf, data, local, from, true, q)
 }
 
 func (p *Plane) routineInbound(c Conn, name string, handle inboundFunc) {
@@ -462,7 +471,7 @@ func (p *Plane) routineInbound(c Conn, name string, handle inboundFunc) {
 				p.readFailed(name, err)
 				return
 			}
-			p.guard(func() { handle(buf, data, from, nil) })
+			p.guard(func() { handle(buf, data, netip.Addr{}, from, nil) })
 		}
 	}
 	slots := make([][]byte, rxBatch)
@@ -486,7 +495,7 @@ func (p *Plane) routineInbound(c Conn, name string, handle inboundFunc) {
 		}
 		for i := 0; i < n; i++ {
 			buf, m := slots[i], msgs[i]
-			p.guard(func() { handle(buf, m.Buf, m.Addr, q) })
+			p.guard(func() { handle(buf, m.Buf, m.Src, m.Addr, q) })
 		}
 		if q != nil {
 			p.flushTUN(q)
@@ -588,7 +597,7 @@ var dropFor = []struct {
 
 // inbound handles one datagram; data is a slice of buf at or after
 // headroom, so transport mode can rebuild the IP header in front of it.
-func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool, q *tunQueue) {
+func (p *Plane) inbound(buf, data []byte, local netip.Addr, from netip.AddrPort, encap bool, q *tunQueue) {
 	if encap {
 		kind, rest := esp.ClassifyUDP(data)
 		switch kind {
@@ -600,7 +609,7 @@ func (p *Plane) inbound(buf, data []byte, from netip.AddrPort, encap bool, q *tu
 				p.drop(DropIKEUnhandled)
 				return
 			}
-			p.cfg.OnIKE(rest, from)
+			p.cfg.OnIKE(rest, local, from)
 			return
 		case esp.UDPInvalid:
 			p.drop(DropMalformed)

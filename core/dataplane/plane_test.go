@@ -454,7 +454,7 @@ func BenchmarkUnknownSPIDrop(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)))
 	for b.Loop() {
-		p.inbound(buf, pkt, from, false, nil)
+		p.inbound(buf, pkt, netip.Addr{}, from, false, nil)
 	}
 	if p.Counters().Drops["unknown-spi"] == 0 {
 		b.Fatal("not counted")

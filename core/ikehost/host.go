@@ -233,8 +233,9 @@ func setOffers(p *ike.PeerConfig, k config.IKE, e config.ESP) error {
 
 func (h *host) Send(b []byte, local, remote netip.AddrPort) error {
 	if local.Port() == esp.NATTPort {
-		// RFC 3948 section 2.2: IKE on 4500 starts with the non-ESP marker.
-		return h.udp4500.WriteTo(append(make([]byte, 4, 4+len(b)), b...), remote)
+		// RFC 3948 section 2.2: IKE on 4500 starts with the non-ESP
+		// marker. From the SA's address: the socket may be on 0.0.0.0.
+		return dataplane.WriteFrom(h.udp4500, append(make([]byte, 4, 4+len(b)), b...), local.Addr(), remote)
 	}
 	for _, s := range h.socks {
 		if s.addr == local.Addr() {
@@ -245,7 +246,7 @@ func (h *host) Send(b []byte, local, remote netip.AddrPort) error {
 }
 
 func (h *host) SendKeepalive(local, remote netip.AddrPort) error {
-	return h.udp4500.WriteTo([]byte{0xff}, remote)
+	return dataplane.WriteFrom(h.udp4500, []byte{0xff}, local.Addr(), remote)
 }
 
 func (h *host) PSK(peer *ike.PeerConfig, remote netip.Addr, id *ike.ID) ([]byte, error) {

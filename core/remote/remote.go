@@ -59,7 +59,7 @@ type Access struct {
 	// (the plane's SendL2TP); nil until the data path runs.
 	sendL2TP func(key sad.OutKey, port uint16, msg []byte) error
 	// sendClear transmits cleartext L2TP (the plane's SendL2TPClear).
-	sendClear func(to netip.AddrPort, msg []byte) error
+	sendClear func(from, to netip.AddrPort, msg []byte) error
 	peers     map[peerKey]raPeer
 	clearN    int // cleartext peers in peers
 	// attached is the plugin instance the control stream is open to.
@@ -141,8 +141,11 @@ func OutKey(peer netip.AddrPort) sad.OutKey {
 // raPeer is what the data path told us of a peer: how to reach it.
 type raPeer struct {
 	key  sad.OutKey
-	port uint16    // its L2TP port inside IPsec
-	seen time.Time // a cleartext peer's last control message
+	port uint16 // its L2TP port inside IPsec
+	// A cleartext peer's last control message, and our endpoint it was
+	// sent to (where the answers leave from).
+	seen  time.Time
+	local netip.AddrPort
 }
 
 // peerKey tells a peer's IPsec SA from its cleartext L2TP: the plugin
@@ -315,7 +318,7 @@ func (r *Access) Attach(ctx, life context.Context, tc sdk.L2TPClient) error {
 // SetSender connects the relay to the data path: send goes through a
 // peer's transport SA, sendClear (nil unless allow_cleartext_l2tp) out of
 // the cleartext L2TP socket.
-func (r *Access) SetSender(send func(key sad.OutKey, port uint16, msg []byte) error, sendClear func(to netip.AddrPort, msg []byte) error) {
+func (r *Access) SetSender(send func(key sad.OutKey, port uint16, msg []byte) error, sendClear func(from, to netip.AddrPort, msg []byte) error) {
 	r.mu.Lock()
 	r.sendL2TP, r.sendClear = send, sendClear
 	r.mu.Unlock()
@@ -363,7 +366,7 @@ func (r *Access) notePeer(c dataplane.L2TPControl) bool {
 		if !known {
 			r.clearN++
 		}
-		p.port, p.seen = c.ClientL2TPPort, r.now()
+		p.port, p.seen, p.local = c.ClientL2TPPort, r.now(), c.Local
 	} else {
 		p = raPeer{key: OutKey(c.Peer), port: c.ClientL2TPPort}
 	}
@@ -562,7 +565,7 @@ func (r *Access) receive(conn sdk.ControlConn) {
 			msg = append(l2tp.AppendDataHeader(make([]byte, 0, 10+len(pkt.Payload)), pkt.TunnelID, pkt.SessionID, false, 0), pkt.Payload...)
 		}
 		if clear {
-			err = sendClear(pkt.Peer, msg)
+			err = sendClear(peer.local, pkt.Peer, msg)
 		} else {
 			err = send(peer.key, peer.port, msg)
 		}
@@ -589,7 +592,11 @@ func (r *Access) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64, e
 	if owner, held := r.pool.Owner(s.ClientAddress); !held || owner != s.User {
 		return 0, fmt.Errorf("%w: %v is not leased to %s", sdk.ErrInvalid, s.ClientAddress, s.User)
 	}
-	sess := &dataplane.L2TPSession{Local: s.Local, Peer: s.Peer, Clear: clear, L2TPPort: peer.port,
+	local := s.Local
+	if clear {
+		local = peer.local // where its control messages came in: our answers leave from there
+	}
+	sess := &dataplane.L2TPSession{Local: local, Peer: s.Peer, Clear: clear, L2TPPort: peer.port,
 		LocalTunnel: s.LocalTunnelID, LocalSession: s.LocalSessionID, PeerTunnel: s.PeerTunnelID, PeerSession: s.PeerSessionID,
 		Client: s.ClientAddress, User: s.User, MRU: s.MRU, Magic: s.LCPMagic, OutKey: peer.key}
 	h, err := r.table.Add(sess)

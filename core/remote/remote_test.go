@@ -153,7 +153,7 @@ func newPluginRig(t *testing.T, ra *config.RemoteAccess) (*raRig, *pluginhost.Ho
 			g.inbox <- sent{port: key.Port, b: append([]byte(nil), msg...)}
 		}
 		return nil
-	}, func(to netip.AddrPort, msg []byte) error {
+	}, func(_, to netip.AddrPort, msg []byte) error {
 		g.inbox <- sent{port: to.Port(), b: append([]byte(nil), msg...), clear: true}
 		return nil
 	})

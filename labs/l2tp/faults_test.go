@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -256,6 +257,97 @@ func TestClientOnAnotherSubnet(t *testing.T) {
 	c := x.dial(far, "alice", "correct horse")
 	ping(t, far, "10.1.0.10")
 	c.hangUp(t)
+}
+
+// TestTwoListenAddresses: with listen [192.0.2.1, 192.0.2.2] the outer
+// sockets are on 0.0.0.0, and every answer leaves from the address its
+// client dialled, though the route to two of the clients would pick
+// another: a client on the first address's link (raw ESP), one on another
+// link dialling the second address (raw ESP, then L2TP without IPsec),
+// and one behind a NAT dialling the second (IKE and ESP on UDP 4500). All
+// three are up at once and ping through; tshark sees nothing of ours
+// leave from an address the client did not dial.
+func TestTwoListenAddresses(t *testing.T) {
+	x := newLab(t)
+	x.listen = "[192.0.2.1, 192.0.2.2]"
+	near := x.direct("near")
+	must(t, x.srv.IP("addr", "add", "192.0.2.2/24", "dev", x.srvOuter))
+	far := x.l.MustNS(t, "far")
+	_, farIf := x.l.MustLink(t, far, "198.51.100.2/24", x.srv, "198.51.100.1/24")
+	must(t, far.Route("192.0.2.0/24", "198.51.100.1"))
+	nat := x.l.MustNS(t, "nat")
+	natOut, natIf := x.l.MustLink(t, nat, "203.0.113.2/24", x.srv, "203.0.113.1/24")
+	must(t, nat.Masquerade(natOut))
+	must(t, nat.Route("192.0.2.0/24", "203.0.113.1"))
+	behind := x.l.MustNS(t, "behind")
+	x.l.MustLink(t, behind, "10.0.1.2/24", nat, "10.0.1.1/24")
+	must(t, behind.Route("default", "10.0.1.1"))
+	x.serve("mschapv2", "allow_cleartext_l2tp: true")
+	if !x.waitLog("several listen addresses", "0.0.0.0") {
+		t.Fatalf("no word of the wildcard sockets:\n%s", x.gw.Proc.Output())
+	}
+	// What the server sends to the far and NAT sides must come from
+	// 192.0.2.2; their links' own addresses would be the routes' choice.
+	farCap := x.srv.StartCapture(t, farIf, "not arp", filepath.Join(x.dir, "far.pcap"))
+	natCap := x.srv.StartCapture(t, natIf, "not arp", filepath.Join(x.dir, "nat.pcap"))
+
+	second := []string{"--server", "192.0.2.2"}
+	clear := x.dial(far, "carol", "c4rol!", append([]string{"--no-ipsec"}, second...)...)
+	must(t, pingN(far, "10.1.0.10"))
+	clear.hangUp(t)
+	a := x.dial(near, "alice", "correct horse")
+	b := x.dial(far, "bob", "battery staple", second...)
+	c := x.dial(behind, "dave", "d4ve!", second...)
+	if !strings.Contains(c.proc.Output(), "in UDP: a NAT is in the way") {
+		t.Errorf("the client behind the NAT does not use UDP 4500:\n%s", c.proc.Output())
+	}
+	ping(t, near, "10.1.0.10")
+	ping(t, far, "10.1.0.10")
+	ping(t, behind, "10.1.0.10")
+	sessions := x.gw.CLI(t, "sessions")
+	for _, want := range []string{"alice", "bob", "dave"} {
+		if !strings.Contains(sessions, want) {
+			t.Errorf("gatehouse sessions lacks %s:\n%s", want, sessions)
+		}
+	}
+	for _, cl := range []*client{a, b, c} {
+		cl.hangUp(t)
+	}
+	for _, cp := range []struct {
+		c          *netns.Capture
+		from, last string
+	}{{farCap, "198.51.100.1", "Stop_Control_Notification"}, {natCap, "203.0.113.1", "ISAKMP"}} {
+		cp.c.Until(t, 10*time.Second, cp.last, func(text string) bool { return strings.Contains(text, cp.last) })
+		src, err := x.srv.Output(20*time.Second, "tshark", "-n", "-r", cp.c.File, "-T", "fields", "-e", "ip.src", "-e", "_ws.col.Protocol")
+		must(t, err)
+		seen := map[string]int{} // "source protocol": packets
+		for _, line := range strings.Split(strings.TrimSpace(src), "\n") {
+			if addr, proto, ok := strings.Cut(line, "\t"); ok && addr != "" {
+				seen[addr+" "+proto]++
+			}
+		}
+		ours := 0
+		for k, n := range seen {
+			if strings.HasPrefix(k, cp.from+" ") {
+				t.Errorf("the server sent %s from %s, not the address its client dialled: %v", strings.TrimPrefix(k, cp.from+" "), cp.from, seen)
+			}
+			if strings.HasPrefix(k, "192.0.2.2 ") {
+				ours += n
+			}
+		}
+		if ours < 10 {
+			t.Errorf("only %d packets from 192.0.2.2 on the wire: %v", ours, seen)
+		}
+	}
+}
+
+// pingN pings three times and wants every answer.
+func pingN(from *netns.NS, to string) error {
+	out, err := from.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", to)
+	if err != nil || !strings.Contains(out, " 3 received") {
+		return fmt.Errorf("ping %s from %s: %v\n%s", to, from.Name, err, out)
+	}
+	return nil
 }
 
 // floodLab is a server with alice connected from cli, and a flood

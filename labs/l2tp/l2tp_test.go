@@ -66,6 +66,8 @@ type lab struct {
 	audit string
 	// top is more top-level configuration (legacy_algorithms: true).
 	top string
+	// listen is the listen list (default: [192.0.2.1]).
+	listen string
 }
 
 func newLab(t *testing.T) *lab {
@@ -103,7 +105,7 @@ func (x *lab) serve(pppAuth string, extra ...string) {
 
 // writeConfig writes gatehoused's configuration and returns its path.
 func (x *lab) writeConfig(pppAuth string, extra ...string) string {
-	cfg := fmt.Sprintf(`listen: [192.0.2.1]
+	cfg := fmt.Sprintf(`listen: %[10]s
 admin_socket: %[1]s/admin.sock
 metrics_listen: 127.0.0.1:9273
 log: {level: debug, audit: %[8]s}
@@ -113,7 +115,7 @@ log: {level: debug, audit: %[8]s}
   dns: [10.1.0.53]
   ppp: {auth: [%[3]s], %[6]s}
 %[4]splugins: {dir: %[2]s/plugins, health_interval: 1s, load: [%[7]s]}
-`, x.dir, bin, pppAuth, indent(extra), cmp.Or(x.auth, "[{psk_file: "+x.dir+"/l2tp.psk}]"), x.userDB(), x.load, cmp.Or(x.audit, x.dir+"/audit.jsonl"), x.top)
+`, x.dir, bin, pppAuth, indent(extra), cmp.Or(x.auth, "[{psk_file: "+x.dir+"/l2tp.psk}]"), x.userDB(), x.load, cmp.Or(x.audit, x.dir+"/audit.jsonl"), x.top, cmp.Or(x.listen, "[192.0.2.1]"))
 	path := filepath.Join(x.dir, "gatehouse.yaml")
 	must(x.t, os.WriteFile(path, []byte(cfg), 0o644))
 	return path

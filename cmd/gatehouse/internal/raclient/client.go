@@ -168,7 +168,8 @@ type Conn struct {
 	byTunnel  map[*l2tp.Tunnel][]*call
 	bySession map[*l2tp.Session]*call
 	upCalls   []netip.Addr
-	began     time.Time // Dial
+	began     time.Time      // Dial
+	stranger  netip.AddrPort // NoIPsec: the last host other than the server that sent us L2TP
 	childUp   time.Time
 	cleanup   func()
 
@@ -254,7 +255,9 @@ func (c *Conn) open() error {
 	c.local, c.ike, c.udp, c.l2tp, c.network = io.Local, io.IKE, io.UDP, io.L2TP, io.Network
 	c.plane = dataplane.New(dataplane.Config{Log: c.log.Named("esp"), TUN: io.TUN, Raw: io.Raw, UDP: c.udp, SAD: c.db, MTU: cfg.MTU,
 		L2TP: c.table, OnL2TPControl: c.onControl, L2TPClear: c.l2tp, L2TPClearLocal: netip.AddrPortFrom(c.local, l2tp.Port),
-		OnIKE: func(msg []byte, from netip.AddrPort) { c.deliver(msg, netip.AddrPortFrom(c.local, esp.NATTPort), from) },
+		OnIKE: func(msg []byte, _ netip.Addr, from netip.AddrPort) {
+			c.deliver(msg, netip.AddrPortFrom(c.local, esp.NATTPort), from)
+		},
 	}, &policy.Policy{})
 	if cfg.NoIPsec {
 		c.plane.Start()
@@ -416,6 +419,9 @@ func (c *Conn) timedOut() error {
 		return fmt.Errorf("%w: %d of %d calls up in %v (%d had an L2TP session, %d a PPP link)", ErrTimeout, len(c.upCalls), len(c.calls), t, sessions, links)
 	case links > 0:
 		return fmt.Errorf("%w: %w: PPP did not finish in %v", ErrPPP, ErrTimeout, t)
+	case c.cfg.NoIPsec && c.stranger.IsValid():
+		return fmt.Errorf("%w: %w: no L2TP answer from %v in %v, but %v sent L2TP (ignored): is the server answering from another of its addresses?",
+			ErrL2TP, ErrTimeout, c.serverL2TP(), t, c.stranger)
 	case c.cfg.NoIPsec:
 		return fmt.Errorf("%w: %w: no L2TP answer in %v without IPsec: the server must allow it (remote_access.allow_cleartext_l2tp) "+
 			"and UDP 1701 must reach it", ErrL2TP, ErrTimeout, t)
@@ -581,7 +587,7 @@ func (c *Conn) startPPP(k *call) {
 func (c *Conn) sendL2TP(msg []byte) {
 	var err error
 	if c.cfg.NoIPsec {
-		err = c.plane.SendL2TPClear(c.serverL2TP(), msg)
+		err = c.plane.SendL2TPClear(netip.AddrPortFrom(c.local, l2tp.Port), c.serverL2TP(), msg)
 	} else {
 		err = c.plane.SendL2TP(c.key, l2tp.Port, msg)
 	}
@@ -658,6 +664,7 @@ func (c *Conn) install(s *l2tp.Session, u ppp.LinkUp) bool {
 func (c *Conn) control(m dataplane.L2TPControl) {
 	if c.cfg.NoIPsec && m.Peer != c.serverL2TP() {
 		c.log.Debug("cleartext L2TP from another host than the server ignored", zap.Stringer("from", m.Peer))
+		c.stranger = m.Peer
 		return
 	}
 	now := time.Now()

@@ -95,7 +95,7 @@ func newPair(t *testing.T) (*server, Config) {
 	s.plane = dataplane.New(dataplane.Config{Log: log.Named("server-esp"), TUN: dptest.NewTUN(dataplane.DeviceHeadroom), Raw: rawS, UDP: udpS,
 		SAD: s.db, MTU: 1400, L2TP: dataplane.NewL2TPTable(), L2TPClear: l2tpS, L2TPClearLocal: netip.AddrPortFrom(serverAddr, l2tp.Port),
 		OnL2TPControl: func(m dataplane.L2TPControl) { s.ctl <- m },
-		OnIKE: func(msg []byte, from netip.AddrPort) {
+		OnIKE: func(msg []byte, _ netip.Addr, from netip.AddrPort) {
 			s.in <- datagram{append([]byte(nil), msg...), netip.AddrPortFrom(serverAddr, esp.NATTPort), from}
 		}}, &policy.Policy{})
 	props := []ike.Proposal{mustProposal(t, "aes128-sha256-modp2048")}
@@ -193,7 +193,7 @@ func srvOutKey(peer netip.AddrPort) sad.OutKey {
 func (s *server) send(peer netip.AddrPort, msg []byte) {
 	send := func() error { return s.plane.SendL2TP(srvOutKey(peer), l2tp.Port, msg) }
 	if s.clear {
-		send = func() error { return s.plane.SendL2TPClear(peer, msg) }
+		send = func() error { return s.plane.SendL2TPClear(netip.AddrPortFrom(serverAddr, l2tp.Port), peer, msg) }
 	}
 	if err := send(); err != nil {
 		s.t.Logf("server: L2TP not sent: %v", err)
