@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/await"
 	"github.com/gatehouse/gatehouse/labs/netns"
 	"github.com/gatehouse/gatehouse/labs/pcap"
 	"github.com/gatehouse/gatehouse/labs/testbin"
@@ -78,6 +79,8 @@ type tunnelOpts struct {
 	moreTunnels string
 	// keylog, when set, is where gatehoused appends the ESP keys.
 	keylog string
+	// listen is gatehoused's listen list (default: the side's address).
+	listen string
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
@@ -117,7 +120,7 @@ func writeGatehouseConfig(t *testing.T, dir string, s side, o tunnelOpts) string
 	if err := os.WriteFile(filepath.Join(dir, "site.psk"), []byte(o.key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`listen: [%[1]s]
+	cfg := fmt.Sprintf(`listen: [%[19]s]
 admin_socket: %[5]s/admin.sock
 metrics_listen: ""
 log: {level: debug}
@@ -131,7 +134,7 @@ tunnels:
     start: %[9]s
 %[18]splugins: {dir: %[10]s/plugins, load: [%[17]s]}
 `, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife, o.remoteExtra, o.ikeExtra,
-		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"), o.load, o.moreTunnels)
+		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"), o.load, o.moreTunnels, cmp.Or(o.listen, s.local))
 	path := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -365,6 +368,78 @@ func TestGatehouseThroughNAT(t *testing.T) {
 	t.Logf("iperf3 through the NAT: %.0f Mbit/s", iperf(t, l))
 	checkSA(t, a, "site established initiator", "10.99.0.2:4500 192.0.2.2:4500", "yes", "tunnel/udp ESP aes128gcm16")
 	checkSA(t, b, "site established responder", "192.0.2.1:4500", "yes", "tunnel/udp ESP aes128gcm16")
+}
+
+// TestTunnelsOnTwoListenAddresses: A listens on 192.0.2.1 and 192.0.2.3,
+// so its outer sockets are on 0.0.0.0. B's tunnel is on the first address
+// (A initiates), C's on the second (C initiates), and A's route to C would
+// answer from 198.51.100.1: every IKE and ESP packet A sends C must come
+// from 192.0.2.3, the address C dialled.
+//
+//	HA 10.1.0.10 - GWA 10.1.0.1 | 192.0.2.1, .3 - 192.0.2.2 GWB | 10.2.0.1 - HB 10.2.0.10
+//	                GWA 198.51.100.1 - 198.51.100.2 GWC | 10.5.0.1 - HC 10.5.0.10
+func TestTunnelsOnTwoListenAddresses(t *testing.T) {
+	l := newLab(t)
+	gwc, hc := l.MustNS(t, "gwc"), l.MustNS(t, "hc")
+	_, toC := l.MustLink(t, gwc, "198.51.100.2/24", l.GWA, "198.51.100.1/24")
+	l.MustLink(t, hc, "10.5.0.10/24", gwc, "10.5.0.1/24")
+	for _, err := range []error{l.GWA.IP("addr", "add", "192.0.2.3/24", "dev", "gwa1"), gwc.Route("192.0.2.0/24", "198.51.100.1"),
+		hc.Route("default", "10.5.0.1"), gwc.Forwarding()} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirA := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dirA, "site.psk"), []byte(psk+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startGatehouse(t, l.GWA, siteA, tunnelOpts{listen: "192.0.2.1, 192.0.2.3", moreTunnels: `  - name: far
+    local:  {address: 192.0.2.3, subnets: [10.1.0.0/24]}
+    remote: {address: 198.51.100.2, subnets: [10.5.0.0/24]}
+    auth: [{psk_file: ` + dirA + `/site.psk}]
+    ike: {proposals: [aes256-sha256-modp2048]}
+    esp: {proposals: [aes128gcm16]}
+    start: passive
+`})
+	startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive"})
+	startGatehouse(t, gwc, side{"198.51.100.2", "192.0.2.3", "10.5.0.0/24", "10.1.0.0/24"}, tunnelOpts{})
+	capture := l.GWA.StartCapture(t, toC, "not arp", filepath.Join(t.TempDir(), "to-c.pcap"))
+	waitLog(t, a.Proc, "several listen addresses", "0.0.0.0")
+	for _, p := range []struct {
+		from *netns.NS
+		to   string
+	}{{l.HA, "10.2.0.10"}, {hc, "10.1.0.10"}, {l.HA, "10.5.0.10"}} {
+		ok, _ := await.Poll(20*time.Second, func() (bool, string) {
+			_, err := p.from.Output(5*time.Second, "ping", "-c", "1", "-W", "1", p.to)
+			return err == nil, ""
+		})
+		out, err := p.from.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", p.to)
+		if !ok || err != nil || !strings.Contains(out, " 3 received") {
+			t.Fatalf("ping %s from %s: %v\n%s", p.to, p.from.Name, err, out)
+		}
+	}
+	checkSA(t, a, "site established initiator", "192.0.2.1 192.0.2.2", "far established responder", "192.0.2.3 198.51.100.2")
+	capture.Until(t, 10*time.Second, "ESP both ways", func(text string) bool {
+		return strings.Count(text, "\nEncapsulating Security Payload\n") >= 12
+	})
+	src, err := l.GWA.Output(20*time.Second, "tshark", "-n", "-r", capture.File, "-T", "fields", "-e", "ip.src", "-e", "_ws.col.Protocol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(src), "\n") {
+		if addr, proto, ok := strings.Cut(line, "\t"); ok && addr != "" {
+			seen[addr+" "+proto]++
+		}
+	}
+	if seen["192.0.2.3 ESP"] < 6 || seen["192.0.2.3 ISAKMP"] < 3 {
+		t.Errorf("A's IKE and ESP to C do not come from 192.0.2.3: %v", seen)
+	}
+	for k := range seen {
+		if strings.HasPrefix(k, "198.51.100.1 ") {
+			t.Errorf("A sent %s from 198.51.100.1, not the address C dialled: %v", strings.TrimPrefix(k, "198.51.100.1 "), seen)
+		}
+	}
 }
 
 // waitLog waits until a line of a process's output holds every part.
