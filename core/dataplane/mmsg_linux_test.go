@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -217,5 +218,55 @@ func TestWildcardSocketsSendFromTheSAAddress(t *testing.T) {
 	_, rawFrom := readAll(t, rawPeer.(BatchConn), 2)
 	if rawFrom[0].Addr() != addr("127.0.0.6") || rawFrom[1].Addr() != addr("127.0.0.7") {
 		t.Fatalf("raw ESP came from %v", rawFrom)
+	}
+}
+
+// BenchmarkUDPWriteBatch: a batch of 64 datagrams of 1400 bytes to a
+// loopback peer, from a socket bound to its address (bound) and from one
+// on 0.0.0.0 naming each source with IP_PKTINFO (wildcard): the cost of
+// several listen addresses on the send path.
+func BenchmarkUDPWriteBatch(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("SKIPPED LOUDLY: needs root (SO_MARK)")
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	for _, wild := range []bool{false, true} {
+		b.Run(map[bool]string{false: "bound", true: "wildcard"}[wild], func(b *testing.B) {
+			bind := lo
+			if wild {
+				bind = netip.IPv4Unspecified()
+			}
+			c, err := ListenUDP(netip.AddrPortFrom(bind, 0), 0x4748)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sink.Close()
+			go func() { // drain, so the socket buffer never fills
+				buf := make([]byte, 65536)
+				for {
+					if _, err := sink.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+			msgs := batchOf(sink.LocalAddr().(*net.UDPAddr).AddrPort(), slices.Repeat([]int{1400}, 64)...)
+			if wild {
+				for i := range msgs {
+					msgs[i].Src = lo
+				}
+			}
+			b.SetBytes(64 * 1400)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.(BatchConn).WriteBatch(msgs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

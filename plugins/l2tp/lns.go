@@ -242,10 +242,11 @@ func (l *lns) input(pkt sdk.ControlPacket) {
 	case sdk.ControlPeerGone:
 		// The core already removed the sessions and released their
 		// addresses (linkDown finds them gone); we forget the rest.
-		// The core names the peer only: every key it spoke from goes.
+		// The core names the peer only: every key it spoke from through
+		// an SA goes; its cleartext L2TP (SA id 0), if any, has no SA.
 		n := 0
-		for k := range l.said {
-			if k.Peer == pkt.Peer {
+		for k, said := range l.said {
+			if k.Peer == pkt.Peer && said != 0 {
 				n += l.srv.Abandon(k, now, "the IPsec SA is gone")
 				delete(l.said, k)
 			}

@@ -132,6 +132,8 @@ type rig struct {
 	// hold, when set, sees each L2TP message a client sends and keeps
 	// those it returns true for from the server.
 	hold func(b []byte) bool
+	// clear: the next clients dial L2TP without IPsec (SA id 0).
+	clear bool
 }
 
 func newRig(t *testing.T, auth []string, usersYAML string) *rig {
@@ -183,8 +185,12 @@ func (r *rig) dial(peer string, user, password string, auth []ppp.AuthProto) *cl
 	r.mu.Lock()
 	r.clients[c.peer] = c
 	r.mu.Unlock()
+	said := uint64(7)
+	if r.clear {
+		said = 0
+	}
 	send := func(kind sdk.ControlKind, tun, sess uint16, b []byte) {
-		if err := r.conn.Send(sdk.ControlPacket{Kind: kind, SAID: 7, Local: serverAddr, Peer: c.peer, TunnelID: tun, SessionID: sess,
+		if err := r.conn.Send(sdk.ControlPacket{Kind: kind, SAID: said, Local: serverAddr, Peer: c.peer, TunnelID: tun, SessionID: sess,
 			Payload: append([]byte(nil), b...)}); err != nil {
 			r.t.Error(err)
 		}
@@ -355,6 +361,29 @@ func TestLNSSessionsBehindOneNAT(t *testing.T) {
 // outside the control window). The LNS holds it and answers once the call
 // connects; the client never needs its restart timer (which this rig
 // never runs).
+// TestLNSPeerGoneSparesCleartext: the end of an IPsec SA names only the
+// peer's address and port; a call without IPsec from that same address
+// and port (SA id 0) has no SA and stays, so its hang-up is still seen.
+func TestLNSPeerGoneSparesCleartext(t *testing.T) {
+	r := newRig(t, []string{"mschapv2"}, usersYAML)
+	r.clear = true
+	c := r.dial("198.51.100.7:4500", "alice", "correct horse", []ppp.AuthProto{ppp.AuthMSCHAPv2})
+	if !r.pump(func() bool { n, _ := r.host.snapshot(); return c.up != nil && n == 1 }) {
+		t.Fatalf("not up: %q", c.down)
+	}
+	if err := r.conn.Send(sdk.ControlPacket{Kind: sdk.ControlPeerGone, Peer: c.peer}); err != nil {
+		t.Fatal(err)
+	}
+	c.link.Close(r.now, "user hung up")
+	if !r.pump(func() bool { n, a := r.host.snapshot(); return n == 0 && len(a) == 2 }) {
+		_, a := r.host.snapshot()
+		t.Fatalf("the cleartext call did not end: %v", a)
+	}
+	if _, a := r.host.snapshot(); !strings.Contains(a[1], "user-disconnected user=alice") || !strings.Contains(a[1], "LCP Terminate-Request") {
+		t.Fatalf("the call ended otherwise than by the user's hang-up: %v", a)
+	}
+}
+
 func TestLNSHoldsPPPBeforeICCN(t *testing.T) {
 	r := newRig(t, []string{"mschapv2"}, usersYAML)
 	var held [][]byte
