@@ -147,7 +147,7 @@ type ChildSA struct {
 	LocalTS, RemoteTS Selector // zero prefixes in transport mode without IDs
 	Lifetime          time.Duration
 	LifeKB            uint64
-	ICookie, RCookie  Cookie // the IKE SA that made it
+	SPIi, SPIr        Cookie // the IKE SA that made it
 	Established       time.Time
 	// NATOA is the peer's own address when a NAT rewrote it (transport
 	// mode): from its NAT-OA payload, else its quick mode identity (RFC

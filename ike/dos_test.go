@@ -12,7 +12,7 @@ func firstMessage(t testing.TB, p *pair) []byte {
 	t.Helper()
 	var ck Cookie
 	rand.Read(ck[:])
-	m := Message{Header: Header{ICookie: ck, Version: Version, Exchange: ExchangeMain},
+	m := Message{Header: Header{SPIi: ck, Version: Version, Exchange: ExchangeMain},
 		Payloads: []Payload{Phase1Offer(p.pa.Proposals, p.pa.Auth, time.Hour)}}
 	b, err := m.Encode()
 	if err != nil {
@@ -56,7 +56,7 @@ func TestHalfOpenLimits(t *testing.T) {
 		t.Fatalf("after the timeouts: %d half-open, %d IKE SAs", n, len(p.b.SAs()))
 	}
 	// The client's SA still works: a new quick mode goes through.
-	if err := p.a.startQuickMode(p.a.sas[p.a.SAs()[0].ICookie], p.pa.allPairs()[0]); err != nil {
+	if err := p.a.startQuickMode(p.a.sas[p.a.SAs()[0].SPIi], p.pa.allPairs()[0]); err != nil {
 		t.Fatal(err)
 	}
 	p.quickMode()

@@ -653,7 +653,7 @@ func TestGarbageDoesNotHurt(t *testing.T) {
 	sa := p.b.SAs()[0]
 	from := netip.MustParseAddrPort("192.0.2.1:500")
 	to := netip.MustParseAddrPort("192.0.2.2:500")
-	h := Header{ICookie: sa.ICookie, RCookie: sa.RCookie, Version: Version, Exchange: ExchangeQuick, Flags: FlagEncryption, MessageID: 77}
+	h := Header{SPIi: sa.SPIi, SPIr: sa.SPIr, Version: Version, Exchange: ExchangeQuick, Flags: FlagEncryption, MessageID: 77}
 	forged := append(h.Append(nil), make([]byte, 48)...)
 	binLen(forged)
 	for _, b := range [][]byte{nil, {1, 2, 3}, forged, bytes.Repeat([]byte{0xff}, 100)} {
@@ -686,11 +686,11 @@ func FuzzReceive(f *testing.F) {
 		from, to := netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("192.0.2.2:500")
 		// Also aimed at the live SA: put its cookies in front.
 		sa := p.b.SAs()[0]
-		aimed := append(append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...), b...)
+		aimed := append(append(append([]byte(nil), sa.SPIi[:]...), sa.SPIr[:]...), b...)
 		p.b.Receive(b, to, from)
 		p.b.Receive(aimed, to, from)
 		for _, s := range p.b.SAs() {
-			if s.ICookie == sa.ICookie && s.Established {
+			if s.SPIi == sa.SPIi && s.Established {
 				return
 			}
 		}
@@ -712,7 +712,7 @@ func TestNATTraversal(t *testing.T) {
 	if !ca.UDP || !cb.UDP || ca.Remote != netip.MustParseAddrPort("192.0.2.2:4500") || cb.Remote != netip.MustParseAddrPort("198.51.100.1:44500") {
 		t.Fatalf("children: A %+v -> %v, B %+v -> %v", ca.UDP, ca.Remote, cb.UDP, cb.Remote)
 	}
-	sa := p.b.sas[p.b.SAs()[0].ICookie]
+	sa := p.b.sas[p.b.SAs()[0].SPIi]
 	if !sa.nat.remote || sa.nat.local || sa.nat.dialect != nattRFC {
 		t.Fatalf("B's view: peer behind NAT %v, we behind NAT %v, dialect %d", sa.nat.remote, sa.nat.local, sa.nat.dialect)
 	}
@@ -760,7 +760,7 @@ func TestInitialContact(t *testing.T) {
 	p := newPair(t, true)
 	p.mainMode()
 	p.quickMode()
-	old := p.b.SAs()[0].ICookie
+	old := p.b.SAs()[0].SPIi
 	// A comes back with no memory: a new engine, no SAs.
 	p.a = NewManager(Config{Host: p.ha, Rand: rand.Reader, Now: func() time.Time { return p.now }})
 	p.a.SetPeers([]*PeerConfig{p.pa})
@@ -770,7 +770,7 @@ func TestInitialContact(t *testing.T) {
 	p.mainMode()
 	p.quickMode()
 	sas := p.b.SAs()
-	if len(sas) != 1 || sas[0].ICookie == old {
+	if len(sas) != 1 || sas[0].SPIi == old {
 		t.Fatalf("B still holds the SA from before the restart: %+v", sas)
 	}
 	if len(p.hb.children) != 1 {
@@ -792,7 +792,7 @@ func TestNATTVendorIDs(t *testing.T) {
 
 func TestAggressiveModeRefused(t *testing.T) {
 	p := newPair(t, true)
-	h := Header{ICookie: Cookie{9}, Version: Version, Exchange: ExchangeAggressive}
+	h := Header{SPIi: Cookie{9}, Version: Version, Exchange: ExchangeAggressive}
 	m := &Message{Header: h, Payloads: []Payload{Phase1Offer(p.pa.Proposals, []uint16{AuthPSK}, time.Hour), &Data{T: PayloadKE, Data: make([]byte, 256)},
 		&Data{T: PayloadNonce, Data: make([]byte, 16)}, &ID{IDType: IDIPv4Addr, Data: []byte{192, 0, 2, 1}}}}
 	b, _ := m.Encode()
@@ -921,7 +921,7 @@ func TestIKEReauth(t *testing.T) {
 	}
 	p.mainMode()
 	p.quickMode()
-	first := p.a.SAs()[0].ICookie
+	first := p.a.SAs()[0].SPIi
 	for range 60 {
 		p.tick(time.Second)
 		p.deliverAll()
@@ -933,7 +933,7 @@ func TestIKEReauth(t *testing.T) {
 	p.checkChildren("aes128gcm16", true)
 	for _, m := range []*Manager{p.a, p.b} {
 		sas := m.SAs()
-		if len(sas) != 1 || sas[0].ICookie == first || !sas[0].Established {
+		if len(sas) != 1 || sas[0].SPIi == first || !sas[0].Established {
 			t.Fatalf("IKE SAs after reauthentication: %+v", sas)
 		}
 	}

@@ -38,7 +38,7 @@ func forgeries(h Header, withKeys bool) [][]byte {
 		return b
 	}
 	other := h
-	other.RCookie = Cookie{0xba, 0xd0, 0xc0, 0x01, 0xe0, 0, 0, 1}
+	other.SPIr = Cookie{0xba, 0xd0, 0xc0, 0x01, 0xe0, 0, 0, 1}
 	info := h
 	info.Exchange, info.MessageID = ExchangeInformational, binary.BigEndian.Uint32(random(4))
 	out := [][]byte{
@@ -58,7 +58,7 @@ func forgeries(h Header, withKeys bool) [][]byte {
 	if withKeys {
 		// Once encryption has started, nothing in clear counts: not an
 		// error, not a delete.
-		cookies := append(append([]byte(nil), h.ICookie[:]...), h.RCookie[:]...)
+		cookies := append(append([]byte(nil), h.SPIi[:]...), h.SPIr[:]...)
 		out = append(out,
 			plain(info, &Notify{DOI: DOIIPsec, Protocol: ProtoISAKMP, Kind: NotifyAuthenticationFailed, SPI: cookies}),
 			plain(info, &Notify{DOI: DOIIPsec, Protocol: ProtoISAKMP, Kind: NotifyInvalidIDInformation, SPI: cookies}),
@@ -145,7 +145,7 @@ func TestForgeriesInMainAndQuickMode(t *testing.T) {
 
 	// Informational: a DPD probe, with forgeries in front of it and of
 	// its answer. The SAs stay.
-	sa := p.a.sas[p.a.SAs()[0].ICookie]
+	sa := p.a.sas[p.a.SAs()[0].SPIi]
 	p.a.mu.Lock()
 	p.a.sendDPD(sa, NotifyRUThere, 7)
 	p.a.mu.Unlock()

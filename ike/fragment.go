@@ -109,7 +109,7 @@ func (m *Manager) reassemble(h Header, b []byte, remote netip.AddrPort) []byte {
 			delete(m.frags, k)
 		}
 	}
-	k := fragKey{h.ICookie, h.RCookie, f.ID, remote}
+	k := fragKey{h.SPIi, h.SPIr, f.ID, remote}
 	fb := m.frags[k]
 	if fb == nil {
 		mine := 0
@@ -179,7 +179,7 @@ func (m *Manager) transmit(sa *IKESA, b []byte) error {
 	}
 	for n := 1; n <= count; n++ {
 		part := b[(n-1)*room : min(n*room, len(b))]
-		fm := &Message{Header: Header{ICookie: h.ICookie, RCookie: h.RCookie, Version: Version, Exchange: xt},
+		fm := &Message{Header: Header{SPIi: h.SPIi, SPIr: h.SPIr, Version: Version, Exchange: xt},
 			Payloads: []Payload{&Fragment{ID: 1, Number: uint8(n), Last: n == count, Data: part}}}
 		fb, err := fm.Encode()
 		if err != nil {

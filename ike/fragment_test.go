@@ -53,7 +53,7 @@ func fragments(t *testing.T, whole []byte, n int, id uint16) [][]byte {
 	size := (len(whole) + n - 1) / n
 	for i := 0; i < n; i++ {
 		part := whole[i*size : min((i+1)*size, len(whole))]
-		m := &Message{Header: Header{ICookie: h.ICookie, RCookie: h.RCookie, Version: Version, Exchange: ExchangeMain},
+		m := &Message{Header: Header{SPIi: h.SPIi, SPIr: h.SPIr, Version: Version, Exchange: ExchangeMain},
 			Payloads: []Payload{&Fragment{ID: id, Number: uint8(i + 1), Last: i == n-1, Data: part}}}
 		b, err := m.Encode()
 		if err != nil {
@@ -162,7 +162,7 @@ func TestFragmentsNeedTheirSA(t *testing.T) {
 	p := newPair(t, true)
 	p.mainMode()
 	var sa SAInfo = p.b.SAs()[0]
-	whole, _ := (&Message{Header: Header{ICookie: sa.ICookie, RCookie: sa.RCookie, Version: Version, Exchange: ExchangeMain},
+	whole, _ := (&Message{Header: Header{SPIi: sa.SPIi, SPIr: sa.SPIr, Version: Version, Exchange: ExchangeMain},
 		Payloads: []Payload{&Data{T: PayloadNonce, Data: make([]byte, 64)}}}).Encode()
 	peer, stranger := netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("203.0.113.66:500")
 	us := netip.MustParseAddrPort("192.0.2.2:500")

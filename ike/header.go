@@ -1,9 +1,10 @@
 package ike
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/gatehouse/gatehouse/ike/wire"
 )
 
 // PayloadType is an ISAKMP payload type (RFC 2408 section 3.1, RFC 3947,
@@ -89,14 +90,14 @@ const (
 )
 
 // HeaderLen is the fixed ISAKMP header; GenericHeaderLen precedes every
-// payload.
+// payload (the layout IKEv2 shares, package wire).
 const (
-	HeaderLen        = 28
-	GenericHeaderLen = 4
+	HeaderLen        = wire.HeaderLen
+	GenericHeaderLen = wire.GenericHeaderLen
 	// Version is major 1, minor 0.
 	Version = 0x10
 	// MaxMessageLen bounds what we accept and build: one UDP datagram.
-	MaxMessageLen = 65535
+	MaxMessageLen = wire.MaxMessageLen
 )
 
 // Errors the codec returns; every decode error wraps ErrMalformed.
@@ -109,51 +110,13 @@ var (
 // Cookie is an ISAKMP cookie (SPI of an IKEv1 SA).
 type Cookie [8]byte
 
-// Header is the ISAKMP header.
-type Header struct {
-	ICookie, RCookie Cookie
-	NextPayload      PayloadType
-	Version          uint8
-	Exchange         ExchangeType
-	Flags            uint8
-	MessageID        uint32
-	Length           uint32
-}
+// Header is the ISAKMP header: SPIi and SPIr are the initiator's and
+// responder's cookies.
+type Header = wire.Header[Cookie, PayloadType, ExchangeType]
 
 // ParseHeader decodes the header at the front of b and checks that the
-// message length fits the datagram. Bytes after Length are not part of the
-// message.
+// message length fits the datagram; another major version is ErrVersion
+// (RFC 2408 section 5.1). Bytes after Length are not part of the message.
 func ParseHeader(b []byte) (Header, error) {
-	if len(b) < HeaderLen {
-		return Header{}, fmt.Errorf("%w: %d bytes, shorter than the header", ErrMalformed, len(b))
-	}
-	var h Header
-	copy(h.ICookie[:], b[0:8])
-	copy(h.RCookie[:], b[8:16])
-	h.NextPayload = PayloadType(b[16])
-	h.Version = b[17]
-	h.Exchange = ExchangeType(b[18])
-	h.Flags = b[19]
-	h.MessageID = binary.BigEndian.Uint32(b[20:24])
-	h.Length = binary.BigEndian.Uint32(b[24:28])
-	if h.Version>>4 != 1 {
-		// RFC 2408 section 5.1: a major version we do not speak.
-		return h, fmt.Errorf("%w: %d.%d", ErrVersion, h.Version>>4, h.Version&0x0f)
-	}
-	if h.Length < HeaderLen || int64(h.Length) > int64(len(b)) || h.Length > MaxMessageLen {
-		return h, fmt.Errorf("%w: header says %d bytes, datagram has %d", ErrMalformed, h.Length, len(b))
-	}
-	if h.ICookie == (Cookie{}) {
-		return h, fmt.Errorf("%w: zero initiator cookie", ErrMalformed)
-	}
-	return h, nil
-}
-
-// Append writes the header; Length is taken as given.
-func (h *Header) Append(b []byte) []byte {
-	b = append(b, h.ICookie[:]...)
-	b = append(b, h.RCookie[:]...)
-	b = append(b, byte(h.NextPayload), h.Version, byte(h.Exchange), h.Flags)
-	b = binary.BigEndian.AppendUint32(b, h.MessageID)
-	return binary.BigEndian.AppendUint32(b, h.Length)
+	return wire.ParseHeader[Cookie, PayloadType, ExchangeType](b, 1, ErrMalformed, ErrVersion)
 }

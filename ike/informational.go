@@ -167,7 +167,7 @@ func (m *Manager) sendInformationalIDFrom(sa *IKESA, p1iv []byte, id uint32, ps 
 // cookies is the SA's 16-byte ISAKMP SPI, CKY-I | CKY-R, as notifies and
 // deletes name it.
 func (sa *IKESA) cookies() []byte {
-	return append(append([]byte(nil), sa.ICookie[:]...), sa.RCookie[:]...)
+	return append(append([]byte(nil), sa.SPIi[:]...), sa.SPIr[:]...)
 }
 
 // isakmpNotify is a notify about the IKE SA itself.

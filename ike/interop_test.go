@@ -98,7 +98,7 @@ func TestInteropAnswerDrivesTheSA(t *testing.T) {
 	if info.Family != "test-client" || info.Detail != "v1" || info.Plugin != "interop-test" || !slices.Contains(info.Flags, "qm-notify-message-id") {
 		t.Fatalf("B's SA: %+v", info)
 	}
-	if !p.b.sas[info.ICookie].initialContact {
+	if !p.b.sas[info.SPIi].initialContact {
 		t.Fatal("the initial-contact flag did not mark the SA")
 	}
 	// A offers GCM and AES-SHA1; B's family list has AES-SHA256 only: the
@@ -148,7 +148,7 @@ func TestInitiatorOfferAsGiven(t *testing.T) {
 	if info.Phase1 != "aes128-sha1-ecp256" {
 		t.Fatalf("chose %s", info.Phase1)
 	}
-	sa := p.a.sas[info.ICookie]
+	sa := p.a.sas[info.SPIi]
 	if sa.phase1.Lifetime != time.Hour {
 		t.Fatalf("lifetime %v", sa.phase1.Lifetime)
 	}

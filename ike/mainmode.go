@@ -331,9 +331,9 @@ func (t *mainMode) startGSSInitiator(sa *IKESA, in *msg, chosen Transform) error
 // hash is HASH_I (of the initiator's identity) or HASH_R.
 func (t *mainMode) hash(sa *IKESA, initiators bool, idB []byte) []byte {
 	if initiators {
-		return HashI(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
+		return HashI(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.SPIi, sa.SPIr, t.saiB, idB)
 	}
-	return HashR(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.ICookie, sa.RCookie, t.saiB, idB)
+	return HashR(sa.prf, sa.keys.SKEYID, t.gxi, t.gxr, sa.SPIi, sa.SPIr, t.saiB, idB)
 }
 
 func (t *mainMode) startDH(m *Manager, sa *IKESA) error {
@@ -369,7 +369,7 @@ func (t *mainMode) deriveKeys(m *Manager, sa *IKESA, gxy []byte, peerID *ID) err
 		clear(psk) // our copy of the key has done its work
 	}
 	sa.prf = prf
-	sa.keys = DeriveKeys(prf, skeyid, gxy, sa.ICookie, sa.RCookie)
+	sa.keys = DeriveKeys(prf, skeyid, gxy, sa.SPIi, sa.SPIr)
 	clear(gxy) // g^xy has done its work
 	c, err := newCrypter(sa.phase1, EncryptionKey(prf, sa.keys.E, sa.phase1.keyLen()))
 	if err != nil {

@@ -26,12 +26,12 @@ const (
 
 // IKESA is an IKE (ISAKMP) SA.
 type IKESA struct {
-	ICookie, RCookie Cookie
-	Initiator        bool
-	Local, Remote    netip.AddrPort
-	Peer             *PeerConfig
-	state            saState
-	created          time.Time
+	SPIi, SPIr    Cookie
+	Initiator     bool
+	Local, Remote netip.AddrPort
+	Peer          *PeerConfig
+	state         saState
+	created       time.Time
 
 	phase1 Phase1
 	prf    PRF
@@ -422,10 +422,10 @@ func (sa *IKESA) livePairs() []TSPair {
 // startMainMode starts a new IKE SA with a peer, to carry pairs; old is
 // the SA it is to replace (reauthentication), or nil.
 func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA, pairs []TSPair) error {
-	sa := &IKESA{ICookie: m.cookie(), Initiator: true, Local: netip.AddrPortFrom(peer.Local, 500),
+	sa := &IKESA{SPIi: m.cookie(), Initiator: true, Local: netip.AddrPortFrom(peer.Local, 500),
 		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
 		life: lifeState{soft: softPoint(true), replaces: old != nil}, wanted: slices.Clone(pairs)}
-	m.sas[sa.ICookie] = sa
+	m.sas[sa.SPIi] = sa
 	if m.interop != nil {
 		sa.vendor.interop.VendorIDs = m.interop.VendorIDs(peer, sa.Remote)
 	}
@@ -492,7 +492,7 @@ func (m *Manager) send(x *exchange) error {
 // mode from message 5 on, everything after).
 func (m *Manager) encode(x *exchange, out *msg, encrypt bool) ([]byte, error) {
 	sa := x.sa
-	h := Header{ICookie: sa.ICookie, RCookie: sa.RCookie, Version: Version, Exchange: x.typ, MessageID: x.msgID,
+	h := Header{SPIi: sa.SPIi, SPIr: sa.SPIr, Version: Version, Exchange: x.typ, MessageID: x.msgID,
 		NextPayload: FirstType(out.payloads)}
 	body := AppendPayloads(nil, out.payloads)
 	if encrypt {
@@ -531,8 +531,8 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 		// peer: fragmentation is announced in messages 1 and 2, so no
 		// first message comes in pieces, and nobody else's fragments take
 		// reassembly space.
-		sa := m.sas[h.ICookie]
-		if sa == nil || sa.Remote.Addr() != remote.Addr() || (sa.RCookie != (Cookie{}) && sa.RCookie != h.RCookie) {
+		sa := m.sas[h.SPIi]
+		if sa == nil || sa.Remote.Addr() != remote.Addr() || (sa.SPIr != (Cookie{}) && sa.SPIr != h.SPIr) {
 			m.drop(DropFragments, sa, h, errors.New("fragments for no IKE SA of this peer"))
 			m.mu.Unlock()
 			return
@@ -543,7 +543,7 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 			return
 		}
 		wh, err := ParseHeader(whole)
-		if err != nil || wh.ICookie != h.ICookie || wh.RCookie != h.RCookie || wh.NextPayload == PayloadFragment {
+		if err != nil || wh.SPIi != h.SPIi || wh.SPIr != h.SPIr || wh.NextPayload == PayloadFragment {
 			m.mu.Unlock()
 			m.log.Info("reassembled IKE message dropped: it does not match its fragments", zap.Stringer("from", remote), zap.Error(err))
 			return
@@ -559,14 +559,14 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 		m.mu.Lock()
 	}
 	defer m.mu.Unlock()
-	sa := m.sas[h.ICookie]
+	sa := m.sas[h.SPIi]
 	if sa == nil {
-		if h.Exchange == ExchangeAggressive && h.RCookie == (Cookie{}) {
+		if h.Exchange == ExchangeAggressive && h.SPIr == (Cookie{}) {
 			if p := m.peerFor(local.Addr(), remote.Addr()); p == nil || !p.Aggressive {
 				m.refuseAggressive(remote)
 				return
 			}
-		} else if h.Exchange != ExchangeMain || h.RCookie != (Cookie{}) || h.MessageID != 0 {
+		} else if h.Exchange != ExchangeMain || h.SPIr != (Cookie{}) || h.MessageID != 0 {
 			m.log.Debug("IKE message for no SA dropped", zap.Stringer("from", remote), zap.Stringer("exchange", h.Exchange))
 			return
 		}
@@ -579,8 +579,8 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 	}
 	// An initiator learns the responder's cookie from message 2, and
 	// keeps it only if that message is accepted (handle).
-	learning := sa.Initiator && sa.RCookie == (Cookie{})
-	if !learning && subtle.ConstantTimeCompare(sa.RCookie[:], h.RCookie[:]) != 1 && !(h.RCookie == (Cookie{}) && h.Exchange == ExchangeInformational) {
+	learning := sa.Initiator && sa.SPIr == (Cookie{})
+	if !learning && subtle.ConstantTimeCompare(sa.SPIr[:], h.SPIr[:]) != 1 && !(h.SPIr == (Cookie{}) && h.Exchange == ExchangeInformational) {
 		m.drop(DropUnauthenticated, sa, h, errors.New("wrong responder cookie"))
 		return
 	}
@@ -642,7 +642,7 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort, pre 
 		}
 		return
 	}
-	sa := &IKESA{ICookie: h.ICookie, RCookie: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
+	sa := &IKESA{SPIi: h.SPIi, SPIr: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
 		life: lifeState{soft: softPoint(false)}, halfOpenFrom: remote.Addr()}
 	m.halfOpen++
 	m.halfOpenBy[sa.halfOpenFrom]++
@@ -653,7 +653,7 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort, pre 
 			sa.life.replaces = true
 		}
 	}
-	m.sas[sa.ICookie] = sa
+	m.sas[sa.SPIi] = sa
 	if h.Exchange == ExchangeAggressive {
 		m.newExchange(sa, ExchangeAggressive, 0, false, newAggressiveMode(), &natt{aggressive: true}, dpdVendor(), fragVendor(), extraVendorIDs{})
 	} else {
@@ -676,13 +676,13 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte, created bool, pre *preCl
 		m.informational(sa, h, b, local, remote)
 		return
 	}
-	if sa.Initiator && sa.RCookie == (Cookie{}) {
+	if sa.Initiator && sa.SPIr == (Cookie{}) {
 		// Message 2: its cookie is the SA's while it is processed, and
 		// stays only if it is accepted.
-		sa.RCookie = h.RCookie
+		sa.SPIr = h.SPIr
 		defer func() {
 			if x0 := sa.xs[0]; sa.state == stateMainMode && (x0 == nil || !x0.accepted) {
-				sa.RCookie = Cookie{}
+				sa.SPIr = Cookie{}
 			}
 		}()
 	}
@@ -1045,7 +1045,7 @@ func (m *Manager) remove(sa *IKESA, why string) {
 	sa.state = stateDead
 	m.releaseHalfOpen(sa)
 	sa.releaseGSS()
-	delete(m.sas, sa.ICookie)
+	delete(m.sas, sa.SPIi)
 	if sa.Peer.Restart && why != whyOperator && why != whyReplaced {
 		m.restarts[sa.Peer] = m.now().Add(restartDelay)
 	}
@@ -1149,15 +1149,15 @@ func (m *Manager) timedOut(x *exchange) error {
 
 // SAs lists the IKE SAs for `gatehouse sa`.
 type SAInfo struct {
-	Peer             string
-	Local, Remote    netip.AddrPort
-	ICookie, RCookie Cookie
-	Initiator        bool
-	Established      bool
-	Phase1           string
-	Age              time.Duration
-	Children         int
-	NAT              bool // UDP-encapsulated: a NAT was detected
+	Peer          string
+	Local, Remote netip.AddrPort
+	SPIi, SPIr    Cookie
+	Initiator     bool
+	Established   bool
+	Phase1        string
+	Age           time.Duration
+	Children      int
+	NAT           bool // UDP-encapsulated: a NAT was detected
 	// Expired: past its lifetime, kept only for its IPsec SAs (a road
 	// warrior that did not renew).
 	Expired bool
@@ -1176,7 +1176,7 @@ func (m *Manager) SAs() []SAInfo {
 	defer m.mu.Unlock()
 	var out []SAInfo
 	for _, sa := range m.sas {
-		out = append(out, SAInfo{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, ICookie: sa.ICookie, RCookie: sa.RCookie,
+		out = append(out, SAInfo{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, SPIi: sa.SPIi, SPIr: sa.SPIr,
 			Initiator: sa.Initiator, Established: sa.state == stateEstablished, Phase1: sa.phase1.String(),
 			Age: m.now().Sub(sa.created), Children: len(sa.children), NAT: sa.natDetected(), Expired: sa.life.expired,
 			Auth: MethodName(sa.phase1.Auth), PeerID: sa.peerID, Family: sa.vendor.interop.Family, Detail: sa.vendor.interop.Detail,

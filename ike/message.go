@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+
+	"github.com/gatehouse/gatehouse/ike/wire"
 )
 
 // NotifyType is a notify message type (RFC 2408 section 3.14.1, RFC 2407
@@ -69,28 +71,17 @@ func (n NotifyType) String() string {
 func (n NotifyType) IsError() bool { return n < 8192 }
 
 // splitGeneric cuts the payload at the front of b: its body, what follows,
-// and the next payload type from its generic header.
+// and the next payload type from its generic header. The reserved byte
+// should be zero; RFC 2408 section 3.2 asks receivers to check it, but
+// peers have sent junk there, and nothing depends on it: we ignore it.
 func splitGeneric(b []byte) (body, rest []byte, next PayloadType, err error) {
-	if len(b) < GenericHeaderLen {
-		return nil, nil, 0, fmt.Errorf("%w: %d bytes, shorter than a payload header", ErrMalformed, len(b))
-	}
-	l := int(binary.BigEndian.Uint16(b[2:]))
-	if l < GenericHeaderLen || l > len(b) {
-		return nil, nil, 0, fmt.Errorf("%w: payload length %d with %d bytes left", ErrMalformed, l, len(b))
-	}
-	// The reserved byte should be zero; RFC 2408 section 3.2 asks
-	// receivers to check it, but peers have sent junk there, and nothing
-	// depends on it: we ignore it.
-	return b[GenericHeaderLen:l], b[l:], PayloadType(b[0]), nil
+	body, rest, np, _, err := wire.SplitPayload(b, ErrMalformed)
+	return body, rest, PayloadType(np), err
 }
 
 // appendGeneric writes a generic header, then the body, then the length.
 func appendGeneric(b []byte, next PayloadType, body func([]byte) []byte) []byte {
-	start := len(b)
-	b = append(b, byte(next), 0, 0, 0)
-	b = body(b)
-	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
-	return b
+	return wire.AppendPayload(b, uint8(next), body)
 }
 
 // DecodePayloads decodes the payload chain that starts with type first.
@@ -187,23 +178,11 @@ func decodePayload(t PayloadType, b []byte) (Payload, error) {
 // AppendPayloads encodes a payload chain; the caller puts the first type
 // in whatever precedes it (the header's next payload).
 func AppendPayloads(b []byte, ps []Payload) []byte {
-	for i, p := range ps {
-		next := PayloadNone
-		if i+1 < len(ps) {
-			next = ps[i+1].Type()
-		}
-		b = appendGeneric(b, next, p.appendBody)
-	}
-	return b
+	return wire.AppendChain(b, ps, Payload.appendBody)
 }
 
 // FirstType is the type to put in the header for a chain.
-func FirstType(ps []Payload) PayloadType {
-	if len(ps) == 0 {
-		return PayloadNone
-	}
-	return ps[0].Type()
-}
+func FirstType(ps []Payload) PayloadType { return wire.First(ps) }
 
 // Message is a decoded message: the header and, for a cleartext message,
 // its payloads. An encrypted message's Body is the ciphertext.
@@ -238,23 +217,11 @@ func (m *Message) Encode() ([]byte, error) {
 	h.NextPayload = FirstType(m.Payloads)
 	h.Flags &^= FlagEncryption
 	b := h.Append(make([]byte, 0, 512))
-	b = AppendPayloads(b, m.Payloads)
-	if len(b) > MaxMessageLen {
-		return nil, fmt.Errorf("message of %d bytes is too large", len(b))
-	}
-	binary.BigEndian.PutUint32(b[24:], uint32(len(b)))
-	return b, nil
+	return wire.Finish(AppendPayloads(b, m.Payloads))
 }
 
 // Find returns the first payload of type t, or nil.
-func Find(ps []Payload, t PayloadType) Payload {
-	for _, p := range ps {
-		if p.Type() == t {
-			return p
-		}
-	}
-	return nil
-}
+func Find(ps []Payload, t PayloadType) Payload { return wire.Find(ps, t) }
 
 // PayloadBodies walks a decoded chain again and returns each payload's
 // body as it was on the wire, and where the chain ends in b. Hashes cover

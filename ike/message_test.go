@@ -49,7 +49,7 @@ func mainMode1() *Message {
 		}}
 	}
 	return &Message{
-		Header: Header{ICookie: Cookie{1, 2, 3, 4, 5, 6, 7, 8}, Version: Version, Exchange: ExchangeMain},
+		Header: Header{SPIi: Cookie{1, 2, 3, 4, 5, 6, 7, 8}, Version: Version, Exchange: ExchangeMain},
 		Payloads: []Payload{
 			&SA{DOI: DOIIPsec, Situation: SitIdentityOnly, Proposals: []SAProposal{{Number: 1, Protocol: ProtoISAKMP,
 				Transforms: []Transform{tr(1, 7, 256, 2, 20), tr(2, 7, 128, 2, 19), tr(3, 7, 256, 2, 14)}}}},
@@ -205,7 +205,7 @@ func TestDecodeRejects(t *testing.T) {
 	good, _ := mainMode1().Encode()
 	mutate := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
 	payload := func(ps ...Payload) []byte {
-		b, _ := (&Message{Header: Header{ICookie: Cookie{1}, Version: Version, Exchange: ExchangeInformational}, Payloads: ps}).Encode()
+		b, _ := (&Message{Header: Header{SPIi: Cookie{1}, Version: Version, Exchange: ExchangeInformational}, Payloads: ps}).Encode()
 		return b
 	}
 	sa := func(mod func(*SA)) []byte {
@@ -277,7 +277,7 @@ func TestTsharkReadsOurMessages(t *testing.T) {
 		t.Skip("SKIPPED LOUDLY: tshark is installed by make test as root")
 	}
 	mm, _ := mainMode1().Encode()
-	info, _ := (&Message{Header: Header{ICookie: Cookie{1}, RCookie: Cookie{2}, Version: Version, Exchange: ExchangeInformational, MessageID: 7},
+	info, _ := (&Message{Header: Header{SPIi: Cookie{1}, SPIr: Cookie{2}, Version: Version, Exchange: ExchangeInformational, MessageID: 7},
 		Payloads: append(append(informational()[:len(informational())-1:len(informational())-1], quickMode1()[1:]...),
 			ResponderLifetime(0x0102_0304, 90*time.Minute, 250_000))}).Encode()
 	src, dst := netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("192.0.2.2:500")

@@ -142,7 +142,7 @@ func natHash(sa *IKESA, ap netip.AddrPort) []byte {
 	}
 	var port [2]byte
 	binary.BigEndian.PutUint16(port[:], ap.Port())
-	return prf.Hash(sa.ICookie[:], sa.RCookie[:], ap.Addr().Unmap().AsSlice(), port[:])
+	return prf.Hash(sa.SPIi[:], sa.SPIr[:], ap.Addr().Unmap().AsSlice(), port[:])
 }
 
 func (sa *IKESA) natDetected() bool { return sa.nat.local || sa.nat.remote }

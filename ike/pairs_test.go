@@ -222,7 +222,7 @@ func TestReauthCarriesEveryPair(t *testing.T) {
 		p.mainMode()
 		p.deliverAll()
 		checkPairs(t, p, p.pa.Pairs...)
-		first := p.a.SAs()[0].ICookie
+		first := p.a.SAs()[0].SPIi
 		lost := uint32(0) // the message ID of the quick mode we lose
 		for range 60 {
 			p.tick(time.Second)
@@ -233,7 +233,7 @@ func TestReauthCarriesEveryPair(t *testing.T) {
 				d := p.wire[0]
 				p.wire = p.wire[1:]
 				h, _ := ParseHeader(d.b)
-				if lose > 0 && h.ICookie != first && h.Exchange == ExchangeQuick && d.from.Addr() == p.pa.Local && (lost == 0 || lost == h.MessageID) {
+				if lose > 0 && h.SPIi != first && h.Exchange == ExchangeQuick && d.from.Addr() == p.pa.Local && (lost == 0 || lost == h.MessageID) {
 					lost = h.MessageID
 					lose--
 					continue
@@ -260,7 +260,7 @@ func TestReauthCarriesEveryPair(t *testing.T) {
 		p.noViolations()
 		checkPairs(t, p, p.pa.Pairs...)
 		for _, m := range []*Manager{p.a, p.b} {
-			if sas := m.SAs(); len(sas) != 1 || sas[0].ICookie == first || sas[0].Children != 4 {
+			if sas := m.SAs(); len(sas) != 1 || sas[0].SPIi == first || sas[0].Children != 4 {
 				t.Fatalf("IKE SAs after reauthentication: %+v", sas)
 			}
 		}

@@ -426,7 +426,7 @@ func (t *quickMode) makeChild(sa *IKESA) *ChildSA {
 	}
 	c := &ChildSA{Peer: sa.Peer.Name, Local: sa.Local, Remote: sa.Remote, Tunnel: t.p2.Tunnel(), UDP: t.p2.UDP(),
 		Suite: t.p2.Suite, InSPI: t.inSPI, OutSPI: t.outSPI, LocalTS: t.localTS, RemoteTS: t.remoteTS,
-		Lifetime: t.p2.Lifetime, LifeKB: t.p2.LifeKB, ICookie: sa.ICookie, RCookie: sa.RCookie, pair: t.pair}
+		Lifetime: t.p2.Lifetime, LifeKB: t.p2.LifeKB, SPIi: sa.SPIi, SPIr: sa.SPIr, pair: t.pair}
 	if !c.Tunnel && t.natOA != sa.Remote.Addr().Unmap() {
 		c.NATOA = t.natOA
 	}

@@ -126,7 +126,7 @@ func TestStrongSwanVectors(t *testing.T) {
 	h1, _, bodies1 := clearPayloads(t, v.messages[0])
 	_, ps3, _ := clearPayloads(t, v.messages[2])
 	h4, ps4, _ := clearPayloads(t, v.messages[3])
-	ckyI, ckyR := h1.ICookie, h4.RCookie
+	ckyI, ckyR := h1.SPIi, h4.SPIr
 	saiB := bodies1[0]
 	gxi, ni := Find(ps3, PayloadKE).(*Data).Data, Find(ps3, PayloadNonce).(*Data).Data
 	gxr, nr := Find(ps4, PayloadKE).(*Data).Data, Find(ps4, PayloadNonce).(*Data).Data

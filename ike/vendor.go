@@ -135,8 +135,8 @@ func (m *Manager) classifyQuery(h Header, b []byte, local, remote netip.AddrPort
 		return InteropQuery{}, false
 	}
 	q := InteropQuery{Remote: remote}
-	switch sa := m.sas[h.ICookie]; {
-	case sa == nil && h.RCookie == (Cookie{}):
+	switch sa := m.sas[h.SPIi]; {
+	case sa == nil && h.SPIr == (Cookie{}):
 		// A responder's first message, unless Receive or respond will
 		// turn it away.
 		q.Peer = m.peerFor(local.Addr(), remote.Addr())

@@ -214,6 +214,6 @@ func (f *Family) Message1(icookie ike.Cookie) ([]byte, error) {
 	for _, v := range f.VendorIDs {
 		ps = append(ps, &ike.Data{T: ike.PayloadVendorID, Data: v})
 	}
-	m := ike.Message{Header: ike.Header{ICookie: icookie, Version: 0x10, Exchange: ike.ExchangeMain}, Payloads: ps}
+	m := ike.Message{Header: ike.Header{SPIi: icookie, Version: 0x10, Exchange: ike.ExchangeMain}, Payloads: ps}
 	return m.Encode()
 }

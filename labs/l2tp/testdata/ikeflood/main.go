@@ -54,7 +54,7 @@ func main() {
 		for range *count {
 			var ck ike.Cookie
 			rand.Read(ck[:])
-			m := ike.Message{Header: ike.Header{ICookie: ck, Version: ike.Version, Exchange: ike.ExchangeMain}, Payloads: []ike.Payload{offer}}
+			m := ike.Message{Header: ike.Header{SPIi: ck, Version: ike.Version, Exchange: ike.ExchangeMain}, Payloads: []ike.Payload{offer}}
 			b, err := m.Encode()
 			if err != nil {
 				fail(err)
