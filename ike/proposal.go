@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike/alg"
 )
 
 // ErrNoProposalChosen: nothing the peer offered is acceptable (RFC 2408
@@ -72,7 +73,7 @@ func (p Phase1) String() string {
 	if p.Group == 1 {
 		g = "modp768"
 	}
-	for _, grp := range groups {
+	for _, grp := range alg.Groups() {
 		if grp.Number == p.Group {
 			g = grp.Name
 		}

@@ -1,4 +1,4 @@
-package ike
+package alg
 
 import (
 	"bytes"
@@ -152,4 +152,12 @@ func BenchmarkDH(b *testing.B) {
 			}
 		})
 	}
+}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

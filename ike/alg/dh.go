@@ -1,4 +1,4 @@
-package ike
+package alg
 
 import (
 	"crypto/ecdh"
@@ -80,6 +80,8 @@ type DH interface {
 	// Go's crypto/ecdh cannot be reached, and is only let go). Shared
 	// fails after it.
 	Wipe()
+	// Wiped reports whether Wipe ran.
+	Wiped() bool
 }
 
 type modpGroup struct {
@@ -130,6 +132,7 @@ func newMODP(g *modpGroup, rand io.Reader) (*modpDH, error) {
 func (d *modpDH) Group() uint16  { return d.g.number }
 func (d *modpDH) Public() []byte { return d.pub }
 func (d *modpDH) Wipe()          { clear(d.x); d.x = nil }
+func (d *modpDH) Wiped() bool    { return d.x == nil }
 
 func (d *modpDH) Shared(peer []byte) ([]byte, error) {
 	if d.x == nil {
@@ -170,6 +173,7 @@ func curveOf(group uint16) ecdh.Curve {
 func (d *ecDH) Group() uint16  { return d.number }
 func (d *ecDH) Public() []byte { return d.pub }
 func (d *ecDH) Wipe()          { d.priv = nil }
+func (d *ecDH) Wiped() bool    { return d.priv == nil }
 
 func (d *ecDH) Shared(peer []byte) ([]byte, error) {
 	if d.priv == nil {
