@@ -1,13 +1,10 @@
 package ike
 
 import (
-	"crypto/hmac"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/binary"
 	"fmt"
-	"hash"
+
+	"github.com/gatehouse/gatehouse/ike/alg"
 )
 
 // Phase 1 hash attribute values (RFC 2409 appendix A, RFC 4868).
@@ -20,42 +17,16 @@ const (
 
 // PRF is the phase 1 pseudo-random function: HMAC with the negotiated
 // hash (RFC 2409 section 5: no prf attribute means HMAC of the hash).
-type PRF struct {
-	New  func() hash.Hash
-	Size int
-}
+type PRF = alg.PRF
 
 // NewPRF returns the PRF of a hash attribute value. MD5 (1) is refused.
 func NewPRF(hashAttr uint16) (PRF, error) {
-	switch hashAttr {
-	case HashSHA1:
-		return PRF{sha1.New, sha1.Size}, nil
-	case HashSHA256:
-		return PRF{sha256.New, sha256.Size}, nil
-	case HashSHA384:
-		return PRF{sha512.New384, sha512.Size384}, nil
-	case HashSHA512:
-		return PRF{sha512.New, sha512.Size}, nil
+	for _, h := range alg.Hashes() {
+		if h.Attribute == hashAttr {
+			return h.PRF(), nil
+		}
 	}
 	return PRF{}, fmt.Errorf("%w: hash attribute %d", ErrUnknownAlgorithm, hashAttr)
-}
-
-// Sum is prf(key, data[0] | data[1] | ...).
-func (p PRF) Sum(key []byte, data ...[]byte) []byte {
-	m := hmac.New(p.New, key)
-	for _, d := range data {
-		m.Write(d)
-	}
-	return m.Sum(nil)
-}
-
-// Hash is the plain hash over data, as the phase 1 IV uses it.
-func (p PRF) Hash(data ...[]byte) []byte {
-	h := p.New()
-	for _, d := range data {
-		h.Write(d)
-	}
-	return h.Sum(nil)
 }
 
 // SkeyidPSK is SKEYID for preshared keys: prf(pre-shared-key, Ni_b | Nr_b)

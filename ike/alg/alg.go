@@ -7,8 +7,13 @@
 package alg
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 )
 
@@ -42,14 +47,16 @@ type Cipher struct {
 
 // Hash is a hash for IKE: IKEv1's phase 1 "Hash Algorithm" value
 // (Attribute, RFC 2409 appendix A, RFC 4868), and in IKEv2 the HMAC as a
-// PRF (Transform Type 2) and as an integrity algorithm truncated to half
-// its output (Transform Type 3, RFC 4868; SHA-1 to 96 bits, RFC 2404).
+// PRF (PRFID, Transform Type 2) and as an integrity algorithm truncated
+// to half its output (Integ, Transform Type 3, RFC 4868; SHA-1 to 96
+// bits, RFC 2404).
 type Hash struct {
 	Name      string
 	Attribute uint16
-	PRF       uint16
+	PRFID     uint16
 	Integ     uint16
 	ICVBytes  int // as an IKEv2 integrity algorithm
+	New       func() hash.Hash
 }
 
 var groups = []Group{
@@ -73,10 +80,10 @@ var ciphers = []Cipher{
 }
 
 var hashes = []Hash{
-	{Name: "sha1", Attribute: 2, PRF: 2, Integ: 2, ICVBytes: 12},
-	{Name: "sha256", Attribute: 4, PRF: 5, Integ: 12, ICVBytes: 16},
-	{Name: "sha384", Attribute: 5, PRF: 6, Integ: 13, ICVBytes: 24},
-	{Name: "sha512", Attribute: 6, PRF: 7, Integ: 14, ICVBytes: 32},
+	{Name: "sha1", Attribute: 2, PRFID: 2, Integ: 2, ICVBytes: 12, New: sha1.New},
+	{Name: "sha256", Attribute: 4, PRFID: 5, Integ: 12, ICVBytes: 16, New: sha256.New},
+	{Name: "sha384", Attribute: 5, PRFID: 6, Integ: 13, ICVBytes: 24, New: sha512.New384},
+	{Name: "sha512", Attribute: 6, PRFID: 7, Integ: 14, ICVBytes: 32, New: sha512.New},
 }
 
 // weak names are recognised only to refuse them with the reason.
@@ -94,6 +101,37 @@ var ErrUnknownAlgorithm = errors.New("unknown algorithm")
 
 // ErrWeakAlgorithm is returned for algorithms that are never negotiated.
 var ErrWeakAlgorithm = errors.New("algorithm refused as too weak")
+
+// Hashes lists the hashes we know, in the catalogue's order.
+func Hashes() []Hash { return hashes }
+
+// PRF is HMAC with a hash: IKEv1's phase 1 PRF (RFC 2409 section 5) and
+// IKEv2's PRF_HMAC_* (RFC 7296 section 2.13, RFC 4868).
+type PRF struct {
+	New  func() hash.Hash
+	Size int
+}
+
+// PRF is the hash's HMAC.
+func (h *Hash) PRF() PRF { return PRF{New: h.New, Size: h.New().Size()} }
+
+// Sum is prf(key, data[0] | data[1] | ...).
+func (p PRF) Sum(key []byte, data ...[]byte) []byte {
+	m := hmac.New(p.New, key)
+	for _, d := range data {
+		m.Write(d)
+	}
+	return m.Sum(nil)
+}
+
+// Hash is the plain hash over data (IKEv1's phase 1 IV).
+func (p PRF) Hash(data ...[]byte) []byte {
+	h := p.New()
+	for _, d := range data {
+		h.Write(d)
+	}
+	return h.Sum(nil)
+}
 
 // Groups lists the groups we know, in the catalogue's order.
 func Groups() []Group { return groups }

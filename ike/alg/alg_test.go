@@ -22,7 +22,7 @@ func TestCatalogue(t *testing.T) {
 	}
 	for name, want := range map[string][4]uint16{"sha1": {2, 2, 2, 12}, "sha256": {4, 5, 12, 16}, "sha384": {5, 6, 13, 24}, "sha512": {6, 7, 14, 32}} {
 		h, err := ParseHash(name)
-		if err != nil || [4]uint16{h.Attribute, h.PRF, h.Integ, uint16(h.ICVBytes)} != want {
+		if err != nil || [4]uint16{h.Attribute, h.PRFID, h.Integ, uint16(h.ICVBytes)} != want {
 			t.Errorf("%s: %+v %v", name, h, err)
 		}
 	}
