@@ -133,6 +133,15 @@ func ESPSA(suite, src, dst string, spi uint32, encHex, integHex string) string {
 	return fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","%#08x","%s","%s","%s","%s"`, src, dst, spi, names[0], encHex, names[1], integHex)
 }
 
+// IKEv2SA is tshark's -o option for one IKEv2 SA's keys, so it decrypts
+// and checks its Encrypted payloads: the SPIs and keys in hex, and the
+// algorithms as Wireshark names them ("AES-CBC-256 [RFC3602]",
+// "HMAC_SHA2_256_128 [RFC4868]"; "NONE [RFC4306]" with an AEAD cipher).
+// The line is what strongSwan's save-keys plugin writes.
+func IKEv2SA(spii, spir, skei, sker, encr, skai, skar, integ string) string {
+	return fmt.Sprintf(`uat:ikev2_decryption_table:%s,%s,%s,%s,"%s",%s,%s,"%s"`, spii, spir, skei, sker, encr, skai, skar, integ)
+}
+
 // KeyLogPrefs reads a key log (ike.WriteKeyLog's lines, as gatehoused
 // --keylog and gatehouse connect --keylog write them) into tshark's
 // options: decryption on, and one ESP SA per line.
