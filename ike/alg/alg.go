@@ -102,6 +102,9 @@ var ErrUnknownAlgorithm = errors.New("unknown algorithm")
 // ErrWeakAlgorithm is returned for algorithms that are never negotiated.
 var ErrWeakAlgorithm = errors.New("algorithm refused as too weak")
 
+// Ciphers lists the IKE SA ciphers we know, in the catalogue's order.
+func Ciphers() []Cipher { return ciphers }
+
 // Hashes lists the hashes we know, in the catalogue's order.
 func Hashes() []Hash { return hashes }
 

@@ -17,7 +17,7 @@ func spi(b byte) SPI { return SPI{b, 2, 3, 4, 5, 6, 7, 8} }
 // payloads and an IKE_SA_INIT's would carry them.
 func everyPayload() []Payload {
 	return []Payload{
-		&SA{Proposals: []Proposal{
+		&SA{Proposals: []SAProposal{
 			{Num: 1, Protocol: ProtoIKE, Transforms: []Transform{WithKeyBits(TransformEncr, 12, 256), {Type: TransformPRF, ID: 5},
 				{Type: TransformInteg, ID: 12}, {Type: TransformDH, ID: 19}}},
 			{Num: 2, Protocol: ProtoIKE, Transforms: []Transform{WithKeyBits(TransformEncr, 20, 128), {Type: TransformPRF, ID: 5}, {Type: TransformDH, ID: 31}}},
@@ -32,7 +32,7 @@ func everyPayload() []Payload {
 		&Cert{Encoding: CertX509Sig, Data: []byte{0x30, 0x82, 0x01, 0x00}},
 		&CertReq{Encoding: CertX509Sig, Authority: bytes.Repeat([]byte{9}, 40)},
 		&Auth{Method: AuthPSK, Data: bytes.Repeat([]byte{0xaa}, 32)},
-		&SA{Proposals: []Proposal{{Num: 1, Protocol: ProtoESP, SPI: []byte{0xc0, 0, 0, 1},
+		&SA{Proposals: []SAProposal{{Num: 1, Protocol: ProtoESP, SPI: []byte{0xc0, 0, 0, 1},
 			Transforms: []Transform{WithKeyBits(TransformEncr, 20, 256), {Type: TransformESN, ID: 0}}}}},
 		&TS{T: PayloadTSi, Selectors: []Selector{
 			{StartPort: 0, EndPort: 65535, StartAddr: netip.MustParseAddr("10.1.0.0"), EndAddr: netip.MustParseAddr("10.1.0.255")},
@@ -87,7 +87,7 @@ var wireIKESAInit = strings.Join([]string{
 	"0102030405060708", "0000000000000000", "21", "20", "22", "08", "00000000", "00000058",
 	// SA: next Nonce, not critical, length 40.
 	"28", "00", "0028",
-	// Proposal: last, length 36, #1, IKE, no SPI, 3 transforms.
+	// SAProposal: last, length 36, #1, IKE, no SPI, 3 transforms.
 	"00", "00", "0024", "01", "01", "00", "03",
 	// ENCR AES-CBC (12), Key Length 256: more, length 12.
 	"03", "00", "000c", "01", "00", "000c", "800e0100",
@@ -192,9 +192,9 @@ func TestRefusals(t *testing.T) {
 		}), ErrMalformed},
 		{"nonce of 15 bytes", enc(&Nonce{Data: make([]byte, 15)}), ErrMalformed},
 		{"nonce of 257 bytes", enc(&Nonce{Data: make([]byte, 257)}), ErrMalformed},
-		{"proposal number 0", enc(&SA{Proposals: []Proposal{{Num: 0, Protocol: ProtoIKE, Transforms: ike}}}), ErrMalformed},
-		{"ESP proposal with an 8-byte SPI", enc(&SA{Proposals: []Proposal{{Num: 1, Protocol: ProtoESP, SPI: make([]byte, 8), Transforms: ike}}}), ErrMalformed},
-		{"proposal without transforms", enc(&SA{Proposals: []Proposal{{Num: 1, Protocol: ProtoIKE}}}), ErrMalformed},
+		{"proposal number 0", enc(&SA{Proposals: []SAProposal{{Num: 0, Protocol: ProtoIKE, Transforms: ike}}}), ErrMalformed},
+		{"ESP proposal with an 8-byte SPI", enc(&SA{Proposals: []SAProposal{{Num: 1, Protocol: ProtoESP, SPI: make([]byte, 8), Transforms: ike}}}), ErrMalformed},
+		{"proposal without transforms", enc(&SA{Proposals: []SAProposal{{Num: 1, Protocol: ProtoIKE}}}), ErrMalformed},
 		{"empty SA", enc(&SA{}), ErrMalformed},
 		{"empty KE", enc(&KE{Group: 19}), ErrMalformed},
 		{"ID_IPV4_ADDR of 5 bytes", enc(&ID{T: PayloadIDi, IDType: IDIPv4, Data: make([]byte, 5)}), ErrMalformed},

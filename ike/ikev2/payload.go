@@ -128,8 +128,8 @@ func WithKeyBits(typ uint8, id, bits uint16) Transform {
 	return Transform{Type: typ, ID: id, Attrs: []Attribute{{Type: attrKeyLength, TV: true, Value: bits}}}
 }
 
-// Proposal is one proposal substructure (section 3.3.1).
-type Proposal struct {
+// SAProposal is one proposal substructure (section 3.3.1).
+type SAProposal struct {
 	Num        uint8
 	Protocol   uint8
 	SPI        []byte
@@ -137,7 +137,7 @@ type Proposal struct {
 }
 
 // SA is the Security Association payload (section 3.3).
-type SA struct{ Proposals []Proposal }
+type SA struct{ Proposals []SAProposal }
 
 func (*SA) Type() PayloadType { return PayloadSA }
 
@@ -180,8 +180,8 @@ func parseSA(b []byte) (*SA, error) {
 }
 
 // parseProposal decodes a proposal after its first four bytes.
-func parseProposal(b []byte) (Proposal, error) {
-	p := Proposal{Num: b[0], Protocol: b[1]}
+func parseProposal(b []byte) (SAProposal, error) {
+	p := SAProposal{Num: b[0], Protocol: b[1]}
 	spiLen, n := int(b[2]), int(b[3])
 	if 4+spiLen > len(b) {
 		return p, fmt.Errorf("%w: SPI of %d bytes in a proposal of %d", ErrMalformed, spiLen, len(b)+4)
