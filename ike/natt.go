@@ -3,7 +3,6 @@ package ike
 import (
 	"bytes"
 	"crypto/md5"
-	"encoding/binary"
 	"net/netip"
 	"time"
 )
@@ -140,9 +139,7 @@ func natHash(sa *IKESA, ap netip.AddrPort) []byte {
 	if err != nil {
 		return nil
 	}
-	var port [2]byte
-	binary.BigEndian.PutUint16(port[:], ap.Port())
-	return prf.Hash(sa.SPIi[:], sa.SPIr[:], ap.Addr().Unmap().AsSlice(), port[:])
+	return prf.NATHash(sa.SPIi[:], sa.SPIr[:], ap)
 }
 
 func (sa *IKESA) natDetected() bool { return sa.nat.local || sa.nat.remote }

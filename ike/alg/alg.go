@@ -11,9 +11,11 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
+	"net/netip"
 	"strings"
 )
 
@@ -134,6 +136,15 @@ func (p PRF) Hash(data ...[]byte) []byte {
 		h.Write(d)
 	}
 	return h.Sum(nil)
+}
+
+// NATHash is the hash NAT detection compares (RFC 3947 section 3.2 with
+// the negotiated hash over the cookies; RFC 7296 section 2.23 with SHA-1
+// over the SPIs): HASH(SPIi | SPIr | IP | Port).
+func (p PRF) NATHash(spii, spir []byte, ap netip.AddrPort) []byte {
+	var port [2]byte
+	binary.BigEndian.PutUint16(port[:], ap.Port())
+	return p.Hash(spii, spir, ap.Addr().Unmap().AsSlice(), port[:])
 }
 
 // Groups lists the groups we know, in the catalogue's order.
