@@ -40,13 +40,24 @@ type Encryption struct {
 	Legacy bool
 }
 
+// IKEv2Encr is the cipher's IKEv2 Transform Type 1 ID: IANA numbers ESP
+// transforms and IKEv2 ciphers alike, but for the ciphers IKEv1 never had.
+func (e *Encryption) IKEv2Encr() uint16 {
+	if e.IKEv2ID != 0 {
+		return e.IKEv2ID
+	}
+	return e.TransformID
+}
+
 // Integrity describes an HMAC for ESP or AH. AuthAlgorithm is the IKEv1 phase 2
 // "Authentication Algorithm" attribute value (RFC 2407 section 4.5); AHTransform
-// is the AH transform identifier (RFC 2407 section 4.4.3).
+// is the AH transform identifier (RFC 2407 section 4.4.3); IKEv2ID is IKEv2's
+// Transform Type 3 ID (RFC 7296 section 3.3.2, RFC 4868).
 type Integrity struct {
 	Name          string
 	AuthAlgorithm uint16
 	AHTransform   uint16
+	IKEv2ID       uint16
 	KeyBytes      int
 	ICVBytes      int
 }
@@ -62,8 +73,8 @@ var encryptions = []Encryption{
 }
 
 var integrities = []Integrity{
-	{Name: "sha1", AuthAlgorithm: 2, AHTransform: 3, KeyBytes: 20, ICVBytes: 12},
-	{Name: "sha256", AuthAlgorithm: 5, AHTransform: 5, KeyBytes: 32, ICVBytes: 16},
+	{Name: "sha1", AuthAlgorithm: 2, AHTransform: 3, IKEv2ID: 2, KeyBytes: 20, ICVBytes: 12},
+	{Name: "sha256", AuthAlgorithm: 5, AHTransform: 5, IKEv2ID: 12, KeyBytes: 32, ICVBytes: 16},
 }
 
 // ErrUnknownAlgorithm is returned for names outside the catalogue.

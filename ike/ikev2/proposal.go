@@ -105,16 +105,41 @@ var ErrNoProposalChosen = errors.New("no proposal chosen")
 // that proposal cut to the chosen transforms, with the peer's proposal
 // number and the given SPI (ours, when rekeying; nil in IKE_SA_INIT).
 func Choose(offered []SAProposal, ours []Proposal, spi []byte) (SAProposal, Proposal, error) {
-	for _, suite := range ours {
-		want := suite.Transforms()
+	wants := make([]want, len(ours))
+	for i, p := range ours {
+		wants[i] = want{ts: p.Transforms(), aead: p.Cipher.AEAD, name: p.String()}
+	}
+	got, i, err := choose(offered, ProtoIKE, wants)
+	if err != nil {
+		return SAProposal{}, Proposal{}, err
+	}
+	got.SPI = spi
+	return got, ours[i], nil
+}
+
+// want is one of our suites as choose sees it.
+type want struct {
+	ts   []Transform
+	aead bool
+	name string
+}
+
+// choose finds our first suite, in our order, that one of the peer's
+// proposals for protocol offers, and returns that proposal cut to the
+// suite's transforms (without SPI) and the suite's index.
+func choose(offered []SAProposal, protocol uint8, wants []want) (SAProposal, int, error) {
+	for i, w := range wants {
 		for _, o := range offered {
-			if o.Protocol != ProtoIKE || !offers(o, want, suite.Cipher.AEAD) {
-				continue
+			if o.Protocol == protocol && offers(o, w.ts, w.aead) {
+				return SAProposal{Num: o.Num, Protocol: protocol, Transforms: w.ts}, i, nil
 			}
-			return SAProposal{Num: o.Num, Protocol: ProtoIKE, SPI: spi, Transforms: want}, suite, nil
 		}
 	}
-	return SAProposal{}, Proposal{}, fmt.Errorf("%w: peer offered %s; we accept %s", ErrNoProposalChosen, describe(offered), names(ours))
+	names := make([]string, len(wants))
+	for i, w := range wants {
+		names[i] = w.name
+	}
+	return SAProposal{}, 0, fmt.Errorf("%w: peer offered %s; we accept %s", ErrNoProposalChosen, describe(offered), strings.Join(names, ", "))
 }
 
 // offers reports whether o holds each transform of want. With an AEAD
@@ -139,15 +164,6 @@ func offers(o SAProposal, want []Transform, aead bool) bool {
 		}
 	}
 	return true
-}
-
-// names lists suites for a message.
-func names(ps []Proposal) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ", ")
 }
 
 // describe names what a peer offered, transform by transform, for a

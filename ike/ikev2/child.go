@@ -1,0 +1,169 @@
+package ikev2
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/gatehouse/gatehouse/esp"
+)
+
+// childTransforms are an ESP suite's transforms (RFC 7296 section
+// 3.3.2): the cipher (with Key Length for AES), the integrity algorithm
+// unless AEAD, and no extended sequence numbers.
+func childTransforms(s esp.Suite) []Transform {
+	e := s.Encryption
+	var ts []Transform
+	switch id := e.IKEv2Encr(); {
+	case e.KeyBits == 0 || e.Name == "3des" || id == 28: // NULL, 3DES and ChaCha20-Poly1305 have one key size
+		ts = append(ts, Transform{Type: TransformEncr, ID: id})
+	default:
+		ts = append(ts, WithKeyBits(TransformEncr, id, uint16(e.KeyBits)))
+	}
+	if s.Integrity != nil {
+		ts = append(ts, Transform{Type: TransformInteg, ID: s.Integrity.IKEv2ID})
+	}
+	return append(ts, Transform{Type: TransformESN, ID: 0})
+}
+
+// ChildProposals are our ESP offer for a child SA with inbound SPI spi,
+// one proposal per suite.
+func ChildProposals(suites []esp.Suite, spi uint32) []SAProposal {
+	s := []byte{byte(spi >> 24), byte(spi >> 16), byte(spi >> 8), byte(spi)}
+	out := make([]SAProposal, len(suites))
+	for i, su := range suites {
+		out[i] = SAProposal{Num: uint8(i + 1), Protocol: ProtoESP, SPI: s, Transforms: childTransforms(su)}
+	}
+	return out
+}
+
+// ChooseChild is the responder's choice of an ESP suite (section 2.7), as
+// Choose does for IKE SA suites; the answer carries our inbound SPI.
+func ChooseChild(offered []SAProposal, ours []esp.Suite, spi uint32) (SAProposal, esp.Suite, error) {
+	wants := make([]want, len(ours))
+	for i, s := range ours {
+		wants[i] = want{ts: childTransforms(s), aead: s.Encryption.AEAD, name: s.String()}
+	}
+	got, i, err := choose(offered, ProtoESP, wants)
+	if err != nil {
+		return SAProposal{}, esp.Suite{}, err
+	}
+	got.SPI = []byte{byte(spi >> 24), byte(spi >> 16), byte(spi >> 8), byte(spi)}
+	return got, ours[i], nil
+}
+
+// acceptedChild finds which of our suites the responder's answer is.
+func acceptedChild(p SAProposal, ours []esp.Suite) (esp.Suite, bool) {
+	if p.Protocol != ProtoESP || len(p.SPI) != 4 {
+		return esp.Suite{}, false
+	}
+	for _, s := range ours {
+		if ts := childTransforms(s); len(ts) == len(p.Transforms) && offers(p, ts, s.Encryption.AEAD) {
+			return s, true
+		}
+	}
+	return esp.Suite{}, false
+}
+
+// PrefixSelector is a traffic selector for a subnet, any protocol and
+// port.
+func PrefixSelector(p netip.Prefix) Selector {
+	p = p.Masked()
+	return Selector{EndPort: 65535, StartAddr: p.Addr(), EndAddr: lastAddr(p)}
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// Narrow is the responder's narrowing (section 2.9): the parts of the
+// peer's selectors that fall inside ours, selector by selector; none
+// means TS_UNACCEPTABLE.
+func Narrow(theirs, ours []Selector) []Selector {
+	var out []Selector
+	for _, t := range theirs {
+		for _, o := range ours {
+			if t.StartAddr.Is4() != o.StartAddr.Is4() {
+				continue
+			}
+			s := Selector{StartAddr: maxAddr(t.StartAddr, o.StartAddr), EndAddr: minAddr(t.EndAddr, o.EndAddr),
+				StartPort: max(t.StartPort, o.StartPort), EndPort: min(t.EndPort, o.EndPort), Protocol: t.Protocol}
+			switch {
+			case o.Protocol != 0 && t.Protocol != 0 && o.Protocol != t.Protocol:
+				continue
+			case o.Protocol != 0:
+				s.Protocol = o.Protocol
+			}
+			if s.EndAddr.Less(s.StartAddr) || s.StartPort > s.EndPort {
+				continue
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func maxAddr(a, b netip.Addr) netip.Addr {
+	if a.Less(b) {
+		return b
+	}
+	return a
+}
+
+func minAddr(a, b netip.Addr) netip.Addr {
+	if a.Less(b) {
+		return a
+	}
+	return b
+}
+
+// Within reports whether every selector of got lies inside one of ours:
+// what an initiator checks of the responder's narrowed answer.
+func Within(got, ours []Selector) bool {
+	for _, g := range got {
+		n := Narrow([]Selector{g}, ours)
+		if len(n) != 1 || n[0] != g {
+			return false
+		}
+	}
+	return len(got) > 0
+}
+
+// ChildKeys are a child SA's keys each way, cut from its KEYMAT (section
+// 2.17): the initiator-to-responder encryption then integrity key, then
+// the other direction's. Encryption keys carry the AEAD salt.
+type ChildKeys struct {
+	EncIR, IntegIR, EncRI, IntegRI []byte
+}
+
+// ChildKeyLen is how much KEYMAT a suite takes.
+func ChildKeyLen(s esp.Suite) int {
+	n := s.Encryption.KeyBits/8 + s.Encryption.SaltBytes
+	if s.Integrity != nil {
+		n += s.Integrity.KeyBytes
+	}
+	return 2 * n
+}
+
+// SplitChildKeys cuts KEYMAT for suite s.
+func SplitChildKeys(keymat []byte, s esp.Suite) (ChildKeys, error) {
+	if len(keymat) != ChildKeyLen(s) {
+		return ChildKeys{}, fmt.Errorf("%w: %d bytes of KEYMAT for %s, which takes %d", ErrKeyLengths, len(keymat), s, ChildKeyLen(s))
+	}
+	enc, integ := s.Encryption.KeyBits/8+s.Encryption.SaltBytes, 0
+	if s.Integrity != nil {
+		integ = s.Integrity.KeyBytes
+	}
+	cut := func(n int) []byte {
+		b := keymat[:n:n]
+		keymat = keymat[n:]
+		return b
+	}
+	var k ChildKeys
+	k.EncIR, k.IntegIR, k.EncRI, k.IntegRI = cut(enc), cut(integ), cut(enc), cut(integ)
+	return k, nil
+}
