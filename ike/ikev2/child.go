@@ -28,10 +28,9 @@ func childTransforms(s esp.Suite) []Transform {
 // ChildProposals are our ESP offer for a child SA with inbound SPI spi,
 // one proposal per suite.
 func ChildProposals(suites []esp.Suite, spi uint32) []SAProposal {
-	s := []byte{byte(spi >> 24), byte(spi >> 16), byte(spi >> 8), byte(spi)}
 	out := make([]SAProposal, len(suites))
 	for i, su := range suites {
-		out[i] = SAProposal{Num: uint8(i + 1), Protocol: ProtoESP, SPI: s, Transforms: childTransforms(su)}
+		out[i] = SAProposal{Num: uint8(i + 1), Protocol: ProtoESP, SPI: spiBytes(spi), Transforms: childTransforms(su)}
 	}
 	return out
 }
@@ -47,7 +46,7 @@ func ChooseChild(offered []SAProposal, ours []esp.Suite, spi uint32) (SAProposal
 	if err != nil {
 		return SAProposal{}, esp.Suite{}, err
 	}
-	got.SPI = []byte{byte(spi >> 24), byte(spi >> 16), byte(spi >> 8), byte(spi)}
+	got.SPI = spiBytes(spi)
 	return got, ours[i], nil
 }
 

@@ -1,0 +1,194 @@
+package ikev2
+
+import (
+	"crypto/hmac"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike/alg"
+)
+
+// The IKE_AUTH exchange with preshared keys, and the first child SA
+// (RFC 7296 sections 1.2, 2.15 and 2.17). Both messages travel in an SK
+// payload.
+//
+//	Initiator                         Responder
+//	HDR, SK {IDi, AUTH, [N(USE_TRANSPORT_MODE),]
+//	  SAi2, TSi, TSr, N(INITIAL_CONTACT)}  -->
+//	                                  <--  HDR, SK {IDr, AUTH, [N(USE_TRANSPORT_MODE),]
+//	                                         SAr2, TSi, TSr}
+//	                                  <--  or HDR, SK {IDr, AUTH, N(NO_PROPOSAL_CHOSEN /
+//	                                         TS_UNACCEPTABLE)}: the IKE SA stands, no child
+//	                                  <--  or HDR, SK {N(AUTHENTICATION_FAILED)}
+
+// keyPad is the pad the preshared key is hashed with (section 2.15).
+var keyPad = []byte("Key Pad for IKEv2")
+
+// signedOctets is what AUTH covers (section 2.15): the sender's
+// IKE_SA_INIT message as sent, the peer's nonce, and prf(SK_p, the body of
+// the sender's ID payload).
+func signedOctets(prf alg.PRF, message, peerNonce, skp []byte, id *ID) []byte {
+	return append(append(append([]byte(nil), message...), peerNonce...), prf.Sum(skp, id.Body())...)
+}
+
+// pskAuth is AUTH for a preshared key: prf(prf(key, "Key Pad for
+// IKEv2"), signed octets).
+func pskAuth(prf alg.PRF, psk, octets []byte) []byte {
+	return prf.Sum(prf.Sum(psk, keyPad), octets)
+}
+
+// AuthSide is one side's part in IKE_AUTH: its identity and key, its
+// ESP suites, and the traffic it protects (Local) and reaches (Remote).
+type AuthSide struct {
+	ID        *ID
+	PSK       []byte
+	Suites    []esp.Suite
+	Local     []Selector
+	Remote    []Selector
+	Transport bool
+}
+
+// Child is a child SA both sides agreed on.
+type Child struct {
+	Suite         esp.Suite
+	InSPI, OutSPI uint32
+	Keys          ChildKeys // initiator-to-responder and back
+	TSi, TSr      []Selector
+	Transport     bool
+}
+
+func spiBytes(spi uint32) []byte { return binary.BigEndian.AppendUint32(nil, spi) }
+
+// authRequest is the initiator's IKE_AUTH payloads; msg1 is its
+// IKE_SA_INIT request as sent, inSPI the child's inbound SPI.
+func (t *ikeInit) authRequest(me AuthSide, msg1 []byte, inSPI uint32) []Payload {
+	prf := t.chosen.PRF.PRF()
+	id := &ID{T: PayloadIDi, IDType: me.ID.IDType, Data: me.ID.Data}
+	ps := []Payload{id, &Auth{Method: AuthPSK, Data: pskAuth(prf, me.PSK, signedOctets(prf, msg1, t.nr, t.keys.Pi, id))}}
+	if me.Transport {
+		ps = append(ps, &Notify{Kind: NotifyUseTransportMode})
+	}
+	return append(ps, &SA{Proposals: ChildProposals(me.Suites, inSPI)}, &TS{T: PayloadTSi, Selectors: me.Local},
+		&TS{T: PayloadTSr, Selectors: me.Remote}, &Notify{Kind: NotifyInitialContact})
+}
+
+// authRespond checks the initiator's IKE_AUTH (inner, opened), with the
+// preshared key psk gives for its identity, and answers; msg1 and msg2
+// are the IKE_SA_INIT request and response as they were on the wire. A
+// child that cannot be made is answered with its notify beside IDr and
+// AUTH (the IKE SA stands); a failed authentication with
+// AUTHENTICATION_FAILED alone (*NotifyError).
+func (t *ikeInit) authRespond(me AuthSide, psk func(*ID) ([]byte, error), inner []Payload, msg1, msg2 []byte, inSPI uint32) ([]Payload, *Child, error) {
+	prf := t.chosen.PRF.PRF()
+	idi, _ := Find(inner, PayloadIDi).(*ID)
+	auth, _ := Find(inner, PayloadAuth).(*Auth)
+	if idi == nil || auth == nil {
+		return nil, nil, &NotifyError{Kind: NotifyInvalidSyntax, Why: "IKE_AUTH without IDi or AUTH"}
+	}
+	key, err := psk(idi)
+	if err != nil || auth.Method != AuthPSK ||
+		!hmac.Equal(auth.Data, pskAuth(prf, key, signedOctets(prf, msg1, t.nr, t.keys.Pi, idi))) {
+		why := fmt.Sprintf("the initiator's AUTH (method %d) does not verify with the preshared key for its identity", auth.Method)
+		if err != nil {
+			why = err.Error()
+		}
+		return nil, nil, &NotifyError{Kind: NotifyAuthenticationFailed, Why: why}
+	}
+	idr := &ID{T: PayloadIDr, IDType: me.ID.IDType, Data: me.ID.Data}
+	ps := []Payload{idr, &Auth{Method: AuthPSK, Data: pskAuth(prf, key, signedOctets(prf, msg2, t.ni, t.keys.Pr, idr))}}
+	child, chosen, refusal := t.respondChild(me, inner, inSPI)
+	if refusal != nil {
+		return append(ps, &Notify{Kind: refusal.Kind}), nil, refusal
+	}
+	if child.Transport {
+		ps = append(ps, &Notify{Kind: NotifyUseTransportMode})
+	}
+	return append(ps, &SA{Proposals: []SAProposal{chosen}}, &TS{T: PayloadTSi, Selectors: child.TSi}, &TS{T: PayloadTSr, Selectors: child.TSr}), child, nil
+}
+
+// respondChild makes the responder's side of the first child SA, and
+// the proposal that answers for it.
+func (t *ikeInit) respondChild(me AuthSide, inner []Payload, inSPI uint32) (*Child, SAProposal, *NotifyError) {
+	sa, _ := Find(inner, PayloadSA).(*SA)
+	tsi, _ := Find(inner, PayloadTSi).(*TS)
+	tsr, _ := Find(inner, PayloadTSr).(*TS)
+	if sa == nil || tsi == nil || tsr == nil {
+		return nil, SAProposal{}, &NotifyError{Kind: NotifyInvalidSyntax, Why: "IKE_AUTH without SA, TSi or TSr"}
+	}
+	chosen, suite, err := ChooseChild(sa.Proposals, me.Suites, inSPI)
+	if err != nil {
+		return nil, SAProposal{}, &NotifyError{Kind: NotifyNoProposalChosen, Why: err.Error()}
+	}
+	c := &Child{Suite: suite, InSPI: inSPI}
+	for _, p := range sa.Proposals {
+		if p.Num == chosen.Num && p.Protocol == ProtoESP {
+			c.OutSPI = binary.BigEndian.Uint32(p.SPI) // verify() made it 4 bytes
+			break
+		}
+	}
+	// TSi is the initiator's side, which we reach; TSr is ours.
+	c.TSi, c.TSr = Narrow(tsi.Selectors, me.Remote), Narrow(tsr.Selectors, me.Local)
+	if len(c.TSi) == 0 || len(c.TSr) == 0 {
+		return nil, SAProposal{}, &NotifyError{Kind: NotifyTSUnacceptable, Why: "the initiator's traffic selectors are outside what this tunnel protects"}
+	}
+	c.Transport = me.Transport && len(Notifies(inner, NotifyUseTransportMode)) > 0
+	return c, chosen, t.childKeys(c)
+}
+
+func (t *ikeInit) childKeys(c *Child) *NotifyError {
+	km, err := ChildKeymat(t.chosen.PRF.PRF(), t.keys.D, nil, t.ni, t.nr, ChildKeyLen(c.Suite))
+	if err == nil {
+		c.Keys, err = SplitChildKeys(km, c.Suite)
+	}
+	if err != nil {
+		return &NotifyError{Kind: NotifyNoProposalChosen, Why: err.Error()}
+	}
+	return nil
+}
+
+// authResponse checks the responder's IKE_AUTH answer (inner, opened);
+// msg2 is its IKE_SA_INIT response as it was on the wire.
+func (t *ikeInit) authResponse(me AuthSide, inner []Payload, msg2 []byte, inSPI uint32) (*Child, error) {
+	for _, p := range inner {
+		if n, ok := p.(*Notify); ok && n.Kind == NotifyAuthenticationFailed {
+			return nil, &NotifyError{Kind: n.Kind, Why: "the responder refused our authentication"}
+		}
+	}
+	prf := t.chosen.PRF.PRF()
+	idr, _ := Find(inner, PayloadIDr).(*ID)
+	auth, _ := Find(inner, PayloadAuth).(*Auth)
+	if idr == nil || auth == nil {
+		return nil, fmt.Errorf("%w: IKE_AUTH response without IDr or AUTH", ErrMalformed)
+	}
+	if auth.Method != AuthPSK || !hmac.Equal(auth.Data, pskAuth(prf, me.PSK, signedOctets(prf, msg2, t.ni, t.keys.Pr, idr))) {
+		return nil, &NotifyError{Kind: NotifyAuthenticationFailed, Why: "the responder's AUTH does not verify with our preshared key"}
+	}
+	for _, p := range inner {
+		if n, ok := p.(*Notify); ok && n.Kind.IsError() {
+			return nil, &NotifyError{Kind: n.Kind, Why: "the IKE SA is up, the child SA was refused"}
+		}
+	}
+	sa, _ := Find(inner, PayloadSA).(*SA)
+	tsi, _ := Find(inner, PayloadTSi).(*TS)
+	tsr, _ := Find(inner, PayloadTSr).(*TS)
+	if sa == nil || tsi == nil || tsr == nil || len(sa.Proposals) != 1 {
+		return nil, fmt.Errorf("%w: IKE_AUTH response without one SA proposal, TSi and TSr", ErrMalformed)
+	}
+	suite, ok := acceptedChild(sa.Proposals[0], me.Suites)
+	if !ok {
+		return nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: "the responder chose an ESP suite we did not offer: " + describe(sa.Proposals)}
+	}
+	if !Within(tsi.Selectors, me.Local) || !Within(tsr.Selectors, me.Remote) {
+		return nil, &NotifyError{Kind: NotifyTSUnacceptable, Why: "the responder's traffic selectors are not within ours"}
+	}
+	transport := len(Notifies(inner, NotifyUseTransportMode)) > 0
+	if transport != me.Transport {
+		return nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: fmt.Sprintf("we asked for transport mode %v, the responder answered %v", me.Transport, transport)}
+	}
+	c := &Child{Suite: suite, InSPI: inSPI, OutSPI: binary.BigEndian.Uint32(sa.Proposals[0].SPI), TSi: tsi.Selectors, TSr: tsr.Selectors, Transport: transport}
+	if refusal := t.childKeys(c); refusal != nil {
+		return nil, refusal
+	}
+	return c, nil
+}
