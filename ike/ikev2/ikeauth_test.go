@@ -183,3 +183,59 @@ func TestIKEAuthTransport(t *testing.T) {
 		t.Fatalf("transport: %v / %v", ierr, rerr)
 	}
 }
+
+// The exported Initiator drives the same exchanges against the
+// responder's functions: a retry for another group, then IKE_AUTH.
+func TestInitiatorDriver(t *testing.T) {
+	p := newAuthPair(t, "aes256-sha256-ecp256")
+	p.rOurs = mustProposals(t, "aes256-sha256-modp2048")
+	in, err := NewInitiator(InitiatorConfig{Proposals: mustProposals(t, "aes256-sha256-ecp256", "aes256-sha256-modp2048"), Auth: p.me,
+		SPIi: spi(0x21), InSPI: 0xc3000003, Local: iAddr, Remote: rAddr, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := in.Start()
+	var r *ikeInit
+	var msg1, msg2 []byte
+	for round := 0; err == nil && req != nil && round < 4; round++ {
+		m, derr := Decode(req)
+		if derr != nil {
+			t.Fatal(derr)
+		}
+		var ps []Payload
+		h := Header{SPIi: m.SPIi, Exchange: m.Exchange, Flags: FlagResponse, MessageID: m.MessageID}
+		switch m.Exchange {
+		case ExchangeIKESAInit:
+			var rerr error
+			r, ps, rerr = respond(p.rOurs, m, rAddr, iAddr, spi(0x78), nil, rand.Reader)
+			var ne *NotifyError
+			if errors.As(rerr, &ne) {
+				ps = []Payload{&Notify{Kind: ne.Kind, Data: ne.Data}}
+			} else {
+				h.SPIr, msg1 = r.spir, req
+			}
+			b, _ := (&Message{Header: h, Payloads: ps}).Encode()
+			if rerr == nil {
+				msg2 = b
+			}
+			req, err = in.Receive(b)
+		case ExchangeIKEAuth:
+			iToR, _ := NewProtector(r.chosen.Cipher, r.chosen.Integ, r.keys.Ei, r.keys.Ai)
+			rToI, _ := NewProtector(r.chosen.Cipher, r.chosen.Integ, r.keys.Er, r.keys.Ar)
+			inner, oerr := iToR.Open(req, &m.Header, m.Payloads[0].(*Encrypted))
+			if oerr != nil {
+				t.Fatal(oerr)
+			}
+			ps, _, rerr := r.authRespond(p.them, func(*ID) ([]byte, error) { return p.me.PSK, nil }, inner, msg1, msg2, 0xc4000004)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			h.SPIr = r.spir
+			b, _ := rToI.Seal(h, ps, rand.Reader)
+			req, err = in.Receive(b)
+		}
+	}
+	if err != nil || !in.Done() || in.Child().OutSPI != 0xc4000004 || in.Suite().Group.Number != 14 {
+		t.Fatalf("driver: %v, done %v", err, in.Done())
+	}
+}

@@ -15,10 +15,10 @@ import (
 const Charon = "/usr/sbin/charon-systemd"
 
 // swanConf loads kernel-libipsec (ESP in user space: this kernel has no
-// ESP) and logs to a file in the daemon's folder, line by line so that
+// ESP) and kdf (IKEv2's prf+ lives there since strongSwan 5.9.8), and logs to a file in the daemon's folder, line by line so that
 // tests can read what happened so far.
 const swanConf = `charon-systemd {
-  load = random nonce aes sha1 sha2 hmac gcm pem pkcs1 pkcs8 x509 pubkey revocation constraints openssl gmp kernel-libipsec kernel-netlink socket-default vici updown
+  load = random nonce aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey revocation constraints openssl gmp kernel-libipsec kernel-netlink socket-default vici updown
   plugins {
     vici { socket = unix://%[1]s/charon.vici }
   }
