@@ -239,3 +239,31 @@ func TestInitiatorDriver(t *testing.T) {
 		t.Fatalf("driver: %v, done %v", err, in.Done())
 	}
 }
+
+// The exported Initiator and Responder bring a tunnel up between them,
+// through a cookie, and a retransmitted request gets the same answer.
+func TestInitiatorAndResponder(t *testing.T) {
+	p := newAuthPair(t, "aes256-sha256-ecp256")
+	cookies, _ := NewCookies(rand.Reader)
+	r := NewResponder(ResponderConfig{Proposals: mustProposals(t, "aes256-sha256-ecp256"), Auth: p.them,
+		PSK: func(*ID) ([]byte, error) { return p.me.PSK, nil }, SPIr: spi(0x79), InSPI: 0xc5000005, Local: rAddr, Cookies: cookies, Rand: rand.Reader})
+	in, err := NewInitiator(InitiatorConfig{Proposals: mustProposals(t, "aes256-sha256-ecp256"), Auth: p.me,
+		SPIi: spi(0x22), InSPI: 0xc6000006, Local: iAddr, Remote: rAddr, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := in.Start()
+	for round := 0; err == nil && req != nil && round < 5; round++ {
+		var resp []byte
+		if resp, err = r.Receive(req, iAddr); err != nil {
+			break
+		}
+		if again, _ := r.Receive(req, iAddr); !bytes.Equal(again, resp) {
+			t.Fatal("a retransmitted request got another answer")
+		}
+		req, err = in.Receive(resp)
+	}
+	if err != nil || !in.Done() || !r.Done() || !reflect.DeepEqual(in.Child().Keys, r.Child().Keys) || in.Child().OutSPI != 0xc5000005 || r.Child().OutSPI != 0xc6000006 {
+		t.Fatalf("%v: initiator %v, responder %v", err, in.Done(), r.Done())
+	}
+}

@@ -54,6 +54,31 @@ secrets {
 `, ike, esp, psk)
 }
 
+// keyFile writes the preshared key for v2dial.
+func keyFile(t *testing.T) string {
+	key := filepath.Join(t.TempDir(), "psk")
+	if err := os.WriteFile(key, []byte(psk+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// startSwan runs strongSwan in GWB with the connection for these suites;
+// it stops with the test, and its log is shown if the test failed.
+func startSwan(t *testing.T, l *netns.Sites, ike, esp string) *netns.StrongSwan {
+	sw, err := netns.StartStrongSwan(l.GWB, t.TempDir(), swanctl(ike, esp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sw.Stop(false)
+		if t.Failed() {
+			t.Logf("strongSwan:\n%s", netns.Tail(sw.Log(), 6000))
+		}
+	})
+	return sw
+}
+
 // TestAgainstStrongSwan: our IKE_SA_INIT and IKE_AUTH bring up an IKE SA
 // and a child SA with strongSwan as responder, for CBC and AEAD suites.
 // strongSwan's encap = yes makes it claim a NAT, so IKE_AUTH moves to
@@ -63,27 +88,14 @@ secrets {
 // opens with ours: the child keys agree both ways.
 func TestAgainstStrongSwan(t *testing.T) {
 	l := netns.SitesForTest(t)
-	dir := t.TempDir()
-	key := filepath.Join(dir, "psk")
-	if err := os.WriteFile(key, []byte(psk+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	key := keyFile(t)
 	for _, c := range []struct{ ike, esp, swanIKE, swanESP string }{
 		{"aes256-sha256-ecp256", "aes256-sha256", "aes256-sha256-ecp256", "aes256-sha256"},
 		{"aes128gcm16-prfsha256-curve25519", "aes128gcm16", "aes128gcm16-prfsha256-curve25519", "aes128gcm16"},
 		{"aes128-sha1-modp2048", "aes128-sha1", "aes128-sha1-modp2048", "aes128-sha1"},
 	} {
 		t.Run(c.ike, func(t *testing.T) {
-			sw, err := netns.StartStrongSwan(l.GWB, t.TempDir(), swanctl(c.swanIKE, c.swanESP))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				sw.Stop(false)
-				if t.Failed() {
-					t.Logf("strongSwan:\n%s", netns.Tail(sw.Log(), 6000))
-				}
-			}()
+			sw := startSwan(t, l, c.swanIKE, c.swanESP)
 			// GWB answers the echo at its inner address, back through the child SA.
 			out, err := l.GWA.Output(30*time.Second, filepath.Join(bin, "v2dial"), "--psk-file", key, "--ike", c.ike, "--esp", c.esp,
 				"--ping", "10.2.0.1")
@@ -113,6 +125,54 @@ func TestAgainstStrongSwan(t *testing.T) {
 				if !strings.Contains(flat, want) {
 					t.Errorf("swanctl --list-sas lacks %q:\n%s", want, sas)
 				}
+			}
+		})
+	}
+}
+
+// TestStrongSwanInitiates: strongSwan initiates (swanctl --initiate) and
+// our responder answers IKE_SA_INIT on port 500 and IKE_AUTH on 4500
+// (strongSwan fakes a NAT); it accepts strongSwan's AUTH, narrows nothing
+// away, and answers pings from strongSwan's side through the child SA:
+// ESP that opens with our keys, replies that open with strongSwan's.
+func TestStrongSwanInitiates(t *testing.T) {
+	l := netns.SitesForTest(t)
+	key := keyFile(t)
+	for _, c := range []struct{ ike, esp string }{
+		{"aes256-sha256-ecp256", "aes256-sha256"},
+		{"aes256gcm16-prfsha384-ecp384", "aes256gcm16"},
+	} {
+		t.Run(c.ike, func(t *testing.T) {
+			sw := startSwan(t, l, c.ike, c.esp)
+			p, err := l.GWA.Start(filepath.Join(bin, "v2dial"), "--respond", "--local", "192.0.2.1", "--id", "gw-a.example.net",
+				"--peer-id", "gw-b.example.net", "--psk-file", key, "--ike", c.ike, "--esp", c.esp,
+				"--local-ts", "10.1.0.0/24", "--remote-ts", "10.2.0.0/24", "--ping-from", "10.1.0.10", "--echoes", "3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Stop(5 * time.Second)
+			if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+				t.Fatalf("swanctl --initiate: %v\n%s\nv2dial: %s", err, out, p.Output())
+			}
+			if out, err := l.HB.Output(20*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.1.0.10"); err != nil || !strings.Contains(out, " 3 received") {
+				t.Fatalf("ping through the child SA: %v\n%s\nv2dial: %s", err, out, p.Output())
+			}
+			select {
+			case <-p.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("v2dial did not finish:\n%s", p.Output())
+			}
+			var r struct {
+				IKE, ESP      string
+				InSPI, OutSPI string
+				Pinged        bool
+			}
+			if err := json.Unmarshal([]byte(p.Output()), &r); err != nil || !r.Pinged || r.IKE != c.ike || r.ESP != c.esp {
+				t.Fatalf("v2dial: %v %+v\n%s", err, r, p.Output())
+			}
+			sas, _ := sw.Swanctl(10*time.Second, "--list-sas")
+			if flat := netns.Flat(sas); !strings.Contains(flat, "ESTABLISHED, IKEv2") || !strings.Contains(flat, "in "+r.OutSPI) || !strings.Contains(flat, "out "+r.InSPI) {
+				t.Fatalf("swanctl --list-sas:\n%s", sas)
 			}
 		})
 	}

@@ -33,7 +33,17 @@ func main() {
 	remoteTS := flag.String("remote-ts", "10.2.0.0/24", "the responder's subnet")
 	ping := flag.String("ping", "", "once the child is up, send an ICMP echo from --ping-from to this address through it, and wait for the reply")
 	pingFrom := flag.String("ping-from", "10.1.0.10", "the echo's source, inside --local-ts")
+	respondMode := flag.Bool("respond", false, "answer --server's IKE_SA_INIT and IKE_AUTH instead, then answer --echoes ICMP echoes to --ping-from through the child SA")
+	echoes := flag.Int("echoes", 3, "with --respond: how many echoes to answer before printing the result")
+	peerID := flag.String("peer-id", "gw-b.example.net", "with --respond: the initiator's identity (FQDN) the key is for")
 	flag.Parse()
+	if *respondMode {
+		if err := serve(*local, *ike, *espS, *id, *peerID, *pskFile, *localTS, *remoteTS, *pingFrom, *echoes); err != nil {
+			fmt.Fprintln(os.Stderr, "v2dial:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*local, *server, *ike, *espS, *id, *pskFile, *localTS, *remoteTS, *ping, *pingFrom); err != nil {
 		fmt.Fprintln(os.Stderr, "v2dial:", err)
 		os.Exit(1)
@@ -50,41 +60,56 @@ type result struct {
 	Pinged bool
 }
 
-func run(local, server, ikeS, espS, id, pskFile, localTS, remoteTS, ping, pingFrom string) error {
+// side reads the suites, the key and the selectors both modes share.
+func side(ikeS, espS, id, pskFile, localTS, remoteTS string) ([]ikev2.Proposal, ikev2.AuthSide, error) {
+	var auth ikev2.AuthSide
 	key, err := os.ReadFile(pskFile)
 	if err != nil {
-		return err
+		return nil, auth, err
 	}
-	var cfg ikev2.InitiatorConfig
+	var props []ikev2.Proposal
 	for _, s := range strings.Split(ikeS, ",") {
 		p, err := ikev2.ParseProposal(s)
 		if err != nil {
-			return err
+			return nil, auth, err
 		}
-		cfg.Proposals = append(cfg.Proposals, p)
+		props = append(props, p)
 	}
 	var suites []esp.Suite
 	for _, s := range strings.Split(espS, ",") {
 		su, err := esp.ParseSuite(s)
 		if err != nil {
-			return err
+			return nil, auth, err
 		}
 		suites = append(suites, su)
 	}
 	lts, err := netip.ParsePrefix(localTS)
 	if err != nil {
-		return err
+		return nil, auth, err
 	}
 	rts, err := netip.ParsePrefix(remoteTS)
 	if err != nil {
+		return nil, auth, err
+	}
+	auth = ikev2.AuthSide{ID: &ikev2.ID{IDType: ikev2.IDFQDN, Data: []byte(id)}, PSK: []byte(strings.TrimSpace(string(key))),
+		Suites: suites, Local: []ikev2.Selector{ikev2.PrefixSelector(lts)}, Remote: []ikev2.Selector{ikev2.PrefixSelector(rts)}}
+	return props, auth, nil
+}
+
+func randSPI() uint32 {
+	var b [4]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint32(b[:]) | 0xc0000000
+}
+
+func run(local, server, ikeS, espS, id, pskFile, localTS, remoteTS, ping, pingFrom string) error {
+	var cfg ikev2.InitiatorConfig
+	var err error
+	if cfg.Proposals, cfg.Auth, err = side(ikeS, espS, id, pskFile, localTS, remoteTS); err != nil {
 		return err
 	}
-	cfg.Auth = ikev2.AuthSide{ID: &ikev2.ID{IDType: ikev2.IDFQDN, Data: []byte(id)}, PSK: []byte(strings.TrimSpace(string(key))),
-		Suites: suites, Local: []ikev2.Selector{ikev2.PrefixSelector(lts)}, Remote: []ikev2.Selector{ikev2.PrefixSelector(rts)}}
 	rand.Read(cfg.SPIi[:])
-	var spi [4]byte
-	rand.Read(spi[:])
-	cfg.InSPI, cfg.Rand = binary.BigEndian.Uint32(spi[:])|0xc0000000, rand.Reader
+	cfg.InSPI, cfg.Rand = randSPI(), rand.Reader
 	cfg.Local, cfg.Remote = netip.MustParseAddrPort(local+":500"), netip.MustParseAddrPort(server+":500")
 	in, err := ikev2.NewInitiator(cfg)
 	if err != nil {
@@ -122,13 +147,7 @@ func run(local, server, ikeS, espS, id, pskFile, localTS, remoteTS, ping, pingFr
 		return err
 	}
 	c := in.Child()
-	r := result{IKE: in.Suite().String(), ESP: c.Suite.String(), NAT: marker, InSPI: fmt.Sprintf("%08x", c.InSPI), OutSPI: fmt.Sprintf("%08x", c.OutSPI)}
-	for _, s := range c.TSi {
-		r.TSi = append(r.TSi, s.StartAddr.String()+"-"+s.EndAddr.String())
-	}
-	for _, s := range c.TSr {
-		r.TSr = append(r.TSr, s.StartAddr.String()+"-"+s.EndAddr.String())
-	}
+	r := describe(in.Suite(), c, marker)
 	if ping != "" {
 		if !marker {
 			return errors.New("--ping needs UDP encapsulation (strongSwan's encap = yes)")
@@ -139,6 +158,132 @@ func run(local, server, ikeS, espS, id, pskFile, localTS, remoteTS, ping, pingFr
 		r.Pinged = true
 	}
 	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+func describe(suite ikev2.Proposal, c *ikev2.Child, nat bool) result {
+	r := result{IKE: suite.String(), ESP: c.Suite.String(), NAT: nat, InSPI: fmt.Sprintf("%08x", c.InSPI), OutSPI: fmt.Sprintf("%08x", c.OutSPI)}
+	for _, s := range c.TSi {
+		r.TSi = append(r.TSi, s.StartAddr.String()+"-"+s.EndAddr.String())
+	}
+	for _, s := range c.TSr {
+		r.TSr = append(r.TSr, s.StartAddr.String()+"-"+s.EndAddr.String())
+	}
+	return r
+}
+
+// datagram is one read from the responder's sockets.
+type datagram struct {
+	b    []byte
+	from netip.AddrPort
+	conn *net.UDPConn
+	nat  bool // port 4500: IKE behind the non-ESP marker, or ESP
+}
+
+// serve answers one IKE SA and its child, then echoes through it.
+func serve(local, ikeS, espS, id, peerID, pskFile, localTS, remoteTS, pingAs string, echoes int) error {
+	props, auth, err := side(ikeS, espS, id, pskFile, localTS, remoteTS)
+	if err != nil {
+		return err
+	}
+	cfg := ikev2.ResponderConfig{Proposals: props, Auth: auth, InSPI: randSPI(), Local: netip.MustParseAddrPort(local + ":500"), Rand: rand.Reader,
+		PSK: func(i *ikev2.ID) ([]byte, error) {
+			if string(i.Data) != peerID {
+				return nil, fmt.Errorf("no key for %q", i.Data)
+			}
+			return auth.PSK, nil
+		}}
+	rand.Read(cfg.SPIr[:])
+	r := ikev2.NewResponder(cfg)
+	in := make(chan datagram, 16)
+	for _, port := range []uint16{500, 4500} {
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Local.Addr(), port)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		go func() {
+			for {
+				buf := make([]byte, 65535)
+				n, from, err := c.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				in <- datagram{buf[:n], from, c, port == 4500}
+			}
+		}()
+	}
+	var espIn *esp.Inbound
+	var espOut *esp.Outbound
+	answered := 0
+	deadline := time.After(60 * time.Second)
+	for answered < echoes {
+		var d datagram
+		select {
+		case d = <-in:
+		case <-deadline:
+			return fmt.Errorf("%d of %d echoes answered in 60 s (IKE done: %v)", answered, echoes, r.Done())
+		}
+		b := d.b
+		if d.nat && (len(b) < 4 || binary.BigEndian.Uint32(b) != 0) {
+			if espIn == nil || len(b) < 8 {
+				continue // ESP before the child, or a keepalive
+			}
+			reply, err := echoReply(espIn, espOut, b, netip.MustParseAddr(pingAs))
+			if err != nil {
+				return err
+			}
+			if _, err := d.conn.WriteToUDPAddrPort(reply, d.from); err != nil {
+				return err
+			}
+			answered++
+			continue
+		}
+		if d.nat {
+			b = b[4:]
+		}
+		resp, err := r.Receive(b, d.from)
+		if err != nil {
+			return err
+		}
+		if d.nat {
+			resp = append(make([]byte, 4), resp...)
+		}
+		if _, err := d.conn.WriteToUDPAddrPort(resp, d.from); err != nil {
+			return err
+		}
+		if c := r.Child(); c != nil && espIn == nil {
+			if espIn, err = esp.NewInbound(esp.Config{SPI: c.InSPI, Suite: c.Suite, EncKey: c.Keys.EncIR, IntegKey: c.Keys.IntegIR}); err == nil {
+				espOut, err = esp.NewOutbound(esp.Config{SPI: c.OutSPI, Suite: c.Suite, EncKey: c.Keys.EncRI, IntegKey: c.Keys.IntegRI})
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	res := describe(r.Suite(), r.Child(), r.NAT().PeerBehind || r.NAT().WeBehind)
+	res.Pinged = true
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// echoReply opens an ESP packet carrying an ICMP echo to us and seals the
+// reply.
+func echoReply(in *esp.Inbound, out *esp.Outbound, pkt []byte, us netip.Addr) ([]byte, error) {
+	inner, nh, err := in.Open(pkt)
+	if err != nil {
+		return nil, fmt.Errorf("ESP does not open with our inbound keys: %w", err)
+	}
+	info, err := esp.ParseIP(inner)
+	if err != nil || nh != esp.ProtoIPv4 || info.Proto != 1 || info.Dst != us || inner[info.HeaderLen] != 8 {
+		return nil, fmt.Errorf("not an echo request to %v (next header %d, %+v)", us, nh, info)
+	}
+	icmp := append([]byte(nil), inner[info.HeaderLen:info.TotalLen]...)
+	icmp[0], icmp[2], icmp[3] = 0, 0, 0
+	binary.BigEndian.PutUint16(icmp[2:], esp.Checksum(icmp, 0))
+	buf := make([]byte, 2048)
+	h := out.Headroom()
+	esp.PutIPv4Header(buf[h:], us, info.Src, 1, 64, 2, len(icmp))
+	n := copy(buf[h+esp.IPv4HeaderLen:], icmp) + esp.IPv4HeaderLen
+	return out.Seal(buf, n, esp.ProtoIPv4)
 }
 
 // pingThrough sends one ICMP echo through the child SA as ESP in UDP
