@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/internal/must"
 )
 
 // Two in-process IKE peers, A (192.0.2.1, NetA 10.1.0.0/24) and B
@@ -145,27 +146,11 @@ type pair struct {
 }
 
 func mustProposals(t *testing.T, names ...string) []Proposal {
-	var out []Proposal
-	for _, n := range names {
-		p, err := ParseProposal(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
-	return out
+	return must.ParseAll(t, ParseProposal, names...)
 }
 
 func mustSuites(t *testing.T, names ...string) []esp.Suite {
-	var out []esp.Suite
-	for _, n := range names {
-		s, err := esp.ParseSuite(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
+	return must.ParseAll(t, esp.ParseSuite, names...)
 }
 
 func newPair(t *testing.T, tunnel bool) *pair {

@@ -8,19 +8,11 @@ import (
 	"testing"
 
 	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/internal/must"
 )
 
 func mustSuites(t *testing.T, names ...string) []esp.Suite {
-	t.Helper()
-	var out []esp.Suite
-	for _, n := range names {
-		s, err := esp.ParseSuite(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
+	return must.ParseAll(t, esp.ParseSuite, names...)
 }
 
 // ESP suites in IKEv2 numbers, offered with our SPI, chosen by the

@@ -7,19 +7,11 @@ import (
 	"testing"
 
 	"github.com/gatehouse/gatehouse/ike/alg"
+	"github.com/gatehouse/gatehouse/internal/must"
 )
 
 func mustProposals(t *testing.T, names ...string) []Proposal {
-	t.Helper()
-	var out []Proposal
-	for _, n := range names {
-		p, err := ParseProposal(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
-	return out
+	return must.ParseAll(t, ParseProposal, names...)
 }
 
 // Names go in and come out the same; each suite's transforms carry the
