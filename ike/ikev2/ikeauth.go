@@ -164,10 +164,8 @@ func (t *ikeInit) authResponse(me AuthSide, inner []Payload, msg2 []byte, inSPI 
 	if auth.Method != AuthPSK || !hmac.Equal(auth.Data, pskAuth(prf, me.PSK, signedOctets(prf, msg2, t.ni, t.keys.Pr, idr))) {
 		return nil, &NotifyError{Kind: NotifyAuthenticationFailed, Why: "the responder's AUTH does not verify with our preshared key"}
 	}
-	for _, p := range inner {
-		if n, ok := p.(*Notify); ok && n.Kind.IsError() {
-			return nil, &NotifyError{Kind: n.Kind, Why: "the IKE SA is up, the child SA was refused"}
-		}
+	if err := refusal(inner, "the IKE SA is up, the child SA was refused"); err != nil {
+		return nil, err
 	}
 	sa, _ := Find(inner, PayloadSA).(*SA)
 	tsi, _ := Find(inner, PayloadTSi).(*TS)

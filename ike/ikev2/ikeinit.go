@@ -44,6 +44,18 @@ type NotifyError struct {
 
 func (e *NotifyError) Error() string { return fmt.Sprintf("%v: %s", e.Kind, e.Why) }
 
+// refusal is the first error notify of a response, as a *NotifyError
+// (section 3.10.1: an error type we do not know fails the request too),
+// or nil. The return type is error so that nil stays nil.
+func refusal(ps []Payload, why string) error {
+	for _, p := range ps {
+		if n, ok := p.(*Notify); ok && n.Kind.IsError() {
+			return &NotifyError{Kind: n.Kind, Data: n.Data, Why: why}
+		}
+	}
+	return nil
+}
+
 // ErrRetry: the responder asked for another group or a cookie; the
 // initiator sends its request again (Request), as a new exchange with
 // message ID 0.
@@ -205,10 +217,8 @@ func (t *ikeInit) response(resp *Message, local, remote netip.AddrPort) error {
 		}
 		return ErrRetry
 	}
-	for _, p := range resp.Payloads {
-		if n, ok := p.(*Notify); ok && n.Kind.IsError() {
-			return &NotifyError{Kind: n.Kind, Data: n.Data, Why: "refused by the responder"}
-		}
+	if err := refusal(resp.Payloads, "refused by the responder"); err != nil {
+		return err
 	}
 	sa, _ := Find(resp.Payloads, PayloadSA).(*SA)
 	ke, _ := Find(resp.Payloads, PayloadKE).(*KE)

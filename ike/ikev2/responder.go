@@ -2,6 +2,7 @@ package ikev2
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,10 @@ type ResponderConfig struct {
 	Local   netip.AddrPort
 	Cookies *Cookies
 	Rand    io.Reader
+	// PFS is the group a child's rekey or new child must use (0: none);
+	// NewSPI gives each later child's inbound SPI.
+	PFS    uint16
+	NewSPI func() uint32
 }
 
 // Responder answers IKE_SA_INIT and IKE_AUTH for one peer: Receive takes
@@ -34,6 +39,9 @@ type Responder struct {
 	last, resp []byte
 	iToR, rToI *Protector
 	child      *Child
+	children   []*Child // every child up, the first one first
+	next       uint32   // the next request's message ID, once IKE_AUTH is through
+	closed     bool     // the peer deleted the IKE SA
 }
 
 // NewResponder waits for an IKE_SA_INIT.
@@ -59,6 +67,9 @@ func (r *Responder) Receive(b []byte, remote netip.AddrPort) ([]byte, error) {
 		out, err = r.init(m, b, remote)
 	case m.Exchange == ExchangeIKEAuth && r.t != nil && r.child == nil && m.MessageID == 1 && m.SPIr == r.cfg.SPIr:
 		out, err = r.auth(m, b)
+	case r.child != nil && !r.closed && m.MessageID == r.next && m.SPIr == r.cfg.SPIr &&
+		(m.Exchange == ExchangeCreateChildSA || m.Exchange == ExchangeInformational):
+		out, err = r.later(m, b)
 	default:
 		return nil, fmt.Errorf("%w: %v #%d", ErrNotExpected, m.Exchange, m.MessageID)
 	}
@@ -115,11 +126,93 @@ func (r *Responder) auth(m *Message, b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.child = child
+	r.child, r.next = child, 2
+	if child != nil {
+		r.children = append(r.children, child)
+	}
 	if aerr != nil {
 		return out, fmt.Errorf("IKE_AUTH: %w", aerr)
 	}
 	return out, nil
+}
+
+// later answers a CREATE_CHILD_SA for a child (a new one, or a rekey) or
+// an INFORMATIONAL (deletes and liveness checks) on the established IKE
+// SA. Rekeying the IKE SA itself is refused here (NO_PROPOSAL_CHOSEN):
+// the engine will do it.
+func (r *Responder) later(m *Message, b []byte) ([]byte, error) {
+	e, ok := m.Payloads[len(m.Payloads)-1].(*Encrypted)
+	if !ok {
+		return nil, fmt.Errorf("%w: %v in clear", ErrMalformed, m.Exchange)
+	}
+	inner, err := r.iToR.Open(b, &m.Header, e)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", m.Exchange, err)
+	}
+	var ps []Payload
+	var refusal error
+	if m.Exchange == ExchangeInformational {
+		ps = r.informational(inner)
+	} else {
+		ps, refusal = r.createChild(inner)
+	}
+	out, err := r.rToI.Seal(Header{SPIi: m.SPIi, SPIr: r.cfg.SPIr, Exchange: m.Exchange, Flags: FlagResponse, MessageID: m.MessageID}, ps, r.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	r.next++
+	return out, refusal
+}
+
+func (r *Responder) createChild(inner []Payload) ([]Payload, error) {
+	sa := &ikeSA{suite: r.t.chosen, keys: r.t.keys, rand: r.cfg.Rand}
+	if offer, _ := Find(inner, PayloadSA).(*SA); offer != nil && len(offer.Proposals) > 0 && offer.Proposals[0].Protocol == ProtoIKE {
+		return []Payload{&Notify{Kind: NotifyNoProposalChosen}}, &NotifyError{Kind: NotifyNoProposalChosen, Why: "IKE SA rekeys are not answered yet"}
+	}
+	spi := r.cfg.InSPI + uint32(len(r.children))
+	if r.cfg.NewSPI != nil {
+		spi = r.cfg.NewSPI()
+	}
+	ps, child, err := sa.respondChild(r.cfg.Auth, r.cfg.PFS, inner, spi)
+	var ne *NotifyError
+	if errors.As(err, &ne) {
+		return []Payload{&Notify{Kind: ne.Kind, Data: ne.Data}}, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.children = append(r.children, child)
+	return ps, nil
+}
+
+// informational answers deletes with the other halves of the deleted
+// child SAs (section 1.4.1) and a liveness check with nothing.
+func (r *Responder) informational(inner []Payload) []Payload {
+	var ours [][]byte
+	for _, p := range inner {
+		d, ok := p.(*Delete)
+		if !ok {
+			continue
+		}
+		if d.Protocol == ProtoIKE {
+			r.closed = true
+			return nil
+		}
+		for _, s := range d.SPIs {
+			out := binary.BigEndian.Uint32(s)
+			for i, c := range r.children {
+				if c.OutSPI == out {
+					ours = append(ours, spiBytes(c.InSPI))
+					r.children = append(r.children[:i], r.children[i+1:]...)
+					break
+				}
+			}
+		}
+	}
+	if len(ours) == 0 {
+		return nil
+	}
+	return []Payload{&Delete{Protocol: ProtoESP, SPIs: ours}}
 }
 
 // Done reports whether the IKE SA and its child are up.
@@ -138,3 +231,9 @@ func (r *Responder) Suite() Proposal { return r.t.chosen }
 
 // Child is the first child SA, once Done.
 func (r *Responder) Child() *Child { return r.child }
+
+// Children are the child SAs up now, oldest first.
+func (r *Responder) Children() []*Child { return r.children }
+
+// Closed reports whether the peer deleted the IKE SA.
+func (r *Responder) Closed() bool { return r.closed }

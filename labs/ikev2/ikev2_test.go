@@ -135,6 +135,9 @@ func TestAgainstStrongSwan(t *testing.T) {
 // (strongSwan fakes a NAT); it accepts strongSwan's AUTH, narrows nothing
 // away, and answers pings from strongSwan's side through the child SA:
 // ESP that opens with our keys, replies that open with strongSwan's.
+// strongSwan then rekeys the child (swanctl --rekey: CREATE_CHILD_SA
+// with REKEY_SA, then the old child's delete), and the pings that follow
+// go through the new child.
 func TestStrongSwanInitiates(t *testing.T) {
 	l := netns.SitesForTest(t)
 	key := keyFile(t)
@@ -146,7 +149,7 @@ func TestStrongSwanInitiates(t *testing.T) {
 			sw := startSwan(t, l, c.ike, c.esp)
 			p, err := l.GWA.Start(filepath.Join(bin, "v2dial"), "--respond", "--local", "192.0.2.1", "--id", "gw-a.example.net",
 				"--peer-id", "gw-b.example.net", "--psk-file", key, "--ike", c.ike, "--esp", c.esp,
-				"--local-ts", "10.1.0.0/24", "--remote-ts", "10.2.0.0/24", "--ping-from", "10.1.0.10", "--echoes", "3")
+				"--local-ts", "10.1.0.0/24", "--remote-ts", "10.2.0.0/24", "--ping-from", "10.1.0.10", "--echoes", "6")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,9 +157,21 @@ func TestStrongSwanInitiates(t *testing.T) {
 			if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 				t.Fatalf("swanctl --initiate: %v\n%s\nv2dial: %s", err, out, p.Output())
 			}
-			if out, err := l.HB.Output(20*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.1.0.10"); err != nil || !strings.Contains(out, " 3 received") {
-				t.Fatalf("ping through the child SA: %v\n%s\nv2dial: %s", err, out, p.Output())
+			ping := func(when string) {
+				t.Helper()
+				if out, err := l.HB.Output(20*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.1.0.10"); err != nil || !strings.Contains(out, " 3 received") {
+					t.Fatalf("ping through the child SA %s: %v\n%s\nv2dial: %s", when, err, out, p.Output())
+				}
 			}
+			ping("before the rekey")
+			if out, err := sw.Swanctl(30*time.Second, "--rekey", "--child", "net"); err != nil {
+				t.Fatalf("swanctl --rekey: %v\n%s", err, out)
+			}
+			// The rekey is done once strongSwan has deleted the old child.
+			if !sw.WaitLog(10*time.Second, "CHILD_SA closed") || !strings.Contains(sw.Log(), "CHILD_SA net{2} established") {
+				t.Fatalf("strongSwan did not finish the rekey:\n%s", netns.Tail(sw.Log(), 4000))
+			}
+			ping("after the rekey")
 			select {
 			case <-p.Done():
 			case <-time.After(10 * time.Second):
@@ -166,8 +181,9 @@ func TestStrongSwanInitiates(t *testing.T) {
 				IKE, ESP      string
 				InSPI, OutSPI string
 				Pinged        bool
+				Children      int
 			}
-			if err := json.Unmarshal([]byte(p.Output()), &r); err != nil || !r.Pinged || r.IKE != c.ike || r.ESP != c.esp {
+			if err := json.Unmarshal([]byte(p.Output()), &r); err != nil || !r.Pinged || r.IKE != c.ike || r.ESP != c.esp || r.Children != 2 {
 				t.Fatalf("v2dial: %v %+v\n%s", err, r, p.Output())
 			}
 			sas, _ := sw.Swanctl(10*time.Second, "--list-sas")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/await"
@@ -70,6 +71,12 @@ func StartStrongSwan(ns *NS, dir, swanctlConf string) (*StrongSwan, error) {
 		return s, nil
 	}
 	return s, fmt.Errorf("swanctl --load-all in %s: %v\n%s\n%s", ns.Name, err, out, s.Log())
+}
+
+// WaitLog waits until charon's log holds text, for at most limit.
+func (s *StrongSwan) WaitLog(limit time.Duration, text string) bool {
+	ok, _ := await.Poll(limit, func() (bool, string) { return strings.Contains(s.Log(), text), "" })
+	return ok
 }
 
 // Swanctl runs swanctl against this charon.

@@ -58,6 +58,8 @@ type result struct {
 	// Pinged: an echo sealed with the child's initiator-to-responder keys
 	// was answered by a reply that opened with the other direction's.
 	Pinged bool
+	// Children: how many child SAs were made (a rekey makes another).
+	Children int
 }
 
 // side reads the suites, the key and the selectors both modes share.
@@ -193,6 +195,7 @@ func serve(local, ikeS, espS, id, peerID, pskFile, localTS, remoteTS, pingAs str
 			return auth.PSK, nil
 		}}
 	rand.Read(cfg.SPIr[:])
+	cfg.NewSPI = randSPI
 	r := ikev2.NewResponder(cfg)
 	in := make(chan datagram, 16)
 	for _, port := range []uint16{500, 4500} {
@@ -212,8 +215,12 @@ func serve(local, ikeS, espS, id, peerID, pskFile, localTS, remoteTS, pingAs str
 			}
 		}()
 	}
-	var espIn *esp.Inbound
-	var espOut *esp.Outbound
+	// The child SAs' ESP, by our inbound SPI: a rekey adds one.
+	type espPair struct {
+		in  *esp.Inbound
+		out *esp.Outbound
+	}
+	sas := map[uint32]espPair{}
 	answered := 0
 	deadline := time.After(60 * time.Second)
 	for answered < echoes {
@@ -225,10 +232,14 @@ func serve(local, ikeS, espS, id, peerID, pskFile, localTS, remoteTS, pingAs str
 		}
 		b := d.b
 		if d.nat && (len(b) < 4 || binary.BigEndian.Uint32(b) != 0) {
-			if espIn == nil || len(b) < 8 {
-				continue // ESP before the child, or a keepalive
+			if len(b) < 8 {
+				continue // a keepalive
 			}
-			reply, err := echoReply(espIn, espOut, b, netip.MustParseAddr(pingAs))
+			sa, ok := sas[binary.BigEndian.Uint32(b)]
+			if !ok {
+				continue // ESP for no child of ours (yet, or any more)
+			}
+			reply, err := echoReply(sa.in, sa.out, b, netip.MustParseAddr(pingAs))
 			if err != nil {
 				return err
 			}
@@ -251,17 +262,27 @@ func serve(local, ikeS, espS, id, peerID, pskFile, localTS, remoteTS, pingAs str
 		if _, err := d.conn.WriteToUDPAddrPort(resp, d.from); err != nil {
 			return err
 		}
-		if c := r.Child(); c != nil && espIn == nil {
-			if espIn, err = esp.NewInbound(esp.Config{SPI: c.InSPI, Suite: c.Suite, EncKey: c.Keys.EncIR, IntegKey: c.Keys.IntegIR}); err == nil {
-				espOut, err = esp.NewOutbound(esp.Config{SPI: c.OutSPI, Suite: c.Suite, EncKey: c.Keys.EncRI, IntegKey: c.Keys.IntegRI})
+		for _, c := range r.Children() {
+			if _, ok := sas[c.InSPI]; ok {
+				continue
 			}
+			in, err := esp.NewInbound(esp.Config{SPI: c.InSPI, Suite: c.Suite, EncKey: c.Keys.EncIR, IntegKey: c.Keys.IntegIR})
 			if err != nil {
 				return err
 			}
+			out, err := esp.NewOutbound(esp.Config{SPI: c.OutSPI, Suite: c.Suite, EncKey: c.Keys.EncRI, IntegKey: c.Keys.IntegRI})
+			if err != nil {
+				return err
+			}
+			sas[c.InSPI] = espPair{in, out}
 		}
 	}
-	res := describe(r.Suite(), r.Child(), r.NAT().PeerBehind || r.NAT().WeBehind)
-	res.Pinged = true
+	kids := r.Children()
+	if len(kids) == 0 {
+		return errors.New("no child SA left")
+	}
+	res := describe(r.Suite(), kids[len(kids)-1], r.NAT().PeerBehind || r.NAT().WeBehind)
+	res.Pinged, res.Children = true, len(sas)
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
