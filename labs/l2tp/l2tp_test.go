@@ -620,6 +620,9 @@ func TestCleartextL2TPAllowed(t *testing.T) {
 		t.Fatalf("no loud warning at start:\n%s", x.gw.Proc.Output())
 	}
 	capture := x.srv.StartCapture(t, x.srvOuter, "not arp", filepath.Join(x.dir, "outer.pcap"))
+	// The SCCRQ is the client's first packet: the capture must be writing
+	// before it leaves.
+	capture.Live(t, func() { cli.Output(5*time.Second, "ping", "-c", "1", "-W", "1", "192.0.2.1") })
 	c := x.dial(cli, "bob", "battery staple", "--no-ipsec")
 	if !strings.Contains(c.proc.Output(), "L2TP without IPsec") {
 		t.Errorf("the client does not say it runs without IPsec:\n%s", c.proc.Output())

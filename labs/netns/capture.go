@@ -33,6 +33,19 @@ func (ns *NS) StartCapture(t testing.TB, iface, filter, file string) *Capture {
 	return &Capture{File: file, proc: p}
 }
 
+// Live makes sure packets are being written, not only that tshark said
+// it captures (the first packets after "Capturing on" can be lost): it
+// runs probe, which sends something the filter passes, until the file
+// holds a frame. A test whose first packets matter calls it first.
+func (c *Capture) Live(t testing.TB, probe func()) {
+	t.Helper()
+	await.State(t, 10*time.Second, "the capture writing packets", func() (bool, string) {
+		probe()
+		text, _ := c.Decode()
+		return strings.Contains(text, "Frame 1:"), Tail(text, 1000)
+	})
+}
+
 // Decode has tshark decode the file as written so far, in full (-V),
 // with args added (preferences such as ESP keys).
 func (c *Capture) Decode(args ...string) (string, error) {
