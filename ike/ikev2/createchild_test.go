@@ -131,25 +131,43 @@ func TestRekeyIKESA(t *testing.T) {
 	}
 }
 
+// newDrivers makes an Initiator and a Responder (which requires PFS in
+// ECP256 for later children) with the given inbound SPIs.
+func newDrivers(t *testing.T, rSPI, iSPI uint32) (*Initiator, *Responder) {
+	p := newAuthPair(t, "aes256-sha256-ecp256")
+	r := NewResponder(ResponderConfig{Proposals: mustProposals(t, "aes256-sha256-ecp256"), Auth: p.them, PFS: 19,
+		PSK: func(*ID) ([]byte, error) { return p.me.PSK, nil }, SPIr: spi(0x7a), InSPI: rSPI, Local: rAddr, Rand: rand.Reader})
+	in, err := NewInitiator(InitiatorConfig{Proposals: mustProposals(t, "aes256-sha256-ecp256"), Auth: p.me,
+		SPIi: spi(0x23), InSPI: iSPI, Local: iAddr, Remote: rAddr, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, r
+}
+
+// converse carries an initiator's request and the ones that follow to
+// the responder and back until the initiator has nothing more to send.
+func converse(t *testing.T, in *Initiator, r *Responder) func([]byte, error) {
+	return func(req []byte, err error) {
+		t.Helper()
+		for i := 0; err == nil && req != nil && i < 6; i++ {
+			var resp []byte
+			if resp, err = r.Receive(req, iAddr); err == nil {
+				req, err = in.Receive(resp)
+			}
+		}
+		if err != nil || req != nil {
+			t.Fatalf("%v (request left: %v)", err, req != nil)
+		}
+	}
+}
+
 // The Responder, once the IKE SA is up, answers a child's rekey with PFS,
 // the delete of the old child with the other half, a liveness check with
 // nothing, and the IKE SA's delete; message IDs count on from 2.
 func TestResponderLaterExchanges(t *testing.T) {
-	p := newAuthPair(t, "aes256-sha256-ecp256")
-	r := NewResponder(ResponderConfig{Proposals: mustProposals(t, "aes256-sha256-ecp256"), Auth: p.them, PFS: 19,
-		PSK: func(*ID) ([]byte, error) { return p.me.PSK, nil }, SPIr: spi(0x7a), InSPI: 0xc7000007, Local: rAddr, Rand: rand.Reader})
-	in, _ := NewInitiator(InitiatorConfig{Proposals: mustProposals(t, "aes256-sha256-ecp256"), Auth: p.me,
-		SPIi: spi(0x23), InSPI: 0xc8000008, Local: iAddr, Remote: rAddr, Rand: rand.Reader})
-	req, err := in.Start()
-	for err == nil && req != nil {
-		var resp []byte
-		if resp, err = r.Receive(req, iAddr); err == nil {
-			req, err = in.Receive(resp)
-		}
-	}
-	if err != nil || !r.Done() {
-		t.Fatal(err)
-	}
+	in, r := newDrivers(t, 0xc7000007, 0xc8000008)
+	converse(t, in, r)(in.Start())
 	old := in.Child()
 	send := func(id uint32, x ExchangeType, ps []Payload) []Payload {
 		t.Helper()
@@ -171,7 +189,7 @@ func TestResponderLaterExchanges(t *testing.T) {
 		}
 		return inner
 	}
-	x := &childExchange{sa: &ikeSA{suite: in.Suite(), keys: in.t.keys, rand: rand.Reader}, me: p.me, inSPI: 0xc8000009, pfs: 19, rekey: old.InSPI}
+	x := &childExchange{sa: &ikeSA{suite: in.Suite(), keys: in.t.keys, rand: rand.Reader}, me: in.cfg.Auth, inSPI: 0xc8000009, pfs: 19, rekey: old.InSPI}
 	req2, _ := x.request()
 	c, err := x.response(send(2, ExchangeCreateChildSA, req2))
 	if err != nil || len(r.Children()) != 2 || !reflect.DeepEqual(c.Keys, r.Children()[1].Keys) {
@@ -187,5 +205,23 @@ func TestResponderLaterExchanges(t *testing.T) {
 	send(5, ExchangeInformational, []Payload{&Delete{Protocol: ProtoIKE}})
 	if !r.Closed() {
 		t.Fatal("the IKE SA's delete was not taken")
+	}
+}
+
+// The Initiator rekeys its child against the Responder: CREATE_CHILD_SA
+// with PFS, then the old child's delete, answered with the other half.
+func TestInitiatorRekeysChild(t *testing.T) {
+	in, r := newDrivers(t, 0xc9000001, 0xca000001)
+	run := converse(t, in, r)
+	run(in.Start())
+	old := in.Child()
+	run(in.RekeyChild(19, 0xca000002))
+	kids := r.Children()
+	if len(kids) != 1 || in.Child().InSPI != 0xca000002 || kids[0].OutSPI != 0xca000002 || !reflect.DeepEqual(in.Child().Keys, kids[0].Keys) ||
+		reflect.DeepEqual(in.Child().Keys, old.Keys) {
+		t.Fatalf("after the rekey: %d children at the responder, ours %+v", len(kids), in.Child())
+	}
+	if _, err := in.RekeyChild(0, 0xca000003); err != nil {
+		t.Fatalf("a second rekey cannot start: %v", err)
 	}
 }

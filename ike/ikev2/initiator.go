@@ -1,6 +1,7 @@
 package ikev2
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,11 @@ type Initiator struct {
 	iToR, rToI *Protector
 	authSent   bool
 	child      *Child
+	// After IKE_AUTH: the next message ID, a child rekey under way, and
+	// the child it replaces, to delete once the new one is up.
+	next    uint32
+	rekey   *childExchange
+	retired *Child
 }
 
 // ErrNotExpected is a message the initiator was not waiting for.
@@ -86,21 +92,84 @@ func (in *Initiator) Receive(b []byte) ([]byte, error) {
 		return in.iToR.Seal(Header{SPIi: in.cfg.SPIi, SPIr: in.t.spir, Exchange: ExchangeIKEAuth, Flags: FlagInitiator, MessageID: 1},
 			in.t.authRequest(in.cfg.Auth, in.msg1, in.cfg.InSPI), in.cfg.Rand)
 	}
+	if in.child != nil {
+		return in.later(m, b)
+	}
 	if m.Exchange != ExchangeIKEAuth || m.MessageID != 1 || m.SPIr != in.t.spir || len(m.Payloads) == 0 {
 		return nil, fmt.Errorf("%w: %v #%d while waiting for IKE_AUTH", ErrNotExpected, m.Exchange, m.MessageID)
 	}
-	e, ok := m.Payloads[len(m.Payloads)-1].(*Encrypted)
-	if !ok {
-		return nil, fmt.Errorf("%w: IKE_AUTH response in clear", ErrMalformed)
-	}
-	inner, err := in.rToI.Open(b, &m.Header, e)
+	inner, err := in.open(m, b)
 	if err != nil {
 		return nil, fmt.Errorf("IKE_AUTH: %w", err)
 	}
 	if in.child, err = in.t.authResponse(in.cfg.Auth, inner, in.msg2, in.cfg.InSPI); err != nil {
 		return nil, fmt.Errorf("IKE_AUTH: %w", err)
 	}
+	in.next = 2
 	return nil, nil
+}
+
+func (in *Initiator) open(m *Message, b []byte) ([]Payload, error) {
+	e, ok := m.Payloads[len(m.Payloads)-1].(*Encrypted)
+	if !ok {
+		return nil, fmt.Errorf("%w: %v in clear", ErrMalformed, m.Exchange)
+	}
+	return in.rToI.Open(b, &m.Header, e)
+}
+
+// RekeyChild starts the rekey of the current child (section 1.3.3), with
+// a new Diffie-Hellman in group pfs (0: none) and inSPI as the new
+// child's inbound SPI. Receive takes the answer and returns the old
+// child's delete; once that is answered, Child is the new one.
+func (in *Initiator) RekeyChild(pfs uint16, inSPI uint32) ([]byte, error) {
+	if in.child == nil || in.rekey != nil || in.retired != nil {
+		return nil, fmt.Errorf("%w: no child to rekey now", ErrNotExpected)
+	}
+	x := &childExchange{sa: &ikeSA{suite: in.t.chosen, keys: in.t.keys, rand: in.cfg.Rand}, me: in.cfg.Auth, inSPI: inSPI, pfs: pfs, rekey: in.child.InSPI}
+	ps, err := x.request()
+	if err != nil {
+		return nil, err
+	}
+	in.rekey = x
+	return in.send(ExchangeCreateChildSA, ps)
+}
+
+func (in *Initiator) send(x ExchangeType, ps []Payload) ([]byte, error) {
+	b, err := in.iToR.Seal(Header{SPIi: in.cfg.SPIi, SPIr: in.t.spir, Exchange: x, Flags: FlagInitiator, MessageID: in.next}, ps, in.cfg.Rand)
+	if err == nil {
+		in.next++
+	}
+	return b, err
+}
+
+// later takes the answers to a child's rekey and to the old child's
+// delete.
+func (in *Initiator) later(m *Message, b []byte) ([]byte, error) {
+	if m.MessageID != in.next-1 || m.SPIr != in.t.spir || len(m.Payloads) == 0 {
+		return nil, fmt.Errorf("%w: %v #%d", ErrNotExpected, m.Exchange, m.MessageID)
+	}
+	inner, err := in.open(m, b)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", m.Exchange, err)
+	}
+	switch {
+	case in.rekey != nil && m.Exchange == ExchangeCreateChildSA:
+		c, err := in.rekey.response(inner)
+		in.rekey = nil
+		if err != nil {
+			return nil, fmt.Errorf("CREATE_CHILD_SA: %w", err)
+		}
+		in.retired, in.child = in.child, c
+		return in.send(ExchangeInformational, []Payload{&Delete{Protocol: ProtoESP, SPIs: [][]byte{spiBytes(in.retired.InSPI)}}})
+	case in.retired != nil && m.Exchange == ExchangeInformational:
+		d, _ := Find(inner, PayloadDelete).(*Delete)
+		if d == nil || d.Protocol != ProtoESP || len(d.SPIs) != 1 || binary.BigEndian.Uint32(d.SPIs[0]) != in.retired.OutSPI {
+			return nil, fmt.Errorf("%w: the old child's delete answered with %#v", ErrMalformed, inner)
+		}
+		in.retired = nil
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%w: %v #%d", ErrNotExpected, m.Exchange, m.MessageID)
 }
 
 // Done reports whether the IKE SA and its child are up.

@@ -85,7 +85,9 @@ func startSwan(t *testing.T, l *netns.Sites, ike, esp string) *netns.StrongSwan 
 // port 4500 as RFC 7296 section 2.23 says. Each side checks the other's
 // AUTH; strongSwan lists the SAs with the SPIs and suites we agreed; and
 // an echo sealed with our child keys reaches strongSwan, whose reply
-// opens with ours: the child keys agree both ways.
+// opens with ours: the child keys agree both ways. Then we rekey the
+// child (CREATE_CHILD_SA with REKEY_SA, then the old child's delete) and
+// ping through the new one, whose SPIs strongSwan lists.
 func TestAgainstStrongSwan(t *testing.T) {
 	l := netns.SitesForTest(t)
 	key := keyFile(t)
@@ -98,7 +100,7 @@ func TestAgainstStrongSwan(t *testing.T) {
 			sw := startSwan(t, l, c.swanIKE, c.swanESP)
 			// GWB answers the echo at its inner address, back through the child SA.
 			out, err := l.GWA.Output(30*time.Second, filepath.Join(bin, "v2dial"), "--psk-file", key, "--ike", c.ike, "--esp", c.esp,
-				"--ping", "10.2.0.1")
+				"--ping", "10.2.0.1", "--rekey")
 			if err != nil {
 				t.Fatalf("v2dial: %v\n%s", err, out)
 			}
@@ -108,11 +110,12 @@ func TestAgainstStrongSwan(t *testing.T) {
 				InSPI, OutSPI string
 				TSi, TSr      []string
 				Pinged        bool
+				Children      int
 			}
 			if err := json.Unmarshal([]byte(out), &r); err != nil {
 				t.Fatalf("%v: %s", err, out)
 			}
-			if r.IKE != c.ike || r.ESP != c.esp || !r.NAT || !r.Pinged || strings.Join(r.TSr, ",") != "10.2.0.0-10.2.0.255" {
+			if r.IKE != c.ike || r.ESP != c.esp || !r.NAT || !r.Pinged || r.Children != 2 || strings.Join(r.TSr, ",") != "10.2.0.0-10.2.0.255" {
 				t.Fatalf("agreed: %+v", r)
 			}
 			sas, err := sw.Swanctl(10*time.Second, "--list-sas")
@@ -120,6 +123,9 @@ func TestAgainstStrongSwan(t *testing.T) {
 				t.Fatal(err)
 			}
 			flat := netns.Flat(sas)
+			if log := sw.Log(); !strings.Contains(log, "CHILD_SA net{2} established") || !strings.Contains(log, "CHILD_SA closed") {
+				t.Errorf("strongSwan did not take our rekey and the old child's delete")
+			}
 			for _, want := range []string{"gh: #", "ESTABLISHED, IKEv2", "gw-a.example.net", "net: #", "INSTALLED, TUNNEL",
 				"in " + r.OutSPI, "out " + r.InSPI, "10.2.0.0/24", "10.1.0.0/24"} {
 				if !strings.Contains(flat, want) {

@@ -33,6 +33,7 @@ func main() {
 	remoteTS := flag.String("remote-ts", "10.2.0.0/24", "the responder's subnet")
 	ping := flag.String("ping", "", "once the child is up, send an ICMP echo from --ping-from to this address through it, and wait for the reply")
 	pingFrom := flag.String("ping-from", "10.1.0.10", "the echo's source, inside --local-ts")
+	rekey := flag.Bool("rekey", false, "after --ping, rekey the child (CREATE_CHILD_SA, then the old child's delete) and ping through the new one")
 	respondMode := flag.Bool("respond", false, "answer --server's IKE_SA_INIT and IKE_AUTH instead, then answer --echoes ICMP echoes to --ping-from through the child SA")
 	echoes := flag.Int("echoes", 3, "with --respond: how many echoes to answer before printing the result")
 	peerID := flag.String("peer-id", "gw-b.example.net", "with --respond: the initiator's identity (FQDN) the key is for")
@@ -44,7 +45,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*local, *server, *ike, *espS, *id, *pskFile, *localTS, *remoteTS, *ping, *pingFrom); err != nil {
+	if err := run(*local, *server, *ike, *espS, *id, *pskFile, *localTS, *remoteTS, *ping, *pingFrom, *rekey); err != nil {
 		fmt.Fprintln(os.Stderr, "v2dial:", err)
 		os.Exit(1)
 	}
@@ -104,7 +105,7 @@ func randSPI() uint32 {
 	return binary.BigEndian.Uint32(b[:]) | 0xc0000000
 }
 
-func run(local, server, ikeS, espS, id, pskFile, localTS, remoteTS, ping, pingFrom string) error {
+func run(local, server, ikeS, espS, id, pskFile, localTS, remoteTS, ping, pingFrom string, rekey bool) error {
 	var cfg ikev2.InitiatorConfig
 	var err error
 	if cfg.Proposals, cfg.Auth, err = side(ikeS, espS, id, pskFile, localTS, remoteTS); err != nil {
@@ -148,16 +149,35 @@ func run(local, server, ikeS, espS, id, pskFile, localTS, remoteTS, ping, pingFr
 	if err != nil {
 		return err
 	}
-	c := in.Child()
-	r := describe(in.Suite(), c, marker)
+	r := describe(in.Suite(), in.Child(), marker)
 	if ping != "" {
 		if !marker {
 			return errors.New("--ping needs UDP encapsulation (strongSwan's encap = yes)")
 		}
-		if err := pingThrough(conn, to, c, netip.MustParseAddr(pingFrom), netip.MustParseAddr(ping)); err != nil {
+		if err := pingThrough(conn, to, in.Child(), netip.MustParseAddr(pingFrom), netip.MustParseAddr(ping)); err != nil {
 			return err
 		}
 		r.Pinged = true
+	}
+	if rekey && r.Pinged {
+		req, err := in.RekeyChild(0, randSPI())
+		for step := 0; err == nil && req != nil; step++ {
+			if step > 4 {
+				return errors.New("the rekey did not finish")
+			}
+			var resp []byte
+			if resp, err = exchange(conn, to, req, marker); err == nil {
+				req, err = in.Receive(resp)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("rekey: %w", err)
+		}
+		if err := pingThrough(conn, to, in.Child(), netip.MustParseAddr(pingFrom), netip.MustParseAddr(ping)); err != nil {
+			return fmt.Errorf("after the rekey: %w", err)
+		}
+		r = describe(in.Suite(), in.Child(), marker)
+		r.Pinged, r.Children = true, 2
 	}
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
