@@ -1,6 +1,7 @@
 package ikev2
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 
@@ -35,14 +36,24 @@ func ChildProposals(suites []esp.Suite, spi uint32) []SAProposal {
 	return out
 }
 
+// childWants are our ESP suites as choose sees them; with pfs set each
+// also asks for that Diffie-Hellman group (CREATE_CHILD_SA with PFS).
+func childWants(suites []esp.Suite, pfs uint16) []want {
+	wants := make([]want, len(suites))
+	for i, s := range suites {
+		ts := childTransforms(s)
+		if pfs != 0 {
+			ts = append(ts, Transform{Type: TransformDH, ID: pfs})
+		}
+		wants[i] = want{ts: ts, aead: s.Encryption.AEAD, name: s.String()}
+	}
+	return wants
+}
+
 // ChooseChild is the responder's choice of an ESP suite (section 2.7), as
 // Choose does for IKE SA suites; the answer carries our inbound SPI.
 func ChooseChild(offered []SAProposal, ours []esp.Suite, spi uint32) (SAProposal, esp.Suite, error) {
-	wants := make([]want, len(ours))
-	for i, s := range ours {
-		wants[i] = want{ts: childTransforms(s), aead: s.Encryption.AEAD, name: s.String()}
-	}
-	got, i, err := choose(offered, ProtoESP, wants)
+	got, i, err := choose(offered, ProtoESP, childWants(ours, 0))
 	if err != nil {
 		return SAProposal{}, esp.Suite{}, err
 	}
@@ -50,17 +61,76 @@ func ChooseChild(offered []SAProposal, ours []esp.Suite, spi uint32) (SAProposal
 	return got, ours[i], nil
 }
 
-// acceptedChild finds which of our suites the responder's answer is.
-func acceptedChild(p SAProposal, ours []esp.Suite) (esp.Suite, bool) {
+// acceptedChild finds which of our suites (with the PFS group, if any)
+// the responder's answer is, exactly.
+func acceptedChild(p SAProposal, ours []esp.Suite, pfs uint16) (esp.Suite, bool) {
 	if p.Protocol != ProtoESP || len(p.SPI) != 4 {
 		return esp.Suite{}, false
 	}
-	for _, s := range ours {
-		if ts := childTransforms(s); len(ts) == len(p.Transforms) && offers(p, ts, s.Encryption.AEAD) {
-			return s, true
+	for i, w := range childWants(ours, pfs) {
+		if len(w.ts) == len(p.Transforms) && offers(p, w.ts, w.aead) {
+			return ours[i], true
 		}
 	}
 	return esp.Suite{}, false
+}
+
+// respondChild is the responder's side of a child SA in IKE_AUTH or
+// CREATE_CHILD_SA: its suite (with the PFS group, if any), the peer's and
+// our SPIs, the narrowed selectors and the mode, and the proposal that
+// answers for it. The keys are the caller's: they come from different
+// nonces in the two exchanges.
+func respondChild(me AuthSide, inner []Payload, inSPI uint32, pfs uint16, what string) (*Child, SAProposal, *NotifyError) {
+	sa, _ := Find(inner, PayloadSA).(*SA)
+	tsi, _ := Find(inner, PayloadTSi).(*TS)
+	tsr, _ := Find(inner, PayloadTSr).(*TS)
+	if sa == nil || tsi == nil || tsr == nil {
+		return nil, SAProposal{}, &NotifyError{Kind: NotifyInvalidSyntax, Why: what + " without SA, TSi or TSr"}
+	}
+	chosen, i, err := choose(sa.Proposals, ProtoESP, childWants(me.Suites, pfs))
+	if err != nil {
+		return nil, SAProposal{}, &NotifyError{Kind: NotifyNoProposalChosen, Why: err.Error()}
+	}
+	chosen.SPI = spiBytes(inSPI)
+	c := &Child{Suite: me.Suites[i], InSPI: inSPI}
+	for _, p := range sa.Proposals {
+		if p.Num == chosen.Num && p.Protocol == ProtoESP {
+			c.OutSPI = binary.BigEndian.Uint32(p.SPI) // verify() made it 4 bytes
+			break
+		}
+	}
+	// TSi is the initiator's side, which we reach; TSr is ours.
+	c.TSi, c.TSr = Narrow(tsi.Selectors, me.Remote), Narrow(tsr.Selectors, me.Local)
+	if len(c.TSi) == 0 || len(c.TSr) == 0 {
+		return nil, SAProposal{}, &NotifyError{Kind: NotifyTSUnacceptable, Why: "the initiator's traffic selectors are outside what this tunnel protects"}
+	}
+	c.Transport = me.Transport && len(Notifies(inner, NotifyUseTransportMode)) > 0
+	return c, chosen, nil
+}
+
+// acceptChild is the initiator's check of the responder's answer for a
+// child: the suite it chose is one of ours, its selectors lie within
+// ours, and it agreed to the mode we asked for.
+func acceptChild(me AuthSide, inner []Payload, inSPI uint32, pfs uint16, what string) (*Child, error) {
+	sa, _ := Find(inner, PayloadSA).(*SA)
+	tsi, _ := Find(inner, PayloadTSi).(*TS)
+	tsr, _ := Find(inner, PayloadTSr).(*TS)
+	if sa == nil || tsi == nil || tsr == nil || len(sa.Proposals) != 1 {
+		return nil, fmt.Errorf("%w: %s response without one SA proposal, TSi and TSr", ErrMalformed, what)
+	}
+	suite, ok := acceptedChild(sa.Proposals[0], me.Suites, pfs)
+	if !ok {
+		return nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: "the responder chose an ESP suite we did not offer: " + describe(sa.Proposals)}
+	}
+	if !Within(tsi.Selectors, me.Local) || !Within(tsr.Selectors, me.Remote) {
+		return nil, &NotifyError{Kind: NotifyTSUnacceptable, Why: "the responder's traffic selectors are not within ours"}
+	}
+	transport := len(Notifies(inner, NotifyUseTransportMode)) > 0
+	if transport != me.Transport {
+		return nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: fmt.Sprintf("we asked for transport mode %v, the responder answered %v", me.Transport, transport)}
+	}
+	return &Child{Suite: suite, InSPI: inSPI, OutSPI: binary.BigEndian.Uint32(sa.Proposals[0].SPI), TSi: tsi.Selectors, TSr: tsr.Selectors,
+		Transport: transport}, nil
 }
 
 // PrefixSelector is a traffic selector for a subnet, any protocol and

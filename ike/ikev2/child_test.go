@@ -36,7 +36,7 @@ func TestChildSuites(t *testing.T) {
 	if err != nil || suite.String() != "aes256-sha256" || got.Num != 2 || !bytes.Equal(got.SPI, []byte{0xc0, 0, 0, 2}) {
 		t.Fatalf("chose %+v %s %v", got, suite, err)
 	}
-	if s, ok := acceptedChild(got, mustSuites(t, "aes128gcm16", "aes256-sha256")); !ok || s.String() != "aes256-sha256" {
+	if s, ok := acceptedChild(got, mustSuites(t, "aes128gcm16", "aes256-sha256"), 0); !ok || s.String() != "aes256-sha256" {
 		t.Fatal("the initiator does not recognise the choice")
 	}
 	if _, _, err := ChooseChild(offer, mustSuites(t, "aes128-sha1"), 1); !errors.Is(err, ErrNoProposalChosen) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike/alg"
 )
 
@@ -80,43 +79,21 @@ func (x *childExchange) request() ([]Payload, error) {
 // uses (else INVALID_KE_PAYLOAD naming ours).
 func (sa *ikeSA) respondChild(me AuthSide, pfs uint16, req []Payload, inSPI uint32) ([]Payload, *Child, error) {
 	x := &childExchange{sa: sa, me: me, inSPI: inSPI, pfs: pfs}
-	offer, _ := Find(req, PayloadSA).(*SA)
 	ni, _ := Find(req, PayloadNonce).(*Nonce)
-	tsi, _ := Find(req, PayloadTSi).(*TS)
-	tsr, _ := Find(req, PayloadTSr).(*TS)
 	ke, _ := Find(req, PayloadKE).(*KE)
-	if offer == nil || ni == nil || tsi == nil || tsr == nil {
-		return nil, nil, &NotifyError{Kind: NotifyInvalidSyntax, Why: "CREATE_CHILD_SA without SA, Nonce, TSi or TSr"}
+	if ni == nil {
+		return nil, nil, &NotifyError{Kind: NotifyInvalidSyntax, Why: "CREATE_CHILD_SA without a Nonce"}
 	}
-	suites := me.Suites
-	wants := make([]want, len(suites))
-	for i, s := range suites {
-		ts := childTransforms(s)
-		if pfs != 0 {
-			ts = append(ts, Transform{Type: TransformDH, ID: pfs})
-		}
-		wants[i] = want{ts: ts, aead: s.Encryption.AEAD, name: s.String()}
-	}
-	chosen, i, err := choose(offer.Proposals, ProtoESP, wants)
-	if err != nil {
-		return nil, nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: err.Error()}
+	c, chosen, refusal := respondChild(me, req, inSPI, pfs, "CREATE_CHILD_SA")
+	if refusal != nil {
+		return nil, nil, refusal
 	}
 	if pfs != 0 && (ke == nil || ke.Group != pfs) {
 		return nil, nil, &NotifyError{Kind: NotifyInvalidKEPayload, Data: binary.BigEndian.AppendUint16(nil, pfs),
 			Why: fmt.Sprintf("PFS in %s is required", alg.GroupName(pfs))}
 	}
-	chosen.SPI = spiBytes(inSPI)
-	c := &Child{Suite: suites[i], InSPI: inSPI, TSi: Narrow(tsi.Selectors, me.Remote), TSr: Narrow(tsr.Selectors, me.Local)}
-	for _, p := range offer.Proposals {
-		if p.Num == chosen.Num && p.Protocol == ProtoESP {
-			c.OutSPI = binary.BigEndian.Uint32(p.SPI)
-		}
-	}
-	if len(c.TSi) == 0 || len(c.TSr) == 0 {
-		return nil, nil, &NotifyError{Kind: NotifyTSUnacceptable, Why: "the traffic selectors are outside what this tunnel protects"}
-	}
-	c.Transport = me.Transport && len(Notifies(req, NotifyUseTransportMode)) > 0
 	x.ni = ni.Data
+	var err error
 	if x.nr, err = x.nonce(); err != nil {
 		return nil, nil, err
 	}
@@ -162,42 +139,21 @@ func (x *childExchange) response(resp []Payload) (*Child, error) {
 	if err := refusal(resp, "the responder refused the child SA"); err != nil {
 		return nil, err
 	}
-	sa, _ := Find(resp, PayloadSA).(*SA)
 	nr, _ := Find(resp, PayloadNonce).(*Nonce)
-	tsi, _ := Find(resp, PayloadTSi).(*TS)
-	tsr, _ := Find(resp, PayloadTSr).(*TS)
 	ke, _ := Find(resp, PayloadKE).(*KE)
-	if sa == nil || nr == nil || tsi == nil || tsr == nil || len(sa.Proposals) != 1 {
-		return nil, fmt.Errorf("%w: CREATE_CHILD_SA response without one SA proposal, Nonce, TSi and TSr", ErrMalformed)
+	if nr == nil {
+		return nil, fmt.Errorf("%w: CREATE_CHILD_SA response without a Nonce", ErrMalformed)
 	}
-	p := sa.Proposals[0]
-	var suite esp.Suite
-	found := false
-	for _, s := range x.me.Suites {
-		ts := childTransforms(s)
-		if x.pfs != 0 {
-			ts = append(ts, Transform{Type: TransformDH, ID: x.pfs})
-		}
-		if p.Protocol == ProtoESP && len(p.SPI) == 4 && len(ts) == len(p.Transforms) && offers(p, ts, s.Encryption.AEAD) {
-			suite, found = s, true
-			break
-		}
+	c, err := acceptChild(x.me, resp, x.inSPI, x.pfs, "CREATE_CHILD_SA")
+	if err != nil {
+		return nil, err
 	}
-	if !found {
-		return nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: "the responder chose an ESP suite we did not offer: " + describe(sa.Proposals)}
-	}
-	if !Within(tsi.Selectors, x.me.Local) || !Within(tsr.Selectors, x.me.Remote) {
-		return nil, &NotifyError{Kind: NotifyTSUnacceptable, Why: "the responder's traffic selectors are not within ours"}
-	}
-	c := &Child{Suite: suite, InSPI: x.inSPI, OutSPI: binary.BigEndian.Uint32(p.SPI), TSi: tsi.Selectors, TSr: tsr.Selectors,
-		Transport: len(Notifies(resp, NotifyUseTransportMode)) > 0}
 	x.nr = nr.Data
 	var gir []byte
 	if x.pfs != 0 {
 		if ke == nil || ke.Group != x.pfs {
 			return nil, fmt.Errorf("%w: CREATE_CHILD_SA response without a KE in %s", ErrMalformed, alg.GroupName(x.pfs))
 		}
-		var err error
 		if gir, err = x.shared(ke.Data); err != nil {
 			return nil, err
 		}
@@ -313,10 +269,9 @@ func (r *ikeRekey) response(resp []Payload) (*RekeyedIKE, error) {
 	if sa == nil || nr == nil || ke == nil || len(sa.Proposals) != 1 || len(sa.Proposals[0].SPI) != 8 {
 		return nil, fmt.Errorf("%w: IKE SA rekey response without one SA proposal with an SPI, Nonce and KE", ErrMalformed)
 	}
-	t := &ikeInit{ours: r.ours}
 	p := sa.Proposals[0]
-	p.SPI = nil // accepted() compares the transforms
-	suite, ok := t.accepted(p)
+	p.SPI = nil // compared by transforms; the new SPI is read below
+	suite, ok := acceptedSuite(p, r.ours)
 	if !ok || ke.Group != r.group || suite.Group.Number != r.group {
 		return nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: "the responder chose a suite or group we did not offer: " + describe(sa.Proposals)}
 	}

@@ -97,7 +97,10 @@ func (t *ikeInit) authRespond(me AuthSide, psk func(*ID) ([]byte, error), inner 
 	}
 	idr := &ID{T: PayloadIDr, IDType: me.ID.IDType, Data: me.ID.Data}
 	ps := []Payload{idr, &Auth{Method: AuthPSK, Data: pskAuth(prf, key, signedOctets(prf, msg2, t.ni, t.keys.Pr, idr))}}
-	child, chosen, refusal := t.respondChild(me, inner, inSPI)
+	child, chosen, refusal := respondChild(me, inner, inSPI, 0, "IKE_AUTH")
+	if refusal == nil {
+		refusal = t.childKeys(child)
+	}
 	if refusal != nil {
 		return append(ps, &Notify{Kind: refusal.Kind}), nil, refusal
 	}
@@ -105,35 +108,6 @@ func (t *ikeInit) authRespond(me AuthSide, psk func(*ID) ([]byte, error), inner 
 		ps = append(ps, &Notify{Kind: NotifyUseTransportMode})
 	}
 	return append(ps, &SA{Proposals: []SAProposal{chosen}}, &TS{T: PayloadTSi, Selectors: child.TSi}, &TS{T: PayloadTSr, Selectors: child.TSr}), child, nil
-}
-
-// respondChild makes the responder's side of the first child SA, and
-// the proposal that answers for it.
-func (t *ikeInit) respondChild(me AuthSide, inner []Payload, inSPI uint32) (*Child, SAProposal, *NotifyError) {
-	sa, _ := Find(inner, PayloadSA).(*SA)
-	tsi, _ := Find(inner, PayloadTSi).(*TS)
-	tsr, _ := Find(inner, PayloadTSr).(*TS)
-	if sa == nil || tsi == nil || tsr == nil {
-		return nil, SAProposal{}, &NotifyError{Kind: NotifyInvalidSyntax, Why: "IKE_AUTH without SA, TSi or TSr"}
-	}
-	chosen, suite, err := ChooseChild(sa.Proposals, me.Suites, inSPI)
-	if err != nil {
-		return nil, SAProposal{}, &NotifyError{Kind: NotifyNoProposalChosen, Why: err.Error()}
-	}
-	c := &Child{Suite: suite, InSPI: inSPI}
-	for _, p := range sa.Proposals {
-		if p.Num == chosen.Num && p.Protocol == ProtoESP {
-			c.OutSPI = binary.BigEndian.Uint32(p.SPI) // verify() made it 4 bytes
-			break
-		}
-	}
-	// TSi is the initiator's side, which we reach; TSr is ours.
-	c.TSi, c.TSr = Narrow(tsi.Selectors, me.Remote), Narrow(tsr.Selectors, me.Local)
-	if len(c.TSi) == 0 || len(c.TSr) == 0 {
-		return nil, SAProposal{}, &NotifyError{Kind: NotifyTSUnacceptable, Why: "the initiator's traffic selectors are outside what this tunnel protects"}
-	}
-	c.Transport = me.Transport && len(Notifies(inner, NotifyUseTransportMode)) > 0
-	return c, chosen, t.childKeys(c)
 }
 
 func (t *ikeInit) childKeys(c *Child) *NotifyError {
@@ -167,24 +141,10 @@ func (t *ikeInit) authResponse(me AuthSide, inner []Payload, msg2 []byte, inSPI 
 	if err := refusal(inner, "the IKE SA is up, the child SA was refused"); err != nil {
 		return nil, err
 	}
-	sa, _ := Find(inner, PayloadSA).(*SA)
-	tsi, _ := Find(inner, PayloadTSi).(*TS)
-	tsr, _ := Find(inner, PayloadTSr).(*TS)
-	if sa == nil || tsi == nil || tsr == nil || len(sa.Proposals) != 1 {
-		return nil, fmt.Errorf("%w: IKE_AUTH response without one SA proposal, TSi and TSr", ErrMalformed)
+	c, err := acceptChild(me, inner, inSPI, 0, "IKE_AUTH")
+	if err != nil {
+		return nil, err
 	}
-	suite, ok := acceptedChild(sa.Proposals[0], me.Suites)
-	if !ok {
-		return nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: "the responder chose an ESP suite we did not offer: " + describe(sa.Proposals)}
-	}
-	if !Within(tsi.Selectors, me.Local) || !Within(tsr.Selectors, me.Remote) {
-		return nil, &NotifyError{Kind: NotifyTSUnacceptable, Why: "the responder's traffic selectors are not within ours"}
-	}
-	transport := len(Notifies(inner, NotifyUseTransportMode)) > 0
-	if transport != me.Transport {
-		return nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: fmt.Sprintf("we asked for transport mode %v, the responder answered %v", me.Transport, transport)}
-	}
-	c := &Child{Suite: suite, InSPI: inSPI, OutSPI: binary.BigEndian.Uint32(sa.Proposals[0].SPI), TSi: tsi.Selectors, TSr: tsr.Selectors, Transport: transport}
 	if refusal := t.childKeys(c); refusal != nil {
 		return nil, refusal
 	}

@@ -226,7 +226,7 @@ func (t *ikeInit) response(resp *Message, local, remote netip.AddrPort) error {
 	if sa == nil || ke == nil || nr == nil || len(sa.Proposals) != 1 {
 		return fmt.Errorf("%w: IKE_SA_INIT response without one SA proposal, KE and Nonce", ErrMalformed)
 	}
-	suite, ok := t.accepted(sa.Proposals[0])
+	suite, ok := acceptedSuite(sa.Proposals[0], t.ours)
 	if !ok {
 		return &NotifyError{Kind: NotifyNoProposalChosen, Why: "the responder chose a suite we did not offer: " + describe(sa.Proposals)}
 	}
@@ -251,12 +251,13 @@ func (t *ikeInit) offersGroup(g uint16) bool {
 	return false
 }
 
-// accepted finds the suite of ours the responder's proposal is, exactly.
-func (t *ikeInit) accepted(p SAProposal) (Proposal, bool) {
+// acceptedSuite finds the suite of ours the responder's proposal is,
+// exactly.
+func acceptedSuite(p SAProposal, ours []Proposal) (Proposal, bool) {
 	if p.Protocol != ProtoIKE || len(p.SPI) != 0 {
 		return Proposal{}, false
 	}
-	for _, s := range t.ours {
+	for _, s := range ours {
 		want := s.Transforms()
 		if len(want) == len(p.Transforms) && offers(p, want, s.Cipher.AEAD) {
 			return s, true

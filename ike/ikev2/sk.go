@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/des"
 	"crypto/hmac"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -126,9 +127,8 @@ func (p *Protector) seal(b, plain []byte, rand io.Reader) ([]byte, error) {
 
 // putLengths sets the message's and its Encrypted payload's lengths.
 func putLengths(b []byte, skStart, total int) {
-	b[24], b[25], b[26], b[27] = byte(total>>24), byte(total>>16), byte(total>>8), byte(total)
-	l := total - skStart
-	b[skStart+2], b[skStart+3] = byte(l>>8), byte(l)
+	binary.BigEndian.PutUint32(b[24:], uint32(total))
+	binary.BigEndian.PutUint16(b[skStart+2:], uint16(total-skStart))
 }
 
 func (p *Protector) nonce(iv []byte) []byte {

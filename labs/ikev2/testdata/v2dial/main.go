@@ -318,11 +318,18 @@ func echoReply(in *esp.Inbound, out *esp.Outbound, pkt []byte, us netip.Addr) ([
 		return nil, fmt.Errorf("not an echo request to %v (next header %d, %+v)", us, nh, info)
 	}
 	icmp := append([]byte(nil), inner[info.HeaderLen:info.TotalLen]...)
-	icmp[0], icmp[2], icmp[3] = 0, 0, 0
+	icmp[0] = 0 // echo reply
+	return sealICMP(out, us, info.Src, icmp)
+}
+
+// sealICMP puts an ICMP message (its checksum filled in here) in an IPv4
+// packet from src to dst and seals it for the child SA.
+func sealICMP(out *esp.Outbound, src, dst netip.Addr, icmp []byte) ([]byte, error) {
+	icmp[2], icmp[3] = 0, 0
 	binary.BigEndian.PutUint16(icmp[2:], esp.Checksum(icmp, 0))
 	buf := make([]byte, 2048)
 	h := out.Headroom()
-	esp.PutIPv4Header(buf[h:], us, info.Src, 1, 64, 2, len(icmp))
+	esp.PutIPv4Header(buf[h:], src, dst, 1, 64, 1, len(icmp))
 	n := copy(buf[h+esp.IPv4HeaderLen:], icmp) + esp.IPv4HeaderLen
 	return out.Seal(buf, n, esp.ProtoIPv4)
 }
@@ -338,13 +345,7 @@ func pingThrough(c *net.UDPConn, to netip.AddrPort, child *ikev2.Child, src, dst
 	if err != nil {
 		return err
 	}
-	icmp := []byte{8, 0, 0, 0, 0x47, 0x48, 0, 1, 'v', '2', 'd', 'i', 'a', 'l'}
-	binary.BigEndian.PutUint16(icmp[2:], esp.Checksum(icmp, 0))
-	buf := make([]byte, 2048)
-	h := out.Headroom()
-	esp.PutIPv4Header(buf[h:], src, dst, 1, 64, 1, len(icmp))
-	n := copy(buf[h+esp.IPv4HeaderLen:], icmp) + esp.IPv4HeaderLen
-	pkt, err := out.Seal(buf, n, esp.ProtoIPv4)
+	pkt, err := sealICMP(out, src, dst, []byte{8, 0, 0, 0, 0x47, 0x48, 0, 1, 'v', '2', 'd', 'i', 'a', 'l'})
 	if err != nil {
 		return err
 	}
