@@ -153,6 +153,10 @@ type ChildSA struct {
 	// mode): from its NAT-OA payload, else its quick mode identity (RFC
 	// 3947 section 5.2). Checksums of what it sends were made with it.
 	NATOA netip.Addr
+	// Pairs, when set, are every local and remote selector pair the
+	// child carries (an IKEv2 child's TSi and TSr lists, RFC 7296
+	// section 2.9); LocalTS and RemoteTS are then the first.
+	Pairs []TSPair
 
 	// pair is the peer's pair it protects (zero for a peer without).
 	pair TSPair
@@ -255,6 +259,8 @@ type Event struct {
 	// we refused leaves everything else up.
 	Exchange  ExchangeType
 	Initiator bool
+	// Version is the IKE version that negotiated (0 stands for 1).
+	Version int
 }
 
 func hostPrefix(a netip.Addr) netip.Prefix {

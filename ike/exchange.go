@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"time"
+
+	"github.com/gatehouse/gatehouse/ike/retry"
 )
 
 // msg is one message of an exchange, being built or just read.
@@ -94,10 +96,8 @@ type exchange struct {
 
 	lastSent     []byte
 	lastRecvHash [32]byte
-	waiting      bool // we sent and expect an answer
-	tries        int
-	nextRetry    time.Time
-	finished     time.Time // zero while running
+	retry        retry.Timer // armed while we expect an answer
+	finished     time.Time   // zero while running
 	// refused is why the latest message that did not authenticate was
 	// dropped: the exchange fails with it if nothing valid comes before
 	// the retransmissions run out. noted: an operator was told once;
@@ -161,18 +161,6 @@ func (x *exchange) process(in *msg) error {
 
 func hashDatagram(b []byte) [32]byte { return sha256.Sum256(b) }
 
-// retransmission schedule: 1 s doubling, five tries, then the exchange
-// fails 32 s after the fifth: about a minute in all (strongSwan's IKEv1
-// defaults wait longer, some 165 s).
-const (
-	retransmitBase  = time.Second
-	retransmitTries = 5
-	// finishedKeep is how long a finished exchange stays to answer a
-	// retransmitted last message.
-	finishedKeep = 30 * time.Second
-)
-
-func (x *exchange) armRetransmit(now time.Time) {
-	x.waiting, x.tries = true, 0
-	x.nextRetry = now.Add(retransmitBase)
-}
+// finishedKeep is how long a finished exchange stays to answer a
+// retransmitted last message.
+const finishedKeep = 30 * time.Second

@@ -424,7 +424,7 @@ func (sa *IKESA) livePairs() []TSPair {
 func (m *Manager) startMainMode(peer *PeerConfig, old *IKESA, pairs []TSPair) error {
 	sa := &IKESA{SPIi: m.cookie(), Initiator: true, Local: netip.AddrPortFrom(peer.Local, 500),
 		Remote: netip.AddrPortFrom(peer.Remote, 500), Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
-		life: lifeState{soft: softPoint(true), replaces: old != nil}, wanted: slices.Clone(pairs)}
+		life: lifeState{soft: SoftPoint(true), replaces: old != nil}, wanted: slices.Clone(pairs)}
 	m.sas[sa.SPIi] = sa
 	if m.interop != nil {
 		sa.vendor.interop.VendorIDs = m.interop.VendorIDs(peer, sa.Remote)
@@ -471,9 +471,9 @@ func (m *Manager) send(x *exchange) error {
 	}
 	x.lastSent = b
 	if !x.finishedAll() {
-		x.armRetransmit(m.now()) // an answer is due; both roles retransmit
+		x.retry.Arm(m.now()) // an answer is due; both roles retransmit
 	} else {
-		x.waiting = false
+		x.retry.Stop()
 	}
 	if x.finishedAll() && x.finished.IsZero() {
 		x.finished = m.now()
@@ -643,7 +643,7 @@ func (m *Manager) respond(h Header, b []byte, local, remote netip.AddrPort, pre 
 		return
 	}
 	sa := &IKESA{SPIi: h.SPIi, SPIr: m.cookie(), Local: local, Remote: remote, Peer: peer, created: m.now(), xs: map[uint32]*exchange{}, m: m,
-		life: lifeState{soft: softPoint(false)}, halfOpenFrom: remote.Addr()}
+		life: lifeState{soft: SoftPoint(false)}, halfOpenFrom: remote.Addr()}
 	m.halfOpen++
 	m.halfOpenBy[sa.halfOpenFrom]++
 	// A peer that reauthenticates: once this SA has a child, the older
@@ -765,7 +765,7 @@ func (m *Manager) handle(sa *IKESA, h Header, b []byte, created bool, pre *preCl
 	sa.floatTo(local, remote)
 	x.accepted = true
 	x.lastRecvHash = digest
-	x.waiting = false
+	x.retry.Stop()
 	x.refused = nil
 	sa.dpd.lastHeard = m.now()
 	if x.finishedAll() {
@@ -917,7 +917,7 @@ func (m *Manager) acceptIV(x *exchange, in *msg) {
 // completed runs when an exchange has finished.
 func (m *Manager) completed(x *exchange) {
 	x.wipe()
-	x.waiting = false
+	x.retry.Stop()
 	if x.finished.IsZero() {
 		x.finished = m.now()
 	}
@@ -1006,7 +1006,7 @@ func (m *Manager) failed(x *exchange, err error) {
 	if errors.As(err, &f) {
 		reason, notify = f.reason, f.notify
 	}
-	x.waiting = false
+	x.retry.Stop()
 	if x.finished.IsZero() {
 		x.finished = m.now()
 	}
@@ -1116,17 +1116,14 @@ func (m *Manager) Tick() {
 				}
 				continue
 			}
-			if !x.waiting || now.Before(x.nextRetry) {
-				continue
-			}
-			if x.tries >= retransmitTries {
-				x.waiting = false
+			resend, failed := x.retry.Tick(now)
+			if failed {
 				m.failed(x, m.timedOut(x))
 				break
 			}
-			x.tries++
-			x.nextRetry = now.Add(retransmitBase << x.tries)
-			m.transmit(sa, x.lastSent)
+			if resend {
+				m.transmit(sa, x.lastSent)
+			}
 		}
 	}
 }
@@ -1136,7 +1133,7 @@ func (m *Manager) Tick() {
 func (m *Manager) timedOut(x *exchange) error {
 	sa := x.sa
 	if x.refused == nil {
-		return fail("timeout", 0, "%v: no answer from %s after %d retransmissions", x.typ, sa.Remote.Addr(), x.tries)
+		return fail("timeout", 0, "%v: no answer from %s after %d retransmissions", x.typ, sa.Remote.Addr(), x.retry.Tries())
 	}
 	reason := "timeout"
 	var f *failure
@@ -1144,7 +1141,7 @@ func (m *Manager) timedOut(x *exchange) error {
 		reason = f.reason
 	}
 	return &failure{reason: reason, reported: x.told,
-		err: fmt.Errorf("%v: no valid answer from %s after %d retransmissions; the last message was refused: %w", x.typ, sa.Remote.Addr(), x.tries, x.refused)}
+		err: fmt.Errorf("%v: no valid answer from %s after %d retransmissions; the last message was refused: %w", x.typ, sa.Remote.Addr(), x.retry.Tries(), x.refused)}
 }
 
 // SAs lists the IKE SAs for `gatehouse sa`.
@@ -1169,6 +1166,8 @@ type SAInfo struct {
 	// what it read; Flags the peer's features and quirks in use.
 	Family, Detail, Plugin string
 	Flags                  []string
+	// Version is the IKE version (0 stands for 1).
+	Version int
 }
 
 func (m *Manager) SAs() []SAInfo {

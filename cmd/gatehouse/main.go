@@ -407,7 +407,7 @@ func printSAs(w io.Writer, r *pb.SAsResponse) {
 	}
 	if len(r.IkeSas) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "IKE SA	STATE	ROLE	LOCAL	REMOTE	PROPOSAL	NAT	CHILDREN	AGE	COOKIES	AUTH	PEER	CLIENT")
+		fmt.Fprintln(tw, "IKE SA	STATE	ROLE	VERSION	LOCAL	REMOTE	PROPOSAL	NAT	CHILDREN	AGE	SPIS	AUTH	PEER	CLIENT")
 		for _, s := range r.IkeSas {
 			state, role, nat := "negotiating", "responder", "no"
 			if s.Established {
@@ -426,7 +426,7 @@ func printSAs(w io.Writer, r *pb.SAsResponse) {
 			if s.Family != "" {
 				client = fmt.Sprintf("%s (%s, by %s)", s.Family, s.FamilyDetail, s.InteropPlugin)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Tunnel, state, role, s.Local, s.Remote, s.Proposal, nat,
+			fmt.Fprintf(tw, "%s\t%s\t%s\tIKEv%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Tunnel, state, role, max(s.Version, 1), s.Local, s.Remote, s.Proposal, nat,
 				s.Children, (time.Duration(s.AgeSeconds) * time.Second).String(), s.Cookies, s.Auth, cmp.Or(s.PeerId, "-"), client)
 		}
 		tw.Flush()

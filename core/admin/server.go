@@ -236,7 +236,8 @@ func (s *Server) SAs(context.Context, *pb.SAsRequest) (*pb.SAsResponse, error) {
 		out.IkeSas = append(out.IkeSas, &pb.IKESA{Tunnel: i.Peer, Local: i.Local.String(), Remote: i.Remote.String(), Initiator: i.Initiator,
 			Established: i.Established, Expired: i.Expired, Proposal: i.Phase1, AgeSeconds: int64(i.Age / time.Second), Children: uint32(i.Children),
 			Cookies: hex.EncodeToString(i.SPIi[:]) + ":" + hex.EncodeToString(i.SPIr[:]), Nat: i.NAT,
-			Auth: i.Auth, PeerId: i.PeerID, Family: i.Family, FamilyDetail: i.Detail, InteropPlugin: i.Plugin, Flags: i.Flags})
+			Auth: i.Auth, PeerId: i.PeerID, Family: i.Family, FamilyDetail: i.Detail, InteropPlugin: i.Plugin, Flags: i.Flags,
+			Version: uint32(max(i.Version, 1))})
 	}
 	return out, nil
 }

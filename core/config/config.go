@@ -56,6 +56,9 @@ type Log struct {
 
 // IKE holds phase 1 settings, global or per tunnel.
 type IKE struct {
+	// Version is the IKE version a tunnel speaks: 1 (RFC 2409) or 2
+	// (RFC 7296). The responder answers both on the same ports.
+	Version        int      `yaml:"version"`
 	Proposals      []string `yaml:"proposals"`
 	Lifetime       Duration `yaml:"lifetime"`
 	AggressiveMode bool     `yaml:"aggressive_mode"`
@@ -65,6 +68,14 @@ type IKE struct {
 	Fragmentation *bool `yaml:"fragmentation"`
 	FragmentSize  int   `yaml:"fragment_size"`
 	Meta          Meta  `yaml:"-"`
+}
+
+// IKEFor is a tunnel's IKE settings: its own, else the global ones.
+func (c *Config) IKEFor(t *Tunnel) IKE {
+	if t.IKE != nil {
+		return *t.IKE
+	}
+	return c.IKE
 }
 
 // FragmentationOn reports whether IKE fragmentation is on.

@@ -11,6 +11,10 @@ const (
 	DefaultLogFormat     = "console"
 	DefaultExemptions    = "windows2003"
 	DefaultIKELifetime   = 8 * time.Hour
+	// DefaultIKEVersion is a tunnel's IKE version when none is set. It
+	// stays 1 until IKEv2 signs with certificates, so that no certificate
+	// tunnel changes protocol under an operator.
+	DefaultIKEVersion = 1
 	// DefaultFragmentSize: IKE messages past this datagram size go in
 	// fragments to peers that take them (strongSwan's default too).
 	DefaultFragmentSize = 1280
@@ -87,6 +91,9 @@ func applyDefaults(c *Config) {
 		if ra.IKE == nil {
 			ra.IKE = &IKE{}
 		}
+		if ra.IKE.Version == 0 {
+			ra.IKE.Version = 1 // L2TP/IPsec is IKEv1's, whatever tunnels speak
+		}
 		if len(ra.IKE.Proposals) == 0 {
 			ra.IKE.Proposals = append([]string(nil), DefaultRemoteAccessIKEProposals...)
 		}
@@ -140,6 +147,12 @@ func applyDefaults(c *Config) {
 }
 
 func defaultIKE(k *IKE, parent *IKE) {
+	if k.Version == 0 {
+		k.Version = DefaultIKEVersion
+		if parent != nil {
+			k.Version = parent.Version
+		}
+	}
 	if len(k.Proposals) == 0 {
 		if parent != nil {
 			k.Proposals = parent.Proposals

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth/throttle"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/ikev2"
 	"github.com/gatehouse/gatehouse/ppp"
 )
 
@@ -129,13 +130,16 @@ func (v *validator) isListen(a netip.Addr) bool {
 }
 
 func (v *validator) ike(k *IKE, path string) {
+	if k.Version != 1 && k.Version != 2 {
+		v.errorAt(k.Meta.At("version"), path+".version", "%d is not an IKE version; use 2 (RFC 7296) or 1 (RFC 2409, for peers such as Windows 2000 that speak nothing newer)", k.Version)
+	}
 	for i, p := range k.Proposals {
-		prop, err := ike.ParseProposal(p)
+		legacy, err := ikeProposal(p, k.Version)
 		if err != nil {
 			v.errorAt(k.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%v", err)
 			continue
 		}
-		if prop.Legacy() && !v.c.LegacyAlgorithms {
+		if legacy && !v.c.LegacyAlgorithms {
 			v.errorAt(k.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", p)
 		}
 	}
@@ -146,6 +150,9 @@ func (v *validator) ike(k *IKE, path string) {
 		if path == "ike" {
 			v.errorAt(k.Meta.At("aggressive_mode"), path+".aggressive_mode", "aggressive mode may be enabled only per tunnel, where the peer's identity is configured")
 		}
+		if k.Version == 2 {
+			v.errorAt(k.Meta.At("aggressive_mode"), path+".aggressive_mode", "aggressive mode is an IKEv1 exchange; IKEv2 has none (its identities always travel encrypted): remove it, or set version: 1")
+		}
 	}
 	if k.FragmentSize < 576 || k.FragmentSize > 9000 {
 		v.errorAt(k.Meta.At("fragment_size"), path+".fragment_size", "%d is out of range; allowed 576 to 9000 (the IP datagram size; 1280 by default)", k.FragmentSize)
@@ -155,19 +162,37 @@ func (v *validator) ike(k *IKE, path string) {
 	}
 }
 
+// ikeProposal parses an IKE SA suite for a version; a suite only IKEv2
+// has, offered to IKEv1, says which version takes it.
+func ikeProposal(text string, version int) (legacy bool, err error) {
+	if version == 2 {
+		p, err := ikev2.ParseProposal(text)
+		return err == nil && p.Legacy(), err
+	}
+	p, err := ike.ParseProposal(text)
+	if err != nil {
+		if _, err2 := ikev2.ParseProposal(text); err2 == nil {
+			return false, fmt.Errorf("%w; %s is an IKEv2 suite: set version: 2 to offer it", err, text)
+		}
+		return false, err
+	}
+	return p.Legacy(), nil
+}
+
 func (v *validator) lifetime(d, lo, hi time.Duration, p Pos, path string) {
 	if d < lo || d > hi {
 		v.errorAt(p, path, "%s is out of range; allowed %s to %s", d, lo, hi)
 	}
 }
 
-func (v *validator) espSettings(e *ESP, path string) {
-	v.offers(e.Proposals, e.Meta.At("proposals"), path+".proposals")
+// espSettings checks ESP's settings for an IKE version's child SAs.
+func (v *validator) espSettings(e *ESP, path string, version int) {
+	v.offers(e.Proposals, e.Meta.At("proposals"), path+".proposals", version)
 	v.pfs(e.PFS, e.Meta.At("pfs"), path+".pfs")
 	v.lifetime(e.Lifetime.Duration, 10*time.Second, 24*time.Hour, e.Meta.At("lifetime"), path+".lifetime")
 }
 
-func (v *validator) offers(list []string, p Pos, path string) {
+func (v *validator) offers(list []string, p Pos, path string, version int) {
 	if len(list) == 0 {
 		v.errorAt(p, path, "at least one offer is required (e.g. aes128gcm16, aes256-sha256)")
 	}
@@ -180,8 +205,7 @@ func (v *validator) offers(list []string, p Pos, path string) {
 		if s.Legacy() && !v.c.LegacyAlgorithms {
 			v.errorAt(p, fmt.Sprintf("%s[%d]", path, i), "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", o)
 		}
-		// Every offer is negotiated by IKEv1 for now.
-		if err := esp.CheckIKEv1(s); err != nil {
+		if err := esp.CheckIKEv1(s); err != nil && version == 1 {
 			v.errorAt(p, fmt.Sprintf("%s[%d]", path, i), "%v", err)
 		}
 	}
@@ -252,7 +276,18 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 		}
 	}
 	v.authList(t.Auth, t.Meta.At("auth"), path+".auth", false)
-	v.espSettings(&t.ESP, path+".esp")
+	k := v.c.IKEFor(t)
+	v.espSettings(&t.ESP, path+".esp", k.Version)
+	if k.Version == 2 {
+		for i, a := range t.Auth {
+			switch a.Kind() {
+			case "x509":
+				v.errorAt(a.Meta.Pos, fmt.Sprintf("%s.auth[%d].x509", path, i), "IKEv2 does not sign with certificates yet in this release: use a psk_file, or ike.version: 1 for this tunnel")
+			case "kerberos":
+				v.errorAt(a.Meta.Pos, fmt.Sprintf("%s.auth[%d].kerberos", path, i), "Kerberos (GSS-API) authentication is an IKEv1 method; IKEv2 has none: set ike.version: 1 for this tunnel")
+			}
+		}
+	}
 	for j, name := range t.Interop {
 		if !slices.ContainsFunc(v.c.Plugins.Load, func(r PluginRef) bool { return r.Name == name }) {
 			v.errorAt(t.Meta.At("interop"), fmt.Sprintf("%s.interop[%d]", path, j), "%s is not in plugins.load: load it there to ask it about this tunnel's peer", name)
@@ -548,7 +583,7 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 	if ra.PPP.MRU < 576 || ra.PPP.MRU > 1500 {
 		v.errorAt(ra.PPP.Meta.At("mru"), path+".ppp.mru", "%d is out of range; allowed 576 to 1500", ra.PPP.MRU)
 	}
-	v.espSettings(&ra.ESP, path+".esp")
+	v.espSettings(&ra.ESP, path+".esp", 1)
 	if d := ra.IdleTimeout.Duration; d < 0 || (d > 0 && d < 10*time.Second) {
 		v.errorAt(ra.Meta.At("idle_timeout"), path+".idle_timeout", "%v is too short: a session would end between two packets; use 0 (never) or at least 10s, e.g. 30m", d)
 	}
@@ -559,6 +594,9 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 	}
 	if ra.IKE != nil {
 		v.ike(ra.IKE, path+".ike")
+		if ra.IKE.Version == 2 {
+			v.errorAt(ra.IKE.Meta.At("version"), path+".ike.version", "remote access over IKEv2 is not available yet: L2TP/IPsec clients use IKEv1; remove version or set 1")
+		}
 		if ra.IKE.AggressiveMode {
 			v.errorAt(ra.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode is not offered to road warriors: with one preshared key for every client, any client could crack it offline from a captured hash")
 		}
@@ -646,7 +684,7 @@ func (v *validator) filterAction(fa *FilterAction, path string) {
 			}
 		}
 	case "negotiate":
-		v.offers(fa.Offers, fa.Meta.At("offers"), path+".offers")
+		v.offers(fa.Offers, fa.Meta.At("offers"), path+".offers", 1) // rules negotiate with IKEv1
 		v.pfs(fa.PFS, fa.Meta.At("pfs"), path+".pfs")
 		v.lifetime(fa.Lifetime.Duration, 10*time.Second, 24*time.Hour, fa.Meta.At("lifetime"), path+".lifetime")
 	default:

@@ -519,14 +519,14 @@ func manualUnchanged(a, b *config.Config) bool {
 }
 
 // ikeManager is the running IKE engine, nil without tunnels.
-func (d *Daemon) ikeManager() *ike.Manager {
+func (d *Daemon) ikeManager() *ikehost.Engine {
 	d.mu.RLock()
 	st := d.dp
 	d.mu.RUnlock()
-	if st == nil || st.ike == nil {
+	if st == nil {
 		return nil
 	}
-	return st.ike.Manager()
+	return st.ike
 }
 
 // IKESAs lists the IKE SAs; nil without tunnels.

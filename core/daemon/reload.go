@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/ikehost"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/ikev2"
 )
 
 // A reload applies tunnel changes tunnel by tunnel: a tunnel whose
@@ -21,7 +22,7 @@ import (
 // nothing, so a refusal leaves everything as it was.
 type tunnelPlan struct {
 	added, removed, changed []string
-	peers                   []*ike.PeerConfig
+	peers                   ikehost.Peers
 	profiles                ikehost.Profiles
 	tunnels                 map[string]config.Tunnel
 	addRoutes, delRoutes    []dataplane.Route
@@ -34,10 +35,7 @@ func (p *tunnelPlan) empty() bool { return len(p.added)+len(p.removed)+len(p.cha
 // global IKE settings it inherits.
 func effective(c *config.Config, t config.Tunnel) config.Tunnel {
 	t.Meta, t.Local.Meta, t.Remote.Meta, t.ESP.Meta = config.Meta{}, config.Meta{}, config.Meta{}, config.Meta{}
-	k := c.IKE
-	if t.IKE != nil {
-		k = *t.IKE
-	}
+	k := c.IKEFor(&t)
 	k.Meta, k.DPD.Meta = config.Meta{}, config.Meta{}
 	t.IKE = &k
 	t.Auth = stripAuth(t.Auth)
@@ -91,13 +89,23 @@ func planTunnels(st *dataplaneState, old, next *config.Config) (*tunnelPlan, err
 	}
 	// Unchanged tunnels, and remote access, keep their peer (their SAs
 	// point at it).
+	now := st.ike.Peers()
 	current := map[string]*ike.PeerConfig{}
-	for _, pc := range st.ike.Manager().Peers() {
+	for _, pc := range now.V1 {
 		current[pc.Name] = pc
 	}
-	for i, pc := range peers {
+	for i, pc := range peers.V1 {
 		if cur, ok := current[pc.Name]; ok && (same[pc.Name] || !pc.Remote.IsValid()) {
-			peers[i] = cur
+			peers.V1[i] = cur
+		}
+	}
+	current2 := map[string]*ikev2.Peer{}
+	for _, pc := range now.V2 {
+		current2[pc.Name] = pc
+	}
+	for i, pc := range peers.V2 {
+		if cur, ok := current2[pc.Name]; ok && same[pc.Name] {
+			peers.V2[i] = cur
 		}
 	}
 	p.peers, p.profiles = peers, profiles
@@ -126,7 +134,7 @@ func (d *Daemon) applyTunnels(st *dataplaneState, p *tunnelPlan, next *config.Co
 	ik := st.ike
 	var changes []string
 	for _, n := range append(append([]string(nil), p.removed...), p.changed...) {
-		if err := ik.Manager().Terminate(n); err == nil {
+		if err := ik.Terminate(n); err == nil {
 			changes = append(changes, "tunnel "+n+": SAs deleted")
 		}
 	}

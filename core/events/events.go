@@ -185,13 +185,13 @@ func (a *Log) Emit(r Record) {
 
 // FromIKE makes the record of an engine event.
 func FromIKE(e ike.Event) Record {
-	r := Record{ID: e.ID, Tunnel: e.Peer, Reason: e.Reason, Message: e.Message}
+	r := Record{ID: e.ID, Tunnel: e.Peer, Reason: e.Reason, Message: e.Message, Fields: map[string]string{"ike_version": strconv.Itoa(max(e.Version, 1))}}
 	if e.Remote.IsValid() {
 		r.Remote = e.Remote.String()
 	}
 	if e.Child != nil {
-		r.Fields = map[string]string{"in_spi": fmt.Sprintf("%#08x", e.Child.InSPI), "out_spi": fmt.Sprintf("%#08x", e.Child.OutSPI),
-			"suite": e.Child.Suite.String(), "rekey": strconv.FormatBool(e.Rekey)}
+		r.Fields["in_spi"], r.Fields["out_spi"] = fmt.Sprintf("%#08x", e.Child.InSPI), fmt.Sprintf("%#08x", e.Child.OutSPI)
+		r.Fields["suite"], r.Fields["rekey"] = e.Child.Suite.String(), strconv.FormatBool(e.Rekey)
 		if e.Child.Tunnel && e.Child.LocalTS.Prefix.IsValid() {
 			// A tunnel has an SA pair per subnet pair: say which.
 			r.Fields["local_ts"], r.Fields["remote_ts"] = e.Child.LocalTS.Prefix.String(), e.Child.RemoteTS.Prefix.String()

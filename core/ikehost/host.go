@@ -34,22 +34,26 @@ import (
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/ikev2"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
-// Engine runs the IKE engine for the configured tunnels: the UDP 500
-// socket, the IKE messages the data path hands over from port 4500, the
-// acquires, and one goroutine that feeds them all to the engine.
+// Engine runs the IKE engines for the configured tunnels, IKEv1's and
+// IKEv2's: the UDP 500 sockets, the IKE messages the data path hands
+// over from port 4500 (each to its engine by the header's version), the
+// acquires, and one goroutine that feeds them all to the engines.
 type Engine struct {
 	mgr     *ike.Manager
+	mgr2    *ikev2.Manager
 	log     *zap.Logger
 	socks   []ikeSocket
 	udp4500 dataplane.Conn
 	in      chan ikeDatagram
 	acquire chan startReq
-	// onTraffic: tunnels an acquire may start (not start: passive); a
-	// reload replaces the map.
+	// onTraffic: tunnels an acquire may start (not start: passive);
+	// versions: each tunnel's IKE version. A reload replaces both.
 	onTraffic atomic.Pointer[map[string]bool]
+	versions  atomic.Pointer[map[string]int]
 	host      *host
 	stop      chan struct{}
 	done      chan struct{}
@@ -91,15 +95,31 @@ type host struct {
 // profile that holds the credentials (authUse.where).
 type Profiles map[string]map[uint16]string
 
-// PeerConfigs turns the tunnels into the engine's peers.
-func PeerConfigs(c *config.Config) ([]*ike.PeerConfig, Profiles, error) {
-	var out []*ike.PeerConfig
+// Peers are the two engines' peers.
+type Peers struct {
+	V1 []*ike.PeerConfig
+	V2 []*ikev2.Peer
+}
+
+// Names lists every peer's name with its IKE version.
+func (p Peers) versions() map[string]int {
+	m := map[string]int{}
+	for _, q := range p.V1 {
+		m[q.Name] = 1
+	}
+	for _, q := range p.V2 {
+		m[q.Name] = 2
+	}
+	return m
+}
+
+// PeerConfigs turns the tunnels into the engines' peers, each for the
+// IKE version it speaks, and remote access into IKEv1's wildcard peer.
+func PeerConfigs(c *config.Config) (Peers, Profiles, error) {
+	var out Peers
 	profiles := Profiles{}
 	for i, t := range c.Tunnels {
-		k := c.IKE
-		if t.IKE != nil {
-			k = *t.IKE
-		}
+		k := c.IKEFor(&t)
 		p := &ike.PeerConfig{Name: t.Name, Local: t.Local.Address.Unmap(), Remote: t.Remote.Address.Unmap(),
 			Lifetime: k.Lifetime.Duration, ESPLifetime: t.ESP.Lifetime.Duration, ESPLifeKB: t.ESP.LifetimeKB,
 			DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration, Restart: t.Start == "always",
@@ -112,39 +132,55 @@ func PeerConfigs(c *config.Config) ([]*ike.PeerConfig, Profiles, error) {
 		var err error
 		if t.Remote.ID != "" {
 			if p.RemoteID, err = ike.ParseID(t.Remote.ID); err != nil {
-				return nil, nil, fmt.Errorf("tunnels[%d] %s: remote.id: %w", i, t.Name, err)
+				return Peers{}, nil, fmt.Errorf("tunnels[%d] %s: remote.id: %w", i, t.Name, err)
 			}
 		}
 		if t.Local.ID != "" {
 			if p.LocalID, err = ike.IDFromText(t.Local.ID); err != nil {
-				return nil, nil, fmt.Errorf("tunnels[%d] %s: local.id: %w", i, t.Name, err)
+				return Peers{}, nil, fmt.Errorf("tunnels[%d] %s: local.id: %w", i, t.Name, err)
 			}
 		}
 		where := fmt.Sprintf("tunnels[%d]", i)
-		if err := setOffers(p, k, t.ESP); err != nil {
-			return nil, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
+		if err := setESP(p, t.ESP, k.Version); err != nil {
+			return Peers{}, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
 		}
 		if err := setAuth(p, where, t.Auth, profiles); err != nil {
-			return nil, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
+			return Peers{}, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
 		}
-		// Every local subnet with every remote one: a child SA each, in
-		// the order the policy lists the filters.
+		// Every local subnet with every remote one: IKEv1 makes a child
+		// SA each, in the order the policy lists the filters; IKEv2 one
+		// child with them all in its traffic selectors.
 		for _, l := range t.Local.Subnets {
 			for _, r := range t.Remote.Subnets {
 				p.Pairs = append(p.Pairs, ike.TSPair{Local: ike.Selector{Prefix: l.Prefix}, Remote: ike.Selector{Prefix: r.Prefix}})
 			}
 		}
-		out = append(out, p)
+		if k.Version == 2 {
+			v2 := &ikev2.Peer{PeerConfig: p}
+			for _, s := range k.Proposals {
+				pr, err := ikev2.ParseProposal(s)
+				if err != nil {
+					return Peers{}, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
+				}
+				v2.Suites = append(v2.Suites, pr)
+			}
+			out.V2 = append(out.V2, v2)
+			continue
+		}
+		if err := setProposals(p, k); err != nil {
+			return Peers{}, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
+		}
+		out.V1 = append(out.V1, p)
 	}
 	if ra := c.RemoteAccess; ra != nil {
 		p, err := remoteAccessPeer(c, ra)
 		if err != nil {
-			return nil, nil, err
+			return Peers{}, nil, err
 		}
 		if err := setAuth(p, "remote_access", ra.Auth, profiles); err != nil {
-			return nil, nil, fmt.Errorf("remote_access: %w", err)
+			return Peers{}, nil, fmt.Errorf("remote_access: %w", err)
 		}
-		out = append(out, p)
+		out.V1 = append(out.V1, p)
 	}
 	return out, profiles, nil
 }
@@ -196,14 +232,18 @@ func remoteAccessPeer(c *config.Config, ra *config.RemoteAccess) (*ike.PeerConfi
 		Lifetime: k.Lifetime.Duration, ESPLifetime: ra.ESP.Lifetime.Duration, ESPLifeKB: ra.ESP.LifetimeKB,
 		DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration,
 		NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize, ForceEncap: ra.ESP.UDPEncap}
-	if err := setOffers(p, *k, ra.ESP); err != nil {
+	err := setProposals(p, *k)
+	if err == nil {
+		err = setESP(p, ra.ESP, 1)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("remote_access: %w", err)
 	}
 	return p, nil
 }
 
-// setOffers fills a peer's phase 1 and phase 2 offers and PFS group.
-func setOffers(p *ike.PeerConfig, k config.IKE, e config.ESP) error {
+// setProposals fills an IKEv1 peer's phase 1 offers.
+func setProposals(p *ike.PeerConfig, k config.IKE) error {
 	for _, s := range k.Proposals {
 		pr, err := ike.ParseProposal(s)
 		if err != nil {
@@ -211,9 +251,15 @@ func setOffers(p *ike.PeerConfig, k config.IKE, e config.ESP) error {
 		}
 		p.Proposals = append(p.Proposals, pr)
 	}
+	return nil
+}
+
+// setESP fills a peer's child SA offers and PFS group, for the IKE
+// version that negotiates them.
+func setESP(p *ike.PeerConfig, e config.ESP, version int) error {
 	for _, s := range e.Proposals {
 		su, err := esp.ParseSuite(s)
-		if err == nil {
+		if err == nil && version == 1 {
 			err = esp.CheckIKEv1(su)
 		}
 		if err != nil {
@@ -447,8 +493,11 @@ func (h *host) InstallInbound(c *ike.ChildSA) error {
 		return err
 	}
 	meta.Rule = t.Name + "/in"
-	// What arrives on it must be its own pair's (RFC 4301 section 5.2).
-	meta.Selectors = []sad.Selector{{Src: c.RemoteTS.Prefix, Dst: c.LocalTS.Prefix}}
+	// What arrives on it must be one of its own pairs' (RFC 4301 section
+	// 5.2).
+	for _, p := range pairsOf(c) {
+		meta.Selectors = append(meta.Selectors, sad.Selector{Src: p.Remote.Prefix, Dst: p.Local.Prefix})
+	}
 	return h.db.AddInbound(&sad.InSA{Meta: meta, ESP: in})
 }
 
@@ -466,16 +515,32 @@ func (h *host) InstallOutbound(c *ike.ChildSA) error {
 		return err
 	}
 	meta.Rule = t.Name + "/out"
-	meta.Selectors = []sad.Selector{{Src: c.LocalTS.Prefix, Dst: c.RemoteTS.Prefix}}
-	// The new outbound SA replaces the old in one step (rekeying).
-	h.db.SetOutbound(tunnelOutKey(t, c), &sad.OutSA{Meta: meta, ESP: out})
+	pairs := pairsOf(c)
+	for _, p := range pairs {
+		meta.Selectors = append(meta.Selectors, sad.Selector{Src: p.Local.Prefix, Dst: p.Remote.Prefix})
+	}
+	// The new outbound SA replaces the old in one step (rekeying), under
+	// each subnet pair it carries.
+	sa := &sad.OutSA{Meta: meta, ESP: out}
+	for _, p := range pairs {
+		h.db.SetOutbound(tunnelOutKey(t, p), sa)
+	}
 	return nil
 }
 
-// tunnelOutKey is where the data path finds a tunnel child's outbound SA:
-// the tunnel's rule, its peer and the child's subnet pair.
-func tunnelOutKey(t config.Tunnel, c *ike.ChildSA) sad.OutKey {
-	return sad.OutKey{Rule: t.Name + "/out", Peer: t.Remote.Address.Unmap(), Pair: policy.PairID(c.LocalTS.Prefix, c.RemoteTS.Prefix)}
+// pairsOf lists the subnet pairs a child carries: an IKEv2 child may
+// carry several.
+func pairsOf(c *ike.ChildSA) []ike.TSPair {
+	if len(c.Pairs) > 0 {
+		return c.Pairs
+	}
+	return []ike.TSPair{{Local: c.LocalTS, Remote: c.RemoteTS}}
+}
+
+// tunnelOutKey is where the data path finds a tunnel's outbound SA for
+// one subnet pair: the tunnel's rule, its peer and the pair.
+func tunnelOutKey(t config.Tunnel, p ike.TSPair) sad.OutKey {
+	return sad.OutKey{Rule: t.Name + "/out", Peer: t.Remote.Address.Unmap(), Pair: policy.PairID(p.Local.Prefix, p.Remote.Prefix)}
 }
 
 func (h *host) DeleteChild(c *ike.ChildSA) {
@@ -491,7 +556,9 @@ func (h *host) DeleteChild(c *ike.ChildSA) {
 		return
 	}
 	if t, ok := h.tunnel(c.Peer); ok {
-		h.db.RemoveOutbound(tunnelOutKey(t, c), c.OutSPI)
+		for _, p := range pairsOf(c) {
+			h.db.RemoveOutbound(tunnelOutKey(t, p), c.OutSPI)
+		}
 	}
 }
 
@@ -571,8 +638,17 @@ func Start(cfg Config) (*Engine, error) {
 	st := &Engine{log: cfg.Log, socks: socks, udp4500: cfg.UDP4500, in: make(chan ikeDatagram, 256), acquire: make(chan startReq, 64),
 		host: h, stop: make(chan struct{}), done: make(chan struct{})}
 	st.onTraffic.Store(onTrafficOf(c.Tunnels))
+	v := peers.versions()
+	st.versions.Store(&v)
 	st.mgr = ike.NewManager(ike.Config{Log: cfg.Log, Host: h, Rand: rand.Reader, Interop: newInteropHost(cfg.InteropLog, cfg.Interops)})
-	st.mgr.SetPeers(peers)
+	st.mgr.SetPeers(peers.V1)
+	if st.mgr2, err = ikev2.NewManager(ikev2.Config{Log: cfg.Log.Named("v2"), Host: h, Rand: rand.Reader}); err != nil {
+		for _, s := range socks {
+			s.conn.Close()
+		}
+		return nil, err
+	}
+	st.mgr2.SetPeers(peers.V2)
 	for _, s := range socks {
 		go st.read500(s)
 	}
@@ -582,7 +658,7 @@ func Start(cfg Config) (*Engine, error) {
 			st.acquire <- startReq{name: t.Name}
 		}
 	}
-	cfg.Log.Info("IKE running", zap.Int("tunnels", len(peers)))
+	cfg.Log.Info("IKE running", zap.Int("ikev1_peers", len(peers.V1)), zap.Int("ikev2_peers", len(peers.V2)))
 	return st, nil
 }
 
@@ -603,17 +679,60 @@ func onTrafficOf(ts []config.Tunnel) *map[string]bool {
 	return &m
 }
 
-// Manager is the engine's IKE state machine, for the admin API.
-func (st *Engine) Manager() *ike.Manager { return st.mgr }
+// Peers are the peers in force, both versions.
+func (st *Engine) Peers() Peers {
+	return Peers{V1: st.mgr.Peers(), V2: st.mgr2.Peers()}
+}
+
+// SAs lists the IKE SAs of both versions.
+func (st *Engine) SAs() []ike.SAInfo { return append(st.mgr.SAs(), st.mgr2.SAs()...) }
+
+// Drops counts the IKE messages dropped without a change of state, by
+// reason, both versions together.
+func (st *Engine) Drops() map[string]uint64 {
+	out := st.mgr.Drops()
+	for k, n := range st.mgr2.Drops() {
+		out[k] += n
+	}
+	return out
+}
+
+// HalfOpen is how many IKE SAs we answer are not authenticated yet, and
+// how many first messages IKEv1 dropped for them.
+func (st *Engine) HalfOpen() (int, uint64) {
+	n, dropped := st.mgr.HalfOpen()
+	return n + st.mgr2.HalfOpen(), dropped
+}
+
+// Initiate brings a tunnel up (gatehouse up), with its IKE version.
+func (st *Engine) Initiate(name string) error {
+	if (*st.versions.Load())[name] == 2 {
+		return st.mgr2.Initiate(name)
+	}
+	return st.mgr.Initiate(name)
+}
+
+// Terminate deletes a tunnel's SAs (gatehouse down; a reload that drops
+// or changes it), in whichever engine holds them.
+func (st *Engine) Terminate(name string) error {
+	err1, err2 := st.mgr.Terminate(name), st.mgr2.Terminate(name)
+	if err1 == nil || err2 == nil {
+		return nil
+	}
+	return err1
+}
 
 // Reconfigure gives the engine a reload's tunnels: their configuration,
 // which plugin profiles serve them, and the peers (SAs already up keep
 // the peer they point at).
-func (st *Engine) Reconfigure(tunnels []config.Tunnel, peers []*ike.PeerConfig, profiles Profiles) {
+func (st *Engine) Reconfigure(tunnels []config.Tunnel, peers Peers, profiles Profiles) {
 	st.host.cfgMu.Lock()
 	st.host.tunnels, st.host.profiles = tunnelsByName(tunnels), profiles
 	st.host.cfgMu.Unlock()
-	st.mgr.SetPeers(peers)
+	st.mgr.SetPeers(peers.V1)
+	st.mgr2.SetPeers(peers.V2)
+	v := peers.versions()
+	st.versions.Store(&v)
 	st.onTraffic.Store(onTrafficOf(tunnels))
 }
 
@@ -684,13 +803,26 @@ func (st *Engine) run() {
 		case <-st.stop:
 			return
 		case d := <-st.in:
-			st.mgr.Receive(d.b, d.local, d.remote)
+			// RFC 7296 section 3.1: the major version tells the engines
+			// apart on the shared ports.
+			if ikev2.PeekVersion(d.b) == 2 {
+				st.mgr2.Receive(d.b, d.local, d.remote)
+			} else {
+				st.mgr.Receive(d.b, d.local, d.remote)
+			}
 		case r := <-st.acquire:
-			if err := st.mgr.InitiatePair(r.name, r.pair); err != nil {
+			var err error
+			if (*st.versions.Load())[r.name] == 2 {
+				err = st.mgr2.Initiate(r.name) // one child carries every pair
+			} else {
+				err = st.mgr.InitiatePair(r.name, r.pair)
+			}
+			if err != nil {
 				st.log.Warn("cannot start the tunnel", zap.String("tunnel", r.name), zap.Error(err))
 			}
 		case <-t.C:
 			st.mgr.Tick()
+			st.mgr2.Tick()
 		}
 	}
 }

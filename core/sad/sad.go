@@ -92,6 +92,10 @@ type OutSA struct {
 	Meta
 	ESP *esp.Outbound // or
 	AH  *esp.AH
+	// keys counts the OutKeys it is installed under: an IKEv2 child
+	// carries several subnet pairs, each a key. It leaves the SAD when
+	// the last goes.
+	keys atomic.Int32
 }
 
 // state is what every SA, ESP or AH, in or out, offers the database.
@@ -238,12 +242,33 @@ func (db *DB) each(f func(meta Meta, inbound bool, c state)) {
 			f(sa.Meta, true, sa.state())
 		}
 		s.mu.RUnlock()
+	}
+	var seen map[*OutSA]bool // an SA under several keys is one SA
+	for i := range db.out {
 		o := &db.out[i]
 		o.mu.RLock()
 		for _, sa := range o.m {
+			if sa.keys.Load() > 1 {
+				if seen[sa] {
+					continue
+				}
+				if seen == nil {
+					seen = map[*OutSA]bool{}
+				}
+				seen[sa] = true
+			}
 			f(sa.Meta, false, sa.state())
 		}
 		o.mu.RUnlock()
+	}
+}
+
+// unkey is an outbound SA leaving one of its keys; with the last, it
+// leaves the SAD.
+func (db *DB) unkey(sa *OutSA) {
+	if sa.keys.Add(-1) == 0 {
+		db.n.Add(-1)
+		db.retire(sa.Meta, false, sa.state())
 	}
 }
 
@@ -321,10 +346,14 @@ func (db *DB) SetOutbound(k OutKey, sa *OutSA) *OutSA {
 	old := s.m[k]
 	s.m[k] = sa
 	s.mu.Unlock()
-	if old == nil {
+	if old == sa {
+		return old
+	}
+	if sa.keys.Add(1) == 1 {
 		db.n.Add(1)
-	} else {
-		db.retire(old.Meta, false, old.state())
+	}
+	if old != nil {
+		db.unkey(old)
 	}
 	return old
 }
@@ -349,8 +378,7 @@ func (db *DB) RemoveOutbound(k OutKey, spi uint32) (*OutSA, error) {
 		return nil, fmt.Errorf("%w: outbound %08x", ErrNotFound, spi)
 	}
 	delete(s.m, k)
-	db.n.Add(-1)
-	db.retire(sa.Meta, false, sa.state())
+	db.unkey(sa)
 	return sa, nil
 }
 
@@ -360,21 +388,20 @@ func (db *DB) RemoveSPI(spi uint32) bool {
 	if _, err := db.RemoveInbound(spi); err == nil {
 		return true
 	}
+	found := false
 	for i := range db.out {
 		s := &db.out[i]
 		s.mu.Lock()
 		for k, sa := range s.m {
 			if sa.SPI() == spi {
-				delete(s.m, k)
-				db.n.Add(-1)
-				db.retire(sa.Meta, false, sa.state())
-				s.mu.Unlock()
-				return true
+				delete(s.m, k) // under every key it has
+				db.unkey(sa)
+				found = true
 			}
 		}
 		s.mu.Unlock()
 	}
-	return false
+	return found
 }
 
 // Len is the number of installed SAs, both directions.

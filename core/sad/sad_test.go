@@ -282,3 +282,31 @@ func TestRetiredSAsAreWiped(t *testing.T) {
 		}
 	}
 }
+
+// An outbound SA for several subnet pairs (an IKEv2 child) is one SA
+// under several keys: counted, listed and retired once.
+func TestOutboundUnderSeveralKeys(t *testing.T) {
+	db := New()
+	peer := netip.MustParseAddr("198.51.100.2")
+	k1, k2 := OutKey{Rule: "t/out", Peer: peer, Pair: 1}, OutKey{Rule: "t/out", Peer: peer, Pair: 2}
+	sa := outSA(t, 0x300, "t")
+	db.SetOutbound(k1, sa)
+	db.SetOutbound(k2, sa)
+	db.SetOutbound(k2, sa) // again: no change
+	if db.Len() != 1 || len(db.List(time.Now())) != 1 || db.Outbound(k1) != sa || db.Outbound(k2) != sa {
+		t.Fatalf("len %d, listed %d", db.Len(), len(db.List(time.Now())))
+	}
+	// A rekey replaces it under both keys; it is retired once, with the second.
+	next := outSA(t, 0x301, "t")
+	db.SetOutbound(k1, next)
+	if db.Len() != 2 || sa.keys.Load() != 1 {
+		t.Fatalf("half replaced: len %d, keys %d", db.Len(), sa.keys.Load())
+	}
+	db.SetOutbound(k2, next)
+	if db.Len() != 1 || sa.keys.Load() != 0 || len(db.List(time.Now())) != 1 {
+		t.Fatalf("replaced: len %d", db.Len())
+	}
+	if !db.RemoveSPI(0x301) || db.Len() != 0 || db.Outbound(k1) != nil || db.Outbound(k2) != nil {
+		t.Fatalf("RemoveSPI left len %d", db.Len())
+	}
+}

@@ -20,13 +20,6 @@ import (
 //	HDR, SK {SA, Ni, KEi}       -->   (the IKE SA)
 //	                            <--   HDR, SK {SA, Nr, KEr}
 
-// ikeSA is what CREATE_CHILD_SA needs of an established IKE SA.
-type ikeSA struct {
-	suite Proposal
-	keys  *Keys
-	rand  io.Reader
-}
-
 // childExchange is one side of a CREATE_CHILD_SA for a child.
 type childExchange struct {
 	sa     *ikeSA

@@ -49,12 +49,13 @@ var (
 
 // tunnelOpts are the knobs a test turns.
 type tunnelOpts struct {
-	ike   string // phase 1 proposals
-	esp   string // phase 2 proposals
-	pfs   string
-	start string
-	key   string
-	dpd   string // gatehoused's ike.dpd block
+	version int    // IKE version, both sides (default 1)
+	ike     string // phase 1 proposals
+	esp     string // phase 2 proposals
+	pfs     string
+	start   string
+	key     string
+	dpd     string // gatehoused's ike.dpd block
 	// Lifetimes: gatehoused's ike and esp lifetimes, and strongSwan's
 	// rekey times to match.
 	ikeLife, espLife string
@@ -81,9 +82,13 @@ type tunnelOpts struct {
 	keylog string
 	// listen is gatehoused's listen list (default: the side's address).
 	listen string
+	// swanChildRekey, when set, is strongSwan's children's rekey_time
+	// in place of espLife.
+	swanChildRekey string
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
+	o.version = cmp.Or(o.version, 1)
 	o.ike = cmp.Or(o.ike, "aes256-sha256-modp2048")
 	o.esp = cmp.Or(o.esp, "aes128gcm16")
 	o.pfs = cmp.Or(o.pfs, "none")
@@ -129,12 +134,12 @@ tunnels:
     local:  {address: %[1]s, subnets: [%[3]s]}
     remote: {address: %[2]s, subnets: [%[4]s]%[14]s}
     auth: %[16]s
-    ike: {proposals: [%[6]s], lifetime: %[12]s, dpd: %[11]s%[15]s}
+    ike: {version: %[20]d, proposals: [%[6]s], lifetime: %[12]s, dpd: %[11]s%[15]s}
     esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: %[13]s}
     start: %[9]s
 %[18]splugins: {dir: %[10]s/plugins, load: [%[17]s]}
 `, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife, o.remoteExtra, o.ikeExtra,
-		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"), o.load, o.moreTunnels, cmp.Or(o.listen, s.local))
+		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"), o.load, o.moreTunnels, cmp.Or(o.listen, s.local), o.version)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -142,9 +147,9 @@ tunnels:
 	return path
 }
 
-// swanctlConf is strongSwan's side of the tunnel: IKEv1, PSK (or
-// certificates), and encap = yes because kernel-libipsec carries ESP in UDP
-// only.
+// swanctlConf is strongSwan's side of the tunnel: the IKE version, PSK
+// (or certificates), and encap = yes because kernel-libipsec carries ESP
+// in UDP only.
 func swanctlConf(s side, o tunnelOpts) string {
 	o = defaults(o)
 	esp := o.esp
@@ -153,7 +158,7 @@ func swanctlConf(s side, o tunnelOpts) string {
 	}
 	return fmt.Sprintf(`connections {
   site {
-    version = 1
+    version = %[9]d
     local_addrs = %[1]s
     remote_addrs = %[2]s
     proposals = %[3]s
@@ -169,13 +174,13 @@ func swanctlConf(s side, o tunnelOpts) string {
 secrets {
   %[8]s
 }
-`, s.local, s.remote, o.ike, o.ikeLife, o.swanExtra, o.swanAuth, swanChildren(s, o, esp), o.swanSecrets)
+`, s.local, s.remote, o.ike, o.ikeLife, o.swanExtra, o.swanAuth, swanChildren(s, o, esp), o.swanSecrets, o.version)
 }
 
 // swanChildren is strongSwan's children section: one child "net" for the
 // first subnets of each side, or with o.pairs one child per subnet pair
 // ("net-10_1_0_0-10_2_0_0"), as strongSwan's IKEv1 negotiates one pair
-// per child.
+// per child; IKEv2 carries them all in one child "net".
 func swanChildren(s side, o tunnelOpts, esp string) string {
 	child := func(name, local, remote string) string {
 		return fmt.Sprintf(`      %s {
@@ -186,9 +191,9 @@ func swanChildren(s side, o tunnelOpts, esp string) string {
         start_action = trap
         rekey_time = %s
       }
-`, name, local, remote, esp, o.espLife)
+`, name, local, remote, esp, cmp.Or(o.swanChildRekey, o.espLife))
 	}
-	if !o.pairs {
+	if !o.pairs || o.version == 2 {
 		return child("net", s.localNet, s.remoteNet)
 	}
 	var b strings.Builder
@@ -343,11 +348,10 @@ func TestStrongSwanInitiates(t *testing.T) {
 	}
 }
 
-// TestGatehouseThroughNAT: A sits behind a NAT router (masquerade), so
-// NAT-T floats IKE to 4500 and ESP goes in UDP:
+// natLab is the two sites with A behind a NAT router (masquerade):
 //
 //	HA 10.1.0.10 - GWA 10.1.0.1 | 10.99.0.2 - NAT 10.99.0.1 | 192.0.2.1 - 192.0.2.2 | 10.2.0.1 GWB - HB 10.2.0.10
-func TestGatehouseThroughNAT(t *testing.T) {
+func natLab(t *testing.T) *lab {
 	nl := netns.ForTest(t)
 	l := &lab{Lab: nl, TwoSites: &netns.TwoSites{}}
 	l.GWA, l.GWB, l.HA, l.HB = nl.MustNS(t, "gwa"), nl.MustNS(t, "gwb"), nl.MustNS(t, "ha"), nl.MustNS(t, "hb")
@@ -362,6 +366,13 @@ func TestGatehouseThroughNAT(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return l
+}
+
+// TestGatehouseThroughNAT: A sits behind a NAT router (natLab), so NAT-T
+// floats IKE to 4500 and ESP goes in UDP.
+func TestGatehouseThroughNAT(t *testing.T) {
+	l := natLab(t)
 	a := startGatehouse(t, l.GWA, side{"10.99.0.2", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"}, tunnelOpts{})
 	b := startGatehouse(t, l.GWB, side{"192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"}, tunnelOpts{start: "passive"})
 	netns.PingThrough(t, l.HA, "10.2.0.10")

@@ -463,6 +463,9 @@ type IKESA struct {
 	FamilyDetail  string   `protobuf:"bytes,15,opt,name=family_detail,json=familyDetail,proto3" json:"family_detail,omitempty"`
 	InteropPlugin string   `protobuf:"bytes,16,opt,name=interop_plugin,json=interopPlugin,proto3" json:"interop_plugin,omitempty"`
 	Flags         []string `protobuf:"bytes,17,rep,name=flags,proto3" json:"flags,omitempty"`
+	// version is the IKE version: 1 or 2. For IKEv2, cookies holds the two
+	// SPIs (SPIi:SPIr).
+	Version       uint32 `protobuf:"varint,18,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -614,6 +617,13 @@ func (x *IKESA) GetFlags() []string {
 		return x.Flags
 	}
 	return nil
+}
+
+func (x *IKESA) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type SAsRequest struct {
@@ -1947,7 +1957,7 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\x05ended\x18\x01 \x03(\v2\x1b.gatehouse.admin.v1.SessionR\x05ended\"#\n" +
 	"\rTunnelRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x10\n" +
-	"\x0eTunnelResponse\"\xd3\x03\n" +
+	"\x0eTunnelResponse\"\xed\x03\n" +
 	"\x05IKESA\x12\x16\n" +
 	"\x06tunnel\x18\x01 \x01(\tR\x06tunnel\x12\x14\n" +
 	"\x05local\x18\x02 \x01(\tR\x05local\x12\x16\n" +
@@ -1967,7 +1977,8 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\x06family\x18\x0e \x01(\tR\x06family\x12#\n" +
 	"\rfamily_detail\x18\x0f \x01(\tR\ffamilyDetail\x12%\n" +
 	"\x0einterop_plugin\x18\x10 \x01(\tR\rinteropPlugin\x12\x14\n" +
-	"\x05flags\x18\x11 \x03(\tR\x05flags\"\f\n" +
+	"\x05flags\x18\x11 \x03(\tR\x05flags\x12\x18\n" +
+	"\aversion\x18\x12 \x01(\rR\aversion\"\f\n" +
 	"\n" +
 	"SAsRequest\"\xa1\x04\n" +
 	"\x02SA\x12\x12\n" +

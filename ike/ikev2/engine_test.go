@@ -1,0 +1,452 @@
+package ikev2
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike"
+)
+
+// engineHost is a daemon for one engine: what it sends goes to an
+// outbox, what it installs is recorded.
+type engineHost struct {
+	psk     []byte
+	nextSPI uint32
+	out     []datagram
+	in      map[uint32]*ike.ChildSA // inbound SAs by SPI
+	outSA   map[string]*ike.ChildSA // the outbound SA per tunnel
+	deleted []uint32
+	events  []ike.Event
+}
+
+type datagram struct {
+	b             []byte
+	local, remote netip.AddrPort
+}
+
+func newEngineHost(psk string, spiBase uint32) *engineHost {
+	return &engineHost{psk: []byte(psk), nextSPI: spiBase, in: map[uint32]*ike.ChildSA{}, outSA: map[string]*ike.ChildSA{}}
+}
+
+var errNoCerts = errors.New("no certificates here")
+
+func (h *engineHost) Send(b []byte, local, remote netip.AddrPort) error {
+	h.out = append(h.out, datagram{append([]byte(nil), b...), local, remote})
+	return nil
+}
+func (h *engineHost) SendKeepalive(local, remote netip.AddrPort) error { return nil }
+func (h *engineHost) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
+	return bytes.Clone(h.psk), nil
+}
+func (h *engineHost) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.LocalCredentials, error) {
+	return nil, errNoCerts
+}
+func (h *engineHost) Sign(*ike.PeerConfig, uint16, []byte) ([]byte, error) { return nil, errNoCerts }
+func (h *engineHost) VerifyPeer(*ike.PeerConfig, uint16, [][]byte, *ike.ID) (*ike.PeerCredentials, error) {
+	return nil, errNoCerts
+}
+func (h *engineHost) GSSStep(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
+	return nil, errNoCerts
+}
+func (h *engineHost) GSSWrap(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
+	return nil, errNoCerts
+}
+func (h *engineHost) GSSUnwrap(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
+	return nil, errNoCerts
+}
+func (h *engineHost) GSSRelease(*ike.PeerConfig, *ike.GSSContext) {}
+func (h *engineHost) AllocSPI() (uint32, error) {
+	h.nextSPI++
+	return h.nextSPI, nil
+}
+func (h *engineHost) InstallInbound(c *ike.ChildSA) error  { h.in[c.InSPI] = c; return nil }
+func (h *engineHost) InstallOutbound(c *ike.ChildSA) error { h.outSA[c.Peer] = c; return nil }
+func (h *engineHost) DeleteChild(c *ike.ChildSA) {
+	delete(h.in, c.InSPI)
+	if h.outSA[c.Peer] == c {
+		delete(h.outSA, c.Peer)
+	}
+	h.deleted = append(h.deleted, c.InSPI)
+}
+func (h *engineHost) Event(e ike.Event) { h.events = append(h.events, e) }
+
+func (h *engineHost) count(id int) int {
+	n := 0
+	for _, e := range h.events {
+		if e.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+// enginePair is two gateways, a (198.51.100.1, 10.1.0.0/24 and
+// 10.3.0.0/24) and b (203.0.113.2, 10.2.0.0/24), each with one IKEv2
+// tunnel to the other, on one fake clock.
+type enginePair struct {
+	t        *testing.T
+	now      time.Time
+	a, b     *Manager
+	ha, hb   *engineHost
+	pa, pb   *Peer
+	lose     func(d datagram, fromA bool) bool
+	received int
+}
+
+func newEnginePair(t *testing.T, pskA, pskB string) *enginePair {
+	return newEnginePairLog(t, pskA, pskB, zap.NewNop())
+}
+
+func newEnginePairLog(t *testing.T, pskA, pskB string, log *zap.Logger) *enginePair {
+	t.Helper()
+	e := &enginePair{t: t, now: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC), ha: newEngineHost(pskA, 0xa000), hb: newEngineHost(pskB, 0xb000)}
+	addrA, addrB := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.2")
+	suites := []Proposal{mustProposal(t, "aes256-sha256-ecp256"), mustProposal(t, "aes128gcm16-prfsha256-modp2048")}
+	su, err := esp.ParseSuite("aes128gcm16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := func(name string, local, remote netip.Addr, locals, remotes []string) *Peer {
+		p := &ike.PeerConfig{Name: name, Local: local, Remote: remote, ESP: []esp.Suite{su}, ESPLifetime: time.Hour, Lifetime: 8 * time.Hour,
+			DPDInterval: 30 * time.Second, Restart: true}
+		for _, l := range locals {
+			for _, r := range remotes {
+				p.Pairs = append(p.Pairs, ike.TSPair{Local: ike.Selector{Prefix: netip.MustParsePrefix(l)}, Remote: ike.Selector{Prefix: netip.MustParsePrefix(r)}})
+			}
+		}
+		return &Peer{PeerConfig: p, Suites: suites}
+	}
+	e.pa = peer("to-b", addrA, addrB, []string{"10.1.0.0/24", "10.3.0.0/24"}, []string{"10.2.0.0/24"})
+	e.pb = peer("to-a", addrB, addrA, []string{"10.2.0.0/24"}, []string{"10.1.0.0/24", "10.3.0.0/24"})
+	clock := func() time.Time { return e.now }
+	if e.a, err = NewManager(Config{Host: e.ha, Now: clock, Log: log}); err != nil {
+		t.Fatal(err)
+	}
+	if e.b, err = NewManager(Config{Host: e.hb, Now: clock, Log: log}); err != nil {
+		t.Fatal(err)
+	}
+	e.a.SetPeers([]*Peer{e.pa})
+	e.b.SetPeers([]*Peer{e.pb})
+	return e
+}
+
+func mustProposal(t *testing.T, s string) Proposal {
+	t.Helper()
+	p, err := ParseProposal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// pump moves datagrams both ways until none are left (bounded).
+func (e *enginePair) pump() {
+	e.t.Helper()
+	for range 100 {
+		if len(e.ha.out) == 0 && len(e.hb.out) == 0 {
+			return
+		}
+		for _, side := range []struct {
+			from *engineHost
+			to   *Manager
+			a    bool
+		}{{e.ha, e.b, true}, {e.hb, e.a, false}} {
+			out := side.from.out
+			side.from.out = nil
+			for _, d := range out {
+				if e.lose != nil && e.lose(d, side.a) {
+					continue
+				}
+				e.received++
+				side.to.Receive(d.b, d.remote, d.local)
+			}
+		}
+	}
+	e.t.Fatal("the engines never went quiet")
+}
+
+// advance moves the clock in steps of a second, ticking both engines and
+// moving their datagrams.
+func (e *enginePair) advance(d time.Duration) {
+	for end := e.now.Add(d); e.now.Before(end); {
+		e.now = e.now.Add(time.Second)
+		e.a.Tick()
+		e.b.Tick()
+		e.pump()
+	}
+}
+
+// up brings the tunnel up from a and checks both sides agree.
+func (e *enginePair) up() {
+	e.t.Helper()
+	if err := e.a.Initiate("to-b"); err != nil {
+		e.t.Fatal(err)
+	}
+	e.pump()
+	e.checkAgree(1)
+}
+
+// checkAgree checks each side has n children, each side's outbound keys
+// being the other's inbound ones.
+func (e *enginePair) checkAgree(n int) {
+	e.t.Helper()
+	ca, cb := e.a.Children(), e.b.Children()
+	if len(ca) != n || len(cb) != n {
+		e.t.Fatalf("children: a %d, b %d; want %d each (a events %+v)", len(ca), len(cb), n, e.ha.events)
+	}
+	oa, ob := e.ha.outSA["to-b"], e.hb.outSA["to-a"]
+	if oa == nil || ob == nil {
+		e.t.Fatalf("outbound SAs: a %v, b %v", oa, ob)
+	}
+	ib, ia := e.hb.in[oa.OutSPI], e.ha.in[ob.OutSPI]
+	if ib == nil || ia == nil {
+		e.t.Fatalf("a sends on %#x, b on %#x: not inbound SAs of the other (a in %v, b in %v)", oa.OutSPI, ob.OutSPI, e.ha.in, e.hb.in)
+	}
+	if !bytes.Equal(oa.OutEnc, ib.InEnc) || !bytes.Equal(ob.OutEnc, ia.InEnc) || bytes.Equal(oa.OutEnc, ob.OutEnc) {
+		e.t.Fatal("the two sides' keys do not pair up")
+	}
+}
+
+func TestEngineSetsUpATunnel(t *testing.T) {
+	e := newEnginePair(t, "same key", "same key")
+	e.up()
+	c := e.ha.outSA["to-b"]
+	if len(c.Pairs) != 2 || c.Pairs[0].Local.Prefix.String() != "10.1.0.0/24" || c.Pairs[1].Local.Prefix.String() != "10.3.0.0/24" ||
+		c.Pairs[0].Remote.Prefix.String() != "10.2.0.0/24" || !c.Tunnel || c.UDP {
+		t.Errorf("a's child: %+v", c)
+	}
+	if cb := e.hb.outSA["to-a"]; len(cb.Pairs) != 2 || cb.Pairs[1].Remote.Prefix.String() != "10.3.0.0/24" {
+		t.Errorf("b's child pairs: %+v", cb.Pairs)
+	}
+	for _, h := range []*engineHost{e.ha, e.hb} {
+		if h.count(ike.EventIKEUp) != 1 || h.count(ike.EventChildUp) != 1 || h.count(ike.EventNegotiationErr) != 0 {
+			t.Errorf("events %+v", h.events)
+		}
+		for _, ev := range h.events {
+			if ev.Version != 2 {
+				t.Errorf("event without the version: %+v", ev)
+			}
+		}
+	}
+	sa := e.a.SAs()
+	if len(sa) != 1 || !sa[0].Established || sa[0].Version != 2 || sa[0].PeerID != "ipv4:203.0.113.2" || sa[0].Phase1 != "aes256-sha256-ecp256" {
+		t.Errorf("a's SAs: %+v", sa)
+	}
+	if e.a.HalfOpen() != 0 || e.b.HalfOpen() != 0 {
+		t.Error("an established SA still counts as half open")
+	}
+	// A second start is a no-op: the tunnel is up.
+	if err := e.a.Initiate("to-b"); err != nil || len(e.ha.out) != 0 {
+		t.Errorf("second Initiate: %v, %d datagrams", err, len(e.ha.out))
+	}
+}
+
+func TestEngineWrongKey(t *testing.T) {
+	e := newEnginePair(t, "one key", "another key")
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	if len(e.a.SAs()) != 0 || len(e.b.SAs()) != 0 || len(e.ha.in) != 0 || len(e.hb.in) != 0 {
+		t.Fatalf("after a failed authentication: a %+v, b %+v", e.a.SAs(), e.b.SAs())
+	}
+	for _, h := range []*engineHost{e.ha, e.hb} {
+		if h.count(ike.EventNegotiationErr) != 1 || h.events[0].Reason != "authentication-failed" {
+			t.Errorf("events %+v", h.events)
+		}
+	}
+	if e.b.HalfOpen() != 0 {
+		t.Error("the failed SA still counts as half open")
+	}
+}
+
+// Lost messages are sent again by the requester; the responder answers
+// a retransmission from its cache, and each side still ends with one SA.
+func TestEngineRetransmits(t *testing.T) {
+	e := newEnginePair(t, "k", "k")
+	lost := map[bool]int{}
+	e.lose = func(d datagram, fromA bool) bool {
+		// The first answer of each exchange from b is lost once.
+		if !fromA && lost[false] < 2 {
+			lost[false]++
+			return true
+		}
+		return false
+	}
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	e.advance(4 * time.Second)
+	e.checkAgree(1)
+	if n := len(e.b.SAs()); n != 1 {
+		t.Fatalf("b holds %d SAs", n)
+	}
+}
+
+func TestEngineRekeysChildAndIKESA(t *testing.T) {
+	e := newEnginePair(t, "k", "k")
+	e.up()
+	first := e.ha.outSA["to-b"].OutSPI
+	e.advance(52 * time.Minute) // a rekeys its child at 80-85 % of the hour
+	e.checkAgree(1)
+	second := e.ha.outSA["to-b"]
+	if second.OutSPI == first || len(e.ha.deleted) != 1 || len(e.hb.deleted) != 1 {
+		t.Fatalf("after the child's lifetime: a sends on %#x (was %#x); deleted a %v, b %v", second.OutSPI, first, e.ha.deleted, e.hb.deleted)
+	}
+	if e.ha.count(ike.EventChildUp) != 2 || !e.ha.events[len(e.ha.events)-2].Rekey {
+		t.Errorf("a's events %+v", e.ha.events)
+	}
+	oldSPI := e.a.SAs()[0].SPIi
+	e.advance(6*time.Hour + 50*time.Minute) // the IKE SA at 80-85 % of 8 hours; children twice more
+	sas := e.a.SAs()
+	if len(sas) != 1 || sas[0].SPIi == oldSPI || len(e.b.SAs()) != 1 {
+		t.Fatalf("after the IKE SA's rekey: a %+v, b %+v", sas, e.b.SAs())
+	}
+	e.checkAgree(1)
+	if e.ha.count(ike.EventIKEDown) != 0 || e.hb.count(ike.EventIKEDown) != 0 || e.ha.count(ike.EventNegotiationErr) != 0 {
+		t.Errorf("events a %+v", e.ha.events)
+	}
+	// The rekeyed IKE SA carries on: liveness checks are answered.
+	e.advance(2 * time.Minute)
+	e.checkAgree(1)
+}
+
+// A peer that vanishes is found by the liveness check; its SAs go, and an
+// always-up tunnel tries again.
+func TestEngineLivenessFindsADeadPeer(t *testing.T) {
+	e := newEnginePair(t, "k", "k")
+	e.up()
+	e.lose = func(datagram, bool) bool { return true }
+	e.advance(30*time.Second + 70*time.Second)
+	if len(e.ha.in) != 0 || e.ha.outSA["to-b"] != nil || e.ha.count(ike.EventIKEDown) != 1 {
+		t.Fatalf("after the peer died: in %v out %v events %+v", e.ha.in, e.ha.outSA, e.ha.events)
+	}
+	// Restarted (and lost): an SA is being made again.
+	if sas := e.a.SAs(); len(sas) != 1 || sas[0].Established {
+		t.Fatalf("no restart: %+v", sas)
+	}
+	e.lose = nil
+	e.b.Terminate("to-a") // b's half forgot a too
+	e.advance(70 * time.Second)
+	e.checkAgree(1)
+}
+
+// Garbage and replays change nothing established.
+func TestEngineDropsBadInput(t *testing.T) {
+	e := newEnginePair(t, "k", "k")
+	var seen [][]byte
+	e.lose = func(d datagram, fromA bool) bool { seen = append(seen, d.b); return false }
+	e.up()
+	e.lose = nil
+	from := netip.MustParseAddrPort("198.51.100.1:500")
+	to := netip.MustParseAddrPort("203.0.113.2:500")
+	for _, b := range seen {
+		e.b.Receive(b, to, from) // every old message again
+		flip := bytes.Clone(b)
+		flip[len(flip)-1] ^= 1
+		e.b.Receive(flip, to, from)
+		e.b.Receive(b[:len(b)/2], to, from)
+	}
+	// IKE_AUTH's request made to look like the next one: its ICV fails.
+	auth := bytes.Clone(seen[2])
+	binary.BigEndian.PutUint32(auth[20:], 2)
+	e.b.Receive(auth, to, from)
+	e.hb.out = nil
+	e.checkAgree(1)
+	d := e.b.Drops()
+	if d["forged"] != 1 || d["malformed"] == 0 || d["unexpected"] == 0 {
+		t.Errorf("drops %v", d)
+	}
+	// A stranger's IKE_SA_INIT is not answered.
+	in, err := NewInitiator(InitiatorConfig{Proposals: e.pa.Suites, SPIi: SPI{1}, Local: from, Remote: to, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := in.Start()
+	e.b.Receive(first, to, netip.MustParseAddrPort("192.0.2.9:500"))
+	if len(e.hb.out) != 0 || e.b.Drops()["no-peer"] != 1 {
+		t.Errorf("a stranger got %d answers; drops %v", len(e.hb.out), e.b.Drops())
+	}
+}
+
+// only is the one IKE SA of an engine.
+func only(t *testing.T, m *Manager) *ikeSA {
+	t.Helper()
+	if len(m.sas) != 1 {
+		t.Fatalf("%d IKE SAs", len(m.sas))
+	}
+	for _, s := range m.sas {
+		return s
+	}
+	return nil
+}
+
+// Both sides rekey the same child at once (section 2.8.1): the exchange
+// with the lowest nonce loses, its initiator deletes what it made, and
+// each side ends with the same single child.
+func TestEngineSimultaneousChildRekey(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	for i := range 8 { // the nonces decide who wins: both ways, several times
+		e := newEnginePairLog(t, "k", "k", zap.New(core))
+		e.up()
+		sa, sb := only(t, e.a), only(t, e.b)
+		ca, cb := sa.children[0], sb.children[0]
+		ca.rekeying, cb.rekeying = true, true
+		sa.queueTask(&childTask{old: ca})
+		sb.queueTask(&childTask{old: cb})
+		e.pump()
+		e.checkAgree(1)
+		for _, h := range []*engineHost{e.ha, e.hb} {
+			if h.count(ike.EventNegotiationErr) != 0 || len(h.in) != 1 {
+				t.Fatalf("round %d: inbound SAs %v, events %+v", i, h.in, h.events)
+			}
+		}
+		// Nothing waits to become the outbound SA later.
+		e.advance(15 * time.Second)
+		e.checkAgree(1)
+		redundant := 0
+		for _, l := range logs.TakeAll() {
+			if strings.Contains(l.Message, "ours is redundant") {
+				redundant++
+			}
+		}
+		if redundant != 1 {
+			t.Fatalf("round %d: %d sides found their rekey redundant, want 1", i, redundant)
+		}
+	}
+}
+
+// Both sides rekey the IKE SA at once: each answers TEMPORARY_FAILURE
+// (section 2.25.2), and tries again after its own random delay.
+func TestEngineSimultaneousIKERekey(t *testing.T) {
+	e := newEnginePair(t, "k", "k")
+	e.up()
+	sa, sb := only(t, e.a), only(t, e.b)
+	sa.rekeying, sb.rekeying = true, true
+	sa.queueTask(&ikeRekeyTask{})
+	sb.queueTask(&ikeRekeyTask{})
+	e.pump()
+	if len(e.a.sas) != 1 || len(e.b.sas) != 1 || sa.rekeyAt.IsZero() {
+		t.Fatalf("after the collision: %d and %d SAs", len(e.a.sas), len(e.b.sas))
+	}
+	e.advance(time.Minute) // should the retries collide again, there is a next time
+	na, nb := only(t, e.a), only(t, e.b)
+	if na == sa || nb == sb {
+		t.Fatal("the IKE SA was not rekeyed after the collision")
+	}
+	e.checkAgree(1)
+	if e.ha.count(ike.EventNegotiationErr)+e.hb.count(ike.EventNegotiationErr) != 0 {
+		t.Errorf("events a %+v b %+v", e.ha.events, e.hb.events)
+	}
+}

@@ -1,0 +1,465 @@
+package ikev2
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike"
+)
+
+// The engine's exchanges, both sides: the tasks this side starts
+// (IKE_SA_INIT, IKE_AUTH, a child's creation, rekey and delete, the IKE
+// SA's rekey and delete, liveness checks) and the answers to the peer's
+// requests. The payload work is in ikeinit.go, ikeauth.go and
+// createchild.go; here is what the engine does around it.
+
+// authSide is our side of the peer's IKE_AUTH and children: our
+// identity, the ESP suites, and the selectors of every child (each
+// local subnet in TSi, each remote one in TSr: one child for a whole
+// tunnel, section 2.9).
+func (s *ikeSA) authSide(psk []byte) AuthSide {
+	p := s.peer
+	a := AuthSide{ID: s.localID(), PSK: psk, Suites: p.ESP, Transport: p.Transport}
+	if len(p.Pairs) == 0 {
+		a.Local = []Selector{PrefixSelector(hostPrefix(s.local))}
+		a.Remote = []Selector{PrefixSelector(hostPrefix(s.remote))}
+		return a
+	}
+	for _, pr := range p.Pairs {
+		a.Local = appendSelector(a.Local, pr.Local)
+		a.Remote = appendSelector(a.Remote, pr.Remote)
+	}
+	return a
+}
+
+func appendSelector(to []Selector, s ike.Selector) []Selector {
+	t := PrefixSelector(s.Prefix)
+	t.Protocol = s.Proto
+	if s.Port != 0 {
+		t.StartPort, t.EndPort = s.Port, s.Port
+	}
+	for _, o := range to {
+		if o == t {
+			return to
+		}
+	}
+	return append(to, t)
+}
+
+// localID is what we call ourselves: the configured local.id, else our
+// address.
+func (s *ikeSA) localID() *ID {
+	if id := s.peer.LocalID; id != nil {
+		return &ID{IDType: id.IDType, Data: id.Data}
+	}
+	a := s.local.Addr().Unmap()
+	if a.Is4() {
+		return &ID{IDType: IDIPv4, Data: a.AsSlice()}
+	}
+	return &ID{IDType: IDIPv6, Data: a.AsSlice()}
+}
+
+// initTask is the initiator's IKE_SA_INIT; its response is read by
+// initResponse, which is not a protected exchange.
+type initTask struct{}
+
+func (initTask) exchange() ExchangeType              { return ExchangeIKESAInit }
+func (initTask) request(s *ikeSA) ([]Payload, error) { return s.init.request(s.local, s.remote), nil }
+func (initTask) response(*ikeSA, []Payload) error    { return nil }
+func (initTask) failed(s *ikeSA, err error)          { s.m.failIKE(s, ExchangeIKESAInit, err) }
+
+func (s *ikeSA) initResponse(msg *Message, b []byte) {
+	err := s.init.response(msg, s.local, s.remote)
+	if errors.Is(err, ErrRetry) {
+		// Another group or a cookie: the same exchange again, message ID 0.
+		s.req = nil
+		if err := s.startRequest(initTask{}); err != nil {
+			s.m.failIKE(s, ExchangeIKESAInit, err)
+		}
+		return
+	}
+	if err != nil {
+		s.req = nil
+		s.m.failIKE(s, ExchangeIKESAInit, err)
+		return
+	}
+	s.msg1, s.msg2 = s.req.b, append([]byte(nil), b[:msg.Length]...)
+	s.req = nil
+	s.lastHeard = s.m.now()
+	s.suite, s.keys, s.spir, s.nat = s.init.chosen, s.init.keys, s.init.spir, s.init.nat
+	if err := s.protectors(); err != nil {
+		s.m.failIKE(s, ExchangeIKESAInit, err)
+		return
+	}
+	if s.nat.Supported && (s.nat.PeerBehind || s.nat.WeBehind || s.peer.ForceEncap) {
+		// Section 2.23: past a NAT, IKE_AUTH and ESP go to port 4500.
+		s.encap = true
+		s.local, s.remote = withPort(s.local, esp.NATTPort), withPort(s.remote, esp.NATTPort)
+	}
+	s.state, s.nextID = stateAuth, 1
+	psk, err := s.m.host.PSK(s.peer.PeerConfig, s.remote.Addr(), nil)
+	if err != nil {
+		s.m.failIKE(s, ExchangeIKEAuth, fmt.Errorf("the preshared key: %w", err))
+		return
+	}
+	s.queueTask(&authTask{me: s.authSide(psk)})
+}
+
+// authTask is the initiator's IKE_AUTH with its first child.
+type authTask struct {
+	me    AuthSide
+	inSPI uint32
+}
+
+func (*authTask) exchange() ExchangeType { return ExchangeIKEAuth }
+
+func (t *authTask) request(s *ikeSA) ([]Payload, error) {
+	var err error
+	if t.inSPI, err = s.m.host.AllocSPI(); err != nil {
+		return nil, err
+	}
+	return s.init.authRequest(t.me, s.msg1, t.inSPI), nil
+}
+
+func (t *authTask) response(s *ikeSA, inner []Payload) error {
+	defer clear(t.me.PSK)
+	if idr, _ := Find(inner, PayloadIDr).(*ID); idr != nil {
+		s.peerID = ike.FormatID(idr.IDType, idr.Data)
+		if want := s.peer.RemoteID; want != "" && !ike.SameID(want, s.peerID) {
+			return &NotifyError{Kind: NotifyAuthenticationFailed, Why: fmt.Sprintf("the responder calls itself %s, not %s", s.peerID, want)}
+		}
+	}
+	c, err := s.init.authResponse(t.me, inner, s.msg2, t.inSPI)
+	var ne *NotifyError
+	if err != nil && (!errors.As(err, &ne) || ne.Kind == NotifyAuthenticationFailed) {
+		return err
+	}
+	s.m.up(s)
+	if err != nil {
+		// Authenticated, but the child was refused: the IKE SA stands.
+		s.m.negotiationError(s, ExchangeIKEAuth, true, err)
+		return nil
+	}
+	if _, err := s.install(c, true, false, false); err != nil {
+		s.m.negotiationError(s, ExchangeIKEAuth, true, err)
+	}
+	return nil
+}
+
+func (*authTask) failed(s *ikeSA, err error) { s.m.failIKE(s, ExchangeIKEAuth, err) }
+
+// answerAuth is the responder's IKE_AUTH: check the initiator's
+// identity and AUTH, answer with ours and the first child. A failed
+// authentication is answered with AUTHENTICATION_FAILED, and the SA goes.
+func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
+	var key []byte
+	psk := func(id *ID) ([]byte, error) {
+		s.peerID = ike.FormatID(id.IDType, id.Data)
+		if want := s.peer.RemoteID; want != "" && !ike.SameID(want, s.peerID) {
+			return nil, fmt.Errorf("the initiator calls itself %s, not %s", s.peerID, want)
+		}
+		var err error
+		key, err = s.m.host.PSK(s.peer.PeerConfig, s.remote.Addr(), &ike.ID{IDType: id.IDType, Data: id.Data})
+		return key, err
+	}
+	defer func() { clear(key) }()
+	inSPI, err := s.m.host.AllocSPI()
+	if err != nil {
+		s.m.log.Warn("no SPI for an IKEv2 child", zapPeer(s), zapErr(err))
+		return []Payload{&Notify{Kind: NotifyTemporaryFailure}}, func() {}
+	}
+	s.encap = s.nat.PeerBehind || s.nat.WeBehind
+	ps, c, err := s.init.authRespond(s.authSide(nil), psk, inner, s.msg1, s.msg2, inSPI)
+	if ps == nil {
+		kind := NotifyAuthenticationFailed
+		var ne *NotifyError
+		if errors.As(err, &ne) {
+			kind = ne.Kind
+		}
+		return []Payload{&Notify{Kind: kind}}, func() { s.m.failIKE(s, ExchangeIKEAuth, err) }
+	}
+	s.m.up(s)
+	if err != nil {
+		s.m.negotiationError(s, ExchangeIKEAuth, false, err)
+		return ps, func() {}
+	}
+	// Inbound and outbound now: the initiator may send as soon as it
+	// reads the answer.
+	if _, err := s.install(c, false, false, false); err != nil {
+		s.m.negotiationError(s, ExchangeIKEAuth, false, err)
+	}
+	return ps, func() {}
+}
+
+// childTask creates a child, or rekeys old (section 1.3.3).
+type childTask struct {
+	old *child
+	x   *childExchange
+}
+
+func (*childTask) exchange() ExchangeType { return ExchangeCreateChildSA }
+
+func (t *childTask) request(s *ikeSA) ([]Payload, error) {
+	inSPI, err := s.m.host.AllocSPI()
+	if err != nil {
+		return nil, err
+	}
+	me := s.authSide(nil)
+	t.x = &childExchange{sa: s, me: me, inSPI: inSPI, pfs: s.peer.PFS}
+	if t.old != nil {
+		if t.old.superseded || !s.hasChild(t.old) {
+			return nil, errGone
+		}
+		t.x.me.Local, t.x.me.Remote, t.x.rekey = t.old.local, t.old.remote, t.old.sa.InSPI
+	}
+	return t.x.request()
+}
+
+// errGone: the child a queued task was for went in the meantime.
+var errGone = errors.New("the child SA is gone")
+
+func (t *childTask) response(s *ikeSA, inner []Payload) error {
+	c, err := t.x.response(inner)
+	if err != nil {
+		return err
+	}
+	old := t.old
+	if old != nil && old.peerRekey != nil && bytes.Compare(lowest(t.x.ni, t.x.nr), old.peerRekeyNonce) < 0 {
+		// Section 2.8.1: both sides rekeyed the child at once, and ours
+		// holds the lowest nonce: ours is the redundant one. We delete
+		// it (never sending on it) and the peer deletes the old child.
+		n, err := s.install(c, true, true, true)
+		if err == nil {
+			s.m.log.Info("simultaneous child rekey: ours is redundant and goes", zapPeer(s), zap.Stringer("child", n.sa))
+			s.deleteChild(n, "redundant: the peer rekeyed the same SA at once")
+		}
+		return err
+	}
+	if _, err := s.install(c, true, old != nil, false); err != nil {
+		return err
+	}
+	if old != nil && old.peerRekey != nil {
+		old.peerRekey.outPending = false // the peer's is the redundant one: never ours to send on
+	}
+	if old != nil && s.hasChild(old) {
+		old.superseded = true
+		s.deleteChild(old, "replaced by a rekeyed SA")
+	}
+	return nil
+}
+
+// lowest is the lower of an exchange's two nonces.
+func lowest(ni, nr []byte) []byte {
+	if bytes.Compare(ni, nr) < 0 {
+		return ni
+	}
+	return nr
+}
+
+func (t *childTask) failed(s *ikeSA, err error) {
+	if errors.Is(err, errGone) {
+		return
+	}
+	if t.old != nil {
+		t.old.rekeying = false
+		t.old.rekeyAt = s.m.now().Add(s.m.retryDelay())
+	}
+	if temporary(err) {
+		s.m.log.Info("the peer asked us to rekey later", zapPeer(s), zap.Error(err))
+		return
+	}
+	s.m.negotiationError(s, ExchangeCreateChildSA, true, err)
+}
+
+// temporary: the peer answered TEMPORARY_FAILURE (section 2.25): it is
+// busy with a rekey of its own; we try again a little later.
+func temporary(err error) bool {
+	var ne *NotifyError
+	return errors.As(err, &ne) && ne.Kind == NotifyTemporaryFailure
+}
+
+func (s *ikeSA) hasChild(c *child) bool {
+	for _, o := range s.children {
+		if o == c {
+			return true
+		}
+	}
+	return false
+}
+
+// answerCreateChild answers a new child, a child's rekey, or the IKE
+// SA's rekey; a refusal is answered with its notify and the IKE SA
+// stands.
+func (s *ikeSA) answerCreateChild(inner []Payload) ([]Payload, func()) {
+	nothing := func() {}
+	var ours task
+	if s.req != nil {
+		ours = s.req.t
+	}
+	_, rekeyingIKE := ours.(*ikeRekeyTask)
+	if offer, _ := Find(inner, PayloadSA).(*SA); offer != nil && len(offer.Proposals) > 0 && offer.Proposals[0].Protocol == ProtoIKE {
+		if _, rekeyingChild := ours.(*childTask); rekeyingChild || rekeyingIKE {
+			// Section 2.25.2: not while a rekey of ours is under way
+			// (for two IKE SA rekeys at once both sides say so, and
+			// each tries again after its own random delay).
+			return []Payload{&Notify{Kind: NotifyTemporaryFailure}}, nothing
+		}
+		ps, rk, err := s.respondIKE(s.peer.Suites, s.m.newSPI(), inner)
+		if err != nil {
+			return s.refused(err)
+		}
+		s.m.rekeyed(s, rk, false)
+		return ps, nothing
+	}
+	if rekeyingIKE {
+		return []Payload{&Notify{Kind: NotifyTemporaryFailure}}, nothing // section 2.25.2
+	}
+	me := s.authSide(nil)
+	var old *child
+	for _, n := range Notifies(inner, NotifyRekeySA) {
+		if n.Protocol != ProtoESP || len(n.SPI) != 4 {
+			continue
+		}
+		// The SPI the initiator receives on: our outbound one.
+		if old = s.childByOutSPI(binary.BigEndian.Uint32(n.SPI)); old == nil {
+			return s.refused(&NotifyError{Kind: NotifyChildSANotFound, Why: fmt.Sprintf("no child SA with SPI %x to rekey", n.SPI)})
+		}
+		me.Local, me.Remote = old.local, old.remote
+	}
+	inSPI, err := s.m.host.AllocSPI()
+	if err != nil {
+		return s.refused(&NotifyError{Kind: NotifyTemporaryFailure, Why: err.Error()})
+	}
+	ps, c, err := s.respondChild(me, s.peer.PFS, inner, inSPI)
+	if err != nil {
+		return s.refused(err)
+	}
+	// A rekey's outbound SA waits for the old one's delete (childDeleted).
+	n, err := s.install(c, false, old != nil, old != nil)
+	if err != nil {
+		return s.refused(&NotifyError{Kind: NotifyTemporaryFailure, Why: err.Error()})
+	}
+	if old != nil {
+		if t, ok := ours.(*childTask); ok && t.old == old {
+			// Our rekey of the same child is in flight: whichever
+			// exchange has the lowest nonce loses (section 2.8.1).
+			nr, _ := Find(ps, PayloadNonce).(*Nonce)
+			ni, _ := Find(inner, PayloadNonce).(*Nonce)
+			old.peerRekey, old.peerRekeyNonce = n, bytes.Clone(lowest(ni.Data, nr.Data))
+		} else {
+			old.superseded = true
+		}
+	}
+	return ps, nothing
+}
+
+// refused answers a request with the notify of its refusal, and tells
+// the operator.
+func (s *ikeSA) refused(err error) ([]Payload, func()) {
+	kind := NotifyNoProposalChosen
+	var data []byte
+	var ne *NotifyError
+	if errors.As(err, &ne) {
+		kind, data = ne.Kind, ne.Data
+	}
+	s.m.negotiationError(s, ExchangeCreateChildSA, false, err)
+	return []Payload{&Notify{Kind: kind, Data: data}}, func() {}
+}
+
+// deleteChild tells the peer a child goes, and removes it when the
+// peer answers (or does not).
+func (s *ikeSA) deleteChild(c *child, why string) {
+	c.deleting = true
+	s.queueTask(&deleteChildTask{c: c, why: why})
+}
+
+// deleteChildTask deletes a child: our inbound SPI goes to the peer,
+// which answers with its own (section 1.4.1).
+type deleteChildTask struct {
+	c   *child
+	why string
+}
+
+func (*deleteChildTask) exchange() ExchangeType { return ExchangeInformational }
+
+func (t *deleteChildTask) request(s *ikeSA) ([]Payload, error) {
+	if !s.hasChild(t.c) {
+		return nil, errGone
+	}
+	return []Payload{&Delete{Protocol: ProtoESP, SPIs: [][]byte{spiBytes(t.c.sa.InSPI)}}}, nil
+}
+
+func (t *deleteChildTask) response(s *ikeSA, _ []Payload) error {
+	t.failed(s, nil)
+	return nil
+}
+
+func (t *deleteChildTask) failed(s *ikeSA, _ error) {
+	if !s.hasChild(t.c) {
+		return
+	}
+	why := t.why
+	if t.c.superseded {
+		why = "replaced by a rekeyed SA"
+	}
+	s.removeChild(t.c, why)
+}
+
+// ikeRekeyTask rekeys the IKE SA (section 1.3.2); the old one is
+// deleted once the new one is up.
+type ikeRekeyTask struct{ r *ikeRekey }
+
+func (*ikeRekeyTask) exchange() ExchangeType { return ExchangeCreateChildSA }
+
+func (t *ikeRekeyTask) request(s *ikeSA) ([]Payload, error) {
+	t.r = &ikeRekey{sa: s, ours: s.peer.Suites, spi: s.m.newSPI()}
+	return t.r.request()
+}
+
+func (t *ikeRekeyTask) response(s *ikeSA, inner []Payload) error {
+	rk, err := t.r.response(inner)
+	if err != nil {
+		return err
+	}
+	s.m.rekeyed(s, rk, true)
+	s.queueTask(deleteIKETask{})
+	return nil
+}
+
+func (t *ikeRekeyTask) failed(s *ikeSA, err error) {
+	s.rekeying = false
+	s.rekeyAt = s.m.now().Add(s.m.retryDelay())
+	if temporary(err) {
+		s.m.log.Info("the peer asked us to rekey the IKE SA later", zapPeer(s), zap.Error(err))
+		return
+	}
+	s.m.negotiationError(s, ExchangeCreateChildSA, true, fmt.Errorf("IKE SA rekey: %w", err))
+}
+
+// deleteIKETask deletes the IKE SA; its children (if any are left) go
+// with it.
+type deleteIKETask struct{}
+
+func (deleteIKETask) exchange() ExchangeType { return ExchangeInformational }
+func (deleteIKETask) request(*ikeSA) ([]Payload, error) {
+	return []Payload{&Delete{Protocol: ProtoIKE}}, nil
+}
+func (deleteIKETask) response(s *ikeSA, _ []Payload) error {
+	s.m.remove(s, "deleted", false)
+	return nil
+}
+func (deleteIKETask) failed(s *ikeSA, _ error) { s.m.remove(s, "deleted", false) }
+
+// livenessTask is an empty INFORMATIONAL request (section 2.4): any
+// answer proves the peer alive.
+type livenessTask struct{}
+
+func (livenessTask) exchange() ExchangeType            { return ExchangeInformational }
+func (livenessTask) request(*ikeSA) ([]Payload, error) { return nil, nil }
+func (livenessTask) response(*ikeSA, []Payload) error  { return nil }
+func (livenessTask) failed(*ikeSA, error)              {}
