@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// swanVectors is one exchange recorded with strongSwan (labs/ikev1
+// swanVectors is one exchange recorded with strongSwan (labs/site
 // TestStrongSwanDerivations): the messages as they crossed the wire, and
 // every value strongSwan computed, by its log's label, in order.
 type swanVectors struct {

@@ -69,14 +69,14 @@ type openKey struct {
 const (
 	dropMalformed = iota
 	dropUnknownSA
-	dropForged
+	dropUnauthenticated
 	dropUnexpected
 	dropNoPeer
 	dropHalfOpen
 	dropReasons
 )
 
-var dropNames = [dropReasons]string{"malformed", "unknown-sa", "forged", "unexpected", "no-peer", "half-open"}
+var dropNames = [dropReasons]string{"malformed", "unknown-sa", "unauthenticated", "unexpected", "no-peer", "half-open"}
 
 const (
 	// restartDelay paces re-initiation of always-up tunnels whose peer is
@@ -283,6 +283,12 @@ func (m *Manager) initRequest(msg *Message, b []byte, local, remote netip.AddrPo
 		return
 	}
 	h.SPIr = s.spir
+	if p.ForceEncap {
+		if err := fakeNATSource(ps, m.rand); err != nil {
+			m.drop(dropMalformed, remote, err)
+			return
+		}
+	}
 	out, err := (&Message{Header: h, Payloads: ps}).Encode()
 	if err != nil {
 		m.drop(dropMalformed, remote, err)

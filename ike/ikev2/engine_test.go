@@ -365,7 +365,7 @@ func TestEngineDropsBadInput(t *testing.T) {
 	e.hb.out = nil
 	e.checkAgree(1)
 	d := e.b.Drops()
-	if d["forged"] != 1 || d["malformed"] == 0 || d["unexpected"] == 0 {
+	if d["unauthenticated"] != 1 || d["malformed"] == 0 || d["unexpected"] == 0 {
 		t.Errorf("drops %v", d)
 	}
 	// A stranger's IKE_SA_INIT is not answered.
@@ -448,5 +448,20 @@ func TestEngineSimultaneousIKERekey(t *testing.T) {
 	e.checkAgree(1)
 	if e.ha.count(ike.EventNegotiationErr)+e.hb.count(ike.EventNegotiationErr) != 0 {
 		t.Errorf("events a %+v b %+v", e.ha.events, e.hb.events)
+	}
+}
+
+// udp_encap on the responder alone: its faked NAT detection hash makes
+// the initiator see a NAT, so both carry IKE and ESP on port 4500.
+func TestEngineForcedEncap(t *testing.T) {
+	e := newEnginePair(t, "k", "k")
+	e.pb.ForceEncap = true
+	e.up()
+	ca, cb := e.ha.outSA["to-b"], e.hb.outSA["to-a"]
+	if !ca.UDP || !cb.UDP || ca.Remote.Port() != 4500 || cb.Remote.Port() != 4500 {
+		t.Fatalf("children: a %v %v, b %v %v", ca.UDP, ca.Remote, cb.UDP, cb.Remote)
+	}
+	if sa := e.a.SAs(); !sa[0].NAT || sa[0].Local.Port() != 4500 {
+		t.Fatalf("a's IKE SA %+v", sa[0])
 	}
 }

@@ -216,7 +216,7 @@ func (s *ikeSA) responseTo(msg *Message, b []byte) {
 	}
 	inner, err := s.open(msg, b)
 	if err != nil {
-		s.m.drop(dropForged, s.remote, err)
+		s.m.drop(dropUnauthenticated, s.remote, err)
 		return
 	}
 	s.lastHeard = s.m.now()
@@ -256,12 +256,13 @@ func (s *ikeSA) requestFrom(msg *Message, b []byte, local, remote netip.AddrPort
 	}
 	inner, err := s.open(msg, b)
 	if err != nil {
-		s.m.drop(dropForged, remote, fmt.Errorf("%v: %w", msg.Exchange, err))
+		s.m.drop(dropUnauthenticated, remote, fmt.Errorf("%v: %w", msg.Exchange, err))
 		return
 	}
 	s.lastHeard = s.m.now()
-	if s.encap || s.nat.PeerBehind || s.nat.WeBehind {
-		// Section 2.23: behind a NAT, the peer is where its latest
+	if s.state == stateAuth || s.encap || s.nat.PeerBehind || s.nat.WeBehind {
+		// Section 2.23: IKE_AUTH comes from the port the initiator
+		// moved to, and behind a NAT the peer is where its latest
 		// authenticated request came from. Our address stays the one
 		// the SA was made on (a wildcard socket does not tell it).
 		if local.Addr().IsUnspecified() {

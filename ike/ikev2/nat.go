@@ -3,6 +3,7 @@ package ikev2
 import (
 	"crypto/hmac"
 	"fmt"
+	"io"
 	"net/netip"
 
 	"github.com/gatehouse/gatehouse/ike/alg"
@@ -55,4 +56,18 @@ func DetectNAT(ps []Payload, spii, spir SPI, local, remote netip.AddrPort) (NAT,
 	}
 	n.WeBehind = !hmac.Equal(dsts[0].Data, natPRF.NATHash(spii[:], spir[:], local))
 	return n, nil
+}
+
+// fakeNATSource makes the NAT_DETECTION_SOURCE_IP notify of our
+// IKE_SA_INIT message match no address, so the peer sees us behind a NAT
+// and carries ESP in UDP (esp.udp_encap, strongSwan's encap = yes).
+func fakeNATSource(ps []Payload, rand io.Reader) error {
+	for _, n := range Notifies(ps, NotifyNATDetectionSourceIP) {
+		fake := make([]byte, len(n.Data))
+		if _, err := io.ReadFull(rand, fake); err != nil {
+			return err
+		}
+		n.Data = fake
+	}
+	return nil
 }

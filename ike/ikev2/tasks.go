@@ -173,7 +173,7 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 		s.m.log.Warn("no SPI for an IKEv2 child", zapPeer(s), zapErr(err))
 		return []Payload{&Notify{Kind: NotifyTemporaryFailure}}, func() {}
 	}
-	s.encap = s.nat.PeerBehind || s.nat.WeBehind
+	s.encap = s.nat.PeerBehind || s.nat.WeBehind || s.peer.ForceEncap
 	ps, c, err := s.init.authRespond(s.authSide(nil), psk, inner, s.msg1, s.msg2, inSPI)
 	if ps == nil {
 		kind := NotifyAuthenticationFailed

@@ -98,7 +98,7 @@ func iperf(t *testing.T, server, client *netns.NS, addr string) float64 {
 
 // TestTunnelModeEveryAlgorithm runs every suite a manual SA may use. The
 // AEAD suites are refused in manual_sas (a static key repeats their
-// nonces after a restart); labs/ikev1 runs them with negotiated keys.
+// nonces after a restart); labs/site runs them with negotiated keys.
 func TestTunnelModeEveryAlgorithm(t *testing.T) {
 	suites := []string{"aes128-sha1", "aes256-sha256", "3des-sha1", "null-sha256"}
 	for _, udp := range []bool{false, true} {

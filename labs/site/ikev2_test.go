@@ -1,4 +1,4 @@
-package ikev1
+package site
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package ikev1
+package site
 
 import (
 	"bytes"
@@ -48,7 +48,7 @@ func TestStrongSwanDerivations(t *testing.T) {
 	}
 	var f bytes.Buffer
 	fmt.Fprintf(&f, "# One IKEv1 exchange between strongSwan (initiator) and Gatehouse, recorded by\n")
-	fmt.Fprintf(&f, "# labs/ikev1 TestStrongSwanDerivations: the ISAKMP messages in order, then\n# strongSwan's own values from its log.\n")
+	fmt.Fprintf(&f, "# labs/site TestStrongSwanDerivations: the ISAKMP messages in order, then\n# strongSwan's own values from its log.\n")
 	fmt.Fprintf(&f, "psk %x\n", []byte(psk))
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		port, payload, _ := strings.Cut(line, "\t")

@@ -1,8 +1,9 @@
-// Package ikev1 is the lab for IKEv1 site-to-site tunnels: two gateways in
-// network namespaces (192.0.2.1 with NetA 10.1.0.0/24 behind it, 192.0.2.2
-// with NetB 10.2.0.0/24), negotiated by Gatehouse on both sides or against
-// strongSwan (charon with kernel-libipsec, encap = yes) on one.
-package ikev1
+// Package site is the lab for site-to-site tunnels, IKEv1 and IKEv2: two
+// gateways in network namespaces (192.0.2.1 with NetA 10.1.0.0/24 behind
+// it, 192.0.2.2 with NetB 10.2.0.0/24), negotiated by gatehoused on both
+// sides or against strongSwan (charon with kernel-libipsec, encap = yes)
+// on one. ikev2_test.go holds the IKEv2 tunnels.
+package site
 
 import (
 	"cmp"
