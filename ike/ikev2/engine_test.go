@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,13 +96,18 @@ func (h *engineHost) count(id int) int {
 // 10.3.0.0/24) and b (203.0.113.2, 10.2.0.0/24), each with one IKEv2
 // tunnel to the other, on one fake clock.
 type enginePair struct {
-	t        *testing.T
-	now      time.Time
-	a, b     *Manager
-	ha, hb   *engineHost
-	pa, pb   *Peer
-	lose     func(d datagram, fromA bool) bool
+	t      *testing.T
+	now    time.Time
+	a, b   *Manager
+	ha, hb *engineHost
+	pa, pb *Peer
+	lose   func(d datagram, fromA bool) bool
+	// mutate, when set, may change a datagram before it is delivered
+	// (the fuzz target's hook); it reports whether it did.
+	mutate   func(n int, d *datagram) bool
 	received int
+	// whenMutated checks the receiver of a changed datagram.
+	whenMutated func(to *Manager, before, after string)
 }
 
 func newEnginePair(t *testing.T, pskA, pskB string) *enginePair {
@@ -168,11 +175,33 @@ func (e *enginePair) pump() {
 					continue
 				}
 				e.received++
+				if e.mutate != nil && e.mutate(e.received, &d) {
+					before := established(side.to)
+					side.to.Receive(d.b, d.remote, d.local)
+					e.whenMutated(side.to, before, established(side.to))
+					continue
+				}
 				side.to.Receive(d.b, d.remote, d.local)
 			}
 		}
 	}
 	e.t.Fatal("the engines never went quiet")
+}
+
+// established describes what an engine holds up: its established IKE
+// SAs and their children, by SPI.
+func established(m *Manager) string {
+	var out []string
+	for _, i := range m.SAs() {
+		if i.Established {
+			out = append(out, fmt.Sprintf("ike %x/%x", i.SPIi, i.SPIr))
+		}
+	}
+	for _, c := range m.Children() {
+		out = append(out, fmt.Sprintf("child %#x/%#x", c.InSPI, c.OutSPI))
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
 }
 
 // advance moves the clock in steps of a second, ticking both engines and
