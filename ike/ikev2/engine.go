@@ -231,10 +231,13 @@ func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
 		m.drop(dropUnknownSA, remote, fmt.Errorf("%v for SPIs %x/%x", msg.Exchange, msg.SPIi, msg.SPIr))
 		return
 	}
-	if msg.Response() {
-		s.responseTo(msg, b)
-	} else {
-		s.requestFrom(msg, b, local, remote)
+	s.receive(msg, b, local, remote)
+}
+
+// sendAllTo sends datagrams (a message's fragments) from local to remote.
+func (m *Manager) sendAllTo(bs [][]byte, local, remote netip.AddrPort) {
+	for _, b := range bs {
+		m.host.Send(b, local, remote)
 	}
 }
 
@@ -283,6 +286,9 @@ func (m *Manager) initRequest(msg *Message, b []byte, local, remote netip.AddrPo
 		return
 	}
 	h.SPIr = s.spir
+	if p.NoFragmentation {
+		ps = withoutNotify(ps, NotifyFragmentationSupported)
+	}
 	if p.ForceEncap {
 		if err := fakeNATSource(ps, m.rand); err != nil {
 			m.drop(dropMalformed, remote, err)
@@ -295,6 +301,7 @@ func (m *Manager) initRequest(msg *Message, b []byte, local, remote netip.AddrPo
 		return
 	}
 	s.init, s.suite, s.keys, s.nat = t, t.chosen, t.keys, t.nat
+	s.fragments = t.fragmentation && !p.NoFragmentation
 	s.msg1, s.msg2 = append([]byte(nil), b...), out
 	if err := s.protectors(); err != nil {
 		m.drop(dropMalformed, remote, err)
@@ -477,7 +484,7 @@ func (m *Manager) rekeyed(old *ikeSA, rk *RekeyedIKE, initiator bool) {
 	now := m.now()
 	n := &ikeSA{suite: rk.Suite, keys: rk.Keys, rand: m.rand, m: m, peer: old.peer, initiator: initiator, spii: rk.SPIi, spir: rk.SPIr,
 		local: old.local, remote: old.remote, state: stateEstablished, created: now, established: now, nat: old.nat, encap: old.encap,
-		peerID: old.peerID, lastHeard: now, children: old.children}
+		peerID: old.peerID, lastHeard: now, children: old.children, fragments: old.fragments}
 	if err := n.protectors(); err != nil {
 		m.negotiationError(old, ExchangeCreateChildSA, initiator, fmt.Errorf("IKE SA rekey: %w", err))
 		return
@@ -544,7 +551,7 @@ func (m *Manager) tick(s *ikeSA, now time.Time) {
 			return
 		}
 		if resend {
-			s.send(r.b)
+			s.sendAll(r.b)
 		}
 	}
 	if s.state != stateEstablished {

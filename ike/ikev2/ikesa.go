@@ -51,6 +51,10 @@ type ikeSA struct {
 	nat        NAT
 	encap      bool // IKE and ESP on port 4500
 	peerID     string
+	// fragments: both sides announced IKE fragmentation; fragsIn are the
+	// peer's request and response being joined.
+	fragments bool
+	fragsIn   [2]*fragBuffer
 
 	// Our requests: the next message ID, the request in flight (window
 	// size one), and the tasks waiting for it.
@@ -58,9 +62,11 @@ type ikeSA struct {
 	req    *request
 	queue  []task
 	// The peer's requests: the next message ID we expect, and our
-	// answer to the last one, sent again when it is retransmitted.
-	peerNext          uint32
-	lastReq, lastResp []byte
+	// answer to the last one (its fragments, if it went in fragments),
+	// sent again when it is retransmitted.
+	peerNext uint32
+	lastReq  []byte
+	lastResp [][]byte
 
 	lastHeard, lastKeepalive time.Time
 	children                 []*child
@@ -76,11 +82,12 @@ type ikeSA struct {
 	pairs []ike.TSPair
 }
 
-// request is our request in flight.
+// request is our request in flight, as sent: one datagram, or its
+// fragments.
 type request struct {
 	t     task
 	id    uint32
-	b     []byte
+	b     [][]byte
 	sent  time.Time
 	retry retry.Timer
 }
@@ -175,11 +182,13 @@ func (s *ikeSA) startRequest(t task) error {
 	if err != nil {
 		return err
 	}
-	var b []byte
+	var b [][]byte
 	if t.exchange() == ExchangeIKESAInit {
-		b, err = (&Message{Header: s.header(ExchangeIKESAInit, 0, false), Payloads: ps}).Encode()
+		var one []byte
+		one, err = (&Message{Header: s.header(ExchangeIKESAInit, 0, false), Payloads: ps}).Encode()
+		b = [][]byte{one}
 	} else {
-		b, err = s.out.Seal(s.header(t.exchange(), s.nextID, false), ps, s.rand)
+		b, err = s.seal(s.header(t.exchange(), s.nextID, false), ps)
 	}
 	if err != nil {
 		return err
@@ -193,7 +202,7 @@ func (s *ikeSA) startRequest(t task) error {
 	r.sent = s.m.now()
 	r.retry.Arm(r.sent)
 	s.req = r
-	s.send(b)
+	s.sendAll(b)
 	return nil
 }
 
@@ -203,8 +212,44 @@ func (s *ikeSA) send(b []byte) {
 	}
 }
 
-// responseTo takes the peer's response to our request in flight.
-func (s *ikeSA) responseTo(msg *Message, b []byte) {
+// receive takes a message of the peer's on this SA: a fragment is kept
+// until its message is whole; a request goes to requestFrom, a response
+// to responseTo.
+func (s *ikeSA) receive(msg *Message, b []byte, local, remote netip.AddrPort) {
+	var inner []Payload
+	if len(msg.Payloads) == 0 {
+		s.m.drop(dropMalformed, remote, fmt.Errorf("%v without payloads", msg.Exchange))
+		return
+	}
+	if e, ok := msg.Payloads[len(msg.Payloads)-1].(*Encrypted); ok && e.T == PayloadSKF && len(msg.Payloads) == 1 {
+		if !msg.Response() && s.lastResp != nil && msg.MessageID == s.peerNext-1 {
+			// A retransmitted request: its first fragment has the whole
+			// answer sent again (section 2.6.1).
+			if e.Number == 1 {
+				s.m.sendAllTo(s.lastResp, local, remote)
+			}
+			return
+		}
+		var complete bool
+		var err error
+		if inner, complete, err = s.fragment(msg, b); err != nil {
+			s.m.drop(dropUnauthenticated, remote, fmt.Errorf("%v fragment: %w", msg.Exchange, err))
+			return
+		}
+		if !complete {
+			return
+		}
+	}
+	if msg.Response() {
+		s.responseTo(msg, b, inner)
+	} else {
+		s.requestFrom(msg, b, inner, local, remote)
+	}
+}
+
+// responseTo takes the peer's response to our request in flight; inner
+// is what its fragments held (nil: the message is whole, to be opened).
+func (s *ikeSA) responseTo(msg *Message, b []byte, inner []Payload) {
 	r := s.req
 	if r == nil || msg.MessageID != r.id || msg.Exchange != r.t.exchange() {
 		s.m.drop(dropUnexpected, s.remote, fmt.Errorf("%v response #%d, none awaited", msg.Exchange, msg.MessageID))
@@ -214,10 +259,12 @@ func (s *ikeSA) responseTo(msg *Message, b []byte) {
 		s.initResponse(msg, b)
 		return
 	}
-	inner, err := s.open(msg, b)
-	if err != nil {
-		s.m.drop(dropUnauthenticated, s.remote, err)
-		return
+	if inner == nil {
+		var err error
+		if inner, err = s.open(msg, b); err != nil {
+			s.m.drop(dropUnauthenticated, s.remote, err)
+			return
+		}
 	}
 	s.lastHeard = s.m.now()
 	s.req = nil
@@ -240,11 +287,12 @@ func (s *ikeSA) open(msg *Message, b []byte) ([]Payload, error) {
 
 // requestFrom answers the peer's request: a retransmission of the last
 // one gets the same answer again (section 2.1); the next one in order
-// is opened and answered; anything else is dropped.
-func (s *ikeSA) requestFrom(msg *Message, b []byte, local, remote netip.AddrPort) {
-	if s.lastResp != nil && msg.MessageID == s.peerNext-1 {
+// is opened (unless its fragments were: inner) and answered; anything
+// else is dropped.
+func (s *ikeSA) requestFrom(msg *Message, b []byte, inner []Payload, local, remote netip.AddrPort) {
+	if s.lastResp != nil && msg.MessageID == s.peerNext-1 && inner == nil {
 		if bytes.Equal(b, s.lastReq) {
-			s.m.host.Send(s.lastResp, local, remote)
+			s.m.sendAllTo(s.lastResp, local, remote)
 		} else {
 			s.m.drop(dropUnexpected, remote, fmt.Errorf("%v #%d again, with other contents", msg.Exchange, msg.MessageID))
 		}
@@ -254,10 +302,12 @@ func (s *ikeSA) requestFrom(msg *Message, b []byte, local, remote netip.AddrPort
 		s.m.drop(dropUnexpected, remote, fmt.Errorf("%v #%d, #%d expected", msg.Exchange, msg.MessageID, s.peerNext))
 		return
 	}
-	inner, err := s.open(msg, b)
-	if err != nil {
-		s.m.drop(dropUnauthenticated, remote, fmt.Errorf("%v: %w", msg.Exchange, err))
-		return
+	if inner == nil {
+		var err error
+		if inner, err = s.open(msg, b); err != nil {
+			s.m.drop(dropUnauthenticated, remote, fmt.Errorf("%v: %w", msg.Exchange, err))
+			return
+		}
 	}
 	s.lastHeard = s.m.now()
 	if s.state == stateAuth || s.encap || s.nat.PeerBehind || s.nat.WeBehind {
@@ -283,14 +333,14 @@ func (s *ikeSA) requestFrom(msg *Message, b []byte, local, remote netip.AddrPort
 		s.m.drop(dropUnexpected, remote, fmt.Errorf("%v request in state %d", msg.Exchange, s.state))
 		return
 	}
-	out, err := s.out.Seal(s.header(msg.Exchange, msg.MessageID, true), ps, s.rand)
+	out, err := s.seal(s.header(msg.Exchange, msg.MessageID, true), ps)
 	if err != nil {
 		s.m.log.Warn("IKEv2 answer not sealed", zapPeer(s), zapErr(err))
 		return
 	}
 	s.peerNext++
 	s.lastReq, s.lastResp = append(s.lastReq[:0], b...), out
-	s.m.host.Send(out, local, remote)
+	s.m.sendAllTo(out, local, remote)
 	after()
 	s.sendNext()
 }

@@ -89,6 +89,49 @@ func (p *Protector) Seal(h Header, inner []Payload, rand io.Reader) ([]byte, err
 	return p.seal(b, wire.AppendChain(nil, inner, Payload.appendBody), rand)
 }
 
+// SealFragments builds the message h with the inner payloads protected
+// in SKF fragments (RFC 7383 section 2.5), each a message of at most size
+// bytes: the first names the first inner payload, all carry their number
+// and the total, and each is protected on its own.
+func (p *Protector) SealFragments(h Header, inner []Payload, size int, rand io.Reader) ([][]byte, error) {
+	h.Version, h.NextPayload = Version, PayloadSKF
+	plain := wire.AppendChain(nil, inner, Payload.appendBody)
+	room := size - HeaderLen - GenericHeaderLen - 4 - p.ivLen - p.icvLen // for plaintext, padding and its length
+	chunk := room - 1
+	if p.block != nil {
+		chunk = room/p.block.BlockSize()*p.block.BlockSize() - 1
+	}
+	if chunk < 1 {
+		return nil, fmt.Errorf("fragments of %d bytes leave no room for data", size)
+	}
+	total := (len(plain) + chunk - 1) / chunk
+	if total > MaxFragments {
+		return nil, fmt.Errorf("%d bytes in fragments of %d would take %d fragments, more than %d", len(plain), size, total, MaxFragments)
+	}
+	out := make([][]byte, 0, total)
+	for i := range total {
+		next := PayloadNone
+		if i == 0 {
+			next = wire.First(inner)
+		}
+		b := h.Append(make([]byte, 0, size))
+		b = append(b, byte(next), 0, 0, 0)
+		b = binary.BigEndian.AppendUint16(b, uint16(i+1))
+		b = binary.BigEndian.AppendUint16(b, uint16(total))
+		end := min((i+1)*chunk, len(plain))
+		f, err := p.seal(b, plain[i*chunk:end:end], rand) // a full slice: padding must not spill into the next share
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// MaxFragments bounds the fragments of one message, sent or received: at
+// the smallest fragment size a message of 64 KiB takes about 120.
+const MaxFragments = 128
+
 // seal protects plain after b, which holds the message up to the end of
 // the Encrypted payload's header (and an SKF's fragment fields), and fills
 // in both lengths.

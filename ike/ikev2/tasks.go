@@ -68,10 +68,19 @@ func (s *ikeSA) localID() *ID {
 // initResponse, which is not a protected exchange.
 type initTask struct{}
 
-func (initTask) exchange() ExchangeType              { return ExchangeIKESAInit }
-func (initTask) request(s *ikeSA) ([]Payload, error) { return s.init.request(s.local, s.remote), nil }
-func (initTask) response(*ikeSA, []Payload) error    { return nil }
-func (initTask) failed(s *ikeSA, err error)          { s.m.failIKE(s, ExchangeIKESAInit, err) }
+func (initTask) exchange() ExchangeType { return ExchangeIKESAInit }
+func (initTask) request(s *ikeSA) ([]Payload, error) {
+	ps := s.init.request(s.local, s.remote)
+	if s.peer.NoFragmentation {
+		ps = withoutNotify(ps, NotifyFragmentationSupported)
+	}
+	if s.peer.ForceEncap {
+		return ps, fakeNATSource(ps, s.rand)
+	}
+	return ps, nil
+}
+func (initTask) response(*ikeSA, []Payload) error { return nil }
+func (initTask) failed(s *ikeSA, err error)       { s.m.failIKE(s, ExchangeIKESAInit, err) }
 
 func (s *ikeSA) initResponse(msg *Message, b []byte) {
 	err := s.init.response(msg, s.local, s.remote)
@@ -88,10 +97,11 @@ func (s *ikeSA) initResponse(msg *Message, b []byte) {
 		s.m.failIKE(s, ExchangeIKESAInit, err)
 		return
 	}
-	s.msg1, s.msg2 = s.req.b, append([]byte(nil), b[:msg.Length]...)
+	s.msg1, s.msg2 = s.req.b[0], append([]byte(nil), b[:msg.Length]...)
 	s.req = nil
 	s.lastHeard = s.m.now()
 	s.suite, s.keys, s.spir, s.nat = s.init.chosen, s.init.keys, s.init.spir, s.init.nat
+	s.fragments = s.init.fragmentation && !s.peer.NoFragmentation
 	if err := s.protectors(); err != nil {
 		s.m.failIKE(s, ExchangeIKESAInit, err)
 		return

@@ -217,3 +217,36 @@ func TestIKEv2RekeyUnderLoad(t *testing.T) {
 		t.Fatalf("want one IKE SA and one outbound SA left:\n%s", sa)
 	}
 }
+
+// TestIKEv2FragmentsWithStrongSwan: a 576-byte fragment size on both
+// sides (RFC 7383) and child rekeys with a MODP4096 key exchange, whose
+// CREATE_CHILD_SA messages are too large for it: Gatehouse's rekey (at
+// 80-85 % of a 15 s lifetime) and strongSwan's (swanctl --rekey) each go
+// in fragments the other joins, and traffic carries on.
+func TestIKEv2FragmentsWithStrongSwan(t *testing.T) {
+	l := newLab(t)
+	extra := filepath.Join(t.TempDir(), "charon-extra.conf")
+	if err := os.WriteFile(extra, []byte("fragment_size = 576\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := tunnelOpts{version: 2, pfs: "modp4096", espLife: "15s", ikeExtra: ", fragment_size: 576", swanFiles: map[string]string{"charon-extra.conf": extra}}
+	a := startGatehouse(t, l.GWA, siteA, o)
+	sw := startStrongSwan(t, l.GWB, siteB, o)
+	netns.PingThrough(t, l.HA, "10.2.0.10")
+	if !a.Proc.WaitLine(30*time.Second, "IPsec SA with site rekeyed (IKEv2)") {
+		t.Fatalf("Gatehouse did not rekey its child:\n%s", a.Proc.Output())
+	}
+	if !sw.WaitLog(10*time.Second, "reassembled fragmented IKE message") {
+		t.Fatalf("strongSwan never joined fragments of ours:\n%s", netns.Tail(sw.Log(), 6000))
+	}
+	if out, err := sw.Swanctl(30*time.Second, "--rekey", "--child", "net"); err != nil {
+		t.Fatalf("swanctl --rekey: %v\n%s", err, out)
+	}
+	if !sw.WaitLog(10*time.Second, "splitting IKE message") {
+		t.Fatalf("strongSwan did not fragment its rekey:\n%s", netns.Tail(sw.Log(), 6000))
+	}
+	netns.PingThrough(t, l.HA, "10.2.0.10")
+	if log := a.Proc.Output(); strings.Contains(log, "negotiation failed") || strings.Count(log, "IPsec SA with site rekeyed (IKEv2)") < 2 {
+		t.Fatalf("both rekeys should have gone through:\n%s", log)
+	}
+}
