@@ -99,6 +99,32 @@ func SignHash(key crypto.Signer, method uint16, hash []byte) ([]byte, error) {
 	return out, nil
 }
 
+// SignDigest signs a digest for IKEv2's AUTH (RFC 7296 section 3.8, RFC
+// 7427): "rsa-pkcs1-sha1", "rsa-pkcs1-sha256", "rsa-pkcs1-sha384" and
+// "rsa-pkcs1-sha512" are PKCS #1 v1.5 with the DigestInfo of that hash;
+// "ecdsa-der" an ECDSA signature as an ASN.1 ECDSA-Sig-Value; IKEv1's
+// method names sign as SignHash does.
+func SignDigest(key crypto.Signer, scheme string, digest []byte) ([]byte, error) {
+	if m, ok := MethodByName(scheme); ok && IsSignature(m) {
+		return SignHash(key, m, digest)
+	}
+	hashes := map[string]crypto.Hash{"rsa-pkcs1-sha1": crypto.SHA1, "rsa-pkcs1-sha256": crypto.SHA256, "rsa-pkcs1-sha384": crypto.SHA384,
+		"rsa-pkcs1-sha512": crypto.SHA512}
+	switch h, isRSA := hashes[scheme]; {
+	case isRSA:
+		if _, ok := key.Public().(*rsa.PublicKey); !ok || len(digest) != h.Size() {
+			return nil, fmt.Errorf("%s needs an RSA key and a %d-byte digest", scheme, h.Size())
+		}
+		return key.Sign(rand.Reader, digest, h)
+	case scheme == "ecdsa-der":
+		if _, ok := key.Public().(*ecdsa.PublicKey); !ok {
+			return nil, fmt.Errorf("%s needs an ECDSA key", scheme)
+		}
+		return key.Sign(rand.Reader, digest, crypto.Hash(0))
+	}
+	return nil, fmt.Errorf("unknown signature scheme %q", scheme)
+}
+
 // VerifyHash checks a SIG payload against HASH_I or HASH_R with the
 // peer's public key, for the negotiated method.
 func VerifyHash(pub crypto.PublicKey, method uint16, hash, sig []byte) error {

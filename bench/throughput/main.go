@@ -1,6 +1,6 @@
 // Command throughput is the data path benchmark run by `make bench`: two
 // gateways in network namespaces, a host behind each, and iperf3 TCP across
-// the tunnel, for Gatehouse (IKEv1 tunnels), wireguard-go and strongSwan's
+// the tunnel, for Gatehouse (IKEv2 tunnels), wireguard-go and strongSwan's
 // kernel-libipsec (IKEv1, encap = yes), in one run on one machine. It
 // prints Mbit/s for each and the ratios. Root only.
 package main

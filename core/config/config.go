@@ -70,12 +70,31 @@ type IKE struct {
 	Meta          Meta  `yaml:"-"`
 }
 
-// IKEFor is a tunnel's IKE settings: its own, else the global ones.
+// IKEFor is a tunnel's IKE settings: its own, else the global ones. A
+// tunnel for which no version is written anywhere, and that uses what only
+// IKEv1 has (Kerberos, aggressive mode), speaks IKEv1.
 func (c *Config) IKEFor(t *Tunnel) IKE {
+	k := c.IKE
 	if t.IKE != nil {
-		return *t.IKE
+		k = *t.IKE
 	}
-	return c.IKE
+	if !k.Meta.Has("version") && !c.IKE.Meta.Has("version") && t.ikev1Only() {
+		k.Version = 1
+	}
+	return k
+}
+
+// ikev1Only reports whether a tunnel uses what only IKEv1 has.
+func (t *Tunnel) ikev1Only() bool {
+	if t.IKE != nil && t.IKE.AggressiveMode {
+		return true
+	}
+	for _, a := range t.Auth {
+		if a.Kind() == "kerberos" {
+			return true
+		}
+	}
+	return false
 }
 
 // FragmentationOn reports whether IKE fragmentation is on.

@@ -162,8 +162,8 @@ func TestBadConfigs(t *testing.T) {
 		{"bad exemption set", "listen: [203.0.113.1]\nexemptions: windowsxp\n", 2, "exemptions", "windows2000, windows2003, none"},
 		{"weak proposal", "listen: [203.0.113.1]\nike: {proposals: [des-md5-modp1024]}\n", 2, "ike.proposals[0]", "too weak"},
 		{"legacy without opt-in", "listen: [203.0.113.1]\nike: {proposals: [3des-sha1-modp2048]}\n", 2, "ike.proposals[0]", "legacy_algorithms: true"},
-		{"ChaCha20-Poly1305 in IKEv1", "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}\n    auth: [{psk_file: DIR/good.psk}]\n    esp: {proposals: [chacha20poly1305]}\n",
-			7, "tunnels[0].esp.proposals[0]", "IKEv2 only"},
+		{"ChaCha20-Poly1305 in IKEv1", "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}\n    auth: [{psk_file: DIR/good.psk}]\n    ike: {version: 1}\n    esp: {proposals: [chacha20poly1305]}\n",
+			8, "tunnels[0].esp.proposals[0]", "IKEv2 only"},
 		{"no listen", "log: {level: info}\n", 1, "listen", "at least one address"},
 		{"bad log level", "listen: [203.0.113.1]\nlog: {level: loud}\n", 2, "log.level", "debug, info, warn, error"},
 		{"wrong type", "listen: 203.0.113.1\n", 1, "listen", "want a list"},
@@ -184,6 +184,11 @@ func TestBadConfigs(t *testing.T) {
 		{"radius timeout", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/good.psk}], timeout: 1m}\n", 6, "remote_access.ppp.radius.timeout", "allowed 100ms to 30s"},
 		{"radius interim", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp:\n    radius: {servers: [{address: 10.1.0.5, secret_file: DIR/good.psk}], interim_interval: 1s}\n", 6, "remote_access.ppp.radius.interim_interval", "5s to 24h"},
 		{"fragment size", "listen: [203.0.113.1]\nike: {fragment_size: 100}\n", 2, "ike.fragment_size", "allowed 576 to 9000"},
+		{"IKE version", "listen: [203.0.113.1]\nike: {version: 3}\n", 2, "ike.version", "use 2 (RFC 7296) or 1"},
+		{"IKEv2 suite offered to IKEv1", "listen: [203.0.113.1]\nike: {version: 1, proposals: [aes128gcm16-prfsha256-ecp256]}\n", 2, "ike.proposals[0]", "set version: 2 to offer it"},
+		{"aggressive mode in IKEv2", "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16], id: \"fqdn:b\"}\n    auth: [{psk_file: DIR/good.psk}]\n    ike: {version: 2, aggressive_mode: true}\n", 7, "tunnels[0].ike.aggressive_mode", "IKEv2 has none"},
+		{"Kerberos in IKEv2", "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16], id: \"fqdn:b\"}\n    auth: [{kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/good.psk, principal: host/a@R, peer_principal: host/b@R}}]\n    ike: {version: 2}\n", 6, "tunnels[0].auth[0].kerberos", "set ike.version: 1"},
+		{"IKEv2 remote access", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ike: {version: 2}\n", 5, "remote_access.ike.version", "not available yet"},
 		{"bad duration", "listen: [203.0.113.1]\nike: {lifetime: forever}\n", 2, "ike.lifetime", "not a duration"},
 	}
 	for _, c := range cases {
@@ -204,6 +209,59 @@ func TestBadConfigs(t *testing.T) {
 				t.Fatalf("message does not name the file: %s", e.Error())
 			}
 		})
+	}
+}
+
+// IKE versions: tunnels inherit the global one (1 by default), and an
+// IKEv2 tunnel takes AEAD IKE suites and ChaCha20-Poly1305 children.
+func TestIKEVersions(t *testing.T) {
+	dir := setup(t)
+	c, err := parse(t, dir, `listen: [203.0.113.1]
+ike: {version: 2, proposals: [aes128gcm16-prfsha256-ecp256]}
+tunnels:
+  - name: v2
+    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}
+    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}
+    auth: [{psk_file: DIR/good.psk}]
+    esp: {proposals: [chacha20poly1305]}
+  - name: v1
+    local: {address: 203.0.113.1, subnets: [10.3.0.0/16]}
+    remote: {address: 198.51.100.3, subnets: [10.4.0.0/16]}
+    auth: [{psk_file: DIR/good.psk}]
+    ike: {version: 1, proposals: [aes256-sha256-modp2048]}
+remote_access:
+  auth: [{psk_file: DIR/good.psk}]
+  pool: 10.8.0.0/24
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := c.IKEFor(&c.Tunnels[0]).Version; v != 2 {
+		t.Errorf("the first tunnel speaks IKEv%d, want the global 2", v)
+	}
+	if v := c.IKEFor(&c.Tunnels[1]).Version; v != 1 {
+		t.Errorf("the second tunnel speaks IKEv%d", v)
+	}
+	if c.RemoteAccess.IKE.Version != 1 {
+		t.Errorf("remote access speaks IKEv%d", c.RemoteAccess.IKE.Version)
+	}
+	c, err = parse(t, dir, `listen: [203.0.113.1]
+tunnels:
+  - name: v2
+    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}
+    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16]}
+    auth: [{psk_file: DIR/good.psk}]
+  - name: aggressive
+    local: {address: 203.0.113.1, subnets: [10.3.0.0/16]}
+    remote: {address: 198.51.100.3, subnets: [10.4.0.0/16], id: "fqdn:b"}
+    auth: [{psk_file: DIR/good.psk}]
+    ike: {aggressive_mode: true}
+`)
+	if err != nil || c.IKE.Version != 2 || c.IKEFor(&c.Tunnels[0]).Version != 2 {
+		t.Fatalf("default version %d, %v", c.IKE.Version, err)
+	}
+	if v := c.IKEFor(&c.Tunnels[1]).Version; v != 1 {
+		t.Errorf("a tunnel in aggressive mode with no version written speaks IKEv%d", v)
 	}
 }
 

@@ -11,10 +11,10 @@ const (
 	DefaultLogFormat     = "console"
 	DefaultExemptions    = "windows2003"
 	DefaultIKELifetime   = 8 * time.Hour
-	// DefaultIKEVersion is a tunnel's IKE version when none is set. It
-	// stays 1 until IKEv2 signs with certificates, so that no certificate
-	// tunnel changes protocol under an operator.
-	DefaultIKEVersion = 1
+	// DefaultIKEVersion is a tunnel's IKE version when none is set:
+	// IKEv2, which today's gateways prefer (RFC 9395 deprecates IKEv1).
+	// Peers that speak only IKEv1 (Windows 2000 and 2003) need version: 1.
+	DefaultIKEVersion = 2
 	// DefaultFragmentSize: IKE messages past this datagram size go in
 	// fragments to peers that take them (strongSwan's default too).
 	DefaultFragmentSize = 1280

@@ -150,9 +150,6 @@ func (v *validator) ike(k *IKE, path string) {
 		if path == "ike" {
 			v.errorAt(k.Meta.At("aggressive_mode"), path+".aggressive_mode", "aggressive mode may be enabled only per tunnel, where the peer's identity is configured")
 		}
-		if k.Version == 2 {
-			v.errorAt(k.Meta.At("aggressive_mode"), path+".aggressive_mode", "aggressive mode is an IKEv1 exchange; IKEv2 has none (its identities always travel encrypted): remove it, or set version: 1")
-		}
 	}
 	if k.FragmentSize < 576 || k.FragmentSize > 9000 {
 		v.errorAt(k.Meta.At("fragment_size"), path+".fragment_size", "%d is out of range; allowed 576 to 9000 (the IP datagram size; 1280 by default)", k.FragmentSize)
@@ -279,10 +276,11 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 	k := v.c.IKEFor(t)
 	v.espSettings(&t.ESP, path+".esp", k.Version)
 	if k.Version == 2 {
+		if k.AggressiveMode {
+			v.errorAt(t.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode is an IKEv1 exchange; IKEv2 has none (its identities always travel encrypted): remove it, or set version: 1")
+		}
 		for i, a := range t.Auth {
 			switch a.Kind() {
-			case "x509":
-				v.errorAt(a.Meta.Pos, fmt.Sprintf("%s.auth[%d].x509", path, i), "IKEv2 does not sign with certificates yet in this release: use a psk_file, or ike.version: 1 for this tunnel")
 			case "kerberos":
 				v.errorAt(a.Meta.Pos, fmt.Sprintf("%s.auth[%d].kerberos", path, i), "Kerberos (GSS-API) authentication is an IKEv1 method; IKEv2 has none: set ike.version: 1 for this tunnel")
 			}

@@ -369,6 +369,18 @@ func (h *host) Sign(peer *ike.PeerConfig, method uint16, hash []byte) ([]byte, e
 	return a.Sign(ctx, profile, hash, ike.MethodName(method))
 }
 
+// SignDigest signs an IKEv2 AUTH digest with the tunnel's key
+// (ikev2.DigestSigner), by a scheme the x509 plugin knows.
+func (h *host) SignDigest(peer *ike.PeerConfig, method uint16, scheme string, digest []byte) ([]byte, error) {
+	a, profile, err := h.credAuth(peer, method)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
+	defer cancel()
+	return a.Sign(ctx, profile, digest, scheme)
+}
+
 func (h *host) VerifyPeer(peer *ike.PeerConfig, method uint16, chain [][]byte, id *ike.ID) (*ike.PeerCredentials, error) {
 	a, profile, err := h.credAuth(peer, method)
 	if err != nil {

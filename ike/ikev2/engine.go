@@ -1,6 +1,7 @@
 package ikev2
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -286,6 +287,11 @@ func (m *Manager) initRequest(msg *Message, b []byte, local, remote netip.AddrPo
 		return
 	}
 	h.SPIr = s.spir
+	if p.certMethod() != 0 {
+		// The responder asks for the initiator's certificate here
+		// (section 1.2): peers that send theirs only when asked do so.
+		ps = append(ps, &CertReq{Encoding: CertX509Sig})
+	}
 	if p.NoFragmentation {
 		ps = withoutNotify(ps, NotifyFragmentationSupported)
 	}
@@ -484,7 +490,7 @@ func (m *Manager) rekeyed(old *ikeSA, rk *RekeyedIKE, initiator bool) {
 	now := m.now()
 	n := &ikeSA{suite: rk.Suite, keys: rk.Keys, rand: m.rand, m: m, peer: old.peer, initiator: initiator, spii: rk.SPIi, spir: rk.SPIr,
 		local: old.local, remote: old.remote, state: stateEstablished, created: now, established: now, nat: old.nat, encap: old.encap,
-		peerID: old.peerID, lastHeard: now, children: old.children, fragments: old.fragments}
+		peerID: old.peerID, authName: old.authName, lastHeard: now, children: old.children, fragments: old.fragments}
 	if err := n.protectors(); err != nil {
 		m.negotiationError(old, ExchangeCreateChildSA, initiator, fmt.Errorf("IKE SA rekey: %w", err))
 		return
@@ -607,7 +613,7 @@ func (m *Manager) SAs() []ike.SAInfo {
 			Initiator: s.initiator, Established: s.state == stateEstablished, Age: m.now().Sub(s.created), Children: len(s.children),
 			NAT: s.encap, PeerID: s.peerID, Version: 2}
 		if s.keys != nil {
-			i.Phase1, i.Auth = s.suite.String(), "psk"
+			i.Phase1, i.Auth = s.suite.String(), cmp.Or(s.authName, "psk")
 		}
 		out = append(out, i)
 	}

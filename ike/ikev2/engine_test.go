@@ -2,10 +2,17 @@ package ikev2
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/netip"
 	"slices"
 	"strings"
@@ -22,7 +29,9 @@ import (
 // engineHost is a daemon for one engine: what it sends goes to an
 // outbox, what it installs is recorded.
 type engineHost struct {
-	psk     []byte
+	psk []byte
+	// cert, when set, is this side's certificate, key and CA.
+	cert    *testCert
 	nextSPI uint32
 	out     []datagram
 	in      map[uint32]*ike.ChildSA // inbound SAs by SPI
@@ -51,11 +60,30 @@ func (h *engineHost) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
 	return bytes.Clone(h.psk), nil
 }
 func (h *engineHost) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.LocalCredentials, error) {
-	return nil, errNoCerts
+	if h.cert == nil {
+		return nil, errNoCerts
+	}
+	return &ike.LocalCredentials{Chain: [][]byte{h.cert.leaf.Raw}, ID: &ike.ID{IDType: ike.IDDERASN1DN, Data: h.cert.leaf.RawSubject}}, nil
 }
 func (h *engineHost) Sign(*ike.PeerConfig, uint16, []byte) ([]byte, error) { return nil, errNoCerts }
-func (h *engineHost) VerifyPeer(*ike.PeerConfig, uint16, [][]byte, *ike.ID) (*ike.PeerCredentials, error) {
-	return nil, errNoCerts
+func (h *engineHost) SignDigest(_ *ike.PeerConfig, _ uint16, scheme string, digest []byte) ([]byte, error) {
+	if h.cert == nil {
+		return nil, errNoCerts
+	}
+	return ike.SignDigest(h.cert.key, scheme, digest)
+}
+func (h *engineHost) VerifyPeer(_ *ike.PeerConfig, _ uint16, chain [][]byte, _ *ike.ID) (*ike.PeerCredentials, error) {
+	if h.cert == nil {
+		return nil, errNoCerts
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return nil, err
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: h.cert.roots}); err != nil {
+		return nil, err
+	}
+	return &ike.PeerCredentials{PublicKey: leaf.PublicKey, Subject: leaf.Subject.String(), Names: ike.CertNames(leaf)}, nil
 }
 func (h *engineHost) GSSStep(*ike.PeerConfig, *ike.GSSContext, []byte) ([]byte, error) {
 	return nil, errNoCerts
@@ -124,7 +152,7 @@ func newEnginePairLog(t *testing.T, pskA, pskB string, log *zap.Logger) *engineP
 		t.Fatal(err)
 	}
 	peer := func(name string, local, remote netip.Addr, locals, remotes []string) *Peer {
-		p := &ike.PeerConfig{Name: name, Local: local, Remote: remote, ESP: []esp.Suite{su}, ESPLifetime: time.Hour, Lifetime: 8 * time.Hour,
+		p := &ike.PeerConfig{Name: name, Local: local, Remote: remote, ESP: []esp.Suite{su}, ESPLifetime: time.Hour, Lifetime: 8 * time.Hour, Auth: []uint16{ike.AuthPSK},
 			DPDInterval: 30 * time.Second, Restart: true}
 		for _, l := range locals {
 			for _, r := range remotes {
@@ -550,4 +578,83 @@ func TestEngineFragments(t *testing.T) {
 		return false
 	}
 	e.up()
+}
+
+// testCert is a certificate and key issued by a test CA, and that CA.
+type testCert struct {
+	leaf  *x509.Certificate
+	key   crypto.Signer
+	roots *x509.CertPool
+}
+
+// testPKI issues one certificate per key from a fresh CA.
+func testPKI(t *testing.T, keys ...crypto.Signer) []*testCert {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	var out []*testCert
+	for i, k := range keys {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: fmt.Sprintf("gw-%d", i), Organization: []string{"Test"}},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), DNSNames: []string{fmt.Sprintf("gw-%d.example.net", i)}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, k.Public(), caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		out = append(out, &testCert{leaf: leaf, key: k, roots: roots})
+	}
+	return out
+}
+
+// Certificates each way: a with an RSA key, b with ECDSA P-256, signing
+// by RFC 7427 (both announce signature hashes); remote.id pins the
+// other's certificate, and a certificate it does not name is refused.
+func TestEngineCertificates(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	setup := func(remoteB string) *enginePair {
+		e := newEnginePair(t, "", "")
+		certs := testPKI(t, rsaKey, ecKey)
+		e.ha.cert, e.hb.cert = certs[0], certs[1]
+		e.pa.Auth, e.pb.Auth = []uint16{ike.AuthRSASig}, []uint16{ike.AuthECDSA256}
+		var err error
+		if e.pa.RemoteID, err = ike.ParseID("fqdn:gw-1.example.net"); err == nil {
+			e.pb.RemoteID, err = ike.ParseID(remoteB)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.a.Initiate("to-b"); err != nil {
+			t.Fatal(err)
+		}
+		e.pump()
+		return e
+	}
+	e := setup("dn:CN=gw-0,O=Test")
+	e.checkAgree(1)
+	if sa := e.a.SAs(); sa[0].PeerID != "CN=gw-1,O=Test" || sa[0].Auth != "ecdsa-256" {
+		t.Errorf("a's SA: %+v", sa[0])
+	}
+	if sb := e.b.SAs(); sb[0].PeerID != "CN=gw-0,O=Test" || sb[0].Auth != "rsa-sig" {
+		t.Errorf("b's SA: %+v", sb[0])
+	}
+	e = setup("dn:CN=somebody-else")
+	if len(e.b.SAs()) != 0 || len(e.hb.events) == 0 || !strings.Contains(e.hb.events[0].Message, "does not name dn:cn=somebody-else") {
+		t.Fatalf("a certificate remote.id does not name: b %+v, events %+v", e.b.SAs(), e.hb.events)
+	}
 }

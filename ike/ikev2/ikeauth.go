@@ -3,20 +3,21 @@ package ikev2
 import (
 	"crypto/hmac"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike/alg"
 )
 
-// The IKE_AUTH exchange with preshared keys, and the first child SA
-// (RFC 7296 sections 1.2, 2.15 and 2.17). Both messages travel in an SK
-// payload.
+// The IKE_AUTH exchange with preshared keys or signatures, and the first
+// child SA (RFC 7296 sections 1.2, 2.15 and 2.17). Both messages travel in
+// an SK payload.
 //
 //	Initiator                         Responder
-//	HDR, SK {IDi, AUTH, [N(USE_TRANSPORT_MODE),]
+//	HDR, SK {IDi, [CERT,] [CERTREQ,] AUTH, [N(USE_TRANSPORT_MODE),]
 //	  SAi2, TSi, TSr, N(INITIAL_CONTACT)}  -->
-//	                                  <--  HDR, SK {IDr, AUTH, [N(USE_TRANSPORT_MODE),]
+//	                                  <--  HDR, SK {IDr, [CERT,] AUTH, [N(USE_TRANSPORT_MODE),]
 //	                                         SAr2, TSi, TSr}
 //	                                  <--  or HDR, SK {IDr, AUTH, N(NO_PROPOSAL_CHOSEN /
 //	                                         TS_UNACCEPTABLE)}: the IKE SA stands, no child
@@ -38,15 +39,79 @@ func pskAuth(prf alg.PRF, psk, octets []byte) []byte {
 	return prf.Sum(prf.Sum(psk, keyPad), octets)
 }
 
-// AuthSide is one side's part in IKE_AUTH: its identity and key, its
-// ESP suites, and the traffic it protects (Local) and reaches (Remote).
+// AuthSide is one side's part in IKE_AUTH: its identity and key (or its
+// signer and certificates), its ESP suites, and the traffic it protects
+// (Local) and reaches (Remote).
 type AuthSide struct {
-	ID        *ID
-	PSK       []byte
+	ID  *ID
+	PSK []byte
+	// Sign, when set, makes our AUTH by signature over the signed octets
+	// (RFC 7427's form when digital is set: the peer announced signature
+	// hashes); Certs, our chain ours first, go as CERT payloads, and a
+	// CERTREQ asks for the peer's.
+	Sign      func(octets []byte, digital bool) (*Auth, error)
+	Certs     [][]byte
 	Suites    []esp.Suite
 	Local     []Selector
 	Remote    []Selector
 	Transport bool
+}
+
+// CheckAuth verifies the peer's AUTH over the signed octets (section
+// 2.15), made with the preshared key its identity maps to or with the key
+// of its certificate chain (certs, its own first), and returns the
+// preshared key when it used one: a responder answers with the same.
+type CheckAuth func(prf alg.PRF, id *ID, auth *Auth, octets []byte, certs [][]byte) (psk []byte, err error)
+
+// PSKCheck checks AUTH with the preshared key lookup gives for the
+// peer's identity.
+func PSKCheck(lookup func(*ID) ([]byte, error)) CheckAuth {
+	return func(prf alg.PRF, id *ID, auth *Auth, octets []byte, _ [][]byte) ([]byte, error) {
+		if auth.Method != AuthPSK {
+			return nil, fmt.Errorf("AUTH method %d where a preshared key is configured", auth.Method)
+		}
+		key, err := lookup(id)
+		if err != nil {
+			return nil, err
+		}
+		if !hmac.Equal(auth.Data, pskAuth(prf, key, octets)) {
+			return nil, errors.New("AUTH does not verify with the preshared key for its identity")
+		}
+		return key, nil
+	}
+}
+
+// ourAuth is our AUTH payload over the signed octets: signed, or made
+// with the preshared key.
+func (t *ikeInit) ourAuth(me AuthSide, key []byte, octets []byte) (*Auth, error) {
+	if me.Sign != nil && key == nil {
+		return me.Sign(octets, t.signatureHashes)
+	}
+	if key == nil {
+		return nil, errors.New("no preshared key and no signer for our AUTH")
+	}
+	prf := t.chosen.PRF.PRF()
+	return &Auth{Method: AuthPSK, Data: pskAuth(prf, key, octets)}, nil
+}
+
+// certs are our CERT payloads.
+func certPayloads(chain [][]byte) []Payload {
+	var out []Payload
+	for _, c := range chain {
+		out = append(out, &Cert{Encoding: CertX509Sig, Data: c})
+	}
+	return out
+}
+
+// peerCerts are the X.509 certificates of the peer's CERT payloads.
+func peerCerts(inner []Payload) [][]byte {
+	var out [][]byte
+	for _, p := range inner {
+		if c, ok := p.(*Cert); ok && c.Encoding == CertX509Sig {
+			out = append(out, c.Data)
+		}
+	}
+	return out
 }
 
 // Child is a child SA both sides agreed on.
@@ -62,41 +127,57 @@ func spiBytes(spi uint32) []byte { return binary.BigEndian.AppendUint32(nil, spi
 
 // authRequest is the initiator's IKE_AUTH payloads; msg1 is its
 // IKE_SA_INIT request as sent, inSPI the child's inbound SPI.
-func (t *ikeInit) authRequest(me AuthSide, msg1 []byte, inSPI uint32) []Payload {
+func (t *ikeInit) authRequest(me AuthSide, msg1 []byte, inSPI uint32) ([]Payload, error) {
 	prf := t.chosen.PRF.PRF()
 	id := &ID{T: PayloadIDi, IDType: me.ID.IDType, Data: me.ID.Data}
-	ps := []Payload{id, &Auth{Method: AuthPSK, Data: pskAuth(prf, me.PSK, signedOctets(prf, msg1, t.nr, t.keys.Pi, id))}}
+	auth, err := t.ourAuth(me, me.PSK, signedOctets(prf, msg1, t.nr, t.keys.Pi, id))
+	if err != nil {
+		return nil, fmt.Errorf("our AUTH: %w", err)
+	}
+	ps := append([]Payload{id}, certPayloads(me.Certs)...)
+	if me.Sign != nil {
+		// Any CA (RFC 7296 section 3.7 lets the list be empty): peers
+		// that send their certificate only when asked are asked.
+		ps = append(ps, &CertReq{Encoding: CertX509Sig})
+	}
+	ps = append(ps, auth)
 	if me.Transport {
 		ps = append(ps, &Notify{Kind: NotifyUseTransportMode})
 	}
 	return append(ps, &SA{Proposals: ChildProposals(me.Suites, inSPI)}, &TS{T: PayloadTSi, Selectors: me.Local},
-		&TS{T: PayloadTSr, Selectors: me.Remote}, &Notify{Kind: NotifyInitialContact})
+		&TS{T: PayloadTSr, Selectors: me.Remote}, &Notify{Kind: NotifyInitialContact}), nil
 }
 
-// authRespond checks the initiator's IKE_AUTH (inner, opened), with the
-// preshared key psk gives for its identity, and answers; msg1 and msg2
-// are the IKE_SA_INIT request and response as they were on the wire. A
-// child that cannot be made is answered with its notify beside IDr and
-// AUTH (the IKE SA stands); a failed authentication with
-// AUTHENTICATION_FAILED alone (*NotifyError).
-func (t *ikeInit) authRespond(me AuthSide, psk func(*ID) ([]byte, error), inner []Payload, msg1, msg2 []byte, inSPI uint32) ([]Payload, *Child, error) {
+// authRespond checks the initiator's IKE_AUTH (inner, opened) with check
+// and answers; msg1 and msg2 are the IKE_SA_INIT request and response as
+// they were on the wire. We answer with the preshared key if the
+// initiator used one, else with our signature. A child that cannot be
+// made is answered with its notify beside IDr and AUTH (the IKE SA
+// stands); a failed authentication with AUTHENTICATION_FAILED alone
+// (*NotifyError).
+func (t *ikeInit) authRespond(me AuthSide, check CheckAuth, inner []Payload, msg1, msg2 []byte, inSPI uint32) ([]Payload, *Child, error) {
 	prf := t.chosen.PRF.PRF()
 	idi, _ := Find(inner, PayloadIDi).(*ID)
 	auth, _ := Find(inner, PayloadAuth).(*Auth)
 	if idi == nil || auth == nil {
 		return nil, nil, &NotifyError{Kind: NotifyInvalidSyntax, Why: "IKE_AUTH without IDi or AUTH"}
 	}
-	key, err := psk(idi)
-	if err != nil || auth.Method != AuthPSK ||
-		!hmac.Equal(auth.Data, pskAuth(prf, key, signedOctets(prf, msg1, t.nr, t.keys.Pi, idi))) {
-		why := fmt.Sprintf("the initiator's AUTH (method %d) does not verify with the preshared key for its identity", auth.Method)
-		if err != nil {
-			why = err.Error()
-		}
-		return nil, nil, &NotifyError{Kind: NotifyAuthenticationFailed, Why: why}
+	key, err := check(prf, idi, auth, signedOctets(prf, msg1, t.nr, t.keys.Pi, idi), peerCerts(inner))
+	if err != nil {
+		return nil, nil, &NotifyError{Kind: NotifyAuthenticationFailed, Why: fmt.Sprintf("the initiator's AUTH (method %d): %v", auth.Method, err)}
 	}
 	idr := &ID{T: PayloadIDr, IDType: me.ID.IDType, Data: me.ID.Data}
-	ps := []Payload{idr, &Auth{Method: AuthPSK, Data: pskAuth(prf, key, signedOctets(prf, msg2, t.ni, t.keys.Pr, idr))}}
+	ours, err := t.ourAuth(me, key, signedOctets(prf, msg2, t.ni, t.keys.Pr, idr))
+	if err != nil {
+		return nil, nil, &NotifyError{Kind: NotifyAuthenticationFailed, Why: fmt.Sprintf("our AUTH: %v", err)}
+	}
+	var ps []Payload
+	if key == nil {
+		ps = append([]Payload{idr}, certPayloads(me.Certs)...)
+	} else {
+		ps = []Payload{idr}
+	}
+	ps = append(ps, ours)
 	child, chosen, refusal := respondChild(me, inner, inSPI, 0, "IKE_AUTH")
 	if refusal == nil {
 		refusal = t.childKeys(child)
@@ -121,9 +202,9 @@ func (t *ikeInit) childKeys(c *Child) *NotifyError {
 	return nil
 }
 
-// authResponse checks the responder's IKE_AUTH answer (inner, opened);
-// msg2 is its IKE_SA_INIT response as it was on the wire.
-func (t *ikeInit) authResponse(me AuthSide, inner []Payload, msg2 []byte, inSPI uint32) (*Child, error) {
+// authResponse checks the responder's IKE_AUTH answer (inner, opened)
+// with check; msg2 is its IKE_SA_INIT response as it was on the wire.
+func (t *ikeInit) authResponse(me AuthSide, check CheckAuth, inner []Payload, msg2 []byte, inSPI uint32) (*Child, error) {
 	for _, p := range inner {
 		if n, ok := p.(*Notify); ok && n.Kind == NotifyAuthenticationFailed {
 			return nil, &NotifyError{Kind: n.Kind, Why: "the responder refused our authentication"}
@@ -135,8 +216,8 @@ func (t *ikeInit) authResponse(me AuthSide, inner []Payload, msg2 []byte, inSPI 
 	if idr == nil || auth == nil {
 		return nil, fmt.Errorf("%w: IKE_AUTH response without IDr or AUTH", ErrMalformed)
 	}
-	if auth.Method != AuthPSK || !hmac.Equal(auth.Data, pskAuth(prf, me.PSK, signedOctets(prf, msg2, t.ni, t.keys.Pr, idr))) {
-		return nil, &NotifyError{Kind: NotifyAuthenticationFailed, Why: "the responder's AUTH does not verify with our preshared key"}
+	if _, err := check(prf, idr, auth, signedOctets(prf, msg2, t.ni, t.keys.Pr, idr), peerCerts(inner)); err != nil {
+		return nil, &NotifyError{Kind: NotifyAuthenticationFailed, Why: fmt.Sprintf("the responder's AUTH (method %d): %v", auth.Method, err)}
 	}
 	if err := refusal(inner, "the IKE SA is up, the child SA was refused"); err != nil {
 		return nil, err

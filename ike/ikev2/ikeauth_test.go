@@ -68,7 +68,11 @@ func (p *authPair) auth() (ci, cr *Child, ierr, rerr error) {
 	p.t.Helper()
 	iToR, rToI := p.protectors()
 	h := Header{SPIi: p.i.spii, SPIr: p.i.spir, Exchange: ExchangeIKEAuth, Flags: FlagInitiator, MessageID: 1}
-	b, err := iToR.Seal(h, p.i.authRequest(p.me, p.msg1, 0xc1000001), rand.Reader)
+	req, err := p.i.authRequest(p.me, p.msg1, 0xc1000001)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	b, err := iToR.Seal(h, req, rand.Reader)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -86,7 +90,7 @@ func (p *authPair) auth() (ci, cr *Child, ierr, rerr error) {
 		}
 		return nil, errors.New("no preshared key for " + string(id.Data))
 	}
-	ps, cr, rerr := p.r.authRespond(p.them, lookup, inner, p.msg1, p.msg2, 0xc2000002)
+	ps, cr, rerr := p.r.authRespond(p.them, PSKCheck(lookup), inner, p.msg1, p.msg2, 0xc2000002)
 	if ps == nil {
 		var ne *NotifyError
 		if !errors.As(rerr, &ne) {
@@ -104,7 +108,7 @@ func (p *authPair) auth() (ci, cr *Child, ierr, rerr error) {
 	if err != nil {
 		p.t.Fatalf("initiator opening the answer: %v", err)
 	}
-	ci, ierr = p.i.authResponse(p.me, inner, p.msg2, 0xc1000001)
+	ci, ierr = p.i.authResponse(p.me, PSKCheck(func(*ID) ([]byte, error) { return p.me.PSK, nil }), inner, p.msg2, 0xc1000001)
 	return ci, cr, ierr, rerr
 }
 
@@ -226,7 +230,7 @@ func TestInitiatorDriver(t *testing.T) {
 			if oerr != nil {
 				t.Fatal(oerr)
 			}
-			ps, _, rerr := r.authRespond(p.them, func(*ID) ([]byte, error) { return p.me.PSK, nil }, inner, msg1, msg2, 0xc4000004)
+			ps, _, rerr := r.authRespond(p.them, PSKCheck(func(*ID) ([]byte, error) { return p.me.PSK, nil }), inner, msg1, msg2, 0xc4000004)
 			if rerr != nil {
 				t.Fatal(rerr)
 			}

@@ -51,6 +51,9 @@ type ikeSA struct {
 	nat        NAT
 	encap      bool // IKE and ESP on port 4500
 	peerID     string
+	// authName is how the peer authenticated, in IKEv1's names (psk,
+	// rsa-sig, ecdsa-256...), as gatehouse sa shows both versions.
+	authName string
 	// fragments: both sides announced IKE fragmentation; fragsIn are the
 	// peer's request and response being joined.
 	fragments bool

@@ -89,8 +89,11 @@ func (in *Initiator) Receive(b []byte) ([]byte, error) {
 			return nil, err
 		}
 		in.authSent = true
-		return in.iToR.Seal(Header{SPIi: in.cfg.SPIi, SPIr: in.t.spir, Exchange: ExchangeIKEAuth, Flags: FlagInitiator, MessageID: 1},
-			in.t.authRequest(in.cfg.Auth, in.msg1, in.cfg.InSPI), in.cfg.Rand)
+		ps, err := in.t.authRequest(in.cfg.Auth, in.msg1, in.cfg.InSPI)
+		if err != nil {
+			return nil, err
+		}
+		return in.iToR.Seal(Header{SPIi: in.cfg.SPIi, SPIr: in.t.spir, Exchange: ExchangeIKEAuth, Flags: FlagInitiator, MessageID: 1}, ps, in.cfg.Rand)
 	}
 	if in.child != nil {
 		return in.later(m, b)
@@ -102,7 +105,8 @@ func (in *Initiator) Receive(b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("IKE_AUTH: %w", err)
 	}
-	if in.child, err = in.t.authResponse(in.cfg.Auth, inner, in.msg2, in.cfg.InSPI); err != nil {
+	check := PSKCheck(func(*ID) ([]byte, error) { return in.cfg.Auth.PSK, nil })
+	if in.child, err = in.t.authResponse(in.cfg.Auth, check, inner, in.msg2, in.cfg.InSPI); err != nil {
 		return nil, fmt.Errorf("IKE_AUTH: %w", err)
 	}
 	in.next = 2

@@ -114,7 +114,7 @@ func (r *Responder) auth(m *Message, b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("IKE_AUTH: %w", err) // a forgery changes nothing: no answer
 	}
-	ps, child, aerr := r.t.authRespond(r.cfg.Auth, r.cfg.PSK, inner, r.msg1, r.msg2, r.cfg.InSPI)
+	ps, child, aerr := r.t.authRespond(r.cfg.Auth, PSKCheck(r.cfg.PSK), inner, r.msg1, r.msg2, r.cfg.InSPI)
 	if ps == nil {
 		var ne *NotifyError
 		if !errors.As(aerr, &ne) {

@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.uber.org/zap"
 
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/alg"
 )
 
 // The engine's exchanges, both sides: the tasks this side starts
@@ -112,12 +114,116 @@ func (s *ikeSA) initResponse(msg *Message, b []byte) {
 		s.local, s.remote = withPort(s.local, esp.NATTPort), withPort(s.remote, esp.NATTPort)
 	}
 	s.state, s.nextID = stateAuth, 1
-	psk, err := s.m.host.PSK(s.peer.PeerConfig, s.remote.Addr(), nil)
+	me, err := s.ourAuthSide(s.peer.firstMethod())
 	if err != nil {
-		s.m.failIKE(s, ExchangeIKEAuth, fmt.Errorf("the preshared key: %w", err))
+		s.m.failIKE(s, ExchangeIKEAuth, err)
 		return
 	}
-	s.queueTask(&authTask{me: s.authSide(psk)})
+	s.queueTask(&authTask{me: me})
+}
+
+// firstMethod is the method the tunnel authenticates with first, in
+// IKEv1's numbering as the host and its plugins know it: an initiator
+// uses it.
+func (p *Peer) firstMethod() uint16 {
+	if len(p.Auth) == 0 {
+		return ike.AuthPSK
+	}
+	return p.Auth[0]
+}
+
+// certMethod is the tunnel's signature method (its certificate's key
+// kind), 0 if it has none.
+func (p *Peer) certMethod() uint16 {
+	for _, m := range p.Auth {
+		if ike.IsSignature(m) {
+			return m
+		}
+	}
+	return 0
+}
+
+// ourAuthSide is our side of IKE_AUTH for an auth method: the preshared
+// key, or our certificate chain, identity and signer.
+func (s *ikeSA) ourAuthSide(method uint16) (AuthSide, error) {
+	if !ike.IsSignature(method) {
+		psk, err := s.m.host.PSK(s.peer.PeerConfig, s.remote.Addr(), nil)
+		if err != nil {
+			return AuthSide{}, fmt.Errorf("the preshared key: %w", err)
+		}
+		return s.authSide(psk), nil
+	}
+	creds, err := s.m.host.LocalCredentials(s.peer.PeerConfig, method, nil)
+	if err != nil {
+		return AuthSide{}, fmt.Errorf("our certificate: %w", err)
+	}
+	me := s.authSide(nil)
+	if creds.ID != nil && s.peer.LocalID == nil {
+		me.ID = &ID{IDType: creds.ID.IDType, Data: creds.ID.Data}
+	}
+	me.Certs = creds.Chain
+	me.Sign = func(octets []byte, digital bool) (*Auth, error) {
+		ds, ok := s.m.host.(DigestSigner)
+		if !ok {
+			return nil, errors.New("the host cannot sign for IKEv2")
+		}
+		return signAuth(method, digital, octets, func(scheme string, digest []byte) ([]byte, error) {
+			return ds.SignDigest(s.peer.PeerConfig, method, scheme, digest)
+		})
+	}
+	return me, nil
+}
+
+// DigestSigner is what a host offers to sign IKEv2's AUTH: a digest,
+// signed with the key of the tunnel's method by a scheme its auth plugin
+// knows ("rsa-pkcs1-sha1" to "-sha512": PKCS #1 v1.5 with the DigestInfo;
+// "ecdsa-der": an ASN.1 signature; IKEv1's method names: r and s).
+type DigestSigner interface {
+	SignDigest(peer *ike.PeerConfig, method uint16, scheme string, digest []byte) ([]byte, error)
+}
+
+// checkAuth verifies the peer's AUTH (CheckAuth): with the preshared key
+// for its identity, or with its certificate chain, which the host's auth
+// plugin checks against the tunnel's CAs; remote.id, when set, must be
+// its identity (with a key) or one of its certificate's names.
+func (s *ikeSA) checkAuth(prf alg.PRF, id *ID, auth *Auth, octets []byte, certs [][]byte) ([]byte, error) {
+	p := s.peer
+	claimed := ike.FormatID(id.IDType, id.Data)
+	s.peerID = claimed
+	if auth.Method == AuthPSK {
+		if !slices.Contains(p.Auth, ike.AuthPSK) {
+			return nil, errors.New("a preshared key, which this tunnel does not take")
+		}
+		if p.RemoteID != "" && !ike.SameID(p.RemoteID, claimed) {
+			return nil, fmt.Errorf("the peer calls itself %s, not %s", claimed, p.RemoteID)
+		}
+		s.authName = "psk"
+		return PSKCheck(func(*ID) ([]byte, error) {
+			return s.m.host.PSK(p.PeerConfig, s.remote.Addr(), &ike.ID{IDType: id.IDType, Data: id.Data})
+		})(prf, id, auth, octets, certs)
+	}
+	m := p.certMethod()
+	if m == 0 {
+		return nil, fmt.Errorf("a signature (method %d), but this tunnel takes a preshared key only", auth.Method)
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("a signature from %s without its certificate", claimed)
+	}
+	pc, err := s.m.host.VerifyPeer(p.PeerConfig, m, certs, &ike.ID{IDType: id.IDType, Data: id.Data})
+	if err != nil {
+		return nil, fmt.Errorf("the certificate of %s is refused: %w", claimed, err)
+	}
+	if err := verifyAuth(pc.PublicKey, auth, octets); err != nil {
+		return nil, fmt.Errorf("%s: %w", pc.Subject, err)
+	}
+	s.peerID = pc.Subject
+	if m, err := ike.SignatureMethod(pc.PublicKey); err == nil {
+		s.authName = ike.MethodName(m)
+	}
+	if p.RemoteID != "" && !ike.AnyID(p.RemoteID, pc.Names) {
+		return nil, fmt.Errorf("the certificate of %s (%s) does not name %s, the tunnel's remote.id", s.remote.Addr(), pc.Subject, p.RemoteID)
+	}
+	return nil, nil
 }
 
 // authTask is the initiator's IKE_AUTH with its first child.
@@ -133,18 +239,12 @@ func (t *authTask) request(s *ikeSA) ([]Payload, error) {
 	if t.inSPI, err = s.m.host.AllocSPI(); err != nil {
 		return nil, err
 	}
-	return s.init.authRequest(t.me, s.msg1, t.inSPI), nil
+	return s.init.authRequest(t.me, s.msg1, t.inSPI)
 }
 
 func (t *authTask) response(s *ikeSA, inner []Payload) error {
 	defer clear(t.me.PSK)
-	if idr, _ := Find(inner, PayloadIDr).(*ID); idr != nil {
-		s.peerID = ike.FormatID(idr.IDType, idr.Data)
-		if want := s.peer.RemoteID; want != "" && !ike.SameID(want, s.peerID) {
-			return &NotifyError{Kind: NotifyAuthenticationFailed, Why: fmt.Sprintf("the responder calls itself %s, not %s", s.peerID, want)}
-		}
-	}
-	c, err := s.init.authResponse(t.me, inner, s.msg2, t.inSPI)
+	c, err := s.init.authResponse(t.me, s.checkAuth, inner, s.msg2, t.inSPI)
 	var ne *NotifyError
 	if err != nil && (!errors.As(err, &ne) || ne.Kind == NotifyAuthenticationFailed) {
 		return err
@@ -164,27 +264,29 @@ func (t *authTask) response(s *ikeSA, inner []Payload) error {
 func (*authTask) failed(s *ikeSA, err error) { s.m.failIKE(s, ExchangeIKEAuth, err) }
 
 // answerAuth is the responder's IKE_AUTH: check the initiator's
-// identity and AUTH, answer with ours and the first child. A failed
-// authentication is answered with AUTHENTICATION_FAILED, and the SA goes.
+// identity and AUTH, answer with ours (by the same kind of method) and
+// the first child. A failed authentication is answered with
+// AUTHENTICATION_FAILED, and the SA goes.
 func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
-	var key []byte
-	psk := func(id *ID) ([]byte, error) {
-		s.peerID = ike.FormatID(id.IDType, id.Data)
-		if want := s.peer.RemoteID; want != "" && !ike.SameID(want, s.peerID) {
-			return nil, fmt.Errorf("the initiator calls itself %s, not %s", s.peerID, want)
-		}
-		var err error
-		key, err = s.m.host.PSK(s.peer.PeerConfig, s.remote.Addr(), &ike.ID{IDType: id.IDType, Data: id.Data})
-		return key, err
-	}
-	defer func() { clear(key) }()
 	inSPI, err := s.m.host.AllocSPI()
 	if err != nil {
 		s.m.log.Warn("no SPI for an IKEv2 child", zapPeer(s), zapErr(err))
 		return []Payload{&Notify{Kind: NotifyTemporaryFailure}}, func() {}
 	}
 	s.encap = s.nat.PeerBehind || s.nat.WeBehind || s.peer.ForceEncap
-	ps, c, err := s.init.authRespond(s.authSide(nil), psk, inner, s.msg1, s.msg2, inSPI)
+	me := s.authSide(nil)
+	if auth, _ := Find(inner, PayloadAuth).(*Auth); auth != nil && auth.Method != AuthPSK && s.peer.certMethod() != 0 {
+		if me, err = s.ourAuthSide(s.peer.certMethod()); err != nil {
+			return []Payload{&Notify{Kind: NotifyAuthenticationFailed}}, func() { s.m.failIKE(s, ExchangeIKEAuth, err) }
+		}
+	}
+	var key []byte
+	check := func(prf alg.PRF, id *ID, auth *Auth, octets []byte, certs [][]byte) ([]byte, error) {
+		key, err = s.checkAuth(prf, id, auth, octets, certs)
+		return key, err
+	}
+	defer func() { clear(key) }()
+	ps, c, err := s.init.authRespond(me, check, inner, s.msg1, s.msg2, inSPI)
 	if ps == nil {
 		kind := NotifyAuthenticationFailed
 		var ne *NotifyError

@@ -250,3 +250,35 @@ func TestIKEv2FragmentsWithStrongSwan(t *testing.T) {
 		t.Fatalf("both rekeys should have gone through:\n%s", log)
 	}
 }
+
+// TestIKEv2X509WithStrongSwan: RSA and ECDSA certificates from one CA,
+// each side initiating in turn. Both announce RFC 7427 signature hashes,
+// so both sign that way; each checks the other's chain against the CA.
+func TestIKEv2X509WithStrongSwan(t *testing.T) {
+	for _, c := range []struct{ kind, method, scheme string }{{"rsa", "rsa-sig", "RSA_EMSA_PKCS1_SHA2_256"}, {"ecdsa", "ecdsa-256", "ECDSA_WITH_SHA256_DER"}} {
+		pki := netns.NewPKI(t, bin)
+		pki.Issue("gw-a", c.kind, "--ip", siteA.local)
+		pki.Issue("gw-b", c.kind, "--ip", siteB.local)
+		o := tunnelOpts{version: 2}
+		t.Run(c.kind+"/gatehouse-initiates", func(t *testing.T) {
+			l := newLab(t)
+			startStrongSwan(t, l.GWB, siteB, swanCert(pki, o, "gw-b"))
+			a := startGatehouse(t, l.GWA, siteA, tunnelOpts{version: 2, auth: "[" + pki.AuthEntry("gw-a") + "]", remoteExtra: `, id: "dn:CN=gw-b,O=Gatehouse"`})
+			netns.PingThrough(t, l.HA, "10.2.0.10")
+			checkSA(t, a, "site established initiator IKEv2", c.method+" CN=gw-b,O=Gatehouse", "tunnel/udp ESP aes128gcm16")
+		})
+		t.Run(c.kind+"/strongswan-initiates", func(t *testing.T) {
+			l := newLab(t)
+			b := startGatehouse(t, l.GWB, siteB, tunnelOpts{version: 2, start: "passive", auth: "[" + pki.AuthEntry("gw-b") + "]"})
+			sw := startStrongSwan(t, l.GWA, siteA, swanCert(pki, o, "gw-a"))
+			if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+				t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+			}
+			netns.PingThrough(t, l.HA, "10.2.0.10")
+			checkSA(t, b, "site established responder IKEv2", c.method+" CN=gw-a,O=Gatehouse")
+			if !strings.Contains(sw.Log(), "authentication of 'O=Gatehouse, CN=gw-b' with "+c.scheme+" successful") {
+				t.Fatalf("strongSwan did not check our RFC 7427 signature:\n%s", sw.Log())
+			}
+		})
+	}
+}

@@ -153,18 +153,15 @@ func (a *x509Auth) VerifyCertificate(_ context.Context, req sdk.VerifyCertReques
 	return sdk.VerifyCertResult{OK: true, Subject: v.Subject(), PublicKey: pub}, nil
 }
 
-// Sign signs HASH_I or HASH_R; algorithm is the IKE method's name
-// (ike.MethodName).
+// Sign signs for IKE: IKEv1's HASH_I or HASH_R, algorithm being the
+// method's name (ike.MethodName); or an IKEv2 AUTH digest, algorithm
+// being a scheme of ike.SignDigest (rsa-pkcs1-sha256, ecdsa-der...).
 func (a *x509Auth) Sign(_ context.Context, name string, data []byte, algorithm string) ([]byte, error) {
 	p, err := a.profile(name)
 	if err != nil {
 		return nil, err
 	}
-	method, ok := ike.MethodByName(algorithm)
-	if !ok || !ike.IsSignature(method) {
-		return nil, fmt.Errorf("%w: %q is not a signature method", sdk.ErrInvalid, algorithm)
-	}
-	sig, err := ike.SignHash(p.id.Key, method, data)
+	sig, err := ike.SignDigest(p.id.Key, algorithm, data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", sdk.ErrInvalid, err)
 	}
