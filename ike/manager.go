@@ -259,35 +259,46 @@ func (m *Manager) peerUp(p *PeerConfig) bool {
 	return false
 }
 
-// peerFor finds the peer for a pair of addresses; local may be
-// unspecified (a wildcard socket), then the remote address decides.
+// peerFor finds the peer for a pair of addresses (PeerFor).
 func (m *Manager) peerFor(local, remote netip.Addr) *PeerConfig {
+	p, _ := PeerFor(m.peers, func(p *PeerConfig) *PeerConfig { return p }, local, remote)
+	return p
+}
+
+// PeerFor finds the peer for a pair of addresses among peers (config
+// gives each one's PeerConfig), for either IKE version: the one whose
+// remote and local addresses match; with local unspecified (a wildcard
+// socket), the first whose remote matches; else a wildcard config, which
+// answers road warriors. A peer configured at another of our addresses
+// is not found.
+func PeerFor[P any](peers []P, config func(P) *PeerConfig, local, remote netip.Addr) (P, bool) {
 	local, remote = local.Unmap(), remote.Unmap()
-	var byRemote *PeerConfig
-	for _, p := range m.peers {
-		if p.Remote != remote {
+	var byRemote, none P
+	found := false
+	for _, p := range peers {
+		c := config(p)
+		if c.Remote != remote {
 			continue
 		}
-		if p.Local == local {
-			return p
+		if c.Local == local {
+			return p, true
 		}
-		if byRemote == nil {
-			byRemote = p
-		}
-	}
-	if local.IsValid() && !local.IsUnspecified() && byRemote != nil && byRemote.Local.IsValid() {
-		return nil // the peer is known, but at another of our addresses
-	}
-	if byRemote != nil {
-		return byRemote
-	}
-	// A peer no tunnel names: a road warrior, if remote access is on.
-	for _, p := range m.peers {
-		if p.Wildcard() {
-			return p
+		if !found {
+			byRemote, found = p, true
 		}
 	}
-	return nil
+	if found && local.IsValid() && !local.IsUnspecified() && config(byRemote).Local.IsValid() {
+		return none, false // the peer is known, but at another of our addresses
+	}
+	if found {
+		return byRemote, true
+	}
+	for _, p := range peers {
+		if config(p).Wildcard() {
+			return p, true
+		}
+	}
+	return none, false
 }
 
 // samePeer reports whether two IKE SAs are with the same peer. Behind a

@@ -376,7 +376,7 @@ func (d *demo) metrics() error {
 		}
 	}
 	fmt.Print(indent(strings.Join(shown, "\n")))
-	established := regexp.MustCompile(`(?m)^gatehouse_ike_sas\{state="established"\} ([1-9]\d*)$`).FindStringSubmatch(out)
+	established := regexp.MustCompile(`(?m)^gatehouse_ike_sas\{state="established",version="2"\} ([1-9]\d*)$`).FindStringSubmatch(out)
 	sessions := regexp.MustCompile(`(?m)^gatehouse_sessions 2$`).MatchString(out)
 	if err == nil && (established == nil || !sessions) {
 		err = errors.New("no established IKE SAs or not 2 sessions in the metrics")
@@ -450,7 +450,7 @@ func (d *demo) hangUp() error {
 }
 
 // shownSeries are the metrics the demo prints.
-var shownSeries = regexp.MustCompile(`^gatehouse_(ike_sas\{state="established"\}|sessions|ipsec_bytes_total|user_logins_total|plugin_up)`)
+var shownSeries = regexp.MustCompile(`^gatehouse_(ike_sas\{state="established"|sessions|ipsec_bytes_total|user_logins_total|plugin_up)`)
 
 var dropCounter = regexp.MustCompile(`counter packets (\d+) bytes \d+ drop comment "cleartext for rule`)
 

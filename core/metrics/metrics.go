@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -163,7 +164,7 @@ type RemoteAccess struct {
 type stateCollector struct{ st State }
 
 var (
-	descIKESAs = prometheus.NewDesc("gatehouse_ike_sas", "IKE SAs by state.", []string{"state"}, nil)
+	descIKESAs = prometheus.NewDesc("gatehouse_ike_sas", "IKE SAs by state and IKE version.", []string{"state", "version"}, nil)
 	descIPsec  = prometheus.NewDesc("gatehouse_ipsec_sas", "IPsec SAs installed in the data path, both directions.", nil, nil)
 	descBytes  = prometheus.NewDesc("gatehouse_ipsec_bytes_total", "Bytes through IPsec SAs (removed ones included), by mode and direction.",
 		[]string{"mode", "direction"}, nil)
@@ -209,19 +210,25 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
 	}
 	k, ikeOn := c.st.IKE()
-	states := map[string]int{"established": 0, "negotiating": 0, "expired": 0}
-	for _, s := range k.SAs {
-		switch {
-		case s.Expired:
-			states["expired"]++
-		case s.Established:
-			states["established"]++
-		default:
-			states["negotiating"]++
+	type stateVersion struct{ state, version string }
+	states := map[stateVersion]int{}
+	for _, v := range []string{"1", "2"} {
+		for _, st := range []string{"established", "negotiating", "expired"} {
+			states[stateVersion{st, v}] = 0
 		}
 	}
-	for st, n := range states {
-		gauge(descIKESAs, float64(n), st)
+	for _, s := range k.SAs {
+		key := stateVersion{"negotiating", strconv.Itoa(max(s.Version, 1))}
+		switch {
+		case s.Expired:
+			key.state = "expired"
+		case s.Established:
+			key.state = "established"
+		}
+		states[key]++
+	}
+	for k, n := range states {
+		gauge(descIKESAs, float64(n), k.state, k.version)
 	}
 	if ikeOn {
 		gauge(descHalfOpen, float64(k.HalfOpen))

@@ -28,7 +28,7 @@ type fakeState struct {
 }
 
 func (fakeState) IKE() (IKE, bool) {
-	return IKE{SAs: []ike.SAInfo{{Established: true}, {Established: true}, {}, {Expired: true}}, HalfOpen: 1, FirstDropped: 7,
+	return IKE{SAs: []ike.SAInfo{{Established: true}, {Established: true}, {}, {Expired: true}, {Established: true, Version: 2}}, HalfOpen: 1, FirstDropped: 7,
 		Drops: map[string]uint64{"unauthenticated": 3}}, true
 }
 
@@ -94,9 +94,11 @@ func TestEventCounters(t *testing.T) {
 // drops, the plugins; remote access's series only when it runs.
 func TestScrapeReadsState(t *testing.T) {
 	want := map[string]float64{
-		`gatehouse_ike_sas{state="established"}`:                         2,
-		`gatehouse_ike_sas{state="negotiating"}`:                         1,
-		`gatehouse_ike_sas{state="expired"}`:                             1,
+		`gatehouse_ike_sas{state="established",version="1"}`:             2,
+		`gatehouse_ike_sas{state="negotiating",version="1"}`:             1,
+		`gatehouse_ike_sas{state="expired",version="1"}`:                 1,
+		`gatehouse_ike_sas{state="established",version="2"}`:             1,
+		`gatehouse_ike_sas{state="negotiating",version="2"}`:             0,
 		`gatehouse_ike_half_open_sas`:                                    1,
 		`gatehouse_ike_first_messages_dropped_total`:                     7,
 		`gatehouse_ike_messages_dropped_total{reason="unauthenticated"}`: 3,

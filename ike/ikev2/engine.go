@@ -183,26 +183,10 @@ func (m *Manager) event(s *ikeSA, e ike.Event) {
 	m.host.Event(e)
 }
 
-// peerFor finds the tunnel for a pair of addresses, as IKEv1 does; local
-// may be unspecified (a wildcard socket).
+// peerFor finds the tunnel for a pair of addresses, as IKEv1 does.
 func (m *Manager) peerFor(local, remote netip.Addr) *Peer {
-	local, remote = local.Unmap(), remote.Unmap()
-	var byRemote *Peer
-	for _, p := range m.peers {
-		if p.Remote != remote {
-			continue
-		}
-		if p.Local == local {
-			return p
-		}
-		if byRemote == nil {
-			byRemote = p
-		}
-	}
-	if local.IsValid() && !local.IsUnspecified() && byRemote != nil && byRemote.Local.IsValid() {
-		return nil // known, but at another of our addresses
-	}
-	return byRemote
+	p, _ := ike.PeerFor(m.peers, func(p *Peer) *ike.PeerConfig { return p.PeerConfig }, local, remote)
+	return p
 }
 
 // Receive takes one IKEv2 datagram (without the non-ESP marker) that
@@ -481,6 +465,16 @@ func (m *Manager) remove(s *ikeSA, why string, restart bool) {
 	}
 	if restart && s.peer.Restart && slices.Contains(m.peers, s.peer) {
 		m.restarts[s.peer] = m.now().Add(restartDelay)
+	}
+}
+
+// forgetOthers removes, without a word to the peer, every other IKE SA
+// with s's peer: it sent INITIAL_CONTACT.
+func (m *Manager) forgetOthers(s *ikeSA) {
+	for _, o := range m.sas {
+		if o != s && o.peer == s.peer && o.state != stateDead {
+			m.remove(o, "the peer restarted (INITIAL_CONTACT)", false)
+		}
 	}
 }
 

@@ -658,3 +658,24 @@ func TestEngineCertificates(t *testing.T) {
 		t.Fatalf("a certificate remote.id does not name: b %+v, events %+v", e.b.SAs(), e.hb.events)
 	}
 }
+
+// A gateway that restarts says INITIAL_CONTACT in its new IKE_AUTH: the
+// other side drops what it still held from before, children included,
+// without waiting for a liveness check.
+func TestEngineInitialContact(t *testing.T) {
+	e := newEnginePair(t, "k", "k")
+	e.up()
+	old := e.hb.outSA["to-a"].InSPI
+	restarted, err := NewManager(Config{Host: e.ha, Now: func() time.Time { return e.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted.SetPeers([]*Peer{e.pa})
+	e.a = restarted
+	clear(e.ha.in)
+	clear(e.ha.outSA)
+	e.up()
+	if len(e.b.SAs()) != 1 || e.hb.in[old] != nil || e.hb.count(ike.EventIKEDown) != 1 {
+		t.Fatalf("b after a's restart: %+v, old SA %#x still in: %v", e.b.SAs(), old, e.hb.in[old] != nil)
+	}
+}

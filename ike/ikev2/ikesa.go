@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gatehouse/gatehouse/ike"
@@ -442,31 +443,47 @@ func (s *ikeSA) childByOutSPI(spi uint32) *child {
 // deleted child SAs (section 1.4.1), the IKE SA's delete with nothing
 // (and removes it once answered), and a liveness check with nothing.
 func (s *ikeSA) answerInformational(inner []Payload) ([]Payload, func()) {
+	ikeGone, answer := answerDeletes(inner, func(out uint32) (uint32, bool) {
+		c := s.childByOutSPI(out)
+		if c == nil {
+			return 0, false // already gone: a delete collision (section 1.4.1)
+		}
+		in := c.sa.InSPI
+		s.childDeleted(c)
+		return in, true
+	})
+	if ikeGone {
+		return nil, func() { s.m.remove(s, "the peer deleted the IKE SA", s.successor == nil) }
+	}
+	return answer, func() {}
+}
+
+// answerDeletes reads an INFORMATIONAL request's deletes: whether it
+// deletes the IKE SA, else the answer naming our halves of the child SAs
+// it deletes. gone removes the child the peer receives on with SPI out
+// and gives our inbound SPI (false: no such child).
+func answerDeletes(inner []Payload, gone func(out uint32) (in uint32, ok bool)) (ikeSA bool, answer []Payload) {
 	var ours [][]byte
 	for _, p := range inner {
 		d, ok := p.(*Delete)
-		if !ok {
+		switch {
+		case !ok:
 			continue
-		}
-		if d.Protocol == ProtoIKE {
-			return nil, func() { s.m.remove(s, "the peer deleted the IKE SA", s.successor == nil) }
-		}
-		if d.Protocol != ProtoESP {
+		case d.Protocol == ProtoIKE:
+			return true, nil
+		case d.Protocol != ProtoESP:
 			continue
 		}
 		for _, spi := range d.SPIs {
-			c := s.childByOutSPI(binary.BigEndian.Uint32(spi))
-			if c == nil {
-				continue // already gone: a delete collision (section 1.4.1)
+			if in, ok := gone(binary.BigEndian.Uint32(spi)); ok {
+				ours = append(ours, spiBytes(in))
 			}
-			ours = append(ours, spiBytes(c.sa.InSPI))
-			s.childDeleted(c)
 		}
 	}
 	if len(ours) == 0 {
-		return nil, func() {}
+		return false, nil
 	}
-	return []Payload{&Delete{Protocol: ProtoESP, SPIs: ours}}, func() {}
+	return false, []Payload{&Delete{Protocol: ProtoESP, SPIs: ours}}
 }
 
 // childDeleted removes a child the peer deleted. A child it replaced by
@@ -490,19 +507,7 @@ func (s *ikeSA) childDeleted(c *child) {
 
 // replaces reports whether n is the rekey of c: the same selectors.
 func (n *child) replaces(c *child) bool {
-	return n != c && sameSelectors(n.local, c.local) && sameSelectors(n.remote, c.remote)
-}
-
-func sameSelectors(a, b []Selector) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return n != c && slices.Equal(n.local, c.local) && slices.Equal(n.remote, c.remote)
 }
 
 // hostSelectors turns traffic selectors into the host's selectors: an

@@ -2,7 +2,6 @@ package ikev2
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -188,31 +187,17 @@ func (r *Responder) createChild(inner []Payload) ([]Payload, error) {
 // informational answers deletes with the other halves of the deleted
 // child SAs (section 1.4.1) and a liveness check with nothing.
 func (r *Responder) informational(inner []Payload) []Payload {
-	var ours [][]byte
-	for _, p := range inner {
-		d, ok := p.(*Delete)
-		if !ok {
-			continue
-		}
-		if d.Protocol == ProtoIKE {
-			r.closed = true
-			return nil
-		}
-		for _, s := range d.SPIs {
-			out := binary.BigEndian.Uint32(s)
-			for i, c := range r.children {
-				if c.OutSPI == out {
-					ours = append(ours, spiBytes(c.InSPI))
-					r.children = append(r.children[:i], r.children[i+1:]...)
-					break
-				}
+	closed, answer := answerDeletes(inner, func(out uint32) (uint32, bool) {
+		for i, c := range r.children {
+			if c.OutSPI == out {
+				r.children = append(r.children[:i], r.children[i+1:]...)
+				return c.InSPI, true
 			}
 		}
-	}
-	if len(ours) == 0 {
-		return nil
-	}
-	return []Payload{&Delete{Protocol: ProtoESP, SPIs: ours}}
+		return 0, false
+	})
+	r.closed = r.closed || closed
+	return answer
 }
 
 // Done reports whether the IKE SA and its child are up.

@@ -296,6 +296,11 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 		return []Payload{&Notify{Kind: kind}}, func() { s.m.failIKE(s, ExchangeIKEAuth, err) }
 	}
 	s.m.up(s)
+	if len(Notifies(inner, NotifyInitialContact)) > 0 {
+		// Section 2.4: the peer holds no other SA with us (it restarted);
+		// what we still hold with it is stale.
+		s.m.forgetOthers(s)
+	}
 	if err != nil {
 		s.m.negotiationError(s, ExchangeIKEAuth, false, err)
 		return ps, func() {}

@@ -371,15 +371,38 @@ func natLab(t *testing.T) *lab {
 }
 
 // TestGatehouseThroughNAT: A sits behind a NAT router (natLab), so NAT-T
-// floats IKE to 4500 and ESP goes in UDP.
+// floats IKE to 4500 and ESP goes in UDP; B is Gatehouse with each IKE
+// version, then strongSwan with IKEv2.
 func TestGatehouseThroughNAT(t *testing.T) {
-	l := natLab(t)
-	a := startGatehouse(t, l.GWA, side{"10.99.0.2", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"}, tunnelOpts{})
-	b := startGatehouse(t, l.GWB, side{"192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"}, tunnelOpts{start: "passive"})
-	netns.PingThrough(t, l.HA, "10.2.0.10")
-	t.Logf("iperf3 through the NAT: %.0f Mbit/s", iperf(t, l))
-	checkSA(t, a, "site established initiator", "10.99.0.2:4500 192.0.2.2:4500", "yes", "tunnel/udp ESP aes128gcm16")
-	checkSA(t, b, "site established responder", "192.0.2.1:4500", "yes", "tunnel/udp ESP aes128gcm16")
+	for _, c := range []struct {
+		version int
+		swan    bool
+	}{{1, false}, {2, false}, {2, true}} {
+		name := fmt.Sprintf("IKEv%d/gatehouse", c.version)
+		if c.swan {
+			name = fmt.Sprintf("IKEv%d/strongswan", c.version)
+		}
+		t.Run(name, func(t *testing.T) {
+			l := natLab(t)
+			o := tunnelOpts{version: c.version}
+			a := startGatehouse(t, l.GWA, side{"10.99.0.2", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"}, o)
+			o.start = "passive"
+			bSide := side{"192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"}
+			var b *gw
+			if c.swan {
+				startStrongSwan(t, l.GWB, bSide, o)
+			} else {
+				b = startGatehouse(t, l.GWB, bSide, o)
+			}
+			netns.PingThrough(t, l.HA, "10.2.0.10")
+			t.Logf("iperf3 through the NAT: %.0f Mbit/s", iperf(t, l))
+			v := fmt.Sprintf(" IKEv%d", c.version)
+			checkSA(t, a, "site established initiator"+v, "10.99.0.2:4500 192.0.2.2:4500", "yes", "tunnel/udp ESP aes128gcm16")
+			if b != nil {
+				checkSA(t, b, "site established responder"+v, "192.0.2.1:4500", "yes", "tunnel/udp ESP aes128gcm16")
+			}
+		})
+	}
 }
 
 // TestTunnelsOnTwoListenAddresses: A listens on 192.0.2.1 and 192.0.2.3,
