@@ -314,38 +314,51 @@ func TestGatehouseToGatehouse(t *testing.T) {
 	}
 }
 
-// TestStrongSwanResponds: Gatehouse starts on traffic, strongSwan answers.
+// TestStrongSwanResponds: Gatehouse starts on traffic, strongSwan
+// answers, with each IKE version (IKEv2 with an AEAD IKE SA); one child
+// carries the tunnel.
 func TestStrongSwanResponds(t *testing.T) {
-	l := newLab(t)
-	startStrongSwan(t, l.GWB, siteB, tunnelOpts{})
-	a := startGatehouse(t, l.GWA, siteA, tunnelOpts{})
-	netns.PingThrough(t, l.HA, "10.2.0.10")
-	t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
-	// encap = yes makes strongSwan claim a NAT: ESP goes in UDP.
-	checkSA(t, a, "site established initiator", "yes", "tunnel/udp ESP aes128gcm16")
+	for _, o := range []tunnelOpts{{version: 1}, {version: 2, ike: "aes128gcm16-prfsha256-ecp256"}} {
+		t.Run(fmt.Sprintf("IKEv%d", o.version), func(t *testing.T) {
+			l := newLab(t)
+			startStrongSwan(t, l.GWB, siteB, o)
+			a := startGatehouse(t, l.GWA, siteA, o)
+			netns.PingThrough(t, l.HA, "10.2.0.10")
+			t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
+			// encap = yes makes strongSwan claim a NAT: ESP goes in UDP.
+			checkSA(t, a, fmt.Sprintf("site established initiator IKEv%d", o.version), defaults(o).ike, "yes", "tunnel/udp ESP aes128gcm16")
+		})
+	}
 }
 
 // TestStrongSwanInitiates: strongSwan starts, Gatehouse (passive) answers,
-// with AES-CBC/HMAC-SHA1 and PFS. The interop plugins are loaded: none
-// takes strongSwan for a client family of its own. strongSwan proposes a
-// lifetime 10% longer than its rekey time, ours, so Gatehouse's answer
-// carries RESPONDER-LIFETIME, which strongSwan reads past.
+// with each IKE version: AES-CBC/HMAC-SHA1 and MODP2048 PFS with IKEv1,
+// AES-CBC/HMAC-SHA-256 and ECP256 PFS with IKEv2. The interop plugins are
+// loaded: none takes strongSwan for a client family of its own. With
+// IKEv1, strongSwan proposes a lifetime 10% longer than its rekey time,
+// ours, so Gatehouse's answer carries RESPONDER-LIFETIME, which strongSwan
+// reads past.
 func TestStrongSwanInitiates(t *testing.T) {
-	l := newLab(t)
-	o := tunnelOpts{esp: "aes128-sha1", pfs: "modp2048", start: "passive", load: "interop-windows, interop-apple, interop-android"}
-	b := startGatehouse(t, l.GWB, siteB, o)
-	sw := startStrongSwan(t, l.GWA, siteA, o)
-	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
-		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
-	}
-	netns.PingThrough(t, l.HA, "10.2.0.10")
-	t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
-	checkSA(t, b, "site established responder", "tunnel/udp ESP aes128-sha1")
-	if sa := b.CLI(t, "sa"); strings.Contains(sa, "by interop-") {
-		t.Fatalf("strongSwan classified as a client family:\n%s", sa)
-	}
-	if log := sw.Log(); !regexp.MustCompile(`parsed QUICK_MODE response \d+ \[.*N\(\(24576\)\).*\]`).MatchString(log) {
-		t.Fatalf("strongSwan saw no RESPONDER-LIFETIME in our quick mode answer:\n%s", log)
+	load := "interop-windows, interop-apple, interop-android"
+	for _, o := range []tunnelOpts{{version: 1, esp: "aes128-sha1", pfs: "modp2048", start: "passive", load: load},
+		{version: 2, esp: "aes128-sha256", pfs: "ecp256", start: "passive", load: load}} {
+		t.Run(fmt.Sprintf("IKEv%d", o.version), func(t *testing.T) {
+			l := newLab(t)
+			b := startGatehouse(t, l.GWB, siteB, o)
+			sw := startStrongSwan(t, l.GWA, siteA, o)
+			if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+				t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+			}
+			netns.PingThrough(t, l.HA, "10.2.0.10")
+			t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
+			checkSA(t, b, fmt.Sprintf("site established responder IKEv%d", o.version), "tunnel/udp ESP "+o.esp)
+			if sa := b.CLI(t, "sa"); strings.Contains(sa, "by interop-") {
+				t.Fatalf("strongSwan classified as a client family:\n%s", sa)
+			}
+			if log := sw.Log(); o.version == 1 && !regexp.MustCompile(`parsed QUICK_MODE response \d+ \[.*N\(\(24576\)\).*\]`).MatchString(log) {
+				t.Fatalf("strongSwan saw no RESPONDER-LIFETIME in our quick mode answer:\n%s", log)
+			}
+		})
 	}
 }
 
