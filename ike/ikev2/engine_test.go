@@ -679,3 +679,59 @@ func TestEngineInitialContact(t *testing.T) {
 		t.Fatalf("b after a's restart: %+v, old SA %#x still in: %v", e.b.SAs(), old, e.hb.in[old] != nil)
 	}
 }
+
+// Under load (half the half-open limit in use) the responder asks for a
+// cookie (section 2.6) and the initiator comes back with it; past the
+// limit from one address, IKE_SA_INIT is dropped and counted.
+func TestEngineCookiesAndHalfOpenLimits(t *testing.T) {
+	e := newEnginePair(t, "k", "k")
+	b, err := NewManager(Config{Host: e.hb, Now: func() time.Time { return e.now }, MaxHalfOpen: 2, MaxHalfOpenPerSource: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetPeers([]*Peer{e.pb})
+	e.b = b
+	// One half-open SA from a stranger's SPI at a's address fills half.
+	from, to := netip.MustParseAddrPort("198.51.100.1:500"), netip.MustParseAddrPort("203.0.113.2:500")
+	in, err := NewInitiator(InitiatorConfig{Proposals: e.pa.Suites, SPIi: SPI{9}, Local: from, Remote: to, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := in.Start()
+	b.Receive(first, to, from)
+	e.hb.out = nil
+	if b.HalfOpen() != 1 {
+		t.Fatalf("half open: %d", b.HalfOpen())
+	}
+	cookies := 0
+	e.lose = func(d datagram, fromA bool) bool {
+		if m, err := Decode(d.b); err == nil && !fromA && len(Notifies(m.Payloads, NotifyCookie)) > 0 {
+			cookies++
+		}
+		return false
+	}
+	e.up()
+	if cookies != 1 {
+		t.Fatalf("%d cookie requests, want 1", cookies)
+	}
+	// Past the limit for one address, IKE_SA_INIT is dropped and counted.
+	c, err := NewManager(Config{Host: newEngineHost("k", 0xc000), Now: func() time.Time { return e.now }, MaxHalfOpenPerSource: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetPeers([]*Peer{e.pb})
+	for i := range 2 {
+		in, _ := NewInitiator(InitiatorConfig{Proposals: e.pa.Suites, SPIi: SPI{byte(10 + i)}, Local: from, Remote: to, Rand: rand.Reader})
+		first, _ := in.Start()
+		c.Receive(first, to, from)
+	}
+	if c.HalfOpen() != 1 || c.Drops()["half-open"] != 1 {
+		t.Errorf("half open %d, drops %v", c.HalfOpen(), c.Drops())
+	}
+	// Half-open SAs that never authenticate go after 30 s.
+	e.advance(31 * time.Second)
+	if b.HalfOpen() != 0 {
+		t.Errorf("%d half-open SAs after 31 s", b.HalfOpen())
+	}
+	e.checkAgree(1)
+}
