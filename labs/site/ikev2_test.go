@@ -32,9 +32,10 @@ func TestIKEv2GatehouseToGatehouse(t *testing.T) {
 }
 
 // TestIKEv2SubnetsWithStrongSwan: two subnets behind each gateway, in
-// one child SA's traffic selectors (section 2.9). strongSwan offers them
-// all and Gatehouse's narrowing keeps them; each of the four pairs
-// carries traffic both ways on the one SA pair.
+// one child SA's traffic selectors (section 2.9). strongSwan offers wider
+// ones (a /16 for each /24), and Gatehouse's narrowing answers with its
+// four /24 pairs, which strongSwan installs; each pair carries traffic
+// both ways on the one SA pair.
 func TestIKEv2SubnetsWithStrongSwan(t *testing.T) {
 	l := newLab(t)
 	if err := l.SecondSubnets(); err != nil {
@@ -42,9 +43,13 @@ func TestIKEv2SubnetsWithStrongSwan(t *testing.T) {
 	}
 	o := tunnelOpts{version: 2, pairs: true, start: "passive"}
 	b := startGatehouse(t, l.GWB, pairsB, o)
-	sw := startStrongSwan(t, l.GWA, pairsA, o)
+	wide := side{pairsA.local, pairsA.remote, "10.1.0.0/16, 10.3.0.0/16", "10.2.0.0/16, 10.4.0.0/16"}
+	sw := startStrongSwan(t, l.GWA, wide, o)
 	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+	}
+	if !strings.Contains(sw.Log(), "10.1.0.0/24 10.3.0.0/24 === 10.2.0.0/24 10.4.0.0/24") {
+		t.Fatalf("strongSwan did not take the narrowed selectors:\n%s", netns.Tail(sw.Log(), 4000))
 	}
 	for _, p := range fourPairs {
 		netns.PingThroughFrom(t, l.HA, p.a, p.b)
@@ -221,6 +226,7 @@ func TestIKEv2X509WithStrongSwan(t *testing.T) {
 			startStrongSwan(t, l.GWB, siteB, swanCert(pki, o, "gw-b"))
 			a := startGatehouse(t, l.GWA, siteA, tunnelOpts{version: 2, auth: "[" + pki.AuthEntry("gw-a") + "]", remoteExtra: `, id: "dn:CN=gw-b,O=Gatehouse"`})
 			netns.PingThrough(t, l.HA, "10.2.0.10")
+			t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
 			checkSA(t, a, "site established initiator IKEv2", c.method+" CN=gw-b,O=Gatehouse", "tunnel/udp ESP aes128gcm16")
 		})
 		t.Run(c.kind+"/strongswan-initiates", func(t *testing.T) {
@@ -231,6 +237,7 @@ func TestIKEv2X509WithStrongSwan(t *testing.T) {
 				t.Fatalf("swanctl --initiate: %v\n%s", err, out)
 			}
 			netns.PingThrough(t, l.HA, "10.2.0.10")
+			t.Logf("iperf3 %.0f Mbit/s", iperf(t, l))
 			checkSA(t, b, "site established responder IKEv2", c.method+" CN=gw-a,O=Gatehouse")
 			if !strings.Contains(sw.Log(), "authentication of 'O=Gatehouse, CN=gw-b' with "+c.scheme+" successful") {
 				t.Fatalf("strongSwan did not check our RFC 7427 signature:\n%s", sw.Log())
