@@ -590,6 +590,13 @@ func (m *Manager) tick(s *ikeSA, now time.Time) {
 			s.queueTask(&childTask{old: c})
 		}
 	}
+	if l := s.peer.Lifetime; l > 0 && now.Sub(s.established) > l+l/10 {
+		// Every rekey failed: past its lifetime, the IKE SA and its
+		// children go, and an always-up tunnel starts afresh.
+		m.negotiationError(s, ExchangeCreateChildSA, true, fmt.Errorf("%w: the IKE SA was not rekeyed within its lifetime of %v", errTimeout, l))
+		m.remove(s, "its lifetime ran out", true)
+		return
+	}
 	if !s.rekeying && !s.rekeyAt.IsZero() && !now.Before(s.rekeyAt) {
 		s.rekeying = true
 		m.log.Info("rekeying IKEv2 SA", zapPeer(s))

@@ -735,3 +735,17 @@ func TestEngineCookiesAndHalfOpenLimits(t *testing.T) {
 	}
 	e.checkAgree(1)
 }
+
+// An IKE SA whose rekeys are all refused goes when its lifetime (and a
+// tenth more) runs out, children included.
+func TestEngineIKESAExpires(t *testing.T) {
+	e := newEnginePair(t, "k", "k")
+	e.pa.Lifetime, e.pb.Lifetime = time.Hour, 0 // b never rekeys
+	e.up()
+	e.pb.Suites = []Proposal{mustProposal(t, "aes128-sha1-modp2048")} // and refuses a's rekeys
+	e.pa.Restart = false
+	e.advance(67 * time.Minute)
+	if len(e.a.SAs()) != 0 || len(e.ha.in) != 0 || e.ha.count(ike.EventIKEDown) != 1 {
+		t.Fatalf("after the lifetime: SAs %+v, inbound %v, events %+v", e.a.SAs(), e.ha.in, e.ha.events)
+	}
+}
