@@ -276,6 +276,9 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 	k := v.c.IKEFor(t)
 	v.espSettings(&t.ESP, path+".esp", k.Version)
 	if k.Version == 2 {
+		if len(t.Interop) > 0 {
+			v.warnAt(t.Meta.At("interop"), path+".interop", "interop plugins are asked about IKEv1 peers only in this release; on this IKEv2 tunnel they are not consulted")
+		}
 		if k.AggressiveMode {
 			v.errorAt(t.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode is an IKEv1 exchange; IKEv2 has none (its identities always travel encrypted): remove it, or set version: 1")
 		}
