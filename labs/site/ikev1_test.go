@@ -422,71 +422,77 @@ func TestGatehouseThroughNAT(t *testing.T) {
 // so its outer sockets are on 0.0.0.0. B's tunnel is on the first address
 // (A initiates), C's on the second (C initiates), and A's route to C would
 // answer from 198.51.100.1: every IKE and ESP packet A sends C must come
-// from 192.0.2.3, the address C dialled.
+// from 192.0.2.3, the address C dialled. With each IKE version.
 //
 //	HA 10.1.0.10 - GWA 10.1.0.1 | 192.0.2.1, .3 - 192.0.2.2 GWB | 10.2.0.1 - HB 10.2.0.10
 //	                GWA 198.51.100.1 - 198.51.100.2 GWC | 10.5.0.1 - HC 10.5.0.10
 func TestTunnelsOnTwoListenAddresses(t *testing.T) {
-	l := newLab(t)
-	gwc, hc := l.MustNS(t, "gwc"), l.MustNS(t, "hc")
-	_, toC := l.MustLink(t, gwc, "198.51.100.2/24", l.GWA, "198.51.100.1/24")
-	l.MustLink(t, hc, "10.5.0.10/24", gwc, "10.5.0.1/24")
-	for _, err := range []error{l.GWA.IP("addr", "add", "192.0.2.3/24", "dev", "gwa1"), gwc.Route("192.0.2.0/24", "198.51.100.1"),
-		hc.Route("default", "10.5.0.1"), gwc.Forwarding()} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	dirA := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dirA, "site.psk"), []byte(psk+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a := startGatehouse(t, l.GWA, siteA, tunnelOpts{listen: "192.0.2.1, 192.0.2.3", moreTunnels: `  - name: far
+	for _, v := range []int{1, 2} {
+		t.Run(fmt.Sprintf("IKEv%d", v), func(t *testing.T) {
+			l := newLab(t)
+			gwc, hc := l.MustNS(t, "gwc"), l.MustNS(t, "hc")
+			_, toC := l.MustLink(t, gwc, "198.51.100.2/24", l.GWA, "198.51.100.1/24")
+			l.MustLink(t, hc, "10.5.0.10/24", gwc, "10.5.0.1/24")
+			for _, err := range []error{l.GWA.IP("addr", "add", "192.0.2.3/24", "dev", "gwa1"), gwc.Route("192.0.2.0/24", "198.51.100.1"),
+				hc.Route("default", "10.5.0.1"), gwc.Forwarding()} {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			dirA := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dirA, "site.psk"), []byte(psk+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			a := startGatehouse(t, l.GWA, siteA, tunnelOpts{version: v, listen: "192.0.2.1, 192.0.2.3", moreTunnels: `  - name: far
     local:  {address: 192.0.2.3, subnets: [10.1.0.0/24]}
     remote: {address: 198.51.100.2, subnets: [10.5.0.0/24]}
     auth: [{psk_file: ` + dirA + `/site.psk}]
-    ike: {proposals: [aes256-sha256-modp2048]}
+    ike: {version: ` + fmt.Sprint(v) + `, proposals: [aes256-sha256-modp2048]}
     esp: {proposals: [aes128gcm16]}
     start: passive
 `})
-	startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive"})
-	startGatehouse(t, gwc, side{"198.51.100.2", "192.0.2.3", "10.5.0.0/24", "10.1.0.0/24"}, tunnelOpts{})
-	capture := l.GWA.StartCapture(t, toC, "not arp", filepath.Join(t.TempDir(), "to-c.pcap"))
-	waitLog(t, a.Proc, "several listen addresses", "0.0.0.0")
-	for _, p := range []struct {
-		from *netns.NS
-		to   string
-	}{{l.HA, "10.2.0.10"}, {hc, "10.1.0.10"}, {l.HA, "10.5.0.10"}} {
-		ok, _ := await.Poll(20*time.Second, func() (bool, string) {
-			_, err := p.from.Output(5*time.Second, "ping", "-c", "1", "-W", "1", p.to)
-			return err == nil, ""
+			startGatehouse(t, l.GWB, siteB, tunnelOpts{version: v, start: "passive"})
+			startGatehouse(t, gwc, side{"198.51.100.2", "192.0.2.3", "10.5.0.0/24", "10.1.0.0/24"}, tunnelOpts{version: v})
+			capture := l.GWA.StartCapture(t, toC, "not arp", filepath.Join(t.TempDir(), "to-c.pcap"))
+			waitLog(t, a.Proc, "several listen addresses", "0.0.0.0")
+			for _, p := range []struct {
+				from *netns.NS
+				to   string
+			}{{l.HA, "10.2.0.10"}, {hc, "10.1.0.10"}, {l.HA, "10.5.0.10"}} {
+				ok, _ := await.Poll(20*time.Second, func() (bool, string) {
+					_, err := p.from.Output(5*time.Second, "ping", "-c", "1", "-W", "1", p.to)
+					return err == nil, ""
+				})
+				out, err := p.from.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", p.to)
+				if !ok || err != nil || !strings.Contains(out, " 3 received") {
+					t.Fatalf("ping %s from %s: %v\n%s", p.to, p.from.Name, err, out)
+				}
+			}
+			checkSA(t, a, "site established initiator", "192.0.2.1 192.0.2.2", "far established responder", "192.0.2.3 198.51.100.2")
+			capture.Until(t, 10*time.Second, "ESP both ways", func(text string) bool {
+				return strings.Count(text, "\nEncapsulating Security Payload\n") >= 12
+			})
+			src, err := l.GWA.Output(20*time.Second, "tshark", "-n", "-r", capture.File, "-T", "fields", "-e", "ip.src", "-e", "_ws.col.Protocol")
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]int{}
+			for _, line := range strings.Split(strings.TrimSpace(src), "\n") {
+				if addr, proto, ok := strings.Cut(line, "\t"); ok && addr != "" {
+					seen[addr+" "+proto]++
+				}
+			}
+			// A answers C's exchanges: main mode and quick mode (IKEv1), or
+			// IKE_SA_INIT and IKE_AUTH (IKEv2).
+			if seen["192.0.2.3 ESP"] < 6 || seen["192.0.2.3 ISAKMP"] < 2 {
+				t.Errorf("A's IKE and ESP to C do not come from 192.0.2.3: %v", seen)
+			}
+			for k := range seen {
+				if strings.HasPrefix(k, "198.51.100.1 ") {
+					t.Errorf("A sent %s from 198.51.100.1, not the address C dialled: %v", strings.TrimPrefix(k, "198.51.100.1 "), seen)
+				}
+			}
 		})
-		out, err := p.from.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "1", p.to)
-		if !ok || err != nil || !strings.Contains(out, " 3 received") {
-			t.Fatalf("ping %s from %s: %v\n%s", p.to, p.from.Name, err, out)
-		}
-	}
-	checkSA(t, a, "site established initiator", "192.0.2.1 192.0.2.2", "far established responder", "192.0.2.3 198.51.100.2")
-	capture.Until(t, 10*time.Second, "ESP both ways", func(text string) bool {
-		return strings.Count(text, "\nEncapsulating Security Payload\n") >= 12
-	})
-	src, err := l.GWA.Output(20*time.Second, "tshark", "-n", "-r", capture.File, "-T", "fields", "-e", "ip.src", "-e", "_ws.col.Protocol")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(src), "\n") {
-		if addr, proto, ok := strings.Cut(line, "\t"); ok && addr != "" {
-			seen[addr+" "+proto]++
-		}
-	}
-	if seen["192.0.2.3 ESP"] < 6 || seen["192.0.2.3 ISAKMP"] < 3 {
-		t.Errorf("A's IKE and ESP to C do not come from 192.0.2.3: %v", seen)
-	}
-	for k := range seen {
-		if strings.HasPrefix(k, "198.51.100.1 ") {
-			t.Errorf("A sent %s from 198.51.100.1, not the address C dialled: %v", strings.TrimPrefix(k, "198.51.100.1 "), seen)
-		}
 	}
 }
 
