@@ -17,6 +17,9 @@ type LocalCredentials struct {
 	// CANames are the subject DNs of the CAs we trust, one CERTREQ each
 	// (RFC 4945 section 3.2); none sends one CERTREQ for any CA.
 	CANames [][]byte
+	// CAKeyIDs are the same CAs' SHA-1 public key hashes, which IKEv2's
+	// CERTREQ lists (RFC 7296 section 3.7).
+	CAKeyIDs [][]byte
 }
 
 // PeerCredentials is a peer's accepted certificate.

@@ -11,6 +11,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/sha1"
 	stdx509 "crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -105,6 +106,17 @@ func (s *Store) CANames() [][]byte {
 	out := make([][]byte, 0, len(s.cas))
 	for _, c := range s.cas {
 		out = append(out, c.RawSubject)
+	}
+	return out
+}
+
+// CAKeyIDs are the SHA-1 hashes of the configured CAs' public key info,
+// as IKEv2's certificate requests name CAs (RFC 7296 section 3.7).
+func (s *Store) CAKeyIDs() [][]byte {
+	out := make([][]byte, 0, len(s.cas))
+	for _, c := range s.cas {
+		h := sha1.Sum(c.RawSubjectPublicKeyInfo)
+		out = append(out, h[:])
 	}
 	return out
 }

@@ -352,7 +352,7 @@ func (h *host) LocalCredentials(peer *ike.PeerConfig, method uint16, peerCAs [][
 	if err != nil {
 		return nil, err
 	}
-	out := &ike.LocalCredentials{Chain: lc.Chain, CANames: lc.CANames}
+	out := &ike.LocalCredentials{Chain: lc.Chain, CANames: lc.CANames, CAKeyIDs: lc.CAKeyIDs}
 	if lc.ID != nil {
 		out.ID = &ike.ID{IDType: lc.ID.Type, Data: lc.ID.Data}
 	}

@@ -1,6 +1,7 @@
 package ikev2
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/rand"
 	"errors"
@@ -271,10 +272,15 @@ func (m *Manager) initRequest(msg *Message, b []byte, local, remote netip.AddrPo
 		return
 	}
 	h.SPIr = s.spir
-	if p.certMethod() != 0 {
+	if method := p.certMethod(); method != 0 {
 		// The responder asks for the initiator's certificate here
-		// (section 1.2): peers that send theirs only when asked do so.
-		ps = append(ps, &CertReq{Encoding: CertX509Sig})
+		// (section 1.2), naming its CAs: peers that send theirs only when
+		// asked do so, and pick the one our CAs issued.
+		var cas []byte
+		if creds, err := m.host.LocalCredentials(p.PeerConfig, method, nil); err == nil {
+			cas = bytes.Join(creds.CAKeyIDs, nil)
+		}
+		ps = append(ps, &CertReq{Encoding: CertX509Sig, Authority: cas})
 	}
 	if p.NoFragmentation {
 		ps = withoutNotify(ps, NotifyFragmentationSupported)

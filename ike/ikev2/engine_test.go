@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
@@ -63,7 +64,8 @@ func (h *engineHost) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.L
 	if h.cert == nil {
 		return nil, errNoCerts
 	}
-	return &ike.LocalCredentials{Chain: [][]byte{h.cert.leaf.Raw}, ID: &ike.ID{IDType: ike.IDDERASN1DN, Data: h.cert.leaf.RawSubject}}, nil
+	return &ike.LocalCredentials{Chain: [][]byte{h.cert.leaf.Raw}, ID: &ike.ID{IDType: ike.IDDERASN1DN, Data: h.cert.leaf.RawSubject},
+		CAKeyIDs: [][]byte{h.cert.caKeyID}}, nil
 }
 func (h *engineHost) Sign(*ike.PeerConfig, uint16, []byte) ([]byte, error) { return nil, errNoCerts }
 func (h *engineHost) SignDigest(_ *ike.PeerConfig, _ uint16, scheme string, digest []byte) ([]byte, error) {
@@ -582,9 +584,10 @@ func TestEngineFragments(t *testing.T) {
 
 // testCert is a certificate and key issued by a test CA, and that CA.
 type testCert struct {
-	leaf  *x509.Certificate
-	key   crypto.Signer
-	roots *x509.CertPool
+	leaf    *x509.Certificate
+	key     crypto.Signer
+	roots   *x509.CertPool
+	caKeyID []byte // SHA-1 of the CA's public key info
 }
 
 // testPKI issues one certificate per key from a fresh CA.
@@ -613,7 +616,8 @@ func testPKI(t *testing.T, keys ...crypto.Signer) []*testCert {
 			t.Fatal(err)
 		}
 		leaf, _ := x509.ParseCertificate(der)
-		out = append(out, &testCert{leaf: leaf, key: k, roots: roots})
+		id := sha1.Sum(ca.RawSubjectPublicKeyInfo)
+		out = append(out, &testCert{leaf: leaf, key: k, roots: roots, caKeyID: id[:]})
 	}
 	return out
 }
@@ -639,10 +643,22 @@ func TestEngineCertificates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var asked []byte
+		e.lose = func(d datagram, fromA bool) bool {
+			if m, err := Decode(d.b); err == nil && !fromA && m.Exchange == ExchangeIKESAInit {
+				if cr, ok := Find(m.Payloads, PayloadCertReq).(*CertReq); ok {
+					asked = cr.Authority
+				}
+			}
+			return false
+		}
 		if err := e.a.Initiate("to-b"); err != nil {
 			t.Fatal(err)
 		}
 		e.pump()
+		if !bytes.Equal(asked, certs[1].caKeyID) {
+			t.Errorf("b's CERTREQ names %x, want its CA's key hash %x", asked, certs[1].caKeyID)
+		}
 		return e
 	}
 	e := setup("dn:CN=gw-0,O=Test")

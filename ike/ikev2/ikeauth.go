@@ -49,8 +49,10 @@ type AuthSide struct {
 	// (RFC 7427's form when digital is set: the peer announced signature
 	// hashes); Certs, our chain ours first, go as CERT payloads, and a
 	// CERTREQ asks for the peer's.
-	Sign      func(octets []byte, digital bool) (*Auth, error)
-	Certs     [][]byte
+	Sign  func(octets []byte, digital bool) (*Auth, error)
+	Certs [][]byte
+	CAs   []byte // the CERTREQ's list: SHA-1 hashes of our CAs' keys
+
 	Suites    []esp.Suite
 	Local     []Selector
 	Remote    []Selector
@@ -136,9 +138,9 @@ func (t *ikeInit) authRequest(me AuthSide, msg1 []byte, inSPI uint32) ([]Payload
 	}
 	ps := append([]Payload{id}, certPayloads(me.Certs)...)
 	if me.Sign != nil {
-		// Any CA (RFC 7296 section 3.7 lets the list be empty): peers
-		// that send their certificate only when asked are asked.
-		ps = append(ps, &CertReq{Encoding: CertX509Sig})
+		// Peers that send their certificate only when asked are asked,
+		// naming our CAs (section 3.7; none: any CA).
+		ps = append(ps, &CertReq{Encoding: CertX509Sig, Authority: me.CAs})
 	}
 	ps = append(ps, auth)
 	if me.Transport {

@@ -161,7 +161,7 @@ func (s *ikeSA) ourAuthSide(method uint16) (AuthSide, error) {
 	if creds.ID != nil && s.peer.LocalID == nil {
 		me.ID = &ID{IDType: creds.ID.IDType, Data: creds.ID.Data}
 	}
-	me.Certs = creds.Chain
+	me.Certs, me.CAs = creds.Chain, bytes.Join(creds.CAKeyIDs, nil)
 	me.Sign = func(octets []byte, digital bool) (*Auth, error) {
 		ds, ok := s.m.host.(DigestSigner)
 		if !ok {

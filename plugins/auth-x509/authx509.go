@@ -180,7 +180,8 @@ func (a *x509Auth) LocalCertificate(_ context.Context, name string, caNames [][]
 		a.log.Warn("the peer asks for certificates from CAs that did not issue ours", "profile", name,
 			"ours_from", p.id.Chain[len(p.id.Chain)-1].Issuer.String())
 	}
-	return sdk.LocalCert{Chain: p.chain, ID: &sdk.Identity{Type: ike.IDDERASN1DN, Data: p.idDN}, CANames: p.store.CANames()}, nil
+	return sdk.LocalCert{Chain: p.chain, ID: &sdk.Identity{Type: ike.IDDERASN1DN, Data: p.idDN}, CANames: p.store.CANames(),
+		CAKeyIDs: p.store.CAKeyIDs()}, nil
 }
 
 // issuedUnder reports whether any certificate of our chain was issued by

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"net/netip"
@@ -136,6 +138,18 @@ func TestVerifyAndSign(t *testing.T) {
 	if ours.Subject.CommonName != "gw-a" || lc.ID.Type != ike.IDDERASN1DN || string(lc.ID.Data) != string(ours.RawSubject) ||
 		len(lc.CANames) != 1 || string(lc.CANames[0]) != string(l.ca.Cert.RawSubject) {
 		t.Fatalf("local certificate: %+v", lc)
+	}
+	if keyID := sha1.Sum(l.ca.Cert.RawSubjectPublicKeyInfo); len(lc.CAKeyIDs) != 1 || string(lc.CAKeyIDs[0]) != string(keyID[:]) {
+		t.Fatalf("CA key hashes for IKEv2's CERTREQ: %x", lc.CAKeyIDs)
+	}
+	// An IKEv2 signature by RFC 7427: an ASN.1 ECDSA signature of a digest.
+	digest := sha256.Sum256([]byte("signed octets"))
+	der, err := a.Sign(ctx, name, digest[:], "ecdsa-der")
+	if err != nil || !ecdsa.VerifyASN1(ours.PublicKey.(*ecdsa.PublicKey), digest[:], der) {
+		t.Fatalf("ecdsa-der signature: %v", err)
+	}
+	if _, err := a.Sign(ctx, name, digest[:], "rsa-pkcs1-sha256"); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("an ECDSA key signed rsa-pkcs1-sha256: %v", err)
 	}
 	hash := sha1.Sum([]byte("HASH_I"))
 	sig, err := a.Sign(ctx, name, hash[:], "ecdsa-256")

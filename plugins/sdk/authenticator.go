@@ -176,6 +176,9 @@ type LocalCert struct {
 	Chain   [][]byte
 	ID      *Identity
 	CANames [][]byte
+	// CAKeyIDs: SHA-1 of each trusted CA's SubjectPublicKeyInfo, for
+	// IKEv2's CERTREQ.
+	CAKeyIDs [][]byte
 }
 
 // GSSRole is the side of a GSS-API context.
@@ -489,7 +492,7 @@ func (a *authClient) LocalCertificate(ctx context.Context, profile string, caNam
 	if err != nil {
 		return LocalCert{}, fmt.Errorf("local certificate: %w", err)
 	}
-	return LocalCert{Chain: r.GetChain(), ID: id, CANames: r.GetCaNames()}, nil
+	return LocalCert{Chain: r.GetChain(), ID: id, CANames: r.GetCaNames(), CAKeyIDs: r.GetCaKeyIds()}, nil
 }
 
 func (a *authClient) GSSStep(ctx context.Context, req GSSStepRequest) (GSSStepResult, error) {
@@ -619,7 +622,7 @@ func (s *authServer) LocalCertificate(ctx context.Context, req *pb.LocalCertific
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.LocalCertificateResponse{Chain: c.Chain, Id: identityToPB(c.ID), CaNames: c.CANames}, nil
+	return &pb.LocalCertificateResponse{Chain: c.Chain, Id: identityToPB(c.ID), CaNames: c.CANames, CaKeyIds: c.CAKeyIDs}, nil
 }
 
 func (s *authServer) GSSStep(ctx context.Context, req *pb.GSSStepRequest) (*pb.GSSStepResponse, error) {

@@ -1218,7 +1218,10 @@ type LocalCertificateResponse struct {
 	Id    *Identity              `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	// ca_names are the DER subjects of the profile's trusted CAs, for the
 	// CERTREQ payloads the host sends (RFC 4945 section 3.2).
-	CaNames       [][]byte `protobuf:"bytes,3,rep,name=ca_names,json=caNames,proto3" json:"ca_names,omitempty"`
+	CaNames [][]byte `protobuf:"bytes,3,rep,name=ca_names,json=caNames,proto3" json:"ca_names,omitempty"`
+	// ca_key_ids are the SHA-1 hashes of the same CAs' SubjectPublicKeyInfo,
+	// which an IKEv2 CERTREQ lists (RFC 7296 section 3.7).
+	CaKeyIds      [][]byte `protobuf:"bytes,4,rep,name=ca_key_ids,json=caKeyIds,proto3" json:"ca_key_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1270,6 +1273,13 @@ func (x *LocalCertificateResponse) GetId() *Identity {
 func (x *LocalCertificateResponse) GetCaNames() [][]byte {
 	if x != nil {
 		return x.CaNames
+	}
+	return nil
+}
+
+func (x *LocalCertificateResponse) GetCaKeyIds() [][]byte {
+	if x != nil {
+		return x.CaKeyIds
 	}
 	return nil
 }
@@ -2151,11 +2161,13 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"\tsignature\x18\x01 \x01(\fR\tsignature\"N\n" +
 	"\x17LocalCertificateRequest\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x19\n" +
-	"\bca_names\x18\x02 \x03(\fR\acaNames\"z\n" +
+	"\bca_names\x18\x02 \x03(\fR\acaNames\"\x98\x01\n" +
 	"\x18LocalCertificateResponse\x12\x14\n" +
 	"\x05chain\x18\x01 \x03(\fR\x05chain\x12-\n" +
 	"\x02id\x18\x02 \x01(\v2\x1d.gatehouse.plugin.v1.IdentityR\x02id\x12\x19\n" +
-	"\bca_names\x18\x03 \x03(\fR\acaNames\"\xa9\x01\n" +
+	"\bca_names\x18\x03 \x03(\fR\acaNames\x12\x1c\n" +
+	"\n" +
+	"ca_key_ids\x18\x04 \x03(\fR\bcaKeyIds\"\xa9\x01\n" +
 	"\x0eGSSStepRequest\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x1d\n" +
 	"\n" +
