@@ -671,7 +671,7 @@ func (x *lab) checkMetrics() {
 	x.t.Helper()
 	out := x.metrics()
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^gatehouse_ike_sas\{state="established"\} 1$`),
+		regexp.MustCompile(`(?m)^gatehouse_ike_sas\{state="established",version="1"\} 1$`),
 		regexp.MustCompile(`(?m)^gatehouse_sessions 1$`),
 		regexp.MustCompile(`(?m)^gatehouse_pool_used_addresses 1$`),
 		regexp.MustCompile(`(?m)^gatehouse_ipsec_sas [1-9]`),
