@@ -23,6 +23,10 @@ import (
 type Peer struct {
 	*ike.PeerConfig
 	Suites []Proposal
+	// EAP makes a wildcard peer a remote-access server for clients that
+	// authenticate by EAP; EAPClient makes us such a client.
+	EAP       *EAPServer
+	EAPClient *EAPClient
 }
 
 // Config wires a Manager. Host is the daemon, as IKEv1's engine sees it:
@@ -465,6 +469,9 @@ func (m *Manager) remove(s *ikeSA, why string, restart bool) {
 	if s.keys != nil {
 		s.keys.Wipe()
 	}
+	if e := s.eap; e != nil && e.server != nil && e.addr.IsValid() && s.peer.EAP != nil && s.peer.EAP.Release != nil {
+		s.peer.EAP.Release(e.addr)
+	}
 	s.req, s.queue = nil, nil
 	if wasUp && s.successor == nil {
 		m.event(s, ike.Event{ID: ike.EventIKEDown, Message: fmt.Sprintf("IKE SA with %s down (IKEv2): %s", s.peer.Name, why)})
@@ -478,7 +485,7 @@ func (m *Manager) remove(s *ikeSA, why string, restart bool) {
 // with s's peer: it sent INITIAL_CONTACT.
 func (m *Manager) forgetOthers(s *ikeSA) {
 	for _, o := range m.sas {
-		if o != s && o.peer == s.peer && o.state != stateDead {
+		if o != s && o.peer == s.peer && o.state != stateDead && (!s.peer.Wildcard() || o.peerID == s.peerID) {
 			m.remove(o, "the peer restarted (INITIAL_CONTACT)", false)
 		}
 	}
@@ -499,7 +506,8 @@ func (m *Manager) rekeyed(old *ikeSA, rk *RekeyedIKE, initiator bool) {
 		c.sa.SPIi, c.sa.SPIr = ike.Cookie(n.spii), ike.Cookie(n.spir)
 	}
 	n.scheduleRekey()
-	old.children, old.successor, old.rekeyAt = nil, n, time.Time{}
+	n.eap = old.eap // the client's address goes with its IKE SA
+	old.children, old.successor, old.rekeyAt, old.eap = nil, n, time.Time{}, nil
 	m.sas[n.ourSPI()] = n
 	m.log.Info("IKEv2 SA rekeyed", zapPeer(n), zap.String("suite", n.suite.String()))
 	m.event(n, ike.Event{ID: ike.EventIKEUp, Message: fmt.Sprintf("IKE SA with %s rekeyed (IKEv2, %s)", n.peer.Name, n.suite)})

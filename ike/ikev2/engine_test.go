@@ -23,8 +23,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gatehouse/gatehouse/auth/eap"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ppp"
 )
 
 // engineHost is a daemon for one engine: what it sends goes to an
@@ -763,5 +765,78 @@ func TestEngineIKESAExpires(t *testing.T) {
 	e.advance(67 * time.Minute)
 	if len(e.a.SAs()) != 0 || len(e.ha.in) != 0 || e.ha.count(ike.EventIKEDown) != 1 {
 		t.Fatalf("after the lifetime: SAs %+v, inbound %v, events %+v", e.a.SAs(), e.ha.in, e.ha.events)
+	}
+}
+
+// eapPair is a's client dialling b's remote-access server: b answers any
+// address (a wildcard peer) with its RSA certificate and EAP-MSCHAPv2
+// against a users file of one (User / clientPass), leasing 10.8.0.x.
+func eapPair(t *testing.T, password string) (*enginePair, map[netip.Addr]string) {
+	t.Helper()
+	e := newEnginePair(t, "", "")
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := testPKI(t, rsaKey)
+	e.ha.cert, e.hb.cert = &testCert{roots: certs[0].roots}, certs[0]
+	e.pa.Auth, e.pa.EAPClient = []uint16{ike.AuthRSASig}, &EAPClient{Identity: "User", Password: password}
+	leases := map[netip.Addr]string{}
+	next := netip.MustParseAddr("10.8.0.2")
+	e.pb.Remote, e.pb.Pairs, e.pb.Auth = netip.Addr{}, nil, []uint16{ike.AuthRSASig}
+	e.pb.EAP = &EAPServer{Name: "gw", Verify: eap.NTHashVerifier(users), Inside: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
+		Lease: func(user string, _ netip.AddrPort) (netip.Addr, []netip.Addr, error) {
+			a := next
+			next = next.Next()
+			leases[a] = user
+			return a, []netip.Addr{netip.MustParseAddr("10.2.0.53")}, nil
+		},
+		Release: func(a netip.Addr) { delete(leases, a) }}
+	return e, leases
+}
+
+func users(user string) ([16]byte, bool) { return ppp.NTPasswordHash("clientPass"), user == "User" }
+
+// A road warrior by EAP-MSCHAPv2 (RFC 7296 section 2.16): the server
+// proves itself by certificate, the user by password, both AUTHs after
+// EAP come from the MSK, and the client leaves with a virtual address,
+// the DNS server and a child from that address to the inside network.
+func TestEngineEAPRemoteAccess(t *testing.T) {
+	e, leases := eapPair(t, "clientPass")
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	addr, dns, ok := e.a.VirtualAddress("to-b")
+	if !ok || addr.String() != "10.8.0.2" || len(dns) != 1 || dns[0].String() != "10.2.0.53" || leases[addr] != "User" {
+		t.Fatalf("virtual address %v %v %v; leases %v; a events %+v; b events %+v", addr, dns, ok, leases, e.ha.events, e.hb.events)
+	}
+	e.checkAgree(1)
+	c := e.ha.outSA["to-b"]
+	if c.LocalTS.Prefix.String() != "10.8.0.2/32" || c.RemoteTS.Prefix.String() != "10.2.0.0/24" {
+		t.Errorf("the client's child: %v", c)
+	}
+	if sb := e.b.SAs(); len(sb) != 1 || sb[0].PeerID != "User" || sb[0].Auth != "eap-mschapv2" {
+		t.Errorf("the server's SA: %+v", sb)
+	}
+	// The client hangs up: its address goes back.
+	e.a.Terminate("to-b")
+	e.pump()
+	if len(leases) != 0 || len(e.b.SAs()) != 0 {
+		t.Fatalf("after hang-up: leases %v, server SAs %+v", leases, e.b.SAs())
+	}
+}
+
+func TestEngineEAPWrongPassword(t *testing.T) {
+	e, leases := eapPair(t, "wrong")
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	if len(e.a.SAs()) != 0 || len(e.b.SAs()) != 0 || len(leases) != 0 || len(e.ha.in)+len(e.hb.in) != 0 {
+		t.Fatalf("a: %+v, b: %+v, leases %v", e.a.SAs(), e.b.SAs(), leases)
+	}
+	if e.hb.count(ike.EventNegotiationErr) != 1 || !strings.Contains(e.hb.events[0].Message, "refused") {
+		t.Errorf("b's events %+v", e.hb.events)
 	}
 }

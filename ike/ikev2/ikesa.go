@@ -55,6 +55,8 @@ type ikeSA struct {
 	// authName is how the peer authenticated, in IKEv1's names (psk,
 	// rsa-sig, ecdsa-256...), as gatehouse sa shows both versions.
 	authName string
+	// eap is remote access's EAP exchange and what it gave the client.
+	eap *eapState
 	// fragments: both sides announced IKE fragmentation; fragsIn are the
 	// peer's request and response being joined.
 	fragments bool

@@ -114,6 +114,10 @@ func (s *ikeSA) initResponse(msg *Message, b []byte) {
 		s.local, s.remote = withPort(s.local, esp.NATTPort), withPort(s.remote, esp.NATTPort)
 	}
 	s.state, s.nextID = stateAuth, 1
+	if s.peer.EAPClient != nil {
+		s.queueTask(&eapAuthTask{first: true})
+		return
+	}
 	me, err := s.ourAuthSide(s.peer.firstMethod())
 	if err != nil {
 		s.m.failIKE(s, ExchangeIKEAuth, err)
@@ -268,6 +272,12 @@ func (*authTask) failed(s *ikeSA, err error) { s.m.failIKE(s, ExchangeIKEAuth, e
 // the first child. A failed authentication is answered with
 // AUTHENTICATION_FAILED, and the SA goes.
 func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
+	if s.eap != nil {
+		return s.continueEAP(inner)
+	}
+	if auth, _ := Find(inner, PayloadAuth).(*Auth); auth == nil && s.peer.EAP != nil {
+		return s.startEAP(inner)
+	}
 	inSPI, err := s.m.host.AllocSPI()
 	if err != nil {
 		s.m.log.Warn("no SPI for an IKEv2 child", zapPeer(s), zapErr(err))

@@ -1,0 +1,324 @@
+package ikev2
+
+import (
+	"crypto/hmac"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/gatehouse/gatehouse/auth/eap"
+	"github.com/gatehouse/gatehouse/ike"
+)
+
+// Remote access by EAP (RFC 7296 sections 2.16 and 3.15): a client that
+// sends no AUTH in its first IKE_AUTH asks for EAP. The server answers
+// with its own AUTH (certificate or key) and the first EAP request; EAP
+// runs over further IKE_AUTH exchanges; then both send AUTH keyed with
+// the EAP method's MSK, and the server's last answer carries the
+// client's virtual address (configuration payload) and its child SA.
+//
+//	Client                                 Server
+//	IDi, [CERTREQ,] CP(CFG_REQUEST), SA, TSi, TSr  -->
+//	                                       <--  IDr, [CERT,] AUTH, EAP(Request/Identity)
+//	EAP(Response)                          -->
+//	                                       <--  EAP(Request) ... EAP(Success)
+//	AUTH (from the MSK)                    -->
+//	                                       <--  AUTH, CP(CFG_REPLY), SA, TSi, TSr
+
+// Configuration attributes (section 3.15.1).
+const (
+	CfgInternalIP4Address uint16 = 1
+	CfgInternalIP4Netmask uint16 = 2
+	CfgInternalIP4DNS     uint16 = 3
+	CfgInternalIP4NBNS    uint16 = 4
+	CfgInternalIP6Address uint16 = 8
+	CfgInternalIP6DNS     uint16 = 10
+	CfgInternalDNSDomain  uint16 = 25 // RFC 8598
+)
+
+// EAPServer makes a wildcard peer a remote-access server whose clients
+// authenticate by EAP-MSCHAPv2 and get a virtual address.
+type EAPServer struct {
+	// Name is what the server calls itself in MS-CHAPv2 challenges.
+	Name   string
+	Verify eap.Verifier
+	// Lease gives an authenticated user a virtual address (outer is
+	// where the client is), with the DNS servers to announce; Release
+	// returns it when the IKE SA goes.
+	Lease   func(user string, outer netip.AddrPort) (addr netip.Addr, dns []netip.Addr, err error)
+	Release func(addr netip.Addr)
+	// Inside are the networks the clients reach (TSr); none: all of IPv4.
+	Inside []netip.Prefix
+}
+
+// EAPClient makes a peer authenticate us by EAP-MSCHAPv2 and ask for a
+// virtual address (gatehouse connect ikev2).
+type EAPClient struct {
+	Identity, Password string
+}
+
+// eapState is an IKE SA's EAP exchange under way: the server's or the
+// client's side, the first IKE_AUTH request (whose SA, TSi, TSr and CP
+// the last round answers) and the client's IDi.
+type eapState struct {
+	server   *eap.Server
+	client   *eap.Peer
+	first    []Payload
+	idi, idr *ID
+	inSPI    uint32 // the client's child's inbound SPI
+	// What the server gave the client.
+	addr netip.Addr
+	dns  []netip.Addr
+}
+
+// startEAP answers a client's first IKE_AUTH that asks for EAP: our
+// identity, our AUTH and EAP-Request/Identity.
+func (s *ikeSA) startEAP(inner []Payload) ([]Payload, func()) {
+	srv := s.peer.EAP
+	idi, _ := Find(inner, PayloadIDi).(*ID)
+	if idi == nil {
+		return s.refuseAuth(errors.New("IKE_AUTH without IDi"))
+	}
+	method := s.peer.certMethod()
+	if method == 0 {
+		method = s.peer.firstMethod()
+	}
+	me, err := s.ourAuthSide(method)
+	if err != nil {
+		return s.refuseAuth(err)
+	}
+	prf := s.suite.PRF.PRF()
+	idr := &ID{T: PayloadIDr, IDType: me.ID.IDType, Data: me.ID.Data}
+	auth, err := s.init.ourAuth(me, me.PSK, signedOctets(prf, s.msg2, s.init.ni, s.keys.Pr, idr))
+	clear(me.PSK)
+	if err != nil {
+		return s.refuseAuth(err)
+	}
+	s.eap = &eapState{server: eap.NewServer(srv.Name, srv.Verify, s.rand), first: inner, idi: idi, idr: idr}
+	req, err := s.eap.server.Start()
+	if err != nil {
+		return s.refuseAuth(err)
+	}
+	s.peerID = ike.FormatID(idi.IDType, idi.Data)
+	ps := append([]Payload{idr}, certPayloads(me.Certs)...)
+	return append(ps, auth, &EAP{Data: req}), func() {}
+}
+
+// continueEAP carries one EAP round, or checks the client's final AUTH
+// and answers with ours, its address and its child.
+func (s *ikeSA) continueEAP(inner []Payload) ([]Payload, func()) {
+	st := s.eap
+	if e, _ := Find(inner, PayloadEAP).(*EAP); e != nil && !st.server.Done() {
+		out, err := st.server.Receive(e.Data)
+		if err != nil {
+			return s.refuseAuth(fmt.Errorf("EAP: %w", err))
+		}
+		if st.server.Done() && !st.server.Succeeded() {
+			return []Payload{&EAP{Data: out}}, func() {
+				s.m.failIKE(s, ExchangeIKEAuth, &NotifyError{Kind: NotifyAuthenticationFailed, Why: st.server.Err().Error()})
+			}
+		}
+		return []Payload{&EAP{Data: out}}, func() {}
+	}
+	auth, _ := Find(inner, PayloadAuth).(*Auth)
+	if auth == nil || !st.server.Succeeded() {
+		return s.refuseAuth(errors.New("IKE_AUTH without EAP or the final AUTH"))
+	}
+	prf, msk := s.suite.PRF.PRF(), st.server.MSK()
+	if auth.Method != AuthPSK || !hmac.Equal(auth.Data, pskAuth(prf, msk, signedOctets(prf, s.msg1, s.init.nr, s.keys.Pi, st.idi))) {
+		return s.refuseAuth(fmt.Errorf("the AUTH after EAP does not verify with the MSK of %s", st.server.User()))
+	}
+	s.peerID, s.authName = st.server.User(), "eap-mschapv2"
+	srv := s.peer.EAP
+	addr, dns, err := srv.Lease(st.server.User(), s.remote)
+	if err != nil {
+		return s.refuseAuth(fmt.Errorf("no address for %s: %w", st.server.User(), err))
+	}
+	st.addr, st.dns = addr, dns
+	// Our AUTH over our octets, keyed with the MSK too (section 2.16).
+	ours := &Auth{Method: AuthPSK, Data: pskAuth(prf, msk, signedOctets(prf, s.msg2, s.init.ni, s.keys.Pr, st.idr))}
+	ps := []Payload{ours, s.cpReply(addr, dns)}
+	s.m.up(s)
+	if len(Notifies(st.first, NotifyInitialContact)) > 0 {
+		s.m.forgetOthers(s)
+	}
+	inSPI, err := s.m.host.AllocSPI()
+	if err != nil {
+		s.m.negotiationError(s, ExchangeIKEAuth, false, err)
+		return ps, func() {}
+	}
+	me := s.authSide(nil)
+	me.Local, me.Remote = insideSelectors(srv.Inside), []Selector{PrefixSelector(netip.PrefixFrom(addr, addr.BitLen()))}
+	c, chosen, refusal := respondChild(me, st.first, inSPI, 0, "IKE_AUTH")
+	if refusal == nil {
+		refusal = s.init.childKeys(c)
+	}
+	if refusal != nil {
+		s.m.negotiationError(s, ExchangeIKEAuth, false, refusal)
+		return append(ps, &Notify{Kind: refusal.Kind}), func() {}
+	}
+	if _, err := s.install(c, false, false, false); err != nil {
+		s.m.negotiationError(s, ExchangeIKEAuth, false, err)
+	}
+	return append(ps, &SA{Proposals: []SAProposal{chosen}}, &TS{T: PayloadTSi, Selectors: c.TSi}, &TS{T: PayloadTSr, Selectors: c.TSr}), func() {}
+}
+
+// refuseAuth answers AUTHENTICATION_FAILED, and the SA goes once sent.
+func (s *ikeSA) refuseAuth(err error) ([]Payload, func()) {
+	return []Payload{&Notify{Kind: NotifyAuthenticationFailed}}, func() {
+		s.m.failIKE(s, ExchangeIKEAuth, &NotifyError{Kind: NotifyAuthenticationFailed, Why: err.Error()})
+	}
+}
+
+// cpReply is the client's configuration: its address and DNS servers.
+func (s *ikeSA) cpReply(addr netip.Addr, dns []netip.Addr) *CP {
+	cp := &CP{CfgType: CfgReply, Attrs: []CPAttr{{Type: CfgInternalIP4Address, Data: addr.AsSlice()}}}
+	for _, d := range dns {
+		if d.Is4() {
+			cp.Attrs = append(cp.Attrs, CPAttr{Type: CfgInternalIP4DNS, Data: d.AsSlice()})
+		}
+	}
+	return cp
+}
+
+// insideSelectors are the networks remote-access clients reach.
+func insideSelectors(inside []netip.Prefix) []Selector {
+	if len(inside) == 0 {
+		return []Selector{PrefixSelector(netip.MustParsePrefix("0.0.0.0/0"))}
+	}
+	out := make([]Selector, len(inside))
+	for i, p := range inside {
+		out[i] = PrefixSelector(p)
+	}
+	return out
+}
+
+// The client's side.
+
+// eapAuthTask is a client's IKE_AUTH round: the first (IDi, CP, SA, TS,
+// no AUTH), each EAP response, and the final AUTH.
+type eapAuthTask struct {
+	first bool
+	eap   []byte // our EAP response to send
+	final bool
+	inSPI uint32
+	me    AuthSide
+}
+
+func (*eapAuthTask) exchange() ExchangeType { return ExchangeIKEAuth }
+
+func (t *eapAuthTask) request(s *ikeSA) ([]Payload, error) {
+	prf := s.suite.PRF.PRF()
+	switch {
+	case t.first:
+		var err error
+		if t.inSPI, err = s.m.host.AllocSPI(); err != nil {
+			return nil, err
+		}
+		s.eap = &eapState{client: eap.NewPeer(s.peer.EAPClient.Identity, s.peer.EAPClient.Password, s.rand), inSPI: t.inSPI}
+		id := &ID{T: PayloadIDi, IDType: IDRFC822, Data: []byte(s.peer.EAPClient.Identity)}
+		s.eap.idi = id
+		any4 := []Selector{PrefixSelector(netip.MustParsePrefix("0.0.0.0/0"))}
+		cp := &CP{CfgType: CfgRequest, Attrs: []CPAttr{{Type: CfgInternalIP4Address}, {Type: CfgInternalIP4DNS}}}
+		return []Payload{id, &CertReq{Encoding: CertX509Sig}, cp, &SA{Proposals: ChildProposals(s.peer.ESP, t.inSPI)},
+			&TS{T: PayloadTSi, Selectors: any4}, &TS{T: PayloadTSr, Selectors: any4}, &Notify{Kind: NotifyInitialContact}}, nil
+	case t.final:
+		msk := s.eap.client.MSK()
+		return []Payload{&Auth{Method: AuthPSK, Data: pskAuth(prf, msk, signedOctets(prf, s.msg1, s.init.nr, s.keys.Pi, s.eap.idi))}}, nil
+	}
+	return []Payload{&EAP{Data: t.eap}}, nil
+}
+
+func (t *eapAuthTask) response(s *ikeSA, inner []Payload) error {
+	if err := refusal(inner, "the server refused us"); err != nil {
+		var ne *NotifyError
+		if errors.As(err, &ne) && ne.Kind == NotifyAuthenticationFailed {
+			return err
+		}
+		if !t.final {
+			return err
+		}
+	}
+	prf := s.suite.PRF.PRF()
+	if t.first {
+		// The server's identity and AUTH, checked as any responder's.
+		idr, _ := Find(inner, PayloadIDr).(*ID)
+		auth, _ := Find(inner, PayloadAuth).(*Auth)
+		if idr == nil || auth == nil {
+			return fmt.Errorf("%w: the server's first answer lacks IDr or AUTH", ErrMalformed)
+		}
+		if _, err := s.checkAuth(prf, idr, auth, signedOctets(prf, s.msg2, s.init.ni, s.keys.Pr, idr), peerCerts(inner)); err != nil {
+			return &NotifyError{Kind: NotifyAuthenticationFailed, Why: fmt.Sprintf("the server: %v", err)}
+		}
+		s.eap.idr = idr
+	}
+	if t.final {
+		auth, _ := Find(inner, PayloadAuth).(*Auth)
+		msk := s.eap.client.MSK()
+		if auth == nil || !hmac.Equal(auth.Data, pskAuth(prf, msk, signedOctets(prf, s.msg2, s.init.ni, s.keys.Pr, s.eap.idr))) {
+			return &NotifyError{Kind: NotifyAuthenticationFailed, Why: "the server's AUTH after EAP does not verify with the MSK"}
+		}
+		s.m.up(s)
+		if cp, _ := Find(inner, PayloadCP).(*CP); cp != nil {
+			for _, a := range cp.Attrs {
+				if ip, ok := netip.AddrFromSlice(a.Data); ok && a.Type == CfgInternalIP4Address {
+					s.eap.addr = ip
+				} else if ok && a.Type == CfgInternalIP4DNS {
+					s.eap.dns = append(s.eap.dns, ip)
+				}
+			}
+		}
+		if !s.eap.addr.IsValid() {
+			s.m.negotiationError(s, ExchangeIKEAuth, true, fmt.Errorf("%w: no virtual address in the server's answer", ErrMalformed))
+			return nil
+		}
+		me := s.authSide(nil)
+		me.Local = []Selector{PrefixSelector(netip.PrefixFrom(s.eap.addr, 32))}
+		me.Remote = []Selector{PrefixSelector(netip.MustParsePrefix("0.0.0.0/0"))}
+		c, err := acceptChild(me, inner, s.eap.inSPI, 0, "IKE_AUTH")
+		if err == nil {
+			if r := s.init.childKeys(c); r != nil {
+				err = r
+			}
+		}
+		if err != nil {
+			s.m.negotiationError(s, ExchangeIKEAuth, true, err)
+			return nil
+		}
+		_, err = s.install(c, true, false, false)
+		return err
+	}
+	e, _ := Find(inner, PayloadEAP).(*EAP)
+	if e == nil {
+		return fmt.Errorf("%w: the server's answer carries no EAP", ErrMalformed)
+	}
+	out, err := s.eap.client.Receive(e.Data)
+	if err != nil {
+		return &NotifyError{Kind: NotifyAuthenticationFailed, Why: err.Error()}
+	}
+	if s.eap.client.Done() {
+		if s.eap.client.Err() != nil {
+			return &NotifyError{Kind: NotifyAuthenticationFailed, Why: s.eap.client.Err().Error()}
+		}
+		s.queueTask(&eapAuthTask{final: true})
+		return nil
+	}
+	s.queueTask(&eapAuthTask{eap: out})
+	return nil
+}
+
+func (*eapAuthTask) failed(s *ikeSA, err error) { s.m.failIKE(s, ExchangeIKEAuth, err) }
+
+// VirtualAddress is the address the server gave this client, and its
+// DNS servers (gatehouse connect ikev2).
+func (m *Manager) VirtualAddress(name string) (netip.Addr, []netip.Addr, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.sas {
+		if s.peer.Name == name && s.eap != nil && s.eap.client != nil && s.state == stateEstablished {
+			return s.eap.addr, slices.Clone(s.eap.dns), true
+		}
+	}
+	return netip.Addr{}, nil, false
+}
