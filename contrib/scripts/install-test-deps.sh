@@ -19,6 +19,8 @@ command -v wg >/dev/null 2>&1 || need="$need wireguard-tools"
 # strongSwan's openssl and gcm plugins (AES-GCM, ECDSA, ECP groups) are
 # only recommended by charon-systemd, and recommends are not installed.
 [ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need="$need libstrongswan-standard-plugins"
+# EAP-MSCHAPv2 for strongSwan road warriors.
+[ -e /usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so ] || need="$need libcharon-extauth-plugins"
 # MIT Kerberos: a KDC and kadmin.local, which tests start in a temporary
 # folder with a realm of their own.
 command -v krb5kdc >/dev/null 2>&1 || [ -x /usr/sbin/krb5kdc ] || need="$need krb5-kdc"

@@ -1,6 +1,7 @@
-// Package ikev2 is the lab for IKEv2: Gatehouse's exchanges
-// (ike/ikev2, driven by testdata/v2dial until the daemon speaks IKEv2)
-// against strongSwan in network namespaces.
+// Package ikev2 is the lab for IKEv2's exchanges against strongSwan in
+// network namespaces: ike/ikev2's exchange drivers in testdata/v2dial, and
+// its engine as a remote-access server in testdata/v2ra (until gatehoused
+// serves IKEv2 road warriors). labs/site runs gatehoused's IKEv2 tunnels.
 package ikev2
 
 import (
@@ -19,7 +20,7 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	testbin.Main(m.Run, &bin, map[string]string{"./testdata/v2dial": "v2dial"})
+	testbin.Main(m.Run, &bin, map[string]string{"./testdata/v2dial": "v2dial", "./testdata/v2ra": "v2ra", "../../cmd/gatehouse": "gatehouse"})
 }
 
 const psk = "lab-ikev2-preshared-key-0123456789"
@@ -197,5 +198,84 @@ func TestStrongSwanInitiates(t *testing.T) {
 				t.Fatalf("swanctl --list-sas:\n%s", sas)
 			}
 		})
+	}
+}
+
+// TestRoadWarriorEAP: strongSwan as a road warrior (vips = 0.0.0.0,
+// eap-mschapv2) against the engine as a remote-access server (v2ra): the
+// server signs with its RSA certificate, the user logs in by
+// EAP-MSCHAPv2, both AUTHs after EAP come from the MSK, and strongSwan
+// installs the virtual address the configuration payload gave it, with a
+// child to the inside network.
+func TestRoadWarriorEAP(t *testing.T) {
+	l := netns.SitesForTest(t)
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("gw-b", "rsa", "--ip", "192.0.2.2")
+	const password = "road-warrior-password-42"
+	p, err := l.GWB.Start(filepath.Join(bin, "v2ra"), "--local", "192.0.2.2", "--cert", pki.Path("gw-b.pem"), "--key", pki.Path("gw-b.key"),
+		"--user", "alice", "--password", password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(2 * time.Second)
+	conf := fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    local_addrs = 192.0.2.1
+    remote_addrs = 192.0.2.2
+    vips = 0.0.0.0
+    proposals = aes256-sha256-ecp256
+    encap = yes
+    local { auth = eap-mschapv2
+            eap_id = alice }
+    remote { auth = pubkey
+             id = %%any
+             cacerts = %s }
+    children {
+      net {
+        remote_ts = 10.2.0.0/24
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+}
+secrets {
+  eap-alice { id = alice
+              secret = %q }
+}
+`, pki.Path("ca.pem"), password)
+	sw, err := netns.StartStrongSwan(l.GWA, t.TempDir(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sw.Stop(false)
+		if t.Failed() {
+			t.Logf("strongSwan:\n%s", netns.Tail(sw.Log(), 8000))
+		}
+	}()
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+		t.Fatalf("swanctl --initiate: %v\n%s\nv2ra: %s", err, out, p.Output())
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("v2ra did not finish:\n%s", p.Output())
+	}
+	var r struct {
+		User, Address, Local, Remote string
+	}
+	if err := json.Unmarshal([]byte(p.Output()), &r); err != nil {
+		t.Fatalf("v2ra: %v\n%s", err, p.Output())
+	}
+	if r.User != "alice" || r.Address != "10.8.0.2" || r.Local != "10.2.0.0/24" || r.Remote != "10.8.0.2/32" {
+		t.Fatalf("v2ra: %+v", r)
+	}
+	log := sw.Log()
+	for _, want := range []string{"EAP method EAP_MSCHAPV2 succeeded, MSK established", "authentication of 'O=Gatehouse, CN=gw-b' with RSA_EMSA_PKCS1_SHA2_256 successful", "authentication of 'O=Gatehouse, CN=gw-b' with EAP successful",
+		"installing new virtual IP 10.8.0.2", "CHILD_SA net{1} established"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("strongSwan's log lacks %q", want)
+		}
 	}
 }

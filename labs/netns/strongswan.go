@@ -16,10 +16,12 @@ import (
 const Charon = "/usr/sbin/charon-systemd"
 
 // swanConf loads kernel-libipsec (ESP in user space: this kernel has no
-// ESP) and kdf (IKEv2's prf+ lives there since strongSwan 5.9.8), and logs to a file in the daemon's folder, line by line so that
-// tests can read what happened so far.
+// ESP), kdf (IKEv2's prf+ lives there since strongSwan 5.9.8) and
+// eap-identity and eap-mschapv2 (road warriors; MD4 comes from openssl),
+// and logs to a file in the daemon's folder, line by line so that tests
+// can read what happened so far.
 const swanConf = `charon-systemd {
-  load = random nonce aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey revocation constraints openssl gmp kernel-libipsec kernel-netlink socket-default vici updown
+  load = random nonce aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey revocation constraints openssl gmp eap-identity eap-mschapv2 kernel-libipsec kernel-netlink socket-default vici updown
   plugins {
     vici { socket = unix://%[1]s/charon.vici }
   }
@@ -46,7 +48,7 @@ type StrongSwan struct {
 // swanctl.conf (connections and secrets) into it.
 func StartStrongSwan(ns *NS, dir, swanctlConf string) (*StrongSwan, error) {
 	if _, err := os.Stat(Charon); err != nil {
-		return nil, errors.New("charon-systemd not found (apt-get install charon-systemd strongswan-swanctl libcharon-extra-plugins)")
+		return nil, errors.New("charon-systemd not found (apt-get install charon-systemd strongswan-swanctl libcharon-extra-plugins libcharon-extauth-plugins)")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
