@@ -90,7 +90,7 @@ var swanLabels = []string{"shared Diffie Hellman secret", "SKEYID", "SKEYID_d", 
 
 var (
 	dumpHead = regexp.MustCompile(`\] (.+?) => (\d+) bytes @ `)
-	dumpLine = regexp.MustCompile(`^\s*\d+: ((?:[0-9A-F]{2} )*[0-9A-F]{2})`)
+	dumpLine = regexp.MustCompile(`^\s*(\d+): ((?:[0-9A-F]{2} )*[0-9A-F]{2})`)
 	nextIV   = regexp.MustCompile(`^next IV for MID (\d+)$`)
 )
 
@@ -109,18 +109,27 @@ func swanValues(t *testing.T, log string) []string {
 		var n int
 		fmt.Sscan(m[2], &n)
 		var hex strings.Builder
-		for j := i + 1; j < len(lines) && hex.Len() < 2*n; j++ {
-			// Continuation lines may carry the log's prefix.
+		last := i
+		// Continuation lines may carry the log's prefix, and another
+		// thread's lines may come between them: a continuation is the
+		// line whose offset is what was read so far.
+		for j := i + 1; j < len(lines) && j <= i+64 && hex.Len() < 2*n; j++ {
 			rest := lines[j]
-			if k := strings.LastIndex(rest, "] "); k >= 0 && dumpHead.FindStringIndex(rest) == nil {
+			if dumpHead.FindStringIndex(rest) != nil {
+				continue
+			}
+			if k := strings.LastIndex(rest, "] "); k >= 0 {
 				rest = rest[k+2:]
 			}
 			d := dumpLine.FindStringSubmatch(rest)
-			if d == nil {
-				break
+			if d == nil || d[1] != fmt.Sprint(hex.Len()/2) {
+				continue
 			}
-			hex.WriteString(strings.ReplaceAll(d[1], " ", ""))
-			i = j
+			hex.WriteString(strings.ReplaceAll(d[2], " ", ""))
+			last = j
+		}
+		if hex.Len() == 2*n {
+			i = last
 		}
 		if hex.Len() != 2*n {
 			t.Fatalf("strongSwan's dump of %q: %d of %d bytes read", label, hex.Len()/2, n)
