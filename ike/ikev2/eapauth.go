@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"slices"
 
@@ -37,12 +38,11 @@ const (
 	CfgInternalDNSDomain  uint16 = 25 // RFC 8598
 )
 
-// EAPServer makes a wildcard peer a remote-access server whose clients
-// authenticate by EAP-MSCHAPv2 and get a virtual address.
-type EAPServer struct {
-	// Name is what the server calls itself in MS-CHAPv2 challenges.
-	Name   string
-	Verify eap.Verifier
+// RemoteAccess makes a wildcard peer serve road warriors: each, once
+// authenticated (by EAP, or by the peer's key or a certificate), gets a
+// virtual address in a configuration payload and a child from it to the
+// inside networks.
+type RemoteAccess struct {
 	// Lease gives an authenticated user a virtual address (outer is
 	// where the client is), with the DNS servers to announce; Release
 	// returns it when the IKE SA goes.
@@ -50,6 +50,27 @@ type EAPServer struct {
 	Release func(addr netip.Addr)
 	// Inside are the networks the clients reach (TSr); none: all of IPv4.
 	Inside []netip.Prefix
+	// EAP, when set, starts an EAP session for a client that asks for
+	// EAP (no AUTH in its first IKE_AUTH).
+	EAP func() EAPSession
+}
+
+// EAPSession is the server's side of one client's EAP method: EAP-MSCHAPv2
+// here (eap.Server), or a relay to a RADIUS server that runs the method.
+type EAPSession interface {
+	Start() ([]byte, error)
+	Receive(b []byte) ([]byte, error)
+	Done() bool
+	Succeeded() bool
+	MSK() []byte
+	User() string
+	Err() error
+}
+
+// MSCHAPv2 is EAP-MSCHAPv2 against verify, the server calling itself
+// name.
+func MSCHAPv2(name string, verify eap.Verifier, rand io.Reader) func() EAPSession {
+	return func() EAPSession { return eap.NewServer(name, verify, rand) }
 }
 
 // EAPClient makes a peer authenticate us by EAP-MSCHAPv2 and ask for a
@@ -62,7 +83,7 @@ type EAPClient struct {
 // client's side, the first IKE_AUTH request (whose SA, TSi, TSr and CP
 // the last round answers) and the client's IDi.
 type eapState struct {
-	server   *eap.Server
+	server   EAPSession
 	client   *eap.Peer
 	first    []Payload
 	idi, idr *ID
@@ -75,7 +96,6 @@ type eapState struct {
 // startEAP answers a client's first IKE_AUTH that asks for EAP: our
 // identity, our AUTH and EAP-Request/Identity.
 func (s *ikeSA) startEAP(inner []Payload) ([]Payload, func()) {
-	srv := s.peer.EAP
 	idi, _ := Find(inner, PayloadIDi).(*ID)
 	if idi == nil {
 		return s.refuseAuth(errors.New("IKE_AUTH without IDi"))
@@ -95,7 +115,7 @@ func (s *ikeSA) startEAP(inner []Payload) ([]Payload, func()) {
 	if err != nil {
 		return s.refuseAuth(err)
 	}
-	s.eap = &eapState{server: eap.NewServer(srv.Name, srv.Verify, s.rand), first: inner, idi: idi, idr: idr}
+	s.eap = &eapState{server: s.peer.RemoteAccess.EAP(), first: inner, idi: idi, idr: idr}
 	req, err := s.eap.server.Start()
 	if err != nil {
 		return s.refuseAuth(err)
@@ -129,39 +149,57 @@ func (s *ikeSA) continueEAP(inner []Payload) ([]Payload, func()) {
 	if auth.Method != AuthPSK || !hmac.Equal(auth.Data, pskAuth(prf, msk, signedOctets(prf, s.msg1, s.init.nr, s.keys.Pi, st.idi))) {
 		return s.refuseAuth(fmt.Errorf("the AUTH after EAP does not verify with the MSK of %s", st.server.User()))
 	}
-	s.peerID, s.authName = st.server.User(), "eap-mschapv2"
-	srv := s.peer.EAP
-	addr, dns, err := srv.Lease(st.server.User(), s.remote)
-	if err != nil {
-		return s.refuseAuth(fmt.Errorf("no address for %s: %w", st.server.User(), err))
+	s.peerID, s.authName = st.server.User(), "eap"
+	if err := s.lease(st.server.User()); err != nil {
+		return s.refuseAuth(err)
 	}
-	st.addr, st.dns = addr, dns
 	// Our AUTH over our octets, keyed with the MSK too (section 2.16).
 	ours := &Auth{Method: AuthPSK, Data: pskAuth(prf, msk, signedOctets(prf, s.msg2, s.init.ni, s.keys.Pr, st.idr))}
-	ps := []Payload{ours, s.cpReply(addr, dns)}
 	s.m.up(s)
 	if len(Notifies(st.first, NotifyInitialContact)) > 0 {
 		s.m.forgetOthers(s)
 	}
+	return append([]Payload{ours}, s.roadWarriorChild(st.first)...), func() {}
+}
+
+// lease gives an authenticated road warrior its virtual address.
+func (s *ikeSA) lease(user string) error {
+	if s.eap == nil {
+		s.eap = &eapState{}
+	}
+	addr, dns, err := s.peer.RemoteAccess.Lease(user, s.remote)
+	if err != nil {
+		return fmt.Errorf("no address for %s: %w", user, err)
+	}
+	s.eap.addr, s.eap.dns = addr, dns
+	return nil
+}
+
+// roadWarriorChild answers an authenticated road warrior's request (the
+// first IKE_AUTH: SA, TSi, TSr, CP) with its configuration and its child
+// from the leased address to the inside networks.
+func (s *ikeSA) roadWarriorChild(req []Payload) []Payload {
+	addr := s.eap.addr
+	ps := []Payload{s.cpReply(addr, s.eap.dns)}
 	inSPI, err := s.m.host.AllocSPI()
 	if err != nil {
 		s.m.negotiationError(s, ExchangeIKEAuth, false, err)
-		return ps, func() {}
+		return append(ps, &Notify{Kind: NotifyTemporaryFailure})
 	}
 	me := s.authSide(nil)
-	me.Local, me.Remote = insideSelectors(srv.Inside), []Selector{PrefixSelector(netip.PrefixFrom(addr, addr.BitLen()))}
-	c, chosen, refusal := respondChild(me, st.first, inSPI, 0, "IKE_AUTH")
+	me.Local, me.Remote = insideSelectors(s.peer.RemoteAccess.Inside), []Selector{PrefixSelector(netip.PrefixFrom(addr, addr.BitLen()))}
+	c, chosen, refusal := respondChild(me, req, inSPI, 0, "IKE_AUTH")
 	if refusal == nil {
 		refusal = s.init.childKeys(c)
 	}
 	if refusal != nil {
 		s.m.negotiationError(s, ExchangeIKEAuth, false, refusal)
-		return append(ps, &Notify{Kind: refusal.Kind}), func() {}
+		return append(ps, &Notify{Kind: refusal.Kind})
 	}
 	if _, err := s.install(c, false, false, false); err != nil {
 		s.m.negotiationError(s, ExchangeIKEAuth, false, err)
 	}
-	return append(ps, &SA{Proposals: []SAProposal{chosen}}, &TS{T: PayloadTSi, Selectors: c.TSi}, &TS{T: PayloadTSr, Selectors: c.TSr}), func() {}
+	return append(ps, &SA{Proposals: []SAProposal{chosen}}, &TS{T: PayloadTSi, Selectors: c.TSi}, &TS{T: PayloadTSr, Selectors: c.TSr})
 }
 
 // refuseAuth answers AUTHENTICATION_FAILED, and the SA goes once sent.
@@ -181,6 +219,33 @@ func (s *ikeSA) cpReply(addr netip.Addr, dns []netip.Addr) *CP {
 	}
 	return cp
 }
+
+// readCP reads the address and DNS servers a server's configuration
+// payload gave us.
+func readCP(inner []Payload) (addr netip.Addr, dns []netip.Addr) {
+	cp, _ := Find(inner, PayloadCP).(*CP)
+	if cp == nil || cp.CfgType != CfgReply {
+		return addr, nil
+	}
+	for _, a := range cp.Attrs {
+		ip, ok := netip.AddrFromSlice(a.Data)
+		switch {
+		case ok && a.Type == CfgInternalIP4Address && ip.Is4():
+			addr = ip
+		case ok && a.Type == CfgInternalIP4DNS && ip.Is4():
+			dns = append(dns, ip)
+		}
+	}
+	return addr, dns
+}
+
+// cpRequest is what a road warrior asks for: an address and DNS servers.
+func cpRequest() *CP {
+	return &CP{CfgType: CfgRequest, Attrs: []CPAttr{{Type: CfgInternalIP4Address}, {Type: CfgInternalIP4DNS}}}
+}
+
+// anyIPv4 is a road warrior's selectors before the server narrows them.
+var anyIPv4 = []Selector{PrefixSelector(netip.MustParsePrefix("0.0.0.0/0"))}
 
 // insideSelectors are the networks remote-access clients reach.
 func insideSelectors(inside []netip.Prefix) []Selector {
@@ -219,10 +284,8 @@ func (t *eapAuthTask) request(s *ikeSA) ([]Payload, error) {
 		s.eap = &eapState{client: eap.NewPeer(s.peer.EAPClient.Identity, s.peer.EAPClient.Password, s.rand), inSPI: t.inSPI}
 		id := &ID{T: PayloadIDi, IDType: IDRFC822, Data: []byte(s.peer.EAPClient.Identity)}
 		s.eap.idi = id
-		any4 := []Selector{PrefixSelector(netip.MustParsePrefix("0.0.0.0/0"))}
-		cp := &CP{CfgType: CfgRequest, Attrs: []CPAttr{{Type: CfgInternalIP4Address}, {Type: CfgInternalIP4DNS}}}
-		return []Payload{id, &CertReq{Encoding: CertX509Sig}, cp, &SA{Proposals: ChildProposals(s.peer.ESP, t.inSPI)},
-			&TS{T: PayloadTSi, Selectors: any4}, &TS{T: PayloadTSr, Selectors: any4}, &Notify{Kind: NotifyInitialContact}}, nil
+		return []Payload{id, &CertReq{Encoding: CertX509Sig}, cpRequest(), &SA{Proposals: ChildProposals(s.peer.ESP, t.inSPI)},
+			&TS{T: PayloadTSi, Selectors: anyIPv4}, &TS{T: PayloadTSr, Selectors: anyIPv4}, &Notify{Kind: NotifyInitialContact}}, nil
 	case t.final:
 		msk := s.eap.client.MSK()
 		return []Payload{&Auth{Method: AuthPSK, Data: pskAuth(prf, msk, signedOctets(prf, s.msg1, s.init.nr, s.keys.Pi, s.eap.idi))}}, nil
@@ -260,22 +323,14 @@ func (t *eapAuthTask) response(s *ikeSA, inner []Payload) error {
 			return &NotifyError{Kind: NotifyAuthenticationFailed, Why: "the server's AUTH after EAP does not verify with the MSK"}
 		}
 		s.m.up(s)
-		if cp, _ := Find(inner, PayloadCP).(*CP); cp != nil {
-			for _, a := range cp.Attrs {
-				if ip, ok := netip.AddrFromSlice(a.Data); ok && a.Type == CfgInternalIP4Address {
-					s.eap.addr = ip
-				} else if ok && a.Type == CfgInternalIP4DNS {
-					s.eap.dns = append(s.eap.dns, ip)
-				}
-			}
-		}
+		s.eap.addr, s.eap.dns = readCP(inner)
 		if !s.eap.addr.IsValid() {
 			s.m.negotiationError(s, ExchangeIKEAuth, true, fmt.Errorf("%w: no virtual address in the server's answer", ErrMalformed))
 			return nil
 		}
 		me := s.authSide(nil)
 		me.Local = []Selector{PrefixSelector(netip.PrefixFrom(s.eap.addr, 32))}
-		me.Remote = []Selector{PrefixSelector(netip.MustParsePrefix("0.0.0.0/0"))}
+		me.Remote = anyIPv4
 		c, err := acceptChild(me, inner, s.eap.inSPI, 0, "IKE_AUTH")
 		if err == nil {
 			if r := s.init.childKeys(c); r != nil {
@@ -316,7 +371,7 @@ func (m *Manager) VirtualAddress(name string) (netip.Addr, []netip.Addr, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.sas {
-		if s.peer.Name == name && s.eap != nil && s.eap.client != nil && s.state == stateEstablished {
+		if s.peer.Name == name && s.eap != nil && s.peer.RemoteAccess == nil && s.eap.addr.IsValid() && s.state == stateEstablished {
 			return s.eap.addr, slices.Clone(s.eap.dns), true
 		}
 	}

@@ -23,10 +23,13 @@ import (
 type Peer struct {
 	*ike.PeerConfig
 	Suites []Proposal
-	// EAP makes a wildcard peer a remote-access server for clients that
-	// authenticate by EAP; EAPClient makes us such a client.
-	EAP       *EAPServer
-	EAPClient *EAPClient
+	// RemoteAccess makes a wildcard peer serve road warriors; EAPClient
+	// makes us one that logs in by EAP.
+	RemoteAccess *RemoteAccess
+	EAPClient    *EAPClient
+	// AskAddress makes us a road warrior that authenticates by key or
+	// certificate and asks the server for an address.
+	AskAddress bool
 }
 
 // Config wires a Manager. Host is the daemon, as IKEv1's engine sees it:
@@ -469,8 +472,8 @@ func (m *Manager) remove(s *ikeSA, why string, restart bool) {
 	if s.keys != nil {
 		s.keys.Wipe()
 	}
-	if e := s.eap; e != nil && e.server != nil && e.addr.IsValid() && s.peer.EAP != nil && s.peer.EAP.Release != nil {
-		s.peer.EAP.Release(e.addr)
+	if e, ra := s.eap, s.peer.RemoteAccess; e != nil && e.client == nil && e.addr.IsValid() && ra != nil && ra.Release != nil {
+		ra.Release(e.addr)
 	}
 	s.req, s.queue = nil, nil
 	if wasUp && s.successor == nil {

@@ -782,9 +782,16 @@ func eapPair(t *testing.T, password string) (*enginePair, map[netip.Addr]string)
 	e.ha.cert, e.hb.cert = &testCert{roots: certs[0].roots}, certs[0]
 	e.pa.Auth, e.pa.EAPClient = []uint16{ike.AuthRSASig}, &EAPClient{Identity: "User", Password: password}
 	leases := map[netip.Addr]string{}
-	next := netip.MustParseAddr("10.8.0.2")
 	e.pb.Remote, e.pb.Pairs, e.pb.Auth = netip.Addr{}, nil, []uint16{ike.AuthRSASig}
-	e.pb.EAP = &EAPServer{Name: "gw", Verify: eap.NTHashVerifier(users), Inside: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
+	e.pb.RemoteAccess = roadWarriors(leases)
+	e.pb.RemoteAccess.EAP = MSCHAPv2("gw", eap.NTHashVerifier(users), rand.Reader)
+	return e, leases
+}
+
+// roadWarriors leases 10.8.0.2 and up, recording who has which address.
+func roadWarriors(leases map[netip.Addr]string) *RemoteAccess {
+	next := netip.MustParseAddr("10.8.0.2")
+	return &RemoteAccess{Inside: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
 		Lease: func(user string, _ netip.AddrPort) (netip.Addr, []netip.Addr, error) {
 			a := next
 			next = next.Next()
@@ -792,7 +799,6 @@ func eapPair(t *testing.T, password string) (*enginePair, map[netip.Addr]string)
 			return a, []netip.Addr{netip.MustParseAddr("10.2.0.53")}, nil
 		},
 		Release: func(a netip.Addr) { delete(leases, a) }}
-	return e, leases
 }
 
 func users(user string) ([16]byte, bool) { return ppp.NTPasswordHash("clientPass"), user == "User" }
@@ -816,7 +822,7 @@ func TestEngineEAPRemoteAccess(t *testing.T) {
 	if c.LocalTS.Prefix.String() != "10.8.0.2/32" || c.RemoteTS.Prefix.String() != "10.2.0.0/24" {
 		t.Errorf("the client's child: %v", c)
 	}
-	if sb := e.b.SAs(); len(sb) != 1 || sb[0].PeerID != "User" || sb[0].Auth != "eap-mschapv2" {
+	if sb := e.b.SAs(); len(sb) != 1 || sb[0].PeerID != "User" || sb[0].Auth != "eap" {
 		t.Errorf("the server's SA: %+v", sb)
 	}
 	// The client hangs up: its address goes back.
@@ -838,5 +844,35 @@ func TestEngineEAPWrongPassword(t *testing.T) {
 	}
 	if e.hb.count(ike.EventNegotiationErr) != 1 || !strings.Contains(e.hb.events[0].Message, "refused") {
 		t.Errorf("b's events %+v", e.hb.events)
+	}
+}
+
+// A road warrior by preshared key (Android's "IKEv2/IPSec PSK"): no EAP,
+// the address asked for in IKE_AUTH's configuration payload, leased for
+// the identity it proves; a wrong key leases nothing.
+func TestEnginePSKRoadWarrior(t *testing.T) {
+	for _, key := range []string{"k", "wrong"} {
+		e := newEnginePair(t, key, "k")
+		leases := map[netip.Addr]string{}
+		e.pa.AskAddress, e.pa.LocalID = true, &ike.ID{IDType: ike.IDFQDN, Data: []byte("phone.example.net")}
+		e.pb.Remote, e.pb.Pairs, e.pb.RemoteAccess = netip.Addr{}, nil, roadWarriors(leases)
+		if err := e.a.Initiate("to-b"); err != nil {
+			t.Fatal(err)
+		}
+		e.pump()
+		addr, dns, ok := e.a.VirtualAddress("to-b")
+		if key == "wrong" {
+			if ok || len(leases) != 0 || len(e.b.SAs()) != 0 {
+				t.Fatalf("wrong key: address %v, leases %v, server SAs %+v", addr, leases, e.b.SAs())
+			}
+			continue
+		}
+		if !ok || addr.String() != "10.8.0.2" || len(dns) != 1 || leases[addr] != "fqdn:phone.example.net" {
+			t.Fatalf("address %v %v %v, leases %v; b events %+v", addr, dns, ok, leases, e.hb.events)
+		}
+		e.checkAgree(1)
+		if c := e.hb.outSA["to-a"]; c.RemoteTS.Prefix.String() != "10.8.0.2/32" || c.LocalTS.Prefix.String() != "10.2.0.0/24" {
+			t.Errorf("the server's child: %v", c)
+		}
 	}
 }

@@ -57,6 +57,9 @@ type AuthSide struct {
 	Local     []Selector
 	Remote    []Selector
 	Transport bool
+	// CP, when set, goes in our IKE_AUTH request: a road warrior asks
+	// for its address.
+	CP *CP
 }
 
 // CheckAuth verifies the peer's AUTH over the signed octets (section
@@ -143,6 +146,9 @@ func (t *ikeInit) authRequest(me AuthSide, msg1 []byte, inSPI uint32) ([]Payload
 		ps = append(ps, &CertReq{Encoding: CertX509Sig, Authority: me.CAs})
 	}
 	ps = append(ps, auth)
+	if me.CP != nil {
+		ps = append(ps, me.CP)
+	}
 	if me.Transport {
 		ps = append(ps, &Notify{Kind: NotifyUseTransportMode})
 	}

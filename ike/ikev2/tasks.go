@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"go.uber.org/zap"
@@ -122,6 +123,9 @@ func (s *ikeSA) initResponse(msg *Message, b []byte) {
 	if err != nil {
 		s.m.failIKE(s, ExchangeIKEAuth, err)
 		return
+	}
+	if s.peer.AskAddress {
+		me.CP, me.Local, me.Remote = cpRequest(), anyIPv4, anyIPv4
 	}
 	s.queueTask(&authTask{me: me})
 }
@@ -254,6 +258,10 @@ func (t *authTask) response(s *ikeSA, inner []Payload) error {
 		return err
 	}
 	s.m.up(s)
+	if s.peer.AskAddress {
+		s.eap = &eapState{}
+		s.eap.addr, s.eap.dns = readCP(inner)
+	}
 	if err != nil {
 		// Authenticated, but the child was refused: the IKE SA stands.
 		s.m.negotiationError(s, ExchangeIKEAuth, true, err)
@@ -275,7 +283,7 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 	if s.eap != nil {
 		return s.continueEAP(inner)
 	}
-	if auth, _ := Find(inner, PayloadAuth).(*Auth); auth == nil && s.peer.EAP != nil {
+	if auth, _ := Find(inner, PayloadAuth).(*Auth); auth == nil && s.peer.RemoteAccess != nil && s.peer.RemoteAccess.EAP != nil {
 		return s.startEAP(inner)
 	}
 	inSPI, err := s.m.host.AllocSPI()
@@ -290,6 +298,19 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 			return []Payload{&Notify{Kind: NotifyAuthenticationFailed}}, func() { s.m.failIKE(s, ExchangeIKEAuth, err) }
 		}
 	}
+	ra := s.peer.RemoteAccess
+	if ra != nil {
+		// A road warrior by key or certificate: its address is leased for
+		// the identity it claims, and goes back if it does not prove it.
+		idi, _ := Find(inner, PayloadIDi).(*ID)
+		if idi == nil {
+			return s.refuseAuth(errors.New("IKE_AUTH without IDi"))
+		}
+		if err := s.lease(ike.FormatID(idi.IDType, idi.Data)); err != nil {
+			return s.refuseAuth(err)
+		}
+		me.Local, me.Remote = insideSelectors(ra.Inside), []Selector{PrefixSelector(netip.PrefixFrom(s.eap.addr, s.eap.addr.BitLen()))}
+	}
 	var key []byte
 	check := func(prf alg.PRF, id *ID, auth *Auth, octets []byte, certs [][]byte) ([]byte, error) {
 		key, err = s.checkAuth(prf, id, auth, octets, certs)
@@ -297,6 +318,9 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 	}
 	defer func() { clear(key) }()
 	ps, c, err := s.init.authRespond(me, check, inner, s.msg1, s.msg2, inSPI)
+	if ra != nil && ps != nil {
+		ps = append(ps, s.cpReply(s.eap.addr, s.eap.dns))
+	}
 	if ps == nil {
 		kind := NotifyAuthenticationFailed
 		var ne *NotifyError

@@ -279,3 +279,59 @@ secrets {
 		}
 	}
 }
+
+// TestRoadWarriorPSK: a strongSwan road warrior authenticating by
+// preshared key both ways (Android's "IKEv2/IPSec PSK" type), no EAP: it
+// asks for an address in IKE_AUTH, and the engine leases it for the
+// identity the key proved.
+func TestRoadWarriorPSK(t *testing.T) {
+	l := netns.SitesForTest(t)
+	p, err := l.GWB.Start(filepath.Join(bin, "v2ra"), "--local", "192.0.2.2", "--psk", psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(2 * time.Second)
+	conf := fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    local_addrs = 192.0.2.1
+    remote_addrs = 192.0.2.2
+    vips = 0.0.0.0
+    proposals = aes256-sha256-modp2048
+    encap = yes
+    local { auth = psk
+            id = phone.example.net }
+    remote { auth = psk
+             id = %%any }
+    children { net { remote_ts = 10.2.0.0/24
+                     esp_proposals = aes256-sha256 } }
+  }
+}
+secrets { ike-rw { secret = %q } }
+`, psk)
+	sw, err := netns.StartStrongSwan(l.GWA, t.TempDir(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sw.Stop(false)
+		if t.Failed() {
+			t.Logf("strongSwan:\n%s", netns.Tail(sw.Log(), 8000))
+		}
+	}()
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+		t.Fatalf("swanctl --initiate: %v\n%s\nv2ra: %s", err, out, p.Output())
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("v2ra did not finish:\n%s", p.Output())
+	}
+	var r struct{ User, Address, Local, Remote string }
+	if err := json.Unmarshal([]byte(p.Output()), &r); err != nil {
+		t.Fatalf("v2ra: %v\n%s", err, p.Output())
+	}
+	if r.User != "fqdn:phone.example.net" || r.Remote != "10.8.0.2/32" || !strings.Contains(sw.Log(), "installing new virtual IP 10.8.0.2") {
+		t.Fatalf("v2ra: %+v", r)
+	}
+}

@@ -9,6 +9,7 @@ package main
 
 import (
 	"crypto"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -38,6 +39,7 @@ type host struct {
 	spi         atomic.Uint32
 	up          chan *ike.ChildSA
 	log         chan string
+	psk         []byte
 }
 
 func (h *host) Send(b []byte, local, remote netip.AddrPort) error {
@@ -50,7 +52,10 @@ func (h *host) Send(b []byte, local, remote netip.AddrPort) error {
 }
 func (h *host) SendKeepalive(netip.AddrPort, netip.AddrPort) error { return nil }
 func (h *host) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
-	return nil, errors.New("no preshared keys here")
+	if h.psk == nil {
+		return nil, errors.New("no preshared keys here")
+	}
+	return append([]byte(nil), h.psk...), nil
 }
 func (h *host) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.LocalCredentials, error) {
 	return &ike.LocalCredentials{Chain: h.chain, ID: &ike.ID{IDType: ike.IDDERASN1DN, Data: h.id}}, nil
@@ -98,24 +103,32 @@ func main() {
 	user := flag.String("user", "alice", "the one user")
 	password := flag.String("password", "", "its password")
 	wait := flag.Duration("wait", 30*time.Second, "how long to wait for a client")
+	psk := flag.String("psk", "", "authenticate both sides by this preshared key instead of a certificate and EAP")
 	flag.Parse()
-	if err := run(*local, *cert, *keyFile, *user, *password, *wait); err != nil {
+	if err := run(*local, *cert, *keyFile, *user, *password, *psk, *wait); err != nil {
 		fmt.Fprintln(os.Stderr, "v2ra:", err)
 		os.Exit(1)
 	}
 }
 
-func run(local, certFile, keyFile, user, password string, wait time.Duration) error {
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return err
-	}
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return err
-	}
+func run(local, certFile, keyFile, user, password, psk string, wait time.Duration) error {
 	addr := netip.MustParseAddr(local)
-	h := &host{chain: pair.Certificate, key: pair.PrivateKey.(crypto.Signer), id: leaf.RawSubject, up: make(chan *ike.ChildSA, 1), log: make(chan string, 64)}
+	h := &host{up: make(chan *ike.ChildSA, 1), log: make(chan string, 64)}
+	auth := []uint16{ike.AuthPSK}
+	if psk != "" {
+		h.psk = []byte(psk)
+	} else {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return err
+		}
+		leaf, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			return err
+		}
+		h.chain, h.key, h.id, auth = pair.Certificate, pair.PrivateKey.(crypto.Signer), leaf.RawSubject, []uint16{ike.AuthRSASig}
+	}
+	var err error
 	if h.s500, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 500))); err != nil {
 		return err
 	}
@@ -140,10 +153,10 @@ func run(local, certFile, keyFile, user, password string, wait time.Duration) er
 	}
 	hash := ppp.NTPasswordHash(password)
 	leased := ""
-	peer := &ikev2.Peer{PeerConfig: &ike.PeerConfig{Name: "road-warriors", Local: addr, Auth: []uint16{ike.AuthRSASig}, ESP: espSuites,
+	peer := &ikev2.Peer{PeerConfig: &ike.PeerConfig{Name: "road-warriors", Local: addr, Auth: auth, ESP: espSuites,
 		Lifetime: time.Hour, ESPLifetime: time.Hour}, Suites: suites,
-		EAP: &ikev2.EAPServer{Name: "v2ra", Inside: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
-			Verify: eap.NTHashVerifier(func(u string) ([16]byte, bool) { return hash, u == user }),
+		RemoteAccess: &ikev2.RemoteAccess{Inside: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
+			EAP: ikev2.MSCHAPv2("v2ra", eap.NTHashVerifier(func(u string) ([16]byte, bool) { return hash, u == user }), rand.Reader),
 			Lease: func(u string, _ netip.AddrPort) (netip.Addr, []netip.Addr, error) {
 				leased = u
 				return netip.MustParseAddr("10.8.0.2"), []netip.Addr{netip.MustParseAddr("10.2.0.53")}, nil
@@ -152,6 +165,9 @@ func run(local, certFile, keyFile, user, password string, wait time.Duration) er
 	m, err := ikev2.NewManager(ikev2.Config{Host: h})
 	if err != nil {
 		return err
+	}
+	if psk != "" {
+		peer.RemoteAccess.EAP = nil
 	}
 	m.SetPeers([]*ikev2.Peer{peer})
 	read := func(c *net.UDPConn, port uint16) {
