@@ -63,7 +63,7 @@ func (h *engineHost) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
 	return bytes.Clone(h.psk), nil
 }
 func (h *engineHost) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.LocalCredentials, error) {
-	if h.cert == nil {
+	if h.cert == nil || h.cert.leaf == nil {
 		return nil, errNoCerts
 	}
 	return &ike.LocalCredentials{Chain: [][]byte{h.cert.leaf.Raw}, ID: &ike.ID{IDType: ike.IDDERASN1DN, Data: h.cert.leaf.RawSubject},
@@ -71,7 +71,7 @@ func (h *engineHost) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.L
 }
 func (h *engineHost) Sign(*ike.PeerConfig, uint16, []byte) ([]byte, error) { return nil, errNoCerts }
 func (h *engineHost) SignDigest(_ *ike.PeerConfig, _ uint16, scheme string, digest []byte) ([]byte, error) {
-	if h.cert == nil {
+	if h.cert == nil || h.cert.key == nil {
 		return nil, errNoCerts
 	}
 	return ike.SignDigest(h.cert.key, scheme, digest)
@@ -773,12 +773,18 @@ func TestEngineIKESAExpires(t *testing.T) {
 // against a users file of one (User / clientPass), leasing 10.8.0.x.
 func eapPair(t *testing.T, password string) (*enginePair, map[netip.Addr]string) {
 	t.Helper()
-	e := newEnginePair(t, "", "")
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs := testPKI(t, rsaKey)
+	return eapPairWith(t, password, rsaKey)
+}
+
+// eapPairWith is eapPair with the server's key given.
+func eapPairWith(t *testing.T, password string, key crypto.Signer) (*enginePair, map[netip.Addr]string) {
+	t.Helper()
+	e := newEnginePair(t, "", "")
+	certs := testPKI(t, key)
 	e.ha.cert, e.hb.cert = &testCert{roots: certs[0].roots}, certs[0]
 	e.pa.Auth, e.pa.EAPClient = []uint16{ike.AuthRSASig}, &EAPClient{Identity: "User", Password: password}
 	leases := map[netip.Addr]string{}

@@ -2,6 +2,9 @@ package ikev2
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"reflect"
@@ -118,34 +121,7 @@ func FuzzEngineReceive(f *testing.F) {
 	f.Fuzz(func(t *testing.T, step uint8, mask []byte, cut uint16) {
 		cryptotest.SetGlobalRandom(t, 7)
 		e := newEnginePair(t, "k", "k")
-		var original, changed []byte
-		e.mutate = func(n int, d *datagram) bool {
-			if n != int(step) {
-				return false
-			}
-			original = bytes.Clone(d.b)
-			for i, m := range mask {
-				if i < len(d.b) {
-					d.b[i] ^= m
-				} else {
-					d.b = append(d.b, m)
-				}
-			}
-			if cut > 0 && int(cut) < len(d.b) {
-				d.b = d.b[:cut]
-			}
-			changed = bytes.Clone(d.b)
-			return true
-		}
-		e.whenMutated = func(to *Manager, before, after string) {
-			n := len(original)
-			if len(changed) >= n && bytes.Equal(changed[:n], original) {
-				return // the same message, with bytes past its length
-			}
-			if before != "" && before != after {
-				t.Fatalf("a changed datagram (step %d) changed what was established:\nbefore %s\nafter  %s", step, before, after)
-			}
-		}
+		mutateStep(t, e, step, mask, cut)
 		if err := e.a.Initiate("to-b"); err != nil {
 			t.Fatal(err)
 		}
@@ -176,4 +152,64 @@ func only2(m *Manager) *ikeSA {
 		}
 	}
 	return nil
+}
+
+// mutateStep makes e change its step-th datagram (mask XORed over it and
+// extending it, cut shortening it) and check that a changed datagram
+// leaves what its receiver had established as it was.
+func mutateStep(t *testing.T, e *enginePair, step uint8, mask []byte, cut uint16) {
+	var original, changed []byte
+	e.mutate = func(n int, d *datagram) bool {
+		if n != int(step) {
+			return false
+		}
+		original = bytes.Clone(d.b)
+		for i, m := range mask {
+			if i < len(d.b) {
+				d.b[i] ^= m
+			} else {
+				d.b = append(d.b, m)
+			}
+		}
+		if cut > 0 && int(cut) < len(d.b) {
+			d.b = d.b[:cut]
+		}
+		changed = bytes.Clone(d.b)
+		return true
+	}
+	e.whenMutated = func(to *Manager, before, after string) {
+		n := len(original)
+		if len(changed) >= n && bytes.Equal(changed[:n], original) {
+			return // the same message, with bytes past its length
+		}
+		if before != "" && before != after {
+			t.Fatalf("a changed datagram (step %d) changed what was established:\nbefore %s\nafter  %s", step, before, after)
+		}
+	}
+}
+
+// FuzzEngineRemoteAccess is FuzzEngineReceive for a road warrior by
+// EAP-MSCHAPv2: the setup's seven exchanges (IKE_SA_INIT, five IKE_AUTH
+// rounds with the certificate, EAP and the MSK's AUTH), then a delete.
+func FuzzEngineRemoteAccess(f *testing.F) {
+	for step := range 16 {
+		f.Add(uint8(step), []byte{}, uint16(0))
+		f.Add(uint8(step), []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20}, uint16(0))
+	}
+	f.Fuzz(func(t *testing.T, step uint8, mask []byte, cut uint16) {
+		cryptotest.SetGlobalRandom(t, 9)
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := eapPairWith(t, "clientPass", key)
+		mutateStep(t, e, step, mask, cut)
+		if err := e.a.Initiate("to-b"); err != nil {
+			t.Fatal(err)
+		}
+		e.pump()
+		e.a.Terminate("to-b")
+		e.pump()
+		e.advance(3 * time.Second)
+	})
 }
