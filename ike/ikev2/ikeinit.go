@@ -139,7 +139,7 @@ func respond(ours []Proposal, req *Message, local, remote netip.AddrPort, spir S
 	}
 	chosenSA, suite, err := Choose(sa.Proposals, ours, nil)
 	if err != nil {
-		return nil, nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: err.Error()}
+		return nil, nil, &NotifyError{Kind: NotifyNoProposalChosen, Why: err.Error() + modp1024Hint(sa.Proposals)}
 	}
 	if ke.Group != suite.Group.Number {
 		// Section 1.2: the initiator guessed the group wrong; say which.
@@ -169,6 +169,25 @@ func respond(ours []Proposal, req *Message, local, remote netip.AddrPort, spir S
 		ps = append(ps, &Notify{Kind: NotifySignatureHashAlgorithms, Data: sigHashes})
 	}
 	return t, ps, nil
+}
+
+// modp1024Hint says what to do when every proposal offers MODP1024 and
+// nothing stronger: that is Windows' built-in IKEv2 client, which offers
+// MODP2048 only when its registry tells it to.
+func modp1024Hint(offered []SAProposal) string {
+	for _, p := range offered {
+		for _, t := range p.Transforms {
+			if t.Type == TransformDH && t.ID != 2 {
+				return ""
+			}
+		}
+	}
+	if len(offered) == 0 {
+		return ""
+	}
+	return "; the peer offers MODP1024 only, as Windows' built-in client does by default: set its registry value " +
+		`HKLM\SYSTEM\CurrentControlSet\Services\Rasman\Parameters\NegotiateDH2048_AES256 to 1 ` +
+		"(or use Set-VpnConnectionIPsecConfiguration) so it offers MODP2048, or allow legacy_algorithms and offer modp1024"
 }
 
 func (t *ikeInit) peerSupport(ps []Payload) {

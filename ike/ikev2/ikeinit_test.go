@@ -5,7 +5,10 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/ike/alg"
 )
 
 var (
@@ -195,5 +198,27 @@ func TestIKESAInitRefusesForeignChoice(t *testing.T) {
 	var ne *NotifyError
 	if err := p.i.response(resp, iAddr, rAddr); !errors.As(err, &ne) || ne.Kind != NotifyNoProposalChosen {
 		t.Fatalf("foreign choice: %v", err)
+	}
+}
+
+// A MODP1024-only offer, as Windows' built-in client makes by default, is
+// refused with what to change on the client.
+func TestMODP1024OfferNamesTheRegistryValue(t *testing.T) {
+	offer, err := ParseProposal("aes256-sha256-modp2048")
+	if err != nil {
+		t.Fatal(err)
+	}
+	windows := offer
+	windows.Group, err = alg.ParseGroup("modp1024")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &Message{Header: Header{SPIi: SPI{1}, Exchange: ExchangeIKESAInit, Flags: FlagInitiator},
+		Payloads: []Payload{&SA{Proposals: []SAProposal{{Num: 1, Protocol: ProtoIKE, Transforms: windows.Transforms()}}},
+			&KE{Group: 2, Data: make([]byte, 128)}, &Nonce{Data: make([]byte, 32)}}}
+	_, _, err = respond([]Proposal{offer}, req, netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("192.0.2.2:500"), SPI{2}, nil, rand.Reader)
+	var ne *NotifyError
+	if !errors.As(err, &ne) || ne.Kind != NotifyNoProposalChosen || !strings.Contains(ne.Why, "NegotiateDH2048_AES256") {
+		t.Fatalf("%v", err)
 	}
 }
