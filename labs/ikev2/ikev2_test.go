@@ -201,49 +201,20 @@ func TestStrongSwanInitiates(t *testing.T) {
 	}
 }
 
-// TestRoadWarriorEAP: strongSwan as a road warrior (vips = 0.0.0.0,
-// eap-mschapv2) against the engine as a remote-access server (v2ra): the
-// server signs with its RSA certificate, the user logs in by
-// EAP-MSCHAPv2, both AUTHs after EAP come from the MSK, and strongSwan
-// installs the virtual address the configuration payload gave it, with a
-// child to the inside network.
-func TestRoadWarriorEAP(t *testing.T) {
+// rwResult is what v2ra says of the client that came up.
+type rwResult struct{ User, Address, Local, Remote string }
+
+// roadWarrior runs v2ra in GWB with args and strongSwan in GWA with a
+// road warrior connection rw (conf), starts it, and returns what v2ra
+// saw and charon's log.
+func roadWarrior(t *testing.T, args []string, conf string) (rwResult, string) {
+	t.Helper()
 	l := netns.SitesForTest(t)
-	pki := netns.NewPKI(t, bin)
-	pki.Issue("gw-b", "rsa", "--ip", "192.0.2.2")
-	const password = "road-warrior-password-42"
-	p, err := l.GWB.Start(filepath.Join(bin, "v2ra"), "--local", "192.0.2.2", "--cert", pki.Path("gw-b.pem"), "--key", pki.Path("gw-b.key"),
-		"--user", "alice", "--password", password)
+	p, err := l.GWB.Start(filepath.Join(bin, "v2ra"), append([]string{"--local", "192.0.2.2"}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Stop(2 * time.Second)
-	conf := fmt.Sprintf(`connections {
-  rw {
-    version = 2
-    local_addrs = 192.0.2.1
-    remote_addrs = 192.0.2.2
-    vips = 0.0.0.0
-    proposals = aes256-sha256-ecp256
-    encap = yes
-    local { auth = eap-mschapv2
-            eap_id = alice }
-    remote { auth = pubkey
-             id = %%any
-             cacerts = %s }
-    children {
-      net {
-        remote_ts = 10.2.0.0/24
-        esp_proposals = aes128gcm16
-      }
-    }
-  }
-}
-secrets {
-  eap-alice { id = alice
-              secret = %q }
-}
-`, pki.Path("ca.pem"), password)
 	sw, err := netns.StartStrongSwan(l.GWA, t.TempDir(), conf)
 	if err != nil {
 		t.Fatal(err)
@@ -262,18 +233,50 @@ secrets {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("v2ra did not finish:\n%s", p.Output())
 	}
-	var r struct {
-		User, Address, Local, Remote string
-	}
+	var r rwResult
 	if err := json.Unmarshal([]byte(p.Output()), &r); err != nil {
 		t.Fatalf("v2ra: %v\n%s", err, p.Output())
 	}
+	return r, sw.Log()
+}
+
+// TestRoadWarriorEAP: strongSwan as a road warrior (vips = 0.0.0.0,
+// eap-mschapv2) against the engine as a remote-access server (v2ra): the
+// server signs with its RSA certificate, the user logs in by
+// EAP-MSCHAPv2, both AUTHs after EAP come from the MSK, and strongSwan
+// installs the virtual address the configuration payload gave it, with a
+// child to the inside network.
+func TestRoadWarriorEAP(t *testing.T) {
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("gw-b", "rsa", "--ip", "192.0.2.2")
+	const password = "road-warrior-password-42"
+	r, log := roadWarrior(t, []string{"--cert", pki.Path("gw-b.pem"), "--key", pki.Path("gw-b.key"), "--user", "alice", "--password", password},
+		fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    local_addrs = 192.0.2.1
+    remote_addrs = 192.0.2.2
+    vips = 0.0.0.0
+    proposals = aes256-sha256-ecp256
+    encap = yes
+    local { auth = eap-mschapv2
+            eap_id = alice }
+    remote { auth = pubkey
+             id = %%any
+             cacerts = %s }
+    children { net { remote_ts = 10.2.0.0/24
+                     esp_proposals = aes128gcm16 } }
+  }
+}
+secrets { eap-alice { id = alice
+                      secret = %q } }
+`, pki.Path("ca.pem"), password))
 	if r.User != "alice" || r.Address != "10.8.0.2" || r.Local != "10.2.0.0/24" || r.Remote != "10.8.0.2/32" {
 		t.Fatalf("v2ra: %+v", r)
 	}
-	log := sw.Log()
-	for _, want := range []string{"EAP method EAP_MSCHAPV2 succeeded, MSK established", "authentication of 'O=Gatehouse, CN=gw-b' with RSA_EMSA_PKCS1_SHA2_256 successful", "authentication of 'O=Gatehouse, CN=gw-b' with EAP successful",
-		"installing new virtual IP 10.8.0.2", "CHILD_SA net{1} established"} {
+	for _, want := range []string{"EAP method EAP_MSCHAPV2 succeeded, MSK established",
+		"authentication of 'O=Gatehouse, CN=gw-b' with RSA_EMSA_PKCS1_SHA2_256 successful",
+		"authentication of 'O=Gatehouse, CN=gw-b' with EAP successful", "installing new virtual IP 10.8.0.2", "CHILD_SA net{1} established"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("strongSwan's log lacks %q", want)
 		}
@@ -285,13 +288,7 @@ secrets {
 // asks for an address in IKE_AUTH, and the engine leases it for the
 // identity the key proved.
 func TestRoadWarriorPSK(t *testing.T) {
-	l := netns.SitesForTest(t)
-	p, err := l.GWB.Start(filepath.Join(bin, "v2ra"), "--local", "192.0.2.2", "--psk", psk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop(2 * time.Second)
-	conf := fmt.Sprintf(`connections {
+	r, log := roadWarrior(t, []string{"--psk", psk}, fmt.Sprintf(`connections {
   rw {
     version = 2
     local_addrs = 192.0.2.1
@@ -308,30 +305,8 @@ func TestRoadWarriorPSK(t *testing.T) {
   }
 }
 secrets { ike-rw { secret = %q } }
-`, psk)
-	sw, err := netns.StartStrongSwan(l.GWA, t.TempDir(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sw.Stop(false)
-		if t.Failed() {
-			t.Logf("strongSwan:\n%s", netns.Tail(sw.Log(), 8000))
-		}
-	}()
-	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
-		t.Fatalf("swanctl --initiate: %v\n%s\nv2ra: %s", err, out, p.Output())
-	}
-	select {
-	case <-p.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatalf("v2ra did not finish:\n%s", p.Output())
-	}
-	var r struct{ User, Address, Local, Remote string }
-	if err := json.Unmarshal([]byte(p.Output()), &r); err != nil {
-		t.Fatalf("v2ra: %v\n%s", err, p.Output())
-	}
-	if r.User != "fqdn:phone.example.net" || r.Remote != "10.8.0.2/32" || !strings.Contains(sw.Log(), "installing new virtual IP 10.8.0.2") {
+`, psk))
+	if r.User != "fqdn:phone.example.net" || r.Remote != "10.8.0.2/32" || !strings.Contains(log, "installing new virtual IP 10.8.0.2") {
 		t.Fatalf("v2ra: %+v", r)
 	}
 }
