@@ -168,24 +168,40 @@ func New(cfg Config) (*Client, error) {
 // answer last), until one answers. A reject is a Result, not an error;
 // the error is for no answer at all, or a request that cannot be built.
 func (c *Client) Authenticate(ctx context.Context, r Request) (Result, error) {
+	res, server, unanswered, err := tryServers(ctx, c, "", func(s Server) (Result, error) { return c.ask(ctx, s, r) })
+	res.Server, res.Unanswered = server, unanswered
+	return res, err
+}
+
+// tryServers asks the servers in order (those that lately did not answer
+// last), or only the one named, until one answers; it returns the answer,
+// who gave it, and why the ones before did not.
+func tryServers[T any](ctx context.Context, c *Client, only string, ask func(Server) (T, error)) (T, string, []string, error) {
 	var errs []error
+	var unanswered []string
+	var zero T
 	for _, s := range c.order() {
-		res, err := c.ask(ctx, s, r)
+		if only != "" && s.Addr != only {
+			continue
+		}
+		res, err := ask(s)
 		if err == nil {
 			c.mark(s.Addr, true)
-			res.Server = s.Addr
 			for _, e := range errs {
-				res.Unanswered = append(res.Unanswered, e.Error())
+				unanswered = append(unanswered, e.Error())
 			}
-			return res, nil
+			return res, s.Addr, unanswered, nil
 		}
 		if ctx.Err() != nil {
-			return Result{}, fmt.Errorf("%w: %v", ErrNoServer, ctx.Err())
+			return zero, "", nil, fmt.Errorf("%w: %v", ErrNoServer, ctx.Err())
 		}
 		c.mark(s.Addr, false)
 		errs = append(errs, fmt.Errorf("%s: %w", s.Addr, err))
 	}
-	return Result{}, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
+	if len(errs) == 0 {
+		return zero, "", nil, fmt.Errorf("%w: %s is not one of the configured servers", ErrNoServer, only)
+	}
+	return zero, "", nil, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
 }
 
 func (c *Client) order() []Server {
@@ -410,6 +426,13 @@ func (c *Client) read(resp, req []byte, p *radius.Packet, secret []byte) (Result
 	if s := microsoft.MSCHAP2Success_Get(a); len(s) > 1 {
 		res.AuthenticatorResponse = string(s[1:]) // after the Ident byte: "S=..."
 	}
+	acceptSettings(a, p, &res)
+	return res, nil
+}
+
+// acceptSettings reads what an Access-Accept grants the user: the MPPE
+// keys, an address, timeouts and Class.
+func acceptSettings(a, p *radius.Packet, res *Result) {
 	if k, err := microsoft.MSMPPESendKey_Lookup(a, p); err == nil {
 		res.MPPESendKey = k
 	}
@@ -431,7 +454,6 @@ func (c *Client) read(resp, req []byte, p *radius.Packet, secret []byte) (Result
 		res.IdleTimeout = time.Duration(v) * time.Second
 	}
 	res.Class, _ = rfc2865.Class_Gets(a)
-	return res, nil
 }
 
 func replyMessages(p *radius.Packet) []string {

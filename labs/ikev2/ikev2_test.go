@@ -209,7 +209,12 @@ type rwResult struct{ User, Address, Local, Remote string }
 // saw and charon's log.
 func roadWarrior(t *testing.T, args []string, conf string) (rwResult, string) {
 	t.Helper()
-	l := netns.SitesForTest(t)
+	return roadWarriorIn(t, netns.SitesForTest(t), args, conf)
+}
+
+// roadWarriorIn is roadWarrior in a lab already made.
+func roadWarriorIn(t *testing.T, l *netns.Sites, args []string, conf string) (rwResult, string) {
+	t.Helper()
 	p, err := l.GWB.Start(filepath.Join(bin, "v2ra"), append([]string{"--local", "192.0.2.2"}, args...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -308,5 +313,49 @@ secrets { ike-rw { secret = %q } }
 `, psk))
 	if r.User != "fqdn:phone.example.net" || r.Remote != "10.8.0.2/32" || !strings.Contains(log, "installing new virtual IP 10.8.0.2") {
 		t.Fatalf("v2ra: %+v", r)
+	}
+}
+
+// TestRoadWarriorEAPRelayedToRADIUS: as TestRoadWarriorEAP, with the
+// engine relaying EAP to FreeRADIUS (RFC 3579), which runs EAP-MSCHAPv2
+// against its users file; the MSK comes back in the MS-MPPE keys and
+// strongSwan verifies the AUTH made from it.
+func TestRoadWarriorEAPRelayedToRADIUS(t *testing.T) {
+	netns.RequireFreeRADIUS(t)
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("gw-b", "ecdsa", "--ip", "192.0.2.2")
+	const password = "radius-road-warrior-42"
+	l := netns.SitesForTest(t)
+	rad := netns.StartFreeRADIUS(t, l.GWB, "10.2.0.1", "lab-radius-secret", fmt.Sprintf("bob Cleartext-Password := %q\n", password),
+		netns.FreeRADIUSOptions{EAP: true})
+	r, log := roadWarriorIn(t, l, []string{"--cert", pki.Path("gw-b.pem"), "--key", pki.Path("gw-b.key"), "--radius", rad.AuthAddr,
+		"--radius-secret", rad.Secret}, fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    local_addrs = 192.0.2.1
+    remote_addrs = 192.0.2.2
+    vips = 0.0.0.0
+    proposals = aes256-sha256-ecp256
+    encap = yes
+    local { auth = eap-mschapv2
+            eap_id = bob }
+    remote { auth = pubkey
+             id = %%any
+             cacerts = %s }
+    children { net { remote_ts = 10.2.0.0/24
+                     esp_proposals = aes128gcm16 } }
+  }
+}
+secrets { eap-bob { id = bob
+                    secret = %q } }
+`, pki.Path("ca.pem"), password))
+	if r.User != "bob" || r.Remote != "10.8.0.2/32" {
+		t.Fatalf("v2ra: %+v", r)
+	}
+	for _, want := range []string{"EAP method EAP_MSCHAPV2 succeeded, MSK established", "authentication of 'O=Gatehouse, CN=gw-b' with EAP successful",
+		"installing new virtual IP 10.8.0.2"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("strongSwan's log lacks %q", want)
+		}
 	}
 }

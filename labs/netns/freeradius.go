@@ -44,6 +44,9 @@ type FreeRADIUSOptions struct {
 	// Unsigned: answers carry no Message-Authenticator, as servers not
 	// patched for BlastRADIUS send them.
 	Unsigned bool
+	// EAP runs EAP-MSCHAPv2 (and EAP-MD5) for relayed EAP (RFC 3579),
+	// with the users file's passwords.
+	EAP bool
 }
 
 // StartFreeRADIUS serves on ip until the test ends: at free ports, or
@@ -62,7 +65,11 @@ func StartFreeRADIUS(t testing.TB, ns *NS, ip, secret, users string, opts ...Fre
 	if len(opts) > 0 && opts[0].Unsigned {
 		sign = ""
 	}
-	conf := fmt.Sprintf(freeradiusConf, dir, secret, ip, auth, acct, sign)
+	eapModule, eapAuthorize, eapAuthenticate := "", "", ""
+	if len(opts) > 0 && opts[0].EAP {
+		eapModule, eapAuthorize, eapAuthenticate = freeradiusEAP, "    eap\n", "    Auth-Type EAP {\n      eap\n    }\n"
+	}
+	conf := fmt.Sprintf(freeradiusConf, dir, secret, ip, auth, acct, sign, eapModule, eapAuthorize, eapAuthenticate)
 	for name, body := range map[string]string{"radiusd.conf": conf, "users": users, "acct_users": ""} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
@@ -109,7 +116,8 @@ func (f *FreeRADIUS) WaitDetail(timeout time.Duration, text string) bool {
 // freeradiusConf is a whole radiusd.conf: no Debian defaults (their EAP
 // module wants certificates), PAP, CHAP and MS-CHAP from the users file,
 // accounting to a detail file. %[1]s folder, %[2]s secret, %[3]s address,
-// %[4]d and %[5]d ports.
+// %[4]d and %[5]d ports, %[6]s post-auth, %[7]s to %[9]s the eap module
+// and its place in authorize and authenticate (FreeRADIUSOptions.EAP).
 const freeradiusConf = `prefix = /usr
 exec_prefix = /usr
 sysconfdir = /etc
@@ -168,7 +176,7 @@ modules {
     header = "%%t"
     permissions = 0600
   }
-}
+%[7]s}
 server default {
   listen {
     type = auth
@@ -184,10 +192,10 @@ server default {
     files
     chap
     mschap
-    pap
+%[8]s    pap
   }
   authenticate {
-    Auth-Type PAP {
+%[9]s    Auth-Type PAP {
       pap
     }
     Auth-Type CHAP {
@@ -203,6 +211,20 @@ server default {
   post-auth {
 %[6]s  }
 }
+`
+
+// freeradiusEAP is the eap module without TLS methods (which would want
+// certificates): EAP-MSCHAPv2 by default, EAP-MD5 besides.
+const freeradiusEAP = `  eap {
+    default_eap_type = mschapv2
+    timer_expire = 60
+    max_sessions = 4096
+    md5 {
+    }
+    mschapv2 {
+      send_error = no
+    }
+  }
 `
 
 // signReplies has FreeRADIUS sign its answers with a Message-Authenticator

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/auth/eap"
+	"github.com/gatehouse/gatehouse/auth/radius"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/ikev2"
@@ -104,14 +105,25 @@ func main() {
 	password := flag.String("password", "", "its password")
 	wait := flag.Duration("wait", 30*time.Second, "how long to wait for a client")
 	psk := flag.String("psk", "", "authenticate both sides by this preshared key instead of a certificate and EAP")
+	radiusAddr := flag.String("radius", "", "relay EAP to this RADIUS server (host:port) instead of checking --user and --password")
+	radiusSecret := flag.String("radius-secret", "", "its shared secret")
 	flag.Parse()
-	if err := run(*local, *cert, *keyFile, *user, *password, *psk, *wait); err != nil {
+	var relay *radius.Client
+	if *radiusAddr != "" {
+		var err error
+		relay, err = radius.New(radius.Config{Servers: []radius.Server{{Addr: *radiusAddr, Secret: []byte(*radiusSecret)}}, RequireMessageAuthenticator: true})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "v2ra:", err)
+			os.Exit(2)
+		}
+	}
+	if err := run(*local, *cert, *keyFile, *user, *password, *psk, relay, *wait); err != nil {
 		fmt.Fprintln(os.Stderr, "v2ra:", err)
 		os.Exit(1)
 	}
 }
 
-func run(local, certFile, keyFile, user, password, psk string, wait time.Duration) error {
+func run(local, certFile, keyFile, user, password, psk string, relay *radius.Client, wait time.Duration) error {
 	addr := netip.MustParseAddr(local)
 	h := &host{up: make(chan *ike.ChildSA, 1), log: make(chan string, 64)}
 	auth := []uint16{ike.AuthPSK}
@@ -126,7 +138,11 @@ func run(local, certFile, keyFile, user, password, psk string, wait time.Duratio
 		if err != nil {
 			return err
 		}
-		h.chain, h.key, h.id, auth = pair.Certificate, pair.PrivateKey.(crypto.Signer), leaf.RawSubject, []uint16{ike.AuthRSASig}
+		method, err := ike.SignatureMethod(leaf.PublicKey)
+		if err != nil {
+			return err
+		}
+		h.chain, h.key, h.id, auth = pair.Certificate, pair.PrivateKey.(crypto.Signer), leaf.RawSubject, []uint16{method}
 	}
 	var err error
 	if h.s500, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 500))); err != nil {
@@ -168,6 +184,9 @@ func run(local, certFile, keyFile, user, password, psk string, wait time.Duratio
 	}
 	if psk != "" {
 		peer.RemoteAccess.EAP = nil
+	}
+	if relay != nil {
+		peer.RemoteAccess.EAP = func() ikev2.EAPSession { return eap.NewRelay(relay.EAP, "", 5*time.Second, rand.Reader) }
 	}
 	m.SetPeers([]*ikev2.Peer{peer})
 	read := func(c *net.UDPConn, port uint16) {
