@@ -207,20 +207,36 @@ type rwResult struct{ User, Address, Local, Remote string }
 // roadWarrior runs v2ra in GWB with args and strongSwan in GWA with a
 // road warrior connection rw (conf), starts it, and returns what v2ra
 // saw and charon's log.
-func roadWarrior(t *testing.T, args []string, conf string) (rwResult, string) {
+func roadWarrior(t *testing.T, args []string, conf string, files ...map[string]string) (rwResult, string) {
 	t.Helper()
-	return roadWarriorIn(t, netns.SitesForTest(t), args, conf)
+	return roadWarriorIn(t, netns.SitesForTest(t), args, conf, files...)
 }
 
-// roadWarriorIn is roadWarrior in a lab already made.
-func roadWarriorIn(t *testing.T, l *netns.Sites, args []string, conf string) (rwResult, string) {
+// roadWarriorIn is roadWarrior in a lab already made; files are copied
+// into charon's folder first (destination: source).
+func roadWarriorIn(t *testing.T, l *netns.Sites, args []string, conf string, files ...map[string]string) (rwResult, string) {
 	t.Helper()
+	dir := t.TempDir()
+	for _, m := range files {
+		for dst, src := range m {
+			b, err := os.ReadFile(src)
+			if err == nil {
+				err = os.MkdirAll(filepath.Dir(filepath.Join(dir, dst)), 0o700)
+			}
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, dst), b, 0o600)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	p, err := l.GWB.Start(filepath.Join(bin, "v2ra"), append([]string{"--local", "192.0.2.2"}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Stop(2 * time.Second)
-	sw, err := netns.StartStrongSwan(l.GWA, t.TempDir(), conf)
+	sw, err := netns.StartStrongSwan(l.GWA, dir, conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +369,44 @@ secrets { eap-bob { id = bob
 		t.Fatalf("v2ra: %+v", r)
 	}
 	for _, want := range []string{"EAP method EAP_MSCHAPV2 succeeded, MSK established", "authentication of 'O=Gatehouse, CN=gw-b' with EAP successful",
+		"installing new virtual IP 10.8.0.2"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("strongSwan's log lacks %q", want)
+		}
+	}
+}
+
+// TestRoadWarriorEAPTLS: a strongSwan road warrior logs in by EAP-TLS
+// (RFC 5216) with a user certificate of the lab CA; the engine runs TLS
+// itself (v2ra --eap-tls), knows the user by the certificate, and both
+// AUTHs come from the TLS-exported MSK.
+func TestRoadWarriorEAPTLS(t *testing.T) {
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("gw-b", "ecdsa", "--ip", "192.0.2.2")
+	pki.Issue("carol", "ecdsa")
+	r, log := roadWarrior(t, []string{"--cert", pki.Path("gw-b.pem"), "--key", pki.Path("gw-b.key"), "--eap-tls", pki.Path("ca.pem")},
+		fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    local_addrs = 192.0.2.1
+    remote_addrs = 192.0.2.2
+    vips = 0.0.0.0
+    proposals = aes256-sha256-ecp256
+    encap = yes
+    local { auth = eap-tls
+            certs = %s }
+    remote { auth = pubkey
+             id = %%any
+             cacerts = %s }
+    children { net { remote_ts = 10.2.0.0/24
+                     esp_proposals = aes128gcm16 } }
+  }
+}
+`, pki.Path("carol.pem"), pki.Path("ca.pem")), map[string]string{"private/carol.key": pki.Path("carol.key")})
+	if r.User != "carol" || r.Remote != "10.8.0.2/32" {
+		t.Fatalf("v2ra: %+v", r)
+	}
+	for _, want := range []string{"EAP method EAP_TLS succeeded, MSK established", "authentication of 'O=Gatehouse, CN=gw-b' with EAP successful",
 		"installing new virtual IP 10.8.0.2"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("strongSwan's log lacks %q", want)

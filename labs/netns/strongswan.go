@@ -17,11 +17,12 @@ const Charon = "/usr/sbin/charon-systemd"
 
 // swanConf loads kernel-libipsec (ESP in user space: this kernel has no
 // ESP), kdf (IKEv2's prf+ lives there since strongSwan 5.9.8) and
-// eap-identity and eap-mschapv2 (road warriors; MD4 comes from openssl),
+// eap-identity, eap-mschapv2 and eap-tls (road warriors; MD4 comes from
+// openssl),
 // and logs to a file in the daemon's folder, line by line so that tests
 // can read what happened so far.
 const swanConf = `charon-systemd {
-  load = random nonce aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey revocation constraints openssl gmp eap-identity eap-mschapv2 kernel-libipsec kernel-netlink socket-default vici updown
+  load = random nonce aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey revocation constraints openssl gmp eap-identity eap-mschapv2 eap-tls kernel-libipsec kernel-netlink socket-default vici updown
   plugins {
     vici { socket = unix://%[1]s/charon.vici }
   }

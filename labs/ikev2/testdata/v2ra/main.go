@@ -5,6 +5,11 @@
 // user, the address and the child's selectors, and exits. The IKEv2 lab
 // runs strongSwan road warriors against it until gatehoused serves IKEv2
 // remote access itself.
+//
+// strongSwan's TLS does not negotiate Extended Master Secret (RFC 7627),
+// without which crypto/tls exports EAP-TLS keys (RFC 5216) only when told.
+//
+//go:debug tlsunsafeekm=1
 package main
 
 import (
@@ -107,6 +112,7 @@ func main() {
 	psk := flag.String("psk", "", "authenticate both sides by this preshared key instead of a certificate and EAP")
 	radiusAddr := flag.String("radius", "", "relay EAP to this RADIUS server (host:port) instead of checking --user and --password")
 	radiusSecret := flag.String("radius-secret", "", "its shared secret")
+	eapTLSCA := flag.String("eap-tls", "", "run EAP-TLS, taking client certificates this CA (PEM) issued")
 	flag.Parse()
 	var relay *radius.Client
 	if *radiusAddr != "" {
@@ -117,13 +123,13 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if err := run(*local, *cert, *keyFile, *user, *password, *psk, relay, *wait); err != nil {
+	if err := run(*local, *cert, *keyFile, *user, *password, *psk, relay, *eapTLSCA, *wait); err != nil {
 		fmt.Fprintln(os.Stderr, "v2ra:", err)
 		os.Exit(1)
 	}
 }
 
-func run(local, certFile, keyFile, user, password, psk string, relay *radius.Client, wait time.Duration) error {
+func run(local, certFile, keyFile, user, password, psk string, relay *radius.Client, eapTLSCA string, wait time.Duration) error {
 	addr := netip.MustParseAddr(local)
 	h := &host{up: make(chan *ike.ChildSA, 1), log: make(chan string, 64)}
 	auth := []uint16{ike.AuthPSK}
@@ -187,6 +193,22 @@ func run(local, certFile, keyFile, user, password, psk string, relay *radius.Cli
 	}
 	if relay != nil {
 		peer.RemoteAccess.EAP = func() ikev2.EAPSession { return eap.NewRelay(relay.EAP, "", 5*time.Second, rand.Reader) }
+	}
+	if eapTLSCA != "" {
+		pem, err := os.ReadFile(eapTLSCA)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("%s: no certificate", eapTLSCA)
+		}
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return err
+		}
+		cfg := &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool}
+		peer.RemoteAccess.EAP = func() ikev2.EAPSession { return eap.NewTLSServer(cfg, rand.Reader) }
 	}
 	m.SetPeers([]*ikev2.Peer{peer})
 	read := func(c *net.UDPConn, port uint16) {
