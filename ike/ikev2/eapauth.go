@@ -159,7 +159,7 @@ func (s *ikeSA) continueEAP(inner []Payload) ([]Payload, func()) {
 	if len(Notifies(st.first, NotifyInitialContact)) > 0 {
 		s.m.forgetOthers(s)
 	}
-	return append([]Payload{ours}, s.roadWarriorChild(st.first)...), func() {}
+	return s.mobikeAnswer(st.first, append([]Payload{ours}, s.roadWarriorChild(st.first)...)), func() {}
 }
 
 // lease gives an authenticated road warrior its virtual address.
@@ -285,7 +285,8 @@ func (t *eapAuthTask) request(s *ikeSA) ([]Payload, error) {
 		id := &ID{T: PayloadIDi, IDType: IDRFC822, Data: []byte(s.peer.EAPClient.Identity)}
 		s.eap.idi = id
 		return []Payload{id, &CertReq{Encoding: CertX509Sig}, cpRequest(), &SA{Proposals: ChildProposals(s.peer.ESP, t.inSPI)},
-			&TS{T: PayloadTSi, Selectors: anyIPv4}, &TS{T: PayloadTSr, Selectors: anyIPv4}, &Notify{Kind: NotifyInitialContact}}, nil
+			&TS{T: PayloadTSi, Selectors: anyIPv4}, &TS{T: PayloadTSr, Selectors: anyIPv4}, &Notify{Kind: NotifyInitialContact},
+			&Notify{Kind: NotifyMobikeSupported}}, nil
 	case t.final:
 		msk := s.eap.client.MSK()
 		return []Payload{&Auth{Method: AuthPSK, Data: pskAuth(prf, msk, signedOctets(prf, s.msg1, s.init.nr, s.keys.Pi, s.eap.idi))}}, nil
@@ -323,6 +324,7 @@ func (t *eapAuthTask) response(s *ikeSA, inner []Payload) error {
 			return &NotifyError{Kind: NotifyAuthenticationFailed, Why: "the server's AUTH after EAP does not verify with the MSK"}
 		}
 		s.m.up(s)
+		s.mobike = len(Notifies(inner, NotifyMobikeSupported)) > 0
 		s.eap.addr, s.eap.dns = readCP(inner)
 		if !s.eap.addr.IsValid() {
 			s.m.negotiationError(s, ExchangeIKEAuth, true, fmt.Errorf("%w: no virtual address in the server's answer", ErrMalformed))

@@ -500,7 +500,7 @@ func (m *Manager) rekeyed(old *ikeSA, rk *RekeyedIKE, initiator bool) {
 	now := m.now()
 	n := &ikeSA{suite: rk.Suite, keys: rk.Keys, rand: m.rand, m: m, peer: old.peer, initiator: initiator, spii: rk.SPIi, spir: rk.SPIr,
 		local: old.local, remote: old.remote, state: stateEstablished, created: now, established: now, nat: old.nat, encap: old.encap,
-		peerID: old.peerID, authName: old.authName, lastHeard: now, children: old.children, fragments: old.fragments}
+		peerID: old.peerID, authName: old.authName, lastHeard: now, children: old.children, fragments: old.fragments, mobike: old.mobike}
 	if err := n.protectors(); err != nil {
 		m.negotiationError(old, ExchangeCreateChildSA, initiator, fmt.Errorf("IKE SA rekey: %w", err))
 		return

@@ -41,6 +41,7 @@ type engineHost struct {
 	outSA   map[string]*ike.ChildSA // the outbound SA per tunnel
 	deleted []uint32
 	events  []ike.Event
+	moved   []*ike.ChildSA
 }
 
 type datagram struct {
@@ -113,6 +114,10 @@ func (h *engineHost) DeleteChild(c *ike.ChildSA) {
 	h.deleted = append(h.deleted, c.InSPI)
 }
 func (h *engineHost) Event(e ike.Event) { h.events = append(h.events, e) }
+func (h *engineHost) MoveChild(c *ike.ChildSA) error {
+	h.moved = append(h.moved, c)
+	return nil
+}
 
 func (h *engineHost) count(id int) int {
 	n := 0
@@ -881,4 +886,33 @@ func TestEnginePSKRoadWarrior(t *testing.T) {
 			t.Errorf("the server's child: %v", c)
 		}
 	}
+}
+
+// MOBIKE (RFC 4555): a road warrior that moves to another address says
+// so with UPDATE_SA_ADDRESSES; the server's IKE SA and child follow it in
+// place (the host moves the SAs, keys and counters kept), and traffic
+// then flows on the same child.
+func TestEngineMOBIKE(t *testing.T) {
+	e, _ := eapPair(t, "clientPass")
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	e.checkAgree(1)
+	before := e.hb.outSA["to-a"].OutSPI
+	moved := netip.MustParseAddrPort("192.0.2.77:4500")
+	if err := e.a.Roam("to-b", moved); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	c := e.hb.outSA["to-a"]
+	if len(e.hb.moved) != 1 || c.Remote != moved || c.OutSPI != before {
+		t.Fatalf("the server's child after the move: %v (moved %d)", c, len(e.hb.moved))
+	}
+	if sb := e.b.SAs(); sb[0].Remote != moved {
+		t.Errorf("the server's IKE SA is at %v", sb[0].Remote)
+	}
+	// Liveness checks and deletes now go to the new address.
+	e.advance(35 * time.Second)
+	e.checkAgree(1)
 }

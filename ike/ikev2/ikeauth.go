@@ -147,7 +147,7 @@ func (t *ikeInit) authRequest(me AuthSide, msg1 []byte, inSPI uint32) ([]Payload
 	}
 	ps = append(ps, auth)
 	if me.CP != nil {
-		ps = append(ps, me.CP)
+		ps = append(ps, me.CP, &Notify{Kind: NotifyMobikeSupported}) // a road warrior may roam (RFC 4555)
 	}
 	if me.Transport {
 		ps = append(ps, &Notify{Kind: NotifyUseTransportMode})

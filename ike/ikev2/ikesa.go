@@ -55,8 +55,10 @@ type ikeSA struct {
 	// authName is how the peer authenticated, in IKEv1's names (psk,
 	// rsa-sig, ecdsa-256...), as gatehouse sa shows both versions.
 	authName string
-	// eap is remote access's EAP exchange and what it gave the client.
-	eap *eapState
+	// eap is remote access's EAP exchange and what it gave the client;
+	// mobike: both sides announced MOBIKE (mobike.go).
+	eap    *eapState
+	mobike bool
 	// fragments: both sides announced IKE fragmentation; fragsIn are the
 	// peer's request and response being joined.
 	fragments bool
@@ -316,7 +318,11 @@ func (s *ikeSA) requestFrom(msg *Message, b []byte, inner []Payload, local, remo
 		}
 	}
 	s.lastHeard = s.m.now()
-	if s.state == stateAuth || s.encap || s.nat.PeerBehind || s.nat.WeBehind {
+	was := s.remote
+	// With MOBIKE only UPDATE_SA_ADDRESSES moves the SA (RFC 4555
+	// section 3.5): a client probing a new path is answered there, and
+	// stays where it was.
+	if s.state == stateAuth || (!s.mobike && (s.encap || s.nat.PeerBehind || s.nat.WeBehind)) {
 		// Section 2.23: IKE_AUTH comes from the port the initiator
 		// moved to, and behind a NAT the peer is where its latest
 		// authenticated request came from. Our address stays the one
@@ -333,6 +339,8 @@ func (s *ikeSA) requestFrom(msg *Message, b []byte, inner []Payload, local, remo
 		ps, after = s.answerAuth(inner)
 	case msg.Exchange == ExchangeCreateChildSA && s.state == stateEstablished:
 		ps, after = s.answerCreateChild(inner)
+	case msg.Exchange == ExchangeInformational && s.state != stateInit && len(Notifies(inner, NotifyUpdateSAAddresses)) > 0:
+		ps, after = s.answerUpdate(inner, local, remote, was), func() {}
 	case msg.Exchange == ExchangeInformational && s.state != stateInit:
 		ps, after = s.answerInformational(inner)
 	default:

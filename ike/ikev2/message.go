@@ -43,6 +43,13 @@ const (
 	NotifyRekeySA                   NotifyType = 16393
 	NotifyESPTFCPaddingNotSupported NotifyType = 16394
 	NotifyNonFirstFragmentsAlso     NotifyType = 16395
+	NotifyMobikeSupported           NotifyType = 16396 // RFC 4555
+	NotifyAdditionalIP4Address      NotifyType = 16397
+	NotifyAdditionalIP6Address      NotifyType = 16398
+	NotifyNoAdditionalAddresses     NotifyType = 16399
+	NotifyUpdateSAAddresses         NotifyType = 16400
+	NotifyCookie2                   NotifyType = 16401
+	NotifyNoNATsAllowed             NotifyType = 16402
 	NotifyFragmentationSupported    NotifyType = 16430 // RFC 7383
 	NotifySignatureHashAlgorithms   NotifyType = 16431 // RFC 7427
 )
@@ -62,6 +69,9 @@ var notifyNames = map[NotifyType]string{
 	NotifyCookie: "COOKIE", NotifyUseTransportMode: "USE_TRANSPORT_MODE", NotifyHTTPCertLookupSupported: "HTTP_CERT_LOOKUP_SUPPORTED",
 	NotifyRekeySA: "REKEY_SA", NotifyESPTFCPaddingNotSupported: "ESP_TFC_PADDING_NOT_SUPPORTED",
 	NotifyNonFirstFragmentsAlso: "NON_FIRST_FRAGMENTS_ALSO", NotifyFragmentationSupported: "IKEV2_FRAGMENTATION_SUPPORTED",
+	NotifyMobikeSupported: "MOBIKE_SUPPORTED", NotifyAdditionalIP4Address: "ADDITIONAL_IP4_ADDRESS",
+	NotifyAdditionalIP6Address: "ADDITIONAL_IP6_ADDRESS", NotifyNoAdditionalAddresses: "NO_ADDITIONAL_ADDRESSES",
+	NotifyUpdateSAAddresses: "UPDATE_SA_ADDRESSES", NotifyCookie2: "COOKIE2", NotifyNoNATsAllowed: "NO_NATS_ALLOWED",
 	NotifySignatureHashAlgorithms: "SIGNATURE_HASH_ALGORITHMS",
 }
 

@@ -261,6 +261,7 @@ func (t *authTask) response(s *ikeSA, inner []Payload) error {
 	if s.peer.AskAddress {
 		s.eap = &eapState{}
 		s.eap.addr, s.eap.dns = readCP(inner)
+		s.mobike = len(Notifies(inner, NotifyMobikeSupported)) > 0
 	}
 	if err != nil {
 		// Authenticated, but the child was refused: the IKE SA stands.
@@ -319,7 +320,7 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 	defer func() { clear(key) }()
 	ps, c, err := s.init.authRespond(me, check, inner, s.msg1, s.msg2, inSPI)
 	if ra != nil && ps != nil {
-		ps = append(ps, s.cpReply(s.eap.addr, s.eap.dns))
+		ps = s.mobikeAnswer(inner, append(ps, s.cpReply(s.eap.addr, s.eap.dns)))
 	}
 	if ps == nil {
 		kind := NotifyAuthenticationFailed

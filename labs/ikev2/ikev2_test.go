@@ -202,23 +202,33 @@ func TestStrongSwanInitiates(t *testing.T) {
 }
 
 // rwResult is what v2ra says of the client that came up.
-type rwResult struct{ User, Address, Local, Remote string }
+type rwResult struct{ User, Address, Local, Remote, Moved string }
+
+// rwOpts: files are copied into charon's folder first (destination:
+// source); after runs once strongSwan's tunnel is up.
+type rwOpts struct {
+	files map[string]string
+	after func(*netns.Sites)
+}
 
 // roadWarrior runs v2ra in GWB with args and strongSwan in GWA with a
 // road warrior connection rw (conf), starts it, and returns what v2ra
 // saw and charon's log.
-func roadWarrior(t *testing.T, args []string, conf string, files ...map[string]string) (rwResult, string) {
+func roadWarrior(t *testing.T, args []string, conf string, o ...rwOpts) (rwResult, string) {
 	t.Helper()
-	return roadWarriorIn(t, netns.SitesForTest(t), args, conf, files...)
+	return roadWarriorIn(t, netns.SitesForTest(t), args, conf, o...)
 }
 
-// roadWarriorIn is roadWarrior in a lab already made; files are copied
-// into charon's folder first (destination: source).
-func roadWarriorIn(t *testing.T, l *netns.Sites, args []string, conf string, files ...map[string]string) (rwResult, string) {
+// roadWarriorIn is roadWarrior in a lab already made.
+func roadWarriorIn(t *testing.T, l *netns.Sites, args []string, conf string, opts ...rwOpts) (rwResult, string) {
 	t.Helper()
 	dir := t.TempDir()
-	for _, m := range files {
-		for dst, src := range m {
+	var o rwOpts
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	{
+		for dst, src := range o.files {
 			b, err := os.ReadFile(src)
 			if err == nil {
 				err = os.MkdirAll(filepath.Dir(filepath.Join(dir, dst)), 0o700)
@@ -248,6 +258,9 @@ func roadWarriorIn(t *testing.T, l *netns.Sites, args []string, conf string, fil
 	}()
 	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 		t.Fatalf("swanctl --initiate: %v\n%s\nv2ra: %s", err, out, p.Output())
+	}
+	if o.after != nil {
+		o.after(l)
 	}
 	select {
 	case <-p.Done():
@@ -402,7 +415,7 @@ func TestRoadWarriorEAPTLS(t *testing.T) {
                      esp_proposals = aes128gcm16 } }
   }
 }
-`, pki.Path("carol.pem"), pki.Path("ca.pem")), map[string]string{"private/carol.key": pki.Path("carol.key")})
+`, pki.Path("carol.pem"), pki.Path("ca.pem")), rwOpts{files: map[string]string{"private/carol.key": pki.Path("carol.key")}})
 	if r.User != "carol" || r.Remote != "10.8.0.2/32" {
 		t.Fatalf("v2ra: %+v", r)
 	}
@@ -411,5 +424,41 @@ func TestRoadWarriorEAPTLS(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("strongSwan's log lacks %q", want)
 		}
+	}
+}
+
+// TestRoadWarriorMOBIKE: a strongSwan road warrior whose address changes
+// (192.0.2.1 taken away, 192.0.2.5 given) tells the engine with
+// UPDATE_SA_ADDRESSES (RFC 4555), and its IKE SA follows it there.
+func TestRoadWarriorMOBIKE(t *testing.T) {
+	r, log := roadWarrior(t, []string{"--psk", psk, "--wait-move"}, fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    remote_addrs = 192.0.2.2
+    vips = 0.0.0.0
+    proposals = aes256-sha256-ecp256
+    encap = yes
+    mobike = yes
+    local { auth = psk
+            id = laptop.example.net }
+    remote { auth = psk
+             id = %%any }
+    children { net { remote_ts = 10.2.0.0/24
+                     esp_proposals = aes128gcm16 } }
+  }
+}
+secrets { ike-rw { secret = %q } }
+`, psk), rwOpts{after: func(l *netns.Sites) {
+		// The new address outlives the old one's removal only if
+		// secondaries are promoted.
+		_, err := l.GWA.Output(5*time.Second, "sysctl", "-q", "-w", "net.ipv4.conf.gwa1.promote_secondaries=1")
+		for _, err := range []error{err, l.GWA.IP("addr", "add", "192.0.2.5/24", "dev", "gwa1"), l.GWA.IP("addr", "del", "192.0.2.1/24", "dev", "gwa1")} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}})
+	if !strings.Contains(r.Moved, "from 192.0.2.1:4500 to 192.0.2.5:4500 (MOBIKE)") || !strings.Contains(log, "N(UPD_SA_ADDR)") {
+		t.Fatalf("v2ra: %+v\nstrongSwan:\n%s", r, netns.Tail(log, 6000))
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -94,7 +95,8 @@ func (h *host) InstallOutbound(c *ike.ChildSA) error {
 	}
 	return nil
 }
-func (h *host) DeleteChild(*ike.ChildSA) {}
+func (h *host) DeleteChild(*ike.ChildSA)     {}
+func (h *host) MoveChild(*ike.ChildSA) error { return nil }
 func (h *host) Event(e ike.Event) {
 	select {
 	case h.log <- e.Message:
@@ -113,6 +115,7 @@ func main() {
 	radiusAddr := flag.String("radius", "", "relay EAP to this RADIUS server (host:port) instead of checking --user and --password")
 	radiusSecret := flag.String("radius-secret", "", "its shared secret")
 	eapTLSCA := flag.String("eap-tls", "", "run EAP-TLS, taking client certificates this CA (PEM) issued")
+	waitMove := flag.Bool("wait-move", false, "once the client is up, wait until it moves (MOBIKE) before printing")
 	flag.Parse()
 	var relay *radius.Client
 	if *radiusAddr != "" {
@@ -123,13 +126,13 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if err := run(*local, *cert, *keyFile, *user, *password, *psk, relay, *eapTLSCA, *wait); err != nil {
+	if err := run(*local, *cert, *keyFile, *user, *password, *psk, relay, *eapTLSCA, *waitMove, *wait); err != nil {
 		fmt.Fprintln(os.Stderr, "v2ra:", err)
 		os.Exit(1)
 	}
 }
 
-func run(local, certFile, keyFile, user, password, psk string, relay *radius.Client, eapTLSCA string, wait time.Duration) error {
+func run(local, certFile, keyFile, user, password, psk string, relay *radius.Client, eapTLSCA string, waitMove bool, wait time.Duration) error {
 	addr := netip.MustParseAddr(local)
 	h := &host{up: make(chan *ike.ChildSA, 1), log: make(chan string, 64)}
 	auth := []uint16{ike.AuthPSK}
@@ -234,18 +237,28 @@ func run(local, certFile, keyFile, user, password, psk string, relay *radius.Cli
 	defer tick.Stop()
 	deadline := time.After(wait)
 	var events []string
+	var child *ike.ChildSA
+	report := func(moved string) error {
+		time.Sleep(200 * time.Millisecond) // let the last answer leave
+		out := struct {
+			User, Address string
+			Local, Remote string
+			Moved         string
+			Events        []string
+		}{leased, "10.8.0.2", child.LocalTS.Prefix.String(), child.RemoteTS.Prefix.String(), moved, events}
+		return json.NewEncoder(os.Stdout).Encode(out)
+	}
 	for {
 		select {
-		case c := <-h.up:
-			time.Sleep(200 * time.Millisecond) // let the last answer leave
-			out := struct {
-				User, Address string
-				Local, Remote string
-				Events        []string
-			}{leased, "10.8.0.2", c.LocalTS.Prefix.String(), c.RemoteTS.Prefix.String(), events}
-			return json.NewEncoder(os.Stdout).Encode(out)
+		case child = <-h.up:
+			if !waitMove {
+				return report("")
+			}
 		case e := <-h.log:
 			events = append(events, e)
+			if child != nil && strings.Contains(e, "(MOBIKE)") {
+				return report(e)
+			}
 		case <-tick.C:
 			m.Tick()
 		case <-deadline:
