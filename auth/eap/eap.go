@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Codes (RFC 3748 section 4).
@@ -106,4 +107,32 @@ func (p *Packet) String() string {
 		return fmt.Sprintf("EAP-%s #%d", codeName(p.Code), p.ID)
 	}
 	return fmt.Sprintf("EAP %s #%d type %d (%d bytes)", codeName(p.Code), p.ID, p.Type, len(p.Data))
+}
+
+// outcome is how an exchange ended, which every method's two sides
+// report alike.
+type outcome struct {
+	done bool
+	msk  []byte
+	user string
+	err  error
+}
+
+// Done reports whether the exchange ended; Succeeded whether it ended
+// with the peer authenticated (MSK then holds the key); User who the peer
+// proved to be (a server's view); Err why it failed.
+func (o *outcome) Done() bool      { return o.done }
+func (o *outcome) Succeeded() bool { return o.done && o.err == nil && o.msk != nil }
+func (o *outcome) MSK() []byte     { return o.msk }
+func (o *outcome) User() string    { return o.user }
+func (o *outcome) Err() error      { return o.err }
+
+// identityRequest is a server's first packet, EAP-Request/Identity (RFC
+// 3748 section 5.1), with a random identifier.
+func identityRequest(rand io.Reader) (uint8, []byte, error) {
+	var id [1]byte
+	if _, err := io.ReadFull(rand, id[:]); err != nil {
+		return 0, nil, err
+	}
+	return id[0], (&Packet{Code: CodeRequest, ID: id[0], Type: TypeIdentity}).Encode(), nil
 }

@@ -89,16 +89,14 @@ const (
 
 // Server is the authenticator side of EAP-MSCHAPv2.
 type Server struct {
+	outcome
 	name      string
 	verify    Verifier
 	rand      io.Reader
 	id        uint8
 	state     serverState
 	identity  string
-	user      string
 	challenge [16]byte
-	msk       []byte
-	err       error
 }
 
 // NewServer makes a server that calls itself name in its challenges.
@@ -108,12 +106,9 @@ func NewServer(name string, verify Verifier, rand io.Reader) *Server {
 
 // Start is the first request: EAP-Request/Identity.
 func (s *Server) Start() ([]byte, error) {
-	var id [1]byte
-	if _, err := io.ReadFull(s.rand, id[:]); err != nil {
-		return nil, err
-	}
-	s.id = id[0]
-	return (&Packet{Code: CodeRequest, ID: s.id, Type: TypeIdentity}).Encode(), nil
+	id, b, err := identityRequest(s.rand)
+	s.id = id
+	return b, err
 }
 
 // Receive takes the peer's response to the last request and returns the
@@ -151,11 +146,11 @@ func (s *Server) Receive(b []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: type %d where MS-CHAPv2 was awaited", ErrProtocol, p.Type)
 		}
 		if s.state == succeeded && p.Data[0] == opSuccess {
-			s.state = done
+			s.state, s.done = done, true
 			return (&Packet{Code: CodeSuccess, ID: s.id}).Encode(), nil
 		}
 		if s.state == refused && p.Data[0] == opFailure {
-			s.state = done
+			s.state, s.done = done, true
 			return (&Packet{Code: CodeFailure, ID: s.id}).Encode(), nil
 		}
 		return nil, fmt.Errorf("%w: MS-CHAPv2 op code %d", ErrProtocol, p.Data[0])
@@ -192,35 +187,21 @@ func (s *Server) response(p *Packet) ([]byte, error) {
 }
 
 func (s *Server) fail(err error) ([]byte, error) {
-	s.err, s.state = err, done
+	s.err, s.state, s.done = err, done, true
 	return (&Packet{Code: CodeFailure, ID: s.id}).Encode(), nil
 }
 
-// Done reports whether the exchange ended; Succeeded whether the peer
-// authenticated (then MSK holds the key).
-func (s *Server) Done() bool      { return s.state == done }
-func (s *Server) Succeeded() bool { return s.state == done && s.err == nil && s.msk != nil }
-
-// Identity is what the peer answered EAP-Identity with; User the name
-// its MS-CHAPv2 Response carried, which was checked.
+// Identity is what the peer answered EAP-Identity with; User (outcome)
+// the name its MS-CHAPv2 Response carried, which was checked.
 func (s *Server) Identity() string { return s.identity }
-func (s *Server) User() string     { return s.user }
-
-// MSK is the key for IKEv2's AUTH, once Succeeded.
-func (s *Server) MSK() []byte { return s.msk }
-
-// Err says why the peer was refused.
-func (s *Server) Err() error { return s.err }
 
 // Peer is the client side of EAP-MSCHAPv2.
 type Peer struct {
+	outcome
 	identity, password string
 	rand               io.Reader
 	want               string // the authenticator response we expect
 	master             [16]byte
-	msk                []byte
-	done               bool
-	err                error
 }
 
 // NewPeer makes a client that answers as identity with password.
@@ -302,9 +283,3 @@ func (c *Peer) Receive(b []byte) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("%w: MS-CHAPv2 op code %d", ErrProtocol, d[0])
 }
-
-// Done reports whether the exchange ended; Err why it failed (nil:
-// success, and MSK holds the key).
-func (c *Peer) Done() bool  { return c.done }
-func (c *Peer) Err() error  { return c.err }
-func (c *Peer) MSK() []byte { return c.msk }

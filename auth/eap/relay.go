@@ -22,13 +22,10 @@ type Relay struct {
 	calling string
 	rand    io.Reader
 
-	id       uint8
-	identity string
-	state    []byte
-	server   string
-	msk      []byte
-	done     bool
-	err      error
+	outcome
+	id     uint8
+	state  []byte
+	server string
 	// Accepted is what the Access-Accept granted (an address, timeouts,
 	// Class), once Succeeded.
 	Accepted radius.Result
@@ -42,12 +39,9 @@ func NewRelay(ask func(context.Context, radius.EAPRequest) (radius.EAPResult, er
 
 // Start is the first request: EAP-Request/Identity.
 func (r *Relay) Start() ([]byte, error) {
-	var id [1]byte
-	if _, err := io.ReadFull(r.rand, id[:]); err != nil {
-		return nil, err
-	}
-	r.id = id[0]
-	return (&Packet{Code: CodeRequest, ID: r.id, Type: TypeIdentity}).Encode(), nil
+	id, b, err := identityRequest(r.rand)
+	r.id = id
+	return b, err
 }
 
 // Receive carries the peer's response to the RADIUS server and returns
@@ -60,15 +54,15 @@ func (r *Relay) Receive(b []byte) ([]byte, error) {
 	if p.Code != CodeResponse || r.done {
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, p)
 	}
-	if r.identity == "" {
+	if r.user == "" {
 		if p.Type != TypeIdentity || p.ID != r.id || len(p.Data) == 0 {
 			return nil, fmt.Errorf("%w: %v in answer to Identity", ErrProtocol, p)
 		}
-		r.identity = string(p.Data)
+		r.user = string(p.Data)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	res, err := r.ask(ctx, radius.EAPRequest{User: r.identity, EAP: b[:4+1+len(p.Data)], State: r.state, Server: r.server, CallingStation: r.calling})
+	res, err := r.ask(ctx, radius.EAPRequest{User: r.user, EAP: b[:4+1+len(p.Data)], State: r.state, Server: r.server, CallingStation: r.calling})
 	if err != nil {
 		return r.fail(p.ID, fmt.Errorf("EAP relayed to RADIUS: %w", err), nil)
 	}
@@ -103,10 +97,3 @@ func (r *Relay) fail(id uint8, err error, failure []byte) ([]byte, error) {
 	}
 	return failure, nil
 }
-
-// Done, Succeeded, MSK, User and Err are as Server's.
-func (r *Relay) Done() bool      { return r.done }
-func (r *Relay) Succeeded() bool { return r.done && r.err == nil && r.msk != nil }
-func (r *Relay) MSK() []byte     { return r.msk }
-func (r *Relay) User() string    { return r.identity }
-func (r *Relay) Err() error      { return r.err }

@@ -40,34 +40,13 @@ func fakeRADIUS(t *testing.T, rounds *int) func(context.Context, radius.EAPReque
 	}
 }
 
-func relayRun(t *testing.T, r *Relay, c *Peer) {
-	t.Helper()
-	req, err := r.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 10 {
-		resp, err := c.Receive(req)
-		if err != nil {
-			t.Fatalf("peer: %v", err)
-		}
-		if c.Done() {
-			return
-		}
-		if req, err = r.Receive(resp); err != nil {
-			t.Fatalf("relay: %v", err)
-		}
-	}
-	t.Fatal("the exchange never ended")
-}
-
 // The method runs at the RADIUS server; the relay and the peer end with
 // the same MSK, the relay's from the MS-MPPE keys.
 func TestRelay(t *testing.T) {
 	rounds := 0
 	r := NewRelay(fakeRADIUS(t, &rounds), "192.0.2.9", time.Second, &fixed{[]byte{5}})
 	c := NewPeer("User", "clientPass", rand.Reader)
-	relayRun(t, r, c)
+	run(t, r, c)
 	if !r.Succeeded() || c.Err() != nil || r.User() != "User" || !bytes.Equal(r.MSK(), c.MSK()) || rounds != 3 {
 		t.Fatalf("relay %v %v, peer %v, rounds %d", r.Succeeded(), r.Err(), c.Err(), rounds)
 	}
@@ -75,7 +54,7 @@ func TestRelay(t *testing.T) {
 	rounds = 0
 	r = NewRelay(fakeRADIUS(t, &rounds), "192.0.2.9", time.Second, &fixed{[]byte{5}})
 	c = NewPeer("User", "wrong", rand.Reader)
-	relayRun(t, r, c)
+	run(t, r, c)
 	if r.Succeeded() || !errors.Is(r.Err(), ErrRejected) || c.Err() == nil {
 		t.Fatalf("wrong password: relay %v, peer %v", r.Err(), c.Err())
 	}
@@ -88,7 +67,7 @@ func TestRelayNoServer(t *testing.T) {
 		return radius.EAPResult{}, radius.ErrNoServer
 	}, "", time.Second, rand.Reader)
 	c := NewPeer("User", "clientPass", rand.Reader)
-	relayRun(t, r, c)
+	run(t, r, c)
 	if !errors.Is(r.Err(), radius.ErrNoServer) || !c.Done() || c.Err() == nil {
 		t.Fatalf("relay %v, peer %v", r.Err(), c.Err())
 	}

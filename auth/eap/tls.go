@@ -206,6 +206,7 @@ func exportMSK(c *tls.Conn) ([]byte, error) {
 // a certificate config's ClientCAs issued (config is crypto/tls's, with
 // our certificate; ClientAuth is made RequireAndVerifyClientCert).
 type TLSServer struct {
+	outcome
 	cfg      *tls.Config
 	rand     io.Reader
 	id       uint8
@@ -213,10 +214,6 @@ type TLSServer struct {
 	side     tlsSide
 	started  bool
 	sentLast bool // our last flight is out; the peer's acknowledgement ends it
-	done     bool
-	msk      []byte
-	user     string
-	err      error
 }
 
 // NewTLSServer makes an EAP-TLS server.
@@ -232,12 +229,9 @@ func NewTLSServer(cfg *tls.Config, rand io.Reader) *TLSServer {
 
 // Start is the first request: EAP-Request/Identity.
 func (s *TLSServer) Start() ([]byte, error) {
-	var id [1]byte
-	if _, err := io.ReadFull(s.rand, id[:]); err != nil {
-		return nil, err
-	}
-	s.id = id[0]
-	return (&Packet{Code: CodeRequest, ID: s.id, Type: TypeIdentity}).Encode(), nil
+	id, b, err := identityRequest(s.rand)
+	s.id = id
+	return b, err
 }
 
 func (s *TLSServer) request(data []byte) []byte {
@@ -333,24 +327,14 @@ func (s *TLSServer) fail(err error) ([]byte, error) {
 	return (&Packet{Code: CodeFailure, ID: s.id}).Encode(), nil
 }
 
-// Done, Succeeded, MSK, User and Err are as Server's; User is the name
-// the client certificate proves.
-func (s *TLSServer) Done() bool      { return s.done }
-func (s *TLSServer) Succeeded() bool { return s.done && s.err == nil && s.msk != nil }
-func (s *TLSServer) MSK() []byte     { return s.msk }
-func (s *TLSServer) User() string    { return s.user }
-func (s *TLSServer) Err() error      { return s.err }
-
 // TLSPeer is the client side of EAP-TLS: config holds our certificate and
 // the CAs we take the server's from.
 type TLSPeer struct {
+	outcome
 	identity string
 	cfg      *tls.Config
 	side     tlsSide
 	started  bool
-	done     bool
-	msk      []byte
-	err      error
 }
 
 // NewTLSPeer makes an EAP-TLS client answering EAP-Identity as identity.
@@ -430,8 +414,3 @@ func (c *TLSPeer) Receive(b []byte) ([]byte, error) {
 	}
 	return respond(TypeTLS, c.side.next()), nil
 }
-
-// Done, Err and MSK are as Peer's.
-func (c *TLSPeer) Done() bool  { return c.done }
-func (c *TLSPeer) Err() error  { return c.err }
-func (c *TLSPeer) MSK() []byte { return c.msk }

@@ -59,27 +59,6 @@ func (ca *testCA) issue(t *testing.T, name string, server bool) tls.Certificate 
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// runTLS moves packets between an EAP-TLS server and peer, counting
-// them, until both are done.
-func runTLS(t *testing.T, s *TLSServer, c *TLSPeer) int {
-	t.Helper()
-	req, err := s.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n := 0; n < 40; n++ {
-		resp, err := c.Receive(req)
-		if err != nil || c.Done() {
-			return n
-		}
-		if req, err = s.Receive(resp); err != nil {
-			t.Fatalf("server: %v", err)
-		}
-	}
-	t.Fatal("the exchange never ended")
-	return 0
-}
-
 // A user with a certificate of the CA logs in: both sides end with the
 // same MSK (RFC 5216's key export), the server knows the user by the
 // certificate, and the server's flight went in fragments.
@@ -88,7 +67,7 @@ func TestEAPTLS(t *testing.T) {
 	server := NewTLSServer(&tls.Config{Certificates: []tls.Certificate{ca.issue(t, "gw.example.net", true)}, ClientCAs: ca.pool}, rand.Reader)
 	peer := NewTLSPeer("alice@example.net", &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "alice", false)}, RootCAs: ca.pool,
 		ServerName: "gw.example.net"})
-	rounds := runTLS(t, server, peer)
+	rounds, _ := run(t, server, peer)
 	if !server.Succeeded() || peer.Err() != nil || !bytes.Equal(server.MSK(), peer.MSK()) || len(server.MSK()) != 64 || server.User() != "alice" {
 		t.Fatalf("server %v %v user %q, peer %v; MSKs %x %x", server.Succeeded(), server.Err(), server.User(), peer.Err(), server.MSK(), peer.MSK())
 	}
@@ -105,7 +84,7 @@ func TestEAPTLSRefusals(t *testing.T) {
 	for _, certs := range [][]tls.Certificate{{other.issue(t, "mallory", false)}, nil} {
 		server := NewTLSServer(&tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: ca.pool}, rand.Reader)
 		peer := NewTLSPeer("mallory", &tls.Config{Certificates: certs, RootCAs: ca.pool, ServerName: "gw.example.net"})
-		runTLS(t, server, peer)
+		run(t, server, peer)
 		if server.Succeeded() || !errors.Is(server.Err(), ErrRejected) || peer.MSK() != nil {
 			t.Fatalf("server %v %v, peer %v", server.Succeeded(), server.Err(), peer.Err())
 		}

@@ -46,19 +46,8 @@ func (c *Client) EAP(ctx context.Context, r EAPRequest) (EAPResult, error) {
 }
 
 func (c *Client) askEAP(ctx context.Context, s Server, r EAPRequest) (EAPResult, error) {
-	p := radius.New(radius.CodeAccessRequest, s.Secret)
-	errs := []error{
-		rfc2865.UserName_SetString(p, r.User),
-		rfc2865.ServiceType_Set(p, rfc2865.ServiceType_Value_FramedUser),
-		rfc2865.NASPortType_Set(p, rfc2865.NASPortType_Value_Virtual),
-		rfc2869.EAPMessage_Set(p, r.EAP),
-	}
-	if c.cfg.NASIdentifier != "" {
-		errs = append(errs, rfc2865.NASIdentifier_SetString(p, c.cfg.NASIdentifier))
-	}
-	if r.CallingStation != "" {
-		errs = append(errs, rfc2865.CallingStationID_SetString(p, r.CallingStation))
-	}
+	p, errs := c.accessRequest(s, r.User, r.CallingStation)
+	errs = append(errs, rfc2869.EAPMessage_Set(p, r.EAP))
 	if r.State != nil {
 		errs = append(errs, rfc2865.State_Set(p, r.State))
 	}

@@ -231,19 +231,8 @@ func (c *Client) mark(addr string, ok bool) {
 
 // request builds the Access-Request for one server (the secret differs).
 func (c *Client) request(s Server, r Request) (*radius.Packet, error) {
-	p := radius.New(radius.CodeAccessRequest, s.Secret)
-	errs := []error{
-		rfc2865.UserName_SetString(p, r.User),
-		rfc2865.ServiceType_Set(p, rfc2865.ServiceType_Value_FramedUser),
-		rfc2865.FramedProtocol_Set(p, rfc2865.FramedProtocol_Value_PPP),
-		rfc2865.NASPortType_Set(p, rfc2865.NASPortType_Value_Virtual),
-	}
-	if c.cfg.NASIdentifier != "" {
-		errs = append(errs, rfc2865.NASIdentifier_SetString(p, c.cfg.NASIdentifier))
-	}
-	if r.CallingStation != "" {
-		errs = append(errs, rfc2865.CallingStationID_SetString(p, r.CallingStation))
-	}
+	p, errs := c.accessRequest(s, r.User, r.CallingStation)
+	errs = append(errs, rfc2865.FramedProtocol_Set(p, rfc2865.FramedProtocol_Value_PPP))
 	switch r.Method {
 	case PAP:
 		errs = append(errs, rfc2865.UserPassword_Set(p, r.Password))
@@ -270,6 +259,24 @@ func (c *Client) request(s Server, r Request) (*radius.Packet, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// accessRequest is an Access-Request to s with what every one carries:
+// the user, a framed service on a virtual port, us and the client.
+func (c *Client) accessRequest(s Server, user, calling string) (*radius.Packet, []error) {
+	p := radius.New(radius.CodeAccessRequest, s.Secret)
+	errs := []error{
+		rfc2865.UserName_SetString(p, user),
+		rfc2865.ServiceType_Set(p, rfc2865.ServiceType_Value_FramedUser),
+		rfc2865.NASPortType_Set(p, rfc2865.NASPortType_Value_Virtual),
+	}
+	if c.cfg.NASIdentifier != "" {
+		errs = append(errs, rfc2865.NASIdentifier_SetString(p, c.cfg.NASIdentifier))
+	}
+	if calling != "" {
+		errs = append(errs, rfc2865.CallingStationID_SetString(p, calling))
+	}
+	return p, errs
 }
 
 // ask sends the Access-Request to one server and reads its answer.

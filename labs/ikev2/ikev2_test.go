@@ -274,6 +274,27 @@ func roadWarriorIn(t *testing.T, l *netns.Sites, args []string, conf string, opt
 	return r, sw.Log()
 }
 
+// rwConf is strongSwan's road warrior rw against 192.0.2.2: a virtual
+// address asked for, ESP in UDP, the child net to NetB, with its local
+// and remote authentication and its secrets.
+func rwConf(local, remote, secrets string) string {
+	return fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    remote_addrs = 192.0.2.2
+    vips = 0.0.0.0
+    proposals = aes256-sha256-ecp256
+    encap = yes
+    local { %s }
+    remote { %s }
+    children { net { remote_ts = 10.2.0.0/24
+                     esp_proposals = aes128gcm16 } }
+  }
+}
+secrets { %s }
+`, local, remote, secrets)
+}
+
 // TestRoadWarriorEAP: strongSwan as a road warrior (vips = 0.0.0.0,
 // eap-mschapv2) against the engine as a remote-access server (v2ra): the
 // server signs with its RSA certificate, the user logs in by
@@ -285,26 +306,8 @@ func TestRoadWarriorEAP(t *testing.T) {
 	pki.Issue("gw-b", "rsa", "--ip", "192.0.2.2")
 	const password = "road-warrior-password-42"
 	r, log := roadWarrior(t, []string{"--cert", pki.Path("gw-b.pem"), "--key", pki.Path("gw-b.key"), "--user", "alice", "--password", password},
-		fmt.Sprintf(`connections {
-  rw {
-    version = 2
-    local_addrs = 192.0.2.1
-    remote_addrs = 192.0.2.2
-    vips = 0.0.0.0
-    proposals = aes256-sha256-ecp256
-    encap = yes
-    local { auth = eap-mschapv2
-            eap_id = alice }
-    remote { auth = pubkey
-             id = %%any
-             cacerts = %s }
-    children { net { remote_ts = 10.2.0.0/24
-                     esp_proposals = aes128gcm16 } }
-  }
-}
-secrets { eap-alice { id = alice
-                      secret = %q } }
-`, pki.Path("ca.pem"), password))
+		rwConf("auth = eap-mschapv2\n eap_id = alice", "auth = pubkey\n id = %any\n cacerts = "+pki.Path("ca.pem"),
+			fmt.Sprintf("eap-alice { id = alice\n secret = %q }", password)))
 	if r.User != "alice" || r.Address != "10.8.0.2" || r.Local != "10.2.0.0/24" || r.Remote != "10.8.0.2/32" {
 		t.Fatalf("v2ra: %+v", r)
 	}
@@ -322,24 +325,8 @@ secrets { eap-alice { id = alice
 // asks for an address in IKE_AUTH, and the engine leases it for the
 // identity the key proved.
 func TestRoadWarriorPSK(t *testing.T) {
-	r, log := roadWarrior(t, []string{"--psk", psk}, fmt.Sprintf(`connections {
-  rw {
-    version = 2
-    local_addrs = 192.0.2.1
-    remote_addrs = 192.0.2.2
-    vips = 0.0.0.0
-    proposals = aes256-sha256-modp2048
-    encap = yes
-    local { auth = psk
-            id = phone.example.net }
-    remote { auth = psk
-             id = %%any }
-    children { net { remote_ts = 10.2.0.0/24
-                     esp_proposals = aes256-sha256 } }
-  }
-}
-secrets { ike-rw { secret = %q } }
-`, psk))
+	r, log := roadWarrior(t, []string{"--psk", psk}, rwConf("auth = psk\n id = phone.example.net", "auth = psk\n id = %any",
+		fmt.Sprintf("ike-rw { secret = %q }", psk)))
 	if r.User != "fqdn:phone.example.net" || r.Remote != "10.8.0.2/32" || !strings.Contains(log, "installing new virtual IP 10.8.0.2") {
 		t.Fatalf("v2ra: %+v", r)
 	}
@@ -358,26 +345,8 @@ func TestRoadWarriorEAPRelayedToRADIUS(t *testing.T) {
 	rad := netns.StartFreeRADIUS(t, l.GWB, "10.2.0.1", "lab-radius-secret", fmt.Sprintf("bob Cleartext-Password := %q\n", password),
 		netns.FreeRADIUSOptions{EAP: true})
 	r, log := roadWarriorIn(t, l, []string{"--cert", pki.Path("gw-b.pem"), "--key", pki.Path("gw-b.key"), "--radius", rad.AuthAddr,
-		"--radius-secret", rad.Secret}, fmt.Sprintf(`connections {
-  rw {
-    version = 2
-    local_addrs = 192.0.2.1
-    remote_addrs = 192.0.2.2
-    vips = 0.0.0.0
-    proposals = aes256-sha256-ecp256
-    encap = yes
-    local { auth = eap-mschapv2
-            eap_id = bob }
-    remote { auth = pubkey
-             id = %%any
-             cacerts = %s }
-    children { net { remote_ts = 10.2.0.0/24
-                     esp_proposals = aes128gcm16 } }
-  }
-}
-secrets { eap-bob { id = bob
-                    secret = %q } }
-`, pki.Path("ca.pem"), password))
+		"--radius-secret", rad.Secret}, rwConf("auth = eap-mschapv2\n eap_id = bob", "auth = pubkey\n id = %any\n cacerts = "+pki.Path("ca.pem"),
+		fmt.Sprintf("eap-bob { id = bob\n secret = %q }", password)))
 	if r.User != "bob" || r.Remote != "10.8.0.2/32" {
 		t.Fatalf("v2ra: %+v", r)
 	}
@@ -398,24 +367,8 @@ func TestRoadWarriorEAPTLS(t *testing.T) {
 	pki.Issue("gw-b", "ecdsa", "--ip", "192.0.2.2")
 	pki.Issue("carol", "ecdsa")
 	r, log := roadWarrior(t, []string{"--cert", pki.Path("gw-b.pem"), "--key", pki.Path("gw-b.key"), "--eap-tls", pki.Path("ca.pem")},
-		fmt.Sprintf(`connections {
-  rw {
-    version = 2
-    local_addrs = 192.0.2.1
-    remote_addrs = 192.0.2.2
-    vips = 0.0.0.0
-    proposals = aes256-sha256-ecp256
-    encap = yes
-    local { auth = eap-tls
-            certs = %s }
-    remote { auth = pubkey
-             id = %%any
-             cacerts = %s }
-    children { net { remote_ts = 10.2.0.0/24
-                     esp_proposals = aes128gcm16 } }
-  }
-}
-`, pki.Path("carol.pem"), pki.Path("ca.pem")), rwOpts{files: map[string]string{"private/carol.key": pki.Path("carol.key")}})
+		rwConf("auth = eap-tls\n certs = "+pki.Path("carol.pem"), "auth = pubkey\n id = %any\n cacerts = "+pki.Path("ca.pem"), ""),
+		rwOpts{files: map[string]string{"private/carol.key": pki.Path("carol.key")}})
 	if r.User != "carol" || r.Remote != "10.8.0.2/32" {
 		t.Fatalf("v2ra: %+v", r)
 	}
@@ -431,24 +384,8 @@ func TestRoadWarriorEAPTLS(t *testing.T) {
 // (192.0.2.1 taken away, 192.0.2.5 given) tells the engine with
 // UPDATE_SA_ADDRESSES (RFC 4555), and its IKE SA follows it there.
 func TestRoadWarriorMOBIKE(t *testing.T) {
-	r, log := roadWarrior(t, []string{"--psk", psk, "--wait-move"}, fmt.Sprintf(`connections {
-  rw {
-    version = 2
-    remote_addrs = 192.0.2.2
-    vips = 0.0.0.0
-    proposals = aes256-sha256-ecp256
-    encap = yes
-    mobike = yes
-    local { auth = psk
-            id = laptop.example.net }
-    remote { auth = psk
-             id = %%any }
-    children { net { remote_ts = 10.2.0.0/24
-                     esp_proposals = aes128gcm16 } }
-  }
-}
-secrets { ike-rw { secret = %q } }
-`, psk), rwOpts{after: func(l *netns.Sites) {
+	r, log := roadWarrior(t, []string{"--psk", psk, "--wait-move"}, rwConf("auth = psk\n id = laptop.example.net", "auth = psk\n id = %any",
+		fmt.Sprintf("ike-rw { secret = %q }", psk)), rwOpts{after: func(l *netns.Sites) {
 		// The new address outlives the old one's removal only if
 		// secondaries are promoted.
 		_, err := l.GWA.Output(5*time.Second, "sysctl", "-q", "-w", "net.ipv4.conf.gwa1.promote_secondaries=1")
