@@ -136,3 +136,36 @@ func identityRequest(rand io.Reader) (uint8, []byte, error) {
 	}
 	return id[0], (&Packet{Code: CodeRequest, ID: id[0], Type: TypeIdentity}).Encode(), nil
 }
+
+// response answers a request with a packet of type t.
+func response(req *Packet, t uint8, data []byte) []byte {
+	return (&Packet{Code: CodeResponse, ID: req.ID, Type: t, Data: data}).Encode()
+}
+
+// peerStep answers what every peer answers alike (RFC 3748 section 5):
+// EAP-Failure ends the exchange, Identity and Notification are answered,
+// a request for another method gets a Nak naming ours. handled is false
+// for EAP-Success and for our method's requests, which the method takes.
+func (o *outcome) peerStep(p *Packet, identity string, method uint8) (resp []byte, handled bool, err error) {
+	switch p.Code {
+	case CodeSuccess:
+		return nil, false, nil
+	case CodeFailure:
+		o.done = true
+		if o.err == nil {
+			o.err = ErrRejected
+		}
+		return nil, true, nil
+	case CodeResponse:
+		return nil, true, fmt.Errorf("%w: a response sent to the peer", ErrProtocol)
+	}
+	switch p.Type {
+	case method:
+		return nil, false, nil
+	case TypeIdentity:
+		return response(p, TypeIdentity, []byte(identity)), true, nil
+	case TypeNotification:
+		return response(p, TypeNotification, nil), true, nil
+	}
+	return response(p, TypeNak, []byte{method}), true, nil
+}

@@ -216,34 +216,17 @@ func (c *Peer) Receive(b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch p.Code {
-	case CodeSuccess:
+	if resp, handled, err := c.peerStep(p, c.identity, TypeMSCHAPv2); handled {
+		return resp, err
+	}
+	if p.Code == CodeSuccess {
 		if c.msk == nil {
 			return nil, fmt.Errorf("%w: EAP-Success before the server proved it knows the password", ErrProtocol)
 		}
 		c.done = true
 		return nil, nil
-	case CodeFailure:
-		c.done = true
-		if c.err == nil {
-			c.err = ErrRejected
-		}
-		return nil, nil
-	case CodeResponse:
-		return nil, fmt.Errorf("%w: a response sent to the peer", ErrProtocol)
 	}
-	respond := func(t uint8, data []byte) []byte {
-		return (&Packet{Code: CodeResponse, ID: p.ID, Type: t, Data: data}).Encode()
-	}
-	switch p.Type {
-	case TypeIdentity:
-		return respond(TypeIdentity, []byte(c.identity)), nil
-	case TypeNotification:
-		return respond(TypeNotification, nil), nil
-	case TypeMSCHAPv2:
-	default:
-		return respond(TypeNak, []byte{TypeMSCHAPv2}), nil // RFC 3748 section 5.3.1
-	}
+	respond := func(t uint8, data []byte) []byte { return response(p, t, data) }
 	d := p.Data
 	if len(d) < 4 {
 		return nil, fmt.Errorf("%w: MS-CHAPv2 packet of %d bytes", ErrMalformed, len(d))

@@ -351,8 +351,13 @@ func (c *TLSPeer) Receive(b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch p.Code {
-	case CodeSuccess:
+	if resp, handled, err := c.peerStep(p, c.identity, TypeTLS); handled {
+		if c.done && c.side.pipe != nil {
+			c.side.pipe.Close()
+		}
+		return resp, err
+	}
+	if p.Code == CodeSuccess {
 		if c.side.conn == nil || !c.side.pipe.finished || c.side.pipe.err != nil {
 			return nil, fmt.Errorf("%w: EAP-Success before the TLS handshake finished", ErrProtocol)
 		}
@@ -362,28 +367,8 @@ func (c *TLSPeer) Receive(b []byte) ([]byte, error) {
 		c.done = true
 		c.side.pipe.Close()
 		return nil, nil
-	case CodeFailure:
-		c.done = true
-		if c.err == nil {
-			c.err = ErrRejected
-		}
-		if c.side.pipe != nil {
-			c.side.pipe.Close()
-		}
-		return nil, nil
-	case CodeResponse:
-		return nil, fmt.Errorf("%w: a response sent to the peer", ErrProtocol)
 	}
-	respond := func(t uint8, data []byte) []byte {
-		return (&Packet{Code: CodeResponse, ID: p.ID, Type: t, Data: data}).Encode()
-	}
-	switch p.Type {
-	case TypeIdentity:
-		return respond(TypeIdentity, []byte(c.identity)), nil
-	case TypeTLS:
-	default:
-		return respond(TypeNak, []byte{TypeTLS}), nil
-	}
+	respond := func(t uint8, data []byte) []byte { return response(p, t, data) }
 	if len(p.Data) < 1 {
 		return nil, fmt.Errorf("%w: EAP-TLS without flags", ErrMalformed)
 	}
