@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/gatehouse/gatehouse/auth/radius"
@@ -88,6 +89,10 @@ func (r *Relay) Receive(b []byte) ([]byte, error) {
 	}
 	return r.fail(p.ID, fmt.Errorf("%w: %s", ErrRejected, why), res.EAP)
 }
+
+// FramedAddress is the address the RADIUS server chose for the user
+// (Framed-IP-Address), if it did.
+func (r *Relay) FramedAddress() netip.Addr { return r.Accepted.FramedAddress }
 
 // fail ends the exchange: the server's EAP-Failure, or ours.
 func (r *Relay) fail(id uint8, err error, failure []byte) ([]byte, error) {

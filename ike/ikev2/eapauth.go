@@ -44,10 +44,16 @@ const (
 // inside networks.
 type RemoteAccess struct {
 	// Lease gives an authenticated user a virtual address (outer is
-	// where the client is), with the DNS servers to announce; Release
-	// returns it when the IKE SA goes.
-	Lease   func(user string, outer netip.AddrPort) (addr netip.Addr, dns []netip.Addr, err error)
+	// where the client is; want, when valid, the address a RADIUS server
+	// gave it as Framed-IP-Address), with the DNS servers to announce;
+	// Release returns it when the IKE SA goes.
+	Lease   func(user string, outer netip.AddrPort, want netip.Addr) (addr netip.Addr, dns []netip.Addr, err error)
 	Release func(addr netip.Addr)
+	// NBNS are WINS servers, for the clients that ask (Windows);
+	// DNSDomains the domains whose names the DNS servers resolve, for
+	// clients that do split DNS (INTERNAL_DNS_DOMAIN, RFC 8598).
+	NBNS       []netip.Addr
+	DNSDomains []string
 	// Inside are the networks the clients reach (TSr); none: all of IPv4.
 	Inside []netip.Prefix
 	// EAP, when set, starts an EAP session for a client that asks for
@@ -66,6 +72,10 @@ type EAPSession interface {
 	User() string
 	Err() error
 }
+
+// framedAddress is what an EAPSession offers when its server chose the
+// user's address (a RADIUS Framed-IP-Address).
+type framedAddress interface{ FramedAddress() netip.Addr }
 
 // MSCHAPv2 is EAP-MSCHAPv2 against verify, the server calling itself
 // name.
@@ -150,7 +160,11 @@ func (s *ikeSA) continueEAP(inner []Payload) ([]Payload, func()) {
 		return s.refuseAuth(fmt.Errorf("the AUTH after EAP does not verify with the MSK of %s", st.server.User()))
 	}
 	s.peerID, s.authName = st.server.User(), "eap"
-	if err := s.lease(st.server.User()); err != nil {
+	var want netip.Addr
+	if f, ok := st.server.(framedAddress); ok {
+		want = f.FramedAddress()
+	}
+	if err := s.lease(st.server.User(), want); err != nil {
 		return s.refuseAuth(err)
 	}
 	// Our AUTH over our octets, keyed with the MSK too (section 2.16).
@@ -163,11 +177,11 @@ func (s *ikeSA) continueEAP(inner []Payload) ([]Payload, func()) {
 }
 
 // lease gives an authenticated road warrior its virtual address.
-func (s *ikeSA) lease(user string) error {
+func (s *ikeSA) lease(user string, want netip.Addr) error {
 	if s.eap == nil {
 		s.eap = &eapState{}
 	}
-	addr, dns, err := s.peer.RemoteAccess.Lease(user, s.remote)
+	addr, dns, err := s.peer.RemoteAccess.Lease(user, s.remote, want)
 	if err != nil {
 		return fmt.Errorf("no address for %s: %w", user, err)
 	}
@@ -180,7 +194,7 @@ func (s *ikeSA) lease(user string) error {
 // from the leased address to the inside networks.
 func (s *ikeSA) roadWarriorChild(req []Payload) []Payload {
 	addr := s.eap.addr
-	ps := []Payload{s.cpReply(addr, s.eap.dns)}
+	ps := []Payload{s.cpReply(req)}
 	inSPI, err := s.m.host.AllocSPI()
 	if err != nil {
 		s.m.negotiationError(s, ExchangeIKEAuth, false, err)
@@ -209,12 +223,36 @@ func (s *ikeSA) refuseAuth(err error) ([]Payload, func()) {
 	}
 }
 
-// cpReply is the client's configuration: its address and DNS servers.
-func (s *ikeSA) cpReply(addr netip.Addr, dns []netip.Addr) *CP {
-	cp := &CP{CfgType: CfgReply, Attrs: []CPAttr{{Type: CfgInternalIP4Address, Data: addr.AsSlice()}}}
-	for _, d := range dns {
-		if d.Is4() {
-			cp.Attrs = append(cp.Attrs, CPAttr{Type: CfgInternalIP4DNS, Data: d.AsSlice()})
+// cpReply is the client's configuration (section 3.15.1): its address and
+// DNS servers always; a netmask (of the one address), WINS servers and
+// the split-DNS domains (RFC 8598) only to a client that asked for them
+// in req.
+func (s *ikeSA) cpReply(req []Payload) *CP {
+	asked := map[uint16]bool{}
+	if cp, _ := Find(req, PayloadCP).(*CP); cp != nil && cp.CfgType == CfgRequest {
+		for _, a := range cp.Attrs {
+			asked[a.Type] = true
+		}
+	}
+	ra := s.peer.RemoteAccess
+	cp := &CP{CfgType: CfgReply, Attrs: []CPAttr{{Type: CfgInternalIP4Address, Data: s.eap.addr.AsSlice()}}}
+	if asked[CfgInternalIP4Netmask] {
+		cp.Attrs = append(cp.Attrs, CPAttr{Type: CfgInternalIP4Netmask, Data: []byte{255, 255, 255, 255}})
+	}
+	add := func(t uint16, list []netip.Addr) {
+		for _, a := range list {
+			if a.Is4() {
+				cp.Attrs = append(cp.Attrs, CPAttr{Type: t, Data: a.AsSlice()})
+			}
+		}
+	}
+	add(CfgInternalIP4DNS, s.eap.dns)
+	if asked[CfgInternalIP4NBNS] {
+		add(CfgInternalIP4NBNS, ra.NBNS)
+	}
+	if asked[CfgInternalDNSDomain] {
+		for _, d := range ra.DNSDomains {
+			cp.Attrs = append(cp.Attrs, CPAttr{Type: CfgInternalDNSDomain, Data: []byte(d)})
 		}
 	}
 	return cp

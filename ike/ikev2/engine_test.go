@@ -803,9 +803,13 @@ func eapPairWith(t *testing.T, password string, key crypto.Signer) (*enginePair,
 func roadWarriors(leases map[netip.Addr]string) *RemoteAccess {
 	next := netip.MustParseAddr("10.8.0.2")
 	return &RemoteAccess{Inside: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
-		Lease: func(user string, _ netip.AddrPort) (netip.Addr, []netip.Addr, error) {
+		Lease: func(user string, _ netip.AddrPort, want netip.Addr) (netip.Addr, []netip.Addr, error) {
 			a := next
-			next = next.Next()
+			if want.IsValid() {
+				a = want
+			} else {
+				next = next.Next()
+			}
 			leases[a] = user
 			return a, []netip.Addr{netip.MustParseAddr("10.2.0.53")}, nil
 		},
@@ -915,4 +919,55 @@ func TestEngineMOBIKE(t *testing.T) {
 	// Liveness checks and deletes now go to the new address.
 	e.advance(35 * time.Second)
 	e.checkAgree(1)
+}
+
+// framedSession is an EAP method whose server chose the user's address,
+// as a RADIUS server's Framed-IP-Address does.
+type framedSession struct {
+	*eap.Server
+	addr netip.Addr
+}
+
+func (f framedSession) FramedAddress() netip.Addr { return f.addr }
+
+// The address an EAP server chose for the user is the one leased.
+func TestEngineFramedAddress(t *testing.T) {
+	e, leases := eapPair(t, "clientPass")
+	e.pb.RemoteAccess.EAP = func() EAPSession {
+		return framedSession{eap.NewServer("gw", eap.NTHashVerifier(users), rand.Reader), netip.MustParseAddr("10.8.0.77")}
+	}
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	if addr, _, ok := e.a.VirtualAddress("to-b"); !ok || addr.String() != "10.8.0.77" || leases[addr] != "User" {
+		t.Fatalf("address %v %v, leases %v", addr, ok, leases)
+	}
+}
+
+// The configuration reply (section 3.15.1) carries the address and DNS
+// servers always, and the netmask, WINS servers and split-DNS domains
+// (RFC 8598) only when asked, as Windows asks NBNS and Apple MASK and
+// INTERNAL_DNS_DOMAIN.
+func TestCPReply(t *testing.T) {
+	s := &ikeSA{peer: &Peer{PeerConfig: &ike.PeerConfig{}, RemoteAccess: &RemoteAccess{NBNS: []netip.Addr{netip.MustParseAddr("10.2.0.5")},
+		DNSDomains: []string{"corp.example.net"}}}, eap: &eapState{addr: netip.MustParseAddr("10.8.0.2"), dns: []netip.Addr{netip.MustParseAddr("10.2.0.53")}}}
+	types := func(cp *CP) []uint16 {
+		var out []uint16
+		for _, a := range cp.Attrs {
+			out = append(out, a.Type)
+		}
+		return out
+	}
+	plain := s.cpReply([]Payload{cpRequest()})
+	if got := types(plain); !slices.Equal(got, []uint16{CfgInternalIP4Address, CfgInternalIP4DNS}) {
+		t.Errorf("asked for an address and DNS: %v", got)
+	}
+	all := &CP{CfgType: CfgRequest, Attrs: []CPAttr{{Type: CfgInternalIP4Address}, {Type: CfgInternalIP4Netmask}, {Type: CfgInternalIP4DNS},
+		{Type: CfgInternalIP4NBNS}, {Type: CfgInternalDNSDomain}}}
+	got := s.cpReply([]Payload{all})
+	want := []uint16{CfgInternalIP4Address, CfgInternalIP4Netmask, CfgInternalIP4DNS, CfgInternalIP4NBNS, CfgInternalDNSDomain}
+	if !slices.Equal(types(got), want) || string(got.Attrs[4].Data) != "corp.example.net" || !bytes.Equal(got.Attrs[1].Data, []byte{255, 255, 255, 255}) {
+		t.Errorf("asked for everything: %+v", got.Attrs)
+	}
 }

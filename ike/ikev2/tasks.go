@@ -307,7 +307,7 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 		if idi == nil {
 			return s.refuseAuth(errors.New("IKE_AUTH without IDi"))
 		}
-		if err := s.lease(ike.FormatID(idi.IDType, idi.Data)); err != nil {
+		if err := s.lease(ike.FormatID(idi.IDType, idi.Data), netip.Addr{}); err != nil {
 			return s.refuseAuth(err)
 		}
 		me.Local, me.Remote = insideSelectors(ra.Inside), []Selector{PrefixSelector(netip.PrefixFrom(s.eap.addr, s.eap.addr.BitLen()))}
@@ -320,7 +320,7 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 	defer func() { clear(key) }()
 	ps, c, err := s.init.authRespond(me, check, inner, s.msg1, s.msg2, inSPI)
 	if ra != nil && ps != nil {
-		ps = s.mobikeAnswer(inner, append(ps, s.cpReply(s.eap.addr, s.eap.dns)))
+		ps = s.mobikeAnswer(inner, append(ps, s.cpReply(inner)))
 	}
 	if ps == nil {
 		kind := NotifyAuthenticationFailed

@@ -182,7 +182,7 @@ func run(local, certFile, keyFile, user, password, psk string, relay *radius.Cli
 		Lifetime: time.Hour, ESPLifetime: time.Hour}, Suites: suites,
 		RemoteAccess: &ikev2.RemoteAccess{Inside: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
 			EAP: ikev2.MSCHAPv2("v2ra", eap.NTHashVerifier(func(u string) ([16]byte, bool) { return hash, u == user }), rand.Reader),
-			Lease: func(u string, _ netip.AddrPort) (netip.Addr, []netip.Addr, error) {
+			Lease: func(u string, _ netip.AddrPort, _ netip.Addr) (netip.Addr, []netip.Addr, error) {
 				leased = u
 				return netip.MustParseAddr("10.8.0.2"), []netip.Addr{netip.MustParseAddr("10.2.0.53")}, nil
 			},
