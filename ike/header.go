@@ -44,12 +44,7 @@ var payloadNames = map[PayloadType]string{
 	PayloadFragment: "FRAG",
 }
 
-func (t PayloadType) String() string {
-	if n, ok := payloadNames[t]; ok {
-		return n
-	}
-	return fmt.Sprintf("payload(%d)", uint8(t))
-}
+func (t PayloadType) String() string { return wire.Name(payloadNames, t, "payload") }
 
 // ExchangeType is the ISAKMP exchange type (RFC 2408 section 3.1, RFC 2409).
 type ExchangeType uint8

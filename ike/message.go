@@ -59,12 +59,7 @@ var notifyNames = map[NotifyType]string{
 	NotifyInitialContact: "INITIAL-CONTACT", NotifyRUThere: "R-U-THERE", NotifyRUThereAck: "R-U-THERE-ACK",
 }
 
-func (n NotifyType) String() string {
-	if s, ok := notifyNames[n]; ok {
-		return s
-	}
-	return fmt.Sprintf("notify(%d)", uint16(n))
-}
+func (n NotifyType) String() string { return wire.Name(notifyNames, n, "notify") }
 
 // IsError reports whether the notify is an error (types below 8192, RFC
 // 2408 section 3.14.1).

@@ -2,7 +2,6 @@ package ikev2
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/gatehouse/gatehouse/ike/wire"
 )
@@ -23,12 +22,7 @@ var exchangeNames = map[ExchangeType]string{
 	ExchangeInformational: "INFORMATIONAL",
 }
 
-func (e ExchangeType) String() string {
-	if n, ok := exchangeNames[e]; ok {
-		return n
-	}
-	return fmt.Sprintf("exchange(%d)", uint8(e))
-}
+func (e ExchangeType) String() string { return wire.Name(exchangeNames, e, "exchange") }
 
 // Header flags (section 3.1): the original initiator's, the "higher
 // version" and the response bits.

@@ -75,12 +75,7 @@ var notifyNames = map[NotifyType]string{
 	NotifySignatureHashAlgorithms: "SIGNATURE_HASH_ALGORITHMS",
 }
 
-func (n NotifyType) String() string {
-	if s, ok := notifyNames[n]; ok {
-		return s
-	}
-	return fmt.Sprintf("notify(%d)", uint16(n))
-}
+func (n NotifyType) String() string { return wire.Name(notifyNames, n, "notify") }
 
 // IsError reports whether the notify is an error (section 3.10.1).
 func (n NotifyType) IsError() bool { return n < 16384 }

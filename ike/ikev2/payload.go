@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/gatehouse/gatehouse/ike/wire"
 )
 
 // PayloadType is an IKEv2 payload type (RFC 7296 section 3.2, RFC 7383).
@@ -39,12 +41,7 @@ var payloadNames = map[PayloadType]string{
 	PayloadSKF: "SKF",
 }
 
-func (t PayloadType) String() string {
-	if n, ok := payloadNames[t]; ok {
-		return n
-	}
-	return fmt.Sprintf("payload(%d)", uint8(t))
-}
+func (t PayloadType) String() string { return wire.Name(payloadNames, t, "payload") }
 
 // flagCritical is the generic header's critical bit (section 3.2).
 const flagCritical = 0x80

@@ -142,3 +142,13 @@ func Find[T comparable, P interface{ Type() T }](ps []P, t T) P {
 	var zero P
 	return zero
 }
+
+// Name is a protocol number's name from names, or kind(number) for one
+// the table lacks: what the String methods of both IKE versions' payload,
+// exchange and notify types print.
+func Name[T ~uint8 | ~uint16](names map[T]string, v T, kind string) string {
+	if n, ok := names[v]; ok {
+		return n
+	}
+	return fmt.Sprintf("%s(%d)", kind, v)
+}
