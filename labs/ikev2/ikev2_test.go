@@ -67,17 +67,8 @@ func keyFile(t *testing.T) string {
 // startSwan runs strongSwan in GWB with the connection for these suites;
 // it stops with the test, and its log is shown if the test failed.
 func startSwan(t *testing.T, l *netns.Sites, ike, esp string) *netns.StrongSwan {
-	sw, err := netns.StartStrongSwan(l.GWB, t.TempDir(), swanctl(ike, esp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sw.Stop(false)
-		if t.Failed() {
-			t.Logf("strongSwan:\n%s", netns.Tail(sw.Log(), 6000))
-		}
-	})
-	return sw
+	t.Helper()
+	return netns.StrongSwanForTest(t, l.GWB, nil, swanctl(ike, esp))
 }
 
 // TestAgainstStrongSwan: our IKE_SA_INIT and IKE_AUTH bring up an IKE SA
@@ -222,40 +213,18 @@ func roadWarrior(t *testing.T, args []string, conf string, o ...rwOpts) (rwResul
 // roadWarriorIn is roadWarrior in a lab already made.
 func roadWarriorIn(t *testing.T, l *netns.Sites, args []string, conf string, opts ...rwOpts) (rwResult, string) {
 	t.Helper()
-	dir := t.TempDir()
 	var o rwOpts
 	if len(opts) > 0 {
 		o = opts[0]
-	}
-	{
-		for dst, src := range o.files {
-			b, err := os.ReadFile(src)
-			if err == nil {
-				err = os.MkdirAll(filepath.Dir(filepath.Join(dir, dst)), 0o700)
-			}
-			if err == nil {
-				err = os.WriteFile(filepath.Join(dir, dst), b, 0o600)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 	p, err := l.GWB.Start(filepath.Join(bin, "v2ra"), append([]string{"--local", "192.0.2.2"}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Stop(2 * time.Second)
-	sw, err := netns.StartStrongSwan(l.GWA, dir, conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sw.Stop(false)
-		if t.Failed() {
-			t.Logf("strongSwan:\n%s", netns.Tail(sw.Log(), 8000))
-		}
-	}()
+	sw := netns.StrongSwanForTest(t, l.GWA, o.files, conf)
+	// Stopped here too: a test may run several road warriors in one lab.
+	defer sw.Stop(false)
 	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 		t.Fatalf("swanctl --initiate: %v\n%s\nv2ra: %s", err, out, p.Output())
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/await"
@@ -74,6 +75,41 @@ func StartStrongSwan(ns *NS, dir, swanctlConf string) (*StrongSwan, error) {
 		return s, nil
 	}
 	return s, fmt.Errorf("swanctl --load-all in %s: %v\n%s\n%s", ns.Name, err, out, s.Log())
+}
+
+// StrongSwanForTest starts charon in ns for t with swanctlConf, after
+// copying files (destination in charon's folder: source path) into its
+// folder. charon stops with the test, and its log is shown if the test
+// failed.
+func StrongSwanForTest(t testing.TB, ns *NS, files map[string]string, swanctlConf string) *StrongSwan {
+	t.Helper()
+	dir := t.TempDir()
+	for dst, src := range files {
+		b, err := os.ReadFile(src)
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(filepath.Join(dir, dst)), 0o700)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, dst), b, 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw, err := StartStrongSwan(ns, dir, swanctlConf)
+	if err != nil {
+		if sw != nil {
+			sw.Stop(false)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sw.Stop(false)
+		if t.Failed() {
+			t.Logf("strongSwan in %s:\n%s", ns.Name, Tail(sw.Log(), 8000))
+		}
+	})
+	return sw
 }
 
 // WaitLog waits until charon's log holds text, for at most limit.

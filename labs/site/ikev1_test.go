@@ -213,38 +213,9 @@ func pairChild(local, remote string) string {
 	return strings.ReplaceAll("net-"+strings.TrimSuffix(local, "/24")+"-"+strings.TrimSuffix(remote, "/24"), ".", "_")
 }
 
-// swanDir makes a folder for strongSwan holding o's files.
-func swanDir(t *testing.T, o tunnelOpts) string {
-	t.Helper()
-	dir := t.TempDir()
-	for dst, src := range o.swanFiles {
-		b, err := os.ReadFile(src)
-		if err == nil {
-			err = os.MkdirAll(filepath.Dir(filepath.Join(dir, dst)), 0o700)
-		}
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, dst), b, 0o600)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 func startStrongSwan(t *testing.T, ns *netns.NS, s side, o tunnelOpts) *netns.StrongSwan {
 	t.Helper()
-	sw, err := netns.StartStrongSwan(ns, swanDir(t, o), swanctlConf(s, o))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sw.Stop(false)
-		if t.Failed() {
-			t.Logf("strongSwan in %s:\n%s", ns.Name, sw.Log())
-		}
-	})
-	return sw
+	return netns.StrongSwanForTest(t, ns, o.swanFiles, swanctlConf(s, o))
 }
 
 // checkWire reads the capture of the link between the gateways: every
@@ -529,11 +500,7 @@ func TestFailuresAreNamed(t *testing.T) {
 			if c.extra != "" {
 				conf = strings.Replace(conf, "    encap = yes\n", "    encap = yes\n    "+c.extra+"\n", 1)
 			}
-			sw, err := netns.StartStrongSwan(l.GWA, t.TempDir(), conf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sw.Stop(false)
+			sw := netns.StrongSwanForTest(t, l.GWA, nil, conf)
 			sw.Swanctl(15*time.Second, "--initiate", "--child", "net", "--timeout", "10")
 			// The wrong key's event comes when the responder's
 			// retransmissions run out: 1+2+4+8+16+32 s after message 4.
@@ -642,11 +609,7 @@ func TestAggressiveModeWithStrongSwan(t *testing.T) {
 	b := startGatehouse(t, l.GWB, siteB, tunnelOpts{start: "passive", remoteExtra: `, id: "fqdn:gw-a.example.net"`, ikeExtra: ", aggressive_mode: true"})
 	conf := strings.Replace(swanctlConf(siteA, tunnelOpts{}), "    encap = yes\n", "    encap = yes\n    aggressive = yes\n", 1)
 	conf = strings.Replace(conf, "    local { auth = psk }", "    local { auth = psk\n      id = gw-a.example.net }", 1)
-	sw, err := netns.StartStrongSwan(l.GWA, t.TempDir(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sw.Stop(false) })
+	sw := netns.StrongSwanForTest(t, l.GWA, nil, conf)
 	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
 		t.Fatalf("swanctl --initiate: %v\n%s\n%s", err, out, sw.Log())
 	}

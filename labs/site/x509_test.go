@@ -76,11 +76,7 @@ func TestX509RefusesRevokedAndExpired(t *testing.T) {
 	} {
 		t.Run(c.cert, func(t *testing.T) {
 			o := swanCert(pki, tunnelOpts{}, c.cert)
-			sw, err := netns.StartStrongSwan(l.GWA, swanDir(t, o), swanctlConf(siteA, o))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sw.Stop(false)
+			sw := startStrongSwan(t, l.GWA, siteA, o)
 			sw.Swanctl(15*time.Second, "--initiate", "--child", "net", "--timeout", "10")
 			waitLog(t, b.Proc, `"reason": "authentication-failed"`, "CN="+c.cert, c.text)
 			if sa := b.CLI(t, "sa"); strings.Contains(sa, "established") {
