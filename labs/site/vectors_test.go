@@ -112,8 +112,9 @@ func swanValues(t *testing.T, log string) []string {
 		last := i
 		// Continuation lines may carry the log's prefix, and another
 		// thread's lines may come between them: a continuation is the
-		// line whose offset is what was read so far.
-		for j := i + 1; j < len(lines) && j <= i+64 && hex.Len() < 2*n; j++ {
+		// line whose offset is what was read so far. With enc = 3 another
+		// thread's message encoding can put hundreds of lines in between.
+		for j := i + 1; j < len(lines) && j <= i+1024 && hex.Len() < 2*n; j++ {
 			rest := lines[j]
 			if dumpHead.FindStringIndex(rest) != nil {
 				continue
