@@ -30,11 +30,13 @@ type Credentials struct {
 
 // Verdict of a CheckFunc: for MS-CHAPv2 a success carries the
 // authenticator response ("S=...") that proves the server knows the
-// password too.
+// password too, and the server's MPPE receive and send keys (RFC 3079
+// section 3.3), which key EAP-MSCHAPv2's MSK.
 type AuthResult struct {
-	OK           bool
-	AuthResponse string
-	Message      string
+	OK                       bool
+	AuthResponse             string
+	Message                  string
+	MPPERecvKey, MPPESendKey []byte
 }
 
 // CheckFunc decides a client's credentials.
@@ -65,7 +67,10 @@ func CheckMSCHAPv2(hash [16]byte, c Credentials) AuthResult {
 	if !VerifyNTResponse(auth, r.PeerChallenge, c.User, hash, r.NTResponse[:]) {
 		return AuthResult{}
 	}
-	return AuthResult{OK: true, AuthResponse: GenerateAuthenticatorResponse(hash, r.NTResponse, r.PeerChallenge, auth, c.User)}
+	master := MasterKey(hash, r.NTResponse)
+	recv, send := AsymmetricStartKey(master, false, true), AsymmetricStartKey(master, true, true)
+	return AuthResult{OK: true, AuthResponse: GenerateAuthenticatorResponse(hash, r.NTResponse, r.PeerChallenge, auth, c.User),
+		MPPERecvKey: recv[:], MPPESendKey: send[:]}
 }
 
 // CHAPMD5 is RFC 1994 section 4.1's response: MD5(Identifier | secret |

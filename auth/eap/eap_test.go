@@ -132,8 +132,8 @@ func TestMSCHAPv2WrongPassword(t *testing.T) {
 // A server that does not know the password cannot fool the peer: its
 // Success carries the wrong authenticator response.
 func TestMSCHAPv2FakeServer(t *testing.T) {
-	fake := func(string, [16]byte, [16]byte, [24]byte) (string, [16]byte, error) {
-		return "S=0000000000000000000000000000000000000000", [16]byte{}, nil
+	fake := func(string, [16]byte, [16]byte, [24]byte) (string, []byte, error) {
+		return "S=0000000000000000000000000000000000000000", make([]byte, 64), nil
 	}
 	_, err := run(t, NewServer("gw", fake, rand.Reader), NewPeer("User", "clientPass", rand.Reader))
 	if err == nil {

@@ -43,20 +43,20 @@ var ErrRejected = errors.New("EAP-MSCHAPv2: user or password refused")
 var ErrProtocol = errors.New("EAP: unexpected packet")
 
 // Verifier checks a user's MS-CHAPv2 response (RFC 2759): the
-// authenticator response to send ("S=" and 40 hex digits) and the master
-// key of RFC 3079 that the MSK comes from; an error wrapping ErrRejected
-// for a wrong password or unknown user.
-type Verifier func(user string, authChallenge, peerChallenge [16]byte, ntResponse [24]byte) (authResponse string, masterKey [16]byte, err error)
+// authenticator response to send ("S=" and 40 hex digits) and the MSK
+// (MSK or MPPEMSK makes it); an error wrapping ErrRejected for a wrong
+// password or unknown user.
+type Verifier func(user string, authChallenge, peerChallenge [16]byte, ntResponse [24]byte) (authResponse string, msk []byte, err error)
 
 // NTHashVerifier is a Verifier for users whose NT password hash lookup
 // knows (a users file).
 func NTHashVerifier(lookup func(user string) (hash [16]byte, ok bool)) Verifier {
-	return func(user string, authChallenge, peerChallenge [16]byte, nt [24]byte) (string, [16]byte, error) {
+	return func(user string, authChallenge, peerChallenge [16]byte, nt [24]byte) (string, []byte, error) {
 		hash, ok := lookup(user)
 		if !ok || !ppp.VerifyNTResponse(authChallenge, peerChallenge, user, hash, nt[:]) {
-			return "", [16]byte{}, fmt.Errorf("%w: %q", ErrRejected, user)
+			return "", nil, fmt.Errorf("%w: %q", ErrRejected, user)
 		}
-		return ppp.GenerateAuthenticatorResponse(hash, nt, peerChallenge, authChallenge, user), ppp.MasterKey(hash, nt), nil
+		return ppp.GenerateAuthenticatorResponse(hash, nt, peerChallenge, authChallenge, user), MSK(ppp.MasterKey(hash, nt)), nil
 	}
 }
 
@@ -65,7 +65,17 @@ func NTHashVerifier(lookup func(user string) (hash [16]byte, ok bool)) Verifier 
 // as strongSwan and Windows make it.
 func MSK(master [16]byte) []byte {
 	recv, send := ppp.AsymmetricStartKey(master, false, true), ppp.AsymmetricStartKey(master, true, true)
-	return append(append(append(make([]byte, 0, 64), recv[:]...), send[:]...), make([]byte, 32)...)
+	return MPPEMSK(recv[:], send[:])
+}
+
+// MPPEMSK is the MSK from the server's receive and send keys, as a RADIUS
+// server gives them (MS-MPPE-Recv-Key and MS-MPPE-Send-Key, RFC 2548
+// section 2.4): nil unless both are 16 bytes.
+func MPPEMSK(recv, send []byte) []byte {
+	if len(recv) != 16 || len(send) != 16 {
+		return nil
+	}
+	return append(append(append(make([]byte, 0, 64), recv...), send...), make([]byte, 32)...)
 }
 
 // mschap builds a type-26 request or response: op code, MS-CHAPv2-ID,
@@ -170,7 +180,7 @@ func (s *Server) response(p *Packet) ([]byte, error) {
 	}
 	// The name in the Response is what the NT-Response was made with.
 	s.user = string(d[5+49:])
-	auth, master, err := s.verify(s.user, s.challenge, r.PeerChallenge, r.NTResponse)
+	auth, msk, err := s.verify(s.user, s.challenge, r.PeerChallenge, r.NTResponse)
 	s.id++
 	if err != nil {
 		s.err = err
@@ -181,7 +191,7 @@ func (s *Server) response(p *Packet) ([]byte, error) {
 		msg := fmt.Sprintf("E=691 R=0 C=%s V=3 M=Authentication failed", strings.ToUpper(hex.EncodeToString(next[:])))
 		return mschap(CodeRequest, s.id, opFailure, []byte(msg)).Encode(), nil
 	}
-	s.msk = MSK(master)
+	s.msk = msk
 	s.state = succeeded
 	return mschap(CodeRequest, s.id, opSuccess, []byte(auth+" M=Welcome")).Encode(), nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -17,11 +18,14 @@ func sessionCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		{
 			Use:   "sessions",
-			Short: "List remote-access users connected: address, outer address, since, bytes",
-			Long: `List the L2TP/IPsec users connected now: user name, the address they were
-given, their outer address (with the NAT-T port when a NAT is in the way),
-when they connected, how long since they last sent, and the bytes and
-packets of their inner traffic in each direction (in: from the client).
+			Short: "List remote-access users connected: protocol, address, outer address, since, bytes",
+			Long: `List the remote-access users connected now, L2TP/IPsec and IKEv2 alike: user
+name, how they connected (l2tp or ikev2), the address they were given, their
+outer address (with the NAT-T port when a NAT is in the way), when they
+connected, how long since they last sent, and the bytes and packets of their
+inner traffic in each direction (in: from the client). An IKEv2 client that
+logged in by preshared key or certificate is named by its IKE identity
+(fqdn:phone.example.net).
 The last line says how much of the address pool is in use, followed by a
 count of L2TP and PPP control packets dropped on their way to the l2tp
 plugin, when there were any.`,
@@ -38,10 +42,14 @@ plugin, when there were any.`,
 			Use:   "disconnect USER|ADDRESS",
 			Short: "End the sessions of a remote-access user or client address",
 			Long: `End every session of USER (names match without regard to case), or the
-session holding client ADDRESS. The session leaves the data path at once and
-its address goes back to the pool; the client is told with an LCP
-Terminate-Request and an L2TP Call-Disconnect-Notify. The IKE SA stays (the
-client may dial again); exit status 1 if no session matched.`,
+session holding client ADDRESS; exit status 1 if no session matched.
+
+An L2TP/IPsec session leaves the data path at once and its address goes back
+to the pool; the client is told with an LCP Terminate-Request and an L2TP
+Call-Disconnect-Notify. Its IKE SA stays (the client may dial again).
+
+An IKEv2 client is sent a delete of its IKE SA, which ends its tunnel; its
+address goes back to the pool.`,
 			Example: "  gatehouse disconnect alice\n  gatehouse disconnect 10.8.0.23",
 			Args:    cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,7 +72,7 @@ func printSessions(w io.Writer, r *pb.SessionsResponse) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tADDRESS\tOUTER\tSINCE\tIDLE\tBYTES IN\tBYTES OUT\tPACKETS IN\tPACKETS OUT")
+	fmt.Fprintln(tw, "USER\tPROTOCOL\tADDRESS\tOUTER\tSINCE\tIDLE\tBYTES IN\tBYTES OUT\tPACKETS IN\tPACKETS OUT")
 	clear := 0
 	for _, s := range r.Sessions {
 		since := time.Unix(s.SinceUnix, 0)
@@ -73,7 +81,7 @@ func printSessions(w io.Writer, r *pb.SessionsResponse) {
 			outer += " (no IPsec)"
 			clear++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s (%s)\t%ds\t%d\t%d\t%d\t%d\n", s.User, s.Address, outer, since.Format("15:04:05"),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s (%s)\t%ds\t%d\t%d\t%d\t%d\n", s.User, cmp.Or(s.Protocol, "l2tp"), s.Address, outer, since.Format("15:04:05"),
 			time.Since(since).Round(time.Second), s.IdleSeconds, s.BytesIn, s.BytesOut, s.PacketsIn, s.PacketsOut)
 	}
 	tw.Flush()

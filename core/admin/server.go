@@ -23,8 +23,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse/gatehouse/core/daemon"
-	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/policy"
+	"github.com/gatehouse/gatehouse/core/remote"
 	"github.com/gatehouse/gatehouse/core/sad"
 	pb "github.com/gatehouse/gatehouse/proto/gen/gatehouse/admin/v1"
 )
@@ -288,15 +288,15 @@ func (s *Server) Disconnect(_ context.Context, r *pb.DisconnectRequest) (*pb.Dis
 	return out, nil
 }
 
-func sessionToPB(s *dataplane.L2TPSession) *pb.Session {
-	c := s.Counters()
+func sessionToPB(s remote.Session) *pb.Session {
+	c := s.Counters
 	outer := s.Peer.String()
 	if s.Peer.Port() == 0 {
 		outer = s.Peer.Addr().String()
 	}
 	return &pb.Session{User: s.User, Address: s.Client.String(), Outer: outer, SinceUnix: s.Since.Unix(),
 		BytesIn: c.BytesIn, BytesOut: c.BytesOut, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut,
-		IdleSeconds: int64(time.Since(c.LastIn) / time.Second), Cleartext: s.Clear}
+		IdleSeconds: int64(time.Since(c.LastIn) / time.Second), Cleartext: s.Clear, Protocol: s.Protocol}
 }
 
 func saToPB(sn sad.Snapshot) *pb.SA {

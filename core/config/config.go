@@ -212,7 +212,30 @@ type RemoteAccess struct {
 	// IdleTimeout ends a session after this long with no packet from the
 	// client (0: never; keepalives do not count).
 	IdleTimeout Duration `yaml:"idle_timeout"`
-	Meta        Meta     `yaml:"-"`
+	// IKEv2, when set, answers IKEv2 road warriors too (the built-in
+	// clients of Windows, macOS, iOS and Android), from the same pool and
+	// users as L2TP/IPsec.
+	IKEv2 *RemoteAccessIKEv2 `yaml:"ikev2"`
+	Meta  Meta               `yaml:"-"`
+}
+
+// RemoteAccessIKEv2 configures IKEv2 remote access (docs/ikev2-remote-access.md).
+// The server proves itself with remote_access.auth; lifetimes, liveness
+// checks and fragmentation are remote_access.ike's.
+type RemoteAccessIKEv2 struct {
+	// EAP is how users log in: mschapv2 (EAP-MSCHAPv2, checked against
+	// ppp.users_file or ppp.radius) or none (each client proves itself by
+	// the preshared key or a certificate, as remote_access.auth allows).
+	EAP       string   `yaml:"eap"`
+	Proposals []string `yaml:"proposals"`
+	ESP       ESP      `yaml:"esp"`
+	// Inside are the networks clients reach through the tunnel (split
+	// tunnel); none: all of IPv4 (full tunnel).
+	Inside []Prefix `yaml:"inside"`
+	// DNSDomains are the domains the DNS servers answer for, for clients
+	// that send only those names to them (split DNS, RFC 8598).
+	DNSDomains []string `yaml:"dns_domains"`
+	Meta       Meta     `yaml:"-"`
 }
 
 // PPP configures user authentication inside L2TP.

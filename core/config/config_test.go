@@ -143,6 +143,10 @@ func TestGoodConfigAndDefaults(t *testing.T) {
 // Each bad file yields exactly one error that names file, line and field.
 func TestBadConfigs(t *testing.T) {
 	dir := setup(t)
+	for _, f := range []string{"ca.pem", "gw.pem"} {
+		os.WriteFile(filepath.Join(dir, f), []byte("-----BEGIN CERTIFICATE-----\n"), 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "gw.key"), []byte("key"), 0o600)
 	cases := []struct {
 		name, yaml string
 		line       int
@@ -188,7 +192,12 @@ func TestBadConfigs(t *testing.T) {
 		{"IKEv2 suite offered to IKEv1", "listen: [203.0.113.1]\nike: {version: 1, proposals: [aes128gcm16-prfsha256-ecp256]}\n", 2, "ike.proposals[0]", "set version: 2 to offer it"},
 		{"aggressive mode in IKEv2", "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16], id: \"fqdn:b\"}\n    auth: [{psk_file: DIR/good.psk}]\n    ike: {version: 2, aggressive_mode: true}\n", 7, "tunnels[0].ike.aggressive_mode", "IKEv2 has none"},
 		{"Kerberos in IKEv2", "listen: [203.0.113.1]\ntunnels:\n  - name: t\n    local: {address: 203.0.113.1, subnets: [10.1.0.0/16]}\n    remote: {address: 198.51.100.2, subnets: [10.2.0.0/16], id: \"fqdn:b\"}\n    auth: [{kerberos: {keytab: DIR/good.psk, krb5_conf: DIR/good.psk, principal: host/a@R, peer_principal: host/b@R}}]\n    ike: {version: 2}\n", 6, "tunnels[0].auth[0].kerberos", "set ike.version: 1"},
-		{"IKEv2 remote access", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ike: {version: 2}\n", 5, "remote_access.ike.version", "not available yet"},
+		{"IKEv2 for L2TP", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ike: {version: 2}\n", 5, "remote_access.ike.version", "add remote_access.ikev2"},
+		{"IKEv2 EAP without users", "listen: [203.0.113.1]\nremote_access:\n  auth: [{x509: {ca_files: [DIR/ca.pem], cert_file: DIR/gw.pem, key_file: DIR/gw.key}}]\n  pool: 10.8.0.0/24\n  ikev2: {eap: mschapv2}\n", 5, "remote_access.ikev2.eap", "users_file or ppp.radius"},
+		{"IKEv2 EAP without a certificate", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ppp: {users_file: DIR/good.psk}\n  ikev2: {}\n", 6, "remote_access.ikev2", "add an x509 entry"},
+		{"IKEv2 unknown EAP", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ikev2:\n    eap: peap\n", 6, "remote_access.ikev2.eap", "allowed: mschapv2, none"},
+		{"IKEv2 legacy road-warrior suite", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ikev2:\n    eap: none\n    proposals: [aes256-sha1-modp1024]\n", 7, "remote_access.ikev2.proposals[0]", "legacy_algorithms: true"},
+		{"IKEv2 inside not IPv4", "listen: [203.0.113.1]\nremote_access:\n  auth: [{psk_file: DIR/good.psk}]\n  pool: 10.8.0.0/24\n  ikev2:\n    eap: none\n    inside: [2001:db8::/32]\n", 7, "remote_access.ikev2.inside[0]", "only IPv4"},
 		{"bad duration", "listen: [203.0.113.1]\nike: {lifetime: forever}\n", 2, "ike.lifetime", "not a duration"},
 	}
 	for _, c := range cases {

@@ -56,6 +56,16 @@ var DefaultRemoteAccessESPProposals = []string{"aes256-sha1", "aes128-sha1"}
 // what Windows 10/11 offer, in their order (ike/clients).
 var DefaultRemoteAccessIKEProposals = []string{"aes256-sha256-modp2048", "aes256-sha1-ecp384", "aes128-sha1-ecp256", "aes256-sha1-modp2048"}
 
+// DefaultRemoteAccessIKEv2Proposals are offered to IKEv2 road warriors:
+// what macOS, iOS and Android's strongSwan-based client take first, then
+// the best Windows 10/11 offer by default after AES-CBC with MODP1024
+// (which needs legacy_algorithms, docs/ikev2-remote-access.md).
+var DefaultRemoteAccessIKEv2Proposals = []string{"aes256-sha256-ecp256", "aes256gcm16-prfsha256-ecp256", "aes256-sha256-modp2048", "aes256-sha1-modp2048", "aes128-sha256-ecp256"}
+
+// DefaultRemoteAccessIKEv2ESPProposals: AES-GCM for the clients that
+// offer it (Apple, Android), AES-CBC with SHA-1 or SHA-2 for Windows.
+var DefaultRemoteAccessIKEv2ESPProposals = []string{"aes256gcm16", "aes128gcm16", "aes256-sha256", "aes256-sha1", "aes128-sha1"}
+
 // DefaultPPPAuth is what the L2TP server asks users for.
 var DefaultPPPAuth = []string{"mschapv2"}
 
@@ -104,6 +114,15 @@ func applyDefaults(c *Config) {
 		}
 		if ra.PPP.MRU == 0 {
 			ra.PPP.MRU = DefaultPPPMRU
+		}
+		if v2 := ra.IKEv2; v2 != nil {
+			if v2.EAP == "" {
+				v2.EAP = "mschapv2"
+			}
+			if len(v2.Proposals) == 0 {
+				v2.Proposals = append([]string(nil), DefaultRemoteAccessIKEv2Proposals...)
+			}
+			defaultESP(&v2.ESP, DefaultRemoteAccessIKEv2ESPProposals)
 		}
 	}
 	for name, fa := range c.FilterActions {

@@ -596,10 +596,59 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 	if ra.IKE != nil {
 		v.ike(ra.IKE, path+".ike")
 		if ra.IKE.Version == 2 {
-			v.errorAt(ra.IKE.Meta.At("version"), path+".ike.version", "remote access over IKEv2 is not available yet: L2TP/IPsec clients use IKEv1; remove version or set 1")
+			v.errorAt(ra.IKE.Meta.At("version"), path+".ike.version", "L2TP/IPsec clients use IKEv1: remove version or set 1, and add remote_access.ikev2 to answer IKEv2 clients as well")
+		}
+		if ra.IKEv2 != nil {
+			v.remoteAccessIKEv2(ra)
 		}
 		if ra.IKE.AggressiveMode {
 			v.errorAt(ra.IKE.Meta.At("aggressive_mode"), path+".ike.aggressive_mode", "aggressive mode is not offered to road warriors: with one preshared key for every client, any client could crack it offline from a captured hash")
+		}
+	}
+}
+
+// remoteAccessIKEv2 checks IKEv2 remote access: how users log in, and
+// that the server can prove itself to them.
+func (v *validator) remoteAccessIKEv2(ra *RemoteAccess) {
+	x, path := ra.IKEv2, "remote_access.ikev2"
+	kinds := map[string]bool{}
+	for _, a := range ra.Auth {
+		kinds[a.Kind()] = true
+	}
+	switch x.EAP {
+	case "mschapv2":
+		if ra.PPP.UsersFile == "" && ra.PPP.Radius == nil {
+			v.errorAt(x.Meta.At("eap"), path+".eap", "EAP-MSCHAPv2 checks users against remote_access.ppp.users_file or ppp.radius; set one, or eap: none for clients that log in by key or certificate")
+		}
+		if !kinds["x509"] {
+			v.errorAt(x.Meta.Pos, path, "clients that log in by EAP check the server's certificate (Windows, macOS, iOS and Android all do): add an x509 entry to remote_access.auth")
+		}
+	case "none":
+		if !kinds["psk"] && !kinds["x509"] {
+			v.errorAt(x.Meta.At("eap"), path+".eap", "with eap: none clients prove themselves by a preshared key or a certificate: add psk_file or x509 to remote_access.auth")
+		}
+	default:
+		v.errorAt(x.Meta.At("eap"), path+".eap", "%q is not an EAP method here; allowed: mschapv2, none", x.EAP)
+	}
+	for i, p := range x.Proposals {
+		legacy, err := ikeProposal(p, 2)
+		if err != nil {
+			v.errorAt(x.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%v", err)
+			continue
+		}
+		if legacy && !v.c.LegacyAlgorithms {
+			v.errorAt(x.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", p)
+		}
+	}
+	v.espSettings(&x.ESP, path+".esp", 2)
+	for i, p := range x.Inside {
+		if !p.Addr().Is4() {
+			v.errorAt(x.Meta.At("inside"), fmt.Sprintf("%s.inside[%d]", path, i), "%s: only IPv4 networks are carried to road warriors yet", p.Prefix)
+		}
+	}
+	for i, d := range x.DNSDomains {
+		if d == "" || len(d) > 253 || strings.ContainsAny(d, " \t/") {
+			v.errorAt(x.Meta.At("dns_domains"), fmt.Sprintf("%s.dns_domains[%d]", path, i), "%q is not a domain name (e.g. corp.example.com)", d)
 		}
 	}
 }

@@ -332,6 +332,9 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 			clear = st.plane.SendL2TPClear
 		}
 		d.ra.SetSender(st.plane.SendL2TP, clear)
+		if st.ike != nil {
+			d.ra.SetIKEv2(st.ike.DisconnectClient, st.db)
+		}
 	}
 	st.plane.Start()
 	go d.maintain(st, log)
@@ -345,7 +348,7 @@ func (d *Daemon) startIKE(c *config.Config, st *dataplaneState, udp4500 dataplan
 	cfg := ikehost.Config{Log: d.log.Named("ike"), InteropLog: d.log.Named("interop"), Config: c, Plugins: d.plugins, Events: d.events,
 		SAD: st.db, UDP4500: udp4500, OnSAEvent: func(e esp.Event) { passHardExpiry(st.expired, e) }, Interops: d.interops}
 	if d.ra != nil {
-		cfg.PeerGone = d.ra.PeerGone
+		cfg.PeerGone, cfg.RemoteAccess = d.ra.PeerGone, d.ra
 	}
 	if d.opts.KeyLog != "" && d.keyLog == nil {
 		f, err := os.OpenFile(d.opts.KeyLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -409,6 +412,9 @@ func (d *Daemon) planeConfig(log *zap.Logger, st *dataplaneState, s *dataplaneSo
 	}
 	if d.ra != nil {
 		pcfg.L2TP, pcfg.OnL2TPControl = d.ra.Table(), d.ra.OnControl
+		if d.ra.ServesIKEv2() {
+			pcfg.ClientRule = remote.ClientOutKey(netip.Addr{}).Rule
+		}
 		pcfg.L2TPClear, pcfg.L2TPClearLocal = s.l2tp, s.l2tpLocal
 	}
 	return pcfg
@@ -573,7 +579,7 @@ var ErrNoRemoteAccess = errors.New("remote_access is not configured")
 
 // SessionsInfo is remote access's state for `gatehouse sessions`.
 type SessionsInfo struct {
-	Sessions   []*dataplane.L2TPSession
+	Sessions   []remote.Session
 	Pool       netip.Prefix
 	Used, Size int // the pool's addresses
 	// ControlDropped counts L2TP and PPP control packets the relay to
@@ -587,11 +593,11 @@ func (d *Daemon) Sessions() (SessionsInfo, error) {
 		return SessionsInfo{}, ErrNoRemoteAccess
 	}
 	used, size := d.ra.Pool().Usage()
-	return SessionsInfo{Sessions: d.ra.Table().All(), Pool: d.ra.Pool().Prefix(), Used: used, Size: size, ControlDropped: d.ra.ControlDropped()}, nil
+	return SessionsInfo{Sessions: d.ra.Sessions(), Pool: d.ra.Pool().Prefix(), Used: used, Size: size, ControlDropped: d.ra.ControlDropped()}, nil
 }
 
 // Disconnect ends the sessions of a user or a client address.
-func (d *Daemon) Disconnect(target string) ([]*dataplane.L2TPSession, error) {
+func (d *Daemon) Disconnect(target string) ([]remote.Session, error) {
 	if d.ra == nil {
 		return nil, ErrNoRemoteAccess
 	}

@@ -104,7 +104,7 @@ func planTunnels(st *dataplaneState, old, next *config.Config) (*tunnelPlan, err
 		current2[pc.Name] = pc
 	}
 	for i, pc := range peers.V2 {
-		if cur, ok := current2[pc.Name]; ok && same[pc.Name] {
+		if cur, ok := current2[pc.Name]; ok && (same[pc.Name] || !pc.Remote.IsValid()) {
 			peers.V2[i] = cur
 		}
 	}

@@ -148,6 +148,13 @@ func (t *L2TPTable) Remove(handle uint64) (*L2TPSession, bool) {
 	return s, true
 }
 
+// Get is the session with a handle, or nil.
+func (t *L2TPTable) Get(handle uint64) *L2TPSession {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.byHandle[handle]
+}
+
 // All returns every session.
 func (t *L2TPTable) All() []*L2TPSession {
 	t.mu.RLock()

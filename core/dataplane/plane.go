@@ -97,6 +97,10 @@ type Config struct {
 	// L2TPClearLocal is the address it is bound to.
 	L2TPClear      Conn
 	L2TPClearLocal netip.AddrPort
+	// ClientRule, with L2TP, names the outbound SAs of IKEv2 road
+	// warriors, keyed by their virtual addresses (OutKey{Rule:
+	// ClientRule, Peer: address}); "": none.
+	ClientRule string
 }
 
 // headroom leaves space before a packet for ESP's header and IV, and in
@@ -349,6 +353,13 @@ func (p *Plane) outbound(buf []byte, n int) {
 			p.l2tpOutbound(buf, info, s)
 			return
 		}
+		if p.cfg.ClientRule != "" {
+			// An IKEv2 road warrior's virtual address: its own SA.
+			if sa := p.cfg.SAD.Outbound(sad.OutKey{Rule: p.cfg.ClientRule, Peer: info.Dst}); sa != nil && sa.ESP != nil {
+				p.sealOn(buf, info, sa)
+				return
+			}
+		}
 		if p.cfg.L2TP.Pool.Contains(info.Dst) {
 			p.drop(DropL2TPNoSession) // a pool address no client holds: never out in clear
 			return
@@ -393,6 +404,11 @@ func (p *Plane) outbound(buf []byte, n int) {
 		p.outboundAH(buf, info, sa)
 		return
 	}
+	p.sealOn(buf, info, sa)
+}
+
+// sealOn seals the packet at buf[headroom:] with an ESP SA and sends it.
+func (p *Plane) sealOn(buf []byte, info esp.IPInfo, sa *sad.OutSA) {
 	var start, payloadLen int
 	var nh uint8
 	if sa.Mode == sad.Tunnel {

@@ -83,7 +83,10 @@ type host struct {
 	onSA    func(esp.Event)
 	// peerGone ends a road warrior's sessions; nil without remote access.
 	peerGone func(peer netip.AddrPort, why string)
-	keyLog   io.Writer
+	// clients keeps the IKEv2 road warriors' sessions; nil without
+	// remote access.
+	clients *remote.Access
+	keyLog  io.Writer
 	// cfgMu guards what a reload replaces: tunnels, and profiles (which
 	// auth plugin profile serves a peer's method).
 	cfgMu    sync.RWMutex
@@ -114,7 +117,9 @@ func (p Peers) versions() map[string]int {
 }
 
 // PeerConfigs turns the tunnels into the engines' peers, each for the
-// IKE version it speaks, and remote access into IKEv1's wildcard peer.
+// IKE version it speaks, and remote access into IKEv1's wildcard peer
+// (and IKEv2's, with remote_access.ikev2; Start connects it to the
+// pool and the users).
 func PeerConfigs(c *config.Config) (Peers, Profiles, error) {
 	var out Peers
 	profiles := Profiles{}
@@ -181,8 +186,66 @@ func PeerConfigs(c *config.Config) (Peers, Profiles, error) {
 			return Peers{}, nil, fmt.Errorf("remote_access: %w", err)
 		}
 		out.V1 = append(out.V1, p)
+		if ra.IKEv2 != nil {
+			v2, err := roadWarriorPeer(c, ra, profiles)
+			if err != nil {
+				return Peers{}, nil, fmt.Errorf("remote_access.ikev2: %w", err)
+			}
+			out.V2 = append(out.V2, v2)
+		}
 	}
 	return out, profiles, nil
+}
+
+// roadWarriorPeer is IKEv2's wildcard peer for road warriors: tunnel
+// mode from each client's virtual address to the inside networks, the
+// server proving itself as remote_access.auth says.
+func roadWarriorPeer(c *config.Config, ra *config.RemoteAccess, profiles Profiles) (*ikev2.Peer, error) {
+	k, x := ra.IKE, ra.IKEv2
+	p := &ike.PeerConfig{Name: remote.RuleIKEv2, Local: c.Listen[0].Addr.Unmap(),
+		Lifetime: k.Lifetime.Duration, ESPLifetime: x.ESP.Lifetime.Duration, ESPLifeKB: x.ESP.LifetimeKB,
+		DPDInterval: k.DPD.Interval.Duration, DPDTimeout: k.DPD.Timeout.Duration,
+		NoFragmentation: !k.FragmentationOn(), FragmentSize: k.FragmentSize, ForceEncap: x.ESP.UDPEncap}
+	if err := setESP(p, x.ESP, 2); err != nil {
+		return nil, err
+	}
+	if err := setAuth(p, "remote_access", ra.Auth, profiles); err != nil {
+		return nil, err
+	}
+	v2 := &ikev2.Peer{PeerConfig: p, RemoteAccess: &ikev2.RemoteAccess{DNSDomains: x.DNSDomains, SlowEAP: true}}
+	for _, s := range x.Proposals {
+		pr, err := ikev2.ParseProposal(s)
+		if err != nil {
+			return nil, err
+		}
+		v2.Suites = append(v2.Suites, pr)
+	}
+	for _, a := range ra.NBNS {
+		v2.RemoteAccess.NBNS = append(v2.RemoteAccess.NBNS, a.Addr)
+	}
+	for _, n := range x.Inside {
+		v2.RemoteAccess.Inside = append(v2.RemoteAccess.Inside, n.Prefix.Masked())
+	}
+	return v2, nil
+}
+
+// serveRoadWarriors connects IKEv2's road-warrior peer to remote access:
+// addresses from the shared pool, users checked where L2TP's are.
+func serveRoadWarriors(peers []*ikev2.Peer, ra *config.RemoteAccess, access *remote.Access) error {
+	for _, p := range peers {
+		rw := p.RemoteAccess
+		if rw == nil {
+			continue
+		}
+		if access == nil {
+			return errors.New("remote_access.ikev2 is set, but remote access is not running")
+		}
+		rw.Lease, rw.Release = access.IKEv2Lease, access.IKEv2Release
+		if ra.IKEv2.EAP == "mschapv2" {
+			rw.EAP = access.IKEv2EAP
+		}
+	}
+	return nil
 }
 
 // setAuth turns a rule's ordered auth list into IKE methods: a preshared
@@ -472,6 +535,40 @@ func raMeta(c *ike.ChildSA, dir string) sad.Meta {
 	return m
 }
 
+// clientMeta describes an IKEv2 road warrior's tunnel-mode SA: what
+// arrives must come from its virtual address to the inside networks.
+func clientMeta(c *ike.ChildSA, dir string) sad.Meta {
+	m := sad.Meta{Name: remote.RuleIKEv2, Rule: remote.RuleIKEv2 + "/" + dir, Mode: sad.Tunnel, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP}
+	for _, p := range pairsOf(c) {
+		if dir == "in" {
+			m.Selectors = append(m.Selectors, sad.Selector{Src: p.Remote.Prefix, Dst: p.Local.Prefix})
+		} else {
+			m.Selectors = append(m.Selectors, sad.Selector{Src: p.Local.Prefix, Dst: p.Remote.Prefix})
+		}
+	}
+	return m
+}
+
+// clientAddr is a road warrior child's virtual address: its traffic
+// selector, one address (RFC 7296 section 3.15.1).
+func clientAddr(c *ike.ChildSA) netip.Addr { return pairsOf(c)[0].Remote.Prefix.Addr() }
+
+// MoveChild follows a road warrior that moved (MOBIKE): its SAs keep
+// their keys and counters, with new outer addresses.
+func (h *host) MoveChild(c *ike.ChildSA) error {
+	if c.Peer != remote.RuleIKEv2 {
+		return fmt.Errorf("%s: only road warriors move", c.Peer)
+	}
+	a := clientAddr(c)
+	if err := h.db.Move(c.InSPI, remote.ClientOutKey(a), c.OutSPI, c.Local, c.Remote, c.UDP); err != nil {
+		return err
+	}
+	if h.clients != nil {
+		h.clients.IKEv2Child(a, c.InSPI, c.Remote)
+	}
+	return nil
+}
+
 // tunnel is a tunnel's configuration by name.
 func (h *host) tunnel(name string) (config.Tunnel, bool) {
 	h.cfgMu.RLock()
@@ -500,6 +597,9 @@ func (h *host) InstallInbound(c *ike.ChildSA) error {
 	if c.Peer == remote.Rule {
 		return h.db.AddInbound(&sad.InSA{Meta: raMeta(c, "in"), ESP: in})
 	}
+	if c.Peer == remote.RuleIKEv2 {
+		return h.db.AddInbound(&sad.InSA{Meta: clientMeta(c, "in"), ESP: in})
+	}
 	t, meta, err := h.meta(c)
 	if err != nil {
 		return err
@@ -520,6 +620,17 @@ func (h *host) InstallOutbound(c *ike.ChildSA) error {
 	}
 	if c.Peer == remote.Rule {
 		h.db.SetOutbound(remote.OutKey(c.Remote), &sad.OutSA{Meta: raMeta(c, "out"), ESP: out})
+		return nil
+	}
+	if c.Peer == remote.RuleIKEv2 {
+		// A rekey replaces the old SA here; its counts stay the session's.
+		a := clientAddr(c)
+		if old := h.db.SetOutbound(remote.ClientOutKey(a), &sad.OutSA{Meta: clientMeta(c, "out"), ESP: out}); old != nil && h.clients != nil {
+			h.clients.IKEv2ChildGone(a, 0, nil, old)
+		}
+		if h.clients != nil {
+			h.clients.IKEv2Child(a, c.InSPI, c.Remote)
+		}
 		return nil
 	}
 	t, meta, err := h.meta(c)
@@ -556,6 +667,15 @@ func tunnelOutKey(t config.Tunnel, p ike.TSPair) sad.OutKey {
 }
 
 func (h *host) DeleteChild(c *ike.ChildSA) {
+	if c.Peer == remote.RuleIKEv2 {
+		a := clientAddr(c)
+		in, _ := h.db.RemoveInbound(c.InSPI)
+		out, _ := h.db.RemoveOutbound(remote.ClientOutKey(a), c.OutSPI)
+		if h.clients != nil {
+			h.clients.IKEv2ChildGone(a, c.InSPI, in, out)
+		}
+		return
+	}
 	h.db.RemoveInbound(c.InSPI)
 	if c.Peer == remote.Rule {
 		key := remote.OutKey(c.Remote)
@@ -608,6 +728,9 @@ type Config struct {
 	// PeerGone ends a road warrior's sessions when its last transport SA
 	// goes; nil without remote access. It runs under the engine's lock.
 	PeerGone func(peer netip.AddrPort, why string)
+	// RemoteAccess serves IKEv2 road warriors (remote_access.ikev2):
+	// their addresses, logins and sessions. Nil without remote access.
+	RemoteAccess *remote.Access
 	// Interops lists the running interop plugins in load order, and the
 	// configuration in force.
 	Interops func() (c *config.Config, names []string, list []sdk.Interop)
@@ -625,6 +748,9 @@ func Start(cfg Config) (*Engine, error) {
 	}
 	peers, profiles, err := PeerConfigs(c)
 	if err != nil {
+		return nil, err
+	}
+	if err := serveRoadWarriors(peers.V2, c.RemoteAccess, cfg.RemoteAccess); err != nil {
 		return nil, err
 	}
 	addrs := []netip.Addr{netip.IPv4Unspecified()}
@@ -646,7 +772,7 @@ func Start(cfg Config) (*Engine, error) {
 		socks = append(socks, ikeSocket{a, conn})
 	}
 	h := &host{log: cfg.Log, plugins: cfg.Plugins, events: cfg.Events, db: cfg.SAD, socks: socks, udp4500: cfg.UDP4500, onSA: cfg.OnSAEvent,
-		peerGone: cfg.PeerGone, keyLog: cfg.KeyLog, tunnels: tunnelsByName(c.Tunnels), profiles: profiles}
+		peerGone: cfg.PeerGone, clients: cfg.RemoteAccess, keyLog: cfg.KeyLog, tunnels: tunnelsByName(c.Tunnels), profiles: profiles}
 	st := &Engine{log: cfg.Log, socks: socks, udp4500: cfg.UDP4500, in: make(chan ikeDatagram, 256), acquire: make(chan startReq, 64),
 		host: h, stop: make(chan struct{}), done: make(chan struct{})}
 	st.onTraffic.Store(onTrafficOf(c.Tunnels))
@@ -714,6 +840,12 @@ func (st *Engine) Drops() map[string]uint64 {
 func (st *Engine) HalfOpen() (int, uint64) {
 	n, dropped := st.mgr.HalfOpen()
 	return n + st.mgr2.HalfOpen(), dropped
+}
+
+// DisconnectClient ends the IKEv2 road warrior holding addr (gatehouse
+// disconnect), telling it; false if none does.
+func (st *Engine) DisconnectClient(addr netip.Addr, why string) bool {
+	return st.mgr2.Disconnect(addr, why)
 }
 
 // Initiate brings a tunnel up (gatehouse up), with its IKE version.

@@ -59,10 +59,10 @@ func newAccounting(log *zap.Logger, plugins *pluginhost.Host, interim time.Durat
 
 // start sends the session's Start; class is the Access-Accept's, echoed
 // in every record (RFC 2865 section 5.25).
-func (a *accounting) start(s *dataplane.L2TPSession, class [][]byte) {
-	as := &acctSession{id: fmt.Sprintf("%s-%08X", a.prefix, s.Handle), user: s.User, addr: s.Client, peer: s.Peer, start: s.Since, class: class, interim: s.Since}
+func (a *accounting) start(handle uint64, user string, addr netip.Addr, peer netip.AddrPort, since time.Time, class [][]byte) {
+	as := &acctSession{id: fmt.Sprintf("%s-%08X", a.prefix, handle), user: user, addr: addr, peer: peer, start: since, class: class, interim: since}
 	a.mu.Lock()
-	a.sessions[s.Handle] = as
+	a.sessions[handle] = as
 	a.mu.Unlock()
 	a.send(as.record(sdk.AcctStart, dataplane.L2TPCounters{}, time.Time{}, ""))
 }
@@ -90,22 +90,25 @@ func (a *accounting) stop(handle uint64, c dataplane.L2TPCounters, why string) {
 	a.send(as.record(sdk.AcctStop, c, time.Now(), why))
 }
 
-// tick sends the Interim-Updates that are due; the data path's
-// one-second tick calls it.
-func (a *accounting) tick(now time.Time, table *dataplane.L2TPTable) {
+// tick sends the Interim-Updates that are due, with the counters of the
+// session (by handle and address); the one-second tick calls it.
+func (a *accounting) tick(now time.Time, counters func(handle uint64, addr netip.Addr) (dataplane.L2TPCounters, bool)) {
 	if a.interim <= 0 {
 		return
 	}
-	for _, s := range table.All() {
-		a.mu.Lock()
-		as := a.sessions[s.Handle]
-		due := as != nil && now.Sub(as.interim) >= a.interim
-		if due {
+	var due []*acctSession
+	var handles []uint64
+	a.mu.Lock()
+	for h, as := range a.sessions {
+		if now.Sub(as.interim) >= a.interim {
 			as.interim = now
+			due, handles = append(due, as), append(handles, h)
 		}
-		a.mu.Unlock()
-		if due {
-			a.send(as.record(sdk.AcctInterim, s.Counters(), now, ""))
+	}
+	a.mu.Unlock()
+	for i, as := range due {
+		if c, ok := counters(handles[i], as.addr); ok {
+			a.send(as.record(sdk.AcctInterim, c, now, ""))
 		}
 	}
 }
@@ -132,11 +135,13 @@ func terminateCause(why string) uint32 {
 		return 5 // Session-Timeout
 	case strings.Contains(w, "operator") || strings.Contains(w, "disconnect-request"):
 		return 6 // Admin-Reset
-	case strings.Contains(w, "peer terminated") || strings.Contains(w, "client hung up") || strings.Contains(w, "cdn from the peer"):
+	case strings.Contains(w, "peer terminated") || strings.Contains(w, "client hung up") || strings.Contains(w, "cdn from the peer") ||
+		strings.Contains(w, "peer deleted"):
 		return 1 // User-Request
 	case strings.Contains(w, "stopping") || strings.Contains(w, "shutting down"):
 		return 11 // NAS-Reboot
-	case strings.Contains(w, "echo") || strings.Contains(w, "dead") || strings.Contains(w, "lost") || strings.Contains(w, "timeout"):
+	case strings.Contains(w, "echo") || strings.Contains(w, "dead") || strings.Contains(w, "lost") || strings.Contains(w, "timeout") ||
+		strings.Contains(w, "does not answer"):
 		return 2 // Lost-Carrier
 	}
 	return 10 // NAS-Request

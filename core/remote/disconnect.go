@@ -113,11 +113,16 @@ func (r *Access) disconnectFor(d *radius.DisconnectRequest, from string) (uint32
 			hit = append(hit, s)
 		}
 	}
-	if len(hit) == 0 {
+	why := "disconnected by a RADIUS Disconnect-Request from " + from
+	for _, s := range hit {
+		r.hangUp(s, why)
+	}
+	ended := len(hit) + len(r.endClients(func(c *client) bool {
+		return (d.User == "" || strings.EqualFold(c.user, d.User)) && (!d.FramedAddress.IsValid() || c.addr == d.FramedAddress) &&
+			(d.SessionID == "" || (r.acct != nil && r.acct.idOf(c.handle) == d.SessionID))
+	}, func(*client) string { return why }))
+	if ended == 0 {
 		return radius.CauseSessionContextNotFound, 0
 	}
-	for _, s := range hit {
-		r.hangUp(s, "disconnected by a RADIUS Disconnect-Request from "+from)
-	}
-	return 0, len(hit)
+	return 0, ended
 }

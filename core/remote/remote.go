@@ -73,6 +73,8 @@ type Access struct {
 	// session handle. Guarded by mu.
 	pending map[grantKey]grant
 	grants  map[uint64]grant
+	// v2 holds the IKEv2 road warriors (ikev2.go). Guarded by mu.
+	v2 ikev2State
 	// hostRoute routes (add) or unroutes a client address outside the
 	// pool into the TUN; nil until the data path runs.
 	hostRoute func(a netip.Addr, add bool) error
@@ -232,9 +234,29 @@ func (r *Access) SetHostRoute(f func(a netip.Addr, add bool) error) { r.hostRout
 func (r *Access) Tick(now time.Time) {
 	r.expireIdle(now)
 	r.forgetClearPeers(now)
+	r.expireClients(now)
 	if r.acct != nil {
-		r.acct.tick(now, r.table)
+		r.acct.tick(now, r.countersOf)
 	}
+}
+
+// countersOf is a session's counters by its handle and address, either
+// protocol.
+func (r *Access) countersOf(handle uint64, addr netip.Addr) (dataplane.L2TPCounters, bool) {
+	if handle < clientHandles {
+		s := r.table.Get(handle)
+		if s == nil {
+			return dataplane.L2TPCounters{}, false
+		}
+		return s.Counters(), true
+	}
+	r.mu.Lock()
+	c := r.v2.clients[addr]
+	r.mu.Unlock()
+	if c == nil || c.handle != handle {
+		return dataplane.L2TPCounters{}, false
+	}
+	return r.clientCounters(c), true
 }
 
 // ControlDropped counts control packets the relay to the plugin dropped
@@ -261,6 +283,7 @@ func newAccess(log *zap.Logger, ra *config.RemoteAccess) (*Access, error) {
 		limits: throttle.New(throttle.Config{UserFree: f.UserFree, AddressFree: f.AddressFree, Delay: f.Delay.Duration, MaxDelay: f.MaxDelay.Duration,
 			LockoutAfter: f.LockoutAfter, Lockout: f.Lockout.Duration, Forget: f.ForgetAfter.Duration})}
 	r.table.Pool = p.Prefix()
+	r.v2.clients = map[netip.Addr]*client{}
 	if ra.PPP.UsersFile != "" {
 		if r.users, err = users.Load(ra.PPP.UsersFile); err != nil {
 			return nil, err
@@ -401,19 +424,21 @@ func (r *Access) note(p sdk.ControlPacket) {
 }
 
 // Disconnect ends the sessions of a user or a client address (gatehouse
-// disconnect): off the data path at once, and the plugin hangs up the
-// calls politely.
-func (r *Access) Disconnect(target string) []*dataplane.L2TPSession {
+// disconnect): an L2TP session leaves the data path at once and the
+// plugin hangs up the call politely; an IKEv2 client is sent a delete
+// of its IKE SA.
+func (r *Access) Disconnect(target string) []Session {
 	addr, _ := netip.ParseAddr(target)
-	var out []*dataplane.L2TPSession
+	var out []Session
 	for _, s := range r.table.All() {
 		if s.Client != addr && !strings.EqualFold(s.User, target) {
 			continue
 		}
 		r.hangUp(s, "disconnected by the operator")
-		out = append(out, s)
+		out = append(out, l2tpSession(s))
 	}
-	return out
+	return append(out, r.endClients(func(c *client) bool { return c.addr == addr || strings.EqualFold(c.user, target) },
+		func(*client) string { return "disconnected by the operator" })...)
 }
 
 func (r *Access) outsidePool(a netip.Addr) bool {
@@ -614,7 +639,7 @@ func (r *Access) InstallSession(_ context.Context, s sdk.SessionSpec) (uint64, e
 	}
 	g := r.takeGrant(sess)
 	if r.acct != nil {
-		r.acct.start(sess, g.class)
+		r.acct.start(sess.Handle, sess.User, sess.Client, sess.Peer, sess.Since, g.class)
 	}
 	r.log.Info("session installed", zap.String("user", s.User), zap.Stringer("address", s.ClientAddress), zap.Stringer("peer", s.Peer), zap.Bool("ipsec", !clear))
 	return h, nil
@@ -760,7 +785,8 @@ func (r *Access) checkUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.Us
 	if !res.OK {
 		return sdk.UserAuthResult{Code: sdk.UserReject, Message: res.Message}, nil
 	}
-	return sdk.UserAuthResult{Code: sdk.UserAccept, AuthenticatorResponse: res.AuthResponse, FramedAddress: u.Address}, nil
+	return sdk.UserAuthResult{Code: sdk.UserAccept, AuthenticatorResponse: res.AuthResponse, FramedAddress: u.Address,
+		MPPERecvKey: res.MPPERecvKey, MPPESendKey: res.MPPESendKey}, nil
 }
 
 func (r *Access) EmitAudit(_ context.Context, ev sdk.AuditEvent) error {

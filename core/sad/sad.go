@@ -382,6 +382,42 @@ func (db *DB) RemoveOutbound(k OutKey, spi uint32) (*OutSA, error) {
 	return sa, nil
 }
 
+// Move gives a child's inbound SA (spi) and its outbound SA (under k,
+// if its SPI is outSPI) new outer addresses and encapsulation: MOBIKE
+// (RFC 4555) moves a client without a new negotiation. Keys, sequence
+// numbers, replay windows and counters stay; the data path, which may
+// hold the old entries a moment longer, sees whole new ones.
+func (db *DB) Move(spi uint32, k OutKey, outSPI uint32, local, peer netip.AddrPort, encap bool) error {
+	move := func(m *Meta) { m.Local, m.Peer, m.UDPEncap = local, peer, encap }
+	s := &db.in[spiShard(spi)]
+	s.mu.Lock()
+	in, ok := s.m[spi]
+	if ok {
+		n := *in
+		move(&n.Meta)
+		s.m[spi] = &n
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: inbound %08x", ErrNotFound, spi)
+	}
+	o := &db.out[keyShard(k)]
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := o.m[k]
+	if out == nil || out.SPI() != outSPI {
+		return fmt.Errorf("%w: outbound %08x", ErrNotFound, outSPI)
+	}
+	if out.keys.Load() != 1 {
+		return fmt.Errorf("outbound %08x is installed under %d keys; only an SA under one key moves", outSPI, out.keys.Load())
+	}
+	n := &OutSA{Meta: out.Meta, ESP: out.ESP, AH: out.AH}
+	move(&n.Meta)
+	n.keys.Store(1)
+	o.m[k] = n
+	return nil
+}
+
 // RemoveSPI removes the inbound or outbound SA with this SPI, wherever it
 // is (used when an SA reaches a hard lifetime).
 func (db *DB) RemoveSPI(spi uint32) bool {

@@ -310,3 +310,44 @@ func TestOutboundUnderSeveralKeys(t *testing.T) {
 		t.Fatalf("RemoveSPI left len %d", db.Len())
 	}
 }
+
+// Move (MOBIKE) changes a child's outer addresses and encapsulation in
+// place: the same ESP state (keys, counters) under new entries, the
+// database's size and totals unchanged, the keys not wiped; an SPI that
+// is not there, or an outbound SA that is not the child's, is refused.
+func TestMove(t *testing.T) {
+	db := New()
+	k := OutKey{Rule: "rw/out", Peer: netip.MustParseAddr("10.8.0.2")}
+	in, out := inSA(t, 0x100, "rw"), outSA(t, 0x200, "rw")
+	in.Peer, out.Peer = netip.MustParseAddrPort("192.0.2.1:4500"), netip.MustParseAddrPort("192.0.2.1:4500")
+	if err := db.AddInbound(in); err != nil {
+		t.Fatal(err)
+	}
+	db.SetOutbound(k, out)
+	out.ESP.Counters().Bytes.Add(1000)
+	before := db.Totals()
+	to, local := netip.MustParseAddrPort("192.0.2.5:4501"), netip.MustParseAddrPort("203.0.113.1:4500")
+	if err := db.Move(0x100, k, 0x200, local, to, true); err != nil {
+		t.Fatal(err)
+	}
+	gotIn, gotOut := db.Inbound(0x100), db.Outbound(k)
+	if gotIn.Peer != to || gotIn.Local != local || !gotIn.UDPEncap || gotIn.ESP != in.ESP || gotOut.Peer != to || !gotOut.UDPEncap || gotOut.ESP != out.ESP {
+		t.Fatalf("after the move: in %+v, out %+v", gotIn.Meta, gotOut.Meta)
+	}
+	if in.Peer.Port() != 4500 {
+		t.Error("the old inbound entry was changed in place; the data path may still hold it")
+	}
+	if db.Len() != 2 || !slices.Equal(db.Totals(), before) {
+		t.Fatalf("len %d, totals %v (were %v)", db.Len(), db.Totals(), before)
+	}
+	if err := db.Move(0x101, k, 0x200, local, to, true); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown inbound SPI: %v", err)
+	}
+	if err := db.Move(0x100, k, 0x201, local, to, true); !errors.Is(err, ErrNotFound) {
+		t.Errorf("another outbound SPI: %v", err)
+	}
+	// Deleting the moved child retires it once.
+	if _, err := db.RemoveOutbound(k, 0x200); err != nil || db.Len() != 1 {
+		t.Fatalf("remove: %v, len %d", err, db.Len())
+	}
+}

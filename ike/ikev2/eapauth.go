@@ -46,9 +46,9 @@ type RemoteAccess struct {
 	// Lease gives an authenticated user a virtual address (outer is
 	// where the client is; want, when valid, the address a RADIUS server
 	// gave it as Framed-IP-Address), with the DNS servers to announce;
-	// Release returns it when the IKE SA goes.
+	// Release returns it when the IKE SA goes, saying why.
 	Lease   func(user string, outer netip.AddrPort, want netip.Addr) (addr netip.Addr, dns []netip.Addr, err error)
-	Release func(addr netip.Addr)
+	Release func(addr netip.Addr, why string)
 	// NBNS are WINS servers, for the clients that ask (Windows);
 	// DNSDomains the domains whose names the DNS servers resolve, for
 	// clients that do split DNS (INTERNAL_DNS_DOMAIN, RFC 8598).
@@ -56,9 +56,14 @@ type RemoteAccess struct {
 	DNSDomains []string
 	// Inside are the networks the clients reach (TSr); none: all of IPv4.
 	Inside []netip.Prefix
-	// EAP, when set, starts an EAP session for a client that asks for
-	// EAP (no AUTH in its first IKE_AUTH).
-	EAP func() EAPSession
+	// EAP, when set, starts an EAP session for a client (at outer) that
+	// asks for EAP (no AUTH in its first IKE_AUTH).
+	EAP func(outer netip.AddrPort) EAPSession
+	// SlowEAP runs each EAP round outside the engine's lock, on a
+	// goroutine of its own, for methods that may wait (a RADIUS server,
+	// a plugin): the other SAs go on meanwhile, and the client's
+	// retransmissions are ignored until the answer is sent.
+	SlowEAP bool
 }
 
 // EAPSession is the server's side of one client's EAP method: EAP-MSCHAPv2
@@ -79,8 +84,8 @@ type framedAddress interface{ FramedAddress() netip.Addr }
 
 // MSCHAPv2 is EAP-MSCHAPv2 against verify, the server calling itself
 // name.
-func MSCHAPv2(name string, verify eap.Verifier, rand io.Reader) func() EAPSession {
-	return func() EAPSession { return eap.NewServer(name, verify, rand) }
+func MSCHAPv2(name string, verify eap.Verifier, rand io.Reader) func(netip.AddrPort) EAPSession {
+	return func(netip.AddrPort) EAPSession { return eap.NewServer(name, verify, rand) }
 }
 
 // EAPClient makes a peer authenticate us by EAP-MSCHAPv2 and ask for a
@@ -101,6 +106,8 @@ type eapState struct {
 	// What the server gave the client.
 	addr netip.Addr
 	dns  []netip.Addr
+	// busy: a round runs outside the lock (RemoteAccess.SlowEAP).
+	busy bool
 }
 
 // startEAP answers a client's first IKE_AUTH that asks for EAP: our
@@ -125,7 +132,7 @@ func (s *ikeSA) startEAP(inner []Payload) ([]Payload, func()) {
 	if err != nil {
 		return s.refuseAuth(err)
 	}
-	s.eap = &eapState{server: s.peer.RemoteAccess.EAP(), first: inner, idi: idi, idr: idr}
+	s.eap = &eapState{server: s.peer.RemoteAccess.EAP(s.remote), first: inner, idi: idi, idr: idr}
 	req, err := s.eap.server.Start()
 	if err != nil {
 		return s.refuseAuth(err)
@@ -135,21 +142,37 @@ func (s *ikeSA) startEAP(inner []Payload) ([]Payload, func()) {
 	return append(ps, auth, &EAP{Data: req}), func() {}
 }
 
+// eapAsync starts an EAP round on a goroutine of its own, when the
+// method may wait (RemoteAccess.SlowEAP), and reports whether it did. The
+// answer goes out once the round is done, if the SA is still there.
+func (s *ikeSA) eapAsync(msg *Message, b []byte, inner []Payload, local, remote netip.AddrPort) bool {
+	st, ra := s.eap, s.peer.RemoteAccess
+	e, _ := Find(inner, PayloadEAP).(*EAP)
+	if st == nil || st.server == nil || ra == nil || !ra.SlowEAP || e == nil || st.server.Done() {
+		return false
+	}
+	st.busy = true
+	b = append([]byte(nil), b...)
+	go func() {
+		out, err := st.server.Receive(e.Data)
+		s.m.mu.Lock()
+		defer s.m.mu.Unlock()
+		st.busy = false
+		if s.state != stateAuth || s.eap != st || msg.MessageID != s.peerNext {
+			return // the SA went meanwhile
+		}
+		ps, after := s.eapRound(out, err)
+		s.answer(msg, b, ps, after, local, remote)
+	}()
+	return true
+}
+
 // continueEAP carries one EAP round, or checks the client's final AUTH
 // and answers with ours, its address and its child.
 func (s *ikeSA) continueEAP(inner []Payload) ([]Payload, func()) {
 	st := s.eap
 	if e, _ := Find(inner, PayloadEAP).(*EAP); e != nil && !st.server.Done() {
-		out, err := st.server.Receive(e.Data)
-		if err != nil {
-			return s.refuseAuth(fmt.Errorf("EAP: %w", err))
-		}
-		if st.server.Done() && !st.server.Succeeded() {
-			return []Payload{&EAP{Data: out}}, func() {
-				s.m.failIKE(s, ExchangeIKEAuth, &NotifyError{Kind: NotifyAuthenticationFailed, Why: st.server.Err().Error()})
-			}
-		}
-		return []Payload{&EAP{Data: out}}, func() {}
+		return s.eapRound(st.server.Receive(e.Data))
 	}
 	auth, _ := Find(inner, PayloadAuth).(*Auth)
 	if auth == nil || !st.server.Succeeded() {
@@ -174,6 +197,20 @@ func (s *ikeSA) continueEAP(inner []Payload) ([]Payload, func()) {
 		s.m.forgetOthers(s)
 	}
 	return s.mobikeAnswer(st.first, append([]Payload{ours}, s.roadWarriorChild(st.first)...)), func() {}
+}
+
+// eapRound answers with the EAP method's next message (out), and ends
+// the SA once a failure is sent.
+func (s *ikeSA) eapRound(out []byte, err error) ([]Payload, func()) {
+	if err != nil {
+		return s.refuseAuth(fmt.Errorf("EAP: %w", err))
+	}
+	if st := s.eap; st.server.Done() && !st.server.Succeeded() {
+		return []Payload{&EAP{Data: out}}, func() {
+			s.m.failIKE(s, ExchangeIKEAuth, &NotifyError{Kind: NotifyAuthenticationFailed, Why: st.server.Err().Error()})
+		}
+	}
+	return []Payload{&EAP{Data: out}}, func() {}
 }
 
 // lease gives an authenticated road warrior its virtual address.

@@ -408,17 +408,41 @@ func (m *Manager) Terminate(name string) error {
 			continue
 		}
 		found = true
-		if s.state == stateEstablished && s.out != nil {
-			if b, err := s.out.Seal(s.header(ExchangeInformational, s.nextID, false), []Payload{&Delete{Protocol: ProtoIKE}}, s.rand); err == nil {
-				s.send(b)
-			}
-		}
+		s.tellDeleted()
 		m.remove(s, "stopped by the operator", false)
 	}
 	if !found {
 		return fmt.Errorf("no IKEv2 SA with %q", name)
 	}
 	return nil
+}
+
+// Disconnect ends the IKE SA of the road warrior that holds the virtual
+// address addr (gatehouse disconnect): the client is told, nothing waits
+// for its answer, and the address goes back (RemoteAccess.Release). It
+// reports whether such a client was found.
+func (m *Manager) Disconnect(addr netip.Addr, why string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.sas {
+		if s.peer.RemoteAccess == nil || s.eap == nil || s.eap.addr != addr || s.state == stateDead {
+			continue
+		}
+		s.tellDeleted()
+		m.remove(s, why, false)
+		return true
+	}
+	return false
+}
+
+// tellDeleted tells the peer an established IKE SA goes, without waiting
+// for its answer.
+func (s *ikeSA) tellDeleted() {
+	if s.state == stateEstablished && s.out != nil {
+		if b, err := s.out.Seal(s.header(ExchangeInformational, s.nextID, false), []Payload{&Delete{Protocol: ProtoIKE}}, s.rand); err == nil {
+			s.send(b)
+		}
+	}
 }
 
 // failIKE ends an IKE SA whose setup failed.
@@ -473,7 +497,7 @@ func (m *Manager) remove(s *ikeSA, why string, restart bool) {
 		s.keys.Wipe()
 	}
 	if e, ra := s.eap, s.peer.RemoteAccess; e != nil && e.client == nil && e.addr.IsValid() && ra != nil && ra.Release != nil {
-		ra.Release(e.addr)
+		ra.Release(e.addr, why)
 	}
 	s.req, s.queue = nil, nil
 	if wasUp && s.successor == nil {

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +37,9 @@ type engineHost struct {
 	// cert, when set, is this side's certificate, key and CA.
 	cert    *testCert
 	nextSPI uint32
+	// out is what was sent; outMu guards it against an EAP round
+	// answered from its own goroutine (SlowEAP).
+	outMu   sync.Mutex
 	out     []datagram
 	in      map[uint32]*ike.ChildSA // inbound SAs by SPI
 	outSA   map[string]*ike.ChildSA // the outbound SA per tunnel
@@ -56,9 +60,36 @@ func newEngineHost(psk string, spiBase uint32) *engineHost {
 var errNoCerts = errors.New("no certificates here")
 
 func (h *engineHost) Send(b []byte, local, remote netip.AddrPort) error {
+	h.outMu.Lock()
 	h.out = append(h.out, datagram{append([]byte(nil), b...), local, remote})
+	h.outMu.Unlock()
 	return nil
 }
+
+// take returns what was sent, and forgets it.
+func (h *engineHost) take() []datagram {
+	h.outMu.Lock()
+	defer h.outMu.Unlock()
+	out := h.out
+	h.out = nil
+	return out
+}
+
+// waitSent waits until something was sent, for at most 5 s.
+func (h *engineHost) waitSent(t *testing.T) {
+	t.Helper()
+	for range 500 {
+		h.outMu.Lock()
+		n := len(h.out)
+		h.outMu.Unlock()
+		if n > 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("nothing was sent in 5 s")
+}
+
 func (h *engineHost) SendKeepalive(local, remote netip.AddrPort) error { return nil }
 func (h *engineHost) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
 	return bytes.Clone(h.psk), nil
@@ -197,7 +228,12 @@ func mustProposal(t *testing.T, s string) Proposal {
 func (e *enginePair) pump() {
 	e.t.Helper()
 	for range 100 {
-		if len(e.ha.out) == 0 && len(e.hb.out) == 0 {
+		e.ha.outMu.Lock()
+		e.hb.outMu.Lock()
+		quiet := len(e.ha.out) == 0 && len(e.hb.out) == 0
+		e.hb.outMu.Unlock()
+		e.ha.outMu.Unlock()
+		if quiet {
 			return
 		}
 		for _, side := range []struct {
@@ -205,8 +241,7 @@ func (e *enginePair) pump() {
 			to   *Manager
 			a    bool
 		}{{e.ha, e.b, true}, {e.hb, e.a, false}} {
-			out := side.from.out
-			side.from.out = nil
+			out := side.from.take()
 			for _, d := range out {
 				if e.lose != nil && e.lose(d, side.a) {
 					continue
@@ -813,7 +848,7 @@ func roadWarriors(leases map[netip.Addr]string) *RemoteAccess {
 			leases[a] = user
 			return a, []netip.Addr{netip.MustParseAddr("10.2.0.53")}, nil
 		},
-		Release: func(a netip.Addr) { delete(leases, a) }}
+		Release: func(a netip.Addr, _ string) { delete(leases, a) }}
 }
 
 func users(user string) ([16]byte, bool) { return ppp.NTPasswordHash("clientPass"), user == "User" }
@@ -848,6 +883,38 @@ func TestEngineEAPRemoteAccess(t *testing.T) {
 	}
 }
 
+// The operator disconnects a road warrior by its address: the client is
+// told (its SA goes too) and the address goes back; an address nobody
+// holds is reported as not found. The server was told to put ESP in UDP
+// (as behind a NAT): the child EAP made carries it so.
+func TestEngineDisconnectRoadWarrior(t *testing.T) {
+	e, leases := eapPair(t, "clientPass")
+	e.pb.ForceEncap = true
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	addr, _, ok := e.a.VirtualAddress("to-b")
+	if !ok {
+		t.Fatalf("not up: %+v", e.hb.events)
+	}
+	for _, c := range e.hb.in {
+		if !c.UDP {
+			t.Fatalf("the server's child after EAP is not UDP-encapsulated: %v", c)
+		}
+	}
+	if e.b.Disconnect(netip.MustParseAddr("10.8.0.99"), "test") {
+		t.Fatal("a client that is not there was disconnected")
+	}
+	if !e.b.Disconnect(addr, "disconnected by the operator") {
+		t.Fatal("the client was not found")
+	}
+	e.pump()
+	if len(leases) != 0 || len(e.b.SAs()) != 0 || len(e.a.SAs()) != 0 || len(e.hb.in) != 0 {
+		t.Fatalf("after disconnect: leases %v, server SAs %+v, client SAs %+v", leases, e.b.SAs(), e.a.SAs())
+	}
+}
+
 func TestEngineEAPWrongPassword(t *testing.T) {
 	e, leases := eapPair(t, "wrong")
 	if err := e.a.Initiate("to-b"); err != nil {
@@ -860,6 +927,52 @@ func TestEngineEAPWrongPassword(t *testing.T) {
 	if e.hb.count(ike.EventNegotiationErr) != 1 || !strings.Contains(e.hb.events[0].Message, "refused") {
 		t.Errorf("b's events %+v", e.hb.events)
 	}
+}
+
+// With SlowEAP the check of the user's password runs outside the engine's
+// lock: while it waits (a RADIUS server) the engine answers other calls,
+// ignores the client's retransmission, and sends the answer once the
+// check is done; the client then comes up as usual.
+func TestEngineSlowEAP(t *testing.T) {
+	e, leases := eapPair(t, "clientPass")
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	check := eap.NTHashVerifier(users)
+	e.pb.RemoteAccess.SlowEAP = true
+	e.pb.RemoteAccess.EAP = MSCHAPv2("gw", func(u string, ac, pc [16]byte, nt [24]byte) (string, []byte, error) {
+		entered <- struct{}{}
+		<-gate
+		return check(u, ac, pc, nt)
+	}, rand.Reader)
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump() // quiet while the server answers EAP-Identity on its own goroutine
+	e.hb.waitSent(t)
+	e.pump() // quiet: the server holds the client's MS-CHAPv2 response
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the password check never started")
+	}
+	if sas := e.b.SAs(); len(sas) != 1 || sas[0].Established {
+		t.Fatalf("the server's SAs while the check waits: %+v", sas)
+	}
+	e.advance(2 * time.Second) // the client retransmits; the server stays silent
+	e.pump()
+	if sent := e.hb.take(); len(sent) != 0 {
+		t.Fatalf("the server answered %d times before the check was done", len(sent))
+	}
+	close(gate)
+	// The client acknowledges the MS-CHAPv2 Success (answered on a
+	// goroutine too), then sends its AUTH.
+	for range 2 {
+		e.hb.waitSent(t)
+		e.pump()
+	}
+	if addr, _, ok := e.a.VirtualAddress("to-b"); !ok || leases[addr] != "User" {
+		t.Fatalf("virtual address %v %v; leases %v; b events %+v", addr, ok, leases, e.hb.events)
+	}
+	e.checkAgree(1)
 }
 
 // A road warrior by preshared key (Android's "IKEv2/IPSec PSK"): no EAP,
@@ -933,7 +1046,7 @@ func (f framedSession) FramedAddress() netip.Addr { return f.addr }
 // The address an EAP server chose for the user is the one leased.
 func TestEngineFramedAddress(t *testing.T) {
 	e, leases := eapPair(t, "clientPass")
-	e.pb.RemoteAccess.EAP = func() EAPSession {
+	e.pb.RemoteAccess.EAP = func(netip.AddrPort) EAPSession {
 		return framedSession{eap.NewServer("gw", eap.NTHashVerifier(users), rand.Reader), netip.MustParseAddr("10.8.0.77")}
 	}
 	if err := e.a.Initiate("to-b"); err != nil {

@@ -310,6 +310,9 @@ func (s *ikeSA) requestFrom(msg *Message, b []byte, inner []Payload, local, remo
 		s.m.drop(dropUnexpected, remote, fmt.Errorf("%v #%d, #%d expected", msg.Exchange, msg.MessageID, s.peerNext))
 		return
 	}
+	if s.eap != nil && s.eap.busy {
+		return // a retransmission while its EAP round is checked: answered then
+	}
 	if inner == nil {
 		var err error
 		if inner, err = s.open(msg, b); err != nil {
@@ -335,6 +338,8 @@ func (s *ikeSA) requestFrom(msg *Message, b []byte, inner []Payload, local, remo
 	var ps []Payload
 	after := func() {}
 	switch {
+	case msg.Exchange == ExchangeIKEAuth && s.state == stateAuth && !s.initiator && s.eapAsync(msg, b, inner, local, remote):
+		return // answered when the EAP round is done
 	case msg.Exchange == ExchangeIKEAuth && s.state == stateAuth && !s.initiator:
 		ps, after = s.answerAuth(inner)
 	case msg.Exchange == ExchangeCreateChildSA && s.state == stateEstablished:
@@ -347,6 +352,12 @@ func (s *ikeSA) requestFrom(msg *Message, b []byte, inner []Payload, local, remo
 		s.m.drop(dropUnexpected, remote, fmt.Errorf("%v request in state %d", msg.Exchange, s.state))
 		return
 	}
+	s.answer(msg, b, ps, after, local, remote)
+}
+
+// answer sends ps as the response to the request msg (b), kept for its
+// retransmissions, then runs after and the next request of ours.
+func (s *ikeSA) answer(msg *Message, b []byte, ps []Payload, after func(), local, remote netip.AddrPort) {
 	out, err := s.seal(s.header(msg.Exchange, msg.MessageID, true), ps)
 	if err != nil {
 		s.m.log.Warn("IKEv2 answer not sealed", zapPeer(s), zapErr(err))

@@ -281,6 +281,8 @@ func (*authTask) failed(s *ikeSA, err error) { s.m.failIKE(s, ExchangeIKEAuth, e
 // the first child. A failed authentication is answered with
 // AUTHENTICATION_FAILED, and the SA goes.
 func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
+	// Section 2.23: behind a NAT, ESP goes in UDP.
+	s.encap = s.nat.PeerBehind || s.nat.WeBehind || s.peer.ForceEncap
 	if s.eap != nil {
 		return s.continueEAP(inner)
 	}
@@ -292,7 +294,6 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 		s.m.log.Warn("no SPI for an IKEv2 child", zapPeer(s), zapErr(err))
 		return []Payload{&Notify{Kind: NotifyTemporaryFailure}}, func() {}
 	}
-	s.encap = s.nat.PeerBehind || s.nat.WeBehind || s.peer.ForceEncap
 	me := s.authSide(nil)
 	if auth, _ := Find(inner, PayloadAuth).(*Auth); auth != nil && auth.Method != AuthPSK && s.peer.certMethod() != 0 {
 		if me, err = s.ourAuthSide(s.peer.certMethod()); err != nil {

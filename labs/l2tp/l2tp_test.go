@@ -56,6 +56,7 @@ type lab struct {
 	gw       *netns.Gateway
 	dir      string
 	srvOuter string // srv's interface towards the clients
+	cliOuter string // the direct client's interface towards srv
 	// auth is remote_access.auth (default: the PSK).
 	auth string
 	// radius replaces the users file with remote_access.ppp.radius.
@@ -140,7 +141,7 @@ func indent(lines []string) string {
 // direct adds a client namespace on the server's outer link.
 func (x *lab) direct(name string) *netns.NS {
 	c := x.l.MustNS(x.t, name)
-	_, x.srvOuter = x.l.MustLink(x.t, c, "192.0.2.10/24", x.srv, "192.0.2.1/24")
+	x.cliOuter, x.srvOuter = x.l.MustLink(x.t, c, "192.0.2.10/24", x.srv, "192.0.2.1/24")
 	return c
 }
 
@@ -280,7 +281,7 @@ func TestMSCHAPv2(t *testing.T) {
 		t.Fatalf("gatehouse sa:\n%s", sa)
 	}
 	sessions := netns.Flat(x.gw.CLI(t, "sessions"))
-	if !strings.Contains(sessions, "alice "+c.addr+" 192.0.2.10") || !strings.Contains(sessions, "1 of 253 addresses in use") {
+	if !strings.Contains(sessions, "alice l2tp "+c.addr+" 192.0.2.10") || !strings.Contains(sessions, "1 of 253 addresses in use") {
 		t.Fatalf("gatehouse sessions:\n%s", sessions)
 	}
 	x.checkMetrics()
@@ -469,7 +470,7 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("bob's pings during alice's timeout: %v\n%s", err, pinger.Output())
 	}
 	s := netns.Flat(x.gw.CLI(t, "sessions"))
-	if !strings.Contains(s, "1 sessions") || !strings.Contains(s, "bob "+busy.addr) || !strings.Contains(s, "1 of 253") {
+	if !strings.Contains(s, "1 sessions") || !strings.Contains(s, "bob l2tp "+busy.addr) || !strings.Contains(s, "1 of 253") {
 		t.Fatalf("gatehouse sessions after alice's timeout:\n%s", s)
 	}
 }

@@ -186,7 +186,7 @@ func run(local, certFile, keyFile, user, password, psk string, relay *radius.Cli
 				leased = u
 				return netip.MustParseAddr("10.8.0.2"), []netip.Addr{netip.MustParseAddr("10.2.0.53")}, nil
 			},
-			Release: func(netip.Addr) {}}}
+			Release: func(netip.Addr, string) {}}}
 	m, err := ikev2.NewManager(ikev2.Config{Host: h})
 	if err != nil {
 		return err
@@ -195,7 +195,7 @@ func run(local, certFile, keyFile, user, password, psk string, relay *radius.Cli
 		peer.RemoteAccess.EAP = nil
 	}
 	if relay != nil {
-		peer.RemoteAccess.EAP = func() ikev2.EAPSession { return eap.NewRelay(relay.EAP, "", 5*time.Second, rand.Reader) }
+		peer.RemoteAccess.EAP = func(netip.AddrPort) ikev2.EAPSession { return eap.NewRelay(relay.EAP, "", 5*time.Second, rand.Reader) }
 	}
 	if eapTLSCA != "" {
 		pem, err := os.ReadFile(eapTLSCA)
@@ -211,7 +211,7 @@ func run(local, certFile, keyFile, user, password, psk string, relay *radius.Cli
 			return err
 		}
 		cfg := &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool}
-		peer.RemoteAccess.EAP = func() ikev2.EAPSession { return eap.NewTLSServer(cfg, rand.Reader) }
+		peer.RemoteAccess.EAP = func(netip.AddrPort) ikev2.EAPSession { return eap.NewTLSServer(cfg, rand.Reader) }
 	}
 	m.SetPeers([]*ikev2.Peer{peer})
 	read := func(c *net.UDPConn, port uint16) {

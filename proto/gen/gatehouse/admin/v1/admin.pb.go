@@ -37,7 +37,9 @@ type Session struct {
 	IdleSeconds int64  `protobuf:"varint,9,opt,name=idle_seconds,json=idleSeconds,proto3" json:"idle_seconds,omitempty"`
 	// cleartext: L2TP without IPsec (remote_access.allow_cleartext_l2tp);
 	// outer is then the client's L2TP address and port.
-	Cleartext     bool `protobuf:"varint,10,opt,name=cleartext,proto3" json:"cleartext,omitempty"`
+	Cleartext bool `protobuf:"varint,10,opt,name=cleartext,proto3" json:"cleartext,omitempty"`
+	// protocol is how the client connected: l2tp (L2TP/IPsec) or ikev2.
+	Protocol      string `protobuf:"bytes,11,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -140,6 +142,13 @@ func (x *Session) GetCleartext() bool {
 		return x.Cleartext
 	}
 	return false
+}
+
+func (x *Session) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
 }
 
 type SessionsRequest struct {
@@ -1927,7 +1936,7 @@ var File_gatehouse_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"\xa5\x02\n" +
+	"\x1egatehouse/admin/v1/admin.proto\x12\x12gatehouse.admin.v1\"\xc1\x02\n" +
 	"\aSession\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -1942,7 +1951,8 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"packetsOut\x12!\n" +
 	"\fidle_seconds\x18\t \x01(\x03R\vidleSeconds\x12\x1c\n" +
 	"\tcleartext\x18\n" +
-	" \x01(\bR\tcleartext\"\x11\n" +
+	" \x01(\bR\tcleartext\x12\x1a\n" +
+	"\bprotocol\x18\v \x01(\tR\bprotocol\"\x11\n" +
 	"\x0fSessionsRequest\"\xe7\x01\n" +
 	"\x10SessionsResponse\x12#\n" +
 	"\rremote_access\x18\x01 \x01(\bR\fremoteAccess\x127\n" +

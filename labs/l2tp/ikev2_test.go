@@ -1,0 +1,225 @@
+package l2tp
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/await"
+	"github.com/gatehouse/gatehouse/labs/netns"
+)
+
+// roadWarrior is strongSwan's swanctl.conf for an IKEv2 road warrior
+// against the server (192.0.2.1): a virtual address asked for, the
+// server's certificate checked against the lab CA, the user logging in
+// by EAP-MSCHAPv2, a child to the inside network.
+func roadWarrior(ca, user, password string) string {
+	return fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    remote_addrs = 192.0.2.1
+    vips = 0.0.0.0
+    proposals = aes256-sha256-ecp256
+    encap = yes
+    local { auth = eap-mschapv2
+            eap_id = %[2]s }
+    remote { auth = pubkey
+             id = %%any
+             cacerts = %[1]s }
+    children { net { remote_ts = 10.1.0.0/24
+                     esp_proposals = aes256gcm16 } }
+  }
+}
+secrets { eap-u { id = %[2]s
+                  secret = %[3]q } }
+`, ca, user, password)
+}
+
+// TestIKEv2RoadWarriorBesideL2TP: gatehoused answers IKEv2 road warriors
+// (remote_access.ikev2) from the pool and users file L2TP/IPsec uses.
+// Behind one NAT, strongSwan logs in as alice by EAP-MSCHAPv2, checking
+// the server's RSA certificate, while `gatehouse connect l2tp` dials in
+// as bob: each gets its own address, both ping a host inside, and
+// `gatehouse sessions` lists both with their protocols. `gatehouse
+// disconnect alice` ends the IKEv2 client's IKE SA (strongSwan says so)
+// and gives its address back; bob stays connected.
+func TestIKEv2RoadWarriorBesideL2TP(t *testing.T) {
+	x := newLab(t)
+	cs := x.behindNAT(2)
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("vpn", "rsa", "--ip", "192.0.2.1")
+	x.auth = "[" + pki.AuthEntry("vpn") + ", {psk_file: " + x.dir + "/l2tp.psk}]"
+	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+
+	sw := netns.StrongSwanForTest(t, cs[0], nil, roadWarrior(pki.Path("ca.pem"), "alice", "correct horse"))
+	alice := initiate(t, sw)
+	for _, want := range []string{"EAP method EAP_MSCHAPV2 succeeded, MSK established", "authentication of 'O=Gatehouse, CN=vpn' with EAP successful"} {
+		if !strings.Contains(sw.Log(), want) {
+			t.Errorf("strongSwan's log lacks %q", want)
+		}
+	}
+	bob := x.dial(cs[1], "bob", "battery staple")
+	if bob.addr == alice {
+		t.Fatalf("alice (IKEv2) and bob (L2TP) both hold %s", alice)
+	}
+	ping(t, cs[0], "10.1.0.10")
+	ping(t, cs[1], "10.1.0.10")
+	sessions := netns.Flat(x.gw.CLI(t, "sessions"))
+	for _, want := range []string{"alice ikev2 " + alice + " 192.0.2.2:", "bob l2tp " + bob.addr + " 192.0.2.2:", "2 of 253 addresses in use"} {
+		if !strings.Contains(sessions, want) {
+			t.Fatalf("gatehouse sessions lacks %q:\n%s", want, x.gw.CLI(t, "sessions"))
+		}
+	}
+	if sa := x.gw.CLI(t, "sa"); !strings.Contains(sa, "remote-access-ikev2") {
+		t.Errorf("gatehouse sa does not show the road warrior's SAs:\n%s", sa)
+	}
+
+	if out := x.gw.CLI(t, "disconnect", "alice"); !strings.Contains(out, "disconnected alice ("+alice) {
+		t.Fatalf("gatehouse disconnect alice: %s", out)
+	}
+	if !sw.WaitLog(10*time.Second, "deleting IKE_SA rw") && !sw.WaitLog(time.Second, "received DELETE for IKE_SA rw") {
+		t.Errorf("strongSwan was not told its IKE SA ended:\n%s", netns.Tail(sw.Log(), 3000))
+	}
+	if !x.waitLog("user-disconnected", `"protocol": "ikev2"`, "disconnected by the operator") {
+		t.Errorf("no audit record of alice's end:\n%s", x.gw.Proc.Output())
+	}
+	await.State(t, 10*time.Second, "alice's address back, bob still connected", func() (bool, string) {
+		s := netns.Flat(x.gw.CLI(t, "sessions"))
+		return strings.Contains(s, "1 of 253 addresses in use") && strings.Contains(s, "bob l2tp") && !strings.Contains(s, "alice"), s
+	})
+	ping(t, cs[1], "10.1.0.10")
+	bob.hangUp(t)
+}
+
+// initiate brings strongSwan's road warrior up and returns the virtual
+// address it installed.
+func initiate(t *testing.T, sw *netns.StrongSwan) string {
+	t.Helper()
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`installing new virtual IP (10\.8\.0\.\d+)`).FindStringSubmatch(sw.Log())
+	if m == nil {
+		t.Fatalf("strongSwan got no virtual address:\n%s", netns.Tail(sw.Log(), 4000))
+	}
+	return m[1]
+}
+
+// TestIKEv2RADIUS: users kept in FreeRADIUS log in over IKEv2 by
+// EAP-MSCHAPv2: gatehoused checks the MS-CHAPv2 response with RADIUS and
+// keys the MSK with the MS-MPPE keys of the Access-Accept. erin gets her
+// Framed-IP-Address, pings, and her session's accounting Start and Stop
+// reach FreeRADIUS; henry's Session-Timeout of 4 s ends his IKE SA.
+func TestIKEv2RADIUS(t *testing.T) {
+	x := newLab(t)
+	fr := x.withRADIUS()
+	cli := x.direct("cli")
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
+	x.auth = "[" + pki.AuthEntry("vpn") + "]"
+	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+
+	sw := netns.StrongSwanForTest(t, cli, nil, roadWarrior(pki.Path("ca.pem"), "erin", "erin-pass"))
+	if addr := initiate(t, sw); addr != "10.8.0.77" {
+		t.Fatalf("erin got %s, want her Framed-IP-Address 10.8.0.77", addr)
+	}
+	ping(t, cli, "10.1.0.10")
+	if out, err := sw.Swanctl(20*time.Second, "--terminate", "--ike", "rw"); err != nil {
+		t.Fatalf("swanctl --terminate: %v\n%s", err, out)
+	}
+	if !fr.WaitDetail(15*time.Second, "Acct-Status-Type = Stop") {
+		t.Fatalf("no Stop record:\n%s", fr.Detail())
+	}
+	d := fr.Detail()
+	for _, want := range []string{"Acct-Status-Type = Start", `User-Name = "erin"`, "Framed-IP-Address = 10.8.0.77", "Acct-Terminate-Cause = User-Request"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("the detail file lacks %q:\n%s", want, d)
+		}
+	}
+	sw.Stop(false)
+
+	sw = netns.StrongSwanForTest(t, cli, nil, roadWarrior(pki.Path("ca.pem"), "henry", "henry-pass"))
+	initiate(t, sw)
+	if !x.waitLog("user-disconnected", "henry", "Session-Timeout 4s from RADIUS") {
+		t.Fatalf("henry's session did not end at its Session-Timeout:\n%s", x.gw.Proc.Output())
+	}
+	if !sw.WaitLog(10*time.Second, "received DELETE for IKE_SA rw") {
+		t.Errorf("strongSwan was not told:\n%s", netns.Tail(sw.Log(), 3000))
+	}
+}
+
+// TestIKEv2PSKRoadWarrior: remote_access.ikev2 with eap: none takes
+// clients that prove themselves by the preshared key, as Android's
+// "IKEv2/IPSec PSK" does; the session is named by the client's identity.
+func TestIKEv2PSKRoadWarrior(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	x.serve("mschapv2", "ikev2: {eap: none, inside: [10.1.0.0/24]}")
+	sw := netns.StrongSwanForTest(t, cli, nil, fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    remote_addrs = 192.0.2.1
+    vips = 0.0.0.0
+    proposals = aes256-sha256-modp2048
+    encap = yes
+    local { auth = psk
+            id = phone.example.net }
+    remote { auth = psk
+             id = %%any }
+    children { net { remote_ts = 10.1.0.0/24
+                     esp_proposals = aes256-sha256 } }
+  }
+}
+secrets { ike-rw { secret = %q } }
+`, psk))
+	addr := initiate(t, sw)
+	ping(t, cli, "10.1.0.10")
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "fqdn:phone.example.net ikev2 "+addr+" 192.0.2.10:4500") {
+		t.Fatalf("gatehouse sessions:\n%s", x.gw.CLI(t, "sessions"))
+	}
+}
+
+// TestIKEv2MOBIKE: a road warrior whose address changes mid-ping (Wi-Fi
+// to mobile data: 192.0.2.10 taken away, 192.0.2.11 given) tells the
+// server with UPDATE_SA_ADDRESSES (RFC 4555); gatehoused moves its IKE SA
+// and its ESP SAs there, keys and counters kept, and the pings go on
+// through the same child.
+func TestIKEv2MOBIKE(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
+	x.auth = "[" + pki.AuthEntry("vpn") + "]"
+	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+	sw := netns.StrongSwanForTest(t, cli, nil, roadWarrior(pki.Path("ca.pem"), "alice", "correct horse"))
+	initiate(t, sw)
+	ping(t, cli, "10.1.0.10")
+	spis := regexp.MustCompile(`in 0x[0-9a-f]+ out 0x[0-9a-f]+`).FindString(x.gw.Proc.Output())
+	pinger, err := cli.Start("ping", "-c", "40", "-i", "0.25", "-W", "1", "10.1.0.10")
+	must(t, err)
+	time.Sleep(2 * time.Second)
+	// The new address outlives the old one's removal only if secondaries
+	// are promoted.
+	if out, err := cli.Output(5*time.Second, "sysctl", "-q", "-w", "net.ipv4.conf."+x.cliOuter+".promote_secondaries=1"); err != nil {
+		t.Fatalf("sysctl: %v %s", err, out)
+	}
+	must(t, cli.IP("addr", "add", "192.0.2.11/24", "dev", x.cliOuter))
+	must(t, cli.IP("addr", "del", "192.0.2.10/24", "dev", x.cliOuter))
+	if !x.waitLog("alice moved from 192.0.2.10:4500 to 192.0.2.11:4500 (MOBIKE)") {
+		t.Fatalf("the server did not follow the client:\n%s", netns.Tail(sw.Log(), 4000))
+	}
+	<-pinger.Done()
+	m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(pinger.Output())
+	if m == nil || atoi(m[1]) < 30 {
+		t.Fatalf("pings across the move:\n%s", pinger.Output())
+	}
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "192.0.2.11:4500") {
+		t.Fatalf("gatehouse sessions does not show the new address:\n%s", s)
+	}
+	if strings.Count(x.gw.Proc.Output(), "IPsec SA with remote-access-ikev2 up") != 1 || !strings.Contains(x.gw.Proc.Output(), spis) {
+		t.Errorf("the child was renegotiated, not moved:\n%s", x.gw.Proc.Output())
+	}
+	t.Logf("pings across the move: %s received of 40", m[1])
+}
