@@ -241,9 +241,14 @@ tunnels:
 remote_access:
   auth: [{psk_file: DIR/good.psk}]
   pool: 10.8.0.0/24
+  ikev2: {eap: none}
 `)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if x := c.RemoteAccess.IKEv2; x == nil || strings.Join(x.Proposals, ", ") != strings.Join(DefaultRemoteAccessIKEv2Proposals, ", ") ||
+		strings.Join(x.ESP.Proposals, ", ") != strings.Join(DefaultRemoteAccessIKEv2ESPProposals, ", ") || x.ESP.Lifetime.Duration != DefaultESPLifetime {
+		t.Errorf("remote_access.ikev2 with its defaults: %+v", x)
 	}
 	if v := c.IKEFor(&c.Tunnels[0]).Version; v != 2 {
 		t.Errorf("the first tunnel speaks IKEv%d, want the global 2", v)
@@ -297,7 +302,8 @@ func TestDefaultsDocumented(t *testing.T) {
 	for _, v := range []string{DefaultAdminSocket, DefaultMetricsListen, DefaultLogLevel, DefaultLogFormat, DefaultExemptions,
 		DefaultIKELifetime.String(), DefaultDPDInterval.String(), DefaultDPDTimeout.String(), DefaultESPLifetime.String(),
 		DefaultStart, DefaultPFS, "1400", DefaultRadiusTimeout.String(), fmt.Sprint(DefaultFragmentSize), DefaultPluginDir, DefaultHealthInterval.String(), fmt.Sprint(DefaultTUNSegmentation),
-		strings.Join(DefaultIKEProposals, ", "), strings.Join(DefaultESPProposals, ", "), strings.Join(DefaultRemoteAccessESPProposals, ", "), strings.Join(DefaultRemoteAccessIKEProposals, ", ")} {
+		strings.Join(DefaultIKEProposals, ", "), strings.Join(DefaultESPProposals, ", "), strings.Join(DefaultRemoteAccessESPProposals, ", "), strings.Join(DefaultRemoteAccessIKEProposals, ", "),
+		strings.Join(DefaultRemoteAccessIKEv2Proposals, ", "), strings.Join(DefaultRemoteAccessIKEv2ESPProposals, ", ")} {
 		if !strings.Contains(string(doc), "`"+v+"`") {
 			t.Errorf("docs/configuration.md does not show the default `%s`", v)
 		}

@@ -56,14 +56,18 @@ var DefaultRemoteAccessESPProposals = []string{"aes256-sha1", "aes128-sha1"}
 // what Windows 10/11 offer, in their order (ike/clients).
 var DefaultRemoteAccessIKEProposals = []string{"aes256-sha256-modp2048", "aes256-sha1-ecp384", "aes128-sha1-ecp256", "aes256-sha1-modp2048"}
 
-// DefaultRemoteAccessIKEv2Proposals are offered to IKEv2 road warriors:
-// what macOS, iOS and Android's strongSwan-based client take first, then
-// the best Windows 10/11 offer by default after AES-CBC with MODP1024
-// (which needs legacy_algorithms, docs/ikev2-remote-access.md).
-var DefaultRemoteAccessIKEv2Proposals = []string{"aes256-sha256-ecp256", "aes256gcm16-prfsha256-ecp256", "aes256-sha256-modp2048", "aes256-sha1-modp2048", "aes128-sha256-ecp256"}
+// DefaultRemoteAccessIKEv2Proposals are what IKEv2 road warriors are
+// answered with: MODP2048 with SHA2 (macOS and iOS by default, Android
+// 12+, Windows with NegotiateDH2048_AES256), AES-GCM with Curve25519
+// (Android) or NIST P-256 (strongSwan, iOS), SHA-1 with MODP2048 (older
+// Windows set to MODP2048). Windows's default MODP1024 needs
+// legacy_algorithms (docs/ikev2-remote-access.md).
+var DefaultRemoteAccessIKEv2Proposals = []string{"aes256-sha256-modp2048", "aes256gcm16-prfsha256-curve25519", "aes256gcm16-prfsha256-ecp256",
+	"aes256-sha256-ecp256", "aes128-sha256-modp2048", "aes256-sha1-modp2048"}
 
 // DefaultRemoteAccessIKEv2ESPProposals: AES-GCM for the clients that
-// offer it (Apple, Android), AES-CBC with SHA-1 or SHA-2 for Windows.
+// offer it (Android, Apple, Windows 11), AES-CBC with SHA2 (Apple's
+// default) or SHA-1 (Windows's default; Android refuses SHA-1 for ESP).
 var DefaultRemoteAccessIKEv2ESPProposals = []string{"aes256gcm16", "aes128gcm16", "aes256-sha256", "aes256-sha1", "aes128-sha1"}
 
 // DefaultPPPAuth is what the L2TP server asks users for.
