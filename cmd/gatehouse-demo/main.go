@@ -1,7 +1,7 @@
 // Command gatehouse-demo is what `make demo` runs: it builds a small network
 // of namespaces, starts gatehoused as a gateway and a site-to-site peer on
-// embedded configurations, brings up a site-to-site tunnel and two
-// remote-access clients, sends traffic through both kinds of tunnel, shows
+// embedded configurations, brings up a site-to-site tunnel, two L2TP/IPsec
+// clients and an IKEv2 road warrior, sends traffic through them, shows
 // what the server reports, exercises plugin supervision and reload, and
 // tears it all down. It needs root.
 package main
@@ -37,11 +37,12 @@ func main() {
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, `Usage: gatehouse-demo [--bin DIR] [-v]
 
-Builds network namespaces for a gateway, a site-to-site peer, two
+Builds network namespaces for a gateway, a site-to-site peer, three
 remote-access clients and a host behind each gateway; runs gatehoused on
-both gateways; brings up the IKEv2 tunnel between the sites on traffic and
-connects the clients over L2TP/IPsec (one offering what Windows offers, one
-what macOS offers); sends ping and iperf3 through both kinds of tunnel;
+both gateways; brings up the IKEv2 tunnel between the sites on traffic;
+connects two clients over L2TP/IPsec (one offering what Windows offers, one
+what macOS offers) and a phone over IKEv2 (strongSwan as the road warrior,
+logging in by EAP-MSCHAPv2); sends ping and iperf3 through the tunnels;
 prints gatehouse status, sa and sessions and the metrics; kills a plugin to
 show supervision; reloads; and cleans up. Run as root (make demo does).
 Exit status 0 when every step worked.
@@ -74,8 +75,11 @@ type demo struct {
 	lab                *netns.Lab
 	gw, peer, wan      *netns.NS
 	laptop, macbook    *netns.NS
+	phone              *netns.NS
 	neta, netb         *netns.NS
-	steps              []step
+	// swan is strongSwan on the phone, the IKEv2 road warrior.
+	swan  *netns.StrongSwan
+	steps []step
 	// stops end the daemons and clients, last started first.
 	stops   []func()
 	clients []*client
@@ -136,11 +140,12 @@ func run(bin string, verbose bool) error {
 		{"3. Host firewall: gatehouse firewall --tunnel-only, checked and loaded on the gateway", d.firewall},
 		{"4. Site-to-site: traffic from NetA to NetB brings up the IKEv2 tunnel", d.siteToSite},
 		{"5. Remote access: two clients connect over L2TP/IPsec", d.remoteAccess},
-		{"6. What the gateway reports: gatehouse status, sa, sessions", d.reports},
-		{"7. Metrics: curl http://127.0.0.1:9273/metrics (a few series)", d.metrics},
-		{"8. Plugin supervision: kill auth-psk, watch gatehoused restart it", d.supervision},
-		{"9. Reload: unchanged configuration, then a bad one that is refused", d.reload},
-		{"10. The clients hang up", d.hangUp},
+		{"6. Remote access over IKEv2: a phone (strongSwan) logs in by EAP-MSCHAPv2", d.roadWarrior},
+		{"7. What the gateway reports: gatehouse status, sa, sessions", d.reports},
+		{"8. Metrics: curl http://127.0.0.1:9273/metrics (a few series)", d.metrics},
+		{"9. Plugin supervision: kill auth-psk, watch gatehoused restart it", d.supervision},
+		{"10. Reload: unchanged configuration, then a bad one that is refused", d.reload},
+		{"11. The clients hang up", d.hangUp},
 	} {
 		banner(s.title)
 		if err := s.do(); err != nil {
@@ -160,19 +165,19 @@ func (d *demo) network() error {
 	for _, n := range []struct {
 		ns   **netns.NS
 		name string
-	}{{&d.wan, "wan"}, {&d.gw, "gw"}, {&d.peer, "peer"}, {&d.laptop, "laptop"}, {&d.macbook, "macbook"}, {&d.neta, "neta"}, {&d.netb, "netb"}} {
+	}{{&d.wan, "wan"}, {&d.gw, "gw"}, {&d.peer, "peer"}, {&d.laptop, "laptop"}, {&d.macbook, "macbook"}, {&d.phone, "phone"}, {&d.neta, "neta"}, {&d.netb, "netb"}} {
 		var err error
 		if *n.ns, err = d.lab.NS(n.name); err != nil {
 			return err
 		}
 	}
 	wan, peer := d.wan, d.peer
-	// The clients sit on the two halves of 192.0.2.0/24.
+	// The clients sit on parts of 192.0.2.0/24.
 	links := []struct {
 		ns         *netns.NS
 		addr, wanA string
 	}{{d.gw, "203.0.113.1/24", "203.0.113.254/24"}, {peer, "198.51.100.2/24", "198.51.100.254/24"},
-		{d.laptop, "192.0.2.10/25", "192.0.2.126/25"}, {d.macbook, "192.0.2.130/25", "192.0.2.254/25"}}
+		{d.laptop, "192.0.2.10/26", "192.0.2.62/26"}, {d.phone, "192.0.2.70/26", "192.0.2.126/26"}, {d.macbook, "192.0.2.130/25", "192.0.2.254/25"}}
 	for _, l := range links {
 		if _, _, err := d.lab.Link(l.ns, l.addr, wan, l.wanA); err != nil {
 			return err
@@ -204,7 +209,7 @@ func (d *demo) network() error {
 			return err
 		}
 	}
-	fmt.Println("  gateway 203.0.113.1, peer 198.51.100.2, clients 192.0.2.10 (laptop) and 192.0.2.130 (macbook),")
+	fmt.Println("  gateway 203.0.113.1, peer 198.51.100.2, clients 192.0.2.10 (laptop), 192.0.2.70 (phone) and 192.0.2.130 (macbook),")
 	fmt.Println("  routed by namespace wan; host 10.1.0.10 behind the gateway, host 10.2.0.10 behind the peer")
 	return nil
 }
@@ -215,11 +220,19 @@ func (d *demo) startDaemons() error {
 	dir := d.dir
 	plugins := filepath.Join(d.bin, "plugins")
 	cfgPath := filepath.Join(dir, "gatehouse.yaml")
-	cfg := strings.NewReplacer("ADMIN_SOCKET", d.socket, "PLUGIN_DIR", plugins, "AUDIT_FILE", filepath.Join(dir, "audit.jsonl")).Replace(demoConfig)
+	// The server's certificate, for IKEv2 clients: a CA of the demo's own.
+	for _, args := range [][]string{{"ca", "--name", "Gatehouse demo CA", "--out", dir},
+		{"issue", "--ca", filepath.Join(dir, "ca.pem"), "--ca-key", filepath.Join(dir, "ca.key"), "--name", "vpn.demo.example",
+			"--dns", "vpn.demo.example", "--ip", "203.0.113.1", "--dns", "203.0.113.1", "--out", filepath.Join(dir, "vpn")}} {
+		if out, err := exec.Command(filepath.Join(d.bin, "gatehouse"), append([]string{"pki"}, args...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("gatehouse pki %s: %v\n%s", args[0], err, out)
+		}
+	}
+	cfg := strings.NewReplacer("ADMIN_SOCKET", d.socket, "PLUGIN_DIR", plugins, "AUDIT_FILE", filepath.Join(dir, "audit.jsonl"), "DEMO_DIR", dir).Replace(demoConfig)
 	peerDir := filepath.Join(dir, "peer")
 	peerSocket := filepath.Join(peerDir, "admin.sock")
 	files := map[string]string{"gatehouse.yaml": cfg, "netb.psk": "demo-site-to-site-" + randomHex(8), "l2tp.psk": "demo-road-warrior-" + randomHex(8),
-		"users.yaml":     "users:\n  alice: {password: \"alice-demo-password\"}\n  bob: {password: \"bob-demo-password\"}\n",
+		"users.yaml":     "users:\n  alice: {password: \"alice-demo-password\"}\n  bob: {password: \"bob-demo-password\"}\n  carol: {password: \"carol-demo-password\"}\n",
 		"alice.password": "alice-demo-password", "bob.password": "bob-demo-password"}
 	if err := os.MkdirAll(peerDir, 0o700); err != nil {
 		return err
@@ -340,6 +353,63 @@ func (d *demo) remoteAccess() error {
 	return err
 }
 
+// roadWarrior connects the phone over IKEv2 as Android 12+ or any
+// strongSwan road warrior does: EAP-MSCHAPv2, the server's certificate
+// checked against the demo CA, a virtual address from the pool.
+func (d *demo) roadWarrior() error {
+	conf := fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    remote_addrs = 203.0.113.1
+    vips = 0.0.0.0
+    proposals = aes256-sha256-modp2048
+    encap = yes
+    local { auth = eap-mschapv2
+            eap_id = carol }
+    remote { auth = pubkey
+             id = vpn.demo.example
+             cacerts = %s }
+    children { net { remote_ts = 10.1.0.0/24
+                     esp_proposals = aes256gcm16 } }
+  }
+}
+secrets { eap-carol { id = carol
+                      secret = "carol-demo-password" } }
+`, filepath.Join(d.dir, "ca.pem"))
+	var err error
+	d.swan, err = netns.StartStrongSwan(d.phone, filepath.Join(d.dir, "phone"), conf)
+	if d.swan != nil {
+		sw := d.swan
+		d.stops = append(d.stops, func() { sw.Stop(false) })
+	}
+	if err == nil {
+		var out string
+		if out, err = d.swan.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+			err = fmt.Errorf("%v\n%s", err, out)
+		}
+	}
+	addr := ""
+	if m := virtualIP.FindStringSubmatch(swanLog(d.swan)); m != nil {
+		addr = "address " + m[1]
+	} else if err == nil {
+		err = errors.New("strongSwan installed no virtual address")
+	}
+	if err := d.record("carol connects from phone over IKEv2 (EAP-MSCHAPv2)", err, addr); err != nil {
+		return err
+	}
+	out, err := d.phone.Output(20*time.Second, "ping", "-c", "3", "-i", "0.3", "-W", "2", "10.1.0.10")
+	return d.record("ping carol -> 10.1.0.10 through IKEv2", err, firstLine(out, "packet loss"))
+}
+
+var virtualIP = regexp.MustCompile(`installing new virtual IP (10\.8\.0\.\d+)`)
+
+func swanLog(s *netns.StrongSwan) string {
+	if s == nil {
+		return ""
+	}
+	return s.Log()
+}
+
 // reports prints what the admin CLI says.
 func (d *demo) reports() error {
 	for _, args := range [][]string{{"status"}, {"sa"}, {"sessions"}} {
@@ -377,9 +447,9 @@ func (d *demo) metrics() error {
 	}
 	fmt.Print(indent(strings.Join(shown, "\n")))
 	established := regexp.MustCompile(`(?m)^gatehouse_ike_sas\{state="established",version="2"\} ([1-9]\d*)$`).FindStringSubmatch(out)
-	sessions := regexp.MustCompile(`(?m)^gatehouse_sessions 2$`).MatchString(out)
+	sessions := regexp.MustCompile(`(?m)^gatehouse_sessions 3$`).MatchString(out)
 	if err == nil && (established == nil || !sessions) {
-		err = errors.New("no established IKE SAs or not 2 sessions in the metrics")
+		err = errors.New("no established IKE SAs or not 3 sessions (two L2TP, one IKEv2) in the metrics")
 	}
 	return d.record("metrics show SAs, sessions and bytes", err, fmt.Sprintf("%d series shown", len(shown)))
 }
@@ -444,7 +514,21 @@ func (d *demo) hangUp() error {
 			return err
 		}
 	}
-	out, err := d.cli("sessions")
+	if d.swan != nil {
+		_, err := d.swan.Swanctl(20*time.Second, "--terminate", "--ike", "rw")
+		if err := d.record("carol hung up (IKEv2)", err, ""); err != nil {
+			return err
+		}
+	}
+	var out string
+	var err error
+	// The gateway hears the IKEv2 delete a moment after swanctl returns.
+	for range 50 {
+		if out, err = d.cli("sessions"); err != nil || strings.Contains(out, "0 sessions") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	fmt.Print(indent(out))
 	return d.record("no sessions left", boolErr(err == nil && strings.Contains(out, "0 sessions"), "sessions remain"), firstLine(out, "addresses in use"))
 }

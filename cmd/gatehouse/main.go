@@ -285,7 +285,14 @@ func printStatus(w io.Writer, r *pb.StatusResponse) {
 	fmt.Fprintf(tw, "Listening on\t%s\n", strings.Join(r.Listen, ", "))
 	fmt.Fprintf(tw, "Policy\t%d rules, %d filters, exemptions %s\n", r.Rules, r.Filters, r.Exemptions)
 	fmt.Fprintf(tw, "Site-to-site tunnels\t%d\n", r.Tunnels)
-	fmt.Fprintf(tw, "Remote access\t%s\n", map[bool]string{true: "enabled (L2TP/IPsec)", false: "off"}[r.RemoteAccess])
+	ra := "off"
+	switch {
+	case r.RemoteAccessIkev2:
+		ra = "enabled (L2TP/IPsec and IKEv2)"
+	case r.RemoteAccess:
+		ra = "enabled (L2TP/IPsec)"
+	}
+	fmt.Fprintf(tw, "Remote access\t%s\n", ra)
 	fmt.Fprintf(tw, "Plugins\t%d of %d running\n", r.PluginsRunning, r.PluginsTotal)
 	fmt.Fprintf(tw, "Memory\t%.1f MiB resident, %.1f MiB live heap, %d goroutines\n", float64(r.RssBytes)/(1<<20), float64(r.HeapLiveBytes)/(1<<20), r.Goroutines)
 	tw.Flush()

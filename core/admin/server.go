@@ -99,7 +99,8 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 	out := &pb.StatusResponse{
 		Version: daemon.Version, StartedUnix: s.d.Started().Unix(), ConfigFile: l.Config.File, ConfigLoadedUnix: l.At.Unix(),
 		Reloads: uint32(reloads), Rules: uint32(len(l.Policy.Rules)), Filters: uint32(len(l.Policy.Entries)),
-		Tunnels: uint32(len(l.Config.Tunnels)), RemoteAccess: l.Config.RemoteAccess != nil, Exemptions: l.Policy.ExemptName,
+		Tunnels: uint32(len(l.Config.Tunnels)), RemoteAccess: l.Config.RemoteAccess != nil,
+		RemoteAccessIkev2: l.Config.RemoteAccess != nil && l.Config.RemoteAccess.IKEv2 != nil, Exemptions: l.Policy.ExemptName,
 		LastReloadError: lastErr, Goroutines: uint32(runtime.NumGoroutine()), RssBytes: rss(),
 	}
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}

@@ -125,6 +125,7 @@ func (s *ikeSA) startEAP(inner []Payload) ([]Payload, func()) {
 	if err != nil {
 		return s.refuseAuth(err)
 	}
+	nameAs(&me, inner)
 	prf := s.suite.PRF.PRF()
 	idr := &ID{T: PayloadIDr, IDType: me.ID.IDType, Data: me.ID.Data}
 	auth, err := s.init.ourAuth(me, me.PSK, signedOctets(prf, s.msg2, s.init.ni, s.keys.Pr, idr))

@@ -1084,3 +1084,37 @@ func TestCPReply(t *testing.T) {
 		t.Errorf("asked for everything: %+v", got.Attrs)
 	}
 }
+
+// A server that signs answers with the name the client asked for as IDr
+// when its certificate names it (macOS, iOS and strongSwan check that),
+// else with its subject; with a preshared key the IDr asked for changes
+// nothing.
+func TestNameAs(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testPKI(t, key)[0]
+	dn := &ID{IDType: ike.IDDERASN1DN, Data: c.leaf.RawSubject}
+	for _, tc := range []struct {
+		name  string
+		certs [][]byte
+		asked *ID
+		want  string
+	}{
+		{"its DNS name", [][]byte{c.leaf.Raw}, &ID{T: PayloadIDr, IDType: ike.IDFQDN, Data: []byte("gw-0.example.net")}, "fqdn:gw-0.example.net"},
+		{"a name it lacks", [][]byte{c.leaf.Raw}, &ID{T: PayloadIDr, IDType: ike.IDFQDN, Data: []byte("vpn.example.org")}, ike.FormatID(dn.IDType, dn.Data)},
+		{"nothing asked", [][]byte{c.leaf.Raw}, nil, ike.FormatID(dn.IDType, dn.Data)},
+		{"a preshared key", nil, &ID{T: PayloadIDr, IDType: ike.IDFQDN, Data: []byte("gw-0.example.net")}, ike.FormatID(dn.IDType, dn.Data)},
+	} {
+		me := AuthSide{ID: dn, Certs: tc.certs}
+		var req []Payload
+		if tc.asked != nil {
+			req = []Payload{tc.asked}
+		}
+		nameAs(&me, req)
+		if got := ike.FormatID(me.ID.IDType, me.ID.Data); got != tc.want {
+			t.Errorf("%s: IDr %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

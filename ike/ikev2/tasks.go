@@ -2,6 +2,7 @@ package ikev2
 
 import (
 	"bytes"
+	stdx509 "crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gatehouse/gatehouse/auth/x509"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/alg"
@@ -182,6 +184,22 @@ func (s *ikeSA) ourAuthSide(method uint16) (AuthSide, error) {
 	return me, nil
 }
 
+// nameAs answers, when we sign, with the identity the initiator asked
+// for in its IDr if our certificate names it (section 3.5; RFC 4945
+// section 3.1): macOS, iOS and strongSwan send the server's name as
+// IDr and check that the IDr of the answer is that name, not our
+// subject's DN.
+func nameAs(me *AuthSide, req []Payload) {
+	want, _ := Find(req, PayloadIDr).(*ID)
+	if want == nil || len(me.Certs) == 0 {
+		return
+	}
+	leaf, err := stdx509.ParseCertificate(me.Certs[0])
+	if err == nil && x509.MatchID(leaf, want.IDType, want.Data) == nil {
+		me.ID = &ID{IDType: want.IDType, Data: want.Data}
+	}
+}
+
 // DigestSigner is what a host offers to sign IKEv2's AUTH: a digest,
 // signed with the key of the tunnel's method by a scheme its auth plugin
 // knows ("rsa-pkcs1-sha1" to "-sha512": PKCS #1 v1.5 with the DigestInfo;
@@ -299,6 +317,7 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 		if me, err = s.ourAuthSide(s.peer.certMethod()); err != nil {
 			return []Payload{&Notify{Kind: NotifyAuthenticationFailed}}, func() { s.m.failIKE(s, ExchangeIKEAuth, err) }
 		}
+		nameAs(&me, inner)
 	}
 	ra := s.peer.RemoteAccess
 	if ra != nil {

@@ -1074,9 +1074,11 @@ type StatusResponse struct {
 	RssBytes      uint64 `protobuf:"varint,16,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
 	Goroutines    uint32 `protobuf:"varint,17,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
 	// Garbage collections so far: heap_live_bytes is as of the last one.
-	GcCycles      uint64 `protobuf:"varint,18,opt,name=gc_cycles,json=gcCycles,proto3" json:"gc_cycles,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	GcCycles uint64 `protobuf:"varint,18,opt,name=gc_cycles,json=gcCycles,proto3" json:"gc_cycles,omitempty"`
+	// remote_access_ikev2: remote access answers IKEv2 clients too.
+	RemoteAccessIkev2 bool `protobuf:"varint,19,opt,name=remote_access_ikev2,json=remoteAccessIkev2,proto3" json:"remote_access_ikev2,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1233,6 +1235,13 @@ func (x *StatusResponse) GetGcCycles() uint64 {
 		return x.GcCycles
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetRemoteAccessIkev2() bool {
+	if x != nil {
+		return x.RemoteAccessIkev2
+	}
+	return false
 }
 
 type PolicyShowRequest struct {
@@ -2040,7 +2049,7 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"DropsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x0f\n" +
-	"\rStatusRequest\"\xd9\x04\n" +
+	"\rStatusRequest\"\x89\x05\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12!\n" +
 	"\fstarted_unix\x18\x02 \x01(\x03R\vstartedUnix\x12\x1f\n" +
@@ -2065,7 +2074,8 @@ const file_gatehouse_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"goroutines\x18\x11 \x01(\rR\n" +
 	"goroutines\x12\x1b\n" +
-	"\tgc_cycles\x18\x12 \x01(\x04R\bgcCycles\"\x13\n" +
+	"\tgc_cycles\x18\x12 \x01(\x04R\bgcCycles\x12.\n" +
+	"\x13remote_access_ikev2\x18\x13 \x01(\bR\x11remoteAccessIkev2\"\x13\n" +
 	"\x11PolicyShowRequest\"\x1f\n" +
 	"\tPortRange\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\"\xbb\x01\n" +
