@@ -39,58 +39,90 @@ secrets { eap-u { id = %[2]s
 
 // TestIKEv2RoadWarriorBesideL2TP: gatehoused answers IKEv2 road warriors
 // (remote_access.ikev2) from the pool and users file L2TP/IPsec uses.
-// Behind one NAT, strongSwan logs in as alice by EAP-MSCHAPv2, checking
-// the server's RSA certificate, while `gatehouse connect l2tp` dials in
-// as bob: each gets its own address, both ping a host inside, and
-// `gatehouse sessions` lists both with their protocols. `gatehouse
-// disconnect alice` ends the IKEv2 client's IKE SA (strongSwan says so)
-// and gives its address back; bob stays connected.
+// Behind one NAT, four strongSwan road warriors log in by EAP-MSCHAPv2,
+// checking the server's RSA certificate, while two `gatehouse connect
+// l2tp` clients dial in: all six get distinct addresses and ping a host
+// inside, one road warrior runs iperf3 to it, and `gatehouse sessions`
+// lists all six with their protocols. `gatehouse disconnect alice` ends
+// one road warrior's IKE SA (strongSwan is told) and gives its address
+// back; the others stay connected.
 func TestIKEv2RoadWarriorBesideL2TP(t *testing.T) {
 	x := newLab(t)
-	cs := x.behindNAT(2)
+	cs := x.behindNAT(6)
 	pki := netns.NewPKI(t, bin)
 	pki.Issue("vpn", "rsa", "--ip", "192.0.2.1")
 	x.auth = "[" + pki.AuthEntry("vpn") + ", {psk_file: " + x.dir + "/l2tp.psk}]"
 	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
 
-	sw := netns.StrongSwanForTest(t, cs[0], nil, roadWarrior(pki.Path("ca.pem"), "alice", "correct horse"))
-	alice := initiate(t, sw)
+	// alice logs in twice, from c1 and c2 (a laptop and a phone).
+	rws := []struct{ user, password string }{{"alice", "correct horse"}, {"alice", "correct horse"}, {"carol", "c4rol!"}, {"dave", "d4ve!"}}
+	swans := make([]*netns.StrongSwan, len(rws))
+	addrs := map[string]string{}
+	for i, rw := range rws {
+		swans[i] = netns.StrongSwanForTest(t, cs[i], nil, roadWarrior(pki.Path("ca.pem"), rw.user, rw.password))
+		a := initiate(t, swans[i])
+		if who, taken := addrs[a]; taken {
+			t.Fatalf("%s and %s both hold %s", who, cs[i].Name, a)
+		}
+		addrs[a] = cs[i].Name
+	}
 	for _, want := range []string{"EAP method EAP_MSCHAPV2 succeeded, MSK established", "authentication of 'O=Gatehouse, CN=vpn' with EAP successful"} {
-		if !strings.Contains(sw.Log(), want) {
+		if !strings.Contains(swans[0].Log(), want) {
 			t.Errorf("strongSwan's log lacks %q", want)
 		}
 	}
-	bob := x.dial(cs[1], "bob", "battery staple")
-	if bob.addr == alice {
-		t.Fatalf("alice (IKEv2) and bob (L2TP) both hold %s", alice)
+	var l2tps []*client
+	for i, u := range []struct{ user, password string }{{"bob", "battery staple"}, {"carol", "c4rol!"}} {
+		c := x.dial(cs[4+i], u.user, u.password)
+		if who, taken := addrs[c.addr]; taken {
+			t.Fatalf("%s (L2TP) got %s, which %s holds", u.user, c.addr, who)
+		}
+		addrs[c.addr] = cs[4+i].Name
+		l2tps = append(l2tps, c)
 	}
-	ping(t, cs[0], "10.1.0.10")
-	ping(t, cs[1], "10.1.0.10")
+	for _, c := range cs {
+		ping(t, c, "10.1.0.10")
+	}
+	mbps, err := netns.Iperf(x.in, cs[2], "10.1.0.10", 3*time.Second)
+	if err != nil || mbps < 10 {
+		t.Fatalf("iperf3 through IKEv2: %.0f Mbit/s, %v", mbps, err)
+	}
+	t.Logf("iperf3 from an IKEv2 road warrior behind the NAT: %.0f Mbit/s", mbps)
 	sessions := netns.Flat(x.gw.CLI(t, "sessions"))
-	for _, want := range []string{"alice ikev2 " + alice + " 192.0.2.2:", "bob l2tp " + bob.addr + " 192.0.2.2:", "2 of 253 addresses in use"} {
+	for _, want := range []string{"carol ikev2 ", "dave ikev2 ", "bob l2tp " + l2tps[0].addr + " 192.0.2.2:", "carol l2tp " + l2tps[1].addr,
+		"6 sessions", "6 of 253 addresses in use"} {
 		if !strings.Contains(sessions, want) {
 			t.Fatalf("gatehouse sessions lacks %q:\n%s", want, x.gw.CLI(t, "sessions"))
 		}
 	}
+	if n := strings.Count(sessions, "alice ikev2 "); n != 2 {
+		t.Fatalf("alice's two IKEv2 sessions: %d listed\n%s", n, x.gw.CLI(t, "sessions"))
+	}
 	if sa := x.gw.CLI(t, "sa"); !strings.Contains(sa, "remote-access-ikev2") {
-		t.Errorf("gatehouse sa does not show the road warrior's SAs:\n%s", sa)
+		t.Errorf("gatehouse sa does not show the road warriors' SAs:\n%s", sa)
 	}
 
-	if out := x.gw.CLI(t, "disconnect", "alice"); !strings.Contains(out, "disconnected alice ("+alice) {
+	if out := x.gw.CLI(t, "disconnect", "alice"); strings.Count(out, "disconnected alice (") != 2 {
 		t.Fatalf("gatehouse disconnect alice: %s", out)
 	}
-	if !sw.WaitLog(10*time.Second, "deleting IKE_SA rw") && !sw.WaitLog(time.Second, "received DELETE for IKE_SA rw") {
-		t.Errorf("strongSwan was not told its IKE SA ended:\n%s", netns.Tail(sw.Log(), 3000))
+	for _, sw := range swans[:2] {
+		if !sw.WaitLog(10*time.Second, "received DELETE for IKE_SA rw") {
+			t.Errorf("strongSwan was not told its IKE SA ended:\n%s", netns.Tail(sw.Log(), 3000))
+		}
 	}
 	if !x.waitLog("user-disconnected", `"protocol": "ikev2"`, "disconnected by the operator") {
 		t.Errorf("no audit record of alice's end:\n%s", x.gw.Proc.Output())
 	}
-	await.State(t, 10*time.Second, "alice's address back, bob still connected", func() (bool, string) {
+	await.State(t, 10*time.Second, "alice's addresses back, the others still connected", func() (bool, string) {
 		s := netns.Flat(x.gw.CLI(t, "sessions"))
-		return strings.Contains(s, "1 of 253 addresses in use") && strings.Contains(s, "bob l2tp") && !strings.Contains(s, "alice"), s
+		return strings.Contains(s, "4 of 253 addresses in use") && !strings.Contains(s, "alice"), s
 	})
-	ping(t, cs[1], "10.1.0.10")
-	bob.hangUp(t)
+	for _, c := range cs[2:] {
+		ping(t, c, "10.1.0.10")
+	}
+	for _, c := range l2tps {
+		c.hangUp(t)
+	}
 }
 
 // initiate brings strongSwan's road warrior up and returns the virtual
