@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -130,6 +132,22 @@ Exit status:
 		RunE: func(cmd *cobra.Command, _ []string) error { return runConnect(cmd, f) },
 	}
 	fl := l2tpCmd.Flags()
+	f.addCommon(fl, "PPP user name; DOMAIN\\user is sent as given (required)", "gatehouse-c0")
+	fl.StringSliceVar(&f.ike, "ike", windowsIKE, "main mode proposals to offer, in order (cipher-hash-group)")
+	fl.StringSliceVar(&f.esp, "esp", windowsESP, "quick mode ESP proposals to offer, in order")
+	fl.StringSliceVar(&f.auth, "ppp-auth", []string{"mschapv2", "chap", "pap"}, "PPP authentication the client accepts, in order of preference")
+	fl.BoolVar(&f.legacy, "legacy", false, "also offer 3DES-SHA1-MODP1024 and 3DES-SHA1, as older Windows settings do")
+	fl.StringVar(&f.profile, "profile", "", "offer what a built-in client offers: windows, windows-legacy, apple or android (instead of --ike, --esp, --legacy)")
+	fl.IntVar(&f.calls, "calls", 1, "load testing: PPP sessions to open, all as --user (see above)")
+	fl.IntVar(&f.tunnels, "tunnels", 1, "load testing: L2TP tunnels to spread --calls over")
+	fl.BoolVar(&f.noIPsec, "no-ipsec", false, "dial L2TP in clear on UDP 1701, without IKE or ESP (see above; the server must allow it)")
+	connect.AddCommand(l2tpCmd, ikev2Command())
+	return connect
+}
+
+// addCommon registers the flags both protocols' clients take; user says
+// what --user is, tun names the default TUN.
+func (f *connectFlags) addCommon(fl *pflag.FlagSet, user, tun string) {
 	fl.StringVar(&f.serverText, "server", "", "the server's address (required)")
 	fl.StringVar(&f.localText, "local", "", "our address towards the server (default: chosen by the routing table)")
 	fl.StringVar(&f.pskFile, "psk-file", "", "file with the IKE preshared key (mode 0600); or --cert, --key and --ca")
@@ -137,33 +155,21 @@ Exit status:
 	fl.StringVar(&f.keyFile, "key", "", "the private key of --cert (mode 0600)")
 	fl.StringSliceVar(&f.caFiles, "ca", nil, "CA certificate that issued the server's (repeatable)")
 	fl.StringSliceVar(&f.crlFiles, "crl", nil, "CRL of a --ca (repeatable)")
-	fl.StringVar(&f.user, "user", "", "PPP user name; DOMAIN\\user is sent as given (required)")
-	fl.StringVar(&f.passwordFile, "password-file", "", "file whose first line is the password (required; mode 0600)")
-	fl.StringSliceVar(&f.ike, "ike", windowsIKE, "main mode proposals to offer, in order (cipher-hash-group)")
-	fl.StringSliceVar(&f.esp, "esp", windowsESP, "quick mode ESP proposals to offer, in order")
-	fl.StringSliceVar(&f.auth, "ppp-auth", []string{"mschapv2", "chap", "pap"}, "PPP authentication the client accepts, in order of preference")
-	fl.BoolVar(&f.legacy, "legacy", false, "also offer 3DES-SHA1-MODP1024 and 3DES-SHA1, as older Windows settings do")
-	fl.StringVar(&f.profile, "profile", "", "offer what a built-in client offers: windows, windows-legacy, apple or android (instead of --ike, --esp, --legacy)")
+	fl.StringVar(&f.user, "user", "", user)
+	fl.StringVar(&f.passwordFile, "password-file", "", "file whose first line is the password (mode 0600)")
 	fl.StringSliceVar(&f.routes, "route", nil, "prefix to send through the tunnel (repeatable), e.g. 10.1.0.0/16")
-	fl.StringVar(&f.tun, "tun", "gatehouse-c0", "TUN device to create")
-	fl.IntVar(&f.mtu, "mtu", 1400, "TUN MTU and the PPP MRU we ask for")
+	fl.StringVar(&f.tun, "tun", tun, "TUN device to create")
+	fl.IntVar(&f.mtu, "mtu", 1400, "TUN MTU (over L2TP, also the PPP MRU we ask for)")
 	fl.IntVar(&f.table, "table", 4749, "routing table for the tunnel's routes")
 	fl.Uint32Var(&f.mark, "mark", 0x474a, "fwmark of our own outer packets, so they bypass the tunnel")
 	fl.DurationVar(&f.setupTimeout, "setup-timeout", 30*time.Second, "give up if not connected by then")
 	fl.DurationVar(&f.duration, "duration", 0, "hang up after this long (0: stay until Ctrl-C)")
-	fl.IntVar(&f.calls, "calls", 1, "load testing: PPP sessions to open, all as --user (see above)")
-	fl.IntVar(&f.tunnels, "tunnels", 1, "load testing: L2TP tunnels to spread --calls over")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each protocol step")
-	fl.BoolVar(&f.noIPsec, "no-ipsec", false, "dial L2TP in clear on UDP 1701, without IKE or ESP (see above; the server must allow it)")
 	fl.StringVar(&f.keylog, "keylog", "", "debugging: append each ESP SA's keys to this file (mode 0600) so tshark can decrypt a capture; anyone with it can read the traffic")
-	connect.AddCommand(l2tpCmd)
-	return connect
 }
 
 func (f *connectFlags) config() (raclient.Config, error) {
-	usage := func(format string, a ...any) error { return cliError{exitUsage, fmt.Errorf(format, a...)} }
 	var c raclient.Config
-	var err error
 	if f.serverText == "" || f.user == "" || f.passwordFile == "" {
 		return c, usage("--server, --user and --password-file are required (see --help)")
 	}
@@ -179,41 +185,18 @@ func (f *connectFlags) config() (raclient.Config, error) {
 	case certs && (f.certFile == "" || f.keyFile == "" || len(f.caFiles) == 0):
 		return c, usage("--cert, --key and --ca go together")
 	}
-	if c.Server, err = netip.ParseAddr(f.serverText); err != nil || !c.Server.Is4() {
-		return c, usage("--server %q: an IPv4 address is needed", f.serverText)
-	}
-	if f.localText != "" {
-		if c.Local, err = netip.ParseAddr(f.localText); err != nil || !c.Local.Is4() {
-			return c, usage("--local %q: an IPv4 address is needed", f.localText)
-		}
+	if err := f.endpoints(&c); err != nil {
+		return c, err
 	}
 	c.NoIPsec = f.noIPsec
-	switch {
-	case f.noIPsec: // no IKE: nothing authenticates the machine
-	case f.pskFile != "":
-		key, err := psk.ReadKeyFile(f.pskFile)
-		if err != nil {
-			return c, usage("--psk-file: %v", err)
-		}
-		c.PSK = key.Bytes()
-	default:
-		if c.Cert, err = x509.LoadIdentity(f.certFile, f.keyFile); err != nil {
-			return c, usage("--cert/--key: %v", err)
-		}
-		if c.CAs, err = x509.Load(f.caFiles, f.crlFiles); err != nil {
-			return c, usage("--ca/--crl: %v", err)
+	if !f.noIPsec { // without IKE nothing authenticates the machine
+		if err := f.machine(&c); err != nil {
+			return c, err
 		}
 	}
-	pw, err := secretfile.Read(f.passwordFile)
-	if err != nil {
-		return c, usage("--password-file: %v", err)
+	if err := f.password(&c); err != nil {
+		return c, err
 	}
-	c.Password, _, _ = strings.Cut(strings.TrimRight(string(pw), "\r\n"), "\n")
-	c.Password = strings.TrimRight(c.Password, "\r")
-	if c.Password == "" {
-		return c, usage("--password-file %s: the first line is empty", f.passwordFile)
-	}
-	c.User = f.user
 	ikeOffers, espOffers := f.ike, f.esp
 	if f.profile != "" {
 		fam, ok := clients.ByName(f.profile)
@@ -257,25 +240,90 @@ func (f *connectFlags) config() (raclient.Config, error) {
 		}
 		c.PPPAuth = append(c.PPPAuth, a)
 	}
-	for _, r := range f.routes {
-		p, err := netip.ParsePrefix(r)
-		if err != nil || !p.Addr().Is4() {
-			return c, usage("--route %q: an IPv4 prefix is needed, e.g. 10.1.0.0/16", r)
-		}
-		c.Routes = append(c.Routes, p.Masked())
-	}
-	if f.mtu < 576 || f.mtu > 1500 {
-		return c, usage("--mtu %d: allowed 576 to 1500", f.mtu)
-	}
-	if f.calls < 1 || f.calls > raclient.MaxCalls {
-		return c, usage("--calls %d: allowed 1 to %d", f.calls, raclient.MaxCalls)
+	if err := f.local(&c); err != nil {
+		return c, err
 	}
 	if f.tunnels < 1 || f.tunnels > min(f.calls, raclient.MaxTunnels) {
 		return c, usage("--tunnels %d: allowed 1 to --calls (%d), at most %d", f.tunnels, f.calls, raclient.MaxTunnels)
 	}
-	c.TUN, c.MTU, c.Table, c.Mark, c.Timeout = f.tun, f.mtu, f.table, int(f.mark), f.setupTimeout
-	c.Calls, c.Tunnels = f.calls, f.tunnels
+	c.Tunnels = f.tunnels
 	return c, nil
+}
+
+func usage(format string, a ...any) error { return cliError{exitUsage, fmt.Errorf(format, a...)} }
+
+// endpoints reads --server and --local.
+func (f *connectFlags) endpoints(c *raclient.Config) error {
+	var err error
+	if c.Server, err = netip.ParseAddr(f.serverText); err != nil || !c.Server.Is4() {
+		return usage("--server %q: an IPv4 address is needed", f.serverText)
+	}
+	if f.localText != "" {
+		if c.Local, err = netip.ParseAddr(f.localText); err != nil || !c.Local.Is4() {
+			return usage("--local %q: an IPv4 address is needed", f.localText)
+		}
+	}
+	return nil
+}
+
+// machine reads the preshared key, or our certificate and the CAs.
+func (f *connectFlags) machine(c *raclient.Config) error {
+	if f.pskFile != "" {
+		key, err := psk.ReadKeyFile(f.pskFile)
+		if err != nil {
+			return usage("--psk-file: %v", err)
+		}
+		c.PSK = key.Bytes()
+		return nil
+	}
+	var err error
+	if f.certFile != "" {
+		if c.Cert, err = x509.LoadIdentity(f.certFile, f.keyFile); err != nil {
+			return usage("--cert/--key: %v", err)
+		}
+	}
+	if len(f.caFiles) > 0 {
+		if c.CAs, err = x509.Load(f.caFiles, f.crlFiles); err != nil {
+			return usage("--ca/--crl: %v", err)
+		}
+	}
+	return nil
+}
+
+// password reads --user's password: the first line of --password-file.
+func (f *connectFlags) password(c *raclient.Config) error {
+	pw, err := secretfile.Read(f.passwordFile)
+	if err != nil {
+		return usage("--password-file: %v", err)
+	}
+	c.Password, _, _ = strings.Cut(strings.TrimRight(string(pw), "\r\n"), "\n")
+	c.Password = strings.TrimRight(c.Password, "\r")
+	if c.Password == "" {
+		return usage("--password-file %s: the first line is empty", f.passwordFile)
+	}
+	c.User = f.user
+	return nil
+}
+
+// local reads what happens on this host: routes, the TUN, the timeouts
+// and the load.
+func (f *connectFlags) local(c *raclient.Config) error {
+	for _, r := range f.routes {
+		p, err := netip.ParsePrefix(r)
+		if err != nil || !p.Addr().Is4() {
+			return usage("--route %q: an IPv4 prefix is needed, e.g. 10.1.0.0/16", r)
+		}
+		c.Routes = append(c.Routes, p.Masked())
+	}
+	if f.mtu < 576 || f.mtu > 1500 {
+		return usage("--mtu %d: allowed 576 to 1500", f.mtu)
+	}
+	if f.calls < 1 || f.calls > raclient.MaxCalls {
+		return usage("--calls %d: allowed 1 to %d", f.calls, raclient.MaxCalls)
+	}
+	c.TUN, c.MTU, c.Table, c.Mark, c.Timeout = f.tun, f.mtu, f.table, int(f.mark), f.setupTimeout
+	c.Calls = f.calls
+	return nil
 }
 
 func runConnect(cmd *cobra.Command, f *connectFlags) error {
@@ -283,6 +331,30 @@ func runConnect(cmd *cobra.Command, f *connectFlags) error {
 	if err != nil {
 		return err
 	}
+	return dial(cmd, f, cfg, func(out io.Writer, info raclient.Info, log *zap.Logger) {
+		via := fmt.Sprintf("%v (ESP %s)", info.Server.Addr(), info.ESP)
+		switch {
+		case cfg.NoIPsec:
+			via = fmt.Sprintf("%v (L2TP without IPsec: nothing is encrypted)", info.Server)
+		case info.NAT:
+			via = fmt.Sprintf("%v (ESP %s in UDP: a NAT is in the way)", info.Server, info.ESP)
+		}
+		fmt.Fprintf(out, "connected: address %v, server inside %v, via %s, PPP %v\n", info.Address, info.Gateway, via, info.Auth)
+		if len(info.DNS) > 0 {
+			fmt.Fprintf(out, "DNS servers offered: %v (not installed)\n", info.DNS)
+		}
+		if n := len(info.Addresses); n > 1 {
+			fmt.Fprintf(out, "calls: %d up over %d tunnels in %v after the IPsec SA (%.0f calls/s); %v in all\n",
+				n, cfg.Tunnels, info.CallSetup.Round(time.Millisecond), float64(n)/info.CallSetup.Seconds(), info.Setup.Round(time.Millisecond))
+			log.Debug("call addresses", zap.Stringers("addresses", info.Addresses))
+		}
+	})
+}
+
+// dial connects with cfg, prints the connection (connected), and stays
+// until Ctrl-C, --duration or the connection's end; then it hangs up and
+// prints the totals.
+func dial(cmd *cobra.Command, f *connectFlags, cfg raclient.Config, connected func(io.Writer, raclient.Info, *zap.Logger)) error {
 	level := zapcore.WarnLevel
 	if f.verbose {
 		level = zapcore.DebugLevel
@@ -313,23 +385,7 @@ func runConnect(cmd *cobra.Command, f *connectFlags) error {
 	if err != nil {
 		return connectError(err)
 	}
-	info := conn.Info()
-	via := fmt.Sprintf("%v (ESP %s)", info.Server.Addr(), info.ESP)
-	switch {
-	case cfg.NoIPsec:
-		via = fmt.Sprintf("%v (L2TP without IPsec: nothing is encrypted)", info.Server)
-	case info.NAT:
-		via = fmt.Sprintf("%v (ESP %s in UDP: a NAT is in the way)", info.Server, info.ESP)
-	}
-	fmt.Fprintf(out, "connected: address %v, server inside %v, via %s, PPP %v\n", info.Address, info.Gateway, via, info.Auth)
-	if len(info.DNS) > 0 {
-		fmt.Fprintf(out, "DNS servers offered: %v (not installed)\n", info.DNS)
-	}
-	if n := len(info.Addresses); n > 1 {
-		fmt.Fprintf(out, "calls: %d up over %d tunnels in %v after the IPsec SA (%.0f calls/s); %v in all\n",
-			n, cfg.Tunnels, info.CallSetup.Round(time.Millisecond), float64(n)/info.CallSetup.Seconds(), info.Setup.Round(time.Millisecond))
-		log.Debug("call addresses", zap.Stringers("addresses", info.Addresses))
-	}
+	connected(out, conn.Info(), log)
 	var timeout <-chan time.Time
 	if f.duration > 0 {
 		timeout = time.After(f.duration)

@@ -2,6 +2,8 @@ package l2tp
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -254,4 +256,71 @@ func TestIKEv2MOBIKE(t *testing.T) {
 		t.Errorf("the child was renegotiated, not moved:\n%s", x.gw.Proc.Output())
 	}
 	t.Logf("pings across the move: %s received of 40", m[1])
+}
+
+// dialV2 runs `gatehouse connect ikev2` in ns against the lab's server
+// with args after the common ones.
+func (x *lab) dialV2(ns *netns.NS, args ...string) (*client, string, error) {
+	return x.run(ns, append([]string{"connect", "ikev2", "--server", "192.0.2.1", "--setup-timeout", "20s", "-v"}, args...))
+}
+
+// TestConnectIKEv2: `gatehouse connect ikev2` against gatehoused: alice
+// logs in by EAP-MSCHAPv2 with the default offers and with the apple,
+// android and windows-dh2048 profiles, gets an address and the server's
+// inside network as a route, pings through, and shows in gatehouse
+// sessions; Windows's default offer (MODP1024 only) is refused, exit
+// status 4, with the server saying why; a wrong password is exit status
+// 5; a machine with the preshared key alone comes in by its address.
+func TestConnectIKEv2(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
+	x.auth = "[" + pki.AuthEntry("vpn") + ", {psk_file: " + x.dir + "/l2tp.psk}]"
+	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+	pw := filepath.Join(x.dir, "alice-v2.password")
+	must(t, os.WriteFile(pw, []byte("correct horse\n"), 0o600))
+	eap := []string{"--ca", pki.Path("ca.pem"), "--user", "alice", "--password-file", pw}
+	for _, profile := range []string{"", "apple", "android", "windows-dh2048"} {
+		args := eap
+		if profile != "" {
+			args = append(append([]string(nil), eap...), "--profile", profile)
+		}
+		c, out, err := x.dialV2(cli, args...)
+		if err != nil {
+			t.Fatalf("profile %q: %v\n%s", profile, err, out)
+		}
+		if !strings.Contains(out, "routes [10.1.0.0/24]") {
+			t.Errorf("profile %q: the route from the traffic selectors is missing:\n%s", profile, out)
+		}
+		ping(t, cli, "10.1.0.10")
+		if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "alice ikev2 "+c.addr+" 192.0.2.10") {
+			t.Fatalf("gatehouse sessions:\n%s", s)
+		}
+		if bye := c.hangUp(t); !strings.Contains(bye, "disconnected:") {
+			t.Fatalf("profile %q at the end:\n%s", profile, bye)
+		}
+		await.State(t, 10*time.Second, "the address back", func() (bool, string) {
+			s := netns.Flat(x.gw.CLI(t, "sessions"))
+			return strings.Contains(s, "0 of 253 addresses in use"), s
+		})
+	}
+	_, out, err := x.dialV2(cli, append(append([]string(nil), eap...), "--profile", "windows")...)
+	if exitCode(err) != 4 || !strings.Contains(out, "NO_PROPOSAL_CHOSEN") {
+		t.Fatalf("Windows's default offer: exit %v, want 4 and NO_PROPOSAL_CHOSEN:\n%s", err, out)
+	}
+	must(t, os.WriteFile(pw, []byte("wrong\n"), 0o600))
+	_, out, err = x.dialV2(cli, eap...)
+	if exitCode(err) != 5 {
+		t.Fatalf("a wrong password: exit %v, want 5:\n%s", err, out)
+	}
+	c, out, err := x.dialV2(cli, "--psk-file", filepath.Join(x.dir, "l2tp.psk"), "--profile", "android")
+	if err != nil {
+		t.Fatalf("by preshared key: %v\n%s", err, out)
+	}
+	ping(t, cli, "10.1.0.10")
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "ipv4:192.0.2.10 ikev2 "+c.addr) {
+		t.Fatalf("gatehouse sessions:\n%s", s)
+	}
+	c.hangUp(t)
 }

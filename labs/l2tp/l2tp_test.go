@@ -190,7 +190,12 @@ func (x *lab) try(ns *netns.NS, user, password string, extra ...string) (*client
 	if !slices.Contains(extra, "--cert") && !slices.Contains(extra, "--no-ipsec") {
 		args = append(args, "--psk-file", filepath.Join(x.dir, "l2tp.psk"))
 	}
-	args = append(args, extra...)
+	return x.run(ns, append(args, extra...))
+}
+
+// run starts `gatehouse args...` in ns and waits until it says it is
+// connected or has exited.
+func (x *lab) run(ns *netns.NS, args []string) (*client, string, error) {
 	p, err := ns.Start(filepath.Join(bin, "gatehouse"), args...)
 	must(x.t, err)
 	c := &client{ns: ns, proc: p}

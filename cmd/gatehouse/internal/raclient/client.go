@@ -1,8 +1,9 @@
-// Package raclient is an L2TP/IPsec remote-access client in user space:
-// IKEv1 initiator in transport mode (RFC 3193), L2TP access concentrator
-// (RFC 2661), PPP client, and the core's data path with a TUN. It needs no
-// kernel IPsec, L2TP or PPP. `gatehouse connect l2tp` runs it; so do our
-// labs.
+// Package raclient is a remote-access client in user space. For
+// L2TP/IPsec: IKEv1 initiator in transport mode (RFC 3193), L2TP access
+// concentrator (RFC 2661), PPP client. For IKEv2 (ikev2.go): a road
+// warrior with EAP-MSCHAPv2 and a virtual address. Both run the core's
+// data path with a TUN and need no kernel IPsec, L2TP or PPP.
+// `gatehouse connect l2tp` and `connect ikev2` run it; so do our labs.
 package raclient
 
 import (
@@ -28,6 +29,7 @@ import (
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/clients"
+	"github.com/gatehouse/gatehouse/ike/ikev2"
 	"github.com/gatehouse/gatehouse/l2tp"
 	"github.com/gatehouse/gatehouse/ppp"
 )
@@ -82,6 +84,11 @@ type Config struct {
 	// IO, when set, replaces the sockets, the TUN and the network setup
 	// Dial would make: tests run the client over in-memory stand-ins.
 	IO *IO
+	// IKEv2, when set, makes Dial an IKEv2 road warrior offering these
+	// IKE SA suites (ESP the child's): the user logs in by EAP-MSCHAPv2,
+	// or, without a User, the machine alone by PSK or Cert. Calls opens
+	// that many IKE SAs; PPPAuth, Profile and Tunnels are unused.
+	IKEv2 []ikev2.Proposal
 }
 
 // IO is what the client reads and writes.
@@ -110,8 +117,12 @@ type Info struct {
 	// call's first): one per Config.Calls.
 	Addresses []netip.Addr
 	// Setup is how long Dial took; CallSetup the part after the IPsec SA
-	// was up (L2TP tunnels, calls and PPP for every call).
+	// was up (L2TP tunnels, calls and PPP for every call; with IKEv2, all
+	// of it).
 	Setup, CallSetup time.Duration
+	// Routes go into the tunnel: with IKEv2, the server's traffic
+	// selectors and Config.Routes.
+	Routes []netip.Prefix
 }
 
 // Errors a caller may test.
@@ -146,6 +157,7 @@ type Conn struct {
 	db    *sad.DB
 	table *dataplane.L2TPTable
 	mgr   *ike.Manager
+	v2    *v2State // IKEv2 instead of mgr (Config.IKEv2)
 	ike   dataplane.Conn
 	udp   dataplane.Conn
 	l2tp  dataplane.Conn // NoIPsec's UDP 1701
@@ -226,7 +238,11 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	defer timer.Stop()
 	select {
 	case info := <-c.up:
-		c.log.Info("connected", zap.Stringer("address", info.Address), zap.Stringer("gateway", info.Gateway),
+		inside := zap.Stringer("gateway", info.Gateway)
+		if c.v2 != nil {
+			inside = zap.Stringers("routes", info.Routes)
+		}
+		c.log.Info("connected", zap.Stringer("address", info.Address), inside,
 			zap.Stringer("server", info.Server), zap.Bool("nat", info.NAT), zap.String("esp", info.ESP))
 		return c, nil
 	case <-c.down:
@@ -262,6 +278,9 @@ func (c *Conn) open() error {
 	if cfg.NoIPsec {
 		c.plane.Start()
 		return nil
+	}
+	if len(cfg.IKEv2) > 0 {
+		return c.openV2()
 	}
 	c.mgr = ike.NewManager(ike.Config{Log: c.log.Named("ike"), Host: (*host)(c), Rand: rand.Reader})
 	auth := uint16(ike.AuthPSK)
@@ -369,6 +388,8 @@ func (c *Conn) loop() {
 	if c.cfg.NoIPsec {
 		c.childUp = time.Now()
 		c.startL2TP()
+	} else if c.v2 != nil {
+		c.startCalls()
 	} else if err := c.mgr.Initiate(peerName); err != nil {
 		c.end(fmt.Errorf("%w: %v", ErrIKE, err))
 		return
@@ -378,9 +399,17 @@ func (c *Conn) loop() {
 		case <-c.stop:
 			return
 		case d := <-c.in:
-			c.mgr.Receive(d.b, d.local, d.remote)
+			if c.v2 != nil {
+				c.v2.mgr.Receive(d.b, d.local, d.remote)
+			} else {
+				c.mgr.Receive(d.b, d.local, d.remote)
+			}
 		case e := <-c.events:
-			c.ikeEvent(e)
+			if c.v2 != nil {
+				c.v2Event(e)
+			} else {
+				c.ikeEvent(e)
+			}
 		case m := <-c.ctl:
 			c.control(m)
 		case f := <-c.runq:
@@ -389,6 +418,10 @@ func (c *Conn) loop() {
 			now := time.Now()
 			if c.mgr != nil {
 				c.mgr.Tick()
+			}
+			if c.v2 != nil {
+				c.v2.mgr.Tick()
+				c.startCalls()
 			}
 			for _, t := range c.tunnels {
 				t.Tick(now)
@@ -415,6 +448,10 @@ func (c *Conn) timedOut() error {
 		}
 	}
 	switch {
+	case c.v2 != nil && len(c.upCalls) > 0:
+		return fmt.Errorf("%w: %w: %d of %d IKEv2 calls up in %v", ErrIKE, ErrTimeout, len(c.upCalls), c.cfg.Calls, t)
+	case c.v2 != nil:
+		return fmt.Errorf("%w: %w: no IKEv2 SA in %v: the server did not answer (check that UDP 500 and 4500 reach it)", ErrIKE, ErrTimeout, t)
 	case len(c.calls) > 1 && len(c.upCalls) > 0:
 		return fmt.Errorf("%w: %d of %d calls up in %v (%d had an L2TP session, %d a PPP link)", ErrTimeout, len(c.upCalls), len(c.calls), t, sessions, links)
 	case links > 0:
@@ -644,20 +681,29 @@ func (c *Conn) install(s *l2tp.Session, u ppp.LinkUp) bool {
 		c.end(fmt.Errorf("%w: %v", ErrPPP, err))
 		return false
 	}
-	routes := []dataplane.Route{{Dst: netip.PrefixFrom(u.Peer, 32), Src: u.Local}}
-	for _, r := range c.cfg.Routes {
-		routes = append(routes, dataplane.Route{Dst: r, Src: u.Local})
+	if !c.setupTUN(u.Local, append([]netip.Prefix{netip.PrefixFrom(u.Peer, 32)}, c.cfg.Routes...)) {
+		return false
+	}
+	c.mu.Lock()
+	c.handle = h
+	c.mu.Unlock()
+	return true
+}
+
+// setupTUN gives the TUN our address and routes dsts into it, from that
+// address.
+func (c *Conn) setupTUN(addr netip.Addr, dsts []netip.Prefix) bool {
+	var routes []dataplane.Route
+	for _, d := range dsts {
+		routes = append(routes, dataplane.Route{Dst: d, Src: addr})
 	}
 	cleanup, err := c.network(dataplane.NetConfig{TUN: c.cfg.TUN, MTU: c.cfg.MTU, Table: c.cfg.Table, Mark: c.cfg.Mark,
-		Routes: routes, Addrs: []netip.Prefix{netip.PrefixFrom(u.Local, 32)}})
+		Routes: routes, Addrs: []netip.Prefix{netip.PrefixFrom(addr, 32)}})
 	if err != nil {
 		c.end(fmt.Errorf("setting up %s: %w", c.cfg.TUN, err))
 		return false
 	}
 	c.cleanup = cleanup
-	c.mu.Lock()
-	c.handle = h
-	c.mu.Unlock()
 	return true
 }
 
@@ -715,6 +761,9 @@ func (c *Conn) Info() Info {
 
 // Counters are the session's totals.
 func (c *Conn) Counters() dataplane.L2TPCounters {
+	if c.v2 != nil {
+		return c.v2Counters()
+	}
 	for _, s := range c.table.All() {
 		return s.Counters()
 	}
@@ -763,6 +812,9 @@ func (c *Conn) shutdown() {
 			time.Sleep(200 * time.Millisecond)
 			if c.mgr != nil {
 				c.call(func() { c.mgr.Terminate(peerName) })
+			}
+			if c.v2 != nil {
+				c.call(c.terminateV2)
 			}
 		}()
 		select {

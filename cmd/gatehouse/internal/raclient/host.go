@@ -36,9 +36,11 @@ func (h *host) PSK(*ike.PeerConfig, netip.Addr, *ike.ID) ([]byte, error) {
 	return bytes.Clone(h.cfg.PSK), nil // the engine zeroes what it is given
 }
 
+var errNoCert = errors.New("no certificate configured")
+
 func (h *host) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.LocalCredentials, error) {
 	if h.cfg.Cert == nil {
-		return nil, errors.New("no certificate configured")
+		return nil, errNoCert
 	}
 	lc := &ike.LocalCredentials{Chain: h.cfg.Cert.DER(), ID: &ike.ID{IDType: ike.IDDERASN1DN, Data: h.cfg.Cert.Chain[0].RawSubject}}
 	if h.cfg.CAs != nil {
@@ -49,7 +51,7 @@ func (h *host) LocalCredentials(*ike.PeerConfig, uint16, [][]byte) (*ike.LocalCr
 
 func (h *host) Sign(_ *ike.PeerConfig, method uint16, hash []byte) ([]byte, error) {
 	if h.cfg.Cert == nil {
-		return nil, errors.New("no certificate configured")
+		return nil, errNoCert
 	}
 	return ike.SignHash(h.cfg.Cert.Key, method, hash)
 }
@@ -79,6 +81,9 @@ func espConfig(c *ike.ChildSA, spi uint32, enc, integ []byte) esp.Config {
 }
 
 func (h *host) InstallInbound(c *ike.ChildSA) error {
+	if h.v2 != nil {
+		return h.installV2Child(c, true)
+	}
 	in, err := esp.NewInbound(espConfig(c, c.InSPI, c.InEnc, c.InInteg))
 	if err != nil {
 		return err
@@ -87,6 +92,9 @@ func (h *host) InstallInbound(c *ike.ChildSA) error {
 }
 
 func (h *host) InstallOutbound(c *ike.ChildSA) error {
+	if h.v2 != nil {
+		return h.installV2Child(c, false)
+	}
 	out, err := esp.NewOutbound(espConfig(c, c.OutSPI, c.OutEnc, c.OutInteg))
 	if err != nil {
 		return err
@@ -97,6 +105,10 @@ func (h *host) InstallOutbound(c *ike.ChildSA) error {
 
 func (h *host) DeleteChild(c *ike.ChildSA) {
 	h.db.RemoveInbound(c.InSPI)
+	if h.v2 != nil {
+		h.db.RemoveOutbound(v2OutKey(c), c.OutSPI)
+		return
+	}
 	h.db.RemoveOutbound(outKey(c), c.OutSPI)
 }
 

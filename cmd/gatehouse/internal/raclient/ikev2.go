@@ -1,0 +1,272 @@
+package raclient
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/gatehouse/gatehouse/core/dataplane"
+	"github.com/gatehouse/gatehouse/core/policy"
+	"github.com/gatehouse/gatehouse/core/sad"
+	"github.com/gatehouse/gatehouse/esp"
+	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/ikev2"
+)
+
+// An IKEv2 road warrior (Config.IKEv2), as the clients built into
+// Windows, macOS, iOS and Android are: IKE_SA_INIT, IKE_AUTH with a
+// configuration request, the user logging in by EAP-MSCHAPv2 (or the
+// machine alone by key or certificate), and one child in tunnel mode from
+// the address the server gives to the networks its traffic selectors
+// name, which become the TUN's routes. With Calls above one, that many
+// IKE SAs are opened at once (a load test); only the first carries
+// traffic.
+
+// v2Window bounds the IKE SAs being set up at once in a load test: a
+// server answers at most 64 half-open SAs from one address (and asks for
+// cookies past half its total), so more only makes it drop and us resend.
+const v2Window = 48
+
+// v2Name is the name of call i's peer (the first is peerName).
+func v2Name(i int) string {
+	if i == 0 {
+		return peerName
+	}
+	return fmt.Sprintf("%s-%d", peerName, i)
+}
+
+// v2State is the IKEv2 client's part of Conn, on the loop goroutine.
+type v2State struct {
+	mgr      *ikev2.Manager
+	next     int             // the next call to start
+	inflight int             // calls started and not up or failed yet
+	up       map[string]bool // calls whose child came up, by peer name
+}
+
+// openV2 starts IKEv2 over the data path open made.
+func (c *Conn) openV2() error {
+	cfg := c.cfg
+	m, err := ikev2.NewManager(ikev2.Config{Log: c.log.Named("ikev2"), Host: (*host)(c), Rand: rand.Reader})
+	if err != nil {
+		return err
+	}
+	// With EAP the server signs, and any signature method is checked by
+	// the key in its certificate; without, we prove ourselves as we are
+	// configured to.
+	auth := uint16(ike.AuthRSASig)
+	switch {
+	case cfg.User != "":
+	case cfg.Cert != nil:
+		if auth, err = ike.SignatureMethod(cfg.Cert.Key.Public()); err != nil {
+			return err
+		}
+	default:
+		auth = ike.AuthPSK
+	}
+	peers := make([]*ikev2.Peer, cfg.Calls)
+	for i := range peers {
+		pc := &ike.PeerConfig{Name: v2Name(i), Local: c.local, Remote: cfg.Server, Auth: []uint16{auth}, ESP: cfg.ESP,
+			ESPLifetime: time.Hour, Lifetime: 8 * time.Hour, DPDInterval: 30 * time.Second, DPDTimeout: 150 * time.Second}
+		p := &ikev2.Peer{PeerConfig: pc, Suites: cfg.IKEv2}
+		if cfg.User != "" {
+			p.EAPClient = &ikev2.EAPClient{Identity: cfg.User, Password: cfg.Password}
+		} else {
+			p.AskAddress = true
+		}
+		peers[i] = p
+	}
+	m.SetPeers(peers)
+	c.v2 = &v2State{mgr: m, up: map[string]bool{}}
+	c.plane.Start()
+	go c.read500()
+	return nil
+}
+
+// startCalls starts IKE SAs while fewer than v2Window are being set up.
+func (c *Conn) startCalls() {
+	v := c.v2
+	for v.next < c.cfg.Calls && v.inflight < v2Window {
+		if err := v.mgr.Initiate(v2Name(v.next)); err != nil {
+			c.end(fmt.Errorf("%w: %v", ErrIKE, err))
+			return
+		}
+		v.next++
+		v.inflight++
+	}
+}
+
+// v2Event follows the IKEv2 calls (on the loop goroutine).
+func (c *Conn) v2Event(e ike.Event) {
+	v := c.v2
+	switch e.ID {
+	case ike.EventNegotiationErr:
+		if c.isUp() {
+			return // a rekey the engine retries, or a child we refused
+		}
+		err := fmt.Errorf("%w: %s", ErrIKE, e.Message)
+		if e.Reason == "authentication-failed" && c.cfg.User != "" {
+			err = fmt.Errorf("%w: %s", ErrRefused, e.Message)
+		}
+		c.end(err)
+	case ike.EventChildUp:
+		if e.Child == nil || v.up[e.Peer] {
+			if e.Peer == peerName && e.Child != nil {
+				c.setChild(e.Child) // a rekey: the data path's key stays
+			}
+			return
+		}
+		addr, dns, ok := v.mgr.VirtualAddress(e.Peer)
+		if !ok {
+			return
+		}
+		v.up[e.Peer] = true
+		v.inflight--
+		c.upCalls = append(c.upCalls, addr)
+		if e.Peer == peerName {
+			c.setChild(e.Child)
+			c.childUp = time.Now()
+			if !c.installV2(e.Child, addr) {
+				return
+			}
+			c.mu.Lock()
+			c.info.DNS = dns
+			c.mu.Unlock()
+		}
+		c.startCalls()
+		if len(c.upCalls) == c.cfg.Calls && c.child != nil {
+			c.v2Up()
+		}
+	case ike.EventIKEDown:
+		if v.up[e.Peer] && e.Peer == peerName {
+			c.end(fmt.Errorf("%w: the server ended the IKEv2 connection: %s", ErrIKE, e.Message))
+		}
+	}
+}
+
+// setChild makes ch the first call's child (Counters reads it).
+func (c *Conn) setChild(ch *ike.ChildSA) {
+	c.mu.Lock()
+	c.child = ch
+	c.mu.Unlock()
+}
+
+// v2Up reports the connection up.
+func (c *Conn) v2Up() {
+	now := time.Now()
+	ch := c.child
+	addr := c.upCalls[0]
+	for _, a := range c.upCalls {
+		if p := netip.PrefixFrom(a, 32); ch.LocalTS.Prefix == p {
+			addr = a
+		}
+	}
+	c.mu.Lock()
+	c.info = Info{Address: addr, DNS: c.info.DNS, Local: ch.Local, Server: ch.Remote, NAT: ch.UDP, ESP: ch.Suite.String(),
+		Addresses: c.upCalls, Setup: now.Sub(c.began), CallSetup: now.Sub(c.began), Routes: c.v2Routes(ch)}
+	info := c.info
+	c.mu.Unlock()
+	c.up <- info
+}
+
+// v2Routes are the networks the server's traffic selectors name, and the
+// configured routes.
+func (c *Conn) v2Routes(ch *ike.ChildSA) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range childPairs(ch) {
+		out = append(out, p.Remote.Prefix)
+	}
+	return append(out, c.cfg.Routes...)
+}
+
+func childPairs(ch *ike.ChildSA) []ike.TSPair {
+	if len(ch.Pairs) > 0 {
+		return ch.Pairs
+	}
+	return []ike.TSPair{{Local: ch.LocalTS, Remote: ch.RemoteTS}}
+}
+
+// installV2 gives the data path a policy that sends what goes from our
+// address to the server's networks through the child, and sets up the
+// TUN with the address and the routes.
+func (c *Conn) installV2(ch *ike.ChildSA, addr netip.Addr) bool {
+	rule := &policy.Rule{Name: v2OutKey(ch).Rule, Origin: "ikev2", Tunnel: c.cfg.Server, Dir: policy.Outbound,
+		Action: policy.FilterAction{Name: "ikev2", Action: policy.Negotiate}}
+	for _, p := range childPairs(ch) {
+		rule.Filters = append(rule.Filters, policy.Filter{Src: policy.Addr{Prefix: netip.PrefixFrom(addr, 32)}, Dst: policy.Addr{Prefix: p.Remote.Prefix}})
+	}
+	c.plane.SetPolicy(policy.New([]*policy.Rule{rule}, "", nil, []netip.Addr{c.local}))
+	return c.setupTUN(addr, c.v2Routes(ch))
+}
+
+// v2OutKey is where the data path finds a call's outbound SA: under its
+// policy rule and the server's address.
+func v2OutKey(ch *ike.ChildSA) sad.OutKey {
+	return sad.OutKey{Rule: "ikev2/" + ch.Peer, Peer: ch.Remote.Addr().Unmap()}
+}
+
+// v2Meta describes a call's tunnel-mode SA; inbound, what may arrive on it
+// (RFC 4301 section 5.2).
+func v2Meta(ch *ike.ChildSA, inbound bool) sad.Meta {
+	m := sad.Meta{Name: ch.Peer, Rule: v2OutKey(ch).Rule, Mode: sad.Tunnel, Local: ch.Local, Peer: ch.Remote, UDPEncap: ch.UDP}
+	for _, p := range childPairs(ch) {
+		if inbound {
+			m.Selectors = append(m.Selectors, sad.Selector{Src: p.Remote.Prefix, Dst: p.Local.Prefix})
+		} else {
+			m.Selectors = append(m.Selectors, sad.Selector{Src: p.Local.Prefix, Dst: p.Remote.Prefix})
+		}
+	}
+	return m
+}
+
+// v2Counters are the first call's traffic: its current child's SAs.
+func (c *Conn) v2Counters() dataplane.L2TPCounters {
+	var t dataplane.L2TPCounters
+	c.mu.Lock()
+	ch := c.child
+	c.mu.Unlock()
+	if ch == nil {
+		return t
+	}
+	if in := c.db.Inbound(ch.InSPI); in != nil && in.ESP != nil {
+		t.BytesIn, t.PacketsIn = in.ESP.Counters().Bytes.Load(), in.ESP.Counters().Packets.Load()
+	}
+	if out := c.db.Outbound(v2OutKey(ch)); out != nil && out.ESP != nil {
+		t.BytesOut, t.PacketsOut = out.ESP.Counters().Bytes.Load(), out.ESP.Counters().Packets.Load()
+	}
+	return t
+}
+
+// terminateV2 deletes every call's IKE SA (each server is told).
+func (c *Conn) terminateV2() {
+	for i := range c.cfg.Calls {
+		c.v2.mgr.Terminate(v2Name(i))
+	}
+}
+
+// installV2Child puts a call's SAs in the database.
+func (h *host) installV2Child(ch *ike.ChildSA, inbound bool) error {
+	if inbound {
+		in, err := esp.NewInbound(espConfig(ch, ch.InSPI, ch.InEnc, ch.InInteg))
+		if err != nil {
+			return err
+		}
+		return h.db.AddInbound(&sad.InSA{Meta: v2Meta(ch, true), ESP: in})
+	}
+	out, err := esp.NewOutbound(espConfig(ch, ch.OutSPI, ch.OutEnc, ch.OutInteg))
+	if err != nil {
+		return err
+	}
+	h.db.SetOutbound(v2OutKey(ch), &sad.OutSA{Meta: v2Meta(ch, false), ESP: out})
+	return nil
+}
+
+// SignDigest signs IKEv2's AUTH with our certificate's key.
+func (h *host) SignDigest(_ *ike.PeerConfig, _ uint16, scheme string, digest []byte) ([]byte, error) {
+	if h.cfg.Cert == nil {
+		return nil, errNoCert
+	}
+	return ike.SignDigest(h.cfg.Cert.Key, scheme, digest)
+}
+
+var _ ikev2.DigestSigner = (*host)(nil)
