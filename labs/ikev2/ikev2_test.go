@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/await"
 	"github.com/gatehouse/gatehouse/labs/netns"
 	"github.com/gatehouse/gatehouse/labs/testbin"
 )
@@ -366,5 +368,98 @@ func TestRoadWarriorMOBIKE(t *testing.T) {
 	}})
 	if !strings.Contains(r.Moved, "from 192.0.2.1:4500 to 192.0.2.5:4500 (MOBIKE)") || !strings.Contains(log, "N(UPD_SA_ADDR)") {
 		t.Fatalf("v2ra: %+v\nstrongSwan:\n%s", r, netns.Tail(log, 6000))
+	}
+}
+
+// TestConnectToStrongSwan: `gatehouse connect ikev2` against strongSwan
+// as the remote-access server (a pool, its certificate, EAP-MSCHAPv2
+// users): with the default offers and each built-in client's profile
+// that strongSwan's defaults take, the client gets an address from
+// strongSwan's pool and the route strongSwan's traffic selector names,
+// and pings the host behind it; a preshared-key machine (Android's PSK
+// type) comes in too.
+func TestConnectToStrongSwan(t *testing.T) {
+	l := netns.SitesForTest(t)
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("gw-b", "ecdsa", "--ip", "192.0.2.2")
+	const password = "strongswan-server-password"
+	sw := netns.StrongSwanForTest(t, l.GWB, map[string]string{"private/gw-b.key": pki.Path("gw-b.key"), "x509/gw-b.pem": pki.Path("gw-b.pem"),
+		"x509ca/ca.pem": pki.Path("ca.pem")}, fmt.Sprintf(`connections {
+  eap {
+    version = 2
+    local_addrs = 192.0.2.2
+    pools = rw
+    proposals = aes256-sha256-modp2048, aes256-sha256-ecp256, aes256gcm16-prfsha256-modp2048, aes128-sha256-modp3072
+    local { auth = pubkey
+            certs = %[1]s }
+    remote { auth = eap-mschapv2
+             eap_id = %%any }
+    children { net { local_ts = 10.2.0.0/24
+                     esp_proposals = aes256gcm16, aes256-sha256, aes256-sha1 } }
+  }
+  psk {
+    version = 2
+    local_addrs = 192.0.2.2
+    pools = rw
+    proposals = aes256gcm16-prfsha256-modp2048, aes256-sha256-modp2048
+    local { auth = psk
+            id = gw-b.example.net }
+    remote { auth = psk }
+    children { net { local_ts = 10.2.0.0/24
+                     esp_proposals = aes256gcm16 } }
+  }
+}
+pools { rw { addrs = 10.9.0.0/24 } }
+secrets {
+  eap-alice { id = alice
+              secret = %[2]q }
+  ike-any { secret = %[3]q }
+}
+`, pki.Path("gw-b.pem"), password, psk))
+	pw := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pw, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	connected := regexp.MustCompile(`connected: address (10\.9\.0\.\d+), routes \[10\.2\.0\.0/24\]`)
+	dial := func(name string, args ...string) {
+		t.Helper()
+		p, err := l.GWA.Start(filepath.Join(bin, "gatehouse"), append([]string{"connect", "ikev2", "--server", "192.0.2.2", "--setup-timeout", "20s",
+			"--tun", "ghv2", "-v"}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Stop(5 * time.Second)
+		ok, _ := await.Poll(25*time.Second, func() (bool, string) {
+			select {
+			case <-p.Done():
+				return true, ""
+			default:
+			}
+			return connected.MatchString(p.Output()), ""
+		})
+		if !ok || !connected.MatchString(p.Output()) {
+			t.Fatalf("%s: not connected: %v\n%s\nstrongSwan:\n%s", name, p.Err(), p.Output(), netns.Tail(sw.Log(), 4000))
+		}
+		if out, err := l.GWA.Output(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.2.0.10"); err != nil || !strings.Contains(out, " 3 received") {
+			t.Fatalf("%s: ping through strongSwan: %v\n%s", name, err, out)
+		}
+		p.Signal(2)
+		select {
+		case <-p.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: did not hang up", name)
+		}
+		if !strings.Contains(p.Output(), "disconnected:") {
+			t.Fatalf("%s at the end:\n%s", name, p.Output())
+		}
+	}
+	eap := []string{"--ca", pki.Path("ca.pem"), "--user", "alice", "--password-file", pw}
+	dial("default offers", eap...)
+	for _, profile := range []string{"apple", "android", "windows-dh2048"} {
+		dial("--profile "+profile, append(append([]string(nil), eap...), "--profile", profile)...)
+	}
+	dial("preshared key", "--psk-file", keyFile(t), "--profile", "android")
+	if log := sw.Log(); !strings.Contains(log, "EAP method EAP_MSCHAPV2 succeeded") || !strings.Contains(log, "assigning virtual IP 10.9.0.") {
+		t.Errorf("strongSwan's log lacks the EAP login or the pool address:\n%s", netns.Tail(log, 3000))
 	}
 }
