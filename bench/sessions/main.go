@@ -3,10 +3,11 @@
 // H client hosts in others that open N PPP sessions in all (MS-CHAPv2,
 // each with its own pool address) over M L2TP tunnels, each host inside
 // its own IPsec SA, as `gatehouse connect l2tp --calls N/H --tunnels M/H`
-// does. It reports the setup
-// rate, the memory each session costs the core (live heap and resident
-// size), the l2tp plugin and the client, and checks that hanging up gives
-// every address back. Root only.
+// does. With --ikev2 the clients are IKEv2 road warriors instead, N IKE
+// SAs in all, each logging in by EAP-MSCHAPv2 (`gatehouse connect ikev2
+// --calls N/H`). It reports the setup rate, the memory each session costs
+// the core (live heap and resident size), the l2tp plugin and the client,
+// and checks that hanging up gives every address back. Root only.
 package main
 
 import (
@@ -40,6 +41,9 @@ type bench struct {
 	hosts    int
 	timeout  time.Duration
 	profile  string
+	// ikev2: IKEv2 road warriors offering ike, instead of L2TP/IPsec.
+	ikev2 bool
+	ike   string
 }
 
 // cli runs the gatehouse command against the server and decodes its JSON.
@@ -194,9 +198,22 @@ func (b *bench) start() error {
 	for prefix > 8 && 1<<(32-prefix) < 2*b.calls {
 		prefix--
 	}
+	auth, ikev2 := fmt.Sprintf("{psk_file: %s/l2tp.psk}", b.dir), ""
+	if b.ikev2 {
+		// The server's certificate, which the clients check before EAP.
+		for _, args := range [][]string{{"ca", "--name", "bench CA", "--out", b.dir},
+			{"issue", "--ca", filepath.Join(b.dir, "ca.pem"), "--ca-key", filepath.Join(b.dir, "ca.key"), "--name", "bench-server",
+				"--key", "ecdsa", "--ip", "192.0.2.1", "--out", filepath.Join(b.dir, "server")}} {
+			if out, err := b.srv.Output(30*time.Second, filepath.Join(b.bin, "gatehouse"), append([]string{"pki"}, args...)...); err != nil {
+				return fmt.Errorf("gatehouse pki %s: %v\n%s", args[0], err, out)
+			}
+		}
+		auth = fmt.Sprintf("{x509: {ca_files: [%[1]s/ca.pem], cert_file: %[1]s/server.pem, key_file: %[1]s/server.key}}", b.dir)
+		ikev2 = "  ikev2: {inside: [10.1.0.0/24]}\n"
+	}
 	cfg := fmt.Sprintf("listen: [192.0.2.1]\nadmin_socket: %[1]s/admin.sock\nmetrics_listen: \"\"\nlog: {level: warn}\n"+
-		"remote_access:\n  auth: [{psk_file: %[1]s/l2tp.psk}]\n  pool: 10.%[3]d.0.0/%[4]d\n  ppp: {auth: [mschapv2], users_file: %[1]s/users.yaml}\n"+
-		"plugins: {dir: %[2]s/plugins}\n", b.dir, b.bin, 64, prefix)
+		"remote_access:\n  auth: [%[5]s]\n  pool: 10.%[3]d.0.0/%[4]d\n  ppp: {auth: [mschapv2], users_file: %[1]s/users.yaml}\n%[6]s"+
+		"plugins: {dir: %[2]s/plugins}\n", b.dir, b.bin, 64, prefix, auth, ikev2)
 	path := filepath.Join(b.dir, "gatehouse.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return err
@@ -218,7 +235,22 @@ func (b *bench) start() error {
 	return fmt.Errorf("the server did not come up: %v\n%s", err, netns.Tail(b.server.Output(), 4000))
 }
 
-var callsLine = regexp.MustCompile(`calls: (\d+) up over (\d+) tunnels in (\S+) after the IPsec SA \((\d+) calls/s\); (\S+) in all`)
+var (
+	callsLine   = regexp.MustCompile(`calls: (\d+) up over (\d+) tunnels in (\S+) after the IPsec SA \((\d+) calls/s\); (\S+) in all`)
+	v2CallsLine = regexp.MustCompile(`calls: (\d+) IKE SAs up in (\S+) \((\d+) calls/s\)`)
+)
+
+// callsUp finds a client's calls line, in the L2TP form: calls, tunnels,
+// time after the IPsec SA, rate, time in all.
+func (b *bench) callsUp(out string) []string {
+	if !b.ikev2 {
+		return callsLine.FindStringSubmatch(out)
+	}
+	if m := v2CallsLine.FindStringSubmatch(out); m != nil {
+		return []string{m[0], m[1], "0", m[2], m[3], m[2]}
+	}
+	return nil
+}
 
 func (b *bench) run() error {
 	if err := b.start(); err != nil {
@@ -274,9 +306,13 @@ func (b *bench) startClients() ([]*netns.Proc, error) {
 		if i < b.calls%b.hosts {
 			calls++
 		}
-		c, err := ns.Start(filepath.Join(b.bin, "gatehouse"), "connect", "l2tp", "--server", "192.0.2.1",
-			"--psk-file", filepath.Join(b.dir, "l2tp.psk"), "--user", "bench", "--password-file", filepath.Join(b.dir, "password"),
-			"--calls", strconv.Itoa(calls), "--tunnels", strconv.Itoa(max(1, b.tunnels/b.hosts)), "--setup-timeout", b.timeout.String())
+		args := []string{"connect", "l2tp", "--server", "192.0.2.1", "--psk-file", filepath.Join(b.dir, "l2tp.psk"),
+			"--tunnels", strconv.Itoa(max(1, b.tunnels/b.hosts))}
+		if b.ikev2 {
+			args = []string{"connect", "ikev2", "--server", "192.0.2.1", "--ca", filepath.Join(b.dir, "ca.pem"), "--ike", b.ike}
+		}
+		c, err := ns.Start(filepath.Join(b.bin, "gatehouse"), append(args, "--user", "bench", "--password-file", filepath.Join(b.dir, "password"),
+			"--calls", strconv.Itoa(calls), "--setup-timeout", b.timeout.String())...)
 		if err != nil {
 			return clients, err
 		}
@@ -304,7 +340,7 @@ func (b *bench) waitForCalls(clients []*netns.Proc) (setupTimes, error) {
 				return st, fmt.Errorf("a client exited: %v\n%s\nserver:\n%s", client.Err(), netns.Tail(client.Output(), 4000), netns.Tail(b.server.Output(), 4000))
 			case <-time.After(200 * time.Millisecond):
 			}
-			m = callsLine.FindStringSubmatch(client.Output())
+			m = b.callsUp(client.Output())
 		}
 		if m == nil {
 			return st, fmt.Errorf("the calls did not come up:\n%s", netns.Tail(client.Output(), 4000))
@@ -338,8 +374,13 @@ func (b *bench) afterCollection(clients []*netns.Proc, up memory) (memory, error
 
 // report prints the setup rate, memory per session, drops and CPU.
 func (b *bench) report(st setupTimes, before, up, after memory, list sessionList) {
-	fmt.Printf("%d PPP sessions (MS-CHAPv2) over %d L2TP tunnels from %d client hosts, one IPsec SA each\n", b.calls, st.tunnels, b.hosts)
-	if b.hosts == 1 {
+	switch {
+	case b.ikev2:
+		fmt.Printf("%d IKEv2 sessions (EAP-MSCHAPv2, IKE SA %s) from %d client hosts\n", b.calls, b.ike, b.hosts)
+	default:
+		fmt.Printf("%d PPP sessions (MS-CHAPv2) over %d L2TP tunnels from %d client hosts, one IPsec SA each\n", b.calls, st.tunnels, b.hosts)
+	}
+	if b.hosts == 1 && !b.ikev2 {
 		fmt.Printf("setup: all up %s after the IPsec SA: %s sessions/s (%s from the first IKE packet)\n\n", st.slowest[3], st.slowest[4], st.slowest[5])
 	} else {
 		fmt.Printf("setup: all up %s from the first IKE packet of the slowest host: %.0f sessions/s\n\n", st.slowest[5],
@@ -438,6 +479,8 @@ func main() {
 	flag.IntVar(&b.hosts, "hosts", 1, "client hosts (network namespaces), each with its own IPsec SA; at most 60")
 	flag.DurationVar(&b.timeout, "timeout", 2*time.Minute, "give up if the sessions are not all up by then")
 	flag.StringVar(&b.profile, "profile", "", "write gatehoused's CPU profile to this file")
+	flag.BoolVar(&b.ikev2, "ikev2", false, "IKEv2 road warriors (EAP-MSCHAPv2) instead of L2TP/IPsec calls; --tunnels is unused")
+	flag.StringVar(&b.ike, "ike", "aes256gcm16-prfsha256-curve25519", "with --ikev2: the IKE SA suite the clients offer (Android 12's first)")
 	flag.Parse()
 	b.bin, _ = filepath.Abs(b.bin)
 	if b.profile != "" {

@@ -360,9 +360,12 @@ func (t *eapAuthTask) request(s *ikeSA) ([]Payload, error) {
 		s.eap = &eapState{client: eap.NewPeer(s.peer.EAPClient.Identity, s.peer.EAPClient.Password, s.rand), inSPI: t.inSPI}
 		id := &ID{T: PayloadIDi, IDType: IDRFC822, Data: []byte(s.peer.EAPClient.Identity)}
 		s.eap.idi = id
-		return []Payload{id, &CertReq{Encoding: CertX509Sig}, cpRequest(), &SA{Proposals: ChildProposals(s.peer.ESP, t.inSPI)},
-			&TS{T: PayloadTSi, Selectors: anyIPv4}, &TS{T: PayloadTSr, Selectors: anyIPv4}, &Notify{Kind: NotifyInitialContact},
-			&Notify{Kind: NotifyMobikeSupported}}, nil
+		ps := []Payload{id, &CertReq{Encoding: CertX509Sig}, cpRequest(), &SA{Proposals: ChildProposals(s.peer.ESP, t.inSPI)},
+			&TS{T: PayloadTSi, Selectors: anyIPv4}, &TS{T: PayloadTSr, Selectors: anyIPv4}, &Notify{Kind: NotifyMobikeSupported}}
+		if !s.m.othersWith(s) {
+			ps = append(ps, &Notify{Kind: NotifyInitialContact})
+		}
+		return ps, nil
 	case t.final:
 		msk := s.eap.client.MSK()
 		return []Payload{&Auth{Method: AuthPSK, Data: pskAuth(prf, msk, signedOctets(prf, s.msg1, s.init.nr, s.keys.Pi, s.eap.idi))}}, nil

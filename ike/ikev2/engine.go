@@ -509,13 +509,32 @@ func (m *Manager) remove(s *ikeSA, why string, restart bool) {
 }
 
 // forgetOthers removes, without a word to the peer, every other IKE SA
-// with s's peer: it sent INITIAL_CONTACT.
+// with s's peer: it sent INITIAL_CONTACT. For road warriors (a wildcard
+// peer) that is the established SAs of the same identity from the same
+// address, port aside (a restarted client behind a NAT may get another):
+// as strongSwan does, so that one user's laptop and phone from two
+// places both stay.
 func (m *Manager) forgetOthers(s *ikeSA) {
 	for _, o := range m.sas {
-		if o != s && o.peer == s.peer && o.state != stateDead && (!s.peer.Wildcard() || o.peerID == s.peerID) {
-			m.remove(o, "the peer restarted (INITIAL_CONTACT)", false)
+		if o == s || o.peer != s.peer || o.state == stateDead {
+			continue
+		}
+		if s.peer.Wildcard() && (o.state != stateEstablished || o.peerID != s.peerID || o.remote.Addr() != s.remote.Addr()) {
+			continue
+		}
+		m.remove(o, "the peer restarted (INITIAL_CONTACT)", false)
+	}
+}
+
+// othersWith reports whether we hold another IKE SA with s's remote
+// address, established or being set up.
+func (m *Manager) othersWith(s *ikeSA) bool {
+	for _, o := range m.sas {
+		if o != s && o.state != stateDead && o.remote.Addr() == s.remote.Addr() {
+			return true
 		}
 	}
+	return false
 }
 
 // rekeyed makes the IKE SA a rekey agreed on, and moves old's children

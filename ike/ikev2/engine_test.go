@@ -1118,3 +1118,50 @@ func TestNameAs(t *testing.T) {
 		}
 	}
 }
+
+// Road warriors and INITIAL_CONTACT: the same user from another address
+// (a laptop and a phone) keeps both SAs; a client that restarts at the
+// same address replaces its old SA; and a client that already holds an
+// SA with the server sends no INITIAL_CONTACT for the next (a load test's
+// many SAs from one host all stay).
+func TestEngineRoadWarriorInitialContact(t *testing.T) {
+	e, leases := eapPair(t, "clientPass")
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	client := func(local string) *Manager {
+		pc := *e.pa.PeerConfig
+		pc.Local = netip.MustParseAddr(local)
+		m, err := NewManager(Config{Host: e.ha, Now: func() time.Time { return e.now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetPeers([]*Peer{{PeerConfig: &pc, Suites: e.pa.Suites, EAPClient: e.pa.EAPClient}})
+		if err := m.Initiate("to-b"); err != nil {
+			t.Fatal(err)
+		}
+		e.a = m
+		e.pump()
+		return m
+	}
+	phone := client("198.51.100.7")
+	if len(e.b.SAs()) != 2 || len(leases) != 2 {
+		t.Fatalf("the same user from two addresses: server SAs %+v, leases %v", e.b.SAs(), leases)
+	}
+	client("198.51.100.7") // the phone restarted
+	if len(e.b.SAs()) != 2 || len(leases) != 2 {
+		t.Fatalf("after the phone's restart: server SAs %+v, leases %v", e.b.SAs(), leases)
+	}
+	e.a = phone
+	pc := *phone.Peers()[0].PeerConfig
+	pc.Name = "to-b-2"
+	phone.SetPeers([]*Peer{phone.Peers()[0], {PeerConfig: &pc, Suites: e.pa.Suites, EAPClient: e.pa.EAPClient}})
+	if err := phone.Initiate("to-b-2"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	if len(e.b.SAs()) != 3 || len(leases) != 3 {
+		t.Fatalf("a second SA from one client: server SAs %+v, leases %v", e.b.SAs(), leases)
+	}
+}

@@ -60,6 +60,10 @@ type AuthSide struct {
 	// CP, when set, goes in our IKE_AUTH request: a road warrior asks
 	// for its address.
 	CP *CP
+	// Others: we hold other IKE SAs with the peer, so our IKE_AUTH
+	// request carries no INITIAL_CONTACT (section 2.4), which would have
+	// the peer drop them.
+	Others bool
 }
 
 // CheckAuth verifies the peer's AUTH over the signed octets (section
@@ -152,8 +156,11 @@ func (t *ikeInit) authRequest(me AuthSide, msg1 []byte, inSPI uint32) ([]Payload
 	if me.Transport {
 		ps = append(ps, &Notify{Kind: NotifyUseTransportMode})
 	}
-	return append(ps, &SA{Proposals: ChildProposals(me.Suites, inSPI)}, &TS{T: PayloadTSi, Selectors: me.Local},
-		&TS{T: PayloadTSr, Selectors: me.Remote}, &Notify{Kind: NotifyInitialContact}), nil
+	ps = append(ps, &SA{Proposals: ChildProposals(me.Suites, inSPI)}, &TS{T: PayloadTSi, Selectors: me.Local}, &TS{T: PayloadTSr, Selectors: me.Remote})
+	if !me.Others {
+		ps = append(ps, &Notify{Kind: NotifyInitialContact})
+	}
+	return ps, nil
 }
 
 // authRespond checks the initiator's IKE_AUTH (inner, opened) with check

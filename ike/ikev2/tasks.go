@@ -129,6 +129,7 @@ func (s *ikeSA) initResponse(msg *Message, b []byte) {
 	if s.peer.AskAddress {
 		me.CP, me.Local, me.Remote = cpRequest(), anyIPv4, anyIPv4
 	}
+	me.Others = s.m.othersWith(s)
 	s.queueTask(&authTask{me: me})
 }
 
