@@ -15,6 +15,9 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -1164,4 +1167,56 @@ func TestEngineRoadWarriorInitialContact(t *testing.T) {
 	if len(e.b.SAs()) != 3 || len(leases) != 3 {
 		t.Fatalf("a second SA from one client: server SAs %+v, leases %v", e.b.SAs(), leases)
 	}
+}
+
+// BenchmarkRoadWarriorMemory brings up road warriors (EAP-MSCHAPv2,
+// certificate, child) against one server, 200 per iteration, and reports
+// the server's live heap per established SA. The hosts keep the child
+// SAs' keys only (no data path), so this is the engine's own cost.
+func BenchmarkRoadWarriorMemory(b *testing.B) {
+	const n = 200
+	if os.Getenv("GATEHOUSE_HEAP_PROFILE") != "" {
+		runtime.MemProfileRate = 1
+	}
+	t := &testing.T{}
+	var perSA float64
+	for range b.N {
+		e, leases := eapPair(t, "clientPass")
+		peers := make([]*Peer, n)
+		for i := range peers {
+			pc := *e.pa.PeerConfig
+			pc.Name = fmt.Sprintf("to-b-%d", i)
+			peers[i] = &Peer{PeerConfig: &pc, Suites: e.pa.Suites, EAPClient: e.pa.EAPClient}
+		}
+		e.a.SetPeers(peers)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range peers {
+			if err := e.a.Initiate(peers[i].Name); err != nil {
+				b.Fatal(err)
+			}
+			e.pump()
+		}
+		e.ha.out, e.hb.out = nil, nil
+		e.a.Tick() // as the daemon does every second: the setup's state goes
+		e.b.Tick()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if len(leases) != n || len(e.b.SAs()) != n {
+			b.Fatalf("%d leases, %d server SAs", len(leases), len(e.b.SAs()))
+		}
+		// Half the growth is the clients' (the same engine, the same
+		// state), so the server's share is about half.
+		perSA = float64(after.HeapInuse-before.HeapInuse) / n / 2
+		if f := os.Getenv("GATEHOUSE_HEAP_PROFILE"); f != "" {
+			// What the SAs hold, for go tool pprof -sample_index=inuse_space.
+			if w, err := os.Create(f); err == nil {
+				pprof.WriteHeapProfile(w)
+				w.Close()
+			}
+		}
+		runtime.KeepAlive(e)
+	}
+	b.ReportMetric(perSA, "B/SA")
 }
