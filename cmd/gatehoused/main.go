@@ -1,4 +1,11 @@
 // Command gatehoused is the Gatehouse VPN server.
+//
+// EAP-TLS (remote_access.ikev2.eap: tls) keys IKEv2 with TLS's exported
+// keys (RFC 5216). Clients whose TLS 1.2 lacks Extended Master Secret
+// (RFC 7627), strongSwan's among them, get no export from crypto/tls
+// unless this setting allows it; gatehoused exports nothing else.
+//
+//go:debug tlsunsafeekm=1
 package main
 
 import (

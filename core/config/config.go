@@ -164,6 +164,13 @@ func (a AuthMethod) Kind() string {
 	return "psk"
 }
 
+// CAs are certification authorities' certificates and revocation lists.
+type CAs struct {
+	CAFiles  []string `yaml:"ca_files"`
+	CRLFiles []string `yaml:"crl_files"`
+	Meta     Meta     `yaml:"-"`
+}
+
 // X509 configures certificate authentication.
 type X509 struct {
 	CAFiles  []string `yaml:"ca_files"`
@@ -224,9 +231,13 @@ type RemoteAccess struct {
 // checks and fragmentation are remote_access.ike's.
 type RemoteAccessIKEv2 struct {
 	// EAP is how users log in: mschapv2 (EAP-MSCHAPv2, checked against
-	// ppp.users_file or ppp.radius) or none (each client proves itself by
-	// the preshared key or a certificate, as remote_access.auth allows).
-	EAP       string   `yaml:"eap"`
+	// ppp.users_file or ppp.radius), tls (EAP-TLS: a user certificate
+	// that EAPTLS's CAs issued) or none (each client proves itself by the
+	// preshared key or a certificate, as remote_access.auth allows).
+	EAP string `yaml:"eap"`
+	// EAPTLS are the CAs (and their CRLs) that issue users' certificates
+	// for eap: tls; unset, those of remote_access.auth's x509 entry.
+	EAPTLS    *CAs     `yaml:"eap_tls"`
 	Proposals []string `yaml:"proposals"`
 	ESP       ESP      `yaml:"esp"`
 	// Inside are the networks clients reach through the tunnel (split

@@ -615,6 +615,9 @@ func (v *validator) remoteAccessIKEv2(ra *RemoteAccess) {
 	for _, a := range ra.Auth {
 		kinds[a.Kind()] = true
 	}
+	if x.EAPTLS != nil && x.EAP != "tls" {
+		v.errorAt(x.Meta.At("eap_tls"), path+".eap_tls", "eap_tls goes with eap: tls")
+	}
 	switch x.EAP {
 	case "mschapv2":
 		if ra.PPP.UsersFile == "" && ra.PPP.Radius == nil {
@@ -623,12 +626,29 @@ func (v *validator) remoteAccessIKEv2(ra *RemoteAccess) {
 		if !kinds["x509"] {
 			v.errorAt(x.Meta.Pos, path, "clients that log in by EAP check the server's certificate (Windows, macOS, iOS and Android all do): add an x509 entry to remote_access.auth")
 		}
+	case "tls":
+		if !kinds["x509"] {
+			v.errorAt(x.Meta.Pos, path, "EAP-TLS runs TLS with the server's certificate: add an x509 entry to remote_access.auth")
+		}
+		if c := x.EAPTLS; c != nil {
+			if len(c.CAFiles) == 0 {
+				v.errorAt(c.Meta.Pos, path+".eap_tls.ca_files", "at least one CA file is required (or leave eap_tls out to use remote_access.auth's CAs)")
+			}
+			for i := range c.CAFiles {
+				c.CAFiles[i] = v.abs(c.CAFiles[i])
+				v.fileExists(c.CAFiles[i], c.Meta.At("ca_files"), fmt.Sprintf("%s.eap_tls.ca_files[%d]", path, i))
+			}
+			for i := range c.CRLFiles {
+				c.CRLFiles[i] = v.abs(c.CRLFiles[i])
+				v.fileExists(c.CRLFiles[i], c.Meta.At("crl_files"), fmt.Sprintf("%s.eap_tls.crl_files[%d]", path, i))
+			}
+		}
 	case "none":
 		if !kinds["psk"] && !kinds["x509"] {
 			v.errorAt(x.Meta.At("eap"), path+".eap", "with eap: none clients prove themselves by a preshared key or a certificate: add psk_file or x509 to remote_access.auth")
 		}
 	default:
-		v.errorAt(x.Meta.At("eap"), path+".eap", "%q is not an EAP method here; allowed: mschapv2, none", x.EAP)
+		v.errorAt(x.Meta.At("eap"), path+".eap", "%q is not an EAP method here; allowed: mschapv2, tls, none", x.EAP)
 	}
 	for i, p := range x.Proposals {
 		legacy, err := ikeProposal(p, 2)

@@ -92,7 +92,23 @@ type host struct {
 	cfgMu    sync.RWMutex
 	tunnels  map[string]config.Tunnel
 	profiles Profiles
+	// creds caches our certificate chain per auth plugin profile (when no
+	// CA was asked for): every IKE_SA_INIT answer with a CERTREQ and every
+	// IKE_AUTH with a signature needs it, and a gRPC call each cost road
+	// warriors' setups a third of the core's time. Entries last
+	// credsTTL, and a reload empties the cache.
+	credsMu sync.Mutex
+	creds   map[string]credsEntry
 }
+
+type credsEntry struct {
+	lc *ike.LocalCredentials
+	at time.Time
+}
+
+// credsTTL bounds how long a cached chain is used: a certificate the
+// plugin reloads from disk is sent within this time.
+const credsTTL = 30 * time.Second
 
 // Profiles names, per peer and IKE auth method, the auth plugin
 // profile that holds the credentials (authUse.where).
@@ -230,8 +246,9 @@ func roadWarriorPeer(c *config.Config, ra *config.RemoteAccess, profiles Profile
 }
 
 // serveRoadWarriors connects IKEv2's road-warrior peer to remote access:
-// addresses from the shared pool, users checked where L2TP's are.
-func serveRoadWarriors(peers []*ikev2.Peer, ra *config.RemoteAccess, access *remote.Access) error {
+// addresses from the shared pool, users checked where L2TP's are, or by
+// EAP-TLS.
+func serveRoadWarriors(h *host, peers []*ikev2.Peer, ra *config.RemoteAccess, access *remote.Access) error {
 	for _, p := range peers {
 		rw := p.RemoteAccess
 		if rw == nil {
@@ -241,8 +258,14 @@ func serveRoadWarriors(peers []*ikev2.Peer, ra *config.RemoteAccess, access *rem
 			return errors.New("remote_access.ikev2 is set, but remote access is not running")
 		}
 		rw.Lease, rw.Release = access.IKEv2Lease, access.IKEv2Release
-		if ra.IKEv2.EAP == "mschapv2" {
+		switch ra.IKEv2.EAP {
+		case "mschapv2":
 			rw.EAP = access.IKEv2EAP
+		case "tls":
+			var err error
+			if rw.EAP, err = eapTLS(h, p, ra); err != nil {
+				return fmt.Errorf("remote_access.ikev2: %w", err)
+			}
 		}
 	}
 	return nil
@@ -409,6 +432,14 @@ func (h *host) LocalCredentials(peer *ike.PeerConfig, method uint16, peerCAs [][
 	if err != nil {
 		return nil, err
 	}
+	if len(peerCAs) == 0 {
+		h.credsMu.Lock()
+		e, ok := h.creds[profile]
+		h.credsMu.Unlock()
+		if ok && time.Since(e.at) < credsTTL {
+			return e.lc, nil
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), authCallTimeout)
 	defer cancel()
 	lc, err := a.LocalCertificate(ctx, profile, peerCAs)
@@ -418,6 +449,14 @@ func (h *host) LocalCredentials(peer *ike.PeerConfig, method uint16, peerCAs [][
 	out := &ike.LocalCredentials{Chain: lc.Chain, CANames: lc.CANames, CAKeyIDs: lc.CAKeyIDs}
 	if lc.ID != nil {
 		out.ID = &ike.ID{IDType: lc.ID.Type, Data: lc.ID.Data}
+	}
+	if len(peerCAs) == 0 {
+		h.credsMu.Lock()
+		if h.creds == nil {
+			h.creds = map[string]credsEntry{}
+		}
+		h.creds[profile] = credsEntry{out, time.Now()}
+		h.credsMu.Unlock()
 	}
 	return out, nil
 }
@@ -750,9 +789,6 @@ func Start(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := serveRoadWarriors(peers.V2, c.RemoteAccess, cfg.RemoteAccess); err != nil {
-		return nil, err
-	}
 	addrs := []netip.Addr{netip.IPv4Unspecified()}
 	if len(c.Listen) > 0 {
 		addrs = addrs[:0]
@@ -773,6 +809,12 @@ func Start(cfg Config) (*Engine, error) {
 	}
 	h := &host{log: cfg.Log, plugins: cfg.Plugins, events: cfg.Events, db: cfg.SAD, socks: socks, udp4500: cfg.UDP4500, onSA: cfg.OnSAEvent,
 		peerGone: cfg.PeerGone, clients: cfg.RemoteAccess, keyLog: cfg.KeyLog, tunnels: tunnelsByName(c.Tunnels), profiles: profiles}
+	if err := serveRoadWarriors(h, peers.V2, c.RemoteAccess, cfg.RemoteAccess); err != nil {
+		for _, s := range socks {
+			s.conn.Close()
+		}
+		return nil, err
+	}
 	st := &Engine{log: cfg.Log, socks: socks, udp4500: cfg.UDP4500, in: make(chan ikeDatagram, 256), acquire: make(chan startReq, 64),
 		host: h, stop: make(chan struct{}), done: make(chan struct{})}
 	st.onTraffic.Store(onTrafficOf(c.Tunnels))
@@ -873,6 +915,9 @@ func (st *Engine) Reconfigure(tunnels []config.Tunnel, peers Peers, profiles Pro
 	st.host.cfgMu.Lock()
 	st.host.tunnels, st.host.profiles = tunnelsByName(tunnels), profiles
 	st.host.cfgMu.Unlock()
+	st.host.credsMu.Lock()
+	clear(st.host.creds) // a reload may have changed a certificate
+	st.host.credsMu.Unlock()
 	st.mgr.SetPeers(peers.V1)
 	st.mgr2.SetPeers(peers.V2)
 	v := peers.versions()

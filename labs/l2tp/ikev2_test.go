@@ -324,3 +324,58 @@ func TestConnectIKEv2(t *testing.T) {
 	}
 	c.hangUp(t)
 }
+
+// TestIKEv2EAPTLS: remote_access.ikev2.eap: tls. A strongSwan road
+// warrior logs in with carol's user certificate through EAP-TLS: the
+// server runs TLS with its certificate, whose key stays in the x509
+// plugin, names the session after the certificate, and both AUTHs come
+// from the TLS-exported key. dave's revoked certificate is refused.
+func TestIKEv2EAPTLS(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("vpn", "rsa", "--ip", "192.0.2.1")
+	pki.Issue("carol", "ecdsa")
+	pki.Issue("dave", "ecdsa")
+	crl := pki.Revoke("dave")
+	x.auth = "[" + pki.AuthEntry("vpn", crl) + "]"
+	x.serve("mschapv2", "ikev2: {eap: tls, inside: [10.1.0.0/24]}")
+	conf := func(user string) string {
+		return fmt.Sprintf(`connections {
+  rw {
+    version = 2
+    remote_addrs = 192.0.2.1
+    vips = 0.0.0.0
+    proposals = aes256-sha256-ecp256
+    encap = yes
+    local { auth = eap-tls
+            certs = %[1]s }
+    remote { auth = pubkey
+             id = %%any
+             cacerts = %[2]s }
+    children { net { remote_ts = 10.1.0.0/24
+                     esp_proposals = aes256gcm16 } }
+  }
+}
+`, pki.Path(user+".pem"), pki.Path("ca.pem"))
+	}
+	sw := netns.StrongSwanForTest(t, cli, map[string]string{"private/carol.key": pki.Path("carol.key")}, conf("carol"))
+	addr := initiate(t, sw)
+	for _, want := range []string{"EAP method EAP_TLS succeeded, MSK established", "authentication of 'O=Gatehouse, CN=vpn' with EAP successful"} {
+		if !strings.Contains(sw.Log(), want) {
+			t.Errorf("strongSwan's log lacks %q", want)
+		}
+	}
+	ping(t, cli, "10.1.0.10")
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "carol ikev2 "+addr) {
+		t.Fatalf("gatehouse sessions:\n%s", s)
+	}
+	sw.Stop(false)
+	sw = netns.StrongSwanForTest(t, cli, map[string]string{"private/dave.key": pki.Path("dave.key")}, conf("dave"))
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err == nil {
+		t.Fatalf("dave's revoked certificate was taken:\n%s", out)
+	}
+	if !x.waitLog("IKE_AUTH", "authentication-failed", "revoked") {
+		t.Errorf("the server did not say why it refused dave:\n%s", netns.Tail(x.gw.Proc.Output(), 3000))
+	}
+}
