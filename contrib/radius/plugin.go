@@ -91,28 +91,38 @@ func (a *radiusAuth) AuthenticateUser(ctx context.Context, req sdk.UserAuthReque
 	}
 	res, err := c.Authenticate(ctx, rr)
 	if err != nil {
-		msg := "no RADIUS server answered"
-		switch {
-		case errors.Is(err, radius.ErrNoMessageAuthenticator):
-			msg = "RADIUS answer refused: it has no Message-Authenticator"
-		case errors.Is(err, radius.ErrBadResponse):
-			msg = "no valid RADIUS answer"
-		}
-		a.log.Error(msg, "user", req.User, "error", err)
-		if errors.Is(err, radius.ErrNoServer) {
-			return sdk.UserAuthResult{}, fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
-		}
-		return sdk.UserAuthResult{}, err
+		return sdk.UserAuthResult{}, a.noAnswer(req.User, err)
 	}
+	return a.verdict(req.User, m.String(), res), nil
+}
+
+// noAnswer logs why no server's answer could be used, and maps it.
+func (a *radiusAuth) noAnswer(user string, err error) error {
+	msg := "no RADIUS server answered"
+	switch {
+	case errors.Is(err, radius.ErrNoMessageAuthenticator):
+		msg = "RADIUS answer refused: it has no Message-Authenticator"
+	case errors.Is(err, radius.ErrBadResponse):
+		msg = "no valid RADIUS answer"
+	}
+	a.log.Error(msg, "user", user, "error", err)
+	if errors.Is(err, radius.ErrNoServer) {
+		return fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
+	}
+	return err
+}
+
+// verdict is a server's Access-Accept or Access-Reject, logged.
+func (a *radiusAuth) verdict(user, method string, res radius.Result) sdk.UserAuthResult {
 	if !res.Accept {
-		a.log.Info("user rejected by RADIUS", "user", req.User, "method", m.String(), "server", res.Server, "message", res.Message)
+		a.log.Info("user rejected by RADIUS", "user", user, "method", method, "server", res.Server, "message", res.Message)
 		msg := "rejected by the RADIUS server"
 		if res.Message != "" {
 			msg += ": " + res.Message
 		}
-		return sdk.UserAuthResult{Code: sdk.UserReject, Message: msg}, nil
+		return sdk.UserAuthResult{Code: sdk.UserReject, Message: msg}
 	}
-	fields := []any{"user", req.User, "method", m.String(), "server", res.Server,
+	fields := []any{"user", user, "method", method, "server", res.Server,
 		"framed_address", res.FramedAddress.String(), "session_timeout", res.SessionTimeout.String()}
 	if len(res.Unanswered) > 0 {
 		// The user got in, but a server before this one is down.
@@ -121,7 +131,31 @@ func (a *radiusAuth) AuthenticateUser(ctx context.Context, req sdk.UserAuthReque
 	a.log.Info("user accepted by RADIUS", fields...)
 	return sdk.UserAuthResult{Code: sdk.UserAccept, Message: res.Message, AuthenticatorResponse: res.AuthenticatorResponse,
 		MPPESendKey: res.MPPESendKey, MPPERecvKey: res.MPPERecvKey, FramedAddress: res.FramedAddress,
-		SessionTimeoutSeconds: uint32(res.SessionTimeout.Seconds()), IdleTimeoutSeconds: uint32(res.IdleTimeout.Seconds()), Class: firstClass(res.Class)}, nil
+		SessionTimeoutSeconds: uint32(res.SessionTimeout.Seconds()), IdleTimeoutSeconds: uint32(res.IdleTimeout.Seconds()), Class: firstClass(res.Class)}
+}
+
+// RelayEAP carries an IKEv2 road warrior's EAP round to the servers (RFC
+// 3579): the first to answer keeps the conversation (req.Server).
+func (a *radiusAuth) RelayEAP(ctx context.Context, req sdk.EAPRelayRequest) (sdk.EAPRelayResult, error) {
+	a.mu.RLock()
+	c := a.client
+	a.mu.RUnlock()
+	if c == nil {
+		return sdk.EAPRelayResult{}, fmt.Errorf("%w: no RADIUS server configured", sdk.ErrUnavailable)
+	}
+	r := radius.EAPRequest{User: req.User, EAP: req.EAP, State: req.State, Server: req.Server}
+	if req.Peer.IsValid() {
+		r.CallingStation = req.Peer.Addr().String()
+	}
+	res, err := c.EAP(ctx, r)
+	if err != nil {
+		return sdk.EAPRelayResult{}, a.noAnswer(req.User, err)
+	}
+	out := sdk.EAPRelayResult{Challenge: res.Challenge, EAP: res.EAP, State: res.State, Server: res.Server}
+	if !res.Challenge {
+		out.Verdict = a.verdict(req.User, "eap", res.Result)
+	}
+	return out, nil
 }
 
 var acctStatus = map[sdk.AcctStatus]radius.AcctStatus{sdk.AcctStart: radius.AcctStart, sdk.AcctStop: radius.AcctStop, sdk.AcctInterim: radius.AcctInterim}

@@ -231,9 +231,11 @@ type RemoteAccess struct {
 // checks and fragmentation are remote_access.ike's.
 type RemoteAccessIKEv2 struct {
 	// EAP is how users log in: mschapv2 (EAP-MSCHAPv2, checked against
-	// ppp.users_file or ppp.radius), tls (EAP-TLS: a user certificate
-	// that EAPTLS's CAs issued) or none (each client proves itself by the
-	// preshared key or a certificate, as remote_access.auth allows).
+	// ppp.users_file or ppp.radius), radius (EAP relayed whole to the
+	// ppp.radius servers, which run the method), tls (EAP-TLS: a user
+	// certificate that EAPTLS's CAs issued) or none (each client proves
+	// itself by the preshared key or a certificate, as remote_access.auth
+	// allows).
 	EAP string `yaml:"eap"`
 	// EAPTLS are the CAs (and their CRLs) that issue users' certificates
 	// for eap: tls; unset, those of remote_access.auth's x509 entry.

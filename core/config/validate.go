@@ -626,6 +626,13 @@ func (v *validator) remoteAccessIKEv2(ra *RemoteAccess) {
 		if !kinds["x509"] {
 			v.errorAt(x.Meta.Pos, path, "clients that log in by EAP check the server's certificate (Windows, macOS, iOS and Android all do): add an x509 entry to remote_access.auth")
 		}
+	case "radius":
+		if ra.PPP.Radius == nil {
+			v.errorAt(x.Meta.At("eap"), path+".eap", "eap: radius relays EAP to the servers of remote_access.ppp.radius; set them")
+		}
+		if !kinds["x509"] {
+			v.errorAt(x.Meta.Pos, path, "clients that log in by EAP check the server's certificate: add an x509 entry to remote_access.auth")
+		}
 	case "tls":
 		if !kinds["x509"] {
 			v.errorAt(x.Meta.Pos, path, "EAP-TLS runs TLS with the server's certificate: add an x509 entry to remote_access.auth")
@@ -648,7 +655,7 @@ func (v *validator) remoteAccessIKEv2(ra *RemoteAccess) {
 			v.errorAt(x.Meta.At("eap"), path+".eap", "with eap: none clients prove themselves by a preshared key or a certificate: add psk_file or x509 to remote_access.auth")
 		}
 	default:
-		v.errorAt(x.Meta.At("eap"), path+".eap", "%q is not an EAP method here; allowed: mschapv2, tls, none", x.EAP)
+		v.errorAt(x.Meta.At("eap"), path+".eap", "%q is not an EAP method here; allowed: mschapv2, radius, tls, none", x.EAP)
 	}
 	for i, p := range x.Proposals {
 		legacy, err := ikeProposal(p, 2)

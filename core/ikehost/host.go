@@ -261,6 +261,8 @@ func serveRoadWarriors(h *host, peers []*ikev2.Peer, ra *config.RemoteAccess, ac
 		switch ra.IKEv2.EAP {
 		case "mschapv2":
 			rw.EAP = access.IKEv2EAP
+		case "radius":
+			rw.EAP = access.IKEv2EAPRelay
 		case "tls":
 			var err error
 			if rw.EAP, err = eapTLS(h, p, ra); err != nil {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse/gatehouse/auth/eap"
+	"github.com/gatehouse/gatehouse/auth/radius"
 	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/ike/ikev2"
@@ -344,6 +345,42 @@ func (r *Access) IKEv2EAP(outer netip.AddrPort) ikev2.EAPSession {
 	}, rand.Reader)
 	return s
 }
+
+// IKEv2EAPRelay relays a road warrior's EAP to the RADIUS servers (RFC
+// 3579, eap: radius), which run the method (EAP-MSCHAPv2, PEAP...): the
+// MSK comes from the MS-MPPE keys of the Access-Accept, whose address,
+// timeouts and Class apply as for other users.
+func (r *Access) IKEv2EAPRelay(outer netip.AddrPort) ikev2.EAPSession {
+	ask := func(ctx context.Context, q radius.EAPRequest) (radius.EAPResult, error) {
+		a, _, err := r.plugins.Authenticator(sdk.MethodPAP)
+		if err != nil {
+			return radius.EAPResult{}, fmt.Errorf("RADIUS: %w", err)
+		}
+		res, err := a.RelayEAP(ctx, sdk.EAPRelayRequest{User: q.User, EAP: q.EAP, State: q.State, Server: q.Server, Peer: outer})
+		if err != nil {
+			return radius.EAPResult{}, err
+		}
+		v := res.Verdict
+		out := radius.EAPResult{Challenge: res.Challenge, EAP: res.EAP, State: res.State, Result: radius.Result{Server: res.Server,
+			Accept: !res.Challenge && v.Code == sdk.UserAccept, Message: v.Message, MPPESendKey: v.MPPESendKey, MPPERecvKey: v.MPPERecvKey,
+			FramedAddress: v.FramedAddress}}
+		user := ppp.StripDomain(q.User)
+		switch {
+		case res.Challenge:
+		case out.Accept:
+			r.noteGrant(outer, user, v)
+		default:
+			r.EmitAudit(context.Background(), sdk.AuditEvent{ID: sdk.EventUserAuthFailed, Name: "user-auth-failed", Fields: map[string]string{
+				"user": user, "peer": outer.String(), "method": "eap-radius", "reason": v.Message, "protocol": "ikev2"}})
+		}
+		return out, nil
+	}
+	return eap.NewRelay(ask, outer.Addr().String(), relayRound, rand.Reader)
+}
+
+// relayRound bounds one EAP round relayed to RADIUS: the plugin tries
+// each server in turn within its own timeouts.
+const relayRound = 30 * time.Second
 
 // eapLogin is EAP-MSCHAPv2 with the address the user database gave the
 // user (RADIUS Framed-IP-Address, the users file's fixed address).

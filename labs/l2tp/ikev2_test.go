@@ -379,3 +379,37 @@ func TestIKEv2EAPTLS(t *testing.T) {
 		t.Errorf("the server did not say why it refused dave:\n%s", netns.Tail(x.gw.Proc.Output(), 3000))
 	}
 }
+
+// TestIKEv2EAPRelayedToRADIUS: remote_access.ikev2.eap: radius relays the
+// road warrior's EAP whole to FreeRADIUS (RFC 3579), which runs
+// EAP-MSCHAPv2 itself; the MSK comes from the MS-MPPE keys of its
+// Access-Accept. erin gets her Framed-IP-Address and pings; a wrong
+// password is refused with an audit record.
+func TestIKEv2EAPRelayedToRADIUS(t *testing.T) {
+	x := newLab(t)
+	fr := x.withRADIUSOptions(netns.FreeRADIUSOptions{EAP: true})
+	cli := x.direct("cli")
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
+	x.auth = "[" + pki.AuthEntry("vpn") + "]"
+	x.serve("mschapv2", "ikev2: {eap: radius, inside: [10.1.0.0/24]}")
+	sw := netns.StrongSwanForTest(t, cli, nil, roadWarrior(pki.Path("ca.pem"), "erin", "erin-pass"))
+	if addr := initiate(t, sw); addr != "10.8.0.77" {
+		t.Fatalf("erin got %s, want her Framed-IP-Address 10.8.0.77", addr)
+	}
+	ping(t, cli, "10.1.0.10")
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "erin ikev2 10.8.0.77") {
+		t.Fatalf("gatehouse sessions:\n%s", s)
+	}
+	if !strings.Contains(fr.Output(), "Login OK: [erin]") || !x.waitLog("user accepted by RADIUS", "erin", `"method": "eap"`) {
+		t.Errorf("FreeRADIUS did not take erin by EAP:\n%s\n%s", netns.Tail(fr.Output(), 3000), netns.Tail(x.gw.Proc.Output(), 3000))
+	}
+	sw.Stop(false)
+	sw = netns.StrongSwanForTest(t, cli, nil, roadWarrior(pki.Path("ca.pem"), "frank", "not-franks"))
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err == nil {
+		t.Fatalf("a wrong password got in:\n%s", out)
+	}
+	if !x.waitLog("user-auth-failed", "frank", "eap-radius") {
+		t.Errorf("no audit record of frank's refusal:\n%s", netns.Tail(x.gw.Proc.Output(), 3000))
+	}
+}

@@ -256,6 +256,27 @@ type Authenticator interface {
 	GSSRelease(ctx context.Context, contextID string) error
 	AuthenticateUser(ctx context.Context, req UserAuthRequest) (UserAuthResult, error)
 	Account(ctx context.Context, req AccountRequest) error
+	RelayEAP(ctx context.Context, req EAPRelayRequest) (EAPRelayResult, error)
+}
+
+// EAPRelayRequest is one EAP round of an IKEv2 road warrior for the user
+// database to answer (RFC 3579): the client's EAP identity and response,
+// and the last answer's State and server.
+type EAPRelayRequest struct {
+	User       string
+	EAP, State []byte
+	Server     string
+	Peer       netip.AddrPort
+}
+
+// EAPRelayResult is the answer: a challenge to pass on (with the State
+// and server for the next round), or the verdict, whose MPPE keys make
+// the MSK, with the EAP-Success or EAP-Failure to pass on.
+type EAPRelayResult struct {
+	Challenge  bool
+	EAP, State []byte
+	Server     string
+	Verdict    UserAuthResult
 }
 
 // UnimplementedAuthenticator answers ErrUnsupported to every call but Info
@@ -289,6 +310,9 @@ func (UnimplementedAuthenticator) AuthenticateUser(context.Context, UserAuthRequ
 }
 func (UnimplementedAuthenticator) Account(context.Context, AccountRequest) error {
 	return ErrUnsupported
+}
+func (UnimplementedAuthenticator) RelayEAP(context.Context, EAPRelayRequest) (EAPRelayResult, error) {
+	return EAPRelayResult{}, ErrUnsupported
 }
 
 // AuthenticatorPlugin is the go-plugin glue for Authenticator.
@@ -538,6 +562,22 @@ func (a *authClient) Account(ctx context.Context, req AccountRequest) error {
 	return fromStatus("account", err)
 }
 
+func (a *authClient) RelayEAP(ctx context.Context, req EAPRelayRequest) (EAPRelayResult, error) {
+	r := &pb.EAPRelayRequest{User: req.User, Eap: req.EAP, State: req.State, Server: req.Server}
+	if req.Peer.IsValid() {
+		r.Peer = endpointToPB(req.Peer)
+	}
+	p, err := a.c.RelayEAP(ctx, r)
+	if err != nil {
+		return EAPRelayResult{}, fromStatus("relay EAP", err)
+	}
+	v, err := userAuthResultFromPB(p.GetVerdict())
+	if err != nil {
+		return EAPRelayResult{}, err
+	}
+	return EAPRelayResult{Challenge: p.GetChallenge(), EAP: p.GetEap(), State: p.GetState(), Server: p.GetServer(), Verdict: v}, nil
+}
+
 func (a *authClient) AuthenticateUser(ctx context.Context, req UserAuthRequest) (UserAuthResult, error) {
 	r, err := a.c.AuthenticateUser(ctx, userAuthRequestToPB(req))
 	if err != nil {
@@ -681,6 +721,22 @@ func (s *authServer) Account(ctx context.Context, req *pb.AccountRequest) (*pb.A
 		return nil, toStatus(err)
 	}
 	return &pb.AccountResponse{}, nil
+}
+
+func (s *authServer) RelayEAP(ctx context.Context, req *pb.EAPRelayRequest) (*pb.EAPRelayResponse, error) {
+	r := EAPRelayRequest{User: req.GetUser(), EAP: req.GetEap(), State: req.GetState(), Server: req.GetServer()}
+	if req.GetPeer() != nil {
+		var err error
+		if r.Peer, err = endpointFromPB(req.GetPeer()); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	res, err := s.impl.RelayEAP(ctx, r)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.EAPRelayResponse{Challenge: res.Challenge, Eap: res.EAP, State: res.State, Server: res.Server,
+		Verdict: userAuthResultToPB(res.Verdict)}, nil
 }
 
 func (s *authServer) AuthenticateUser(ctx context.Context, req *pb.UserAuthRequest) (*pb.UserAuthResponse, error) {

@@ -56,6 +56,7 @@ func FuzzHostInputs(f *testing.F) {
 		_, _ = au.GSSStep(ctx, GSSStepRequest{})
 		_, _ = au.GSSWrap(ctx, "c", nil)
 		_, _ = au.GSSUnwrap(ctx, "c", nil)
+		_, _ = au.RelayEAP(ctx, EAPRelayRequest{})
 		if r, err := au.AuthenticateUser(ctx, UserAuthRequest{}); err == nil {
 			back, err := userAuthResultFromPB(roundTrip(t, userAuthResultToPB(r), &pb.UserAuthResponse{}))
 			if err != nil || !sameValue(back, r) {
@@ -211,6 +212,9 @@ func (w wireAuth) GSSUnwrap(context.Context, *pb.GSSUnwrapRequest, ...grpc.CallO
 }
 func (w wireAuth) AuthenticateUser(context.Context, *pb.UserAuthRequest, ...grpc.CallOption) (*pb.UserAuthResponse, error) {
 	return answer(w.b, &pb.UserAuthResponse{})
+}
+func (w wireAuth) RelayEAP(context.Context, *pb.EAPRelayRequest, ...grpc.CallOption) (*pb.EAPRelayResponse, error) {
+	return answer(w.b, &pb.EAPRelayResponse{})
 }
 
 func (w wireOffload) Info(context.Context, *pb.InfoRequest, ...grpc.CallOption) (*pb.OffloadInfo, error) {

@@ -41,6 +41,7 @@ type fakeAuth struct {
 	gotGSS  GSSStepRequest
 	gotCert VerifyCertRequest
 	gotAcct AccountRequest
+	gotEAP  EAPRelayRequest
 }
 
 var (
@@ -96,6 +97,14 @@ func (f *fakeAuth) AuthenticateUser(_ context.Context, r UserAuthRequest) (UserA
 		return UserAuthResult{}, errBoom
 	}
 	return userRes, nil
+}
+
+func (f *fakeAuth) RelayEAP(_ context.Context, r EAPRelayRequest) (EAPRelayResult, error) {
+	f.gotEAP = r
+	if r.User == "" {
+		return EAPRelayResult{}, ErrInvalid
+	}
+	return EAPRelayResult{EAP: []byte{3, 9, 0, 4}, Verdict: userRes}, nil
 }
 
 func (f *fakeAuth) Account(_ context.Context, r AccountRequest) error {
@@ -166,6 +175,14 @@ func TestAuthenticatorShims(t *testing.T) {
 	}
 	if _, err := a.AuthenticateUser(c, UserAuthRequest{User: "crash"}); err == nil || errors.Is(err, ErrUnsupported) {
 		t.Fatalf("plain error should pass as an internal error, got %v", err)
+	}
+	er := EAPRelayRequest{User: "alice", EAP: []byte{2, 1, 0, 10, 1, 'a', 'l', 'i', 'c', 'e'}, State: []byte("s"), Server: "10.1.0.5:1812", Peer: testEP}
+	if got, err := a.RelayEAP(c, er); err != nil || !reflect.DeepEqual(f.gotEAP, er) || !reflect.DeepEqual(got.Verdict, userRes) ||
+		!reflect.DeepEqual(got.EAP, []byte{3, 9, 0, 4}) || got.Challenge {
+		t.Fatalf("RelayEAP = %+v, %v (server got %+v)", got, err, f.gotEAP)
+	}
+	if _, err := a.RelayEAP(c, EAPRelayRequest{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("RelayEAP error maps to %v", err)
 	}
 	ar := AccountRequest{Status: AcctStop, SessionID: "s-1", User: "alice", FramedAddress: netip.MustParseAddr("10.8.0.9"), Peer: testEP,
 		BytesIn: 5 << 32, BytesOut: 2, PacketsIn: 3, PacketsOut: 4, SessionTime: time.Minute, TerminateCause: 6, Class: [][]byte{[]byte("c1")}}

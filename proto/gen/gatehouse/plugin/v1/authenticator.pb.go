@@ -2084,6 +2084,166 @@ func (x *UserAuthResponse) GetClass() []byte {
 	return nil
 }
 
+type EAPRelayRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user is the client's EAP identity; eap its EAP response.
+	User string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Eap  []byte `protobuf:"bytes,2,opt,name=eap,proto3" json:"eap,omitempty"`
+	// state and server come from the last round's answer (none on the
+	// first).
+	State  []byte `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Server string `protobuf:"bytes,4,opt,name=server,proto3" json:"server,omitempty"`
+	// peer is the client's outer address and port.
+	Peer          *Endpoint `protobuf:"bytes,5,opt,name=peer,proto3" json:"peer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EAPRelayRequest) Reset() {
+	*x = EAPRelayRequest{}
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EAPRelayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EAPRelayRequest) ProtoMessage() {}
+
+func (x *EAPRelayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EAPRelayRequest.ProtoReflect.Descriptor instead.
+func (*EAPRelayRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *EAPRelayRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *EAPRelayRequest) GetEap() []byte {
+	if x != nil {
+		return x.Eap
+	}
+	return nil
+}
+
+func (x *EAPRelayRequest) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *EAPRelayRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *EAPRelayRequest) GetPeer() *Endpoint {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
+type EAPRelayResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// challenge: eap is the next EAP request to pass on, and state and
+	// server go in the next round. Otherwise eap is the EAP-Success or
+	// EAP-Failure (or empty), and verdict says who the user is; its MPPE
+	// keys make the MSK.
+	Challenge     bool              `protobuf:"varint,1,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	Eap           []byte            `protobuf:"bytes,2,opt,name=eap,proto3" json:"eap,omitempty"`
+	State         []byte            `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Server        string            `protobuf:"bytes,4,opt,name=server,proto3" json:"server,omitempty"`
+	Verdict       *UserAuthResponse `protobuf:"bytes,5,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EAPRelayResponse) Reset() {
+	*x = EAPRelayResponse{}
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EAPRelayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EAPRelayResponse) ProtoMessage() {}
+
+func (x *EAPRelayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_plugin_v1_authenticator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EAPRelayResponse.ProtoReflect.Descriptor instead.
+func (*EAPRelayResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *EAPRelayResponse) GetChallenge() bool {
+	if x != nil {
+		return x.Challenge
+	}
+	return false
+}
+
+func (x *EAPRelayResponse) GetEap() []byte {
+	if x != nil {
+		return x.Eap
+	}
+	return nil
+}
+
+func (x *EAPRelayResponse) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *EAPRelayResponse) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *EAPRelayResponse) GetVerdict() *UserAuthResponse {
+	if x != nil {
+		return x.Verdict
+	}
+	return nil
+}
+
 var File_gatehouse_plugin_v1_authenticator_proto protoreflect.FileDescriptor
 
 const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
@@ -2233,7 +2393,19 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"\x0eframed_address\x18\x06 \x01(\tR\rframedAddress\x126\n" +
 	"\x17session_timeout_seconds\x18\a \x01(\rR\x15sessionTimeoutSeconds\x120\n" +
 	"\x14idle_timeout_seconds\x18\b \x01(\rR\x12idleTimeoutSeconds\x12\x14\n" +
-	"\x05class\x18\t \x01(\fR\x05class*\xb7\x01\n" +
+	"\x05class\x18\t \x01(\fR\x05class\"\x98\x01\n" +
+	"\x0fEAPRelayRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x10\n" +
+	"\x03eap\x18\x02 \x01(\fR\x03eap\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\fR\x05state\x12\x16\n" +
+	"\x06server\x18\x04 \x01(\tR\x06server\x121\n" +
+	"\x04peer\x18\x05 \x01(\v2\x1d.gatehouse.plugin.v1.EndpointR\x04peer\"\xb1\x01\n" +
+	"\x10EAPRelayResponse\x12\x1c\n" +
+	"\tchallenge\x18\x01 \x01(\bR\tchallenge\x12\x10\n" +
+	"\x03eap\x18\x02 \x01(\fR\x03eap\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\fR\x05state\x12\x16\n" +
+	"\x06server\x18\x04 \x01(\tR\x06server\x12?\n" +
+	"\averdict\x18\x05 \x01(\v2%.gatehouse.plugin.v1.UserAuthResponseR\averdict*\xb7\x01\n" +
 	"\n" +
 	"AuthMethod\x12\x1b\n" +
 	"\x17AUTH_METHOD_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -2257,7 +2429,7 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"\x1cUSER_AUTH_RESULT_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17USER_AUTH_RESULT_ACCEPT\x10\x01\x12\x1b\n" +
 	"\x17USER_AUTH_RESULT_REJECT\x10\x02\x12!\n" +
-	"\x1dUSER_AUTH_RESULT_UNKNOWN_USER\x10\x032\xd7\b\n" +
+	"\x1dUSER_AUTH_RESULT_UNKNOWN_USER\x10\x032\xb0\t\n" +
 	"\rAuthenticator\x12P\n" +
 	"\x04Info\x12 .gatehouse.plugin.v1.InfoRequest\x1a&.gatehouse.plugin.v1.AuthenticatorInfo\x12T\n" +
 	"\tConfigure\x12\x1f.gatehouse.plugin.v1.AuthConfig\x1a&.gatehouse.plugin.v1.ConfigureResponse\x12N\n" +
@@ -2271,7 +2443,8 @@ const file_gatehouse_plugin_v1_authenticator_proto_rawDesc = "" +
 	"\n" +
 	"GSSRelease\x12&.gatehouse.plugin.v1.GSSReleaseRequest\x1a'.gatehouse.plugin.v1.GSSReleaseResponse\x12_\n" +
 	"\x10AuthenticateUser\x12$.gatehouse.plugin.v1.UserAuthRequest\x1a%.gatehouse.plugin.v1.UserAuthResponse\x12T\n" +
-	"\aAccount\x12#.gatehouse.plugin.v1.AccountRequest\x1a$.gatehouse.plugin.v1.AccountResponseB\xe2\x01\n" +
+	"\aAccount\x12#.gatehouse.plugin.v1.AccountRequest\x1a$.gatehouse.plugin.v1.AccountResponse\x12W\n" +
+	"\bRelayEAP\x12$.gatehouse.plugin.v1.EAPRelayRequest\x1a%.gatehouse.plugin.v1.EAPRelayResponseB\xe2\x01\n" +
 	"\x17com.gatehouse.plugin.v1B\x12AuthenticatorProtoP\x01ZEgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/plugin/v1;pluginv1\xa2\x02\x03GPX\xaa\x02\x13Gatehouse.Plugin.V1\xca\x02\x13Gatehouse\\Plugin\\V1\xe2\x02\x1fGatehouse\\Plugin\\V1\\GPBMetadata\xea\x02\x15Gatehouse::Plugin::V1b\x06proto3"
 
 var (
@@ -2287,7 +2460,7 @@ func file_gatehouse_plugin_v1_authenticator_proto_rawDescGZIP() []byte {
 }
 
 var file_gatehouse_plugin_v1_authenticator_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gatehouse_plugin_v1_authenticator_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_gatehouse_plugin_v1_authenticator_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_gatehouse_plugin_v1_authenticator_proto_goTypes = []any{
 	(AuthMethod)(0),                   // 0: gatehouse.plugin.v1.AuthMethod
 	(GSSRole)(0),                      // 1: gatehouse.plugin.v1.GSSRole
@@ -2321,59 +2494,65 @@ var file_gatehouse_plugin_v1_authenticator_proto_goTypes = []any{
 	(*AccountResponse)(nil),           // 29: gatehouse.plugin.v1.AccountResponse
 	(*UserAuthRequest)(nil),           // 30: gatehouse.plugin.v1.UserAuthRequest
 	(*UserAuthResponse)(nil),          // 31: gatehouse.plugin.v1.UserAuthResponse
-	(*PluginInfo)(nil),                // 32: gatehouse.plugin.v1.PluginInfo
-	(*Endpoint)(nil),                  // 33: gatehouse.plugin.v1.Endpoint
-	(*Identity)(nil),                  // 34: gatehouse.plugin.v1.Identity
-	(*InfoRequest)(nil),               // 35: gatehouse.plugin.v1.InfoRequest
+	(*EAPRelayRequest)(nil),           // 32: gatehouse.plugin.v1.EAPRelayRequest
+	(*EAPRelayResponse)(nil),          // 33: gatehouse.plugin.v1.EAPRelayResponse
+	(*PluginInfo)(nil),                // 34: gatehouse.plugin.v1.PluginInfo
+	(*Endpoint)(nil),                  // 35: gatehouse.plugin.v1.Endpoint
+	(*Identity)(nil),                  // 36: gatehouse.plugin.v1.Identity
+	(*InfoRequest)(nil),               // 37: gatehouse.plugin.v1.InfoRequest
 }
 var file_gatehouse_plugin_v1_authenticator_proto_depIdxs = []int32{
-	32, // 0: gatehouse.plugin.v1.AuthenticatorInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
+	34, // 0: gatehouse.plugin.v1.AuthenticatorInfo.info:type_name -> gatehouse.plugin.v1.PluginInfo
 	0,  // 1: gatehouse.plugin.v1.AuthenticatorInfo.methods:type_name -> gatehouse.plugin.v1.AuthMethod
 	8,  // 2: gatehouse.plugin.v1.AuthConfig.psk:type_name -> gatehouse.plugin.v1.PSKEntry
 	9,  // 3: gatehouse.plugin.v1.AuthConfig.x509:type_name -> gatehouse.plugin.v1.X509Profile
 	10, // 4: gatehouse.plugin.v1.AuthConfig.kerberos:type_name -> gatehouse.plugin.v1.KerberosProfile
 	6,  // 5: gatehouse.plugin.v1.AuthConfig.radius:type_name -> gatehouse.plugin.v1.RadiusConfig
 	7,  // 6: gatehouse.plugin.v1.RadiusConfig.servers:type_name -> gatehouse.plugin.v1.RadiusServer
-	33, // 7: gatehouse.plugin.v1.PSKRequest.local:type_name -> gatehouse.plugin.v1.Endpoint
-	33, // 8: gatehouse.plugin.v1.PSKRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
-	34, // 9: gatehouse.plugin.v1.PSKRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
-	34, // 10: gatehouse.plugin.v1.VerifyCertificateRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
-	34, // 11: gatehouse.plugin.v1.LocalCertificateResponse.id:type_name -> gatehouse.plugin.v1.Identity
+	35, // 7: gatehouse.plugin.v1.PSKRequest.local:type_name -> gatehouse.plugin.v1.Endpoint
+	35, // 8: gatehouse.plugin.v1.PSKRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	36, // 9: gatehouse.plugin.v1.PSKRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
+	36, // 10: gatehouse.plugin.v1.VerifyCertificateRequest.peer_id:type_name -> gatehouse.plugin.v1.Identity
+	36, // 11: gatehouse.plugin.v1.LocalCertificateResponse.id:type_name -> gatehouse.plugin.v1.Identity
 	1,  // 12: gatehouse.plugin.v1.GSSStepRequest.role:type_name -> gatehouse.plugin.v1.GSSRole
 	2,  // 13: gatehouse.plugin.v1.AccountRequest.status:type_name -> gatehouse.plugin.v1.AcctStatus
-	33, // 14: gatehouse.plugin.v1.AccountRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	35, // 14: gatehouse.plugin.v1.AccountRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
 	0,  // 15: gatehouse.plugin.v1.UserAuthRequest.method:type_name -> gatehouse.plugin.v1.AuthMethod
-	33, // 16: gatehouse.plugin.v1.UserAuthRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	35, // 16: gatehouse.plugin.v1.UserAuthRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
 	3,  // 17: gatehouse.plugin.v1.UserAuthResponse.result:type_name -> gatehouse.plugin.v1.UserAuthResult
-	35, // 18: gatehouse.plugin.v1.Authenticator.Info:input_type -> gatehouse.plugin.v1.InfoRequest
-	5,  // 19: gatehouse.plugin.v1.Authenticator.Configure:input_type -> gatehouse.plugin.v1.AuthConfig
-	12, // 20: gatehouse.plugin.v1.Authenticator.LookupPSK:input_type -> gatehouse.plugin.v1.PSKRequest
-	14, // 21: gatehouse.plugin.v1.Authenticator.VerifyCertificate:input_type -> gatehouse.plugin.v1.VerifyCertificateRequest
-	16, // 22: gatehouse.plugin.v1.Authenticator.Sign:input_type -> gatehouse.plugin.v1.SignRequest
-	18, // 23: gatehouse.plugin.v1.Authenticator.LocalCertificate:input_type -> gatehouse.plugin.v1.LocalCertificateRequest
-	20, // 24: gatehouse.plugin.v1.Authenticator.GSSStep:input_type -> gatehouse.plugin.v1.GSSStepRequest
-	22, // 25: gatehouse.plugin.v1.Authenticator.GSSWrap:input_type -> gatehouse.plugin.v1.GSSWrapRequest
-	24, // 26: gatehouse.plugin.v1.Authenticator.GSSUnwrap:input_type -> gatehouse.plugin.v1.GSSUnwrapRequest
-	26, // 27: gatehouse.plugin.v1.Authenticator.GSSRelease:input_type -> gatehouse.plugin.v1.GSSReleaseRequest
-	30, // 28: gatehouse.plugin.v1.Authenticator.AuthenticateUser:input_type -> gatehouse.plugin.v1.UserAuthRequest
-	28, // 29: gatehouse.plugin.v1.Authenticator.Account:input_type -> gatehouse.plugin.v1.AccountRequest
-	4,  // 30: gatehouse.plugin.v1.Authenticator.Info:output_type -> gatehouse.plugin.v1.AuthenticatorInfo
-	11, // 31: gatehouse.plugin.v1.Authenticator.Configure:output_type -> gatehouse.plugin.v1.ConfigureResponse
-	13, // 32: gatehouse.plugin.v1.Authenticator.LookupPSK:output_type -> gatehouse.plugin.v1.PSKResponse
-	15, // 33: gatehouse.plugin.v1.Authenticator.VerifyCertificate:output_type -> gatehouse.plugin.v1.VerifyCertificateResponse
-	17, // 34: gatehouse.plugin.v1.Authenticator.Sign:output_type -> gatehouse.plugin.v1.SignResponse
-	19, // 35: gatehouse.plugin.v1.Authenticator.LocalCertificate:output_type -> gatehouse.plugin.v1.LocalCertificateResponse
-	21, // 36: gatehouse.plugin.v1.Authenticator.GSSStep:output_type -> gatehouse.plugin.v1.GSSStepResponse
-	23, // 37: gatehouse.plugin.v1.Authenticator.GSSWrap:output_type -> gatehouse.plugin.v1.GSSWrapResponse
-	25, // 38: gatehouse.plugin.v1.Authenticator.GSSUnwrap:output_type -> gatehouse.plugin.v1.GSSUnwrapResponse
-	27, // 39: gatehouse.plugin.v1.Authenticator.GSSRelease:output_type -> gatehouse.plugin.v1.GSSReleaseResponse
-	31, // 40: gatehouse.plugin.v1.Authenticator.AuthenticateUser:output_type -> gatehouse.plugin.v1.UserAuthResponse
-	29, // 41: gatehouse.plugin.v1.Authenticator.Account:output_type -> gatehouse.plugin.v1.AccountResponse
-	30, // [30:42] is the sub-list for method output_type
-	18, // [18:30] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	35, // 18: gatehouse.plugin.v1.EAPRelayRequest.peer:type_name -> gatehouse.plugin.v1.Endpoint
+	31, // 19: gatehouse.plugin.v1.EAPRelayResponse.verdict:type_name -> gatehouse.plugin.v1.UserAuthResponse
+	37, // 20: gatehouse.plugin.v1.Authenticator.Info:input_type -> gatehouse.plugin.v1.InfoRequest
+	5,  // 21: gatehouse.plugin.v1.Authenticator.Configure:input_type -> gatehouse.plugin.v1.AuthConfig
+	12, // 22: gatehouse.plugin.v1.Authenticator.LookupPSK:input_type -> gatehouse.plugin.v1.PSKRequest
+	14, // 23: gatehouse.plugin.v1.Authenticator.VerifyCertificate:input_type -> gatehouse.plugin.v1.VerifyCertificateRequest
+	16, // 24: gatehouse.plugin.v1.Authenticator.Sign:input_type -> gatehouse.plugin.v1.SignRequest
+	18, // 25: gatehouse.plugin.v1.Authenticator.LocalCertificate:input_type -> gatehouse.plugin.v1.LocalCertificateRequest
+	20, // 26: gatehouse.plugin.v1.Authenticator.GSSStep:input_type -> gatehouse.plugin.v1.GSSStepRequest
+	22, // 27: gatehouse.plugin.v1.Authenticator.GSSWrap:input_type -> gatehouse.plugin.v1.GSSWrapRequest
+	24, // 28: gatehouse.plugin.v1.Authenticator.GSSUnwrap:input_type -> gatehouse.plugin.v1.GSSUnwrapRequest
+	26, // 29: gatehouse.plugin.v1.Authenticator.GSSRelease:input_type -> gatehouse.plugin.v1.GSSReleaseRequest
+	30, // 30: gatehouse.plugin.v1.Authenticator.AuthenticateUser:input_type -> gatehouse.plugin.v1.UserAuthRequest
+	28, // 31: gatehouse.plugin.v1.Authenticator.Account:input_type -> gatehouse.plugin.v1.AccountRequest
+	32, // 32: gatehouse.plugin.v1.Authenticator.RelayEAP:input_type -> gatehouse.plugin.v1.EAPRelayRequest
+	4,  // 33: gatehouse.plugin.v1.Authenticator.Info:output_type -> gatehouse.plugin.v1.AuthenticatorInfo
+	11, // 34: gatehouse.plugin.v1.Authenticator.Configure:output_type -> gatehouse.plugin.v1.ConfigureResponse
+	13, // 35: gatehouse.plugin.v1.Authenticator.LookupPSK:output_type -> gatehouse.plugin.v1.PSKResponse
+	15, // 36: gatehouse.plugin.v1.Authenticator.VerifyCertificate:output_type -> gatehouse.plugin.v1.VerifyCertificateResponse
+	17, // 37: gatehouse.plugin.v1.Authenticator.Sign:output_type -> gatehouse.plugin.v1.SignResponse
+	19, // 38: gatehouse.plugin.v1.Authenticator.LocalCertificate:output_type -> gatehouse.plugin.v1.LocalCertificateResponse
+	21, // 39: gatehouse.plugin.v1.Authenticator.GSSStep:output_type -> gatehouse.plugin.v1.GSSStepResponse
+	23, // 40: gatehouse.plugin.v1.Authenticator.GSSWrap:output_type -> gatehouse.plugin.v1.GSSWrapResponse
+	25, // 41: gatehouse.plugin.v1.Authenticator.GSSUnwrap:output_type -> gatehouse.plugin.v1.GSSUnwrapResponse
+	27, // 42: gatehouse.plugin.v1.Authenticator.GSSRelease:output_type -> gatehouse.plugin.v1.GSSReleaseResponse
+	31, // 43: gatehouse.plugin.v1.Authenticator.AuthenticateUser:output_type -> gatehouse.plugin.v1.UserAuthResponse
+	29, // 44: gatehouse.plugin.v1.Authenticator.Account:output_type -> gatehouse.plugin.v1.AccountResponse
+	33, // 45: gatehouse.plugin.v1.Authenticator.RelayEAP:output_type -> gatehouse.plugin.v1.EAPRelayResponse
+	33, // [33:46] is the sub-list for method output_type
+	20, // [20:33] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_plugin_v1_authenticator_proto_init() }
@@ -2388,7 +2567,7 @@ func file_gatehouse_plugin_v1_authenticator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_plugin_v1_authenticator_proto_rawDesc), len(file_gatehouse_plugin_v1_authenticator_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	Authenticator_GSSRelease_FullMethodName        = "/gatehouse.plugin.v1.Authenticator/GSSRelease"
 	Authenticator_AuthenticateUser_FullMethodName  = "/gatehouse.plugin.v1.Authenticator/AuthenticateUser"
 	Authenticator_Account_FullMethodName           = "/gatehouse.plugin.v1.Authenticator/Account"
+	Authenticator_RelayEAP_FullMethodName          = "/gatehouse.plugin.v1.Authenticator/RelayEAP"
 )
 
 // AuthenticatorClient is the client API for Authenticator service.
@@ -64,6 +65,9 @@ type AuthenticatorClient interface {
 	// Account reports a remote-access session's start, progress or end
 	// (RFC 2866). It answers once the record is handed on or queued.
 	Account(ctx context.Context, in *AccountRequest, opts ...grpc.CallOption) (*AccountResponse, error)
+	// RelayEAP carries one EAP round of an IKEv2 road warrior to the user
+	// database, which runs the EAP method (RFC 3579).
+	RelayEAP(ctx context.Context, in *EAPRelayRequest, opts ...grpc.CallOption) (*EAPRelayResponse, error)
 }
 
 type authenticatorClient struct {
@@ -194,6 +198,16 @@ func (c *authenticatorClient) Account(ctx context.Context, in *AccountRequest, o
 	return out, nil
 }
 
+func (c *authenticatorClient) RelayEAP(ctx context.Context, in *EAPRelayRequest, opts ...grpc.CallOption) (*EAPRelayResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EAPRelayResponse)
+	err := c.cc.Invoke(ctx, Authenticator_RelayEAP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthenticatorServer is the server API for Authenticator service.
 // All implementations must embed UnimplementedAuthenticatorServer
 // for forward compatibility.
@@ -225,6 +239,9 @@ type AuthenticatorServer interface {
 	// Account reports a remote-access session's start, progress or end
 	// (RFC 2866). It answers once the record is handed on or queued.
 	Account(context.Context, *AccountRequest) (*AccountResponse, error)
+	// RelayEAP carries one EAP round of an IKEv2 road warrior to the user
+	// database, which runs the EAP method (RFC 3579).
+	RelayEAP(context.Context, *EAPRelayRequest) (*EAPRelayResponse, error)
 	mustEmbedUnimplementedAuthenticatorServer()
 }
 
@@ -270,6 +287,9 @@ func (UnimplementedAuthenticatorServer) AuthenticateUser(context.Context, *UserA
 }
 func (UnimplementedAuthenticatorServer) Account(context.Context, *AccountRequest) (*AccountResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Account not implemented")
+}
+func (UnimplementedAuthenticatorServer) RelayEAP(context.Context, *EAPRelayRequest) (*EAPRelayResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RelayEAP not implemented")
 }
 func (UnimplementedAuthenticatorServer) mustEmbedUnimplementedAuthenticatorServer() {}
 func (UnimplementedAuthenticatorServer) testEmbeddedByValue()                       {}
@@ -508,6 +528,24 @@ func _Authenticator_Account_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Authenticator_RelayEAP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EAPRelayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthenticatorServer).RelayEAP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Authenticator_RelayEAP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthenticatorServer).RelayEAP(ctx, req.(*EAPRelayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Authenticator_ServiceDesc is the grpc.ServiceDesc for Authenticator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -562,6 +600,10 @@ var Authenticator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Account",
 			Handler:    _Authenticator_Account_Handler,
+		},
+		{
+			MethodName: "RelayEAP",
+			Handler:    _Authenticator_RelayEAP_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
