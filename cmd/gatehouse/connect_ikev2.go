@@ -146,7 +146,7 @@ func (f *connectFlags) ikev2Config() (raclient.Config, error) {
 		if !slices.Equal(f.ike, v2IKE) || !slices.Equal(f.esp, v2ESP) {
 			return c, usage("--profile sets the offers: leave out --ike and --esp")
 		}
-		ikeOffers, espOffers = fam.IKE, fam.ESP
+		ikeOffers, espOffers, c.VendorIDs = fam.IKE, fam.ESP, fam.VendorIDs
 	}
 	for _, s := range ikeOffers {
 		p, err := ikev2.ParseProposal(s)

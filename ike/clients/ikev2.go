@@ -10,6 +10,8 @@ type V2Family struct {
 	Name string
 	// IKE is the IKE SA offer (IKE_SA_INIT); ESP the child's (IKE_AUTH).
 	IKE, ESP []string
+	// VendorIDs go in IKE_SA_INIT.
+	VendorIDs [][]byte
 }
 
 // V2Windows is Windows 10/11's IKEv2 client as installed: every IKE SA
@@ -18,17 +20,19 @@ type V2Family struct {
 // Set-VpnConnectionIPsecConfiguration fix it: V2WindowsDH2048); ESP
 // AES-CBC with SHA-1, no PFS.
 var V2Windows = V2Family{
-	Name: "windows",
-	IKE:  []string{"aes256-sha1-modp1024", "aes128-sha1-modp1024", "aes256-sha256-modp1024", "aes256-sha384-modp1024"},
-	ESP:  []string{"aes256-sha1", "aes128-sha1"},
+	Name:      "windows",
+	IKE:       []string{"aes256-sha1-modp1024", "aes128-sha1-modp1024", "aes256-sha256-modp1024", "aes256-sha384-modp1024"},
+	ESP:       []string{"aes256-sha1", "aes128-sha1"},
+	VendorIDs: [][]byte{MSNT5(9), NegotiationDiscovery, CGA},
 }
 
 // V2WindowsDH2048 is Windows with NegotiateDH2048_AES256 = 1: AES-256
 // with MODP2048 first, then its defaults.
 var V2WindowsDH2048 = V2Family{
-	Name: "windows-dh2048",
-	IKE:  append([]string{"aes256-sha256-modp2048", "aes256-sha1-modp2048"}, V2Windows.IKE...),
-	ESP:  V2Windows.ESP,
+	Name:      "windows-dh2048",
+	IKE:       append([]string{"aes256-sha256-modp2048", "aes256-sha1-modp2048"}, V2Windows.IKE...),
+	ESP:       V2Windows.ESP,
+	VendorIDs: V2Windows.VendorIDs,
 }
 
 // V2Apple is macOS and iOS: AES-256 with SHA2-256 over MODP2048, then

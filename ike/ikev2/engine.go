@@ -260,6 +260,7 @@ func (m *Manager) initRequest(msg *Message, b []byte, local, remote netip.AddrPo
 		cookies = m.cookies
 	}
 	s := &ikeSA{rand: m.rand, m: m, peer: p, spii: msg.SPIi, spir: m.newSPI(), local: local, remote: remote, created: m.now()}
+	s.family, s.familyDetail = clientFamily(msg.Payloads)
 	t, ps, err := respond(p.Suites, msg, local, remote, s.spir, cookies, m.rand)
 	h := Header{SPIi: msg.SPIi, Exchange: ExchangeIKESAInit, Flags: FlagResponse}
 	var ne *NotifyError
@@ -556,7 +557,8 @@ func (m *Manager) rekeyed(old *ikeSA, rk *RekeyedIKE, initiator bool) {
 	now := m.now()
 	n := &ikeSA{suite: rk.Suite, keys: rk.Keys, rand: m.rand, m: m, peer: old.peer, initiator: initiator, spii: rk.SPIi, spir: rk.SPIr,
 		local: old.local, remote: old.remote, state: stateEstablished, created: now, established: now, nat: old.nat, encap: old.encap,
-		peerID: old.peerID, authName: old.authName, lastHeard: now, children: old.children, fragments: old.fragments, mobike: old.mobike}
+		peerID: old.peerID, authName: old.authName, lastHeard: now, children: old.children, fragments: old.fragments, mobike: old.mobike,
+		family: old.family, familyDetail: old.familyDetail}
 	if err := n.protectors(); err != nil {
 		m.negotiationError(old, ExchangeCreateChildSA, initiator, fmt.Errorf("IKE SA rekey: %w", err))
 		return
@@ -688,7 +690,10 @@ func (m *Manager) SAs() []ike.SAInfo {
 	for _, s := range m.sas {
 		i := ike.SAInfo{Peer: s.peer.Name, Local: s.local, Remote: s.remote, SPIi: ike.Cookie(s.spii), SPIr: ike.Cookie(s.spir),
 			Initiator: s.initiator, Established: s.state == stateEstablished, Age: m.now().Sub(s.created), Children: len(s.children),
-			NAT: s.encap, PeerID: s.peerID, Version: 2}
+			NAT: s.encap, PeerID: s.peerID, Version: 2, Family: s.family, Detail: s.familyDetail}
+		if s.family != "" {
+			i.Plugin = "built-in"
+		}
 		if s.keys != nil {
 			i.Phase1, i.Auth = s.suite.String(), cmp.Or(s.authName, "psk")
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth/eap"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/clients"
 	"github.com/gatehouse/gatehouse/ppp"
 )
 
@@ -1219,4 +1220,63 @@ func BenchmarkRoadWarriorMemory(b *testing.B) {
 		runtime.KeepAlive(e)
 	}
 	b.ReportMetric(perSA, "B/SA")
+}
+
+// A Windows road warrior (MS NT5 ISAKMPOAKLEY in IKE_SA_INIT) behind a
+// NAT refuses the server's child rekeys: the server shows the family,
+// makes none, and keeps the child a tenth past its lifetime for the
+// client's own; another road warrior is rekeyed by the server at 93 %.
+func TestEngineWindowsRoadWarrior(t *testing.T) {
+	for _, windows := range []bool{true, false} {
+		e, _ := eapPair(t, "clientPass")
+		if windows {
+			e.pa.VendorIDs = [][]byte{clients.MSNT5(9)}
+		}
+		e.pa.ForceEncap = true           // the server sees the client behind a NAT
+		e.pa.ESPLifetime = 8 * time.Hour // the client would rekey late
+		e.pb.ESPLifetime = time.Hour
+		if err := e.a.Initiate("to-b"); err != nil {
+			t.Fatal(err)
+		}
+		e.pump()
+		sas := e.b.SAs()
+		if len(sas) != 1 || (sas[0].Family == "windows") != windows || (windows && sas[0].Detail == "") {
+			t.Fatalf("windows %v: the server's SA %+v", windows, sas)
+		}
+		var first uint32
+		for spi := range e.hb.in {
+			first = spi
+		}
+		e.advance(58 * time.Minute) // past 93 % of the server's hour
+		_, still := e.hb.in[first]
+		if windows != still || len(e.hb.in) != 1 {
+			t.Fatalf("windows %v: at 58 min the first child is there: %v, %d inbound SAs", windows, still, len(e.hb.in))
+		}
+		if windows {
+			e.advance(5 * time.Minute) // 63 min: within the tenth more
+			if len(e.hb.in) != 1 {
+				t.Fatalf("the Windows client's child went before its time was up: %d", len(e.hb.in))
+			}
+			e.advance(4 * time.Minute) // 67 min: past it
+			if len(e.hb.in) != 0 {
+				t.Fatalf("the Windows client's child outlived its lifetime and a tenth: %d", len(e.hb.in))
+			}
+		}
+	}
+}
+
+// The server's IKE SA rekey for Windows offers MODP2048 first, keeping
+// the order otherwise.
+func TestMODP2048First(t *testing.T) {
+	var ps []Proposal
+	for _, s := range []string{"aes256-sha1-modp1024", "aes256gcm16-prfsha256-ecp256", "aes256-sha256-modp2048", "aes128-sha256-modp2048"} {
+		ps = append(ps, mustProposal(t, s))
+	}
+	var got []string
+	for _, p := range modp2048First(ps) {
+		got = append(got, p.String())
+	}
+	if want := "aes256-sha256-modp2048 aes128-sha256-modp2048 aes256-sha1-modp1024 aes256gcm16-prfsha256-ecp256"; strings.Join(got, " ") != want {
+		t.Fatalf("got %v, want %s", got, want)
+	}
 }

@@ -41,8 +41,11 @@ type ikeSA struct {
 	spii, spir    SPI
 	local, remote netip.AddrPort
 	state         saState
-	created       time.Time
-	established   time.Time
+	// family is the client family its IKE_SA_INIT's vendor IDs name
+	// (clientFamily), with what they said; "" for most peers.
+	family, familyDetail string
+	created              time.Time
+	established          time.Time
 
 	// IKE_SA_INIT and IKE_AUTH: the exchange, and the IKE_SA_INIT
 	// messages as they were on the wire, which AUTH covers.
@@ -409,6 +412,11 @@ func (s *ikeSA) addChild(h *ike.ChildSA, c *Child, initiator bool) *child {
 	if h.Lifetime > 0 {
 		ch.expiresAt = h.Established.Add(h.Lifetime)
 		ch.rekeyAt = h.Established.Add(time.Duration(float64(h.Lifetime) * ike.SoftPoint(initiator)))
+		if !initiator && s.clientRekeysChildren() {
+			// The client refuses our rekeys and makes its own: it gets a
+			// tenth more time to, and none of ours.
+			ch.expiresAt, ch.rekeyAt = ch.expiresAt.Add(h.Lifetime/10), time.Time{}
+		}
 	}
 	s.children = append(s.children, ch)
 	return ch

@@ -76,6 +76,9 @@ type initTask struct{}
 func (initTask) exchange() ExchangeType { return ExchangeIKESAInit }
 func (initTask) request(s *ikeSA) ([]Payload, error) {
 	ps := s.init.request(s.local, s.remote)
+	for _, v := range s.peer.VendorIDs {
+		ps = append(ps, &VendorID{Data: v}) // a client family's (gatehouse connect ikev2 --profile)
+	}
 	if s.peer.NoFragmentation {
 		ps = withoutNotify(ps, NotifyFragmentationSupported)
 	}
@@ -590,7 +593,11 @@ type ikeRekeyTask struct{ r *ikeRekey }
 func (*ikeRekeyTask) exchange() ExchangeType { return ExchangeCreateChildSA }
 
 func (t *ikeRekeyTask) request(s *ikeSA) ([]Payload, error) {
-	t.r = &ikeRekey{sa: s, ours: s.peer.Suites, spi: s.m.newSPI()}
+	ours := s.peer.Suites
+	if s.family == familyWindows {
+		ours = modp2048First(ours)
+	}
+	t.r = &ikeRekey{sa: s, ours: ours, spi: s.m.newSPI()}
 	return t.r.request()
 }
 

@@ -268,7 +268,7 @@ func (x *lab) dialV2(ns *netns.NS, args ...string) (*client, string, error) {
 // logs in by EAP-MSCHAPv2 with the default offers and with the apple,
 // android and windows-dh2048 profiles, gets an address and the server's
 // inside network as a route, pings through, and shows in gatehouse
-// sessions; Windows's default offer (MODP1024 only) is refused, exit
+// sessions (and as Windows in gatehouse sa, for the Windows profile); Windows's default offer (MODP1024 only) is refused, exit
 // status 4, with the server saying why; a wrong password is exit status
 // 5; a machine with the preshared key alone comes in by its address.
 func TestConnectIKEv2(t *testing.T) {
@@ -296,6 +296,10 @@ func TestConnectIKEv2(t *testing.T) {
 		ping(t, cli, "10.1.0.10")
 		if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "alice ikev2 "+c.addr+" 192.0.2.10") {
 			t.Fatalf("gatehouse sessions:\n%s", s)
+		}
+		// Windows is known by its vendor ID, and gets Windows's rules.
+		if sa := netns.Flat(x.gw.CLI(t, "sa")); strings.Contains(sa, "windows (Windows") != (profile == "windows-dh2048") {
+			t.Errorf("profile %q: gatehouse sa:\n%s", profile, x.gw.CLI(t, "sa"))
 		}
 		if bye := c.hangUp(t); !strings.Contains(bye, "disconnected:") {
 			t.Fatalf("profile %q at the end:\n%s", profile, bye)

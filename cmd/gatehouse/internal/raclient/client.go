@@ -89,6 +89,8 @@ type Config struct {
 	// or, without a User, the machine alone by PSK or Cert. Calls opens
 	// that many IKE SAs; PPPAuth, Profile and Tunnels are unused.
 	IKEv2 []ikev2.Proposal
+	// VendorIDs go in IKEv2's IKE_SA_INIT (a client family's).
+	VendorIDs [][]byte
 }
 
 // IO is what the client reads and writes.

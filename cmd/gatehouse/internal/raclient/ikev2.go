@@ -67,7 +67,7 @@ func (c *Conn) openV2() error {
 	peers := make([]*ikev2.Peer, cfg.Calls)
 	for i := range peers {
 		pc := &ike.PeerConfig{Name: v2Name(i), Local: c.local, Remote: cfg.Server, Auth: []uint16{auth}, ESP: cfg.ESP,
-			ESPLifetime: time.Hour, Lifetime: 8 * time.Hour, DPDInterval: 30 * time.Second, DPDTimeout: 150 * time.Second}
+			ESPLifetime: time.Hour, Lifetime: 8 * time.Hour, DPDInterval: 30 * time.Second, DPDTimeout: 150 * time.Second, VendorIDs: cfg.VendorIDs}
 		p := &ikev2.Peer{PeerConfig: pc, Suites: cfg.IKEv2}
 		if cfg.User != "" {
 			p.EAPClient = &ikev2.EAPClient{Identity: cfg.User, Password: cfg.Password}
