@@ -40,6 +40,10 @@ and routes the networks of the server's traffic selectors (and every
 deletes its IKE SA. DNS servers the server offers are printed, not
 installed. No kernel IPsec module is needed.
 
+When our address towards the server changes (without --local), the client
+moves its IKE SA there with UPDATE_SA_ADDRESSES (MOBIKE, RFC 4555) and
+sends its ESP from the new address; the server must speak MOBIKE too.
+
 By default it offers AES-256 with SHA2-256 over MODP2048, AES-GCM over
 Curve25519 and AES-256 with SHA2-256 over ECP256 for the IKE SA, and
 AES-GCM-256 or AES-256 with SHA2-256 for ESP. --profile offers what a

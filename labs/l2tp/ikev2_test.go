@@ -417,3 +417,48 @@ func TestIKEv2EAPRelayedToRADIUS(t *testing.T) {
 		t.Errorf("no audit record of frank's refusal:\n%s", netns.Tail(x.gw.Proc.Output(), 3000))
 	}
 }
+
+// TestConnectIKEv2Roams: `gatehouse connect ikev2` whose address changes
+// mid-ping (192.0.2.10 taken away, 192.0.2.11 given) notices, tells the
+// server with UPDATE_SA_ADDRESSES (MOBIKE) and sends its ESP from the new
+// address; the server follows, and the pings go on through the same
+// child.
+func TestConnectIKEv2Roams(t *testing.T) {
+	x := newLab(t)
+	cli := x.direct("cli")
+	pki := netns.NewPKI(t, bin)
+	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
+	x.auth = "[" + pki.AuthEntry("vpn") + "]"
+	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+	pw := filepath.Join(x.dir, "alice-v2.password")
+	must(t, os.WriteFile(pw, []byte("correct horse\n"), 0o600))
+	c, out, err := x.dialV2(cli, "--ca", pki.Path("ca.pem"), "--user", "alice", "--password-file", pw)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	ping(t, cli, "10.1.0.10")
+	pinger, err := cli.Start("ping", "-c", "40", "-i", "0.25", "-W", "1", "10.1.0.10")
+	must(t, err)
+	time.Sleep(2 * time.Second)
+	if out, err := cli.Output(5*time.Second, "sysctl", "-q", "-w", "net.ipv4.conf."+x.cliOuter+".promote_secondaries=1"); err != nil {
+		t.Fatalf("sysctl: %v %s", err, out)
+	}
+	must(t, cli.IP("addr", "add", "192.0.2.11/24", "dev", x.cliOuter))
+	must(t, cli.IP("addr", "del", "192.0.2.10/24", "dev", x.cliOuter))
+	if !x.waitLog("alice moved from 192.0.2.10:", "to 192.0.2.11:", "(MOBIKE)") {
+		t.Fatalf("the server did not follow the client:\n%s", c.proc.Output())
+	}
+	<-pinger.Done()
+	m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(pinger.Output())
+	if m == nil || atoi(m[1]) < 30 {
+		t.Fatalf("pings across the move:\n%s\nclient:\n%s", pinger.Output(), c.proc.Output())
+	}
+	t.Logf("pings across the client's move: %s received of 40", m[1])
+	if !strings.Contains(c.proc.Output(), "our address changed") {
+		t.Errorf("the client did not say it moved:\n%s", c.proc.Output())
+	}
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "alice ikev2 "+c.addr+" 192.0.2.11") {
+		t.Fatalf("gatehouse sessions:\n%s", s)
+	}
+	c.hangUp(t)
+}

@@ -18,6 +18,8 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -164,6 +166,7 @@ type Conn struct {
 	udp   dataplane.Conn
 	l2tp  dataplane.Conn // NoIPsec's UDP 1701
 	local netip.Addr
+	here  atomic.Value // local, for the reading goroutines
 	// network sets up the TUN's address and routes once PPP is up.
 	network func(dataplane.NetConfig) (func(), error)
 
@@ -271,10 +274,14 @@ func (c *Conn) open() error {
 		}
 	}
 	c.local, c.ike, c.udp, c.l2tp, c.network = io.Local, io.IKE, io.UDP, io.L2TP, io.Network
+	c.here.Store(io.Local)
 	c.plane = dataplane.New(dataplane.Config{Log: c.log.Named("esp"), TUN: io.TUN, Raw: io.Raw, UDP: c.udp, SAD: c.db, MTU: cfg.MTU,
 		L2TP: c.table, OnL2TPControl: c.onControl, L2TPClear: c.l2tp, L2TPClearLocal: netip.AddrPortFrom(c.local, l2tp.Port),
-		OnIKE: func(msg []byte, _ netip.Addr, from netip.AddrPort) {
-			c.deliver(msg, netip.AddrPortFrom(c.local, esp.NATTPort), from)
+		OnIKE: func(msg []byte, local netip.Addr, from netip.AddrPort) {
+			if !local.IsValid() || local.IsUnspecified() {
+				local = c.localNow()
+			}
+			c.deliver(msg, netip.AddrPortFrom(local, esp.NATTPort), from)
 		},
 	}, &policy.Policy{})
 	if cfg.NoIPsec {
@@ -316,12 +323,10 @@ func (c *Conn) open() error {
 func openIO(cfg Config) (_ *IO, err error) {
 	io := &IO{Local: cfg.Local, Network: dataplane.SetupNetwork}
 	if !io.Local.IsValid() {
-		probe, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Server, 500)))
-		if err != nil {
-			return nil, fmt.Errorf("no route to %v: %w", cfg.Server, err)
+		var err error
+		if io.Local, err = localTowards(cfg.Server, cfg.Mark); err != nil {
+			return nil, err
 		}
-		io.Local = probe.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-		probe.Close()
 	}
 	defer func() {
 		if err != nil {
@@ -342,13 +347,19 @@ func openIO(cfg Config) (_ *IO, err error) {
 		}
 		return io, nil
 	}
-	if io.IKE, err = dataplane.ListenUDP(netip.AddrPortFrom(io.Local, 500), cfg.Mark); err != nil {
+	// An IKEv2 client may roam (MOBIKE): its sockets take any address,
+	// and each send names its source.
+	bind := io.Local
+	if len(cfg.IKEv2) > 0 && !cfg.Local.IsValid() {
+		bind = netip.IPv4Unspecified()
+	}
+	if io.IKE, err = dataplane.ListenUDP(netip.AddrPortFrom(bind, 500), cfg.Mark); err != nil {
 		return nil, fmt.Errorf("%w (is an IKE daemon running on this host?)", err)
 	}
-	if io.UDP, err = dataplane.ListenUDP(netip.AddrPortFrom(io.Local, esp.NATTPort), cfg.Mark); err != nil {
+	if io.UDP, err = dataplane.ListenUDP(netip.AddrPortFrom(bind, esp.NATTPort), cfg.Mark); err != nil {
 		return nil, err
 	}
-	if io.Raw, err = dataplane.ListenRawESP(io.Local, cfg.Mark); err != nil {
+	if io.Raw, err = dataplane.ListenRawESP(bind, cfg.Mark); err != nil {
 		return nil, err
 	}
 	if io.TUN, err = dataplane.OpenTUN(cfg.TUN); err != nil {
@@ -357,6 +368,28 @@ func openIO(cfg Config) (_ *IO, err error) {
 	return io, nil
 }
 
+// localTowards is our address on the route to server, for packets that
+// carry mark (ours, which bypass the tunnel).
+func localTowards(server netip.Addr, mark int) (netip.Addr, error) {
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, mark) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	probe, err := d.Dial("udp4", netip.AddrPortFrom(server, 500).String())
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("no route to %v: %w", server, err)
+	}
+	defer probe.Close()
+	return probe.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
+// localNow is our address towards the server, for the reading
+// goroutines (the loop's c.local changes when we roam).
+func (c *Conn) localNow() netip.Addr { return c.here.Load().(netip.Addr) }
+
 func (c *Conn) read500() {
 	buf := make([]byte, 65535)
 	for {
@@ -364,7 +397,7 @@ func (c *Conn) read500() {
 		if err != nil {
 			return // closed
 		}
-		c.deliver(b, netip.AddrPortFrom(c.local, 500), from)
+		c.deliver(b, netip.AddrPortFrom(c.localNow(), 500), from)
 	}
 }
 
@@ -424,6 +457,7 @@ func (c *Conn) loop() {
 			if c.v2 != nil {
 				c.v2.mgr.Tick()
 				c.startCalls()
+				c.roam(now)
 			}
 			for _, t := range c.tunnels {
 				t.Tick(now)

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/policy"
 	"github.com/gatehouse/gatehouse/core/sad"
@@ -42,6 +44,45 @@ type v2State struct {
 	next     int             // the next call to start
 	inflight int             // calls started and not up or failed yet
 	up       map[string]bool // calls whose child came up, by peer name
+	// checked is when our address towards the server was last looked at
+	// (roam), unless Config.Local fixed it.
+	checked time.Time
+}
+
+// roamCheck is how often the client looks for a new address of its own.
+const roamCheck = time.Second
+
+// roam follows a change of our address towards the server (Wi-Fi to
+// mobile data): the first call's IKE SA tells the server with
+// UPDATE_SA_ADDRESSES (MOBIKE, RFC 4555) and its ESP SAs send from the new
+// address, keys and counters kept. Sockets take any address (openIO).
+func (c *Conn) roam(now time.Time) {
+	v := c.v2
+	if c.cfg.Local.IsValid() || c.child == nil || now.Sub(v.checked) < roamCheck {
+		return
+	}
+	v.checked = now
+	a, err := localTowards(c.cfg.Server, c.cfg.Mark)
+	if err != nil || a == c.local {
+		return
+	}
+	ch := c.child
+	local := netip.AddrPortFrom(a, ch.Local.Port())
+	if err := v.mgr.Roam(peerName, local); err != nil {
+		c.log.Warn("our address changed, but the IKE SA cannot follow", zap.Stringer("from", c.local), zap.Stringer("to", a), zap.Error(err))
+		c.local = a
+		c.here.Store(a)
+		return
+	}
+	if err := c.db.Move(ch.InSPI, v2OutKey(ch), ch.OutSPI, local, ch.Remote, ch.UDP); err != nil {
+		c.log.Warn("the ESP SAs did not move", zap.Error(err))
+	}
+	c.log.Info("our address changed: the IKE SA moves (MOBIKE)", zap.Stringer("from", c.local), zap.Stringer("to", a))
+	c.local = a
+	c.here.Store(a)
+	c.mu.Lock()
+	c.info.Local = local
+	c.mu.Unlock()
 }
 
 // openV2 starts IKEv2 over the data path open made.
