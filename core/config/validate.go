@@ -368,17 +368,7 @@ func (v *validator) authMethod(a *AuthMethod, path string, remoteAccess bool) {
 			v.errorAt(a.Meta.At("peer_id"), path+".peer_id", "peer_id goes with psk_file; certificates carry their own identity")
 		}
 		x := a.X509
-		if len(x.CAFiles) == 0 {
-			v.errorAt(x.Meta.Pos, path+".x509.ca_files", "at least one CA file is required")
-		}
-		for i := range x.CAFiles {
-			x.CAFiles[i] = v.abs(x.CAFiles[i])
-			v.fileExists(x.CAFiles[i], x.Meta.At("ca_files"), fmt.Sprintf("%s.x509.ca_files[%d]", path, i))
-		}
-		for i := range x.CRLFiles {
-			x.CRLFiles[i] = v.abs(x.CRLFiles[i])
-			v.fileExists(x.CRLFiles[i], x.Meta.At("crl_files"), fmt.Sprintf("%s.x509.crl_files[%d]", path, i))
-		}
+		v.caFiles(x.CAFiles, x.CRLFiles, x.Meta, path+".x509", "at least one CA file is required")
 		x.CertFile = v.abs(x.CertFile)
 		v.fileExists(x.CertFile, x.Meta.At("cert_file"), path+".x509.cert_file")
 		x.KeyFile = v.abs(x.KeyFile)
@@ -607,6 +597,22 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 	}
 }
 
+// caFiles makes CA and CRL files absolute and checks they exist (none
+// says why at least one CA is needed).
+func (v *validator) caFiles(cas, crls []string, m Meta, path, none string) {
+	if len(cas) == 0 {
+		v.errorAt(m.Pos, path+".ca_files", "%s", none)
+	}
+	for i := range cas {
+		cas[i] = v.abs(cas[i])
+		v.fileExists(cas[i], m.At("ca_files"), fmt.Sprintf("%s.ca_files[%d]", path, i))
+	}
+	for i := range crls {
+		crls[i] = v.abs(crls[i])
+		v.fileExists(crls[i], m.At("crl_files"), fmt.Sprintf("%s.crl_files[%d]", path, i))
+	}
+}
+
 // remoteAccessIKEv2 checks IKEv2 remote access: how users log in, and
 // that the server can prove itself to them.
 func (v *validator) remoteAccessIKEv2(ra *RemoteAccess) {
@@ -638,17 +644,7 @@ func (v *validator) remoteAccessIKEv2(ra *RemoteAccess) {
 			v.errorAt(x.Meta.Pos, path, "EAP-TLS runs TLS with the server's certificate: add an x509 entry to remote_access.auth")
 		}
 		if c := x.EAPTLS; c != nil {
-			if len(c.CAFiles) == 0 {
-				v.errorAt(c.Meta.Pos, path+".eap_tls.ca_files", "at least one CA file is required (or leave eap_tls out to use remote_access.auth's CAs)")
-			}
-			for i := range c.CAFiles {
-				c.CAFiles[i] = v.abs(c.CAFiles[i])
-				v.fileExists(c.CAFiles[i], c.Meta.At("ca_files"), fmt.Sprintf("%s.eap_tls.ca_files[%d]", path, i))
-			}
-			for i := range c.CRLFiles {
-				c.CRLFiles[i] = v.abs(c.CRLFiles[i])
-				v.fileExists(c.CRLFiles[i], c.Meta.At("crl_files"), fmt.Sprintf("%s.eap_tls.crl_files[%d]", path, i))
-			}
+			v.caFiles(c.CAFiles, c.CRLFiles, c.Meta, path+".eap_tls", "at least one CA file is required (or leave eap_tls out to use remote_access.auth's CAs)")
 		}
 	case "none":
 		if !kinds["psk"] && !kinds["x509"] {

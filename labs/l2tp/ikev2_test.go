@@ -51,10 +51,7 @@ secrets { eap-u { id = %[2]s
 func TestIKEv2RoadWarriorBesideL2TP(t *testing.T) {
 	x := newLab(t)
 	cs := x.behindNAT(6)
-	pki := netns.NewPKI(t, bin)
-	pki.Issue("vpn", "rsa", "--ip", "192.0.2.1")
-	x.auth = "[" + pki.AuthEntry("vpn") + ", {psk_file: " + x.dir + "/l2tp.psk}]"
-	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+	pki := x.serveV2("rsa", "ikev2: {inside: [10.1.0.0/24]}", "{psk_file: "+x.dir+"/l2tp.psk}")
 
 	// alice logs in twice, from c1 and c2 (a laptop and a phone).
 	rws := []struct{ user, password string }{{"alice", "correct horse"}, {"alice", "correct horse"}, {"carol", "c4rol!"}, {"dave", "d4ve!"}}
@@ -127,6 +124,58 @@ func TestIKEv2RoadWarriorBesideL2TP(t *testing.T) {
 	}
 }
 
+// serveV2 starts the server answering IKEv2 road warriors (ikev2, the
+// remote_access.ikev2 line) with a certificate for 192.0.2.1 of a key of
+// kind, first in remote_access.auth, then the rest of auth.
+func (x *lab) serveV2(kind, ikev2 string, auth ...string) *netns.PKI {
+	pki := netns.NewPKI(x.t, bin)
+	pki.Issue("vpn", kind, "--ip", "192.0.2.1")
+	x.auth = "[" + strings.Join(append([]string{pki.AuthEntry("vpn")}, auth...), ", ") + "]"
+	x.serve("mschapv2", ikev2)
+	return pki
+}
+
+// refused starts strongSwan in ns with conf (and files) and checks that
+// the server refuses it, saying so in a log line with every part.
+func (x *lab) refused(ns *netns.NS, files map[string]string, conf string, parts ...string) {
+	x.t.Helper()
+	sw := netns.StrongSwanForTest(x.t, ns, files, conf)
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err == nil {
+		x.t.Fatalf("the server took it:\n%s", out)
+	}
+	if !x.waitLog(parts...) {
+		x.t.Errorf("the server did not log %q:\n%s", parts, netns.Tail(x.gw.Proc.Output(), 3000))
+	}
+}
+
+// roamWhilePinging pings the host inside from the direct client while
+// its address changes (192.0.2.10 taken away, 192.0.2.11 given), and
+// returns how many of 40 pings were answered once moved awaits the
+// server's word that it followed.
+func (x *lab) roamWhilePinging(cli *netns.NS, moved ...string) int {
+	t := x.t
+	t.Helper()
+	pinger, err := cli.Start("ping", "-c", "40", "-i", "0.25", "-W", "1", "10.1.0.10")
+	must(t, err)
+	time.Sleep(2 * time.Second)
+	// The new address outlives the old one's removal only if secondaries
+	// are promoted.
+	if out, err := cli.Output(5*time.Second, "sysctl", "-q", "-w", "net.ipv4.conf."+x.cliOuter+".promote_secondaries=1"); err != nil {
+		t.Fatalf("sysctl: %v %s", err, out)
+	}
+	must(t, cli.IP("addr", "add", "192.0.2.11/24", "dev", x.cliOuter))
+	must(t, cli.IP("addr", "del", "192.0.2.10/24", "dev", x.cliOuter))
+	if !x.waitLog(moved...) {
+		t.Fatalf("the server did not follow the client:\n%s", netns.Tail(x.gw.Proc.Output(), 3000))
+	}
+	<-pinger.Done()
+	m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(pinger.Output())
+	if m == nil {
+		t.Fatalf("ping:\n%s", pinger.Output())
+	}
+	return atoi(m[1])
+}
+
 // initiate brings strongSwan's road warrior up and returns the virtual
 // address it installed.
 func initiate(t *testing.T, sw *netns.StrongSwan) string {
@@ -150,10 +199,7 @@ func TestIKEv2RADIUS(t *testing.T) {
 	x := newLab(t)
 	fr := x.withRADIUS()
 	cli := x.direct("cli")
-	pki := netns.NewPKI(t, bin)
-	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
-	x.auth = "[" + pki.AuthEntry("vpn") + "]"
-	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+	pki := x.serveV2("ecdsa", "ikev2: {inside: [10.1.0.0/24]}")
 
 	sw := netns.StrongSwanForTest(t, cli, nil, roadWarrior(pki.Path("ca.pem"), "erin", "erin-pass"))
 	if addr := initiate(t, sw); addr != "10.8.0.77" {
@@ -223,31 +269,14 @@ secrets { ike-rw { secret = %q } }
 func TestIKEv2MOBIKE(t *testing.T) {
 	x := newLab(t)
 	cli := x.direct("cli")
-	pki := netns.NewPKI(t, bin)
-	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
-	x.auth = "[" + pki.AuthEntry("vpn") + "]"
-	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+	pki := x.serveV2("ecdsa", "ikev2: {inside: [10.1.0.0/24]}")
 	sw := netns.StrongSwanForTest(t, cli, nil, roadWarrior(pki.Path("ca.pem"), "alice", "correct horse"))
 	initiate(t, sw)
 	ping(t, cli, "10.1.0.10")
 	spis := regexp.MustCompile(`in 0x[0-9a-f]+ out 0x[0-9a-f]+`).FindString(x.gw.Proc.Output())
-	pinger, err := cli.Start("ping", "-c", "40", "-i", "0.25", "-W", "1", "10.1.0.10")
-	must(t, err)
-	time.Sleep(2 * time.Second)
-	// The new address outlives the old one's removal only if secondaries
-	// are promoted.
-	if out, err := cli.Output(5*time.Second, "sysctl", "-q", "-w", "net.ipv4.conf."+x.cliOuter+".promote_secondaries=1"); err != nil {
-		t.Fatalf("sysctl: %v %s", err, out)
-	}
-	must(t, cli.IP("addr", "add", "192.0.2.11/24", "dev", x.cliOuter))
-	must(t, cli.IP("addr", "del", "192.0.2.10/24", "dev", x.cliOuter))
-	if !x.waitLog("alice moved from 192.0.2.10:4500 to 192.0.2.11:4500 (MOBIKE)") {
-		t.Fatalf("the server did not follow the client:\n%s", netns.Tail(sw.Log(), 4000))
-	}
-	<-pinger.Done()
-	m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(pinger.Output())
-	if m == nil || atoi(m[1]) < 30 {
-		t.Fatalf("pings across the move:\n%s", pinger.Output())
+	n := x.roamWhilePinging(cli, "alice moved from 192.0.2.10:4500 to 192.0.2.11:4500 (MOBIKE)")
+	if n < 30 {
+		t.Fatalf("%d of 40 pings across the move", n)
 	}
 	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "192.0.2.11:4500") {
 		t.Fatalf("gatehouse sessions does not show the new address:\n%s", s)
@@ -255,7 +284,7 @@ func TestIKEv2MOBIKE(t *testing.T) {
 	if strings.Count(x.gw.Proc.Output(), "IPsec SA with remote-access-ikev2 up") != 1 || !strings.Contains(x.gw.Proc.Output(), spis) {
 		t.Errorf("the child was renegotiated, not moved:\n%s", x.gw.Proc.Output())
 	}
-	t.Logf("pings across the move: %s received of 40", m[1])
+	t.Logf("pings across the move: %d received of 40", n)
 }
 
 // dialV2 runs `gatehouse connect ikev2` in ns against the lab's server
@@ -274,10 +303,7 @@ func (x *lab) dialV2(ns *netns.NS, args ...string) (*client, string, error) {
 func TestConnectIKEv2(t *testing.T) {
 	x := newLab(t)
 	cli := x.direct("cli")
-	pki := netns.NewPKI(t, bin)
-	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
-	x.auth = "[" + pki.AuthEntry("vpn") + ", {psk_file: " + x.dir + "/l2tp.psk}]"
-	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+	pki := x.serveV2("ecdsa", "ikev2: {inside: [10.1.0.0/24]}", "{psk_file: "+x.dir+"/l2tp.psk}")
 	pw := filepath.Join(x.dir, "alice-v2.password")
 	must(t, os.WriteFile(pw, []byte("correct horse\n"), 0o600))
 	eap := []string{"--ca", pki.Path("ca.pem"), "--user", "alice", "--password-file", pw}
@@ -375,13 +401,7 @@ func TestIKEv2EAPTLS(t *testing.T) {
 		t.Fatalf("gatehouse sessions:\n%s", s)
 	}
 	sw.Stop(false)
-	sw = netns.StrongSwanForTest(t, cli, map[string]string{"private/dave.key": pki.Path("dave.key")}, conf("dave"))
-	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err == nil {
-		t.Fatalf("dave's revoked certificate was taken:\n%s", out)
-	}
-	if !x.waitLog("IKE_AUTH", "authentication-failed", "revoked") {
-		t.Errorf("the server did not say why it refused dave:\n%s", netns.Tail(x.gw.Proc.Output(), 3000))
-	}
+	x.refused(cli, map[string]string{"private/dave.key": pki.Path("dave.key")}, conf("dave"), "IKE_AUTH", "authentication-failed", "revoked")
 }
 
 // TestIKEv2EAPRelayedToRADIUS: remote_access.ikev2.eap: radius relays the
@@ -393,10 +413,7 @@ func TestIKEv2EAPRelayedToRADIUS(t *testing.T) {
 	x := newLab(t)
 	fr := x.withRADIUSOptions(netns.FreeRADIUSOptions{EAP: true})
 	cli := x.direct("cli")
-	pki := netns.NewPKI(t, bin)
-	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
-	x.auth = "[" + pki.AuthEntry("vpn") + "]"
-	x.serve("mschapv2", "ikev2: {eap: radius, inside: [10.1.0.0/24]}")
+	pki := x.serveV2("ecdsa", "ikev2: {eap: radius, inside: [10.1.0.0/24]}")
 	sw := netns.StrongSwanForTest(t, cli, nil, roadWarrior(pki.Path("ca.pem"), "erin", "erin-pass"))
 	if addr := initiate(t, sw); addr != "10.8.0.77" {
 		t.Fatalf("erin got %s, want her Framed-IP-Address 10.8.0.77", addr)
@@ -409,13 +426,7 @@ func TestIKEv2EAPRelayedToRADIUS(t *testing.T) {
 		t.Errorf("FreeRADIUS did not take erin by EAP:\n%s\n%s", netns.Tail(fr.Output(), 3000), netns.Tail(x.gw.Proc.Output(), 3000))
 	}
 	sw.Stop(false)
-	sw = netns.StrongSwanForTest(t, cli, nil, roadWarrior(pki.Path("ca.pem"), "frank", "not-franks"))
-	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err == nil {
-		t.Fatalf("a wrong password got in:\n%s", out)
-	}
-	if !x.waitLog("user-auth-failed", "frank", "eap-radius") {
-		t.Errorf("no audit record of frank's refusal:\n%s", netns.Tail(x.gw.Proc.Output(), 3000))
-	}
+	x.refused(cli, nil, roadWarrior(pki.Path("ca.pem"), "frank", "not-franks"), "user-auth-failed", "frank", "eap-radius")
 }
 
 // TestConnectIKEv2Roams: `gatehouse connect ikev2` whose address changes
@@ -426,10 +437,7 @@ func TestIKEv2EAPRelayedToRADIUS(t *testing.T) {
 func TestConnectIKEv2Roams(t *testing.T) {
 	x := newLab(t)
 	cli := x.direct("cli")
-	pki := netns.NewPKI(t, bin)
-	pki.Issue("vpn", "ecdsa", "--ip", "192.0.2.1")
-	x.auth = "[" + pki.AuthEntry("vpn") + "]"
-	x.serve("mschapv2", "ikev2: {inside: [10.1.0.0/24]}")
+	pki := x.serveV2("ecdsa", "ikev2: {inside: [10.1.0.0/24]}")
 	pw := filepath.Join(x.dir, "alice-v2.password")
 	must(t, os.WriteFile(pw, []byte("correct horse\n"), 0o600))
 	c, out, err := x.dialV2(cli, "--ca", pki.Path("ca.pem"), "--user", "alice", "--password-file", pw)
@@ -437,23 +445,11 @@ func TestConnectIKEv2Roams(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	ping(t, cli, "10.1.0.10")
-	pinger, err := cli.Start("ping", "-c", "40", "-i", "0.25", "-W", "1", "10.1.0.10")
-	must(t, err)
-	time.Sleep(2 * time.Second)
-	if out, err := cli.Output(5*time.Second, "sysctl", "-q", "-w", "net.ipv4.conf."+x.cliOuter+".promote_secondaries=1"); err != nil {
-		t.Fatalf("sysctl: %v %s", err, out)
+	n := x.roamWhilePinging(cli, "alice moved from 192.0.2.10:", "to 192.0.2.11:", "(MOBIKE)")
+	if n < 30 {
+		t.Fatalf("%d of 40 pings across the move\nclient:\n%s", n, c.proc.Output())
 	}
-	must(t, cli.IP("addr", "add", "192.0.2.11/24", "dev", x.cliOuter))
-	must(t, cli.IP("addr", "del", "192.0.2.10/24", "dev", x.cliOuter))
-	if !x.waitLog("alice moved from 192.0.2.10:", "to 192.0.2.11:", "(MOBIKE)") {
-		t.Fatalf("the server did not follow the client:\n%s", c.proc.Output())
-	}
-	<-pinger.Done()
-	m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(pinger.Output())
-	if m == nil || atoi(m[1]) < 30 {
-		t.Fatalf("pings across the move:\n%s\nclient:\n%s", pinger.Output(), c.proc.Output())
-	}
-	t.Logf("pings across the client's move: %s received of 40", m[1])
+	t.Logf("pings across the client's move: %d received of 40", n)
 	if !strings.Contains(c.proc.Output(), "our address changed") {
 		t.Errorf("the client did not say it moved:\n%s", c.proc.Output())
 	}
