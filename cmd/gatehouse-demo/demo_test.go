@@ -30,7 +30,7 @@ func TestDemoRuns(t *testing.T) {
 	}
 	for _, want := range []string{"[ok  ] auth-psk restarted after kill -9", "[ok  ] bad reload refused", "[ok  ] alice connects from laptop",
 		"[ok  ] bob connects from macbook", "windows (Windows 8 to 11, by interop-windows)", "apple (racoon (macOS/iOS), by interop-apple)",
-		"[ok  ] ping 10.1.0.10 -> 10.2.0.10 (the first packet starts IKE)", "[ok  ] carol connects from phone over IKEv2 (EAP-MSCHAPv2)", "[ok  ] ping carol -> 10.1.0.10 through IKEv2", "gatehouse_sessions 3", "[ok  ] no sessions left", "[ok  ] firewall rules pass nft -c and load", "[ok  ] a ping in clear between NetB and NetA is dropped"} {
+		"[ok  ] ping 10.1.0.10 -> 10.2.0.10 (the first packet starts IKE)", "[ok  ] carol connects from phone over IKEv2 (EAP-MSCHAPv2)", "[ok  ] ping carol -> 10.1.0.10 through IKEv2", `gatehouse_sessions{protocol="ikev2"} 1`, `gatehouse_sessions{protocol="l2tp"} 2`, "[ok  ] no sessions left", "[ok  ] firewall rules pass nft -c and load", "[ok  ] a ping in clear between NetB and NetA is dropped"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

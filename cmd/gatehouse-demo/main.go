@@ -447,7 +447,8 @@ func (d *demo) metrics() error {
 	}
 	fmt.Print(indent(strings.Join(shown, "\n")))
 	established := regexp.MustCompile(`(?m)^gatehouse_ike_sas\{state="established",version="2"\} ([1-9]\d*)$`).FindStringSubmatch(out)
-	sessions := regexp.MustCompile(`(?m)^gatehouse_sessions 3$`).MatchString(out)
+	sessions := regexp.MustCompile(`(?m)^gatehouse_sessions\{protocol="l2tp"\} 2$`).MatchString(out) &&
+		regexp.MustCompile(`(?m)^gatehouse_sessions\{protocol="ikev2"\} 1$`).MatchString(out)
 	if err == nil && (established == nil || !sessions) {
 		err = errors.New("no established IKE SAs or not 3 sessions (two L2TP, one IKEv2) in the metrics")
 	}

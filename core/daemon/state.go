@@ -34,7 +34,7 @@ func (s state) RemoteAccess() (metrics.RemoteAccess, bool) {
 	}
 	used, size := ra.Pool().Usage()
 	unchecked, locked := ra.LoginLimits()
-	return metrics.RemoteAccess{Sessions: ra.Table().Len() + ra.ClientCount(), PoolUsed: used, PoolSize: size, Unchecked: unchecked, LockedOut: locked}, true
+	return metrics.RemoteAccess{Sessions: map[string]int{"l2tp": ra.Table().Len(), "ikev2": ra.ClientCount()}, PoolUsed: used, PoolSize: size, Unchecked: unchecked, LockedOut: locked}, true
 }
 
 func (s state) PluginStatus() []pluginhost.Status {

@@ -56,7 +56,7 @@ func New(st State) *Metrics {
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_ike_negotiation_failures_total",
 			Help: "IKE negotiations that failed (event 5403), by reason."}, []string{"reason"}),
 		users: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_user_logins_total",
-			Help: "Remote-access user logins, by result (events 5410 and 5412)."}, []string{"result"}),
+			Help: "Remote-access user logins, by result (events 5410 and 5412) and protocol (l2tp, ikev2)."}, []string{"result", "protocol"}),
 		limits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_login_limits_reached_total",
 			Help: "Failed logins after which a user or client address has to wait, or a user is locked out (event 5413), by kind."}, []string{"kind"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_reloads_total",
@@ -85,9 +85,9 @@ func (m *Metrics) Event(r events.Record) {
 			m.dpdDead.Inc()
 		}
 	case sdk.EventUserConnected:
-		m.users.WithLabelValues("connected").Inc()
+		m.users.WithLabelValues("connected", protocolOf(r)).Inc()
 	case sdk.EventUserAuthFailed:
-		m.users.WithLabelValues("auth-failed").Inc()
+		m.users.WithLabelValues("auth-failed", protocolOf(r)).Inc()
 	case events.LoginThrottled:
 		m.limits.WithLabelValues(r.Reason).Inc()
 	case events.ReloadApplied:
@@ -155,9 +155,11 @@ type DataPath struct {
 // doing: attempts refused unchecked by kind (user, address) and users
 // locked out.
 type RemoteAccess struct {
-	Sessions, PoolUsed, PoolSize int
-	Unchecked                    map[string]uint64
-	LockedOut                    int
+	// Sessions by protocol (l2tp, ikev2).
+	Sessions           map[string]int
+	PoolUsed, PoolSize int
+	Unchecked          map[string]uint64
+	LockedOut          int
 }
 
 // stateCollector reads gauges and traffic totals at scrape time.
@@ -181,7 +183,7 @@ var (
 	descUnchecked = prometheus.NewDesc("gatehouse_logins_refused_unchecked_total",
 		"Login attempts refused without checking the password: the user or the client address was waiting after failed logins, by kind.", []string{"kind"}, nil)
 	descLocked   = prometheus.NewDesc("gatehouse_users_locked_out", "Users locked out after failed logins now.", nil, nil)
-	descSessions = prometheus.NewDesc("gatehouse_sessions", "Remote-access sessions up.", nil, nil)
+	descSessions = prometheus.NewDesc("gatehouse_sessions", "Remote-access sessions up, by protocol (l2tp, ikev2).", []string{"protocol"}, nil)
 	descPoolUsed = prometheus.NewDesc("gatehouse_pool_used_addresses", "Addresses of the remote-access pool in use.", nil, nil)
 	descPoolSize = prometheus.NewDesc("gatehouse_pool_size_addresses", "Addresses of the remote-access pool.", nil, nil)
 	descRestarts = prometheus.NewDesc("gatehouse_plugin_restarts_total", "Plugin restarts since gatehoused started, by plugin.", []string{"plugin"}, nil)
@@ -250,7 +252,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if ra, ok := c.st.RemoteAccess(); ok {
-		gauge(descSessions, float64(ra.Sessions))
+		for _, p := range []string{"l2tp", "ikev2"} {
+			gauge(descSessions, float64(ra.Sessions[p]), p)
+		}
 		gauge(descPoolUsed, float64(ra.PoolUsed))
 		gauge(descPoolSize, float64(ra.PoolSize))
 		for kind, n := range ra.Unchecked {
@@ -266,4 +270,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descPluginUp, up, s.Name)
 	}
+}
+
+// protocolOf is a user event's protocol: ikev2 says so, L2TP's (from the
+// l2tp plugin) do not.
+func protocolOf(r events.Record) string {
+	if r.Fields["protocol"] == "ikev2" {
+		return "ikev2"
+	}
+	return "l2tp"
 }

@@ -63,6 +63,7 @@ func TestEventCounters(t *testing.T) {
 		m.Event(events.FromIKE(e))
 	}
 	m.Event(events.Record{ID: sdk.EventUserConnected})
+	m.Event(events.Record{ID: sdk.EventUserConnected, Fields: map[string]string{"protocol": "ikev2"}})
 	m.Event(events.Record{ID: sdk.EventUserAuthFailed})
 	m.Event(events.Record{ID: sdk.EventUserAuthFailed})
 	m.Event(events.Record{ID: events.LoginThrottled, Reason: "user"})
@@ -77,8 +78,9 @@ func TestEventCounters(t *testing.T) {
 		{"child up", testutil.ToFloat64(m.childUp), 2}, {"rekeys", testutil.ToFloat64(m.rekeys), 1},
 		{"no proposal", testutil.ToFloat64(m.failures.WithLabelValues("no-proposal-chosen")), 1},
 		{"dead peers", testutil.ToFloat64(m.dpdDead), 1},
-		{"logins", testutil.ToFloat64(m.users.WithLabelValues("connected")), 1},
-		{"failed logins", testutil.ToFloat64(m.users.WithLabelValues("auth-failed")), 2},
+		{"logins", testutil.ToFloat64(m.users.WithLabelValues("connected", "l2tp")), 1},
+		{"IKEv2 logins", testutil.ToFloat64(m.users.WithLabelValues("connected", "ikev2")), 1},
+		{"failed logins", testutil.ToFloat64(m.users.WithLabelValues("auth-failed", "l2tp")), 2},
 		{"limits", testutil.ToFloat64(m.limits.WithLabelValues("user")), 1},
 		{"reloads applied", testutil.ToFloat64(m.reloads.WithLabelValues("applied")), 1},
 		{"reloads refused", testutil.ToFloat64(m.reloads.WithLabelValues("refused")), 1},
@@ -109,13 +111,14 @@ func TestScrapeReadsState(t *testing.T) {
 		`gatehouse_plugin_restarts_total{plugin="auth-psk"}`:             2,
 		`gatehouse_plugin_up{plugin="auth-psk"}`:                         1,
 		`gatehouse_plugin_up{plugin="l2tp"}`:                             0,
-		`gatehouse_sessions`:                                             3,
+		`gatehouse_sessions{protocol="l2tp"}`:                            2,
+		`gatehouse_sessions{protocol="ikev2"}`:                           1,
 		`gatehouse_pool_used_addresses`:                                  3,
 		`gatehouse_pool_size_addresses`:                                  253,
 		`gatehouse_logins_refused_unchecked_total{kind="address"}`:       5,
 		`gatehouse_users_locked_out`:                                     1,
 	}
-	ra := &RemoteAccess{Sessions: 3, PoolUsed: 3, PoolSize: 253, Unchecked: map[string]uint64{"address": 5}, LockedOut: 1}
+	ra := &RemoteAccess{Sessions: map[string]int{"l2tp": 2, "ikev2": 1}, PoolUsed: 3, PoolSize: 253, Unchecked: map[string]uint64{"address": 5}, LockedOut: 1}
 	got := scrape(t, New(fakeState{ra: ra}))
 	for series, v := range want {
 		if g, ok := got[series]; !ok || g != v {

@@ -678,13 +678,13 @@ func (x *lab) checkMetrics() {
 	out := x.metrics()
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^gatehouse_ike_sas\{state="established",version="1"\} 1$`),
-		regexp.MustCompile(`(?m)^gatehouse_sessions 1$`),
+		regexp.MustCompile(`(?m)^gatehouse_sessions\{protocol="l2tp"\} 1$`),
 		regexp.MustCompile(`(?m)^gatehouse_pool_used_addresses 1$`),
 		regexp.MustCompile(`(?m)^gatehouse_ipsec_sas [1-9]`),
 		regexp.MustCompile(`(?m)^gatehouse_ipsec_bytes_total\{direction="in",mode="transport"\} [1-9]`),
 		regexp.MustCompile(`(?m)^gatehouse_ipsec_bytes_total\{direction="out",mode="transport"\} [1-9]`),
 		regexp.MustCompile(`(?m)^gatehouse_ike_sas_established_total 1$`),
-		regexp.MustCompile(`(?m)^gatehouse_user_logins_total\{result="connected"\} 1$`),
+		regexp.MustCompile(`(?m)^gatehouse_user_logins_total\{protocol="l2tp",result="connected"\} 1$`),
 		regexp.MustCompile(`(?m)^gatehouse_plugin_up\{plugin="l2tp"\} 1$`),
 	} {
 		if !want.MatchString(out) {
