@@ -299,7 +299,8 @@ func (x *lab) dialV2(ns *netns.NS, args ...string) (*client, string, error) {
 // inside network as a route, pings through, and shows in gatehouse
 // sessions (and as Windows in gatehouse sa, for the Windows profile); Windows's default offer (MODP1024 only) is refused, exit
 // status 4, with the server saying why; a wrong password is exit status
-// 5; a machine with the preshared key alone comes in by its address.
+// 5; a machine with the preshared key alone comes in by its address, and
+// one with a certificate alone by its certificate's name.
 func TestConnectIKEv2(t *testing.T) {
 	x := newLab(t)
 	cli := x.direct("cli")
@@ -350,6 +351,17 @@ func TestConnectIKEv2(t *testing.T) {
 	}
 	ping(t, cli, "10.1.0.10")
 	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "ipv4:192.0.2.10 ikev2 "+c.addr) {
+		t.Fatalf("gatehouse sessions:\n%s", s)
+	}
+	c.hangUp(t)
+	// A machine certificate alone (Android's "IKEv2/IPSec RSA" type).
+	pki.Issue("laptop", "ecdsa")
+	c, out, err = x.dialV2(cli, "--cert", pki.Path("laptop.pem"), "--key", pki.Path("laptop.key"), "--ca", pki.Path("ca.pem"))
+	if err != nil {
+		t.Fatalf("by certificate: %v\n%s", err, out)
+	}
+	ping(t, cli, "10.1.0.10")
+	if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "laptop") || !strings.Contains(s, "ikev2 "+c.addr) {
 		t.Fatalf("gatehouse sessions:\n%s", s)
 	}
 	c.hangUp(t)
