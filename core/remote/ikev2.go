@@ -68,6 +68,7 @@ type ikev2State struct {
 	// reads its SAs' counters. Both nil until IKE runs.
 	disconnect func(addr netip.Addr, why string) bool
 	sad        *sad.DB
+	probes     []probe // expireClients's, between ticks
 }
 
 // ServesIKEv2 reports whether IKEv2 road warriors are answered
@@ -290,17 +291,40 @@ func (r *Access) endClients(match func(c *client) bool, why func(c *client) stri
 // expireIdle does L2TP sessions. The one-second tick runs it.
 func (r *Access) expireClients(now time.Time) {
 	limit := r.cfg.IdleTimeout.Duration
-	// The packet counts are read first, without the lock.
-	counts := map[netip.Addr]uint64{}
-	for _, c := range r.clients() {
-		counts[c.addr] = r.clientCounters(&c).PacketsIn
+	r.mu.Lock()
+	db, probes := r.v2.sad, r.v2.probes[:0]
+	for _, c := range r.v2.clients {
+		probes = append(probes, probe{c, c.inSPI, c.past.PacketsIn})
 	}
-	r.endClients(func(c *client) bool {
-		if n, ok := counts[c.addr]; ok && n != c.seen {
-			c.seen, c.lastIn = n, now
+	r.mu.Unlock()
+	// The current children's inbound counts, read without the lock.
+	for i, p := range probes {
+		if db == nil || p.spi == 0 {
+			continue
 		}
-		return r.clientExpired(c, now, limit) != ""
-	}, func(c *client) string { return r.clientExpired(c, now, limit) })
+		if in := db.Inbound(p.spi); in != nil && in.ESP != nil {
+			probes[i].in += in.ESP.Counters().Packets.Load()
+		}
+	}
+	r.mu.Lock()
+	for _, p := range probes {
+		if p.in != p.c.seen {
+			p.c.seen, p.c.lastIn = p.in, now
+		}
+	}
+	clear(probes) // no client kept alive until the next tick
+	r.v2.probes = probes
+	r.mu.Unlock()
+	r.endClients(func(c *client) bool { return r.clientExpired(c, now, limit) != "" },
+		func(c *client) string { return r.clientExpired(c, now, limit) })
+}
+
+// probe is a road warrior's inbound packet count being read (the tick
+// reuses the slice: no allocation per client per second).
+type probe struct {
+	c   *client
+	spi uint32
+	in  uint64
 }
 
 // clientExpired says why a road warrior's session is over ("" if not).
