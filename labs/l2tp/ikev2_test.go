@@ -18,6 +18,12 @@ import (
 // server's certificate checked against the lab CA, the user logging in
 // by EAP-MSCHAPv2, a child to the inside network.
 func roadWarrior(ca, user, password string) string {
+	return rwConf(ca, "auth = eap-mschapv2\n eap_id = "+user, fmt.Sprintf("eap-u { id = %s\n secret = %q }", user, password))
+}
+
+// rwConf is roadWarrior with the local side's authentication and the
+// secrets given.
+func rwConf(ca, local, secrets string) string {
 	return fmt.Sprintf(`connections {
   rw {
     version = 2
@@ -25,8 +31,7 @@ func roadWarrior(ca, user, password string) string {
     vips = 0.0.0.0
     proposals = aes256-sha256-ecp256
     encap = yes
-    local { auth = eap-mschapv2
-            eap_id = %[2]s }
+    local { %[2]s }
     remote { auth = pubkey
              id = %%any
              cacerts = %[1]s }
@@ -34,9 +39,8 @@ func roadWarrior(ca, user, password string) string {
                      esp_proposals = aes256gcm16 } }
   }
 }
-secrets { eap-u { id = %[2]s
-                  secret = %[3]q } }
-`, ca, user, password)
+secrets { %[3]s }
+`, ca, local, secrets)
 }
 
 // TestIKEv2RoadWarriorBesideL2TP: gatehoused answers IKEv2 road warriors
@@ -393,23 +397,7 @@ func TestIKEv2EAPTLS(t *testing.T) {
 	x.auth = "[" + pki.AuthEntry("vpn", crl) + "]"
 	x.serve("mschapv2", "ikev2: {eap: tls, inside: [10.1.0.0/24]}")
 	conf := func(user string) string {
-		return fmt.Sprintf(`connections {
-  rw {
-    version = 2
-    remote_addrs = 192.0.2.1
-    vips = 0.0.0.0
-    proposals = aes256-sha256-ecp256
-    encap = yes
-    local { auth = eap-tls
-            certs = %[1]s }
-    remote { auth = pubkey
-             id = %%any
-             cacerts = %[2]s }
-    children { net { remote_ts = 10.1.0.0/24
-                     esp_proposals = aes256gcm16 } }
-  }
-}
-`, pki.Path(user+".pem"), pki.Path("ca.pem"))
+		return rwConf(pki.Path("ca.pem"), "auth = eap-tls\n certs = "+pki.Path(user+".pem"), "")
 	}
 	sw := netns.StrongSwanForTest(t, cli, map[string]string{"private/carol.key": pki.Path("carol.key")}, conf("carol"))
 	addr := initiate(t, sw)
