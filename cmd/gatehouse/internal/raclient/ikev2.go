@@ -157,8 +157,11 @@ func (c *Conn) v2Event(e ike.Event) {
 			}
 			return
 		}
-		addr, dns, ok := v.mgr.VirtualAddress(e.Peer)
-		if !ok {
+		// Our traffic selector is the address the server gave (the
+		// engine's VirtualAddress would look through every SA: a load
+		// test's calls made that quadratic).
+		addr := e.Child.LocalTS.Prefix.Addr()
+		if !addr.IsValid() {
 			return
 		}
 		v.up[e.Peer] = true
@@ -170,6 +173,7 @@ func (c *Conn) v2Event(e ike.Event) {
 			if !c.installV2(e.Child, addr) {
 				return
 			}
+			_, dns, _ := v.mgr.VirtualAddress(e.Peer)
 			c.mu.Lock()
 			c.info.DNS = dns
 			c.mu.Unlock()
@@ -196,12 +200,7 @@ func (c *Conn) setChild(ch *ike.ChildSA) {
 func (c *Conn) v2Up() {
 	now := time.Now()
 	ch := c.child
-	addr := c.upCalls[0]
-	for _, a := range c.upCalls {
-		if p := netip.PrefixFrom(a, 32); ch.LocalTS.Prefix == p {
-			addr = a
-		}
-	}
+	addr := ch.LocalTS.Prefix.Addr()
 	c.mu.Lock()
 	c.info = Info{Address: addr, DNS: c.info.DNS, Local: ch.Local, Server: ch.Remote, NAT: ch.UDP, ESP: ch.Suite.String(),
 		Addresses: c.upCalls, Setup: now.Sub(c.began), CallSetup: now.Sub(c.began), Routes: c.v2Routes(ch)}
