@@ -449,6 +449,28 @@ func (m *Manager) Disconnect(addr netip.Addr, why string) bool {
 	return false
 }
 
+// TerminateSome deletes up to n IKE SAs, whichever they are, telling
+// each peer, and returns how many it ended: a client with many SAs (a
+// load test) hangs up in bursts the server can take, without a search by
+// name for each.
+func (m *Manager) TerminateSome(n int) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := 0
+	for _, s := range m.sas {
+		if k == n {
+			break
+		}
+		if s.state == stateDead {
+			continue
+		}
+		s.tellDeleted()
+		m.remove(s, "stopped by the operator", false)
+		k++
+	}
+	return k
+}
+
 // tellDeleted tells the peer an established IKE SA goes, without waiting
 // for its answer.
 func (s *ikeSA) tellDeleted() {

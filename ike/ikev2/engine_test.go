@@ -1280,3 +1280,34 @@ func TestMODP2048First(t *testing.T) {
 		t.Fatalf("got %v, want %s", got, want)
 	}
 }
+
+// TerminateSome ends at most n SAs a call, telling each peer, until none
+// is left.
+func TestTerminateSome(t *testing.T) {
+	e, leases := eapPair(t, "clientPass")
+	var peers []*Peer
+	for i := range 5 {
+		pc := *e.pa.PeerConfig
+		pc.Name = fmt.Sprintf("to-b-%d", i)
+		peers = append(peers, &Peer{PeerConfig: &pc, Suites: e.pa.Suites, EAPClient: e.pa.EAPClient})
+	}
+	e.a.SetPeers(peers)
+	for _, p := range peers {
+		if err := e.a.Initiate(p.Name); err != nil {
+			t.Fatal(err)
+		}
+		e.pump()
+	}
+	if len(leases) != 5 {
+		t.Fatalf("%d leases", len(leases))
+	}
+	for _, want := range []int{2, 2, 1, 0} {
+		if got := e.a.TerminateSome(2); got != want {
+			t.Fatalf("TerminateSome(2) = %d, want %d", got, want)
+		}
+		e.pump()
+	}
+	if len(leases) != 0 || len(e.b.SAs()) != 0 {
+		t.Fatalf("after: leases %v, server SAs %+v", leases, e.b.SAs())
+	}
+}

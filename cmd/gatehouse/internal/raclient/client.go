@@ -850,12 +850,12 @@ func (c *Conn) shutdown() {
 				c.call(func() { c.mgr.Terminate(peerName) })
 			}
 			if c.v2 != nil {
-				c.call(c.terminateV2)
+				c.terminateV2() // the engine takes calls from any goroutine
 			}
 		}()
 		select {
 		case <-bye:
-		case <-time.After(2 * time.Second):
+		case <-time.After(2*time.Second + c.terminateTime()):
 		}
 		close(c.stop)
 		<-c.done

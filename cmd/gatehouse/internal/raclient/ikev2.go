@@ -277,11 +277,27 @@ func (c *Conn) v2Counters() dataplane.L2TPCounters {
 	return t
 }
 
-// terminateV2 deletes every call's IKE SA (each server is told).
+// terminateV2 deletes every call's IKE SA (the server is told), at most
+// terminateBurst at a time: 10,000 deletes sent at once overflowed the
+// server's receive buffer, and the sessions whose delete was lost stayed
+// until their liveness checks failed.
 func (c *Conn) terminateV2() {
-	for i := range c.cfg.Calls {
-		c.v2.mgr.Terminate(v2Name(i))
+	for c.v2.mgr.TerminateSome(terminateBurst) == terminateBurst {
+		time.Sleep(terminatePause)
 	}
+}
+
+const (
+	terminateBurst = 256
+	terminatePause = 20 * time.Millisecond
+)
+
+// terminateTime is how long terminateV2 pauses in all.
+func (c *Conn) terminateTime() time.Duration {
+	if c.v2 == nil {
+		return 0
+	}
+	return time.Duration(c.cfg.Calls/terminateBurst) * terminatePause
 }
 
 // installV2Child puts a call's SAs in the database.
