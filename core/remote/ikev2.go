@@ -105,9 +105,6 @@ func (r *Access) IKEv2Lease(user string, outer netip.AddrPort, want netip.Addr) 
 	r.v2.nextHandle++
 	c := &client{handle: clientHandles + r.v2.nextHandle, user: user, addr: a, peer: outer, since: now, grant: g, lastIn: now}
 	r.v2.clients[a] = c
-	if len(g.class) > 0 || g.sessionTimeout > 0 || g.idleTimeout > 0 {
-		r.grants[c.handle] = g
-	}
 	r.mu.Unlock()
 	if r.acct != nil {
 		r.acct.start(c.handle, user, a, outer, now, g.class)
@@ -128,7 +125,6 @@ func (r *Access) IKEv2Release(a netip.Addr, why string) {
 	r.mu.Lock()
 	c := r.v2.clients[a]
 	delete(r.v2.clients, a)
-	delete(r.grants, clientHandleOf(c))
 	r.mu.Unlock()
 	if c == nil {
 		return
@@ -148,13 +144,6 @@ func (r *Access) IKEv2Release(a netip.Addr, why string) {
 		"user": c.user, "address": a.String(), "peer": c.peer.String(), "reason": why, "protocol": "ikev2",
 		"duration": r.now().Sub(c.since).Round(time.Second).String(),
 		"bytes_in": strconv.FormatUint(cnt.BytesIn, 10), "bytes_out": strconv.FormatUint(cnt.BytesOut, 10)}})
-}
-
-func clientHandleOf(c *client) uint64 {
-	if c == nil {
-		return 0
-	}
-	return c.handle
 }
 
 // IKEv2Child records a road warrior's child SA as its current one (its
