@@ -231,11 +231,16 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.Calls > MaxCalls || cfg.Tunnels > MaxTunnels {
 		return nil, fmt.Errorf("%d calls in %d tunnels: at most %d calls and %d tunnels", cfg.Calls, cfg.Tunnels, MaxCalls, MaxTunnels)
 	}
+	// IKEv2 calls are followed by their events, which must not be dropped
+	// while the loop reads a burst of answers (L2TP's calls share one
+	// IKE SA).
+	events := 64
+	if len(cfg.IKEv2) > 0 {
+		events = max(events, 4*cfg.Calls)
+	}
 	c := &Conn{cfg: cfg, log: cfg.Log, db: sad.New(), table: dataplane.NewL2TPTable(), in: make(chan datagram, 64),
 		ctl: make(chan dataplane.L2TPControl, max(256, 4*cfg.Calls)), began: time.Now(),
-		// IKEv2 calls are followed by their events, which must not be
-		// dropped while the loop reads a burst of answers.
-		events: make(chan ike.Event, max(64, 4*cfg.Calls)), runq: make(chan func()), stop: make(chan struct{}),
+		events: make(chan ike.Event, events), runq: make(chan func()), stop: make(chan struct{}),
 		done: make(chan struct{}), up: make(chan Info, 1), down: make(chan struct{})}
 	if err := c.open(); err != nil {
 		c.closeIO()
