@@ -188,16 +188,26 @@ func (s *ikeSA) continueEAP(inner []Payload) ([]Payload, func()) {
 	if f, ok := st.server.(framedAddress); ok {
 		want = f.FramedAddress()
 	}
-	if err := s.lease(st.server.User(), want); err != nil {
-		return s.refuseAuth(err)
-	}
 	// Our AUTH over our octets, keyed with the MSK too (section 2.16).
 	ours := &Auth{Method: AuthPSK, Data: pskAuth(prf, msk, signedOctets(prf, s.msg2, s.init.ni, s.keys.Pr, st.idr))}
+	if err := s.lease(st.server.User(), want); err != nil {
+		return s.noAddress(ours, err)
+	}
 	s.m.up(s)
 	if len(Notifies(st.first, NotifyInitialContact)) > 0 {
 		s.m.forgetOthers(s)
 	}
 	return s.mobikeAnswer(st.first, append([]Payload{ours}, s.roadWarriorChild(st.first)...)), func() {}
+}
+
+// noAddress answers an authenticated road warrior that no address could
+// be found for (section 3.15.4): our AUTH, so the client knows it is not
+// its password, and INTERNAL_ADDRESS_FAILURE; the IKE SA is deleted once
+// the answer is out, for it carries nothing.
+func (s *ikeSA) noAddress(ours *Auth, err error) ([]Payload, func()) {
+	s.m.up(s)
+	s.m.negotiationError(s, ExchangeIKEAuth, false, &NotifyError{Kind: NotifyInternalAddressFailure, Why: err.Error()})
+	return []Payload{ours, &Notify{Kind: NotifyInternalAddressFailure}}, func() { s.queueTask(deleteIKETask{}) }
 }
 
 // eapRound answers with the EAP method's next message (out), and ends
@@ -374,13 +384,14 @@ func (t *eapAuthTask) request(s *ikeSA) ([]Payload, error) {
 }
 
 func (t *eapAuthTask) response(s *ikeSA, inner []Payload) error {
-	if err := refusal(inner, "the server refused us"); err != nil {
+	refused := refusal(inner, "the server refused us")
+	if refused != nil {
 		var ne *NotifyError
-		if errors.As(err, &ne) && ne.Kind == NotifyAuthenticationFailed {
-			return err
+		if errors.As(refused, &ne) && ne.Kind == NotifyAuthenticationFailed {
+			return refused
 		}
 		if !t.final {
-			return err
+			return refused
 		}
 	}
 	prf := s.suite.PRF.PRF()
@@ -403,6 +414,11 @@ func (t *eapAuthTask) response(s *ikeSA, inner []Payload) error {
 			return &NotifyError{Kind: NotifyAuthenticationFailed, Why: "the server's AUTH after EAP does not verify with the MSK"}
 		}
 		s.m.up(s)
+		if refused != nil {
+			// Authenticated, but no child: INTERNAL_ADDRESS_FAILURE, say.
+			s.m.negotiationError(s, ExchangeIKEAuth, true, refused)
+			return nil
+		}
 		s.mobike = len(Notifies(inner, NotifyMobikeSupported)) > 0
 		s.eap.addr, s.eap.dns = readCP(inner)
 		if !s.eap.addr.IsValid() {

@@ -503,6 +503,8 @@ func (m *Manager) negotiationError(s *ikeSA, x ExchangeType, initiator bool, err
 			reason = "no-proposal-chosen"
 		case NotifyAuthenticationFailed:
 			reason = "authentication-failed"
+		case NotifyInternalAddressFailure:
+			reason = "no-address"
 		}
 	}
 	m.event(s, ike.Event{ID: ike.EventNegotiationErr, Reason: reason, Initiator: initiator, Exchange: ike.ExchangeType(x),

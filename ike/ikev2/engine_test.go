@@ -1311,3 +1311,40 @@ func TestTerminateSome(t *testing.T) {
 		t.Fatalf("after: leases %v, server SAs %+v", leases, e.b.SAs())
 	}
 }
+
+// A user who logs in when no address is left is told so, not that the
+// password was wrong (section 3.15.4): the server's AUTH and
+// INTERNAL_ADDRESS_FAILURE, an event that says why, and the IKE SA goes.
+func TestEngineNoAddressLeft(t *testing.T) {
+	e, _ := eapPair(t, "clientPass")
+	e.pb.RemoteAccess.Lease = func(string, netip.AddrPort, netip.Addr) (netip.Addr, []netip.Addr, error) {
+		return netip.Addr{}, nil, errors.New("all 253 addresses of 10.8.0.0/24 are leased")
+	}
+	if err := e.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	e.pump()
+	e.advance(5 * time.Second)
+	if len(e.a.SAs()) != 0 || len(e.b.SAs()) != 0 {
+		t.Fatalf("SAs left: client %+v, server %+v", e.a.SAs(), e.b.SAs())
+	}
+	var said bool
+	for _, ev := range e.hb.events {
+		if ev.ID == ike.EventNegotiationErr && ev.Reason == "no-address" && strings.Contains(ev.Message, "INTERNAL_ADDRESS_FAILURE") && strings.Contains(ev.Message, "are leased") {
+			said = true
+		}
+		if ev.Reason == "authentication-failed" {
+			t.Errorf("the server called it an authentication failure: %+v", ev)
+		}
+	}
+	if !said {
+		t.Fatalf("the server's events: %+v", e.hb.events)
+	}
+	said = false
+	for _, ev := range e.ha.events {
+		said = said || (ev.ID == ike.EventNegotiationErr && ev.Reason == "no-address")
+	}
+	if !said {
+		t.Fatalf("the client was not told: %+v", e.ha.events)
+	}
+}

@@ -332,7 +332,10 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 			return s.refuseAuth(errors.New("IKE_AUTH without IDi"))
 		}
 		if err := s.lease(ike.FormatID(idi.IDType, idi.Data), netip.Addr{}); err != nil {
-			return s.refuseAuth(err)
+			// Before its AUTH is checked: the notify alone (section 3.15.4).
+			return []Payload{&Notify{Kind: NotifyInternalAddressFailure}}, func() {
+				s.m.failIKE(s, ExchangeIKEAuth, &NotifyError{Kind: NotifyInternalAddressFailure, Why: err.Error()})
+			}
 		}
 		me.Local, me.Remote = insideSelectors(ra.Inside), []Selector{PrefixSelector(netip.PrefixFrom(s.eap.addr, s.eap.addr.BitLen()))}
 	}

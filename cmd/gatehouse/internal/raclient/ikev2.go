@@ -146,7 +146,7 @@ func (c *Conn) v2Event(e ike.Event) {
 			return // a rekey the engine retries, or a child we refused
 		}
 		err := fmt.Errorf("%w: %s", ErrIKE, e.Message)
-		if e.Reason == "authentication-failed" && c.cfg.User != "" {
+		if (e.Reason == "authentication-failed" && c.cfg.User != "") || e.Reason == "no-address" {
 			err = fmt.Errorf("%w: %s", ErrRefused, e.Message)
 		}
 		c.end(err)
