@@ -168,6 +168,15 @@ type ChildSA struct {
 	deleteAt           time.Time
 }
 
+// AllPairs is every selector pair the child carries: Pairs (IKEv2), or
+// its one pair.
+func (c *ChildSA) AllPairs() []TSPair {
+	if len(c.Pairs) > 0 {
+		return c.Pairs
+	}
+	return []TSPair{{Local: c.LocalTS, Remote: c.RemoteTS}}
+}
+
 // wipeKeys zeroes the child's KEYMAT once its SAs are gone. The data
 // path's esp.Config shares these slices and wipes them as well.
 func (c *ChildSA) wipeKeys() {

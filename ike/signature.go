@@ -99,6 +99,21 @@ func SignHash(key crypto.Signer, method uint16, hash []byte) ([]byte, error) {
 	return out, nil
 }
 
+// pkcs1Hashes are SignDigest's PKCS #1 v1.5 schemes, by name.
+var pkcs1Hashes = map[string]crypto.Hash{"rsa-pkcs1-sha1": crypto.SHA1, "rsa-pkcs1-sha256": crypto.SHA256, "rsa-pkcs1-sha384": crypto.SHA384,
+	"rsa-pkcs1-sha512": crypto.SHA512}
+
+// PKCS1Scheme names SignDigest's PKCS #1 v1.5 scheme for a hash ("" for
+// none).
+func PKCS1Scheme(h crypto.Hash) string {
+	for name, x := range pkcs1Hashes {
+		if x == h {
+			return name
+		}
+	}
+	return ""
+}
+
 // SignDigest signs a digest for IKEv2's AUTH (RFC 7296 section 3.8, RFC
 // 7427): "rsa-pkcs1-sha1", "rsa-pkcs1-sha256", "rsa-pkcs1-sha384" and
 // "rsa-pkcs1-sha512" are PKCS #1 v1.5 with the DigestInfo of that hash;
@@ -108,9 +123,7 @@ func SignDigest(key crypto.Signer, scheme string, digest []byte) ([]byte, error)
 	if m, ok := MethodByName(scheme); ok && IsSignature(m) {
 		return SignHash(key, m, digest)
 	}
-	hashes := map[string]crypto.Hash{"rsa-pkcs1-sha1": crypto.SHA1, "rsa-pkcs1-sha256": crypto.SHA256, "rsa-pkcs1-sha384": crypto.SHA384,
-		"rsa-pkcs1-sha512": crypto.SHA512}
-	switch h, isRSA := hashes[scheme]; {
+	switch h, isRSA := pkcs1Hashes[scheme]; {
 	case isRSA:
 		if _, ok := key.Public().(*rsa.PublicKey); !ok || len(digest) != h.Size() {
 			return nil, fmt.Errorf("%s needs an RSA key and a %d-byte digest", scheme, h.Size())

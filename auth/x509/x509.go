@@ -100,6 +100,16 @@ func (s *Store) caFor(rawSubject []byte) *stdx509.Certificate {
 	return nil
 }
 
+// Pool holds every configured CA, as trust anchors: for a TLS server's
+// ClientCAs, with Verify checking the chain and the CRLs after it.
+func (s *Store) Pool() *stdx509.CertPool {
+	p := stdx509.NewCertPool()
+	for _, c := range s.cas {
+		p.AddCert(c)
+	}
+	return p
+}
+
 // CANames are the DER subjects of the configured CAs, for certificate
 // requests (RFC 4945 section 3.2.7: a CERTREQ names a CA by its DN).
 func (s *Store) CANames() [][]byte {

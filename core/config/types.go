@@ -22,6 +22,15 @@ func (a *IP) decodeScalar(s string) error {
 	return nil
 }
 
+// Addrs are the addresses of a list of IPs.
+func Addrs(ips []IP) []netip.Addr {
+	out := make([]netip.Addr, 0, len(ips))
+	for _, a := range ips {
+		out = append(out, a.Addr)
+	}
+	return out
+}
+
 // Prefix is an address or subnet ("10.1.0.0/16"; a bare address means /32 or
 // /128).
 type Prefix struct{ netip.Prefix }

@@ -133,16 +133,7 @@ func (v *validator) ike(k *IKE, path string) {
 	if k.Version != 1 && k.Version != 2 {
 		v.errorAt(k.Meta.At("version"), path+".version", "%d is not an IKE version; use 2 (RFC 7296) or 1 (RFC 2409, for peers such as Windows 2000 that speak nothing newer)", k.Version)
 	}
-	for i, p := range k.Proposals {
-		legacy, err := ikeProposal(p, k.Version)
-		if err != nil {
-			v.errorAt(k.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%v", err)
-			continue
-		}
-		if legacy && !v.c.LegacyAlgorithms {
-			v.errorAt(k.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", p)
-		}
-	}
+	v.ikeProposals(k.Proposals, k.Version, k.Meta.At("proposals"), path)
 	v.lifetime(k.Lifetime.Duration, time.Minute, 24*time.Hour, k.Meta.At("lifetime"), path+".lifetime")
 	if k.AggressiveMode {
 		// Aggressive mode with a PSK sends a hash that can be cracked offline
@@ -156,6 +147,21 @@ func (v *validator) ike(k *IKE, path string) {
 	}
 	if d := k.DPD; d.Interval.Duration < time.Second || d.Timeout.Duration <= d.Interval.Duration {
 		v.errorAt(k.DPD.Meta.Pos, path+".dpd", "interval must be at least 1s and timeout longer than interval (got %s and %s)", d.Interval.Duration, d.Timeout.Duration)
+	}
+}
+
+// ikeProposals checks IKE SA suites for a version: each parses, and a
+// legacy one only with legacy_algorithms.
+func (v *validator) ikeProposals(list []string, version int, pos Pos, path string) {
+	for i, p := range list {
+		legacy, err := ikeProposal(p, version)
+		if err != nil {
+			v.errorAt(pos, fmt.Sprintf("%s.proposals[%d]", path, i), "%v", err)
+			continue
+		}
+		if legacy && !v.c.LegacyAlgorithms {
+			v.errorAt(pos, fmt.Sprintf("%s.proposals[%d]", path, i), "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", p)
+		}
 	}
 }
 
@@ -653,16 +659,7 @@ func (v *validator) remoteAccessIKEv2(ra *RemoteAccess) {
 	default:
 		v.errorAt(x.Meta.At("eap"), path+".eap", "%q is not an EAP method here; allowed: mschapv2, radius, tls, none", x.EAP)
 	}
-	for i, p := range x.Proposals {
-		legacy, err := ikeProposal(p, 2)
-		if err != nil {
-			v.errorAt(x.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%v", err)
-			continue
-		}
-		if legacy && !v.c.LegacyAlgorithms {
-			v.errorAt(x.Meta.At("proposals"), fmt.Sprintf("%s.proposals[%d]", path, i), "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", p)
-		}
-	}
+	v.ikeProposals(x.Proposals, 2, x.Meta.At("proposals"), path)
 	v.espSettings(&x.ESP, path+".esp", 2)
 	for i, p := range x.Inside {
 		if !p.Addr().Is4() {

@@ -54,16 +54,6 @@ func eapTLS(h *host, p *ikev2.Peer, ra *config.RemoteAccess) (func(netip.AddrPor
 	if err != nil {
 		return nil, fmt.Errorf("EAP-TLS: %w", err)
 	}
-	pool := stdx509.NewCertPool()
-	for _, f := range cas {
-		certs, err := x509.ReadCerts(f)
-		if err != nil {
-			return nil, fmt.Errorf("EAP-TLS: %w", err)
-		}
-		for _, c := range certs {
-			pool.AddCert(c)
-		}
-	}
 	cert := tls.Certificate{PrivateKey: &pluginSigner{h: h, peer: p.PeerConfig, method: method, pub: chain[0].PublicKey}, Leaf: chain[0]}
 	for _, c := range chain {
 		cert.Certificate = append(cert.Certificate, c.Raw)
@@ -74,7 +64,7 @@ func eapTLS(h *host, p *ikev2.Peer, ra *config.RemoteAccess) (func(netip.AddrPor
 	} else {
 		cert.SupportedSignatureAlgorithms = []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512}
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool,
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: store.Pool(),
 		// CRLs, which crypto/tls does not read.
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*stdx509.Certificate) error {
 			_, err := store.Verify(raw, time.Now())
@@ -101,8 +91,7 @@ func (s *pluginSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 		if _, pss := opts.(*rsa.PSSOptions); pss {
 			return nil, errors.New("RSA-PSS is not offered")
 		}
-		names := map[crypto.Hash]string{crypto.SHA256: "rsa-pkcs1-sha256", crypto.SHA384: "rsa-pkcs1-sha384", crypto.SHA512: "rsa-pkcs1-sha512"}
-		if scheme = names[opts.HashFunc()]; scheme == "" {
+		if scheme = ike.PKCS1Scheme(opts.HashFunc()); scheme == "" {
 			return nil, fmt.Errorf("no RSA scheme for %v", opts.HashFunc())
 		}
 	case *ecdsa.PublicKey:

@@ -178,12 +178,8 @@ func PeerConfigs(c *config.Config) (Peers, Profiles, error) {
 		}
 		if k.Version == 2 {
 			v2 := &ikev2.Peer{PeerConfig: p}
-			for _, s := range k.Proposals {
-				pr, err := ikev2.ParseProposal(s)
-				if err != nil {
-					return Peers{}, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
-				}
-				v2.Suites = append(v2.Suites, pr)
+			if v2.Suites, err = v2Suites(k.Proposals); err != nil {
+				return Peers{}, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
 			}
 			out.V2 = append(out.V2, v2)
 			continue
@@ -229,16 +225,11 @@ func roadWarriorPeer(c *config.Config, ra *config.RemoteAccess, profiles Profile
 		return nil, err
 	}
 	v2 := &ikev2.Peer{PeerConfig: p, RemoteAccess: &ikev2.RemoteAccess{DNSDomains: x.DNSDomains, SlowEAP: true}}
-	for _, s := range x.Proposals {
-		pr, err := ikev2.ParseProposal(s)
-		if err != nil {
-			return nil, err
-		}
-		v2.Suites = append(v2.Suites, pr)
+	var err error
+	if v2.Suites, err = v2Suites(x.Proposals); err != nil {
+		return nil, err
 	}
-	for _, a := range ra.NBNS {
-		v2.RemoteAccess.NBNS = append(v2.RemoteAccess.NBNS, a.Addr)
-	}
+	v2.RemoteAccess.NBNS = config.Addrs(ra.NBNS)
 	for _, n := range x.Inside {
 		v2.RemoteAccess.Inside = append(v2.RemoteAccess.Inside, n.Prefix.Masked())
 	}
@@ -328,6 +319,19 @@ func remoteAccessPeer(c *config.Config, ra *config.RemoteAccess) (*ike.PeerConfi
 		return nil, fmt.Errorf("remote_access: %w", err)
 	}
 	return p, nil
+}
+
+// v2Suites parses IKEv2's IKE SA suites.
+func v2Suites(list []string) ([]ikev2.Proposal, error) {
+	var out []ikev2.Proposal
+	for _, s := range list {
+		p, err := ikev2.ParseProposal(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // setProposals fills an IKEv1 peer's phase 1 offers.
@@ -579,20 +583,28 @@ func raMeta(c *ike.ChildSA, dir string) sad.Meta {
 // clientMeta describes an IKEv2 road warrior's tunnel-mode SA: what
 // arrives must come from its virtual address to the inside networks.
 func clientMeta(c *ike.ChildSA, dir string) sad.Meta {
-	m := sad.Meta{Name: remote.RuleIKEv2, Rule: remote.RuleIKEv2 + "/" + dir, Mode: sad.Tunnel, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP}
-	for _, p := range pairsOf(c) {
-		if dir == "in" {
-			m.Selectors = append(m.Selectors, sad.Selector{Src: p.Remote.Prefix, Dst: p.Local.Prefix})
+	return sad.Meta{Name: remote.RuleIKEv2, Rule: remote.RuleIKEv2 + "/" + dir, Mode: sad.Tunnel, Local: c.Local, Peer: c.Remote, UDPEncap: c.UDP,
+		Selectors: childSelectors(c, dir == "in")}
+}
+
+// childSelectors are a tunnel-mode child's selector pairs as the SA
+// database keeps them: inbound, from their side to ours (what may arrive,
+// RFC 4301 section 5.2); outbound, from ours to theirs.
+func childSelectors(c *ike.ChildSA, inbound bool) []sad.Selector {
+	var out []sad.Selector
+	for _, p := range c.AllPairs() {
+		if inbound {
+			out = append(out, sad.Selector{Src: p.Remote.Prefix, Dst: p.Local.Prefix})
 		} else {
-			m.Selectors = append(m.Selectors, sad.Selector{Src: p.Local.Prefix, Dst: p.Remote.Prefix})
+			out = append(out, sad.Selector{Src: p.Local.Prefix, Dst: p.Remote.Prefix})
 		}
 	}
-	return m
+	return out
 }
 
 // clientAddr is a road warrior child's virtual address: its traffic
 // selector, one address (RFC 7296 section 3.15.1).
-func clientAddr(c *ike.ChildSA) netip.Addr { return pairsOf(c)[0].Remote.Prefix.Addr() }
+func clientAddr(c *ike.ChildSA) netip.Addr { return c.AllPairs()[0].Remote.Prefix.Addr() }
 
 // MoveChild follows a road warrior that moved (MOBIKE): its SAs keep
 // their keys and counters, with new outer addresses.
@@ -645,12 +657,7 @@ func (h *host) InstallInbound(c *ike.ChildSA) error {
 	if err != nil {
 		return err
 	}
-	meta.Rule = t.Name + "/in"
-	// What arrives on it must be one of its own pairs' (RFC 4301 section
-	// 5.2).
-	for _, p := range pairsOf(c) {
-		meta.Selectors = append(meta.Selectors, sad.Selector{Src: p.Remote.Prefix, Dst: p.Local.Prefix})
-	}
+	meta.Rule, meta.Selectors = t.Name+"/in", childSelectors(c, true)
 	return h.db.AddInbound(&sad.InSA{Meta: meta, ESP: in})
 }
 
@@ -678,11 +685,8 @@ func (h *host) InstallOutbound(c *ike.ChildSA) error {
 	if err != nil {
 		return err
 	}
-	meta.Rule = t.Name + "/out"
-	pairs := pairsOf(c)
-	for _, p := range pairs {
-		meta.Selectors = append(meta.Selectors, sad.Selector{Src: p.Local.Prefix, Dst: p.Remote.Prefix})
-	}
+	meta.Rule, meta.Selectors = t.Name+"/out", childSelectors(c, false)
+	pairs := c.AllPairs()
 	// The new outbound SA replaces the old in one step (rekeying), under
 	// each subnet pair it carries.
 	sa := &sad.OutSA{Meta: meta, ESP: out}
@@ -690,15 +694,6 @@ func (h *host) InstallOutbound(c *ike.ChildSA) error {
 		h.db.SetOutbound(tunnelOutKey(t, p), sa)
 	}
 	return nil
-}
-
-// pairsOf lists the subnet pairs a child carries: an IKEv2 child may
-// carry several.
-func pairsOf(c *ike.ChildSA) []ike.TSPair {
-	if len(c.Pairs) > 0 {
-		return c.Pairs
-	}
-	return []ike.TSPair{{Local: c.LocalTS, Remote: c.RemoteTS}}
 }
 
 // tunnelOutKey is where the data path finds a tunnel's outbound SA for
@@ -729,7 +724,7 @@ func (h *host) DeleteChild(c *ike.ChildSA) {
 		return
 	}
 	if t, ok := h.tunnel(c.Peer); ok {
-		for _, p := range pairsOf(c) {
+		for _, p := range c.AllPairs() {
 			h.db.RemoveOutbound(tunnelOutKey(t, p), c.OutSPI)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth/eap"
 	"github.com/gatehouse/gatehouse/auth/radius"
+	"github.com/gatehouse/gatehouse/core/config"
 	"github.com/gatehouse/gatehouse/core/dataplane"
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/ike/ikev2"
@@ -109,10 +110,7 @@ func (r *Access) IKEv2Lease(user string, outer netip.AddrPort, want netip.Addr) 
 	if r.acct != nil {
 		r.acct.start(c.handle, user, a, outer, now, g.class)
 	}
-	dns := make([]netip.Addr, 0, len(r.cfg.DNS))
-	for _, d := range r.cfg.DNS {
-		dns = append(dns, d.Addr)
-	}
+	dns := config.Addrs(r.cfg.DNS)
 	r.EmitAudit(context.Background(), sdk.AuditEvent{ID: sdk.EventUserConnected, Name: "user-connected", Fields: map[string]string{
 		"user": user, "address": a.String(), "peer": outer.String(), "protocol": "ikev2"}})
 	return a, dns, nil

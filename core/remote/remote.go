@@ -294,14 +294,7 @@ func newAccess(log *zap.Logger, ra *config.RemoteAccess) (*Access, error) {
 
 // l2tpConfig is what the plugin is configured with.
 func (r *Access) l2tpConfig() sdk.L2TPConfig {
-	c := sdk.L2TPConfig{Pool: r.pool.Prefix(), PPPAuth: r.cfg.PPP.Auth, MRU: r.cfg.PPP.MRU}
-	for _, a := range r.cfg.DNS {
-		c.DNS = append(c.DNS, a.Addr)
-	}
-	for _, a := range r.cfg.NBNS {
-		c.NBNS = append(c.NBNS, a.Addr)
-	}
-	return c
+	return sdk.L2TPConfig{Pool: r.pool.Prefix(), PPPAuth: r.cfg.PPP.Auth, MRU: r.cfg.PPP.MRU, DNS: config.Addrs(r.cfg.DNS), NBNS: config.Addrs(r.cfg.NBNS)}
 }
 
 // Attach starts a (new) plugin instance: Host, configuration, and the

@@ -1,10 +1,6 @@
 package ikev2
 
-import (
-	"slices"
-
-	"github.com/gatehouse/gatehouse/ike/clients"
-)
+import "github.com/gatehouse/gatehouse/ike/clients"
 
 // Client families the engine itself must tell apart, by the vendor IDs
 // of their IKE_SA_INIT, for rules the protocol leaves open. Windows's
@@ -36,16 +32,13 @@ func (s *ikeSA) clientRekeysChildren() bool {
 // otherwise: Windows takes the server's IKE SA rekey with MODP2048 even
 // where its own offer had MODP1024 only.
 func modp2048First(ours []Proposal) []Proposal {
-	out := slices.Clone(ours)
-	slices.SortStableFunc(out, func(a, b Proposal) int {
-		return boolRank(b.Group.Number == 14) - boolRank(a.Group.Number == 14)
-	})
-	return out
-}
-
-func boolRank(b bool) int {
-	if b {
-		return 1
+	out := make([]Proposal, 0, len(ours))
+	for _, first := range []bool{true, false} {
+		for _, p := range ours {
+			if (p.Group.Number == 14) == first {
+				out = append(out, p)
+			}
+		}
 	}
-	return 0
+	return out
 }

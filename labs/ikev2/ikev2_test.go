@@ -282,13 +282,9 @@ func TestRoadWarriorEAP(t *testing.T) {
 	if r.User != "alice" || r.Address != "10.8.0.2" || r.Local != "10.2.0.0/24" || r.Remote != "10.8.0.2/32" {
 		t.Fatalf("v2ra: %+v", r)
 	}
-	for _, want := range []string{"EAP method EAP_MSCHAPV2 succeeded, MSK established",
+	netns.Lacks(t, log, "EAP method EAP_MSCHAPV2 succeeded, MSK established",
 		"authentication of 'O=Gatehouse, CN=gw-b' with RSA_EMSA_PKCS1_SHA2_256 successful",
-		"authentication of 'O=Gatehouse, CN=gw-b' with EAP successful", "installing new virtual IP 10.8.0.2", "CHILD_SA net{1} established"} {
-		if !strings.Contains(log, want) {
-			t.Errorf("strongSwan's log lacks %q", want)
-		}
-	}
+		"authentication of 'O=Gatehouse, CN=gw-b' with EAP successful", "installing new virtual IP 10.8.0.2", "CHILD_SA net{1} established")
 }
 
 // TestRoadWarriorPSK: a strongSwan road warrior authenticating by
@@ -321,12 +317,8 @@ func TestRoadWarriorEAPRelayedToRADIUS(t *testing.T) {
 	if r.User != "bob" || r.Remote != "10.8.0.2/32" {
 		t.Fatalf("v2ra: %+v", r)
 	}
-	for _, want := range []string{"EAP method EAP_MSCHAPV2 succeeded, MSK established", "authentication of 'O=Gatehouse, CN=gw-b' with EAP successful",
-		"installing new virtual IP 10.8.0.2"} {
-		if !strings.Contains(log, want) {
-			t.Errorf("strongSwan's log lacks %q", want)
-		}
-	}
+	netns.Lacks(t, log, "EAP method EAP_MSCHAPV2 succeeded, MSK established", "authentication of 'O=Gatehouse, CN=gw-b' with EAP successful",
+		"installing new virtual IP 10.8.0.2")
 }
 
 // TestRoadWarriorEAPTLS: a strongSwan road warrior logs in by EAP-TLS
@@ -343,12 +335,8 @@ func TestRoadWarriorEAPTLS(t *testing.T) {
 	if r.User != "carol" || r.Remote != "10.8.0.2/32" {
 		t.Fatalf("v2ra: %+v", r)
 	}
-	for _, want := range []string{"EAP method EAP_TLS succeeded, MSK established", "authentication of 'O=Gatehouse, CN=gw-b' with EAP successful",
-		"installing new virtual IP 10.8.0.2"} {
-		if !strings.Contains(log, want) {
-			t.Errorf("strongSwan's log lacks %q", want)
-		}
-	}
+	netns.Lacks(t, log, "EAP method EAP_TLS succeeded, MSK established", "authentication of 'O=Gatehouse, CN=gw-b' with EAP successful",
+		"installing new virtual IP 10.8.0.2")
 }
 
 // TestRoadWarriorMOBIKE: a strongSwan road warrior whose address changes

@@ -138,3 +138,14 @@ func (s *StrongSwan) Stop(kill bool) error {
 	}
 	return s.proc.Stop(5 * time.Second)
 }
+
+// Lacks reports, as a test error each, what of wants the log (charon's)
+// does not hold.
+func Lacks(t testing.TB, log string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(log, want) {
+			t.Errorf("strongSwan's log lacks %q", want)
+		}
+	}
+}

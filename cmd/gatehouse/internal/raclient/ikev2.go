@@ -213,17 +213,10 @@ func (c *Conn) v2Up() {
 // configured routes.
 func (c *Conn) v2Routes(ch *ike.ChildSA) []netip.Prefix {
 	var out []netip.Prefix
-	for _, p := range childPairs(ch) {
+	for _, p := range ch.AllPairs() {
 		out = append(out, p.Remote.Prefix)
 	}
 	return append(out, c.cfg.Routes...)
-}
-
-func childPairs(ch *ike.ChildSA) []ike.TSPair {
-	if len(ch.Pairs) > 0 {
-		return ch.Pairs
-	}
-	return []ike.TSPair{{Local: ch.LocalTS, Remote: ch.RemoteTS}}
 }
 
 // installV2 gives the data path a policy that sends what goes from our
@@ -232,7 +225,7 @@ func childPairs(ch *ike.ChildSA) []ike.TSPair {
 func (c *Conn) installV2(ch *ike.ChildSA, addr netip.Addr) bool {
 	rule := &policy.Rule{Name: v2OutKey(ch).Rule, Origin: "ikev2", Tunnel: c.cfg.Server, Dir: policy.Outbound,
 		Action: policy.FilterAction{Name: "ikev2", Action: policy.Negotiate}}
-	for _, p := range childPairs(ch) {
+	for _, p := range ch.AllPairs() {
 		rule.Filters = append(rule.Filters, policy.Filter{Src: policy.Addr{Prefix: netip.PrefixFrom(addr, 32)}, Dst: policy.Addr{Prefix: p.Remote.Prefix}})
 	}
 	c.plane.SetPolicy(policy.New([]*policy.Rule{rule}, "", nil, []netip.Addr{c.local}))
@@ -249,7 +242,7 @@ func v2OutKey(ch *ike.ChildSA) sad.OutKey {
 // (RFC 4301 section 5.2).
 func v2Meta(ch *ike.ChildSA, inbound bool) sad.Meta {
 	m := sad.Meta{Name: ch.Peer, Rule: v2OutKey(ch).Rule, Mode: sad.Tunnel, Local: ch.Local, Peer: ch.Remote, UDPEncap: ch.UDP}
-	for _, p := range childPairs(ch) {
+	for _, p := range ch.AllPairs() {
 		if inbound {
 			m.Selectors = append(m.Selectors, sad.Selector{Src: p.Remote.Prefix, Dst: p.Local.Prefix})
 		} else {
