@@ -32,9 +32,18 @@ const (
 	// an informational exchange with the quick mode's message ID, which
 	// is how Windows ties the error to the negotiation it started.
 	FlagQMNotifyMsgID
+	// FlagClientRekeysChildren (IKEv2): the road warrior refuses child
+	// rekeys the server starts, as Windows behind a NAT does (error
+	// 13863), and makes its own; ours are kept until it does.
+	FlagClientRekeysChildren
+	// FlagRekeyMODP2048First (IKEv2): when we rekey the peer's IKE SA, our
+	// MODP2048 suites go first, which Windows takes even where its own
+	// offer had MODP1024 only.
+	FlagRekeyMODP2048First
 )
 
-var flagNames = []string{"natt", "natt-draft", "dpd", "fragmentation", "gssapi", "initial-contact", "qm-notify-message-id"}
+var flagNames = []string{"natt", "natt-draft", "dpd", "fragmentation", "gssapi", "initial-contact", "qm-notify-message-id",
+	"client-rekeys-children", "rekey-modp2048-first"}
 
 // ParseFlag returns the flag with a name ("natt-draft").
 func ParseFlag(name string) (Flags, bool) {

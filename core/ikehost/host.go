@@ -817,9 +817,10 @@ func Start(cfg Config) (*Engine, error) {
 	st.onTraffic.Store(onTrafficOf(c.Tunnels))
 	v := peers.versions()
 	st.versions.Store(&v)
-	st.mgr = ike.NewManager(ike.Config{Log: cfg.Log, Host: h, Rand: rand.Reader, Interop: newInteropHost(cfg.InteropLog, cfg.Interops)})
+	interop := newInteropHost(cfg.InteropLog, cfg.Interops)
+	st.mgr = ike.NewManager(ike.Config{Log: cfg.Log, Host: h, Rand: rand.Reader, Interop: interop})
 	st.mgr.SetPeers(peers.V1)
-	if st.mgr2, err = ikev2.NewManager(ikev2.Config{Log: cfg.Log.Named("v2"), Host: h, Rand: rand.Reader}); err != nil {
+	if st.mgr2, err = ikev2.NewManager(ikev2.Config{Log: cfg.Log.Named("v2"), Host: h, Rand: rand.Reader, Interop: interop}); err != nil {
 		for _, s := range socks {
 			s.conn.Close()
 		}

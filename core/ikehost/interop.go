@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/clients"
+	"github.com/gatehouse/gatehouse/ike/ikev2"
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
@@ -39,15 +40,15 @@ type interopHost struct {
 	interops func() (l *config.Config, names []string, list []sdk.Interop)
 
 	mu     sync.Mutex
-	cached *config.Config // the configuration the cache was made under
-	cache  map[[32]byte]ike.InteropAnswer
+	cached *config.Config   // the configuration the cache was made under
+	cache  map[[32]byte]any // ike.InteropAnswer, *ikev2.InteropAnswer
 	// reads are the vendor IDs each plugin reads (its Info), by name,
 	// asked once per configuration; none: every vendor ID.
 	reads map[string][][]byte
 }
 
 func newInteropHost(log *zap.Logger, interops func() (*config.Config, []string, []sdk.Interop)) *interopHost {
-	return &interopHost{log: log, cache: map[[32]byte]ike.InteropAnswer{}, reads: map[string][][]byte{}, interops: interops}
+	return &interopHost{log: log, cache: map[[32]byte]any{}, reads: map[string][][]byte{}, interops: interops}
 }
 
 // forPeer keeps the plugins asked about peer: every loaded one for road
@@ -104,24 +105,57 @@ func (h *interopHost) Classify(q ike.InteropQuery) ike.InteropAnswer {
 	for i, p := range q.Offered {
 		offered[i] = sdk.ProposalText{Text: p.String(), LifetimeSeconds: uint32(p.Lifetime / time.Second)}
 	}
+	req := sdk.ClassifyRequest{Peer: q.Remote, Offered: offered, Initiator: q.Initiator, Version: 1}
+	return h.answer(l, names, list, q.Peer.Name, q.VendorIDs, req, func(req sdk.ClassifyRequest) any {
+		return h.classify(names, list, q, req, l != nil && l.LegacyAlgorithms)
+	}).(ike.InteropAnswer)
+}
+
+// ClassifyV2 is Classify for an IKEv2 peer's IKE_SA_INIT request.
+func (h *interopHost) ClassifyV2(q ikev2.InteropQuery) *ikev2.InteropAnswer {
+	l, names, list := h.interops()
+	if q.Peer.RemoteAccess == nil {
+		if names, list = forPeer(q.Peer.PeerConfig, names, list); len(list) == 0 {
+			return nil
+		}
+	}
+	if len(list) == 0 {
+		if hint := interopHintWithoutV2(names, q.VendorIDs, q.Offered); hint != "" {
+			return &ikev2.InteropAnswer{Hint: hint}
+		}
+		return nil
+	}
+	offered := make([]sdk.ProposalText, len(q.Offered))
+	for i, p := range q.Offered {
+		offered[i] = sdk.ProposalText{Text: p.String(), LifetimeSeconds: uint32(q.Peer.Lifetime / time.Second)}
+	}
+	req := sdk.ClassifyRequest{Peer: q.Remote, Offered: offered, Version: 2}
+	return h.answer(l, names, list, q.Peer.Name, q.VendorIDs, req, func(req sdk.ClassifyRequest) any {
+		return h.classifyV2(names, list, q.Peer, q.Offered, req, l != nil && l.LegacyAlgorithms)
+	}).(*ikev2.InteropAnswer)
+}
+
+// answer is the cached answer about a first message under configuration
+// l, or make's, cached. The plugins see only the vendor IDs they read, and
+// the cache keys on those: a flood of first messages with ever new vendor
+// IDs costs no plugin calls.
+func (h *interopHost) answer(l *config.Config, names []string, list []sdk.Interop, peer string, vids [][]byte, req sdk.ClassifyRequest,
+	make func(sdk.ClassifyRequest) any) any {
 	h.mu.Lock()
 	if h.cached != l || len(h.cache) >= interopCacheMax {
-		h.cached, h.cache = l, map[[32]byte]ike.InteropAnswer{}
+		h.cached, h.cache = l, map[[32]byte]any{}
 		clear(h.reads)
 	}
 	h.mu.Unlock()
-	// The plugins see only the vendor IDs they read, and the cache keys on
-	// those: a flood of first messages with ever new vendor IDs costs no
-	// plugin calls.
-	read := h.readable(names, list, q.VendorIDs)
-	key := interopKey(q, read, offered)
+	req.VendorIDs = h.readable(names, list, vids)
+	key := interopKey(peer, req)
 	h.mu.Lock()
 	a, ok := h.cache[key]
 	h.mu.Unlock()
 	if ok {
 		return a
 	}
-	a = h.classify(names, list, q, read, offered, l != nil && l.LegacyAlgorithms)
+	a = make(req)
 	h.mu.Lock()
 	h.cache[key] = a
 	h.mu.Unlock()
@@ -166,58 +200,105 @@ func (h *interopHost) readable(names []string, list []sdk.Interop, vids [][]byte
 // the vendor IDs they declare, as a set, and the offered transforms, as a
 // set (their order and lifetimes do not change an answer: the plugins
 // match on names, and lifetimes are ours).
-func interopKey(q ike.InteropQuery, read [][]byte, offered []sdk.ProposalText) [32]byte {
-	vids := make([]string, len(read))
-	for i, v := range read {
+func interopKey(peer string, req sdk.ClassifyRequest) [32]byte {
+	vids := make([]string, len(req.VendorIDs))
+	for i, v := range req.VendorIDs {
 		vids[i] = fmt.Sprintf("%x", v)
 	}
-	texts := make([]string, len(offered))
-	for i, o := range offered {
+	texts := make([]string, len(req.Offered))
+	for i, o := range req.Offered {
 		texts[i] = o.Text
 	}
 	slices.Sort(vids)
 	slices.Sort(texts)
 	s := sha256.New()
-	fmt.Fprintf(s, "%s|%v|%s|%s", q.Peer.Name, q.Initiator, strings.Join(slices.Compact(vids), ","), strings.Join(slices.Compact(texts), ","))
+	fmt.Fprintf(s, "%s|%v|%d|%s|%s", peer, req.Initiator, req.Version, strings.Join(slices.Compact(vids), ","), strings.Join(slices.Compact(texts), ","))
 	return [32]byte(s.Sum(nil))
 }
 
-func (h *interopHost) classify(names []string, list []sdk.Interop, q ike.InteropQuery, read [][]byte, offered []sdk.ProposalText, legacy bool) ike.InteropAnswer {
+// first asks the plugins in order until one names the peer's family; it
+// returns that plugin's index, or -1.
+func (h *interopHost) first(names []string, list []sdk.Interop, req sdk.ClassifyRequest) (sdk.Classification, int) {
 	for i, in := range list {
 		ctx, cancel := context.WithTimeout(context.Background(), interopCallTimeout)
-		c, err := in.Classify(ctx, sdk.ClassifyRequest{VendorIDs: read, Peer: q.Remote, Offered: offered, Initiator: q.Initiator})
+		c, err := in.Classify(ctx, req)
 		cancel()
 		if err != nil {
-			h.log.Warn("interop plugin failed to classify a peer; asking the next", zap.String("plugin", names[i]), zap.Stringer("remote", q.Remote), zap.Error(err))
+			h.log.Warn("interop plugin failed to classify a peer; asking the next", zap.String("plugin", names[i]), zap.Stringer("remote", req.Peer),
+				zap.Int("ike_version", req.Version), zap.Error(err))
 			continue
 		}
-		if c.Family == "" {
-			continue
+		if c.Family != "" {
+			return c, i
 		}
-		a := ike.InteropAnswer{Family: c.Family, Detail: c.Detail, Plugin: names[i], VendorIDs: c.VendorIDs, Hint: c.RefusalHint}
-		for _, f := range c.Flags {
-			if flag, ok := ike.ParseFlag(f); ok {
-				a.Flags |= flag
-			} else {
-				h.log.Warn("interop plugin sent an unknown flag; ignored", zap.String("plugin", names[i]), zap.String("flag", f),
-					zap.Strings("known", ike.FlagNames()))
-			}
-		}
-		p := q.Peer
-		var dropped, why []string
-		a.Proposals, dropped, why = adjusted(h, in, names[i], c.Flags, p.Proposals, p.Lifetime, true, ike.ParseProposal,
-			func(pr ike.Proposal) string { return legacyReason(pr.Legacy() && !legacy) })
-		esps, droppedESP, whyESP := adjusted(h, in, names[i], c.Flags, p.ESP, p.ESPLifetime, false, esp.ParseSuite,
-			func(s esp.Suite) string { return espRefusal(s, p.ESP, legacy) })
-		a.ESP = esps
-		if dropped, why = append(dropped, droppedESP...), append(why, whyESP...); len(dropped) > 0 {
-			slices.Sort(why)
-			a.Hint = strings.TrimSpace(a.Hint + fmt.Sprintf(" (%s would accept %s for this peer, which the configuration does not allow: %s)",
-				names[i], strings.Join(dropped, ", "), strings.Join(slices.Compact(why), "; ")))
-		}
-		return a
 	}
-	return ike.InteropAnswer{Hint: interopHintWithout(names, q)}
+	return sdk.Classification{}, -1
+}
+
+// flags reads a plugin's flag names; unknown ones are logged and ignored.
+func (h *interopHost) flags(plugin string, names []string) ike.Flags {
+	var out ike.Flags
+	for _, f := range names {
+		if flag, ok := ike.ParseFlag(f); ok {
+			out |= flag
+		} else {
+			h.log.Warn("interop plugin sent an unknown flag; ignored", zap.String("plugin", plugin), zap.String("flag", f),
+				zap.Strings("known", ike.FlagNames()))
+		}
+	}
+	return out
+}
+
+// dropHint names in a refusal what a plugin would have accepted for the
+// peer that the configuration does not allow.
+func dropHint(hint, plugin string, dropped, why []string) string {
+	if len(dropped) == 0 {
+		return hint
+	}
+	slices.Sort(why)
+	return strings.TrimSpace(hint + fmt.Sprintf(" (%s would accept %s for this peer, which the configuration does not allow: %s)",
+		plugin, strings.Join(dropped, ", "), strings.Join(slices.Compact(why), "; ")))
+}
+
+func (h *interopHost) classify(names []string, list []sdk.Interop, q ike.InteropQuery, req sdk.ClassifyRequest, legacy bool) ike.InteropAnswer {
+	c, i := h.first(names, list, req)
+	if i < 0 {
+		return ike.InteropAnswer{Hint: interopHintWithout(names, q)}
+	}
+	a := ike.InteropAnswer{Family: c.Family, Detail: c.Detail, Plugin: names[i], VendorIDs: c.VendorIDs, Flags: h.flags(names[i], c.Flags)}
+	p := q.Peer
+	var dropped, why []string
+	a.Proposals, dropped, why = adjusted(h, list[i], names[i], c.Flags, 1, p.Proposals, p.Lifetime, true, ike.ParseProposal,
+		func(pr ike.Proposal) string { return legacyReason(pr.Legacy() && !legacy) })
+	esps, droppedESP, whyESP := adjusted(h, list[i], names[i], c.Flags, 1, p.ESP, p.ESPLifetime, false, esp.ParseSuite,
+		func(s esp.Suite) string { return espRefusal(s, p.ESP, legacy) })
+	a.ESP = esps
+	a.Hint = dropHint(c.RefusalHint, names[i], append(dropped, droppedESP...), append(why, whyESP...))
+	return a
+}
+
+// classifyV2 is classify for an IKEv2 peer: the plugin adjusts the IKE
+// SA's suites and the children's.
+func (h *interopHost) classifyV2(names []string, list []sdk.Interop, p *ikev2.Peer, offered []ikev2.Proposal, req sdk.ClassifyRequest, legacy bool) *ikev2.InteropAnswer {
+	c, i := h.first(names, list, req)
+	if i < 0 {
+		if hint := interopHintWithoutV2(names, req.VendorIDs, offered); hint != "" {
+			return &ikev2.InteropAnswer{Hint: hint}
+		}
+		return nil
+	}
+	a := &ikev2.InteropAnswer{Family: c.Family, Detail: c.Detail, Plugin: names[i], Flags: h.flags(names[i], c.Flags)}
+	if len(c.VendorIDs) > 0 {
+		h.log.Warn("interop plugin gave vendor IDs for an IKEv2 peer; not sent", zap.String("plugin", names[i]))
+	}
+	var dropped, why []string
+	a.Suites, dropped, why = adjusted(h, list[i], names[i], c.Flags, 2, p.Suites, p.Lifetime, true, ikev2.ParseProposal,
+		func(pr ikev2.Proposal) string { return legacyReason(pr.Legacy() && !legacy) })
+	esps, droppedESP, whyESP := adjusted(h, list[i], names[i], c.Flags, 2, p.ESP, p.ESPLifetime, false, esp.ParseSuite,
+		func(s esp.Suite) string { return espRefusal(s, p.ESP, legacy) })
+	a.ESP = esps
+	a.Hint = dropHint(c.RefusalHint, names[i], append(dropped, droppedESP...), append(why, whyESP...))
+	return a
 }
 
 // legacyReason says why a legacy algorithm is refused ("" if it is not).
@@ -249,7 +330,7 @@ func espRefusal(s esp.Suite, ours []esp.Suite, legacy bool) string {
 // names our catalogue refuses (DES, MD5, MODP768, unknown) and what
 // refusal says the configuration does not allow are dropped with a
 // warning, whatever the plugin says.
-func adjusted[T fmt.Stringer](h *interopHost, in sdk.Interop, plugin string, flags []string, ours []T, life time.Duration, phase1 bool,
+func adjusted[T fmt.Stringer](h *interopHost, in sdk.Interop, plugin string, flags []string, version int, ours []T, life time.Duration, phase1 bool,
 	parse func(string) (T, error), refusal func(T) string) ([]T, []string, []string) {
 	texts := make([]sdk.ProposalText, len(ours))
 	for i, p := range ours {
@@ -257,7 +338,7 @@ func adjusted[T fmt.Stringer](h *interopHost, in sdk.Interop, plugin string, fla
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), interopCallTimeout)
 	defer cancel()
-	r, err := in.AdjustProposals(ctx, sdk.AdjustRequest{Flags: flags, Proposals: texts, Phase1: phase1})
+	r, err := in.AdjustProposals(ctx, sdk.AdjustRequest{Flags: flags, Proposals: texts, Phase1: phase1, Version: version})
 	if err != nil {
 		h.log.Warn("interop plugin failed to adjust proposals; ours stand", zap.String("plugin", plugin), zap.Error(err))
 		return nil, nil, nil
@@ -311,6 +392,26 @@ func interopHintWithout(loaded []string, q ike.InteropQuery) string {
 	}
 	if !slices.Contains(loaded, "interop-android") && !slices.ContainsFunc(q.Offered, func(p ike.Phase1) bool { return !strings.HasSuffix(p.String(), "modp1024") }) {
 		return "the peer offers MODP1024 only, as Android's racoon does: load the interop-android plugin to accept it from Android clients"
+	}
+	return ""
+}
+
+// interopHintWithoutV2 is interopHintWithout for an IKEv2 Windows client
+// that offers MODP1024 only, when interop-windows is not loaded or does
+// not know it.
+func interopHintWithoutV2(loaded []string, vids [][]byte, offered []ikev2.Proposal) string {
+	if len(offered) == 0 || slices.ContainsFunc(offered, func(p ikev2.Proposal) bool { return p.Group.Number != 2 }) {
+		return ""
+	}
+	for _, v := range vids {
+		if ver, ok := clients.WindowsVersion(v); ok {
+			load := "load the interop-windows plugin with the option allow_legacy: true"
+			if slices.Contains(loaded, "interop-windows") {
+				load = "give interop-windows the option allow_legacy: true"
+			}
+			return fmt.Sprintf("the peer is a Windows client (%s) offering MODP1024 only: %s; or %s and set legacy_algorithms: true",
+				clients.WindowsRelease(ver), clients.WindowsDH2048Fix, load)
+		}
 	}
 	return ""
 }

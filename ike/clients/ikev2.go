@@ -26,6 +26,11 @@ var V2Windows = V2Family{
 	VendorIDs: [][]byte{MSNT5(9), NegotiationDiscovery, CGA},
 }
 
+// WindowsDH2048Fix is what makes Windows's IKEv2 client offer MODP2048,
+// for refusals of its default offer.
+const WindowsDH2048Fix = `set the client's registry value HKLM\SYSTEM\CurrentControlSet\Services\Rasman\Parameters\NegotiateDH2048_AES256 ` +
+	"to 1 (or run Set-VpnConnectionIPsecConfiguration) so it offers MODP2048"
+
 // V2WindowsDH2048 is Windows with NegotiateDH2048_AES256 = 1: AES-256
 // with MODP2048 first, then its defaults.
 var V2WindowsDH2048 = V2Family{

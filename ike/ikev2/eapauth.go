@@ -370,7 +370,7 @@ func (t *eapAuthTask) request(s *ikeSA) ([]Payload, error) {
 		s.eap = &eapState{client: eap.NewPeer(s.peer.EAPClient.Identity, s.peer.EAPClient.Password, s.rand), inSPI: t.inSPI}
 		id := &ID{T: PayloadIDi, IDType: IDRFC822, Data: []byte(s.peer.EAPClient.Identity)}
 		s.eap.idi = id
-		ps := []Payload{id, &CertReq{Encoding: CertX509Sig}, cpRequest(), &SA{Proposals: ChildProposals(s.peer.ESP, t.inSPI)},
+		ps := []Payload{id, &CertReq{Encoding: CertX509Sig}, cpRequest(), &SA{Proposals: ChildProposals(s.espSuites(), t.inSPI)},
 			&TS{T: PayloadTSi, Selectors: anyIPv4}, &TS{T: PayloadTSr, Selectors: anyIPv4}, &Notify{Kind: NotifyMobikeSupported}}
 		if !s.m.othersWith(s) {
 			ps = append(ps, &Notify{Kind: NotifyInitialContact})

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,9 @@ type Config struct {
 	// yet, in all (default 4096) and from one address (default 64). Past
 	// half the total, IKE_SA_INIT must carry a cookie (section 2.6).
 	MaxHalfOpen, MaxHalfOpenPerSource int
+	// Interop classifies road warriors and the gateways that name interop
+	// plugins (nil: the built-in flags only).
+	Interop Interop
 }
 
 // Manager runs IKEv2: it owns the IKE SAs, answers and starts exchanges,
@@ -67,6 +71,7 @@ type Manager struct {
 	cookiesRotated            time.Time
 	restarts                  map[*Peer]time.Time
 	drops                     [dropReasons]uint64
+	interop                   Interop
 }
 
 type openKey struct {
@@ -113,7 +118,8 @@ func NewManager(cfg Config) (*Manager, error) {
 		cfg.Log = zap.NewNop()
 	}
 	m := &Manager{log: cfg.Log, host: cfg.Host, rand: cfg.Rand, now: cfg.Now, sas: map[SPI]*ikeSA{}, opening: map[openKey]*ikeSA{},
-		halfOpenBy: map[netip.Addr]int{}, maxHalfOpen: cfg.MaxHalfOpen, maxPerSource: cfg.MaxHalfOpenPerSource, restarts: map[*Peer]time.Time{}}
+		halfOpenBy: map[netip.Addr]int{}, maxHalfOpen: cfg.MaxHalfOpen, maxPerSource: cfg.MaxHalfOpenPerSource, restarts: map[*Peer]time.Time{},
+		interop: cfg.Interop}
 	if m.maxHalfOpen == 0 {
 		m.maxHalfOpen = 4096
 	}
@@ -201,16 +207,21 @@ func (m *Manager) peerFor(local, remote netip.Addr) *Peer {
 // came from remote to local. Whatever it holds, nothing established is
 // lost: a bad message is dropped and counted.
 func (m *Manager) Receive(b []byte, local, remote netip.AddrPort) {
+	msg, err := Decode(b)
+	var asked *Peer
+	var answer *InteropAnswer
+	if err == nil {
+		asked, answer = m.preClassify(msg, local, remote)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	msg, err := Decode(b)
 	if err != nil {
 		m.drop(dropMalformed, remote, err)
 		return
 	}
 	b = b[:msg.Length]
 	if msg.Exchange == ExchangeIKESAInit && !msg.Response() {
-		m.initRequest(msg, b, local, remote)
+		m.initRequest(msg, b, local, remote, asked, answer)
 		return
 	}
 	// Whose SPI is ours: the I flag says whether the sender is the
@@ -236,7 +247,7 @@ func (m *Manager) sendAllTo(bs [][]byte, local, remote netip.AddrPort) {
 
 // initRequest answers an IKE_SA_INIT: again if it is a retransmission,
 // with a cookie request under load, else with a new half-open SA.
-func (m *Manager) initRequest(msg *Message, b []byte, local, remote netip.AddrPort) {
+func (m *Manager) initRequest(msg *Message, b []byte, local, remote netip.AddrPort, asked *Peer, answer *InteropAnswer) {
 	if s := m.opening[openKey{msg.SPIi, remote}]; s != nil {
 		if s.msg1 != nil && string(s.msg1) == string(b) {
 			m.host.Send(s.msg2, local, remote)
@@ -260,8 +271,13 @@ func (m *Manager) initRequest(msg *Message, b []byte, local, remote netip.AddrPo
 		cookies = m.cookies
 	}
 	s := &ikeSA{rand: m.rand, m: m, peer: p, spii: msg.SPIi, spir: m.newSPI(), local: local, remote: remote, created: m.now()}
-	s.family, s.familyDetail = clientFamily(msg.Payloads)
-	t, ps, err := respond(p.Suites, msg, local, remote, s.spir, cookies, m.rand)
+	m.classified(s, vendorIDsOf(msg.Payloads), asked, answer)
+	t, ps, err := respond(s.suites(), msg, local, remote, s.spir, cookies, m.rand)
+	if ne := (*NotifyError)(nil); errors.As(err, &ne) && ne.Kind == NotifyNoProposalChosen && s.interop != nil && s.interop.Hint != "" {
+		// The plugins' hint knows the family; the built-in one guesses.
+		sa, _ := Find(msg.Payloads, PayloadSA).(*SA)
+		ne.Why = strings.TrimSuffix(ne.Why, modp1024Hint(sa.Proposals)) + "; " + s.interop.Hint
+	}
 	h := Header{SPIi: msg.SPIi, Exchange: ExchangeIKESAInit, Flags: FlagResponse}
 	var ne *NotifyError
 	if errors.As(err, &ne) {
@@ -582,7 +598,7 @@ func (m *Manager) rekeyed(old *ikeSA, rk *RekeyedIKE, initiator bool) {
 	n := &ikeSA{suite: rk.Suite, keys: rk.Keys, rand: m.rand, m: m, peer: old.peer, initiator: initiator, spii: rk.SPIi, spir: rk.SPIr,
 		local: old.local, remote: old.remote, state: stateEstablished, created: now, established: now, nat: old.nat, encap: old.encap,
 		peerID: old.peerID, authName: old.authName, lastHeard: now, children: old.children, fragments: old.fragments, mobike: old.mobike,
-		family: old.family, familyDetail: old.familyDetail}
+		flags: old.flags, interop: old.interop}
 	if err := n.protectors(); err != nil {
 		m.negotiationError(old, ExchangeCreateChildSA, initiator, fmt.Errorf("IKE SA rekey: %w", err))
 		return
@@ -714,9 +730,9 @@ func (m *Manager) SAs() []ike.SAInfo {
 	for _, s := range m.sas {
 		i := ike.SAInfo{Peer: s.peer.Name, Local: s.local, Remote: s.remote, SPIi: ike.Cookie(s.spii), SPIr: ike.Cookie(s.spir),
 			Initiator: s.initiator, Established: s.state == stateEstablished, Age: m.now().Sub(s.created), Children: len(s.children),
-			NAT: s.encap, PeerID: s.peerID, Version: 2, Family: s.family, Detail: s.familyDetail}
-		if s.family != "" {
-			i.Plugin = "built-in"
+			NAT: s.encap, PeerID: s.peerID, Version: 2, Flags: s.flags.Names()}
+		if s.interop != nil {
+			i.Family, i.Detail, i.Plugin = s.interop.Family, s.interop.Detail, s.interop.Plugin
 		}
 		if s.keys != nil {
 			i.Phase1, i.Auth = s.suite.String(), cmp.Or(s.authName, "psk")

@@ -30,6 +30,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth/eap"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
+	"github.com/gatehouse/gatehouse/ike/alg"
 	"github.com/gatehouse/gatehouse/ike/clients"
 	"github.com/gatehouse/gatehouse/ppp"
 )
@@ -151,6 +152,16 @@ func (h *engineHost) DeleteChild(c *ike.ChildSA) {
 func (h *engineHost) Event(e ike.Event) { h.events = append(h.events, e) }
 func (h *engineHost) MoveChild(c *ike.ChildSA) error {
 	h.moved = append(h.moved, c)
+	return nil
+}
+
+// eventWith is the last event with an ID, or nil.
+func (h *engineHost) eventWith(id int) *ike.Event {
+	for i := len(h.events) - 1; i >= 0; i-- {
+		if h.events[i].ID == id {
+			return &h.events[i]
+		}
+	}
 	return nil
 }
 
@@ -1223,8 +1234,8 @@ func BenchmarkRoadWarriorMemory(b *testing.B) {
 }
 
 // A Windows road warrior (MS NT5 ISAKMPOAKLEY in IKE_SA_INIT) behind a
-// NAT refuses the server's child rekeys: the server shows the family,
-// makes none, and keeps the child a tenth past its lifetime for the
+// NAT refuses the server's child rekeys: the server shows the built-in
+// flags, with no interop plugin, makes none, and keeps the child a tenth past its lifetime for the
 // client's own; another road warrior is rekeyed by the server at 93 %.
 func TestEngineWindowsRoadWarrior(t *testing.T) {
 	for _, windows := range []bool{true, false} {
@@ -1240,7 +1251,7 @@ func TestEngineWindowsRoadWarrior(t *testing.T) {
 		}
 		e.pump()
 		sas := e.b.SAs()
-		if len(sas) != 1 || (sas[0].Family == "windows") != windows || (windows && sas[0].Detail == "") {
+		if len(sas) != 1 || slices.Contains(sas[0].Flags, "client-rekeys-children") != windows || sas[0].Family != "" {
 			t.Fatalf("windows %v: the server's SA %+v", windows, sas)
 		}
 		var first uint32
@@ -1346,5 +1357,91 @@ func TestEngineNoAddressLeft(t *testing.T) {
 	}
 	if !said {
 		t.Fatalf("the client was not told: %+v", e.ha.events)
+	}
+}
+
+// fakeInterop answers every IKE_SA_INIT with one answer, recording the
+// questions.
+type fakeInterop struct {
+	answer *InteropAnswer
+	asked  []InteropQuery
+}
+
+func (f *fakeInterop) ClassifyV2(q InteropQuery) *InteropAnswer {
+	f.asked = append(f.asked, q)
+	return f.answer
+}
+
+// The interop plugins' answer about a road warrior's IKE_SA_INIT: its
+// suites replace the server's for that SA (here a MODP1024 suite only
+// Windows is let in with), `gatehouse sa` names the family, and the
+// answer's hint, not the built-in guess, goes into a refusal.
+func TestEngineInteropV2(t *testing.T) {
+	legacy := mustProposal(t, "aes256-sha1-modp1024")
+	for _, accepted := range []bool{true, false} {
+		e, _ := eapPair(t, "clientPass")
+		e.pa.Suites = []Proposal{legacy}
+		e.pa.VendorIDs = [][]byte{clients.MSNT5(9)}
+		f := &fakeInterop{answer: &InteropAnswer{Family: "windows", Detail: "Windows 8 to 11, IKEv2", Plugin: "interop-windows",
+			Hint: "set NegotiateDH2048_AES256"}}
+		if accepted {
+			f.answer.Suites = append([]Proposal{legacy}, e.pb.Suites...)
+		}
+		e.b.interop = f
+		if err := e.a.Initiate("to-b"); err != nil {
+			t.Fatal(err)
+		}
+		e.pump()
+		if len(f.asked) != 1 || f.asked[0].Peer != e.pb || len(f.asked[0].Offered) != 1 || f.asked[0].Offered[0].String() != legacy.String() ||
+			len(f.asked[0].VendorIDs) != 1 {
+			t.Fatalf("asked %+v", f.asked)
+		}
+		sas := e.b.SAs()
+		if !accepted {
+			refusal := e.hb.eventWith(ike.EventNegotiationErr)
+			if len(sas) != 0 || refusal == nil || !strings.Contains(refusal.Message, "set NegotiateDH2048_AES256") ||
+				strings.Contains(refusal.Message, "Rasman") {
+				t.Fatalf("SAs %+v; refusal %+v", sas, refusal)
+			}
+			continue
+		}
+		if len(sas) != 1 || !sas[0].Established || sas[0].Family != "windows" || sas[0].Plugin != "interop-windows" ||
+			sas[0].Phase1 != legacy.String() || !slices.Contains(sas[0].Flags, "rekey-modp2048-first") {
+			t.Fatalf("the server's SA %+v", sas)
+		}
+	}
+}
+
+// An offer is read as suites in the peer's order, AEAD ciphers without
+// integrity, unknown transforms skipped, at most MaxOfferedSuites.
+func TestOfferedSuites(t *testing.T) {
+	gcm, cbc := mustProposal(t, "aes128gcm16-prfsha256-curve25519"), mustProposal(t, "aes256-sha256-modp2048")
+	one := SAProposal{Num: 1, Protocol: ProtoIKE, Transforms: append(cbc.Transforms(), Transform{Type: TransformDH, ID: 31},
+		Transform{Type: TransformDH, ID: 999}, Transform{Type: TransformEncr, ID: 99})}
+	two := SAProposal{Num: 2, Protocol: ProtoIKE, Transforms: gcm.Transforms()}
+	var got []string
+	for _, p := range OfferedSuites([]SAProposal{one, two}) {
+		got = append(got, p.String())
+	}
+	if want := "aes256-sha256-modp2048 aes256-sha256-curve25519 aes128gcm16-prfsha256-curve25519"; strings.Join(got, " ") != want {
+		t.Fatalf("got %v, want %s", got, want)
+	}
+	var big SAProposal
+	big.Protocol = ProtoIKE
+	for _, c := range alg.Ciphers() {
+		if c.Encr != 0 && !c.AEAD {
+			big.Transforms = append(big.Transforms, Proposal{Cipher: &c}.encr())
+		}
+	}
+	for _, h := range alg.Hashes() {
+		if h.Integ != 0 {
+			big.Transforms = append(big.Transforms, Transform{Type: TransformInteg, ID: h.Integ}, Transform{Type: TransformPRF, ID: h.PRFID})
+		}
+	}
+	for _, g := range alg.Groups() {
+		big.Transforms = append(big.Transforms, Transform{Type: TransformDH, ID: g.Number})
+	}
+	if n := len(OfferedSuites([]SAProposal{big})); n != MaxOfferedSuites {
+		t.Fatalf("%d suites read of a large offer", n)
 	}
 }

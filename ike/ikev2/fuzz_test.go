@@ -190,7 +190,8 @@ func mutateStep(t *testing.T, e *enginePair, step uint8, mask []byte, cut uint16
 
 // FuzzEngineRemoteAccess is FuzzEngineReceive for a road warrior by
 // EAP-MSCHAPv2: the setup's seven exchanges (IKE_SA_INIT, five IKE_AUTH
-// rounds with the certificate, EAP and the MSK's AUTH), then a delete.
+// rounds with the certificate, EAP and the MSK's AUTH), then a delete,
+// with the server asking an interop host about each IKE_SA_INIT.
 func FuzzEngineRemoteAccess(f *testing.F) {
 	for step := range 16 {
 		f.Add(uint8(step), []byte{}, uint16(0))
@@ -203,6 +204,9 @@ func FuzzEngineRemoteAccess(f *testing.F) {
 			t.Fatal(err)
 		}
 		e, _ := eapPairWith(t, "clientPass", key)
+		// The plugins' question is read from whatever IKE_SA_INIT comes.
+		ask := &fakeInterop{answer: &InteropAnswer{Family: "fuzz", Suites: e.pb.Suites}}
+		e.b.interop = ask
 		mutateStep(t, e, step, mask, cut)
 		if err := e.a.Initiate("to-b"); err != nil {
 			t.Fatal(err)
@@ -211,5 +215,10 @@ func FuzzEngineRemoteAccess(f *testing.F) {
 		e.a.Terminate("to-b")
 		e.pump()
 		e.advance(3 * time.Second)
+		for _, q := range ask.asked {
+			if len(q.Offered) > MaxOfferedSuites || q.Peer != e.pb {
+				t.Fatalf("asked %+v", q)
+			}
+		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/gatehouse/gatehouse/ike/alg"
+	"github.com/gatehouse/gatehouse/ike/clients"
 )
 
 // The IKE_SA_INIT exchange (RFC 7296 section 1.2), as strongSwan's
@@ -185,9 +186,8 @@ func modp1024Hint(offered []SAProposal) string {
 	if len(offered) == 0 {
 		return ""
 	}
-	return "; the peer offers MODP1024 only, as Windows' built-in client does by default: set its registry value " +
-		`HKLM\SYSTEM\CurrentControlSet\Services\Rasman\Parameters\NegotiateDH2048_AES256 to 1 ` +
-		"(or use Set-VpnConnectionIPsecConfiguration) so it offers MODP2048, or allow legacy_algorithms and offer modp1024"
+	return "; the peer offers MODP1024 only, as Windows' built-in client does by default: " + clients.WindowsDH2048Fix +
+		", or allow legacy_algorithms and offer modp1024"
 }
 
 func (t *ikeInit) peerSupport(ps []Payload) {

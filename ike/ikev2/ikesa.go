@@ -41,11 +41,13 @@ type ikeSA struct {
 	spii, spir    SPI
 	local, remote netip.AddrPort
 	state         saState
-	// family is the client family its IKE_SA_INIT's vendor IDs name
-	// (clientFamily), with what they said; "" for most peers.
-	family, familyDetail string
-	created              time.Time
-	established          time.Time
+	// flags are the peer's quirks the tasks act on (builtinFlags, and the
+	// interop plugins'); interop is the plugins' answer, nil for most
+	// peers.
+	flags       ike.Flags
+	interop     *InteropAnswer
+	created     time.Time
+	established time.Time
 
 	// IKE_SA_INIT and IKE_AUTH: the exchange, and the IKE_SA_INIT
 	// messages as they were on the wire, which AUTH covers.

@@ -193,16 +193,12 @@ func describe(offered []SAProposal) string {
 func transformName(t Transform) string {
 	switch t.Type {
 	case TransformEncr:
-		for _, c := range alg.Ciphers() {
-			if c.Encr != 0 && c.Encr == t.ID && (c.Encr == 3 || c.Encr == 28 || int(t.KeyBits()) == c.KeyBits) {
-				return c.Name
-			}
+		if c := cipherOf(t); c != nil {
+			return c.Name
 		}
 	case TransformPRF, TransformInteg:
-		for _, h := range alg.Hashes() {
-			if (t.Type == TransformPRF && h.PRFID == t.ID) || (t.Type == TransformInteg && h.Integ == t.ID) {
-				return map[uint8]string{TransformPRF: "prf", TransformInteg: ""}[t.Type] + h.Name
-			}
+		if h := hashOf(t); h != nil {
+			return map[uint8]string{TransformPRF: "prf", TransformInteg: ""}[t.Type] + h.Name
 		}
 	case TransformDH:
 		return alg.GroupName(t.ID)
@@ -211,4 +207,39 @@ func transformName(t Transform) string {
 		return fmt.Sprintf("type%d-id%d-%dbits", t.Type, t.ID, kb)
 	}
 	return fmt.Sprintf("type%d-id%d", t.Type, t.ID)
+}
+
+// cipherOf is the catalogue's cipher for an encryption transform, or nil.
+func cipherOf(t Transform) *alg.Cipher {
+	cs := alg.Ciphers()
+	for i := range cs {
+		c := &cs[i]
+		if c.Encr != 0 && c.Encr == t.ID && (c.Encr == 3 || c.Encr == 28 || int(t.KeyBits()) == c.KeyBits) {
+			return c
+		}
+	}
+	return nil
+}
+
+// hashOf is the catalogue's hash for a PRF or integrity transform, or nil.
+func hashOf(t Transform) *alg.Hash {
+	hs := alg.Hashes()
+	for i := range hs {
+		h := &hs[i]
+		if (t.Type == TransformPRF && h.PRFID == t.ID) || (t.Type == TransformInteg && h.Integ == t.ID) {
+			return h
+		}
+	}
+	return nil
+}
+
+// groupOf is the catalogue's group with a number, or nil.
+func groupOf(number uint16) *alg.Group {
+	gs := alg.Groups()
+	for i := range gs {
+		if gs[i].Number == number {
+			return &gs[i]
+		}
+	}
+	return nil
 }

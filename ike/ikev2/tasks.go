@@ -29,7 +29,7 @@ import (
 // tunnel, section 2.9).
 func (s *ikeSA) authSide(psk []byte) AuthSide {
 	p := s.peer
-	a := AuthSide{ID: s.localID(), PSK: psk, Suites: p.ESP, Transport: p.Transport}
+	a := AuthSide{ID: s.localID(), PSK: psk, Suites: s.espSuites(), Transport: p.Transport}
 	if len(p.Pairs) == 0 {
 		a.Local = []Selector{PrefixSelector(hostPrefix(s.local))}
 		a.Remote = []Selector{PrefixSelector(hostPrefix(s.remote))}
@@ -488,7 +488,7 @@ func (s *ikeSA) answerCreateChild(inner []Payload) ([]Payload, func()) {
 			// each tries again after its own random delay).
 			return []Payload{&Notify{Kind: NotifyTemporaryFailure}}, nothing
 		}
-		ps, rk, err := s.respondIKE(s.peer.Suites, s.m.newSPI(), inner)
+		ps, rk, err := s.respondIKE(s.suites(), s.m.newSPI(), inner)
 		if err != nil {
 			return s.refused(err)
 		}
@@ -596,8 +596,8 @@ type ikeRekeyTask struct{ r *ikeRekey }
 func (*ikeRekeyTask) exchange() ExchangeType { return ExchangeCreateChildSA }
 
 func (t *ikeRekeyTask) request(s *ikeSA) ([]Payload, error) {
-	ours := s.peer.Suites
-	if s.family == familyWindows {
+	ours := s.suites()
+	if s.flags.Has(ike.FlagRekeyMODP2048First) {
 		ours = modp2048First(ours)
 	}
 	t.r = &ikeRekey{sa: s, ours: ours, spi: s.m.newSPI()}

@@ -298,18 +298,21 @@ func (x *lab) dialV2(ns *netns.NS, args ...string) (*client, string, error) {
 	return x.run(ns, append([]string{"connect", "ikev2", "--server", "192.0.2.1", "--setup-timeout", "20s", "-v"}, args...))
 }
 
-// TestConnectIKEv2: `gatehouse connect ikev2` against gatehoused: alice
-// logs in by EAP-MSCHAPv2 with the default offers and with the apple,
-// android and windows-dh2048 profiles, gets an address and the server's
-// inside network as a route, pings through, and shows in gatehouse
-// sessions (and as Windows in gatehouse sa, for the Windows profile); Windows's default offer (MODP1024 only) is refused, exit
-// status 4, with the server saying why; a wrong password is exit status
-// 5; after a reload, a machine with the preshared key alone comes in by
+// TestConnectIKEv2: `gatehouse connect ikev2` against gatehoused with
+// the interop plugins loaded: alice logs in by EAP-MSCHAPv2 with the
+// default offers and with the apple, android and windows-dh2048
+// profiles, gets an address and the server's inside network as a route,
+// pings through, and shows in gatehouse sessions, and in gatehouse sa
+// with the family its plugin named (none for the default offers);
+// Windows's default offer (MODP1024 only) is refused, exit status 4,
+// with the server naming the registry value and the options that would
+// let it in; a wrong password is exit status 5; after a reload, a machine with the preshared key alone comes in by
 // its address, and one with a certificate alone by its certificate's
 // name.
 func TestConnectIKEv2(t *testing.T) {
 	x := newLab(t)
 	cli := x.direct("cli")
+	x.load = interopPlugins(false)
 	pki := x.serveV2("ecdsa", "ikev2: {inside: [10.1.0.0/24]}", "{psk_file: "+x.dir+"/l2tp.psk}")
 	pw := filepath.Join(x.dir, "alice-v2.password")
 	must(t, os.WriteFile(pw, []byte("correct horse\n"), 0o600))
@@ -330,9 +333,12 @@ func TestConnectIKEv2(t *testing.T) {
 		if s := netns.Flat(x.gw.CLI(t, "sessions")); !strings.Contains(s, "alice ikev2 "+c.addr+" 192.0.2.10") {
 			t.Fatalf("gatehouse sessions:\n%s", s)
 		}
-		// Windows is known by its vendor ID, and gets Windows's rules.
-		if sa := netns.Flat(x.gw.CLI(t, "sa")); strings.Contains(sa, "windows (Windows") != (profile == "windows-dh2048") {
-			t.Errorf("profile %q: gatehouse sa:\n%s", profile, x.gw.CLI(t, "sa"))
+		// Windows is known by its vendor ID, Apple and Android by
+		// their offers.
+		want := map[string]string{"": "/", "apple": "apple/interop-apple", "android": "android/interop-android",
+			"windows-dh2048": "windows/interop-windows"}[profile]
+		if f := x.saFamilies(); len(f) != 1 || f[0] != want {
+			t.Errorf("profile %q: families %v, want %s; gatehouse sa:\n%s", profile, f, want, x.gw.CLI(t, "sa"))
 		}
 		if bye := c.hangUp(t); !strings.Contains(bye, "disconnected:") {
 			t.Fatalf("profile %q at the end:\n%s", profile, bye)
@@ -349,6 +355,9 @@ func TestConnectIKEv2(t *testing.T) {
 	_, out, err := x.dialV2(cli, append(append([]string(nil), eap...), "--profile", "windows")...)
 	if exitCode(err) != 4 || !strings.Contains(out, "NO_PROPOSAL_CHOSEN") {
 		t.Fatalf("Windows's default offer: exit %v, want 4 and NO_PROPOSAL_CHOSEN:\n%s", err, out)
+	}
+	if !x.waitLog(`"reason": "no-proposal-chosen"`, "NegotiateDH2048_AES256", "give interop-windows the option allow_legacy: true") {
+		t.Errorf("the refusal of Windows's default offer does not say what would let it in:\n%s", netns.Tail(x.gw.Proc.Output(), 3000))
 	}
 	must(t, os.WriteFile(pw, []byte("wrong\n"), 0o600))
 	_, out, err = x.dialV2(cli, eap...)

@@ -9,7 +9,8 @@ import (
 // Apple knows racoon in macOS and iOS: every NAT-T draft's vendor ID and
 // an offer of 3600 s transforms over DH14, DH5 and DH2. It picks
 // AES-256/SHA-256/MODP2048 first, as Apple's clients are known to, and
-// speaks the NAT-T drafts when the client announces no RFC 3947.
+// speaks the NAT-T drafts when the client announces no RFC 3947. In
+// IKEv2 it knows the built-in client by its offer (ikev2.go).
 type Apple struct{ base }
 
 // NewApple makes the plugin; it has no options.
@@ -20,6 +21,9 @@ func (a *Apple) Configure(_ context.Context, options map[string]string) ([]strin
 }
 
 func (a *Apple) Classify(_ context.Context, req sdk.ClassifyRequest) (sdk.Classification, error) {
+	if req.Version == 2 {
+		return classifyAppleV2(req), nil
+	}
 	if _, win := isWindows(req.VendorIDs); win || countDrafts(req.VendorIDs) < 5 {
 		return sdk.Classification{}, nil
 	}
@@ -31,9 +35,6 @@ func (a *Apple) Classify(_ context.Context, req sdk.ClassifyRequest) (sdk.Classi
 }
 
 func (a *Apple) AdjustProposals(_ context.Context, req sdk.AdjustRequest) (sdk.AdjustResult, error) {
-	if !req.Phase1 {
-		return sdk.AdjustResult{Proposals: req.Proposals}, nil
-	}
-	props, notes := adjust(req.Proposals, []string{"aes256-sha256-modp2048"}, nil, "what Apple's clients pick")
-	return sdk.AdjustResult{Proposals: props, Notes: notes}, nil
+	// The same suite in both versions.
+	return adjustFirst(req, "aes256-sha256-modp2048", "what Apple's clients pick"), nil
 }

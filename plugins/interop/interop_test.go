@@ -92,3 +92,68 @@ func TestAppleAndAndroidTakeNoOptions(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// requestV2 is a built-in IKEv2 client's IKE_SA_INIT as the core hands it
+// over.
+func requestV2(f *clients.V2Family) sdk.ClassifyRequest {
+	r := sdk.ClassifyRequest{VendorIDs: f.VendorIDs, Version: 2}
+	for _, s := range f.IKE {
+		r.Offered = append(r.Offered, sdk.ProposalText{Text: s, LifetimeSeconds: 86400})
+	}
+	return r
+}
+
+// Each plugin claims its own IKEv2 family and no other; strongSwan's
+// offer (NIST curves and Curve25519) is no one's.
+func TestEachPluginKnowsItsIKEv2FamilyOnly(t *testing.T) {
+	plugins := map[string]sdk.Interop{"windows": NewWindows(), "apple": NewApple(), "android": NewAndroid()}
+	owner := map[string]string{"windows": "windows", "windows-dh2048": "windows", "apple": "apple", "android": "android"}
+	strongswan := &clients.V2Family{Name: "strongswan", IKE: []string{"aes128-sha256-ecp256", "aes256-sha256-modp2048", "aes256-sha256-curve25519"}}
+	for _, f := range append(clients.V2All, strongswan) {
+		for name, p := range plugins {
+			c, err := p.Classify(context.Background(), requestV2(f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ""
+			if owner[f.Name] == name {
+				want = name
+			}
+			if c.Family != want {
+				t.Errorf("interop-%s classified %s as %q, want %q", name, f.Name, c.Family, want)
+			}
+		}
+	}
+}
+
+// interop-windows names the registry value for Windows's MODP1024-only
+// offer, and with allow_legacy adds Windows's own suites after ours.
+func TestWindowsIKEv2(t *testing.T) {
+	w := NewWindows()
+	c, _ := w.Classify(context.Background(), requestV2(&clients.V2Windows))
+	if !strings.Contains(c.RefusalHint, "NegotiateDH2048_AES256") || !strings.Contains(c.RefusalHint, "allow_legacy") {
+		t.Fatalf("hint %q", c.RefusalHint)
+	}
+	if c, _ := w.Classify(context.Background(), requestV2(&clients.V2WindowsDH2048)); c.RefusalHint != "" {
+		t.Fatalf("hint for an offer with MODP2048: %q", c.RefusalHint)
+	}
+	ours := []sdk.ProposalText{{Text: "aes256-sha256-modp2048"}}
+	if r, _ := w.AdjustProposals(context.Background(), sdk.AdjustRequest{Phase1: true, Version: 2, Proposals: ours}); len(r.Proposals) != 1 {
+		t.Fatalf("without allow_legacy: %v", r.Proposals)
+	}
+	if _, err := w.Configure(context.Background(), map[string]string{"allow_legacy": "true"}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := w.AdjustProposals(context.Background(), sdk.AdjustRequest{Phase1: true, Version: 2, Proposals: ours})
+	var got []string
+	for _, p := range r.Proposals {
+		got = append(got, p.Text)
+	}
+	if want := append([]string{"aes256-sha256-modp2048"}, clients.V2Windows.IKE...); !slices.Equal(got, want) || len(r.Notes) != 1 {
+		t.Fatalf("adjusted %v (notes %v), want %v", got, r.Notes, want)
+	}
+	esp := []sdk.ProposalText{{Text: "aes256gcm16"}}
+	if r, _ := w.AdjustProposals(context.Background(), sdk.AdjustRequest{Version: 2, Proposals: esp}); !slices.Equal(r.Proposals, esp) {
+		t.Fatalf("ESP changed: %v", r.Proposals)
+	}
+}

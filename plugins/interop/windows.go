@@ -7,8 +7,8 @@ import (
 	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
-// Windows knows the Windows L2TP/IPsec client (ike/clients): it
-// is the peer that sends MS NT5 ISAKMPOAKLEY with a version.
+// Windows knows the Windows L2TP/IPsec and IKEv2 clients (ike/clients):
+// the peer that sends MS NT5 ISAKMPOAKLEY with a version.
 //
 // Option allow_legacy accepts 3DES-SHA1-MODP1024 in main mode and
 // 3DES-SHA1 in quick mode from Windows clients, which older releases and
@@ -31,6 +31,9 @@ func (w *Windows) Configure(_ context.Context, options map[string]string) ([]str
 }
 
 func (w *Windows) Classify(_ context.Context, req sdk.ClassifyRequest) (sdk.Classification, error) {
+	if req.Version == 2 {
+		return w.classifyV2(req), nil
+	}
 	ver, ok := isWindows(req.VendorIDs)
 	if !ok {
 		return sdk.Classification{}, nil
@@ -53,6 +56,9 @@ func (w *Windows) Classify(_ context.Context, req sdk.ClassifyRequest) (sdk.Clas
 // AdjustProposals puts Windows 10/11's own order first, so that we pick
 // what Windows prefers, and adds the legacy entries when allowed.
 func (w *Windows) AdjustProposals(_ context.Context, req sdk.AdjustRequest) (sdk.AdjustResult, error) {
+	if req.Version == 2 {
+		return w.adjustWindowsV2(req), nil
+	}
 	var first, last []string
 	why := "the Windows client's preference order"
 	if req.Phase1 {

@@ -33,6 +33,9 @@ type ClassifyRequest struct {
 	Peer      netip.AddrPort
 	Offered   []ProposalText
 	Initiator bool
+	// Version is the peer's IKE version: 1, or 2 (Offered is then the
+	// IKE_SA_INIT offer as IKEv2 suites).
+	Version int
 }
 
 // Classification is the peer's family and feature flags; an empty Family
@@ -57,7 +60,8 @@ type ProposalText struct {
 type AdjustRequest struct {
 	Flags     []string
 	Proposals []ProposalText
-	Phase1    bool
+	Phase1    bool // the IKE SA's suites; else ESP's
+	Version   int  // 1 or 2, as in ClassifyRequest
 }
 
 // AdjustResult is the adjusted list with a note per change.
@@ -142,7 +146,7 @@ func (i *interopClient) VendorIDs(ctx context.Context, req VendorIDsRequest) ([]
 
 func (i *interopClient) Classify(ctx context.Context, req ClassifyRequest) (Classification, error) {
 	r, err := i.c.Classify(ctx, &pb.ClassifyRequest{VendorIds: req.VendorIDs, Peer: endpointToPB(req.Peer),
-		Offered: proposalsToPB(req.Offered), Initiator: req.Initiator})
+		Offered: proposalsToPB(req.Offered), Initiator: req.Initiator, IkeVersion: uint32(req.Version)})
 	if err != nil {
 		return Classification{}, fromStatus("interop classify", err)
 	}
@@ -151,7 +155,8 @@ func (i *interopClient) Classify(ctx context.Context, req ClassifyRequest) (Clas
 }
 
 func (i *interopClient) AdjustProposals(ctx context.Context, req AdjustRequest) (AdjustResult, error) {
-	r, err := i.c.AdjustProposals(ctx, &pb.AdjustProposalsRequest{Flags: req.Flags, Proposals: proposalsToPB(req.Proposals), Phase1: req.Phase1})
+	r, err := i.c.AdjustProposals(ctx, &pb.AdjustProposalsRequest{Flags: req.Flags, Proposals: proposalsToPB(req.Proposals), Phase1: req.Phase1,
+		IkeVersion: uint32(req.Version)})
 	if err != nil {
 		return AdjustResult{}, fromStatus("interop adjust proposals", err)
 	}
@@ -197,7 +202,7 @@ func (s *interopServer) Classify(ctx context.Context, req *pb.ClassifyRequest) (
 		return nil, toStatus(err)
 	}
 	c, err := s.impl.Classify(ctx, ClassifyRequest{VendorIDs: req.GetVendorIds(), Peer: peer, Offered: proposalsFromPB(req.GetOffered()),
-		Initiator: req.GetInitiator()})
+		Initiator: req.GetInitiator(), Version: ikeVersion(req.GetIkeVersion())})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -205,9 +210,19 @@ func (s *interopServer) Classify(ctx context.Context, req *pb.ClassifyRequest) (
 }
 
 func (s *interopServer) AdjustProposals(ctx context.Context, req *pb.AdjustProposalsRequest) (*pb.AdjustProposalsResponse, error) {
-	r, err := s.impl.AdjustProposals(ctx, AdjustRequest{Flags: req.GetFlags(), Proposals: proposalsFromPB(req.GetProposals()), Phase1: req.GetPhase1()})
+	r, err := s.impl.AdjustProposals(ctx, AdjustRequest{Flags: req.GetFlags(), Proposals: proposalsFromPB(req.GetProposals()), Phase1: req.GetPhase1(),
+		Version: ikeVersion(req.GetIkeVersion())})
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.AdjustProposalsResponse{Proposals: proposalsToPB(r.Proposals), Notes: r.Notes}, nil
+}
+
+// ikeVersion reads the wire's version: 0, from a core that predates the
+// field, is IKEv1.
+func ikeVersion(v uint32) int {
+	if v == 2 {
+		return 2
+	}
+	return 1
 }

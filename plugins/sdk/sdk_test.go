@@ -406,7 +406,7 @@ func (f *fakeInterop) Configure(_ context.Context, o map[string]string) ([]strin
 	return []string{"legacy on"}, nil
 }
 func (f *fakeInterop) Classify(_ context.Context, r ClassifyRequest) (Classification, error) {
-	if len(r.VendorIDs) == 1 && r.Peer == testEP && r.Offered[0].Text == "3des-sha1-modp1024" && r.Initiator {
+	if len(r.VendorIDs) == 1 && r.Peer == testEP && r.Offered[0].Text == "3des-sha1-modp1024" && r.Initiator && r.Version == 2 {
 		return Classification{Family: "windows", Flags: []string{"fragmentation"}, Detail: "Windows 8 to 11", VendorIDs: [][]byte{{9}},
 			RefusalHint: "allow_legacy"}, nil
 	}
@@ -433,12 +433,14 @@ func TestInteropShims(t *testing.T) {
 	if _, err := i.Configure(c, map[string]string{"bogus": "1"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Configure(bogus) = %v, want ErrInvalid", err)
 	}
-	cl, err := i.Classify(c, ClassifyRequest{VendorIDs: [][]byte{{1}}, Peer: testEP, Offered: []ProposalText{{"3des-sha1-modp1024", 28800}}, Initiator: true})
+	cl, err := i.Classify(c, ClassifyRequest{VendorIDs: [][]byte{{1}}, Peer: testEP, Offered: []ProposalText{{"3des-sha1-modp1024", 28800}}, Initiator: true,
+		Version: 2})
 	want := Classification{Family: "windows", Flags: []string{"fragmentation"}, Detail: "Windows 8 to 11", VendorIDs: [][]byte{{9}}, RefusalHint: "allow_legacy"}
 	if err != nil || !reflect.DeepEqual(cl, want) {
 		t.Fatalf("Classify = %+v, %v", cl, err)
 	}
-	req := AdjustRequest{Flags: []string{"legacy"}, Proposals: []ProposalText{{"aes256-sha1-ecp384", 28800}, {"3des-sha1-modp1024", 28800}}, Phase1: true}
+	req := AdjustRequest{Flags: []string{"legacy"}, Proposals: []ProposalText{{"aes256-sha1-ecp384", 28800}, {"3des-sha1-modp1024", 28800}}, Phase1: true,
+		Version: 1}
 	r, err := i.AdjustProposals(c, req)
 	if err != nil || len(r.Proposals) != 1 || r.Notes[0] != "dropped modp1024" || !reflect.DeepEqual(f.got, req) {
 		t.Fatalf("AdjustProposals = %+v, %v", r, err)

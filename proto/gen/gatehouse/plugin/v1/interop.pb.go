@@ -286,9 +286,13 @@ type ClassifyRequest struct {
 	VendorIds [][]byte               `protobuf:"bytes,1,rep,name=vendor_ids,json=vendorIds,proto3" json:"vendor_ids,omitempty"`
 	Peer      *Endpoint              `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
 	// offered is the initiator's main mode offer in order (we respond), or
-	// the responder's choice (we initiate).
-	Offered       []*Proposal `protobuf:"bytes,3,rep,name=offered,proto3" json:"offered,omitempty"`
-	Initiator     bool        `protobuf:"varint,4,opt,name=initiator,proto3" json:"initiator,omitempty"`
+	// the responder's choice (we initiate). For IKEv2 it is the
+	// IKE_SA_INIT offer as suites ("aes256-sha256-modp2048",
+	// "aes128gcm16-prfsha256-curve25519"), at most 64 of them.
+	Offered   []*Proposal `protobuf:"bytes,3,rep,name=offered,proto3" json:"offered,omitempty"`
+	Initiator bool        `protobuf:"varint,4,opt,name=initiator,proto3" json:"initiator,omitempty"`
+	// ike_version is 2 for an IKEv2 peer; 0 or 1 means IKEv1.
+	IkeVersion    uint32 `protobuf:"varint,5,opt,name=ike_version,json=ikeVersion,proto3" json:"ike_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,6 +353,13 @@ func (x *ClassifyRequest) GetInitiator() bool {
 		return x.Initiator
 	}
 	return false
+}
+
+func (x *ClassifyRequest) GetIkeVersion() uint32 {
+	if x != nil {
+		return x.IkeVersion
+	}
+	return 0
 }
 
 type ClassifyResponse struct {
@@ -488,10 +499,13 @@ func (x *Proposal) GetLifetimeSeconds() uint32 {
 }
 
 type AdjustProposalsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Flags         []string               `protobuf:"bytes,1,rep,name=flags,proto3" json:"flags,omitempty"`
-	Proposals     []*Proposal            `protobuf:"bytes,2,rep,name=proposals,proto3" json:"proposals,omitempty"`
-	Phase1        bool                   `protobuf:"varint,3,opt,name=phase1,proto3" json:"phase1,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Flags     []string               `protobuf:"bytes,1,rep,name=flags,proto3" json:"flags,omitempty"`
+	Proposals []*Proposal            `protobuf:"bytes,2,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	// phase1: the IKE SA's suites (main mode, or IKEv2's IKE SA); else ESP.
+	Phase1 bool `protobuf:"varint,3,opt,name=phase1,proto3" json:"phase1,omitempty"`
+	// ike_version is 2 for an IKEv2 peer; 0 or 1 means IKEv1.
+	IkeVersion    uint32 `protobuf:"varint,4,opt,name=ike_version,json=ikeVersion,proto3" json:"ike_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -545,6 +559,13 @@ func (x *AdjustProposalsRequest) GetPhase1() bool {
 		return x.Phase1
 	}
 	return false
+}
+
+func (x *AdjustProposalsRequest) GetIkeVersion() uint32 {
+	if x != nil {
+		return x.IkeVersion
+	}
+	return 0
 }
 
 type AdjustProposalsResponse struct {
@@ -622,13 +643,15 @@ const file_gatehouse_plugin_v1_interop_proto_rawDesc = "" +
 	"\fauth_methods\x18\x03 \x03(\tR\vauthMethods\"2\n" +
 	"\x11VendorIDsResponse\x12\x1d\n" +
 	"\n" +
-	"vendor_ids\x18\x01 \x03(\fR\tvendorIds\"\xba\x01\n" +
+	"vendor_ids\x18\x01 \x03(\fR\tvendorIds\"\xdb\x01\n" +
 	"\x0fClassifyRequest\x12\x1d\n" +
 	"\n" +
 	"vendor_ids\x18\x01 \x03(\fR\tvendorIds\x121\n" +
 	"\x04peer\x18\x02 \x01(\v2\x1d.gatehouse.plugin.v1.EndpointR\x04peer\x127\n" +
 	"\aoffered\x18\x03 \x03(\v2\x1d.gatehouse.plugin.v1.ProposalR\aoffered\x12\x1c\n" +
-	"\tinitiator\x18\x04 \x01(\bR\tinitiator\"\x9a\x01\n" +
+	"\tinitiator\x18\x04 \x01(\bR\tinitiator\x12\x1f\n" +
+	"\vike_version\x18\x05 \x01(\rR\n" +
+	"ikeVersion\"\x9a\x01\n" +
 	"\x10ClassifyResponse\x12\x16\n" +
 	"\x06family\x18\x01 \x01(\tR\x06family\x12\x14\n" +
 	"\x05flags\x18\x02 \x03(\tR\x05flags\x12\x16\n" +
@@ -638,11 +661,13 @@ const file_gatehouse_plugin_v1_interop_proto_rawDesc = "" +
 	"\frefusal_hint\x18\x05 \x01(\tR\vrefusalHint\"I\n" +
 	"\bProposal\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12)\n" +
-	"\x10lifetime_seconds\x18\x02 \x01(\rR\x0flifetimeSeconds\"\x83\x01\n" +
+	"\x10lifetime_seconds\x18\x02 \x01(\rR\x0flifetimeSeconds\"\xa4\x01\n" +
 	"\x16AdjustProposalsRequest\x12\x14\n" +
 	"\x05flags\x18\x01 \x03(\tR\x05flags\x12;\n" +
 	"\tproposals\x18\x02 \x03(\v2\x1d.gatehouse.plugin.v1.ProposalR\tproposals\x12\x16\n" +
-	"\x06phase1\x18\x03 \x01(\bR\x06phase1\"l\n" +
+	"\x06phase1\x18\x03 \x01(\bR\x06phase1\x12\x1f\n" +
+	"\vike_version\x18\x04 \x01(\rR\n" +
+	"ikeVersion\"l\n" +
 	"\x17AdjustProposalsResponse\x12;\n" +
 	"\tproposals\x18\x01 \x03(\v2\x1d.gatehouse.plugin.v1.ProposalR\tproposals\x12\x14\n" +
 	"\x05notes\x18\x02 \x03(\tR\x05notes2\xd5\x03\n" +
