@@ -40,10 +40,15 @@ const (
 	// MODP2048 suites go first, which Windows takes even where its own
 	// offer had MODP1024 only.
 	FlagRekeyMODP2048First
+	// FlagDHCPInform (IKEv2): the road warrior asks for its split-tunnel
+	// routes by a DHCPINFORM to 255.255.255.255 through the tunnel, as
+	// Windows does; with inside networks set, that address joins the
+	// traffic selectors so the request can pass.
+	FlagDHCPInform
 )
 
 var flagNames = []string{"natt", "natt-draft", "dpd", "fragmentation", "gssapi", "initial-contact", "qm-notify-message-id",
-	"client-rekeys-children", "rekey-modp2048-first"}
+	"client-rekeys-children", "rekey-modp2048-first", "dhcp-inform"}
 
 // ParseFlag returns the flag with a name ("natt-draft").
 func ParseFlag(name string) (Flags, bool) {

@@ -57,7 +57,9 @@ built-in client offers instead:
   android          Android 12+: AES-GCM over Curve25519, AES-CBC/SHA2 over
                    MODP2048 and 3072; ESP AES-GCM, AES-256/SHA2-256
 A server that refuses the legacy ones (MODP1024) refuses the windows
-profile: that is what the profiles are for.
+profile: that is what the profiles are for. Both Windows profiles, once
+connected, ask for split-tunnel routes as Windows does, with a DHCPINFORM
+through the tunnel, and log the answer ("routes from DHCP").
 
 Load testing: --calls N opens N IKE SAs at once, each logging in as
 --user and getting an address; only the first carries traffic. It prints
@@ -150,7 +152,7 @@ func (f *connectFlags) ikev2Config() (raclient.Config, error) {
 		if !slices.Equal(f.ike, v2IKE) || !slices.Equal(f.esp, v2ESP) {
 			return c, usage("--profile sets the offers: leave out --ike and --esp")
 		}
-		ikeOffers, espOffers, c.VendorIDs = fam.IKE, fam.ESP, fam.VendorIDs
+		ikeOffers, espOffers, c.VendorIDs, c.DHCPInform = fam.IKE, fam.ESP, fam.VendorIDs, fam.DHCPInform
 	}
 	for _, s := range ikeOffers {
 		p, err := ikev2.ParseProposal(s)

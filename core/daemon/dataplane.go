@@ -333,7 +333,7 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		}
 		d.ra.SetSender(st.plane.SendL2TP, clear)
 		if st.ike != nil {
-			d.ra.SetIKEv2(st.ike.DisconnectClient, st.db)
+			d.ra.SetIKEv2(st.ike.DisconnectClient, st.db, st.plane.SendToClient)
 		}
 	}
 	st.plane.Start()
@@ -413,7 +413,7 @@ func (d *Daemon) planeConfig(log *zap.Logger, st *dataplaneState, s *dataplaneSo
 	if d.ra != nil {
 		pcfg.L2TP, pcfg.OnL2TPControl = d.ra.Table(), d.ra.OnControl
 		if d.ra.ServesIKEv2() {
-			pcfg.ClientRule = remote.ClientOutKey(netip.Addr{}).Rule
+			pcfg.ClientRule, pcfg.OnDHCP = remote.ClientOutKey(netip.Addr{}).Rule, d.ra.OnDHCP
 		}
 		pcfg.L2TPClear, pcfg.L2TPClearLocal = s.l2tp, s.l2tpLocal
 	}

@@ -23,13 +23,14 @@ const (
 	DropL2TPProtocol                    // a PPP data protocol we did not negotiate (IPv6)
 	DropL2TPSpoof                       // a client sent from an address that is not its own
 	DropL2TPUnhandled                   // L2TP control with no L2TP plugin attached
+	DropDHCP                            // a broadcast to the DHCP server port through a tunnel, not answered
 	numDrops
 )
 
 var dropNames = [numDrops]string{
 	"malformed", "policy-block", "no-sa", "no-clear-path", "send-failed", "sa-expired", "unknown-spi",
 	"wrong-peer", "replay", "auth-failed", "dummy", "selector-mismatch", "ike-unhandled", "link-local", "internal-error",
-	"l2tp-no-session", "l2tp-protocol", "l2tp-spoofed-source", "l2tp-unhandled",
+	"l2tp-no-session", "l2tp-protocol", "l2tp-spoofed-source", "l2tp-unhandled", "dhcp-unanswered",
 }
 
 func (r DropReason) String() string { return dropNames[r] }

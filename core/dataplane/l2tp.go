@@ -388,9 +388,9 @@ func (p *Plane) l2tpOutbound(buf []byte, info esp.IPInfo, s *L2TPSession) {
 		p.drop(DropInternal)
 		return
 	}
-	p.l2tpSeal.Lock() // the control path seals on the same SAs (SendL2TP)
+	p.clientSeal.Lock() // the control path seals on the same SAs (SendL2TP)
 	out, err := sa.ESP.Seal(buf[espStart:espStart+sa.ESP.Headroom()+payloadLen], payloadLen, esp.ProtoUDP)
-	p.l2tpSeal.Unlock()
+	p.clientSeal.Unlock()
 	if err != nil {
 		p.drop(DropSAExpired)
 		return
@@ -466,15 +466,38 @@ func (p *Plane) SendL2TP(key sad.OutKey, dstPort uint16, msg []byte) error {
 	if sa == nil || sa.ESP == nil || sa.Mode != sad.Transport {
 		return fmt.Errorf("%w: %v", ErrNoL2TPSA, key.Peer)
 	}
-	h := sa.ESP.Headroom()
-	n := udpHeaderLen + len(msg)
-	buf := make([]byte, h+n+64)
-	udp := buf[h:]
-	putUDPHeader(udp, dstPort, n)
+	udp := make([]byte, udpHeaderLen+len(msg))
+	putUDPHeader(udp, dstPort, len(udp))
 	copy(udp[udpHeaderLen:], msg)
-	p.l2tpSeal.Lock()
-	out, err := sa.ESP.Seal(buf[:h+n], n, esp.ProtoUDP)
-	p.l2tpSeal.Unlock()
+	return p.sealAndSend(sa, udp, esp.ProtoUDP)
+}
+
+// ErrNoClientSA is a packet for an address no IKEv2 road warrior holds.
+var ErrNoClientSA = errors.New("no SA to the road warrior")
+
+// SendToClient sends one IP packet to an IKEv2 road warrior through its
+// tunnel-mode SA (a DHCP answer). It is the control path: it allocates,
+// and it writes straight to the socket.
+func (p *Plane) SendToClient(addr netip.Addr, pkt []byte) error {
+	if p.cfg.ClientRule == "" {
+		return fmt.Errorf("%w: %v (no road warriors)", ErrNoClientSA, addr)
+	}
+	sa := p.cfg.SAD.Outbound(sad.OutKey{Rule: p.cfg.ClientRule, Peer: addr})
+	if sa == nil || sa.ESP == nil || sa.Mode != sad.Tunnel {
+		return fmt.Errorf("%w: %v", ErrNoClientSA, addr)
+	}
+	return p.sealAndSend(sa, pkt, esp.ProtoIPv4)
+}
+
+// sealAndSend seals payload with a remote-access SA and writes it to the
+// SA's peer (the control path's send).
+func (p *Plane) sealAndSend(sa *sad.OutSA, payload []byte, nh uint8) error {
+	h := sa.ESP.Headroom()
+	buf := make([]byte, h+len(payload)+64)
+	copy(buf[h:], payload)
+	p.clientSeal.Lock()
+	out, err := sa.ESP.Seal(buf[:h+len(payload)], len(payload), nh)
+	p.clientSeal.Unlock()
 	if err != nil {
 		return err
 	}

@@ -101,6 +101,12 @@ type Config struct {
 	// warriors, keyed by their virtual addresses (OutKey{Rule:
 	// ClientRule, Peer: address}); "": none.
 	ClientRule string
+	// OnDHCP receives the UDP payload of a packet a tunnel carried to
+	// 255.255.255.255 port 67 (Windows's DHCPINFORM for its split-tunnel
+	// routes), valid during the call, with the sender's address; it
+	// reports whether it answered (else the packet counts as a drop).
+	// Nil: every such packet is dropped. It must not block.
+	OnDHCP func(client netip.Addr, msg []byte) bool
 }
 
 // headroom leaves space before a packet for ESP's header and IV, and in
@@ -131,9 +137,10 @@ type Plane struct {
 	// only by the TUN routine.
 	txRaw, txUDP, txClear txQueue
 
-	// l2tpSeal serialises sealing on remote-access SAs between the TUN
-	// routine and the L2TP control path (Seal is not concurrent).
-	l2tpSeal sync.Mutex
+	// clientSeal serialises sealing on remote-access SAs between the TUN
+	// routine and the control path (SendL2TP, SendToClient): Seal is not
+	// concurrent.
+	clientSeal sync.Mutex
 
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -356,7 +363,9 @@ func (p *Plane) outbound(buf []byte, n int) {
 		if p.cfg.ClientRule != "" {
 			// An IKEv2 road warrior's virtual address: its own SA.
 			if sa := p.cfg.SAD.Outbound(sad.OutKey{Rule: p.cfg.ClientRule, Peer: info.Dst}); sa != nil && sa.ESP != nil {
+				p.clientSeal.Lock() // the DHCP answers seal on it too (SendToClient)
 				p.sealOn(buf, info, sa)
+				p.clientSeal.Unlock()
 				return
 			}
 		}
@@ -695,8 +704,19 @@ func (p *Plane) deliver(sa *sad.InSA, buf, inner []byte, q *tunQueue) {
 		p.drop(DropSelector)
 		return
 	}
+	if info.Dst == limitedBroadcast && info.Proto == esp.ProtoUDP && dport == dhcpServerPort && sa.Mode == sad.Tunnel {
+		if p.cfg.OnDHCP == nil || !p.cfg.OnDHCP(info.Src, inner[info.HeaderLen+udpHeaderLen:info.TotalLen]) {
+			p.drop(DropDHCP)
+		}
+		return
+	}
 	p.toTUN(buf, inner[:info.TotalLen], q)
 }
+
+// limitedBroadcast is 255.255.255.255, where a DHCPINFORM goes.
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+const dhcpServerPort = 67
 
 // toTUN writes pkt, a slice of buf, to the TUN, or with a queue leaves it
 // for the end of the batch (buf must stay untouched until then).

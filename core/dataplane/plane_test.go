@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -458,5 +460,56 @@ func BenchmarkUnknownSPIDrop(b *testing.B) {
 	}
 	if p.Counters().Drops["unknown-spi"] == 0 {
 		b.Fatal("not counted")
+	}
+}
+
+// A road warrior's broadcast to the DHCP server port goes to OnDHCP, not
+// the TUN, and the answer SendToClient seals goes back through the
+// client's SA to its TUN; an unanswered one is counted.
+func TestDHCPThroughClientSA(t *testing.T) {
+	a, b := newPair(t)
+	client := netip.MustParseAddr("10.8.0.2")
+	host := netip.PrefixFrom(client, 32)
+	install(t, a, b, gwA, gwB, 0x1001, gcm, sad.Tunnel, true, "c/out", tunnelSel(host, netip.MustParsePrefix("255.255.255.255/32")))
+	install(t, b, a, gwB, gwA, 0x2001, gcm, sad.Tunnel, true, "c/out", tunnelSel(netB, host))
+	// The server's SA to the client is keyed by its virtual address; the
+	// client's own (a's) stands in for Windows's data path.
+	b.db.SetOutbound(sad.OutKey{Rule: "c/out", Peer: client}, b.db.Outbound(sad.OutKey{Rule: "c/out", Peer: gwA}))
+	a.plane.cfg.ClientRule, b.plane.cfg.ClientRule = "c/out", "c/out"
+	got := make(chan string, 2)
+	var refuse atomic.Bool
+	b.plane.cfg.OnDHCP = func(from netip.Addr, msg []byte) bool {
+		got <- from.String() + " " + string(msg)
+		return !refuse.Load()
+	}
+	inform := ipPacket(client, netip.MustParseAddr("255.255.255.255"), 17, 68, 67, "DHCPINFORM")
+	if err := a.plane.SendToClient(gwB, inform); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "10.8.0.2 DHCPINFORM" {
+			t.Fatalf("OnDHCP got %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnDHCP not called")
+	}
+	ack := ipPacket(netip.MustParseAddr("10.2.0.53"), client, 17, 67, 68, "DHCPACK")
+	if err := b.plane.SendToClient(client, ack); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, a.tun, ack)
+	if err := b.plane.SendToClient(netip.MustParseAddr("10.8.0.3"), ack); !errors.Is(err, ErrNoClientSA) {
+		t.Fatalf("to an address with no SA: %v", err)
+	}
+	refuse.Store(true)
+	if err := a.plane.SendToClient(gwB, inform); err != nil {
+		t.Fatal(err)
+	}
+	waitDrop(t, b.plane, "dhcp-unanswered", 1)
+	select {
+	case p := <-b.tun.Out:
+		t.Fatalf("a DHCP broadcast reached the TUN: %x", p)
+	default:
 	}
 }

@@ -46,8 +46,13 @@ func isLimitedBroadcast(a netip.Addr) bool { return a.Unmap() == limitedBroadcas
 // tunnelRefuses reports whether dst can never travel through a tunnel:
 // broadcast and multicast are never tunnelled (seed), whatever the exemption
 // set. dstPrefix is the tunnel filter's destination, whose directed broadcast
-// address is refused too.
+// address is refused too. A filter whose destination is 255.255.255.255/32
+// itself carries it: an IKEv2 server puts that in a Windows client's
+// traffic selectors for the DHCPINFORM that asks for its routes.
 func tunnelRefuses(dst netip.Addr, dstPrefix Addr) bool {
+	if isLimitedBroadcast(dst) && dstPrefix.Prefix == netip.PrefixFrom(limitedBroadcast, 32) {
+		return false
+	}
 	if dst.IsMulticast() || isLimitedBroadcast(dst) {
 		return true
 	}

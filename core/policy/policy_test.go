@@ -215,6 +215,13 @@ func TestBroadcastAndMulticast(t *testing.T) {
 		{"w2003: own broadcast negotiated", Outbound, "203.0.113.1:68 > 255.255.255.255:67 udp local", Negotiate, "all-mine", ""},
 		{"w2003: own multicast negotiated", Outbound, "203.0.113.1 > 224.0.0.5 89 local", Negotiate, "all-mine", ""},
 	})
+	// A filter that names 255.255.255.255/32 itself carries it (an IKEv2
+	// Windows client's DHCPINFORM); a wider one still does not.
+	named := strings.Replace(strings.Replace(everythingToHQ, "EXEMPT", "none", 1), "subnets: [0.0.0.0/0]", "subnets: [255.255.255.255/32]", 1)
+	run(t, compile(t, named), []tc{
+		{"named broadcast tunnelled", Outbound, "10.3.0.5:68 > 255.255.255.255:67 udp", Negotiate, "to-hq/out", ""},
+		{"multicast still not", Outbound, "10.3.0.5 > 224.0.0.5 89", Permit, "", ""},
+	})
 }
 
 func TestRemoteAccessPolicy(t *testing.T) {

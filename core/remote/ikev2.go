@@ -59,6 +59,8 @@ type client struct {
 	seen   uint64
 	// why is the reason the core ended it (Disconnect, timeouts).
 	why string
+	// lastDHCP is when its last DHCPINFORM was answered (Unix ns).
+	lastDHCP int64
 }
 
 // ikev2State is the road warriors' part of Access, guarded by Access.mu.
@@ -69,6 +71,9 @@ type ikev2State struct {
 	// reads its SAs' counters. Both nil until IKE runs.
 	disconnect func(addr netip.Addr, why string) bool
 	sad        *sad.DB
+	// sendClient sends an IP packet to a client through its SA (the
+	// data path's SendToClient); nil until the data path runs.
+	sendClient func(addr netip.Addr, pkt []byte) error
 	probes     []probe // expireClients's, between ticks
 }
 
@@ -76,12 +81,12 @@ type ikev2State struct {
 // (remote_access.ikev2).
 func (r *Access) ServesIKEv2() bool { return r.cfg.IKEv2 != nil }
 
-// SetIKEv2 connects the road warriors to the IKE engine (disconnect) and
-// the SA database (db).
-func (r *Access) SetIKEv2(disconnect func(addr netip.Addr, why string) bool, db *sad.DB) {
+// SetIKEv2 connects the road warriors to the IKE engine (disconnect), the
+// SA database (db) and the data path (send, for DHCP answers).
+func (r *Access) SetIKEv2(disconnect func(addr netip.Addr, why string) bool, db *sad.DB, send func(addr netip.Addr, pkt []byte) error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.v2.disconnect, r.v2.sad = disconnect, db
+	r.v2.disconnect, r.v2.sad, r.v2.sendClient = disconnect, db, send
 }
 
 // IKEv2Lease gives an authenticated road warrior an address from the

@@ -122,7 +122,7 @@ func TestIKEv2SessionsBesideL2TP(t *testing.T) {
 		asked, why = addr, reason
 		r.IKEv2Release(addr, "deleted") // as the engine does when the SA goes
 		return true
-	}, nil)
+	}, nil, nil)
 	ended := r.Disconnect("ALICE")
 	if len(ended) != 1 || ended[0].Protocol != "ikev2" || asked != a || !strings.Contains(why, "operator") {
 		t.Fatalf("disconnect: %+v, engine asked for %v (%q)", ended, asked, why)
@@ -163,7 +163,7 @@ func TestIKEv2IdleTimeout(t *testing.T) {
 		ended = append(ended, addr)
 		r.IKEv2Release(addr, "deleted")
 		return true
-	}, db)
+	}, db, nil)
 	r.IKEv2Child(a, 0x300, netip.MustParseAddrPort("192.0.2.10:4500"))
 	r.Tick(start.Add(30 * time.Second))
 	in.Counters().Packets.Add(1) // the client sends

@@ -12,6 +12,9 @@ type V2Family struct {
 	IKE, ESP []string
 	// VendorIDs go in IKE_SA_INIT.
 	VendorIDs [][]byte
+	// DHCPInform: once connected, it asks for split-tunnel routes with a
+	// DHCPINFORM through the tunnel (Windows).
+	DHCPInform bool
 }
 
 // V2Windows is Windows 10/11's IKEv2 client as installed: every IKE SA
@@ -20,10 +23,11 @@ type V2Family struct {
 // Set-VpnConnectionIPsecConfiguration fix it: V2WindowsDH2048); ESP
 // AES-CBC with SHA-1, no PFS.
 var V2Windows = V2Family{
-	Name:      "windows",
-	IKE:       []string{"aes256-sha1-modp1024", "aes128-sha1-modp1024", "aes256-sha256-modp1024", "aes256-sha384-modp1024"},
-	ESP:       []string{"aes256-sha1", "aes128-sha1"},
-	VendorIDs: [][]byte{MSNT5(9), NegotiationDiscovery, CGA},
+	Name:       "windows",
+	IKE:        []string{"aes256-sha1-modp1024", "aes128-sha1-modp1024", "aes256-sha256-modp1024", "aes256-sha384-modp1024"},
+	ESP:        []string{"aes256-sha1", "aes128-sha1"},
+	VendorIDs:  [][]byte{MSNT5(9), NegotiationDiscovery, CGA},
+	DHCPInform: true,
 }
 
 // WindowsDH2048Fix is what makes Windows's IKEv2 client offer MODP2048,
@@ -34,10 +38,11 @@ const WindowsDH2048Fix = `set the client's registry value HKLM\SYSTEM\CurrentCon
 // V2WindowsDH2048 is Windows with NegotiateDH2048_AES256 = 1: AES-256
 // with MODP2048 first, then its defaults.
 var V2WindowsDH2048 = V2Family{
-	Name:      "windows-dh2048",
-	IKE:       append([]string{"aes256-sha256-modp2048", "aes256-sha1-modp2048"}, V2Windows.IKE...),
-	ESP:       V2Windows.ESP,
-	VendorIDs: V2Windows.VendorIDs,
+	Name:       "windows-dh2048",
+	IKE:        append([]string{"aes256-sha256-modp2048", "aes256-sha1-modp2048"}, V2Windows.IKE...),
+	ESP:        V2Windows.ESP,
+	VendorIDs:  V2Windows.VendorIDs,
+	DHCPInform: true,
 }
 
 // V2Apple is macOS and iOS: AES-256 with SHA2-256 over MODP2048, then

@@ -249,7 +249,7 @@ func (s *ikeSA) roadWarriorChild(req []Payload) []Payload {
 		return append(ps, &Notify{Kind: NotifyTemporaryFailure})
 	}
 	me := s.authSide(nil)
-	me.Local, me.Remote = insideSelectors(s.peer.RemoteAccess.Inside), []Selector{PrefixSelector(netip.PrefixFrom(addr, addr.BitLen()))}
+	me.Local, me.Remote = s.insideSelectors(), []Selector{PrefixSelector(netip.PrefixFrom(addr, addr.BitLen()))}
 	c, chosen, refusal := respondChild(me, req, inSPI, 0, "IKE_AUTH")
 	if refusal == nil {
 		refusal = s.init.childKeys(c)
@@ -334,13 +334,18 @@ func cpRequest() *CP {
 var anyIPv4 = []Selector{PrefixSelector(netip.MustParsePrefix("0.0.0.0/0"))}
 
 // insideSelectors are the networks remote-access clients reach.
-func insideSelectors(inside []netip.Prefix) []Selector {
+func (s *ikeSA) insideSelectors() []Selector {
+	inside := s.peer.RemoteAccess.Inside
 	if len(inside) == 0 {
 		return []Selector{PrefixSelector(netip.MustParsePrefix("0.0.0.0/0"))}
 	}
-	out := make([]Selector, len(inside))
+	out := make([]Selector, len(inside), len(inside)+1)
 	for i, p := range inside {
 		out[i] = PrefixSelector(p)
+	}
+	if s.flags.Has(ike.FlagDHCPInform) {
+		// Its DHCPINFORM for the routes goes to the broadcast address.
+		out = append(out, PrefixSelector(netip.MustParsePrefix("255.255.255.255/32")))
 	}
 	return out
 }

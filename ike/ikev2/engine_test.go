@@ -1445,3 +1445,30 @@ func TestOfferedSuites(t *testing.T) {
 		t.Fatalf("%d suites read of a large offer", n)
 	}
 }
+
+// A road warrior flagged dhcp-inform (Windows, by interop-windows) gets
+// 255.255.255.255/32 among its split tunnel's selectors, for the
+// DHCPINFORM that asks for its routes; others do not.
+func TestEngineDHCPInformSelector(t *testing.T) {
+	for _, flagged := range []bool{true, false} {
+		e, _ := eapPair(t, "clientPass")
+		if flagged {
+			e.b.interop = &fakeInterop{answer: &InteropAnswer{Family: "windows", Flags: ike.FlagDHCPInform}}
+		}
+		if err := e.a.Initiate("to-b"); err != nil {
+			t.Fatal(err)
+		}
+		e.pump()
+		var remotes []string
+		for _, p := range e.ha.outSA["to-b"].AllPairs() {
+			remotes = append(remotes, p.Remote.Prefix.String())
+		}
+		want := "10.2.0.0/24"
+		if flagged {
+			want += " 255.255.255.255/32"
+		}
+		if strings.Join(remotes, " ") != want {
+			t.Fatalf("flagged %v: the client's child reaches %v, want %s", flagged, remotes, want)
+		}
+	}
+}

@@ -337,7 +337,7 @@ func (s *ikeSA) answerAuth(inner []Payload) ([]Payload, func()) {
 				s.m.failIKE(s, ExchangeIKEAuth, &NotifyError{Kind: NotifyInternalAddressFailure, Why: err.Error()})
 			}
 		}
-		me.Local, me.Remote = insideSelectors(ra.Inside), []Selector{PrefixSelector(netip.PrefixFrom(s.eap.addr, s.eap.addr.BitLen()))}
+		me.Local, me.Remote = s.insideSelectors(), []Selector{PrefixSelector(netip.PrefixFrom(s.eap.addr, s.eap.addr.BitLen()))}
 	}
 	var key []byte
 	check := func(prf alg.PRF, id *ID, auth *Auth, octets []byte, certs [][]byte) ([]byte, error) {

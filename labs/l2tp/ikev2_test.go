@@ -340,6 +340,10 @@ func TestConnectIKEv2(t *testing.T) {
 		if f := x.saFamilies(); len(f) != 1 || f[0] != want {
 			t.Errorf("profile %q: families %v, want %s; gatehouse sa:\n%s", profile, f, want, x.gw.CLI(t, "sa"))
 		}
+		// Windows asks for its routes by DHCPINFORM through the tunnel.
+		if profile == "windows-dh2048" && !c.proc.WaitLine(10*time.Second, "routes from DHCP", `"routes": ["10.1.0.0/24"]`, `"server": "10.1.0.53"`) {
+			t.Errorf("no DHCP answer:\n%s", c.proc.Output())
+		}
 		if bye := c.hangUp(t); !strings.Contains(bye, "disconnected:") {
 			t.Fatalf("profile %q at the end:\n%s", profile, bye)
 		}

@@ -39,7 +39,8 @@ func (w *Windows) classifyV2(req sdk.ClassifyRequest) sdk.Classification {
 	if !ok {
 		return sdk.Classification{}
 	}
-	c := sdk.Classification{Family: "windows", Detail: clients.WindowsRelease(ver) + ", IKEv2"}
+	// Windows asks for its split-tunnel routes by DHCPINFORM.
+	c := sdk.Classification{Family: "windows", Detail: clients.WindowsRelease(ver) + ", IKEv2", Flags: []string{"dhcp-inform"}}
 	if onlyGroup(offer(req.Offered), "modp1024") && !w.opt("allow_legacy") {
 		c.RefusalHint = "this Windows client offers MODP1024 only: " + clients.WindowsDH2048Fix +
 			"; or give interop-windows the option allow_legacy: true (plugins.load) and set legacy_algorithms: true"

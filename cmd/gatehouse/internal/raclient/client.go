@@ -93,6 +93,10 @@ type Config struct {
 	IKEv2 []ikev2.Proposal
 	// VendorIDs go in IKEv2's IKE_SA_INIT (a client family's).
 	VendorIDs [][]byte
+	// DHCPInform makes an IKEv2 client ask the server for split-tunnel
+	// routes by DHCPINFORM once it is up, as Windows does; the answer is
+	// logged.
+	DHCPInform bool
 }
 
 // IO is what the client reads and writes.

@@ -1,9 +1,14 @@
 package raclient
 
 import (
+	"cmp"
+	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/ikev2"
+	"github.com/gatehouse/gatehouse/internal/dhcp"
 )
 
 // An IKEv2 road warrior (Config.IKEv2), as the clients built into
@@ -173,6 +179,9 @@ func (c *Conn) v2Event(e ike.Event) {
 			if !c.installV2(e.Child, addr) {
 				return
 			}
+			if c.cfg.DHCPInform && c.cfg.IO == nil {
+				go c.askRoutes(addr)
+			}
 			_, dns, _ := v.mgr.VirtualAddress(e.Peer)
 			c.mu.Lock()
 			c.info.DNS = dns
@@ -214,9 +223,61 @@ func (c *Conn) v2Up() {
 func (c *Conn) v2Routes(ch *ike.ChildSA) []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range ch.AllPairs() {
-		out = append(out, p.Remote.Prefix)
+		if p.Remote.Prefix != limitedBroadcast { // there for DHCPINFORM, not a network
+			out = append(out, p.Remote.Prefix)
+		}
 	}
 	return append(out, c.cfg.Routes...)
+}
+
+var limitedBroadcast = netip.MustParsePrefix("255.255.255.255/32")
+
+// askRoutes asks the server for split-tunnel routes as Windows does once
+// connected: a DHCPINFORM from our address to 255.255.255.255 out of the
+// TUN, into the tunnel (the server's traffic selectors let it through),
+// three tries two seconds apart. The answer is logged; the routes are
+// the traffic selectors' already.
+func (c *Conn) askRoutes(addr netip.Addr) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1); serr == nil {
+				serr = syscall.SetsockoptString(int(fd), syscall.SOL_SOCKET, syscall.SO_BINDTODEVICE, c.cfg.TUN)
+			}
+		})
+		return cmp.Or(err, serr)
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", netip.AddrPortFrom(addr, dhcp.ClientPort).String())
+	if err != nil {
+		c.log.Warn("DHCPINFORM not sent", zap.Error(err))
+		return
+	}
+	defer pc.Close()
+	conn := pc.(*net.UDPConn)
+	var id [10]byte
+	rand.Read(id[:])
+	hw, xid := [6]byte(id[:6]), binary.BigEndian.Uint32(id[6:])
+	hw[0] = 0x02 // locally administered
+	inform := dhcp.AppendInform(nil, addr, hw, xid)
+	buf := make([]byte, 1500)
+	for range 3 {
+		if _, err := conn.WriteToUDPAddrPort(inform, netip.AddrPortFrom(limitedBroadcast.Addr(), dhcp.ServerPort)); err != nil {
+			c.log.Warn("DHCPINFORM not sent", zap.Error(err))
+			return
+		}
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for {
+			n, _, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break // the next try
+			}
+			if ack, err := dhcp.Parse(buf[:n]); err == nil && ack.Type == dhcp.Ack && ack.XID == xid {
+				c.log.Info("routes from DHCP", zap.Stringers("routes", ack.Routes), zap.String("domain", ack.Domain), zap.Stringer("server", ack.ServerID))
+				return
+			}
+		}
+	}
+	c.log.Warn("no answer to DHCPINFORM: Windows would get no split-tunnel routes from this server")
 }
 
 // installV2 gives the data path a policy that sends what goes from our
