@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse/gatehouse/labs/netns"
@@ -41,6 +42,7 @@ type bench struct {
 	hosts    int
 	timeout  time.Duration
 	profile  string
+	memprof  string // gatehoused's heap profile, written with every session up
 	// ikev2: IKEv2 road warriors offering ike, instead of L2TP/IPsec.
 	ikev2 bool
 	ike   string
@@ -223,6 +225,9 @@ func (b *bench) start() error {
 	if b.profile != "" {
 		args = append(args, "--cpuprofile", b.profile)
 	}
+	if b.memprof != "" {
+		args = append(args, "--memprofile", b.memprof)
+	}
 	if b.server, err = b.srv.Start(filepath.Join(b.bin, "gatehoused"), args...); err != nil {
 		return err
 	}
@@ -292,6 +297,13 @@ func (b *bench) run() error {
 	after, err := b.afterCollection(clients, up)
 	if err != nil {
 		return err
+	}
+	if b.memprof != "" {
+		if err := b.server.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			return fmt.Errorf("asking for the heap profile: %w", err)
+		}
+		time.Sleep(2 * time.Second) // a collection and the write
+		fmt.Printf("heap profile with every session up: %s (go tool pprof -sample_index=inuse_space)\n", b.memprof)
 	}
 	b.report(setup, before, up, after, list)
 	return b.hangUp(clients)
@@ -479,12 +491,16 @@ func main() {
 	flag.IntVar(&b.hosts, "hosts", 1, "client hosts (network namespaces), each with its own IPsec SA; at most 60")
 	flag.DurationVar(&b.timeout, "timeout", 2*time.Minute, "give up if the sessions are not all up by then")
 	flag.StringVar(&b.profile, "profile", "", "write gatehoused's CPU profile to this file")
+	flag.StringVar(&b.memprof, "memprofile", "", "write gatehoused's heap profile to this file once every session is up")
 	flag.BoolVar(&b.ikev2, "ikev2", false, "IKEv2 road warriors (EAP-MSCHAPv2) instead of L2TP/IPsec calls; --tunnels is unused")
 	flag.StringVar(&b.ike, "ike", "aes256gcm16-prfsha256-curve25519", "with --ikev2: the IKE SA suite the clients offer (Android 12's first)")
 	flag.Parse()
 	b.bin, _ = filepath.Abs(b.bin)
 	if b.profile != "" {
 		b.profile, _ = filepath.Abs(b.profile)
+	}
+	if b.memprof != "" {
+		b.memprof, _ = filepath.Abs(b.memprof)
 	}
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "bench/sessions:", err)

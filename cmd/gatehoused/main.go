@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -36,7 +37,7 @@ const (
 func main() {
 	var opts daemon.Options
 	var check bool
-	var cpuprofile string
+	var cpuprofile, memprofile string
 	cmd := &cobra.Command{
 		Use:   "gatehoused -c FILE [--check]",
 		Short: "Gatehouse VPN server: L2TP/IPsec remote access and site-to-site IPsec",
@@ -49,6 +50,7 @@ Signals:
   SIGHUP           re-read the configuration; a bad file is refused and the
                    configuration in force keeps running (as 'gatehouse reload')
   SIGINT, SIGTERM  stop: plugins are stopped and the socket removed
+  SIGUSR1          with --memprofile, write the heap profile
 
 Exit status:
   0  stopped cleanly, or --check found no error
@@ -79,6 +81,10 @@ See docs/configuration.md for every setting and its default.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if memprofile != "" {
+				stop := heapProfileOnSignal(memprofile)
+				defer stop()
+			}
 			return run(opts)
 		},
 	}
@@ -86,6 +92,7 @@ See docs/configuration.md for every setting and its default.`,
 	cmd.Flags().BoolVar(&check, "check", false, "validate the configuration and exit; starts nothing")
 	cmd.Flags().StringVar(&opts.PluginDir, "plugin-dir", "", "folder of plugin binaries (overrides plugins.dir)")
 	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file until the server stops (for go tool pprof)")
+	cmd.Flags().StringVar(&memprofile, "memprofile", "", "on SIGUSR1, write a heap profile (live objects, after a collection) to this file,\nreplacing the last (for go tool pprof -sample_index=inuse_space); every allocation\nis recorded, which slows the server")
 	cmd.Flags().StringVar(&opts.KeyLog, "keylog", "", "append every negotiated ESP SA's keys to this file (mode 0600), for tshark;\nfor debugging only: whoever reads it can decrypt the tunnels")
 	cmd.Version = daemon.Version
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
@@ -180,4 +187,34 @@ func run(opts daemon.Options) error {
 			}
 		}
 	}
+}
+
+// heapProfileOnSignal writes the heap profile to path on every SIGUSR1
+// until stop is called: memory per session is measured with every
+// session up, not at exit.
+func heapProfileOnSignal(path string) (stop func()) {
+	// Every allocation sampled: exact figures per session, at a cost in
+	// speed that only a profiling run pays.
+	runtime.MemProfileRate = 1
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-sigs:
+				runtime.GC() // the profile shows the heap as of the last collection
+				f, err := os.Create(path)
+				if err == nil {
+					err = errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
+				}
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "gatehoused: heap profile:", err)
+				}
+			}
+		}
+	}()
+	return func() { signal.Stop(sigs); close(done) }
 }

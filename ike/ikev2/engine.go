@@ -654,6 +654,11 @@ func (m *Manager) tick(s *ikeSA, now time.Time) {
 	if s.state == stateEstablished && s.init != nil {
 		s.trim()
 	}
+	if s.state == stateEstablished && s.req == nil && s.in != nil {
+		// Between exchanges: the keyed ciphers go, the keys stay.
+		s.in.Release()
+		s.out.Release()
+	}
 	if r := s.req; r != nil {
 		resend, failed := r.retry.Tick(now)
 		if d := s.peer.DPDTimeout; d > 0 && s.state == stateEstablished && now.Sub(r.sent) >= d {

@@ -2,6 +2,7 @@ package ikev2
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -76,10 +77,11 @@ type ikeSA struct {
 	queue  []task
 	// The peer's requests: the next message ID we expect, and our
 	// answer to the last one (its fragments, if it went in fragments),
-	// sent again when it is retransmitted.
-	peerNext uint32
-	lastReq  []byte
-	lastResp [][]byte
+	// sent again when it is retransmitted; the request is known again by
+	// its digest.
+	peerNext   uint32
+	lastReqSum [sha256.Size]byte
+	lastResp   [][]byte
 
 	lastHeard, lastKeepalive time.Time
 	children                 []*child
@@ -304,7 +306,7 @@ func (s *ikeSA) open(msg *Message, b []byte) ([]Payload, error) {
 // else is dropped.
 func (s *ikeSA) requestFrom(msg *Message, b []byte, inner []Payload, local, remote netip.AddrPort) {
 	if s.lastResp != nil && msg.MessageID == s.peerNext-1 && inner == nil {
-		if bytes.Equal(b, s.lastReq) {
+		if sha256.Sum256(b) == s.lastReqSum {
 			s.m.sendAllTo(s.lastResp, local, remote)
 		} else {
 			s.m.drop(dropUnexpected, remote, fmt.Errorf("%v #%d again, with other contents", msg.Exchange, msg.MessageID))
@@ -369,10 +371,21 @@ func (s *ikeSA) answer(msg *Message, b []byte, ps []Payload, after func(), local
 		return
 	}
 	s.peerNext++
-	s.lastReq, s.lastResp = append(s.lastReq[:0], b...), out
+	s.lastReqSum, s.lastResp = sha256.Sum256(b), kept(out)
 	s.m.sendAllTo(out, local, remote)
 	after()
 	s.sendNext()
+}
+
+// kept is a response as the SA keeps it for retransmissions, each
+// datagram in a slice of its own length: Seal builds in room for more,
+// and an established SA keeps its last response until the next request.
+func kept(bs [][]byte) [][]byte {
+	out := make([][]byte, len(bs))
+	for i, b := range bs {
+		out[i] = bytes.Clone(b)
+	}
+	return out
 }
 
 // toHost is a child as the host installs it: the keys by direction, the

@@ -27,13 +27,20 @@ var ErrAuth = errors.New("IKEv2 message failed its integrity check")
 // AEAD cipher whose associated data is everything before the IV (RFC 5282
 // section 5.1, RFC 7634 section 4, RFC 7383 section 2.5).
 type Protector struct {
-	block  cipher.Block // CBC
-	mac    func() hash.Hash
-	macKey []byte
-	aead   cipher.AEAD // AEAD
-	salt   []byte
-	ivLen  int
-	icvLen int
+	c         *alg.Cipher
+	encKey    []byte // without the salt
+	mac       func() hash.Hash
+	macKey    []byte
+	salt      []byte
+	blockSize int // CBC; 0 for AEAD
+	ivLen     int
+	icvLen    int
+	// block (CBC) or aead is the keyed cipher: made on first use and
+	// dropped by Release, so that an idle IKE SA holds its keys and not
+	// the key schedule and tables (about 800 bytes a direction for
+	// AES-GCM).
+	block cipher.Block
+	aead  cipher.AEAD
 }
 
 // NewProtector keys one direction: encKey is SK_ei or SK_er (with the
@@ -47,22 +54,8 @@ func NewProtector(c *alg.Cipher, integ *alg.Hash, encKey, integKey []byte) (*Pro
 	if len(encKey) != keyLen+c.SaltBytes {
 		return nil, fmt.Errorf("%w: %s takes %d key bytes, got %d", ErrKeyLengths, c.Name, keyLen+c.SaltBytes, len(encKey))
 	}
-	p := &Protector{}
-	var err error
-	switch {
-	case c.Encr == 28: // ChaCha20-Poly1305 (RFC 7634)
-		p.aead, err = chacha20poly1305.New(encKey[:keyLen])
-	case c.AEAD: // AES-GCM (RFC 5282)
-		var b cipher.Block
-		if b, err = aes.NewCipher(encKey[:keyLen]); err == nil {
-			p.aead, err = cipher.NewGCMWithTagSize(b, c.ICVBytes)
-		}
-	case c.Encr == 3: // 3DES-CBC
-		p.block, err = des.NewTripleDESCipher(encKey)
-	default: // AES-CBC
-		p.block, err = aes.NewCipher(encKey)
-	}
-	if err != nil {
+	p := &Protector{c: c, encKey: encKey[:keyLen]}
+	if err := p.keyed(); err != nil {
 		return nil, err
 	}
 	if p.aead != nil {
@@ -72,9 +65,36 @@ func NewProtector(c *alg.Cipher, integ *alg.Hash, encKey, integKey []byte) (*Pro
 	if len(integKey) != integ.New().Size() {
 		return nil, fmt.Errorf("%w: HMAC-%s takes a %d-byte key, got %d", ErrKeyLengths, integ.Name, integ.New().Size(), len(integKey))
 	}
-	p.mac, p.macKey, p.ivLen, p.icvLen = integ.New, integKey, p.block.BlockSize(), integ.ICVBytes
+	p.blockSize = p.block.BlockSize()
+	p.mac, p.macKey, p.ivLen, p.icvLen = integ.New, integKey, p.blockSize, integ.ICVBytes
 	return p, nil
 }
+
+// keyed makes the keyed cipher unless it is there.
+func (p *Protector) keyed() error {
+	if p.block != nil || p.aead != nil {
+		return nil
+	}
+	var err error
+	switch c := p.c; {
+	case c.Encr == 28: // ChaCha20-Poly1305 (RFC 7634)
+		p.aead, err = chacha20poly1305.New(p.encKey)
+	case c.AEAD: // AES-GCM (RFC 5282)
+		var b cipher.Block
+		if b, err = aes.NewCipher(p.encKey); err == nil {
+			p.aead, err = cipher.NewGCMWithTagSize(b, c.ICVBytes)
+		}
+	case c.Encr == 3: // 3DES-CBC
+		p.block, err = des.NewTripleDESCipher(p.encKey)
+	default: // AES-CBC
+		p.block, err = aes.NewCipher(p.encKey)
+	}
+	return err
+}
+
+// Release drops the keyed cipher; the next Seal or Open makes it again
+// from the keys. The engine releases an idle IKE SA's.
+func (p *Protector) Release() { p.block, p.aead = nil, nil }
 
 // Overhead is what protection adds to the inner payloads at most: the
 // Encrypted payload's header, IV, padding and ICV.
@@ -98,8 +118,8 @@ func (p *Protector) SealFragments(h Header, inner []Payload, size int, rand io.R
 	plain := wire.AppendChain(nil, inner, Payload.appendBody)
 	room := size - HeaderLen - GenericHeaderLen - 4 - p.ivLen - p.icvLen // for plaintext, padding and its length
 	chunk := room - 1
-	if p.block != nil {
-		chunk = room/p.block.BlockSize()*p.block.BlockSize() - 1
+	if bs := p.blockSize; bs != 0 {
+		chunk = room/bs*bs - 1
 	}
 	if chunk < 1 {
 		return nil, fmt.Errorf("fragments of %d bytes leave no room for data", size)
@@ -136,6 +156,9 @@ const MaxFragments = 128
 // the Encrypted payload's header (and an SKF's fragment fields), and fills
 // in both lengths.
 func (p *Protector) seal(b, plain []byte, rand io.Reader) ([]byte, error) {
+	if err := p.keyed(); err != nil {
+		return nil, err
+	}
 	skStart := HeaderLen // the generic header follows the IKE header
 	ivAt := len(b)
 	iv := make([]byte, p.ivLen)
@@ -146,8 +169,7 @@ func (p *Protector) seal(b, plain []byte, rand io.Reader) ([]byte, error) {
 	// Padding then Pad Length (section 3.14): to the block size for CBC,
 	// none for AEAD ciphers.
 	pad := 0
-	if p.block != nil {
-		bs := p.block.BlockSize()
+	if bs := p.blockSize; bs != 0 {
 		pad = (bs - (len(plain)+1)%bs) % bs
 	}
 	total := len(b) + len(plain) + pad + 1 + p.icvLen
@@ -209,8 +231,11 @@ func (p *Protector) open(b []byte, e *Encrypted) ([]byte, error) {
 	data := e.Data
 	ivAt := len(b) - len(data) // the data runs to the end of the message
 	n := len(data) - p.ivLen - p.icvLen
-	if n < 1 || (p.block != nil && n%p.block.BlockSize() != 0) {
+	if n < 1 || (p.blockSize != 0 && n%p.blockSize != 0) {
 		return nil, fmt.Errorf("%w: %d bytes of %v data", ErrMalformed, len(data), e.T)
+	}
+	if err := p.keyed(); err != nil {
+		return nil, err
 	}
 	iv := data[:p.ivLen]
 	var pt []byte

@@ -51,8 +51,8 @@ func keysFor(c *alg.Cipher, h *alg.Hash, seed byte) (enc, integ []byte) {
 }
 
 // Every suite seals inner payloads that Decode and Open give back
-// unchanged; any bit changed anywhere in the message, or the wrong key,
-// is ErrAuth; the message never grows past Overhead.
+// unchanged, also after Release; any bit changed anywhere in the message,
+// or the wrong key, is ErrAuth; the message never grows past Overhead.
 func TestSealOpen(t *testing.T) {
 	inner := everyPayload()[6:12] // IDi to the child SA
 	h := Header{SPIi: spi(1), SPIr: spi(2), Exchange: ExchangeIKEAuth, Flags: FlagInitiator, MessageID: 1}
@@ -79,6 +79,10 @@ func TestSealOpen(t *testing.T) {
 			t.Fatalf("%s: decode: %v", name, err)
 		}
 		e := m.Payloads[0].(*Encrypted)
+		p.Release() // an idle SA's: the cipher is keyed again from the keys
+		if p.block != nil || p.aead != nil {
+			t.Fatalf("%s: Release kept the keyed cipher", name)
+		}
 		got, err := p.Open(b, &m.Header, e)
 		if err != nil || !reflect.DeepEqual(got, inner) {
 			t.Fatalf("%s: open: %v\n%#v", name, err, got)
