@@ -136,11 +136,11 @@ func (h *interopHost) ClassifyV2(q ikev2.InteropQuery) *ikev2.InteropAnswer {
 }
 
 // answer is the cached answer about a first message under configuration
-// l, or make's, cached. The plugins see only the vendor IDs they read, and
+// l, or build's, cached. The plugins see only the vendor IDs they read, and
 // the cache keys on those: a flood of first messages with ever new vendor
 // IDs costs no plugin calls.
 func (h *interopHost) answer(l *config.Config, names []string, list []sdk.Interop, peer string, vids [][]byte, req sdk.ClassifyRequest,
-	make func(sdk.ClassifyRequest) any) any {
+	build func(sdk.ClassifyRequest) any) any {
 	h.mu.Lock()
 	if h.cached != l || len(h.cache) >= interopCacheMax {
 		h.cached, h.cache = l, map[[32]byte]any{}
@@ -155,7 +155,7 @@ func (h *interopHost) answer(l *config.Config, names []string, list []sdk.Intero
 	if ok {
 		return a
 	}
-	a = make(req)
+	a = build(req)
 	h.mu.Lock()
 	h.cache[key] = a
 	h.mu.Unlock()

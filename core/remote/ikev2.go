@@ -341,8 +341,8 @@ func (r *Access) clientExpired(c *client, now time.Time, limit time.Duration) st
 func (r *Access) IKEv2EAP(outer netip.AddrPort) ikev2.EAPSession {
 	s := &eapLogin{}
 	s.Server = eap.NewServer(r.serverName(), func(user string, ac, pc [16]byte, nt [24]byte) (string, []byte, error) {
-		res, err := r.AuthenticateUser(context.Background(), sdk.UserAuthRequest{Method: sdk.MethodMSCHAPv2, User: user,
-			Challenge: ac[:], PeerChallenge: pc[:], Response: nt[:], Peer: outer})
+		res, err := r.authenticate(context.Background(), sdk.UserAuthRequest{Method: sdk.MethodMSCHAPv2, User: user,
+			Challenge: ac[:], PeerChallenge: pc[:], Response: nt[:], Peer: outer}, false)
 		reason := res.Message
 		if err != nil {
 			reason = "the user database did not answer: " + err.Error()

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"net/netip"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/core/sad"
 	"github.com/gatehouse/gatehouse/esp"
 	"github.com/gatehouse/gatehouse/ike/ikev2"
+	"github.com/gatehouse/gatehouse/plugins/sdk"
 )
 
 // v2Access is remote access with a users file of alice and bob, the pool
@@ -83,6 +85,20 @@ func TestIKEv2EAPUsesTheUsers(t *testing.T) {
 	login(t, bob, "bob", "battery staple")
 	if f, ok := bob.(interface{ FramedAddress() netip.Addr }); !ok || f.FramedAddress().String() != "10.8.0.77" {
 		t.Fatalf("bob's fixed address was not offered")
+	}
+	// Logins being checked from this address and port up to the per-client
+	// bound (an L2TP client's, or other IKE SAs' from one socket): IKEv2
+	// logins, one per IKE SA, are not refused for them.
+	for range r.maxChecking {
+		r.startCheck(outer)
+	}
+	again := r.IKEv2EAP(outer)
+	if login(t, again, "alice", "correct horse"); !again.Succeeded() {
+		t.Fatalf("refused beside %d logins being checked: %v", r.maxChecking, again.Err())
+	}
+	res, _ := r.AuthenticateUser(context.Background(), sdk.UserAuthRequest{Method: sdk.MethodPAP, User: "alice", Password: sdk.Secret("correct horse"), Peer: outer})
+	if res.Code != sdk.UserReject || !strings.Contains(res.Message, "logins at once") {
+		t.Fatalf("an L2TP login past the bound: %+v", res)
 	}
 }
 

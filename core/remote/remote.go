@@ -677,18 +677,29 @@ func (r *Access) ReleaseAddress(_ context.Context, _ string, a netip.Addr) error
 // attempts are refused without being checked, and one client may have
 // only so many logins being checked at once.
 func (r *Access) AuthenticateUser(ctx context.Context, req sdk.UserAuthRequest) (sdk.UserAuthResult, error) {
+	return r.authenticate(ctx, req, true)
+}
+
+// authenticate is AuthenticateUser; perClient applies the bound on logins
+// checked at once per client, which is an L2TP client's IPsec SA and its
+// many PPP sessions. An IKEv2 login is the only one of its IKE SA, and
+// IKE SAs being set up are bounded per source address by the engine: many
+// IKE SAs from one address and port (a load test) are not one client.
+func (r *Access) authenticate(ctx context.Context, req sdk.UserAuthRequest, perClient bool) (sdk.UserAuthResult, error) {
 	user, addr, now := ppp.StripDomain(req.User), req.Peer.Addr(), r.now()
 	if ref := r.limits.Check(user, addr, now); ref != nil {
 		r.throttled[kindIndex(ref.Kind)].Add(1)
 		r.log.Debug("login refused unchecked: too many failed logins", zap.String("user", user), zap.Stringer("peer", req.Peer), zap.Error(ref))
 		return sdk.UserAuthResult{Code: sdk.UserReject, Message: "too many failed logins: " + ref.Error()}, nil
 	}
-	if !r.startCheck(req.Peer) {
-		r.log.Info("login refused: this client already has logins being checked", zap.String("user", user), zap.Stringer("peer", req.Peer),
-			zap.Int("max_authenticating_per_sa", r.maxChecking))
-		return sdk.UserAuthResult{Code: sdk.UserReject, Message: fmt.Sprintf("more than %d logins at once from this client", r.maxChecking)}, nil
+	if perClient {
+		if !r.startCheck(req.Peer) {
+			r.log.Info("login refused: this client already has logins being checked", zap.String("user", user), zap.Stringer("peer", req.Peer),
+				zap.Int("max_authenticating_per_sa", r.maxChecking))
+			return sdk.UserAuthResult{Code: sdk.UserReject, Message: fmt.Sprintf("more than %d logins at once from this client", r.maxChecking)}, nil
+		}
+		defer r.endCheck(req.Peer)
 	}
-	defer r.endCheck(req.Peer)
 	res, err := r.checkUser(ctx, req)
 	switch {
 	case err != nil:
