@@ -22,15 +22,22 @@ var ErrNotIP = errors.New("not a well-formed IP packet")
 
 // IPInfo is what the data path needs of an IP packet's header.
 type IPInfo struct {
-	Src, Dst  netip.Addr
-	Proto     uint8 // next header after the IP header(s)
+	Src, Dst netip.Addr
+	// Proto is the upper-layer protocol: after IPv4's header, or after
+	// IPv6's fixed header and its extension headers (ESP ends them).
+	Proto uint8
+	// HeaderLen runs to the upper-layer header: IPv4's with options, or
+	// IPv6's fixed header with its extension headers.
 	HeaderLen int
 	TotalLen  int
 	TTL       uint8
+	// Fragment: a fragment past the first, which has no upper-layer
+	// header (no ports).
+	Fragment bool
 }
 
-// ParseIP reads an IPv4 header (with options) or an IPv6 fixed header
-// without allocating. IPv6 extension headers are left to the payload.
+// ParseIP reads an IPv4 header (with options), or an IPv6 fixed header
+// and its extension headers, without allocating.
 func ParseIP(p []byte) (IPInfo, error) {
 	if len(p) < 1 {
 		return IPInfo{}, ErrNotIP
@@ -46,7 +53,7 @@ func ParseIP(p []byte) (IPInfo, error) {
 			return IPInfo{}, ErrNotIP
 		}
 		return IPInfo{Src: netip.AddrFrom4([4]byte(p[12:16])), Dst: netip.AddrFrom4([4]byte(p[16:20])),
-			Proto: p[9], HeaderLen: hl, TotalLen: tl, TTL: p[8]}, nil
+			Proto: p[9], HeaderLen: hl, TotalLen: tl, TTL: p[8], Fragment: binary.BigEndian.Uint16(p[6:])&0x1fff != 0}, nil
 	case 6:
 		if len(p) < 40 {
 			return IPInfo{}, ErrNotIP
@@ -55,8 +62,10 @@ func ParseIP(p []byte) (IPInfo, error) {
 		if tl > len(p) {
 			return IPInfo{}, ErrNotIP
 		}
-		return IPInfo{Src: netip.AddrFrom16([16]byte(p[8:24])), Dst: netip.AddrFrom16([16]byte(p[24:40])),
-			Proto: p[6], HeaderLen: 40, TotalLen: tl, TTL: p[7]}, nil
+		info := IPInfo{Src: netip.AddrFrom16([16]byte(p[8:24])), Dst: netip.AddrFrom16([16]byte(p[24:40])), TTL: p[7], TotalLen: tl}
+		var err error
+		info.Proto, info.HeaderLen, info.Fragment, err = walkIPv6(p[:tl], p[6])
+		return info, err
 	}
 	return IPInfo{}, ErrNotIP
 }
@@ -140,4 +149,56 @@ func PseudoHeaderSum(src, dst netip.Addr, proto uint8, length int) uint32 {
 		sum += uint32(binary.BigEndian.Uint16(s[i:])) + uint32(binary.BigEndian.Uint16(d[i:]))
 	}
 	return sum + uint32(proto) + uint32(length)
+}
+
+// IPv6 extension headers (RFC 8200 section 4, RFC 4302 for AH; the
+// IANA registry's others share their length format).
+const (
+	ipv6HopByHop  = 0
+	ipv6Routing   = 43
+	ipv6Fragment  = 44
+	ipv6AH        = 51
+	ipv6DestOpts  = 60
+	ipv6Mobility  = 135
+	ipv6HIP       = 139
+	ipv6Shim6     = 140
+	ipv6Fixed     = 40
+	ipv6FragHdr   = 8
+	ipv6MaxHeader = 2048 // far past any real chain; bounds the walk
+)
+
+// walkIPv6 follows the extension headers after IPv6's fixed header to the
+// upper-layer protocol and where its header starts. A fragment past the
+// first ends the walk with the protocol its Fragment header names.
+func walkIPv6(p []byte, next uint8) (proto uint8, headerLen int, fragment bool, err error) {
+	off := ipv6Fixed
+	for {
+		var n int
+		switch next {
+		case ipv6HopByHop, ipv6Routing, ipv6DestOpts, ipv6Mobility, ipv6HIP, ipv6Shim6:
+			if len(p) < off+2 {
+				return 0, 0, false, ErrNotIP
+			}
+			n = (int(p[off+1]) + 1) * 8
+		case ipv6AH:
+			if len(p) < off+2 {
+				return 0, 0, false, ErrNotIP
+			}
+			n = (int(p[off+1]) + 2) * 4
+		case ipv6Fragment:
+			if len(p) < off+ipv6FragHdr {
+				return 0, 0, false, ErrNotIP
+			}
+			if binary.BigEndian.Uint16(p[off+2:])&0xfff8 != 0 {
+				return p[off], off + ipv6FragHdr, true, nil
+			}
+			n = ipv6FragHdr
+		default:
+			return next, off, false, nil // upper layer, ESP or No Next Header
+		}
+		if off+n > len(p) || off+n > ipv6MaxHeader {
+			return 0, 0, false, ErrNotIP
+		}
+		next, off = p[off], off+n
+	}
 }

@@ -136,6 +136,7 @@ func TestParseTCPSegRejectsJunk(t *testing.T) {
 
 func FuzzGRO(f *testing.F) {
 	f.Add(superPacket(netip.MustParseAddr("10.1.0.10"), netip.MustParseAddr("10.2.0.10"), 100, tcpACK), 2)
+	f.Add(superPacket(netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("2001:db8:2::10"), 100, tcpACK), 3)
 	f.Fuzz(func(t *testing.T, data []byte, copies int) {
 		copies = 1 + copies&7
 		pkts := make([]Packet, copies)

@@ -166,6 +166,8 @@ func TestSegmentDoesNotAllocate(t *testing.T) {
 func FuzzSegment(f *testing.F) {
 	f.Add(superPacket(netip.MustParseAddr("10.1.0.10"), netip.MustParseAddr("10.2.0.10"), 2500, 0x19), []byte{1, 1, 0, 0, 0xe8, 3, 20, 0, 16, 0})
 	f.Add([]byte{0x45, 0, 0, 20}, []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	// IPv6 (GSO type 4), 2,500 bytes of payload in MSS-1000 segments.
+	f.Add(superPacket(netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("2001:db8:2::10"), 2500, 0x19), []byte{1, 4, 0, 0, 0xe8, 3, 40, 0, 16, 0})
 	out, sizes := outBufs(48, 1500)
 	f.Fuzz(func(t *testing.T, pkt, hdrBytes []byte) {
 		hdr, err := DecodeVirtioNetHdr(hdrBytes)

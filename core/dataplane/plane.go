@@ -288,8 +288,11 @@ func (p *Plane) Close() {
 
 func (p *Plane) drop(r DropReason) { p.drops[r].Add(1) }
 
-func ports(seg []byte, proto uint8) (uint16, uint16) {
-	if (proto == esp.ProtoTCP || proto == esp.ProtoUDP) && len(seg) >= 4 {
+// ports are a TCP or UDP packet's; a fragment past the first has none
+// (RFC 4301 section 4.4.1.1 calls them OPAQUE).
+func ports(pkt []byte, info esp.IPInfo) (uint16, uint16) {
+	seg, proto := pkt[info.HeaderLen:info.TotalLen], info.Proto
+	if (proto == esp.ProtoTCP || proto == esp.ProtoUDP) && len(seg) >= 4 && !info.Fragment {
 		return uint16(seg[0])<<8 | uint16(seg[1]), uint16(seg[2])<<8 | uint16(seg[3])
 	}
 	return 0, 0
@@ -375,7 +378,7 @@ func (p *Plane) outbound(buf []byte, n int) {
 		}
 	}
 	pol := p.policy.Load()
-	sport, dport := ports(pkt[info.HeaderLen:info.TotalLen], info.Proto)
+	sport, dport := ports(pkt, info)
 	d := pol.Lookup(policy.Outbound, policy.Packet{Src: info.Src, Dst: info.Dst, Proto: info.Proto,
 		SrcPort: sport, DstPort: dport, Local: pol.IsLocal(info.Src)})
 	switch d.Action {
@@ -699,7 +702,7 @@ func (p *Plane) deliver(sa *sad.InSA, buf, inner []byte, q *tunQueue) {
 		p.drop(DropMalformed)
 		return
 	}
-	sport, dport := ports(inner[info.HeaderLen:info.TotalLen], info.Proto)
+	sport, dport := ports(inner, info)
 	if !sa.AllowsInner(info.Src, info.Dst, info.Proto, sport, dport) {
 		p.drop(DropSelector)
 		return

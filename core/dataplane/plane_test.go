@@ -513,3 +513,38 @@ func TestDHCPThroughClientSA(t *testing.T) {
 	default:
 	}
 }
+
+// The ports a policy or a selector sees: past IPv6's extension headers,
+// and none for a fragment past the first (IPv4 or IPv6).
+func TestPortsPastExtensionHeaders(t *testing.T) {
+	v6 := func(next uint8, exts ...byte) []byte {
+		p := make([]byte, 40)
+		p[0], p[6] = 0x60, next
+		p = append(append(p, exts...), 0x13, 0x88, 0x00, 0x35, 0, 8, 0, 0) // UDP 5000 > 53
+		binary.BigEndian.PutUint16(p[4:], uint16(len(p)-40))
+		return p
+	}
+	hopByHop := []byte{17, 0, 1, 4, 0, 0, 0, 0} // next UDP, 8 bytes: a PadN option
+	laterFragment := []byte{17, 0, 0x05, 0xc8, 0, 0, 0, 1}
+	v4 := ipPacket(netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.2.0.7"), 17, 5000, 53, "")
+	v4Later := bytes.Clone(v4)
+	binary.BigEndian.PutUint16(v4Later[6:], 185)
+	for name, c := range map[string]struct {
+		pkt          []byte
+		sport, dport uint16
+	}{
+		"IPv6":                {v6(17), 5000, 53},
+		"IPv6 hop-by-hop":     {v6(0, hopByHop...), 5000, 53},
+		"IPv6 later fragment": {v6(44, laterFragment...), 0, 0},
+		"IPv4":                {v4, 5000, 53},
+		"IPv4 later fragment": {v4Later, 0, 0},
+	} {
+		info, err := esp.ParseIP(c.pkt)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if s, d := ports(c.pkt, info); s != c.sport || d != c.dport {
+			t.Errorf("%s: ports %d > %d, want %d > %d", name, s, d, c.sport, c.dport)
+		}
+	}
+}
