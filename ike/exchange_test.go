@@ -1291,3 +1291,41 @@ func TestShorterLimits(t *testing.T) {
 		}
 	}
 }
+
+// Main mode and quick mode over IPv6 (RFC 2409), for an IPv6 tunnel and
+// for one that carries IPv4 networks between IPv6 gateways: the quick
+// mode IDs are ID_IPV6_ADDR_SUBNET or ID_IPV4_ADDR_SUBNET (RFC 2407
+// section 4.6.2), and the child's endpoints the IPv6 addresses. Transport
+// mode between the two IPv6 gateways too.
+func TestMainAndQuickModeIPv6(t *testing.T) {
+	a6, b6 := netip.MustParseAddr("2001:db8:a::1"), netip.MustParseAddr("2001:db8:b::2")
+	for _, c := range []struct {
+		name         string
+		tunnel       bool
+		local, other string
+	}{
+		{"v6 in v6", true, "fd00:1::/64", "fd00:2::/64"},
+		{"v4 in v6", true, "10.1.0.0/24", "10.2.0.0/24"},
+		{"transport", false, "", ""},
+	} {
+		p := newPair(t, c.tunnel)
+		p.pa.Local, p.pa.Remote, p.pb.Local, p.pb.Remote = a6, b6, b6, a6
+		if c.tunnel {
+			l, r := netip.MustParsePrefix(c.local), netip.MustParsePrefix(c.other)
+			p.pa.Pairs = []TSPair{{Selector{Prefix: l}, Selector{Prefix: r}}}
+			p.pb.Pairs = []TSPair{{Selector{Prefix: r}, Selector{Prefix: l}}}
+		}
+		p.mainMode()
+		p.quickMode()
+		ca, cb := p.checkChildren("aes128gcm16", c.tunnel)
+		if ca.Remote.Addr() != b6 || cb.Remote.Addr() != a6 {
+			t.Errorf("%s: children between %v and %v", c.name, ca.Remote, cb.Remote)
+		}
+		if c.tunnel && (ca.LocalTS.Prefix.String() != c.local || ca.RemoteTS.Prefix.String() != c.other) {
+			t.Errorf("%s: A's child %v > %v", c.name, ca.LocalTS, ca.RemoteTS)
+		}
+		if sas := p.a.SAs(); len(sas) != 1 || !sas[0].Established || sas[0].Remote.Addr() != b6 {
+			t.Errorf("%s: A's IKE SAs %+v", c.name, sas)
+		}
+	}
+}

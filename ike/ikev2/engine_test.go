@@ -1472,3 +1472,42 @@ func TestEngineDHCPInformSelector(t *testing.T) {
 		}
 	}
 }
+
+// Two gateways over IPv6, with IPv6 and IPv4 networks behind them: the
+// IKE SA comes up over the IPv6 addresses (NAT detection hashes them, RFC
+// 7296 section 2.23), the child carries every pair of the two families
+// (TS_IPV6_ADDR_RANGE beside TS_IPV4_ADDR_RANGE, section 3.13.1), and
+// with UDP encapsulation forced it goes to port 4500 over IPv6.
+func TestEngineIPv6(t *testing.T) {
+	for _, encap := range []bool{false, true} {
+		e := newEnginePair(t, "k", "k")
+		a6, b6 := netip.MustParseAddr("2001:db8:a::1"), netip.MustParseAddr("2001:db8:b::2")
+		pairs := func(locals, remotes []string) []ike.TSPair {
+			var out []ike.TSPair
+			for _, l := range locals {
+				for _, r := range remotes {
+					out = append(out, ike.TSPair{Local: ike.Selector{Prefix: netip.MustParsePrefix(l)}, Remote: ike.Selector{Prefix: netip.MustParsePrefix(r)}})
+				}
+			}
+			return out
+		}
+		e.pa.Local, e.pa.Remote, e.pa.Pairs = a6, b6, pairs([]string{"fd00:1::/64", "10.1.0.0/24"}, []string{"fd00:2::/64"})
+		e.pb.Local, e.pb.Remote, e.pb.Pairs = b6, a6, pairs([]string{"fd00:2::/64"}, []string{"fd00:1::/64", "10.1.0.0/24"})
+		e.pb.ForceEncap = encap
+		e.up()
+		ca, cb := e.ha.outSA["to-b"], e.hb.outSA["to-a"]
+		var got []string
+		for _, p := range ca.AllPairs() {
+			got = append(got, p.Local.Prefix.String()+">"+p.Remote.Prefix.String())
+		}
+		if want := "fd00:1::/64>fd00:2::/64 10.1.0.0/24>fd00:2::/64"; strings.Join(got, " ") != want {
+			t.Errorf("encap %v: a's child carries %v, want %s", encap, got, want)
+		}
+		if ca.Remote.Addr() != b6 || cb.Remote.Addr() != a6 || ca.UDP != encap || (encap && ca.Remote.Port() != 4500) {
+			t.Errorf("encap %v: a's child to %v (UDP %v), b's to %v", encap, ca.Remote, ca.UDP, cb.Remote)
+		}
+		if sa := e.a.SAs(); len(sa) != 1 || !sa[0].Established || sa[0].NAT != encap || sa[0].PeerID != "ipv6:2001:db8:b::2" {
+			t.Errorf("encap %v: a's IKE SA %+v", encap, sa)
+		}
+	}
+}
