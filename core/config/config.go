@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -85,6 +86,24 @@ func (c *Config) IKEFor(t *Tunnel) IKE {
 }
 
 // ikev1Only reports whether a tunnel uses what only IKEv1 has.
+// SubnetPair is a local subnet and a remote one a tunnel carries between.
+type SubnetPair struct{ Local, Remote netip.Prefix }
+
+// SubnetPairs are every local subnet with every remote one of the same
+// family, in the configuration's order: the policy's filters and IKE's
+// selectors. A tunnel may carry IPv4 and IPv6 networks at once.
+func (t *Tunnel) SubnetPairs() []SubnetPair {
+	var out []SubnetPair
+	for _, l := range t.Local.Subnets {
+		for _, r := range t.Remote.Subnets {
+			if l.Prefix.Addr().Is4() == r.Prefix.Addr().Is4() {
+				out = append(out, SubnetPair{l.Prefix, r.Prefix})
+			}
+		}
+	}
+	return out
+}
+
 func (t *Tunnel) ikev1Only() bool {
 	if t.IKE != nil && t.IKE.AggressiveMode {
 		return true

@@ -281,6 +281,36 @@ tunnels:
 	}
 }
 
+// A tunnel carries IPv4 and IPv6 networks at once, each family paired with
+// its own; a subnet with none of its family on the other side is an error
+// at its line.
+func TestTunnelSubnetFamilies(t *testing.T) {
+	dir := setup(t)
+	const both = `listen: [203.0.113.1]
+tunnels:
+  - name: dual
+    local: {address: 203.0.113.1, subnets: [10.1.0.0/24, fd00:1::/64]}
+    remote: {address: 198.51.100.2, subnets: [REMOTE]}
+    auth: [{psk_file: DIR/good.psk}]
+`
+	c, err := parse(t, dir, strings.Replace(both, "REMOTE", "fd00:2::/64, 10.2.0.0/24", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Tunnels[0].SubnetPairs() {
+		got = append(got, p.Local.String()+">"+p.Remote.String())
+	}
+	if want := "10.1.0.0/24>10.2.0.0/24 fd00:1::/64>fd00:2::/64"; strings.Join(got, " ") != want {
+		t.Fatalf("pairs %v, want %s", got, want)
+	}
+	_, err = parse(t, dir, strings.Replace(both, "REMOTE", "10.2.0.0/24", 1))
+	if err == nil || !strings.Contains(err.Error(), "tunnels[0].local.subnets[1]") || !strings.Contains(err.Error(), "fd00:1::/64: the other side lists no IPv6 subnet") ||
+		!strings.Contains(err.Error(), ":4:") {
+		t.Fatalf("an IPv6 subnet with no IPv6 peer subnet: %v", err)
+	}
+}
+
 func TestSeveralErrorsInFileOrder(t *testing.T) {
 	dir := setup(t)
 	_, err := parse(t, dir, "listen: [203.0.113.1]\nlog: {level: [x]}\nexemptions: bogus\nfoo: 1\n")

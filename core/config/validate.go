@@ -269,6 +269,18 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 			}
 		}
 	}
+	for _, side := range []struct {
+		name        string
+		mine, other []Prefix
+		meta        Meta
+	}{{"local", t.Local.Subnets, t.Remote.Subnets, t.Local.Meta}, {"remote", t.Remote.Subnets, t.Local.Subnets, t.Remote.Meta}} {
+		for i, s := range side.mine {
+			if len(side.other) > 0 && !slices.ContainsFunc(side.other, func(o Prefix) bool { return o.Prefix.Addr().Is4() == s.Prefix.Addr().Is4() }) {
+				v.errorAt(side.meta.At("subnets"), fmt.Sprintf("%s.%s.subnets[%d]", path, side.name, i),
+					"%s: the other side lists no %s subnet to carry it to (a tunnel pairs IPv4 with IPv4 and IPv6 with IPv6)", s.Prefix, familyName(s.Prefix))
+			}
+		}
+	}
 	for li, l := range t.Local.Subnets {
 		for _, r := range t.Remote.Subnets {
 			// Overlap is legitimate (remote 0.0.0.0/0 sends everything to
@@ -948,4 +960,12 @@ func (v *validator) dataplane() {
 	if d.Table < 1 || d.Table > 252 && d.Table < 256 {
 		v.errorAt(d.Meta.At("table"), "dataplane.table", "%d is not a free routing table (use 1-252 or 256 and up)", d.Table)
 	}
+}
+
+// familyName is "IPv4" or "IPv6".
+func familyName(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }

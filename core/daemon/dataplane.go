@@ -132,17 +132,23 @@ func passHardExpiry(expired chan<- esp.Event, e esp.Event) {
 }
 
 // subnetRoutes routes the remote subnets into the TUN, with one of our
-// addresses in the local subnets as the source for traffic this host
-// originates.
+// addresses in the local subnets of the same family as the source for
+// traffic this host originates.
 func subnetRoutes(local, remote []config.Prefix) []dataplane.Route {
-	var src netip.Addr
+	var src4, src6 netip.Addr
 	for _, ls := range local {
-		if src = localAddrIn(ls.Prefix); src.IsValid() {
-			break
+		if a := localAddrIn(ls.Prefix); a.Is4() && !src4.IsValid() {
+			src4 = a
+		} else if a.Is6() && !src6.IsValid() {
+			src6 = a
 		}
 	}
 	var out []dataplane.Route
 	for _, r := range remote {
+		src := src4
+		if r.Prefix.Addr().Is6() {
+			src = src6
+		}
 		out = append(out, dataplane.Route{Dst: r.Prefix, Src: src})
 	}
 	return out

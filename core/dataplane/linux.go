@@ -389,9 +389,9 @@ func SetupNetwork(c NetConfig) (func(), error) {
 	if err := netlink.LinkSetMTU(link, c.MTU); err != nil {
 		return nil, fmt.Errorf("TUN %s: MTU %d: %w", c.TUN, c.MTU, err)
 	}
-	// The data path carries IPv4 today; without this the kernel sends its
-	// IPv6 router solicitations and MLD reports into the TUN.
-	os.WriteFile("/proc/sys/net/ipv6/conf/"+c.TUN+"/disable_ipv6", []byte("1"), 0o644)
+	if err := setIPv6(c.TUN, c.hasIPv6()); err != nil {
+		return nil, err
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("TUN %s: up: %w", c.TUN, err)
 	}
@@ -409,23 +409,70 @@ func SetupNetwork(c NetConfig) (func(), error) {
 			return nil, fmt.Errorf("route %s dev %s table %d: %w", r.Dst, c.TUN, c.Table, err)
 		}
 	}
-	marked := netlink.NewRule()
-	marked.Mark, marked.Table, marked.Priority = uint32(c.Mark), 254, 1000
-	ours := netlink.NewRule()
-	ours.Table, ours.Priority = c.Table, 1001
+	// Both families' rules, IPv6 routes or not: a reload may add some.
+	var rules []*netlink.Rule
+	for _, f := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		marked := netlink.NewRule()
+		marked.Family, marked.Mark, marked.Table, marked.Priority = f, uint32(c.Mark), 254, 1000
+		ours := netlink.NewRule()
+		ours.Family, ours.Table, ours.Priority = f, c.Table, 1001
+		rules = append(rules, marked, ours)
+	}
 	cleanup := func() {
-		netlink.RuleDel(marked)
-		netlink.RuleDel(ours)
+		for _, r := range rules {
+			netlink.RuleDel(r)
+		}
 	}
 	cleanup() // a crashed predecessor may have left them
-	if err := netlink.RuleAdd(marked); err != nil {
-		return nil, fmt.Errorf("ip rule fwmark %#x lookup main: %w", c.Mark, err)
-	}
-	if err := netlink.RuleAdd(ours); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("ip rule lookup %d: %w", c.Table, err)
+	for i, r := range rules {
+		if err := netlink.RuleAdd(r); err != nil {
+			if r.Family == netlink.FAMILY_V6 && !c.hasIPv6() {
+				// A host with IPv6 turned off: an IPv4-only data path
+				// needs none.
+				rules = rules[:i]
+				break
+			}
+			cleanup()
+			if r.Mark != 0 {
+				return nil, fmt.Errorf("ip rule fwmark %#x lookup main (family %d): %w", c.Mark, r.Family, err)
+			}
+			return nil, fmt.Errorf("ip rule lookup %d (family %d): %w", c.Table, r.Family, err)
+		}
 	}
 	return cleanup, nil
+}
+
+// setIPv6 turns IPv6 on the TUN on for IPv6 routes or addresses, and
+// then with no link-local address (addr_gen_mode 1): the kernel would
+// send its router solicitations and MLD reports into the TUN. Off, it
+// stays off.
+func setIPv6(tun string, on bool) error {
+	conf := "/proc/sys/net/ipv6/conf/" + tun + "/"
+	if !on {
+		os.WriteFile(conf+"disable_ipv6", []byte("1"), 0o644)
+		return nil
+	}
+	os.WriteFile(conf+"addr_gen_mode", []byte("1"), 0o644)
+	os.WriteFile(conf+"accept_ra", []byte("0"), 0o644)
+	if err := os.WriteFile(conf+"disable_ipv6", []byte("0"), 0o644); err != nil {
+		return fmt.Errorf("TUN %s: IPv6 routes, but IPv6 cannot be turned on for it: %w", tun, err)
+	}
+	return nil
+}
+
+// hasIPv6 reports whether an IPv6 route or address goes on the TUN.
+func (c NetConfig) hasIPv6() bool {
+	for _, r := range c.Routes {
+		if r.Dst.Addr().Is6() {
+			return true
+		}
+	}
+	for _, a := range c.Addrs {
+		if a.Addr().Is6() {
+			return true
+		}
+	}
+	return false
 }
 
 // HostRoute adds, or with del removes, a host route for a into the TUN:
@@ -445,6 +492,11 @@ func SetRoute(tun string, table int, r Route, del bool) error {
 	rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixNet(r.Dst), Table: table, Scope: netlink.SCOPE_LINK}
 	if r.Src.IsValid() {
 		rt.Src = r.Src.AsSlice()
+	}
+	if !del && r.Dst.Addr().Is6() {
+		if err := setIPv6(tun, true); err != nil { // the first IPv6 route, on a reload
+			return err
+		}
 	}
 	if del {
 		err = netlink.RouteDel(rt)

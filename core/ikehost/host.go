@@ -168,13 +168,11 @@ func PeerConfigs(c *config.Config) (Peers, Profiles, error) {
 		if err := setAuth(p, where, t.Auth, profiles); err != nil {
 			return Peers{}, nil, fmt.Errorf("%s %s: %w", where, t.Name, err)
 		}
-		// Every local subnet with every remote one: IKEv1 makes a child
-		// SA each, in the order the policy lists the filters; IKEv2 one
-		// child with them all in its traffic selectors.
-		for _, l := range t.Local.Subnets {
-			for _, r := range t.Remote.Subnets {
-				p.Pairs = append(p.Pairs, ike.TSPair{Local: ike.Selector{Prefix: l.Prefix}, Remote: ike.Selector{Prefix: r.Prefix}})
-			}
+		// Every local subnet with every remote one of its family: IKEv1
+		// makes a child SA each, in the order the policy lists the
+		// filters; IKEv2 one child with them all in its traffic selectors.
+		for _, sp := range t.SubnetPairs() {
+			p.Pairs = append(p.Pairs, ike.TSPair{Local: ike.Selector{Prefix: sp.Local}, Remote: ike.Selector{Prefix: sp.Remote}})
 		}
 		if k.Version == 2 {
 			v2 := &ikev2.Peer{PeerConfig: p}

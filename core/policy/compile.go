@@ -99,11 +99,9 @@ func tunnelRules(i int, t config.Tunnel) (*Rule, *Rule, error) {
 	origin := fmt.Sprintf("tunnels[%d] %s", i, t.Name)
 	out := &Rule{Name: t.Name + "/out", Origin: origin, Tunnel: t.Remote.Address.Unmap(), Dir: Outbound, Action: action, Auth: auth, PerPair: true}
 	in := &Rule{Name: t.Name + "/in", Origin: origin, Tunnel: t.Local.Address.Unmap(), Dir: Inbound, Action: action, Auth: auth, PerPair: true}
-	for _, l := range t.Local.Subnets {
-		for _, r := range t.Remote.Subnets {
-			out.Filters = append(out.Filters, Filter{Src: Addr{Prefix: l.Prefix}, Dst: Addr{Prefix: r.Prefix}})
-			in.Filters = append(in.Filters, Filter{Src: Addr{Prefix: r.Prefix}, Dst: Addr{Prefix: l.Prefix}})
-		}
+	for _, p := range t.SubnetPairs() {
+		out.Filters = append(out.Filters, Filter{Src: Addr{Prefix: p.Local}, Dst: Addr{Prefix: p.Remote}})
+		in.Filters = append(in.Filters, Filter{Src: Addr{Prefix: p.Remote}, Dst: Addr{Prefix: p.Local}})
 	}
 	return out, in, nil
 }

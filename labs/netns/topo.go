@@ -52,3 +52,33 @@ func (t *TwoSites) SecondSubnets() error {
 	}
 	return nil
 }
+
+// InnerIPv6 gives each site an IPv6 network on its inner link beside its
+// IPv4 ones: fd00:1::/64 behind A (HA fd00:1::10, GWA fd00:1::1) and
+// fd00:2::/64 behind B (HB fd00:2::10, GWB fd00:2::1), the hosts routing
+// through their gateways, which forward IPv6. Duplicate address detection
+// is off, so the addresses work at once.
+func (t *TwoSites) InnerIPv6() error {
+	for _, a := range []struct {
+		ns         *NS
+		addr, link string
+	}{{t.HA, "fd00:1::10/64", "ha2"}, {t.GWA, "fd00:1::1/64", "gwa2"}, {t.HB, "fd00:2::10/64", "hb3"}, {t.GWB, "fd00:2::1/64", "gwb3"}} {
+		if err := a.ns.IP("-6", "addr", "add", a.addr, "dev", a.link, "nodad"); err != nil {
+			return err
+		}
+	}
+	for _, r := range []struct {
+		ns  *NS
+		via string
+	}{{t.HA, "fd00:1::1"}, {t.HB, "fd00:2::1"}} {
+		if err := r.ns.IP("-6", "route", "add", "default", "via", r.via); err != nil {
+			return err
+		}
+	}
+	for _, g := range []*NS{t.GWA, t.GWB} {
+		if err := g.Sysctl("net.ipv6.conf.all.forwarding", "1"); err != nil {
+			return err
+		}
+	}
+	return nil
+}

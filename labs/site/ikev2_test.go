@@ -1,6 +1,7 @@
 package site
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -242,6 +243,36 @@ func TestIKEv2X509WithStrongSwan(t *testing.T) {
 			if !strings.Contains(sw.Log(), "authentication of 'O=Gatehouse, CN=gw-b' with "+c.scheme+" successful") {
 				t.Fatalf("strongSwan did not check our RFC 7427 signature:\n%s", sw.Log())
 			}
+		})
+	}
+}
+
+// TestIPv6InIPv4: Gatehouse to Gatehouse over IPv4, each site with an
+// IPv6 network beside its IPv4 one. IKEv2 carries both pairs in one child
+// (traffic selectors of both families); IKEv1 makes a child for each
+// (ID_IPV6_ADDR_SUBNET for the IPv6 one). ping6 goes through the tunnel
+// both ways, as ping does.
+func TestIPv6InIPv4(t *testing.T) {
+	for _, version := range []int{2, 1} {
+		t.Run(fmt.Sprintf("IKEv%d", version), func(t *testing.T) {
+			l := newLab(t)
+			if err := l.InnerIPv6(); err != nil {
+				t.Fatal(err)
+			}
+			a6 := side{siteA.local, siteA.remote, "10.1.0.0/24, fd00:1::/64", "10.2.0.0/24, fd00:2::/64"}
+			b6 := side{siteB.local, siteB.remote, "10.2.0.0/24, fd00:2::/64", "10.1.0.0/24, fd00:1::/64"}
+			o := tunnelOpts{version: version, pairs: true}
+			a := startGatehouse(t, l.GWA, a6, o)
+			o.start = "passive"
+			b := startGatehouse(t, l.GWB, b6, o)
+			netns.PingThrough(t, l.HA, "fd00:2::10")
+			netns.PingThrough(t, l.HB, "fd00:1::10")
+			netns.PingThrough(t, l.HA, "10.2.0.10")
+			// The TUN's IPv6 has no link-local address, but the kernel
+			// still sends the odd multicast report into it: counted as
+			// link-local.
+			checkSA(t, a, fmt.Sprintf("site established initiator IKEv%d", version), "fd00:1::/64")
+			checkSA(t, b, fmt.Sprintf("site established responder IKEv%d", version), "fd00:2::/64")
 		})
 	}
 }
