@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -174,16 +175,16 @@ func KeyLogPrefs(path string) ([]string, error) {
 	return args, nil
 }
 
-// Inner is what a decrypted capture holds: ICMP packets seen inside ESP,
-// and ICMP packets seen on the wire in clear.
+// Inner is what a decrypted capture holds: pings (ICMP and ICMPv6 echo)
+// seen inside ESP, and seen on the wire in clear.
 type Inner struct {
 	InESP, Clear int
 }
 
-// CountICMP decodes a capture with prefs and counts its ICMP packets,
-// inside ESP and in clear.
+// CountICMP decodes a capture with prefs and counts its pings (ICMP and
+// ICMPv6 echo), inside ESP and in clear.
 func CountICMP(file string, prefs []string) (Inner, error) {
-	args := append([]string{"-n", "-r", file, "-T", "fields", "-e", "esp.spi", "-e", "icmp.type"}, prefs...)
+	args := append([]string{"-n", "-r", file, "-T", "fields", "-e", "esp.spi", "-e", "icmp.type", "-e", "icmpv6.type"}, prefs...)
 	out, err := exec.Command("tshark", args...).CombinedOutput()
 	if err != nil {
 		return Inner{}, fmt.Errorf("tshark: %v\n%s", err, out)
@@ -191,7 +192,10 @@ func CountICMP(file string, prefs []string) (Inner, error) {
 	var in Inner
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Split(line, "\t")
-		if len(f) < 2 || f[1] == "" {
+		// Echo requests and replies (pings): ICMP 8 and 0, ICMPv6 128 and
+		// 129. The outer link's own ICMPv6 (neighbour discovery, MLD) is
+		// not what a tunnel carries.
+		if len(f) < 3 || !(slices.Contains([]string{"0", "8"}, f[1]) || slices.Contains([]string{"128", "129"}, f[2])) {
 			continue
 		}
 		if f[0] == "" {

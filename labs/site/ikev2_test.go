@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/labs/netns"
+	"github.com/gatehouse/gatehouse/labs/pcap"
 )
 
 // The same tunnels over IKEv2 (RFC 7296): gatehoused's IKEv2 engine
@@ -261,12 +262,25 @@ func TestIPv6InIPv4(t *testing.T) {
 			}
 			a6 := side{siteA.local, siteA.remote, "10.1.0.0/24, fd00:1::/64", "10.2.0.0/24, fd00:2::/64"}
 			b6 := side{siteB.local, siteB.remote, "10.2.0.0/24, fd00:2::/64", "10.1.0.0/24, fd00:1::/64"}
-			o := tunnelOpts{version: version, pairs: true}
+			keylog := filepath.Join(t.TempDir(), "keys")
+			o := tunnelOpts{version: version, pairs: true, keylog: keylog}
 			a := startGatehouse(t, l.GWA, a6, o)
-			o.start = "passive"
+			o.start, o.keylog = "passive", ""
 			b := startGatehouse(t, l.GWB, b6, o)
+			capture := l.GWB.StartCapture(t, "gwb1", "not arp and not udp port 500", filepath.Join(t.TempDir(), "outer.pcap"))
 			netns.PingThrough(t, l.HA, "fd00:2::10")
 			netns.PingThrough(t, l.HB, "fd00:1::10")
+			// tshark decrypts the ICMPv6 out of ESP, well formed, and finds
+			// none in clear.
+			checkWire(t, capture, keylog, "aes128gcm16")
+			prefs, err := pcap.KeyLogPrefs(keylog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, err := capture.Decode(append(prefs, "-Y", "icmpv6")...)
+			if bad := pcap.Malformed(text); err != nil || len(bad) > 0 || !strings.Contains(text, "Internet Protocol Version 6, Src: fd00:1::10, Dst: fd00:2::10") {
+				t.Fatalf("tshark on the IPv6 in ESP: %v %v\n%s", err, bad, netns.Tail(text, 3000))
+			}
 			netns.PingThrough(t, l.HA, "10.2.0.10")
 			// The TUN's IPv6 has no link-local address, but the kernel
 			// still sends the odd multicast report into it: counted as
