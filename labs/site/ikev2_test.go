@@ -290,3 +290,26 @@ func TestIPv6InIPv4(t *testing.T) {
 		})
 	}
 }
+
+// TestIPv6InIPv4WithStrongSwan: strongSwan (kernel-libipsec) initiates an
+// IKEv2 child with IPv4 and IPv6 traffic selectors to Gatehouse, over
+// IPv4; Gatehouse's narrowing answers with the two same-family pairs,
+// and ping6 and ping pass both ways.
+func TestIPv6InIPv4WithStrongSwan(t *testing.T) {
+	l := newLab(t)
+	if err := l.InnerIPv6(); err != nil {
+		t.Fatal(err)
+	}
+	a6 := side{siteA.local, siteA.remote, "10.1.0.0/24, fd00:1::/64", "10.2.0.0/24, fd00:2::/64"}
+	b6 := side{siteB.local, siteB.remote, "10.2.0.0/24, fd00:2::/64", "10.1.0.0/24, fd00:1::/64"}
+	o := tunnelOpts{version: 2, pairs: true, start: "passive"}
+	b := startGatehouse(t, l.GWB, b6, o)
+	sw := startStrongSwan(t, l.GWA, a6, o)
+	if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", "net"); err != nil {
+		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+	}
+	netns.PingThrough(t, l.HA, "fd00:2::10")
+	netns.PingThrough(t, l.HB, "fd00:1::10")
+	netns.PingThrough(t, l.HA, "10.2.0.10")
+	checkSA(t, b, "site established responder IKEv2", "fd00:2::/64")
+}
