@@ -8,7 +8,7 @@ const (
 	ExemptIKE       = "ike"       // UDP 500
 	ExemptKerberos  = "kerberos"  // UDP and TCP 88
 	ExemptRSVP      = "rsvp"      // IP protocol 46
-	ExemptBroadcast = "broadcast" // 255.255.255.255
+	ExemptBroadcast = "broadcast" // 255.255.255.255, and IPv6's link-local fe80::/10 (IPv6 has no broadcast)
 	ExemptMulticast = "multicast" // 224.0.0.0/4, ff00::/8
 )
 
@@ -30,7 +30,7 @@ func classify(p Packet) []string {
 	if p.Proto == protoRSVP {
 		out = append(out, ExemptRSVP)
 	}
-	if isLimitedBroadcast(p.Dst) {
+	if isLimitedBroadcast(p.Dst) || (p.Dst.Is6() && p.Dst.IsLinkLocalUnicast()) {
 		out = append(out, ExemptBroadcast)
 	}
 	if p.Dst.IsMulticast() {
@@ -44,8 +44,8 @@ var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 func isLimitedBroadcast(a netip.Addr) bool { return a.Unmap() == limitedBroadcast }
 
 // tunnelRefuses reports whether dst can never travel through a tunnel:
-// broadcast and multicast are never tunnelled (seed), whatever the exemption
-// set. dstPrefix is the tunnel filter's destination, whose directed broadcast
+// broadcast and multicast are never tunnelled (seed), nor IPv6 link-local
+// addresses, whatever the exemption set. dstPrefix is the tunnel filter's destination, whose directed broadcast
 // address is refused too. A filter whose destination is 255.255.255.255/32
 // itself carries it: an IKEv2 server puts that in a Windows client's
 // traffic selectors for the DHCPINFORM that asks for its routes.
@@ -53,8 +53,8 @@ func tunnelRefuses(dst netip.Addr, dstPrefix Addr) bool {
 	if isLimitedBroadcast(dst) && dstPrefix.Prefix == netip.PrefixFrom(limitedBroadcast, 32) {
 		return false
 	}
-	if dst.IsMulticast() || isLimitedBroadcast(dst) {
-		return true
+	if dst.IsMulticast() || isLimitedBroadcast(dst) || (dst.Is6() && dst.IsLinkLocalUnicast()) {
+		return true // IPv6's link-local addresses are the link's own, as broadcast is
 	}
 	if dstPrefix.Any || !dst.Is4() || dstPrefix.Prefix.Bits() > 30 {
 		return false

@@ -215,6 +215,15 @@ func TestBroadcastAndMulticast(t *testing.T) {
 		{"w2003: own broadcast negotiated", Outbound, "203.0.113.1:68 > 255.255.255.255:67 udp local", Negotiate, "all-mine", ""},
 		{"w2003: own multicast negotiated", Outbound, "203.0.113.1 > 224.0.0.5 89 local", Negotiate, "all-mine", ""},
 	})
+	// IPv6: multicast (ff00::/8) and link-local (fe80::/10, the link's
+	// own, as broadcast is) never go through a tunnel; unicast does.
+	v6 := strings.Replace(strings.Replace(strings.Replace(everythingToHQ, "EXEMPT", "none", 1), "subnets: [0.0.0.0/0]", `subnets: ["::/0"]`, 1),
+		"subnets: [10.3.0.0/16]", "subnets: [fd00:3::/64]", 1)
+	run(t, compile(t, v6), []tc{
+		{"v6 unicast tunnelled", Outbound, "fd00:3::5 > 2001:db8::77 icmp", Negotiate, "to-hq/out", ""},
+		{"v6 multicast not", Outbound, "fd00:3::5 > ff02::5 89", Permit, "", ""},
+		{"v6 link-local not", Outbound, "fd00:3::5 > fe80::1 icmp", Permit, "", ""},
+	})
 	// A filter that names 255.255.255.255/32 itself carries it (an IKEv2
 	// Windows client's DHCPINFORM); a wider one still does not.
 	named := strings.Replace(strings.Replace(everythingToHQ, "EXEMPT", "none", 1), "subnets: [0.0.0.0/0]", "subnets: [255.255.255.255/32]", 1)
