@@ -270,8 +270,7 @@ func (h *interopHost) classify(names []string, list []sdk.Interop, q ike.Interop
 	var dropped, why []string
 	a.Proposals, dropped, why = adjusted(h, list[i], names[i], c.Flags, 1, p.Proposals, p.Lifetime, true, ike.ParseProposal,
 		func(pr ike.Proposal) string { return legacyReason(pr.Legacy() && !legacy) })
-	esps, droppedESP, whyESP := adjusted(h, list[i], names[i], c.Flags, 1, p.ESP, p.ESPLifetime, false, esp.ParseSuite,
-		func(s esp.Suite) string { return espRefusal(s, p.ESP, legacy) })
+	esps, droppedESP, whyESP := h.adjustedESP(list[i], names[i], c.Flags, 1, p, legacy)
 	a.ESP = esps
 	a.Hint = dropHint(c.RefusalHint, names[i], append(dropped, droppedESP...), append(why, whyESP...))
 	return a
@@ -294,11 +293,16 @@ func (h *interopHost) classifyV2(names []string, list []sdk.Interop, p *ikev2.Pe
 	var dropped, why []string
 	a.Suites, dropped, why = adjusted(h, list[i], names[i], c.Flags, 2, p.Suites, p.Lifetime, true, ikev2.ParseProposal,
 		func(pr ikev2.Proposal) string { return legacyReason(pr.Legacy() && !legacy) })
-	esps, droppedESP, whyESP := adjusted(h, list[i], names[i], c.Flags, 2, p.ESP, p.ESPLifetime, false, esp.ParseSuite,
-		func(s esp.Suite) string { return espRefusal(s, p.ESP, legacy) })
+	esps, droppedESP, whyESP := h.adjustedESP(list[i], names[i], c.Flags, 2, p.PeerConfig, legacy)
 	a.ESP = esps
 	a.Hint = dropHint(c.RefusalHint, names[i], append(dropped, droppedESP...), append(why, whyESP...))
 	return a
+}
+
+// adjustedESP is adjusted for the peer's ESP suites (both versions').
+func (h *interopHost) adjustedESP(in sdk.Interop, plugin string, flags []string, version int, p *ike.PeerConfig, legacy bool) ([]esp.Suite, []string, []string) {
+	return adjusted(h, in, plugin, flags, version, p.ESP, p.ESPLifetime, false, esp.ParseSuite,
+		func(s esp.Suite) string { return espRefusal(s, p.ESP, legacy) })
 }
 
 // legacyReason says why a legacy algorithm is refused ("" if it is not).

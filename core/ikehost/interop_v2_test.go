@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse/gatehouse/ike"
 	"github.com/gatehouse/gatehouse/ike/clients"
 	"github.com/gatehouse/gatehouse/ike/ikev2"
+	"github.com/gatehouse/gatehouse/internal/must"
 )
 
 // Synthetic IKEv2 clients: each built-in client's IKE_SA_INIT, as
@@ -22,22 +23,8 @@ import (
 // v2Responder is IKEv2's road-warrior peer on the default suites.
 func v2Responder(t *testing.T, in ikev2.Interop) (*ikev2.Manager, *replayHost) {
 	t.Helper()
-	var suites []ikev2.Proposal
-	for _, n := range config.DefaultRemoteAccessIKEv2Proposals {
-		p, err := ikev2.ParseProposal(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		suites = append(suites, p)
-	}
-	var esps []esp.Suite
-	for _, n := range config.DefaultRemoteAccessIKEv2ESPProposals {
-		s, err := esp.ParseSuite(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		esps = append(esps, s)
-	}
+	suites := must.ParseAll(t, ikev2.ParseProposal, config.DefaultRemoteAccessIKEv2Proposals...)
+	esps := must.ParseAll(t, esp.ParseSuite, config.DefaultRemoteAccessIKEv2ESPProposals...)
 	h := &replayHost{}
 	m, err := ikev2.NewManager(ikev2.Config{Host: h, Rand: rand.Reader, Interop: in})
 	if err != nil {
@@ -52,14 +39,7 @@ func v2Responder(t *testing.T, in ikev2.Interop) (*ikev2.Manager, *replayHost) {
 // that offers what the family offers.
 func v2Hello(t *testing.T, f *clients.V2Family) []byte {
 	t.Helper()
-	var suites []ikev2.Proposal
-	for _, n := range f.IKE {
-		p, err := ikev2.ParseProposal(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		suites = append(suites, p)
-	}
+	suites := must.ParseAll(t, ikev2.ParseProposal, f.IKE...)
 	h := &replayHost{}
 	m, err := ikev2.NewManager(ikev2.Config{Host: h, Rand: rand.Reader})
 	if err != nil {

@@ -21,20 +21,30 @@ func request(f *clients.Family) sdk.ClassifyRequest {
 
 // Each plugin claims its own family and no other.
 func TestEachPluginKnowsItsFamilyOnly(t *testing.T) {
-	plugins := map[string]sdk.Interop{"windows": NewWindows(), "apple": NewApple(), "android": NewAndroid()}
-	owner := map[string]string{"windows": "windows", "windows-legacy": "windows", "apple": "apple", "android": "android"}
+	reqs := map[string]sdk.ClassifyRequest{}
 	for _, f := range clients.All {
+		reqs[f.Name] = request(f)
+	}
+	ownFamilies(t, reqs, map[string]string{"windows": "windows", "windows-legacy": "windows", "apple": "apple", "android": "android"})
+}
+
+// ownFamilies checks that each plugin claims the first messages reqs (by
+// client name) whose owner (by client name) it is, and no others.
+func ownFamilies(t *testing.T, reqs map[string]sdk.ClassifyRequest, owner map[string]string) {
+	t.Helper()
+	plugins := map[string]sdk.Interop{"windows": NewWindows(), "apple": NewApple(), "android": NewAndroid()}
+	for client, req := range reqs {
 		for name, p := range plugins {
-			c, err := p.Classify(context.Background(), request(f))
+			c, err := p.Classify(context.Background(), req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			want := ""
-			if owner[f.Name] == name {
+			if owner[client] == name {
 				want = name
 			}
 			if c.Family != want {
-				t.Errorf("interop-%s classified %s as %q, want %q", name, f.Name, c.Family, want)
+				t.Errorf("interop-%s classified %s as %q, want %q", name, client, c.Family, want)
 			}
 		}
 	}
@@ -106,24 +116,12 @@ func requestV2(f *clients.V2Family) sdk.ClassifyRequest {
 // Each plugin claims its own IKEv2 family and no other; strongSwan's
 // offer (NIST curves and Curve25519) is no one's.
 func TestEachPluginKnowsItsIKEv2FamilyOnly(t *testing.T) {
-	plugins := map[string]sdk.Interop{"windows": NewWindows(), "apple": NewApple(), "android": NewAndroid()}
-	owner := map[string]string{"windows": "windows", "windows-dh2048": "windows", "apple": "apple", "android": "android"}
 	strongswan := &clients.V2Family{Name: "strongswan", IKE: []string{"aes128-sha256-ecp256", "aes256-sha256-modp2048", "aes256-sha256-curve25519"}}
+	reqs := map[string]sdk.ClassifyRequest{}
 	for _, f := range append(clients.V2All, strongswan) {
-		for name, p := range plugins {
-			c, err := p.Classify(context.Background(), requestV2(f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := ""
-			if owner[f.Name] == name {
-				want = name
-			}
-			if c.Family != want {
-				t.Errorf("interop-%s classified %s as %q, want %q", name, f.Name, c.Family, want)
-			}
-		}
+		reqs[f.Name] = requestV2(f)
 	}
+	ownFamilies(t, reqs, map[string]string{"windows": "windows", "windows-dh2048": "windows", "apple": "apple", "android": "android"})
 }
 
 // interop-windows names the registry value for Windows's MODP1024-only
