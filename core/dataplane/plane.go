@@ -708,7 +708,8 @@ func (p *Plane) deliver(sa *sad.InSA, buf, inner []byte, q *tunQueue) {
 		return
 	}
 	if info.Dst == limitedBroadcast && info.Proto == esp.ProtoUDP && dport == dhcpServerPort && sa.Mode == sad.Tunnel {
-		if p.cfg.OnDHCP == nil || !p.cfg.OnDHCP(info.Src, inner[info.HeaderLen+udpHeaderLen:info.TotalLen]) {
+		if p.cfg.OnDHCP == nil || info.TotalLen < info.HeaderLen+udpHeaderLen ||
+			!p.cfg.OnDHCP(info.Src, inner[info.HeaderLen+udpHeaderLen:info.TotalLen]) {
 			p.drop(DropDHCP)
 		}
 		return

@@ -507,6 +507,15 @@ func TestDHCPThroughClientSA(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDrop(t, b.plane, "dhcp-unanswered", 1)
+	// A UDP header cut short after the ports: dropped, not read past.
+	short := inform[:20+6]
+	binary.BigEndian.PutUint16(short[2:], 26)
+	binary.BigEndian.PutUint16(short[10:], 0)
+	binary.BigEndian.PutUint16(short[10:], esp.Checksum(short[:20], 0))
+	if err := a.plane.SendToClient(gwB, short); err != nil {
+		t.Fatal(err)
+	}
+	waitDrop(t, b.plane, "dhcp-unanswered", 2)
 	select {
 	case p := <-b.tun.Out:
 		t.Fatalf("a DHCP broadcast reached the TUN: %x", p)
