@@ -311,6 +311,32 @@ tunnels:
 	}
 }
 
+// What would need IPv6 gateways or IPv6 pools is refused with what this
+// release carries instead, at its line.
+func TestIPv6GatewaysRefused(t *testing.T) {
+	dir := setup(t)
+	_, err := parse(t, dir, `listen: [203.0.113.1, 2001:db8::1]
+tunnels:
+  - name: t
+    local: {address: 203.0.113.1, subnets: [fd00:1::/64]}
+    remote: {address: 2001:db8::2, subnets: [fd00:2::/64]}
+    auth: [{psk_file: DIR/good.psk}]
+remote_access:
+  auth: [{psk_file: DIR/good.psk}]
+  pool: fd00:8::/64
+`)
+	var list ErrorList
+	if !errors.As(err, &list) || len(list) != 3 {
+		t.Fatalf("want 3 errors, got %v", err)
+	}
+	for i, want := range []string{"listen[1]: 2001:db8::1: IPv6 gateway addresses are not supported yet", "tunnels[0].remote.address: 2001:db8::2: IPv6 gateway",
+		"remote_access.pool: fd00:8::/64: the pool is IPv4"} {
+		if !strings.Contains(list[i].Error(), want) {
+			t.Errorf("error %d: %v; want %q", i, list[i], want)
+		}
+	}
+}
+
 func TestSeveralErrorsInFileOrder(t *testing.T) {
 	dir := setup(t)
 	_, err := parse(t, dir, "listen: [203.0.113.1]\nlog: {level: [x]}\nexemptions: bogus\nfoo: 1\n")

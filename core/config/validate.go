@@ -91,6 +91,8 @@ func (v *validator) top() {
 		seen[a.Addr] = true
 		if a.Addr.IsUnspecified() || a.Addr.IsMulticast() {
 			v.errorAt(c.Meta.At("listen"), fmt.Sprintf("listen[%d]", i), "%s cannot be listened on; give the gateway's own unicast address", a.Addr)
+		} else if a.Addr.Unmap().Is6() {
+			v.errorAt(c.Meta.At("listen"), fmt.Sprintf("listen[%d]", i), "%s: %s", a.Addr, noIPv6Gateways)
 		}
 	}
 	if !filepath.IsAbs(c.AdminSocket) {
@@ -254,6 +256,8 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 		v.errorAt(t.Remote.Meta.Pos, path+".remote.address", "required: the peer gateway's static address")
 	} else if v.isListen(t.Remote.Address.Addr) {
 		v.errorAt(t.Remote.Meta.At("address"), path+".remote.address", "%s is one of this gateway's own addresses", t.Remote.Address.Addr)
+	} else if t.Remote.Address.Addr.Unmap().Is6() {
+		v.errorAt(t.Remote.Meta.At("address"), path+".remote.address", "%s: %s", t.Remote.Address.Addr, noIPv6Gateways)
 	}
 	for side, ep := range map[string]*Endpoint{"local": &t.Local, "remote": &t.Remote} {
 		if len(ep.Subnets) == 0 {
@@ -570,7 +574,9 @@ func (v *validator) remoteAccess(ra *RemoteAccess) {
 	v.authList(ra.Auth, ra.Meta.At("auth"), path+".auth", true)
 	if !ra.Pool.IsValid() {
 		v.errorAt(ra.Meta.Pos, path+".pool", "required: the subnet client addresses come from (e.g. 10.8.0.0/24)")
-	} else if ra.Pool.Addr().Is4() && ra.Pool.Bits() > 30 {
+	} else if !ra.Pool.Addr().Is4() {
+		v.errorAt(ra.Meta.At("pool"), path+".pool", "%s: the pool is IPv4; road warriors get no IPv6 addresses yet", ra.Pool.Prefix)
+	} else if ra.Pool.Bits() > 30 {
 		v.errorAt(ra.Meta.At("pool"), path+".pool", "%s is too small for a pool; use /30 or larger", ra.Pool.Prefix)
 	}
 	for i, a := range ra.PPP.Auth {
@@ -969,3 +975,7 @@ func familyName(p netip.Prefix) string {
 	}
 	return "IPv6"
 }
+
+// noIPv6Gateways says what IPv6 this release carries, for the addresses
+// that would need more.
+const noIPv6Gateways = "IPv6 gateway addresses are not supported yet; IPv6 networks go through tunnels between IPv4 addresses (subnets: [..., fd00:1::/64])"
