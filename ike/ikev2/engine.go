@@ -376,6 +376,23 @@ func (s *ikeSA) trim() {
 		// The IDs point into the decrypted IKE_AUTH messages: those go too.
 		e.server, e.client, e.first, e.idi, e.idr = nil, nil, nil, nil, nil
 	}
+	s.establishedKeys()
+}
+
+// establishedKeys keeps the keys an established SA needs, compactly, and
+// wipes the rest (SK_pi and SK_pr with them); the protectors are made
+// again from the copies.
+func (s *ikeSA) establishedKeys() {
+	all := s.keys
+	s.keys = all.Established()
+	if err := s.protectors(); err != nil {
+		// The same suite made protectors from the same keys before: keep
+		// them as they are.
+		s.keys = all
+		s.m.log.Warn("IKEv2 SA keeps its setup keys", zapPeer(s), zapErr(err))
+		return
+	}
+	all.Wipe()
 }
 
 // scheduleRekey sets when we rekey the IKE SA, as for children.
@@ -603,6 +620,7 @@ func (m *Manager) rekeyed(old *ikeSA, rk *RekeyedIKE, initiator bool) {
 		m.negotiationError(old, ExchangeCreateChildSA, initiator, fmt.Errorf("IKE SA rekey: %w", err))
 		return
 	}
+	n.establishedKeys() // a rekeyed SA never authenticates: no SK_p
 	for _, c := range n.children {
 		c.sa.SPIi, c.sa.SPIr = ike.Cookie(n.spii), ike.Cookie(n.spir)
 	}

@@ -49,6 +49,20 @@ func (k *Keys) Wipe() {
 	}
 }
 
+// Established is what an established IKE SA still needs of its keys, in
+// a buffer of their own: SK_d for rekeys and the four that protect
+// messages. SK_pi and SK_pr served AUTH only (section 2.15). k is left as
+// it is: the caller wipes it once the copies are in use.
+func (k *Keys) Established() *Keys {
+	buf := make([]byte, 0, len(k.D)+len(k.Ai)+len(k.Ar)+len(k.Ei)+len(k.Er))
+	take := func(b []byte) []byte {
+		start := len(buf)
+		buf = append(buf, b...)
+		return buf[start:len(buf):len(buf)]
+	}
+	return &Keys{D: take(k.D), Ai: take(k.Ai), Ar: take(k.Ar), Ei: take(k.Ei), Er: take(k.Er)}
+}
+
 // ErrKeyLengths is a suite whose keys we cannot size.
 var ErrKeyLengths = errors.New("no key lengths for the suite")
 

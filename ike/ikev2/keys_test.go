@@ -100,3 +100,21 @@ func TestKDFAgainstNIST(t *testing.T) {
 		t.Fatal("prf+ past 255 blocks")
 	}
 }
+
+// An established SA's keys: SK_d and the four that protect messages,
+// copied into a buffer that holds nothing else; SK_pi and SK_pr left out.
+func TestKeysEstablished(t *testing.T) {
+	k := &Keys{D: []byte{1, 1}, Ai: []byte{2}, Ar: []byte{3}, Ei: []byte{4, 4, 4}, Er: []byte{5, 5, 5}, Pi: []byte{6}, Pr: []byte{7}}
+	e := k.Established()
+	if string(e.D) != "\x01\x01" || string(e.Ai) != "\x02" || string(e.Ar) != "\x03" || string(e.Ei) != "\x04\x04\x04" ||
+		string(e.Er) != "\x05\x05\x05" || e.Pi != nil || e.Pr != nil {
+		t.Fatalf("%+v", e)
+	}
+	if cap(e.D) != 2 || cap(e.Er) != 3 || &e.D[0] == &k.D[0] {
+		t.Fatal("the copies share memory with each other or the originals")
+	}
+	k.Wipe()
+	if e.D[0] != 1 || e.Er[0] != 5 {
+		t.Fatal("wiping the originals wiped the copies")
+	}
+}
