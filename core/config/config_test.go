@@ -311,11 +311,22 @@ tunnels:
 	}
 }
 
-// What would need IPv6 gateways or IPv6 pools is refused with what this
-// release carries instead, at its line.
-func TestIPv6GatewaysRefused(t *testing.T) {
+// IPv6 gateways: one IPv6 listen address, tunnels whose two ends are of
+// one family; what is not carried yet (an IPv6 pool, remote access first
+// on IPv6) is refused at its line with what to do instead.
+func TestIPv6Gateways(t *testing.T) {
 	dir := setup(t)
-	_, err := parse(t, dir, `listen: [203.0.113.1, 2001:db8::1]
+	c, err := parse(t, dir, `listen: [203.0.113.1, 2001:db8::1]
+tunnels:
+  - name: v6
+    local: {address: 2001:db8::1, subnets: [fd00:1::/64, 10.1.0.0/24]}
+    remote: {address: 2001:db8::2, subnets: [fd00:2::/64, 10.2.0.0/24]}
+    auth: [{psk_file: DIR/good.psk}]
+`)
+	if err != nil || c.Tunnels[0].Remote.Address.Addr.String() != "2001:db8::2" {
+		t.Fatalf("a tunnel between IPv6 addresses: %v", err)
+	}
+	_, err = parse(t, dir, `listen: [2001:db8::1, 203.0.113.1, 2001:db8::3]
 tunnels:
   - name: t
     local: {address: 203.0.113.1, subnets: [fd00:1::/64]}
@@ -326,10 +337,11 @@ remote_access:
   pool: fd00:8::/64
 `)
 	var list ErrorList
-	if !errors.As(err, &list) || len(list) != 3 {
-		t.Fatalf("want 3 errors, got %v", err)
+	if !errors.As(err, &list) || len(list) != 4 {
+		t.Fatalf("want 4 errors, got %v", err)
 	}
-	for i, want := range []string{"listen[1]: 2001:db8::1: IPv6 gateway addresses are not supported yet", "tunnels[0].remote.address: 2001:db8::2: IPv6 gateway",
+	for i, want := range []string{"listen[0]: 2001:db8::1: remote access answers on the first listen address, which must be IPv4",
+		"listen[2]: 2001:db8::3: one IPv6 listen address at most", "tunnels[0].remote.address: 2001:db8::2 and local.address 203.0.113.1 are of different families",
 		"remote_access.pool: fd00:8::/64: the pool is IPv4"} {
 		if !strings.Contains(list[i].Error(), want) {
 			t.Errorf("error %d: %v; want %q", i, list[i], want)

@@ -84,6 +84,7 @@ func (v *validator) top() {
 		v.errorAt(c.Meta.At("listen"), "listen", "at least one address to serve IKE and ESP on is required (e.g. listen: [203.0.113.1])")
 	}
 	seen := map[netip.Addr]bool{}
+	v6 := 0
 	for i, a := range c.Listen {
 		if seen[a.Addr] {
 			v.errorAt(c.Meta.At("listen"), fmt.Sprintf("listen[%d]", i), "%s is listed twice", a.Addr)
@@ -92,7 +93,12 @@ func (v *validator) top() {
 		if a.Addr.IsUnspecified() || a.Addr.IsMulticast() {
 			v.errorAt(c.Meta.At("listen"), fmt.Sprintf("listen[%d]", i), "%s cannot be listened on; give the gateway's own unicast address", a.Addr)
 		} else if a.Addr.Unmap().Is6() {
-			v.errorAt(c.Meta.At("listen"), fmt.Sprintf("listen[%d]", i), "%s: %s", a.Addr, noIPv6Gateways)
+			if v6++; v6 > 1 {
+				v.errorAt(c.Meta.At("listen"), fmt.Sprintf("listen[%d]", i), "%s: one IPv6 listen address at most in this release", a.Addr)
+			}
+			if i == 0 && c.RemoteAccess != nil {
+				v.errorAt(c.Meta.At("listen"), "listen[0]", "%s: remote access answers on the first listen address, which must be IPv4 (road warriors over IPv6 are not carried yet); list an IPv4 address first", a.Addr)
+			}
 		}
 	}
 	if !filepath.IsAbs(c.AdminSocket) {
@@ -256,8 +262,9 @@ func (v *validator) tunnel(i int, t *Tunnel) {
 		v.errorAt(t.Remote.Meta.Pos, path+".remote.address", "required: the peer gateway's static address")
 	} else if v.isListen(t.Remote.Address.Addr) {
 		v.errorAt(t.Remote.Meta.At("address"), path+".remote.address", "%s is one of this gateway's own addresses", t.Remote.Address.Addr)
-	} else if t.Remote.Address.Addr.Unmap().Is6() {
-		v.errorAt(t.Remote.Meta.At("address"), path+".remote.address", "%s: %s", t.Remote.Address.Addr, noIPv6Gateways)
+	} else if t.Local.Address.IsValid() && t.Remote.Address.Addr.Unmap().Is6() != t.Local.Address.Addr.Unmap().Is6() {
+		v.errorAt(t.Remote.Meta.At("address"), path+".remote.address", "%s and local.address %s are of different families; a tunnel's two ends must both be IPv4 or both IPv6",
+			t.Remote.Address.Addr, t.Local.Address.Addr)
 	}
 	for side, ep := range map[string]*Endpoint{"local": &t.Local, "remote": &t.Remote} {
 		if len(ep.Subnets) == 0 {
@@ -975,7 +982,3 @@ func familyName(p netip.Prefix) string {
 	}
 	return "IPv6"
 }
-
-// noIPv6Gateways says what IPv6 this release carries, for the addresses
-// that would need more.
-const noIPv6Gateways = "IPv6 gateway addresses are not supported yet; IPv6 networks go through tunnels between IPv4 addresses (subnets: [..., fd00:1::/64])"

@@ -192,12 +192,26 @@ func outerAddr(c *config.Config, log *zap.Logger) netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
+// outerAddr6 is the IPv6 listen address, where the IPv6 outer sockets
+// are bound (one at most: the configuration allows no more).
+func outerAddr6(c *config.Config) netip.Addr {
+	for _, l := range c.Listen {
+		if a := l.Addr.Unmap(); a.Is6() {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
 // dataplaneSockets are what the data path reads and writes: the TUN and
 // the outer sockets (raw ESP, UDP 4500, cleartext, and raw AH when a
 // manual SA uses AH).
 type dataplaneSockets struct {
 	tun                 dataplane.Device
 	raw, udp, clear, ah dataplane.Conn
+	// raw6 and udp6 are the outer sockets for IPv6 peers, on the IPv6
+	// listen address (nil without one).
+	raw6, udp6 dataplane.Conn
 	// l2tp is UDP 1701 for L2TP without IPsec (allow_cleartext_l2tp);
 	// l2tpLocal is where it is bound.
 	l2tp      dataplane.Conn
@@ -208,7 +222,7 @@ func (s *dataplaneSockets) close() {
 	if s.tun != nil {
 		s.tun.Close()
 	}
-	for _, c := range []dataplane.Conn{s.raw, s.udp, s.clear, s.ah, s.l2tp} {
+	for _, c := range []dataplane.Conn{s.raw, s.udp, s.clear, s.ah, s.l2tp, s.raw6, s.udp6} {
 		if c != nil {
 			c.Close()
 		}
@@ -244,6 +258,14 @@ func openSockets(c *config.Config, ins []*sad.InSA, log *zap.Logger) (_ *datapla
 	}
 	if s.clear, err = dataplane.OpenClear(int(dp.Mark)); err != nil {
 		return nil, err
+	}
+	if a := outerAddr6(c); a.IsValid() {
+		if s.raw6, err = dataplane.ListenRawESP(a, int(dp.Mark)); err != nil {
+			return nil, err
+		}
+		if s.udp6, err = dataplane.ListenUDP(netip.AddrPortFrom(a, esp.NATTPort), int(dp.Mark)); err != nil {
+			return nil, err
+		}
 	}
 	if ra := c.RemoteAccess; ra != nil && ra.AllowCleartextL2TP {
 		s.l2tpLocal = netip.AddrPortFrom(outer, l2tp.Port)
@@ -326,7 +348,7 @@ func (d *Daemon) startDataplane(l *Loaded) (err error) {
 		dataplane.RemoveNft()
 		netCleanup()
 	}
-	if st.ike, err = d.startIKE(c, st, socks.udp); err != nil {
+	if st.ike, err = d.startIKE(c, st, dataplane.ByFamily(socks.udp, socks.udp6)); err != nil {
 		st.cleanup()
 		socks.close()
 		return err
@@ -399,7 +421,8 @@ func (d *Daemon) interops() (*config.Config, []string, []sdk.Interop) {
 // planeConfig connects the data path to its sockets, the SAD, IKE (acquires,
 // IKE on port 4500) and remote access (L2TP sessions and control).
 func (d *Daemon) planeConfig(log *zap.Logger, st *dataplaneState, s *dataplaneSockets) dataplane.Config {
-	pcfg := dataplane.Config{Log: log, TUN: s.tun, Raw: s.raw, UDP: s.udp, Clear: s.clear, AH: s.ah, SAD: st.db, MTU: d.Current().Config.Dataplane.MTU,
+	pcfg := dataplane.Config{Log: log, TUN: s.tun, Raw: s.raw, UDP: s.udp, Raw6: s.raw6, UDP6: s.udp6, Clear: s.clear, AH: s.ah, SAD: st.db,
+		MTU: d.Current().Config.Dataplane.MTU,
 		OnAcquire: func(a dataplane.Acquire) {
 			log.Info("traffic needs an SA that does not exist, and no tunnel starts on traffic for it; dropping", zap.String("rule", a.Rule.Name),
 				zap.Stringer("peer", a.Peer), zap.Stringer("src", a.Src), zap.Stringer("dst", a.Dst))

@@ -501,10 +501,17 @@ func (p *Plane) sealAndSend(sa *sad.OutSA, payload []byte, nh uint8) error {
 	if err != nil {
 		return err
 	}
-	if sa.UDPEncap {
-		err = WriteFrom(p.cfg.UDP, out, sa.Local.Addr(), sa.Peer)
-	} else {
-		err = WriteFrom(p.cfg.Raw, out, sa.Local.Addr(), netip.AddrPortFrom(sa.Peer.Addr(), 0))
+	udp, raw := p.cfg.UDP, p.cfg.Raw
+	if sa.Peer.Addr().Is6() {
+		udp, raw = p.cfg.UDP6, p.cfg.Raw6
+	}
+	switch {
+	case sa.UDPEncap && udp != nil:
+		err = WriteFrom(udp, out, sa.Local.Addr(), sa.Peer)
+	case !sa.UDPEncap && raw != nil:
+		err = WriteFrom(raw, out, sa.Local.Addr(), netip.AddrPortFrom(sa.Peer.Addr(), 0))
+	default:
+		err = fmt.Errorf("no outer socket for %v", sa.Peer)
 	}
 	if err == nil {
 		p.stats.sent.Add(1)

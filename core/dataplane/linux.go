@@ -200,6 +200,9 @@ func ListenRawAH(local netip.Addr) (Conn, error) {
 // 0.0.0.0 (several listen addresses), each send names its source address
 // (Msg.Src, WriteFromTo).
 func ListenRawESP(local netip.Addr, mark int) (Conn, error) {
+	if local.Is6() {
+		return listenRawESP6(local, mark)
+	}
 	c, err := net.ListenIP("ip4:50", &net.IPAddr{IP: local.AsSlice()})
 	if err != nil {
 		return nil, fmt.Errorf("raw ESP socket on %s: %w", local, err)
@@ -275,6 +278,9 @@ type udpConn struct {
 // sends name their source address (Msg.Src, WriteFromTo), so that a peer
 // gets its answers from the address it dialled.
 func ListenUDP(local netip.AddrPort, mark int) (Conn, error) {
+	if local.Addr().Is6() {
+		return listenUDP6(local, mark)
+	}
 	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(local))
 	if err != nil {
 		return nil, fmt.Errorf("UDP socket %s: %w", local, err)

@@ -107,6 +107,9 @@ type Config struct {
 	// reports whether it answered (else the packet counts as a drop).
 	// Nil: every such packet is dropped. It must not block.
 	OnDHCP func(client netip.Addr, msg []byte) bool
+	// Raw6 and UDP6 are the outer sockets for IPv6 peers (raw ESP, UDP
+	// 4500); nil: none.
+	Raw6, UDP6 Conn
 }
 
 // headroom leaves space before a packet for ESP's header and IV, and in
@@ -136,6 +139,7 @@ type Plane struct {
 	// Sealed packets waiting for the end of a TUN read's batch; touched
 	// only by the TUN routine.
 	txRaw, txUDP, txClear txQueue
+	txRaw6, txUDP6        txQueue
 
 	// clientSeal serialises sealing on remote-access SAs between the TUN
 	// routine and the control path (SendL2TP, SendToClient): Seal is not
@@ -157,6 +161,8 @@ func New(cfg Config, pol *policy.Policy) *Plane {
 	p := &Plane{cfg: cfg, acqLast: map[sad.OutKey]time.Time{}}
 	p.txRaw.init(cfg.Raw)
 	p.txUDP.init(cfg.UDP)
+	p.txRaw6.init(cfg.Raw6)
+	p.txUDP6.init(cfg.UDP6)
 	p.txClear.init(cfg.L2TPClear)
 	p.policy.Store(pol)
 	return p
@@ -259,6 +265,8 @@ func (p *Plane) Start() {
 	}{
 		{p.cfg.Raw, "esp", p.inboundRaw},
 		{p.cfg.UDP, "udp-4500", p.inboundUDP},
+		{p.cfg.Raw6, "esp-ipv6", p.inboundRaw},
+		{p.cfg.UDP6, "udp-4500-ipv6", p.inboundUDP},
 		{p.cfg.L2TPClear, "l2tp-cleartext", p.l2tpClearInbound},
 	} {
 		if r.c != nil {
@@ -278,7 +286,7 @@ func (p *Plane) Close() {
 		return
 	}
 	p.cfg.TUN.Close()
-	for _, c := range []Conn{p.cfg.Raw, p.cfg.UDP, p.cfg.Clear, p.cfg.AH, p.cfg.L2TPClear} {
+	for _, c := range []Conn{p.cfg.Raw, p.cfg.UDP, p.cfg.Clear, p.cfg.AH, p.cfg.L2TPClear, p.cfg.Raw6, p.cfg.UDP6} {
 		if c != nil {
 			c.Close()
 		}
@@ -443,9 +451,15 @@ func (p *Plane) sealOn(buf []byte, info esp.IPInfo, sa *sad.OutSA) {
 
 // sendESP sends a sealed packet to the SA's peer, from the SA's address.
 func (p *Plane) sendESP(sa *sad.OutSA, out []byte) {
-	if sa.UDPEncap {
+	v6 := sa.Peer.Addr().Is6()
+	switch {
+	case sa.UDPEncap && v6:
+		p.send(&p.txUDP6, out, sa.Local.Addr(), sa.Peer)
+	case sa.UDPEncap:
 		p.send(&p.txUDP, out, sa.Local.Addr(), sa.Peer)
-	} else {
+	case v6:
+		p.send(&p.txRaw6, out, sa.Local.Addr(), netip.AddrPortFrom(sa.Peer.Addr(), 0))
+	default:
 		p.send(&p.txRaw, out, sa.Local.Addr(), netip.AddrPortFrom(sa.Peer.Addr(), 0))
 	}
 }
@@ -492,6 +506,12 @@ func (p *Plane) routineInbound(c Conn, name string, handle inboundFunc) {
 	}
 	bc, ok := c.(BatchConn)
 	if !ok {
+		// A socket bound to one address says which (IKE on 4500 is
+		// answered from it).
+		var local netip.Addr
+		if lc, ok := c.(interface{ Local() netip.Addr }); ok {
+			local = lc.Local()
+		}
 		buf := make([]byte, headroom+rxSlot)
 		for {
 			data, from, err := c.ReadFrom(buf[headroom:])
@@ -499,7 +519,7 @@ func (p *Plane) routineInbound(c Conn, name string, handle inboundFunc) {
 				p.readFailed(name, err)
 				return
 			}
-			p.guard(func() { handle(buf, data, netip.Addr{}, from, nil) })
+			p.guard(func() { handle(buf, data, local, from, nil) })
 		}
 	}
 	slots := make([][]byte, rxBatch)

@@ -104,3 +104,37 @@ func nftCheck(t *testing.T, script string) {
 		t.Fatalf("nft -c -f refused the rules: %v\n%s\n%s", err, out, script)
 	}
 }
+
+// IPv4 and IPv6 peers each get their family's set and rules, matched on
+// the listen addresses of that family; nft takes the script.
+func TestIPv6PeerRules(t *testing.T) {
+	c, pol := parse(t, `
+listen: [192.0.2.1, 2001:db8:12::1]
+tunnels:
+  - name: v4
+    local:  {address: 192.0.2.1, subnets: [10.1.0.0/24]}
+    remote: {address: 192.0.2.2, subnets: [10.2.0.0/24]}
+    auth: [{psk_file: DIR/a.psk}]
+  - name: v6
+    local:  {address: 2001:db8:12::1, subnets: [fd00:1::/64, 10.5.0.0/24]}
+    remote: {address: 2001:db8:12::2, subnets: ["fd00:2::/64", 10.6.0.0/24]}
+    auth: [{psk_file: DIR/a.psk}]
+`)
+	got := Rules(c, pol, Options{TunnelOnly: true})
+	for _, want := range []string{
+		"set peers {\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.2 }",
+		"set peers6 {\n\t\ttype ipv6_addr\n\t\telements = { 2001:db8:12::2 }",
+		"ip daddr { 192.0.2.1 } ip saddr @peers udp dport { 500, 4500 } counter accept",
+		"ip6 daddr { 2001:db8:12::1 } ip6 saddr @peers6 meta l4proto { esp, ah } counter accept",
+		"ip6 daddr { 2001:db8:12::1 } udp dport { 500, 4500 } counter drop",
+		`iifname != "gatehouse0" ip6 saddr fd00:2::/64 ip6 daddr fd00:1::/64 counter drop`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("rules lack %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(got)
+	}
+	nftCheck(t, got)
+}

@@ -82,3 +82,18 @@ func (t *TwoSites) InnerIPv6() error {
 	}
 	return nil
 }
+
+// OuterIPv6 gives the link between the gateways IPv6 beside IPv4: GWA
+// 2001:db8:12::1/64 on gwa1, GWB 2001:db8:12::2/64 on gwb1, without
+// duplicate address detection.
+func (t *TwoSites) OuterIPv6() error {
+	for _, a := range []struct {
+		ns         *NS
+		addr, link string
+	}{{t.GWA, "2001:db8:12::1/64", "gwa1"}, {t.GWB, "2001:db8:12::2/64", "gwb1"}} {
+		if err := a.ns.IP("-6", "addr", "add", a.addr, "dev", a.link, "nodad"); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -131,7 +131,11 @@ func ESPSA(suite, src, dst string, spi uint32, encHex, integHex string) string {
 	if integHex != "" {
 		integHex = "0x" + integHex
 	}
-	return fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","%#08x","%s","%s","%s","%s"`, src, dst, spi, names[0], encHex, names[1], integHex)
+	family := "IPv4"
+	if strings.Contains(src, ":") {
+		family = "IPv6"
+	}
+	return fmt.Sprintf(`uat:esp_sa:"%s","%s","%s","%#08x","%s","%s","%s","%s"`, family, src, dst, spi, names[0], encHex, names[1], integHex)
 }
 
 // IKEv2SA is tshark's -o option for one IKEv2 SA's keys, so it decrypts

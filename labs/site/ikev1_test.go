@@ -86,6 +86,8 @@ type tunnelOpts struct {
 	// swanChildRekey, when set, is strongSwan's children's rekey_time
 	// in place of espLife.
 	swanChildRekey string
+	// espExtra: more entries for gatehoused's esp block (udp_encap: true).
+	espExtra string
 }
 
 func defaults(o tunnelOpts) tunnelOpts {
@@ -136,11 +138,11 @@ tunnels:
     remote: {address: %[2]s, subnets: [%[4]s]%[14]s}
     auth: %[16]s
     ike: {version: %[20]d, proposals: [%[6]s], lifetime: %[12]s, dpd: %[11]s%[15]s}
-    esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: %[13]s}
+    esp: {proposals: [%[7]s], pfs: %[8]s, lifetime: %[13]s%[21]s}
     start: %[9]s
 %[18]splugins: {dir: %[10]s/plugins, load: [%[17]s]}
 `, s.local, s.remote, s.localNet, s.remoteNet, dir, o.ike, o.esp, o.pfs, o.start, bin, o.dpd, o.ikeLife, o.espLife, o.remoteExtra, o.ikeExtra,
-		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"), o.load, o.moreTunnels, cmp.Or(o.listen, s.local), o.version)
+		cmp.Or(o.auth, "[{psk_file: "+dir+"/site.psk}]"), o.load, o.moreTunnels, cmp.Or(o.listen, s.local), o.version, o.espExtra)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

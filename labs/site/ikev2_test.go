@@ -313,3 +313,40 @@ func TestIPv6InIPv4WithStrongSwan(t *testing.T) {
 	netns.PingThrough(t, l.HA, "10.2.0.10")
 	checkSA(t, b, "site established responder IKEv2", "fd00:2::/64")
 }
+
+// TestIPv6Outer: Gatehouse to Gatehouse between IPv6 addresses, carrying
+// IPv4 and IPv6 networks (v4-in-v6 and v6-in-v6), with IKEv2 and IKEv1,
+// ESP raw (IP protocol 50 over IPv6) and in UDP 4500 over IPv6. tshark
+// decrypts the pings out of the ESP it captured between the gateways.
+func TestIPv6Outer(t *testing.T) {
+	for _, c := range []struct {
+		version int
+		encap   bool
+	}{{2, false}, {2, true}, {1, false}} {
+		t.Run(fmt.Sprintf("IKEv%d-udp-%v", c.version, c.encap), func(t *testing.T) {
+			l := newLab(t)
+			if err := l.InnerIPv6(); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.OuterIPv6(); err != nil {
+				t.Fatal(err)
+			}
+			a6 := side{"2001:db8:12::1", "2001:db8:12::2", "10.1.0.0/24, fd00:1::/64", "10.2.0.0/24, fd00:2::/64"}
+			b6 := side{"2001:db8:12::2", "2001:db8:12::1", "10.2.0.0/24, fd00:2::/64", "10.1.0.0/24, fd00:1::/64"}
+			keylog := filepath.Join(t.TempDir(), "keys")
+			o := tunnelOpts{version: c.version, pairs: true, keylog: keylog, listen: "192.0.2.1, 2001:db8:12::1"}
+			if c.encap {
+				o.espExtra = ", udp_encap: true"
+			}
+			a := startGatehouse(t, l.GWA, a6, o)
+			o.start, o.keylog, o.listen = "passive", "", "192.0.2.2, 2001:db8:12::2"
+			b := startGatehouse(t, l.GWB, b6, o)
+			capture := l.GWB.StartCapture(t, "gwb1", "ip6 and not udp port 500", filepath.Join(t.TempDir(), "outer.pcap"))
+			netns.PingThrough(t, l.HA, "fd00:2::10")
+			netns.PingThrough(t, l.HA, "10.2.0.10")
+			checkWire(t, capture, keylog, "aes128gcm16")
+			checkSA(t, a, fmt.Sprintf("site established initiator IKEv%d", c.version), "2001:db8:12::2")
+			checkSA(t, b, fmt.Sprintf("site established responder IKEv%d", c.version), "fd00:2::/64")
+		})
+	}
+}
