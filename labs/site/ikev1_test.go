@@ -210,9 +210,10 @@ func swanChildren(s side, o tunnelOpts, esp string) string {
 }
 
 // pairChild names strongSwan's child for a subnet pair (no dots: they
-// separate the levels of swanctl.conf's names).
+// separate the levels of swanctl.conf's names; nor an IPv6 prefix's colons
+// and slash).
 func pairChild(local, remote string) string {
-	return strings.ReplaceAll("net-"+strings.TrimSuffix(local, "/24")+"-"+strings.TrimSuffix(remote, "/24"), ".", "_")
+	return strings.NewReplacer(".", "_", ":", "_", "/", "_").Replace("net-" + strings.TrimSuffix(local, "/24") + "-" + strings.TrimSuffix(remote, "/24"))
 }
 
 func startStrongSwan(t *testing.T, ns *netns.NS, s side, o tunnelOpts) *netns.StrongSwan {

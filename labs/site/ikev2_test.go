@@ -350,3 +350,67 @@ func TestIPv6Outer(t *testing.T) {
 		})
 	}
 }
+
+// TestIPv6OuterWithStrongSwan: strongSwan (kernel-libipsec, ESP in UDP
+// 4500) and Gatehouse between IPv6 addresses, IKEv2 and IKEv1, each side
+// initiating; IPv4 and IPv6 networks behind them. IKEv2 carries both pairs
+// in one child; strongSwan's IKEv1 makes one per pair. ping6 and ping pass,
+// and iperf3 over IPv6 runs through.
+func TestIPv6OuterWithStrongSwan(t *testing.T) {
+	for _, c := range []struct {
+		version         int
+		gatehouseStarts bool
+	}{{2, false}, {2, true}, {1, false}, {1, true}} {
+		t.Run(fmt.Sprintf("IKEv%d-gatehouse-starts-%v", c.version, c.gatehouseStarts), func(t *testing.T) {
+			l := newLab(t)
+			for _, err := range []error{l.InnerIPv6(), l.OuterIPv6()} {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			sa := side{"2001:db8:12::1", "2001:db8:12::2", "10.1.0.0/24, fd00:1::/64", "10.2.0.0/24, fd00:2::/64"}
+			gb := side{"2001:db8:12::2", "2001:db8:12::1", "10.2.0.0/24, fd00:2::/64", "10.1.0.0/24, fd00:1::/64"}
+			o := tunnelOpts{version: c.version, pairs: true, listen: "192.0.2.2, 2001:db8:12::2"}
+			if !c.gatehouseStarts {
+				o.start = "passive"
+			}
+			var sw *netns.StrongSwan
+			var b *gw
+			if c.gatehouseStarts {
+				sw = startStrongSwan(t, l.GWA, sa, o)
+				b = startGatehouse(t, l.GWB, gb, o)
+			} else {
+				b = startGatehouse(t, l.GWB, gb, o)
+				sw = startStrongSwan(t, l.GWA, sa, o)
+				children := []string{"net"}
+				if c.version == 1 {
+					// One child a pair; each started by hand (strongSwan's
+					// trap for the IPv4 pair of an IKE SA over IPv6 routes
+					// nothing into its TUN).
+					children = []string{pairChild("fd00:1::/64", "fd00:2::/64"), pairChild("10.1.0.0/24", "10.2.0.0/24")}
+				}
+				for _, child := range children {
+					if out, err := sw.Swanctl(30*time.Second, "--initiate", "--child", child); err != nil {
+						t.Fatalf("swanctl --initiate --child %s: %v\n%s", child, err, out)
+					}
+				}
+			}
+			// The traffic starts on the initiator's side (strongSwan traps,
+			// a passive Gatehouse does not start).
+			if c.gatehouseStarts {
+				netns.PingThrough(t, l.HB, "fd00:1::10")
+				netns.PingThrough(t, l.HB, "10.1.0.10")
+			} else {
+				netns.PingThrough(t, l.HA, "fd00:2::10")
+				netns.PingThrough(t, l.HA, "10.2.0.10")
+			}
+			mbps, err := netns.Iperf(l.HA, l.HB, "fd00:1::10", 2*time.Second)
+			if err != nil {
+				t.Fatalf("iperf3 over IPv6: %v\n%s", err, netns.Tail(sw.Log(), 3000))
+			}
+			t.Logf("iperf3 -6 %.0f Mbit/s", mbps)
+			role := map[bool]string{true: "initiator", false: "responder"}[c.gatehouseStarts]
+			checkSA(t, b, fmt.Sprintf("site established %s IKEv%d", role, c.version), "2001:db8:12::1", "fd00:2::/64")
+		})
+	}
+}
