@@ -14,8 +14,12 @@ const (
 	ProtoIPv6 = 41
 )
 
-// IPv4HeaderLen is the header without options.
-const IPv4HeaderLen = 20
+// IPv4HeaderLen is the header without options; IPv6HeaderLen the fixed
+// header.
+const (
+	IPv4HeaderLen = 20
+	IPv6HeaderLen = 40
+)
 
 // ErrNotIP means a buffer is not a well-formed IPv4 or IPv6 packet.
 var ErrNotIP = errors.New("not a well-formed IP packet")
@@ -99,6 +103,18 @@ func PutIPv4Header(b []byte, src, dst netip.Addr, proto, ttl uint8, id uint16, p
 	copy(b[12:16], s[:])
 	copy(b[16:20], d[:])
 	binary.BigEndian.PutUint16(b[10:], Checksum(b[:IPv4HeaderLen], 0))
+}
+
+// PutIPv6Header writes IPv6's fixed header (RFC 8200 section 3) for a
+// payload of payloadLen bytes with next header nh: transport mode's header
+// again after decryption.
+func PutIPv6Header(b []byte, src, dst netip.Addr, nh, hopLimit uint8, payloadLen int) {
+	b[0], b[1], b[2], b[3] = 0x60, 0, 0, 0 // version 6, traffic class and flow label 0
+	binary.BigEndian.PutUint16(b[4:], uint16(payloadLen))
+	b[6], b[7] = nh, hopLimit
+	s, d := src.As16(), dst.As16()
+	copy(b[8:24], s[:])
+	copy(b[24:40], d[:])
 }
 
 // FixTransportChecksum corrects the TCP or UDP checksum of seg after NAT

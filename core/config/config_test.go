@@ -453,6 +453,9 @@ manual_sas:
 		{"reserved SPI", "out: {spi: 0x1001,", "out: {spi: 7,", 9, "1-255 are reserved"},
 		{"transport with subnets", "    local: 192.0.2.1\n", "    mode: transport\n    local: 192.0.2.1\n", 0, "remove the subnets"},
 		{"bad suite", "suite: aes128-sha1", "suite: des-md5", 6, "too weak"},
+		{"peer of the other family", "peer: 192.0.2.2", "peer: 2001:db8::2", 0, "2001:db8::2 and local 192.0.2.1 are of different families"},
+		{"AH over IPv6", "listen: [192.0.2.1]\nmanual_sas:\n  - name: to-b\n    local: 192.0.2.1\n    peer: 192.0.2.2\n    suite: aes128-sha1",
+			"listen: [2001:db8::1]\nmanual_sas:\n  - name: to-b\n    local: 2001:db8::1\n    peer: 2001:db8::2\n    suite: ah-sha256", 0, "AH over IPv6 is not built yet"},
 	}
 	for _, c := range cases[:2] {
 		_, err := parse(t, dir, strings.Replace(good, c.from, c.to, 1))

@@ -902,8 +902,10 @@ func (v *validator) manualSA(i int, m *ManualSA, spis map[uint32]string) {
 	if !m.Local.IsValid() || !v.isListen(m.Local.Addr) {
 		v.errorAt(m.Meta.At("local"), path+".local", "required, and one of listen (%s)", v.listenText())
 	}
-	if !m.Peer.IsValid() || !m.Peer.Is4() {
-		v.errorAt(m.Meta.At("peer"), path+".peer", "required: the peer's IPv4 address")
+	if !m.Peer.IsValid() {
+		v.errorAt(m.Meta.At("peer"), path+".peer", "required: the peer's address")
+	} else if m.Local.IsValid() && m.Peer.Unmap().Is4() != m.Local.Unmap().Is4() {
+		v.errorAt(m.Meta.At("peer"), path+".peer", "%s and local %s are of different families; both IPv4 or both IPv6", m.Peer.Addr, m.Local.Addr)
 	}
 	suite, err := esp.ParseSuite(m.Suite)
 	if err != nil {
@@ -912,6 +914,9 @@ func (v *validator) manualSA(i int, m *ManualSA, spis map[uint32]string) {
 	}
 	if suite.Legacy() && !v.c.LegacyAlgorithms {
 		v.errorAt(m.Meta.At("suite"), path+".suite", "%s uses a legacy algorithm; set legacy_algorithms: true to allow it", m.Suite)
+	}
+	if suite.Protocol == esp.ProtoAH && m.Peer.IsValid() && m.Peer.Unmap().Is6() {
+		v.errorAt(m.Meta.At("suite"), path+".suite", "AH over IPv6 is not built yet; use an ESP suite with this IPv6 peer")
 	}
 	if suite.Encryption != nil && suite.Encryption.AEAD {
 		// The AEAD nonce is the salt from the key file and the sequence

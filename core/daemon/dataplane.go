@@ -100,7 +100,7 @@ func manualSAs(c *config.Config, log *zap.Logger, expired chan<- esp.Event) ([]*
 		outName, inName := policy.ManualRuleNames(m)
 		if m.Mode == "transport" {
 			meta.Mode = sad.Transport
-			meta.Selectors = []sad.Selector{{Src: netip.PrefixFrom(peer, 32), Dst: netip.PrefixFrom(local, 32)}}
+			meta.Selectors = []sad.Selector{{Src: netip.PrefixFrom(peer, peer.BitLen()), Dst: netip.PrefixFrom(local, local.BitLen())}}
 		} else {
 			for _, r := range m.RemoteSubnets {
 				for _, l := range m.LocalSubnets {
@@ -292,7 +292,7 @@ func routesOf(c *config.Config, ra *remote.Access) (routes []dataplane.Route, ad
 	}
 	for _, m := range c.ManualSAs {
 		if m.Mode == "transport" {
-			routes = append(routes, dataplane.Route{Dst: netip.PrefixFrom(m.Peer.Unmap(), 32), Src: m.Local.Unmap()})
+			routes = append(routes, dataplane.Route{Dst: netip.PrefixFrom(m.Peer.Unmap(), m.Peer.Unmap().BitLen()), Src: m.Local.Unmap()})
 			continue
 		}
 		routes = append(routes, subnetRoutes(m.LocalSubnets, m.RemoteSubnets)...)

@@ -17,8 +17,12 @@ const NftTable = "gatehouse"
 // that matches a negotiate filter is dropped unless it came out of our TUN
 // (i.e. was decapsulated by us) or the filter accepts unsecured traffic.
 // ESP, AH and IKE (UDP 500 and 4500) always pass, or no SA could ever come
-// up. Tunnel filters apply to forwarded and local traffic, transport filters
-// to local traffic only. The ruleset replaces the table atomically.
+// up; so does IPv6 neighbour discovery (RFC 4861), which is IPv4's ARP and
+// no IP traffic a filter protects: without it a transport filter between
+// two IPv6 hosts would drop their neighbour advertisements, and no ESP
+// could ever leave. Tunnel filters apply to forwarded and local traffic,
+// transport filters to local traffic only. The ruleset replaces the table
+// atomically.
 func CleartextRules(pol *policy.Policy, tun string) string {
 	input, forward := CleartextDrops(pol, policy.Inbound)
 	var b strings.Builder
@@ -30,6 +34,7 @@ func CleartextRules(pol *policy.Policy, tun string) string {
 		fmt.Fprintf(&b, "  chain %s {\n    type filter hook %s priority -10; policy accept;\n", ch.name, ch.hook)
 		fmt.Fprintf(&b, "    iifname %q accept\n", tun)
 		b.WriteString("    meta l4proto { esp, ah } accept\n    udp dport { 500, 4500 } accept\n")
+		b.WriteString("    " + NDAccept + "\n")
 		for _, r := range ch.rules {
 			b.WriteString("    " + r + "\n")
 		}
@@ -38,6 +43,10 @@ func CleartextRules(pol *policy.Policy, tun string) string {
 	b.WriteString("}\n")
 	return b.String()
 }
+
+// NDAccept is the nftables rule that lets IPv6 neighbour and router
+// discovery through (RFC 4861 types 133 to 137), before any drop.
+const NDAccept = "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept"
 
 // CleartextDrops lists, for the filters of one direction that must be
 // negotiated and do not accept unsecured traffic, an nftables drop rule

@@ -17,6 +17,7 @@ func TestCleartextRules(t *testing.T) {
 		`iifname "gatehouse0" accept`,
 		"meta l4proto { esp, ah } accept",
 		"udp dport { 500, 4500 } accept",
+		"icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept",
 		`ip saddr 10.2.0.0/16 ip daddr 10.1.0.0/16 counter drop comment "cleartext for rule t/in"`,
 		`ip saddr 198.51.100.2/32 ip daddr 203.0.113.1/32 counter drop comment "cleartext for rule gw"`,
 	} {

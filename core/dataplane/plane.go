@@ -438,6 +438,12 @@ func (p *Plane) sealOn(buf []byte, info esp.IPInfo, sa *sad.OutSA) {
 		}
 		start, payloadLen = headroom-sa.ESP.Headroom(), info.TotalLen
 	} else {
+		if info.Src.Is6() && info.HeaderLen != esp.IPv6HeaderLen {
+			// ESP would go between the extension headers (RFC 4303
+			// section 3.1.1), which the raw socket cannot send: not built.
+			p.drop(DropMalformed)
+			return
+		}
 		nh = info.Proto
 		start, payloadLen = headroom+info.HeaderLen-sa.ESP.Headroom(), info.TotalLen-info.HeaderLen
 	}
@@ -694,8 +700,13 @@ func (p *Plane) inbound(buf, data []byte, local netip.Addr, from netip.AddrPort,
 		}
 		inner = payload
 	} else {
-		if !from.Addr().Is4() {
-			p.drop(DropMalformed) // IPv6 transport mode is not built yet
+		if from.Addr().Is6() {
+			// Transport mode over IPv6: the fixed header again, with
+			// the payload's own protocol (RFC 4303 section 3.1.1). No
+			// NAT stands between IPv6 peers.
+			inner = buf[off-esp.IPv6HeaderLen : off+len(payload)]
+			esp.PutIPv6Header(inner, from.Addr(), sa.Local.Addr(), nh, 64, len(payload))
+			p.deliver(sa, buf, inner, q)
 			return
 		}
 		if nh == esp.ProtoUDP && p.cfg.L2TP != nil && len(payload) >= udpHeaderLen && binary.BigEndian.Uint16(payload[2:]) == l2tp.Port {

@@ -125,6 +125,7 @@ func Rules(c *config.Config, pol *policy.Policy, o Options) string {
 			w("\t\ttype filter hook %s priority filter; policy accept;", ch.hook)
 			w("\t\tmeta l4proto { esp, ah } accept")
 			w("\t\tudp dport { 500, 4500 } accept")
+			w("\t\t%s", dataplane.NDAccept)
 			w("\t\tudp sport { 500, 4500 } accept")
 			for _, r := range ch.in {
 				w("\t\tiifname != %q %s", tun, r)

@@ -219,7 +219,7 @@ func manualRules(i int, m config.ManualSA) ([]*Rule, error) {
 	outName, inName := ManualRuleNames(m)
 	if m.Mode == "transport" {
 		return []*Rule{{Name: outName, Origin: origin, Action: action, Auth: auth,
-			Filters: []Filter{{Src: Addr{Prefix: netip.PrefixFrom(local, 32)}, Dst: Addr{Prefix: netip.PrefixFrom(peer, 32)}, Mirrored: true}}}}, nil
+			Filters: []Filter{{Src: Addr{Prefix: netip.PrefixFrom(local, local.BitLen())}, Dst: Addr{Prefix: netip.PrefixFrom(peer, peer.BitLen())}, Mirrored: true}}}}, nil
 	}
 	out := &Rule{Name: outName, Origin: origin, Tunnel: peer, Dir: Outbound, Action: action, Auth: auth}
 	in := &Rule{Name: inName, Origin: origin, Tunnel: local, Dir: Inbound, Action: action, Auth: auth}

@@ -353,3 +353,31 @@ func TestPlainTUN(t *testing.T) {
 		}
 	}
 }
+
+// Transport mode between IPv6 addresses (RFC 4303 section 3.1.1: ESP
+// after the fixed header), raw ESP and in UDP 4500: ping6 and iperf3
+// between the gateways themselves. The cleartext rules let neighbour
+// discovery through: the first run of this test found the peers'
+// neighbour advertisements dropped, and no ESP could leave.
+func TestTransportModeIPv6(t *testing.T) {
+	for _, udp := range []bool{false, true} {
+		t.Run(fmt.Sprintf("udp=%v", udp), func(t *testing.T) {
+			l := newLab(t)
+			if err := l.OuterIPv6(); err != nil {
+				t.Fatal(err)
+			}
+			k1, k2 := key(t, "aes256-sha256"), key(t, "aes256-sha256")
+			a := start(t, l.GWA, "2001:db8:12::1", "2001:db8:12::2", "transport", "aes256-sha256", udp, 0x5001, 0x6001, k1, k2, [2]string{})
+			start(t, l.GWB, "2001:db8:12::2", "2001:db8:12::1", "transport", "aes256-sha256", udp, 0x6001, 0x5001, k2, k1, [2]string{})
+			ping(t, l.GWA, "2001:db8:12::2")
+			mode := "transport"
+			if udp {
+				mode = "transport/udp"
+			}
+			if sa := netns.Flat(a.CLI(t, "sa")); !strings.Contains(sa, mode+" ESP aes256-sha256") || !strings.Contains(sa, "2001:db8:12::2") {
+				t.Fatalf("gatehouse sa:\n%s", sa)
+			}
+			t.Logf("transport mode over IPv6, udp=%v: iperf3 %.0f Mbit/s", udp, iperf(t, l.GWB, l.GWA, "2001:db8:12::2"))
+		})
+	}
+}
