@@ -376,23 +376,25 @@ func (s *ikeSA) trim() {
 		// The IDs point into the decrypted IKE_AUTH messages: those go too.
 		e.server, e.client, e.first, e.idi, e.idr = nil, nil, nil, nil, nil
 	}
-	s.establishedKeys()
+	if err := s.establishedKeys(); err != nil {
+		// The same suite made protectors from the same keys before: the
+		// old ones stay.
+		s.m.log.Warn("IKEv2 SA keeps its setup keys", zapPeer(s), zapErr(err))
+	}
 }
 
-// establishedKeys keeps the keys an established SA needs, compactly, and
-// wipes the rest (SK_pi and SK_pr with them); the protectors are made
-// again from the copies.
-func (s *ikeSA) establishedKeys() {
+// establishedKeys keeps the keys an established SA needs, compactly, wipes
+// the rest (SK_pi and SK_pr with them), and makes the protectors from the
+// copies. On an error nothing changed.
+func (s *ikeSA) establishedKeys() error {
 	all := s.keys
 	s.keys = all.Established()
 	if err := s.protectors(); err != nil {
-		// The same suite made protectors from the same keys before: keep
-		// them as they are.
 		s.keys = all
-		s.m.log.Warn("IKEv2 SA keeps its setup keys", zapPeer(s), zapErr(err))
-		return
+		return err
 	}
 	all.Wipe()
+	return nil
 }
 
 // scheduleRekey sets when we rekey the IKE SA, as for children.
@@ -616,11 +618,11 @@ func (m *Manager) rekeyed(old *ikeSA, rk *RekeyedIKE, initiator bool) {
 		local: old.local, remote: old.remote, state: stateEstablished, created: now, established: now, nat: old.nat, encap: old.encap,
 		peerID: old.peerID, authName: old.authName, lastHeard: now, children: old.children, fragments: old.fragments, mobike: old.mobike,
 		flags: old.flags, interop: old.interop}
-	if err := n.protectors(); err != nil {
+	// A rekeyed SA never authenticates: no SK_p.
+	if err := n.establishedKeys(); err != nil {
 		m.negotiationError(old, ExchangeCreateChildSA, initiator, fmt.Errorf("IKE SA rekey: %w", err))
 		return
 	}
-	n.establishedKeys() // a rekeyed SA never authenticates: no SK_p
 	for _, c := range n.children {
 		c.sa.SPIi, c.sa.SPIr = ike.Cookie(n.spii), ike.Cookie(n.spir)
 	}

@@ -1,5 +1,7 @@
 package netns
 
+import "strings"
+
 // TwoSites is the two-gateway topology of the ESP lab and the benchmark:
 //
 //	HA 10.1.0.10 - GWA 10.1.0.1 | 192.0.2.1 --- 192.0.2.2 | 10.2.0.1 GWB - HB 10.2.0.10
@@ -42,11 +44,24 @@ func (l *Lab) TwoSites() (*TwoSites, error) {
 // GWA 10.3.0.1) and 10.4.0.0/24 behind B (HB 10.4.0.10, GWB 10.4.0.1).
 // The hosts' default routes stay; they answer from the address asked.
 func (t *TwoSites) SecondSubnets() error {
-	for _, a := range []struct {
-		ns         *NS
-		addr, link string
-	}{{t.HA, "10.3.0.10/24", "ha2"}, {t.GWA, "10.3.0.1/24", "gwa2"}, {t.HB, "10.4.0.10/24", "hb3"}, {t.GWB, "10.4.0.1/24", "gwb3"}} {
-		if err := a.ns.IP("addr", "add", a.addr, "dev", a.link); err != nil {
+	return addAddrs([]linkAddr{{t.HA, "10.3.0.10/24", "ha2"}, {t.GWA, "10.3.0.1/24", "gwa2"}, {t.HB, "10.4.0.10/24", "hb3"}, {t.GWB, "10.4.0.1/24", "gwb3"}})
+}
+
+// linkAddr is an address for a namespace's link.
+type linkAddr struct {
+	ns         *NS
+	addr, link string
+}
+
+// addAddrs puts each address on its link, IPv6 ones without duplicate
+// address detection, so that they work at once.
+func addAddrs(list []linkAddr) error {
+	for _, a := range list {
+		args := []string{"addr", "add", a.addr, "dev", a.link}
+		if strings.Contains(a.addr, ":") {
+			args = append(append([]string{"-6"}, args...), "nodad")
+		}
+		if err := a.ns.IP(args...); err != nil {
 			return err
 		}
 	}
@@ -59,13 +74,8 @@ func (t *TwoSites) SecondSubnets() error {
 // through their gateways, which forward IPv6. Duplicate address detection
 // is off, so the addresses work at once.
 func (t *TwoSites) InnerIPv6() error {
-	for _, a := range []struct {
-		ns         *NS
-		addr, link string
-	}{{t.HA, "fd00:1::10/64", "ha2"}, {t.GWA, "fd00:1::1/64", "gwa2"}, {t.HB, "fd00:2::10/64", "hb3"}, {t.GWB, "fd00:2::1/64", "gwb3"}} {
-		if err := a.ns.IP("-6", "addr", "add", a.addr, "dev", a.link, "nodad"); err != nil {
-			return err
-		}
+	if err := addAddrs([]linkAddr{{t.HA, "fd00:1::10/64", "ha2"}, {t.GWA, "fd00:1::1/64", "gwa2"}, {t.HB, "fd00:2::10/64", "hb3"}, {t.GWB, "fd00:2::1/64", "gwb3"}}); err != nil {
+		return err
 	}
 	for _, r := range []struct {
 		ns  *NS
@@ -87,13 +97,5 @@ func (t *TwoSites) InnerIPv6() error {
 // 2001:db8:12::1/64 on gwa1, GWB 2001:db8:12::2/64 on gwb1, without
 // duplicate address detection.
 func (t *TwoSites) OuterIPv6() error {
-	for _, a := range []struct {
-		ns         *NS
-		addr, link string
-	}{{t.GWA, "2001:db8:12::1/64", "gwa1"}, {t.GWB, "2001:db8:12::2/64", "gwb1"}} {
-		if err := a.ns.IP("-6", "addr", "add", a.addr, "dev", a.link, "nodad"); err != nil {
-			return err
-		}
-	}
-	return nil
+	return addAddrs([]linkAddr{{t.GWA, "2001:db8:12::1/64", "gwa1"}, {t.GWB, "2001:db8:12::2/64", "gwb1"}})
 }
